@@ -1,0 +1,298 @@
+//! Storage for the InfraPilot host: one API over SQLite (the embedded default) and PostgreSQL.
+//!
+//! Every repository method lives on [`Tx`], a transaction bound to one organisation, so that a
+//! change and its audit event are always written together. SQL is written once with `$n`
+//! placeholders, which both backends accept, and run on whichever backend the [`Store`] holds.
+
+/// Runs the same body against whichever backend a [`Tx`] holds; `$c` is the transaction.
+macro_rules! on_tx {
+    ($tx:expr, $c:ident => $body:expr) => {
+        match &mut $tx.inner {
+            $crate::TxInner::Sqlite($c) => $body,
+            $crate::TxInner::Postgres($c) => $body,
+        }
+    };
+}
+pub(crate) use on_tx;
+
+mod audit;
+mod identity;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Executor, PgPool, Postgres, Sqlite, SqlitePool};
+
+pub use audit::{
+    AuditEvent, AuditFilter, AuditPage, BadEvent, ChainReport, GENESIS_HASH, NewAuditEvent,
+    event_hash,
+};
+pub use identity::{
+    ApiTokenRow, CredentialOwner, MfaChallengeRow, NewApiToken, NewSession, NewUser,
+    RefreshTokenRow, SessionRow, UserRow,
+};
+
+/// The organisation every community installation uses.
+pub const DEFAULT_ORG_ID: &str = "00000000-0000-0000-0000-000000000001";
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// The PostgreSQL role the application runs as (created by the first migration).
+pub const POSTGRES_APP_ROLE: &str = "infrapilot_app";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL (expected sqlite:// or postgres://): {0}")]
+    UnsupportedUrl(String),
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+}
+
+impl StoreError {
+    /// Whether the error is a unique-constraint violation.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Conflict(_))
+            || matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+/// Pool statistics for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`), creating a SQLite file if needed,
+    /// and runs the migrations of that backend.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        let store = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .min_connections(1)
+                .connect_with(options)
+                .await?;
+            SQLITE_MIGRATIONS.run(&pool).await?;
+            Store {
+                pool: Pool::Sqlite(pool),
+            }
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url)?;
+            // Migrations run as the connecting role; the pool then switches every connection to
+            // the unprivileged application role, so row-level security applies to the app.
+            {
+                let migrator_pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options.clone())
+                    .await?;
+                POSTGRES_MIGRATIONS.run(&migrator_pool).await?;
+                migrator_pool.close().await;
+            }
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute("SET SESSION ROLE infrapilot_app").await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(options)
+                .await?;
+            Store {
+                pool: Pool::Postgres(pool),
+            }
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        store.ensure_default_org().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        match &self.pool {
+            Pool::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
+            Pool::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
+        }
+        Ok(())
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        match &self.pool {
+            Pool::Sqlite(p) => PoolStats {
+                size: p.size(),
+                idle: p.num_idle() as u32,
+                max: p.options().get_max_connections(),
+            },
+            Pool::Postgres(p) => PoolStats {
+                size: p.size(),
+                idle: p.num_idle() as u32,
+                max: p.options().get_max_connections(),
+            },
+        }
+    }
+
+    /// Begins a read transaction in `org_id`.
+    pub async fn read(&self, org_id: &str) -> Result<Tx> {
+        self.begin(org_id, false).await
+    }
+
+    /// Begins a write transaction in `org_id`. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so read-then-write sequences such as the audit chain never race.
+    pub async fn write(&self, org_id: &str) -> Result<Tx> {
+        self.begin(org_id, true).await
+    }
+
+    async fn begin(&self, org_id: &str, write: bool) -> Result<Tx> {
+        let inner = match &self.pool {
+            Pool::Sqlite(p) => {
+                let tx = if write {
+                    p.begin_with("BEGIN IMMEDIATE").await?
+                } else {
+                    p.begin().await?
+                };
+                TxInner::Sqlite(tx)
+            }
+            Pool::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query("SELECT set_config('app.current_org_id', $1, true)")
+                    .bind(org_id)
+                    .execute(&mut *tx)
+                    .await?;
+                TxInner::Postgres(tx)
+            }
+        };
+        Ok(Tx {
+            inner,
+            org_id: org_id.to_owned(),
+        })
+    }
+
+    async fn ensure_default_org(&self) -> Result<()> {
+        let mut tx = self.write(DEFAULT_ORG_ID).await?;
+        on_tx!(tx, c => sqlx::query(
+            "INSERT INTO organizations (id, name, created_at) VALUES ($1, 'Default', $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(DEFAULT_ORG_ID)
+        .bind(now_ms())
+        .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        tx.commit().await
+    }
+
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+enum TxInner {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+/// A transaction in one organisation. Dropped without [`Tx::commit`], it rolls back.
+pub struct Tx {
+    inner: TxInner,
+    org_id: String,
+}
+
+
+impl Tx {
+    pub fn org_id(&self) -> &str {
+        &self.org_id
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        match self.inner {
+            TxInner::Sqlite(tx) => tx.commit().await?,
+            TxInner::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// The current time in Unix milliseconds, the unit of every timestamp column.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A database URL with its password replaced, for error messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://app:secret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}

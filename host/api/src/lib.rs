@@ -1,1 +1,57 @@
+//! The HTTP API of the InfraPilot host: axum routes, authentication, the role table
+//! ([`access::ACCESS_RULES`]), the OpenAPI document, metrics and the embedded dashboard.
 
+pub mod access;
+pub mod audit_log;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+pub mod validate;
+pub mod web;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::from_fn_with_state;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::{ApiError, ApiResult};
+pub use state::{ApiSettings, AppState};
+
+/// The complete router of the host, ready to serve.
+pub fn router(state: AppState) -> Router {
+    let (router, openapi) = routes::api_routes().split_for_parts();
+    if let Ok(json) = openapi.to_json() {
+        let _ = routes::system::OPENAPI_JSON.set(json);
+    }
+    let header = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    };
+    router
+        .route_layer(from_fn_with_state(state.clone(), access::authorize))
+        .fallback(web::static_handler)
+        .layer(from_fn_with_state(state.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(extract::MAX_JSON_BODY))
+        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(header(header::REFERRER_POLICY, "no-referrer"))
+        .layer(header(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
+        }))
+        .with_state(state)
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::api_routes().split_for_parts().1
+}

@@ -1,1 +1,240 @@
-fn main() {}
+//! `infrapilot`: the control-plane binary. Command-line parsing and wiring only; the work is in
+//! the `infrapilot-*` library crates.
+
+mod config;
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use clap::{Parser, Subcommand};
+use infrapilot_api::audit_log::Actor;
+use infrapilot_api::routes::users::{NewUserInput, create_user};
+use infrapilot_api::{ApiSettings, AppState};
+use infrapilot_identity::SecretBox;
+use infrapilot_store::{DEFAULT_ORG_ID, Store, redact_url};
+
+use crate::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "infrapilot", version, about = "InfraPilot control plane for Docker hosts")]
+struct Cli {
+    /// TOML configuration file; environment variables INFRAPILOT_* override it.
+    #[arg(long, global = true, env = "INFRAPILOT_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (HTTP API and dashboard).
+    Serve,
+    /// Administrative tasks on the database.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a user. The password is read from standard input (one line).
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// super_admin, admin, operator or viewer.
+        #[arg(long, default_value = "super_admin")]
+        role: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; exit status 1 names the first bad event.
+    Verify,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    init_tracing(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(config).await,
+            Command::Admin {
+                command: AdminCommand::CreateUser { email, name, role },
+            } => admin_create_user(config, email, name, role).await,
+            Command::Audit {
+                command: AuditCommand::Verify,
+            } => audit_verify(config).await,
+        }
+    })
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let url = config.database_url();
+    Store::connect(&url, config.database_max_connections)
+        .await
+        .with_context(|| format!("opening database {}", redact_url(&url)))
+}
+
+/// The master key that seals secrets at rest: `INFRAPILOT_SECRET_KEY`, else a key file in the
+/// data directory, created (mode 0600) on first start.
+fn master_key(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let decode = |text: &str, source: &str| -> anyhow::Result<Vec<u8>> {
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .with_context(|| format!("{source}: not base64"))?;
+        if key.len() != 32 {
+            bail!("{source}: the key must be 32 bytes, found {}", key.len());
+        }
+        Ok(key)
+    };
+    if let Ok(text) = std::env::var("INFRAPILOT_SECRET_KEY") {
+        return decode(&text, "INFRAPILOT_SECRET_KEY");
+    }
+    let path = data_dir.join("secret.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => decode(&text, &path.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = infrapilot_identity::random_bytes::<32>()?;
+            let text = base64::engine::general_purpose::STANDARD.encode(key);
+            write_private_file(&path, text.as_bytes())?;
+            tracing::info!(path = %path.display(), "created a new master key; back it up with the database");
+            Ok(key.to_vec())
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let secrets = SecretBox::new(&master_key(&config.data_dir)?)?;
+    let state = AppState::new(store.clone(), secrets, ApiSettings::default());
+    let app = infrapilot_api::router(state);
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        database = %redact_url(&config.database_url()),
+        "InfraPilot is serving"
+    );
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving HTTP")?;
+    tracing::info!("shutting down: closing the database");
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+async fn admin_create_user(
+    config: Config,
+    email: String,
+    name: String,
+    role: String,
+) -> anyhow::Result<()> {
+    if std::io::stdin().is_terminal() {
+        eprint!("Password for {email}: ");
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']).to_owned();
+    let input = NewUserInput::validate(&email, &password, &name, &role)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let store = open_store(&config).await?;
+    let user = create_user(&store, &Actor::cli(), "local", input, false)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    println!("created user {} <{}> with role {}", user.id, user.email, user.role);
+    store.close().await;
+    Ok(())
+}
+
+async fn audit_verify(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let report = store.read(DEFAULT_ORG_ID).await?.verify_audit_chain().await?;
+    store.close().await;
+    match report.first_bad_event {
+        None => {
+            println!("audit chain OK: {} events verified", report.checked);
+            Ok(())
+        }
+        Some(bad) => {
+            println!(
+                "audit chain BROKEN at event {}{}: {}",
+                bad.seq,
+                bad.id.map(|id| format!(" ({id})")).unwrap_or_default(),
+                bad.reason
+            );
+            println!("{} events before it verified", report.checked);
+            std::process::exit(1);
+        }
+    }
+}

@@ -13,7 +13,6 @@ macro_rules! on_tx {
         }
     };
 }
-pub(crate) use on_tx;
 
 mod audit;
 mod identity;
@@ -60,6 +59,18 @@ impl StoreError {
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Conflict(_))
             || matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+impl StoreError {
+    /// Whether the database could not be reached (as opposed to refusing a statement).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            )
+        )
     }
 }
 
@@ -245,6 +256,17 @@ pub struct Tx {
 impl Tx {
     pub fn org_id(&self) -> &str {
         &self.org_id
+    }
+
+    /// Serialises first-run setup across connections (SQLite write transactions are serialised
+    /// already; PostgreSQL takes an advisory lock).
+    pub async fn lock_setup(&mut self) -> Result<()> {
+        if let TxInner::Postgres(c) = &mut self.inner {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('infrapilot:setup'))")
+                .execute(&mut **c)
+                .await?;
+        }
+        Ok(())
     }
 
     pub async fn commit(self) -> Result<()> {

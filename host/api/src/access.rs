@@ -1,0 +1,120 @@
+//! Authorization in one place: every route's minimum role, next to the router.
+//!
+//! The [`authorize`] middleware looks each request up here by its matched route template and
+//! method. A route with no rule is refused for everyone (deny by default); a test walks the
+//! router and fails if any route lacks a rule.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use infrapilot_identity::Role;
+
+use crate::auth::{ClientInfo, authenticate};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without credentials.
+    Public,
+    /// A signed-in user or API token with at least this role.
+    Role(Role),
+}
+
+use Access::{Public, Role as R};
+use Role::{Admin, SuperAdmin, Viewer};
+
+/// `(method, route template, access)` for every route the API serves.
+pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
+    // health and documents
+    ("GET", "/healthz", Public),
+    ("GET", "/readyz", Public),
+    ("GET", "/metrics", Public),
+    ("GET", "/api/v1/openapi.json", Public),
+    // first run
+    ("GET", "/api/v1/setup", Public),
+    ("POST", "/api/v1/setup", Public),
+    // signing in
+    ("POST", "/api/v1/auth/login", Public),
+    ("POST", "/api/v1/auth/mfa/verify", Public),
+    ("POST", "/api/v1/auth/refresh", Public),
+    // one's own account
+    ("POST", "/api/v1/auth/logout", R(Viewer)),
+    ("GET", "/api/v1/auth/me", R(Viewer)),
+    ("PUT", "/api/v1/auth/password", R(Viewer)),
+    ("GET", "/api/v1/auth/sessions", R(Viewer)),
+    ("DELETE", "/api/v1/auth/sessions/{id}", R(Viewer)),
+    ("GET", "/api/v1/auth/mfa", R(Viewer)),
+    ("POST", "/api/v1/auth/mfa/enroll", R(Viewer)),
+    ("POST", "/api/v1/auth/mfa/confirm", R(Viewer)),
+    ("POST", "/api/v1/auth/mfa/disable", R(Viewer)),
+    ("POST", "/api/v1/auth/mfa/backup-codes", R(Viewer)),
+    // users
+    ("GET", "/api/v1/users", R(Admin)),
+    ("POST", "/api/v1/users", R(SuperAdmin)),
+    ("GET", "/api/v1/users/{id}", R(Admin)),
+    ("PATCH", "/api/v1/users/{id}", R(SuperAdmin)),
+    ("DELETE", "/api/v1/users/{id}", R(SuperAdmin)),
+    // API tokens
+    ("GET", "/api/v1/tokens", R(Admin)),
+    ("POST", "/api/v1/tokens", R(Admin)),
+    ("DELETE", "/api/v1/tokens/{id}", R(Admin)),
+    // audit
+    ("GET", "/api/v1/audit", R(Admin)),
+    ("GET", "/api/v1/audit/verify", R(Admin)),
+    // reference data for forms
+    ("GET", "/api/v1/roles", R(Viewer)),
+];
+
+/// The rule for a route template and method, if there is one.
+pub fn rule_for(method: &Method, route: &str) -> Option<Access> {
+    ACCESS_RULES
+        .iter()
+        .find(|(m, p, _)| *m == method.as_str() && *p == route)
+        .map(|(_, _, access)| *access)
+}
+
+/// Enforces [`ACCESS_RULES`] before any handler runs, and hands handlers the [`crate::auth::Principal`].
+pub async fn authorize(
+    State(state): State<AppState>,
+    matched: Option<MatchedPath>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let route = matched.as_ref().map(|m| m.as_str()).unwrap_or("");
+    let Some(access) = rule_for(request.method(), route) else {
+        tracing::error!(route, method = %request.method(), "route has no access rule; refused");
+        return ApiError::forbidden("this route has no access rule").into_response();
+    };
+    let required = match access {
+        Access::Public => return next.run(request).await,
+        Access::Role(role) => role,
+    };
+    let principal = match authenticate(&state, request.headers()).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if !principal.role.at_least(required) {
+        if request.method() != Method::GET {
+            let client = ClientInfo::from_request_ref(&request);
+            crate::audit_log::record_denied(
+                &state,
+                &principal,
+                &client,
+                request.method().as_str(),
+                route,
+                required,
+            )
+            .await;
+        }
+        return ApiError::forbidden(format!(
+            "this action needs the {required} role; you have {}",
+            principal.role
+        ))
+        .into_response();
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}

@@ -1,0 +1,172 @@
+//! Request extractors whose failures are [`ApiError`]s naming the field at fault.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Largest JSON body accepted by any endpoint.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// A JSON body. Malformed JSON, wrong types, missing and unknown fields, invalid UTF-8 and
+/// oversized bodies all become 4xx errors that name the field.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                let mime = v.split(';').next().unwrap_or("").trim();
+                mime.eq_ignore_ascii_case("application/json")
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected a JSON body with Content-Type: application/json",
+            )
+            .with_field("content-type"));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("the request body exceeds {MAX_JSON_BODY} bytes"),
+                )
+                .with_field("body")
+            })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Deserialises JSON, turning serde's message into an error that names the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the request body is empty; expected a JSON object",
+        )
+        .with_field("body"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        deserialize_error(&path, &inner.to_string(), inner.is_syntax() || inner.is_eof())
+    })?;
+    de.end().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("trailing data after the JSON value: {e}"),
+        )
+        .with_field("body")
+    })?;
+    Ok(value)
+}
+
+/// Query-string parameters, with the same error conventions as [`ApiJson`].
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                deserialize_error(&path, &e.into_inner().to_string(), false)
+            })
+    }
+}
+
+/// Builds the error for a failed deserialisation at `path` with serde's `message`.
+fn deserialize_error(path: &str, message: &str, syntax: bool) -> ApiError {
+    // serde reports missing and unknown fields at the parent's path, naming the field in backticks.
+    let named = |prefix: &str| -> Option<String> {
+        let rest = message.strip_prefix(prefix)?;
+        let name = rest.split('`').next()?;
+        Some(if path == "." || path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        })
+    };
+    let clean = message.split(" at line ").next().unwrap_or(message).to_owned();
+    if let Some(field) = named("missing field `") {
+        return ApiError::new(StatusCode::BAD_REQUEST, "missing_field", format!("{field} is required"))
+            .with_field(field);
+    }
+    if let Some(field) = named("unknown field `") {
+        return ApiError::new(StatusCode::BAD_REQUEST, "unknown_field", clean).with_field(field);
+    }
+    let field = if path == "." || path.is_empty() {
+        "body".to_owned()
+    } else {
+        path.to_owned()
+    };
+    let code = if syntax { "invalid_json" } else { "invalid_type" };
+    ApiError::new(StatusCode::BAD_REQUEST, code, clean).with_field(field)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        email: String,
+        count: u32,
+        inner: Option<Inner>,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        flag: bool,
+    }
+
+    fn err(body: &[u8]) -> ApiError {
+        parse_json::<Body>(body).unwrap_err()
+    }
+
+    #[test]
+    fn names_the_field() {
+        let e = err(br#"{"count": 1}"#);
+        assert_eq!((e.code, e.field.as_deref()), ("missing_field", Some("email")));
+        let e = err(br#"{"email": 5, "count": 1}"#);
+        assert_eq!((e.code, e.field.as_deref()), ("invalid_type", Some("email")));
+        let e = err(br#"{"email": "a", "count": 1, "admin": true}"#);
+        assert_eq!((e.code, e.field.as_deref()), ("unknown_field", Some("admin")));
+        let e = err(br#"{"email": "a", "count": 1, "inner": {"flag": "yes"}}"#);
+        assert_eq!(e.field.as_deref(), Some("inner.flag"));
+        let e = err(br#"{"email": "a", "count": 1, "inner": {}}"#);
+        assert_eq!(e.field.as_deref(), Some("inner.flag"));
+        let e = err(b"{\"email\": \"\xff\xfe\", \"count\": 1}");
+        assert!(e.status.is_client_error());
+        assert_eq!(e.field.as_deref(), Some("email"));
+        let e = err(b"{\"email\": ");
+        assert_eq!((e.code, e.field.as_deref()), ("invalid_json", Some("email")));
+        let e = err(b"");
+        assert_eq!(e.field.as_deref(), Some("body"));
+        let e = err(br#"{"email": "a", "count": 1} x"#);
+        assert_eq!(e.field.as_deref(), Some("body"));
+    }
+}

@@ -1,0 +1,350 @@
+//! Users of the organisation, and the first-run setup that creates the first super_admin.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use infrapilot_identity::Role;
+use infrapilot_store::{DEFAULT_ORG_ID, NewUser, Store, Tx, UserRow};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::audit_log::{self, Actor};
+use crate::auth::{ClientInfo, Principal};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::ApiJson;
+use crate::routes::session::new_password_hash;
+use crate::state::AppState;
+use crate::validate;
+
+#[derive(Serialize, ToSchema)]
+pub struct UserDto {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub mfa_enabled: bool,
+    pub disabled: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<UserRow> for UserDto {
+    fn from(u: UserRow) -> UserDto {
+        UserDto {
+            id: u.id,
+            email: u.email,
+            name: u.name,
+            role: u.role,
+            mfa_enabled: u.totp_enabled,
+            disabled: u.disabled,
+            created_at: validate::rfc3339(u.created_at),
+            updated_at: validate::rfc3339(u.updated_at),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+    /// `super_admin`, `admin`, `operator` or `viewer`.
+    pub role: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetupRequest {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SetupStatus {
+    /// True until the first user exists.
+    pub needed: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    pub name: Option<String>,
+    pub role: Option<String>,
+    pub disabled: Option<bool>,
+    /// Sets a new password and ends the user's sessions.
+    pub password: Option<String>,
+}
+
+/// Validated input for a new user.
+pub struct NewUserInput {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+    pub role: Role,
+}
+
+impl NewUserInput {
+    pub fn validate(email: &str, password: &str, name: &str, role: &str) -> ApiResult<NewUserInput> {
+        let email = validate::email("email", email)?;
+        validate::new_password("password", password)?;
+        let name = validate::display_name("name", name)?;
+        let role = validate::role("role", role)?;
+        Ok(NewUserInput {
+            email,
+            password: password.to_owned(),
+            name,
+            role,
+        })
+    }
+}
+
+/// Creates a user and its audit event in `tx` (shared by the API, setup and the CLI).
+pub async fn create_user_in(
+    tx: &mut Tx,
+    actor: &Actor,
+    ip: &str,
+    input: NewUserInput,
+    action: &str,
+) -> ApiResult<UserDto> {
+    let password_hash = new_password_hash(input.password).await?;
+    let id = uuid::Uuid::new_v4().to_string();
+    tx.insert_user(&NewUser {
+        id: &id,
+        email: &input.email,
+        name: &input.name,
+        password_hash: &password_hash,
+        role: input.role.as_str(),
+    })
+    .await
+    .map_err(|e| {
+        if e.is_unique_violation() {
+            ApiError::conflict("a user with this email exists").with_field("email")
+        } else {
+            e.into()
+        }
+    })?;
+    audit_log::success(
+        tx,
+        actor,
+        ip,
+        action,
+        &format!("user:{id}"),
+        json!({"email": input.email, "role": input.role.as_str()}),
+    )
+    .await?;
+    let user = tx
+        .user_by_id(&id)
+        .await?
+        .ok_or_else(|| ApiError::internal("created user vanished"))?;
+    Ok(UserDto::from(user))
+}
+
+/// First-run setup or `infrapilot admin create-user`: creates a user unless `only_if_empty`
+/// and users exist. Used by the CLI too.
+pub async fn create_user(
+    store: &Store,
+    actor: &Actor,
+    ip: &str,
+    input: NewUserInput,
+    only_if_empty: bool,
+) -> ApiResult<UserDto> {
+    let mut tx = store.write(DEFAULT_ORG_ID).await?;
+    if only_if_empty {
+        tx.lock_setup().await?;
+        if tx.count_users().await? > 0 {
+            return Err(ApiError::conflict("setup is done: users exist already; sign in"));
+        }
+    }
+    let action = if only_if_empty { "setup.complete" } else { "user.create" };
+    let user = create_user_in(&mut tx, actor, ip, input, action).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+#[utoipa::path(get, path = "/api/v1/setup", tag = "setup", responses((status = 200, body = SetupStatus)))]
+pub async fn setup_status(State(state): State<AppState>) -> ApiResult<Json<SetupStatus>> {
+    let mut tx = state.store().read(DEFAULT_ORG_ID).await?;
+    Ok(Json(SetupStatus {
+        needed: tx.count_users().await? == 0,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/setup", tag = "setup", request_body = SetupRequest,
+    responses((status = 201, body = UserDto), (status = 409, body = ErrorBody)))]
+pub async fn setup(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    ApiJson(req): ApiJson<SetupRequest>,
+) -> ApiResult<(StatusCode, Json<UserDto>)> {
+    // Refuse before validating, so a finished installation reveals nothing about its rules.
+    if state.store().read(DEFAULT_ORG_ID).await?.count_users().await? > 0 {
+        return Err(ApiError::conflict("setup is done: users exist already; sign in"));
+    }
+    let input = NewUserInput::validate(&req.email, &req.password, &req.name, "super_admin")?;
+    let actor = Actor {
+        id: None,
+        label: input.email.clone(),
+    };
+    let user = create_user(state.store(), &actor, &client.ip, input, true).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    responses((status = 200, body = Vec<UserDto>)), security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Vec<UserDto>>> {
+    let mut tx = state.store().read(&principal.org_id).await?;
+    Ok(Json(tx.list_users().await?.into_iter().map(UserDto::from).collect()))
+}
+
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUserRequest,
+    responses((status = 201, body = UserDto), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    ApiJson(req): ApiJson<CreateUserRequest>,
+) -> ApiResult<(StatusCode, Json<UserDto>)> {
+    let input = NewUserInput::validate(&req.email, &req.password, &req.name, &req.role)?;
+    let mut tx = state.store().write(&principal.org_id).await?;
+    let user = create_user_in(&mut tx, &Actor::user(&principal), &client.ip, input, "user.create").await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+async fn find(tx: &mut Tx, raw_id: &str) -> ApiResult<UserRow> {
+    let id = validate::uuid("id", raw_id)?;
+    tx.user_by_id(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("id", "no such user"))
+}
+
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+    responses((status = 200, body = UserDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<UserDto>> {
+    let mut tx = state.store().read(&principal.org_id).await?;
+    Ok(Json(UserDto::from(find(&mut tx, &id).await?)))
+}
+
+/// Refuses a change that would leave the organisation without an enabled super_admin.
+async fn keep_a_super_admin(tx: &mut Tx, user: &UserRow, field: &str) -> ApiResult<()> {
+    if user.role == Role::SuperAdmin.as_str()
+        && !user.disabled
+        && tx.count_active_with_role(Role::SuperAdmin.as_str()).await? <= 1
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_super_admin",
+            "this is the last enabled super_admin; promote another user first",
+        )
+        .with_field(field));
+    }
+    Ok(())
+}
+
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+    request_body = UpdateUserRequest,
+    responses((status = 200, body = UserDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateUserRequest>,
+) -> ApiResult<Json<UserDto>> {
+    // Validate everything before touching anything.
+    let name = req.name.as_deref().map(|n| validate::display_name("name", n)).transpose()?;
+    let role = req.role.as_deref().map(|r| validate::role("role", r)).transpose()?;
+    let password_hash = match req.password {
+        Some(p) => {
+            validate::new_password("password", &p)?;
+            Some(new_password_hash(p).await?)
+        }
+        None => None,
+    };
+    let mut tx = state.store().write(&principal.org_id).await?;
+    let user = find(&mut tx, &id).await?;
+    if role.is_some_and(|r| r != Role::SuperAdmin) {
+        keep_a_super_admin(&mut tx, &user, "role").await?;
+    }
+    if req.disabled == Some(true) {
+        keep_a_super_admin(&mut tx, &user, "disabled").await?;
+    }
+    let mut changed = Vec::new();
+    if name.is_some() || req.disabled.is_some() {
+        tx.update_user_profile(
+            &user.id,
+            name.as_deref().unwrap_or(&user.name),
+            req.disabled.unwrap_or(user.disabled),
+        )
+        .await?;
+        if name.is_some() {
+            changed.push("name");
+        }
+        if req.disabled.is_some() {
+            changed.push("disabled");
+        }
+    }
+    if let Some(role) = role {
+        tx.set_role(&user.id, role.as_str()).await?;
+        changed.push("role");
+    }
+    if let Some(hash) = &password_hash {
+        tx.set_password_hash(&user.id, hash).await?;
+        changed.push("password");
+    }
+    if password_hash.is_some() || req.disabled == Some(true) {
+        tx.revoke_user_sessions(&user.id, "changed by an administrator", None)
+            .await?;
+    }
+    audit_log::success(
+        &mut tx,
+        &Actor::user(&principal),
+        &client.ip,
+        "user.update",
+        &format!("user:{}", user.id),
+        json!({"changed": changed, "role": role.map(|r| r.as_str()), "disabled": req.disabled}),
+    )
+    .await?;
+    let updated = find(&mut tx, &user.id).await?;
+    tx.commit().await?;
+    Ok(Json(UserDto::from(updated)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let mut tx = state.store().write(&principal.org_id).await?;
+    let user = find(&mut tx, &id).await?;
+    if user.id == principal.user_id {
+        return Err(ApiError::conflict("you cannot delete your own account").with_field("id"));
+    }
+    keep_a_super_admin(&mut tx, &user, "id").await?;
+    tx.revoke_user_sessions(&user.id, "user deleted", None).await?;
+    tx.delete_user(&user.id).await?;
+    audit_log::success(
+        &mut tx,
+        &Actor::user(&principal),
+        &client.ip,
+        "user.delete",
+        &format!("user:{}", user.id),
+        json!({"email": user.email}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,91 @@
+//! Shared state of the HTTP API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use infrapilot_identity::{LoginThrottle, SecretBox};
+use infrapilot_store::Store;
+
+use crate::metrics::Metrics;
+
+/// Tunables of the API, with production defaults.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Lifetime of an access token.
+    pub access_token_ttl: Duration,
+    /// Lifetime of a session (its refresh tokens).
+    pub session_ttl: Duration,
+    /// Failed logins per account within `throttle_window` before it is locked for a while.
+    pub account_failures: usize,
+    /// Failed logins per client address within `throttle_window`.
+    pub ip_failures: usize,
+    pub throttle_window: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> ApiSettings {
+        ApiSettings {
+            access_token_ttl: Duration::from_secs(15 * 60),
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
+            account_failures: 5,
+            ip_failures: 30,
+            throttle_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    secrets: SecretBox,
+    settings: ApiSettings,
+    account_throttle: LoginThrottle,
+    ip_throttle: LoginThrottle,
+    metrics: Metrics,
+}
+
+impl AppState {
+    pub fn new(store: Store, secrets: SecretBox, settings: ApiSettings) -> AppState {
+        AppState {
+            inner: Arc::new(Inner {
+                account_throttle: LoginThrottle::new(
+                    settings.account_failures,
+                    settings.throttle_window,
+                ),
+                ip_throttle: LoginThrottle::new(settings.ip_failures, settings.throttle_window),
+                metrics: Metrics::new(),
+                store,
+                secrets,
+                settings,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn secrets(&self) -> &SecretBox {
+        &self.inner.secrets
+    }
+
+    pub fn settings(&self) -> &ApiSettings {
+        &self.inner.settings
+    }
+
+    pub fn account_throttle(&self) -> &LoginThrottle {
+        &self.inner.account_throttle
+    }
+
+    pub fn ip_throttle(&self) -> &LoginThrottle {
+        &self.inner.ip_throttle
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+}

@@ -1,0 +1,131 @@
+//! Configuration: built-in defaults, then a TOML file, then `INFRAPILOT_*` environment variables.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address and port of the HTTP server.
+    pub listen: String,
+    /// Where the SQLite database and the master key live.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default: `sqlite://<data_dir>/infrapilot.db`.
+    pub database_url: Option<String>,
+    pub database_max_connections: u32,
+    pub log_format: LogFormat,
+    /// A `tracing` filter such as `info` or `infrapilot=debug,tower_http=info`.
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: "0.0.0.0:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_max_connections: 8,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the file (if any) and applies the environment on top.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(v) = var("INFRAPILOT_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = var("INFRAPILOT_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = var("INFRAPILOT_DATABASE_URL").filter(|v| !v.is_empty()) {
+            self.database_url = Some(v);
+        }
+        if let Some(v) = var("INFRAPILOT_DATABASE_MAX_CONNECTIONS") {
+            self.database_max_connections = v
+                .parse()
+                .with_context(|| format!("INFRAPILOT_DATABASE_MAX_CONNECTIONS: not a number: {v:?}"))?;
+        }
+        if let Some(v) = var("INFRAPILOT_LOG_FORMAT") {
+            self.log_format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => bail!("INFRAPILOT_LOG_FORMAT must be text or json, not {v:?}"),
+            };
+        }
+        if let Some(v) = var("INFRAPILOT_LOG_LEVEL") {
+            self.log_level = v;
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .with_context(|| format!("listen: not an address:port: {:?}", self.listen))?;
+        if self.database_max_connections == 0 || self.database_max_connections > 1000 {
+            bail!("database_max_connections must be between 1 and 1000");
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("infrapilot.db").display())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_values() {
+        let mut c: Config = toml::from_str("listen = \"127.0.0.1:9000\"\nlog_format = \"json\"").unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        c.apply_env(|k| match k {
+            "INFRAPILOT_LISTEN" => Some("127.0.0.1:9001".into()),
+            "INFRAPILOT_DATA_DIR" => Some("/tmp/x".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9001");
+        assert_eq!(c.database_url(), "sqlite:///tmp/x/infrapilot.db");
+        c.check().unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(toml::from_str::<Config>("listne = \"x\"").is_err(), "unknown keys refused");
+        let mut c = Config::default();
+        assert!(c.apply_env(|k| (k == "INFRAPILOT_LOG_FORMAT").then(|| "xml".into())).is_err());
+        c.listen = "nonsense".into();
+        assert!(c.check().is_err());
+    }
+}

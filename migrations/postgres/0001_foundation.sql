@@ -115,6 +115,9 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'infrapilot_app') THEN
         CREATE ROLE infrapilot_app NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
     END IF;
+EXCEPTION
+    -- Another database in the same cluster created it at the same moment.
+    WHEN duplicate_object OR unique_violation THEN NULL;
 END
 $$;
 GRANT infrapilot_app TO CURRENT_USER;

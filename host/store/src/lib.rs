@@ -16,6 +16,8 @@ macro_rules! on_tx {
 
 mod audit;
 mod identity;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::str::FromStr;
 use std::time::Duration;

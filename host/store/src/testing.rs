@@ -1,0 +1,111 @@
+//! Throw-away databases for tests, on both backends.
+//!
+//! SQLite: a file in a fresh temporary directory. PostgreSQL: a fresh database in the cluster at
+//! `INFRAPILOT_TEST_POSTGRES_URL` (a superuser URL; the test script starts such a cluster). When
+//! that variable is unset the PostgreSQL half is skipped with a notice, except under `CI=true`,
+//! where its absence is an error.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use sqlx::{ConnectOptions, Connection, Executor};
+
+use crate::{Backend, Store};
+
+/// A test database and a way to run raw SQL on it as its owner (to simulate tampering).
+pub struct TestDb {
+    pub store: Store,
+    pub backend: Backend,
+    owner_url: String,
+    _dir: Option<TempDir>,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The backends to run a suite against.
+pub fn backends() -> Vec<Backend> {
+    let mut v = vec![Backend::Sqlite];
+    match std::env::var("INFRAPILOT_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => v.push(Backend::Postgres),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but INFRAPILOT_TEST_POSTGRES_URL is not set: the PostgreSQL suite must run")
+        }
+        _ => eprintln!("INFRAPILOT_TEST_POSTGRES_URL unset: skipping PostgreSQL (run scripts/test.sh)"),
+    }
+    v
+}
+
+static PG_SETUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("infrapilot-test-{unique}"));
+                std::fs::create_dir_all(&dir).expect("temp dir");
+                let url = format!("sqlite://{}", dir.join("test.db").display());
+                let store = Store::connect(&url, 4).await.expect("sqlite store");
+                TestDb {
+                    store,
+                    backend,
+                    owner_url: url,
+                    _dir: Some(TempDir(dir)),
+                }
+            }
+            Backend::Postgres => {
+                let admin = std::env::var("INFRAPILOT_TEST_POSTGRES_URL").expect("postgres url");
+                let name = format!("ip_test_{unique}");
+                // Creating databases and the shared role concurrently trips PostgreSQL's
+                // catalog locks; one at a time is fast enough.
+                let _guard = PG_SETUP.lock().await;
+                let mut conn = sqlx::PgConnection::connect(&admin).await.expect("postgres admin");
+                conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                    .expect("create database");
+                conn.close().await.ok();
+                let options = sqlx::postgres::PgConnectOptions::from_str(&admin)
+                    .expect("url")
+                    .database(&name);
+                let url = options.to_url_lossy().to_string();
+                let store = Store::connect(&url, 4).await.expect("postgres store");
+                TestDb {
+                    store,
+                    backend,
+                    owner_url: url,
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    /// Runs SQL as the database owner, bypassing the application role.
+    pub async fn raw_execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.owner_url).await.expect("sqlite");
+                c.execute(sqlx::AssertSqlSafe(sql.to_owned())).await.expect("raw sql");
+                c.close().await.ok();
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.owner_url).await.expect("pg");
+                c.execute(sqlx::AssertSqlSafe(sql.to_owned())).await.expect("raw sql");
+                c.close().await.ok();
+            }
+        }
+    }
+
+    /// Runs a query returning one text value, as the application (through the store's pool).
+    pub async fn app_scalar(&self, sql: &'static str) -> String {
+        match &self.store.pool {
+            crate::Pool::Sqlite(p) => sqlx::query_scalar::<_, String>(sql).fetch_one(p).await.expect("query"),
+            crate::Pool::Postgres(p) => sqlx::query_scalar::<_, String>(sql).fetch_one(p).await.expect("query"),
+        }
+    }
+}

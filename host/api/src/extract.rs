@@ -111,7 +111,11 @@ fn deserialize_error(path: &str, message: &str, syntax: bool) -> ApiError {
         return ApiError::new(StatusCode::BAD_REQUEST, "missing_field", format!("{field} is required"))
             .with_field(field);
     }
-    if let Some(field) = named("unknown field `") {
+    if let Some(mut field) = named("unknown field `") {
+        // serde_path_to_error already puts the unknown key itself on the path.
+        if path != "." && !path.is_empty() && path.rsplit('.').next() == field.rsplit('.').next() {
+            field = path.to_owned();
+        }
         return ApiError::new(StatusCode::BAD_REQUEST, "unknown_field", clean).with_field(field);
     }
     let field = if path == "." || path.is_empty() {

@@ -1,0 +1,175 @@
+//! A test harness: the real router over a real database (SQLite or PostgreSQL), called in-process.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use infrapilot_api::{ApiSettings, AppState, router};
+use infrapilot_identity::SecretBox;
+use infrapilot_store::Backend;
+use infrapilot_store::testing::TestDb;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const ADMIN_EMAIL: &str = "root@example.com";
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub db: TestDb,
+    pub router: Router,
+    pub client_ip: String,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+    pub raw: Vec<u8>,
+}
+
+impl Reply {
+    /// The `field` of an error reply.
+    pub fn field(&self) -> Option<&str> {
+        self.body["error"]["field"].as_str()
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        self.body["error"]["code"].as_str()
+    }
+}
+
+impl TestApp {
+    pub async fn new(backend: Backend) -> TestApp {
+        TestApp::with_settings(backend, ApiSettings::default()).await
+    }
+
+    pub async fn with_settings(backend: Backend, settings: ApiSettings) -> TestApp {
+        let db = TestDb::new(backend).await;
+        let state = AppState::new(
+            db.store.clone(),
+            SecretBox::new(&[42u8; 32]).unwrap(),
+            settings,
+        );
+        TestApp {
+            router: router(state),
+            db,
+            client_ip: "192.0.2.10".into(),
+        }
+    }
+
+    /// Sends raw bytes with the given content type.
+    pub async fn send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if let Some(ct) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, ct);
+        }
+        builder = builder.header(header::USER_AGENT, "infrapilot-tests");
+        let mut request = builder.body(Body::from(body)).unwrap();
+        let addr: SocketAddr = format!("{}:40000", self.client_ip).parse().unwrap();
+        request.extensions_mut().insert(ConnectInfo(addr));
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let raw = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        Reply { status, headers, body, raw }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        match body {
+            Some(b) => {
+                self.send_raw(method, path, token, Some("application/json"), b.to_string().into_bytes())
+                    .await
+            }
+            None => self.send_raw(method, path, token, None, Vec::new()).await,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call("GET", path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call("POST", path, token, Some(body)).await
+    }
+
+    /// Completes first-run setup and returns the super_admin's access token.
+    pub async fn setup_admin(&self) -> String {
+        let r = self
+            .post("/api/v1/setup", None, json!({"email": ADMIN_EMAIL, "password": PASSWORD, "name": "Root"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        self.login(ADMIN_EMAIL, PASSWORD).await
+    }
+
+    /// Logs in (no MFA) and returns the access token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let r = self
+            .post("/api/v1/auth/login", None, json!({"email": email, "password": password}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "login {email}: {:?}", r.body);
+        r.body["access_token"].as_str().expect("access token").to_owned()
+    }
+
+    /// Creates a user with `role` (as the given super_admin) and returns its access token.
+    pub async fn user_with_role(&self, admin: &str, role: &str) -> String {
+        let email = format!("{role}@example.com");
+        let r = self
+            .post(
+                "/api/v1/users",
+                Some(admin),
+                json!({"email": email, "password": PASSWORD, "name": role, "role": role}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        self.login(&email, PASSWORD).await
+    }
+
+    /// The actions of every audit event, oldest first.
+    pub async fn audit_actions(&self, admin: &str) -> Vec<String> {
+        let r = self.get("/api/v1/audit?limit=500", admin).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let mut actions: Vec<String> = r.body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect();
+        actions.reverse();
+        actions
+    }
+}
+
+/// `oathtool --totp -b SECRET [--now TIME]`: codes from an independent implementation.
+pub fn oathtool(secret_base32: &str, offset_seconds: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + offset_seconds;
+    let out = std::process::Command::new("oathtool")
+        .arg("--totp")
+        .arg("-b")
+        .arg("--now")
+        .arg(format!("@{now}"))
+        .arg(secret_base32)
+        .output()
+        .expect("oathtool must be installed (Debian package oathtool); scripts/test.sh installs it");
+    assert!(out.status.success(), "oathtool: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}

@@ -59,6 +59,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         )
         .with_field("body"));
     }
+    // Every request body is an object; serde would otherwise accept a struct as an array.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "expected a JSON object",
+        )
+        .with_field("body"));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -96,6 +105,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
 /// Builds the error for a failed deserialisation at `path` with serde's `message`.
 fn deserialize_error(path: &str, message: &str, syntax: bool) -> ApiError {
+    // `?` marks a segment serde could not name (e.g. a broken key); keep the named prefix.
+    let known: Vec<&str> = path.split('.').take_while(|s| *s != "?").collect();
+    let path = &known.join(".");
     // serde reports missing and unknown fields at the parent's path, naming the field in backticks.
     let named = |prefix: &str| -> Option<String> {
         let rest = message.strip_prefix(prefix)?;

@@ -42,7 +42,9 @@ impl Actor {
 
 /// Where a request came from; the CLI passes `local`.
 pub fn origin_ip(client: Option<&ClientInfo>) -> String {
-    client.map(|c| c.ip.clone()).unwrap_or_else(|| "local".into())
+    client
+        .map(|c| c.ip.clone())
+        .unwrap_or_else(|| "local".into())
 }
 
 pub fn event(

@@ -112,10 +112,9 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
             credential: Credential::Session(owner.credential_id),
         }
     } else if secret.starts_with(TokenKind::Api.prefix()) {
-        let (owner, creator_role) = tx
-            .api_token_by_hash(&hash)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("the API token is invalid, revoked or expired"))?;
+        let (owner, creator_role) = tx.api_token_by_hash(&hash).await?.ok_or_else(|| {
+            ApiError::unauthorized("the API token is invalid, revoked or expired")
+        })?;
         // A token never acts above its creator's current role.
         let role = parse_role(&owner.role)?.min(parse_role(&creator_role)?);
         Principal {

@@ -72,7 +72,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        deserialize_error(&path, &inner.to_string(), inner.is_syntax() || inner.is_eof())
+        deserialize_error(
+            &path,
+            &inner.to_string(),
+            inner.is_syntax() || inner.is_eof(),
+        )
     })?;
     de.end().map_err(|e| {
         ApiError::new(
@@ -118,10 +122,18 @@ fn deserialize_error(path: &str, message: &str, syntax: bool) -> ApiError {
             format!("{path}.{name}")
         })
     };
-    let clean = message.split(" at line ").next().unwrap_or(message).to_owned();
+    let clean = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(message)
+        .to_owned();
     if let Some(field) = named("missing field `") {
-        return ApiError::new(StatusCode::BAD_REQUEST, "missing_field", format!("{field} is required"))
-            .with_field(field);
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+            format!("{field} is required"),
+        )
+        .with_field(field);
     }
     if let Some(mut field) = named("unknown field `") {
         // serde_path_to_error already puts the unknown key itself on the path.
@@ -135,7 +147,11 @@ fn deserialize_error(path: &str, message: &str, syntax: bool) -> ApiError {
     } else {
         path.to_owned()
     };
-    let code = if syntax { "invalid_json" } else { "invalid_type" };
+    let code = if syntax {
+        "invalid_json"
+    } else {
+        "invalid_type"
+    };
     ApiError::new(StatusCode::BAD_REQUEST, code, clean).with_field(field)
 }
 
@@ -166,11 +182,20 @@ mod tests {
     #[test]
     fn names_the_field() {
         let e = err(br#"{"count": 1}"#);
-        assert_eq!((e.code, e.field.as_deref()), ("missing_field", Some("email")));
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("missing_field", Some("email"))
+        );
         let e = err(br#"{"email": 5, "count": 1}"#);
-        assert_eq!((e.code, e.field.as_deref()), ("invalid_type", Some("email")));
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("invalid_type", Some("email"))
+        );
         let e = err(br#"{"email": "a", "count": 1, "admin": true}"#);
-        assert_eq!((e.code, e.field.as_deref()), ("unknown_field", Some("admin")));
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("unknown_field", Some("admin"))
+        );
         let e = err(br#"{"email": "a", "count": 1, "inner": {"flag": "yes"}}"#);
         assert_eq!(e.field.as_deref(), Some("inner.flag"));
         let e = err(br#"{"email": "a", "count": 1, "inner": {}}"#);
@@ -179,7 +204,10 @@ mod tests {
         assert!(e.status.is_client_error());
         assert_eq!(e.field.as_deref(), Some("email"));
         let e = err(b"{\"email\": ");
-        assert_eq!((e.code, e.field.as_deref()), ("invalid_json", Some("email")));
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("invalid_json", Some("email"))
+        );
         let e = err(b"");
         assert_eq!(e.field.as_deref(), Some("body"));
         let e = err(br#"{"email": "a", "count": 1} x"#);

@@ -99,7 +99,9 @@ impl Metrics {
     fn encode(&self, state: &AppState) -> String {
         let stats = state.store().pool_stats();
         let set = |name, v: u32| {
-            self.pool.get_or_create(&PoolLabels { state: name }).set(i64::from(v));
+            self.pool
+                .get_or_create(&PoolLabels { state: name })
+                .set(i64::from(v));
         };
         set("idle", stats.idle);
         set("in_use", stats.size.saturating_sub(stats.idle));

@@ -8,10 +8,16 @@ use crate::error::{ApiError, ApiResult};
 pub fn email(field: &str, raw: &str) -> ApiResult<String> {
     let e = raw.trim().to_lowercase();
     if e.is_empty() {
-        return Err(ApiError::invalid(field, format!("{field} must not be empty")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must not be empty"),
+        ));
     }
     if e.len() > 254 {
-        return Err(ApiError::invalid(field, format!("{field} must be at most 254 characters")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be at most 254 characters"),
+        ));
     }
     let valid = match e.split_once('@') {
         Some((local, domain)) => {
@@ -22,12 +28,16 @@ pub fn email(field: &str, raw: &str) -> ApiResult<String> {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
                 && !domain.contains("..")
-                && e.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '<' && c != '>')
+                && e.chars()
+                    .all(|c| !c.is_whitespace() && !c.is_control() && c != '<' && c != '>')
         }
         None => false,
     };
     if !valid {
-        return Err(ApiError::invalid(field, format!("{field} is not a valid email address")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} is not a valid email address"),
+        ));
     }
     Ok(e)
 }
@@ -36,13 +46,22 @@ pub fn email(field: &str, raw: &str) -> ApiResult<String> {
 pub fn display_name(field: &str, raw: &str) -> ApiResult<String> {
     let n = raw.trim();
     if n.is_empty() {
-        return Err(ApiError::invalid(field, format!("{field} must not be empty")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must not be empty"),
+        ));
     }
     if n.chars().count() > 100 {
-        return Err(ApiError::invalid(field, format!("{field} must be at most 100 characters")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be at most 100 characters"),
+        ));
     }
     if n.chars().any(char::is_control) {
-        return Err(ApiError::invalid(field, format!("{field} must not contain control characters")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
     }
     Ok(n.to_owned())
 }
@@ -108,7 +127,9 @@ mod tests {
     #[test]
     fn emails() {
         assert_eq!(email("email", " A@Example.COM ").unwrap(), "a@example.com");
-        for bad in ["", "a", "a@", "@b", "a@@b", "a b@c", "a@b..c", "a@.b", "a\n@b", "<a@b>"] {
+        for bad in [
+            "", "a", "a@", "@b", "a@@b", "a b@c", "a@b..c", "a@.b", "a\n@b", "<a@b>",
+        ] {
             let e = email("email", bad).unwrap_err();
             assert_eq!(e.field.as_deref(), Some("email"), "{bad:?}");
         }

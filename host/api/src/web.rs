@@ -21,7 +21,11 @@ pub async fn static_handler(uri: Uri) -> Response {
         return response;
     }
     // Missing files with an extension are real 404s; anything else is a client-side route.
-    if path.rsplit('/').next().is_some_and(|last| last.contains('.')) {
+    if path
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains('.'))
+    {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     }
     asset("index.html").unwrap_or_else(|| {

@@ -37,9 +37,15 @@ fn every_route_has_exactly_one_rule_and_every_rule_a_route() {
         .collect();
     assert_eq!(ruled.len(), ACCESS_RULES.len(), "duplicate rules");
     let unruled: Vec<_> = served.difference(&ruled).collect();
-    assert!(unruled.is_empty(), "routes without an access rule: {unruled:?}");
+    assert!(
+        unruled.is_empty(),
+        "routes without an access rule: {unruled:?}"
+    );
     let stale: Vec<_> = ruled.difference(&served).collect();
-    assert!(stale.is_empty(), "rules for routes that do not exist: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "rules for routes that do not exist: {stale:?}"
+    );
 }
 
 #[tokio::test]
@@ -64,7 +70,10 @@ async fn every_route_by_every_role() {
         for (role, token) in &callers {
             let body = (method != "GET" && method != "DELETE").then(|| json!({}));
             let reply = app.call(method, &concrete, token.as_deref(), body).await;
-            let denied = matches!(reply.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+            let denied = matches!(
+                reply.status,
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+            );
             let expectation = match (access, role) {
                 (Access::Public, _) => "allowed",
                 (Access::Role(_), None) => "401",
@@ -74,7 +83,9 @@ async fn every_route_by_every_role() {
             let ok = match expectation {
                 // Permitted callers may still get 401 from the login routes for bad credentials,
                 // but never from the access layer; those are public and called anonymously here.
-                "allowed" => !denied || path.starts_with("/api/v1/auth/") && access == Access::Public,
+                "allowed" => {
+                    !denied || path.starts_with("/api/v1/auth/") && access == Access::Public
+                }
                 "401" => reply.status == StatusCode::UNAUTHORIZED,
                 _ => reply.status == StatusCode::FORBIDDEN,
             };
@@ -83,7 +94,10 @@ async fn every_route_by_every_role() {
                 "{method} {path} as {role:?}: expected {expectation}, got {} {:?}",
                 reply.status, reply.body
             );
-            assert!(reply.status != StatusCode::INTERNAL_SERVER_ERROR, "{method} {path} as {role:?}: 500");
+            assert!(
+                reply.status != StatusCode::INTERNAL_SERVER_ERROR,
+                "{method} {path} as {role:?}: 500"
+            );
             checked += 1;
         }
     }
@@ -97,14 +111,23 @@ async fn a_route_without_a_rule_is_refused() {
     use infrapilot_identity::SecretBox;
     // Simulate a route someone forgot to put in the table: the middleware denies it.
     let db = infrapilot_store::testing::TestDb::new(Backend::Sqlite).await;
-    let state = AppState::new(db.store.clone(), SecretBox::new(&[1u8; 32]).unwrap(), Default::default());
+    let state = AppState::new(
+        db.store.clone(),
+        SecretBox::new(&[1u8; 32]).unwrap(),
+        Default::default(),
+    );
     let app = axum::Router::new()
         .route("/api/v1/forgotten", get(|| async { "secret data" }))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), infrapilot_api::access::authorize))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            infrapilot_api::access::authorize,
+        ))
         .with_state(state);
     let response = tower::ServiceExt::oneshot(
         app,
-        axum::http::Request::get("/api/v1/forgotten").body(axum::body::Body::empty()).unwrap(),
+        axum::http::Request::get("/api/v1/forgotten")
+            .body(axum::body::Body::empty())
+            .unwrap(),
     )
     .await
     .unwrap();

@@ -13,16 +13,66 @@ use serde_json::{Value, json};
 fn endpoints() -> Vec<(&'static str, &'static str, Value, Caller)> {
     use Caller::*;
     vec![
-        ("POST", "/api/v1/auth/login", json!({"email": "a@example.com", "password": "x"}), Anonymous),
-        ("POST", "/api/v1/auth/mfa/verify", json!({"mfa_token": "ipm_x", "code": "123456"}), Anonymous),
-        ("POST", "/api/v1/auth/refresh", json!({"refresh_token": "ipr_x"}), Anonymous),
-        ("PUT", "/api/v1/auth/password", json!({"current_password": PASSWORD, "new_password": "a new long password"}), Root),
-        ("POST", "/api/v1/auth/mfa/confirm", json!({"code": "123456"}), Root),
-        ("POST", "/api/v1/auth/mfa/disable", json!({"password": PASSWORD}), Root),
-        ("POST", "/api/v1/auth/mfa/backup-codes", json!({"password": PASSWORD}), Root),
-        ("POST", "/api/v1/users", json!({"email": "n@example.com", "password": PASSWORD, "name": "N", "role": "viewer"}), Root),
-        ("PATCH", "/api/v1/users/{root}", json!({"name": "Root"}), Root),
-        ("POST", "/api/v1/tokens", json!({"name": "ci", "role": "viewer", "expires_in_days": 7}), Root),
+        (
+            "POST",
+            "/api/v1/auth/login",
+            json!({"email": "a@example.com", "password": "x"}),
+            Anonymous,
+        ),
+        (
+            "POST",
+            "/api/v1/auth/mfa/verify",
+            json!({"mfa_token": "ipm_x", "code": "123456"}),
+            Anonymous,
+        ),
+        (
+            "POST",
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": "ipr_x"}),
+            Anonymous,
+        ),
+        (
+            "PUT",
+            "/api/v1/auth/password",
+            json!({"current_password": PASSWORD, "new_password": "a new long password"}),
+            Root,
+        ),
+        (
+            "POST",
+            "/api/v1/auth/mfa/confirm",
+            json!({"code": "123456"}),
+            Root,
+        ),
+        (
+            "POST",
+            "/api/v1/auth/mfa/disable",
+            json!({"password": PASSWORD}),
+            Root,
+        ),
+        (
+            "POST",
+            "/api/v1/auth/mfa/backup-codes",
+            json!({"password": PASSWORD}),
+            Root,
+        ),
+        (
+            "POST",
+            "/api/v1/users",
+            json!({"email": "n@example.com", "password": PASSWORD, "name": "N", "role": "viewer"}),
+            Root,
+        ),
+        (
+            "PATCH",
+            "/api/v1/users/{root}",
+            json!({"name": "Root"}),
+            Root,
+        ),
+        (
+            "POST",
+            "/api/v1/tokens",
+            json!({"name": "ci", "role": "viewer", "expires_in_days": 7}),
+            Root,
+        ),
     ]
 }
 
@@ -51,8 +101,17 @@ async fn every_json_endpoint_refuses_bad_input_naming_the_field() {
     for backend in backends() {
         let app = TestApp::new(backend).await;
         let root = app.setup_admin().await;
-        let root_id = app.get("/api/v1/auth/me", &root).await.body["id"].as_str().unwrap().to_owned();
-        let users_before = app.get("/api/v1/users", &root).await.body.as_array().unwrap().len();
+        let root_id = app.get("/api/v1/auth/me", &root).await.body["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let users_before = app
+            .get("/api/v1/users", &root)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len();
         let mut cases = 0;
         for (method, path, valid, caller) in endpoints() {
             let path = path.replace("{root}", &root_id);
@@ -62,24 +121,40 @@ async fn every_json_endpoint_refuses_bad_input_naming_the_field() {
             };
             let (first, first_value) = first_field(&valid);
             let mut bad: Vec<(String, Vec<u8>, Option<&str>, &str)> = Vec::new();
-            let mut push = |name: String, body: Vec<u8>, ct: Option<&'static str>, field: &'static str| {
-                bad.push((name, body, ct, field));
-            };
+            let mut push =
+                |name: String, body: Vec<u8>, ct: Option<&'static str>, field: &'static str| {
+                    bad.push((name, body, ct, field));
+                };
             let json_ct = Some("application/json");
             // Unknown field.
             let mut with_extra = valid.clone();
             with_extra["is_admin"] = json!(true);
-            push("unknown field".into(), with_extra.to_string().into_bytes(), json_ct, "is_admin");
+            push(
+                "unknown field".into(),
+                with_extra.to_string().into_bytes(),
+                json_ct,
+                "is_admin",
+            );
             // Wrong type of the first field.
             let mut wrong = valid.clone();
             wrong[&first] = wrong_type(&first_value);
             let first_static: &'static str = Box::leak(first.clone().into_boxed_str());
-            push("wrong type".into(), wrong.to_string().into_bytes(), json_ct, first_static);
+            push(
+                "wrong type".into(),
+                wrong.to_string().into_bytes(),
+                json_ct,
+                first_static,
+            );
             // Missing required field (PATCH bodies have only optional fields).
             if method != "PATCH" {
                 let mut missing = valid.clone();
                 missing.as_object_mut().unwrap().remove(&first);
-                push("missing field".into(), missing.to_string().into_bytes(), json_ct, first_static);
+                push(
+                    "missing field".into(),
+                    missing.to_string().into_bytes(),
+                    json_ct,
+                    first_static,
+                );
             }
             // Invalid UTF-8 inside a JSON string.
             if first_value.is_string() {
@@ -94,9 +169,24 @@ async fn every_json_endpoint_refuses_bad_input_naming_the_field() {
             push("not json".into(), b"{email: nope".to_vec(), json_ct, "body");
             push("json array".into(), b"[1,2,3]".to_vec(), json_ct, "body");
             push("empty body".into(), Vec::new(), json_ct, "body");
-            push("oversized body".into(), vec![b' '; 70 * 1024], json_ct, "body");
-            push("text/plain".into(), valid.to_string().into_bytes(), Some("text/plain"), "content-type");
-            push("no content type".into(), valid.to_string().into_bytes(), None, "content-type");
+            push(
+                "oversized body".into(),
+                vec![b' '; 70 * 1024],
+                json_ct,
+                "body",
+            );
+            push(
+                "text/plain".into(),
+                valid.to_string().into_bytes(),
+                Some("text/plain"),
+                "content-type",
+            );
+            push(
+                "no content type".into(),
+                valid.to_string().into_bytes(),
+                None,
+                "content-type",
+            );
 
             for (name, body, ct, field) in bad {
                 let r = app.send_raw(method, &path, token, ct, body).await;
@@ -112,7 +202,11 @@ async fn every_json_endpoint_refuses_bad_input_naming_the_field() {
                     "{backend:?} {method} {path} {name}: {:?}",
                     r.body
                 );
-                assert!(r.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+                assert!(
+                    r.body["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| !m.is_empty())
+                );
                 cases += 1;
             }
         }
@@ -120,22 +214,89 @@ async fn every_json_endpoint_refuses_bad_input_naming_the_field() {
 
         // Validation of values, per field.
         let value_cases = [
-            ("POST", "/api/v1/users", json!({"email": "not-an-email", "password": PASSWORD, "name": "N", "role": "viewer"}), "email"),
-            ("POST", "/api/v1/users", json!({"email": "n@example.com", "password": "short", "name": "N", "role": "viewer"}), "password"),
-            ("POST", "/api/v1/users", json!({"email": "n@example.com", "password": PASSWORD, "name": "  ", "role": "viewer"}), "name"),
-            ("POST", "/api/v1/users", json!({"email": "n@example.com", "password": PASSWORD, "name": "N\u{1b}[31m", "role": "viewer"}), "name"),
-            ("POST", "/api/v1/users", json!({"email": "n@example.com", "password": PASSWORD, "name": "N", "role": "root"}), "role"),
-            ("POST", "/api/v1/users", json!({"email": "a".repeat(300) + "@example.com", "password": PASSWORD, "name": "N", "role": "viewer"}), "email"),
-            ("POST", "/api/v1/tokens", json!({"name": "", "role": "viewer", "expires_in_days": 7}), "name"),
-            ("POST", "/api/v1/tokens", json!({"name": "t", "role": "viewer", "expires_in_days": 10000}), "expires_in_days"),
-            ("POST", "/api/v1/tokens", json!({"name": "t", "role": "viewer", "expires_in_days": -1}), "expires_in_days"),
-            ("PATCH", "/api/v1/users/not-a-uuid", json!({"name": "x"}), "id"),
-            ("PATCH", "/api/v1/users/00000000-0000-0000-0000-0000000000aa", json!({"role": "emperor"}), "role"),
+            (
+                "POST",
+                "/api/v1/users",
+                json!({"email": "not-an-email", "password": PASSWORD, "name": "N", "role": "viewer"}),
+                "email",
+            ),
+            (
+                "POST",
+                "/api/v1/users",
+                json!({"email": "n@example.com", "password": "short", "name": "N", "role": "viewer"}),
+                "password",
+            ),
+            (
+                "POST",
+                "/api/v1/users",
+                json!({"email": "n@example.com", "password": PASSWORD, "name": "  ", "role": "viewer"}),
+                "name",
+            ),
+            (
+                "POST",
+                "/api/v1/users",
+                json!({"email": "n@example.com", "password": PASSWORD, "name": "N\u{1b}[31m", "role": "viewer"}),
+                "name",
+            ),
+            (
+                "POST",
+                "/api/v1/users",
+                json!({"email": "n@example.com", "password": PASSWORD, "name": "N", "role": "root"}),
+                "role",
+            ),
+            (
+                "POST",
+                "/api/v1/users",
+                json!({"email": "a".repeat(300) + "@example.com", "password": PASSWORD, "name": "N", "role": "viewer"}),
+                "email",
+            ),
+            (
+                "POST",
+                "/api/v1/tokens",
+                json!({"name": "", "role": "viewer", "expires_in_days": 7}),
+                "name",
+            ),
+            (
+                "POST",
+                "/api/v1/tokens",
+                json!({"name": "t", "role": "viewer", "expires_in_days": 10000}),
+                "expires_in_days",
+            ),
+            (
+                "POST",
+                "/api/v1/tokens",
+                json!({"name": "t", "role": "viewer", "expires_in_days": -1}),
+                "expires_in_days",
+            ),
+            (
+                "PATCH",
+                "/api/v1/users/not-a-uuid",
+                json!({"name": "x"}),
+                "id",
+            ),
+            (
+                "PATCH",
+                "/api/v1/users/00000000-0000-0000-0000-0000000000aa",
+                json!({"role": "emperor"}),
+                "role",
+            ),
         ];
         for (method, path, body, field) in value_cases {
-            let r = app.call(method, path, Some(&root), Some(body.clone())).await;
-            assert!(r.status.is_client_error(), "{method} {path} {body}: {} {:?}", r.status, r.body);
-            assert_eq!(r.field(), Some(field), "{method} {path} {body}: {:?}", r.body);
+            let r = app
+                .call(method, path, Some(&root), Some(body.clone()))
+                .await;
+            assert!(
+                r.status.is_client_error(),
+                "{method} {path} {body}: {} {:?}",
+                r.status,
+                r.body
+            );
+            assert_eq!(
+                r.field(),
+                Some(field),
+                "{method} {path} {body}: {:?}",
+                r.body
+            );
         }
         for (path, field) in [
             ("/api/v1/users/123", "id"),
@@ -151,18 +312,35 @@ async fn every_json_endpoint_refuses_bad_input_naming_the_field() {
             assert!(r.status.is_client_error(), "{path}: {}", r.status);
             assert_eq!(r.field(), Some(field), "{path}: {:?}", r.body);
         }
-        for path in ["/api/v1/tokens/zzz", "/api/v1/users/zzz", "/api/v1/auth/sessions/zzz"] {
+        for path in [
+            "/api/v1/tokens/zzz",
+            "/api/v1/users/zzz",
+            "/api/v1/auth/sessions/zzz",
+        ] {
             let r = app.call("DELETE", path, Some(&root), None).await;
-            assert_eq!((r.status, r.field()), (StatusCode::BAD_REQUEST, Some("id")), "{path}");
+            assert_eq!(
+                (r.status, r.field()),
+                (StatusCode::BAD_REQUEST, Some("id")),
+                "{path}"
+            );
         }
         let unknown_api = app.get("/api/v1/nothing-here", &root).await;
         assert_eq!(unknown_api.status, StatusCode::NOT_FOUND);
         assert!(unknown_api.body["error"]["code"].is_string());
 
         // Nothing was half-applied: one user still, and the chain is intact.
-        let users_after = app.get("/api/v1/users", &root).await.body.as_array().unwrap().len();
+        let users_after = app
+            .get("/api/v1/users", &root)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len();
         assert_eq!(users_before, users_after, "{backend:?}");
-        assert_eq!(app.get("/api/v1/audit/verify", &root).await.body["ok"], true);
+        assert_eq!(
+            app.get("/api/v1/audit/verify", &root).await.body["ok"],
+            true
+        );
     }
 }
 
@@ -171,13 +349,25 @@ async fn hostile_bearer_tokens_are_401_not_500() {
     let app = TestApp::new(infrapilot_store::Backend::Sqlite).await;
     app.setup_admin().await;
     let long = "ipa_".to_owned() + &"A".repeat(5000);
-    for token in ["", "ipa_", "garbage", "ipa_' OR 1=1 --", long.as_str(), "ipt_\u{202e}x"] {
+    for token in [
+        "",
+        "ipa_",
+        "garbage",
+        "ipa_' OR 1=1 --",
+        long.as_str(),
+        "ipt_\u{202e}x",
+    ] {
         let r = app.get("/api/v1/auth/me", token).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{token:?}");
     }
-    let r = app.send_raw("GET", "/api/v1/auth/me", None, None, Vec::new()).await;
+    let r = app
+        .send_raw("GET", "/api/v1/auth/me", None, None, Vec::new())
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(r.headers.get("www-authenticate").unwrap(), "Bearer realm=\"infrapilot\"");
+    assert_eq!(
+        r.headers.get("www-authenticate").unwrap(),
+        "Bearer realm=\"infrapilot\""
+    );
 }
 
 #[tokio::test]
@@ -186,13 +376,24 @@ async fn health_readiness_metrics_and_openapi() {
     let r = app.call("GET", "/healthz", None, None).await;
     assert_eq!(r.body["status"], "ok");
     let r = app.call("GET", "/readyz", None, None).await;
-    assert_eq!((r.status, r.body["database"].as_str()), (StatusCode::OK, Some("reachable")));
+    assert_eq!(
+        (r.status, r.body["database"].as_str()),
+        (StatusCode::OK, Some("reachable"))
+    );
     let r = app.call("GET", "/api/v1/openapi.json", None, None).await;
-    assert_eq!(r.body["openapi"].as_str().map(|v| v.starts_with("3.")), Some(true));
+    assert_eq!(
+        r.body["openapi"].as_str().map(|v| v.starts_with("3.")),
+        Some(true)
+    );
     assert!(r.body["paths"]["/api/v1/users/{id}"]["patch"].is_object());
     let metrics = app.call("GET", "/metrics", None, None).await;
     let text = String::from_utf8(metrics.raw).unwrap();
-    assert!(text.contains("infrapilot_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"} 1"), "{text}");
+    assert!(
+        text.contains(
+            "infrapilot_http_requests_total{method=\"GET\",route=\"/readyz\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
     assert!(text.contains("infrapilot_http_request_duration_seconds_bucket"));
     assert!(text.contains("infrapilot_db_pool_connections{state=\"max\"} 4"));
     app.db.store.close().await;

@@ -27,7 +27,17 @@ pub enum IdentityError {
 
 /// The roles of a membership, from least to most privileged.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -73,9 +83,7 @@ pub const PASSWORD_MAX_CHARS: usize = 256;
 pub fn password_problem(password: &str) -> Option<String> {
     let n = password.chars().count();
     if n < PASSWORD_MIN_CHARS {
-        return Some(format!(
-            "must be at least {PASSWORD_MIN_CHARS} characters"
-        ));
+        return Some(format!("must be at least {PASSWORD_MIN_CHARS} characters"));
     }
     if n > PASSWORD_MAX_CHARS {
         return Some(format!("must be at most {PASSWORD_MAX_CHARS} characters"));

@@ -89,11 +89,22 @@ mod tests {
         let t = LoginThrottle::new(3, Duration::from_secs(60));
         let start = Instant::now();
         for i in 0..3 {
-            assert_eq!(t.check_at("a", start), ThrottleDecision::Allow, "attempt {i}");
+            assert_eq!(
+                t.check_at("a", start),
+                ThrottleDecision::Allow,
+                "attempt {i}"
+            );
             t.record_failure_at("a", start);
         }
-        assert!(matches!(t.check_at("a", start), ThrottleDecision::Deny { .. }));
-        assert_eq!(t.check_at("b", start), ThrottleDecision::Allow, "other keys unaffected");
+        assert!(matches!(
+            t.check_at("a", start),
+            ThrottleDecision::Deny { .. }
+        ));
+        assert_eq!(
+            t.check_at("b", start),
+            ThrottleDecision::Allow,
+            "other keys unaffected"
+        );
         assert_eq!(
             t.check_at("a", start + Duration::from_secs(61)),
             ThrottleDecision::Allow,

@@ -137,7 +137,11 @@ mod tests {
         // the 6-digit code is its last six digits.
         let secret = b"12345678901234567890";
         assert_eq!(verify_totp(secret, "287082", 59, None), Some(1));
-        assert_eq!(verify_totp(secret, "287082", 59, Some(1)), None, "replay refused");
+        assert_eq!(
+            verify_totp(secret, "287082", 59, Some(1)),
+            None,
+            "replay refused"
+        );
         assert_eq!(verify_totp(secret, "287083", 59, None), None);
         assert_eq!(verify_totp(secret, "28708", 59, None), None);
         assert_eq!(verify_totp(secret, "abcdef", 59, None), None);
@@ -146,8 +150,14 @@ mod tests {
     #[test]
     fn enrollment_uri_and_qr() {
         let e = TotpEnrollment::generate("a@example.com").unwrap();
-        assert!(e.otpauth_uri.starts_with("otpauth://totp/InfraPilot:a%40example.com?"));
-        assert!(e.otpauth_uri.contains(&format!("secret={}", e.secret_base32)));
+        assert!(
+            e.otpauth_uri
+                .starts_with("otpauth://totp/InfraPilot:a%40example.com?")
+        );
+        assert!(
+            e.otpauth_uri
+                .contains(&format!("secret={}", e.secret_base32))
+        );
         assert!(e.qr_svg.contains("<svg"));
         assert_eq!(e.secret.len(), 20);
     }

@@ -47,7 +47,8 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
             }
             None => Config::default(),
         };
@@ -67,9 +68,9 @@ impl Config {
             self.database_url = Some(v);
         }
         if let Some(v) = var("INFRAPILOT_DATABASE_MAX_CONNECTIONS") {
-            self.database_max_connections = v
-                .parse()
-                .with_context(|| format!("INFRAPILOT_DATABASE_MAX_CONNECTIONS: not a number: {v:?}"))?;
+            self.database_max_connections = v.parse().with_context(|| {
+                format!("INFRAPILOT_DATABASE_MAX_CONNECTIONS: not a number: {v:?}")
+            })?;
         }
         if let Some(v) = var("INFRAPILOT_LOG_FORMAT") {
             self.log_format = match v.as_str() {
@@ -107,7 +108,8 @@ mod tests {
 
     #[test]
     fn env_overrides_file_values() {
-        let mut c: Config = toml::from_str("listen = \"127.0.0.1:9000\"\nlog_format = \"json\"").unwrap();
+        let mut c: Config =
+            toml::from_str("listen = \"127.0.0.1:9000\"\nlog_format = \"json\"").unwrap();
         assert_eq!(c.log_format, LogFormat::Json);
         c.apply_env(|k| match k {
             "INFRAPILOT_LISTEN" => Some("127.0.0.1:9001".into()),
@@ -122,9 +124,15 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        assert!(toml::from_str::<Config>("listne = \"x\"").is_err(), "unknown keys refused");
+        assert!(
+            toml::from_str::<Config>("listne = \"x\"").is_err(),
+            "unknown keys refused"
+        );
         let mut c = Config::default();
-        assert!(c.apply_env(|k| (k == "INFRAPILOT_LOG_FORMAT").then(|| "xml".into())).is_err());
+        assert!(
+            c.apply_env(|k| (k == "INFRAPILOT_LOG_FORMAT").then(|| "xml".into()))
+                .is_err()
+        );
         c.listen = "nonsense".into();
         assert!(c.check().is_err());
     }

@@ -19,7 +19,11 @@ use infrapilot_store::{DEFAULT_ORG_ID, Store, redact_url};
 use crate::config::{Config, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "infrapilot", version, about = "InfraPilot control plane for Docker hosts")]
+#[command(
+    name = "infrapilot",
+    version,
+    about = "InfraPilot control plane for Docker hosts"
+)]
 struct Cli {
     /// TOML configuration file; environment variables INFRAPILOT_* override it.
     #[arg(long, global = true, env = "INFRAPILOT_CONFIG")]
@@ -88,7 +92,9 @@ fn main() -> anyhow::Result<()> {
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -212,14 +218,21 @@ async fn admin_create_user(
     let user = create_user(&store, &Actor::cli(), "local", input, false)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    println!("created user {} <{}> with role {}", user.id, user.email, user.role);
+    println!(
+        "created user {} <{}> with role {}",
+        user.id, user.email, user.role
+    );
     store.close().await;
     Ok(())
 }
 
 async fn audit_verify(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    let report = store.read(DEFAULT_ORG_ID).await?.verify_audit_chain().await?;
+    let report = store
+        .read(DEFAULT_ORG_ID)
+        .await?
+        .verify_audit_chain()
+        .await?;
     store.close().await;
     match report.first_bad_event {
         None => {

@@ -267,7 +267,12 @@ impl Tx {
                 "the chain head records event {head_seq} but the newest event found is {}: events were removed from the end or rewritten",
                 expected_seq - 1
             );
-            return Ok(bad(expected_seq.min(head_seq.max(1)), None, &reason, checked));
+            return Ok(bad(
+                expected_seq.min(head_seq.max(1)),
+                None,
+                &reason,
+                checked,
+            ));
         }
         Ok(ChainReport {
             ok: true,

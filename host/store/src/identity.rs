@@ -119,7 +119,9 @@ impl Tx {
 
     /// Number of users across all organisations (first-run setup is allowed only at zero).
     pub async fn count_users(&mut self) -> Result<i64> {
-        Ok(on_tx!(self, c => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users").fetch_one(&mut **c).await)?)
+        Ok(
+            on_tx!(self, c => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users").fetch_one(&mut **c).await)?,
+        )
     }
 
     pub async fn insert_user(&mut self, user: &NewUser<'_>) -> Result<()> {
@@ -151,28 +153,34 @@ impl Tx {
 
     pub async fn user_by_email(&mut self, email: &str) -> Result<Option<UserRow>> {
         let org = self.org_id.clone();
-        Ok(on_tx!(self, c => sqlx::query_as::<_, UserRow>(user_query!("WHERE u.email = $2"))
+        Ok(
+            on_tx!(self, c => sqlx::query_as::<_, UserRow>(user_query!("WHERE u.email = $2"))
             .bind(&org)
             .bind(email)
             .fetch_optional(&mut **c)
-            .await)?)
+            .await)?,
+        )
     }
 
     pub async fn user_by_id(&mut self, id: &str) -> Result<Option<UserRow>> {
         let org = self.org_id.clone();
-        Ok(on_tx!(self, c => sqlx::query_as::<_, UserRow>(user_query!("WHERE u.id = $2"))
+        Ok(
+            on_tx!(self, c => sqlx::query_as::<_, UserRow>(user_query!("WHERE u.id = $2"))
             .bind(&org)
             .bind(id)
             .fetch_optional(&mut **c)
-            .await)?)
+            .await)?,
+        )
     }
 
     pub async fn list_users(&mut self) -> Result<Vec<UserRow>> {
         let org = self.org_id.clone();
-        Ok(on_tx!(self, c => sqlx::query_as::<_, UserRow>(user_query!("ORDER BY u.created_at, u.id"))
+        Ok(
+            on_tx!(self, c => sqlx::query_as::<_, UserRow>(user_query!("ORDER BY u.created_at, u.id"))
             .bind(&org)
             .fetch_all(&mut **c)
-            .await)?)
+            .await)?,
+        )
     }
 
     /// Number of enabled users holding `role` in this organisation.
@@ -188,7 +196,12 @@ impl Tx {
         .await)?)
     }
 
-    pub async fn update_user_profile(&mut self, id: &str, name: &str, disabled: bool) -> Result<()> {
+    pub async fn update_user_profile(
+        &mut self,
+        id: &str,
+        name: &str,
+        disabled: bool,
+    ) -> Result<()> {
         on_tx!(self, c => sqlx::query("UPDATE users SET name = $2, disabled = $3, updated_at = $4 WHERE id = $1")
             .bind(id)
             .bind(name)
@@ -279,7 +292,11 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn replace_backup_codes(&mut self, user_id: &str, code_hashes: &[String]) -> Result<()> {
+    pub async fn replace_backup_codes(
+        &mut self,
+        user_id: &str,
+        code_hashes: &[String],
+    ) -> Result<()> {
         on_tx!(self, c => sqlx::query("DELETE FROM mfa_backup_codes WHERE user_id = $1")
             .bind(user_id)
             .execute(&mut **c).await.map(|r| r.rows_affected()))?;
@@ -313,7 +330,12 @@ impl Tx {
         .await)?)
     }
 
-    pub async fn insert_mfa_challenge(&mut self, token_hash: &str, user_id: &str, expires_at: i64) -> Result<()> {
+    pub async fn insert_mfa_challenge(
+        &mut self,
+        token_hash: &str,
+        user_id: &str,
+        expires_at: i64,
+    ) -> Result<()> {
         let org = self.org_id.clone();
         on_tx!(self, c => sqlx::query(
             "INSERT INTO mfa_challenges (token_hash, org_id, user_id, expires_at) VALUES ($1, $2, $3, $4)",
@@ -423,12 +445,16 @@ impl Tx {
         .bind(access_expires_at)
         .bind(now)
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
-        self.insert_refresh_token(session_id, new_refresh_hash).await?;
+        self.insert_refresh_token(session_id, new_refresh_hash)
+            .await?;
         Ok(true)
     }
 
     /// The live session behind an access token, with its user's current role.
-    pub async fn session_by_access_hash(&mut self, access_hash: &str) -> Result<Option<CredentialOwner>> {
+    pub async fn session_by_access_hash(
+        &mut self,
+        access_hash: &str,
+    ) -> Result<Option<CredentialOwner>> {
         let now = now_ms();
         Ok(on_tx!(self, c => sqlx::query_as::<_, CredentialOwner>(
             "SELECT s.id AS credential_id, u.id AS user_id, u.email, m.role, s.access_expires_at AS expires_at \
@@ -458,7 +484,12 @@ impl Tx {
     }
 
     /// Revokes one session of a user; false when there is no such live session.
-    pub async fn revoke_session(&mut self, user_id: &str, session_id: &str, reason: &str) -> Result<bool> {
+    pub async fn revoke_session(
+        &mut self,
+        user_id: &str,
+        session_id: &str,
+        reason: &str,
+    ) -> Result<bool> {
         let n = on_tx!(self, c => sqlx::query(
             "UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
         )
@@ -471,7 +502,12 @@ impl Tx {
     }
 
     /// Revokes every live session of a user (password change, disable, delete).
-    pub async fn revoke_user_sessions(&mut self, user_id: &str, reason: &str, except: Option<&str>) -> Result<u64> {
+    pub async fn revoke_user_sessions(
+        &mut self,
+        user_id: &str,
+        reason: &str,
+        except: Option<&str>,
+    ) -> Result<u64> {
         Ok(on_tx!(self, c => sqlx::query(
             "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 \
              WHERE user_id = $1 AND revoked_at IS NULL AND id <> $4",
@@ -528,7 +564,10 @@ impl Tx {
 
     /// The live API token behind a presented secret. The token acts with its own role, capped
     /// by its creator's current role (checked by the caller), and dies with its creator.
-    pub async fn api_token_by_hash(&mut self, token_hash: &str) -> Result<Option<(CredentialOwner, String)>> {
+    pub async fn api_token_by_hash(
+        &mut self,
+        token_hash: &str,
+    ) -> Result<Option<(CredentialOwner, String)>> {
         let now = now_ms();
         let row = on_tx!(self, c => sqlx::query_as::<_, (String, String, String, String, i64, String)>(
             "SELECT t.id, u.id, u.email, t.role, t.expires_at, m.role FROM api_tokens t \
@@ -539,12 +578,20 @@ impl Tx {
         .bind(now)
         .fetch_optional(&mut **c)
         .await)?;
-        Ok(row.map(|(credential_id, user_id, email, role, expires_at, creator_role)| {
-            (
-                CredentialOwner { credential_id, user_id, email, role, expires_at },
-                creator_role,
-            )
-        }))
+        Ok(row.map(
+            |(credential_id, user_id, email, role, expires_at, creator_role)| {
+                (
+                    CredentialOwner {
+                        credential_id,
+                        user_id,
+                        email,
+                        role,
+                        expires_at,
+                    },
+                    creator_role,
+                )
+            },
+        ))
     }
 
     pub async fn touch_api_token(&mut self, id: &str) -> Result<()> {

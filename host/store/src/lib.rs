@@ -254,7 +254,6 @@ pub struct Tx {
     org_id: String,
 }
 
-
 impl Tx {
     pub fn org_id(&self) -> &str {
         &self.org_id

@@ -34,9 +34,13 @@ pub fn backends() -> Vec<Backend> {
     match std::env::var("INFRAPILOT_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => v.push(Backend::Postgres),
         _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but INFRAPILOT_TEST_POSTGRES_URL is not set: the PostgreSQL suite must run")
+            panic!(
+                "CI=true but INFRAPILOT_TEST_POSTGRES_URL is not set: the PostgreSQL suite must run"
+            )
         }
-        _ => eprintln!("INFRAPILOT_TEST_POSTGRES_URL unset: skipping PostgreSQL (run scripts/test.sh)"),
+        _ => eprintln!(
+            "INFRAPILOT_TEST_POSTGRES_URL unset: skipping PostgreSQL (run scripts/test.sh)"
+        ),
     }
     v
 }
@@ -65,7 +69,9 @@ impl TestDb {
                 // Creating databases and the shared role concurrently trips PostgreSQL's
                 // catalog locks; one at a time is fast enough.
                 let _guard = PG_SETUP.lock().await;
-                let mut conn = sqlx::PgConnection::connect(&admin).await.expect("postgres admin");
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("postgres admin");
                 conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .await
                     .expect("create database");
@@ -89,13 +95,21 @@ impl TestDb {
     pub async fn raw_execute(&self, sql: &str) {
         match self.backend {
             Backend::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&self.owner_url).await.expect("sqlite");
-                c.execute(sqlx::AssertSqlSafe(sql.to_owned())).await.expect("raw sql");
+                let mut c = sqlx::SqliteConnection::connect(&self.owner_url)
+                    .await
+                    .expect("sqlite");
+                c.execute(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .await
+                    .expect("raw sql");
                 c.close().await.ok();
             }
             Backend::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.owner_url).await.expect("pg");
-                c.execute(sqlx::AssertSqlSafe(sql.to_owned())).await.expect("raw sql");
+                let mut c = sqlx::PgConnection::connect(&self.owner_url)
+                    .await
+                    .expect("pg");
+                c.execute(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .await
+                    .expect("raw sql");
                 c.close().await.ok();
             }
         }
@@ -104,8 +118,14 @@ impl TestDb {
     /// Runs a query returning one text value, as the application (through the store's pool).
     pub async fn app_scalar(&self, sql: &'static str) -> String {
         match &self.store.pool {
-            crate::Pool::Sqlite(p) => sqlx::query_scalar::<_, String>(sql).fetch_one(p).await.expect("query"),
-            crate::Pool::Postgres(p) => sqlx::query_scalar::<_, String>(sql).fetch_one(p).await.expect("query"),
+            crate::Pool::Sqlite(p) => sqlx::query_scalar::<_, String>(sql)
+                .fetch_one(p)
+                .await
+                .expect("query"),
+            crate::Pool::Postgres(p) => sqlx::query_scalar::<_, String>(sql)
+                .fetch_one(p)
+                .await
+                .expect("query"),
         }
     }
 }

@@ -85,13 +85,27 @@ pub async fn list(
 ) -> ApiResult<Json<AuditPageDto>> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "limit must be between 1 and 500"));
+        return Err(ApiError::invalid(
+            "limit",
+            "limit must be between 1 and 500",
+        ));
     }
     if q.before_seq.is_some_and(|s| s < 1) {
-        return Err(ApiError::invalid("before_seq", "before_seq must be positive"));
+        return Err(ApiError::invalid(
+            "before_seq",
+            "before_seq must be positive",
+        ));
     }
-    let since = q.since.as_deref().map(|s| validate::timestamp("since", s)).transpose()?;
-    let until = q.until.as_deref().map(|s| validate::timestamp("until", s)).transpose()?;
+    let since = q
+        .since
+        .as_deref()
+        .map(|s| validate::timestamp("since", s))
+        .transpose()?;
+    let until = q
+        .until
+        .as_deref()
+        .map(|s| validate::timestamp("until", s))
+        .transpose()?;
     let filter = AuditFilter {
         actor: bounded("actor", q.actor)?,
         action: bounded("action", q.action)?,
@@ -110,7 +124,10 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
     responses((status = 200, body = ChainReport)), security(("bearer" = [])))]
-pub async fn verify(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<ChainReport>> {
+pub async fn verify(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Json<ChainReport>> {
     let mut tx = state.store().read(&principal.org_id).await?;
     Ok(Json(tx.verify_audit_chain().await?))
 }

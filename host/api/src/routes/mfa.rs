@@ -111,7 +111,10 @@ async fn current_user(tx: &mut Tx, principal: &Principal) -> ApiResult<UserRow> 
 
 #[utoipa::path(get, path = "/api/v1/auth/mfa", tag = "mfa",
     responses((status = 200, body = MfaStatus)), security(("bearer" = [])))]
-pub async fn status(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<MfaStatus>> {
+pub async fn status(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Json<MfaStatus>> {
     let mut tx = state.store().read(&principal.org_id).await?;
     let user = current_user(&mut tx, &principal).await?;
     Ok(Json(MfaStatus {
@@ -178,8 +181,12 @@ pub async fn confirm(
             "start an enrolment first (POST /api/v1/auth/mfa/enroll)",
         )
     })?;
-    let step = verify_totp(&seed, &req.code, unix_now(), None)
-        .ok_or_else(|| ApiError::invalid("code", "the code does not match; check the time on your device"))?;
+    let step = verify_totp(&seed, &req.code, unix_now(), None).ok_or_else(|| {
+        ApiError::invalid(
+            "code",
+            "the code does not match; check the time on your device",
+        )
+    })?;
     tx.enable_totp(&user.id, step).await?;
     let (codes, hashes) = generate_backup_codes()?;
     tx.replace_backup_codes(&user.id, &hashes).await?;
@@ -198,7 +205,11 @@ pub async fn confirm(
     }))
 }
 
-async fn check_password(state: &AppState, principal: &Principal, password: String) -> ApiResult<UserRow> {
+async fn check_password(
+    state: &AppState,
+    principal: &Principal,
+    password: String,
+) -> ApiResult<UserRow> {
     let user = current_user(&mut state.store().read(&principal.org_id).await?, principal).await?;
     if password.is_empty() || !password_matches(user.password_hash.clone(), password).await {
         return Err(ApiError::invalid("password", "password is wrong"));

@@ -185,7 +185,12 @@ pub async fn login(
     }
     throttle_check(&state, &email, &client)?;
     // Look the user up and check the password outside the write lock: Argon2 is slow on purpose.
-    let user = state.store().read(DEFAULT_ORG_ID).await?.user_by_email(&email).await?;
+    let user = state
+        .store()
+        .read(DEFAULT_ORG_ID)
+        .await?
+        .user_by_email(&email)
+        .await?;
     let stored_hash = user
         .as_ref()
         .map(|u| u.password_hash.clone())
@@ -245,10 +250,16 @@ pub async fn mfa_verify(
     ApiJson(req): ApiJson<MfaVerifyRequest>,
 ) -> ApiResult<Json<TokenPair>> {
     if req.mfa_token.is_empty() || req.mfa_token.len() > 128 {
-        return Err(ApiError::invalid("mfa_token", "mfa_token is missing or malformed"));
+        return Err(ApiError::invalid(
+            "mfa_token",
+            "mfa_token is missing or malformed",
+        ));
     }
     if req.code.trim().is_empty() || req.code.len() > 32 {
-        return Err(ApiError::invalid("code", "code must be a 6-digit code or a backup code"));
+        return Err(ApiError::invalid(
+            "code",
+            "code must be a 6-digit code or a backup code",
+        ));
     }
     let challenge_hash = hash_token(&req.mfa_token);
     let mut tx = state.store().write(DEFAULT_ORG_ID).await?;
@@ -257,7 +268,8 @@ pub async fn mfa_verify(
         .await?
         .filter(|c| c.expires_at > now_ms() && c.attempts < MFA_MAX_ATTEMPTS)
         .ok_or_else(|| {
-            ApiError::unauthorized("the sign-in step expired; sign in again").with_field("mfa_token")
+            ApiError::unauthorized("the sign-in step expired; sign in again")
+                .with_field("mfa_token")
         })?;
     let user = tx
         .user_by_id(&challenge.user_id)
@@ -272,7 +284,9 @@ pub async fn mfa_verify(
             tx.commit().await?;
             throttle_failure(&state, &user.email, &client);
             record_login_failure(&state, &user.email, &client, "wrong MFA code").await;
-            return Err(ApiError::unauthorized("the code is wrong or was used already").with_field("code"));
+            return Err(
+                ApiError::unauthorized("the code is wrong or was used already").with_field("code"),
+            );
         }
     };
     tx.delete_mfa_challenge(&challenge_hash).await?;
@@ -302,12 +316,18 @@ pub async fn refresh(
     client: ClientInfo,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> ApiResult<Json<TokenPair>> {
-    if !req.refresh_token.starts_with(TokenKind::Refresh.prefix()) || req.refresh_token.len() > 128 {
-        return Err(ApiError::invalid("refresh_token", "refresh_token is malformed"));
+    if !req.refresh_token.starts_with(TokenKind::Refresh.prefix()) || req.refresh_token.len() > 128
+    {
+        return Err(ApiError::invalid(
+            "refresh_token",
+            "refresh_token is malformed",
+        ));
     }
     let old_hash = hash_token(&req.refresh_token);
     let mut tx = state.store().write(DEFAULT_ORG_ID).await?;
-    let invalid = || ApiError::unauthorized("the session has ended; sign in again").with_field("refresh_token");
+    let invalid = || {
+        ApiError::unauthorized("the session has ended; sign in again").with_field("refresh_token")
+    };
     let row = tx.refresh_token(&old_hash).await?.ok_or_else(invalid)?;
     if row.revoked_at.is_some() || row.refresh_expires_at <= now_ms() {
         return Err(invalid());
@@ -325,7 +345,13 @@ pub async fn refresh(
     let access_expires = now_ms() + state.settings().access_token_ttl.as_millis() as i64;
     let rotated = row.used_at.is_none()
         && tx
-            .rotate_session(&row.session_id, &old_hash, &refresh.hash, &access.hash, access_expires)
+            .rotate_session(
+                &row.session_id,
+                &old_hash,
+                &refresh.hash,
+                &access.hash,
+                access_expires,
+            )
             .await?;
     if !rotated {
         // A spent refresh token came back: someone holds a copy. End the whole session.
@@ -370,7 +396,8 @@ pub async fn logout(
         ));
     };
     let mut tx = state.store().write(&principal.org_id).await?;
-    tx.revoke_session(&principal.user_id, session_id, "logout").await?;
+    tx.revoke_session(&principal.user_id, session_id, "logout")
+        .await?;
     audit_log::success(
         &mut tx,
         &Actor::user(&principal),
@@ -412,7 +439,10 @@ pub async fn change_password(
         .await?
         .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))?;
     if !password_matches(user.password_hash.clone(), req.current_password).await {
-        return Err(ApiError::invalid("current_password", "current_password is wrong"));
+        return Err(ApiError::invalid(
+            "current_password",
+            "current_password is wrong",
+        ));
     }
     let new_hash = new_password_hash(req.new_password).await?;
     let mut tx = state.store().write(&principal.org_id).await?;
@@ -469,7 +499,10 @@ pub async fn revoke_session(
 ) -> ApiResult<StatusCode> {
     let id = validate::uuid("id", &id)?;
     let mut tx = state.store().write(&principal.org_id).await?;
-    if !tx.revoke_session(&principal.user_id, &id, "revoked by user").await? {
+    if !tx
+        .revoke_session(&principal.user_id, &id, "revoked by user")
+        .await?
+    {
         return Err(ApiError::not_found("id", "no such active session of yours"));
     }
     audit_log::success(

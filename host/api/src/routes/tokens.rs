@@ -66,7 +66,10 @@ impl From<ApiTokenRow> for ApiTokenDto {
 
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
     responses((status = 200, body = Vec<ApiTokenDto>)), security(("bearer" = [])))]
-pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Vec<ApiTokenDto>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Json<Vec<ApiTokenDto>>> {
     let mut tx = state.store().read(&principal.org_id).await?;
     Ok(Json(
         tx.list_api_tokens()

@@ -87,7 +87,12 @@ pub struct NewUserInput {
 }
 
 impl NewUserInput {
-    pub fn validate(email: &str, password: &str, name: &str, role: &str) -> ApiResult<NewUserInput> {
+    pub fn validate(
+        email: &str,
+        password: &str,
+        name: &str,
+        role: &str,
+    ) -> ApiResult<NewUserInput> {
         let email = validate::email("email", email)?;
         validate::new_password("password", password)?;
         let name = validate::display_name("name", name)?;
@@ -155,10 +160,16 @@ pub async fn create_user(
     if only_if_empty {
         tx.lock_setup().await?;
         if tx.count_users().await? > 0 {
-            return Err(ApiError::conflict("setup is done: users exist already; sign in"));
+            return Err(ApiError::conflict(
+                "setup is done: users exist already; sign in",
+            ));
         }
     }
-    let action = if only_if_empty { "setup.complete" } else { "user.create" };
+    let action = if only_if_empty {
+        "setup.complete"
+    } else {
+        "user.create"
+    };
     let user = create_user_in(&mut tx, actor, ip, input, action).await?;
     tx.commit().await?;
     Ok(user)
@@ -180,8 +191,17 @@ pub async fn setup(
     ApiJson(req): ApiJson<SetupRequest>,
 ) -> ApiResult<(StatusCode, Json<UserDto>)> {
     // Refuse before validating, so a finished installation reveals nothing about its rules.
-    if state.store().read(DEFAULT_ORG_ID).await?.count_users().await? > 0 {
-        return Err(ApiError::conflict("setup is done: users exist already; sign in"));
+    if state
+        .store()
+        .read(DEFAULT_ORG_ID)
+        .await?
+        .count_users()
+        .await?
+        > 0
+    {
+        return Err(ApiError::conflict(
+            "setup is done: users exist already; sign in",
+        ));
     }
     let input = NewUserInput::validate(&req.email, &req.password, &req.name, "super_admin")?;
     let actor = Actor {
@@ -194,9 +214,18 @@ pub async fn setup(
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users",
     responses((status = 200, body = Vec<UserDto>)), security(("bearer" = [])))]
-pub async fn list(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Vec<UserDto>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Json<Vec<UserDto>>> {
     let mut tx = state.store().read(&principal.org_id).await?;
-    Ok(Json(tx.list_users().await?.into_iter().map(UserDto::from).collect()))
+    Ok(Json(
+        tx.list_users()
+            .await?
+            .into_iter()
+            .map(UserDto::from)
+            .collect(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUserRequest,
@@ -210,7 +239,14 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<UserDto>)> {
     let input = NewUserInput::validate(&req.email, &req.password, &req.name, &req.role)?;
     let mut tx = state.store().write(&principal.org_id).await?;
-    let user = create_user_in(&mut tx, &Actor::user(&principal), &client.ip, input, "user.create").await?;
+    let user = create_user_in(
+        &mut tx,
+        &Actor::user(&principal),
+        &client.ip,
+        input,
+        "user.create",
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
@@ -261,8 +297,16 @@ pub async fn update(
     ApiJson(req): ApiJson<UpdateUserRequest>,
 ) -> ApiResult<Json<UserDto>> {
     // Validate everything before touching anything.
-    let name = req.name.as_deref().map(|n| validate::display_name("name", n)).transpose()?;
-    let role = req.role.as_deref().map(|r| validate::role("role", r)).transpose()?;
+    let name = req
+        .name
+        .as_deref()
+        .map(|n| validate::display_name("name", n))
+        .transpose()?;
+    let role = req
+        .role
+        .as_deref()
+        .map(|r| validate::role("role", r))
+        .transpose()?;
     let password_hash = match req.password {
         Some(p) => {
             validate::new_password("password", &p)?;
@@ -334,7 +378,8 @@ pub async fn delete(
         return Err(ApiError::conflict("you cannot delete your own account").with_field("id"));
     }
     keep_a_super_admin(&mut tx, &user, "id").await?;
-    tx.revoke_user_sessions(&user.id, "user deleted", None).await?;
+    tx.revoke_user_sessions(&user.id, "user deleted", None)
+        .await?;
     tx.delete_user(&user.id).await?;
     audit_log::success(
         &mut tx,

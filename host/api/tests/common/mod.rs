@@ -85,16 +85,39 @@ impl TestApp {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
-        let raw = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+        let raw = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
         let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-        Reply { status, headers, body, raw }
+        Reply {
+            status,
+            headers,
+            body,
+            raw,
+        }
     }
 
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         match body {
             Some(b) => {
-                self.send_raw(method, path, token, Some("application/json"), b.to_string().into_bytes())
-                    .await
+                self.send_raw(
+                    method,
+                    path,
+                    token,
+                    Some("application/json"),
+                    b.to_string().into_bytes(),
+                )
+                .await
             }
             None => self.send_raw(method, path, token, None, Vec::new()).await,
         }
@@ -111,7 +134,11 @@ impl TestApp {
     /// Completes first-run setup and returns the super_admin's access token.
     pub async fn setup_admin(&self) -> String {
         let r = self
-            .post("/api/v1/setup", None, json!({"email": ADMIN_EMAIL, "password": PASSWORD, "name": "Root"}))
+            .post(
+                "/api/v1/setup",
+                None,
+                json!({"email": ADMIN_EMAIL, "password": PASSWORD, "name": "Root"}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         self.login(ADMIN_EMAIL, PASSWORD).await
@@ -120,10 +147,17 @@ impl TestApp {
     /// Logs in (no MFA) and returns the access token.
     pub async fn login(&self, email: &str, password: &str) -> String {
         let r = self
-            .post("/api/v1/auth/login", None, json!({"email": email, "password": password}))
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": email, "password": password}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "login {email}: {:?}", r.body);
-        r.body["access_token"].as_str().expect("access token").to_owned()
+        r.body["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned()
     }
 
     /// Creates a user with `role` (as the given super_admin) and returns its access token.
@@ -169,7 +203,13 @@ pub fn oathtool(secret_base32: &str, offset_seconds: i64) -> String {
         .arg(format!("@{now}"))
         .arg(secret_base32)
         .output()
-        .expect("oathtool must be installed (Debian package oathtool); scripts/test.sh installs it");
-    assert!(out.status.success(), "oathtool: {}", String::from_utf8_lossy(&out.stderr));
+        .expect(
+            "oathtool must be installed (Debian package oathtool); scripts/test.sh installs it",
+        );
+    assert!(
+        out.status.success(),
+        "oathtool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }

@@ -1,0 +1,33 @@
+# Shared helpers for scripts/*.sh (sourced, not run).
+
+say() { printf '\n==> %s\n' "$*"; }
+
+# Installs the Debian packages among "$@" whose commands or files are missing.
+# Arguments are "package:probe" pairs; the probe is a command name or an absolute path.
+need_debian() {
+    local missing=()
+    for pair in "$@"; do
+        local pkg=${pair%%:*} probe=${pair#*:}
+        if [[ $probe == /* ]]; then [ -e "$probe" ] && continue
+        else command -v "$probe" >/dev/null 2>&1 && continue; fi
+        missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "installing Debian packages: ${missing[*]}"
+        if [ "$(id -u)" -ne 0 ]; then
+            echo "need root to apt-get install ${missing[*]} (or install them yourself)" >&2
+            exit 1
+        fi
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+}
+
+# Installs Node and npm when missing, then the web dependencies, and builds the dashboard.
+build_web() {
+    need_debian nodejs:node npm:npm
+    say "installing the dashboard's npm packages (web/)"
+    (cd web && npm ci --no-audit --no-fund --loglevel=error)
+    say "type-checking and building the dashboard (web/dist)"
+    (cd web && npm run build)
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The test command (CI runs it through .ci/run): installs what is missing, then runs
+#   1. cargo fmt --check and cargo clippy --all-targets -D warnings
+#   2. the dashboard's type check and build
+#   3. the Rust tests on SQLite and on a PostgreSQL cluster this script starts
+#   4. a smoke run of the binary on PostgreSQL (one variable switches the backend)
+#   5. the browser test in Debian's Chromium (setup → login → TOTP → logout → MFA login → audit)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+work=$(mktemp -d /tmp/infrapilot-test.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    if [ -d "$work/pg/data" ]; then
+        su postgres -s /bin/bash -c "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl -D $work/pg/data -m immediate stop" >/dev/null 2>&1 || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+say "checking Debian packages (PostgreSQL, oathtool, Chromium, compilers)"
+need_debian gcc:gcc pkg-config:pkg-config postgresql:/usr/lib/postgresql oathtool:oathtool \
+    chromium:/usr/bin/chromium curl:curl python3:python3
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+build_web
+
+say "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+say "starting PostgreSQL for the storage and API suites"
+pg_url=$(PGPORT=${INFRAPILOT_TEST_PGPORT:-55433} scripts/start-postgres.sh "$work/pg")
+export INFRAPILOT_TEST_POSTGRES_URL=$pg_url
+echo "PostgreSQL at $pg_url"
+
+say "Rust tests (SQLite and PostgreSQL)"
+cargo test --workspace
+
+say "building the host binary"
+cargo build -p infrapilot
+bin="${CARGO_TARGET_DIR:-target}/debug/infrapilot"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_ready() {
+    for _ in $(seq 1 100); do
+        curl -fsS "$1/readyz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "the server at $1 did not become ready; its log:" >&2
+    cat "$2" >&2
+    return 1
+}
+
+say "smoke run on PostgreSQL: INFRAPILOT_DATABASE_URL alone switches the backend"
+psql "$pg_url" -qc "CREATE DATABASE infrapilot_smoke" >/dev/null
+port=$(free_port)
+INFRAPILOT_DATABASE_URL="${pg_url%/postgres}/infrapilot_smoke" INFRAPILOT_DATA_DIR="$work/pgdata" \
+    INFRAPILOT_LISTEN="127.0.0.1:$port" "$bin" serve >"$work/pg-serve.log" 2>&1 &
+pids+=($!)
+wait_ready "http://127.0.0.1:$port" "$work/pg-serve.log"
+curl -fsS "http://127.0.0.1:$port/readyz" | grep -q '"backend":"postgres"'
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
+    -d '{"email":"smoke@example.com","password":"smoke test password","name":"Smoke"}' "http://127.0.0.1:$port/api/v1/setup")
+[ "$code" = 201 ] || { echo "setup on PostgreSQL answered $code" >&2; exit 1; }
+INFRAPILOT_DATABASE_URL="${pg_url%/postgres}/infrapilot_smoke" INFRAPILOT_DATA_DIR="$work/pgdata" "$bin" audit verify
+echo "PostgreSQL smoke run OK"
+
+say "browser test in Chromium (tests/e2e)"
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+port=$(free_port)
+INFRAPILOT_DATA_DIR="$work/e2e-data" INFRAPILOT_LISTEN="127.0.0.1:$port" "$bin" serve >"$work/e2e-serve.log" 2>&1 &
+pids+=($!)
+wait_ready "http://127.0.0.1:$port" "$work/e2e-serve.log"
+if ! (cd tests/e2e && INFRAPILOT_URL="http://127.0.0.1:$port" node run.mjs); then
+    echo "browser test failed; server log:" >&2
+    tail -n 50 "$work/e2e-serve.log" >&2
+    exit 1
+fi
+INFRAPILOT_DATA_DIR="$work/e2e-data" "$bin" audit verify
+
+say "all checks passed"

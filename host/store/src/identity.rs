@@ -550,6 +550,18 @@ impl Tx {
         .await)?)
     }
 
+    pub async fn api_token(&mut self, id: &str) -> Result<Option<ApiTokenRow>> {
+        let org = self.org_id.clone();
+        Ok(on_tx!(self, c => sqlx::query_as::<_, ApiTokenRow>(
+            "SELECT id, user_id, name, role, expires_at, created_at, last_used_at, revoked_at \
+             FROM api_tokens WHERE org_id = $1 AND id = $2",
+        )
+        .bind(&org)
+        .bind(id)
+        .fetch_optional(&mut **c)
+        .await)?)
+    }
+
     pub async fn revoke_api_token(&mut self, id: &str) -> Result<bool> {
         let org = self.org_id.clone();
         let n = on_tx!(self, c => sqlx::query(

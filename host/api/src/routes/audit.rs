@@ -13,6 +13,7 @@ use crate::state::AppState;
 use crate::validate;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Exact actor (an email, `anonymous` or `cli`).

@@ -124,10 +124,8 @@ pub async fn create(
     )
     .await?;
     let row = tx
-        .list_api_tokens()
+        .api_token(&id)
         .await?
-        .into_iter()
-        .find(|t| t.id == id)
         .ok_or_else(|| ApiError::internal("created token vanished"))?;
     tx.commit().await?;
     Ok((

@@ -1,0 +1,236 @@
+// The one API client of the dashboard: a fetch wrapper that adds the bearer
+// token, refreshes once on 401 (single-flight, since refresh tokens rotate and
+// reusing an old one ends the session) and turns error bodies into ApiError.
+//
+// Token storage: sessionStorage, on purpose. Each browser tab then holds its
+// own session and its own refresh-token chain, so two tabs can never race to
+// rotate the same refresh token (which the server treats as theft and answers
+// by killing the session), and the tokens are gone when the tab is closed.
+// The cost is signing in again in a new tab.
+
+import type {
+  ApiTokenDto,
+  AuditPageDto,
+  AuditQuery,
+  BackupCodes,
+  ChainReport,
+  ChangePasswordRequest,
+  CreateTokenRequest,
+  CreateUserRequest,
+  CreatedToken,
+  ErrorBody,
+  Health,
+  LoginRequest,
+  LoginResponse,
+  MfaEnrollResponse,
+  MfaStatus,
+  RoleInfo,
+  SessionDto,
+  SetupRequest,
+  SetupStatus,
+  TokenPair,
+  UpdateUserRequest,
+  UserDto,
+} from './types';
+
+const BASE = '/api/v1';
+const STORAGE_KEY = 'infrapilot.tokens';
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly field: string | null;
+
+  constructor(status: number, code: string, message: string, field: string | null = null) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+}
+
+/** Any thrown value as an ApiError, so pages can always show `.message`. */
+export function toApiError(e: unknown): ApiError {
+  if (e instanceof ApiError) return e;
+  if (e instanceof Error) return new ApiError(0, 'client', e.message);
+  return new ApiError(0, 'client', String(e));
+}
+
+// ---- token storage --------------------------------------------------------
+
+interface StoredTokens {
+  access_token: string;
+  refresh_token: string;
+}
+
+function loadTokens(): StoredTokens | null {
+  try {
+    const raw = sessionStorage.getItem(STORAGE_KEY);
+    if (!raw) return null;
+    const t = JSON.parse(raw) as Partial<StoredTokens>;
+    return typeof t.access_token === 'string' && typeof t.refresh_token === 'string'
+      ? { access_token: t.access_token, refresh_token: t.refresh_token }
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+let tokens: StoredTokens | null = loadTokens();
+let refreshing: Promise<boolean> | null = null;
+const authLostListeners = new Set<() => void>();
+
+export function hasTokens(): boolean {
+  return tokens !== null;
+}
+
+export function setTokens(pair: TokenPair | null): void {
+  tokens = pair ? { access_token: pair.access_token, refresh_token: pair.refresh_token } : null;
+  if (tokens) sessionStorage.setItem(STORAGE_KEY, JSON.stringify(tokens));
+  else sessionStorage.removeItem(STORAGE_KEY);
+}
+
+/** Called when the session is gone for good (refresh failed); returns an unsubscribe. */
+export function onAuthLost(listener: () => void): () => void {
+  authLostListeners.add(listener);
+  return () => authLostListeners.delete(listener);
+}
+
+function authLost(): void {
+  setTokens(null);
+  for (const l of authLostListeners) l();
+}
+
+// ---- transport ------------------------------------------------------------
+
+type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+type Query = Record<string, string | number | undefined | null>;
+
+interface RequestOptions {
+  body?: unknown;
+  query?: Query;
+  /** Send the bearer token and refresh on 401 (default true). */
+  auth?: boolean;
+}
+
+function buildUrl(path: string, query?: Query): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query ?? {})) {
+    if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
+  }
+  const qs = params.toString();
+  return `${BASE}${path}${qs ? `?${qs}` : ''}`;
+}
+
+async function send(method: Method, url: string, body: unknown, accessToken: string | null): Promise<Response> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (accessToken) headers.Authorization = `Bearer ${accessToken}`;
+  try {
+    return await fetch(url, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
+    });
+  } catch {
+    throw new ApiError(0, 'network', 'Cannot reach the InfraPilot server. Check that it is running.');
+  }
+}
+
+async function errorFrom(res: Response): Promise<ApiError> {
+  try {
+    const body = (await res.json()) as Partial<ErrorBody>;
+    if (body.error && typeof body.error.message === 'string') {
+      return new ApiError(res.status, body.error.code ?? 'error', body.error.message, body.error.field ?? null);
+    }
+  } catch {
+    // not JSON; fall through
+  }
+  return new ApiError(res.status, 'http', `The server answered ${res.status} ${res.statusText}`.trim());
+}
+
+async function refreshTokens(): Promise<boolean> {
+  const current = tokens;
+  if (!current) return false;
+  const res = await send('POST', buildUrl('/auth/refresh'), { refresh_token: current.refresh_token }, null);
+  if (!res.ok) return false;
+  setTokens((await res.json()) as TokenPair);
+  return true;
+}
+
+/** Refresh once for everyone who saw a 401 with `usedAccess`. */
+async function refreshAfter401(usedAccess: string): Promise<boolean> {
+  if (tokens && tokens.access_token !== usedAccess) return true; // someone else already refreshed
+  if (!refreshing) {
+    refreshing = refreshTokens()
+      .catch(() => false)
+      .finally(() => {
+        refreshing = null;
+      });
+  }
+  return refreshing;
+}
+
+export async function request<T>(method: Method, path: string, opts: RequestOptions = {}): Promise<T> {
+  const auth = opts.auth ?? true;
+  const url = buildUrl(path, opts.query);
+  const used = auth ? (tokens?.access_token ?? null) : null;
+  let res = await send(method, url, opts.body, used);
+
+  if (res.status === 401 && auth && used) {
+    if (await refreshAfter401(used)) {
+      res = await send(method, url, opts.body, tokens?.access_token ?? null);
+    }
+    if (res.status === 401) {
+      const err = await errorFrom(res);
+      authLost();
+      throw err;
+    }
+  }
+
+  if (!res.ok) throw await errorFrom(res);
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+// ---- endpoints ------------------------------------------------------------
+
+export const api = {
+  health: () => fetch('/healthz').then((r) => r.json() as Promise<Health>),
+
+  setupStatus: () => request<SetupStatus>('GET', '/setup', { auth: false }),
+  setup: (body: SetupRequest) => request<UserDto>('POST', '/setup', { body, auth: false }),
+
+  login: (body: LoginRequest) => request<LoginResponse>('POST', '/auth/login', { body, auth: false }),
+  mfaVerify: (mfa_token: string, code: string) =>
+    request<TokenPair>('POST', '/auth/mfa/verify', { body: { mfa_token, code }, auth: false }),
+  logout: () => request<void>('POST', '/auth/logout'),
+  me: () => request<UserDto>('GET', '/auth/me'),
+  changePassword: (body: ChangePasswordRequest) => request<void>('PUT', '/auth/password', { body }),
+  sessions: () => request<SessionDto[]>('GET', '/auth/sessions'),
+  revokeSession: (id: string) => request<void>('DELETE', `/auth/sessions/${encodeURIComponent(id)}`),
+
+  mfaStatus: () => request<MfaStatus>('GET', '/auth/mfa'),
+  mfaEnroll: () => request<MfaEnrollResponse>('POST', '/auth/mfa/enroll'),
+  mfaConfirm: (code: string) => request<BackupCodes>('POST', '/auth/mfa/confirm', { body: { code } }),
+  mfaDisable: (password: string) => request<void>('POST', '/auth/mfa/disable', { body: { password } }),
+  mfaBackupCodes: (password: string) =>
+    request<BackupCodes>('POST', '/auth/mfa/backup-codes', { body: { password } }),
+
+  roles: () => request<RoleInfo[]>('GET', '/roles'),
+  users: () => request<UserDto[]>('GET', '/users'),
+  createUser: (body: CreateUserRequest) => request<UserDto>('POST', '/users', { body }),
+  updateUser: (id: string, body: UpdateUserRequest) =>
+    request<UserDto>('PATCH', `/users/${encodeURIComponent(id)}`, { body }),
+  deleteUser: (id: string) => request<void>('DELETE', `/users/${encodeURIComponent(id)}`),
+
+  tokens: () => request<ApiTokenDto[]>('GET', '/tokens'),
+  createToken: (body: CreateTokenRequest) => request<CreatedToken>('POST', '/tokens', { body }),
+  revokeToken: (id: string) => request<void>('DELETE', `/tokens/${encodeURIComponent(id)}`),
+
+  audit: (q: AuditQuery) => request<AuditPageDto>('GET', '/audit', { query: { ...q } }),
+  auditVerify: () => request<ChainReport>('GET', '/audit/verify'),
+};

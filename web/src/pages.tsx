@@ -1,0 +1,29 @@
+// The registry of signed-in pages. The router and the sidebar are both built
+// from this list: a new feature adds one entry (and its page component).
+// `minRole` hides the item and guards the route for lower roles; the server
+// enforces the same rules, this only keeps the UI honest.
+
+import type { ReactNode } from 'react';
+import type { Role } from './api/types';
+import { HomePage } from './pages/Home';
+import { UsersPage } from './pages/Users';
+import { AuditPage } from './pages/Audit';
+import { TokensPage } from './pages/Tokens';
+import { ProfilePage } from './pages/Profile';
+
+export interface PageDef {
+  path: string;
+  label: string;
+  minRole: Role;
+  /** Shown in the sidebar. */
+  nav: boolean;
+  element: ReactNode;
+}
+
+export const PAGES: PageDef[] = [
+  { path: '/', label: 'Dashboard', minRole: 'viewer', nav: true, element: <HomePage /> },
+  { path: '/users', label: 'Users', minRole: 'admin', nav: true, element: <UsersPage /> },
+  { path: '/tokens', label: 'API tokens', minRole: 'admin', nav: true, element: <TokensPage /> },
+  { path: '/audit', label: 'Audit log', minRole: 'admin', nav: true, element: <AuditPage /> },
+  { path: '/profile', label: 'Profile', minRole: 'viewer', nav: true, element: <ProfilePage /> },
+];

@@ -1,0 +1,115 @@
+import { useState, type FormEvent } from 'react';
+import { ApiError, api, toApiError } from '../api/client';
+import { isMfaRequired } from '../api/types';
+import { useAuth } from '../auth';
+import { CornerThemeToggle } from '../components/Layout';
+import { FormError, Notice, TextField } from '../components/ui';
+
+export function LoginPage() {
+  const { state, signIn } = useAuth();
+  const initial = state.status === 'anonymous' ? state : null;
+  const [email, setEmail] = useState(initial?.email ?? '');
+  const [password, setPassword] = useState('');
+  const [mfaToken, setMfaToken] = useState<string | null>(null);
+  const [code, setCode] = useState('');
+  const [error, setError] = useState<ApiError | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  async function submitPassword(e: FormEvent) {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const res = await api.login({ email: email.trim(), password });
+      if (isMfaRequired(res)) {
+        setMfaToken(res.mfa_token);
+        setPassword('');
+        setBusy(false);
+      } else {
+        await signIn(res);
+      }
+    } catch (err) {
+      setError(toApiError(err));
+      setBusy(false);
+    }
+  }
+
+  async function submitCode(e: FormEvent) {
+    e.preventDefault();
+    if (!mfaToken) return;
+    setBusy(true);
+    setError(null);
+    try {
+      await signIn(await api.mfaVerify(mfaToken, code.trim()));
+    } catch (err) {
+      setError(toApiError(err));
+      setBusy(false);
+    }
+  }
+
+  if (mfaToken) {
+    return (
+      <div className="auth-page">
+        <CornerThemeToggle />
+        <form className="card auth-card" onSubmit={submitCode} aria-labelledby="mfa-title" data-testid="mfa-step">
+          <h1 id="mfa-title">Two-factor authentication</h1>
+          <p className="muted">Enter the 6-digit code from your authenticator app, or one of your backup codes.</p>
+          <FormError error={error} />
+          <TextField
+            label="Authentication code"
+            name="code"
+            value={code}
+            onChange={(e) => setCode(e.target.value)}
+            required
+            autoFocus
+            autoComplete="one-time-code"
+            inputMode="text"
+            spellCheck={false}
+            hint="For example 123456, or a backup code such as k7q2-9xmf."
+            error={error}
+          />
+          <button type="submit" className="btn btn-primary btn-block" disabled={busy}>
+            {busy ? 'Verifying…' : 'Verify'}
+          </button>
+          <button
+            type="button"
+            className="btn btn-ghost btn-block"
+            onClick={() => {
+              setMfaToken(null);
+              setCode('');
+              setError(null);
+            }}
+          >
+            Back to sign in
+          </button>
+        </form>
+      </div>
+    );
+  }
+
+  return (
+    <div className="auth-page">
+      <CornerThemeToggle />
+      <form className="card auth-card" onSubmit={submitPassword} aria-labelledby="login-title" data-testid="login-form">
+        <h1 id="login-title">Sign in to InfraPilot</h1>
+        {initial?.notice && !error && <Notice>{initial.notice}</Notice>}
+        <FormError error={error} />
+        <TextField label="Email" name="email" type="email" value={email} onChange={(e) => setEmail(e.target.value)} required autoComplete="username" autoFocus={!email} error={error} />
+        <TextField
+          label="Password"
+          name="password"
+          type="password"
+          value={password}
+          onChange={(e) => setPassword(e.target.value)}
+          required
+          autoComplete="current-password"
+          autoFocus={!!email}
+          error={error}
+        />
+        <button type="submit" className="btn btn-primary btn-block" disabled={busy}>
+          {busy ? 'Signing in…' : 'Sign in'}
+        </button>
+      </form>
+    </div>
+  );
+}

@@ -30,7 +30,8 @@ async fn every_state_changing_route_is_audited() {
             ($method:expr, $route:expr, $path:expr, $token:expr, $body:expr, $action:expr) => {{
                 let before = event_count(&app).await;
                 let body: Option<Value> = $body;
-                let reply = app.call($method, &$path, $token, body).await;
+                let path: &str = &$path;
+                let reply = app.call($method, path, $token, body).await;
                 assert!(
                     reply.status.is_success(),
                     "{backend:?} {} {}: {} {:?}",
@@ -59,7 +60,7 @@ async fn every_state_changing_route_is_audited() {
         step!(
             "POST",
             "/api/v1/setup",
-            "/api/v1/setup".to_string(),
+            "/api/v1/setup",
             None,
             Some(json!({"email": ADMIN_EMAIL, "password": PASSWORD, "name": "Root"})),
             "setup.complete"
@@ -67,7 +68,7 @@ async fn every_state_changing_route_is_audited() {
         let login = step!(
             "POST",
             "/api/v1/auth/login",
-            "/api/v1/auth/login".to_string(),
+            "/api/v1/auth/login",
             None,
             Some(json!({"email": ADMIN_EMAIL, "password": PASSWORD})),
             "auth.login"
@@ -76,7 +77,7 @@ async fn every_state_changing_route_is_audited() {
         let r = step!(
             "POST",
             "/api/v1/auth/refresh",
-            "/api/v1/auth/refresh".to_string(),
+            "/api/v1/auth/refresh",
             None,
             Some(json!({"refresh_token": refresh_token})),
             "auth.refresh"
@@ -87,7 +88,7 @@ async fn every_state_changing_route_is_audited() {
         let user = step!(
             "POST",
             "/api/v1/users",
-            "/api/v1/users".to_string(),
+            "/api/v1/users",
             t,
             Some(
                 json!({"email": "u@example.com", "password": PASSWORD, "name": "U", "role": "viewer"})
@@ -115,7 +116,7 @@ async fn every_state_changing_route_is_audited() {
         let token = step!(
             "POST",
             "/api/v1/tokens",
-            "/api/v1/tokens".to_string(),
+            "/api/v1/tokens",
             t,
             Some(json!({"name": "ci", "role": "viewer", "expires_in_days": 1})),
             "token.create"
@@ -133,7 +134,7 @@ async fn every_state_changing_route_is_audited() {
         let enroll = step!(
             "POST",
             "/api/v1/auth/mfa/enroll",
-            "/api/v1/auth/mfa/enroll".to_string(),
+            "/api/v1/auth/mfa/enroll",
             t,
             None,
             "mfa.enroll_start"
@@ -142,7 +143,7 @@ async fn every_state_changing_route_is_audited() {
         step!(
             "POST",
             "/api/v1/auth/mfa/confirm",
-            "/api/v1/auth/mfa/confirm".to_string(),
+            "/api/v1/auth/mfa/confirm",
             t,
             Some(json!({"code": oathtool(&secret, 0)})),
             "mfa.enable"
@@ -150,7 +151,7 @@ async fn every_state_changing_route_is_audited() {
         step!(
             "POST",
             "/api/v1/auth/mfa/backup-codes",
-            "/api/v1/auth/mfa/backup-codes".to_string(),
+            "/api/v1/auth/mfa/backup-codes",
             t,
             Some(json!({"password": PASSWORD})),
             "mfa.backup_codes_regenerate"
@@ -165,7 +166,7 @@ async fn every_state_changing_route_is_audited() {
         let second = step!(
             "POST",
             "/api/v1/auth/mfa/verify",
-            "/api/v1/auth/mfa/verify".to_string(),
+            "/api/v1/auth/mfa/verify",
             None,
             Some(json!({"mfa_token": challenge.body["mfa_token"], "code": oathtool(&secret, 30)})),
             "auth.login"
@@ -174,7 +175,7 @@ async fn every_state_changing_route_is_audited() {
         step!(
             "POST",
             "/api/v1/auth/mfa/disable",
-            "/api/v1/auth/mfa/disable".to_string(),
+            "/api/v1/auth/mfa/disable",
             t,
             Some(json!({"password": PASSWORD})),
             "mfa.disable"
@@ -203,7 +204,7 @@ async fn every_state_changing_route_is_audited() {
         step!(
             "PUT",
             "/api/v1/auth/password",
-            "/api/v1/auth/password".to_string(),
+            "/api/v1/auth/password",
             t,
             Some(json!({"current_password": PASSWORD, "new_password": "a different password"})),
             "auth.password_change"
@@ -211,7 +212,7 @@ async fn every_state_changing_route_is_audited() {
         step!(
             "POST",
             "/api/v1/auth/logout",
-            "/api/v1/auth/logout".to_string(),
+            "/api/v1/auth/logout",
             t,
             None,
             "auth.logout"

@@ -24,6 +24,14 @@ impl Actor {
         }
     }
 
+    /// A user acting for themselves before they hold a token (login, setup).
+    pub fn of_user(user: &infrapilot_store::UserRow) -> Actor {
+        Actor {
+            id: Some(user.id.clone()),
+            label: user.email.clone(),
+        }
+    }
+
     pub fn anonymous() -> Actor {
         Actor {
             id: None,
@@ -77,6 +85,20 @@ pub async fn success(
 ) -> ApiResult<()> {
     tx.append_audit(event(actor, ip, action, target, "success", detail))
         .await?;
+    Ok(())
+}
+
+/// Appends a successful action to the transaction that made the change, and commits both.
+pub async fn commit_success(
+    mut tx: Tx,
+    actor: &Actor,
+    ip: &str,
+    action: &str,
+    target: &str,
+    detail: Value,
+) -> ApiResult<()> {
+    success(&mut tx, actor, ip, action, target, detail).await?;
+    tx.commit().await?;
     Ok(())
 }
 

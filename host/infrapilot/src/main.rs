@@ -41,6 +41,8 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Print the OpenAPI 3 document of the HTTP API (the dashboard's types are generated from it).
+    Openapi,
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -70,6 +72,10 @@ enum AuditCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        println!("{}", infrapilot_api::openapi().to_pretty_json()?);
+        return Ok(());
+    }
     let config = Config::load(cli.config.as_deref())?;
     init_tracing(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -85,6 +91,7 @@ fn main() -> anyhow::Result<()> {
             Command::Audit {
                 command: AuditCommand::Verify,
             } => audit_verify(config).await,
+            Command::Openapi => Ok(()),
         }
     })
 }

@@ -144,8 +144,8 @@ pub async fn enroll(
         .seal(TOTP_SEAL_PURPOSE, &enrollment.secret)
         .map_err(ApiError::internal)?;
     tx.set_pending_totp(&user.id, &sealed).await?;
-    audit_log::success(
-        &mut tx,
+    audit_log::commit_success(
+        tx,
         &Actor::user(&principal),
         &client.ip,
         "mfa.enroll_start",
@@ -153,7 +153,6 @@ pub async fn enroll(
         json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(Json(MfaEnrollResponse {
         otpauth_uri: enrollment.otpauth_uri,
         secret: enrollment.secret_base32,
@@ -190,8 +189,8 @@ pub async fn confirm(
     tx.enable_totp(&user.id, step).await?;
     let (codes, hashes) = generate_backup_codes()?;
     tx.replace_backup_codes(&user.id, &hashes).await?;
-    audit_log::success(
-        &mut tx,
+    audit_log::commit_success(
+        tx,
         &Actor::user(&principal),
         &client.ip,
         "mfa.enable",
@@ -199,7 +198,6 @@ pub async fn confirm(
         json!({"backup_codes": codes.len()}),
     )
     .await?;
-    tx.commit().await?;
     Ok(Json(BackupCodes {
         backup_codes: codes,
     }))
@@ -231,8 +229,8 @@ pub async fn disable(
     }
     let mut tx = state.store().write(&principal.org_id).await?;
     tx.disable_totp(&user.id).await?;
-    audit_log::success(
-        &mut tx,
+    audit_log::commit_success(
+        tx,
         &Actor::user(&principal),
         &client.ip,
         "mfa.disable",
@@ -240,7 +238,6 @@ pub async fn disable(
         json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -259,8 +256,8 @@ pub async fn regenerate_backup_codes(
     let (codes, hashes) = generate_backup_codes()?;
     let mut tx = state.store().write(&principal.org_id).await?;
     tx.replace_backup_codes(&user.id, &hashes).await?;
-    audit_log::success(
-        &mut tx,
+    audit_log::commit_success(
+        tx,
         &Actor::user(&principal),
         &client.ip,
         "mfa.backup_codes_regenerate",
@@ -268,7 +265,6 @@ pub async fn regenerate_backup_codes(
         json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(Json(BackupCodes {
         backup_codes: codes,
     }))

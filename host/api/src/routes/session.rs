@@ -136,7 +136,7 @@ async fn record_login_failure(state: &AppState, email: &str, client: &ClientInfo
 }
 
 /// Opens a session for `user` and returns its first token pair.
-pub(crate) async fn start_session(
+async fn start_session(
     state: &AppState,
     tx: &mut Tx,
     user: &UserRow,
@@ -158,6 +158,21 @@ pub(crate) async fn start_session(
     })
     .await?;
     Ok(token_pair(state, access, refresh))
+}
+
+/// Opens the session of a completed login, records `auth.login` and commits.
+async fn finish_login(
+    state: &AppState,
+    mut tx: Tx,
+    user: &UserRow,
+    client: &ClientInfo,
+    detail: serde_json::Value,
+) -> ApiResult<TokenPair> {
+    let pair = start_session(state, &mut tx, user, client).await?;
+    let target = format!("user:{}", user.id);
+    let actor = Actor::of_user(user);
+    audit_log::commit_success(tx, &actor, &client.ip, "auth.login", &target, detail).await?;
+    Ok(pair)
 }
 
 fn token_pair(state: &AppState, access: IssuedToken, refresh: IssuedToken) -> TokenPair {
@@ -224,21 +239,7 @@ pub async fn login(
             mfa_token: challenge.secret,
         })));
     }
-    let pair = start_session(&state, &mut tx, &user, &client).await?;
-    let actor = Actor {
-        id: Some(user.id.clone()),
-        label: user.email.clone(),
-    };
-    audit_log::success(
-        &mut tx,
-        &actor,
-        &client.ip,
-        "auth.login",
-        &format!("user:{}", user.id),
-        json!({"mfa": false}),
-    )
-    .await?;
-    tx.commit().await?;
+    let pair = finish_login(&state, tx, &user, &client, json!({"mfa": false})).await?;
     Ok(Json(LoginResponse::Tokens(pair)))
 }
 
@@ -290,21 +291,8 @@ pub async fn mfa_verify(
         }
     };
     tx.delete_mfa_challenge(&challenge_hash).await?;
-    let pair = start_session(&state, &mut tx, &user, &client).await?;
-    let actor = Actor {
-        id: Some(user.id.clone()),
-        label: user.email.clone(),
-    };
-    audit_log::success(
-        &mut tx,
-        &actor,
-        &client.ip,
-        "auth.login",
-        &format!("user:{}", user.id),
-        json!({"mfa": true, "method": method}),
-    )
-    .await?;
-    tx.commit().await?;
+    let detail = json!({"mfa": true, "method": method});
+    let pair = finish_login(&state, tx, &user, &client, detail).await?;
     state.account_throttle().record_success(&user.email);
     Ok(Json(pair))
 }
@@ -369,8 +357,8 @@ pub async fn refresh(
         tx.commit().await?;
         return Err(invalid());
     }
-    audit_log::success(
-        &mut tx,
+    audit_log::commit_success(
+        tx,
         &actor,
         &client.ip,
         "auth.refresh",
@@ -378,7 +366,6 @@ pub async fn refresh(
         json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(Json(token_pair(&state, access, refresh)))
 }
 
@@ -398,8 +385,8 @@ pub async fn logout(
     let mut tx = state.store().write(&principal.org_id).await?;
     tx.revoke_session(&principal.user_id, session_id, "logout")
         .await?;
-    audit_log::success(
-        &mut tx,
+    audit_log::commit_success(
+        tx,
         &Actor::user(&principal),
         &client.ip,
         "auth.logout",
@@ -407,7 +394,6 @@ pub async fn logout(
         json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -450,8 +436,8 @@ pub async fn change_password(
     let ended = tx
         .revoke_user_sessions(&user.id, "password changed", principal.session_id())
         .await?;
-    audit_log::success(
-        &mut tx,
+    audit_log::commit_success(
+        tx,
         &Actor::user(&principal),
         &client.ip,
         "auth.password_change",
@@ -459,7 +445,6 @@ pub async fn change_password(
         json!({"other_sessions_revoked": ended}),
     )
     .await?;
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -505,8 +490,8 @@ pub async fn revoke_session(
     {
         return Err(ApiError::not_found("id", "no such active session of yours"));
     }
-    audit_log::success(
-        &mut tx,
+    audit_log::commit_success(
+        tx,
         &Actor::user(&principal),
         &client.ip,
         "auth.session_revoke",
@@ -514,6 +499,5 @@ pub async fn revoke_session(
         json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

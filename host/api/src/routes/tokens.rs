@@ -150,8 +150,8 @@ pub async fn revoke(
     if !tx.revoke_api_token(&id).await? {
         return Err(ApiError::not_found("id", "no such active token"));
     }
-    audit_log::success(
-        &mut tx,
+    audit_log::commit_success(
+        tx,
         &Actor::user(&principal),
         &client.ip,
         "token.revoke",
@@ -159,6 +159,5 @@ pub async fn revoke(
         json!({}),
     )
     .await?;
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -381,8 +381,8 @@ pub async fn delete(
     tx.revoke_user_sessions(&user.id, "user deleted", None)
         .await?;
     tx.delete_user(&user.id).await?;
-    audit_log::success(
-        &mut tx,
+    audit_log::commit_success(
+        tx,
         &Actor::user(&principal),
         &client.ip,
         "user.delete",
@@ -390,6 +390,5 @@ pub async fn delete(
         json!({"email": user.email}),
     )
     .await?;
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

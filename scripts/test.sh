@@ -3,7 +3,7 @@
 #   1. cargo fmt --check and cargo clippy --all-targets -D warnings
 #   2. the dashboard's type check and build
 #   3. the Rust tests on SQLite and on a PostgreSQL cluster this script starts
-#   4. a smoke run of the binary on PostgreSQL (one variable switches the backend)
+#   4. the committed OpenAPI document is current; a smoke run of the binary on PostgreSQL (one variable switches the backend)
 #   5. the browser test in Debian's Chromium (setup → login → TOTP → logout → MFA login → audit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +44,13 @@ cargo test --workspace
 say "building the host binary"
 cargo build -p infrapilot
 bin="${CARGO_TARGET_DIR:-target}/debug/infrapilot"
+
+say "the committed OpenAPI document (web/openapi.json, source of the dashboard's types) matches the code"
+"$bin" openapi > "$work/openapi.json"
+if ! diff -u web/openapi.json "$work/openapi.json"; then
+    echo "web/openapi.json is stale: run  $bin openapi > web/openapi.json  and rebuild the dashboard" >&2
+    exit 1
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ready() {

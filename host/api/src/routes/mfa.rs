@@ -161,7 +161,8 @@ pub async fn enroll(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/mfa/confirm", tag = "mfa", request_body = MfaConfirmRequest,
-    responses((status = 200, body = BackupCodes), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = BackupCodes), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn confirm(
     State(state): State<AppState>,
     principal: Principal,
@@ -216,7 +217,8 @@ async fn check_password(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/mfa/disable", tag = "mfa", request_body = PasswordConfirmation,
-    responses((status = 204), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn disable(
     State(state): State<AppState>,
     principal: Principal,
@@ -242,7 +244,8 @@ pub async fn disable(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/mfa/backup-codes", tag = "mfa", request_body = PasswordConfirmation,
-    responses((status = 200, body = BackupCodes), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = BackupCodes), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn regenerate_backup_codes(
     State(state): State<AppState>,
     principal: Principal,

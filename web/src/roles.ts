@@ -9,12 +9,16 @@ export const ROLE_LABELS: Record<Role, string> = {
   viewer: 'Viewer',
 };
 
+/** The API sends roles as plain strings; true for the four built-in ones. */
+export function isRole(role: string | undefined): role is Role {
+  return role !== undefined && Object.hasOwn(RANK, role);
+}
+
 /** True when `role` has at least the privileges of `min`. Unknown roles get nothing. */
-export function atLeast(role: string | undefined, min: Role): boolean {
-  if (!role || !(role in RANK)) return false;
-  return RANK[role as Role] >= RANK[min];
+export function atLeast(role: string | undefined, min: string): boolean {
+  return isRole(role) && isRole(min) && RANK[role] >= RANK[min];
 }
 
 export function roleLabel(role: string): string {
-  return ROLE_LABELS[role as Role] ?? role;
+  return isRole(role) ? ROLE_LABELS[role] : role;
 }

@@ -14,6 +14,7 @@ macro_rules! on_tx {
     };
 }
 
+mod agents;
 mod audit;
 mod identity;
 #[cfg(feature = "testing")]
@@ -27,6 +28,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Executor, PgPool, Postgres, Sqlite, SqlitePool};
 
+pub use agents::{AgentRow, EnrollmentTokenRow, NewAgent, NewEnrollmentToken};
 pub use audit::{
     AuditEvent, AuditFilter, AuditPage, BadEvent, ChainReport, GENESIS_HASH, NewAuditEvent,
     event_hash,

@@ -1,232 +1,81 @@
-// Hand-written TypeScript types for the InfraPilot HTTP API (/api/v1).
-// They mirror `components.schemas` of the OpenAPI document served at
-// GET /api/v1/openapi.json; keep the names identical so a diff is easy.
+// TypeScript types of the InfraPilot HTTP API (/api/v1).
+//
+// Everything here that the OpenAPI document defines is an alias of the type
+// generated from it (src/api/schema.gen.ts, written by `npm run gen:api` from
+// web/openapi.json, which the server's CI keeps equal to the code), so these
+// cannot drift from the server. Do not hand-write a schema type here: change
+// the Rust DTO, regenerate web/openapi.json, and the alias follows.
 // Times are RFC 3339 strings; ids are UUID strings.
 
-/** The four built-in roles, lowest privilege last. */
-export type Role = 'super_admin' | 'admin' | 'operator' | 'viewer';
+import type { components, paths } from './schema.gen';
 
-export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+type Schemas = components['schemas'];
 
 // ---- errors ---------------------------------------------------------------
 
-export interface ErrorDetail {
-  /** Machine-readable, e.g. `invalid_value`, `unauthorized`, `conflict`, `last_super_admin`. */
-  code: string;
-  message: string;
-  /** The request field the error is about, when there is one. */
-  field?: string | null;
-}
-
-export interface ErrorBody {
-  error: ErrorDetail;
-}
+export type ErrorDetail = Schemas['ErrorDetail'];
+export type ErrorBody = Schemas['ErrorBody'];
 
 // ---- setup ----------------------------------------------------------------
 
-export interface SetupStatus {
-  needed: boolean;
-}
-
-export interface SetupRequest {
-  email: string;
-  password: string;
-  name: string;
-}
+export type SetupStatus = Schemas['SetupStatus'];
+export type SetupRequest = Schemas['SetupRequest'];
 
 // ---- auth -----------------------------------------------------------------
 
-export interface LoginRequest {
-  email: string;
-  password: string;
-}
-
-export interface TokenPair {
-  access_token: string;
-  refresh_token: string;
-  token_type: string;
-  /** Seconds the access token is valid for (900). */
-  expires_in: number;
-}
-
-export interface MfaRequired {
-  mfa_required: boolean;
-  mfa_token: string;
-}
-
+export type LoginRequest = Schemas['LoginRequest'];
+export type TokenPair = Schemas['TokenPair'];
+export type MfaRequired = Schemas['MfaRequired'];
 /** `oneOf: [TokenPair, MfaRequired]` */
-export type LoginResponse = TokenPair | MfaRequired;
+export type LoginResponse = Schemas['LoginResponse'];
+export type MfaVerifyRequest = Schemas['MfaVerifyRequest'];
+export type RefreshRequest = Schemas['RefreshRequest'];
+export type ChangePasswordRequest = Schemas['ChangePasswordRequest'];
+export type SessionDto = Schemas['SessionDto'];
 
+// Hand-written: a runtime type guard, not a type; the document only says
+// `oneOf`, without a discriminator.
 export function isMfaRequired(r: LoginResponse): r is MfaRequired {
   return 'mfa_required' in r && r.mfa_required === true;
 }
 
-export interface MfaVerifyRequest {
-  mfa_token: string;
-  /** A 6-digit TOTP code or a backup code such as `k7q2-9xmf`. */
-  code: string;
-}
-
-export interface RefreshRequest {
-  refresh_token: string;
-}
-
-export interface ChangePasswordRequest {
-  current_password: string;
-  new_password: string;
-}
-
-export interface SessionDto {
-  id: string;
-  ip: string;
-  user_agent: string;
-  created_at: string;
-  last_used_at: string;
-  expires_at: string;
-  /** True for the session the request was made with. */
-  current: boolean;
-}
-
 // ---- MFA ------------------------------------------------------------------
 
-export interface MfaStatus {
-  enabled: boolean;
-  /** An enrolment was started but not confirmed. */
-  pending: boolean;
-  backup_codes_remaining: number;
-}
-
-export interface MfaEnrollResponse {
-  otpauth_uri: string;
-  /** Base32 TOTP secret. */
-  secret: string;
-  /** `data:image/svg+xml;base64,...` QR code of `otpauth_uri`. */
-  qr_svg_data_url: string;
-}
-
-export interface MfaConfirmRequest {
-  code: string;
-}
-
-export interface BackupCodes {
-  backup_codes: string[];
-}
-
-export interface PasswordConfirmation {
-  password: string;
-}
+export type MfaStatus = Schemas['MfaStatus'];
+export type MfaEnrollResponse = Schemas['MfaEnrollResponse'];
+export type MfaConfirmRequest = Schemas['MfaConfirmRequest'];
+export type BackupCodes = Schemas['BackupCodes'];
+export type PasswordConfirmation = Schemas['PasswordConfirmation'];
 
 // ---- users and roles -----------------------------------------------------
 
-export interface UserDto {
-  id: string;
-  email: string;
-  name: string;
-  role: Role;
-  mfa_enabled: boolean;
-  disabled: boolean;
-  created_at: string;
-  updated_at: string;
-}
-
-export interface CreateUserRequest {
-  email: string;
-  password: string;
-  name: string;
-  role: Role;
-}
-
+export type UserDto = Schemas['UserDto'];
+export type CreateUserRequest = Schemas['CreateUserRequest'];
 /** Every field optional; only the ones sent are changed. */
-export interface UpdateUserRequest {
-  name?: string | null;
-  role?: Role | null;
-  disabled?: boolean | null;
-  password?: string | null;
-}
+export type UpdateUserRequest = Schemas['UpdateUserRequest'];
+export type RoleInfo = Schemas['RoleInfo'];
 
-export interface RoleInfo {
-  id: Role;
-  description: string;
-}
+/** The four built-in roles (an enum in the document). */
+export type Role = Schemas['Role'];
 
 // ---- API tokens -----------------------------------------------------------
 
-export interface ApiTokenDto {
-  id: string;
-  name: string;
-  role: Role;
-  /** User id of the creator. */
-  created_by: string;
-  created_at: string;
-  expires_at: string;
-  last_used_at?: string | null;
-  revoked: boolean;
-}
-
-export interface CreateTokenRequest {
-  name: string;
-  role: Role;
-  expires_in_days: number;
-}
-
+export type ApiTokenDto = Schemas['ApiTokenDto'];
+export type CreateTokenRequest = Schemas['CreateTokenRequest'];
 /** `allOf: [ApiTokenDto, {secret}]`; the secret is shown this once. */
-export interface CreatedToken extends ApiTokenDto {
-  secret: string;
-}
+export type CreatedToken = Schemas['CreatedToken'];
 
 // ---- audit ----------------------------------------------------------------
 
-export interface AuditEventDto {
-  seq: number;
-  id: string;
-  at: string;
-  actor_id?: string | null;
-  /** An email, `anonymous` or `cli`. */
-  actor: string;
-  /** e.g. `auth.login`, `user.create`, `mfa.enable`. */
-  action: string;
-  target: string;
-  ip: string;
-  outcome: string;
-  detail: JsonValue;
-  hash: string;
-}
+export type AuditEventDto = Schemas['AuditEventDto'];
+export type AuditPageDto = Schemas['AuditPageDto'];
+export type BadEvent = Schemas['BadEvent'];
+export type ChainReport = Schemas['ChainReport'];
 
-export interface AuditPageDto {
-  /** Newest first. */
-  events: AuditEventDto[];
-  /** Pass as `before_seq` for the next (older) page; null at the end. */
-  next_cursor?: number | null;
-}
-
-/** Query of GET /api/v1/audit (all optional). */
-export interface AuditQuery {
-  actor?: string;
-  action?: string;
-  /** RFC 3339, inclusive. */
-  since?: string;
-  /** RFC 3339, exclusive. */
-  until?: string;
-  before_seq?: number;
-  /** 1–500, default 50. */
-  limit?: number;
-}
-
-export interface BadEvent {
-  seq: number;
-  id?: string | null;
-  reason: string;
-}
-
-export interface ChainReport {
-  ok: boolean;
-  checked: number;
-  first_bad_event?: BadEvent | null;
-}
+/** Query of GET /api/v1/audit (all optional), from the operation's parameters. */
+export type AuditQuery = NonNullable<paths['/api/v1/audit']['get']['parameters']['query']>;
 
 // ---- health ---------------------------------------------------------------
 
-export interface Health {
-  status: string;
-  version: string;
-}
+export type Health = Schemas['Health'];
+export type Readiness = Schemas['Readiness'];

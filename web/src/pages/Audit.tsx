@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useState, type FormEvent } from 'react';
 import { ApiError, api, toApiError } from '../api/client';
-import type { AuditEventDto, AuditQuery, ChainReport, JsonValue } from '../api/types';
+import type { AuditEventDto, AuditQuery, ChainReport } from '../api/types';
 import { Badge, FormError, PageHeader, TextField } from '../components/ui';
 import { formatTime, localInputToRfc3339, shortTarget } from '../format';
 
@@ -45,8 +45,9 @@ function toQuery(f: Filters): AuditQuery {
   };
 }
 
-function detailText(d: JsonValue): string {
-  if (d === null) return '';
+/** `detail` is free-form JSON (`{}` in the document, so `unknown`). */
+function detailText(d: unknown): string {
+  if (d === null || d === undefined) return '';
   if (typeof d === 'object' && !Array.isArray(d) && Object.keys(d).length === 0) return '';
   return JSON.stringify(d);
 }

@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from 'react';
 import { ApiError, api, toApiError } from '../api/client';
-import type { ApiTokenDto, CreatedToken, Role } from '../api/types';
+import type { ApiTokenDto, CreatedToken } from '../api/types';
 import { useUser } from '../auth';
 import { Badge, ConfirmDialog, CopyButton, Dialog, FormError, PageHeader, SelectField, TextField, useLoad } from '../components/ui';
 import { formatTime } from '../format';
@@ -139,12 +139,13 @@ function CreateTokenForm({
   onDone,
   onCancel,
 }: {
-  roles: Role[];
+  /** Role ids (`RoleInfo.id`) the new token may get. */
+  roles: string[];
   onDone: (t: CreatedToken) => void;
   onCancel: () => void;
 }) {
   const [name, setName] = useState('');
-  const [role, setRole] = useState<Role>('viewer');
+  const [role, setRole] = useState('viewer');
   const [days, setDays] = useState('90');
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
@@ -166,7 +167,7 @@ function CreateTokenForm({
     <form onSubmit={submit}>
       <FormError error={error} />
       <TextField label="Name" name="name" value={name} onChange={(e) => setName(e.target.value)} required hint="What uses it, e.g. “ci-deploy”." error={error} />
-      <SelectField label="Role" name="role" value={role} onChange={(e) => setRole(e.target.value as Role)} error={error}>
+      <SelectField label="Role" name="role" value={role} onChange={(e) => setRole(e.target.value)} error={error}>
         {roles.map((r) => (
           <option key={r} value={r}>
             {roleLabel(r)}

@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from 'react';
 import { ApiError, api, toApiError } from '../api/client';
-import type { Role, RoleInfo, UserDto } from '../api/types';
+import type { RoleInfo, UpdateUserRequest, UserDto } from '../api/types';
 import { useAuth, useUser } from '../auth';
 import {
   Badge,
@@ -14,7 +14,7 @@ import {
   useLoad,
 } from '../components/ui';
 import { formatTime } from '../format';
-import { atLeast, roleLabel } from '../roles';
+import { atLeast, isRole, roleLabel } from '../roles';
 
 type Editing =
   | { kind: 'create' }
@@ -189,7 +189,7 @@ function CreateUserForm({
   const [name, setName] = useState('');
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
-  const [role, setRole] = useState<Role>('viewer');
+  const [role, setRole] = useState('viewer');
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
 
@@ -223,7 +223,7 @@ function CreateUserForm({
         hint="At least 10 characters. Share it with the user over a safe channel."
         error={error}
       />
-      <SelectField label="Role" name="role" value={role} onChange={(e) => setRole(e.target.value as Role)} error={error}>
+      <SelectField label="Role" name="role" value={role} onChange={(e) => { if (isRole(e.target.value)) setRole(e.target.value); }} error={error}>
         <RoleOptions roles={roles} />
       </SelectField>
       <div className="actions">
@@ -250,7 +250,7 @@ function EditUserForm({
   onCancel: () => void;
 }) {
   const [name, setName] = useState(user.name);
-  const [role, setRole] = useState<Role>(user.role);
+  const [role, setRole] = useState(user.role);
   const [disabled, setDisabled] = useState(user.disabled);
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
@@ -261,7 +261,7 @@ function EditUserForm({
     setError(null);
     try {
       // Send only what changed, so the server's audit entry says what happened.
-      const patch: { name?: string; role?: Role; disabled?: boolean } = {};
+      const patch: UpdateUserRequest = {};
       if (name.trim() !== user.name) patch.name = name.trim();
       if (role !== user.role) patch.role = role;
       if (disabled !== user.disabled) patch.disabled = disabled;
@@ -278,7 +278,7 @@ function EditUserForm({
       <p className="muted">{user.email}</p>
       <FormError error={error} />
       <TextField label="Name" name="name" value={name} onChange={(e) => setName(e.target.value)} required error={error} />
-      <SelectField label="Role" name="role" value={role} onChange={(e) => setRole(e.target.value as Role)} error={error}>
+      <SelectField label="Role" name="role" value={role} onChange={(e) => { if (isRole(e.target.value)) setRole(e.target.value); }} error={error}>
         <RoleOptions roles={roles} />
       </SelectField>
       <CheckboxField label="Disabled (cannot sign in; sessions end)" name="disabled" checked={disabled} onChange={setDisabled} error={error} />

@@ -77,7 +77,7 @@ fn bounded(field: &str, value: Option<String>) -> ApiResult<Option<String>> {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+#[utoipa::path(get, operation_id = "list_audit_events", path = "/api/v1/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = AuditPageDto), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -123,7 +123,7 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
+#[utoipa::path(get, operation_id = "verify_audit_chain", path = "/api/v1/audit/verify", tag = "audit",
     responses((status = 200, body = ChainReport)), security(("bearer" = [])))]
 pub async fn verify(
     State(state): State<AppState>,

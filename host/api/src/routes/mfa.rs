@@ -109,7 +109,7 @@ async fn current_user(tx: &mut Tx, principal: &Principal) -> ApiResult<UserRow> 
         .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))
 }
 
-#[utoipa::path(get, path = "/api/v1/auth/mfa", tag = "mfa",
+#[utoipa::path(get, operation_id = "mfa_status", path = "/api/v1/auth/mfa", tag = "mfa",
     responses((status = 200, body = MfaStatus)), security(("bearer" = [])))]
 pub async fn status(
     State(state): State<AppState>,
@@ -124,7 +124,7 @@ pub async fn status(
     }))
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/mfa/enroll", tag = "mfa",
+#[utoipa::path(post, operation_id = "mfa_enroll", path = "/api/v1/auth/mfa/enroll", tag = "mfa",
     responses((status = 200, body = MfaEnrollResponse), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn enroll(
     State(state): State<AppState>,
@@ -160,7 +160,7 @@ pub async fn enroll(
     }))
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/mfa/confirm", tag = "mfa", request_body = MfaConfirmRequest,
+#[utoipa::path(post, operation_id = "mfa_confirm", path = "/api/v1/auth/mfa/confirm", tag = "mfa", request_body = MfaConfirmRequest,
     responses((status = 200, body = BackupCodes), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn confirm(
@@ -216,7 +216,7 @@ async fn check_password(
     Ok(user)
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/mfa/disable", tag = "mfa", request_body = PasswordConfirmation,
+#[utoipa::path(post, operation_id = "mfa_disable", path = "/api/v1/auth/mfa/disable", tag = "mfa", request_body = PasswordConfirmation,
     responses((status = 204), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn disable(

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use infrapilot_identity::{TokenKind, issue_token};
+use infrapilot_identity::{Role, TokenKind, issue_token};
 use infrapilot_store::{ApiTokenRow, NewApiToken, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -33,7 +33,7 @@ pub struct CreateTokenRequest {
 pub struct ApiTokenDto {
     pub id: String,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub created_by: String,
     pub created_at: String,
     pub expires_at: String,
@@ -54,7 +54,7 @@ impl From<ApiTokenRow> for ApiTokenDto {
         ApiTokenDto {
             id: t.id,
             name: t.name,
-            role: t.role,
+            role: Role::parse(&t.role).unwrap_or(Role::Viewer),
             created_by: t.user_id,
             created_at: validate::rfc3339(t.created_at),
             expires_at: validate::rfc3339(t.expires_at),
@@ -64,7 +64,7 @@ impl From<ApiTokenRow> for ApiTokenDto {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+#[utoipa::path(get, operation_id = "list_api_tokens", path = "/api/v1/tokens", tag = "tokens",
     responses((status = 200, body = Vec<ApiTokenDto>)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -80,7 +80,7 @@ pub async fn list(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenRequest,
+#[utoipa::path(post, operation_id = "create_api_token", path = "/api/v1/tokens", tag = "tokens", request_body = CreateTokenRequest,
     responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -137,7 +137,7 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
+#[utoipa::path(delete, operation_id = "revoke_api_token", path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn revoke(
     State(state): State<AppState>,

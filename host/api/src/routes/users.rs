@@ -22,7 +22,7 @@ pub struct UserDto {
     pub id: String,
     pub email: String,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub mfa_enabled: bool,
     pub disabled: bool,
     pub created_at: String,
@@ -35,7 +35,8 @@ impl From<UserRow> for UserDto {
             id: u.id,
             email: u.email,
             name: u.name,
-            role: u.role,
+            // The database's CHECK constraint admits only the four roles.
+            role: Role::parse(&u.role).unwrap_or(Role::Viewer),
             mfa_enabled: u.totp_enabled,
             disabled: u.disabled,
             created_at: validate::rfc3339(u.created_at),
@@ -212,7 +213,7 @@ pub async fn setup(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+#[utoipa::path(get, operation_id = "list_users", path = "/api/v1/users", tag = "users",
     responses((status = 200, body = Vec<UserDto>)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -228,7 +229,7 @@ pub async fn list(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUserRequest,
+#[utoipa::path(post, operation_id = "create_user", path = "/api/v1/users", tag = "users", request_body = CreateUserRequest,
     responses((status = 201, body = UserDto), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
@@ -258,7 +259,7 @@ async fn find(tx: &mut Tx, raw_id: &str) -> ApiResult<UserRow> {
         .ok_or_else(|| ApiError::not_found("id", "no such user"))
 }
 
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+#[utoipa::path(get, operation_id = "get_user", path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
     responses((status = 200, body = UserDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -285,7 +286,7 @@ async fn keep_a_super_admin(tx: &mut Tx, user: &UserRow, field: &str) -> ApiResu
     Ok(())
 }
 
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+#[utoipa::path(patch, operation_id = "update_user", path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
     request_body = UpdateUserRequest,
     responses((status = 200, body = UserDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -363,7 +364,7 @@ pub async fn update(
     Ok(Json(UserDto::from(updated)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+#[utoipa::path(delete, operation_id = "delete_user", path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete(

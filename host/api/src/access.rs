@@ -61,6 +61,15 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/tokens", R(Admin)),
     ("POST", "/api/v1/tokens", R(Admin)),
     ("DELETE", "/api/v1/tokens/{id}", R(Admin)),
+    // nodes
+    ("GET", "/api/v1/enrollment-tokens", R(Admin)),
+    ("POST", "/api/v1/enrollment-tokens", R(Admin)),
+    ("DELETE", "/api/v1/enrollment-tokens/{id}", R(Admin)),
+    // the enrollment token in the body is the credential
+    ("POST", "/api/v1/agents/enroll", Public),
+    ("GET", "/api/v1/agents", R(Viewer)),
+    ("GET", "/api/v1/agents/{id}", R(Viewer)),
+    ("POST", "/api/v1/agents/{id}/revoke", R(Admin)),
     // audit
     ("GET", "/api/v1/audit", R(Admin)),
     ("GET", "/api/v1/audit/verify", R(Admin)),

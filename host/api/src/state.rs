@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use infrapilot_gateway::CertificateAuthority;
 use infrapilot_identity::{LoginThrottle, SecretBox};
 use infrapilot_store::Store;
 
@@ -41,6 +42,7 @@ pub struct AppState {
 
 struct Inner {
     store: Store,
+    ca: CertificateAuthority,
     secrets: SecretBox,
     settings: ApiSettings,
     account_throttle: LoginThrottle,
@@ -49,9 +51,15 @@ struct Inner {
 }
 
 impl AppState {
-    pub fn new(store: Store, secrets: SecretBox, settings: ApiSettings) -> AppState {
+    pub fn new(
+        store: Store,
+        secrets: SecretBox,
+        ca: CertificateAuthority,
+        settings: ApiSettings,
+    ) -> AppState {
         AppState {
             inner: Arc::new(Inner {
+                ca,
                 account_throttle: LoginThrottle::new(
                     settings.account_failures,
                     settings.throttle_window,
@@ -67,6 +75,11 @@ impl AppState {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The CA that signs agent certificates.
+    pub fn ca(&self) -> &CertificateAuthority {
+        &self.inner.ca
     }
 
     pub fn secrets(&self) -> &SecretBox {

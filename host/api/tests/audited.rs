@@ -181,6 +181,44 @@ async fn every_state_changing_route_is_audited() {
             "mfa.disable"
         );
 
+        let enrollment = step!(
+            "POST",
+            "/api/v1/enrollment-tokens",
+            "/api/v1/enrollment-tokens",
+            t,
+            Some(json!({"name": "n", "max_uses": 1, "expires_in_hours": 1})),
+            "enrollment_token.create"
+        );
+        let secret_token = enrollment.body["secret"].as_str().unwrap().to_owned();
+        let eid = enrollment.body["id"].as_str().unwrap().to_owned();
+        let agent = step!(
+            "POST",
+            "/api/v1/agents/enroll",
+            "/api/v1/agents/enroll",
+            None,
+            Some(
+                json!({"token": secret_token, "csr": common::node_csr(), "name": "n1", "version": "1"})
+            ),
+            "agent.enroll"
+        );
+        let aid = agent.body["agent_id"].as_str().unwrap().to_owned();
+        step!(
+            "POST",
+            "/api/v1/agents/{id}/revoke",
+            format!("/api/v1/agents/{aid}/revoke"),
+            t,
+            None,
+            "agent.revoke"
+        );
+        step!(
+            "DELETE",
+            "/api/v1/enrollment-tokens/{id}",
+            format!("/api/v1/enrollment-tokens/{eid}"),
+            t,
+            None,
+            "enrollment_token.revoke"
+        );
+
         let sessions = app.get("/api/v1/auth/sessions", &root).await;
         let sid = sessions
             .body

@@ -111,11 +111,11 @@ async fn a_route_without_a_rule_is_refused() {
     use infrapilot_identity::SecretBox;
     // Simulate a route someone forgot to put in the table: the middleware denies it.
     let db = infrapilot_store::testing::TestDb::new(Backend::Sqlite).await;
-    let state = AppState::new(
-        db.store.clone(),
-        SecretBox::new(&[1u8; 32]).unwrap(),
-        Default::default(),
-    );
+    let secrets = SecretBox::new(&[1u8; 32]).unwrap();
+    let ca = infrapilot_gateway::load_or_create_ca(&db.store, &secrets)
+        .await
+        .unwrap();
+    let state = AppState::new(db.store.clone(), secrets, ca, Default::default());
     let app = axum::Router::new()
         .route("/api/v1/forgotten", get(|| async { "secret data" }))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -132,6 +132,7 @@ pub enum TokenKind {
     Refresh,
     Api,
     MfaChallenge,
+    Enrollment,
 }
 
 impl TokenKind {
@@ -141,6 +142,7 @@ impl TokenKind {
             TokenKind::Refresh => "ipr_",
             TokenKind::Api => "ipt_",
             TokenKind::MfaChallenge => "ipm_",
+            TokenKind::Enrollment => "ipe_",
         }
     }
 }

@@ -163,7 +163,10 @@ fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let secrets = SecretBox::new(&master_key(&config.data_dir)?)?;
-    let state = AppState::new(store.clone(), secrets, ApiSettings::default());
+    let ca = infrapilot_gateway::load_or_create_ca(&store, &secrets)
+        .await
+        .context("loading the agent CA")?;
+    let state = AppState::new(store.clone(), secrets, ca, ApiSettings::default());
     let app = infrapilot_api::router(state);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

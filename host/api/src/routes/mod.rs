@@ -1,5 +1,6 @@
 //! The route table: every handler is registered here, with its OpenAPI description.
 
+pub mod agents;
 pub mod audit;
 pub mod mfa;
 pub mod session;
@@ -65,6 +66,12 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
+        .routes(routes!(agents::list_tokens, agents::create_token))
+        .routes(routes!(agents::revoke_token))
+        .routes(routes!(agents::enroll))
+        .routes(routes!(agents::list))
+        .routes(routes!(agents::get))
+        .routes(routes!(agents::revoke))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
 }

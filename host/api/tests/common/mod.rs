@@ -50,11 +50,11 @@ impl TestApp {
 
     pub async fn with_settings(backend: Backend, settings: ApiSettings) -> TestApp {
         let db = TestDb::new(backend).await;
-        let state = AppState::new(
-            db.store.clone(),
-            SecretBox::new(&[42u8; 32]).unwrap(),
-            settings,
-        );
+        let secrets = SecretBox::new(&[42u8; 32]).unwrap();
+        let ca = infrapilot_gateway::load_or_create_ca(&db.store, &secrets)
+            .await
+            .unwrap();
+        let state = AppState::new(db.store.clone(), secrets, ca, settings);
         TestApp {
             router: router(state),
             db,
@@ -212,4 +212,33 @@ pub fn oathtool(secret_base32: &str, offset_seconds: i64) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A CSR made the way a node makes it: a fresh key pair that never leaves the node.
+pub fn node_csr() -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    rcgen::CertificateParams::new(vec!["node.example".to_owned()])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap()
+}
+
+impl TestApp {
+    /// Creates an enrollment token (as `admin`) and returns its secret.
+    pub async fn enrollment_token(&self, admin: &str, max_uses: i64) -> (String, String) {
+        let r = self
+            .post(
+                "/api/v1/enrollment-tokens",
+                Some(admin),
+                json!({"name": "rollout", "labels": {"env": "test"}, "max_uses": max_uses, "expires_in_hours": 1}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        (
+            r.body["id"].as_str().unwrap().to_owned(),
+            r.body["secret"].as_str().unwrap().to_owned(),
+        )
+    }
 }

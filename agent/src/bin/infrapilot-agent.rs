@@ -1,0 +1,118 @@
+//! `infrapilot-agent`: the node agent's command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use infrapilot_agent::{EnrollOptions, StateDir, enroll};
+
+#[derive(Parser)]
+#[command(name = "infrapilot-agent", version, about = "InfraPilot node agent")]
+struct Cli {
+    /// Where the key, certificates and identity live (mode 0700/0600).
+    #[arg(
+        long,
+        global = true,
+        env = "INFRAPILOT_AGENT_STATE_DIR",
+        default_value = "/var/lib/infrapilot-agent"
+    )]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enrol this node with a one-time token from the dashboard.
+    Enroll {
+        /// The host, e.g. https://pilot.example.com
+        #[arg(long, env = "INFRAPILOT_AGENT_ENDPOINT")]
+        endpoint: String,
+        /// The enrollment token (ipe_…). Prefer the environment variable to keep it out of `ps`.
+        #[arg(long, env = "INFRAPILOT_AGENT_TOKEN", hide_env_values = true)]
+        token: String,
+        /// This node's name (default: the hostname).
+        #[arg(long)]
+        name: Option<String>,
+        /// A PEM CA certificate to trust for the host's HTTPS, besides the system's.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
+    /// Check the trust material: exit 0 if the agent could start, else name what is missing.
+    Check,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_owned())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let state = StateDir::new(&cli.state_dir);
+    match cli.command {
+        Command::Enroll {
+            endpoint,
+            token,
+            name,
+            ca_file,
+        } => {
+            let ca = match ca_file.map(std::fs::read).transpose() {
+                Ok(ca) => ca,
+                Err(e) => {
+                    eprintln!("error: --ca-file: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let name = name.unwrap_or_else(hostname);
+            let options = EnrollOptions {
+                endpoint: &endpoint,
+                token: &token,
+                name: &name,
+                host_ca_pem: ca.as_deref(),
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(enroll(&options, &state)) {
+                Ok(identity) => {
+                    println!(
+                        "enrolled as {} ({}); certificate valid until {}; state in {}",
+                        identity.name,
+                        identity.agent_id,
+                        identity.certificate_expires_at,
+                        state.path().display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check => match state.load() {
+            Ok(trust) => {
+                println!(
+                    "trust material OK: agent {} for {}",
+                    trust.identity.agent_id, trust.identity.endpoint
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

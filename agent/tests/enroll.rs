@@ -1,0 +1,226 @@
+//! A real agent process enrolling with a real host (router on a loopback port, SQLite):
+//! tokens used up, expired or revoked are refused; the key stays on the node with mode 0600;
+//! without trust material the agent refuses to start.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Output;
+
+use infrapilot_api::{ApiSettings, AppState};
+use infrapilot_identity::SecretBox;
+use infrapilot_store::Backend;
+use infrapilot_store::testing::TestDb;
+use serde_json::{Value, json};
+
+struct Host {
+    base: String,
+    db: TestDb,
+    admin: String,
+}
+
+async fn host() -> Host {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let secrets = SecretBox::new(&[9u8; 32]).unwrap();
+    let ca = infrapilot_gateway::load_or_create_ca(&db.store, &secrets)
+        .await
+        .unwrap();
+    let app = infrapilot_api::router(AppState::new(
+        db.store.clone(),
+        secrets,
+        ca,
+        ApiSettings::default(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    let http = Http(base.clone());
+    http.post(
+        "/api/v1/setup",
+        None,
+        json!({"email": "a@example.com", "password": "a long password", "name": "A"}),
+    )
+    .await;
+    let login = http
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "a@example.com", "password": "a long password"}),
+        )
+        .await;
+    let admin = login["access_token"].as_str().unwrap().to_owned();
+    Host { base, db, admin }
+}
+
+/// A tiny HTTP client over the test's own runtime (the agent under test uses its own).
+struct Http(String);
+
+impl Http {
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Value {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", self.0))
+            .json(&body);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        request
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or(Value::Null)
+    }
+}
+
+async fn token(host: &Host, max_uses: i64) -> (String, String) {
+    let r = Http(host.base.clone())
+        .post(
+            "/api/v1/enrollment-tokens",
+            Some(&host.admin),
+            json!({"name": "t", "max_uses": max_uses, "expires_in_hours": 1}),
+        )
+        .await;
+    (
+        r["id"].as_str().unwrap().to_owned(),
+        r["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn agent(state: &Path, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_infrapilot-agent"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .env_remove("INFRAPILOT_AGENT_TOKEN")
+        .output()
+        .await
+        .unwrap()
+}
+
+async fn enroll(host: &Host, state: &Path, token: &str, name: &str) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_infrapilot-agent"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(["enroll", "--endpoint", &host.base, "--name", name])
+        .env("INFRAPILOT_AGENT_TOKEN", token)
+        .output()
+        .await
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_agent_process_enrolls_and_fails_closed() {
+    let host = host().await;
+    let dir = std::env::temp_dir().join(format!("infrapilot-agent-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("node-1");
+
+    // No trust material: refuse.
+    let check = agent(&state, &["check"]).await;
+    assert!(!check.status.success());
+    assert!(text(&check).contains("enrol first"), "{}", text(&check));
+
+    let (_, one_use) = token(&host, 1).await;
+    let out = enroll(&host, &state, &one_use, "node-1").await;
+    assert!(out.status.success(), "{}", text(&out));
+    for file in ["agent.key", "agent.crt", "ca.crt", "agent.json"] {
+        let mode = std::fs::metadata(state.join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+    let key = std::fs::read_to_string(state.join("agent.key")).unwrap();
+    assert!(key.contains("PRIVATE KEY"));
+    // The private key never left the node: the host stores only the certificate's fingerprint.
+    let stored = host
+        .db
+        .app_scalar("SELECT cert_fingerprint FROM agents")
+        .await;
+    assert_eq!(stored.len(), 64);
+    let check = agent(&state, &["check"]).await;
+    assert!(check.status.success(), "{}", text(&check));
+
+    // Used up.
+    let out = enroll(&host, &dir.join("node-2"), &one_use, "node-2").await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("used up"), "{}", text(&out));
+    assert!(
+        !dir.join("node-2").join("agent.key").exists(),
+        "nothing written on refusal"
+    );
+
+    // Expired.
+    let (expired_id, expired) = token(&host, 5).await;
+    host.db
+        .raw_execute(&format!(
+            "UPDATE enrollment_tokens SET expires_at = 1 WHERE id = '{expired_id}'"
+        ))
+        .await;
+    let out = enroll(&host, &dir.join("node-3"), &expired, "node-3").await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("expired"), "{}", text(&out));
+
+    // Revoked.
+    let (revoked_id, revoked) = token(&host, 5).await;
+    let status = reqwest::Client::new()
+        .delete(format!(
+            "{}/api/v1/enrollment-tokens/{revoked_id}",
+            host.base
+        ))
+        .bearer_auth(&host.admin)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 204);
+    let out = enroll(&host, &dir.join("node-4"), &revoked, "node-4").await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("revoked"), "{}", text(&out));
+
+    // Loosened permissions: the agent refuses to use the key.
+    std::fs::set_permissions(
+        state.join("agent.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let check = agent(&state, &["check"]).await;
+    assert!(!check.status.success());
+    assert!(text(&check).contains("0600"), "{}", text(&check));
+
+    // A token must not cross the network in clear.
+    let clear = tokio::process::Command::new(env!("CARGO_BIN_EXE_infrapilot-agent"))
+        .arg("--state-dir")
+        .arg(dir.join("node-6"))
+        .args([
+            "enroll",
+            "--endpoint",
+            "http://pilot.example.com",
+            "--name",
+            "n",
+        ])
+        .env("INFRAPILOT_AGENT_TOKEN", "ipe_x")
+        .output()
+        .await
+        .unwrap();
+    assert!(!clear.status.success());
+    assert!(text(&clear).contains("loopback"), "{}", text(&clear));
+    let _ = std::fs::remove_dir_all(&dir);
+}

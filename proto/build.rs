@@ -6,6 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // No `connect` helper: it needs tonic's channel feature in every user of this crate.
+        .build_transport(false)
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -66,7 +66,7 @@ wait_ready() {
 say "smoke run on PostgreSQL: INFRAPILOT_DATABASE_URL alone switches the backend"
 psql "$pg_url" -qc "CREATE DATABASE infrapilot_smoke" >/dev/null
 port=$(free_port)
-INFRAPILOT_DATABASE_URL="${pg_url%/postgres}/infrapilot_smoke" INFRAPILOT_DATA_DIR="$work/pgdata" \
+INFRAPILOT_GRPC_LISTEN="127.0.0.1:$(free_port)" INFRAPILOT_DATABASE_URL="${pg_url%/postgres}/infrapilot_smoke" INFRAPILOT_DATA_DIR="$work/pgdata" \
     INFRAPILOT_LISTEN="127.0.0.1:$port" "$bin" serve >"$work/pg-serve.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:$port" "$work/pg-serve.log"
@@ -80,7 +80,7 @@ echo "PostgreSQL smoke run OK"
 say "browser test in Chromium (tests/e2e)"
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 port=$(free_port)
-INFRAPILOT_DATA_DIR="$work/e2e-data" INFRAPILOT_LISTEN="127.0.0.1:$port" "$bin" serve >"$work/e2e-serve.log" 2>&1 &
+INFRAPILOT_GRPC_LISTEN="127.0.0.1:$(free_port)" INFRAPILOT_DATA_DIR="$work/e2e-data" INFRAPILOT_LISTEN="127.0.0.1:$port" "$bin" serve >"$work/e2e-serve.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:$port" "$work/e2e-serve.log"
 if ! (cd tests/e2e && INFRAPILOT_URL="http://127.0.0.1:$port" node run.mjs); then

@@ -51,6 +51,7 @@ struct EnrollResponse {
     certificate: String,
     ca_certificate: String,
     certificate_expires_at: String,
+    grpc_endpoint: String,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +151,7 @@ pub async fn enroll(
         agent_id: answer.agent_id,
         name: options.name.to_owned(),
         endpoint: base.to_string(),
+        grpc_endpoint: answer.grpc_endpoint,
         certificate_expires_at: answer.certificate_expires_at,
     };
     state.save(&TrustMaterial {

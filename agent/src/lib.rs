@@ -1,9 +1,11 @@
 //! The InfraPilot node agent. Today: enrollment (the node makes its own key and CSR, trades a
 //! one-time token for a certificate signed by the host CA) and its state directory, which holds
 //! the trust material with mode 0600 and without which the agent refuses to run (fail closed).
-//! The mTLS gRPC session, Docker and nginx arrive with their issues.
+//! `session` holds the outbound mTLS gRPC stream (hello, heartbeats, reconnect). Docker and nginx
+//! arrive with their issues.
 
 pub mod enroll;
+pub mod session;
 pub mod state;
 
 pub use enroll::{EnrollError, EnrollOptions, enroll};

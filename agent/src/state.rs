@@ -32,6 +32,8 @@ pub struct Identity {
     pub name: String,
     /// The host's HTTPS endpoint, e.g. `https://pilot.example.com`.
     pub endpoint: String,
+    /// Where the mTLS gRPC session is opened (told by the host at enrollment).
+    pub grpc_endpoint: String,
     pub certificate_expires_at: String,
 }
 

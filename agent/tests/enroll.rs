@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 struct Host {
     base: String,
+    grpc_url: String,
     db: TestDb,
     admin: String,
 }
@@ -25,12 +26,28 @@ async fn host() -> Host {
     let ca = infrapilot_gateway::load_or_create_ca(&db.store, &secrets)
         .await
         .unwrap();
-    let app = infrapilot_api::router(AppState::new(
-        db.store.clone(),
-        secrets,
-        ca,
-        ApiSettings::default(),
-    ));
+    let grpc_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let grpc_url = format!("https://127.0.0.1:{grpc_port}");
+    let settings = ApiSettings {
+        agent_grpc_url: grpc_url.clone(),
+        ..ApiSettings::default()
+    };
+    let state = AppState::new(db.store.clone(), secrets, ca, settings);
+    let (store, ca) = (db.store.clone(), state.ca_handle());
+    tokio::spawn(async move {
+        let config = infrapilot_gateway::server::GatewayConfig {
+            listen: format!("127.0.0.1:{grpc_port}").parse().unwrap(),
+            hostnames: vec!["127.0.0.1".into()],
+            heartbeat_seconds: 30,
+        };
+        infrapilot_gateway::server::serve(store, &ca, config, std::future::pending())
+            .await
+            .unwrap();
+    });
+    let app = infrapilot_api::router(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -56,7 +73,12 @@ async fn host() -> Host {
         )
         .await;
     let admin = login["access_token"].as_str().unwrap().to_owned();
-    Host { base, db, admin }
+    Host {
+        base,
+        grpc_url,
+        db,
+        admin,
+    }
 }
 
 /// A tiny HTTP client over the test's own runtime (the agent under test uses its own).
@@ -222,5 +244,95 @@ async fn a_real_agent_process_enrolls_and_fails_closed() {
         .unwrap();
     assert!(!clear.status.success());
     assert!(text(&clear).contains("loopback"), "{}", text(&clear));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn agents(host: &Host) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}/api/v1/agents", host.base))
+        .bearer_auth(&host.admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls the agent list until `check` holds (10 s at most).
+async fn wait_for(host: &Host, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..100 {
+        let list = agents(host).await;
+        if check(&list) {
+            return list;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}: {}", agents(host).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_holds_an_mtls_session_until_revoked() {
+    let host = host().await;
+    let dir = std::env::temp_dir().join(format!("infrapilot-agent-session-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("node");
+
+    // Without trust material `run` refuses to start.
+    let refused = agent(&state, &["run"]).await;
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("refusing to start"),
+        "{}",
+        text(&refused)
+    );
+
+    let (_, secret) = token(&host, 1).await;
+    let out = enroll(&host, &state, &secret, "node-a").await;
+    assert!(out.status.success(), "{}", text(&out));
+    let identity: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("agent.json")).unwrap()).unwrap();
+    assert_eq!(identity["grpc_endpoint"], host.grpc_url.as_str());
+
+    let mut running = tokio::process::Command::new(env!("CARGO_BIN_EXE_infrapilot-agent"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["run", "--heartbeat-seconds", "1"])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let list = wait_for(&host, "the agent online", |l| l[0]["status"] == "online").await;
+    let first_seen = list[0]["last_seen_at"].as_str().unwrap().to_owned();
+    wait_for(&host, "a heartbeat", |l| {
+        l[0]["last_seen_at"].as_str() != Some(first_seen.as_str())
+    })
+    .await;
+
+    // Revoked: the open session ends at the next heartbeat, and the agent stops (fail closed).
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    let status = reqwest::Client::new()
+        .post(format!("{}/api/v1/agents/{id}/revoke", host.base))
+        .bearer_auth(&host.admin)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 204);
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(10), running.wait())
+        .await
+        .expect("the revoked agent stops")
+        .unwrap();
+    assert!(!exit.success());
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(running.stderr.as_mut().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("revoked"), "{stderr}");
+
+    // And a new connection is refused outright.
+    let again = agent(&state, &["run", "--heartbeat-seconds", "1"]).await;
+    assert!(!again.status.success());
+    assert!(text(&again).contains("revoked"), "{}", text(&again));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -74,9 +74,12 @@ async fn hello_command_ack_result_round_trip() {
             .add_service(AgentGatewayServer::new(Host))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let mut client = AgentGatewayClient::connect(format!("http://{addr}"))
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
         .await
         .unwrap();
+    let mut client = AgentGatewayClient::new(channel);
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let mut inbound = client
         .session(tokio_stream::wrappers::ReceiverStream::new(rx))

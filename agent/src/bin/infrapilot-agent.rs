@@ -40,6 +40,12 @@ enum Command {
     },
     /// Check the trust material: exit 0 if the agent could start, else name what is missing.
     Check,
+    /// Hold the session with the host (outbound only). Refuses to start without trust material.
+    Run {
+        /// Heartbeat interval in seconds (default: what the host asks for, 30 s).
+        #[arg(long, env = "INFRAPILOT_AGENT_HEARTBEAT_SECONDS")]
+        heartbeat_seconds: Option<u64>,
+    },
 }
 
 fn hostname() -> String {
@@ -95,6 +101,36 @@ fn main() -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run { heartbeat_seconds } => {
+            let trust = match state.load() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: refusing to start: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let options = infrapilot_agent::session::SessionOptions {
+                heartbeat: heartbeat_seconds.map(|s| std::time::Duration::from_secs(s.max(1))),
+                ..Default::default()
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(infrapilot_agent::session::run(&trust, &options)) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE

@@ -21,6 +21,8 @@ pub struct ApiSettings {
     /// Failed logins per client address within `throttle_window`.
     pub ip_failures: usize,
     pub throttle_window: Duration,
+    /// Where agents open their mTLS gRPC session (told to them at enrollment).
+    pub agent_grpc_url: String,
 }
 
 impl Default for ApiSettings {
@@ -31,6 +33,7 @@ impl Default for ApiSettings {
             account_failures: 5,
             ip_failures: 30,
             throttle_window: Duration::from_secs(15 * 60),
+            agent_grpc_url: "https://localhost:8443".into(),
         }
     }
 }
@@ -42,7 +45,7 @@ pub struct AppState {
 
 struct Inner {
     store: Store,
-    ca: CertificateAuthority,
+    ca: Arc<CertificateAuthority>,
     secrets: SecretBox,
     settings: ApiSettings,
     account_throttle: LoginThrottle,
@@ -59,7 +62,7 @@ impl AppState {
     ) -> AppState {
         AppState {
             inner: Arc::new(Inner {
-                ca,
+                ca: Arc::new(ca),
                 account_throttle: LoginThrottle::new(
                     settings.account_failures,
                     settings.throttle_window,
@@ -80,6 +83,11 @@ impl AppState {
     /// The CA that signs agent certificates.
     pub fn ca(&self) -> &CertificateAuthority {
         &self.inner.ca
+    }
+
+    /// A shared handle on the CA, for the agent gateway.
+    pub fn ca_handle(&self) -> Arc<CertificateAuthority> {
+        self.inner.ca.clone()
     }
 
     pub fn secrets(&self) -> &SecretBox {

@@ -113,10 +113,40 @@ impl CertificateAuthority {
         Ok(IssuedCertificate {
             pem: cert.pem(),
             serial_hex,
-            fingerprint_sha256: hex::encode(Sha256::digest(cert.der())),
+            fingerprint_sha256: fingerprint(cert.der()),
             not_after_ms: (params.not_after.unix_timestamp_nanos() / 1_000_000) as i64,
         })
     }
+}
+
+impl CertificateAuthority {
+    /// A server certificate for the gRPC listener, valid for `hostnames` (DNS names or IPs).
+    /// Returns the certificate and its private key, both PEM.
+    pub fn issue_server_certificate(
+        &self,
+        hostnames: &[String],
+    ) -> Result<(String, String), CaError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(hostnames.to_vec())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "InfraPilot agent gateway");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + Duration::days(365);
+        params.serial_number = Some(random_serial()?);
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+/// SHA-256 of a DER certificate, hex: the key under which agents are recognised.
+pub fn fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
 }
 
 #[cfg(test)]

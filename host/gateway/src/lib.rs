@@ -1,8 +1,9 @@
 //! The agents' side of the host: the certificate authority that signs agent certificates, and
-//! enrollment (a one-time token and a CSR exchanged for a certificate). The mTLS gRPC server and
-//! command routing arrive with the agent (`proto/`, `agent/`).
+//! the mTLS gRPC listener agents hold their session on (`server`). Commands over the session
+//! arrive with container operations.
 
 pub mod ca;
+pub mod server;
 
 use infrapilot_identity::SecretBox;
 use infrapilot_store::{DEFAULT_ORG_ID, Store};
@@ -19,6 +20,8 @@ pub enum GatewayError {
     Seal(#[from] infrapilot_identity::SecretError),
     #[error("the stored CA key is not UTF-8 PEM")]
     KeyEncoding,
+    #[error("agent gateway: {0}")]
+    Transport(String),
 }
 
 const CA_SEAL_PURPOSE: &str = "host-ca-key";

@@ -25,6 +25,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// A `tracing` filter such as `info` or `infrapilot=debug,tower_http=info`.
     pub log_level: String,
+    /// Address of the agents' mTLS gRPC listener.
+    pub grpc_listen: String,
+    /// Names and addresses agents reach the gRPC listener by (its certificate's SANs).
+    pub grpc_hostnames: Vec<String>,
+    /// The URL agents are told to connect to; default `https://<first hostname>:<grpc port>`.
+    pub grpc_url: Option<String>,
 }
 
 impl Default for Config {
@@ -36,6 +42,9 @@ impl Default for Config {
             database_max_connections: 8,
             log_format: LogFormat::Text,
             log_level: "info".into(),
+            grpc_listen: "0.0.0.0:8443".into(),
+            grpc_hostnames: vec!["localhost".into(), "127.0.0.1".into()],
+            grpc_url: None,
         }
     }
 }
@@ -82,6 +91,19 @@ impl Config {
         if let Some(v) = var("INFRAPILOT_LOG_LEVEL") {
             self.log_level = v;
         }
+        if let Some(v) = var("INFRAPILOT_GRPC_LISTEN") {
+            self.grpc_listen = v;
+        }
+        if let Some(v) = var("INFRAPILOT_GRPC_HOSTNAMES") {
+            self.grpc_hostnames = v
+                .split(',')
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .collect();
+        }
+        if let Some(v) = var("INFRAPILOT_GRPC_URL").filter(|v| !v.is_empty()) {
+            self.grpc_url = Some(v);
+        }
         Ok(())
     }
 
@@ -89,10 +111,23 @@ impl Config {
         self.listen
             .parse::<std::net::SocketAddr>()
             .with_context(|| format!("listen: not an address:port: {:?}", self.listen))?;
+        self.grpc_listen
+            .parse::<std::net::SocketAddr>()
+            .with_context(|| format!("grpc_listen: not an address:port: {:?}", self.grpc_listen))?;
+        if self.grpc_hostnames.is_empty() {
+            bail!("grpc_hostnames must name at least one host agents connect to");
+        }
         if self.database_max_connections == 0 || self.database_max_connections > 1000 {
             bail!("database_max_connections must be between 1 and 1000");
         }
         Ok(())
+    }
+
+    pub fn grpc_url(&self) -> String {
+        self.grpc_url.clone().unwrap_or_else(|| {
+            let port = self.grpc_listen.rsplit(':').next().unwrap_or("8443");
+            format!("https://{}:{port}", self.grpc_hostnames[0])
+        })
     }
 
     pub fn database_url(&self) -> String {

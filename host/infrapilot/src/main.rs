@@ -166,7 +166,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let ca = infrapilot_gateway::load_or_create_ca(&store, &secrets)
         .await
         .context("loading the agent CA")?;
-    let state = AppState::new(store.clone(), secrets, ca, ApiSettings::default());
+    let settings = ApiSettings {
+        agent_grpc_url: config.grpc_url(),
+        ..ApiSettings::default()
+    };
+    let state = AppState::new(store.clone(), secrets, ca, settings);
+    let gateway_config = infrapilot_gateway::server::GatewayConfig {
+        listen: config.grpc_listen.parse()?,
+        hostnames: config.grpc_hostnames.clone(),
+        heartbeat_seconds: infrapilot_gateway::server::HEARTBEAT_SECONDS,
+    };
+    let (stop_gateway, gateway_stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway = {
+        let (store, ca) = (store.clone(), state.ca_handle());
+        tokio::spawn(async move {
+            let stopped = async {
+                let _ = gateway_stopped.await;
+            };
+            let result =
+                infrapilot_gateway::server::serve(store, &ca, gateway_config, stopped).await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "the agent gateway stopped; agents cannot connect");
+            }
+            result
+        })
+    };
+    tracing::info!(listen = %config.grpc_listen, url = %config.grpc_url(), "agent gateway (mTLS gRPC) is serving");
     let app = infrapilot_api::router(state);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -183,6 +208,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("serving HTTP")?;
+    let _ = stop_gateway.send(());
+    match gateway.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "agent gateway failed"),
+        Err(e) => tracing::error!(error = %e, "agent gateway task failed"),
+        Ok(Ok(())) => {}
+    }
     tracing::info!("shutting down: closing the database");
     store.close().await;
     Ok(())

@@ -224,6 +224,33 @@ impl Tx {
         .await)?)
     }
 
+    /// The agent holding the certificate with this SHA-256 fingerprint.
+    pub async fn agent_by_fingerprint(&mut self, fingerprint: &str) -> Result<Option<AgentRow>> {
+        let org = self.org_id.clone();
+        Ok(on_tx!(self, c => sqlx::query_as::<_, AgentRow>(
+            "SELECT id, name, labels, version, cert_serial, cert_fingerprint, cert_expires_at, enrolled_at, \
+             last_seen_at, revoked_at FROM agents WHERE org_id = $1 AND cert_fingerprint = $2",
+        )
+        .bind(&org)
+        .bind(fingerprint)
+        .fetch_optional(&mut **c)
+        .await)?)
+    }
+
+    /// Records that the agent was heard from (hello or heartbeat).
+    pub async fn touch_agent(&mut self, id: &str, version: Option<&str>) -> Result<()> {
+        let org = self.org_id.clone();
+        on_tx!(self, c => sqlx::query(
+            "UPDATE agents SET last_seen_at = $3, version = COALESCE($4, version) WHERE org_id = $1 AND id = $2",
+        )
+        .bind(&org)
+        .bind(id)
+        .bind(now_ms())
+        .bind(version)
+        .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
     pub async fn revoke_agent(&mut self, id: &str) -> Result<bool> {
         let org = self.org_id.clone();
         let n = on_tx!(self, c => sqlx::query(

@@ -86,6 +86,8 @@ pub struct EnrollResponse {
     /// The host CA certificate (PEM): the agent trusts only this for the host.
     pub ca_certificate: String,
     pub certificate_expires_at: String,
+    /// Where to open the mTLS gRPC session.
+    pub grpc_endpoint: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -390,6 +392,7 @@ pub async fn enroll(
             certificate: issued.pem,
             ca_certificate: state.ca().cert_pem().to_owned(),
             certificate_expires_at: validate::rfc3339(issued.not_after_ms),
+            grpc_endpoint: state.settings().agent_grpc_url.clone(),
         }),
     ))
 }

@@ -1,0 +1,157 @@
+//! The agent's session with the host: one outbound mTLS gRPC stream, hello, heartbeats,
+//! reconnection with exponential backoff and jitter. A host that refuses the certificate
+//! (revoked or unknown agent) stops the agent: it never runs without trust.
+
+use std::time::Duration;
+
+use infrapilot_proto::v1::agent_gateway_client::AgentGatewayClient;
+use infrapilot_proto::v1::{
+    AgentMessage, Heartbeat, Hello, HostStats, agent_message, host_message,
+};
+use tokio_stream::StreamExt;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use crate::state::TrustMaterial;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the host refused this agent: {0}")]
+    Refused(String),
+    #[error("the saved gRPC endpoint is not usable: {0}")]
+    Endpoint(String),
+}
+
+/// Why one session ended (and whether to try again).
+enum Ended {
+    Retry(String),
+    Refused(String),
+}
+
+pub struct SessionOptions {
+    /// Overrides the host's heartbeat interval (tests); `None` follows the host.
+    pub heartbeat: Option<Duration>,
+    pub max_backoff: Duration,
+}
+
+impl Default for SessionOptions {
+    fn default() -> SessionOptions {
+        SessionOptions {
+            heartbeat: None,
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+fn jitter(max_ms: u64) -> Duration {
+    let mut b = [0u8; 8];
+    let r = getrandom::fill(&mut b)
+        .map(|_| u64::from_le_bytes(b))
+        .unwrap_or(0);
+    Duration::from_millis(if max_ms == 0 { 0 } else { r % max_ms })
+}
+
+/// Runs sessions until the host refuses the agent.
+pub async fn run(trust: &TrustMaterial, options: &SessionOptions) -> Result<(), SessionError> {
+    let channel = channel(trust)?;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match session(channel.clone(), trust, options).await {
+            Ended::Refused(reason) => return Err(SessionError::Refused(reason)),
+            Ended::Retry(reason) => {
+                let wait = backoff + jitter(backoff.as_millis() as u64 / 2);
+                eprintln!(
+                    "session ended ({reason}); reconnecting in {:.1} s",
+                    wait.as_secs_f64()
+                );
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(options.max_backoff);
+            }
+        }
+    }
+}
+
+fn channel(trust: &TrustMaterial) -> Result<Channel, SessionError> {
+    let url = url::Url::parse(&trust.identity.grpc_endpoint)
+        .map_err(|e| SessionError::Endpoint(e.to_string()))?;
+    if url.scheme() != "https" {
+        return Err(SessionError::Endpoint(
+            "the gRPC endpoint must be https".into(),
+        ));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| SessionError::Endpoint("no host in the gRPC endpoint".into()))?
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&trust.ca_certificate_pem))
+        .identity(Identity::from_pem(&trust.certificate_pem, &trust.key_pem))
+        .domain_name(host);
+    Ok(Channel::from_shared(trust.identity.grpc_endpoint.clone())
+        .map_err(|e| SessionError::Endpoint(e.to_string()))?
+        .connect_timeout(Duration::from_secs(10))
+        .tls_config(tls)
+        .map_err(|e| SessionError::Endpoint(e.to_string()))?
+        .connect_lazy())
+}
+
+async fn session(channel: Channel, trust: &TrustMaterial, options: &SessionOptions) -> Ended {
+    let mut client = AgentGatewayClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let hello = AgentMessage {
+        body: Some(agent_message::Body::Hello(Hello {
+            agent_id: trust.identity.agent_id.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: vec![],
+            ..Default::default()
+        })),
+    };
+    if tx.send(hello).await.is_err() {
+        return Ended::Retry("internal channel closed".into());
+    }
+    let mut inbound = match client
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+    {
+        Ok(response) => response.into_inner(),
+        Err(status) if refused(&status) => return Ended::Refused(status.message().to_owned()),
+        Err(status) => return Ended::Retry(status.to_string()),
+    };
+    let mut interval = options.heartbeat.unwrap_or(Duration::from_secs(30));
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            message = inbound.next() => match message {
+                None => return Ended::Retry("the host closed the stream".into()),
+                Some(Err(status)) if refused(&status) => return Ended::Refused(status.message().to_owned()),
+                Some(Err(status)) => return Ended::Retry(status.to_string()),
+                Some(Ok(message)) => {
+                    if let Some(host_message::Body::Welcome(welcome)) = message.body {
+                        eprintln!("connected to the host as {}", welcome.agent_id);
+                        if options.heartbeat.is_none() && welcome.heartbeat_seconds > 0 {
+                            interval = Duration::from_secs(u64::from(welcome.heartbeat_seconds));
+                            ticker = tokio::time::interval(interval);
+                            ticker.tick().await;
+                        }
+                    }
+                }
+            },
+            _ = ticker.tick() => {
+                let beat = AgentMessage {
+                    body: Some(agent_message::Body::Heartbeat(Heartbeat { stats: Some(HostStats::default()) })),
+                };
+                if tx.send(beat).await.is_err() {
+                    return Ended::Retry("the stream closed".into());
+                }
+            }
+        }
+    }
+}
+
+fn refused(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+    )
+}

@@ -1,0 +1,169 @@
+//! The mTLS gRPC listener agents connect to. TLS requires a client certificate signed by the host
+//! CA; the session is then accepted only for the enrolled, unrevoked agent that holds exactly that
+//! certificate (by SHA-256 fingerprint), so an unknown or revoked certificate gets no session.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use infrapilot_proto::v1::agent_gateway_server::{AgentGateway, AgentGatewayServer};
+use infrapilot_proto::v1::{AgentMessage, HostMessage, Welcome, agent_message, host_message};
+use infrapilot_store::{DEFAULT_ORG_ID, Store};
+use tokio_stream::{Stream, StreamExt};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::ca::{CertificateAuthority, fingerprint};
+
+/// How often agents are asked to send heartbeats.
+pub const HEARTBEAT_SECONDS: u32 = 30;
+
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// Names and addresses agents use to reach the listener (the server certificate's SANs).
+    pub hostnames: Vec<String>,
+    pub heartbeat_seconds: u32,
+}
+
+struct Gateway {
+    store: Store,
+    heartbeat_seconds: u32,
+}
+
+type HostStream = Pin<Box<dyn Stream<Item = Result<HostMessage, Status>> + Send>>;
+
+impl Gateway {
+    async fn identify(&self, request: &Request<Streaming<AgentMessage>>) -> Result<String, Status> {
+        let certs = request
+            .peer_certs()
+            .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+        let fp = fingerprint(leaf.as_ref());
+        let mut tx = self
+            .store
+            .read(DEFAULT_ORG_ID)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let agent = tx
+            .agent_by_fingerprint(&fp)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .ok_or_else(|| Status::permission_denied("unknown agent certificate"))?;
+        if agent.revoked_at.is_some() {
+            return Err(Status::permission_denied("this agent has been revoked"));
+        }
+        Ok(agent.id)
+    }
+}
+
+async fn touch(store: &Store, agent_id: &str, version: Option<&str>) {
+    let result = async {
+        let mut tx = store.write(DEFAULT_ORG_ID).await?;
+        tx.touch_agent(agent_id, version).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(agent_id, error = %e, "could not record agent activity");
+    }
+}
+
+async fn revoked(store: &Store, agent_id: &str) -> bool {
+    let found = async { store.read(DEFAULT_ORG_ID).await?.agent(agent_id).await }.await;
+    match found {
+        Ok(Some(agent)) => agent.revoked_at.is_some(),
+        Ok(None) => true,
+        Err(e) => {
+            tracing::warn!(agent_id, error = %e, "could not check revocation");
+            false
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl AgentGateway for Gateway {
+    type SessionStream = HostStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let agent_id = self.identify(&request).await?;
+        let mut inbound = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(32);
+        let store = self.store.clone();
+        let heartbeat_seconds = self.heartbeat_seconds;
+        tokio::spawn(async move {
+            while let Some(message) = inbound.next().await {
+                let Ok(message) = message else { break };
+                match message.body {
+                    Some(agent_message::Body::Hello(hello)) => {
+                        if hello.agent_id != agent_id {
+                            let _ = tx
+                                .send(Err(Status::permission_denied(
+                                    "hello names another agent than the certificate",
+                                )))
+                                .await;
+                            break;
+                        }
+                        touch(&store, &agent_id, Some(&hello.version)).await;
+                        tracing::info!(agent_id, version = hello.version, "agent connected");
+                        let welcome = HostMessage {
+                            body: Some(host_message::Body::Welcome(Welcome {
+                                agent_id: agent_id.clone(),
+                                heartbeat_seconds,
+                            })),
+                        };
+                        if tx.send(Ok(welcome)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(agent_message::Body::Heartbeat(_)) => {
+                        // Revocation also ends a session that is already open.
+                        if revoked(&store, &agent_id).await {
+                            let _ = tx
+                                .send(Err(Status::permission_denied(
+                                    "this agent has been revoked",
+                                )))
+                                .await;
+                            break;
+                        }
+                        touch(&store, &agent_id, None).await;
+                    }
+                    _ => {}
+                }
+            }
+            tracing::info!(agent_id, "agent session ended");
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// Serves the gateway until `shutdown` completes.
+pub async fn serve(
+    store: Store,
+    ca: &CertificateAuthority,
+    config: GatewayConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), crate::GatewayError> {
+    let (cert_pem, key_pem) = ca.issue_server_certificate(&config.hostnames)?;
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert_pem, key_pem))
+        .client_ca_root(Certificate::from_pem(ca.cert_pem()))
+        .timeout(Duration::from_secs(10));
+    let gateway = Gateway {
+        store,
+        heartbeat_seconds: config.heartbeat_seconds,
+    };
+    Server::builder()
+        .tls_config(tls)
+        .map_err(|e| crate::GatewayError::Transport(e.to_string()))?
+        .add_service(AgentGatewayServer::new(gateway))
+        .serve_with_shutdown(config.listen, shutdown)
+        .await
+        .map_err(|e| crate::GatewayError::Transport(e.to_string()))
+}

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use infrapilot_proto::v1::agent_gateway_client::AgentGatewayClient;
 use infrapilot_proto::v1::{
-    AgentMessage, Heartbeat, Hello, HostStats, agent_message, host_message,
+    AgentMessage, CertificateRenewalRequest, Heartbeat, Hello, HostStats, agent_message,
+    host_message,
 };
+use rcgen::{CertificateParams, KeyPair};
 use tokio_stream::StreamExt;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-use crate::state::TrustMaterial;
+use crate::state::{StateDir, StateError, TrustMaterial};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -19,6 +21,8 @@ pub enum SessionError {
     Refused(String),
     #[error("the saved gRPC endpoint is not usable: {0}")]
     Endpoint(String),
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// Why one session ended (and whether to try again).
@@ -31,6 +35,8 @@ pub struct SessionOptions {
     /// Overrides the host's heartbeat interval (tests); `None` follows the host.
     pub heartbeat: Option<Duration>,
     pub max_backoff: Duration,
+    /// Rotate the certificate when it expires within this long.
+    pub renew_within: Duration,
 }
 
 impl Default for SessionOptions {
@@ -38,6 +44,7 @@ impl Default for SessionOptions {
         SessionOptions {
             heartbeat: None,
             max_backoff: Duration::from_secs(60),
+            renew_within: Duration::from_secs(10 * 24 * 3600),
         }
     }
 }
@@ -50,12 +57,14 @@ fn jitter(max_ms: u64) -> Duration {
     Duration::from_millis(if max_ms == 0 { 0 } else { r % max_ms })
 }
 
-/// Runs sessions until the host refuses the agent.
-pub async fn run(trust: &TrustMaterial, options: &SessionOptions) -> Result<(), SessionError> {
-    let channel = channel(trust)?;
+/// Runs sessions until the host refuses the agent. Trust material is re-read for every
+/// session, so a rotated certificate is used from the next connection on.
+pub async fn run(state: &StateDir, options: &SessionOptions) -> Result<(), SessionError> {
     let mut backoff = Duration::from_millis(500);
     loop {
-        match session(channel.clone(), trust, options).await {
+        let trust = state.load()?;
+        let channel = channel(&trust)?;
+        match session(channel, state, &trust, options).await {
             Ended::Refused(reason) => return Err(SessionError::Refused(reason)),
             Ended::Retry(reason) => {
                 let wait = backoff + jitter(backoff.as_millis() as u64 / 2);
@@ -95,7 +104,22 @@ fn channel(trust: &TrustMaterial) -> Result<Channel, SessionError> {
         .connect_lazy())
 }
 
-async fn session(channel: Channel, trust: &TrustMaterial, options: &SessionOptions) -> Ended {
+fn expires_within(trust: &TrustMaterial, window: Duration) -> bool {
+    let format = &time::format_description::well_known::Rfc3339;
+    match time::OffsetDateTime::parse(&trust.identity.certificate_expires_at, format) {
+        Ok(expiry) => expiry - time::OffsetDateTime::now_utc() < window,
+        // Unknown expiry: renew, which also repairs the record.
+        Err(_) => true,
+    }
+}
+
+async fn session(
+    channel: Channel,
+    state: &StateDir,
+    trust: &TrustMaterial,
+    options: &SessionOptions,
+) -> Ended {
+    let mut pending_key: Option<KeyPair> = None;
     let mut client = AgentGatewayClient::new(channel);
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let hello = AgentMessage {
@@ -127,13 +151,42 @@ async fn session(channel: Channel, trust: &TrustMaterial, options: &SessionOptio
                 Some(Err(status)) if refused(&status) => return Ended::Refused(status.message().to_owned()),
                 Some(Err(status)) => return Ended::Retry(status.to_string()),
                 Some(Ok(message)) => {
-                    if let Some(host_message::Body::Welcome(welcome)) = message.body {
-                        eprintln!("connected to the host as {}", welcome.agent_id);
-                        if options.heartbeat.is_none() && welcome.heartbeat_seconds > 0 {
-                            interval = Duration::from_secs(u64::from(welcome.heartbeat_seconds));
-                            ticker = tokio::time::interval(interval);
-                            ticker.tick().await;
+                    match message.body {
+                        Some(host_message::Body::Welcome(welcome)) => {
+                            eprintln!("connected to the host as {}", welcome.agent_id);
+                            if options.heartbeat.is_none() && welcome.heartbeat_seconds > 0 {
+                                interval = Duration::from_secs(u64::from(welcome.heartbeat_seconds));
+                                ticker = tokio::time::interval(interval);
+                                ticker.tick().await;
+                            }
+                            if expires_within(trust, options.renew_within) {
+                                match renewal_request() {
+                                    Ok((key, request)) => {
+                                        pending_key = Some(key);
+                                        if tx.send(request).await.is_err() {
+                                            return Ended::Retry("the stream closed".into());
+                                        }
+                                    }
+                                    Err(e) => eprintln!("could not make a renewal CSR: {e}"),
+                                }
+                            }
                         }
+                        Some(host_message::Body::Certificate(renewal)) => {
+                            let Some(key) = pending_key.take() else { continue };
+                            let mut renewed = trust.clone();
+                            renewed.key_pem = key.serialize_pem();
+                            renewed.certificate_pem = renewal.certificate_pem;
+                            renewed.ca_certificate_pem = renewal.ca_certificate_pem;
+                            renewed.identity.certificate_expires_at = renewal.certificate_expires_at;
+                            match state.save(&renewed) {
+                                Ok(()) => eprintln!(
+                                    "certificate rotated; valid until {}",
+                                    renewed.identity.certificate_expires_at
+                                ),
+                                Err(e) => eprintln!("could not store the rotated certificate: {e}"),
+                            }
+                        }
+                        _ => {}
                     }
                 }
             },
@@ -147,6 +200,20 @@ async fn session(channel: Channel, trust: &TrustMaterial, options: &SessionOptio
             }
         }
     }
+}
+
+/// A fresh key pair (kept until the host answers) and the request carrying its CSR.
+fn renewal_request() -> Result<(KeyPair, AgentMessage), rcgen::Error> {
+    let key = KeyPair::generate()?;
+    let csr = CertificateParams::default()
+        .serialize_request(&key)?
+        .pem()?;
+    let message = AgentMessage {
+        body: Some(agent_message::Body::RenewCertificate(
+            CertificateRenewalRequest { csr_pem: csr },
+        )),
+    };
+    Ok((key, message))
 }
 
 fn refused(status: &tonic::Status) -> bool {

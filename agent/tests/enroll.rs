@@ -43,7 +43,7 @@ async fn host() -> Host {
             hostnames: vec!["127.0.0.1".into()],
             heartbeat_seconds: 30,
         };
-        infrapilot_gateway::server::serve(store, &ca, config, std::future::pending())
+        infrapilot_gateway::server::serve(store, ca, config, std::future::pending())
             .await
             .unwrap();
     });
@@ -334,5 +334,124 @@ async fn the_agent_holds_an_mtls_session_until_revoked() {
     let again = agent(&state, &["run", "--heartbeat-seconds", "1"]).await;
     assert!(!again.status.success());
     assert!(text(&again).contains("revoked"), "{}", text(&again));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_rotate_over_the_stream_and_the_old_one_dies() {
+    let host = host().await;
+    let dir = std::env::temp_dir().join(format!("infrapilot-agent-rotate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("node");
+    let (_, secret) = token(&host, 1).await;
+    let out = enroll(&host, &state, &secret, "node-r").await;
+    assert!(out.status.success(), "{}", text(&out));
+    let before = dir.join("before");
+    copy_dir(&state, &before);
+    let old_cert = std::fs::read_to_string(state.join("agent.crt")).unwrap();
+    let old_fp = host
+        .db
+        .app_scalar("SELECT cert_fingerprint FROM agents")
+        .await;
+
+    // Certificates live 30 days: renewing within 31 days means at once.
+    let mut running = tokio::process::Command::new(env!("CARGO_BIN_EXE_infrapilot-agent"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args([
+            "run",
+            "--heartbeat-seconds",
+            "1",
+            "--renew-within-days",
+            "31",
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut rotated = false;
+    for _ in 0..100 {
+        let fp = host
+            .db
+            .app_scalar("SELECT cert_fingerprint FROM agents")
+            .await;
+        let cert = std::fs::read_to_string(state.join("agent.crt")).unwrap_or_default();
+        if fp != old_fp && cert != old_cert {
+            rotated = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(rotated, "the certificate was not rotated");
+    running.kill().await.unwrap();
+    let mode = std::fs::metadata(state.join("agent.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // The new certificate opens a session; the old one is refused.
+    let mut renewed = tokio::process::Command::new(env!("CARGO_BIN_EXE_infrapilot-agent"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args([
+            "run",
+            "--heartbeat-seconds",
+            "1",
+            "--renew-within-days",
+            "0",
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let seen = host
+        .db
+        .app_scalar("SELECT COALESCE(CAST(last_seen_at AS TEXT), '') FROM agents")
+        .await;
+    let mut advanced = false;
+    for _ in 0..100 {
+        let now = host
+            .db
+            .app_scalar("SELECT COALESCE(CAST(last_seen_at AS TEXT), '') FROM agents")
+            .await;
+        if now != seen {
+            advanced = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(advanced, "the rotated certificate did not open a session");
+    renewed.kill().await.unwrap();
+    let old = agent(
+        &before,
+        &[
+            "run",
+            "--heartbeat-seconds",
+            "1",
+            "--renew-within-days",
+            "0",
+        ],
+    )
+    .await;
+    assert!(!old.status.success());
+    assert!(
+        text(&old).contains("unknown agent certificate"),
+        "{}",
+        text(&old)
+    );
+    let rotations = host
+        .db
+        .app_scalar("SELECT CAST(COUNT(*) AS TEXT) FROM audit_events WHERE action = 'agent.certificate_rotate'")
+        .await;
+    assert_eq!(rotations, "1");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -45,6 +45,9 @@ enum Command {
         /// Heartbeat interval in seconds (default: what the host asks for, 30 s).
         #[arg(long, env = "INFRAPILOT_AGENT_HEARTBEAT_SECONDS")]
         heartbeat_seconds: Option<u64>,
+        /// Rotate the certificate when it expires within this many days.
+        #[arg(long, default_value_t = 10)]
+        renew_within_days: u64,
     },
 }
 
@@ -107,16 +110,17 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { heartbeat_seconds } => {
-            let trust = match state.load() {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("error: refusing to start: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
+        Command::Run {
+            heartbeat_seconds,
+            renew_within_days,
+        } => {
+            if let Err(e) = state.load() {
+                eprintln!("error: refusing to start: {e}");
+                return ExitCode::FAILURE;
+            }
             let options = infrapilot_agent::session::SessionOptions {
                 heartbeat: heartbeat_seconds.map(|s| std::time::Duration::from_secs(s.max(1))),
+                renew_within: std::time::Duration::from_secs(renew_within_days * 24 * 3600),
                 ..Default::default()
             };
             let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -129,7 +133,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(infrapilot_agent::session::run(&trust, &options)) {
+            match runtime.block_on(infrapilot_agent::session::run(&state, &options)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -4,10 +4,14 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use infrapilot_proto::v1::agent_gateway_server::{AgentGateway, AgentGatewayServer};
-use infrapilot_proto::v1::{AgentMessage, HostMessage, Welcome, agent_message, host_message};
+use infrapilot_proto::v1::{
+    AgentMessage, CertificateRenewal, HostMessage, Welcome, agent_message, host_message,
+};
+use infrapilot_store::NewAuditEvent;
 use infrapilot_store::{DEFAULT_ORG_ID, Store};
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -27,6 +31,7 @@ pub struct GatewayConfig {
 
 struct Gateway {
     store: Store,
+    ca: Arc<CertificateAuthority>,
     heartbeat_seconds: u32,
 }
 
@@ -70,6 +75,68 @@ async fn touch(store: &Store, agent_id: &str, version: Option<&str>) {
     }
 }
 
+/// Signs a new certificate for the agent over the public key of its new CSR and makes it the
+/// only one accepted from now on.
+async fn rotate(
+    store: &Store,
+    ca: &CertificateAuthority,
+    agent_id: &str,
+    csr_pem: &str,
+) -> Result<CertificateRenewal, Status> {
+    let issued = ca
+        .sign_agent_csr(csr_pem, DEFAULT_ORG_ID, agent_id)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let stored = async {
+        let mut tx = store.write(DEFAULT_ORG_ID).await?;
+        if !tx
+            .rotate_agent_certificate(
+                agent_id,
+                &issued.serial_hex,
+                &issued.fingerprint_sha256,
+                issued.not_after_ms,
+            )
+            .await?
+        {
+            return Ok(false);
+        }
+        tx.append_audit(NewAuditEvent {
+            actor_id: None,
+            actor: format!("agent:{agent_id}"),
+            action: "agent.certificate_rotate".into(),
+            target: format!("agent:{agent_id}"),
+            ip: String::new(),
+            outcome: "success".into(),
+            detail: serde_json::json!({"certificate_serial": issued.serial_hex}),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok::<bool, infrapilot_store::StoreError>(true)
+    }
+    .await
+    .map_err(|e| Status::unavailable(e.to_string()))?;
+    if !stored {
+        return Err(Status::permission_denied("this agent has been revoked"));
+    }
+    tracing::info!(
+        agent_id,
+        serial = issued.serial_hex,
+        "agent certificate rotated"
+    );
+    Ok(CertificateRenewal {
+        certificate_pem: issued.pem,
+        ca_certificate_pem: ca.cert_pem().to_owned(),
+        certificate_expires_at: time::OffsetDateTime::from_unix_timestamp(
+            issued.not_after_ms / 1000,
+        )
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default(),
+    })
+}
+
 async fn revoked(store: &Store, agent_id: &str) -> bool {
     let found = async { store.read(DEFAULT_ORG_ID).await?.agent(agent_id).await }.await;
     match found {
@@ -94,6 +161,7 @@ impl AgentGateway for Gateway {
         let mut inbound = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(32);
         let store = self.store.clone();
+        let ca = self.ca.clone();
         let heartbeat_seconds = self.heartbeat_seconds;
         tokio::spawn(async move {
             while let Some(message) = inbound.next().await {
@@ -132,6 +200,17 @@ impl AgentGateway for Gateway {
                         }
                         touch(&store, &agent_id, None).await;
                     }
+                    Some(agent_message::Body::RenewCertificate(request)) => {
+                        let reply = match rotate(&store, &ca, &agent_id, &request.csr_pem).await {
+                            Ok(renewal) => Ok(HostMessage {
+                                body: Some(host_message::Body::Certificate(renewal)),
+                            }),
+                            Err(status) => Err(status),
+                        };
+                        if tx.send(reply).await.is_err() {
+                            break;
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -146,7 +225,7 @@ impl AgentGateway for Gateway {
 /// Serves the gateway until `shutdown` completes.
 pub async fn serve(
     store: Store,
-    ca: &CertificateAuthority,
+    ca: Arc<CertificateAuthority>,
     config: GatewayConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), crate::GatewayError> {
@@ -157,6 +236,7 @@ pub async fn serve(
         .timeout(Duration::from_secs(10));
     let gateway = Gateway {
         store,
+        ca,
         heartbeat_seconds: config.heartbeat_seconds,
     };
     Server::builder()

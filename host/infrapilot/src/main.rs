@@ -184,7 +184,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 let _ = gateway_stopped.await;
             };
             let result =
-                infrapilot_gateway::server::serve(store, &ca, gateway_config, stopped).await;
+                infrapilot_gateway::server::serve(store, ca, gateway_config, stopped).await;
             if let Err(e) = &result {
                 tracing::error!(error = %e, "the agent gateway stopped; agents cannot connect");
             }

@@ -251,6 +251,28 @@ impl Tx {
         Ok(())
     }
 
+    /// Replaces an agent's certificate after rotation; the old one is no longer accepted.
+    pub async fn rotate_agent_certificate(
+        &mut self,
+        id: &str,
+        serial: &str,
+        fingerprint: &str,
+        expires_at: i64,
+    ) -> Result<bool> {
+        let org = self.org_id.clone();
+        let n = on_tx!(self, c => sqlx::query(
+            "UPDATE agents SET cert_serial = $3, cert_fingerprint = $4, cert_expires_at = $5 \
+             WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL",
+        )
+        .bind(&org)
+        .bind(id)
+        .bind(serial)
+        .bind(fingerprint)
+        .bind(expires_at)
+        .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
     pub async fn revoke_agent(&mut self, id: &str) -> Result<bool> {
         let org = self.org_id.clone();
         let n = on_tx!(self, c => sqlx::query(

@@ -1,10 +1,13 @@
 //! The InfraPilot node agent. Today: enrollment (the node makes its own key and CSR, trades a
 //! one-time token for a certificate signed by the host CA) and its state directory, which holds
 //! the trust material with mode 0600 and without which the agent refuses to run (fail closed).
-//! `session` holds the outbound mTLS gRPC stream (hello, heartbeats, reconnect). Docker and nginx
-//! arrive with their issues.
+//! `session` holds the outbound mTLS gRPC stream (hello, heartbeats, reconnect); `executor` runs
+//! the host's commands on the local Docker engine (`docker`), once per idempotency key (`ledger`).
 
+pub mod docker;
 pub mod enroll;
+pub mod executor;
+pub mod ledger;
 pub mod session;
 pub mod state;
 

@@ -5,14 +5,20 @@
 use std::time::Duration;
 
 use infrapilot_proto::v1::agent_gateway_client::AgentGatewayClient;
+use std::sync::Arc;
+
 use infrapilot_proto::v1::{
     AgentMessage, CertificateRenewalRequest, Heartbeat, Hello, HostStats, agent_message,
     host_message,
 };
 use rcgen::{CertificateParams, KeyPair};
+use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
+use crate::docker::DockerNode;
+use crate::executor::Executor;
+use crate::ledger::Ledger;
 use crate::state::{StateDir, StateError, TrustMaterial};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,13 +64,40 @@ fn jitter(max_ms: u64) -> Duration {
 }
 
 /// Runs sessions until the host refuses the agent. Trust material is re-read for every
-/// session, so a rotated certificate is used from the next connection on.
+/// session, so a rotated certificate is used from the next connection on. Commands run on the
+/// local Docker engine; what the agent sends (results, events, log lines) waits in one outbox
+/// across reconnects.
 pub async fn run(state: &StateDir, options: &SessionOptions) -> Result<(), SessionError> {
+    let ledger = Ledger::open(Some(StateDir::new(state.path())))?;
+    let (outbox, mut outbox_rx) = mpsc::channel::<AgentMessage>(1024);
+    let executor = Executor::new(DockerNode::new(), ledger, outbox.clone());
+    {
+        let docker = executor.docker().clone();
+        let outbox = outbox.clone();
+        tokio::spawn(async move {
+            docker
+                .watch_events(|event| {
+                    !matches!(
+                        outbox.try_send(AgentMessage {
+                            body: Some(agent_message::Body::DockerEvent(event)),
+                        }),
+                        Err(mpsc::error::TrySendError::Closed(_))
+                    )
+                })
+                .await;
+        });
+    }
     let mut backoff = Duration::from_millis(500);
     loop {
         let trust = state.load()?;
         let channel = channel(&trust)?;
-        match session(channel, state, &trust, options).await {
+        let started = std::time::Instant::now();
+        let ended = session(channel, state, &trust, options, &executor, &mut outbox_rx).await;
+        executor.cancel_all();
+        if started.elapsed() > Duration::from_secs(30) {
+            backoff = Duration::from_millis(500);
+        }
+        match ended {
             Ended::Refused(reason) => return Err(SessionError::Refused(reason)),
             Ended::Retry(reason) => {
                 let wait = backoff + jitter(backoff.as_millis() as u64 / 2);
@@ -118,6 +151,8 @@ async fn session(
     state: &StateDir,
     trust: &TrustMaterial,
     options: &SessionOptions,
+    executor: &Arc<Executor>,
+    outbox: &mut mpsc::Receiver<AgentMessage>,
 ) -> Ended {
     let mut pending_key: Option<KeyPair> = None;
     let mut client = AgentGatewayClient::new(channel);
@@ -126,7 +161,8 @@ async fn session(
         body: Some(agent_message::Body::Hello(Hello {
             agent_id: trust.identity.agent_id.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
-            capabilities: vec![],
+            capabilities: vec!["docker".into(), "logs".into(), "exec".into()],
+            completed_idempotency_keys: executor.completed_keys(),
             ..Default::default()
         })),
     };
@@ -171,6 +207,9 @@ async fn session(
                                 }
                             }
                         }
+                        Some(host_message::Body::Command(command)) => executor.handle(command),
+                        Some(host_message::Body::ExecInput(input)) => executor.exec_input(input).await,
+                        Some(host_message::Body::CancelStream(cancel)) => executor.cancel(&cancel.stream_id),
                         Some(host_message::Body::Certificate(renewal)) => {
                             let Some(key) = pending_key.take() else { continue };
                             let mut renewed = trust.clone();
@@ -190,9 +229,14 @@ async fn session(
                     }
                 }
             },
+            Some(outgoing) = outbox.recv() => {
+                if tx.send(outgoing).await.is_err() {
+                    return Ended::Retry("the stream closed".into());
+                }
+            }
             _ = ticker.tick() => {
                 let beat = AgentMessage {
-                    body: Some(agent_message::Body::Heartbeat(Heartbeat { stats: Some(HostStats::default()) })),
+                    body: Some(agent_message::Body::Heartbeat(Heartbeat { stats: Some(host_stats(executor).await) })),
                 };
                 if tx.send(beat).await.is_err() {
                     return Ended::Retry("the stream closed".into());
@@ -221,4 +265,33 @@ fn refused(status: &tonic::Status) -> bool {
         status.code(),
         tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
     )
+}
+
+/// Memory and uptime from /proc, and the container counts.
+async fn host_stats(executor: &Executor) -> HostStats {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    };
+    let total = field("MemTotal:");
+    let available = field("MemAvailable:");
+    let uptime = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|t| t.split('.').next().and_then(|s| s.parse().ok()))
+        .unwrap_or(0);
+    let (running, all) = executor.docker().counts().await.unwrap_or((0, 0));
+    HostStats {
+        memory_used_bytes: total.saturating_sub(available),
+        memory_total_bytes: total,
+        containers_running: running,
+        containers_total: all,
+        uptime_seconds: uptime,
+        ..Default::default()
+    }
 }

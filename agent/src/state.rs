@@ -91,7 +91,7 @@ impl StateDir {
         Ok(())
     }
 
-    fn read_private(&self, name: &str) -> Result<String, StateError> {
+    pub(crate) fn read_private(&self, name: &str) -> Result<String, StateError> {
         let path = self.root.join(name);
         let meta = match std::fs::metadata(&path) {
             Ok(m) => m,

@@ -36,14 +36,13 @@ async fn host() -> Host {
         ..ApiSettings::default()
     };
     let state = AppState::new(db.store.clone(), secrets, ca, settings);
-    let (store, ca) = (db.store.clone(), state.ca_handle());
+    let (store, ca, hub) = (db.store.clone(), state.ca_handle(), state.hub().clone());
     tokio::spawn(async move {
         let config = infrapilot_gateway::server::GatewayConfig {
             listen: format!("127.0.0.1:{grpc_port}").parse().unwrap(),
             hostnames: vec!["127.0.0.1".into()],
-            heartbeat_seconds: 30,
         };
-        infrapilot_gateway::server::serve(store, ca, config, std::future::pending())
+        infrapilot_gateway::server::serve(store, ca, hub, config, std::future::pending())
             .await
             .unwrap();
     });

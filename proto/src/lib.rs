@@ -6,3 +6,5 @@
 pub mod v1 {
     tonic::include_proto!("infrapilot.agent.v1");
 }
+
+pub mod model;

@@ -43,3 +43,49 @@ export function describeUserAgent(ua: string): string {
   const label = [names[name] ?? name, version].filter(Boolean).join(' ');
   return os ? `${label} on ${names[os] ?? os}` : label;
 }
+
+const MIB = 1024 * 1024;
+
+/** Bytes as MiB with one decimal ("12.3 MiB"); "—" when unknown. */
+export function formatMiB(bytes: number | null | undefined): string {
+  if (bytes === null || bytes === undefined || !Number.isFinite(bytes)) return '—';
+  return `${(bytes / MIB).toFixed(1)} MiB`;
+}
+
+/** A CPU share in percent ("3.2 %"); "—" when unknown. */
+export function formatPercent(p: number | null | undefined): string {
+  if (p === null || p === undefined || !Number.isFinite(p)) return '—';
+  return `${p.toFixed(1)} %`;
+}
+
+/** A published port as Docker prints it: `127.0.0.1:8080→80/tcp`, `[::]:8080→80/tcp`, `80/tcp`. */
+export function formatPort(p: { private_port: number; public_port: number | null; ip: string | null; protocol: string }): string {
+  const inner = `${p.private_port}/${p.protocol}`;
+  if (p.public_port === null || p.public_port === undefined) return inner;
+  const host = p.ip ? (p.ip.includes(':') ? `[${p.ip}]` : p.ip) : '';
+  return `${host ? `${host}:` : ''}${p.public_port}→${inner}`;
+}
+
+/** The distinct formatted ports of a container, in order. */
+export function formatPorts(ports: Parameters<typeof formatPort>[0][]): string[] {
+  return [...new Set(ports.map(formatPort))];
+}
+
+/** Local wall-clock time of an RFC 3339 value with milliseconds (HH:MM:SS.mmm), for log lines. */
+export function formatClock(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, '0')}`;
+}
+
+/** "3 s ago", "5 min ago", "2 h ago", or the date for anything older than a day. */
+export function formatAgo(iso: string | null | undefined, now = Date.now()): string {
+  if (!iso) return 'never';
+  const t = new Date(iso).getTime();
+  if (Number.isNaN(t)) return iso;
+  const s = Math.max(0, Math.round((now - t) / 1000));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return formatTime(iso);
+}

@@ -24,7 +24,7 @@ pub enum Access {
 }
 
 use Access::{Public, Role as R};
-use Role::{Admin, SuperAdmin, Viewer};
+use Role::{Admin, Operator, SuperAdmin, Viewer};
 
 /// `(method, route template, access)` for every route the API serves.
 pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
@@ -70,6 +70,62 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/agents", R(Viewer)),
     ("GET", "/api/v1/agents/{id}", R(Viewer)),
     ("POST", "/api/v1/agents/{id}/revoke", R(Admin)),
+    // containers on a node
+    ("GET", "/api/v1/agents/{id}/containers", R(Viewer)),
+    ("GET", "/api/v1/agents/{id}/containers/{cid}", R(Viewer)),
+    ("DELETE", "/api/v1/agents/{id}/containers/{cid}", R(Admin)),
+    (
+        "POST",
+        "/api/v1/agents/{id}/containers/{cid}/env/reveal",
+        R(Admin),
+    ),
+    (
+        "POST",
+        "/api/v1/agents/{id}/containers/{cid}/start",
+        R(Operator),
+    ),
+    (
+        "POST",
+        "/api/v1/agents/{id}/containers/{cid}/stop",
+        R(Operator),
+    ),
+    (
+        "POST",
+        "/api/v1/agents/{id}/containers/{cid}/restart",
+        R(Operator),
+    ),
+    (
+        "POST",
+        "/api/v1/agents/{id}/stacks/{project}/start",
+        R(Operator),
+    ),
+    (
+        "POST",
+        "/api/v1/agents/{id}/stacks/{project}/stop",
+        R(Operator),
+    ),
+    (
+        "POST",
+        "/api/v1/agents/{id}/stacks/{project}/restart",
+        R(Operator),
+    ),
+    (
+        "GET",
+        "/api/v1/agents/{id}/containers/{cid}/logs",
+        R(Viewer),
+    ),
+    (
+        "GET",
+        "/api/v1/agents/{id}/containers/{cid}/logs/ws",
+        R(Viewer),
+    ),
+    (
+        "GET",
+        "/api/v1/agents/{id}/containers/{cid}/exec/ws",
+        R(Operator),
+    ),
+    ("GET", "/api/v1/agents/{id}/events", R(Viewer)),
+    ("GET", "/api/v1/agents/{id}/commands", R(Viewer)),
     // audit
     ("GET", "/api/v1/audit", R(Admin)),
     ("GET", "/api/v1/audit/verify", R(Admin)),

@@ -85,18 +85,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
 
 /// Resolves the bearer credential in `headers` to a live principal.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
-    let secret = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|s| !s.is_empty() && s.len() <= 128)
-        .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
+    let secret = match headers.get(header::AUTHORIZATION) {
+        Some(value) => {
+            let value = value
+                .to_str()
+                .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.len() <= 128)
+                .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?
+        }
+        None => websocket_bearer(headers)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?,
+    };
     let hash = hash_token(secret);
     let mut tx = state.store().read(DEFAULT_ORG_ID).await?;
     let principal = if secret.starts_with(TokenKind::Access.prefix()) {
@@ -144,6 +147,23 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
         });
     }
     Ok(principal)
+}
+
+/// Browsers cannot set headers on a WebSocket, so the token may travel as a subprotocol
+/// `bearer.<token>` of a WebSocket upgrade (the way Kubernetes does it).
+fn websocket_bearer(headers: &HeaderMap) -> Option<&str> {
+    let upgrade = headers.get(header::UPGRADE)?.to_str().ok()?;
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return None;
+    }
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("bearer."))
+        .filter(|s| !s.is_empty() && s.len() <= 128)
 }
 
 fn parse_role(s: &str) -> Result<Role, ApiError> {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use infrapilot_gateway::CertificateAuthority;
+use infrapilot_gateway::{AgentHub, CertificateAuthority};
 use infrapilot_identity::{LoginThrottle, SecretBox};
 use infrapilot_store::Store;
 
@@ -23,6 +23,12 @@ pub struct ApiSettings {
     pub throttle_window: Duration,
     /// Where agents open their mTLS gRPC session (told to them at enrollment).
     pub agent_grpc_url: String,
+    /// How often agents send heartbeats; two missed ones mark an agent offline.
+    pub heartbeat_seconds: u32,
+    /// The host's URL as nodes reach it, for the install one-liner (default: from the request).
+    pub public_url: Option<String>,
+    /// The agent binary served at `/downloads/infrapilot-agent`.
+    pub agent_binary: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiSettings {
@@ -34,6 +40,9 @@ impl Default for ApiSettings {
             ip_failures: 30,
             throttle_window: Duration::from_secs(15 * 60),
             agent_grpc_url: "https://localhost:8443".into(),
+            heartbeat_seconds: 30,
+            public_url: None,
+            agent_binary: None,
         }
     }
 }
@@ -51,6 +60,7 @@ struct Inner {
     account_throttle: LoginThrottle,
     ip_throttle: LoginThrottle,
     metrics: Metrics,
+    hub: AgentHub,
 }
 
 impl AppState {
@@ -69,6 +79,7 @@ impl AppState {
                 ),
                 ip_throttle: LoginThrottle::new(settings.ip_failures, settings.throttle_window),
                 metrics: Metrics::new(),
+                hub: AgentHub::new(store.clone(), settings.heartbeat_seconds),
                 store,
                 secrets,
                 settings,
@@ -88,6 +99,11 @@ impl AppState {
     /// A shared handle on the CA, for the agent gateway.
     pub fn ca_handle(&self) -> Arc<CertificateAuthority> {
         self.inner.ca.clone()
+    }
+
+    /// The agents connected to this process.
+    pub fn hub(&self) -> &AgentHub {
+        &self.inner.hub
     }
 
     pub fn secrets(&self) -> &SecretBox {

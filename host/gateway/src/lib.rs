@@ -1,14 +1,16 @@
 //! The agents' side of the host: the certificate authority that signs agent certificates, and
-//! the mTLS gRPC listener agents hold their session on (`server`). Commands over the session
-//! arrive with container operations.
+//! the mTLS gRPC listener agents hold their session on (`server`), and the hub through which the
+//! API sends commands and opens log and exec streams to connected agents (`hub`).
 
 pub mod ca;
+pub mod hub;
 pub mod server;
 
 use infrapilot_identity::SecretBox;
 use infrapilot_store::{DEFAULT_ORG_ID, Store};
 
 pub use ca::{CaError, CertificateAuthority, IssuedCertificate};
+pub use hub::{AgentHub, DurableCommand, HubError, Outcome, StreamItem};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {

@@ -18,6 +18,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::ca::{CertificateAuthority, fingerprint};
+use crate::hub::{AgentHub, StreamItem};
 
 /// How often agents are asked to send heartbeats.
 pub const HEARTBEAT_SECONDS: u32 = 30;
@@ -26,13 +27,12 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// Names and addresses agents use to reach the listener (the server certificate's SANs).
     pub hostnames: Vec<String>,
-    pub heartbeat_seconds: u32,
 }
 
 struct Gateway {
     store: Store,
     ca: Arc<CertificateAuthority>,
-    heartbeat_seconds: u32,
+    hub: AgentHub,
 }
 
 type HostStream = Pin<Box<dyn Stream<Item = Result<HostMessage, Status>> + Send>>;
@@ -159,13 +159,31 @@ impl AgentGateway for Gateway {
     ) -> Result<Response<Self::SessionStream>, Status> {
         let agent_id = self.identify(&request).await?;
         let mut inbound = request.into_inner();
-        let (tx, rx) = tokio::sync::mpsc::channel(32);
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
         let store = self.store.clone();
         let ca = self.ca.clone();
-        let heartbeat_seconds = self.heartbeat_seconds;
+        let hub = self.hub.clone();
+        let heartbeat_seconds = hub.heartbeat_seconds();
+        // Two missed heartbeats (and a little slack) end the session: the agent is offline.
+        let silence = Duration::from_secs(u64::from(heartbeat_seconds) * 2 + 5);
+        let org_id = DEFAULT_ORG_ID;
         tokio::spawn(async move {
-            while let Some(message) = inbound.next().await {
-                let Ok(message) = message else { break };
+            let session = hub.attach(&agent_id, tx.clone());
+            loop {
+                let message = match tokio::time::timeout(silence, inbound.next()).await {
+                    Ok(Some(Ok(message))) => message,
+                    Ok(_) => break,
+                    Err(_) => {
+                        tracing::warn!(
+                            agent_id,
+                            "no heartbeat for two intervals; ending the session"
+                        );
+                        let _ = tx
+                            .send(Err(Status::deadline_exceeded("no heartbeat")))
+                            .await;
+                        break;
+                    }
+                };
                 match message.body {
                     Some(agent_message::Body::Hello(hello)) => {
                         if hello.agent_id != agent_id {
@@ -187,6 +205,8 @@ impl AgentGateway for Gateway {
                         if tx.send(Ok(welcome)).await.is_err() {
                             break;
                         }
+                        let (hub, agent_id) = (hub.clone(), agent_id.clone());
+                        tokio::spawn(async move { hub.resend_open(org_id, &agent_id).await });
                     }
                     Some(agent_message::Body::Heartbeat(_)) => {
                         // Revocation also ends a session that is already open.
@@ -211,9 +231,27 @@ impl AgentGateway for Gateway {
                             break;
                         }
                     }
-                    _ => {}
+                    Some(agent_message::Body::Result(result)) => {
+                        let (hub, agent_id) = (hub.clone(), agent_id.clone());
+                        tokio::spawn(async move { hub.on_result(org_id, &agent_id, result).await });
+                    }
+                    Some(agent_message::Body::DockerEvent(event)) => {
+                        hub.on_event(org_id, &agent_id, event).await;
+                    }
+                    Some(agent_message::Body::LogChunk(chunk)) => {
+                        let id = chunk.stream_id.clone();
+                        hub.on_stream_item(&agent_id, &id, StreamItem::Log(chunk))
+                            .await;
+                    }
+                    Some(agent_message::Body::ExecOutput(output)) => {
+                        let id = output.session_id.clone();
+                        hub.on_stream_item(&agent_id, &id, StreamItem::Exec(output))
+                            .await;
+                    }
+                    Some(agent_message::Body::Ack(_)) | None => {}
                 }
             }
+            hub.detach(&agent_id, session);
             tracing::info!(agent_id, "agent session ended");
         });
         Ok(Response::new(Box::pin(
@@ -226,6 +264,7 @@ impl AgentGateway for Gateway {
 pub async fn serve(
     store: Store,
     ca: Arc<CertificateAuthority>,
+    hub: AgentHub,
     config: GatewayConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), crate::GatewayError> {
@@ -234,11 +273,7 @@ pub async fn serve(
         .identity(Identity::from_pem(cert_pem, key_pem))
         .client_ca_root(Certificate::from_pem(ca.cert_pem()))
         .timeout(Duration::from_secs(10));
-    let gateway = Gateway {
-        store,
-        ca,
-        heartbeat_seconds: config.heartbeat_seconds,
-    };
+    let gateway = Gateway { store, ca, hub };
     Server::builder()
         .tls_config(tls)
         .map_err(|e| crate::GatewayError::Transport(e.to_string()))?

@@ -31,6 +31,14 @@ pub struct Config {
     pub grpc_hostnames: Vec<String>,
     /// The URL agents are told to connect to; default `https://<first hostname>:<grpc port>`.
     pub grpc_url: Option<String>,
+    /// Run the built-in agent (manages the local Docker engine through the same protocol).
+    pub builtin_agent: bool,
+    /// Seconds between agent heartbeats; two missed ones mark an agent offline.
+    pub heartbeat_seconds: u32,
+    /// The host's URL as nodes reach it (for the install one-liner); default: from the request.
+    pub public_url: Option<String>,
+    /// The agent binary served to installers; default: `infrapilot-agent` next to this binary.
+    pub agent_binary: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -45,6 +53,10 @@ impl Default for Config {
             grpc_listen: "0.0.0.0:8443".into(),
             grpc_hostnames: vec!["localhost".into(), "127.0.0.1".into()],
             grpc_url: None,
+            builtin_agent: true,
+            heartbeat_seconds: 30,
+            public_url: None,
+            agent_binary: None,
         }
     }
 }
@@ -104,6 +116,24 @@ impl Config {
         if let Some(v) = var("INFRAPILOT_GRPC_URL").filter(|v| !v.is_empty()) {
             self.grpc_url = Some(v);
         }
+        if let Some(v) = var("INFRAPILOT_BUILTIN_AGENT") {
+            self.builtin_agent = match v.as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => bail!("INFRAPILOT_BUILTIN_AGENT must be true or false, not {v:?}"),
+            };
+        }
+        if let Some(v) = var("INFRAPILOT_HEARTBEAT_SECONDS") {
+            self.heartbeat_seconds = v
+                .parse()
+                .with_context(|| format!("INFRAPILOT_HEARTBEAT_SECONDS: not a number: {v:?}"))?;
+        }
+        if let Some(v) = var("INFRAPILOT_PUBLIC_URL").filter(|v| !v.is_empty()) {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = var("INFRAPILOT_AGENT_BINARY").filter(|v| !v.is_empty()) {
+            self.agent_binary = Some(PathBuf::from(v));
+        }
         Ok(())
     }
 
@@ -116,6 +146,16 @@ impl Config {
             .with_context(|| format!("grpc_listen: not an address:port: {:?}", self.grpc_listen))?;
         if self.grpc_hostnames.is_empty() {
             bail!("grpc_hostnames must name at least one host agents connect to");
+        }
+        if !(1..=3600).contains(&self.heartbeat_seconds) {
+            bail!("heartbeat_seconds must be between 1 and 3600");
+        }
+        if let Some(url) = &self.public_url {
+            let parsed =
+                url::Url::parse(url).with_context(|| format!("public_url: not a URL: {url:?}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                bail!("public_url must be an http(s) URL with a host, not {url:?}");
+            }
         }
         if self.database_max_connections == 0 || self.database_max_connections > 1000 {
             bail!("database_max_connections must be between 1 and 1000");

@@ -1,6 +1,7 @@
 //! `infrapilot`: the control-plane binary. Command-line parsing and wiring only; the work is in
 //! the `infrapilot-*` library crates.
 
+mod builtin_agent;
 mod config;
 
 use std::io::{BufRead, IsTerminal};
@@ -168,23 +169,35 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("loading the agent CA")?;
     let settings = ApiSettings {
         agent_grpc_url: config.grpc_url(),
+        heartbeat_seconds: config.heartbeat_seconds,
+        public_url: config.public_url.clone(),
+        agent_binary: config.agent_binary.clone().or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|dir| dir.join("infrapilot-agent")))
+        }),
         ..ApiSettings::default()
     };
     let state = AppState::new(store.clone(), secrets, ca, settings);
+    let grpc_listen: SocketAddr = config.grpc_listen.parse()?;
+    let mut hostnames = config.grpc_hostnames.clone();
+    if !hostnames.iter().any(|h| h == "127.0.0.1") {
+        // The built-in agent dials the listener over loopback.
+        hostnames.push("127.0.0.1".into());
+    }
     let gateway_config = infrapilot_gateway::server::GatewayConfig {
-        listen: config.grpc_listen.parse()?,
-        hostnames: config.grpc_hostnames.clone(),
-        heartbeat_seconds: infrapilot_gateway::server::HEARTBEAT_SECONDS,
+        listen: grpc_listen,
+        hostnames,
     };
     let (stop_gateway, gateway_stopped) = tokio::sync::oneshot::channel::<()>();
     let gateway = {
-        let (store, ca) = (store.clone(), state.ca_handle());
+        let (store, ca, hub) = (store.clone(), state.ca_handle(), state.hub().clone());
         tokio::spawn(async move {
             let stopped = async {
                 let _ = gateway_stopped.await;
             };
             let result =
-                infrapilot_gateway::server::serve(store, ca, gateway_config, stopped).await;
+                infrapilot_gateway::server::serve(store, ca, hub, gateway_config, stopped).await;
             if let Err(e) = &result {
                 tracing::error!(error = %e, "the agent gateway stopped; agents cannot connect");
             }
@@ -192,6 +205,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         })
     };
     tracing::info!(listen = %config.grpc_listen, url = %config.grpc_url(), "agent gateway (mTLS gRPC) is serving");
+    if config.builtin_agent {
+        builtin_agent::start(&state, &config.data_dir, grpc_listen)
+            .await
+            .context("starting the built-in agent")?;
+    }
     let app = infrapilot_api::router(state);
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

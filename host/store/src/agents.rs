@@ -38,6 +38,8 @@ pub struct AgentRow {
     pub enrolled_at: i64,
     pub last_seen_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// The agent inside the host process (community mode).
+    pub builtin: bool,
 }
 
 pub struct NewAgent<'a> {
@@ -49,6 +51,7 @@ pub struct NewAgent<'a> {
     pub cert_serial: &'a str,
     pub cert_fingerprint: &'a str,
     pub cert_expires_at: i64,
+    pub builtin: bool,
 }
 
 /// A `SELECT` of [`EnrollmentTokenRow`]s in the organisation bound to `$1`, then `$tail`.
@@ -177,7 +180,7 @@ impl Tx {
         let org = self.org_id.clone();
         on_tx!(self, c => sqlx::query(
             "INSERT INTO agents (id, org_id, name, labels, version, enrollment_token_id, cert_serial, \
-             cert_fingerprint, cert_expires_at, enrolled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             cert_fingerprint, cert_expires_at, enrolled_at, builtin) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(a.id)
         .bind(&org)
@@ -189,6 +192,7 @@ impl Tx {
         .bind(a.cert_fingerprint)
         .bind(a.cert_expires_at)
         .bind(now_ms())
+        .bind(a.builtin)
         .execute(&mut **c).await.map(|r| r.rows_affected()))
         .map_err(|e| {
             let e = StoreError::from(e);
@@ -205,7 +209,7 @@ impl Tx {
         let org = self.org_id.clone();
         Ok(on_tx!(self, c => sqlx::query_as::<_, AgentRow>(
             "SELECT id, name, labels, version, cert_serial, cert_fingerprint, cert_expires_at, enrolled_at, \
-             last_seen_at, revoked_at FROM agents WHERE org_id = $1 ORDER BY name",
+             last_seen_at, revoked_at, builtin FROM agents WHERE org_id = $1 ORDER BY name",
         )
         .bind(&org)
         .fetch_all(&mut **c)
@@ -216,7 +220,7 @@ impl Tx {
         let org = self.org_id.clone();
         Ok(on_tx!(self, c => sqlx::query_as::<_, AgentRow>(
             "SELECT id, name, labels, version, cert_serial, cert_fingerprint, cert_expires_at, enrolled_at, \
-             last_seen_at, revoked_at FROM agents WHERE org_id = $1 AND id = $2",
+             last_seen_at, revoked_at, builtin FROM agents WHERE org_id = $1 AND id = $2",
         )
         .bind(&org)
         .bind(id)
@@ -229,7 +233,7 @@ impl Tx {
         let org = self.org_id.clone();
         Ok(on_tx!(self, c => sqlx::query_as::<_, AgentRow>(
             "SELECT id, name, labels, version, cert_serial, cert_fingerprint, cert_expires_at, enrolled_at, \
-             last_seen_at, revoked_at FROM agents WHERE org_id = $1 AND cert_fingerprint = $2",
+             last_seen_at, revoked_at, builtin FROM agents WHERE org_id = $1 AND cert_fingerprint = $2",
         )
         .bind(&org)
         .bind(fingerprint)

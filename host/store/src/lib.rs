@@ -16,6 +16,7 @@ macro_rules! on_tx {
 
 mod agents;
 mod audit;
+mod commands;
 mod identity;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -32,6 +33,9 @@ pub use agents::{AgentRow, EnrollmentTokenRow, NewAgent, NewEnrollmentToken};
 pub use audit::{
     AuditEvent, AuditFilter, AuditPage, BadEvent, ChainReport, GENESIS_HASH, NewAuditEvent,
     event_hash,
+};
+pub use commands::{
+    CommandRow, DOCKER_EVENTS_KEPT_PER_AGENT, DockerEventRow, NewCommand, NewDockerEvent,
 };
 pub use identity::{
     ApiTokenRow, CredentialOwner, MfaChallengeRow, NewApiToken, NewSession, NewUser,

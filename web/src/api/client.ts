@@ -91,6 +91,34 @@ export function setTokens(pair: TokenPair | null): void {
   else sessionStorage.removeItem(STORAGE_KEY);
 }
 
+/** The current access token, or null when signed out. For WebSockets, which cannot send an
+ *  `Authorization` header: the token travels as the subprotocol `bearer.<token>` (see
+ *  `socketProtocols`). Prefer `freshAccessToken()` right before opening a socket. */
+export function getAccessToken(): string | null {
+  return tokens?.access_token ?? null;
+}
+
+/** The access token after one cheap authenticated call (GET /auth/me), so an expired token is
+ *  refreshed first (a failed WebSocket upgrade cannot be told apart from a network error, so it
+ *  cannot trigger the refresh itself). Throws like any request when the session is gone. */
+export async function freshAccessToken(): Promise<string> {
+  await request<unknown>('GET', '/auth/me');
+  const t = getAccessToken();
+  if (!t) throw new ApiError(401, 'unauthorized', 'You are signed out.');
+  return t;
+}
+
+/** The subprotocols that authenticate a dashboard WebSocket; the server selects `infrapilot.v1`. */
+export function socketProtocols(accessToken: string): string[] {
+  return ['infrapilot.v1', `bearer.${accessToken}`];
+}
+
+/** A `ws:`/`wss:` URL (matching the page's scheme) for an API path such as `/agents/…/logs/ws`. */
+export function socketUrl(path: string, query?: Query): string {
+  const scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${window.location.host}${buildUrl(path, query)}`;
+}
+
 /** Called when the session is gone for good (refresh failed); returns an unsubscribe. */
 export function onAuthLost(listener: () => void): () => void {
   authLostListeners.add(listener);
@@ -105,7 +133,7 @@ function authLost(): void {
 // ---- transport ------------------------------------------------------------
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
-type Query = Record<string, string | number | undefined | null>;
+export type Query = Record<string, string | number | undefined | null>;
 
 interface RequestOptions {
   body?: unknown;

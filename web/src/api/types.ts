@@ -75,6 +75,16 @@ export type ChainReport = Schemas['ChainReport'];
 /** Query of GET /api/v1/audit (all optional), from the operation's parameters. */
 export type AuditQuery = NonNullable<paths['/api/v1/audit']['get']['parameters']['query']>;
 
+// ---- agents (nodes) and enrollment tokens ----------------------------------
+// Fields the server added after the last regeneration (`builtin`, `install_command`) are
+// added by intersection in ./containers.ts until openapi.json catches up.
+
+export type AgentDto = Schemas['AgentDto'];
+export type EnrollmentTokenDto = Schemas['EnrollmentTokenDto'];
+export type CreateEnrollmentTokenRequest = Schemas['CreateEnrollmentTokenRequest'];
+/** `allOf: [EnrollmentTokenDto, {secret}]`; the secret is shown this once. */
+export type CreatedEnrollmentToken = Schemas['CreatedEnrollmentToken'];
+
 // ---- health ---------------------------------------------------------------
 
 export type Health = Schemas['Health'];

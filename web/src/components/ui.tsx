@@ -299,3 +299,98 @@ export function useLoad<T>(load: () => Promise<T>): Loaded<T> {
 
   return { data, error, loading, reload };
 }
+
+export interface Polled<T> extends Loaded<T> {
+  /** When the last successful load finished (ms since the epoch), or null. */
+  loadedAt: number | null;
+}
+
+/**
+ * Load data now and then every `intervalMs` (skipping ticks while the tab is hidden), keeping the
+ * previous data on errors. A new `key` starts over with no data. Responses that arrive after a
+ * newer request started are dropped, so a slow poll never overwrites a fresher answer.
+ */
+export function usePoll<T>(load: () => Promise<T>, intervalMs: number, key = ''): Polled<T> {
+  const [data, setData] = useState<T | null>(null);
+  const [error, setError] = useState<ApiError | null>(null);
+  const [loading, setLoading] = useState(true);
+  const [loadedAt, setLoadedAt] = useState<number | null>(null);
+  const loadRef = useRef(load);
+  loadRef.current = load;
+  const seq = useRef(0);
+
+  const reload = useCallback(async () => {
+    const mine = ++seq.current;
+    try {
+      const d = await loadRef.current();
+      if (mine !== seq.current) return;
+      setData(d);
+      setError(null);
+      setLoadedAt(Date.now());
+    } catch (e) {
+      if (mine === seq.current) setError(toApiError(e));
+    } finally {
+      if (mine === seq.current) setLoading(false);
+    }
+  }, []);
+
+  useEffect(() => {
+    setData(null);
+    setError(null);
+    setLoading(true);
+    setLoadedAt(null);
+    let stopped = false;
+    let timer: number | undefined;
+    const tick = async () => {
+      if (!document.hidden) await reload();
+      if (!stopped) timer = window.setTimeout(() => void tick(), intervalMs);
+    };
+    void tick();
+    return () => {
+      stopped = true;
+      window.clearTimeout(timer);
+      seq.current++;
+    };
+  }, [key, intervalMs, reload]);
+
+  return { data, error, loading, reload, loadedAt };
+}
+
+/** `k=v` chips for a label map. */
+export function LabelChips({ labels }: { labels: Record<string, string> | null | undefined }) {
+  const entries = Object.entries(labels ?? {});
+  if (entries.length === 0) return <span className="muted">—</span>;
+  return (
+    <span className="chips">
+      {entries.map(([k, v]) => (
+        <span key={k} className="chip" title={`${k}=${v}`}>
+          {k}={v}
+        </span>
+      ))}
+    </span>
+  );
+}
+
+/**
+ * Copy `text` to the clipboard. Without the async clipboard API (plain http, old browsers) or
+ * when it refuses, select the text in `fallback` and try the legacy copy command; the text stays
+ * selected either way, so Ctrl+C still works. Resolves to whether the copy is known to have worked.
+ */
+export async function copyText(text: string, fallback?: HTMLTextAreaElement | HTMLInputElement | null): Promise<boolean> {
+  try {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return true;
+    }
+  } catch {
+    // fall through to the selection fallback
+  }
+  if (!fallback) return false;
+  fallback.focus();
+  fallback.select();
+  try {
+    return document.execCommand('copy');
+  } catch {
+    return false;
+  }
+}

@@ -21,8 +21,6 @@ use crate::extract::ApiJson;
 use crate::state::AppState;
 use crate::validate;
 
-/// An agent not heard from for two heartbeats (30 s each) is offline.
-const ONLINE_WINDOW_MS: i64 = 60_000;
 const MAX_LABELS: usize = 20;
 const MAX_TOKEN_USES: i64 = 1_000;
 const MAX_TOKEN_HOURS: i64 = 24 * 30;
@@ -102,6 +100,8 @@ pub struct AgentDto {
     pub enrolled_at: String,
     pub last_seen_at: Option<String>,
     pub certificate_expires_at: String,
+    /// The agent inside the host process (community mode).
+    pub builtin: bool,
 }
 
 fn parse_labels(text: &str) -> Labels {
@@ -133,12 +133,17 @@ impl From<EnrollmentTokenRow> for EnrollmentTokenDto {
     }
 }
 
-impl From<AgentRow> for AgentDto {
-    fn from(a: AgentRow) -> AgentDto {
+impl AgentDto {
+    /// Online: a session with this process, or (another replica's session) heard from within
+    /// two heartbeat intervals. Two missed heartbeats end a session, so either way a silent
+    /// agent turns offline after two intervals.
+    fn of(a: AgentRow, state: &AppState) -> AgentDto {
+        let window_ms = i64::from(state.settings().heartbeat_seconds) * 2 * 1000 + 5_000;
         let online = a.revoked_at.is_none()
-            && a.last_seen_at
-                .is_some_and(|t| now_ms() - t < ONLINE_WINDOW_MS);
+            && (state.hub().is_connected(&a.id)
+                || a.last_seen_at.is_some_and(|t| now_ms() - t < window_ms));
         AgentDto {
+            builtin: a.builtin,
             labels: parse_labels(&a.labels),
             id: a.id,
             name: a.name,
@@ -363,6 +368,7 @@ pub async fn enroll(
         cert_serial: &issued.serial_hex,
         cert_fingerprint: &issued.fingerprint_sha256,
         cert_expires_at: issued.not_after_ms,
+        builtin: false,
     })
     .await
     .map_err(|e| {
@@ -408,7 +414,7 @@ pub async fn list(
         tx.list_agents()
             .await?
             .into_iter()
-            .map(AgentDto::from)
+            .map(|a| AgentDto::of(a, &state))
             .collect(),
     ))
 }
@@ -432,8 +438,9 @@ pub async fn get(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<AgentDto>> {
-    Ok(Json(AgentDto::from(
+    Ok(Json(AgentDto::of(
         find(&state, &principal.org_id, &id).await?,
+        &state,
     )))
 }
 

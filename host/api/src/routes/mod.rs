@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod containers;
 pub mod mfa;
 pub mod session;
 pub mod system;
@@ -72,6 +73,20 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::list))
         .routes(routes!(agents::get))
         .routes(routes!(agents::revoke))
+        .routes(routes!(containers::list))
+        .routes(routes!(containers::detail, containers::delete))
+        .routes(routes!(containers::reveal_env))
+        .routes(routes!(containers::start))
+        .routes(routes!(containers::stop))
+        .routes(routes!(containers::restart))
+        .routes(routes!(containers::start_stack))
+        .routes(routes!(containers::stop_stack))
+        .routes(routes!(containers::restart_stack))
+        .routes(routes!(containers::logs))
+        .routes(routes!(containers::follow_logs))
+        .routes(routes!(containers::exec))
+        .routes(routes!(containers::events))
+        .routes(routes!(containers::commands))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
 }

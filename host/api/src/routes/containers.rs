@@ -1,0 +1,1094 @@
+//! Containers on a node, through its agent: list, detail, environment reveal, start / stop /
+//! restart / delete, compose stack actions, logs (pages and a live WebSocket follow), exec
+//! terminals over WebSocket, the node's Docker events and its command history.
+//!
+//! Queries go to the agent and back; actions are durable commands with an idempotency key (an
+//! `Idempotency-Key` header makes a retried request return the first result instead of acting
+//! twice). A node without a session with this host answers 409 `agent_offline`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use infrapilot_gateway::{DurableCommand, HubError, StreamItem};
+use infrapilot_proto::model::{
+    ActionOutcome, ContainerDetail, ContainerList, EnvVar, LogLine, LogPage, detect_level,
+};
+use infrapilot_proto::v1::{
+    ContainerAction, ExecInput, FetchLogs, InspectContainer, ListContainers, StartExec, command,
+    container_action::Action, log_chunk,
+};
+use infrapilot_store::AgentRow;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::audit_log::{self, Actor};
+use crate::auth::{ClientInfo, Principal};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery};
+use crate::state::AppState;
+use crate::validate;
+
+const QUERY_WAIT: Duration = Duration::from_secs(20);
+const DEFAULT_STOP_TIMEOUT: u32 = 10;
+const MAX_STOP_TIMEOUT: u32 = 600;
+
+// ----- DTOs -----
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Include stopped containers (default true).
+    pub all: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// Seconds Docker waits after SIGTERM before SIGKILL (stop, restart); 0–600, default 10.
+    pub timeout_seconds: Option<u32>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteContainerRequest {
+    /// The container's name, typed again as confirmation.
+    pub confirm_name: String,
+    /// Remove even if running (default false: a running container is refused).
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ContainerActionResult {
+    /// The durable command that carried the action (see `/agents/{id}/commands`).
+    pub command_id: String,
+    /// The container's id.
+    pub container: String,
+    /// `start`, `stop`, `restart` or `remove`.
+    pub action: String,
+    /// The state afterwards (null after removal).
+    pub state: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StackError {
+    pub container: String,
+    pub message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StackActionResult {
+    pub stack: String,
+    pub action: String,
+    pub results: Vec<ContainerActionResult>,
+    pub errors: Vec<StackError>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RevealedEnv {
+    pub env: Vec<EnvVar>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    /// Lines per page, 1–5000 (default 200).
+    pub tail: Option<u32>,
+    /// RFC 3339: only lines at or after.
+    pub since: Option<String>,
+    /// RFC 3339: only lines before.
+    pub until: Option<String>,
+    /// A page's `next_cursor`: the lines before it.
+    pub cursor: Option<String>,
+    /// Case-insensitive text the lines must contain (searched within the newest 10 × tail + 1000 lines).
+    pub q: Option<String>,
+    /// `stdout` or `stderr` (default both).
+    pub stream: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct FollowQuery {
+    /// Lines of history first, 0–5000 (default 100).
+    pub tail: Option<u32>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ExecQuery {
+    /// The program and its arguments, separated by spaces (no shell), default `/bin/sh`.
+    pub command: Option<String>,
+    pub cols: Option<u16>,
+    pub rows: Option<u16>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    /// 1–500, default 100.
+    pub limit: Option<i64>,
+    /// An event id: only older events.
+    pub before: Option<i64>,
+    /// A container id or name.
+    pub container: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DockerEventDto {
+    pub id: i64,
+    pub time: String,
+    pub container_id: String,
+    pub container_name: String,
+    /// die, oom, restart, health_status, start, stop, kill, create, destroy, pause, unpause.
+    pub action: String,
+    pub exit_code: Option<i64>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DockerEventList {
+    pub events: Vec<DockerEventDto>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AgentCommandDto {
+    pub id: String,
+    pub idempotency_key: String,
+    pub kind: String,
+    pub target: String,
+    /// `pending`, `delivered`, `succeeded`, `failed` or `expired`.
+    pub state: String,
+    /// How many times it was sent (more than 1 after a reconnect; it still ran once).
+    pub deliveries: i64,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    pub requested_by: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AgentCommandList {
+    pub commands: Vec<AgentCommandDto>,
+}
+
+// ----- helpers -----
+
+/// The agent, or 400 (malformed id) / 404 (unknown) / 409 (revoked).
+async fn agent(state: &AppState, principal: &Principal, raw_id: &str) -> ApiResult<AgentRow> {
+    let id = validate::uuid("id", raw_id)?;
+    let agent = state
+        .store()
+        .read(&principal.org_id)
+        .await?
+        .agent(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("id", "no such agent"))?;
+    if agent.revoked_at.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "agent_revoked",
+            "the agent has been revoked",
+        )
+        .with_field("id"));
+    }
+    Ok(agent)
+}
+
+/// A container id (or prefix) or name as Docker accepts them.
+fn container_ref(raw: &str) -> ApiResult<String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 255
+        && raw
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(ApiError::invalid(
+            "cid",
+            "cid must be a container id or name: letters, digits, '_', '.', '-' (1–255)",
+        ))
+    }
+}
+
+fn hub_error(e: HubError, field: &str) -> ApiError {
+    match e {
+        HubError::Offline => ApiError::new(
+            StatusCode::CONFLICT,
+            "agent_offline",
+            "the agent is offline: it has no session with this host, so nothing was sent",
+        )
+        .with_field("id"),
+        HubError::Timeout(secs) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "agent_timeout",
+            format!("the agent did not answer within {secs} s"),
+        ),
+        HubError::Disconnected => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "agent_disconnected",
+            "the agent disconnected before it answered",
+        ),
+        HubError::KeyReused => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request",
+        )
+        .with_field("Idempotency-Key"),
+        HubError::Agent { kind, message } => match kind.as_str() {
+            "not_found" => ApiError::not_found(field, message),
+            "conflict" => {
+                ApiError::new(StatusCode::CONFLICT, "docker_conflict", message).with_field(field)
+            }
+            "invalid" => ApiError::invalid(field, message),
+            "expired" => ApiError::new(StatusCode::CONFLICT, "command_expired", message),
+            "docker_unavailable" => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "docker_unavailable", message)
+            }
+            _ => ApiError::new(StatusCode::BAD_GATEWAY, "docker_error", message),
+        },
+        HubError::Store(e) => e.into(),
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(payload: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(payload)
+        .map_err(|e| ApiError::internal(format!("the agent's answer is not understood: {e}")))
+}
+
+async fn query<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    agent_id: &str,
+    body: command::Kind,
+    field: &str,
+) -> ApiResult<T> {
+    let outcome = state
+        .hub()
+        .query(agent_id, body, QUERY_WAIT)
+        .await
+        .map_err(|e| hub_error(e, field))?;
+    decode(&outcome.payload_json)
+}
+
+async fn inspect(state: &AppState, agent_id: &str, cid: &str) -> ApiResult<ContainerDetail> {
+    query(
+        state,
+        agent_id,
+        command::Kind::InspectContainer(InspectContainer {
+            container: cid.to_owned(),
+        }),
+        "cid",
+    )
+    .await
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().filter(|k| {
+        !k.is_empty()
+            && k.len() <= 128
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c))
+    });
+    match key {
+        Some(k) => Ok(Some(k.to_owned())),
+        None => Err(ApiError::invalid(
+            "Idempotency-Key",
+            "Idempotency-Key must be 1–128 characters: letters, digits, '_', '.', ':', '-'",
+        )),
+    }
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Start => "start",
+        Action::Stop => "stop",
+        Action::Restart => "restart",
+        Action::Remove => "remove",
+        Action::Unspecified => "unspecified",
+    }
+}
+
+struct ActionContext<'a> {
+    state: &'a AppState,
+    principal: &'a Principal,
+    client: &'a ClientInfo,
+    agent: &'a AgentRow,
+}
+
+/// Sends one durable container action, waits for it and audits the outcome.
+async fn act(
+    ctx: &ActionContext<'_>,
+    container: &str,
+    action: Action,
+    timeout_seconds: u32,
+    key: Option<String>,
+) -> ApiResult<ContainerActionResult> {
+    let name = action_name(action);
+    let result = ctx
+        .state
+        .hub()
+        .execute(
+            &ctx.principal.org_id,
+            DurableCommand {
+                agent_id: &ctx.agent.id,
+                idempotency_key: key,
+                kind: name,
+                target: container,
+                requested_by: &ctx.principal.email,
+                body: command::Kind::ContainerAction(ContainerAction {
+                    container: container.to_owned(),
+                    action: action as i32,
+                    timeout_seconds,
+                }),
+                expires_in: Duration::from_secs(u64::from(timeout_seconds) + 60),
+                wait: Duration::from_secs(u64::from(timeout_seconds) + 30),
+            },
+        )
+        .await;
+    let (outcome, detail) = match &result {
+        Ok(o) => (
+            "success",
+            json!({"agent": ctx.agent.name, "container": container, "command_id": o.command_id}),
+        ),
+        Err(e) => (
+            "failure",
+            json!({"agent": ctx.agent.name, "container": container, "error": e.to_string()}),
+        ),
+    };
+    let event = audit_log::event(
+        &Actor::user(ctx.principal),
+        &ctx.client.ip,
+        &format!("container.{name}"),
+        &format!("container:{}/{container}", ctx.agent.id),
+        outcome,
+        detail,
+    );
+    audit_log::record_standalone(ctx.state, &ctx.principal.org_id, event).await;
+    let outcome = result.map_err(|e| hub_error(e, "cid"))?;
+    let done: ActionOutcome = decode(&outcome.payload_json)?;
+    Ok(ContainerActionResult {
+        command_id: outcome.command_id,
+        container: done.container,
+        action: name.to_owned(),
+        state: done.state,
+    })
+}
+
+fn stop_timeout(body: &ActionRequest) -> ApiResult<u32> {
+    let t = body.timeout_seconds.unwrap_or(DEFAULT_STOP_TIMEOUT);
+    if t > MAX_STOP_TIMEOUT {
+        return Err(ApiError::invalid(
+            "timeout_seconds",
+            format!("timeout_seconds must be 0–{MAX_STOP_TIMEOUT}"),
+        ));
+    }
+    Ok(t)
+}
+
+// ----- handlers -----
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}/containers", operation_id = "list_containers", tag = "containers",
+    params(("id" = String, Path), ListQuery),
+    responses((status = 200, body = ContainerList), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<ContainerList>> {
+    let agent = agent(&state, &principal, &id).await?;
+    let list: ContainerList = query(
+        &state,
+        &agent.id,
+        command::Kind::ListContainers(ListContainers {
+            include_stopped: q.all.unwrap_or(true),
+            with_stats: true,
+        }),
+        "id",
+    )
+    .await?;
+    Ok(Json(list))
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}/containers/{cid}", operation_id = "get_container", tag = "containers",
+    params(("id" = String, Path), ("cid" = String, Path, description = "Container id, id prefix or name")),
+    responses((status = 200, body = ContainerDetail), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn detail(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, cid)): Path<(String, String)>,
+) -> ApiResult<Json<ContainerDetail>> {
+    let agent = agent(&state, &principal, &id).await?;
+    let cid = container_ref(&cid)?;
+    let mut detail = inspect(&state, &agent.id, &cid).await?;
+    for var in &mut detail.env {
+        var.value = None;
+    }
+    Ok(Json(detail))
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/env/reveal", operation_id = "reveal_container_env", tag = "containers",
+    params(("id" = String, Path), ("cid" = String, Path)),
+    responses((status = 200, body = RevealedEnv), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn reveal_env(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path((id, cid)): Path<(String, String)>,
+) -> ApiResult<Json<RevealedEnv>> {
+    let agent = agent(&state, &principal, &id).await?;
+    let cid = container_ref(&cid)?;
+    let detail = inspect(&state, &agent.id, &cid).await?;
+    let names: Vec<&str> = detail.env.iter().map(|v| v.name.as_str()).collect();
+    let event = audit_log::event(
+        &Actor::user(&principal),
+        &client.ip,
+        "container.env_reveal",
+        &format!("container:{}/{}", agent.id, detail.id),
+        "success",
+        json!({"agent": agent.name, "container": detail.name, "variables": names}),
+    );
+    audit_log::record_standalone(&state, &principal.org_id, event).await;
+    Ok(Json(RevealedEnv { env: detail.env }))
+}
+
+async fn container_action(
+    state: AppState,
+    principal: Principal,
+    client: ClientInfo,
+    headers: HeaderMap,
+    (id, cid): (String, String),
+    body: ActionRequest,
+    action: Action,
+) -> ApiResult<Json<ContainerActionResult>> {
+    let agent = agent(&state, &principal, &id).await?;
+    let cid = container_ref(&cid)?;
+    let timeout = stop_timeout(&body)?;
+    let key = idempotency_key(&headers)?;
+    let ctx = ActionContext {
+        state: &state,
+        principal: &principal,
+        client: &client,
+        agent: &agent,
+    };
+    Ok(Json(act(&ctx, &cid, action, timeout, key).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/start", operation_id = "start_container", tag = "containers",
+    params(("id" = String, Path), ("cid" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body(content = Option<ActionRequest>),
+    responses((status = 200, body = ContainerActionResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn start(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    headers: HeaderMap,
+    Path(ids): Path<(String, String)>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<ActionRequest>,
+) -> ApiResult<Json<ContainerActionResult>> {
+    container_action(state, principal, client, headers, ids, body, Action::Start).await
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/stop", operation_id = "stop_container", tag = "containers",
+    params(("id" = String, Path), ("cid" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body(content = Option<ActionRequest>),
+    responses((status = 200, body = ContainerActionResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn stop(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    headers: HeaderMap,
+    Path(ids): Path<(String, String)>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<ActionRequest>,
+) -> ApiResult<Json<ContainerActionResult>> {
+    container_action(state, principal, client, headers, ids, body, Action::Stop).await
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/restart", operation_id = "restart_container", tag = "containers",
+    params(("id" = String, Path), ("cid" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body(content = Option<ActionRequest>),
+    responses((status = 200, body = ContainerActionResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn restart(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    headers: HeaderMap,
+    Path(ids): Path<(String, String)>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<ActionRequest>,
+) -> ApiResult<Json<ContainerActionResult>> {
+    container_action(
+        state,
+        principal,
+        client,
+        headers,
+        ids,
+        body,
+        Action::Restart,
+    )
+    .await
+}
+
+#[utoipa::path(delete, path = "/api/v1/agents/{id}/containers/{cid}", operation_id = "delete_container", tag = "containers",
+    params(("id" = String, Path), ("cid" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = DeleteContainerRequest,
+    responses((status = 200, body = ContainerActionResult), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    headers: HeaderMap,
+    Path((id, cid)): Path<(String, String)>,
+    ApiJson(body): ApiJson<DeleteContainerRequest>,
+) -> ApiResult<Json<ContainerActionResult>> {
+    let agent = agent(&state, &principal, &id).await?;
+    let cid = container_ref(&cid)?;
+    let key = idempotency_key(&headers)?;
+    let detail = inspect(&state, &agent.id, &cid).await?;
+    if body.confirm_name != detail.name {
+        return Err(ApiError::invalid(
+            "confirm_name",
+            "confirm_name must be the container's name exactly",
+        ));
+    }
+    if detail.state == "running" && !body.force {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "container_running",
+            "the container is running: stop it first, or pass \"force\": true",
+        )
+        .with_field("force"));
+    }
+    let ctx = ActionContext {
+        state: &state,
+        principal: &principal,
+        client: &client,
+        agent: &agent,
+    };
+    // By full id, so the name cannot have moved to another container in between.
+    Ok(Json(act(&ctx, &detail.id, Action::Remove, 0, key).await?))
+}
+
+async fn stack_action(
+    state: AppState,
+    principal: Principal,
+    client: ClientInfo,
+    (id, project): (String, String),
+    body: ActionRequest,
+    action: Action,
+) -> ApiResult<Json<StackActionResult>> {
+    let agent = agent(&state, &principal, &id).await?;
+    let project = container_ref(&project).map_err(|_| {
+        ApiError::invalid(
+            "project",
+            "project must be a compose project name: letters, digits, '_', '.', '-'",
+        )
+    })?;
+    let timeout = stop_timeout(&body)?;
+    let list: ContainerList = query(
+        &state,
+        &agent.id,
+        command::Kind::ListContainers(ListContainers {
+            include_stopped: true,
+            with_stats: false,
+        }),
+        "id",
+    )
+    .await?;
+    let mut members: Vec<_> = list
+        .containers
+        .into_iter()
+        .filter(|c| c.compose_project.as_deref() == Some(project.as_str()))
+        .collect();
+    if members.is_empty() {
+        return Err(ApiError::not_found(
+            "project",
+            "no containers belong to this compose project",
+        ));
+    }
+    // Stop in reverse order of start.
+    if action == Action::Stop {
+        members.reverse();
+    }
+    let ctx = ActionContext {
+        state: &state,
+        principal: &principal,
+        client: &client,
+        agent: &agent,
+    };
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for c in members {
+        match act(&ctx, &c.id, action, timeout, None).await {
+            Ok(r) => results.push(r),
+            Err(e) => errors.push(StackError {
+                container: c.name,
+                message: e.message,
+            }),
+        }
+    }
+    Ok(Json(StackActionResult {
+        stack: project,
+        action: action_name(action).to_owned(),
+        results,
+        errors,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{id}/stacks/{project}/start", operation_id = "start_stack", tag = "containers",
+    params(("id" = String, Path), ("project" = String, Path)), request_body(content = Option<ActionRequest>),
+    responses((status = 200, body = StackActionResult), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn start_stack(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path(ids): Path<(String, String)>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<ActionRequest>,
+) -> ApiResult<Json<StackActionResult>> {
+    stack_action(state, principal, client, ids, body, Action::Start).await
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{id}/stacks/{project}/stop", operation_id = "stop_stack", tag = "containers",
+    params(("id" = String, Path), ("project" = String, Path)), request_body(content = Option<ActionRequest>),
+    responses((status = 200, body = StackActionResult), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn stop_stack(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path(ids): Path<(String, String)>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<ActionRequest>,
+) -> ApiResult<Json<StackActionResult>> {
+    stack_action(state, principal, client, ids, body, Action::Stop).await
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{id}/stacks/{project}/restart", operation_id = "restart_stack", tag = "containers",
+    params(("id" = String, Path), ("project" = String, Path)), request_body(content = Option<ActionRequest>),
+    responses((status = 200, body = StackActionResult), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn restart_stack(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path(ids): Path<(String, String)>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<ActionRequest>,
+) -> ApiResult<Json<StackActionResult>> {
+    stack_action(state, principal, client, ids, body, Action::Restart).await
+}
+
+fn ns_of(field: &str, raw: &str) -> ApiResult<i64> {
+    Ok(validate::timestamp(field, raw)?.saturating_mul(1_000_000))
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}/containers/{cid}/logs", operation_id = "container_logs", tag = "containers",
+    params(("id" = String, Path), ("cid" = String, Path), LogQuery),
+    responses((status = 200, body = LogPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn logs(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, cid)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<LogQuery>,
+) -> ApiResult<Json<LogPage>> {
+    let agent = agent(&state, &principal, &id).await?;
+    let cid = container_ref(&cid)?;
+    let tail = q.tail.unwrap_or(200);
+    if !(1..=5000).contains(&tail) {
+        return Err(ApiError::invalid("tail", "tail must be 1–5000"));
+    }
+    let stream = q.stream.unwrap_or_default();
+    if !["", "stdout", "stderr"].contains(&stream.as_str()) {
+        return Err(ApiError::invalid(
+            "stream",
+            "stream must be stdout or stderr",
+        ));
+    }
+    let query_text = q.q.unwrap_or_default();
+    if query_text.len() > 256 {
+        return Err(ApiError::invalid("q", "q must be at most 256 characters"));
+    }
+    let since = q.since.as_deref().map(|s| ns_of("since", s)).transpose()?;
+    let mut until = q.until.as_deref().map(|s| ns_of("until", s)).transpose()?;
+    if let Some(cursor) = q.cursor.as_deref() {
+        let ns = cursor
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ApiError::invalid("cursor", "cursor must be a next_cursor value"))?;
+        until = Some(until.map_or(ns, |u| u.min(ns)));
+    }
+    let page: LogPage = query(
+        &state,
+        &agent.id,
+        command::Kind::FetchLogs(FetchLogs {
+            stream_id: String::new(),
+            container: cid,
+            tail,
+            since_unix_ns: since.unwrap_or(0),
+            until_unix_ns: until.unwrap_or(0),
+            follow: false,
+            query: query_text,
+            stream,
+        }),
+        "cid",
+    )
+    .await?;
+    Ok(Json(page))
+}
+
+fn rfc3339_ns(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}/containers/{cid}/logs/ws", operation_id = "follow_container_logs", tag = "containers",
+    description = "WebSocket (subprotocol `infrapilot.v1`; the access token as subprotocol `bearer.<token>`): one `LogLine` JSON text frame per line.",
+    params(("id" = String, Path), ("cid" = String, Path), FollowQuery),
+    responses((status = 101, description = "Switching to WebSocket"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn follow_logs(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, cid)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<FollowQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let agent = agent(&state, &principal, &id).await?;
+    let cid = container_ref(&cid)?;
+    let tail = q.tail.unwrap_or(100);
+    if tail > 5000 {
+        return Err(ApiError::invalid("tail", "tail must be 0–5000"));
+    }
+    let upgrade = upgrade.map_err(|_| {
+        ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "websocket_required",
+            "this endpoint speaks WebSocket only",
+        )
+    })?;
+    let stream_id = uuid::Uuid::new_v4().to_string();
+    let rx = state
+        .hub()
+        .open_stream(
+            &agent.id,
+            &stream_id,
+            command::Kind::FetchLogs(FetchLogs {
+                stream_id: stream_id.clone(),
+                container: cid,
+                tail,
+                follow: true,
+                ..Default::default()
+            }),
+            QUERY_WAIT,
+        )
+        .await
+        .map_err(|e| hub_error(e, "cid"))?;
+    let hub = state.hub().clone();
+    Ok(upgrade
+        .protocols(["infrapilot.v1"])
+        .on_upgrade(move |socket| async move {
+            pump_logs(socket, rx).await;
+            hub.close_stream(&agent.id, &stream_id).await;
+        }))
+}
+
+async fn pump_logs(mut socket: WebSocket, mut rx: tokio::sync::mpsc::Receiver<StreamItem>) {
+    loop {
+        tokio::select! {
+            item = rx.recv() => match item {
+                Some(StreamItem::Log(chunk)) if chunk.end => {
+                    let reason = if chunk.error.is_empty() { "the log ended".to_owned() } else { chunk.error };
+                    let _ = socket.send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                        code: 1000,
+                        reason: reason.chars().take(120).collect::<String>().into(),
+                    }))).await;
+                    return;
+                }
+                Some(StreamItem::Log(chunk)) => {
+                    let message = String::from_utf8_lossy(&chunk.data).into_owned();
+                    let line = LogLine {
+                        time: rfc3339_ns(chunk.time_unix_ns),
+                        stream: if chunk.stream == log_chunk::Stream::Stderr as i32 { "stderr" } else { "stdout" }.to_owned(),
+                        level: detect_level(&message).map(str::to_owned),
+                        message,
+                    };
+                    let text = serde_json::to_string(&line).unwrap_or_default();
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                Some(StreamItem::Exec(_)) => {}
+                None => {
+                    let _ = socket.send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                        code: 1011,
+                        reason: "the agent disconnected".into(),
+                    }))).await;
+                    return;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ExecClientMessage {
+    Input { data: String },
+    Resize { cols: u16, rows: u16 },
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}/containers/{cid}/exec/ws", operation_id = "exec_container", tag = "containers",
+    description = "WebSocket terminal (subprotocol `infrapilot.v1`; token as subprotocol `bearer.<token>`). Client text frames: `{\"type\":\"input\",\"data\"}`, `{\"type\":\"resize\",\"cols\",\"rows\"}`. Server: binary frames of terminal output, then `{\"type\":\"exit\",\"exit_code\"}`. Audited (start and end).",
+    params(("id" = String, Path), ("cid" = String, Path), ExecQuery),
+    responses((status = 101, description = "Switching to WebSocket"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn exec(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path((id, cid)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<ExecQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let agent = agent(&state, &principal, &id).await?;
+    let cid = container_ref(&cid)?;
+    let command_text = q.command.unwrap_or_else(|| "/bin/sh".to_owned());
+    let argv: Vec<String> = command_text.split_whitespace().map(str::to_owned).collect();
+    if argv.is_empty() || argv.len() > 32 || command_text.len() > 1024 {
+        return Err(ApiError::invalid(
+            "command",
+            "command must be a program and up to 31 arguments (at most 1024 characters)",
+        ));
+    }
+    let (cols, rows) = (q.cols.unwrap_or(80), q.rows.unwrap_or(24));
+    if !(1..=1000).contains(&cols) || !(1..=1000).contains(&rows) {
+        return Err(ApiError::invalid("cols", "cols and rows must be 1–1000"));
+    }
+    let upgrade = upgrade.map_err(|_| {
+        ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "websocket_required",
+            "this endpoint speaks WebSocket only",
+        )
+    })?;
+    let detail = inspect(&state, &agent.id, &cid).await?;
+    let session_id = uuid::Uuid::new_v4().to_string();
+    let rx = state
+        .hub()
+        .open_stream(
+            &agent.id,
+            &session_id,
+            command::Kind::StartExec(StartExec {
+                session_id: session_id.clone(),
+                container: detail.id.clone(),
+                command: argv.clone(),
+                cols: u32::from(cols),
+                rows: u32::from(rows),
+            }),
+            QUERY_WAIT,
+        )
+        .await
+        .map_err(|e| hub_error(e, "cid"))?;
+    let target = format!("container:{}/{}", agent.id, detail.id);
+    let started = Instant::now();
+    let start_event = audit_log::event(
+        &Actor::user(&principal),
+        &client.ip,
+        "container.exec_start",
+        &target,
+        "success",
+        json!({"agent": agent.name, "container": detail.name, "command": argv, "session_id": session_id}),
+    );
+    audit_log::record_standalone(&state, &principal.org_id, start_event).await;
+    Ok(upgrade
+        .protocols(["infrapilot.v1"])
+        .on_upgrade(move |socket| async move {
+            let exit_code = pump_exec(socket, rx, &state, &agent.id, &session_id).await;
+            state.hub().close_stream(&agent.id, &session_id).await;
+            let end_event = audit_log::event(
+                &Actor::user(&principal),
+                &client.ip,
+                "container.exec_end",
+                &target,
+                "success",
+                json!({"agent": agent.name, "container": detail.name, "session_id": session_id,
+                       "exit_code": exit_code, "duration_ms": started.elapsed().as_millis() as u64}),
+            );
+            audit_log::record_standalone(&state, &principal.org_id, end_event).await;
+        }))
+}
+
+/// Shuttles terminal bytes both ways; returns the exit code if the process ended.
+async fn pump_exec(
+    mut socket: WebSocket,
+    mut rx: tokio::sync::mpsc::Receiver<StreamItem>,
+    state: &AppState,
+    agent_id: &str,
+    session_id: &str,
+) -> Option<i32> {
+    let input = |data: Vec<u8>, cols: u16, rows: u16, close: bool| ExecInput {
+        session_id: session_id.to_owned(),
+        data,
+        cols: u32::from(cols),
+        rows: u32::from(rows),
+        close,
+    };
+    loop {
+        tokio::select! {
+            item = rx.recv() => match item {
+                Some(StreamItem::Exec(out)) if out.exited => {
+                    let text = json!({"type": "exit", "exit_code": out.exit_code}).to_string();
+                    let _ = socket.send(Message::Text(text.into())).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    return Some(out.exit_code);
+                }
+                Some(StreamItem::Exec(out)) => {
+                    if socket.send(Message::Binary(out.data.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(StreamItem::Log(_)) => {}
+                None => {
+                    let text = json!({"type": "error", "message": "the agent disconnected"}).to_string();
+                    let _ = socket.send(Message::Text(text.into())).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    return None;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    let message = match serde_json::from_str::<ExecClientMessage>(&text) {
+                        Ok(ExecClientMessage::Input { data }) => input(data.into_bytes(), 0, 0, false),
+                        Ok(ExecClientMessage::Resize { cols, rows }) => input(Vec::new(), cols.clamp(1, 1000), rows.clamp(1, 1000), false),
+                        Err(e) => {
+                            let text = json!({"type": "error", "message": format!("unrecognised message: {e}")}).to_string();
+                            let _ = socket.send(Message::Text(text.into())).await;
+                            continue;
+                        }
+                    };
+                    if state.hub().exec_input(agent_id, message).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Binary(data))) => {
+                    if state.hub().exec_input(agent_id, input(data.to_vec(), 0, 0, false)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let _ = state
+        .hub()
+        .exec_input(agent_id, input(Vec::new(), 0, 0, true))
+        .await;
+    None
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}/events", operation_id = "list_docker_events", tag = "containers",
+    params(("id" = String, Path), EventQuery),
+    responses((status = 200, body = DockerEventList), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn events(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<EventQuery>,
+) -> ApiResult<Json<DockerEventList>> {
+    let id = validate::uuid("id", &id)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit", "limit must be 1–500"));
+    }
+    if let Some(c) = q.container.as_deref() {
+        container_ref(c).map_err(|_| {
+            ApiError::invalid("container", "container must be a container id or name")
+        })?;
+    }
+    let mut tx = state.store().read(&principal.org_id).await?;
+    tx.agent(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("id", "no such agent"))?;
+    let rows = tx
+        .list_docker_events(&id, q.before, q.container.as_deref(), limit)
+        .await?;
+    Ok(Json(DockerEventList {
+        events: rows
+            .into_iter()
+            .map(|e| DockerEventDto {
+                id: e.id,
+                time: validate::rfc3339(e.time_ms),
+                container_id: e.container_id,
+                container_name: e.container_name,
+                action: e.action,
+                exit_code: e.exit_code,
+                attributes: serde_json::from_str(&e.attributes).unwrap_or_default(),
+            })
+            .collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}/commands", operation_id = "list_agent_commands", tag = "containers",
+    params(("id" = String, Path)),
+    responses((status = 200, body = AgentCommandList), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn commands(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AgentCommandList>> {
+    let id = validate::uuid("id", &id)?;
+    let mut tx = state.store().read(&principal.org_id).await?;
+    tx.agent(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("id", "no such agent"))?;
+    let rows = tx.list_commands(&id, 100).await?;
+    Ok(Json(AgentCommandList {
+        commands: rows
+            .into_iter()
+            .map(|c| AgentCommandDto {
+                error: c.error.map(|e| {
+                    e.split_once('\u{1f}')
+                        .map(|(_, m)| m.to_owned())
+                        .unwrap_or(e)
+                }),
+                id: c.id,
+                idempotency_key: c.idempotency_key,
+                kind: c.kind,
+                target: c.target,
+                state: c.state,
+                deliveries: c.deliveries,
+                created_at: validate::rfc3339(c.created_at),
+                finished_at: c.finished_at.map(validate::rfc3339),
+                requested_by: c.requested_by,
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,533 @@
+//! The agents connected to this host process, and the commands, log follows and exec sessions
+//! in flight to them.
+//!
+//! Container actions are durable: stored (`agent_commands`) before they are sent, re-sent when the
+//! agent reconnects until they expire, finished exactly once when a result arrives. The agent runs
+//! each idempotency key once, so a re-delivered command does not run twice. Queries (list,
+//! inspect, logs) are not stored. A command to an agent with no session here fails at once
+//! ([`HubError::Offline`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use infrapilot_proto::v1::{
+    Command, CommandResult, DockerEvent, ExecInput, ExecOutput, HostMessage, LogChunk, ResultAck,
+    command, host_message,
+};
+use infrapilot_store::{NewCommand, NewDockerEvent, Store, now_ms};
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("the agent is offline (no session with this host); the command was not sent")]
+    Offline,
+    #[error("the agent did not answer within {0} s")]
+    Timeout(u64),
+    #[error("the agent disconnected before it answered")]
+    Disconnected,
+    #[error("this idempotency key was used for a different command")]
+    KeyReused,
+    /// The node's own error, with its kind (not_found, conflict, invalid, expired,
+    /// docker_unavailable, failed).
+    #[error("{message}")]
+    Agent { kind: String, message: String },
+    #[error(transparent)]
+    Store(#[from] infrapilot_store::StoreError),
+}
+
+/// What the agent answered.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub command_id: String,
+    pub payload_json: Vec<u8>,
+}
+
+/// Something streamed back for a log follow or an exec session.
+#[derive(Debug)]
+pub enum StreamItem {
+    Log(LogChunk),
+    Exec(ExecOutput),
+}
+
+type Sender = mpsc::Sender<Result<HostMessage, Status>>;
+
+struct Session {
+    number: u64,
+    tx: Sender,
+}
+
+struct Waiter {
+    agent_id: String,
+    durable: bool,
+    reply: oneshot::Sender<Result<Outcome, HubError>>,
+}
+
+struct Stream {
+    agent_id: String,
+    tx: mpsc::Sender<StreamItem>,
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<String, Session>,
+    waiters: HashMap<String, Vec<Waiter>>,
+    streams: HashMap<String, Stream>,
+}
+
+/// Shared by the gRPC gateway (which feeds it) and the HTTP API (which asks it). Cheap to clone.
+#[derive(Clone)]
+pub struct AgentHub {
+    store: Store,
+    inner: Arc<Mutex<Inner>>,
+    next_session: Arc<AtomicU64>,
+    heartbeat_seconds: u32,
+}
+
+/// A durable command to send.
+pub struct DurableCommand<'a> {
+    pub agent_id: &'a str,
+    /// Given by the caller (`Idempotency-Key`) or made up.
+    pub idempotency_key: Option<String>,
+    /// For the command list: e.g. `restart`.
+    pub kind: &'a str,
+    /// For the command list: e.g. the container id.
+    pub target: &'a str,
+    pub requested_by: &'a str,
+    pub body: command::Kind,
+    /// How long the agent has to start it (re-delivery stops after).
+    pub expires_in: Duration,
+    /// How long the caller waits for the result.
+    pub wait: Duration,
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn outcome_of(result: &CommandResult) -> Result<Outcome, HubError> {
+    if result.ok {
+        Ok(Outcome {
+            command_id: result.command_id.clone(),
+            payload_json: result.payload_json.clone(),
+        })
+    } else {
+        Err(HubError::Agent {
+            kind: if result.error_kind.is_empty() {
+                "failed".into()
+            } else {
+                result.error_kind.clone()
+            },
+            message: result.error.clone(),
+        })
+    }
+}
+
+impl AgentHub {
+    pub fn new(store: Store, heartbeat_seconds: u32) -> AgentHub {
+        AgentHub {
+            store,
+            inner: Arc::new(Mutex::new(Inner::default())),
+            next_session: Arc::new(AtomicU64::new(1)),
+            heartbeat_seconds,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn heartbeat_seconds(&self) -> u32 {
+        self.heartbeat_seconds
+    }
+
+    /// Whether the agent holds a session with this process.
+    pub fn is_connected(&self, agent_id: &str) -> bool {
+        self.lock().sessions.contains_key(agent_id)
+    }
+
+    fn sender(&self, agent_id: &str) -> Option<Sender> {
+        self.lock().sessions.get(agent_id).map(|s| s.tx.clone())
+    }
+
+    /// A new session replaces an older one of the same agent. Returns the session's number.
+    pub(crate) fn attach(&self, agent_id: &str, tx: Sender) -> u64 {
+        let number = self.next_session.fetch_add(1, Ordering::Relaxed);
+        self.lock()
+            .sessions
+            .insert(agent_id.to_owned(), Session { number, tx });
+        number
+    }
+
+    /// The session ended: queries and streams to the agent fail; durable commands wait for the
+    /// agent to come back (they are re-sent then).
+    pub(crate) fn detach(&self, agent_id: &str, number: u64) {
+        let mut inner = self.lock();
+        if inner.sessions.get(agent_id).map(|s| s.number) != Some(number) {
+            return;
+        }
+        inner.sessions.remove(agent_id);
+        let mut failed = Vec::new();
+        for (id, waiters) in inner.waiters.iter_mut() {
+            let (keep, drop): (Vec<_>, Vec<_>) = waiters
+                .drain(..)
+                .partition(|w| w.agent_id != agent_id || w.durable);
+            *waiters = keep;
+            if !drop.is_empty() {
+                failed.push((id.clone(), drop));
+            }
+        }
+        inner.waiters.retain(|_, w| !w.is_empty());
+        inner.streams.retain(|_, s| s.agent_id != agent_id);
+        drop(inner);
+        for (_, waiters) in failed {
+            for w in waiters {
+                let _ = w.reply.send(Err(HubError::Disconnected));
+            }
+        }
+    }
+
+    async fn send(&self, agent_id: &str, body: host_message::Body) -> Result<(), HubError> {
+        let tx = self.sender(agent_id).ok_or(HubError::Offline)?;
+        tx.send(Ok(HostMessage { body: Some(body) }))
+            .await
+            .map_err(|_| HubError::Offline)
+    }
+
+    fn wait_for(
+        &self,
+        command_id: &str,
+        agent_id: &str,
+        durable: bool,
+    ) -> oneshot::Receiver<Result<Outcome, HubError>> {
+        let (reply, rx) = oneshot::channel();
+        self.lock()
+            .waiters
+            .entry(command_id.to_owned())
+            .or_default()
+            .push(Waiter {
+                agent_id: agent_id.to_owned(),
+                durable,
+                reply,
+            });
+        rx
+    }
+
+    fn forget_waiters(&self, command_id: &str) {
+        self.lock().waiters.remove(command_id);
+    }
+
+    async fn await_reply(
+        &self,
+        command_id: &str,
+        rx: oneshot::Receiver<Result<Outcome, HubError>>,
+        wait: Duration,
+    ) -> Result<Outcome, HubError> {
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(HubError::Disconnected),
+            Err(_) => {
+                self.forget_waiters(command_id);
+                Err(HubError::Timeout(wait.as_secs()))
+            }
+        }
+    }
+
+    /// Sends a query (not stored) and waits for its answer.
+    pub async fn query(
+        &self,
+        agent_id: &str,
+        body: command::Kind,
+        wait: Duration,
+    ) -> Result<Outcome, HubError> {
+        let command_id = new_id();
+        let rx = self.wait_for(&command_id, agent_id, false);
+        let command = Command {
+            command_id: command_id.clone(),
+            idempotency_key: command_id.clone(),
+            expires_at_unix_ms: now_ms() + wait.as_millis() as i64,
+            kind: Some(body),
+        };
+        if let Err(e) = self
+            .send(agent_id, host_message::Body::Command(command))
+            .await
+        {
+            self.forget_waiters(&command_id);
+            return Err(e);
+        }
+        self.await_reply(&command_id, rx, wait).await
+    }
+
+    /// Stores and sends a durable command (or joins the one with the same idempotency key) and
+    /// waits for its result.
+    pub async fn execute(&self, org_id: &str, c: DurableCommand<'_>) -> Result<Outcome, HubError> {
+        let key = c.idempotency_key.unwrap_or_else(new_id);
+        let mut tx = self.store.write(org_id).await?;
+        if let Some(existing) = tx.command_by_key(c.agent_id, &key).await? {
+            drop(tx);
+            if existing.kind != c.kind || existing.target != c.target {
+                return Err(HubError::KeyReused);
+            }
+            return self.join(existing, c.wait).await;
+        }
+        if !self.is_connected(c.agent_id) {
+            return Err(HubError::Offline);
+        }
+        let command_id = new_id();
+        let command = Command {
+            command_id: command_id.clone(),
+            idempotency_key: key.clone(),
+            expires_at_unix_ms: now_ms() + c.expires_in.as_millis() as i64,
+            kind: Some(c.body),
+        };
+        let body = command.encode_to_vec();
+        match tx
+            .insert_command(&NewCommand {
+                id: &command_id,
+                agent_id: c.agent_id,
+                idempotency_key: &key,
+                kind: c.kind,
+                target: c.target,
+                body: &body,
+                requested_by: c.requested_by,
+                expires_at: command.expires_at_unix_ms,
+            })
+            .await?
+        {
+            Ok(()) => tx.commit().await?,
+            Err(existing) => {
+                drop(tx);
+                return self.join(existing, c.wait).await;
+            }
+        }
+        let rx = self.wait_for(&command_id, c.agent_id, true);
+        self.deliver(org_id, c.agent_id, command).await;
+        self.await_reply(&command_id, rx, c.wait).await
+    }
+
+    /// Answers from a stored command: its result if finished, else waits for it.
+    async fn join(
+        &self,
+        existing: infrapilot_store::CommandRow,
+        wait: Duration,
+    ) -> Result<Outcome, HubError> {
+        match existing.state.as_str() {
+            "succeeded" => Ok(Outcome {
+                command_id: existing.id,
+                payload_json: existing.result.unwrap_or_default().into_bytes(),
+            }),
+            "failed" | "expired" => {
+                let (kind, message) = existing
+                    .error
+                    .unwrap_or_default()
+                    .split_once('\u{1f}')
+                    .map(|(k, m)| (k.to_owned(), m.to_owned()))
+                    .unwrap_or_else(|| ("failed".into(), String::new()));
+                Err(HubError::Agent {
+                    kind: if existing.state == "expired" {
+                        "expired".into()
+                    } else {
+                        kind
+                    },
+                    message,
+                })
+            }
+            _ => {
+                let rx = self.wait_for(&existing.id, &existing.agent_id, true);
+                self.await_reply(&existing.id, rx, wait).await
+            }
+        }
+    }
+
+    async fn deliver(&self, org_id: &str, agent_id: &str, command: Command) {
+        let id = command.command_id.clone();
+        if self
+            .send(agent_id, host_message::Body::Command(command))
+            .await
+            .is_ok()
+        {
+            let counted = async {
+                let mut tx = self.store.write(org_id).await?;
+                tx.mark_command_delivered(&id).await?;
+                tx.commit().await
+            }
+            .await;
+            if let Err(e) = counted {
+                tracing::warn!(command_id = id, error = %e, "could not count a delivery");
+            }
+        }
+    }
+
+    /// The agent said hello: re-send its unfinished durable commands.
+    pub(crate) async fn resend_open(&self, org_id: &str, agent_id: &str) {
+        let open = async {
+            let mut tx = self.store.write(org_id).await?;
+            let open = tx.open_commands(agent_id).await?;
+            tx.commit().await?;
+            Ok::<_, infrapilot_store::StoreError>(open)
+        }
+        .await;
+        match open {
+            Ok(open) => {
+                for row in open {
+                    match Command::decode(row.body.as_slice()) {
+                        Ok(command) => {
+                            tracing::info!(
+                                agent_id,
+                                command_id = row.id,
+                                "re-sending an unfinished command"
+                            );
+                            self.deliver(org_id, agent_id, command).await;
+                        }
+                        Err(e) => {
+                            tracing::error!(command_id = row.id, error = %e, "stored command is corrupt")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(agent_id, error = %e, "could not load unfinished commands"),
+        }
+    }
+
+    /// A result arrived: store it (durable commands, once), acknowledge it, wake the callers.
+    pub(crate) async fn on_result(&self, org_id: &str, agent_id: &str, result: CommandResult) {
+        let stored = async {
+            let mut tx = self.store.write(org_id).await?;
+            let Some(row) = tx.command(&result.command_id).await? else {
+                return Ok(());
+            };
+            if row.agent_id != agent_id {
+                return Ok(());
+            }
+            let error = (!result.ok).then(|| {
+                format!(
+                    "{}\u{1f}{}",
+                    if result.error_kind.is_empty() {
+                        "failed"
+                    } else {
+                        &result.error_kind
+                    },
+                    result.error
+                )
+            });
+            let payload = result
+                .ok
+                .then(|| String::from_utf8_lossy(&result.payload_json).into_owned());
+            tx.finish_command(
+                &result.command_id,
+                result.ok,
+                error.as_deref(),
+                payload.as_deref(),
+            )
+            .await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = stored {
+            tracing::warn!(command_id = result.command_id, error = %e, "could not store a command result");
+            return; // not acknowledged: the command is re-sent and answered from the agent's ledger
+        }
+        let _ = self
+            .send(
+                agent_id,
+                host_message::Body::ResultAck(ResultAck {
+                    command_id: result.command_id.clone(),
+                }),
+            )
+            .await;
+        let waiters = self
+            .lock()
+            .waiters
+            .remove(&result.command_id)
+            .unwrap_or_default();
+        for w in waiters {
+            if w.agent_id == agent_id {
+                let _ = w.reply.send(outcome_of(&result));
+            }
+        }
+    }
+
+    pub(crate) async fn on_event(&self, org_id: &str, agent_id: &str, event: DockerEvent) {
+        let attributes = serde_json::to_string(&event.attributes).unwrap_or_else(|_| "{}".into());
+        let stored = async {
+            let mut tx = self.store.write(org_id).await?;
+            tx.insert_docker_event(&NewDockerEvent {
+                agent_id,
+                time_ms: event.time_unix_ms,
+                container_id: &event.container_id,
+                container_name: &event.container_name,
+                action: &event.action,
+                exit_code: event.exit_code.map(i64::from),
+                attributes: &attributes,
+            })
+            .await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = stored {
+            tracing::warn!(agent_id, error = %e, "could not store a Docker event");
+        }
+    }
+
+    pub(crate) async fn on_stream_item(&self, agent_id: &str, id: &str, item: StreamItem) {
+        let tx = {
+            let inner = self.lock();
+            inner
+                .streams
+                .get(id)
+                .filter(|s| s.agent_id == agent_id)
+                .map(|s| s.tx.clone())
+        };
+        let Some(tx) = tx else { return };
+        if tx.send(item).await.is_err() {
+            self.lock().streams.remove(id);
+        }
+    }
+
+    /// Opens a log follow or an exec session: registers the stream, sends the command, and
+    /// returns the receiver once the agent confirmed it started.
+    pub async fn open_stream(
+        &self,
+        agent_id: &str,
+        stream_id: &str,
+        body: command::Kind,
+        wait: Duration,
+    ) -> Result<mpsc::Receiver<StreamItem>, HubError> {
+        let (tx, rx) = mpsc::channel(256);
+        self.lock().streams.insert(
+            stream_id.to_owned(),
+            Stream {
+                agent_id: agent_id.to_owned(),
+                tx,
+            },
+        );
+        match self.query(agent_id, body, wait).await {
+            Ok(_) => Ok(rx),
+            Err(e) => {
+                self.lock().streams.remove(stream_id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends a stream on both sides.
+    pub async fn close_stream(&self, agent_id: &str, stream_id: &str) {
+        self.lock().streams.remove(stream_id);
+        let _ = self
+            .send(
+                agent_id,
+                host_message::Body::CancelStream(infrapilot_proto::v1::CancelStream {
+                    stream_id: stream_id.to_owned(),
+                }),
+            )
+            .await;
+    }
+
+    pub async fn exec_input(&self, agent_id: &str, input: ExecInput) -> Result<(), HubError> {
+        self.send(agent_id, host_message::Body::ExecInput(input))
+            .await
+    }
+}

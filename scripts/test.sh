@@ -2,7 +2,7 @@
 # The test command (CI runs it through .ci/run): installs what is missing, then runs
 #   1. cargo fmt --check and cargo clippy --all-targets -D warnings
 #   2. the dashboard's type check and build
-#   3. the Rust tests on SQLite and on a PostgreSQL cluster this script starts
+#   3. the Rust tests on SQLite, on a PostgreSQL cluster and with a Docker engine this script starts
 #   4. the committed OpenAPI document is current; a smoke run of the binary on PostgreSQL (one variable switches the backend)
 #   5. the browser test in Debian's Chromium (setup → login → TOTP → logout → MFA login → audit)
 set -euo pipefail
@@ -14,6 +14,13 @@ chmod 755 "$work"
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    if [ -f "$work/docker/dockerd.pid" ]; then
+        DOCKER_HOST="unix://$work/docker/docker.sock" docker rm -f $(DOCKER_HOST="unix://$work/docker/docker.sock" docker ps -aq) >/dev/null 2>&1 || true
+        kill "$(cat "$work/docker/dockerd.pid")" 2>/dev/null || true
+        for _ in $(seq 1 50); do [ -f "$work/docker/dockerd.pid" ] || break; sleep 0.1; done
+        umount -R "$work/docker/exec" 2>/dev/null || true
+        umount -R "$work/docker/data" 2>/dev/null || true
+    fi
     if [ -d "$work/pg/data" ]; then
         su postgres -s /bin/bash -c "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl -D $work/pg/data -m immediate stop" >/dev/null 2>&1 || true
     fi
@@ -38,7 +45,11 @@ pg_url=$(PGPORT=${INFRAPILOT_TEST_PGPORT:-55433} scripts/start-postgres.sh "$wor
 export INFRAPILOT_TEST_POSTGRES_URL=$pg_url
 echo "PostgreSQL at $pg_url"
 
-say "Rust tests (SQLite and PostgreSQL)"
+say "starting a private Docker engine (docker.io, vfs) with the busybox test image"
+export DOCKER_HOST=$(scripts/start-docker.sh "$work/docker")
+echo "Docker at $DOCKER_HOST"
+
+say "Rust tests (SQLite, PostgreSQL, Docker)"
 cargo test --workspace
 
 say "building the host binary"

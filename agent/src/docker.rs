@@ -306,7 +306,12 @@ impl DockerNode {
             let memory = stats.memory_stats.as_ref();
             let cache = memory
                 .and_then(|m| m.stats.as_ref())
-                .and_then(|s| s.get("inactive_file").or_else(|| s.get("cache")).copied())
+                // As `docker stats` does: cgroup v1 total_inactive_file, v2 inactive_file.
+                .and_then(|s| {
+                    s.get("total_inactive_file")
+                        .or_else(|| s.get("inactive_file"))
+                        .copied()
+                })
                 .unwrap_or(0);
             let previous = {
                 let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,0 +1,445 @@
+//! Test harness with real components: the `infrapilot` binary as a separate process (SQLite, its
+//! built-in agent or none), `infrapilot-agent` processes, and a real Docker engine (`DOCKER_HOST`,
+//! started by `scripts/start-docker.sh`; test containers come from the locally imported image
+//! `infrapilot-test/busybox:latest`, made with bollard here, never a shell).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, LogsOptions, RemoveContainerOptions,
+};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+pub const IMAGE: &str = "infrapilot-test/busybox:latest";
+
+/// The Docker engine for the tests, or `None` (skip) outside CI when there is none.
+pub async fn docker() -> Option<Docker> {
+    let reachable = async {
+        let d = Docker::connect_with_local_defaults().ok()?;
+        let d = d.negotiate_version().await.ok()?;
+        d.inspect_image(IMAGE).await.ok()?;
+        Some(d)
+    }
+    .await;
+    if reachable.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but no Docker engine with {IMAGE} at DOCKER_HOST: run scripts/start-docker.sh"
+        );
+        eprintln!(
+            "skipping: no Docker engine with {IMAGE} (run scripts/start-docker.sh and set DOCKER_HOST)"
+        );
+    }
+    reachable
+}
+
+fn bin(name: &str) -> PathBuf {
+    let agent = PathBuf::from(env!("CARGO_BIN_EXE_infrapilot-agent"));
+    let path = agent.parent().unwrap().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build -p infrapilot, or cargo test --workspace)",
+        path.display()
+    );
+    path
+}
+
+pub fn agent_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_infrapilot-agent"))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ipt-{tag}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `infrapilot serve` as a separate process.
+pub struct Server {
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub http_port: u16,
+    pub grpc_port: u16,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl Server {
+    pub async fn start(builtin_agent: bool, heartbeat_seconds: u32) -> Server {
+        let mut server = Server {
+            data_dir: temp_dir("host"),
+            http_port: free_port(),
+            grpc_port: free_port(),
+            base: String::new(),
+            env: vec![
+                ("INFRAPILOT_BUILTIN_AGENT".into(), builtin_agent.to_string()),
+                (
+                    "INFRAPILOT_HEARTBEAT_SECONDS".into(),
+                    heartbeat_seconds.to_string(),
+                ),
+                ("INFRAPILOT_LOG_LEVEL".into(), "info".into()),
+            ],
+            child: None,
+        };
+        server.base = format!("http://127.0.0.1:{}", server.http_port);
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join("serve.log"))
+            .unwrap();
+        let child = Command::new(bin("infrapilot"))
+            .arg("serve")
+            .env("INFRAPILOT_DATA_DIR", &self.data_dir)
+            .env("INFRAPILOT_LISTEN", format!("127.0.0.1:{}", self.http_port))
+            .env(
+                "INFRAPILOT_GRPC_LISTEN",
+                format!("127.0.0.1:{}", self.grpc_port),
+            )
+            .env("INFRAPILOT_GRPC_HOSTNAMES", "127.0.0.1")
+            .env_remove("INFRAPILOT_DATABASE_URL")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/readyz", self.base)).await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the server did not start: {}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("serve.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no graceful anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    /// First-run setup and a signed-in admin.
+    pub async fn admin(&self) -> Api {
+        let api = Api {
+            base: self.base.clone(),
+            token: String::new(),
+        };
+        api.call(
+            "POST",
+            "/api/v1/setup",
+            Some(json!({"email": "admin@example.com", "password": "a long password", "name": "Admin"})),
+        )
+        .await;
+        api.login("admin@example.com", "a long password").await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A signed-in API client.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub token: String,
+}
+
+impl Api {
+    pub async fn login(&self, email: &str, password: &str) -> Api {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/v1/auth/login",
+                Some(json!({"email": email, "password": password})),
+            )
+            .await;
+        assert_eq!(status, 200, "login failed: {body}");
+        Api {
+            base: self.base.clone(),
+            token: body["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(90))
+            .build()
+            .unwrap();
+        let mut request = client.request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if !self.token.is_empty() {
+            request = request.bearer_auth(&self.token);
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call("GET", path, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// Waits until the agent named `name` is online; returns its id.
+    pub async fn online_agent(&self, name: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let agents = self.get("/api/v1/agents").await;
+            if let Some(a) = agents
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["name"] == name && a["status"] == "online")
+            {
+                return a["id"].as_str().unwrap().to_owned();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "agent {name} did not come online: {agents}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Containers made for one test, removed with it.
+pub struct Fixture {
+    pub docker: Docker,
+    pub prefix: String,
+    containers: Vec<String>,
+    networks: Vec<String>,
+}
+
+impl Fixture {
+    pub fn new(docker: Docker, tag: &str) -> Fixture {
+        Fixture {
+            docker,
+            prefix: format!(
+                "ipt-{tag}-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..6]
+            ),
+            containers: Vec::new(),
+            networks: Vec::new(),
+        }
+    }
+
+    pub async fn network(&mut self) -> String {
+        let name = format!("{}-net", self.prefix);
+        self.docker
+            .create_network(NetworkCreateRequest {
+                name: name.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        self.networks.push(name.clone());
+        name
+    }
+
+    /// Creates and starts a container running `script` under busybox sh.
+    pub async fn run(
+        &mut self,
+        name: &str,
+        script: &str,
+        labels: &[(&str, &str)],
+        env: &[&str],
+        network: Option<&str>,
+    ) -> String {
+        let full = format!("{}-{name}", self.prefix);
+        let labels: HashMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(full.clone()),
+                    ..Default::default()
+                }),
+                ContainerCreateBody {
+                    image: Some(IMAGE.into()),
+                    cmd: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
+                    labels: Some(labels),
+                    env: Some(env.iter().map(|e| (*e).to_owned()).collect()),
+                    host_config: Some(HostConfig {
+                        network_mode: network.map(str::to_owned),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        self.containers.push(full.clone());
+        self.docker
+            .start_container(
+                &full,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .unwrap();
+        full
+    }
+
+    pub async fn state(&self, name: &str) -> Option<String> {
+        self.docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .ok()
+            .and_then(|c| c.state)
+            .and_then(|s| s.status)
+            .map(|s| s.to_string())
+    }
+
+    /// The container's whole log (stdout), through Docker directly.
+    pub async fn log_text(&self, name: &str) -> String {
+        let mut stream = self.docker.logs(
+            name,
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                tail: "all".into(),
+                ..Default::default()
+            }),
+        );
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            text.push_str(&chunk.to_string());
+        }
+        text
+    }
+
+    pub async fn cleanup(&self) {
+        for c in &self.containers {
+            let _ = self
+                .docker
+                .remove_container(
+                    c,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+        }
+        for n in &self.networks {
+            let _ = self.docker.remove_network(n).await;
+        }
+    }
+}
+
+impl Drop for Fixture {
+    /// Removes the containers even when the test failed half-way.
+    fn drop(&mut self) {
+        let (docker, containers, networks) = (
+            self.docker.clone(),
+            std::mem::take(&mut self.containers),
+            std::mem::take(&mut self.networks),
+        );
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                for c in &containers {
+                    let _ = docker
+                        .remove_container(
+                            c,
+                            Some(RemoveContainerOptions {
+                                force: true,
+                                ..Default::default()
+                            }),
+                        )
+                        .await;
+                }
+                for n in &networks {
+                    let _ = docker.remove_network(n).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn state_dir_of(dir: &Path) -> PathBuf {
+    dir.join("agent-state")
+}

@@ -65,6 +65,10 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/enrollment-tokens", R(Admin)),
     ("POST", "/api/v1/enrollment-tokens", R(Admin)),
     ("DELETE", "/api/v1/enrollment-tokens/{id}", R(Admin)),
+    // the installer and the agent binary it downloads (verified by its SHA-256)
+    ("GET", "/install.sh", Public),
+    ("GET", "/downloads/infrapilot-agent", Public),
+    ("GET", "/downloads/infrapilot-agent.sha256", Public),
     // the enrollment token in the body is the credential
     ("POST", "/api/v1/agents/enroll", Public),
     ("GET", "/api/v1/agents", R(Viewer)),

@@ -61,6 +61,8 @@ pub struct CreatedEnrollmentToken {
     pub token: EnrollmentTokenDto,
     /// The secret, shown this once; give it to `infrapilot-agent enroll --token`.
     pub secret: String,
+    /// The one-line install command for a node (contains the secret).
+    pub install_command: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -230,6 +232,7 @@ pub async fn create_token(
     State(state): State<AppState>,
     principal: Principal,
     client: ClientInfo,
+    headers: axum::http::HeaderMap,
     ApiJson(req): ApiJson<CreateEnrollmentTokenRequest>,
 ) -> ApiResult<(StatusCode, Json<CreatedEnrollmentToken>)> {
     let name = validate::label("name", &req.name)?;
@@ -278,6 +281,10 @@ pub async fn create_token(
         StatusCode::CREATED,
         Json(CreatedEnrollmentToken {
             token: EnrollmentTokenDto::from(row),
+            install_command: crate::routes::install::install_command(
+                &crate::routes::install::public_base(&state, &headers),
+                &issued.secret,
+            ),
             secret: issued.secret,
         }),
     ))

@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod audit;
 pub mod containers;
+pub mod install;
 pub mod mfa;
 pub mod session;
 pub mod system;
@@ -73,6 +74,9 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::list))
         .routes(routes!(agents::get))
         .routes(routes!(agents::revoke))
+        .routes(routes!(install::script))
+        .routes(routes!(install::download))
+        .routes(routes!(install::checksum))
         .routes(routes!(containers::list))
         .routes(routes!(containers::detail, containers::delete))
         .routes(routes!(containers::reveal_env))

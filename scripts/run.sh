@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# The run command: builds the dashboard and the host, then runs `infrapilot serve` on SQLite in
-# ./data, listening on http://localhost:8080 (override with INFRAPILOT_* variables; see README).
+# The run command: builds the dashboard, the host and the agent, makes sure a local Docker engine
+# runs (installs docker.io and starts dockerd if none answers), then runs `infrapilot serve` on
+# SQLite in ./data with its built-in agent managing that engine, on http://localhost:8080
+# (override with INFRAPILOT_* variables; see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 need_debian gcc:gcc pkg-config:pkg-config
 build_web
-say "building the host (release; the first build takes several minutes)"
-cargo build --release -p infrapilot
+say "building the host and the agent (release; the first build takes several minutes)"
+cargo build --release -p infrapilot -p infrapilot-agent
 bin="${CARGO_TARGET_DIR:-target}/release/infrapilot"
+if ! docker info >/dev/null 2>&1; then
+    need_debian docker.io:dockerd
+    if [ -z "${DOCKER_HOST:-}" ] && ! [ -S /var/run/docker.sock ]; then
+        say "starting the local Docker engine (dockerd, log in /var/log/infrapilot-dockerd.log)"
+        dockerd >/var/log/infrapilot-dockerd.log 2>&1 &
+        for _ in $(seq 1 100); do docker info >/dev/null 2>&1 && break; sleep 0.1; done
+    fi
+    docker info >/dev/null 2>&1 || echo "warning: no Docker engine answers; the built-in agent will report it" >&2
+fi
 say "starting InfraPilot on ${INFRAPILOT_LISTEN:-0.0.0.0:8080} (data in ${INFRAPILOT_DATA_DIR:-./data}); Ctrl-C stops it"
 exec "$bin" serve

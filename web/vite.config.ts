@@ -15,7 +15,7 @@ const csp =
   "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
 
 const proxy = {
-  '/api': backend,
+  '/api': { target: backend, ws: true },
   '/healthz': backend,
 };
 

@@ -10,6 +10,9 @@ import { UsersPage } from './pages/Users';
 import { AuditPage } from './pages/Audit';
 import { TokensPage } from './pages/Tokens';
 import { ProfilePage } from './pages/Profile';
+import { NodesPage } from './pages/Nodes';
+import { NodePage } from './pages/NodeContainers';
+import { ContainerPage } from './pages/ContainerDetail';
 
 export interface PageDef {
   path: string;
@@ -22,6 +25,9 @@ export interface PageDef {
 
 export const PAGES: PageDef[] = [
   { path: '/', label: 'Dashboard', minRole: 'viewer', nav: true, element: <HomePage /> },
+  { path: '/nodes', label: 'Nodes', minRole: 'viewer', nav: true, element: <NodesPage /> },
+  { path: '/nodes/:id', label: 'Node', minRole: 'viewer', nav: false, element: <NodePage /> },
+  { path: '/nodes/:id/containers/:cid', label: 'Container', minRole: 'viewer', nav: false, element: <ContainerPage /> },
   { path: '/users', label: 'Users', minRole: 'admin', nav: true, element: <UsersPage /> },
   { path: '/tokens', label: 'API tokens', minRole: 'admin', nav: true, element: <TokensPage /> },
   { path: '/audit', label: 'Audit log', minRole: 'admin', nav: true, element: <AuditPage /> },

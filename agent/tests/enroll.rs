@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
 
 use infrapilot_api::{ApiSettings, AppState};
 use infrapilot_identity::SecretBox;
@@ -452,5 +454,135 @@ async fn certificates_rotate_over_the_stream_and_the_old_one_dies() {
         .app_scalar("SELECT CAST(COUNT(*) AS TEXT) FROM audit_events WHERE action = 'agent.certificate_rotate'")
         .await;
     assert_eq!(rotations, "1");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Opens a TLS connection to the gateway with `certificate_pem`/`key_pem` as the client identity,
+/// sends the HTTP/2 preface and reads the server's first bytes: `Ok` when the server accepted the
+/// client certificate, `Err` with the TLS error when it did not.
+async fn handshake(
+    grpc_url: &str,
+    ca_pem: &str,
+    certificate_pem: &str,
+    key_pem: &str,
+) -> Result<usize, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![CertificateDer::from_pem_slice(certificate_pem.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let mut config = config;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let address = grpc_url.trim_start_matches("https://");
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buffer = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buffer)).await {
+        Ok(Ok(0)) => Err("the server closed the connection".into()),
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 5 s".into()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_a_foreign_ca_is_refused_at_the_handshake() {
+    let host = host().await;
+    let dir = std::env::temp_dir().join(format!("infrapilot-agent-foreign-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("node");
+    let (_, secret) = token(&host, 1).await;
+    let out = enroll(&host, &state, &secret, "node-f").await;
+    assert!(out.status.success(), "{}", text(&out));
+    let read = |name: &str| std::fs::read_to_string(state.join(name)).unwrap();
+    let (key_pem, genuine_pem, host_ca_pem) =
+        (read("agent.key"), read("agent.crt"), read("ca.crt"));
+
+    // An impostor CA with the host CA's own name signs a certificate for the same agent id and
+    // organisation over the same node key: everything matches except the issuer's key.
+    let agent_id = host.db.app_scalar("SELECT id FROM agents").await;
+    let org_id = host.db.app_scalar("SELECT org_id FROM agents").await;
+    let (foreign_ca, _) =
+        infrapilot_gateway::CertificateAuthority::generate("InfraPilot agent CA").unwrap();
+    let key = rcgen::KeyPair::from_pem(&key_pem).unwrap();
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let forged = foreign_ca.sign_agent_csr(&csr, &org_id, &agent_id).unwrap();
+
+    // Control: the genuine certificate completes the handshake and the server speaks HTTP/2.
+    let genuine = handshake(&host.grpc_url, &host_ca_pem, &genuine_pem, &key_pem).await;
+    assert!(
+        genuine.is_ok(),
+        "the genuine certificate was refused: {genuine:?}"
+    );
+    // The forged one is refused by TLS itself, before any gRPC message: the issuer's name
+    // matches, its signature does not (rustls answers with a decrypt_error alert).
+    let refused = handshake(&host.grpc_url, &host_ca_pem, &forged.pem, &key_pem).await;
+    let error = refused.expect_err("a certificate from a foreign CA was accepted");
+    assert!(
+        error.contains("received fatal alert: DecryptError"),
+        "unexpected refusal: {error}"
+    );
+    // A foreign CA under another name is not even found as an issuer.
+    let (stranger_ca, _) =
+        infrapilot_gateway::CertificateAuthority::generate("Stranger CA").unwrap();
+    let stranger = stranger_ca
+        .sign_agent_csr(&csr, &org_id, &agent_id)
+        .unwrap();
+    let refused = handshake(&host.grpc_url, &host_ca_pem, &stranger.pem, &key_pem).await;
+    let error = refused.expect_err("a certificate from an unknown CA was accepted");
+    assert!(
+        error.contains("received fatal alert: UnknownCA"),
+        "unexpected refusal: {error}"
+    );
+
+    // The real agent process with the forged certificate never gets a session.
+    let impostor = dir.join("impostor");
+    copy_dir(&state, &impostor);
+    std::fs::write(impostor.join("agent.crt"), &forged.pem).unwrap();
+    let mut running = tokio::process::Command::new(env!("CARGO_BIN_EXE_infrapilot-agent"))
+        .arg("--state-dir")
+        .arg(&impostor)
+        .args(["run", "--heartbeat-seconds", "1"])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    running.kill().await.unwrap();
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(running.stderr.as_mut().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(!stderr.contains("connected to the host"), "{stderr}");
+    assert!(stderr.contains("session ended"), "{stderr}");
+    let list = agents(&host).await;
+    assert_eq!(list[0]["status"], "offline", "{list}");
+    assert!(list[0]["last_seen_at"].is_null(), "{list}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,9 +9,17 @@
 //
 // Flow: setup -> sign in -> Profile -> enrol TOTP (code computed here, RFC 6238)
 // -> backup codes -> sign out -> sign in with a fresh TOTP code -> Audit log
-// shows setup.complete, mfa.enable, auth.login -> Verify chain says OK.
+// shows setup.complete, mfa.enable, auth.login -> Verify chain says OK ->
+// Nodes: the built-in node online, an enrollment token with its install
+// one-liner -> the node's containers grouped by compose stack with live memory
+// -> a container's logs (paged, then followed live) -> its terminal (xterm.js,
+// a command's output, exit code) -> delete with the name typed as confirmation.
+// The containers come from the Docker engine at DOCKER_HOST (test.sh starts
+// one and imports infrapilot-test/busybox:latest); the docker CLI only sets up
+// and checks fixtures here, the product never uses it.
 // Exit 0 on success; on failure a message, exit 1 and out/failure.png.
 
+import { execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -68,6 +76,65 @@ function selfTestTotp() {
   if (hotp(key, 1, 8) !== '94287082') throw new Error('TOTP self-test failed (RFC 6238 vector)');
   // Base32 of the same key.
   if (!base32Decode('GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ').equals(key)) throw new Error('base32 self-test failed');
+}
+
+// ---- Docker fixtures (the test's own set-up; the product talks to Docker through its agent) ----
+
+const IMAGE = 'infrapilot-test/busybox:latest';
+const STACK = 'e2eshop';
+const docker = (...args) => execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+
+function startStack() {
+  for (const service of ['web', 'worker']) {
+    const name = `${STACK}-${service}`;
+    try {
+      docker('rm', '-f', name);
+    } catch {
+      /* not there */
+    }
+    docker(
+      'run', '-d', '--name', name,
+      '--label', `com.docker.compose.project=${STACK}`,
+      '--label', `com.docker.compose.service=${service}`,
+      '--env', 'E2E_SECRET=hunter2',
+      IMAGE, 'sh', '-c', `i=0; while :; do i=$((i+1)); echo "${service} tick $i"; sleep 1; done`,
+    );
+  }
+}
+
+function removeStack() {
+  for (const service of ['web', 'worker']) {
+    try {
+      docker('rm', '-f', `${STACK}-${service}`);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+/** The highest "tick N" in a list of log line texts, or -1. */
+function lastTick(lines) {
+  let max = -1;
+  for (const l of lines) {
+    const m = /tick (\d+)/.exec(l);
+    if (m) max = Math.max(max, Number(m[1]));
+  }
+  return max;
+}
+
+async function until(what, fn, timeout = STEP_TIMEOUT) {
+  const deadline = Date.now() + timeout;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const r = await fn();
+      if (r) return r;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(200);
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
 }
 
 // ---- tiny runner ---------------------------------------------------------------
@@ -317,6 +384,112 @@ async function main() {
       note(text);
     });
 
+    // ---- nodes and containers (the built-in agent on the test's Docker engine) ----
+
+    await step(`start a compose-labelled stack "${STACK}" (web, worker) on the test engine`, async () => {
+      startStack();
+      note(docker('ps', '--filter', `label=com.docker.compose.project=${STACK}`, '--format', '{{.Names}} {{.State}}').replace(/\n/g, ', '));
+    });
+
+    await step('Nodes lists the built-in node "local" online', async () => {
+      await nav('Nodes').click();
+      await heading('Nodes').waitFor();
+      const row = page.getByTestId('node-row-local');
+      await until('node "local" online', async () => (await row.getAttribute('data-status')) === 'online');
+      await row.getByTestId('builtin-marker').waitFor();
+    });
+
+    await step('an enrollment token shows the install one-liner once', async () => {
+      await page.getByTestId('token-name').fill('e2e rollout');
+      await page.getByTestId('token-labels').fill('env=e2e');
+      await page.getByTestId('token-create-submit').click();
+      const created = page.getByTestId('enrollment-created');
+      await created.waitFor();
+      const secret = (await page.getByTestId('enrollment-secret').innerText()).trim();
+      const command = await page.getByTestId('install-command').inputValue();
+      if (!command.includes(`${BASE}/install.sh`)) throw new Error(`one-liner without ${BASE}/install.sh: ${command}`);
+      if (!command.includes(secret)) throw new Error('the one-liner does not carry the token');
+      // The script the one-liner fetches is served, and the token is data for it, not code.
+      const script = await (await fetch(`${BASE}/install.sh`)).text();
+      if (!script.startsWith('#!')) throw new Error('/install.sh is not a script');
+      await page.getByTestId('enrollment-token-row-e2e rollout').waitFor();
+      note(command.replace(secret, '<token>'));
+    });
+
+    await step(`the node page groups the stack's containers with live memory`, async () => {
+      await page.getByTestId('node-row-local').getByRole('link', { name: 'local', exact: true }).click();
+      const stack = page.getByTestId(`stack-${STACK}`);
+      await stack.waitFor();
+      for (const service of ['web', 'worker']) {
+        const row = stack.getByTestId(`container-row-${STACK}-${service}`);
+        await until(`${STACK}-${service} running`, async () => (await row.getAttribute('data-state')) === 'running');
+      }
+      // Stats are sampled on the node while someone looks: the memory cell fills in.
+      const web = stack.getByTestId(`container-row-${STACK}-web`);
+      const memory = await until('a memory figure', async () => {
+        const text = await web.locator('td.num').nth(1).innerText();
+        return /MiB/.test(text) ? text : null;
+      }, 20_000);
+      note(`${STACK}-web memory ${memory}`);
+    });
+
+    await step('the container page shows logs, then follows new lines live', async () => {
+      await page.getByTestId(`container-row-${STACK}-web`).getByRole('link', { name: `${STACK}-web`, exact: true }).click();
+      await page.getByTestId('tab-overview').waitFor();
+      await page.getByTestId('tab-logs').click();
+      const lines = page.getByTestId('log-line');
+      await until('log lines', async () => (await lines.count()) > 0);
+      const before = lastTick(await lines.allInnerTexts());
+      if (before < 0) throw new Error(`no "tick" line in ${JSON.stringify(await lines.allInnerTexts())}`);
+      await page.getByTestId('log-follow').click();
+      await until('follow live', async () => (await page.getByTestId('log-follow-status').getAttribute('data-state')) === 'live');
+      const after = await until('a newer line', async () => {
+        const t = lastTick(await lines.allInnerTexts());
+        return t >= before + 2 ? t : null;
+      });
+      const stream = await lines.last().getAttribute('data-stream');
+      if (stream !== 'stdout') throw new Error(`last line marked ${stream}`);
+      note(`tick ${before} when loaded, tick ${after} streamed`);
+    });
+
+    await step('the terminal runs a command in the container and reports its exit code', async () => {
+      await page.getByTestId('tab-terminal').click();
+      await page.getByTestId('terminal-connect').click();
+      const status = page.getByTestId('terminal-status');
+      await until('terminal connected', async () => (await status.getAttribute('data-state')) === 'connected');
+      await page.getByTestId('terminal').click();
+      // The shell computes the answer: seeing 42 proves input, execution and output.
+      await page.keyboard.type('echo e2e-$((6*7)) $E2E_SECRET\n');
+      const rows = page.locator('[data-testid="terminal"] .xterm-rows');
+      await until('the command output', async () => /e2e-42 hunter2/.test(await rows.innerText()));
+      await page.keyboard.type('exit 3\n');
+      await until('exit code 3', async () => (await status.getAttribute('data-exit-code')) === '3');
+    });
+
+    await step('delete asks for the name; a wrong name cannot confirm, the right one removes it', async () => {
+      await page.getByRole('link', { name: 'local', exact: true }).first().click();
+      const victim = `${STACK}-worker`;
+      await page.getByTestId(`action-delete-${victim}`).click();
+      const dialog = page.getByTestId('delete-container-dialog');
+      await dialog.waitFor();
+      const confirm = dialog.getByTestId('confirm-delete');
+      await dialog.getByTestId('confirm-name-input').fill(`${victim}-typo`);
+      if (await confirm.isEnabled()) throw new Error('a wrong name enables Delete');
+      await dialog.getByTestId('confirm-name-input').fill(victim);
+      await dialog.getByLabel('Force: remove it even if it is running').check();
+      await confirm.click();
+      await until(`${victim} gone from the page`, async () => (await page.getByTestId(`container-row-${victim}`).count()) === 0);
+      const left = docker('ps', '-a', '--filter', `name=^${victim}$`, '--format', '{{.Names}}');
+      if (left) throw new Error(`docker still lists ${left}`);
+    });
+
+    await step('the audit log records the exec session and the delete', async () => {
+      await nav('Audit log').click();
+      for (const action of ['container.exec_start', 'container.exec_end', 'container.remove']) {
+        await until(action, async () => (await page.locator(`[data-testid="audit-row"][data-action="${action}"]`).count()) > 0);
+      }
+    });
+
     await step('no browser console errors (CSP, React)', async () => {
       const relevant = consoleErrors.filter((t) => !/Failed to load resource: the server responded with a status of 40[01]/.test(t));
       if (relevant.length) throw new Error(`console errors:\n  ${relevant.join('\n  ')}`);
@@ -337,6 +510,7 @@ async function main() {
     throw e;
   } finally {
     await browser.close();
+    removeStack();
   }
 }
 

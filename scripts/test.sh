@@ -4,7 +4,8 @@
 #   2. the dashboard's type check and build
 #   3. the Rust tests on SQLite, on a PostgreSQL cluster and with a Docker engine this script starts
 #   4. the committed OpenAPI document is current; a smoke run of the binary on PostgreSQL (one variable switches the backend)
-#   5. the browser test in Debian's Chromium (setup → login → TOTP → logout → MFA login → audit)
+#   5. the browser test in Debian's Chromium (setup → login → TOTP → logout → MFA login → audit →
+#      nodes and token one-liner → containers by stack → logs follow → terminal → delete)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

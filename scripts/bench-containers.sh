@@ -13,7 +13,7 @@ target=${CARGO_TARGET_DIR:-target}
 need_debian curl:curl python3:python3
 if [ ! -d web/dist ]; then build_web; fi
 say "building the host and the agent (release)"
-cargo build --release -p infrapilot -p infrapilot-agent --example bench_containers
+cargo build --release -p infrapilot -p infrapilot-agent --bins --example bench_containers
 host="$target/release/infrapilot"
 agent="$target/release/infrapilot-agent"
 work=$(mktemp -d /tmp/ipbench.XXXXXX)

@@ -31,3 +31,11 @@ build_web() {
     say "type-checking and building the dashboard (web/dist)"
     (cd web && npm run build)
 }
+
+# The cargo target directory as an absolute path (CARGO_TARGET_DIR may be relative or absolute).
+target_dir() {
+    case "${CARGO_TARGET_DIR:-target}" in
+        /*) echo "$CARGO_TARGET_DIR" ;;
+        *) echo "$(pwd)/${CARGO_TARGET_DIR:-target}" ;;
+    esac
+}

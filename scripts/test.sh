@@ -2,7 +2,8 @@
 # The test command (CI runs it through .ci/run): installs what is missing, then runs
 #   1. cargo fmt --check and cargo clippy --all-targets -D warnings
 #   2. the dashboard's type check and build
-#   3. the Rust tests on SQLite, on a PostgreSQL cluster and with a Docker engine this script starts
+#   3. the plugins built to WebAssembly components (scripts/build-plugins.sh), then the Rust tests
+#      on SQLite, on a PostgreSQL cluster and with a Docker engine this script starts
 #   4. the committed OpenAPI document is current; a smoke run of the binary on PostgreSQL (one variable switches the backend)
 #   5. the browser test in Debian's Chromium (setup → login → TOTP → logout → MFA login → audit →
 #      nodes and token one-liner → containers by stack → logs follow → terminal → delete)
@@ -40,6 +41,13 @@ build_web
 
 say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+say "plugins/ (its own workspace): cargo fmt --check and clippy"
+tdir=$(target_dir)
+(cd plugins && cargo fmt --all -- --check && cargo clippy --all-targets --target-dir "$tdir" -- -D warnings)
+
+say "building the plugins into WebAssembly components (scripts/build-plugins.sh)"
+bash scripts/build-plugins.sh
 
 say "starting PostgreSQL for the storage and API suites"
 pg_url=$(PGPORT=${INFRAPILOT_TEST_PGPORT:-55433} scripts/start-postgres.sh "$work/pg")

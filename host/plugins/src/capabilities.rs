@@ -1,0 +1,208 @@
+//! Capabilities: what a plugin's manifest requests, what the operator grants, and what the host
+//! functions allow (the intersection of the two). Everything not in the intersection is denied.
+
+use serde::{Deserialize, Serialize};
+
+/// A set of host capabilities. `Default` is the empty set (deny everything).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    #[serde(default)]
+    pub log: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCapability>,
+    #[serde(default)]
+    pub mail: bool,
+    #[serde(default)]
+    pub kv: bool,
+    #[serde(default)]
+    pub config: bool,
+    #[serde(default)]
+    pub secrets: bool,
+    #[serde(default)]
+    pub clock: bool,
+    #[serde(default)]
+    pub random: bool,
+}
+
+/// Outbound HTTP to the listed hosts: exact names or IP addresses, `*.example.com` (any
+/// subdomain, not the domain itself), or `*` (any host; the address guard still applies).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCapability {
+    pub hosts: Vec<String>,
+}
+
+impl Capabilities {
+    /// What both sides allow. For HTTP hosts a grant of `*` keeps every requested pattern;
+    /// otherwise a requested pattern survives when the grant lists it too.
+    pub fn intersect(&self, grant: &Capabilities) -> Capabilities {
+        let http = match (&self.http, &grant.http) {
+            (Some(request), Some(granted)) => {
+                let hosts: Vec<String> = if granted.hosts.iter().any(|h| h == "*") {
+                    request.hosts.clone()
+                } else {
+                    request
+                        .hosts
+                        .iter()
+                        .filter(|h| granted.hosts.contains(h))
+                        .cloned()
+                        .collect()
+                };
+                (!hosts.is_empty()).then_some(HttpCapability { hosts })
+            }
+            _ => None,
+        };
+        Capabilities {
+            log: self.log && grant.log,
+            http,
+            mail: self.mail && grant.mail,
+            kv: self.kv && grant.kv,
+            config: self.config && grant.config,
+            secrets: self.secrets && grant.secrets,
+            clock: self.clock && grant.clock,
+            random: self.random && grant.random,
+        }
+    }
+
+    /// Names of the capabilities in the set, for listings ("log", "http", …).
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        for (on, name) in [
+            (self.log, "log"),
+            (self.http.is_some(), "http"),
+            (self.mail, "mail"),
+            (self.kv, "kv"),
+            (self.config, "config"),
+            (self.secrets, "secrets"),
+            (self.clock, "clock"),
+            (self.random, "random"),
+        ] {
+            if on {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// Whether outbound HTTP to `host` (a lowercase name or IP literal without brackets) is allowed.
+    pub fn allows_host(&self, host: &str) -> bool {
+        let Some(http) = &self.http else {
+            return false;
+        };
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        http.hosts
+            .iter()
+            .any(|pattern| host_matches(pattern, &host))
+    }
+}
+
+fn host_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    if pattern == "*" {
+        return true;
+    }
+    if let Some(suffix) = pattern.strip_prefix("*.") {
+        return host.len() > suffix.len() + 1
+            && host.ends_with(suffix)
+            && host.as_bytes()[host.len() - suffix.len() - 1] == b'.';
+    }
+    pattern == host
+}
+
+/// Checks a host pattern from a manifest or a grant; returns why it is not acceptable.
+pub fn check_host_pattern(pattern: &str) -> Result<(), String> {
+    if pattern == "*" {
+        return Ok(());
+    }
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    if name.parse::<std::net::IpAddr>().is_ok() && !pattern.starts_with("*.") {
+        return Ok(());
+    }
+    let valid_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
+        return Err(format!(
+            "{pattern:?} is not a host name, an IP address, *.domain or *"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(hosts: &[&str]) -> Capabilities {
+        Capabilities {
+            http: Some(HttpCapability {
+                hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+            }),
+            ..Capabilities::default()
+        }
+    }
+
+    #[test]
+    fn the_intersection_denies_what_either_side_leaves_out() {
+        let request = Capabilities {
+            log: true,
+            mail: true,
+            ..http(&["hooks.slack.com", "*.example.com"])
+        };
+        let grant = Capabilities {
+            log: true,
+            kv: true,
+            ..http(&["*.example.com"])
+        };
+        let both = request.intersect(&grant);
+        assert!(both.log);
+        assert!(!both.mail, "requested but not granted");
+        assert!(!both.kv, "granted but not requested");
+        assert!(both.allows_host("api.example.com"));
+        assert!(!both.allows_host("hooks.slack.com"));
+        assert!(
+            !both.allows_host("example.com"),
+            "*.x does not match x itself"
+        );
+        assert!(!both.allows_host("evilexample.com"));
+        let all = request.intersect(&http(&["*"]));
+        assert!(all.allows_host("hooks.slack.com"));
+        assert!(!all.allows_host("other.org"));
+        assert_eq!(
+            Capabilities::default().intersect(&request),
+            Capabilities::default()
+        );
+    }
+
+    #[test]
+    fn host_patterns_are_checked() {
+        for ok in [
+            "*",
+            "a.example.com",
+            "*.example.com",
+            "127.0.0.1",
+            "::1",
+            "localhost",
+        ] {
+            assert!(check_host_pattern(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "*.",
+            "a..b",
+            "-a.com",
+            "a b",
+            "http://x",
+            "*.1.2.3.4x$",
+            "a/b",
+            "*.*.com",
+        ] {
+            assert!(check_host_pattern(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The plugin manifest (`manifest.json` in a bundle).
+
+use serde::{Deserialize, Serialize};
+
+use crate::SUPPORTED_WIT_VERSIONS;
+use crate::capabilities::{Capabilities, check_host_pattern};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum World {
+    AlertChannel,
+    ProxyBackend,
+}
+
+impl World {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::AlertChannel => "alert-channel",
+            World::ProxyBackend => "proxy-backend",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Edition {
+    Community,
+    Enterprise,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// `publisher.name`: lowercase letters, digits, `.` and `-`.
+    pub id: String,
+    pub name: String,
+    /// `MAJOR.MINOR.PATCH`.
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub publisher: String,
+    pub world: World,
+    /// The WIT package version the component was built against.
+    pub wit_version: String,
+    pub edition: Edition,
+    /// The licence feature an enterprise plugin needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature: Option<String>,
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    /// JSON Schema (an object schema) of the settings; `writeOnly` properties are secrets.
+    pub settings_schema: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("manifest.{field}: {message}")]
+pub struct ManifestError {
+    pub field: String,
+    pub message: String,
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ManifestError {
+    ManifestError {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl Manifest {
+    /// Parses and checks a manifest; errors name the field.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let manifest: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| invalid("json", format!("not a valid manifest: {e}")))?;
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    pub fn check(&self) -> Result<(), ManifestError> {
+        let id_ok = (3..=64).contains(&self.id.len())
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && self.id.as_bytes()[0].is_ascii_lowercase();
+        if !id_ok {
+            return Err(invalid(
+                "id",
+                "3–64 characters: lowercase letters, digits, '.' and '-', starting with a letter",
+            ));
+        }
+        if self.name.trim().is_empty()
+            || self.name.len() > 80
+            || self.name.chars().any(char::is_control)
+        {
+            return Err(invalid("name", "1–80 characters, no control characters"));
+        }
+        let semver = self.version.split('.').collect::<Vec<_>>();
+        if semver.len() != 3
+            || semver
+                .iter()
+                .any(|p| p.is_empty() || p.len() > 9 || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(invalid("version", "must be MAJOR.MINOR.PATCH"));
+        }
+        if self.description.len() > 500 {
+            return Err(invalid("description", "at most 500 characters"));
+        }
+        if !SUPPORTED_WIT_VERSIONS.contains(&self.wit_version.as_str()) {
+            return Err(invalid(
+                "wit_version",
+                format!(
+                    "{} is not supported by this host (supported: {})",
+                    self.wit_version,
+                    SUPPORTED_WIT_VERSIONS.join(", ")
+                ),
+            ));
+        }
+        match (&self.edition, &self.feature) {
+            (Edition::Enterprise, None) => {
+                return Err(invalid(
+                    "feature",
+                    "an enterprise plugin names its licence feature",
+                ));
+            }
+            (_, Some(f))
+                if f.is_empty()
+                    || f.len() > 64
+                    || !f.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                    }) =>
+            {
+                return Err(invalid("feature", "lowercase letters, digits, '-' and '_'"));
+            }
+            _ => {}
+        }
+        if let Some(http) = &self.capabilities.http {
+            if http.hosts.is_empty() || http.hosts.len() > 50 {
+                return Err(invalid("capabilities.http.hosts", "1–50 host patterns"));
+            }
+            for (i, host) in http.hosts.iter().enumerate() {
+                check_host_pattern(host)
+                    .map_err(|m| invalid(&format!("capabilities.http.hosts.{i}"), m))?;
+            }
+        }
+        if !self.settings_schema.is_object()
+            || self.settings_schema.get("type").and_then(|t| t.as_str()) != Some("object")
+        {
+            return Err(invalid(
+                "settings_schema",
+                "must be a JSON Schema with \"type\": \"object\"",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Names of the settings the schema marks `"writeOnly": true` (secrets).
+    pub fn secret_fields(&self) -> Vec<String> {
+        self.settings_schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|props| {
+                props
+                    .iter()
+                    .filter(|(_, s)| s.get("writeOnly").and_then(|w| w.as_bool()) == Some(true))
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "id": "acme.pager", "name": "Pager", "version": "1.2.3", "world": "alert-channel",
+            "wit_version": "0.1.0", "edition": "community",
+            "capabilities": {"log": true, "http": {"hosts": ["api.acme.example"]}},
+            "settings_schema": {"type": "object", "properties": {"key": {"type": "string", "writeOnly": true}, "room": {"type": "string"}}}
+        })
+    }
+
+    fn parse(v: serde_json::Value) -> Result<Manifest, ManifestError> {
+        Manifest::parse(&serde_json::to_vec(&v).unwrap())
+    }
+
+    #[test]
+    fn a_good_manifest_parses_and_names_its_secrets() {
+        let m = parse(base()).unwrap();
+        assert_eq!(m.world, World::AlertChannel);
+        assert_eq!(m.secret_fields(), vec!["key".to_owned()]);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases = [
+            ("id", serde_json::json!("Bad Id")),
+            ("version", serde_json::json!("1.2")),
+            ("wit_version", serde_json::json!("9.9.9")),
+            ("settings_schema", serde_json::json!({"type": "string"})),
+            ("name", serde_json::json!("")),
+        ];
+        for (field, value) in cases {
+            let mut m = base();
+            m[field] = value;
+            assert_eq!(parse(m).unwrap_err().field, field);
+        }
+        let mut m = base();
+        m["edition"] = serde_json::json!("enterprise");
+        assert_eq!(parse(m).unwrap_err().field, "feature");
+        let mut m = base();
+        m["capabilities"]["http"]["hosts"] = serde_json::json!(["ok.example", "bad host"]);
+        assert_eq!(parse(m).unwrap_err().field, "capabilities.http.hosts.1");
+        let mut m = base();
+        m["capabilities"]["shell"] = serde_json::json!(true);
+        assert_eq!(parse(m).unwrap_err().field, "json");
+    }
+}

@@ -1,0 +1,434 @@
+//! The wasmtime engine and the lifecycle of one hook call.
+//!
+//! One [`Runtime`] per host: a single `Engine` with the pooling allocator and epoch interruption
+//! (a thread bumps the epoch every 10 ms), compiled components cached on disk under
+//! `<sha256 of the component>-<engine compatibility hash>.cwasm`, and per plugin an `InstancePre`
+//! so a call costs one instantiation from the pool. Each call gets a fresh `Store` with its
+//! deadline (epoch ticks plus a wall-clock timeout around host calls) and its memory limit; the
+//! store is dropped afterwards, so a trap never poisons the next call.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use crate::bindings::alert_channel::{AlertChannel, AlertChannelPre};
+use crate::bindings::{Alert, Delivery, PluginError};
+use crate::capabilities::Capabilities;
+use crate::manifest::{Manifest, World};
+use crate::services::HostServices;
+
+/// How often the epoch advances: the granularity of deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Per-call limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock time for one hook, host calls included.
+    pub hook_deadline: Duration,
+    /// Linear memory per instance.
+    pub memory_bytes: usize,
+    /// Log lines kept per call; the rest are counted and dropped.
+    pub max_log_lines: usize,
+    /// Largest string a hook may return (a delivery detail, a rendered file …).
+    pub max_output_bytes: usize,
+    /// Ceiling of one outbound HTTP exchange.
+    pub http_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            hook_deadline: Duration::from_secs(15),
+            memory_bytes: 64 << 20,
+            max_log_lines: 200,
+            max_output_bytes: 256 << 10,
+            http_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub limits: Limits,
+    /// Where compiled components are cached; `None` compiles on every load.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances that may run at once (pool size).
+    pub max_instances: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> RuntimeConfig {
+        RuntimeConfig {
+            limits: Limits::default(),
+            cache_dir: None,
+            max_instances: 256,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("plugin engine: {0}")]
+    Engine(String),
+    #[error("the component is not valid: {0}")]
+    InvalidComponent(String),
+    #[error("the component does not fit world {world}: {reason}")]
+    WorldMismatch { world: &'static str, reason: String },
+}
+
+/// Why a hook call did not produce a result. The message is meant for the operator.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum HookError {
+    /// The plugin returned an expected error.
+    #[error("{}", plugin_error_text(.0))]
+    Plugin(PluginError),
+    #[error("the plugin ran past its deadline of {} ms and was stopped", .limit.as_millis())]
+    Deadline { limit: Duration },
+    #[error("the plugin exceeded its memory limit of {} MiB and was stopped", .limit_bytes >> 20)]
+    Memory { limit_bytes: usize },
+    #[error("the plugin crashed (trap: {0})")]
+    Trap(String),
+    #[error("the plugin returned {size} bytes, more than the limit of {limit}")]
+    OutputTooLarge { size: usize, limit: usize },
+    #[error("the plugin could not be started: {0}")]
+    Instantiate(String),
+}
+
+fn plugin_error_text(e: &PluginError) -> String {
+    match e {
+        PluginError::InvalidSettings(m) => format!("invalid settings: {m}"),
+        PluginError::Denied(m) => format!("denied: {m}"),
+        PluginError::Failed(m) => format!("failed: {m}"),
+    }
+}
+
+/// What one call runs with: the instance's settings and secrets and the host services.
+#[derive(Clone)]
+pub struct Invocation {
+    /// Non-secret settings (a JSON object).
+    pub settings: serde_json::Value,
+    pub secrets: HashMap<String, String>,
+    pub services: Arc<dyn HostServices>,
+}
+
+/// The store data of one call.
+pub struct HostState {
+    pub(crate) plugin_id: Arc<str>,
+    pub(crate) caps: Arc<Capabilities>,
+    pub(crate) settings_json: String,
+    pub(crate) secrets: HashMap<String, String>,
+    pub(crate) services: Arc<dyn HostServices>,
+    pub(crate) limits: Limits,
+    pub(crate) deadline: Instant,
+    pub(crate) log_lines: usize,
+    pub(crate) dropped_log_lines: usize,
+    pub(crate) denials: usize,
+    memory: MemoryLimiter,
+}
+
+struct MemoryLimiter {
+    limit: usize,
+    exceeded: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            return Err(wasmtime::format_err!(
+                "memory limit of {} MiB exceeded",
+                self.limit >> 20
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The plugin runtime of a host.
+pub struct Runtime {
+    engine: Engine,
+    alert_linker: Linker<HostState>,
+    config: RuntimeConfig,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let engine_error = |e: wasmtime::Error| RuntimeError::Engine(e.to_string());
+        let mut pool = PoolingAllocationConfig::default();
+        let memory = config.limits.memory_bytes;
+        pool.total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances * 2)
+            .total_memories(config.max_instances * 2)
+            .total_tables(config.max_instances * 2)
+            .max_memory_size(memory);
+        let mut wasm = Config::new();
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .concurrency_support(false);
+        let engine = Engine::new(&wasm).map_err(engine_error)?;
+        let mut alert_linker = Linker::new(&engine);
+        AlertChannel::add_to_linker::<_, HasSelf<_>>(&mut alert_linker, |s| s)
+            .map_err(engine_error)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("plugin-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        }
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| RuntimeError::Engine(format!("cache {}: {e}", dir.display())))?;
+        }
+        Ok(Runtime {
+            engine,
+            alert_linker,
+            config,
+            _ticker: EpochTicker { stop },
+        })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.config.limits
+    }
+
+    /// The cache file name for `component`: content hash and engine compatibility hash.
+    fn cache_path(&self, component: &[u8]) -> Option<PathBuf> {
+        let dir = self.config.cache_dir.as_ref()?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        Some(dir.join(format!(
+            "{}-{:016x}.cwasm",
+            hex::encode(Sha256::digest(component)),
+            hasher.finish()
+        )))
+    }
+
+    /// Compiles `component`, or loads it from the cache when this engine compiled it before.
+    pub fn compile(&self, component: &[u8]) -> Result<Component, RuntimeError> {
+        let cache = self.cache_path(component);
+        if let Some(path) = &cache
+            && path.is_file()
+            && let Ok(loaded) = self.load_cached(path)
+        {
+            return Ok(loaded);
+        }
+        let compiled = Component::new(&self.engine, component)
+            .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
+        if let Some(path) = cache
+            && let Ok(bytes) = compiled.serialize()
+        {
+            let partial = path.with_extension("cwasm.partial");
+            if std::fs::write(&partial, bytes).is_ok() {
+                let _ = std::fs::rename(&partial, &path);
+            }
+        }
+        Ok(compiled)
+    }
+
+    #[allow(unsafe_code)]
+    fn load_cached(&self, path: &std::path::Path) -> wasmtime::Result<Component> {
+        // SAFETY: the file is in the host's own cache directory and was written by
+        // `Component::serialize` of an engine with the same compatibility hash (part of its name);
+        // wasmtime still checks the header and refuses artifacts of another configuration.
+        unsafe { Component::deserialize_file(&self.engine, path) }
+    }
+
+    /// Prepares an alert channel: checks the world, links it, caches the `InstancePre`.
+    pub fn alert_channel(
+        &self,
+        manifest: &Manifest,
+        component: &Component,
+        grant: &Capabilities,
+    ) -> Result<AlertChannelPlugin, RuntimeError> {
+        if manifest.world != World::AlertChannel {
+            return Err(RuntimeError::WorldMismatch {
+                world: World::AlertChannel.as_str(),
+                reason: format!("the manifest says {}", manifest.world.as_str()),
+            });
+        }
+        let mismatch = |e: wasmtime::Error| RuntimeError::WorldMismatch {
+            world: World::AlertChannel.as_str(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self
+            .alert_linker
+            .instantiate_pre(component)
+            .map_err(mismatch)?;
+        let pre = AlertChannelPre::new(pre).map_err(mismatch)?;
+        Ok(AlertChannelPlugin {
+            engine: self.engine.clone(),
+            pre,
+            plugin_id: manifest.id.as_str().into(),
+            caps: Arc::new(manifest.capabilities.intersect(grant)),
+            limits: self.config.limits,
+        })
+    }
+}
+
+/// A loaded alert channel, ready to be called concurrently.
+#[derive(Clone)]
+pub struct AlertChannelPlugin {
+    engine: Engine,
+    pre: AlertChannelPre<HostState>,
+    plugin_id: Arc<str>,
+    caps: Arc<Capabilities>,
+    limits: Limits,
+}
+
+/// Bookkeeping of a finished call, for the plugin's log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallReport {
+    pub log_lines: usize,
+    pub dropped_log_lines: usize,
+    pub denials: usize,
+}
+
+impl AlertChannelPlugin {
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    fn store(&self, invocation: &Invocation) -> Store<HostState> {
+        let state = HostState {
+            plugin_id: self.plugin_id.clone(),
+            caps: self.caps.clone(),
+            settings_json: invocation.settings.to_string(),
+            secrets: invocation.secrets.clone(),
+            services: invocation.services.clone(),
+            limits: self.limits,
+            deadline: Instant::now() + self.limits.hook_deadline,
+            log_lines: 0,
+            dropped_log_lines: 0,
+            denials: 0,
+            memory: MemoryLimiter {
+                limit: self.limits.memory_bytes,
+                exceeded: false,
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        let ticks = self.limits.hook_deadline.as_millis() / EPOCH_TICK.as_millis() + 1;
+        store.set_epoch_deadline(ticks as u64);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    fn classify(&self, store: &Store<HostState>, error: wasmtime::Error) -> HookError {
+        if store.data().memory.exceeded {
+            return HookError::Memory {
+                limit_bytes: self.limits.memory_bytes,
+            };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => HookError::Deadline {
+                limit: self.limits.hook_deadline,
+            },
+            Some(trap) => HookError::Trap(trap.to_string()),
+            None => HookError::Trap(format!("{error:#}")),
+        }
+    }
+
+    fn report(store: &Store<HostState>) -> CallReport {
+        let s = store.data();
+        CallReport {
+            log_lines: s.log_lines,
+            dropped_log_lines: s.dropped_log_lines,
+            denials: s.denials,
+        }
+    }
+
+    /// Runs `validate` (settings checks beyond the schema).
+    pub async fn validate(&self, invocation: &Invocation) -> Result<CallReport, HookError> {
+        let mut store = self.store(invocation);
+        let outcome = tokio::time::timeout(self.limits.hook_deadline + EPOCH_TICK * 5, async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            instance
+                .infrapilot_plugin_channel()
+                .call_validate(&mut store)
+                .await
+        })
+        .await;
+        match outcome {
+            Err(_) => Err(HookError::Deadline {
+                limit: self.limits.hook_deadline,
+            }),
+            Ok(Err(e)) => Err(self.classify(&store, e)),
+            Ok(Ok(Err(plugin))) => Err(HookError::Plugin(plugin)),
+            Ok(Ok(Ok(()))) => Ok(Self::report(&store)),
+        }
+    }
+
+    /// Delivers one alert.
+    pub async fn deliver(
+        &self,
+        invocation: &Invocation,
+        alert: &Alert,
+    ) -> Result<(Delivery, CallReport), HookError> {
+        let mut store = self.store(invocation);
+        let outcome = tokio::time::timeout(self.limits.hook_deadline + EPOCH_TICK * 5, async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            instance
+                .infrapilot_plugin_channel()
+                .call_deliver(&mut store, alert)
+                .await
+        })
+        .await;
+        match outcome {
+            Err(_) => Err(HookError::Deadline {
+                limit: self.limits.hook_deadline,
+            }),
+            Ok(Err(e)) => Err(self.classify(&store, e)),
+            Ok(Ok(Err(plugin))) => Err(HookError::Plugin(plugin)),
+            Ok(Ok(Ok(delivery))) => {
+                if delivery.detail.len() > self.limits.max_output_bytes {
+                    return Err(HookError::OutputTooLarge {
+                        size: delivery.detail.len(),
+                        limit: self.limits.max_output_bytes,
+                    });
+                }
+                Ok((delivery, Self::report(&store)))
+            }
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The runtime against a misbehaving plugin (plugins/testing/probe, built by
+//! scripts/build-plugins.sh): runaway loops, memory bombs, traps, huge output and log floods
+//! each end in an error for the operator, and the very next call is served. Capabilities:
+//! undeclared hosts, private addresses (literal, resolved, or reached by redirect) and
+//! ungranted capabilities are denied. All traffic stays on loopback.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::Query;
+use axum::response::{IntoResponse, Redirect};
+use infrapilot_plugins::bindings::{Alert, AlertState, PluginError, Severity};
+use infrapilot_plugins::capabilities::Capabilities;
+use infrapilot_plugins::egress::{EgressGuard, HttpEgress};
+use infrapilot_plugins::runtime::RuntimeConfig;
+use infrapilot_plugins::services::BasicServices;
+use infrapilot_plugins::{AlertChannelPlugin, HookError, Invocation, Limits, Manifest, Runtime};
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn probe_files() -> (Vec<u8>, Manifest) {
+    // Where scripts/build-plugins.sh put the components: <target dir>/plugins.
+    let target = match std::env::var("CARGO_TARGET_DIR") {
+        Ok(dir) => root().join(dir),
+        Err(_) => root().join("target"),
+    };
+    let wasm = target.join("plugins/infrapilot_test_probe.wasm");
+    let component = std::fs::read(&wasm).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the plugins first: scripts/build-plugins.sh",
+            wasm.display()
+        )
+    });
+    let manifest = Manifest::parse(
+        &std::fs::read(root().join("plugins/testing/probe/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    (component, manifest)
+}
+
+fn limits() -> Limits {
+    Limits {
+        hook_deadline: Duration::from_millis(500),
+        memory_bytes: 32 << 20,
+        max_log_lines: 50,
+        max_output_bytes: 64 << 10,
+        http_timeout: Duration::from_secs(2),
+    }
+}
+
+struct Probe {
+    _runtime: Runtime,
+    plugin: AlertChannelPlugin,
+    invocation: Invocation,
+}
+
+fn probe(egress_allow: &str, grant: Option<Capabilities>) -> Probe {
+    let (component, manifest) = probe_files();
+    let runtime = Runtime::new(RuntimeConfig {
+        limits: limits(),
+        max_instances: 16,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let compiled = runtime.compile(&component).unwrap();
+    let grant = grant.unwrap_or_else(|| manifest.capabilities.clone());
+    let plugin = runtime.alert_channel(&manifest, &compiled, &grant).unwrap();
+    let egress = HttpEgress::new(
+        EgressGuard::parse_allow_list(egress_allow).unwrap(),
+        1 << 20,
+    )
+    .unwrap();
+    Probe {
+        _runtime: runtime,
+        plugin,
+        invocation: Invocation {
+            settings: serde_json::json!({"note": "hello"}),
+            secrets: HashMap::from([("token".to_owned(), "t0ken".to_owned())]),
+            services: Arc::new(BasicServices::new(egress)),
+        },
+    }
+}
+
+fn alert(title: &str) -> Alert {
+    Alert {
+        id: "a1".into(),
+        rule_id: "r1".into(),
+        rule_name: "probe".into(),
+        state: AlertState::Test,
+        severity: Severity::Info,
+        title: title.into(),
+        summary: String::new(),
+        node: None,
+        target: None,
+        labels: vec![],
+        started_at_unix_ms: 0,
+        resolved_at_unix_ms: None,
+        url: None,
+    }
+}
+
+impl Probe {
+    async fn run(&self, title: &str) -> Result<String, HookError> {
+        self.plugin
+            .deliver(&self.invocation, &alert(title))
+            .await
+            .map(|(d, _)| d.detail)
+    }
+
+    async fn still_serves(&self) {
+        assert_eq!(
+            self.run("ok").await.unwrap(),
+            "ok",
+            "the next call after a failure"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_hits_the_deadline_and_the_next_call_is_served() {
+    let p = probe("", None);
+    let started = Instant::now();
+    let err = p.run("loop").await.unwrap_err();
+    assert_eq!(
+        err,
+        HookError::Deadline {
+            limit: Duration::from_millis(500)
+        }
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "stopped after {took:?}");
+    assert!(err.to_string().contains("deadline of 500 ms"), "{err}");
+    p.still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_does_not_hold_up_other_calls() {
+    let p = Arc::new(probe("", None));
+    let looping = {
+        let p = p.clone();
+        tokio::spawn(async move { p.run("loop").await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    p.still_serves().await;
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(
+        looping.await.unwrap(),
+        Err(HookError::Deadline { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_bomb_hits_the_memory_limit() {
+    let p = probe("", None);
+    let err = p.run("alloc").await.unwrap_err();
+    assert_eq!(
+        err,
+        HookError::Memory {
+            limit_bytes: 32 << 20
+        }
+    );
+    assert!(err.to_string().contains("memory limit of 32 MiB"), "{err}");
+    p.still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_is_an_error_not_a_crash() {
+    let p = probe("", None);
+    let err = p.run("trap").await.unwrap_err();
+    assert!(matches!(err, HookError::Trap(_)), "{err:?}");
+    assert!(err.to_string().starts_with("the plugin crashed"), "{err}");
+    p.still_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_output_and_log_floods_are_bounded() {
+    let p = probe("", None);
+    let err = p.run("huge-output").await.unwrap_err();
+    assert_eq!(
+        err,
+        HookError::OutputTooLarge {
+            size: 16 << 20,
+            limit: 64 << 10
+        }
+    );
+    p.still_serves().await;
+    let (_, report) = p
+        .plugin
+        .deliver(&p.invocation, &alert("log-flood"))
+        .await
+        .unwrap();
+    assert_eq!(report.log_lines, 50);
+    assert_eq!(report.dropped_log_lines, 100_000 - 50);
+}
+
+async fn local_server() -> SocketAddr {
+    async fn ok() -> impl IntoResponse {
+        "served locally"
+    }
+    async fn redirect(Query(q): Query<HashMap<String, String>>) -> impl IntoResponse {
+        Redirect::temporary(&q["to"])
+    }
+    let app = axum::Router::new()
+        .route("/ok", axum::routing::get(ok))
+        .route("/redirect", axum::routing::get(redirect));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn denied(result: Result<String, HookError>) -> String {
+    match result {
+        Err(HookError::Plugin(PluginError::Denied(why))) => why,
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_http_is_limited_to_declared_hosts_and_public_addresses() {
+    let server = local_server().await;
+    let port = server.port();
+
+    // Operator's allowance off: loopback is refused whether literal or resolved from a name.
+    let strict = probe("", None);
+    let why = denied(strict.run("fetch http://undeclared.example/").await);
+    assert!(
+        why.contains("undeclared.example is not among the hosts"),
+        "{why}"
+    );
+    let why = denied(
+        strict
+            .run(&format!("fetch http://127.0.0.1:{port}/ok"))
+            .await,
+    );
+    assert!(why.contains("loopback"), "{why}");
+    let why = denied(
+        strict
+            .run(&format!("fetch http://localhost:{port}/ok"))
+            .await,
+    );
+    assert!(
+        why.contains("localhost resolves to") && why.contains("loopback"),
+        "{why}"
+    );
+    let err = strict.run("fetch file:///etc/passwd").await.unwrap_err();
+    assert!(
+        err.to_string().contains("scheme file is not allowed"),
+        "{err}"
+    );
+
+    // 127.0.0.1 allowed: the same request is served ...
+    let relaxed = probe("127.0.0.1/32", None);
+    assert_eq!(
+        relaxed
+            .run(&format!("fetch http://127.0.0.1:{port}/ok"))
+            .await
+            .unwrap(),
+        "200 served locally"
+    );
+    // ... a redirect to an allowed, declared address is followed ...
+    let to = format!("http://localhost:{port}/ok");
+    assert_eq!(
+        relaxed
+            .run(&format!("fetch http://127.0.0.1:{port}/redirect?to={to}"))
+            .await
+            .unwrap(),
+        "200 served locally"
+    );
+    // ... but a redirect to a declared host on a refused address is not, nor to an undeclared host.
+    let to = format!("http://127.0.0.2:{port}/ok");
+    let why = denied(
+        relaxed
+            .run(&format!("fetch http://127.0.0.1:{port}/redirect?to={to}"))
+            .await,
+    );
+    assert!(why.contains("127.0.0.2 is a loopback address"), "{why}");
+    let why = denied(
+        relaxed
+            .run(&format!(
+                "fetch http://127.0.0.1:{port}/redirect?to=http://elsewhere.example/"
+            ))
+            .await,
+    );
+    assert!(why.contains("redirect refused: elsewhere.example"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capabilities_not_granted_are_denied_inside_the_host_functions() {
+    // The operator grants log and config only.
+    let grant = Capabilities {
+        log: true,
+        config: true,
+        ..Capabilities::default()
+    };
+    let p = probe("127.0.0.1/32", Some(grant));
+    assert_eq!(p.run("settings").await.unwrap(), r#"{"note":"hello"}"#);
+    let why = denied(p.run("secret token").await);
+    assert!(why.contains("capability secrets was not granted"), "{why}");
+    let why = denied(p.run("fetch http://127.0.0.1:1/").await);
+    assert!(why.contains("capability http was not granted"), "{why}");
+    assert_eq!(
+        p.run("clock").await.unwrap(),
+        "0",
+        "no clock without the grant"
+    );
+    assert_eq!(p.run("random").await.unwrap(), "[]");
+    let err = p.run("kv").await.unwrap_err();
+    assert!(
+        err.to_string().contains("capability kv was not granted"),
+        "{err}"
+    );
+
+    // Everything granted: the same calls work.
+    let full = probe("127.0.0.1/32", None);
+    assert_eq!(full.run("secret token").await.unwrap(), "t0ken");
+    assert_eq!(full.run("kv").await.unwrap(), "1");
+    assert_eq!(
+        full.run("kv").await.unwrap(),
+        "2",
+        "key/value survives across calls"
+    );
+    assert!(full.run("clock").await.unwrap().parse::<u64>().unwrap() > 1_700_000_000_000);
+    assert_eq!(full.run("random").await.unwrap().matches(',').count(), 15);
+    let err = full.run("mail ops@example.com").await.unwrap_err();
+    assert!(err.to_string().contains("no SMTP server"), "{err}");
+}

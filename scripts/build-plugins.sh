@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds the plugins in plugins/ (or the plugin crate given as $1, a directory with Cargo.toml and
+# manifest.json) into WebAssembly components in target/plugins/<crate>.wasm.
+#
+# Two routes give the same components:
+#   - an installed wasm32-unknown-unknown target (rustup on a machine with internet): plain
+#     `cargo build --release --target wasm32-unknown-unknown`;
+#   - otherwise Debian's Rust 1.96 with its library source (rustc-web, cargo-web, rust-web-src, rust-web-llvm,
+#     lld-22) rebuilding std for wasm32 (RUSTC_BOOTSTRAP=1 -Zbuild-std=std,panic_abort).
+# Then `infrapilot-plugin componentize` (sdk/tool, wit-component) wraps each core module.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+root=$(pwd)
+out="$(target_dir)/plugins"
+wasm_target_dir="$(target_dir)/wasm"
+mkdir -p "$out"
+
+if [ $# -gt 0 ]; then
+    workspace=$(cd "$1" && pwd)
+else
+    workspace="$root/plugins"
+fi
+
+route=rustup
+if ! rustc --print target-libdir --target wasm32-unknown-unknown 2>/dev/null | xargs -I{} sh -c 'ls {}/libstd-*.rlib' >/dev/null 2>&1; then
+    route=debian
+    need_debian rustc-web:/usr/share/doc/rustc-web cargo-web:/usr/share/doc/cargo-web \
+        rust-web-src:/usr/lib/rustlib/src/rust/library/std rust-web-llvm:/usr/bin/rust-lld lld-22:/usr/bin/lld-22
+fi
+
+say "building plugin modules in ${workspace#$root/} (route: $route)"
+if [ "$route" = rustup ]; then
+    (cd "$workspace" && cargo build --release --target wasm32-unknown-unknown --target-dir "$wasm_target_dir")
+else
+    (cd "$workspace" && PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 /usr/bin/cargo build --release \
+        --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort --target-dir "$wasm_target_dir")
+fi
+
+say "componentizing (sdk/tool)"
+cargo build -q -p infrapilot-plugin-tool
+tool="$(target_dir)/debug/infrapilot-plugin"
+# Every cdylib of the workspace: the crate names from cargo metadata.
+crates=$(cd "$workspace" && cargo metadata --no-deps --format-version 1 | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["packages"]:
+    if any("cdylib" in t["crate_types"] for t in p["targets"]):
+        print(p["name"].replace("-", "_") + " " + p["manifest_path"].rsplit("/", 1)[0])
+')
+while read -r crate dir; do
+    [ -n "$crate" ] || continue
+    "$tool" componentize "$wasm_target_dir/wasm32-unknown-unknown/release/$crate.wasm" "$out/$crate.wasm"
+    [ -f "$dir/manifest.json" ] && cp "$dir/manifest.json" "$out/$crate.manifest.json"
+done <<<"$crates"
+echo "components in ${out#$root/}"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the plugins in plugins/ (or the plugin crate given as $1, a directory with Cargo.toml and
-# manifest.json) into WebAssembly components in target/plugins/<crate>.wasm.
+# manifest.json) into WebAssembly components: <target>/plugins/<crate>.wasm, or $PLUGIN_OUT/<crate>.wasm.
+#   scripts/build-plugins.sh                                   first-party plugins
+#   PLUGIN_OUT=dist ../infrapilot/scripts/build-plugins.sh .   a plugin of your own (sdk/README.md)
 #
 # Two routes give the same components:
 #   - an installed wasm32-unknown-unknown target (rustup on a machine with internet): plain
@@ -9,19 +11,17 @@
 #     lld-22) rebuilding std for wasm32 (RUSTC_BOOTSTRAP=1 -Zbuild-std=std,panic_abort).
 # Then `infrapilot-plugin componentize` (sdk/tool, wit-component) wraps each core module.
 set -euo pipefail
+# Paths given by the caller are relative to where it was called from.
+workspace=${1:+$(cd "$1" && pwd)}
+out=${PLUGIN_OUT:+$(mkdir -p "$PLUGIN_OUT" && cd "$PLUGIN_OUT" && pwd)}
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 root=$(pwd)
-out="$(target_dir)/plugins"
+workspace=${workspace:-$root/plugins}
+out=${out:-$(target_dir)/plugins}
 wasm_target_dir="$(target_dir)/wasm"
 mkdir -p "$out"
-
-if [ $# -gt 0 ]; then
-    workspace=$(cd "$1" && pwd)
-else
-    workspace="$root/plugins"
-fi
 
 route=rustup
 if ! rustc --print target-libdir --target wasm32-unknown-unknown 2>/dev/null | xargs -I{} sh -c 'ls {}/libstd-*.rlib' >/dev/null 2>&1; then

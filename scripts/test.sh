@@ -61,6 +61,9 @@ echo "Docker at $DOCKER_HOST"
 say "Rust tests (SQLite, PostgreSQL, Docker)"
 cargo test --workspace
 
+say "the SDK guide followed outside the workspace (scripts/test-plugin-template.sh)"
+bash scripts/test-plugin-template.sh
+
 say "building the host binary"
 cargo build -p infrapilot
 bin="${CARGO_TARGET_DIR:-target}/debug/infrapilot"

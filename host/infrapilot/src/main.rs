@@ -3,6 +3,7 @@
 
 mod builtin_agent;
 mod config;
+mod license_cli;
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -49,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Licences: issue (with a private key file), verify, show the installed one, make keys.
+    License {
+        #[command(subcommand)]
+        command: license_cli::LicenseCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -78,6 +84,9 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::load(cli.config.as_deref())?;
+    if let Command::License { command } = cli.command {
+        return license_cli::run(command, &config.data_dir);
+    }
     init_tracing(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -92,7 +101,7 @@ fn main() -> anyhow::Result<()> {
             Command::Audit {
                 command: AuditCommand::Verify,
             } => audit_verify(config).await,
-            Command::Openapi => Ok(()),
+            Command::Openapi | Command::License { .. } => Ok(()),
         }
     })
 }

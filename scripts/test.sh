@@ -37,6 +37,13 @@ need_debian gcc:gcc pkg-config:pkg-config postgresql:/usr/lib/postgresql oathtoo
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
+say "released WIT contract versions are unchanged (wit/frozen.sha256)"
+if grep -qv '^#' wit/frozen.sha256; then
+    (cd wit && grep -v '^#' frozen.sha256 | sha256sum --check --strict --quiet)
+else
+    echo "no released contract version yet (since_v0.1.0 is in development)"
+fi
+
 build_web
 
 say "cargo clippy --all-targets -- -D warnings"

@@ -378,6 +378,16 @@ impl AlertChannelPlugin {
         }
     }
 
+    /// An instance kept for several calls (one `Store`): for batches and for measuring the
+    /// cost of a call apart from instantiation. A trap ends the session.
+    pub async fn session(&self, invocation: &Invocation) -> Result<ChannelSession, HookError> {
+        let mut store = self.store(invocation);
+        match self.pre.instantiate_async(&mut store).await {
+            Ok(instance) => Ok(ChannelSession { store, instance }),
+            Err(e) => Err(HookError::Instantiate(format!("{e:#}"))),
+        }
+    }
+
     /// Runs `validate` (settings checks beyond the schema).
     pub async fn validate(&self, invocation: &Invocation) -> Result<CallReport, HookError> {
         let mut store = self.store(invocation);
@@ -430,5 +440,34 @@ impl AlertChannelPlugin {
                 Ok((delivery, Self::report(&store)))
             }
         }
+    }
+}
+
+/// A live instance of an alert channel (see [`AlertChannelPlugin::session`]).
+pub struct ChannelSession {
+    store: Store<HostState>,
+    instance: AlertChannel,
+}
+
+impl ChannelSession {
+    /// Calls `validate` on the live instance.
+    pub async fn validate(&mut self) -> Result<Result<(), PluginError>, String> {
+        self.instance
+            .infrapilot_plugin_channel()
+            .call_validate(&mut self.store)
+            .await
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    /// Calls `deliver` on the live instance.
+    pub async fn deliver(
+        &mut self,
+        alert: &Alert,
+    ) -> Result<Result<Delivery, PluginError>, String> {
+        self.instance
+            .infrapilot_plugin_channel()
+            .call_deliver(&mut self.store, alert)
+            .await
+            .map_err(|e| format!("{e:#}"))
     }
 }

@@ -10,9 +10,9 @@ use std::io::Read;
 use std::path::Path;
 
 use base64::Engine as _;
+use ed25519_dalek::Signer;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
-use ed25519_dalek::{Signer, Verifier};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -108,7 +108,7 @@ impl PublicKey {
             return false;
         };
         self.0
-            .verify(message, &ed25519_dalek::Signature::from_bytes(&bytes))
+            .verify_strict(message, &ed25519_dalek::Signature::from_bytes(&bytes))
             .is_ok()
     }
 }

@@ -57,6 +57,18 @@ impl EgressGuard {
         Ok(EgressGuard { allow })
     }
 
+    /// `Err` with the kind of range when `ip` may not be reached ("loopback", "private" …).
+    pub fn refused_kind(&self, ip: IpAddr) -> Option<&'static str> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        if self.allow.iter().any(|net| net.contains(&ip)) {
+            return None;
+        }
+        special_range(ip)
+    }
+
     /// `Err` with the reason when `ip` may not be reached.
     pub fn check(&self, ip: IpAddr) -> Result<(), String> {
         let ip = match ip {
@@ -85,6 +97,7 @@ fn special_range(ip: IpAddr) -> Option<&'static str> {
         ("172.16.0.0/12", "private"),
         ("192.0.0.0/24", "IETF protocol"),
         ("192.0.2.0/24", "documentation"),
+        ("192.88.99.0/24", "6to4 relay"),
         ("192.168.0.0/16", "private"),
         ("198.18.0.0/15", "benchmarking"),
         ("198.51.100.0/24", "documentation"),
@@ -93,12 +106,16 @@ fn special_range(ip: IpAddr) -> Option<&'static str> {
         ("240.0.0.0/4", "reserved"),
     ];
     const V6: &[(&str, &str)] = &[
-        ("::/128", "unspecified"),
         ("::1/128", "loopback"),
+        ("::/96", "IPv4-compatible"),
         ("64:ff9b::/96", "NAT64"),
+        ("64:ff9b:1::/48", "local NAT64"),
         ("100::/64", "discard"),
+        ("2001::/32", "Teredo"),
         ("2001:db8::/32", "documentation"),
+        ("2002::/16", "6to4"),
         ("fc00::/7", "private (unique local)"),
+        ("fec0::/10", "site-local"),
         ("fe80::/10", "link-local"),
         ("ff00::/8", "multicast"),
     ];

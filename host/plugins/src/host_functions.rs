@@ -16,6 +16,30 @@ const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
 const MAX_KV_KEY_BYTES: usize = 256;
 const MAX_KV_VALUE_BYTES: usize = 64 << 10;
 const MAX_RANDOM_BYTES: u32 = 4096;
+/// Headers kept when a redirect leaves the origin; every other header is dropped.
+const SAFE_CROSS_ORIGIN_HEADERS: [&str; 4] =
+    ["accept", "accept-language", "content-type", "user-agent"];
+
+/// A plain `local@domain` address: no display name, comments, quotes, spaces or control characters.
+fn plain_address(address: &str) -> bool {
+    let Some((local, domain)) = address.split_once('@') else {
+        return false;
+    };
+    (3..=254).contains(&address.len())
+        && !local.is_empty()
+        && local.len() <= 64
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && address.chars().all(|c| {
+            c.is_ascii_graphic()
+                && !matches!(
+                    c,
+                    '<' | '>' | '(' | ')' | ',' | ';' | ':' | '"' | '[' | ']' | '\\'
+                )
+        })
+}
 
 fn denied(capability: &str) -> String {
     format!("capability {capability} was not granted to this plugin")
@@ -35,7 +59,17 @@ impl wit::log::Host for HostState {
             return;
         }
         self.log_lines += 1;
-        let mut message = message;
+        // Control characters (newlines, ANSI escapes) would let a plugin forge log lines.
+        let mut message: String = message
+            .chars()
+            .map(|c| {
+                if c.is_control() && c != '\t' {
+                    '\u{fffd}'
+                } else {
+                    c
+                }
+            })
+            .collect();
         if message.len() > MAX_LOG_MESSAGE_BYTES {
             let mut cut = MAX_LOG_MESSAGE_BYTES;
             while !message.is_char_boundary(cut) {
@@ -150,10 +184,17 @@ impl wit::http::Host for HostState {
                 request.method = Method::Get;
                 request.body = None;
             }
-            if next.host_str() != url.host_str() {
+            if url.scheme() == "https" && next.scheme() == "http" {
+                return Err(HttpError::Denied(format!(
+                    "redirect refused: {next} would downgrade https to http"
+                )));
+            }
+            if next.origin() != url.origin() {
+                // Credentials and keys are for the origin the plugin named, not where it is sent.
                 request.headers.retain(|h| {
-                    !h.name.eq_ignore_ascii_case("authorization")
-                        && !h.name.eq_ignore_ascii_case("cookie")
+                    SAFE_CROSS_ORIGIN_HEADERS
+                        .iter()
+                        .any(|safe| h.name.eq_ignore_ascii_case(safe))
                 });
             }
             request.url = next.to_string();
@@ -171,6 +212,16 @@ impl wit::mail::Host for HostState {
         }
         if message.to.is_empty() || message.to.len() > 50 {
             return Err(MailError::InvalidMessage("to: 1–50 recipients".into()));
+        }
+        if let Some((i, _)) = message
+            .to
+            .iter()
+            .enumerate()
+            .find(|(_, a)| !plain_address(a))
+        {
+            return Err(MailError::InvalidMessage(format!(
+                "to.{i}: not a plain e-mail address"
+            )));
         }
         if message.subject.chars().any(char::is_control) || message.subject.len() > 250 {
             return Err(MailError::InvalidMessage(

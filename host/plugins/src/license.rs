@@ -153,6 +153,12 @@ impl License {
         Ok(license)
     }
 
+    /// Issued in the future (beyond 10 minutes of clock skew): not valid yet.
+    pub fn is_not_yet_valid(&self, now: time::OffsetDateTime) -> bool {
+        parse_time("issued_at", &self.issued_at)
+            .map_or(true, |issued| issued > now + time::Duration::minutes(10))
+    }
+
     pub fn is_expired(&self, now: time::OffsetDateTime) -> bool {
         parse_time("expires_at", &self.expires_at).map_or(true, |expiry| now >= expiry)
     }
@@ -180,6 +186,10 @@ impl Entitlements {
                 Some(l) if l.is_expired(now) => Err(format!(
                     "feature {feature}: the licence of {} expired at {}",
                     l.licensee, l.expires_at
+                )),
+                Some(l) if l.is_not_yet_valid(now) => Err(format!(
+                    "feature {feature}: the licence of {} is dated {}, in the future",
+                    l.licensee, l.issued_at
                 )),
                 Some(l) if !l.features.iter().any(|f| f == feature) => Err(format!(
                     "feature {feature} is not in the licence of {}",

@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 
 use crate::bindings::alert_channel::{AlertChannel, AlertChannelPre};
 use crate::bindings::{Alert, Delivery, PluginError};
@@ -130,28 +133,33 @@ pub struct HostState {
     pub(crate) log_lines: usize,
     pub(crate) dropped_log_lines: usize,
     pub(crate) denials: usize,
+    deadline_hit: bool,
     memory: MemoryLimiter,
 }
 
+/// Counts the linear memory of all the instance's memories together.
 struct MemoryLimiter {
     limit: usize,
+    total: usize,
     exceeded: bool,
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
+        let total = self.total + desired.saturating_sub(current);
+        if total > self.limit {
             self.exceeded = true;
             return Err(wasmtime::format_err!(
                 "memory limit of {} MiB exceeded",
                 self.limit >> 20
             ));
         }
+        self.total = total;
         Ok(true)
     }
 
@@ -165,6 +173,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// Advances the engine's epoch while any runtime or loaded plugin holds it.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
 }
@@ -180,7 +189,7 @@ pub struct Runtime {
     engine: Engine,
     alert_linker: Linker<HostState>,
     config: RuntimeConfig,
-    _ticker: EpochTicker,
+    ticker: Arc<EpochTicker>,
 }
 
 impl Runtime {
@@ -192,7 +201,12 @@ impl Runtime {
             .total_core_instances(config.max_instances * 2)
             .total_memories(config.max_instances * 2)
             .total_tables(config.max_instances * 2)
-            .max_memory_size(memory);
+            .max_memory_size(memory)
+            // A wit-bindgen component has one main module plus a few small shims: these bounds
+            // keep one plugin from taking the pool's memories and instances.
+            .max_memories_per_component(2)
+            .max_tables_per_component(8)
+            .max_core_instances_per_component(16);
         let mut wasm = Config::new();
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
@@ -215,14 +229,18 @@ impl Runtime {
                 .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         }
         if let Some(dir) = &config.cache_dir {
+            use std::os::unix::fs::PermissionsExt;
             std::fs::create_dir_all(dir)
+                .and_then(|()| {
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                })
                 .map_err(|e| RuntimeError::Engine(format!("cache {}: {e}", dir.display())))?;
         }
         Ok(Runtime {
             engine,
             alert_linker,
             config,
-            _ticker: EpochTicker { stop },
+            ticker: Arc::new(EpochTicker { stop }),
         })
     }
 
@@ -258,9 +276,13 @@ impl Runtime {
         if let Some(path) = cache
             && let Ok(bytes) = compiled.serialize()
         {
-            let partial = path.with_extension("cwasm.partial");
-            if std::fs::write(&partial, bytes).is_ok() {
-                let _ = std::fs::rename(&partial, &path);
+            // A unique temporary name, so concurrent compiles never interleave their writes.
+            let mut nonce = [0u8; 8];
+            let _ = getrandom::fill(&mut nonce);
+            let partial = path.with_extension(format!("{}.partial", hex::encode(nonce)));
+            if std::fs::write(&partial, bytes).is_ok() && std::fs::rename(&partial, &path).is_err()
+            {
+                let _ = std::fs::remove_file(&partial);
             }
         }
         Ok(compiled)
@@ -268,10 +290,12 @@ impl Runtime {
 
     #[allow(unsafe_code)]
     fn load_cached(&self, path: &std::path::Path) -> wasmtime::Result<Component> {
-        // SAFETY: the file is in the host's own cache directory and was written by
+        // Read into memory (not mapped): a file truncated while in use cannot fault the host.
+        let bytes = std::fs::read(path)?;
+        // SAFETY: the file is in the host's own cache directory (mode 0700) and was written by
         // `Component::serialize` of an engine with the same compatibility hash (part of its name);
         // wasmtime still checks the header and refuses artifacts of another configuration.
-        unsafe { Component::deserialize_file(&self.engine, path) }
+        unsafe { Component::deserialize(&self.engine, bytes) }
     }
 
     /// Prepares an alert channel: checks the world, links it, caches the `InstancePre`.
@@ -298,6 +322,7 @@ impl Runtime {
         let pre = AlertChannelPre::new(pre).map_err(mismatch)?;
         Ok(AlertChannelPlugin {
             engine: self.engine.clone(),
+            _ticker: self.ticker.clone(),
             pre,
             plugin_id: manifest.id.as_str().into(),
             caps: Arc::new(manifest.capabilities.intersect(grant)),
@@ -310,6 +335,7 @@ impl Runtime {
 #[derive(Clone)]
 pub struct AlertChannelPlugin {
     engine: Engine,
+    _ticker: Arc<EpochTicker>,
     pre: AlertChannelPre<HostState>,
     plugin_id: Arc<str>,
     caps: Arc<Capabilities>,
@@ -341,16 +367,25 @@ impl AlertChannelPlugin {
             log_lines: 0,
             dropped_log_lines: 0,
             denials: 0,
+            deadline_hit: false,
             memory: MemoryLimiter {
                 limit: self.limits.memory_bytes,
+                total: 0,
                 exceeded: false,
             },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
-        let ticks = self.limits.hook_deadline.as_millis() / EPOCH_TICK.as_millis() + 1;
-        store.set_epoch_deadline(ticks as u64);
-        store.epoch_deadline_trap();
+        // At every epoch tick a running plugin yields to the async runtime (so a busy loop never
+        // holds a worker thread), and past its deadline it is stopped.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                ctx.data_mut().deadline_hit = true;
+                return Err(wasmtime::format_err!("deadline exceeded"));
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
         store
     }
 
@@ -360,12 +395,37 @@ impl AlertChannelPlugin {
                 limit_bytes: self.limits.memory_bytes,
             };
         }
+        if store.data().deadline_hit {
+            return HookError::Deadline {
+                limit: self.limits.hook_deadline,
+            };
+        }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => HookError::Deadline {
                 limit: self.limits.hook_deadline,
             },
             Some(trap) => HookError::Trap(trap.to_string()),
             None => HookError::Trap(format!("{error:#}")),
+        }
+    }
+
+    /// A plugin's error message cut to the output limit.
+    fn bounded(&self, error: PluginError) -> PluginError {
+        let cut = |mut m: String| {
+            if m.len() > self.limits.max_output_bytes {
+                let mut at = self.limits.max_output_bytes;
+                while !m.is_char_boundary(at) {
+                    at -= 1;
+                }
+                m.truncate(at);
+                m.push('…');
+            }
+            m
+        };
+        match error {
+            PluginError::InvalidSettings(m) => PluginError::InvalidSettings(cut(m)),
+            PluginError::Denied(m) => PluginError::Denied(cut(m)),
+            PluginError::Failed(m) => PluginError::Failed(cut(m)),
         }
     }
 
@@ -378,8 +438,9 @@ impl AlertChannelPlugin {
         }
     }
 
-    /// An instance kept for several calls (one `Store`): for batches and for measuring the
-    /// cost of a call apart from instantiation. A trap ends the session.
+    /// An instance kept for several calls (one `Store`, one deadline for all of them): for
+    /// measuring the cost of a call apart from instantiation. A trap ends the session; results
+    /// are not bounded like [`AlertChannelPlugin::deliver`]'s, so hooks use that instead.
     pub async fn session(&self, invocation: &Invocation) -> Result<ChannelSession, HookError> {
         let mut store = self.store(invocation);
         match self.pre.instantiate_async(&mut store).await {
@@ -404,7 +465,7 @@ impl AlertChannelPlugin {
                 limit: self.limits.hook_deadline,
             }),
             Ok(Err(e)) => Err(self.classify(&store, e)),
-            Ok(Ok(Err(plugin))) => Err(HookError::Plugin(plugin)),
+            Ok(Ok(Err(plugin))) => Err(HookError::Plugin(self.bounded(plugin))),
             Ok(Ok(Ok(()))) => Ok(Self::report(&store)),
         }
     }
@@ -429,7 +490,7 @@ impl AlertChannelPlugin {
                 limit: self.limits.hook_deadline,
             }),
             Ok(Err(e)) => Err(self.classify(&store, e)),
-            Ok(Ok(Err(plugin))) => Err(HookError::Plugin(plugin)),
+            Ok(Ok(Err(plugin))) => Err(HookError::Plugin(self.bounded(plugin))),
             Ok(Ok(Ok(delivery))) => {
                 if delivery.detail.len() > self.limits.max_output_bytes {
                     return Err(HookError::OutputTooLarge {

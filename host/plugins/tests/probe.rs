@@ -137,7 +137,8 @@ async fn an_infinite_loop_hits_the_deadline_and_the_next_call_is_served() {
     p.still_serves().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// One thread only: a looping plugin yields at every epoch tick, so it cannot hold the thread.
+#[tokio::test(flavor = "current_thread")]
 async fn a_loop_does_not_hold_up_other_calls() {
     let p = Arc::new(probe("", None));
     let looping = {
@@ -333,4 +334,13 @@ async fn capabilities_not_granted_are_denied_inside_the_host_functions() {
     assert_eq!(full.run("random").await.unwrap().matches(',').count(), 15);
     let err = full.run("mail ops@example.com").await.unwrap_err();
     assert!(err.to_string().contains("no SMTP server"), "{err}");
+    // Header injection through a recipient is refused before any mail code runs.
+    let err = full
+        .run("mail ops@example.com>\r\nBcc: all@example.com")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("to.0: not a plain e-mail address"),
+        "{err}"
+    );
 }

@@ -190,7 +190,7 @@ pub fn run(command: LicenseCommand, data_dir: &Path) -> anyhow::Result<()> {
                 bail!("{} exists; refusing to overwrite a key", out.display());
             }
             let key = SigningKey::generate()?;
-            write_private(&out, key.to_pem()?.as_bytes())?;
+            crate::write_private_file(&out, key.to_pem()?.as_bytes())?;
             let public = out.with_extension("pub");
             std::fs::write(&public, key.public_key_pem()?)
                 .with_context(|| format!("writing {}", public.display()))?;
@@ -202,17 +202,4 @@ pub fn run(command: LicenseCommand, data_dir: &Path) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes)?;
-    Ok(())
 }

@@ -53,4 +53,23 @@ while read -r crate dir; do
     "$tool" componentize "$wasm_target_dir/wasm32-unknown-unknown/release/$crate.wasm" "$out/$crate.wasm"
     [ -f "$dir/manifest.json" ] && cp "$dir/manifest.json" "$out/$crate.manifest.json"
 done <<<"$crates"
+
+# First-party plugins ship as bundles signed with a development key made on this machine (never
+# committed); `scripts/run.sh` trusts its public half. A release signs with the release key instead
+# (README, "Plugins").
+if [ -z "${1:-}" ]; then
+    keydir="$out/dev-signing"
+    if ! [ -f "$keydir/dev.key" ]; then
+        mkdir -p "$keydir" && chmod 700 "$keydir"
+        "$tool" keygen --out "$keydir/dev.key"
+    fi
+    mkdir -p "$out/bundles"
+    while read -r crate dir; do
+        [ -n "$crate" ] && [ -f "$dir/manifest.json" ] || continue
+        case "$dir" in */plugins/testing/*) continue ;; esac
+        "$tool" pack --manifest "$dir/manifest.json" --component "$out/$crate.wasm" \
+            --key "$keydir/dev.key" --out "$out/bundles/$crate.bundle"
+    done <<<"$crates"
+    echo "signed bundles in ${out#$root/}/bundles (development key ${keydir#$root/}/dev.pub)"
+fi
 echo "components in ${out#$root/}"

@@ -12,6 +12,10 @@ build_web
 say "building the host and the agent (release; the first build takes several minutes)"
 cargo build --release -p infrapilot -p infrapilot-agent
 bin="${CARGO_TARGET_DIR:-target}/release/infrapilot"
+# First-party plugins (webhook, Slack, SMTP), signed with this machine's development key.
+scripts/build-plugins.sh
+export INFRAPILOT_PLUGIN_DIR="${INFRAPILOT_PLUGIN_DIR:-$(target_dir)/plugins/bundles}"
+export INFRAPILOT_PLUGIN_TRUSTED_KEYS="${INFRAPILOT_PLUGIN_TRUSTED_KEYS:-$(target_dir)/plugins/dev-signing}"
 if ! docker info >/dev/null 2>&1; then
     need_debian docker.io:dockerd
     if [ -z "${DOCKER_HOST:-}" ] && ! [ -S /var/run/docker.sock ]; then

@@ -30,9 +30,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "checking Debian packages (PostgreSQL, oathtool, Chromium, compilers)"
+say "checking Debian packages (PostgreSQL, oathtool, Chromium, an SMTP server for the alert tests, compilers)"
 need_debian gcc:gcc pkg-config:pkg-config postgresql:/usr/lib/postgresql oathtool:oathtool \
-    chromium:/usr/bin/chromium curl:curl python3:python3
+    chromium:/usr/bin/chromium curl:curl python3:python3 \
+    python3-aiosmtpd:/usr/lib/python3/dist-packages/aiosmtpd
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

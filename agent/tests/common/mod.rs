@@ -82,6 +82,15 @@ pub struct Server {
 
 impl Server {
     pub async fn start(builtin_agent: bool, heartbeat_seconds: u32) -> Server {
+        Server::start_with(builtin_agent, heartbeat_seconds, &[]).await
+    }
+
+    /// Like [`Server::start`], with more `INFRAPILOT_*` settings.
+    pub async fn start_with(
+        builtin_agent: bool,
+        heartbeat_seconds: u32,
+        extra_env: &[(&str, &str)],
+    ) -> Server {
         let mut server = Server {
             data_dir: temp_dir("host"),
             http_port: free_port(),
@@ -98,6 +107,11 @@ impl Server {
             child: None,
         };
         server.base = format!("http://127.0.0.1:{}", server.http_port);
+        server.env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         server.spawn().await;
         server
     }
@@ -236,6 +250,24 @@ impl Api {
         )
     }
 
+    /// POSTs raw bytes (a plugin bundle).
+    pub async fn upload(&self, path: &str, bytes: Vec<u8>) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/x-tar")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     pub async fn get(&self, path: &str) -> Value {
         let (status, body) = self.call("GET", path, None).await;
         assert_eq!(status, 200, "GET {path}: {body}");
@@ -307,6 +339,25 @@ impl Fixture {
         env: &[&str],
         network: Option<&str>,
     ) -> String {
+        self.run_with(name, script, labels, env, network, None)
+            .await
+    }
+
+    /// Like [`Fixture::run`], restarted by Docker on failure up to `restarts` times.
+    pub async fn run_restarting(&mut self, name: &str, script: &str, restarts: i64) -> String {
+        self.run_with(name, script, &[], &[], None, Some(restarts))
+            .await
+    }
+
+    async fn run_with(
+        &mut self,
+        name: &str,
+        script: &str,
+        labels: &[(&str, &str)],
+        env: &[&str],
+        network: Option<&str>,
+        restarts: Option<i64>,
+    ) -> String {
         let full = format!("{}-{name}", self.prefix);
         let labels: HashMap<String, String> = labels
             .iter()
@@ -325,6 +376,10 @@ impl Fixture {
                     env: Some(env.iter().map(|e| (*e).to_owned()).collect()),
                     host_config: Some(HostConfig {
                         network_mode: network.map(str::to_owned),
+                        restart_policy: restarts.map(|n| bollard::models::RestartPolicy {
+                            name: Some(bollard::models::RestartPolicyNameEnum::ON_FAILURE),
+                            maximum_retry_count: Some(n),
+                        }),
                         ..Default::default()
                     }),
                     ..Default::default()

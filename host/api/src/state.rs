@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use infrapilot_alerts::{AlertEngine, EngineConfig};
 use infrapilot_gateway::{AgentHub, CertificateAuthority};
 use infrapilot_identity::{LoginThrottle, SecretBox};
+use infrapilot_plugin_host::PluginHost;
 use infrapilot_store::Store;
 
 use crate::metrics::Metrics;
@@ -55,12 +57,21 @@ pub struct AppState {
 struct Inner {
     store: Store,
     ca: Arc<CertificateAuthority>,
-    secrets: SecretBox,
+    secrets: Arc<SecretBox>,
     settings: ApiSettings,
     account_throttle: LoginThrottle,
     ip_throttle: LoginThrottle,
     metrics: Metrics,
     hub: AgentHub,
+    /// Installed plugins and the alerting engine, when the host runs them.
+    extensions: std::sync::OnceLock<Extensions>,
+}
+
+/// The plugin host and the alerting engine (set once at start-up).
+#[derive(Clone)]
+pub struct Extensions {
+    pub plugins: PluginHost,
+    pub alerts: AlertEngine,
 }
 
 impl AppState {
@@ -81,10 +92,38 @@ impl AppState {
                 metrics: Metrics::new(),
                 hub: AgentHub::new(store.clone(), settings.heartbeat_seconds),
                 store,
-                secrets,
+                secrets: Arc::new(secrets),
                 settings,
+                extensions: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Installs the plugin host and builds the alerting engine on this state's agent hub.
+    /// Returns the engine (to spawn); a second call keeps the first.
+    pub fn enable_plugins(&self, plugins: PluginHost, config: EngineConfig) -> AlertEngine {
+        let alerts = AlertEngine::new(
+            self.inner.store.clone(),
+            plugins.clone(),
+            self.inner.hub.clone(),
+            self.inner.secrets.clone(),
+            config,
+        );
+        let _ = self.inner.extensions.set(Extensions { plugins, alerts });
+        self.extensions()
+            .map(|e| e.alerts.clone())
+            .expect("just set")
+    }
+
+    /// The plugin host and alerting engine; 503 when the host runs without them.
+    pub fn extensions(&self) -> Result<&Extensions, crate::error::ApiError> {
+        self.inner.extensions.get().ok_or_else(|| {
+            crate::error::ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "plugins_unavailable",
+                "this host runs without the plugin runtime",
+            )
+        })
     }
 
     pub fn store(&self) -> &Store {

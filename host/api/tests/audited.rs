@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{ADMIN_EMAIL, PASSWORD, TestApp, oathtool};
+use common::{ADMIN_EMAIL, PASSWORD, TestApp, oathtool, plugin_build};
 use infrapilot_api::access::ACCESS_RULES;
 use infrapilot_store::testing::backends;
 use serde_json::{Value, json};
@@ -22,7 +22,7 @@ async fn event_count(app: &TestApp) -> i64 {
 #[tokio::test]
 async fn every_state_changing_route_is_audited() {
     for backend in backends() {
-        let app = TestApp::new(backend).await;
+        let (app, vendor) = TestApp::with_plugins(backend).await;
         let mut covered = BTreeSet::new();
 
         // Runs one successful call and checks that it appended an audit event with `action`.
@@ -239,6 +239,132 @@ async fn every_state_changing_route_is_audited() {
             "auth.session_revoke"
         );
         let _ = other;
+        // Plugins, the licence and alerting (t is still a super_admin's token).
+        let bundle =
+            std::fs::read(plugin_build().join("bundles/infrapilot_webhook.bundle")).unwrap();
+        let before = event_count(&app).await;
+        let reply = app
+            .send_raw(
+                "POST",
+                "/api/v1/plugins",
+                t,
+                Some("application/x-tar"),
+                bundle,
+            )
+            .await;
+        assert_eq!(reply.status.as_u16(), 201, "{:?}", reply.body);
+        assert!(event_count(&app).await > before, "plugin install audited");
+        covered.insert(("POST".to_string(), "/api/v1/plugins".to_string()));
+        let p = "/api/v1/plugins/infrapilot.webhook";
+        step!(
+            "POST",
+            "/api/v1/plugins/{id}/disable",
+            format!("{p}/disable"),
+            t,
+            None,
+            "plugin.disable"
+        );
+        step!(
+            "POST",
+            "/api/v1/plugins/{id}/enable",
+            format!("{p}/enable"),
+            t,
+            None,
+            "plugin.enable"
+        );
+        let license = infrapilot_plugins::license::License {
+            id: "lic-audit".into(),
+            licensee: "Audit Ltd".into(),
+            edition: "enterprise".into(),
+            features: vec!["pager".into()],
+            limits: Default::default(),
+            issued_at: "2026-01-01T00:00:00Z".into(),
+            expires_at: "2099-01-01T00:00:00Z".into(),
+        }
+        .issue(&vendor)
+        .unwrap();
+        step!(
+            "PUT",
+            "/api/v1/license",
+            "/api/v1/license",
+            t,
+            Some(json!({"license": license})),
+            "license.install"
+        );
+        let channel = step!(
+            "POST",
+            "/api/v1/alerts/channels",
+            "/api/v1/alerts/channels",
+            t,
+            Some(
+                json!({"plugin": "infrapilot.webhook", "name": "hook", "settings": {"url": "http://127.0.0.1:9/hook", "secret": "x"}})
+            ),
+            "alert_channel.create"
+        );
+        let c = format!(
+            "/api/v1/alerts/channels/{}",
+            channel.body["id"].as_str().unwrap()
+        );
+        step!(
+            "PATCH",
+            "/api/v1/alerts/channels/{id}",
+            c,
+            t,
+            Some(json!({"name": "hook 2"})),
+            "alert_channel.update"
+        );
+        step!(
+            "POST",
+            "/api/v1/alerts/channels/{id}/test",
+            format!("{c}/test"),
+            t,
+            None,
+            "alert_channel.test"
+        );
+        let rule = step!(
+            "POST",
+            "/api/v1/alerts/rules",
+            "/api/v1/alerts/rules",
+            t,
+            Some(
+                json!({"name": "crash", "kind": "container_crashed", "channel_ids": [channel.body["id"]]})
+            ),
+            "alert_rule.create"
+        );
+        let r = format!("/api/v1/alerts/rules/{}", rule.body["id"].as_str().unwrap());
+        step!(
+            "PATCH",
+            "/api/v1/alerts/rules/{id}",
+            r,
+            t,
+            Some(json!({"enabled": false})),
+            "alert_rule.update"
+        );
+        step!(
+            "DELETE",
+            "/api/v1/alerts/rules/{id}",
+            r,
+            t,
+            None,
+            "alert_rule.delete"
+        );
+        step!(
+            "DELETE",
+            "/api/v1/alerts/channels/{id}",
+            c,
+            t,
+            None,
+            "alert_channel.delete"
+        );
+        step!(
+            "DELETE",
+            "/api/v1/plugins/{id}",
+            p,
+            t,
+            None,
+            "plugin.uninstall"
+        );
+
         step!(
             "PUT",
             "/api/v1/auth/password",

@@ -39,6 +39,30 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The agent binary served to installers; default: `infrapilot-agent` next to this binary.
     pub agent_binary: Option<PathBuf>,
+    /// `community`, `enterprise` (enterprise plugins need a licence) or `saas` (all features).
+    pub edition: String,
+    /// Plugin bundles (`*.bundle`) installed at start-up if missing or of another version.
+    pub plugin_dir: Option<PathBuf>,
+    /// A directory of trusted publisher public keys (`*.pub`/`*.pem`).
+    pub plugin_trusted_keys: Option<PathBuf>,
+    /// The development switch: install unsigned or untrusted plugin bundles (marked unsigned).
+    pub allow_unsigned_plugins: bool,
+    /// CIDRs plugins may reach despite the private-range guard, comma-separated.
+    pub plugin_egress_allow: String,
+    /// The key that verifies licences; default: the vendor key built into the binary.
+    pub license_public_key: Option<PathBuf>,
+    /// SMTP server for plugin mail (unset: plugins get `not-configured`).
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    /// `none`, `starttls` or `tls`.
+    pub smtp_security: String,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    pub smtp_from: String,
+    /// Seconds between evaluations of the alert rules (and sends of due deliveries).
+    pub alert_tick_seconds: u32,
+    /// Seconds before the first retry of a failed delivery (doubled each time).
+    pub alert_retry_seconds: u32,
 }
 
 impl Default for Config {
@@ -57,6 +81,20 @@ impl Default for Config {
             heartbeat_seconds: 30,
             public_url: None,
             agent_binary: None,
+            edition: "community".into(),
+            plugin_dir: None,
+            plugin_trusted_keys: None,
+            allow_unsigned_plugins: false,
+            plugin_egress_allow: String::new(),
+            license_public_key: None,
+            smtp_host: None,
+            smtp_port: 25,
+            smtp_security: "starttls".into(),
+            smtp_username: None,
+            smtp_password: None,
+            smtp_from: "InfraPilot <infrapilot@localhost>".into(),
+            alert_tick_seconds: 5,
+            alert_retry_seconds: 10,
         }
     }
 }
@@ -117,11 +155,7 @@ impl Config {
             self.grpc_url = Some(v);
         }
         if let Some(v) = var("INFRAPILOT_BUILTIN_AGENT") {
-            self.builtin_agent = match v.as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => bail!("INFRAPILOT_BUILTIN_AGENT must be true or false, not {v:?}"),
-            };
+            self.builtin_agent = boolean("INFRAPILOT_BUILTIN_AGENT", &v)?;
         }
         if let Some(v) = var("INFRAPILOT_HEARTBEAT_SECONDS") {
             self.heartbeat_seconds = v
@@ -133,6 +167,54 @@ impl Config {
         }
         if let Some(v) = var("INFRAPILOT_AGENT_BINARY").filter(|v| !v.is_empty()) {
             self.agent_binary = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("INFRAPILOT_EDITION") {
+            self.edition = v;
+        }
+        if let Some(v) = var("INFRAPILOT_PLUGIN_DIR").filter(|v| !v.is_empty()) {
+            self.plugin_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("INFRAPILOT_PLUGIN_TRUSTED_KEYS").filter(|v| !v.is_empty()) {
+            self.plugin_trusted_keys = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("INFRAPILOT_ALLOW_UNSIGNED_PLUGINS") {
+            self.allow_unsigned_plugins = boolean("INFRAPILOT_ALLOW_UNSIGNED_PLUGINS", &v)?;
+        }
+        if let Some(v) = var("INFRAPILOT_PLUGIN_EGRESS_ALLOW") {
+            self.plugin_egress_allow = v;
+        }
+        if let Some(v) = var("INFRAPILOT_LICENSE_PUBLIC_KEY").filter(|v| !v.is_empty()) {
+            self.license_public_key = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("INFRAPILOT_SMTP_HOST").filter(|v| !v.is_empty()) {
+            self.smtp_host = Some(v);
+        }
+        if let Some(v) = var("INFRAPILOT_SMTP_PORT") {
+            self.smtp_port = v
+                .parse()
+                .with_context(|| format!("INFRAPILOT_SMTP_PORT: not a port: {v:?}"))?;
+        }
+        if let Some(v) = var("INFRAPILOT_SMTP_SECURITY") {
+            self.smtp_security = v;
+        }
+        if let Some(v) = var("INFRAPILOT_SMTP_USERNAME").filter(|v| !v.is_empty()) {
+            self.smtp_username = Some(v);
+        }
+        if let Some(v) = var("INFRAPILOT_SMTP_PASSWORD").filter(|v| !v.is_empty()) {
+            self.smtp_password = Some(v);
+        }
+        if let Some(v) = var("INFRAPILOT_SMTP_FROM") {
+            self.smtp_from = v;
+        }
+        if let Some(v) = var("INFRAPILOT_ALERT_TICK_SECONDS") {
+            self.alert_tick_seconds = v
+                .parse()
+                .with_context(|| format!("INFRAPILOT_ALERT_TICK_SECONDS: not a number: {v:?}"))?;
+        }
+        if let Some(v) = var("INFRAPILOT_ALERT_RETRY_SECONDS") {
+            self.alert_retry_seconds = v
+                .parse()
+                .with_context(|| format!("INFRAPILOT_ALERT_RETRY_SECONDS: not a number: {v:?}"))?;
         }
         Ok(())
     }
@@ -160,7 +242,41 @@ impl Config {
         if self.database_max_connections == 0 || self.database_max_connections > 1000 {
             bail!("database_max_connections must be between 1 and 1000");
         }
+        self.edition()?;
+        infrapilot_plugins::egress::EgressGuard::parse_allow_list(&self.plugin_egress_allow)
+            .map_err(|e| anyhow::anyhow!("plugin_egress_allow: {e}"))?;
+        self.smtp_security
+            .parse::<infrapilot_plugin_host::SmtpSecurity>()
+            .map_err(|e| anyhow::anyhow!("smtp_security: {e}"))?;
+        if !(1..=3600).contains(&self.alert_tick_seconds) {
+            bail!("alert_tick_seconds must be between 1 and 3600");
+        }
+        if !(1..=86_400).contains(&self.alert_retry_seconds) {
+            bail!("alert_retry_seconds must be between 1 and 86400");
+        }
         Ok(())
+    }
+
+    pub fn edition(&self) -> anyhow::Result<infrapilot_plugins::license::HostEdition> {
+        self.edition
+            .parse()
+            .map_err(|e| anyhow::anyhow!("edition (INFRAPILOT_EDITION): {e}"))
+    }
+
+    /// The host's SMTP settings for plugin mail, when a server is configured.
+    pub fn smtp(&self) -> Option<infrapilot_plugin_host::SmtpSettings> {
+        let host = self.smtp_host.clone()?;
+        Some(infrapilot_plugin_host::SmtpSettings {
+            host,
+            port: self.smtp_port,
+            security: self
+                .smtp_security
+                .parse()
+                .unwrap_or(infrapilot_plugin_host::SmtpSecurity::StartTls),
+            username: self.smtp_username.clone(),
+            password: self.smtp_password.clone(),
+            from: self.smtp_from.clone(),
+        })
     }
 
     pub fn grpc_url(&self) -> String {
@@ -174,6 +290,14 @@ impl Config {
         self.database_url.clone().unwrap_or_else(|| {
             format!("sqlite://{}", self.data_dir.join("infrapilot.db").display())
         })
+    }
+}
+
+fn boolean(name: &str, v: &str) -> anyhow::Result<bool> {
+    match v {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => bail!("{name} must be true or false, not {v:?}"),
     }
 }
 
@@ -210,5 +334,20 @@ mod tests {
         );
         c.listen = "nonsense".into();
         assert!(c.check().is_err());
+        let c = Config {
+            edition: "gold".into(),
+            ..Config::default()
+        };
+        assert!(c.check().unwrap_err().to_string().contains("edition"));
+        let c = Config {
+            plugin_egress_allow: "127.0.0.0/8, nope".into(),
+            ..Config::default()
+        };
+        assert!(
+            c.check()
+                .unwrap_err()
+                .to_string()
+                .contains("plugin_egress_allow")
+        );
     }
 }

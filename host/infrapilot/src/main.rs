@@ -4,6 +4,7 @@
 mod builtin_agent;
 mod config;
 mod license_cli;
+mod plugin_cli;
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -55,6 +56,11 @@ enum Command {
         #[command(subcommand)]
         command: license_cli::LicenseCommand,
     },
+    /// Plugins: list, install a bundle, enable (with a grant), disable, uninstall.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin_cli::PluginCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -101,6 +107,12 @@ fn main() -> anyhow::Result<()> {
             Command::Audit {
                 command: AuditCommand::Verify,
             } => audit_verify(config).await,
+            Command::Plugin { command } => {
+                let store = open_store(&config).await?;
+                let result = plugin_cli::run(command, &config, &store).await;
+                store.close().await;
+                result
+            }
             Command::Openapi | Command::License { .. } => Ok(()),
         }
     })
@@ -188,6 +200,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ..ApiSettings::default()
     };
     let state = AppState::new(store.clone(), secrets, ca, settings);
+    let plugins = plugin_cli::plugin_host(&config, &store)?;
+    if let Err(e) = plugins
+        .import_license_file(&config.data_dir.join("license.lic"))
+        .await
+    {
+        tracing::warn!(error = %e, "the licence file in the data directory was not installed");
+    }
+    if let Some(dir) = &config.plugin_dir {
+        plugins.install_shipped(dir).await;
+    }
+    let alerts = state.enable_plugins(
+        plugins,
+        infrapilot_alerts::EngineConfig {
+            tick: std::time::Duration::from_secs(config.alert_tick_seconds.into()),
+            retry_base: std::time::Duration::from_secs(config.alert_retry_seconds.into()),
+            heartbeat_seconds: config.heartbeat_seconds,
+            public_url: config.public_url.clone(),
+            ..infrapilot_alerts::EngineConfig::default()
+        },
+    );
+    let alert_loop = alerts.spawn();
     let grpc_listen: SocketAddr = config.grpc_listen.parse()?;
     let mut hostnames = config.grpc_hostnames.clone();
     if !hostnames.iter().any(|h| h == "127.0.0.1") {
@@ -235,6 +268,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("serving HTTP")?;
+    alert_loop.abort();
     let _ = stop_gateway.send(());
     match gateway.await {
         Ok(Err(e)) => tracing::error!(error = %e, "agent gateway failed"),

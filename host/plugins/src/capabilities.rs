@@ -34,18 +34,19 @@ pub struct HttpCapability {
 }
 
 impl Capabilities {
-    /// What both sides allow. For HTTP hosts a grant of `*` keeps every requested pattern;
-    /// otherwise a requested pattern survives when the grant lists it too.
+    /// What both sides allow. For HTTP hosts: a grant of `*` keeps every requested pattern;
+    /// otherwise a granted pattern survives when a requested one covers it (a request of `*`
+    /// narrowed by the operator to `hooks.example.com` gives `hooks.example.com`).
     pub fn intersect(&self, grant: &Capabilities) -> Capabilities {
         let http = match (&self.http, &grant.http) {
             (Some(request), Some(granted)) => {
                 let hosts: Vec<String> = if granted.hosts.iter().any(|h| h == "*") {
                     request.hosts.clone()
                 } else {
-                    request
+                    granted
                         .hosts
                         .iter()
-                        .filter(|h| granted.hosts.contains(h))
+                        .filter(|g| request.hosts.iter().any(|r| pattern_covers(r, g)))
                         .cloned()
                         .collect()
                 };
@@ -94,6 +95,21 @@ impl Capabilities {
         http.hosts
             .iter()
             .any(|pattern| host_matches(pattern, &host))
+    }
+}
+
+/// Whether every host `inner` matches is matched by `outer` too.
+fn pattern_covers(outer: &str, inner: &str) -> bool {
+    let (outer, inner) = (outer.to_ascii_lowercase(), inner.to_ascii_lowercase());
+    if outer == "*" || outer == inner {
+        return true;
+    }
+    match inner.strip_prefix("*.") {
+        // *.a.example.com is covered by *.example.com
+        Some(inner_suffix) => outer
+            .strip_prefix("*.")
+            .is_some_and(|o| inner_suffix.ends_with(&format!(".{o}"))),
+        None => host_matches(&outer, &inner),
     }
 }
 
@@ -170,6 +186,16 @@ mod tests {
             "*.x does not match x itself"
         );
         assert!(!both.allows_host("evilexample.com"));
+        // The operator narrows a broad request.
+        let narrowed = http(&["*"]).intersect(&http(&["hooks.example.com"]));
+        assert!(narrowed.allows_host("hooks.example.com"));
+        assert!(!narrowed.allows_host("other.example.com"));
+        let sub = request.intersect(&http(&["a.example.com", "*.b.example.com", "evil.org"]));
+        assert_eq!(
+            sub.http.unwrap().hosts,
+            ["a.example.com", "*.b.example.com"],
+            "granted patterns inside the request survive, others do not"
+        );
         let all = request.intersect(&http(&["*"]));
         assert!(all.allows_host("hooks.slack.com"));
         assert!(!all.allows_host("other.org"));

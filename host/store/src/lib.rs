@@ -15,9 +15,11 @@ macro_rules! on_tx {
 }
 
 mod agents;
+mod alerts;
 mod audit;
 mod commands;
 mod identity;
+mod plugins;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -30,6 +32,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Executor, PgPool, Postgres, Sqlite, SqlitePool};
 
 pub use agents::{AgentRow, EnrollmentTokenRow, NewAgent, NewEnrollmentToken};
+pub use alerts::{AlertChannelRow, AlertDeliveryRow, AlertEventRow, AlertRuleRow, NewAlertRule};
 pub use audit::{
     AuditEvent, AuditFilter, AuditPage, BadEvent, ChainReport, GENESIS_HASH, NewAuditEvent,
     event_hash,
@@ -41,6 +44,7 @@ pub use identity::{
     ApiTokenRow, CredentialOwner, MfaChallengeRow, NewApiToken, NewSession, NewUser,
     RefreshTokenRow, SessionRow, UserRow,
 };
+pub use plugins::{MAX_PLUGIN_KV_KEYS, NewPlugin, PluginRow};
 
 /// The organisation every community installation uses.
 pub const DEFAULT_ORG_ID: &str = "00000000-0000-0000-0000-000000000001";

@@ -1,10 +1,12 @@
 //! The route table: every handler is registered here, with its OpenAPI description.
 
 pub mod agents;
+pub mod alerts;
 pub mod audit;
 pub mod containers;
 pub mod install;
 pub mod mfa;
+pub mod plugins;
 pub mod session;
 pub mod system;
 pub mod tokens;
@@ -91,6 +93,21 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(containers::exec))
         .routes(routes!(containers::events))
         .routes(routes!(containers::commands))
+        .routes(routes!(plugins::list, plugins::install))
+        .routes(routes!(plugins::get, plugins::uninstall))
+        .routes(routes!(plugins::enable))
+        .routes(routes!(plugins::disable))
+        .routes(routes!(plugins::license, plugins::upload_license))
+        .routes(routes!(alerts::list_channels, alerts::create_channel))
+        .routes(routes!(
+            alerts::get_channel,
+            alerts::update_channel,
+            alerts::delete_channel
+        ))
+        .routes(routes!(alerts::test_channel))
+        .routes(routes!(alerts::list_rules, alerts::create_rule))
+        .routes(routes!(alerts::update_rule, alerts::delete_rule))
+        .routes(routes!(alerts::history))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
 }

@@ -11,10 +11,32 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use infrapilot_api::{ApiSettings, AppState, router};
 use infrapilot_identity::SecretBox;
+use infrapilot_plugin_host::{PluginHost, PluginHostConfig};
+use infrapilot_plugins::TrustedKeys;
+use infrapilot_plugins::bundle::SigningKey;
+use infrapilot_plugins::egress::EgressGuard;
+use infrapilot_plugins::license::HostEdition;
+use infrapilot_plugins::runtime::RuntimeConfig;
 use infrapilot_store::Backend;
 use infrapilot_store::testing::TestDb;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+
+/// The first-party plugin build (`scripts/build-plugins.sh`): components, `bundles/`, `dev-signing/`.
+pub fn plugin_build() -> std::path::PathBuf {
+    let dir = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target")
+        })
+        .join("plugins");
+    assert!(
+        dir.join("bundles/infrapilot_webhook.bundle").exists(),
+        "no plugin bundles in {}: run scripts/build-plugins.sh first",
+        dir.display()
+    );
+    dir
+}
 
 pub const ADMIN_EMAIL: &str = "root@example.com";
 pub const PASSWORD: &str = "correct horse battery";
@@ -60,6 +82,42 @@ impl TestApp {
             db,
             client_ip: "192.0.2.10".into(),
         }
+    }
+
+    /// With the plugin runtime: the first-party bundles (built by `scripts/build-plugins.sh`)
+    /// installed and trusted by their development key, loopback allowed for plugin HTTP, and
+    /// licences verified with the returned key.
+    pub async fn with_plugins(backend: Backend) -> (TestApp, SigningKey) {
+        let db = TestDb::new(backend).await;
+        let secrets = SecretBox::new(&[42u8; 32]).unwrap();
+        let ca = infrapilot_gateway::load_or_create_ca(&db.store, &secrets)
+            .await
+            .unwrap();
+        let state = AppState::new(db.store.clone(), secrets, ca, ApiSettings::default());
+        let build = plugin_build();
+        let vendor = SigningKey::generate().unwrap();
+        let plugins = PluginHost::new(
+            db.store.clone(),
+            PluginHostConfig {
+                edition: HostEdition::Enterprise,
+                trusted_keys: TrustedKeys::from_dir(&build.join("dev-signing")).unwrap(),
+                allow_unsigned: false,
+                egress: EgressGuard::parse_allow_list("127.0.0.0/8").unwrap(),
+                smtp: None,
+                license_key: vendor.public_key(),
+                runtime: RuntimeConfig::default(),
+            },
+        )
+        .unwrap();
+        state.enable_plugins(plugins, infrapilot_alerts::EngineConfig::default());
+        (
+            TestApp {
+                router: router(state),
+                db,
+                client_ip: "192.0.2.10".into(),
+            },
+            vendor,
+        )
     }
 
     /// Sends raw bytes with the given content type.

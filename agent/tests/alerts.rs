@@ -1,0 +1,964 @@
+//! Plugins and alerting end to end with real components: the `infrapilot` binary with its
+//! built-in agent on a real Docker engine, the first-party channel plugins as signed WebAssembly
+//! bundles (built by `scripts/build-plugins.sh`), a local HTTP receiver for the webhook and Slack
+//! payloads, and a real SMTP server (Python's aiosmtpd, Debian's python3-aiosmtpd).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use common::{Api, Fixture, Server, docker, eventually, free_port, temp_dir};
+use hmac::{Hmac, KeyInit, Mac};
+use infrapilot_plugins::Bundle;
+use infrapilot_plugins::bundle::SigningKey;
+use infrapilot_plugins::license::License;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+/// The first-party plugin build output: components, `bundles/`, `dev-signing/`.
+fn plugin_build() -> Option<PathBuf> {
+    let dir = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("plugins");
+    if dir.join("bundles/infrapilot_webhook.bundle").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI=true but no plugin bundles in {}: run scripts/build-plugins.sh",
+        dir.display()
+    );
+    eprintln!("skipping: no plugin bundles (run scripts/build-plugins.sh)");
+    None
+}
+
+#[derive(Clone, Debug)]
+struct Received {
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// An HTTP server on loopback recording every request; `/fail…` answers 500.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    seen: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let record = seen.clone();
+        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
+            let record = record.clone();
+            async move {
+                let path = uri.path().to_owned();
+                let fail = path.starts_with("/fail");
+                record.lock().unwrap().push(Received {
+                    path,
+                    headers,
+                    body,
+                });
+                if fail {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "boom")
+                } else {
+                    (StatusCode::OK, "ok")
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { url, seen }
+    }
+
+    fn on(&self, path: &str) -> Vec<Received> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+}
+
+/// aiosmtpd writing each message into a maildir.
+struct SmtpServer {
+    port: u16,
+    maildir: PathBuf,
+    child: Child,
+}
+
+impl SmtpServer {
+    async fn start() -> SmtpServer {
+        let port = free_port();
+        let maildir = temp_dir("maildir");
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(maildir.join(sub)).unwrap();
+        }
+        let child = Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3-aiosmtpd is installed (apt-get install python3-aiosmtpd)");
+        eventually("aiosmtpd listening", Duration::from_secs(15), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        SmtpServer {
+            port,
+            maildir,
+            child,
+        }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn verify_hmac(secret: &str, r: &Received) {
+    let timestamp = r.header("x-infrapilot-timestamp");
+    assert!(!timestamp.is_empty(), "timestamp header sent");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(&r.body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(
+        r.header("x-infrapilot-signature"),
+        expected,
+        "HMAC over timestamp.body"
+    );
+}
+
+async fn enable(admin: &Api, id: &str) {
+    let (status, body) = admin
+        .call("POST", &format!("/api/v1/plugins/{id}/enable"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["enabled"], true);
+}
+
+async fn channel(admin: &Api, plugin: &str, name: &str, settings: Value) -> String {
+    let (status, body) = admin
+        .call(
+            "POST",
+            "/api/v1/alerts/channels",
+            Some(json!({"plugin": plugin, "name": name, "settings": settings})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+async fn send_test(admin: &Api, id: &str) -> Value {
+    let (status, body) = admin
+        .call("POST", &format!("/api/v1/alerts/channels/{id}/test"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn event_of<'a>(history: &'a Value, kind: &str, target_suffix: &str) -> Option<&'a Value> {
+    history.as_array()?.iter().find(|e| {
+        e["kind"] == kind
+            && e["target"]
+                .as_str()
+                .is_some_and(|t| t.ends_with(target_suffix))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events() {
+    let Some(docker) = docker().await else { return };
+    let Some(build) = plugin_build() else { return };
+    let receiver = Receiver::start().await;
+    let smtp = SmtpServer::start().await;
+    let smtp_port = smtp.port.to_string();
+    let bundles = build.join("bundles");
+    let keys = build.join("dev-signing");
+    let server = Server::start_with(
+        true,
+        30,
+        &[
+            ("INFRAPILOT_PLUGIN_DIR", bundles.to_str().unwrap()),
+            ("INFRAPILOT_PLUGIN_TRUSTED_KEYS", keys.to_str().unwrap()),
+            ("INFRAPILOT_PLUGIN_EGRESS_ALLOW", "127.0.0.0/8"),
+            ("INFRAPILOT_SMTP_HOST", "127.0.0.1"),
+            ("INFRAPILOT_SMTP_PORT", &smtp_port),
+            ("INFRAPILOT_SMTP_SECURITY", "none"),
+            ("INFRAPILOT_SMTP_FROM", "InfraPilot <alerts@example.com>"),
+            ("INFRAPILOT_ALERT_TICK_SECONDS", "1"),
+            ("INFRAPILOT_ALERT_RETRY_SECONDS", "1"),
+        ],
+    )
+    .await;
+    let admin = server.admin().await;
+    admin.online_agent("local").await;
+
+    // The shipped plugins are installed at start-up, signed by the trusted development key and
+    // disabled until the operator enables them.
+    let plugins = admin.get("/api/v1/plugins").await;
+    let ids: Vec<&str> = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["infrapilot.slack", "infrapilot.smtp", "infrapilot.webhook"]
+    );
+    for p in plugins.as_array().unwrap() {
+        assert_eq!(
+            (&p["world"], &p["edition"], &p["enabled"], &p["signed"]),
+            (
+                &json!("alert-channel"),
+                &json!("community"),
+                &json!(false),
+                &json!(true)
+            ),
+            "{p}"
+        );
+    }
+    // A channel of a disabled plugin is refused.
+    let (status, body) = admin
+        .call(
+            "POST",
+            "/api/v1/alerts/channels",
+            Some(json!({"plugin": "infrapilot.webhook", "name": "x", "settings": {"url": "http://127.0.0.1/"}})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (409, Some("plugin")),
+        "{body}"
+    );
+    for id in ["infrapilot.webhook", "infrapilot.slack", "infrapilot.smtp"] {
+        enable(&admin, id).await;
+    }
+
+    // Settings are checked against the plugin's JSON Schema, errors naming the field.
+    for (settings, field) in [
+        (json!({}), "settings.url"),
+        (json!({"url": 42}), "settings.url"),
+        (json!({"url": "http://127.0.0.1/", "bogus": 1}), "settings"),
+        (
+            json!({"url": "http://127.0.0.1/", "headers": {"x": 1}}),
+            "settings.headers.x",
+        ),
+    ] {
+        let (status, body) = admin
+            .call(
+                "POST",
+                "/api/v1/alerts/channels",
+                Some(json!({"plugin": "infrapilot.webhook", "name": "bad", "settings": settings})),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{body}"
+        );
+    }
+    // The plugin's own validate() refuses what the schema cannot express.
+    let (status, body) = admin
+        .call(
+            "POST",
+            "/api/v1/alerts/channels",
+            Some(json!({"plugin": "infrapilot.slack", "name": "bad", "settings": {"webhook_url": "ftp://x"}})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("settings")),
+        "{body}"
+    );
+
+    // Webhook: JSON signed with HMAC-SHA256; the secret is write-only.
+    let webhook = channel(
+        &admin,
+        "infrapilot.webhook",
+        "ops hook",
+        json!({"url": format!("{}/hook", receiver.url), "secret": "s3cret"}),
+    )
+    .await;
+    let shown = admin
+        .get(&format!("/api/v1/alerts/channels/{webhook}"))
+        .await;
+    assert_eq!(shown["secrets_set"], json!(["secret"]), "{shown}");
+    assert!(
+        shown["settings"].get("secret").is_none(),
+        "secret never returned: {shown}"
+    );
+    assert!(!shown.to_string().contains("s3cret"));
+    let test = send_test(&admin, &webhook).await;
+    assert_eq!(
+        (&test["delivered"], &test["detail"]),
+        (&json!(true), &json!("HTTP 200")),
+        "{test}"
+    );
+    let got = receiver.on("/hook");
+    assert_eq!(got.len(), 1);
+    verify_hmac("s3cret", &got[0]);
+    let payload = got[0].json();
+    assert_eq!(payload["event"], "alert.test", "{payload}");
+    assert_eq!(payload["alert"]["state"], "test");
+
+    // Slack: an incoming-webhook message with blocks.
+    let slack = channel(
+        &admin,
+        "infrapilot.slack",
+        "slack",
+        json!({"webhook_url": format!("{}/slack", receiver.url), "channel": "#ops"}),
+    )
+    .await;
+    assert_eq!(send_test(&admin, &slack).await["delivered"], true);
+    let message = receiver.on("/slack")[0].json();
+    assert_eq!(message["channel"], "#ops", "{message}");
+    assert!(
+        message["blocks"].as_array().is_some_and(|b| !b.is_empty()),
+        "{message}"
+    );
+    assert!(
+        message.to_string().contains("Test alert from InfraPilot"),
+        "{message}"
+    );
+
+    // SMTP: through lettre and the host's SMTP settings to a real SMTP server.
+    let mail = channel(
+        &admin,
+        "infrapilot.smtp",
+        "mail",
+        json!({"to": ["ops@example.com"], "subject_prefix": "[lab]"}),
+    )
+    .await;
+    let test = send_test(&admin, &mail).await;
+    assert_eq!(test["delivered"], true, "{test}");
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1, "one mail received");
+    assert!(messages[0].contains("Subject: [lab]"), "{}", messages[0]);
+    assert!(messages[0].contains("ops@example.com"));
+    assert!(messages[0].contains("alerts@example.com"));
+
+    // A channel whose endpoint fails: retried with backoff, the error kept.
+    let failing = channel(
+        &admin,
+        "infrapilot.webhook",
+        "failing",
+        json!({"url": format!("{}/fail", receiver.url)}),
+    )
+    .await;
+    let test = send_test(&admin, &failing).await;
+    assert_eq!(test["delivered"], false);
+    assert!(test["detail"].as_str().unwrap().contains("500"), "{test}");
+
+    // Rules: bad input named by field.
+    for (rule, field) in [
+        (
+            json!({"name": "r", "kind": "nope", "channel_ids": [webhook]}),
+            "kind",
+        ),
+        (
+            json!({"name": "r", "kind": "restart_loop", "params": {"restarts": 1}, "channel_ids": [webhook]}),
+            "params.restarts",
+        ),
+        (
+            json!({"name": "r", "kind": "cpu_high", "params": {}, "channel_ids": [webhook]}),
+            "params.threshold_percent",
+        ),
+        (
+            json!({"name": "r", "kind": "container_crashed", "channel_ids": []}),
+            "channel_ids",
+        ),
+        (
+            json!({"name": "r", "kind": "container_crashed", "channel_ids": [uuid::Uuid::new_v4().to_string()]}),
+            "channel_ids.0",
+        ),
+        (
+            json!({"name": "r", "kind": "container_crashed", "channel_ids": [webhook], "cooldown_seconds": 99999999}),
+            "cooldown_seconds",
+        ),
+        (
+            json!({"name": "r", "kind": "container_crashed", "channel_ids": [webhook], "severity": "meh"}),
+            "severity",
+        ),
+    ] {
+        let (status, body) = admin.call("POST", "/api/v1/alerts/rules", Some(rule)).await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{body}"
+        );
+    }
+
+    let mut fx = Fixture::new(docker, "alerts");
+    let crasher_name = format!("{}-crasher", fx.prefix);
+    let looper_name = format!("{}-looper", fx.prefix);
+    let burner_name = format!("{}-burner", fx.prefix);
+    for rule in [
+        json!({"name": "crash", "kind": "container_crashed", "params": {"container": crasher_name},
+               "severity": "critical", "cooldown_seconds": 600, "channel_ids": [webhook, failing]}),
+        json!({"name": "loop", "kind": "restart_loop", "params": {"restarts": 3, "window_seconds": 120},
+               "cooldown_seconds": 600, "channel_ids": [webhook]}),
+        json!({"name": "hot", "kind": "cpu_high", "params": {"container": burner_name, "threshold_percent": 30, "duration_seconds": 2},
+               "channel_ids": [webhook]}),
+    ] {
+        let (status, body) = admin.call("POST", "/api/v1/alerts/rules", Some(rule)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // Let the engine take its starting point in the event stream.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // A container that exits 1: firing, delivered to the webhook with the exit code.
+    let crasher = fx.run("crasher", "sleep 1; exit 1", &[], &[], None).await;
+    assert_eq!(crasher, crasher_name);
+    let firing = eventually("crash alert delivered", Duration::from_secs(30), || {
+        let receiver = receiver.clone();
+        let crasher = crasher.clone();
+        async move {
+            receiver.on("/hook").into_iter().find(|r| {
+                let p = r.json();
+                p["event"] == "alert.firing" && p["alert"]["target"] == crasher.as_str()
+            })
+        }
+    })
+    .await;
+    verify_hmac("s3cret", &firing);
+    let alert = firing.json()["alert"].clone();
+    assert_eq!(alert["severity"], "critical", "{alert}");
+    assert!(
+        alert["title"]
+            .as_str()
+            .unwrap()
+            .contains("exited with code 1"),
+        "{alert}"
+    );
+    assert_eq!(alert["node"], "local");
+
+    // Started again: resolved (and its next exit folds into the same event: cooldown).
+    docker_start(&fx, &crasher).await;
+    eventually("crash alert resolved", Duration::from_secs(30), || {
+        let receiver = receiver.clone();
+        let crasher = crasher.clone();
+        async move {
+            receiver.on("/hook").into_iter().find(|r| {
+                let p = r.json();
+                p["event"] == "alert.resolved" && p["alert"]["target"] == crasher.as_str()
+            })
+        }
+    })
+    .await;
+    let history = eventually(
+        "the repeat counted within the cooldown",
+        Duration::from_secs(30),
+        || {
+            let admin = admin.clone();
+            let crasher = crasher.clone();
+            async move {
+                let h = admin.get("/api/v1/alerts/history").await;
+                let e = event_of(&h, "container_crashed", &crasher)?;
+                (e["occurrences"].as_i64()? >= 2).then(|| h.clone())
+            }
+        },
+    )
+    .await;
+    let crash_events: Vec<&Value> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "container_crashed")
+        .collect();
+    assert_eq!(
+        crash_events.len(),
+        1,
+        "one event within the cooldown: {history}"
+    );
+    let event = crash_events[0];
+    assert_eq!(event["state"], "resolved", "{event}");
+    assert!(event["resolved_at"].is_string());
+    let deliveries = event["deliveries"].as_array().unwrap();
+    let delivered = |channel: &str, transition: &str| {
+        deliveries
+            .iter()
+            .find(|d| d["channel_id"] == channel && d["transition"] == transition)
+            .cloned()
+    };
+    assert_eq!(delivered(&webhook, "firing").unwrap()["state"], "delivered");
+    assert_eq!(
+        delivered(&webhook, "resolved").unwrap()["state"],
+        "delivered"
+    );
+    let firing_hooks = receiver
+        .on("/hook")
+        .iter()
+        .filter(|r| {
+            r.json()["event"] == "alert.firing" && r.json()["alert"]["target"] == crasher.as_str()
+        })
+        .count();
+    assert_eq!(firing_hooks, 1, "notified once per cooldown");
+    // The failing channel is retried with backoff and its error kept.
+    let retried = eventually(
+        "retries of the failing channel",
+        Duration::from_secs(30),
+        || {
+            let admin = admin.clone();
+            let (crasher, failing) = (crasher.clone(), failing.clone());
+            async move {
+                let h = admin.get("/api/v1/alerts/history").await;
+                let e = event_of(&h, "container_crashed", &crasher)?;
+                let d = e["deliveries"]
+                    .as_array()?
+                    .iter()
+                    .find(|d| d["channel_id"] == failing.as_str() && d["transition"] == "firing")?
+                    .clone();
+                (d["attempts"].as_i64()? >= 2).then_some(d)
+            }
+        },
+    )
+    .await;
+    assert!(
+        retried["last_error"].as_str().unwrap().contains("500"),
+        "{retried}"
+    );
+    assert_ne!(retried["state"], "delivered");
+    assert!(receiver.on("/fail").len() >= 2);
+
+    // A container restarting in a loop.
+    let looper = fx.run_restarting("looper", "sleep 0.3; exit 1", 20).await;
+    assert_eq!(looper, looper_name);
+    let looping = eventually("restart-loop alert", Duration::from_secs(60), || {
+        let receiver = receiver.clone();
+        let looper = looper.clone();
+        async move {
+            receiver.on("/hook").into_iter().find(|r| {
+                let p = r.json();
+                p["event"] == "alert.firing"
+                    && p["alert"]["target"] == looper.as_str()
+                    && p["alert"]["labels"]["kind"] == "restart_loop"
+            })
+        }
+    })
+    .await;
+    assert!(
+        looping.json()["alert"]["title"]
+            .as_str()
+            .unwrap()
+            .contains("started"),
+        "{:?}",
+        looping.json()
+    );
+    // The crash rule is limited to the crasher: the looper's exits do not fire it.
+    let h = admin.get("/api/v1/alerts/history").await;
+    assert!(event_of(&h, "container_crashed", &looper).is_none(), "{h}");
+
+    // CPU over 30 % for 2 s.
+    let burner = fx
+        .run("burner", "while true; do :; done", &[], &[], None)
+        .await;
+    assert_eq!(burner, burner_name);
+    eventually("cpu alert", Duration::from_secs(60), || {
+        let admin = admin.clone();
+        let burner = burner.clone();
+        async move {
+            let h = admin.get("/api/v1/alerts/history").await;
+            event_of(&h, "cpu_high", &burner).cloned()
+        }
+    })
+    .await;
+    fx.cleanup().await;
+    // Gone: the CPU alert resolves.
+    eventually("cpu alert resolved", Duration::from_secs(60), || {
+        let admin = admin.clone();
+        let burner = burner.clone();
+        async move {
+            let h = admin.get("/api/v1/alerts/history").await;
+            let e = event_of(&h, "cpu_high", &burner)?;
+            (e["state"] == "resolved").then_some(())
+        }
+    })
+    .await;
+    // Channel and rule changes are audited.
+    let audit = admin.get("/api/v1/audit?action=alert_channel.create").await;
+    assert_eq!(audit["events"].as_array().unwrap().len(), 4, "{audit}");
+}
+
+async fn docker_start(fx: &Fixture, name: &str) {
+    fx.docker
+        .start_container(
+            name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .unwrap();
+}
+
+/// Without the operator's allowance, plugins cannot reach loopback: the test is refused by the
+/// egress guard before any packet is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn plugins_cannot_reach_private_addresses_unless_the_operator_allows_them() {
+    let Some(build) = plugin_build() else { return };
+    let receiver = Receiver::start().await;
+    let server = Server::start_with(
+        false,
+        30,
+        &[
+            (
+                "INFRAPILOT_PLUGIN_DIR",
+                build.join("bundles").to_str().unwrap(),
+            ),
+            (
+                "INFRAPILOT_PLUGIN_TRUSTED_KEYS",
+                build.join("dev-signing").to_str().unwrap(),
+            ),
+        ],
+    )
+    .await;
+    let admin = server.admin().await;
+    enable(&admin, "infrapilot.webhook").await;
+    let hook = channel(
+        &admin,
+        "infrapilot.webhook",
+        "loopback",
+        json!({"url": format!("{}/hook", receiver.url)}),
+    )
+    .await;
+    let test = send_test(&admin, &hook).await;
+    assert_eq!(test["delivered"], false, "{test}");
+    let detail = test["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("denied") && detail.contains("loopback"),
+        "{detail}"
+    );
+    assert!(
+        receiver.on("/hook").is_empty(),
+        "nothing reached the receiver"
+    );
+    // A grant narrower than the manifest: the webhook may only reach hooks.example.com.
+    let (status, body) = admin
+        .call(
+            "POST",
+            "/api/v1/plugins/infrapilot.webhook/enable",
+            Some(
+                json!({"grants": {"log": true, "config": true, "secrets": true, "clock": true,
+                                   "http": {"hosts": ["hooks.example.com"]}}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let test = send_test(&admin, &hook).await;
+    assert!(
+        test["detail"].as_str().unwrap().contains("not among"),
+        "{test}"
+    );
+    let (status, body) = admin
+        .call(
+            "POST",
+            "/api/v1/plugins/infrapilot.webhook/enable",
+            Some(json!({"grants": {"http": {"hosts": ["bad host!"]}}})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("grants.http.hosts.0")),
+        "{body}"
+    );
+    let (status, body) = admin
+        .call(
+            "POST",
+            "/api/v1/plugins/infrapilot.webhook/enable",
+            Some(json!({"grants": {"filesystem": true}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    // In use: uninstall refused until the channel is gone.
+    let (status, _) = admin
+        .call("DELETE", "/api/v1/plugins/infrapilot.webhook", None)
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = admin
+        .call("DELETE", &format!("/api/v1/alerts/channels/{hook}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = admin
+        .call("DELETE", "/api/v1/plugins/infrapilot.webhook", None)
+        .await;
+    assert_eq!(status, 204);
+    let ids: Vec<String> = admin
+        .get("/api/v1/plugins")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!ids.contains(&"infrapilot.webhook".to_owned()), "{ids:?}");
+}
+
+/// Bundles: tampered or unsigned refused; an enterprise plugin refused without a licence, loaded
+/// with one, refused again once it expired. The CLI lists what the API lists.
+#[tokio::test(flavor = "multi_thread")]
+async fn bundles_are_verified_and_enterprise_plugins_follow_the_licence() {
+    let Some(build) = plugin_build() else { return };
+    let receiver = Receiver::start().await;
+    let publisher = SigningKey::generate().unwrap();
+    let vendor = SigningKey::generate().unwrap();
+    let keys = temp_dir("trusted");
+    std::fs::write(
+        keys.join("publisher.pub"),
+        publisher.public_key_pem().unwrap(),
+    )
+    .unwrap();
+    let vendor_pub = keys.join("vendor.pem.key");
+    std::fs::write(&vendor_pub, vendor.public_key_pem().unwrap()).unwrap();
+    let server = Server::start_with(
+        false,
+        30,
+        &[
+            ("INFRAPILOT_EDITION", "enterprise"),
+            ("INFRAPILOT_PLUGIN_TRUSTED_KEYS", keys.to_str().unwrap()),
+            (
+                "INFRAPILOT_LICENSE_PUBLIC_KEY",
+                vendor_pub.to_str().unwrap(),
+            ),
+            ("INFRAPILOT_PLUGIN_EGRESS_ALLOW", "127.0.0.1"),
+        ],
+    )
+    .await;
+    let admin = server.admin().await;
+    let component = std::fs::read(build.join("infrapilot_webhook.wasm")).unwrap();
+    let mut manifest: Value = serde_json::from_slice(
+        &std::fs::read(build.join("infrapilot_webhook.manifest.json")).unwrap(),
+    )
+    .unwrap();
+    manifest["id"] = json!("acme.pager");
+    manifest["name"] = json!("Acme Pager");
+    manifest["edition"] = json!("enterprise");
+    manifest["feature"] = json!("pager");
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+
+    // Tampered component, tampered manifest, unsigned, untrusted: refused, nothing installed.
+    let signed = Bundle::new(manifest_bytes.clone(), component.clone(), Some(&publisher));
+    let mut tampered = signed.clone();
+    let at = tampered.component.len() / 2;
+    tampered.component[at] ^= 0x55;
+    let mut grown = manifest.clone();
+    grown["capabilities"]["mail"] = json!(true);
+    let mut tampered_manifest = signed.clone();
+    tampered_manifest.manifest_bytes = serde_json::to_vec(&grown).unwrap();
+    let stranger = SigningKey::generate().unwrap();
+    for (bundle, expect) in [
+        (tampered.to_tar(), "does not match"),
+        (tampered_manifest.to_tar(), "does not match"),
+        (
+            Bundle::new(manifest_bytes.clone(), component.clone(), None).to_tar(),
+            "not signed",
+        ),
+        (
+            Bundle::new(manifest_bytes.clone(), component.clone(), Some(&stranger)).to_tar(),
+            "not trusted",
+        ),
+        (b"not a tar file at all".to_vec(), "bundle"),
+    ] {
+        let (status, body) = admin.upload("/api/v1/plugins", bundle).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["field"], "bundle", "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(expect),
+            "{body}"
+        );
+    }
+    assert_eq!(admin.get("/api/v1/plugins").await, json!([]));
+
+    // Signed by the trusted publisher: installed, but an enterprise plugin without a licence
+    // cannot be enabled.
+    let (status, body) = admin.upload("/api/v1/plugins", signed.to_tar()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (&body["edition"], &body["signed"], &body["entitled"]),
+        (&json!("enterprise"), &json!(true), &json!(false)),
+        "{body}"
+    );
+    let license = admin.get("/api/v1/license").await;
+    assert_eq!(
+        (&license["edition"], &license["valid"], &license["licensee"]),
+        (&json!("enterprise"), &json!(false), &Value::Null),
+        "{license}"
+    );
+    let (status, body) = admin
+        .call("POST", "/api/v1/plugins/acme.pager/enable", None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("not_entitled")),
+        "{body}"
+    );
+
+    // A licence signed by someone else, or without the feature, does not help.
+    let issue = |key: &SigningKey, features: &[&str], expires: time::OffsetDateTime| {
+        License {
+            id: uuid::Uuid::new_v4().to_string(),
+            licensee: "Acme Corp".into(),
+            edition: "enterprise".into(),
+            features: features.iter().map(|f| (*f).to_owned()).collect(),
+            limits: Default::default(),
+            issued_at: (time::OffsetDateTime::now_utc() - time::Duration::hours(1))
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap(),
+            expires_at: expires
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap(),
+        }
+        .issue(key)
+        .unwrap()
+    };
+    let year = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    let (status, body) = admin
+        .call(
+            "PUT",
+            "/api/v1/license",
+            Some(json!({"license": issue(&stranger, &["pager"], year)})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("license")),
+        "{body}"
+    );
+    let (status, body) = admin
+        .call(
+            "PUT",
+            "/api/v1/license",
+            Some(json!({"license": issue(&vendor, &["sso"], year)})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = admin
+        .call("POST", "/api/v1/plugins/acme.pager/enable", None)
+        .await;
+    assert_eq!(status, 403);
+
+    // A licence naming the feature, valid for a few seconds: the plugin loads and delivers.
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(8);
+    let (status, body) = admin
+        .call(
+            "PUT",
+            "/api/v1/license",
+            Some(json!({"license": issue(&vendor, &["pager"], soon)})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["valid"], &body["licensee"], &body["features"]),
+        (&json!(true), &json!("Acme Corp"), &json!(["pager"])),
+        "{body}"
+    );
+    let (status, body) = admin
+        .call("POST", "/api/v1/plugins/acme.pager/enable", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let pager = channel(
+        &admin,
+        "acme.pager",
+        "pager",
+        json!({"url": format!("{}/pager", receiver.url)}),
+    )
+    .await;
+    assert_eq!(send_test(&admin, &pager).await["delivered"], true);
+    assert_eq!(receiver.on("/pager").len(), 1);
+
+    // The CLI prints what the API lists.
+    let cli = Command::new(
+        PathBuf::from(env!("CARGO_BIN_EXE_infrapilot-agent"))
+            .parent()
+            .unwrap()
+            .join("infrapilot"),
+    )
+    .args(["plugin", "list", "--json"])
+    .env("INFRAPILOT_DATA_DIR", &server.data_dir)
+    .env("INFRAPILOT_EDITION", "enterprise")
+    .env("INFRAPILOT_LICENSE_PUBLIC_KEY", &vendor_pub)
+    .env_remove("INFRAPILOT_DATABASE_URL")
+    .output()
+    .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(
+        listed,
+        json!([{"id": "acme.pager", "version": "0.1.0", "world": "alert-channel", "edition": "enterprise", "enabled": true, "signed": true}])
+    );
+
+    // Expired: refused at the next load, and the licence shows why.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let test = send_test(&admin, &pager).await;
+    assert_eq!(test["delivered"], false, "{test}");
+    assert!(
+        test["detail"].as_str().unwrap().contains("expired"),
+        "{test}"
+    );
+    assert_eq!(receiver.on("/pager").len(), 1, "nothing more delivered");
+    let license = admin.get("/api/v1/license").await;
+    assert_eq!(license["valid"], false, "{license}");
+    assert!(
+        license["problem"].as_str().unwrap().contains("expired"),
+        "{license}"
+    );
+    // An expired licence cannot be installed either.
+    let (status, body) = admin
+        .call(
+            "PUT",
+            "/api/v1/license",
+            Some(json!({"license": issue(&vendor, &["pager"], soon)})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("license")),
+        "{body}"
+    );
+}

@@ -1,0 +1,82 @@
+//! [`HostServices`] as the host provides them: the guarded outbound HTTP, mail through the
+//! host's SMTP settings, and key/value data in the store, scoped to the organisation whose
+//! instance runs and to the plugin.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use infrapilot_plugins::HostServices;
+use infrapilot_plugins::bindings::http::{HttpError, Request, Response};
+use infrapilot_plugins::bindings::kv::KvError;
+use infrapilot_plugins::bindings::log::Level;
+use infrapilot_plugins::bindings::mail::{MailError, Message};
+use infrapilot_plugins::egress::HttpEgress;
+use infrapilot_store::Store;
+
+use crate::mailer::Mailer;
+
+pub struct StoreServices {
+    pub(crate) org_id: String,
+    pub(crate) store: Store,
+    pub(crate) http: Arc<HttpEgress>,
+    pub(crate) mailer: Option<Mailer>,
+}
+
+fn storage(e: infrapilot_store::StoreError) -> KvError {
+    tracing::error!(error = %e, "plugin key/value storage failed");
+    KvError::Storage("the host could not reach its database".into())
+}
+
+#[async_trait]
+impl HostServices for StoreServices {
+    fn log(&self, plugin_id: &str, level: Level, message: &str) {
+        let org = self.org_id.as_str();
+        match level {
+            Level::Error => tracing::error!(plugin = plugin_id, org, "{message}"),
+            Level::Warn => tracing::warn!(plugin = plugin_id, org, "{message}"),
+            Level::Info => tracing::info!(plugin = plugin_id, org, "{message}"),
+            Level::Debug => tracing::debug!(plugin = plugin_id, org, "{message}"),
+            Level::Trace => tracing::trace!(plugin = plugin_id, org, "{message}"),
+        }
+    }
+
+    async fn http_fetch(
+        &self,
+        _plugin_id: &str,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Response, HttpError> {
+        self.http.fetch(request, timeout).await
+    }
+
+    async fn send_mail(&self, _plugin_id: &str, message: Message) -> Result<(), MailError> {
+        match &self.mailer {
+            None => Err(MailError::NotConfigured),
+            Some(m) => m.send(message).await,
+        }
+    }
+
+    async fn kv_get(&self, plugin_id: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let mut tx = self.store.read(&self.org_id).await.map_err(storage)?;
+        tx.plugin_kv_get(plugin_id, key).await.map_err(storage)
+    }
+
+    async fn kv_set(&self, plugin_id: &str, key: &str, value: Vec<u8>) -> Result<(), KvError> {
+        let mut tx = self.store.write(&self.org_id).await.map_err(storage)?;
+        if !tx
+            .plugin_kv_set(plugin_id, key, &value)
+            .await
+            .map_err(storage)?
+        {
+            return Err(KvError::TooLarge);
+        }
+        tx.commit().await.map_err(storage)
+    }
+
+    async fn kv_delete(&self, plugin_id: &str, key: &str) -> Result<(), KvError> {
+        let mut tx = self.store.write(&self.org_id).await.map_err(storage)?;
+        tx.plugin_kv_delete(plugin_id, key).await.map_err(storage)?;
+        tx.commit().await.map_err(storage)
+    }
+}

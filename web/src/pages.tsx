@@ -13,6 +13,11 @@ import { ProfilePage } from './pages/Profile';
 import { NodesPage } from './pages/Nodes';
 import { NodePage } from './pages/NodeContainers';
 import { ContainerPage } from './pages/ContainerDetail';
+import { PluginsPage } from './pages/Plugins';
+import { LicensePage } from './pages/License';
+import { AlertChannelsPage } from './pages/AlertChannels';
+import { AlertRulesPage } from './pages/AlertRules';
+import { AlertHistoryPage } from './pages/AlertHistory';
 
 export interface PageDef {
   path: string;
@@ -28,6 +33,11 @@ export const PAGES: PageDef[] = [
   { path: '/nodes', label: 'Nodes', minRole: 'viewer', nav: true, element: <NodesPage /> },
   { path: '/nodes/:id', label: 'Node', minRole: 'viewer', nav: false, element: <NodePage /> },
   { path: '/nodes/:id/containers/:cid', label: 'Container', minRole: 'viewer', nav: false, element: <ContainerPage /> },
+  { path: '/alerts/history', label: 'Alert history', minRole: 'viewer', nav: true, element: <AlertHistoryPage /> },
+  { path: '/alerts/rules', label: 'Alert rules', minRole: 'viewer', nav: true, element: <AlertRulesPage /> },
+  { path: '/alerts/channels', label: 'Alert channels', minRole: 'viewer', nav: true, element: <AlertChannelsPage /> },
+  { path: '/plugins', label: 'Plugins', minRole: 'viewer', nav: true, element: <PluginsPage /> },
+  { path: '/license', label: 'Licence', minRole: 'viewer', nav: true, element: <LicensePage /> },
   { path: '/users', label: 'Users', minRole: 'admin', nav: true, element: <UsersPage /> },
   { path: '/tokens', label: 'API tokens', minRole: 'admin', nav: true, element: <TokensPage /> },
   { path: '/audit', label: 'Audit log', minRole: 'admin', nav: true, element: <AuditPage /> },

@@ -962,3 +962,69 @@ async fn bundles_are_verified_and_enterprise_plugins_follow_the_licence() {
         "{body}"
     );
 }
+
+/// A runaway plugin (endless loop, allocation bomb, trap, huge output) behind "Send test": the
+/// operator sees why it failed, and the host answers the next request at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runaway_plugin_fails_its_call_and_the_host_keeps_serving() {
+    let Some(build) = plugin_build() else { return };
+    let publisher = SigningKey::generate().unwrap();
+    let keys = temp_dir("probe-keys");
+    std::fs::write(
+        keys.join("publisher.pub"),
+        publisher.public_key_pem().unwrap(),
+    )
+    .unwrap();
+    let server = Server::start_with(
+        false,
+        30,
+        &[
+            ("INFRAPILOT_PLUGIN_TRUSTED_KEYS", keys.to_str().unwrap()),
+            ("INFRAPILOT_PLUGIN_HOOK_TIMEOUT_SECONDS", "1"),
+        ],
+    )
+    .await;
+    let admin = server.admin().await;
+    let bundle = Bundle::new(
+        std::fs::read(build.join("infrapilot_test_probe.manifest.json")).unwrap(),
+        std::fs::read(build.join("infrapilot_test_probe.wasm")).unwrap(),
+        Some(&publisher),
+    );
+    let (status, body) = admin.upload("/api/v1/plugins", bundle.to_tar()).await;
+    assert_eq!(status, 201, "{body}");
+    enable(&admin, "infrapilot.test-probe").await;
+    for (note, expected) in [
+        ("loop", "deadline"),
+        ("alloc", "memory limit"),
+        ("trap", "crashed (trap"),
+        ("huge-output", "more than the limit"),
+        ("ok", "ok"),
+    ] {
+        let id = channel(&admin, "infrapilot.test-probe", note, json!({"note": note})).await;
+        let started = std::time::Instant::now();
+        let test = send_test(&admin, &id).await;
+        let detail = test["detail"].as_str().unwrap();
+        assert!(detail.contains(expected), "{note}: {detail}");
+        assert_eq!(test["delivered"], note == "ok", "{note}: {test}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{note}: stopped in time ({:?})",
+            started.elapsed()
+        );
+        // The host serves the next request right away.
+        let t = std::time::Instant::now();
+        let health = reqwest::get(format!("{}/healthz", server.base))
+            .await
+            .unwrap();
+        assert!(health.status().is_success());
+        assert_eq!(
+            admin.get("/api/v1/plugins").await[0]["id"],
+            "infrapilot.test-probe"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "{note}: next requests took {:?}",
+            t.elapsed()
+        );
+    }
+}

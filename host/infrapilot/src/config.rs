@@ -59,6 +59,8 @@ pub struct Config {
     pub smtp_username: Option<String>,
     pub smtp_password: Option<String>,
     pub smtp_from: String,
+    /// Wall-clock limit of one plugin call (a hook), in seconds.
+    pub plugin_hook_timeout_seconds: u32,
     /// Seconds between evaluations of the alert rules (and sends of due deliveries).
     pub alert_tick_seconds: u32,
     /// Seconds before the first retry of a failed delivery (doubled each time).
@@ -93,6 +95,7 @@ impl Default for Config {
             smtp_username: None,
             smtp_password: None,
             smtp_from: "InfraPilot <infrapilot@localhost>".into(),
+            plugin_hook_timeout_seconds: 15,
             alert_tick_seconds: 5,
             alert_retry_seconds: 10,
         }
@@ -206,6 +209,11 @@ impl Config {
         if let Some(v) = var("INFRAPILOT_SMTP_FROM") {
             self.smtp_from = v;
         }
+        if let Some(v) = var("INFRAPILOT_PLUGIN_HOOK_TIMEOUT_SECONDS") {
+            self.plugin_hook_timeout_seconds = v.parse().with_context(|| {
+                format!("INFRAPILOT_PLUGIN_HOOK_TIMEOUT_SECONDS: not a number: {v:?}")
+            })?;
+        }
         if let Some(v) = var("INFRAPILOT_ALERT_TICK_SECONDS") {
             self.alert_tick_seconds = v
                 .parse()
@@ -248,6 +256,9 @@ impl Config {
         self.smtp_security
             .parse::<infrapilot_plugin_host::SmtpSecurity>()
             .map_err(|e| anyhow::anyhow!("smtp_security: {e}"))?;
+        if !(1..=300).contains(&self.plugin_hook_timeout_seconds) {
+            bail!("plugin_hook_timeout_seconds must be between 1 and 300");
+        }
         if !(1..=3600).contains(&self.alert_tick_seconds) {
             bail!("alert_tick_seconds must be between 1 and 3600");
         }

@@ -9,7 +9,7 @@ use infrapilot_api::audit_log::{self, Actor};
 use infrapilot_plugin_host::{PluginHost, PluginHostConfig, PluginInfo};
 use infrapilot_plugins::egress::EgressGuard;
 use infrapilot_plugins::runtime::RuntimeConfig;
-use infrapilot_plugins::{Capabilities, TrustedKeys};
+use infrapilot_plugins::{Capabilities, Limits, TrustedKeys};
 use infrapilot_store::{DEFAULT_ORG_ID, Store};
 use serde_json::json;
 
@@ -63,6 +63,12 @@ pub fn plugin_host(config: &Config, store: &Store) -> anyhow::Result<PluginHost>
             license_key: crate::license_cli::public_key(config.license_public_key.as_deref())?,
             runtime: RuntimeConfig {
                 cache_dir: Some(config.data_dir.join("plugin-cache")),
+                limits: Limits {
+                    hook_deadline: std::time::Duration::from_secs(
+                        config.plugin_hook_timeout_seconds.into(),
+                    ),
+                    ..Limits::default()
+                },
                 ..RuntimeConfig::default()
             },
         },

@@ -90,7 +90,7 @@ fn alert(title: &str) -> Alert {
         id: "a1".into(),
         rule_id: "r1".into(),
         rule_name: "probe".into(),
-        state: AlertState::Test,
+        state: AlertState::Firing,
         severity: Severity::Info,
         title: title.into(),
         summary: String::new(),

@@ -1,10 +1,11 @@
 //! A test-only plugin. The alert's title says what to do:
 //! `loop`, `alloc`, `trap`, `huge-output`, `log-flood`, `fetch <url>`, `secret <name>`,
-//! `settings`, `mail <to>`, `kv`, `clock`, `random`, `ok`.
+//! `settings`, `mail <to>`, `kv`, `clock`, `random`, `ok`. For a "send test" from the host
+//! (state `test`), the channel's `note` setting says it instead.
 
 use infrapilot_plugin_sdk::channel::{
-    Alert, AlertChannel, Delivery, PluginError, RequestBuilder, ResponseExt, clock, config, kv,
-    log, mail, random,
+    Alert, AlertChannel, AlertState, Delivery, PluginError, RequestBuilder, ResponseExt, clock,
+    config, kv, log, mail, random, settings,
 };
 
 fn done(detail: impl Into<String>) -> Result<Delivery, PluginError> {
@@ -21,10 +22,13 @@ impl AlertChannel for Probe {
     }
 
     fn deliver(alert: Alert) -> Result<Delivery, PluginError> {
-        let (verb, rest) = alert
-            .title
-            .split_once(' ')
-            .unwrap_or((alert.title.as_str(), ""));
+        let command = if alert.state == AlertState::Test {
+            let s: infrapilot_plugin_sdk::json::Value = settings()?;
+            s["note"].as_str().unwrap_or("ok").to_owned()
+        } else {
+            alert.title
+        };
+        let (verb, rest) = command.split_once(' ').unwrap_or((command.as_str(), ""));
         match verb {
             "ok" => done("ok"),
             "loop" => {

@@ -2,7 +2,8 @@
 //! scripts/build-plugins.sh): runaway loops, memory bombs, traps, huge output and log floods
 //! each end in an error for the operator, and the very next call is served. Capabilities:
 //! undeclared hosts, private addresses (literal, resolved, or reached by redirect) and
-//! ungranted capabilities are denied. All traffic stays on loopback.
+//! ungranted capabilities are denied; credentials never follow a redirect to another origin and
+//! https is never downgraded to http. All traffic stays on loopback.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,11 +12,15 @@ use std::time::{Duration, Instant};
 
 use axum::extract::Query;
 use axum::response::{IntoResponse, Redirect};
+use infrapilot_plugins::bindings::http::{HttpError, Request, Response};
+use infrapilot_plugins::bindings::kv::KvError;
+use infrapilot_plugins::bindings::log::Level;
+use infrapilot_plugins::bindings::mail::{MailError, Message};
 use infrapilot_plugins::bindings::{Alert, AlertState, PluginError, Severity};
 use infrapilot_plugins::capabilities::Capabilities;
 use infrapilot_plugins::egress::{EgressGuard, HttpEgress};
 use infrapilot_plugins::runtime::RuntimeConfig;
-use infrapilot_plugins::services::BasicServices;
+use infrapilot_plugins::services::{BasicServices, HostServices};
 use infrapilot_plugins::{AlertChannelPlugin, HookError, Invocation, Limits, Manifest, Runtime};
 
 fn root() -> std::path::PathBuf {
@@ -59,6 +64,15 @@ struct Probe {
 }
 
 fn probe(egress_allow: &str, grant: Option<Capabilities>) -> Probe {
+    let egress = HttpEgress::new(
+        EgressGuard::parse_allow_list(egress_allow).unwrap(),
+        1 << 20,
+    )
+    .unwrap();
+    probe_with(grant, Arc::new(BasicServices::new(egress)))
+}
+
+fn probe_with(grant: Option<Capabilities>, services: Arc<dyn HostServices>) -> Probe {
     let (component, manifest) = probe_files();
     let runtime = Runtime::new(RuntimeConfig {
         limits: limits(),
@@ -69,18 +83,13 @@ fn probe(egress_allow: &str, grant: Option<Capabilities>) -> Probe {
     let compiled = runtime.compile(&component).unwrap();
     let grant = grant.unwrap_or_else(|| manifest.capabilities.clone());
     let plugin = runtime.alert_channel(&manifest, &compiled, &grant).unwrap();
-    let egress = HttpEgress::new(
-        EgressGuard::parse_allow_list(egress_allow).unwrap(),
-        1 << 20,
-    )
-    .unwrap();
     Probe {
         _runtime: runtime,
         plugin,
         invocation: Invocation {
             settings: serde_json::json!({"note": "hello"}),
             secrets: HashMap::from([("token".to_owned(), "t0ken".to_owned())]),
-            services: Arc::new(BasicServices::new(egress)),
+            services,
         },
     }
 }
@@ -210,8 +219,14 @@ async fn local_server() -> SocketAddr {
     async fn redirect(Query(q): Query<HashMap<String, String>>) -> impl IntoResponse {
         Redirect::temporary(&q["to"])
     }
+    async fn headers(headers: axum::http::HeaderMap) -> impl IntoResponse {
+        let mut names: Vec<String> = headers.keys().map(|k| k.as_str().to_owned()).collect();
+        names.sort();
+        names.join(",")
+    }
     let app = axum::Router::new()
         .route("/ok", axum::routing::get(ok))
+        .route("/headers", axum::routing::get(headers))
         .route("/redirect", axum::routing::get(redirect));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -342,5 +357,90 @@ async fn capabilities_not_granted_are_denied_inside_the_host_functions() {
     assert!(
         err.to_string().contains("to.0: not a plain e-mail address"),
         "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_do_not_follow_a_redirect_to_another_origin() {
+    let port = local_server().await.port();
+    let relaxed = probe("127.0.0.0/8", None);
+    // Same origin: the plugin's headers are all sent on.
+    let same = relaxed
+        .run(&format!(
+            "fetch-auth http://127.0.0.1:{port}/redirect?to=http://127.0.0.1:{port}/headers"
+        ))
+        .await
+        .unwrap();
+    assert!(
+        same.contains("authorization") && same.contains("x-api-key"),
+        "{same}"
+    );
+    // Another origin (another host name): only the harmless headers survive.
+    let other = relaxed
+        .run(&format!(
+            "fetch-auth http://127.0.0.1:{port}/redirect?to=http://localhost:{port}/headers"
+        ))
+        .await
+        .unwrap();
+    assert!(other.starts_with("200 "), "{other}");
+    assert!(other.contains("accept"), "{other}");
+    assert!(
+        !other.contains("authorization") && !other.contains("x-api-key"),
+        "credentials crossed origins: {other}"
+    );
+}
+
+/// Answers every https request with a redirect to plain http, and records what it was asked.
+struct Downgrader {
+    asked: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl HostServices for Downgrader {
+    fn log(&self, _: &str, _: Level, _: &str) {}
+
+    async fn http_fetch(
+        &self,
+        _plugin_id: &str,
+        request: Request,
+        _timeout: Duration,
+    ) -> Result<Response, HttpError> {
+        self.asked.lock().unwrap().push(request.url.clone());
+        Ok(Response {
+            status: 302,
+            headers: vec![infrapilot_plugins::bindings::Header {
+                name: "location".into(),
+                value: "http://b.allowed.test/plain".into(),
+            }],
+            body: Vec::new(),
+        })
+    }
+
+    async fn send_mail(&self, _: &str, _: Message) -> Result<(), MailError> {
+        Err(MailError::NotConfigured)
+    }
+    async fn kv_get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(None)
+    }
+    async fn kv_set(&self, _: &str, _: &str, _: Vec<u8>) -> Result<(), KvError> {
+        Ok(())
+    }
+    async fn kv_delete(&self, _: &str, _: &str) -> Result<(), KvError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_never_downgrades_https_to_http() {
+    let services = Arc::new(Downgrader {
+        asked: std::sync::Mutex::default(),
+    });
+    let p = probe_with(None, services.clone());
+    let why = denied(p.run("fetch https://a.allowed.test/start").await);
+    assert!(why.contains("downgrade https to http"), "{why}");
+    assert_eq!(
+        *services.asked.lock().unwrap(),
+        ["https://a.allowed.test/start"],
+        "the http target was never fetched"
     );
 }

@@ -1,5 +1,5 @@
 //! A test-only plugin. The alert's title says what to do:
-//! `loop`, `alloc`, `trap`, `huge-output`, `log-flood`, `fetch <url>`, `secret <name>`,
+//! `loop`, `alloc`, `trap`, `huge-output`, `log-flood`, `fetch <url>`, `fetch-auth <url>`, `secret <name>`,
 //! `settings`, `mail <to>`, `kv`, `clock`, `random`, `ok`. For a "send test" from the host
 //! (state `test`), the channel's `note` setting says it instead.
 
@@ -53,6 +53,15 @@ impl AlertChannel for Probe {
             }
             "fetch" => {
                 let response = RequestBuilder::get(rest).send()?;
+                done(format!("{} {}", response.status, response.text()))
+            }
+            // With credentials and a harmless header, to see which survive redirects.
+            "fetch-auth" => {
+                let response = RequestBuilder::get(rest)
+                    .header("authorization", "Bearer probe-secret")
+                    .header("x-api-key", "probe-key")
+                    .header("accept", "text/plain")
+                    .send()?;
                 done(format!("{} {}", response.status, response.text()))
             }
             "secret" => done(config::secret(rest)?),

@@ -1028,3 +1028,105 @@ async fn a_runaway_plugin_fails_its_call_and_the_host_keeps_serving() {
         );
     }
 }
+
+/// A node that stops sending heartbeats fires `node_offline`; when it is back the alert resolves.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_goes_silent_fires_node_offline_and_resolves_when_back() {
+    let Some(_docker) = docker().await else {
+        return;
+    };
+    let Some(build) = plugin_build() else { return };
+    let receiver = Receiver::start().await;
+    let server = Server::start_with(
+        false,
+        1,
+        &[
+            (
+                "INFRAPILOT_PLUGIN_DIR",
+                build.join("bundles").to_str().unwrap(),
+            ),
+            (
+                "INFRAPILOT_PLUGIN_TRUSTED_KEYS",
+                build.join("dev-signing").to_str().unwrap(),
+            ),
+            ("INFRAPILOT_PLUGIN_EGRESS_ALLOW", "127.0.0.1"),
+            ("INFRAPILOT_ALERT_TICK_SECONDS", "1"),
+        ],
+    )
+    .await;
+    let admin = server.admin().await;
+    let (mut agent, state) = common::enrolled_agent(&server, &admin, "edge-7").await;
+    admin.online_agent("edge-7").await;
+    enable(&admin, "infrapilot.webhook").await;
+    let hook = channel(
+        &admin,
+        "infrapilot.webhook",
+        "nodes",
+        json!({"url": format!("{}/nodes", receiver.url)}),
+    )
+    .await;
+    let (status, body) = admin
+        .call(
+            "POST",
+            "/api/v1/alerts/rules",
+            Some(json!({"name": "offline", "kind": "node_offline", "severity": "critical", "channel_ids": [hook]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(receiver.on("/nodes").is_empty(), "online: nothing fires");
+
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let firing = eventually("node offline alert", Duration::from_secs(30), || {
+        let receiver = receiver.clone();
+        async move {
+            receiver
+                .on("/nodes")
+                .into_iter()
+                .find(|r| r.json()["event"] == "alert.firing")
+        }
+    })
+    .await;
+    let alert = firing.json()["alert"].clone();
+    assert_eq!(
+        (&alert["node"], &alert["severity"]),
+        (&json!("edge-7"), &json!("critical")),
+        "{alert}"
+    );
+    assert!(
+        alert["title"]
+            .as_str()
+            .unwrap()
+            .contains("node edge-7 is offline"),
+        "{alert}"
+    );
+
+    let log = std::fs::File::create(state.with_extension("log2")).unwrap();
+    let mut again = Command::new(common::agent_bin())
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["run", "--heartbeat-seconds", "1"])
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    eventually("node offline resolved", Duration::from_secs(30), || {
+        let receiver = receiver.clone();
+        async move {
+            receiver
+                .on("/nodes")
+                .into_iter()
+                .find(|r| r.json()["event"] == "alert.resolved")
+        }
+    })
+    .await;
+    let history = admin.get("/api/v1/alerts/history").await;
+    let event = &history[0];
+    assert_eq!(
+        (&event["kind"], &event["state"]),
+        (&json!("node_offline"), &json!("resolved")),
+        "{history}"
+    );
+    let _ = again.kill();
+    let _ = again.wait();
+}

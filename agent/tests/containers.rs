@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Api, Fixture, Server, docker, eventually};
+use common::{Api, Fixture, Server, docker, enrolled_agent, eventually};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -537,44 +537,6 @@ async fn live_logs_and_an_exec_terminal_over_websockets() {
         other => panic!("expected 409, got {:?}", other.map(|(_, r)| r.status())),
     }
     fx.cleanup().await;
-}
-
-/// A separate agent process enrolled with a token, heartbeating every second.
-async fn enrolled_agent(
-    server: &Server,
-    admin: &Api,
-    name: &str,
-) -> (std::process::Child, std::path::PathBuf) {
-    let (status, token) = admin
-        .call(
-            "POST",
-            "/api/v1/enrollment-tokens",
-            Some(json!({"name": name, "max_uses": 1, "expires_in_hours": 1})),
-        )
-        .await;
-    assert_eq!(status, 201, "{token}");
-    let state = common::temp_dir("agent");
-    let out = std::process::Command::new(common::agent_bin())
-        .arg("--state-dir")
-        .arg(&state)
-        .args(["enroll", "--endpoint", &server.base, "--name", name])
-        .env("INFRAPILOT_AGENT_TOKEN", token["secret"].as_str().unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let log = std::fs::File::create(state.with_extension("log")).unwrap();
-    let child = std::process::Command::new(common::agent_bin())
-        .arg("--state-dir")
-        .arg(&state)
-        .args(["run", "--heartbeat-seconds", "1"])
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    (child, state)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -498,3 +498,41 @@ where
 pub fn state_dir_of(dir: &Path) -> PathBuf {
     dir.join("agent-state")
 }
+
+/// A separate agent process enrolled with a token, heartbeating every second.
+pub async fn enrolled_agent(
+    server: &Server,
+    admin: &Api,
+    name: &str,
+) -> (std::process::Child, std::path::PathBuf) {
+    let (status, token) = admin
+        .call(
+            "POST",
+            "/api/v1/enrollment-tokens",
+            Some(json!({"name": name, "max_uses": 1, "expires_in_hours": 1})),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let state = temp_dir("agent");
+    let out = std::process::Command::new(agent_bin())
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["enroll", "--endpoint", &server.base, "--name", name])
+        .env("INFRAPILOT_AGENT_TOKEN", token["secret"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = std::fs::File::create(state.with_extension("log")).unwrap();
+    let child = std::process::Command::new(agent_bin())
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["run", "--heartbeat-seconds", "1"])
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    (child, state)
+}

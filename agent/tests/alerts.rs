@@ -1130,3 +1130,42 @@ async fn a_node_that_goes_silent_fires_node_offline_and_resolves_when_back() {
     let _ = again.kill();
     let _ = again.wait();
 }
+
+/// The development switch admits an unsigned bundle, and says so wherever plugins are listed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_development_switch_admits_unsigned_bundles_marked_unsigned() {
+    let Some(build) = plugin_build() else { return };
+    let server =
+        Server::start_with(false, 30, &[("INFRAPILOT_ALLOW_UNSIGNED_PLUGINS", "true")]).await;
+    let admin = server.admin().await;
+    let unsigned = Bundle::new(
+        std::fs::read(build.join("infrapilot_webhook.manifest.json")).unwrap(),
+        std::fs::read(build.join("infrapilot_webhook.wasm")).unwrap(),
+        None,
+    );
+    let (status, body) = admin.upload("/api/v1/plugins", unsigned.to_tar()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (&body["signed"], &body["signed_by"]),
+        (&json!(false), &Value::Null),
+        "{body}"
+    );
+    // Even under the switch, a component that is not a component is refused.
+    let garbage = Bundle::new(
+        std::fs::read(build.join("infrapilot_webhook.manifest.json")).unwrap(),
+        b"\0asm not really".to_vec(),
+        None,
+    );
+    let (status, body) = admin.upload("/api/v1/plugins", garbage.to_tar()).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("bundle")),
+        "{body}"
+    );
+    let audit = admin.get("/api/v1/audit?action=plugin.install").await;
+    assert_eq!(
+        audit["events"][0]["detail"]["signed_by"],
+        Value::Null,
+        "{audit}"
+    );
+}

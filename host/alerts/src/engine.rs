@@ -136,6 +136,13 @@ fn wit_severity(s: &str) -> WitSeverity {
     }
 }
 
+/// Whether a repeated condition is a new occurrence or the same one still holding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    Count,
+    Ongoing,
+}
+
 fn container_target(agent_id: &str, name: &str) -> String {
     format!("container:{agent_id}/{name}")
 }
@@ -297,7 +304,8 @@ impl AlertEngine {
                     return Ok(());
                 }
                 let summary = format!("{} exited with code {code}", event.container_name);
-                self.fire(tx, rule, &target, &summary, event.time_ms).await
+                self.fire(tx, rule, &target, &summary, event.time_ms, Repeat::Count)
+                    .await
             }
             (Some(RuleKind::ContainerCrashed), "start") => {
                 self.resolve(tx, rule, &target, event.time_ms).await
@@ -319,7 +327,7 @@ impl AlertEngine {
                         "{} started {starts} times within {window} s (limit {limit})",
                         event.container_name
                     );
-                    self.fire(tx, rule, &target, &summary, event.time_ms)
+                    self.fire(tx, rule, &target, &summary, event.time_ms, Repeat::Count)
                         .await?;
                 }
                 Ok(())
@@ -368,7 +376,8 @@ impl AlertEngine {
                                     .map(|t| format!("{} s ago", (now - t) / 1000))
                                     .unwrap_or_else(|| "never".into())
                             );
-                            self.fire(&mut tx, rule, &target, &summary, now).await?;
+                            self.fire(&mut tx, rule, &target, &summary, now, Repeat::Ongoing)
+                                .await?;
                         }
                     }
                 }
@@ -503,7 +512,8 @@ impl AlertEngine {
                                 c.name,
                                 (now - since) / 1000
                             );
-                            self.fire(&mut tx, rule, &target, &summary, now).await?;
+                            self.fire(&mut tx, rule, &target, &summary, now, Repeat::Ongoing)
+                                .await?;
                         }
                     } else {
                         self.inner
@@ -529,6 +539,8 @@ impl AlertEngine {
     }
 
     /// Opens an event (with deliveries) unless one is open or the cooldown has not passed.
+    /// A discrete occurrence (a crash, a start) is counted on the open or cooling event; a
+    /// condition that simply still holds (offline, over a threshold) is not.
     async fn fire(
         &self,
         tx: &mut Tx,
@@ -536,11 +548,14 @@ impl AlertEngine {
         target: &str,
         summary: &str,
         at: i64,
+        repeat: Repeat,
     ) -> Result<(), AlertError> {
         if let Some(latest) = tx.latest_alert_event(&rule.id, target).await? {
             let cooling = latest.fired_at + rule.cooldown_seconds * 1000 > at;
             if latest.state == "firing" || cooling {
-                tx.count_alert_occurrence(&latest.id).await?;
+                if repeat == Repeat::Count {
+                    tx.count_alert_occurrence(&latest.id).await?;
+                }
                 return Ok(());
             }
         }

@@ -191,6 +191,14 @@ async fn rules_fire_fold_and_resolve_on_both_backends() {
         assert_eq!(loops.len(), 1, "{backend:?}: {all:?}");
         assert_eq!(loops[0].state, "firing");
 
+        // The node is still offline after several evaluations: the same event, no occurrences added.
+        let off: Vec<_> = all.iter().filter(|e| e.rule_id == offline).collect();
+        assert_eq!(
+            (off.len(), off[0].occurrences),
+            (1, 1),
+            "{backend:?}: {off:?}"
+        );
+
         // Deliveries: one per transition per channel, due now.
         let mut tx = store.read(DEFAULT_ORG_ID).await.unwrap();
         let ids: Vec<String> = all.iter().map(|e| e.id.clone()).collect();

@@ -87,6 +87,8 @@ CREATE TABLE alert_events (
     resolved_at      BIGINT
 );
 CREATE INDEX alert_events_open ON alert_events (org_id, rule_id, target, state);
+-- At most one firing event per rule and target, even with several replicas evaluating.
+CREATE UNIQUE INDEX alert_events_one_firing ON alert_events (org_id, rule_id, target) WHERE state = 'firing';
 CREATE INDEX alert_events_time ON alert_events (org_id, fired_at);
 
 CREATE TABLE alert_deliveries (

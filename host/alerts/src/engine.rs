@@ -231,10 +231,23 @@ impl AlertEngine {
             tx.commit().await?;
             (rules, agents)
         };
-        self.evaluate_events(org_id, &rules).await?;
-        self.evaluate_nodes(org_id, &rules, &agents).await?;
-        self.evaluate_usage(org_id, &rules, &agents).await?;
-        Ok(())
+        // Each part on its own: a failure in one (logged) does not hold up the others.
+        let results = [
+            ("docker events", self.evaluate_events(org_id, &rules).await),
+            (
+                "node status",
+                self.evaluate_nodes(org_id, &rules, &agents).await,
+            ),
+            ("usage", self.evaluate_usage(org_id, &rules, &agents).await),
+        ];
+        let mut first_error = None;
+        for (part, result) in results {
+            if let Err(e) = result {
+                tracing::warn!(org = org_id, part, error = %e, "alert evaluation failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn evaluate_events(
@@ -524,6 +537,17 @@ impl AlertEngine {
                         self.resolve(&mut tx, rule, &target, now).await?;
                     }
                 }
+                // Containers that stopped running are no longer over anything: their clocks stop
+                // (a later spike starts a new duration) and their alerts resolve.
+                {
+                    let prefix = format!("container:{}/", agent.id);
+                    let mut over = self.inner.over_since.lock().expect("not poisoned");
+                    over.retain(|(rule_id, target), _| {
+                        rule_id != &rule.id
+                            || !target.starts_with(&prefix)
+                            || sampled.contains(target)
+                    });
+                }
                 // Containers that stopped running are no longer over anything.
                 for open in tx.firing_alert_events(&rule.id).await? {
                     if open.target.starts_with(&format!("container:{}/", agent.id))
@@ -560,14 +584,33 @@ impl AlertEngine {
             }
         }
         let id = uuid::Uuid::new_v4().to_string();
-        tx.insert_alert_event(&id, &rule.id, target, &rule.severity, summary, at)
-            .await?;
+        if !tx
+            .insert_alert_event(&id, &rule.id, target, &rule.severity, summary, at)
+            .await?
+        {
+            return Ok(());
+        }
         tracing::info!(rule = %rule.name, target, summary, "alert firing");
-        for channel in rule_channels(rule) {
+        for channel in self.existing_channels(tx, rule).await? {
             tx.insert_alert_delivery(&uuid::Uuid::new_v4().to_string(), &id, &channel, "firing")
                 .await?;
         }
         Ok(())
+    }
+
+    /// The rule's channels that still exist.
+    async fn existing_channels(
+        &self,
+        tx: &mut Tx,
+        rule: &AlertRuleRow,
+    ) -> Result<Vec<String>, AlertError> {
+        let mut out = Vec::new();
+        for id in rule_channels(rule) {
+            if tx.alert_channel(&id).await?.is_some() {
+                out.push(id);
+            }
+        }
+        Ok(out)
     }
 
     /// Resolves the open event of a rule and target, if any.
@@ -585,7 +628,7 @@ impl AlertEngine {
             return Ok(());
         }
         tracing::info!(rule = %rule.name, target, "alert resolved");
-        for channel in rule_channels(rule) {
+        for channel in self.existing_channels(tx, rule).await? {
             tx.insert_alert_delivery(
                 &uuid::Uuid::new_v4().to_string(),
                 &latest.id,
@@ -603,8 +646,12 @@ impl AlertEngine {
         let mut sent = 0;
         for d in due {
             let mut tx = self.inner.store.write(&d.org_id).await?;
+            // Held longer than a plugin call may take, so no other worker sends it meanwhile.
+            let lease = DELIVERY_LEASE_MS
+                .max(self.inner.plugins.hook_deadline().as_millis() as i64 * 2 + 10_000);
+            let claimed_until = now_ms() + lease;
             if !tx
-                .claim_alert_delivery(&d.id, d.next_attempt_at, DELIVERY_LEASE_MS)
+                .claim_alert_delivery(&d.id, d.next_attempt_at, claimed_until)
                 .await?
             {
                 continue;
@@ -616,8 +663,15 @@ impl AlertEngine {
             let mut tx = self.inner.store.write(&d.org_id).await?;
             match result {
                 Ok(detail) => {
-                    tx.record_alert_attempt(&d.id, "delivered", now_ms(), None, Some(&detail))
-                        .await?;
+                    tx.record_alert_attempt(
+                        &d.id,
+                        claimed_until,
+                        "delivered",
+                        now_ms(),
+                        None,
+                        Some(&detail),
+                    )
+                    .await?;
                     sent += 1;
                 }
                 Err(error) => {
@@ -634,7 +688,7 @@ impl AlertEngine {
                         ("pending", now_ms() + backoff.as_millis() as i64)
                     };
                     tracing::warn!(delivery = %d.id, attempts, error = %error, "alert delivery failed");
-                    tx.record_alert_attempt(&d.id, state, next, Some(&error), None)
+                    tx.record_alert_attempt(&d.id, claimed_until, state, next, Some(&error), None)
                         .await?;
                 }
             }

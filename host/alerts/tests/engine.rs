@@ -234,17 +234,37 @@ async fn rules_fire_fold_and_resolve_on_both_backends() {
         // Another worker claiming the same delivery loses.
         let d = &deliveries[0];
         let mut tx = store.write(DEFAULT_ORG_ID).await.unwrap();
+        let until = now_ms() + 60_000;
         assert!(
-            tx.claim_alert_delivery(&d.id, d.next_attempt_at, 60_000)
+            tx.claim_alert_delivery(&d.id, d.next_attempt_at, until)
                 .await
                 .unwrap()
         );
         assert!(
-            !tx.claim_alert_delivery(&d.id, d.next_attempt_at, 60_000)
+            !tx.claim_alert_delivery(&d.id, d.next_attempt_at, until)
                 .await
                 .unwrap()
+        );
+        // A worker whose claim lapsed (another took it) records nothing.
+        tx.record_alert_attempt(&d.id, until - 1, "delivered", now_ms(), None, Some("late"))
+            .await
+            .unwrap();
+        assert_eq!(
+            tx.alert_delivery(&d.id).await.unwrap().unwrap().state,
+            "pending"
         );
         tx.commit().await.unwrap();
         assert_eq!(store.due_alert_deliveries(50).await.unwrap().len(), 3);
+
+        // A deleted channel leaves the rules that named it, and evaluation goes on without it.
+        let mut tx = store.write(DEFAULT_ORG_ID).await.unwrap();
+        tx.remove_channel_from_rules(&channel).await.unwrap();
+        assert!(tx.delete_alert_channel(&channel).await.unwrap());
+        let rules = tx.list_alert_rules().await.unwrap();
+        assert!(rules.iter().all(|r| r.channel_ids == "[]"), "{rules:?}");
+        tx.commit().await.unwrap();
+        docker_event(&store, &agent, "start", None, t + 70).await;
+        docker_event(&store, &agent, "die", Some(2), now_ms() + 700_000).await;
+        engine.evaluate(DEFAULT_ORG_ID).await.unwrap();
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 use infrapilot_api::audit_log::{self, Actor};
-use infrapilot_plugin_host::{PluginHost, PluginHostConfig, PluginInfo};
+use infrapilot_plugin_host::{Audit, Installed, PluginHost, PluginHostConfig, PluginInfo};
 use infrapilot_plugins::egress::EgressGuard;
 use infrapilot_plugins::runtime::RuntimeConfig;
 use infrapilot_plugins::{Capabilities, Limits, TrustedKeys};
@@ -89,23 +89,15 @@ fn print_table(plugins: &[PluginInfo]) {
     }
 }
 
-async fn audit(
-    store: &Store,
-    action: &str,
-    id: &str,
-    detail: serde_json::Value,
-) -> anyhow::Result<()> {
-    let tx = store.write(DEFAULT_ORG_ID).await?;
-    audit_log::commit_success(
-        tx,
-        &Actor::cli(),
-        "local",
-        action,
-        &format!("plugin:{id}"),
-        detail,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{}", e.message))
+/// The audit event of a command-line action, committed with the change (actor `cli`).
+fn audit<T>(
+    action: &'static str,
+    detail: impl FnOnce(&T) -> (String, serde_json::Value) + Send + 'static,
+) -> Audit<'static, T> {
+    Audit::new(DEFAULT_ORG_ID, move |outcome: &T| {
+        let (target, detail) = detail(outcome);
+        audit_log::event(&Actor::cli(), "local", action, &target, "success", detail)
+    })
 }
 
 pub async fn run(command: PluginCommand, config: &Config, store: &Store) -> anyhow::Result<()> {
@@ -129,15 +121,24 @@ pub async fn run(command: PluginCommand, config: &Config, store: &Store) -> anyh
         PluginCommand::Install { bundle } => {
             let bytes =
                 std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
-            let installed = host.install(&bytes, false).await?;
+            let installed = host
+                .install(
+                    &bytes,
+                    false,
+                    Audit::new(DEFAULT_ORG_ID, |i: &Installed| {
+                        let p = &i.plugin;
+                        audit_log::event(
+                            &Actor::cli(),
+                            "local",
+                            if i.upgraded { "plugin.upgrade" } else { "plugin.install" },
+                            &format!("plugin:{}", p.id),
+                            "success",
+                            json!({"version": p.version, "signed_by": p.signed_by, "sha256": p.component_sha256}),
+                        )
+                    }),
+                )
+                .await?;
             let p = &installed.plugin;
-            audit(
-                store,
-                if installed.upgraded { "plugin.upgrade" } else { "plugin.install" },
-                &p.id,
-                json!({"version": p.version, "signed_by": p.signed_by, "sha256": p.component_sha256}),
-            )
-            .await?;
             println!(
                 "{} {} {} ({}, {}); enable it with `infrapilot plugin enable {}`",
                 if installed.upgraded {
@@ -159,24 +160,35 @@ pub async fn run(command: PluginCommand, config: &Config, store: &Store) -> anyh
                 }
                 None => host.manifest(&id).await?.0.capabilities,
             };
-            let info = host.enable(&id, Some(grants)).await?;
-            audit(
-                store,
-                "plugin.enable",
-                &id,
-                json!({"granted": info.granted}),
-            )
-            .await?;
+            let info = host
+                .enable(
+                    &id,
+                    Some(grants),
+                    audit("plugin.enable", |p: &PluginInfo| {
+                        (format!("plugin:{}", p.id), json!({"granted": p.granted}))
+                    }),
+                )
+                .await?;
             println!("enabled {id}; granted: {}", info.granted.names().join(", "));
         }
         PluginCommand::Disable { id } => {
-            host.disable(&id).await?;
-            audit(store, "plugin.disable", &id, json!({})).await?;
+            host.disable(
+                &id,
+                audit("plugin.disable", |p: &PluginInfo| {
+                    (format!("plugin:{}", p.id), json!({}))
+                }),
+            )
+            .await?;
             println!("disabled {id}");
         }
         PluginCommand::Uninstall { id } => {
-            host.uninstall(&id).await?;
-            audit(store, "plugin.uninstall", &id, json!({})).await?;
+            host.uninstall(
+                &id,
+                audit("plugin.uninstall", |p: &PluginInfo| {
+                    (format!("plugin:{}", p.id), json!({}))
+                }),
+            )
+            .await?;
             println!("uninstalled {id}");
         }
     }

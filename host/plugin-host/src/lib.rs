@@ -25,7 +25,7 @@ use infrapilot_plugins::{
     AlertChannelPlugin, Bundle, BundleError, Capabilities, Edition, HostServices, Manifest,
     Runtime, TrustedKeys, World,
 };
-use infrapilot_store::{DEFAULT_ORG_ID, NewPlugin, PluginRow, Store, StoreError};
+use infrapilot_store::{DEFAULT_ORG_ID, NewAuditEvent, NewPlugin, PluginRow, Store, StoreError};
 use serde::Serialize;
 
 pub use mailer::{Mailer, SmtpSecurity, SmtpSettings};
@@ -121,6 +121,39 @@ pub struct Installed {
     pub upgraded: bool,
 }
 
+/// The audit event committed together with a change: the organisation of the actor and how to
+/// build the event from the outcome (the plugin after the change, the installed licence …).
+pub struct Audit<'a, T> {
+    org_id: String,
+    make: Option<MakeEvent<'a, T>>,
+}
+
+type MakeEvent<'a, T> = Box<dyn FnOnce(&T) -> NewAuditEvent + Send + 'a>;
+
+impl<'a, T> Audit<'a, T> {
+    pub fn new(org_id: &str, make: impl FnOnce(&T) -> NewAuditEvent + Send + 'a) -> Self {
+        Audit {
+            org_id: org_id.to_owned(),
+            make: Some(Box::new(make)),
+        }
+    }
+
+    /// No audit event (start-up installs of shipped plugins, which the log records).
+    pub fn none() -> Self {
+        Audit {
+            org_id: DEFAULT_ORG_ID.to_owned(),
+            make: None,
+        }
+    }
+
+    async fn append(self, tx: &mut infrapilot_store::Tx, outcome: &T) -> Result<(), StoreError> {
+        if let Some(make) = self.make {
+            tx.append_audit(make(outcome)).await?;
+        }
+        Ok(())
+    }
+}
+
 struct CachedChannel {
     sha256: String,
     grants: String,
@@ -168,6 +201,11 @@ impl PluginHost {
 
     pub fn edition(&self) -> HostEdition {
         self.inner.config.edition
+    }
+
+    /// The wall-clock limit of one plugin call.
+    pub fn hook_deadline(&self) -> std::time::Duration {
+        self.inner.runtime.limits().hook_deadline
     }
 
     pub fn allow_unsigned(&self) -> bool {
@@ -248,7 +286,11 @@ impl PluginHost {
 
     /// Verifies and installs a licence file; a bad signature or an expired licence is refused
     /// and the installed one kept.
-    pub async fn install_license(&self, text: &str) -> Result<License, PluginHostError> {
+    pub async fn install_license(
+        &self,
+        text: &str,
+        audit: Audit<'_, License>,
+    ) -> Result<License, PluginHostError> {
         let license = License::verify(text.trim(), &self.inner.config.license_key)
             .map_err(|e| PluginHostError::License(e.to_string()))?;
         if license.is_expired(now()) {
@@ -257,8 +299,9 @@ impl PluginHost {
                 license.expires_at
             )));
         }
-        let mut tx = self.inner.store.write(DEFAULT_ORG_ID).await?;
+        let mut tx = self.inner.store.write(&audit.org_id).await?;
         tx.set_license_text(text.trim()).await?;
+        audit.append(&mut tx, &license).await?;
         tx.commit().await?;
         Ok(license)
     }
@@ -271,7 +314,9 @@ impl PluginHost {
         if self.license().await?.is_some() {
             return Ok(false);
         }
-        self.install_license(&text).await.map(|_| true)
+        self.install_license(&text, Audit::none())
+            .await
+            .map(|_| true)
     }
 
     // ----- registry -----
@@ -358,6 +403,7 @@ impl PluginHost {
         &self,
         bundle: &[u8],
         first_party: bool,
+        audit: Audit<'_, Installed>,
     ) -> Result<Installed, PluginHostError> {
         let verified = Bundle::from_tar(bundle)?.verify(
             &self.inner.config.trusted_keys,
@@ -375,7 +421,8 @@ impl PluginHost {
                 .map_err(|e| PluginHostError::Component(e.to_string()))?;
         }
         let m = &verified.manifest;
-        let mut tx = self.inner.store.write(DEFAULT_ORG_ID).await?;
+        let entitlements = self.entitlements().await?;
+        let mut tx = self.inner.store.write(&audit.org_id).await?;
         let upgraded = tx
             .upsert_plugin(&NewPlugin {
                 id: &m.id,
@@ -396,13 +443,14 @@ impl PluginHost {
             .plugin(&m.id)
             .await?
             .ok_or_else(|| PluginHostError::NotInstalled(m.id.clone()))?;
-        tx.commit().await?;
-        self.forget(&m.id);
-        let entitlements = self.entitlements().await?;
-        Ok(Installed {
+        let installed = Installed {
             plugin: self.info(row, &entitlements),
             upgraded,
-        })
+        };
+        audit.append(&mut tx, &installed).await?;
+        tx.commit().await?;
+        self.forget(&m.id);
+        Ok(installed)
     }
 
     /// Installs every `*.bundle` of a directory (the first-party plugins shipped with the host)
@@ -423,12 +471,14 @@ impl PluginHost {
                 let bundle = Bundle::from_tar(&bytes).map_err(|e| e.to_string())?;
                 let manifest =
                     Manifest::parse(&bundle.manifest_bytes).map_err(|e| e.to_string())?;
+                // Only a newer version replaces what is installed (the operator may have
+                // installed a later one).
                 if let Ok(info) = self.get(&manifest.id).await
-                    && info.version == manifest.version
+                    && semver(&info.version) >= semver(&manifest.version)
                 {
                     return Ok(None);
                 }
-                self.install(&bytes, true)
+                self.install(&bytes, true, Audit::none())
                     .await
                     .map(|i| Some(i.plugin.id))
                     .map_err(|e| e.to_string())
@@ -454,6 +504,7 @@ impl PluginHost {
         &self,
         id: &str,
         grants: Option<Capabilities>,
+        audit: Audit<'_, PluginInfo>,
     ) -> Result<PluginInfo, PluginHostError> {
         let (manifest, _) = self.manifest(id).await?;
         let entitlements = self.entitlements().await?;
@@ -474,30 +525,53 @@ impl PluginHost {
             }
         }
         let grants_json = grants.map(|g| serde_json::to_string(&g).unwrap_or_else(|_| "{}".into()));
-        let mut tx = self.inner.store.write(DEFAULT_ORG_ID).await?;
-        tx.set_plugin_enabled(id, true, grants_json.as_deref())
-            .await?;
-        tx.commit().await?;
-        self.forget(id);
-        self.get(id).await
+        self.set_enabled(id, true, grants_json.as_deref(), entitlements, audit)
+            .await
     }
 
-    pub async fn disable(&self, id: &str) -> Result<PluginInfo, PluginHostError> {
-        let mut tx = self.inner.store.write(DEFAULT_ORG_ID).await?;
-        if !tx.set_plugin_enabled(id, false, None).await? {
+    pub async fn disable(
+        &self,
+        id: &str,
+        audit: Audit<'_, PluginInfo>,
+    ) -> Result<PluginInfo, PluginHostError> {
+        let entitlements = self.entitlements().await?;
+        self.set_enabled(id, false, None, entitlements, audit).await
+    }
+
+    async fn set_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        grants_json: Option<&str>,
+        entitlements: Entitlements,
+        audit: Audit<'_, PluginInfo>,
+    ) -> Result<PluginInfo, PluginHostError> {
+        let mut tx = self.inner.store.write(&audit.org_id).await?;
+        if !tx.set_plugin_enabled(id, enabled, grants_json).await? {
             return Err(PluginHostError::NotInstalled(id.to_owned()));
         }
+        let row = tx
+            .plugin(id)
+            .await?
+            .ok_or_else(|| PluginHostError::NotInstalled(id.to_owned()))?;
+        let info = self.info(row, &entitlements);
+        audit.append(&mut tx, &info).await?;
         tx.commit().await?;
         self.forget(id);
-        self.get(id).await
+        Ok(info)
     }
 
     /// Removes a plugin and its key/value data; refused while alert channels use it.
-    pub async fn uninstall(&self, id: &str) -> Result<(), PluginHostError> {
-        let mut tx = self.inner.store.write(DEFAULT_ORG_ID).await?;
-        if tx.plugin(id).await?.is_none() {
+    pub async fn uninstall(
+        &self,
+        id: &str,
+        audit: Audit<'_, PluginInfo>,
+    ) -> Result<(), PluginHostError> {
+        let entitlements = self.entitlements().await?;
+        let mut tx = self.inner.store.write(&audit.org_id).await?;
+        let Some(row) = tx.plugin(id).await? else {
             return Err(PluginHostError::NotInstalled(id.to_owned()));
-        }
+        };
         let count = tx.plugin_usage(id).await?;
         if count > 0 {
             return Err(PluginHostError::InUse {
@@ -505,7 +579,9 @@ impl PluginHost {
                 count,
             });
         }
+        let info = self.info(row, &entitlements);
         tx.delete_plugin(id).await?;
+        audit.append(&mut tx, &info).await?;
         tx.commit().await?;
         self.forget(id);
         Ok(())
@@ -580,6 +656,16 @@ impl PluginHost {
         }
         Ok((loaded, manifest))
     }
+}
+
+/// `MAJOR.MINOR.PATCH` as numbers (the manifest checked the syntax).
+fn semver(v: &str) -> (u64, u64, u64) {
+    let mut parts = v.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    )
 }
 
 /// Whether a plugin may run under the host's entitlements.

@@ -19,7 +19,8 @@ pub struct SplitSettings {
     pub secrets: Map<String, Value>,
 }
 
-/// Validates `settings` (an object) against `schema`; the first error names its field.
+/// Validates `settings` (an object) against `schema`; the first error names its field. The
+/// message never quotes the value of a `writeOnly` (secret) property.
 pub fn validate(schema: &Value, settings: &Value) -> Result<(), SettingsError> {
     let validator = jsonschema::validator_for(schema).map_err(|e| SettingsError {
         field: "settings_schema".into(),
@@ -39,10 +40,14 @@ pub fn validate(schema: &Value, settings: &Value) -> Result<(), SettingsError> {
             field.push('.');
             field.push_str(name);
         }
-        return Err(SettingsError {
-            field,
-            message: error.to_string(),
-        });
+        let top = field.split('.').nth(1).unwrap_or("");
+        let secret = schema["properties"][top]["writeOnly"] == Value::Bool(true);
+        let message = if secret {
+            format!("{field}: the value does not satisfy the plugin's schema (not shown: secret)")
+        } else {
+            error.to_string()
+        };
+        return Err(SettingsError { field, message });
     }
     Ok(())
 }
@@ -100,6 +105,13 @@ mod tests {
         let unknown = validate(&schema(), &json!({"url": "x", "bogus": 1})).unwrap_err();
         assert_eq!(unknown.field, "settings");
         assert!(unknown.message.contains("bogus"), "{}", unknown.message);
+    }
+
+    #[test]
+    fn a_secret_value_is_never_quoted() {
+        let e = validate(&schema(), &json!({"url": "x", "secret": 12345678})).unwrap_err();
+        assert_eq!(e.field, "settings.secret");
+        assert!(!e.message.contains("12345678"), "{}", e.message);
     }
 
     #[test]

@@ -265,12 +265,19 @@ fn map_error(e: &reqwest::Error) -> HttpError {
     if e.is_timeout() {
         return HttpError::Timeout;
     }
+    // Without the URL: it may carry a secret (a Slack webhook URL is one), and the text travels
+    // to delivery records and the dashboard.
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());
         source = s.source();
+    }
+    if let Some(url) = e.url() {
+        text = text
+            .replace(&format!(" for url ({url})"), "")
+            .replace(url.as_str(), "<url>");
     }
     HttpError::Transport(text)
 }

@@ -195,6 +195,27 @@ impl Tx {
         Ok(n == 1)
     }
 
+    /// Takes a channel out of every rule that notifies it (when the channel is deleted).
+    pub async fn remove_channel_from_rules(&mut self, channel_id: &str) -> Result<()> {
+        for rule in self.list_alert_rules().await? {
+            let ids: Vec<String> = serde_json::from_str(&rule.channel_ids).unwrap_or_default();
+            if !ids.iter().any(|c| c == channel_id) {
+                continue;
+            }
+            let kept: Vec<&String> = ids.iter().filter(|c| *c != channel_id).collect();
+            let text = serde_json::to_string(&kept).unwrap_or_else(|_| "[]".into());
+            let org = self.org_id.clone();
+            on_tx!(self, c => sqlx::query(
+                "UPDATE alert_rules SET channel_ids = $3, updated_at = $4 WHERE org_id = $1 AND id = $2")
+                .bind(&org)
+                .bind(&rule.id)
+                .bind(&text)
+                .bind(now_ms())
+                .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        }
+        Ok(())
+    }
+
     // ----- rules -----
 
     pub async fn insert_alert_rule(&mut self, r: &NewAlertRule<'_>) -> Result<()> {
@@ -237,7 +258,18 @@ impl Tx {
             .await)?)
     }
 
+    /// Sets a rule on or off; turning it off closes its firing events (without notifications), so
+    /// that turning it on again starts afresh.
     pub async fn set_alert_rule_enabled(&mut self, id: &str, enabled: bool) -> Result<bool> {
+        if !enabled {
+            let org = self.org_id.clone();
+            on_tx!(self, c => sqlx::query(
+                "UPDATE alert_events SET state = 'resolved', resolved_at = $3 WHERE org_id = $1 AND rule_id = $2 AND state = 'firing'")
+                .bind(&org)
+                .bind(id)
+                .bind(now_ms())
+                .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        }
         let org = self.org_id.clone();
         let n = on_tx!(self, c => sqlx::query(
             "UPDATE alert_rules SET enabled = $3, updated_at = $4 WHERE org_id = $1 AND id = $2")
@@ -308,11 +340,13 @@ impl Tx {
         severity: &str,
         summary: &str,
         fired_at: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let org = self.org_id.clone();
-        on_tx!(self, c => sqlx::query(
+        // Another replica may have opened the same event a moment ago: then nothing is inserted.
+        let n = on_tx!(self, c => sqlx::query(
             "INSERT INTO alert_events (id, org_id, rule_id, target, state, severity, summary, fired_at) \
-             VALUES ($1, $2, $3, $4, 'firing', $5, $6, $7)",
+             VALUES ($1, $2, $3, $4, 'firing', $5, $6, $7) \
+             ON CONFLICT (org_id, rule_id, target) WHERE state = 'firing' DO NOTHING",
         )
         .bind(id)
         .bind(&org)
@@ -322,7 +356,7 @@ impl Tx {
         .bind(summary)
         .bind(fired_at)
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Folds one more occurrence into an event (a repeat within the cooldown).
@@ -392,13 +426,13 @@ impl Tx {
         Ok(())
     }
 
-    /// Takes a due delivery for `lease_ms` (so another worker or replica skips it meanwhile);
-    /// false when someone else took it first.
+    /// Takes a due delivery until `claimed_until` (so another worker or replica skips it
+    /// meanwhile); false when someone else took it first.
     pub async fn claim_alert_delivery(
         &mut self,
         id: &str,
         seen_next_attempt_at: i64,
-        lease_ms: i64,
+        claimed_until: i64,
     ) -> Result<bool> {
         let org = self.org_id.clone();
         let n = on_tx!(self, c => sqlx::query(
@@ -407,16 +441,18 @@ impl Tx {
             .bind(&org)
             .bind(id)
             .bind(seen_next_attempt_at)
-            .bind(now_ms() + lease_ms)
+            .bind(claimed_until)
             .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
     }
 
-    /// Records an attempt: `state` is `delivered`, `failed` (gave up) or `pending` (retry at
-    /// `next_attempt_at`).
+    /// Records an attempt of the claim that ends at `claimed_until`: `state` is `delivered`,
+    /// `failed` (gave up) or `pending` (retry at `next_attempt_at`). A claim that lapsed and was
+    /// taken by another worker records nothing.
     pub async fn record_alert_attempt(
         &mut self,
         id: &str,
+        claimed_until: i64,
         state: &str,
         next_attempt_at: i64,
         error: Option<&str>,
@@ -425,7 +461,7 @@ impl Tx {
         let org = self.org_id.clone();
         on_tx!(self, c => sqlx::query(
             "UPDATE alert_deliveries SET state = $3, attempts = attempts + 1, next_attempt_at = $4, \
-             last_error = $5, detail = $6, updated_at = $7 WHERE org_id = $1 AND id = $2")
+             last_error = $5, detail = $6, updated_at = $7 WHERE org_id = $1 AND id = $2 AND next_attempt_at = $8")
             .bind(&org)
             .bind(id)
             .bind(state)
@@ -433,6 +469,7 @@ impl Tx {
             .bind(error)
             .bind(detail)
             .bind(now_ms())
+            .bind(claimed_until)
             .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }

@@ -70,10 +70,17 @@ impl Tx {
             .await)?)
     }
 
-    /// Installs a plugin, or replaces the bundle of an installed one (an upgrade keeps its
-    /// enabled state and grant). Returns whether it was already installed.
+    /// Installs a plugin, or replaces the bundle of an installed one. An upgrade from the same
+    /// signer keeps its enabled state and grant; from another signer (or unsigned) it is disabled
+    /// until the operator enables it again. Returns whether it was already installed.
     pub async fn upsert_plugin(&mut self, p: &NewPlugin<'_>) -> Result<bool> {
-        let existed = self.plugin(p.id).await?.is_some();
+        let existing = self.plugin(p.id).await?;
+        let existed = existing.is_some();
+        if let Some(old) = existing
+            && (old.signed_by.as_deref() != p.signed_by || p.signed_by.is_none())
+        {
+            self.set_plugin_enabled(p.id, false, None).await?;
+        }
         let now = now_ms();
         on_tx!(self, c => sqlx::query(
             "INSERT INTO plugins (id, version, world, edition, manifest, component, component_sha256, signed_by, \

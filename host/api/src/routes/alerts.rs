@@ -398,6 +398,7 @@ pub async fn delete_channel(
 ) -> ApiResult<StatusCode> {
     let id = validate::uuid("id", &id)?;
     let mut tx = state.store().write(&principal.org_id).await?;
+    tx.remove_channel_from_rules(&id).await?;
     if !tx.delete_alert_channel(&id).await? {
         return Err(ApiError::not_found("id", "no such channel"));
     }

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
-use infrapilot_plugin_host::{LicenseStatus, PluginHostError, PluginInfo};
+use infrapilot_plugin_host::{Audit, LicenseStatus, PluginHostError, PluginInfo};
 use infrapilot_plugins::Capabilities;
 use infrapilot_plugins::bundle::MAX_BUNDLE_BYTES;
 use serde::{Deserialize, Serialize};
@@ -165,6 +165,25 @@ impl From<PluginHostError> for ApiError {
     }
 }
 
+/// The audit event of a plain plugin action, committed with the change.
+fn plugin_audit<'a>(
+    principal: &Principal,
+    actor: &'a Actor,
+    client: &'a ClientInfo,
+    action: &'static str,
+) -> Audit<'a, PluginInfo> {
+    Audit::new(&principal.org_id, move |p: &PluginInfo| {
+        audit_log::event(
+            actor,
+            &client.ip,
+            action,
+            &format!("plugin:{}", p.id),
+            "success",
+            json!({}),
+        )
+    })
+}
+
 /// A plugin id from the path: the manifest's id syntax, checked before any lookup.
 fn plugin_id(raw: &str) -> ApiResult<String> {
     let ok = (3..=64).contains(&raw.len())
@@ -222,18 +241,25 @@ pub async fn install(
         ));
     }
     let extensions = state.extensions()?;
-    let installed = extensions.plugins.install(&bytes, false).await?;
-    let p = &installed.plugin;
-    let tx = state.store().write(&principal.org_id).await?;
-    audit_log::commit_success(
-        tx,
-        &Actor::user(&principal),
-        &client.ip,
-        if installed.upgraded { "plugin.upgrade" } else { "plugin.install" },
-        &format!("plugin:{}", p.id),
-        json!({"version": p.version, "world": p.world, "edition": p.edition, "signed_by": p.signed_by, "sha256": p.component_sha256}),
-    )
-    .await?;
+    let actor = Actor::user(&principal);
+    let installed = extensions
+        .plugins
+        .install(
+            &bytes,
+            false,
+            Audit::new(&principal.org_id, |i: &infrapilot_plugin_host::Installed| {
+                let p = &i.plugin;
+                audit_log::event(
+                    &actor,
+                    &client.ip,
+                    if i.upgraded { "plugin.upgrade" } else { "plugin.install" },
+                    &format!("plugin:{}", p.id),
+                    "success",
+                    json!({"version": p.version, "world": p.world, "edition": p.edition, "signed_by": p.signed_by, "sha256": p.component_sha256}),
+                )
+            }),
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(InstalledDto {
@@ -273,17 +299,23 @@ pub async fn enable(
         Some(v) => parse_grants(v)?,
         None => plugins.manifest(&id).await?.0.capabilities,
     };
-    let info = plugins.enable(&id, Some(grants)).await?;
-    let tx = state.store().write(&principal.org_id).await?;
-    audit_log::commit_success(
-        tx,
-        &Actor::user(&principal),
-        &client.ip,
-        "plugin.enable",
-        &format!("plugin:{id}"),
-        json!({"granted": info.granted}),
-    )
-    .await?;
+    let actor = Actor::user(&principal);
+    let info = plugins
+        .enable(
+            &id,
+            Some(grants),
+            Audit::new(&principal.org_id, |p: &PluginInfo| {
+                audit_log::event(
+                    &actor,
+                    &client.ip,
+                    "plugin.enable",
+                    &format!("plugin:{}", p.id),
+                    "success",
+                    json!({"granted": p.granted}),
+                )
+            }),
+        )
+        .await?;
     Ok(Json(info.into()))
 }
 
@@ -297,17 +329,15 @@ pub async fn disable(
     Path(id): Path<String>,
 ) -> ApiResult<Json<PluginDto>> {
     let id = plugin_id(&id)?;
-    let info = state.extensions()?.plugins.disable(&id).await?;
-    let tx = state.store().write(&principal.org_id).await?;
-    audit_log::commit_success(
-        tx,
-        &Actor::user(&principal),
-        &client.ip,
-        "plugin.disable",
-        &format!("plugin:{id}"),
-        json!({}),
-    )
-    .await?;
+    let actor = Actor::user(&principal);
+    let info = state
+        .extensions()?
+        .plugins
+        .disable(
+            &id,
+            plugin_audit(&principal, &actor, &client, "plugin.disable"),
+        )
+        .await?;
     Ok(Json(info.into()))
 }
 
@@ -322,17 +352,15 @@ pub async fn uninstall(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = plugin_id(&id)?;
-    state.extensions()?.plugins.uninstall(&id).await?;
-    let tx = state.store().write(&principal.org_id).await?;
-    audit_log::commit_success(
-        tx,
-        &Actor::user(&principal),
-        &client.ip,
-        "plugin.uninstall",
-        &format!("plugin:{id}"),
-        json!({}),
-    )
-    .await?;
+    let actor = Actor::user(&principal);
+    state
+        .extensions()?
+        .plugins
+        .uninstall(
+            &id,
+            plugin_audit(&principal, &actor, &client, "plugin.uninstall"),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -354,16 +382,21 @@ pub async fn upload_license(
     ApiJson(req): ApiJson<UploadLicenseRequest>,
 ) -> ApiResult<Json<LicenseDto>> {
     let plugins = &state.extensions()?.plugins;
-    let license = plugins.install_license(&req.license).await?;
-    let tx = state.store().write(&principal.org_id).await?;
-    audit_log::commit_success(
-        tx,
-        &Actor::user(&principal),
-        &client.ip,
-        "license.install",
-        &format!("license:{}", license.id),
-        json!({"licensee": license.licensee, "features": license.features, "expires_at": license.expires_at}),
-    )
-    .await?;
+    let actor = Actor::user(&principal);
+    plugins
+        .install_license(
+            &req.license,
+            Audit::new(&principal.org_id, |l: &infrapilot_plugins::license::License| {
+                audit_log::event(
+                    &actor,
+                    &client.ip,
+                    "license.install",
+                    &format!("license:{}", l.id),
+                    "success",
+                    json!({"licensee": l.licensee, "features": l.features, "expires_at": l.expires_at}),
+                )
+            }),
+        )
+        .await?;
     Ok(Json(plugins.license_status().await?.into()))
 }

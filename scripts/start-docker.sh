@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a private Docker engine for the tests (its own socket, data and exec roots, so it never
 # touches a system daemon) and imports the test image `infrapilot-test/busybox:latest` from the
-# busybox-static binary (no registry needed). Prints the DOCKER_HOST to use.
+# busybox-static binary and `infrapilot-test/nginx:latest` from Debian's nginx packages (downloaded
+# with apt-get, never installed on the host), so no registry is needed. Prints the DOCKER_HOST to use.
 # Usage: scripts/start-docker.sh [DIR]   (default /tmp/infrapilot-docker; stop: kill $(cat DIR/dockerd.pid))
 set -euo pipefail
 dir=${1:-/tmp/infrapilot-docker}
@@ -38,5 +39,46 @@ if ! DOCKER_HOST=$host docker image inspect infrapilot-test/busybox:latest >/dev
     tar -C "$rootfs" --numeric-owner -c . | DOCKER_HOST=$host docker import \
         -c 'ENV PATH=/bin' -c 'CMD ["/bin/sh"]' - infrapilot-test/busybox:latest >/dev/null
     rm -rf "$rootfs"
+fi
+if ! DOCKER_HOST=$host docker image inspect infrapilot-test/nginx:latest >/dev/null 2>&1; then
+    # nginx, the libraries it links, and busybox-static for a shell: about 12 MB.
+    work=$(mktemp -d)
+    rootfs="$work/rootfs"
+    chmod 755 "$work"
+    mkdir -p "$work/debs" "$rootfs"
+    chmod 777 "$work/debs"
+    (cd "$work/debs" && apt-get download -qq nginx nginx-common >&2) || {
+        apt-get update -qq >&2
+        (cd "$work/debs" && apt-get download -qq nginx nginx-common >&2)
+    }
+    for deb in "$work"/debs/*.deb; do dpkg -x "$deb" "$rootfs"; done
+    mkdir -p "$rootfs/usr/lib/x86_64-linux-gnu" "$rootfs/usr/lib64" "$rootfs/usr/bin" "$rootfs/usr/sbin"
+    ln -s usr/lib "$rootfs/lib"; ln -s usr/lib64 "$rootfs/lib64"; ln -s usr/bin "$rootfs/bin"; ln -s usr/sbin "$rootfs/sbin"
+    if ldd "$rootfs/usr/sbin/nginx" | grep -q 'not found'; then
+        mkdir -p "$work/libs"; chmod 777 "$work/libs"
+        libs=$(apt-cache depends --important nginx | awk '/Depends:/{print $2}' | grep -E '^(lib|zlib)' | grep -v '^libc6$' || true)
+        (cd "$work/libs" && apt-get download -qq $libs >&2)
+        for deb in "$work"/libs/*.deb; do dpkg -x "$deb" "$work/libroot"; done
+        export LD_LIBRARY_PATH="$work/libroot/usr/lib/x86_64-linux-gnu:$work/libroot/lib/x86_64-linux-gnu"
+    fi
+    ldd "$rootfs/usr/sbin/nginx" | awk '/=>/{print $3} /^\t\//{print $1}' | while read -r lib; do
+        [ -n "$lib" ] && cp -L "$lib" "$rootfs/usr/lib/x86_64-linux-gnu/"
+    done
+    unset LD_LIBRARY_PATH
+    ln -sf ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$rootfs/usr/lib64/ld-linux-x86-64.so.2"
+    cp -L /bin/busybox "$rootfs/usr/bin/busybox"
+    for applet in sh ls cat ps kill nc wget; do ln -s busybox "$rootfs/usr/bin/$applet"; done
+    mkdir -p "$rootfs/run" "$rootfs/tmp" "$rootfs/var/lib/nginx" "$rootfs/var/log/nginx" \
+        "$rootfs/etc/nginx/conf.d" "$rootfs/etc/nginx/modules-enabled"
+    chmod 1777 "$rootfs/tmp"
+    printf 'root:x:0:0::/root:/bin/sh\nwww-data:x:33:33::/var/www:/bin/false\nnobody:x:65534:65534::/nonexistent:/bin/false\n' >"$rootfs/etc/passwd"
+    printf 'root:x:0:\nwww-data:x:33:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+    ln -sf /dev/stdout "$rootfs/var/log/nginx/access.log"
+    ln -sf /dev/stderr "$rootfs/var/log/nginx/error.log"
+    rm -f "$rootfs"/etc/nginx/sites-enabled/*
+    tar -C "$rootfs" --numeric-owner -c . | DOCKER_HOST=$host docker import \
+        -c 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' -c 'EXPOSE 80 443' \
+        -c 'CMD ["nginx","-g","daemon off;"]' - infrapilot-test/nginx:latest >/dev/null
+    rm -rf "$work"
 fi
 echo "$host"

@@ -158,6 +158,11 @@ impl DockerNode {
         node
     }
 
+    /// The connected client (for the proxy module).
+    pub(crate) async fn client(&self) -> Result<Docker> {
+        self.docker().await.cloned()
+    }
+
     async fn docker(&self) -> Result<&Docker> {
         self.client
             .get_or_try_init(|| async {

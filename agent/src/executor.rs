@@ -15,9 +15,11 @@ use tokio::task::AbortHandle;
 
 use crate::docker::{DockerError, DockerNode};
 use crate::ledger::{Admission, Ledger, Outcome, outcome};
+use crate::proxy::Proxy;
 
 pub struct Executor {
     docker: DockerNode,
+    proxy: Option<Arc<Proxy>>,
     ledger: Ledger,
     outbox: mpsc::Sender<AgentMessage>,
     streams: Mutex<HashMap<String, AbortHandle>>,
@@ -42,11 +44,13 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 impl Executor {
     pub fn new(
         docker: DockerNode,
+        proxy: Option<Arc<Proxy>>,
         ledger: Ledger,
         outbox: mpsc::Sender<AgentMessage>,
     ) -> Arc<Executor> {
         Arc::new(Executor {
             docker,
+            proxy,
             ledger,
             outbox,
             streams: Mutex::new(HashMap::new()),
@@ -56,6 +60,20 @@ impl Executor {
 
     pub fn docker(&self) -> &DockerNode {
         &self.docker
+    }
+
+    /// What this agent can do, for the hello.
+    pub fn capabilities(&self) -> Vec<String> {
+        let mut c = vec!["docker".to_owned(), "logs".to_owned(), "exec".to_owned()];
+        if self.proxy.is_some() {
+            c.push("nginx".to_owned());
+        }
+        c
+    }
+
+    /// The proxy revision this node serves, if it runs a proxy.
+    pub fn serving_revision(&self) -> Option<u64> {
+        self.proxy.as_ref().map(|p| p.serving_revision())
     }
 
     pub fn completed_keys(&self) -> Vec<String> {
@@ -141,6 +159,14 @@ impl Executor {
                 .exec(e.clone())
                 .await
                 .map(|()| json(&serde_json::json!({"session_id": e.session_id}))),
+            Some(command::Kind::ApplyProxyConfig(c)) => match self.proxy() {
+                Ok(proxy) => proxy.apply(c).await.map(|r| json(&r)),
+                Err(e) => Err(e),
+            },
+            Some(command::Kind::CheckProxyDrift(_)) => match self.proxy() {
+                Ok(proxy) => proxy.drift().await.map(|r| json(&r)),
+                Err(e) => Err(e),
+            },
             None => Err(DockerError {
                 kind: "invalid",
                 message: "this agent does not know the command".into(),
@@ -150,6 +176,14 @@ impl Executor {
             Ok(payload) => outcome(true, String::new(), "", payload),
             Err(e) => outcome(false, e.message, e.kind, String::new()),
         }
+    }
+
+    /// The proxy, or why this agent has none.
+    fn proxy(&self) -> Result<&Arc<Proxy>, DockerError> {
+        self.proxy.as_ref().ok_or(DockerError {
+            kind: "invalid",
+            message: "this agent does not manage a proxy".into(),
+        })
     }
 
     async fn follow(self: &Arc<Self>, request: FetchLogs) -> Result<String, DockerError> {

@@ -8,6 +8,7 @@ pub mod docker;
 pub mod enroll;
 pub mod executor;
 pub mod ledger;
+pub mod proxy;
 pub mod session;
 pub mod state;
 

@@ -43,6 +43,8 @@ pub struct SessionOptions {
     pub max_backoff: Duration,
     /// Rotate the certificate when it expires within this long.
     pub renew_within: Duration,
+    /// The managed nginx (none: this agent does not run a proxy).
+    pub proxy: Option<crate::proxy::ProxyOptions>,
 }
 
 impl Default for SessionOptions {
@@ -51,6 +53,7 @@ impl Default for SessionOptions {
             heartbeat: None,
             max_backoff: Duration::from_secs(60),
             renew_within: Duration::from_secs(10 * 24 * 3600),
+            proxy: None,
         }
     }
 }
@@ -70,7 +73,22 @@ fn jitter(max_ms: u64) -> Duration {
 pub async fn run(state: &StateDir, options: &SessionOptions) -> Result<(), SessionError> {
     let ledger = Ledger::open(Some(StateDir::new(state.path())))?;
     let (outbox, mut outbox_rx) = mpsc::channel::<AgentMessage>(1024);
-    let executor = Executor::new(DockerNode::new(), ledger, outbox.clone());
+    let docker = DockerNode::new();
+    let proxy = options
+        .proxy
+        .clone()
+        .map(|o| Arc::new(crate::proxy::Proxy::new(docker.clone(), o)));
+    if let Some(proxy) = proxy.clone() {
+        // The node serves its last applied configuration whether or not the host is reachable.
+        tokio::spawn(async move {
+            match proxy.restore().await {
+                Ok(0) => {}
+                Ok(revision) => eprintln!("proxy: serving revision {revision} again"),
+                Err(e) => eprintln!("proxy: could not restore the last applied revision: {e}"),
+            }
+        });
+    }
+    let executor = Executor::new(docker, proxy, ledger, outbox.clone());
     {
         let docker = executor.docker().clone();
         let outbox = outbox.clone();
@@ -161,9 +179,12 @@ async fn session(
         body: Some(agent_message::Body::Hello(Hello {
             agent_id: trust.identity.agent_id.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
-            capabilities: vec!["docker".into(), "logs".into(), "exec".into()],
+            capabilities: executor.capabilities(),
             completed_idempotency_keys: executor.completed_keys(),
-            ..Default::default()
+            last_applied_config_revision: executor
+                .serving_revision()
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
         })),
     };
     if tx.send(hello).await.is_err() {

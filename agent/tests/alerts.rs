@@ -12,31 +12,13 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use common::{Api, Fixture, Server, docker, eventually, free_port, temp_dir};
+use common::{Api, Fixture, Server, docker, eventually, free_port, plugin_build, temp_dir};
 use hmac::{Hmac, KeyInit, Mac};
 use infrapilot_plugins::Bundle;
 use infrapilot_plugins::bundle::SigningKey;
 use infrapilot_plugins::license::License;
 use serde_json::{Value, json};
 use sha2::Sha256;
-
-/// The first-party plugin build output: components, `bundles/`, `dev-signing/`.
-fn plugin_build() -> Option<PathBuf> {
-    let dir = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
-        .join("plugins");
-    if dir.join("bundles/infrapilot_webhook.bundle").exists() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "CI=true but no plugin bundles in {}: run scripts/build-plugins.sh",
-        dir.display()
-    );
-    eprintln!("skipping: no plugin bundles (run scripts/build-plugins.sh)");
-    None
-}
 
 #[derive(Clone, Debug)]
 struct Received {

@@ -288,3 +288,49 @@ mod tests {
         assert_eq!((list.stacks[0].containers, list.stacks[0].running), (2, 1));
     }
 }
+
+/// Where the agent mounts its proxy directory inside the nginx container. Certificates live in
+/// `certs/<host id>/` and the ACME HTTP-01 webroot in `acme/` below it.
+pub const PROXY_MOUNT: &str = "/etc/infrapilot";
+/// The ACME webroot inside the nginx container.
+pub const PROXY_ACME_WEBROOT: &str = "/etc/infrapilot/acme";
+
+/// What became of one proxy host in an apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct HostApplyResult {
+    pub id: String,
+    /// `applied` or `failed` (left out of the tree; the rest applied).
+    pub state: String,
+    /// nginx's or Docker's own message when failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The result of an `ApplyProxyConfig` command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ApplyReport {
+    pub revision: u64,
+    /// `applied` (possibly without some hosts, see `hosts`), `failed` (the previous tree keeps
+    /// serving) or `superseded` (the node already serves a newer revision).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub hosts: Vec<HostApplyResult>,
+    /// The revision the node serves after this apply.
+    pub serving_revision: u64,
+    pub duration_ms: u64,
+}
+
+/// The result of a `CheckProxyDrift` command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DriftReport {
+    /// The revision the node serves (0: none yet).
+    pub revision: u64,
+    /// Files that differ from what was applied, are missing or were added (relative paths).
+    pub drifted_files: Vec<String>,
+    /// Proxy hosts whose files drifted.
+    pub drifted_hosts: Vec<String>,
+}

@@ -48,6 +48,9 @@ enum Command {
         /// Rotate the certificate when it expires within this many days.
         #[arg(long, default_value_t = 10)]
         renew_within_days: u64,
+        /// Do not manage an nginx reverse proxy on this node (proxy commands are refused).
+        #[arg(long, env = "INFRAPILOT_AGENT_NO_PROXY")]
+        no_proxy: bool,
     },
 }
 
@@ -113,14 +116,27 @@ fn main() -> ExitCode {
         Command::Run {
             heartbeat_seconds,
             renew_within_days,
+            no_proxy,
         } => {
             if let Err(e) = state.load() {
                 eprintln!("error: refusing to start: {e}");
                 return ExitCode::FAILURE;
             }
+            let proxy = if no_proxy {
+                None
+            } else {
+                match infrapilot_agent::proxy::ProxyOptions::from_env(state.path()) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            };
             let options = infrapilot_agent::session::SessionOptions {
                 heartbeat: heartbeat_seconds.map(|s| std::time::Duration::from_secs(s.max(1))),
                 renew_within: std::time::Duration::from_secs(renew_within_days * 24 * 3600),
+                proxy,
                 ..Default::default()
             };
             let runtime = match tokio::runtime::Builder::new_current_thread()

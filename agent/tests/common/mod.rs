@@ -317,6 +317,12 @@ impl Fixture {
         }
     }
 
+    /// Removes this container (and network) with the fixture's own.
+    pub fn track(&mut self, container: &str, network: Option<&str>) {
+        self.containers.push(container.to_owned());
+        self.networks.extend(network.map(str::to_owned));
+    }
+
     pub async fn network(&mut self) -> String {
         let name = format!("{}-net", self.prefix);
         self.docker
@@ -535,4 +541,22 @@ pub async fn enrolled_agent(
         .spawn()
         .unwrap();
     (child, state)
+}
+
+/// The first-party plugin build output: components, `bundles/`, `dev-signing/`.
+pub fn plugin_build() -> Option<PathBuf> {
+    let dir = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("plugins");
+    if dir.join("bundles/infrapilot_webhook.bundle").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI=true but no plugin bundles in {}: run scripts/build-plugins.sh",
+        dir.display()
+    );
+    eprintln!("skipping: no plugin bundles (run scripts/build-plugins.sh)");
+    None
 }

@@ -140,6 +140,20 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/license", R(Viewer)),
     ("PUT", "/api/v1/license", R(SuperAdmin)),
     // alerting
+    // reverse proxy hosts of a node
+    ("GET", "/api/v1/agents/{id}/proxies", R(Viewer)),
+    ("POST", "/api/v1/agents/{id}/proxies", R(Admin)),
+    ("GET", "/api/v1/agents/{id}/proxies/{pid}", R(Viewer)),
+    ("PUT", "/api/v1/agents/{id}/proxies/{pid}", R(Admin)),
+    ("DELETE", "/api/v1/agents/{id}/proxies/{pid}", R(Admin)),
+    ("GET", "/api/v1/agents/{id}/proxies/revisions", R(Viewer)),
+    (
+        "POST",
+        "/api/v1/agents/{id}/proxies/revisions/{number}/rollback",
+        R(Admin),
+    ),
+    ("POST", "/api/v1/agents/{id}/proxies/reapply", R(Admin)),
+    ("GET", "/api/v1/agents/{id}/proxies/drift", R(Operator)),
     ("GET", "/api/v1/alerts/channels", R(Viewer)),
     ("POST", "/api/v1/alerts/channels", R(Admin)),
     ("GET", "/api/v1/alerts/channels/{id}", R(Viewer)),

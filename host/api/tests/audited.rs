@@ -388,7 +388,7 @@ async fn every_state_changing_route_is_audited() {
             .map(|(m, p, _)| (m.to_string(), p.to_string()))
             .collect();
         // Container actions need a node with a Docker engine: their audit events are checked by
-        // agent/tests/containers.rs against a real engine.
+        // agent/tests/containers.rs and agent/tests/proxy.rs against a real engine and nginx.
         for (m, p, _) in ACCESS_RULES {
             if *m != "GET"
                 && p.starts_with("/api/v1/agents/{id}/")

@@ -308,6 +308,39 @@ impl AgentHub {
         self.await_reply(&command_id, rx, c.wait).await
     }
 
+    /// A durable command for the caller to store in its own transaction (so it commits with the
+    /// change it carries, see [`infrapilot_store::Tx::insert_command`]) and then [`dispatch`](Self::dispatch).
+    pub fn durable_command(
+        body: command::Kind,
+        idempotency_key: &str,
+        expires_in: Duration,
+    ) -> Command {
+        Command {
+            command_id: new_id(),
+            idempotency_key: idempotency_key.to_owned(),
+            expires_at_unix_ms: now_ms() + expires_in.as_millis() as i64,
+            kind: Some(body),
+        }
+    }
+
+    /// Sends a stored durable command if the agent holds a session here, and waits for its
+    /// result. Offline: the command waits in the store and is sent when the agent says hello.
+    pub async fn dispatch(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+        command: Command,
+        wait: Duration,
+    ) -> Result<Outcome, HubError> {
+        if !self.is_connected(agent_id) {
+            return Err(HubError::Offline);
+        }
+        let command_id = command.command_id.clone();
+        let rx = self.wait_for(&command_id, agent_id, true);
+        self.deliver(org_id, agent_id, command).await;
+        self.await_reply(&command_id, rx, wait).await
+    }
+
     /// Answers from a stored command: its result if finished, else waits for it.
     async fn join(
         &self,

@@ -40,9 +40,12 @@ pub async fn start(
     if !usable(state, &dir, &endpoint).await? {
         enroll(state, &dir, &endpoint).await?;
     }
+    let proxy = infrapilot_agent::proxy::ProxyOptions::from_env(dir.path())
+        .map_err(|e| anyhow::anyhow!("built-in agent: {e}"))?;
     tokio::spawn(async move {
         let options = infrapilot_agent::session::SessionOptions {
             max_backoff: std::time::Duration::from_secs(5),
+            proxy: Some(proxy),
             ..Default::default()
         };
         if let Err(e) = infrapilot_agent::session::run(&dir, &options).await {

@@ -23,7 +23,7 @@ use infrapilot_plugins::license::{Entitlements, HostEdition, License};
 use infrapilot_plugins::runtime::RuntimeConfig;
 use infrapilot_plugins::{
     AlertChannelPlugin, Bundle, BundleError, Capabilities, Edition, HostServices, Manifest,
-    Runtime, TrustedKeys, World,
+    ProxyBackendPlugin, Runtime, TrustedKeys, World,
 };
 use infrapilot_store::{DEFAULT_ORG_ID, NewAuditEvent, NewPlugin, PluginRow, Store, StoreError};
 use serde::Serialize;
@@ -154,10 +154,17 @@ impl<'a, T> Audit<'a, T> {
     }
 }
 
-struct CachedChannel {
+/// A plugin linked against its world.
+#[derive(Clone)]
+enum Loaded {
+    Channel(AlertChannelPlugin),
+    Proxy(ProxyBackendPlugin),
+}
+
+struct CachedPlugin {
     sha256: String,
     grants: String,
-    plugin: AlertChannelPlugin,
+    plugin: Loaded,
 }
 
 struct Inner {
@@ -166,7 +173,7 @@ struct Inner {
     config: PluginHostConfig,
     http: Arc<HttpEgress>,
     mailer: Option<Mailer>,
-    channels: Mutex<HashMap<String, CachedChannel>>,
+    plugins: Mutex<HashMap<String, CachedPlugin>>,
 }
 
 /// The installed plugins of this host; cheap to clone.
@@ -194,7 +201,7 @@ impl PluginHost {
                 config,
                 http,
                 mailer,
-                channels: Mutex::default(),
+                plugins: Mutex::default(),
             }),
         })
     }
@@ -414,12 +421,10 @@ impl PluginHost {
             .runtime
             .compile(&verified.component)
             .map_err(|e| PluginHostError::Component(e.to_string()))?;
-        if verified.manifest.world == World::AlertChannel {
-            self.inner
-                .runtime
-                .alert_channel(&verified.manifest, &component, &Capabilities::default())
-                .map_err(|e| PluginHostError::Component(e.to_string()))?;
-        }
+        self.inner
+            .runtime
+            .check_world(&verified.manifest, &component)
+            .map_err(|e| PluginHostError::Component(e.to_string()))?;
         let m = &verified.manifest;
         let entitlements = self.entitlements().await?;
         let mut tx = self.inner.store.write(&audit.org_id).await?;
@@ -476,12 +481,24 @@ impl PluginHost {
                 if let Ok(info) = self.get(&manifest.id).await
                     && semver(&info.version) >= semver(&manifest.version)
                 {
-                    return Ok(None);
+                    return Ok::<_, String>(None);
                 }
-                self.install(&bytes, true, Audit::none())
+                let installed = self
+                    .install(&bytes, true, Audit::none())
                     .await
-                    .map(|i| Some(i.plugin.id))
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                // A shipped proxy backend renders configuration and needs no grant beyond its
+                // manifest's (log): it is enabled so the proxy works out of the box.
+                if manifest.world == World::ProxyBackend && !installed.plugin.enabled {
+                    self.enable(
+                        &manifest.id,
+                        Some(manifest.capabilities.clone()),
+                        Audit::none(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                }
+                Ok(Some(installed.plugin.id))
             }
             .await;
             match result {
@@ -588,7 +605,7 @@ impl PluginHost {
     }
 
     fn forget(&self, id: &str) {
-        if let Ok(mut cache) = self.inner.channels.lock() {
+        if let Ok(mut cache) = self.inner.plugins.lock() {
             cache.remove(id);
         }
     }
@@ -598,11 +615,35 @@ impl PluginHost {
         &self,
         id: &str,
     ) -> Result<(AlertChannelPlugin, Manifest), PluginHostError> {
-        let (manifest, row) = self.manifest(id).await?;
-        if manifest.world != World::AlertChannel {
-            return Err(PluginHostError::WrongWorld {
+        match self.load(id, World::AlertChannel).await? {
+            (Loaded::Channel(plugin), manifest) => Ok((plugin, manifest)),
+            _ => Err(PluginHostError::WrongWorld {
                 id: id.to_owned(),
                 expected: World::AlertChannel.as_str(),
+            }),
+        }
+    }
+
+    /// An enabled, entitled proxy backend, ready to call (loaded once per component and grant).
+    pub async fn proxy_backend(
+        &self,
+        id: &str,
+    ) -> Result<(ProxyBackendPlugin, Manifest), PluginHostError> {
+        match self.load(id, World::ProxyBackend).await? {
+            (Loaded::Proxy(plugin), manifest) => Ok((plugin, manifest)),
+            _ => Err(PluginHostError::WrongWorld {
+                id: id.to_owned(),
+                expected: World::ProxyBackend.as_str(),
+            }),
+        }
+    }
+
+    async fn load(&self, id: &str, world: World) -> Result<(Loaded, Manifest), PluginHostError> {
+        let (manifest, row) = self.manifest(id).await?;
+        if manifest.world != world {
+            return Err(PluginHostError::WrongWorld {
+                id: id.to_owned(),
+                expected: world.as_str(),
             });
         }
         if !row.enabled {
@@ -617,7 +658,7 @@ impl PluginHost {
                 }
             })?;
         }
-        if let Ok(cache) = self.inner.channels.lock()
+        if let Ok(cache) = self.inner.plugins.lock()
             && let Some(c) = cache.get(id)
             && c.sha256 == row.component_sha256
             && c.grants == row.grants
@@ -636,18 +677,24 @@ impl PluginHost {
             let manifest = manifest.clone();
             tokio::task::spawn_blocking(move || {
                 let component = runtime.compile(&bytes).map_err(|e| e.to_string())?;
-                runtime
-                    .alert_channel(&manifest, &component, &grant)
-                    .map_err(|e| e.to_string())
+                match manifest.world {
+                    World::AlertChannel => runtime
+                        .alert_channel(&manifest, &component, &grant)
+                        .map(Loaded::Channel),
+                    World::ProxyBackend => runtime
+                        .proxy_backend(&manifest, &component, &grant)
+                        .map(Loaded::Proxy),
+                }
+                .map_err(|e| e.to_string())
             })
             .await
             .map_err(|e| PluginHostError::Component(e.to_string()))?
             .map_err(PluginHostError::Component)?
         };
-        if let Ok(mut cache) = self.inner.channels.lock() {
+        if let Ok(mut cache) = self.inner.plugins.lock() {
             cache.insert(
                 id.to_owned(),
-                CachedChannel {
+                CachedPlugin {
                     sha256: row.component_sha256.clone(),
                     grants: row.grants.clone(),
                     plugin: loaded.clone(),

@@ -31,3 +31,7 @@ pub use alert_channel::exports::infrapilot::plugin::channel;
 pub use alert_channel::infrapilot::plugin::alerts::{Alert, AlertState, Delivery, Severity};
 pub use alert_channel::infrapilot::plugin::types::{Header, PluginError};
 pub use alert_channel::infrapilot::plugin::{clock, config, http, kv, log, mail, random};
+pub use proxy_backend::infrapilot::plugin::proxy_model::{
+    AccessRule, Location, ProxyHost, RateLimit, RenderedFile, SecurityHeaders, Tls, Upstream,
+    UpstreamScheme,
+};

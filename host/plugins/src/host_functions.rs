@@ -47,6 +47,7 @@ fn denied(capability: &str) -> String {
 
 impl wit::types::Host for HostState {}
 impl wit::alerts::Host for HostState {}
+impl crate::bindings::proxy_backend::infrapilot::plugin::proxy_model::Host for HostState {}
 
 impl wit::log::Host for HostState {
     async fn log(&mut self, level: wit::log::Level, message: String) {

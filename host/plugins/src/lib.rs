@@ -26,7 +26,10 @@ pub mod services;
 pub use bundle::{Bundle, BundleError, SigningKey, TrustedKeys, VerifiedBundle};
 pub use capabilities::Capabilities;
 pub use manifest::{Edition, Manifest, ManifestError, World};
-pub use runtime::{AlertChannelPlugin, HookError, Invocation, Limits, Runtime, RuntimeError};
+pub use runtime::{
+    AlertChannelPlugin, HookError, Invocation, Limits, ProxyBackendPlugin, Rendered, Runtime,
+    RuntimeError,
+};
 pub use services::HostServices;
 
 /// WIT contract versions this host can link plugins against.

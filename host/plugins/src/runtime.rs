@@ -22,7 +22,8 @@ use wasmtime::{
 };
 
 use crate::bindings::alert_channel::{AlertChannel, AlertChannelPre};
-use crate::bindings::{Alert, Delivery, PluginError};
+use crate::bindings::proxy_backend::{ProxyBackend, ProxyBackendPre};
+use crate::bindings::{Alert, Delivery, PluginError, ProxyHost, RenderedFile};
 use crate::capabilities::Capabilities;
 use crate::manifest::{Manifest, World};
 use crate::services::HostServices;
@@ -188,6 +189,7 @@ impl Drop for EpochTicker {
 pub struct Runtime {
     engine: Engine,
     alert_linker: Linker<HostState>,
+    proxy_linker: Linker<HostState>,
     config: RuntimeConfig,
     ticker: Arc<EpochTicker>,
 }
@@ -221,6 +223,9 @@ impl Runtime {
         let mut alert_linker = Linker::new(&engine);
         AlertChannel::add_to_linker::<_, HasSelf<_>>(&mut alert_linker, |s| s)
             .map_err(engine_error)?;
+        let mut proxy_linker = Linker::new(&engine);
+        ProxyBackend::add_to_linker::<_, HasSelf<_>>(&mut proxy_linker, |s| s)
+            .map_err(engine_error)?;
         let stop = Arc::new(AtomicBool::new(false));
         {
             let (engine, stop) = (engine.clone(), stop.clone());
@@ -245,6 +250,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             alert_linker,
+            proxy_linker,
             config,
             ticker: Arc::new(EpochTicker { stop }),
         })
@@ -304,6 +310,35 @@ impl Runtime {
         unsafe { Component::deserialize(&self.engine, bytes) }
     }
 
+    fn core(&self, manifest: &Manifest, grant: &Capabilities) -> PluginCore {
+        PluginCore {
+            engine: self.engine.clone(),
+            _ticker: self.ticker.clone(),
+            plugin_id: manifest.id.as_str().into(),
+            caps: Arc::new(manifest.capabilities.intersect(grant)),
+            limits: self.config.limits,
+        }
+    }
+
+    /// Links `component` against the world the manifest must name.
+    fn link(
+        &self,
+        world: World,
+        manifest: &Manifest,
+        linker: &Linker<HostState>,
+        component: &Component,
+    ) -> Result<wasmtime::component::InstancePre<HostState>, RuntimeError> {
+        if manifest.world != world {
+            return Err(RuntimeError::WorldMismatch {
+                world: world.as_str(),
+                reason: format!("the manifest says {}", manifest.world.as_str()),
+            });
+        }
+        linker
+            .instantiate_pre(component)
+            .map_err(|e| mismatch(world, e))
+    }
+
     /// Prepares an alert channel: checks the world, links it, caches the `InstancePre`.
     pub fn alert_channel(
         &self,
@@ -311,41 +346,69 @@ impl Runtime {
         component: &Component,
         grant: &Capabilities,
     ) -> Result<AlertChannelPlugin, RuntimeError> {
-        if manifest.world != World::AlertChannel {
-            return Err(RuntimeError::WorldMismatch {
-                world: World::AlertChannel.as_str(),
-                reason: format!("the manifest says {}", manifest.world.as_str()),
-            });
-        }
-        let mismatch = |e: wasmtime::Error| RuntimeError::WorldMismatch {
-            world: World::AlertChannel.as_str(),
-            reason: format!("{e:#}"),
-        };
-        let pre = self
-            .alert_linker
-            .instantiate_pre(component)
-            .map_err(mismatch)?;
-        let pre = AlertChannelPre::new(pre).map_err(mismatch)?;
+        let pre = self.link(World::AlertChannel, manifest, &self.alert_linker, component)?;
+        let pre = AlertChannelPre::new(pre).map_err(|e| mismatch(World::AlertChannel, e))?;
         Ok(AlertChannelPlugin {
-            engine: self.engine.clone(),
-            _ticker: self.ticker.clone(),
+            core: self.core(manifest, grant),
             pre,
-            plugin_id: manifest.id.as_str().into(),
-            caps: Arc::new(manifest.capabilities.intersect(grant)),
-            limits: self.config.limits,
         })
     }
+
+    /// Prepares a proxy backend: checks the world, links it, caches the `InstancePre`.
+    pub fn proxy_backend(
+        &self,
+        manifest: &Manifest,
+        component: &Component,
+        grant: &Capabilities,
+    ) -> Result<ProxyBackendPlugin, RuntimeError> {
+        let pre = self.link(World::ProxyBackend, manifest, &self.proxy_linker, component)?;
+        let pre = ProxyBackendPre::new(pre).map_err(|e| mismatch(World::ProxyBackend, e))?;
+        Ok(ProxyBackendPlugin {
+            core: self.core(manifest, grant),
+            pre,
+        })
+    }
+
+    /// Links a component against its manifest's world (install-time check).
+    pub fn check_world(
+        &self,
+        manifest: &Manifest,
+        component: &Component,
+    ) -> Result<(), RuntimeError> {
+        match manifest.world {
+            World::AlertChannel => self
+                .alert_channel(manifest, component, &Capabilities::default())
+                .map(|_| ()),
+            World::ProxyBackend => self
+                .proxy_backend(manifest, component, &Capabilities::default())
+                .map(|_| ()),
+        }
+    }
+}
+
+fn mismatch(world: World, e: wasmtime::Error) -> RuntimeError {
+    RuntimeError::WorldMismatch {
+        world: world.as_str(),
+        reason: format!("{e:#}"),
+    }
+}
+
+/// What every loaded plugin carries: its engine, grant and limits, and how a call's store is
+/// made and its failure classified.
+#[derive(Clone)]
+struct PluginCore {
+    engine: Engine,
+    _ticker: Arc<EpochTicker>,
+    plugin_id: Arc<str>,
+    caps: Arc<Capabilities>,
+    limits: Limits,
 }
 
 /// A loaded alert channel, ready to be called concurrently.
 #[derive(Clone)]
 pub struct AlertChannelPlugin {
-    engine: Engine,
-    _ticker: Arc<EpochTicker>,
+    core: PluginCore,
     pre: AlertChannelPre<HostState>,
-    plugin_id: Arc<str>,
-    caps: Arc<Capabilities>,
-    limits: Limits,
 }
 
 /// Bookkeeping of a finished call, for the plugin's log.
@@ -356,11 +419,7 @@ pub struct CallReport {
     pub denials: usize,
 }
 
-impl AlertChannelPlugin {
-    pub fn capabilities(&self) -> &Capabilities {
-        &self.caps
-    }
-
+impl PluginCore {
     fn store(&self, invocation: &Invocation) -> Store<HostState> {
         let state = HostState {
             plugin_id: self.plugin_id.clone(),
@@ -444,11 +503,47 @@ impl AlertChannelPlugin {
         }
     }
 
+    /// The outcome of a hook call run under the deadline.
+    fn settle<T>(
+        &self,
+        store: &Store<HostState>,
+        outcome: Result<wasmtime::Result<Result<T, PluginError>>, tokio::time::error::Elapsed>,
+    ) -> Result<T, HookError> {
+        match outcome {
+            Err(_) => Err(HookError::Deadline {
+                limit: self.limits.hook_deadline,
+            }),
+            Ok(Err(e)) => Err(self.classify(store, e)),
+            Ok(Ok(Err(plugin))) => Err(HookError::Plugin(self.bounded(plugin))),
+            Ok(Ok(Ok(value))) => Ok(value),
+        }
+    }
+
+    fn check_output(&self, size: usize) -> Result<(), HookError> {
+        if size > self.limits.max_output_bytes {
+            return Err(HookError::OutputTooLarge {
+                size,
+                limit: self.limits.max_output_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn call_deadline(&self) -> Duration {
+        self.limits.hook_deadline + EPOCH_TICK * 5
+    }
+}
+
+impl AlertChannelPlugin {
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.core.caps
+    }
+
     /// An instance kept for several calls (one `Store`, one deadline for all of them): for
     /// measuring the cost of a call apart from instantiation. A trap ends the session; results
     /// are not bounded like [`AlertChannelPlugin::deliver`]'s, so hooks use that instead.
     pub async fn session(&self, invocation: &Invocation) -> Result<ChannelSession, HookError> {
-        let mut store = self.store(invocation);
+        let mut store = self.core.store(invocation);
         match self.pre.instantiate_async(&mut store).await {
             Ok(instance) => Ok(ChannelSession { store, instance }),
             Err(e) => Err(HookError::Instantiate(format!("{e:#}"))),
@@ -457,8 +552,8 @@ impl AlertChannelPlugin {
 
     /// Runs `validate` (settings checks beyond the schema).
     pub async fn validate(&self, invocation: &Invocation) -> Result<CallReport, HookError> {
-        let mut store = self.store(invocation);
-        let outcome = tokio::time::timeout(self.limits.hook_deadline + EPOCH_TICK * 5, async {
+        let mut store = self.core.store(invocation);
+        let outcome = tokio::time::timeout(self.core.call_deadline(), async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             instance
                 .infrapilot_plugin_channel()
@@ -466,14 +561,8 @@ impl AlertChannelPlugin {
                 .await
         })
         .await;
-        match outcome {
-            Err(_) => Err(HookError::Deadline {
-                limit: self.limits.hook_deadline,
-            }),
-            Ok(Err(e)) => Err(self.classify(&store, e)),
-            Ok(Ok(Err(plugin))) => Err(HookError::Plugin(self.bounded(plugin))),
-            Ok(Ok(Ok(()))) => Ok(Self::report(&store)),
-        }
+        self.core.settle(&store, outcome)?;
+        Ok(PluginCore::report(&store))
     }
 
     /// Delivers one alert.
@@ -482,8 +571,8 @@ impl AlertChannelPlugin {
         invocation: &Invocation,
         alert: &Alert,
     ) -> Result<(Delivery, CallReport), HookError> {
-        let mut store = self.store(invocation);
-        let outcome = tokio::time::timeout(self.limits.hook_deadline + EPOCH_TICK * 5, async {
+        let mut store = self.core.store(invocation);
+        let outcome = tokio::time::timeout(self.core.call_deadline(), async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             instance
                 .infrapilot_plugin_channel()
@@ -491,23 +580,71 @@ impl AlertChannelPlugin {
                 .await
         })
         .await;
-        match outcome {
-            Err(_) => Err(HookError::Deadline {
-                limit: self.limits.hook_deadline,
-            }),
-            Ok(Err(e)) => Err(self.classify(&store, e)),
-            Ok(Ok(Err(plugin))) => Err(HookError::Plugin(self.bounded(plugin))),
-            Ok(Ok(Ok(delivery))) => {
-                if delivery.detail.len() > self.limits.max_output_bytes {
-                    return Err(HookError::OutputTooLarge {
-                        size: delivery.detail.len(),
-                        limit: self.limits.max_output_bytes,
-                    });
+        let delivery = self.core.settle(&store, outcome)?;
+        self.core.check_output(delivery.detail.len())?;
+        Ok((delivery, PluginCore::report(&store)))
+    }
+}
+
+/// A loaded proxy backend, ready to be called concurrently. Rendering is pure: the plugin gets
+/// no settings and the grant of its manifest (normally `log` only).
+#[derive(Clone)]
+pub struct ProxyBackendPlugin {
+    core: PluginCore,
+    pre: ProxyBackendPre<HostState>,
+}
+
+impl ProxyBackendPlugin {
+    /// Renders each host (an error excludes that host only) and the shared parts, in one
+    /// instance under one deadline.
+    pub async fn render(
+        &self,
+        invocation: &Invocation,
+        hosts: &[ProxyHost],
+        revision: u64,
+    ) -> Result<Rendered, HookError> {
+        let mut store = self.core.store(invocation);
+        let outcome = tokio::time::timeout(self.core.call_deadline(), async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let backend = instance.infrapilot_plugin_backend();
+            let mut per_host = Vec::with_capacity(hosts.len());
+            for host in hosts {
+                per_host.push(backend.call_render_host(&mut store, host).await?);
+            }
+            let shared = backend
+                .call_render_shared(&mut store, hosts, revision)
+                .await?;
+            wasmtime::Result::Ok(shared.map(|shared| (per_host, shared)))
+        })
+        .await;
+        let (per_host, shared) = self.core.settle(&store, outcome)?;
+        let mut total = 0usize;
+        let mut hosts_out = Vec::with_capacity(per_host.len());
+        for result in per_host {
+            match result {
+                Ok(files) => {
+                    total += files.iter().map(|f| f.contents.len()).sum::<usize>();
+                    hosts_out.push(Ok(files));
                 }
-                Ok((delivery, Self::report(&store)))
+                Err(e) => hosts_out.push(Err(HookError::Plugin(self.core.bounded(e)))),
             }
         }
+        total += shared.iter().map(|f| f.contents.len()).sum::<usize>();
+        // Rendered configuration may be large (a thousand hosts): bounded per host instead.
+        self.core.check_output(total / hosts.len().max(1))?;
+        Ok(Rendered {
+            hosts: hosts_out,
+            shared,
+        })
     }
+}
+
+/// What a proxy backend rendered: per host (in input order) its files or why it was excluded,
+/// and the shared files.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub hosts: Vec<Result<Vec<RenderedFile>, HookError>>,
+    pub shared: Vec<RenderedFile>,
 }
 
 /// A live instance of an alert channel (see [`AlertChannelPlugin::session`]).

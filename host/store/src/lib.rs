@@ -20,6 +20,7 @@ mod audit;
 mod commands;
 mod identity;
 mod plugins;
+mod proxies;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -45,6 +46,7 @@ pub use identity::{
     RefreshTokenRow, SessionRow, UserRow,
 };
 pub use plugins::{MAX_PLUGIN_KV_KEYS, NewPlugin, PluginRow};
+pub use proxies::{NewProxyRevision, ProxyDriftRow, ProxyHostRow, ProxyRevisionRow};
 
 /// The organisation every community installation uses.
 pub const DEFAULT_ORG_ID: &str = "00000000-0000-0000-0000-000000000001";

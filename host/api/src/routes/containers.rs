@@ -227,7 +227,7 @@ fn container_ref(raw: &str) -> ApiResult<String> {
     }
 }
 
-fn hub_error(e: HubError, field: &str) -> ApiError {
+pub(crate) fn hub_error(e: HubError, field: &str) -> ApiError {
     match e {
         HubError::Offline => ApiError::new(
             StatusCode::CONFLICT,

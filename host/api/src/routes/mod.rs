@@ -7,6 +7,7 @@ pub mod containers;
 pub mod install;
 pub mod mfa;
 pub mod plugins;
+pub mod proxies;
 pub mod session;
 pub mod system;
 pub mod tokens;
@@ -108,6 +109,12 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::list_rules, alerts::create_rule))
         .routes(routes!(alerts::update_rule, alerts::delete_rule))
         .routes(routes!(alerts::history))
+        .routes(routes!(proxies::list, proxies::create))
+        .routes(routes!(proxies::get, proxies::update, proxies::delete))
+        .routes(routes!(proxies::revisions))
+        .routes(routes!(proxies::rollback))
+        .routes(routes!(proxies::reapply))
+        .routes(routes!(proxies::drift))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
 }

@@ -1,0 +1,566 @@
+//! The reverse proxy end to end, with real components: the `infrapilot` binary and its built-in
+//! agent, the signed first-party nginx backend plugin, a real nginx container (the locally built
+//! `infrapilot-test/nginx:latest`) managed by the agent on the test Docker engine, and busybox
+//! `httpd` upstreams. Requests go through nginx's published port with a Host header.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bollard::query_parameters::InspectContainerOptions;
+use common::{Api, Fixture, Server, docker, eventually, free_port, plugin_build};
+use serde_json::{Value, json};
+
+const NGINX_IMAGE: &str = "infrapilot-test/nginx:latest";
+
+struct Proxy {
+    server: Server,
+    admin: Api,
+    agent: String,
+    http_port: u16,
+    container: String,
+}
+
+impl Proxy {
+    async fn start(fixture: &mut Fixture) -> Option<Proxy> {
+        if fixture.docker.inspect_image(NGINX_IMAGE).await.is_err() {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI=true but no {NGINX_IMAGE}: run scripts/start-docker.sh"
+            );
+            eprintln!("skipping: no {NGINX_IMAGE} (run scripts/start-docker.sh)");
+            return None;
+        }
+        let build = plugin_build()?;
+        let bundles = build.join("bundles");
+        let keys = build.join("dev-signing");
+        let http_port = free_port();
+        let https_port = free_port().to_string();
+        let container = format!("{}-nginx", fixture.prefix);
+        // Removed with the fixture, even when the test fails half-way (its network after it).
+        fixture.track(&container, Some(&container));
+        let server = Server::start_with(
+            true,
+            30,
+            &[
+                ("INFRAPILOT_PLUGIN_DIR", bundles.to_str().unwrap()),
+                ("INFRAPILOT_PLUGIN_TRUSTED_KEYS", keys.to_str().unwrap()),
+                ("INFRAPILOT_AGENT_NGINX_IMAGE", NGINX_IMAGE),
+                ("INFRAPILOT_AGENT_NGINX_CONTAINER", &container),
+                ("INFRAPILOT_AGENT_HTTP_PORT", &http_port.to_string()),
+                ("INFRAPILOT_AGENT_HTTPS_PORT", &https_port),
+                ("INFRAPILOT_AGENT_PROXY_BIND", "127.0.0.1"),
+            ],
+        )
+        .await;
+        let admin = server.admin().await;
+        let agent = admin.online_agent("local").await;
+        Some(Proxy {
+            server,
+            admin,
+            agent,
+            http_port,
+            container,
+        })
+    }
+
+    fn path(&self, tail: &str) -> String {
+        format!("/api/v1/agents/{}/proxies{tail}", self.agent)
+    }
+
+    /// GET / through nginx with this Host: (status, body, response headers).
+    async fn through(&self, host: &str) -> Option<(u16, String, reqwest::header::HeaderMap)> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .unwrap();
+        let r = client
+            .get(format!("http://127.0.0.1:{}/", self.http_port))
+            .header("host", host)
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        Some((status, r.text().await.unwrap_or_default(), headers))
+    }
+
+    async fn status_of(&self, id: &str) -> Value {
+        self.admin.get(&self.path(&format!("/{id}"))).await
+    }
+
+    /// Waits until the host's apply status leaves `pending`.
+    async fn settled(&self, id: &str) -> Value {
+        eventually("the apply to finish", Duration::from_secs(60), || async {
+            let p = self.status_of(id).await;
+            (p["apply_status"] != "pending").then_some(p)
+        })
+        .await
+    }
+
+    fn proxy_dir(&self) -> PathBuf {
+        self.server.data_dir.join("builtin-agent/proxy")
+    }
+}
+
+async fn upstream(fixture: &mut Fixture, name: &str, network: &str) -> String {
+    fixture
+        .run(
+            name,
+            &format!(
+                "mkdir -p /www && echo hello-from-{name} > /www/index.html && exec /bin/busybox httpd -f -p 80 -h /www"
+            ),
+            &[],
+            &[],
+            Some(network),
+        )
+        .await
+}
+
+async fn networks_of(fixture: &Fixture, container: &str) -> Vec<String> {
+    fixture
+        .docker
+        .inspect_container(container, None::<InspectContainerOptions>)
+        .await
+        .ok()
+        .and_then(|c| c.network_settings)
+        .and_then(|n| n.networks)
+        .map(|n| n.into_keys().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_hosts_apply_through_real_nginx_and_a_broken_host_is_isolated() {
+    let Some(docker) = docker().await else { return };
+    let mut fixture = Fixture::new(docker, "proxy");
+    let Some(proxy) = Proxy::start(&mut fixture).await else {
+        return;
+    };
+    let network = fixture.network().await;
+    let web = upstream(&mut fixture, "web", &network).await;
+    let api = upstream(&mut fixture, "api", &network).await;
+
+    // A container upstream: nginx joins the upstream's network, the host answers by name.
+    let (status, created) = proxy
+        .admin
+        .call(
+            "POST",
+            &proxy.path(""),
+            Some(json!({
+                "domains": ["app.test", "www.app.test"],
+                "upstream": {"container": web, "port": 80},
+                "locations": [{"path": "/api/", "upstream": {"container": api, "port": 80}}],
+                "headers": {"frame_options": "deny", "content_type_nosniff": true,
+                            "content_security_policy": [{"name": "default-src", "sources": ["self"]}]}
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let app_id = created["id"].as_str().unwrap().to_owned();
+    let app = proxy.settled(&app_id).await;
+    assert_eq!(
+        app["apply_status"],
+        "applied",
+        "{app}\n{}",
+        proxy.server.log()
+    );
+    assert_eq!(app["drift"], false);
+    assert!(
+        networks_of(&fixture, &proxy.container)
+            .await
+            .contains(&network)
+    );
+    let (status, body, headers) = proxy.through("app.test").await.expect("nginx answers");
+    assert_eq!((status, body.trim()), (200, "hello-from-web"));
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["content-security-policy"], "default-src 'self'");
+    // Unknown hosts get the default server's 404.
+    let (status, _, _) = proxy.through("unknown.test").await.unwrap();
+    assert_eq!(status, 404);
+
+    // An address upstream (host:port).
+    let web_ip = fixture
+        .docker
+        .inspect_container(&web, None::<InspectContainerOptions>)
+        .await
+        .unwrap()
+        .network_settings
+        .and_then(|n| n.networks)
+        .and_then(|n| n.get(&network).and_then(|e| e.ip_address.clone()))
+        .unwrap();
+    let (status, by_ip) = proxy
+        .admin
+        .call(
+            "POST",
+            &proxy.path(""),
+            Some(json!({"domains": ["ip.test"], "upstream": {"host": web_ip, "port": 80}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{by_ip}");
+    assert_eq!(
+        proxy.settled(by_ip["id"].as_str().unwrap()).await["apply_status"],
+        "applied"
+    );
+    let (_, body, _) = proxy.through("ip.test").await.unwrap();
+    assert_eq!(body.trim(), "hello-from-web");
+
+    // A host whose upstream breaks `nginx -t`: it fails with nginx's own message, the others
+    // keep serving and the next change still applies.
+    let (status, broken) = proxy
+        .admin
+        .call(
+            "POST",
+            &proxy.path(""),
+            Some(json!({"domains": ["broken.test"], "upstream": {"host": "no-such-upstream.invalid", "port": 80}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{broken}");
+    let broken_id = broken["id"].as_str().unwrap().to_owned();
+    let broken = proxy.settled(&broken_id).await;
+    assert_eq!(broken["apply_status"], "failed", "{broken}");
+    let error = broken["error"].as_str().unwrap_or_default();
+    assert!(error.contains("host not found in upstream"), "{error}");
+    assert!(
+        error.contains(&format!("hosts/{broken_id}.conf")),
+        "{error}"
+    );
+    assert_eq!(proxy.status_of(&app_id).await["apply_status"], "applied");
+    let (_, body, _) = proxy.through("app.test").await.unwrap();
+    assert_eq!(body.trim(), "hello-from-web");
+    let (status, _, _) = proxy.through("broken.test").await.unwrap();
+    assert_eq!(status, 404, "the broken host is not served");
+
+    // An upstream container that does not exist: refused with Docker's message, others serve.
+    let (status, ghost) = proxy
+        .admin
+        .call(
+            "POST",
+            &proxy.path(""),
+            Some(json!({"domains": ["ghost.test"], "upstream": {"container": "no-such-container-x", "port": 80}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{ghost}");
+    let ghost = proxy.settled(ghost["id"].as_str().unwrap()).await;
+    assert_eq!(ghost["apply_status"], "failed");
+    assert!(
+        ghost["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no-such-container-x"),
+        "{ghost}"
+    );
+
+    // The same domain twice on one node is a conflict naming the field; nothing changes.
+    let revisions_before = proxy.admin.get(&proxy.path("/revisions")).await;
+    let (status, e) = proxy
+        .admin
+        .call(
+            "POST",
+            &proxy.path(""),
+            Some(json!({"domains": ["other.test", "APP.test"], "upstream": {"host": "10.0.0.1", "port": 80}})),
+        )
+        .await;
+    assert_eq!(status, 409, "{e}");
+    assert_eq!(e["error"]["field"], "domains[1]");
+    assert_eq!(
+        proxy.admin.get(&proxy.path("/revisions")).await,
+        revisions_before
+    );
+
+    // Update: the change is served.
+    let (status, updated) = proxy
+        .admin
+        .call(
+            "PUT",
+            &format!("{}/{app_id}", proxy.path("")),
+            Some(json!({
+                "domains": ["app.test"],
+                "upstream": {"container": api, "port": 80},
+                "headers": {"referrer_policy": "no-referrer"}
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(proxy.settled(&app_id).await["apply_status"], "applied");
+    let (_, body, headers) = proxy.through("app.test").await.unwrap();
+    assert_eq!(body.trim(), "hello-from-api");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert!(headers.get("x-frame-options").is_none());
+
+    // Revisions: every change is one, with its state; rollback restores an earlier set.
+    let revisions = proxy.admin.get(&proxy.path("/revisions")).await;
+    let list = revisions.as_array().unwrap();
+    assert_eq!(list.len(), 5, "{revisions}");
+    assert_eq!(list[0]["reason"], "update");
+    assert_eq!(list[0]["state"], "applied");
+    assert!(
+        list[0]["failed_hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h == broken_id.as_str())
+    );
+    let (status, rolled) = proxy
+        .admin
+        .call(
+            "POST",
+            &proxy.path("/revisions/1/rollback"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 200, "{rolled}");
+    assert_eq!(rolled["reason"], "rollback:1");
+    assert_eq!(rolled["state"], "applied", "{rolled}");
+    let (_, body, _) = proxy.through("app.test").await.unwrap();
+    assert_eq!(body.trim(), "hello-from-web");
+    let hosts = proxy.admin.get(&proxy.path("")).await;
+    assert_eq!(hosts.as_array().unwrap().len(), 1, "{hosts}");
+    let (status, _, _) = proxy.through("ip.test").await.unwrap();
+    assert_eq!(status, 404);
+
+    // Drift: a file edited on the node is reported, and re-apply repairs it.
+    let drift = proxy.admin.get(&proxy.path("/drift")).await;
+    assert_eq!(drift["drifted_files"], json!([]), "{drift}");
+    let file = proxy
+        .proxy_dir()
+        .join(format!("current/hosts/{app_id}.conf"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{text}\n# edited by hand\n")).unwrap();
+    let drift = proxy.admin.get(&proxy.path("/drift")).await;
+    assert_eq!(drift["drifted_hosts"], json!([app_id]), "{drift}");
+    assert_eq!(proxy.status_of(&app_id).await["drift"], true);
+    let (status, reapplied) = proxy
+        .admin
+        .call("POST", &proxy.path("/reapply"), Some(json!({})))
+        .await;
+    assert_eq!(status, 200, "{reapplied}");
+    assert_eq!(reapplied["state"], "applied");
+    let drift = proxy.admin.get(&proxy.path("/drift")).await;
+    assert_eq!(drift["drifted_files"], json!([]), "{drift}");
+    assert_eq!(proxy.status_of(&app_id).await["drift"], false);
+
+    // Delete: the host is gone from nginx and nginx leaves the upstream's network.
+    let (status, _) = proxy
+        .admin
+        .call("DELETE", &format!("{}/{app_id}", proxy.path("")), None)
+        .await;
+    assert_eq!(status, 204);
+    eventually(
+        "the host to be removed",
+        Duration::from_secs(30),
+        || async {
+            let (status, _, _) = proxy.through("app.test").await?;
+            (status == 404).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !networks_of(&fixture, &proxy.container)
+            .await
+            .contains(&network)
+    );
+
+    // The audit trail has every change.
+    let audit = proxy.admin.get("/api/v1/audit?limit=200").await;
+    let actions: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in [
+        "proxy.create",
+        "proxy.update",
+        "proxy.rollback",
+        "proxy.reapply",
+        "proxy.delete",
+    ] {
+        assert!(
+            actions.contains(&action),
+            "{action} missing from {actions:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_input_is_refused_naming_the_field_and_nothing_changes() {
+    let Some(docker) = docker().await else { return };
+    let mut fixture = Fixture::new(docker, "proxyhostile");
+    let Some(proxy) = Proxy::start(&mut fixture).await else {
+        return;
+    };
+    let corpus: Vec<String> =
+        serde_json::from_str(include_str!("../../host/proxy/tests/hostile-corpus.json")).unwrap();
+    assert!(corpus.len() >= 100);
+    type Body = fn(&str) -> Value;
+    let cases: [(&str, Body); 4] = [
+        (
+            "domains[0]",
+            |s| json!({"domains": [s], "upstream": {"host": "10.0.0.1", "port": 80}}),
+        ),
+        (
+            "upstream.host",
+            |s| json!({"domains": ["a.test"], "upstream": {"host": s, "port": 80}}),
+        ),
+        ("access[0].source", |s| {
+            json!({"domains": ["a.test"], "upstream": {"host": "10.0.0.1", "port": 80},
+                   "access": [{"action": "allow", "source": s}]})
+        }),
+        ("headers.referrer_policy", |s| {
+            json!({"domains": ["a.test"], "upstream": {"host": "10.0.0.1", "port": 80},
+                   "headers": {"referrer_policy": s}})
+        }),
+    ];
+    for value in &corpus {
+        for (field, body) in &cases {
+            let (status, e) = proxy
+                .admin
+                .call("POST", &proxy.path(""), Some(body(value)))
+                .await;
+            assert_eq!(status, 400, "{value:?} in {field}: {e}");
+            assert_eq!(e["error"]["field"], *field, "{value:?}: {e}");
+        }
+    }
+    // Ports out of range and wrong types name their field too.
+    for (body, field) in [
+        (
+            json!({"domains": ["a.test"], "upstream": {"host": "10.0.0.1", "port": 70000}}),
+            "upstream.port",
+        ),
+        (
+            json!({"domains": ["a.test"], "upstream": {"host": "10.0.0.1", "port": 0}}),
+            "upstream.port",
+        ),
+        (
+            json!({"domains": ["a.test"], "upstream": {"host": "10.0.0.1", "port": "80; x"}}),
+            "upstream.port",
+        ),
+        (
+            json!({"domains": "a.test", "upstream": {"host": "10.0.0.1", "port": 80}}),
+            "domains",
+        ),
+        (
+            json!({"domains": ["a.test"], "upstream": {"host": "10.0.0.1", "port": 80}, "raw": "x"}),
+            "raw",
+        ),
+    ] {
+        let (status, e) = proxy.admin.call("POST", &proxy.path(""), Some(body)).await;
+        assert_eq!(status, 400, "{e}");
+        assert_eq!(e["error"]["field"], field, "{e}");
+    }
+    // Nothing was stored, no revision made, no nginx container created.
+    assert_eq!(proxy.admin.get(&proxy.path("")).await, json!([]));
+    assert_eq!(proxy.admin.get(&proxy.path("/revisions")).await, json!([]));
+    assert!(
+        fixture
+            .docker
+            .inspect_container(&proxy.container, None::<InspectContainerOptions>)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_agent_mid_apply_leaves_nginx_serving_a_valid_config() {
+    let Some(docker) = docker().await else { return };
+    let mut fixture = Fixture::new(docker, "proxykill");
+    let Some(mut proxy) = Proxy::start(&mut fixture).await else {
+        return;
+    };
+    let network = fixture.network().await;
+    let web = upstream(&mut fixture, "web", &network).await;
+    let (status, created) = proxy
+        .admin
+        .call(
+            "POST",
+            &proxy.path(""),
+            Some(json!({"domains": ["kill.test"], "upstream": {"container": web, "port": 80}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(proxy.settled(&id).await["apply_status"], "applied");
+
+    for round in 0..4u64 {
+        // Start a change and kill the host (and its built-in agent) while it applies.
+        let admin = proxy.admin.clone();
+        let path = format!("{}/{id}", proxy.path(""));
+        let web = web.clone();
+        let change = tokio::spawn(async move {
+            admin
+                .call(
+                    "PUT",
+                    &path,
+                    Some(json!({"domains": ["kill.test", format!("r{round}.kill.test")],
+                                "upstream": {"container": web, "port": 80}, "websockets": round % 2 == 0})),
+                )
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(80 + 90 * round)).await;
+        proxy.server.kill9();
+        change.abort();
+        // nginx keeps serving with the host down, and its configuration is valid.
+        let (status, body, _) = proxy.through("kill.test").await.expect("nginx answers");
+        assert_eq!(status, 200, "round {round}");
+        assert!(body.starts_with("hello-from-"), "round {round}: {body}");
+        let check = fixture
+            .docker
+            .create_exec(
+                &proxy.container,
+                bollard::exec::CreateExecOptions {
+                    cmd: Some(vec![
+                        "nginx",
+                        "-t",
+                        "-q",
+                        "-c",
+                        "/etc/infrapilot/current/nginx.conf",
+                    ]),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        fixture
+            .docker
+            .start_exec(
+                &check.id,
+                Some(bollard::exec::StartExecOptions {
+                    detach: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .unwrap();
+        let code = eventually("nginx -t to finish", Duration::from_secs(10), || async {
+            fixture.docker.inspect_exec(&check.id).await.ok()?.exit_code
+        })
+        .await;
+        assert_eq!(
+            code, 0,
+            "round {round}: the served configuration is invalid"
+        );
+        // The agent recovers on restart: the stored change is re-sent and applied.
+        proxy.server.restart().await;
+        proxy.admin = proxy.server.admin().await;
+        proxy.admin.online_agent("local").await;
+        let host = eventually(
+            "the interrupted change to apply",
+            Duration::from_secs(60),
+            || async {
+                let p = proxy.status_of(&id).await;
+                let revisions = proxy.admin.get(&proxy.path("/revisions")).await;
+                let latest_done = revisions[0]["state"] != "pending";
+                (p["apply_status"] != "pending" && latest_done).then_some(p)
+            },
+        )
+        .await;
+        assert_eq!(host["apply_status"], "applied", "round {round}: {host}");
+        let (status, _, _) = proxy.through("kill.test").await.unwrap();
+        assert_eq!(status, 200);
+    }
+}

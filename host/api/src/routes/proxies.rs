@@ -1,0 +1,619 @@
+//! Reverse proxy hosts of a node. Every change (create, update, delete, re-apply, rollback)
+//! makes a revision of the node's whole configuration in one transaction with the hosts, the
+//! durable apply command and the audit event; the command is then sent and awaited for a while.
+//! A host's `apply_status` is read from its latest revision's stored result: `pending` until the
+//! node answers, `applied`, or `failed` with nginx's own message. What failed keeps serving the
+//! previous configuration on the node.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use infrapilot_gateway::AgentHub;
+use infrapilot_plugin_host::PluginHostError;
+use infrapilot_proto::model::DriftReport;
+use infrapilot_proto::v1::{CheckProxyDrift, command};
+use infrapilot_proxy::model::ProxySpec;
+use infrapilot_proxy::{DEFAULT_BACKEND, RenderError, RevisionHost, host_status};
+use infrapilot_store::{NewCommand, NewProxyRevision, ProxyHostRow, ProxyRevisionRow, Tx};
+use prost::Message;
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::audit_log::{self, Actor};
+use crate::auth::{ClientInfo, Principal};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use crate::validate;
+
+/// How long a change waits for the node's answer before answering `pending`.
+const APPLY_WAIT: Duration = Duration::from_secs(20);
+/// How long an apply command stays deliverable to a node that is offline.
+const APPLY_EXPIRES: Duration = Duration::from_secs(30 * 86_400);
+
+#[derive(Serialize, ToSchema)]
+pub struct ProxyDto {
+    pub id: String,
+    pub agent_id: String,
+    #[serde(flatten)]
+    pub spec: ProxySpec,
+    /// `pending`, `applied` or `failed`.
+    pub apply_status: String,
+    /// Why the apply failed: nginx's or the node's own message.
+    pub error: Option<String>,
+    /// The revision the status is about.
+    pub revision: i64,
+    /// The files of this host on the node differ from what was applied (last drift check).
+    pub drift: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RevisionDto {
+    pub number: i64,
+    /// create, update, delete, reapply or rollback:<n>.
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: String,
+    /// `pending`, `applied`, `failed` or `superseded`.
+    pub state: String,
+    pub error: Option<String>,
+    /// Hosts in this revision.
+    pub hosts: usize,
+    /// Hosts the node left out (their files failed `nginx -t` or their upstream is unreachable).
+    pub failed_hosts: Vec<String>,
+    pub duration_ms: Option<u64>,
+}
+
+fn parse_hosts(json_text: &str) -> Vec<RevisionHost> {
+    serde_json::from_str(json_text).unwrap_or_default()
+}
+
+fn revision_dto(r: ProxyRevisionRow) -> RevisionDto {
+    let report = r
+        .command_result
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<infrapilot_proto::model::ApplyReport>(t).ok());
+    let (state, error) = match r.command_state.as_deref() {
+        Some("succeeded") => match &report {
+            Some(rep) => (rep.state.clone(), rep.error.clone()),
+            None => (
+                "failed".into(),
+                Some("the node's report could not be read".into()),
+            ),
+        },
+        Some("failed") | Some("expired") => (
+            "failed".into(),
+            r.command_error.as_deref().map(|e| {
+                e.split_once('\u{1f}')
+                    .map(|(_, m)| m)
+                    .unwrap_or(e)
+                    .to_owned()
+            }),
+        ),
+        _ => ("pending".into(), None),
+    };
+    RevisionDto {
+        number: r.number,
+        reason: r.reason,
+        created_by: r.created_by,
+        created_at: validate::rfc3339(r.created_at),
+        state,
+        error,
+        hosts: parse_hosts(&r.hosts).len(),
+        failed_hosts: report
+            .as_ref()
+            .map(|rep| {
+                rep.hosts
+                    .iter()
+                    .filter(|h| h.state != "applied")
+                    .map(|h| h.id.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        duration_ms: report.map(|rep| rep.duration_ms),
+    }
+}
+
+fn proxy_dto(
+    row: ProxyHostRow,
+    latest: Option<&ProxyRevisionRow>,
+    drifted: &[String],
+) -> ApiResult<ProxyDto> {
+    let spec: ProxySpec = serde_json::from_str(&row.spec).map_err(ApiError::internal)?;
+    let status = match latest {
+        Some(r) => host_status(
+            &row.id,
+            r.number,
+            r.command_state.as_deref(),
+            r.command_result.as_deref(),
+            r.command_error.as_deref(),
+        ),
+        None => host_status(&row.id, 0, None, None, None),
+    };
+    Ok(ProxyDto {
+        drift: drifted.contains(&row.id),
+        id: row.id,
+        agent_id: row.agent_id,
+        spec,
+        apply_status: status.state,
+        error: status.error,
+        revision: status.revision,
+        created_at: validate::rfc3339(row.created_at),
+        updated_at: validate::rfc3339(row.updated_at),
+    })
+}
+
+async fn drifted_hosts(tx: &mut Tx, agent_id: &str) -> ApiResult<Vec<String>> {
+    Ok(tx
+        .proxy_drift(agent_id)
+        .await?
+        .map(|d| serde_json::from_str(&d.drifted_hosts).unwrap_or_default())
+        .unwrap_or_default())
+}
+
+async fn known_agent(tx: &mut Tx, agent_id: &str) -> ApiResult<()> {
+    let agent = tx
+        .agent(agent_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("id", "no such agent"))?;
+    if agent.revoked_at.is_some() {
+        return Err(ApiError::conflict("the agent is revoked").with_field("id"));
+    }
+    Ok(())
+}
+
+fn spec_error(e: infrapilot_proxy::FieldError) -> ApiError {
+    ApiError::invalid(&e.field, e.message)
+}
+
+fn render_error(e: RenderError) -> ApiError {
+    match e {
+        RenderError::Plugin(
+            PluginHostError::NotInstalled(_)
+            | PluginHostError::Disabled(_)
+            | PluginHostError::NotEntitled { .. }
+            | PluginHostError::WrongWorld { .. },
+        ) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "proxy_backend_unavailable",
+            format!("the proxy backend cannot render: {e}"),
+        )
+        .with_field("backend"),
+        RenderError::Plugin(p) => ApiError::from(p),
+        RenderError::Hook(h) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "proxy_backend_failed",
+            format!("the proxy backend failed: {h}"),
+        )
+        .with_field("backend"),
+    }
+}
+
+/// What a revision changes in the node's hosts.
+enum Change {
+    Create { id: String, spec: ProxySpec },
+    Update { id: String, spec: ProxySpec },
+    Delete { id: String },
+    Reapply,
+    Rollback { to: i64 },
+}
+
+impl Change {
+    fn reason(&self) -> String {
+        match self {
+            Change::Create { .. } => "create".into(),
+            Change::Update { .. } => "update".into(),
+            Change::Delete { .. } => "delete".into(),
+            Change::Reapply => "reapply".into(),
+            Change::Rollback { to } => format!("rollback:{to}"),
+        }
+    }
+}
+
+async fn put_host(tx: &mut Tx, agent_id: &str, id: &str, spec: &ProxySpec) -> ApiResult<()> {
+    let text = serde_json::to_string(spec).map_err(ApiError::internal)?;
+    if let Err(domain) = tx
+        .put_proxy_host(agent_id, id, &text, &spec.domains)
+        .await?
+    {
+        let i = spec.domains.iter().position(|d| *d == domain).unwrap_or(0);
+        return Err(ApiError::conflict(format!(
+            "{domain} is already served by another proxy host on this node"
+        ))
+        .with_field(format!("domains[{i}]")));
+    }
+    Ok(())
+}
+
+/// Makes the change and a revision of the node's configuration in one transaction, then sends
+/// it and waits a while for the node. Returns the revision number.
+async fn commit_revision(
+    state: &AppState,
+    principal: &Principal,
+    client: &ClientInfo,
+    agent_id: &str,
+    change: Change,
+) -> ApiResult<i64> {
+    let extensions = state.extensions()?;
+    let org_id = principal.org_id.as_str();
+    let mut tx = state.store().write(org_id).await?;
+    known_agent(&mut tx, agent_id).await?;
+    let reason = change.reason();
+    let (action, target) = match &change {
+        Change::Create { id, spec } => {
+            put_host(&mut tx, agent_id, id, spec).await?;
+            ("proxy.create", format!("proxy:{id}"))
+        }
+        Change::Update { id, spec } => {
+            if tx.proxy_host(agent_id, id).await?.is_none() {
+                return Err(ApiError::not_found("pid", "no such proxy host"));
+            }
+            put_host(&mut tx, agent_id, id, spec).await?;
+            ("proxy.update", format!("proxy:{id}"))
+        }
+        Change::Delete { id } => {
+            if !tx.delete_proxy_host(agent_id, id).await? {
+                return Err(ApiError::not_found("pid", "no such proxy host"));
+            }
+            ("proxy.delete", format!("proxy:{id}"))
+        }
+        Change::Reapply => ("proxy.reapply", format!("agent:{agent_id}")),
+        Change::Rollback { to } => {
+            let old = tx
+                .proxy_revision(agent_id, *to)
+                .await?
+                .ok_or_else(|| ApiError::not_found("number", "no such revision"))?;
+            for row in tx.list_proxy_hosts(agent_id).await? {
+                tx.delete_proxy_host(agent_id, &row.id).await?;
+            }
+            for host in parse_hosts(&old.hosts) {
+                put_host(&mut tx, agent_id, &host.id, &host.spec).await?;
+            }
+            ("proxy.rollback", format!("agent:{agent_id}"))
+        }
+    };
+    let mut hosts = Vec::new();
+    for row in tx.list_proxy_hosts(agent_id).await? {
+        hosts.push(RevisionHost {
+            spec: serde_json::from_str(&row.spec).map_err(ApiError::internal)?,
+            id: row.id,
+        });
+    }
+    let previous = tx
+        .list_proxy_revisions(agent_id, 1)
+        .await?
+        .first()
+        .map(|r| parse_hosts(&r.hosts))
+        .unwrap_or_default();
+    let number = tx.next_proxy_revision(agent_id).await?;
+    let rendered = infrapilot_proxy::render(
+        &extensions.plugins,
+        DEFAULT_BACKEND,
+        org_id,
+        u64::try_from(number).unwrap_or_default(),
+        &hosts,
+        &previous,
+    )
+    .await
+    .map_err(render_error)?;
+    if let Some((id, message)) = rendered.refused.first() {
+        return Err(ApiError::invalid(
+            "backend",
+            format!("the proxy backend refused host {id}: {message}"),
+        ));
+    }
+    let key = format!("proxy-revision:{number}");
+    let command = AgentHub::durable_command(
+        command::Kind::ApplyProxyConfig(rendered.command),
+        &key,
+        APPLY_EXPIRES,
+    );
+    let body = command.encode_to_vec();
+    if tx
+        .insert_command(&NewCommand {
+            id: &command.command_id,
+            agent_id,
+            idempotency_key: &key,
+            kind: "proxy.apply",
+            target: &format!("revision:{number}"),
+            body: &body,
+            requested_by: &principal.email,
+            expires_at: command.expires_at_unix_ms,
+        })
+        .await?
+        .is_err()
+    {
+        return Err(ApiError::conflict(
+            "another change to this node's proxy was made at the same time; try again",
+        ));
+    }
+    tx.insert_proxy_revision(&NewProxyRevision {
+        id: &uuid::Uuid::new_v4().to_string(),
+        agent_id,
+        number,
+        hosts: &serde_json::to_string(&hosts).map_err(ApiError::internal)?,
+        command_id: &command.command_id,
+        reason: &reason,
+        created_by: &principal.email,
+    })
+    .await?;
+    audit_log::success(
+        &mut tx,
+        &Actor::user(principal),
+        &client.ip,
+        action,
+        &target,
+        json!({"agent_id": agent_id, "revision": number}),
+    )
+    .await?;
+    tx.commit().await?;
+    // The outcome is stored with the command; offline nodes get it when they say hello.
+    if let Err(e) = state
+        .hub()
+        .dispatch(org_id, agent_id, command, APPLY_WAIT)
+        .await
+    {
+        tracing::info!(agent_id, revision = number, error = %e, "proxy apply not answered yet");
+    }
+    Ok(number)
+}
+
+async fn one(state: &AppState, org_id: &str, agent_id: &str, id: &str) -> ApiResult<ProxyDto> {
+    let mut tx = state.store().read(org_id).await?;
+    let row = tx
+        .proxy_host(agent_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("pid", "no such proxy host"))?;
+    let latest = tx.list_proxy_revisions(agent_id, 1).await?;
+    let drifted = drifted_hosts(&mut tx, agent_id).await?;
+    tx.commit().await?;
+    proxy_dto(row, latest.first(), &drifted)
+}
+
+fn ids(agent: &str, pid: Option<&str>) -> ApiResult<(String, Option<String>)> {
+    Ok((
+        validate::uuid("id", agent)?,
+        pid.map(|p| validate::uuid("pid", p)).transpose()?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}/proxies", operation_id = "list_proxies", tag = "proxies",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Vec<ProxyDto>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<ProxyDto>>> {
+    let (agent_id, _) = ids(&id, None)?;
+    let mut tx = state.store().read(&principal.org_id).await?;
+    tx.agent(&agent_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("id", "no such agent"))?;
+    let rows = tx.list_proxy_hosts(&agent_id).await?;
+    let latest = tx.list_proxy_revisions(&agent_id, 1).await?;
+    let drifted = drifted_hosts(&mut tx, &agent_id).await?;
+    tx.commit().await?;
+    rows.into_iter()
+        .map(|r| proxy_dto(r, latest.first(), &drifted))
+        .collect::<ApiResult<Vec<_>>>()
+        .map(Json)
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{id}/proxies", operation_id = "create_proxy", tag = "proxies",
+    params(("id" = String, Path)), request_body = ProxySpec,
+    responses((status = 201, body = ProxyDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path(id): Path<String>,
+    ApiJson(spec): ApiJson<ProxySpec>,
+) -> ApiResult<(StatusCode, Json<ProxyDto>)> {
+    let (agent_id, _) = ids(&id, None)?;
+    let spec = spec.validated().map_err(spec_error)?;
+    let pid = uuid::Uuid::new_v4().to_string();
+    commit_revision(
+        &state,
+        &principal,
+        &client,
+        &agent_id,
+        Change::Create {
+            id: pid.clone(),
+            spec,
+        },
+    )
+    .await?;
+    let dto = one(&state, &principal.org_id, &agent_id, &pid).await?;
+    Ok((StatusCode::CREATED, Json(dto)))
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}/proxies/{pid}", operation_id = "get_proxy", tag = "proxies",
+    params(("id" = String, Path), ("pid" = String, Path)),
+    responses((status = 200, body = ProxyDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, pid)): Path<(String, String)>,
+) -> ApiResult<Json<ProxyDto>> {
+    let (agent_id, pid) = ids(&id, Some(&pid))?;
+    let pid = pid.unwrap_or_default();
+    one(&state, &principal.org_id, &agent_id, &pid)
+        .await
+        .map(Json)
+}
+
+#[utoipa::path(put, path = "/api/v1/agents/{id}/proxies/{pid}", operation_id = "update_proxy", tag = "proxies",
+    params(("id" = String, Path), ("pid" = String, Path)), request_body = ProxySpec,
+    responses((status = 200, body = ProxyDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path((id, pid)): Path<(String, String)>,
+    ApiJson(spec): ApiJson<ProxySpec>,
+) -> ApiResult<Json<ProxyDto>> {
+    let (agent_id, pid) = ids(&id, Some(&pid))?;
+    let pid = pid.unwrap_or_default();
+    let spec = spec.validated().map_err(spec_error)?;
+    commit_revision(
+        &state,
+        &principal,
+        &client,
+        &agent_id,
+        Change::Update {
+            id: pid.clone(),
+            spec,
+        },
+    )
+    .await?;
+    one(&state, &principal.org_id, &agent_id, &pid)
+        .await
+        .map(Json)
+}
+
+#[utoipa::path(delete, path = "/api/v1/agents/{id}/proxies/{pid}", operation_id = "delete_proxy", tag = "proxies",
+    params(("id" = String, Path), ("pid" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path((id, pid)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (agent_id, pid) = ids(&id, Some(&pid))?;
+    let pid = pid.unwrap_or_default();
+    commit_revision(
+        &state,
+        &principal,
+        &client,
+        &agent_id,
+        Change::Delete { id: pid },
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revision(
+    state: &AppState,
+    org_id: &str,
+    agent_id: &str,
+    number: i64,
+) -> ApiResult<RevisionDto> {
+    let mut tx = state.store().read(org_id).await?;
+    let row = tx
+        .proxy_revision(agent_id, number)
+        .await?
+        .ok_or_else(|| ApiError::not_found("number", "no such revision"))?;
+    tx.commit().await?;
+    Ok(revision_dto(row))
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}/proxies/revisions", operation_id = "list_proxy_revisions", tag = "proxies",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Vec<RevisionDto>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn revisions(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<RevisionDto>>> {
+    let (agent_id, _) = ids(&id, None)?;
+    let mut tx = state.store().read(&principal.org_id).await?;
+    tx.agent(&agent_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("id", "no such agent"))?;
+    let rows = tx.list_proxy_revisions(&agent_id, 100).await?;
+    tx.commit().await?;
+    Ok(Json(rows.into_iter().map(revision_dto).collect()))
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{id}/proxies/revisions/{number}/rollback", operation_id = "rollback_proxies", tag = "proxies",
+    params(("id" = String, Path), ("number" = i64, Path)),
+    responses((status = 200, body = RevisionDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn rollback(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path((id, number)): Path<(String, String)>,
+) -> ApiResult<Json<RevisionDto>> {
+    let (agent_id, _) = ids(&id, None)?;
+    let to: i64 = number
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::invalid("number", "number must be a revision number"))?;
+    let number = commit_revision(
+        &state,
+        &principal,
+        &client,
+        &agent_id,
+        Change::Rollback { to },
+    )
+    .await?;
+    revision(&state, &principal.org_id, &agent_id, number)
+        .await
+        .map(Json)
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{id}/proxies/reapply", operation_id = "reapply_proxies", tag = "proxies",
+    params(("id" = String, Path)),
+    responses((status = 200, body = RevisionDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn reapply(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RevisionDto>> {
+    let (agent_id, _) = ids(&id, None)?;
+    let number = commit_revision(&state, &principal, &client, &agent_id, Change::Reapply).await?;
+    revision(&state, &principal.org_id, &agent_id, number)
+        .await
+        .map(Json)
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}/proxies/drift", operation_id = "check_proxy_drift", tag = "proxies",
+    params(("id" = String, Path)),
+    responses((status = 200, body = DriftReport), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn drift(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DriftReport>> {
+    let (agent_id, _) = ids(&id, None)?;
+    {
+        let mut tx = state.store().read(&principal.org_id).await?;
+        known_agent(&mut tx, &agent_id).await?;
+        tx.commit().await?;
+    }
+    let outcome = state
+        .hub()
+        .query(
+            &agent_id,
+            command::Kind::CheckProxyDrift(CheckProxyDrift {}),
+            Duration::from_secs(15),
+        )
+        .await
+        .map_err(|e| super::containers::hub_error(e, "id"))?;
+    let report: DriftReport =
+        serde_json::from_slice(&outcome.payload_json).map_err(ApiError::internal)?;
+    let mut tx = state.store().write(&principal.org_id).await?;
+    tx.set_proxy_drift(
+        &agent_id,
+        i64::try_from(report.revision).unwrap_or(i64::MAX),
+        &serde_json::to_string(&report.drifted_hosts).map_err(ApiError::internal)?,
+        &serde_json::to_string(&report.drifted_files).map_err(ApiError::internal)?,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(report))
+}

@@ -1,0 +1,222 @@
+//! Reverse proxy hosts: the typed model and its validation ([`model`]), rendering a node's hosts
+//! through its proxy-backend plugin into an `ApplyProxyConfig` command, and the apply status of
+//! a host derived from the stored result of its revision's command.
+//!
+//! The backend is a WebAssembly component behind the `proxy-backend` world: the host never writes
+//! nginx syntax itself, and a second backend is another plugin id.
+
+pub mod model;
+
+use infrapilot_plugin_host::{PluginHost, PluginHostError};
+use infrapilot_plugins::bindings::{
+    AccessRule, Location, ProxyHost, RateLimit, SecurityHeaders, Upstream, UpstreamScheme,
+};
+use infrapilot_plugins::{HookError, Invocation};
+use infrapilot_proto::model::{ApplyReport, PROXY_ACME_WEBROOT};
+use infrapilot_proto::v1::{ApplyProxyConfig, ProxyFile, ProxyHostConfig};
+use serde::{Deserialize, Serialize};
+
+pub use model::{FieldError, ProxySpec};
+
+/// The first-party nginx backend.
+pub const DEFAULT_BACKEND: &str = "infrapilot.proxy-nginx";
+
+/// One host as a revision keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevisionHost {
+    pub id: String,
+    pub spec: ProxySpec,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Plugin(#[from] PluginHostError),
+    #[error("the proxy backend failed: {0}")]
+    Hook(HookError),
+}
+
+fn wit_upstream(u: &model::UpstreamSpec) -> Upstream {
+    Upstream {
+        scheme: if u.scheme == "https" {
+            UpstreamScheme::Https
+        } else {
+            UpstreamScheme::Http
+        },
+        host: u
+            .container
+            .clone()
+            .or_else(|| u.host.clone())
+            .unwrap_or_default(),
+        port: u.port,
+    }
+}
+
+/// The WIT model of a validated host.
+pub fn to_wit(id: &str, spec: &ProxySpec) -> ProxyHost {
+    ProxyHost {
+        id: id.to_owned(),
+        domains: spec.domains.clone(),
+        upstream: wit_upstream(&spec.upstream),
+        websockets: spec.websockets,
+        locations: spec
+            .locations
+            .iter()
+            .map(|l| Location {
+                path: l.path.clone(),
+                upstream: wit_upstream(&l.upstream),
+                websockets: l.websockets,
+            })
+            .collect(),
+        tls: None,
+        headers: SecurityHeaders {
+            hsts_max_age_seconds: spec.headers.hsts.as_ref().map(|h| h.max_age_seconds),
+            hsts_include_subdomains: spec
+                .headers
+                .hsts
+                .as_ref()
+                .is_some_and(|h| h.include_subdomains),
+            content_security_policy: spec.csp_header(),
+            frame_options: spec.headers.frame_options.clone(),
+            content_type_nosniff: spec.headers.content_type_nosniff,
+            referrer_policy: spec.headers.referrer_policy.clone(),
+        },
+        rate_limit: spec.rate_limit.as_ref().map(|r| RateLimit {
+            requests_per_second: r.requests_per_second,
+            burst: r.burst,
+        }),
+        max_body_bytes: spec.max_body_bytes,
+        access: spec
+            .access
+            .iter()
+            .map(|a| AccessRule {
+                allow: a.action == "allow",
+                source: a.source.clone(),
+            })
+            .collect(),
+        acme_webroot: Some(PROXY_ACME_WEBROOT.to_owned()),
+    }
+}
+
+/// A node's configuration, rendered: the command to send, and the hosts the backend refused
+/// (left out of the command; id → the backend's message).
+pub struct RenderedRevision {
+    pub command: ApplyProxyConfig,
+    pub refused: Vec<(String, String)>,
+}
+
+/// Renders every host of a node with the backend `backend_id`. `previous` is the last revision's
+/// hosts: a host whose spec did not change is not re-verified by the node.
+pub async fn render(
+    plugins: &PluginHost,
+    backend_id: &str,
+    org_id: &str,
+    revision: u64,
+    hosts: &[RevisionHost],
+    previous: &[RevisionHost],
+) -> Result<RenderedRevision, RenderError> {
+    let (backend, _) = plugins.proxy_backend(backend_id).await?;
+    let invocation = Invocation {
+        settings: serde_json::json!({}),
+        secrets: Default::default(),
+        services: plugins.services(org_id),
+    };
+    let wit: Vec<ProxyHost> = hosts.iter().map(|h| to_wit(&h.id, &h.spec)).collect();
+    let rendered = backend
+        .render(&invocation, &wit, revision)
+        .await
+        .map_err(RenderError::Hook)?;
+    let mut command = ApplyProxyConfig {
+        revision,
+        shared: rendered
+            .shared
+            .into_iter()
+            .map(|f| ProxyFile {
+                path: f.path,
+                contents: f.contents.into_bytes(),
+            })
+            .collect(),
+        hosts: Vec::with_capacity(hosts.len()),
+    };
+    let mut refused = Vec::new();
+    for (host, files) in hosts.iter().zip(rendered.hosts) {
+        match files {
+            Ok(files) => command.hosts.push(ProxyHostConfig {
+                id: host.id.clone(),
+                domains: host.spec.domains.clone(),
+                files: files
+                    .into_iter()
+                    .map(|f| ProxyFile {
+                        path: f.path,
+                        contents: f.contents.into_bytes(),
+                    })
+                    .collect(),
+                containers: host.spec.containers(),
+                changed: !previous.contains(host),
+            }),
+            Err(e) => refused.push((host.id.clone(), e.to_string())),
+        }
+    }
+    Ok(RenderedRevision { command, refused })
+}
+
+/// A host's apply status: `pending`, `applied` or `failed` (with nginx's or the node's error).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApplyStatus {
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The revision this status is about.
+    pub revision: i64,
+}
+
+/// The status of host `id` in a revision, from its command's state and stored result, and the
+/// hosts the backend refused when rendering it (kept in the command result by the caller).
+pub fn host_status(
+    id: &str,
+    revision: i64,
+    command_state: Option<&str>,
+    command_result: Option<&str>,
+    command_error: Option<&str>,
+) -> ApplyStatus {
+    let status = |state: &str, error: Option<String>| ApplyStatus {
+        state: state.to_owned(),
+        error,
+        revision,
+    };
+    match command_state {
+        Some("succeeded") => {
+            let Some(report) =
+                command_result.and_then(|r| serde_json::from_str::<ApplyReport>(r).ok())
+            else {
+                return status("failed", Some("the node's report could not be read".into()));
+            };
+            match report.state.as_str() {
+                "applied" => match report.hosts.iter().find(|h| h.id == id) {
+                    Some(h) if h.state == "applied" => status("applied", None),
+                    Some(h) => status("failed", h.error.clone()),
+                    None => status(
+                        "failed",
+                        Some("the proxy backend could not render this host".into()),
+                    ),
+                },
+                "superseded" => status("pending", None),
+                _ => status("failed", report.error),
+            }
+        }
+        Some("failed") | Some("expired") => status(
+            "failed",
+            Some(
+                command_error
+                    .map(|e| {
+                        e.split_once('\u{1f}')
+                            .map(|(_, m)| m)
+                            .unwrap_or(e)
+                            .to_owned()
+                    })
+                    .unwrap_or_else(|| "the apply failed".into()),
+            ),
+        ),
+        _ => status("pending", None),
+    }
+}

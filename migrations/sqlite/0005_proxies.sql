@@ -1,0 +1,51 @@
+-- Reverse proxy hosts per node, the domains they claim (unique per node), and the revisions of
+-- each node's whole proxy configuration: every change makes a revision (a snapshot of the node's
+-- hosts) and one durable apply command, whose stored result is the apply status.
+
+CREATE TABLE proxy_hosts (
+    id          TEXT PRIMARY KEY,
+    org_id      TEXT NOT NULL REFERENCES organizations(id),
+    agent_id    TEXT NOT NULL REFERENCES agents(id),
+    -- The validated, normalised host (JSON).
+    spec        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX proxy_hosts_agent ON proxy_hosts (org_id, agent_id);
+
+CREATE TABLE proxy_domains (
+    agent_id  TEXT NOT NULL REFERENCES agents(id),
+    domain    TEXT NOT NULL,
+    org_id    TEXT NOT NULL REFERENCES organizations(id),
+    proxy_id  TEXT NOT NULL REFERENCES proxy_hosts(id) ON DELETE CASCADE,
+    PRIMARY KEY (agent_id, domain)
+);
+CREATE INDEX proxy_domains_proxy ON proxy_domains (proxy_id);
+
+CREATE TABLE proxy_revisions (
+    id          TEXT PRIMARY KEY,
+    org_id      TEXT NOT NULL REFERENCES organizations(id),
+    agent_id    TEXT NOT NULL REFERENCES agents(id),
+    number      INTEGER NOT NULL,
+    -- JSON array of {"id", "spec"}: every host of the node at this revision.
+    hosts       TEXT NOT NULL,
+    -- The apply command (agent_commands.id); its state and result are the apply status.
+    command_id  TEXT NOT NULL,
+    -- What made it: create, update, delete, reapply, rollback.
+    reason      TEXT NOT NULL,
+    created_by  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    UNIQUE (agent_id, number)
+);
+CREATE INDEX proxy_revisions_org ON proxy_revisions (org_id, agent_id, number);
+
+-- The last drift check of each node: the hosts whose files on the node differ from what was applied.
+CREATE TABLE proxy_drift (
+    agent_id       TEXT PRIMARY KEY REFERENCES agents(id),
+    org_id         TEXT NOT NULL REFERENCES organizations(id),
+    revision       INTEGER NOT NULL,
+    -- JSON arrays.
+    drifted_hosts  TEXT NOT NULL,
+    drifted_files  TEXT NOT NULL,
+    checked_at     INTEGER NOT NULL
+);

@@ -3,7 +3,8 @@
 #   1. cargo fmt --check and cargo clippy --all-targets -D warnings
 #   2. the dashboard's type check and build
 #   3. the plugins built to WebAssembly components (scripts/build-plugins.sh), then the Rust tests
-#      on SQLite, on a PostgreSQL cluster and with a Docker engine this script starts
+#      on SQLite, on a PostgreSQL cluster and with a Docker engine this script starts (with a
+#      locally built nginx image for the proxy tests, and Debian's pebble as the ACME server)
 #   4. the committed OpenAPI document is current; a smoke run of the binary on PostgreSQL (one variable switches the backend)
 #   5. the browser test in Debian's Chromium (setup → login → TOTP → logout → MFA login → audit →
 #      nodes and token one-liner → containers by stack → logs follow → terminal → delete →
@@ -31,10 +32,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "checking Debian packages (PostgreSQL, oathtool, Chromium, an SMTP server for the alert tests, compilers)"
+say "checking Debian packages (PostgreSQL, oathtool, Chromium, an SMTP server for the alert tests, pebble for ACME, compilers)"
 need_debian gcc:gcc pkg-config:pkg-config postgresql:/usr/lib/postgresql oathtool:oathtool \
     chromium:/usr/bin/chromium curl:curl python3:python3 \
-    python3-aiosmtpd:/usr/lib/python3/dist-packages/aiosmtpd
+    python3-aiosmtpd:/usr/lib/python3/dist-packages/aiosmtpd pebble:/usr/bin/pebble
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -63,7 +64,7 @@ pg_url=$(PGPORT=${INFRAPILOT_TEST_PGPORT:-55433} scripts/start-postgres.sh "$wor
 export INFRAPILOT_TEST_POSTGRES_URL=$pg_url
 echo "PostgreSQL at $pg_url"
 
-say "starting a private Docker engine (docker.io, vfs) with the busybox test image"
+say "starting a private Docker engine (docker.io, vfs) with the busybox and nginx test images"
 export DOCKER_HOST=$(scripts/start-docker.sh "$work/docker")
 echo "Docker at $DOCKER_HOST"
 

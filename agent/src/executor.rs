@@ -164,7 +164,7 @@ impl Executor {
                 Err(e) => Err(e),
             },
             Some(command::Kind::CheckProxyDrift(_)) => match self.proxy() {
-                Ok(proxy) => proxy.drift().await.map(|r| json(&r)),
+                Ok(proxy) => proxy.status().await.map(|r| json(&r)),
                 Err(e) => Err(e),
             },
             None => Err(DockerError {

@@ -4,6 +4,7 @@
 //! `session` holds the outbound mTLS gRPC stream (hello, heartbeats, reconnect); `executor` runs
 //! the host's commands on the local Docker engine (`docker`), once per idempotency key (`ledger`).
 
+pub mod certs;
 pub mod docker;
 pub mod enroll;
 pub mod executor;
@@ -11,6 +12,7 @@ pub mod ledger;
 pub mod proxy;
 pub mod session;
 pub mod state;
+pub mod tls_probe;
 
 pub use enroll::{EnrollError, EnrollOptions, enroll};
 pub use state::{StateDir, StateError, TrustMaterial};

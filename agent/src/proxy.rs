@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -33,12 +34,15 @@ use bollard::query_parameters::{
     StartContainerOptions,
 };
 use futures_util::StreamExt;
-use infrapilot_proto::model::{ApplyReport, DriftReport, HostApplyResult, PROXY_MOUNT};
-use infrapilot_proto::v1::{ApplyProxyConfig, ProxyFile, ProxyHostConfig};
+use infrapilot_proto::model::{ApplyReport, HostApplyResult, PROXY_MOUNT, ProxyNodeStatus};
+use infrapilot_proto::v1::{
+    AgentMessage, ApplyProxyConfig, ProxyFile, ProxyHostConfig, ProxyStatus, agent_message,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
+use crate::certs::{AcmeOptions, CertStore};
 use crate::docker::{DockerError, DockerNode};
 
 /// How the agent runs its nginx. From the environment (`INFRAPILOT_AGENT_*`), see [`ProxyOptions::from_env`].
@@ -56,6 +60,9 @@ pub struct ProxyOptions {
     pub bind_address: String,
     /// How long a reload has to take effect and each changed host to answer.
     pub verify_timeout: Duration,
+    pub acme: AcmeOptions,
+    /// How often the node reports drift and certificates to the host unasked.
+    pub status_every: Duration,
 }
 
 impl ProxyOptions {
@@ -74,6 +81,17 @@ impl ProxyOptions {
                     .ok()
                     .filter(|p| *p > 0)
                     .ok_or_else(|| format!("{name}: {v:?} is not a port (1-65535)")),
+            }
+        };
+        let seconds = |name: &str, default: u64| -> Result<u64, String> {
+            match var(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n <= 10 * 365 * 86_400)
+                    .ok_or_else(|| format!("{name}: {v:?} is not a whole number")),
             }
         };
         let container = var("INFRAPILOT_AGENT_NGINX_CONTAINER")
@@ -97,6 +115,22 @@ impl ProxyOptions {
             https_port: port("INFRAPILOT_AGENT_HTTPS_PORT", 443)?,
             bind_address: var("INFRAPILOT_AGENT_PROXY_BIND").unwrap_or_else(|| "0.0.0.0".into()),
             verify_timeout: Duration::from_secs(10),
+            acme: AcmeOptions {
+                directory: var("INFRAPILOT_AGENT_ACME_DIRECTORY")
+                    .unwrap_or_else(|| AcmeOptions::default().directory),
+                ca_file: var("INFRAPILOT_AGENT_ACME_CA_FILE").map(PathBuf::from),
+                email: var("INFRAPILOT_AGENT_ACME_EMAIL"),
+                renew_before: Duration::from_secs(
+                    seconds("INFRAPILOT_AGENT_ACME_RENEW_DAYS", 30)? * 86_400,
+                ),
+                check_every: Duration::from_secs(
+                    seconds("INFRAPILOT_AGENT_ACME_CHECK_SECONDS", 12 * 3600)?.max(1),
+                ),
+                trust_file: var("INFRAPILOT_AGENT_TLS_TRUST_FILE").map(PathBuf::from),
+            },
+            status_every: Duration::from_secs(
+                seconds("INFRAPILOT_AGENT_PROXY_STATUS_SECONDS", 300)?.max(1),
+            ),
         })
     }
 }
@@ -113,6 +147,9 @@ struct Applied {
     containers: BTreeMap<String, Vec<String>>,
     /// Networks nginx joined for upstreams.
     networks: Vec<String>,
+    /// Hosts served over HTTPS with an ACME certificate: id → domains.
+    #[serde(default)]
+    acme: BTreeMap<String, Vec<String>>,
     report: Option<ApplyReport>,
 }
 
@@ -120,7 +157,10 @@ struct Applied {
 pub struct Proxy {
     docker: DockerNode,
     options: ProxyOptions,
+    certs: CertStore,
     lock: Mutex<()>,
+    /// Where unasked status reports go (the agent's outbox).
+    reports: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<AgentMessage>>>,
 }
 
 fn failure(kind: &'static str, message: impl Into<String>) -> DockerError {
@@ -172,10 +212,17 @@ fn tree_name(revision: u64) -> String {
 impl Proxy {
     pub fn new(docker: DockerNode, options: ProxyOptions) -> Proxy {
         Proxy {
+            certs: CertStore::new(&options.dir, options.acme.clone()),
             docker,
             options,
             lock: Mutex::new(()),
+            reports: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Sends status reports (drift, certificates) to this outbox from now on.
+    pub fn report_to(&self, outbox: tokio::sync::mpsc::Sender<AgentMessage>) {
+        *self.reports.lock().unwrap_or_else(|e| e.into_inner()) = Some(outbox);
     }
 
     pub fn options(&self) -> &ProxyOptions {
@@ -630,7 +677,10 @@ impl Proxy {
     }
 
     /// Applies a revision (see the module documentation).
-    pub async fn apply(&self, config: &ApplyProxyConfig) -> Result<ApplyReport, DockerError> {
+    pub async fn apply(
+        self: &Arc<Self>,
+        config: &ApplyProxyConfig,
+    ) -> Result<ApplyReport, DockerError> {
         let _guard = self.lock.lock().await;
         let started = Instant::now();
         let applied = self.load_applied();
@@ -694,6 +744,22 @@ impl Proxy {
         }
         networks.sort();
         networks.dedup();
+        // HTTPS hosts need a certificate file pair before nginx -t: theirs, or a placeholder
+        // until the ACME server issued one.
+        let mut acme = BTreeMap::new();
+        for h in &config.hosts {
+            if h.tls.is_none() || excluded.contains_key(&h.id) {
+                continue;
+            }
+            match self.certs.ensure_placeholder(&h.id, &h.domains) {
+                Ok(()) => {
+                    acme.insert(h.id.clone(), h.domains.clone());
+                }
+                Err(e) => {
+                    excluded.insert(h.id.clone(), e);
+                }
+            }
+        }
 
         let staging = format!("trees/.staging-{}", config.revision);
         let final_tree = format!("trees/{}", tree_name(config.revision));
@@ -830,10 +896,24 @@ impl Proxy {
             hosts,
             containers,
             networks: networks.clone(),
+            acme: acme
+                .into_iter()
+                .filter(|(id, _)| !excluded.contains_key(id))
+                .collect(),
             report: Some(report.clone()),
         })?;
         self.detach_unused(&networks).await;
         self.prune_trees(&final_tree, previous.as_deref());
+        let kept: Vec<String> = config
+            .hosts
+            .iter()
+            .filter(|h| h.tls.is_some())
+            .map(|h| h.id.clone())
+            .collect();
+        self.certs.prune(&kept);
+        // Issue what is missing in the background; the report follows when it is done.
+        let this = self.clone();
+        tokio::spawn(async move { this.renew_due().await });
         Ok(report)
     }
 
@@ -876,10 +956,13 @@ impl Proxy {
     }
 
     /// Compares the served tree with `applied.json` (hashes of every file, and where `current`
-    /// points). Repair is a new revision from the host (re-apply), which rewrites the tree.
-    pub async fn drift(&self) -> Result<DriftReport, DockerError> {
-        let _guard = self.lock.lock().await;
-        let applied = self.load_applied();
+    /// points) and reports the certificates with their TLS scores. Repair is a new revision from
+    /// the host (re-apply), which rewrites the tree.
+    pub async fn status(&self) -> Result<ProxyNodeStatus, DockerError> {
+        let applied = {
+            let _guard = self.lock.lock().await;
+            self.load_applied()
+        };
         let mut drifted = Vec::new();
         if applied.revision > 0 {
             let tree = format!("trees/{}", tree_name(applied.revision));
@@ -907,11 +990,114 @@ impl Proxy {
             .filter(|(_, files)| files.iter().any(|f| drifted.contains(f)))
             .map(|(id, _)| id.clone())
             .collect();
-        Ok(DriftReport {
+        let mut certificates = Vec::new();
+        let https: std::net::SocketAddr = match self.options.bind_address.as_str() {
+            "0.0.0.0" | "" => format!("127.0.0.1:{}", self.options.https_port),
+            "::" => format!("[::1]:{}", self.options.https_port),
+            a if a.contains(':') => format!("[{a}]:{}", self.options.https_port),
+            a => format!("{a}:{}", self.options.https_port),
+        }
+        .parse()
+        .map_err(|e| failure("invalid", format!("INFRAPILOT_AGENT_PROXY_BIND: {e}")))?;
+        for (id, domains) in &applied.acme {
+            let Some(facts) = self.certs.facts(id) else {
+                continue;
+            };
+            let name = domains.first().cloned().unwrap_or_default();
+            // Right after a reload old workers may still present the previous certificate:
+            // score what the file holds, so wait (briefly) until nginx presents it.
+            let mut tries = 0;
+            let score = loop {
+                let score = crate::tls_probe::score(
+                    https,
+                    &name,
+                    self.options.acme.trust_file.as_deref(),
+                    facts.not_after,
+                    self.options.acme.renew_before,
+                )
+                .await;
+                tries += 1;
+                if score.leaf.as_deref() == Some(facts.leaf.as_slice()) || tries >= 30 {
+                    break score;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            certificates.extend(self.certs.status(id, (score.score, score.reasons)));
+        }
+        Ok(ProxyNodeStatus {
             revision: applied.revision,
             drifted_files: drifted,
             drifted_hosts,
+            certificates,
         })
+    }
+
+    /// Sends the status to the host (if a session is up; otherwise the next one gets a fresh one).
+    pub async fn report(&self) {
+        let Some(outbox) = self
+            .reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        match self.status().await {
+            Ok(status) => {
+                let message = AgentMessage {
+                    body: Some(agent_message::Body::ProxyStatus(ProxyStatus {
+                        status_json: serde_json::to_vec(&status).unwrap_or_default(),
+                    })),
+                };
+                let _ = outbox.try_send(message);
+            }
+            Err(e) => eprintln!("proxy: status: {e}"),
+        }
+    }
+
+    /// Issues or renews the certificates that are due (placeholders, expiring within the
+    /// renewal window), reloads nginx with them, and reports.
+    pub async fn renew_due(self: &Arc<Self>) {
+        let applied = {
+            let _guard = self.lock.lock().await;
+            self.load_applied()
+        };
+        let mut renewed = false;
+        for (id, domains) in &applied.acme {
+            if !self.certs.due(id) {
+                continue;
+            }
+            match self.certs.issue(id, domains).await {
+                Ok(()) => renewed = true,
+                Err(e) => eprintln!("proxy: certificate for {}: {e}", domains.join(", ")),
+            }
+        }
+        if renewed && let Err(e) = self.reload_current().await {
+            eprintln!("proxy: reload with new certificates: {e}");
+        }
+        self.report().await;
+    }
+
+    /// Tests the served tree as it is (new certificate files) and reloads nginx.
+    async fn reload_current(&self) -> Result<(), String> {
+        let _guard = self.lock.lock().await;
+        self.nginx_test("current").await.map_err(|e| e.message)??;
+        self.nginx_reload().await.map_err(|e| e.message)?
+    }
+
+    /// Runs for the agent's life: renews certificates every `check_every` and reports the
+    /// status every `status_every`, whether or not the host is reachable.
+    pub async fn maintain(self: Arc<Self>) {
+        let mut last_check = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(self.options.status_every.min(self.options.acme.check_every)).await;
+            if last_check.elapsed() >= self.options.acme.check_every {
+                last_check = std::time::Instant::now();
+                self.renew_due().await;
+            } else {
+                self.report().await;
+            }
+        }
     }
 
     /// At start: puts nginx back on the last applied tree (a kill between swap and record may

@@ -79,13 +79,19 @@ pub async fn run(state: &StateDir, options: &SessionOptions) -> Result<(), Sessi
         .clone()
         .map(|o| Arc::new(crate::proxy::Proxy::new(docker.clone(), o)));
     if let Some(proxy) = proxy.clone() {
-        // The node serves its last applied configuration whether or not the host is reachable.
+        proxy.report_to(outbox.clone());
+        // The node serves its last applied configuration whether or not the host is reachable,
+        // and renews its certificates itself.
         tokio::spawn(async move {
             match proxy.restore().await {
                 Ok(0) => {}
-                Ok(revision) => eprintln!("proxy: serving revision {revision} again"),
+                Ok(revision) => {
+                    eprintln!("proxy: serving revision {revision} again");
+                    proxy.renew_due().await;
+                }
                 Err(e) => eprintln!("proxy: could not restore the last applied revision: {e}"),
             }
+            proxy.maintain().await;
         });
     }
     let executor = Executor::new(docker, proxy, ledger, outbox.clone());

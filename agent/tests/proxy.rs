@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::query_parameters::InspectContainerOptions;
@@ -562,5 +562,340 @@ async fn killing_the_agent_mid_apply_leaves_nginx_serving_a_valid_config() {
         assert_eq!(host["apply_status"], "applied", "round {round}: {host}");
         let (status, _, _) = proxy.through("kill.test").await.unwrap();
         assert_eq!(status, 200);
+    }
+}
+
+/// Debian's pebble (ACME test server) with pebble-challtestsrv as its DNS (every name is
+/// 127.0.0.1), its API under a TLS certificate made here. HTTP-01 validation connects to the
+/// node's nginx on `http_port`.
+struct Pebble {
+    children: Vec<std::process::Child>,
+    directory: String,
+    /// Trust for pebble's API (the agent's ACME client).
+    api_ca: PathBuf,
+    /// The root pebble issues under (the TLS score and the test's client trust it).
+    issuing_root: PathBuf,
+}
+
+impl Pebble {
+    async fn start(http_port: u16) -> Option<Pebble> {
+        if std::process::Command::new("pebble")
+            .arg("-h")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI=true but pebble is missing (apt-get install pebble)"
+            );
+            eprintln!("skipping: no pebble (apt-get install pebble)");
+            return None;
+        }
+        let dir = common::temp_dir("pebble");
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .unwrap()
+                .signed_by(&key, &ca)
+                .unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.as_ref().pem()).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+        let (acme, management, dns, challenge_management, tls_port) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
+        std::fs::write(
+            dir.join("pebble.json"),
+            json!({"pebble": {
+                "listenAddress": format!("127.0.0.1:{acme}"),
+                "managementListenAddress": format!("127.0.0.1:{management}"),
+                "certificate": dir.join("cert.pem"),
+                "privateKey": dir.join("key.pem"),
+                "httpPort": http_port,
+                "tlsPort": tls_port,
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": false
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+        let dns_server = std::process::Command::new("pebble-challtestsrv")
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .args(["-dns01", &format!("127.0.0.1:{dns}")])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-management", &format!("127.0.0.1:{challenge_management}")])
+            .stdout(log("challtestsrv.log"))
+            .stderr(log("challtestsrv.err"))
+            .spawn()
+            .unwrap();
+        let pebble = std::process::Command::new("pebble")
+            .arg("-config")
+            .arg(dir.join("pebble.json"))
+            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(log("pebble.log"))
+            .stderr(log("pebble.err"))
+            .spawn()
+            .unwrap();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(ca.as_ref().pem().as_bytes()).unwrap(),
+            )
+            .build()
+            .unwrap();
+        let directory = format!("https://127.0.0.1:{acme}/dir");
+        let roots = eventually("pebble to start", Duration::from_secs(20), || async {
+            client
+                .get(&directory)
+                .send()
+                .await
+                .ok()?
+                .error_for_status()
+                .ok()?;
+            let r = client
+                .get(format!("https://127.0.0.1:{management}/roots/0"))
+                .send()
+                .await
+                .ok()?;
+            r.error_for_status().ok()?.text().await.ok()
+        })
+        .await;
+        std::fs::write(dir.join("issuing-root.pem"), roots).unwrap();
+        Some(Pebble {
+            children: vec![dns_server, pebble],
+            directory,
+            api_ca: dir.join("ca.pem"),
+            issuing_root: dir.join("issuing-root.pem"),
+        })
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The certificate nginx presents for `name` on `https_port`, with the body of GET /, trusting
+/// only `root`.
+async fn https_get(name: &str, https_port: u16, root: &Path) -> Option<(Vec<u8>, String)> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(root).ok()?).ok()?])
+        .tls_info(true)
+        .resolve(name, ([127, 0, 0, 1], https_port).into())
+        .timeout(Duration::from_secs(3))
+        .build()
+        .ok()?;
+    let r = client
+        .get(format!("https://{name}:{https_port}/"))
+        .send()
+        .await
+        .ok()?;
+    let der = r
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()?
+        .peer_certificate()?
+        .to_vec();
+    Some((der, r.text().await.ok()?))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificates_are_issued_and_renewed_by_the_node_even_with_the_host_down() {
+    let Some(docker) = docker().await else { return };
+    let mut fixture = Fixture::new(docker, "proxyacme");
+    if fixture.docker.inspect_image(NGINX_IMAGE).await.is_err() {
+        assert!(std::env::var("CI").is_err(), "CI=true but no {NGINX_IMAGE}");
+        return;
+    }
+    let Some(build) = plugin_build() else { return };
+    let (http_port, https_port) = (free_port(), free_port());
+    let Some(pebble) = Pebble::start(http_port).await else {
+        return;
+    };
+    let bundles = build.join("bundles");
+    let keys = build.join("dev-signing");
+    let mut server = Server::start_with(
+        false,
+        30,
+        &[
+            ("INFRAPILOT_PLUGIN_DIR", bundles.to_str().unwrap()),
+            ("INFRAPILOT_PLUGIN_TRUSTED_KEYS", keys.to_str().unwrap()),
+            ("INFRAPILOT_ALERT_TICK_SECONDS", "1"),
+        ],
+    )
+    .await;
+    let admin = server.admin().await;
+    let container = format!("{}-nginx", fixture.prefix);
+    fixture.track(&container, Some(&container));
+    let (http, https) = (http_port.to_string(), https_port.to_string());
+    // Renewal is due as soon as a certificate is younger than ten years: every check renews.
+    let env = [
+        ("INFRAPILOT_AGENT_NGINX_IMAGE", NGINX_IMAGE),
+        ("INFRAPILOT_AGENT_NGINX_CONTAINER", container.as_str()),
+        ("INFRAPILOT_AGENT_HTTP_PORT", http.as_str()),
+        ("INFRAPILOT_AGENT_HTTPS_PORT", https.as_str()),
+        ("INFRAPILOT_AGENT_PROXY_BIND", "127.0.0.1"),
+        ("INFRAPILOT_AGENT_ACME_DIRECTORY", pebble.directory.as_str()),
+        (
+            "INFRAPILOT_AGENT_ACME_CA_FILE",
+            pebble.api_ca.to_str().unwrap(),
+        ),
+        (
+            "INFRAPILOT_AGENT_TLS_TRUST_FILE",
+            pebble.issuing_root.to_str().unwrap(),
+        ),
+        ("INFRAPILOT_AGENT_ACME_RENEW_DAYS", "3650"),
+        ("INFRAPILOT_AGENT_ACME_CHECK_SECONDS", "4"),
+        ("INFRAPILOT_AGENT_PROXY_STATUS_SECONDS", "1"),
+    ];
+    let (agent, state) = common::enrolled_agent_with(&server, &admin, "edge", &env).await;
+    let mut agent = KillOnDrop(agent);
+    let agent_id = admin.online_agent("edge").await;
+    let network = fixture.network().await;
+    upstream(&mut fixture, "web", &network).await;
+    let web = format!("{}-web", fixture.prefix);
+
+    let path = format!("/api/v1/agents/{agent_id}/proxies");
+    let (status, created) = admin
+        .call(
+            "POST",
+            &path,
+            Some(json!({
+                "domains": ["secure.test"],
+                "upstream": {"container": web, "port": 80},
+                "tls": {"mode": "acme"},
+                "headers": {"hsts": {"max_age_seconds": 31536000}}
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let host = eventually(
+        "the certificate to be issued",
+        Duration::from_secs(60),
+        || async {
+            let p = admin.get(&format!("{path}/{id}")).await;
+            (p["certificate"]["source"] == "acme").then_some(p)
+        },
+    )
+    .await;
+    assert_eq!(host["apply_status"], "applied", "{host}");
+    let cert = &host["certificate"];
+    assert_eq!(cert["domains"], json!(["secure.test"]));
+    assert!(cert["error"].is_null(), "{cert}");
+    // Trusted chain, TLS 1.3, HSTS a year: only the (forced) renewal window takes points off.
+    let reasons = cert["tls_reasons"].as_array().unwrap();
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.as_str().unwrap().starts_with("expiry")),
+        "{cert}\n{}",
+        std::fs::read_to_string(state.with_extension("log")).unwrap_or_default()
+    );
+    assert_eq!(cert["tls_score"], 90, "{cert}");
+
+    // The certificate-expiry rule fires on what the node reported (every certificate is within
+    // a ten-year window).
+    let (status, e) = admin
+        .call("POST", "/api/v1/plugins/infrapilot.webhook/enable", None)
+        .await;
+    assert_eq!(status, 200, "{e}");
+    let (status, channel) = admin
+        .call(
+            "POST",
+            "/api/v1/alerts/channels",
+            Some(json!({"plugin": "infrapilot.webhook", "name": "ops", "settings": {"url": "http://127.0.0.1:9/"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{channel}");
+    let (status, rule) = admin
+        .call(
+            "POST",
+            "/api/v1/alerts/rules",
+            Some(
+                json!({"name": "certs", "kind": "certificate_expiring", "params": {"days": 3650},
+                        "channel_ids": [channel["id"]]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{rule}");
+    let target = format!("certificate:{agent_id}/{id}");
+    let event = eventually("the certificate alert", Duration::from_secs(30), || async {
+        let history = admin.get("/api/v1/alerts/history").await;
+        history
+            .as_array()?
+            .iter()
+            .find(|e| e["target"] == target.as_str())
+            .cloned()
+    })
+    .await;
+    assert_eq!(event["state"], "firing", "{event}");
+    assert!(
+        event["summary"].as_str().unwrap().contains("secure.test"),
+        "{event}"
+    );
+
+    // HTTPS through nginx with the certificate pebble issued (its root trusted), HTTP redirects.
+    let (first, body) = https_get("secure.test", https_port, &pebble.issuing_root)
+        .await
+        .expect("HTTPS with the issued certificate");
+    assert_eq!(body.trim(), "hello-from-web");
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{http_port}/x"))
+        .header("host", "secure.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status().as_u16(), 301);
+    assert_eq!(plain.headers()["location"], "https://secure.test/x");
+
+    // Renewal: the node renews on its own timer; nginx serves the new certificate.
+    let second = eventually("a renewed certificate", Duration::from_secs(60), || async {
+        let (der, _) = https_get("secure.test", https_port, &pebble.issuing_root).await?;
+        (der != first).then_some(der)
+    })
+    .await;
+
+    // With the host down, the node keeps serving and keeps renewing.
+    server.kill9();
+    eventually(
+        "a renewal with the host down",
+        Duration::from_secs(60),
+        || async {
+            let (der, body) = https_get("secure.test", https_port, &pebble.issuing_root).await?;
+            (der != second && der != first && body.trim() == "hello-from-web").then_some(())
+        },
+    )
+    .await;
+    agent.0.kill().unwrap();
+    drop(pebble);
+}
+
+/// A child process killed when the test ends, failed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

@@ -39,13 +39,13 @@ CREATE TABLE proxy_revisions (
 );
 CREATE INDEX proxy_revisions_org ON proxy_revisions (org_id, agent_id, number);
 
--- The last drift check of each node: the hosts whose files on the node differ from what was applied.
-CREATE TABLE proxy_drift (
+-- The last status report of each node's proxy: drift (hosts whose files on the node differ from
+-- what was applied) and certificates with their TLS scores, sent by the node or fetched on demand.
+CREATE TABLE proxy_status (
     agent_id       TEXT PRIMARY KEY REFERENCES agents(id),
     org_id         TEXT NOT NULL REFERENCES organizations(id),
     revision       BIGINT NOT NULL,
-    -- JSON arrays.
-    drifted_hosts  TEXT NOT NULL,
-    drifted_files  TEXT NOT NULL,
+    -- JSON ProxyNodeStatus.
+    status         TEXT NOT NULL,
     checked_at     BIGINT NOT NULL
 );

@@ -323,14 +323,36 @@ pub struct ApplyReport {
     pub duration_ms: u64,
 }
 
-/// The result of a `CheckProxyDrift` command.
+/// A proxy host's certificate as the node holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
-pub struct DriftReport {
+pub struct CertificateStatus {
+    pub host_id: String,
+    /// `acme` (issued by the ACME server) or `placeholder` (self-signed until issuance).
+    pub source: String,
+    pub domains: Vec<String>,
+    /// The issuer's common name.
+    pub issuer: String,
+    /// RFC 3339.
+    pub not_after: String,
+    /// The last issuance or renewal failure (the ACME server's own message), if the last try failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// 0–100, and what took points off (protocols, ciphers, chain, expiry, HSTS).
+    pub tls_score: u8,
+    pub tls_reasons: Vec<String>,
+}
+
+/// The node's proxy as it is: the result of `CheckProxyDrift` and the `ProxyStatus` message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProxyNodeStatus {
     /// The revision the node serves (0: none yet).
     pub revision: u64,
     /// Files that differ from what was applied, are missing or were added (relative paths).
     pub drifted_files: Vec<String>,
     /// Proxy hosts whose files drifted.
     pub drifted_hosts: Vec<String>,
+    #[serde(default)]
+    pub certificates: Vec<CertificateStatus>,
 }

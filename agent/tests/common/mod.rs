@@ -511,6 +511,16 @@ pub async fn enrolled_agent(
     admin: &Api,
     name: &str,
 ) -> (std::process::Child, std::path::PathBuf) {
+    enrolled_agent_with(server, admin, name, &[]).await
+}
+
+/// Like [`enrolled_agent`], with more `INFRAPILOT_AGENT_*` settings for `run`.
+pub async fn enrolled_agent_with(
+    server: &Server,
+    admin: &Api,
+    name: &str,
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::path::PathBuf) {
     let (status, token) = admin
         .call(
             "POST",
@@ -537,6 +547,7 @@ pub async fn enrolled_agent(
         .arg("--state-dir")
         .arg(&state)
         .args(["run", "--heartbeat-seconds", "1"])
+        .envs(env.iter().copied())
         .stderr(log)
         .spawn()
         .unwrap();

@@ -239,6 +239,10 @@ impl AlertEngine {
                 self.evaluate_nodes(org_id, &rules, &agents).await,
             ),
             ("usage", self.evaluate_usage(org_id, &rules, &agents).await),
+            (
+                "certificates",
+                self.evaluate_certificates(org_id, &rules, &agents).await,
+            ),
         ];
         let mut first_error = None;
         for (part, result) in results {
@@ -426,6 +430,84 @@ impl AlertEngine {
                     }
                 }
                 _ => {}
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Proxy certificates as the nodes last reported them: fires when one expires within the
+    /// rule's days (or has expired), resolves when it was renewed or its host is gone.
+    async fn evaluate_certificates(
+        &self,
+        org_id: &str,
+        rules: &[AlertRuleRow],
+        agents: &[AgentRow],
+    ) -> Result<(), AlertError> {
+        let cert_rules: Vec<&AlertRuleRow> = rules
+            .iter()
+            .filter(|r| RuleKind::parse(&r.kind) == Some(RuleKind::CertificateExpiring))
+            .collect();
+        if cert_rules.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut tx = self.inner.store.write(org_id).await?;
+        let reports = tx.list_proxy_status().await?;
+        for rule in cert_rules {
+            let days = i64::from(rule_params(rule).days.unwrap_or(14));
+            let mut seen = Vec::new();
+            for (agent_id, row) in &reports {
+                if rule.agent_id.as_deref().is_some_and(|a| a != agent_id) {
+                    continue;
+                }
+                let node = agents
+                    .iter()
+                    .find(|a| &a.id == agent_id)
+                    .map(|a| a.name.as_str())
+                    .unwrap_or("?");
+                let Ok(status) =
+                    serde_json::from_str::<infrapilot_proto::model::ProxyNodeStatus>(&row.status)
+                else {
+                    continue;
+                };
+                for cert in &status.certificates {
+                    let target = format!("certificate:{agent_id}/{}", cert.host_id);
+                    seen.push(target.clone());
+                    let Ok(not_after) = time::OffsetDateTime::parse(
+                        &cert.not_after,
+                        &time::format_description::well_known::Rfc3339,
+                    ) else {
+                        continue;
+                    };
+                    let left_ms = (not_after.unix_timestamp() * 1000) - now;
+                    if left_ms < days * 86_400_000 {
+                        let when = if left_ms <= 0 {
+                            "has expired".to_owned()
+                        } else {
+                            format!("expires in {} days", left_ms / 86_400_000)
+                        };
+                        let error = cert
+                            .error
+                            .as_ref()
+                            .map(|e| format!("; last renewal failed: {e}"))
+                            .unwrap_or_default();
+                        let summary = format!(
+                            "the certificate of {} on node {node} {when} ({}){error}",
+                            cert.domains.join(", "),
+                            cert.not_after
+                        );
+                        self.fire(&mut tx, rule, &target, &summary, now, Repeat::Ongoing)
+                            .await?;
+                    } else {
+                        self.resolve(&mut tx, rule, &target, now).await?;
+                    }
+                }
+            }
+            for open in tx.firing_alert_events(&rule.id).await? {
+                if !seen.contains(&open.target) {
+                    self.resolve(&mut tx, rule, &open.target, now).await?;
+                }
             }
         }
         tx.commit().await?;

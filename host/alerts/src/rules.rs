@@ -19,6 +19,8 @@ pub enum RuleKind {
     MemoryHigh,
     /// A node stopped sending heartbeats.
     NodeOffline,
+    /// A proxy host's certificate expires within `days` (default 14), as its node reports it.
+    CertificateExpiring,
 }
 
 impl RuleKind {
@@ -29,6 +31,7 @@ impl RuleKind {
             RuleKind::CpuHigh => "cpu_high",
             RuleKind::MemoryHigh => "memory_high",
             RuleKind::NodeOffline => "node_offline",
+            RuleKind::CertificateExpiring => "certificate_expiring",
         }
     }
 
@@ -52,6 +55,9 @@ pub struct RuleParams {
     pub threshold_percent: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<u32>,
+    /// certificate_expiring: days before expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,12 +130,14 @@ pub fn check_params(kind: RuleKind, params: &Value) -> Result<RuleParams, RuleEr
     };
     match kind {
         RuleKind::ContainerCrashed => {
+            refuse("days", p.days.is_some())?;
             refuse("restarts", p.restarts.is_some())?;
             refuse("window_seconds", p.window_seconds.is_some())?;
             refuse("threshold_percent", p.threshold_percent.is_some())?;
             refuse("duration_seconds", p.duration_seconds.is_some())?;
         }
         RuleKind::RestartLoop => {
+            refuse("days", p.days.is_some())?;
             refuse("threshold_percent", p.threshold_percent.is_some())?;
             refuse("duration_seconds", p.duration_seconds.is_some())?;
             let restarts = p.restarts.unwrap_or(3);
@@ -147,6 +155,7 @@ pub fn check_params(kind: RuleKind, params: &Value) -> Result<RuleParams, RuleEr
             p.window_seconds = Some(window);
         }
         RuleKind::CpuHigh | RuleKind::MemoryHigh => {
+            refuse("days", p.days.is_some())?;
             refuse("restarts", p.restarts.is_some())?;
             refuse("window_seconds", p.window_seconds.is_some())?;
             let max = if kind == RuleKind::CpuHigh {
@@ -173,11 +182,24 @@ pub fn check_params(kind: RuleKind, params: &Value) -> Result<RuleParams, RuleEr
             p.duration_seconds = Some(duration);
         }
         RuleKind::NodeOffline => {
+            refuse("days", p.days.is_some())?;
             refuse("container", p.container.is_some())?;
             refuse("restarts", p.restarts.is_some())?;
             refuse("window_seconds", p.window_seconds.is_some())?;
             refuse("threshold_percent", p.threshold_percent.is_some())?;
             refuse("duration_seconds", p.duration_seconds.is_some())?;
+        }
+        RuleKind::CertificateExpiring => {
+            refuse("container", p.container.is_some())?;
+            refuse("restarts", p.restarts.is_some())?;
+            refuse("window_seconds", p.window_seconds.is_some())?;
+            refuse("threshold_percent", p.threshold_percent.is_some())?;
+            refuse("duration_seconds", p.duration_seconds.is_some())?;
+            let days = p.days.unwrap_or(14);
+            if !(1..=3650).contains(&days) {
+                return Err(invalid("params.days", "between 1 and 3650"));
+            }
+            p.days = Some(days);
         }
     }
     Ok(p)

@@ -505,6 +505,11 @@ impl AgentHub {
         }
     }
 
+    /// The node reported its proxy (drift, certificates): kept as the latest status.
+    pub(crate) async fn on_proxy_status(&self, org_id: &str, agent_id: &str, json: &[u8]) {
+        store_proxy_status(&self.store, org_id, agent_id, json).await;
+    }
+
     pub(crate) async fn on_stream_item(&self, agent_id: &str, id: &str, item: StreamItem) {
         let tx = {
             let inner = self.lock();
@@ -562,5 +567,28 @@ impl AgentHub {
     pub async fn exec_input(&self, agent_id: &str, input: ExecInput) -> Result<(), HubError> {
         self.send(agent_id, host_message::Body::ExecInput(input))
             .await
+    }
+}
+
+/// Stores a node's proxy status (a JSON `ProxyNodeStatus`); malformed reports are dropped.
+pub async fn store_proxy_status(store: &Store, org_id: &str, agent_id: &str, json: &[u8]) {
+    let Ok(status) = serde_json::from_slice::<infrapilot_proto::model::ProxyNodeStatus>(json)
+    else {
+        tracing::warn!(agent_id, "dropped a malformed proxy status report");
+        return;
+    };
+    let stored = async {
+        let mut tx = store.write(org_id).await?;
+        tx.set_proxy_status(
+            agent_id,
+            i64::try_from(status.revision).unwrap_or(i64::MAX),
+            &serde_json::to_string(&status).unwrap_or_default(),
+        )
+        .await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = stored {
+        tracing::warn!(agent_id, error = %e, "could not store a proxy status report");
     }
 }

@@ -238,6 +238,10 @@ impl AgentGateway for Gateway {
                     Some(agent_message::Body::DockerEvent(event)) => {
                         hub.on_event(org_id, &agent_id, event).await;
                     }
+                    Some(agent_message::Body::ProxyStatus(status)) => {
+                        hub.on_proxy_status(org_id, &agent_id, &status.status_json)
+                            .await;
+                    }
                     Some(agent_message::Body::LogChunk(chunk)) => {
                         let id = chunk.stream_id.clone();
                         hub.on_stream_item(&agent_id, &id, StreamItem::Log(chunk))

@@ -9,11 +9,11 @@ pub mod model;
 
 use infrapilot_plugin_host::{PluginHost, PluginHostError};
 use infrapilot_plugins::bindings::{
-    AccessRule, Location, ProxyHost, RateLimit, SecurityHeaders, Upstream, UpstreamScheme,
+    AccessRule, Location, ProxyHost, RateLimit, SecurityHeaders, Tls, Upstream, UpstreamScheme,
 };
 use infrapilot_plugins::{HookError, Invocation};
-use infrapilot_proto::model::{ApplyReport, PROXY_ACME_WEBROOT};
-use infrapilot_proto::v1::{ApplyProxyConfig, ProxyFile, ProxyHostConfig};
+use infrapilot_proto::model::{ApplyReport, PROXY_ACME_WEBROOT, PROXY_MOUNT};
+use infrapilot_proto::v1::{ApplyProxyConfig, ProxyFile, ProxyHostConfig, ProxyTls};
 use serde::{Deserialize, Serialize};
 
 pub use model::{FieldError, ProxySpec};
@@ -68,7 +68,11 @@ pub fn to_wit(id: &str, spec: &ProxySpec) -> ProxyHost {
                 websockets: l.websockets,
             })
             .collect(),
-        tls: None,
+        tls: spec.tls.as_ref().map(|t| Tls {
+            certificate_path: format!("{PROXY_MOUNT}/certs/{id}/fullchain.pem"),
+            key_path: format!("{PROXY_MOUNT}/certs/{id}/privkey.pem"),
+            redirect_http: t.redirect_http,
+        }),
         headers: SecurityHeaders {
             hsts_max_age_seconds: spec.headers.hsts.as_ref().map(|h| h.max_age_seconds),
             hsts_include_subdomains: spec
@@ -153,6 +157,9 @@ pub async fn render(
                     .collect(),
                 containers: host.spec.containers(),
                 changed: !previous.contains(host),
+                tls: host.spec.tls.as_ref().map(|t| ProxyTls {
+                    mode: t.mode.clone(),
+                }),
             }),
             Err(e) => refused.push((host.id.clone(), e.to_string())),
         }

@@ -58,6 +58,24 @@ pub struct ProxySpec {
     /// Allow/deny rules by client address, in order (nginx semantics: first match wins).
     #[serde(default)]
     pub access: Vec<AccessSpec>,
+    /// HTTPS for this host.
+    #[serde(default)]
+    pub tls: Option<TlsSpec>,
+}
+
+/// HTTPS: a certificate issued and renewed by the node over ACME HTTP-01.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// `acme` (Let's Encrypt or the node's configured ACME server).
+    pub mode: String,
+    /// Answer plain HTTP with a redirect to HTTPS (default true).
+    #[serde(default = "yes")]
+    pub redirect_http: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where requests go: a container on this node (`container`) or an address (`host`).
@@ -518,7 +536,30 @@ impl ProxySpec {
                 source: access_source(&format!("access[{i}].source"), &a.source)?,
             });
         }
+        let tls = match &self.tls {
+            None => None,
+            Some(t) => {
+                let mode = t.mode.to_ascii_lowercase();
+                if mode != "acme" {
+                    return Err(refuse(
+                        "tls.mode",
+                        "must be acme (certificates issued and renewed by the node)",
+                    ));
+                }
+                if let Some(i) = domains.iter().position(|d| d.starts_with("*.")) {
+                    return Err(refuse(
+                        format!("domains[{i}]"),
+                        "a wildcard needs an ACME DNS-01 challenge; HTTP-01 cannot issue it",
+                    ));
+                }
+                Some(TlsSpec {
+                    mode,
+                    redirect_http: t.redirect_http,
+                })
+            }
+        };
         Ok(ProxySpec {
+            tls,
             domains,
             upstream: up,
             websockets: self.websockets,

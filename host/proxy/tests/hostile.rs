@@ -4,7 +4,7 @@
 //! Docker container name may contain `_` and `..`) must come back in that field's safe alphabet.
 
 use infrapilot_proxy::model::{
-    AccessSpec, CspDirective, HeadersSpec, LocationSpec, ProxySpec, UpstreamSpec,
+    AccessSpec, CspDirective, HeadersSpec, LocationSpec, ProxySpec, TlsSpec, UpstreamSpec,
 };
 
 fn corpus() -> Vec<String> {
@@ -54,6 +54,10 @@ fn base() -> ProxySpec {
             action: "allow".into(),
             source: "10.0.0.0/8".into(),
         }],
+        tls: Some(TlsSpec {
+            mode: "acme".into(),
+            redirect_http: true,
+        }),
     }
 }
 
@@ -67,6 +71,7 @@ const STRICT: &[(&str, Mutation)] = &[
     ("domains[1]", |s, v| s.domains.push(v)),
     ("upstream.host", |s, v| s.upstream.host = Some(v)),
     ("upstream.scheme", |s, v| s.upstream.scheme = v),
+    ("tls.mode", |s, v| s.tls.as_mut().unwrap().mode = v),
     ("locations[0].upstream.host", |s, v| {
         s.locations[0].upstream.container = None;
         s.locations[0].upstream.host = Some(v);
@@ -174,6 +179,9 @@ fn lenient_fields_refuse_or_keep_a_safe_alphabet() {
 fn domains_are_normalised_and_checked() {
     let mut spec = base();
     spec.domains = vec!["App.Example.COM".into(), "*.example.com".into()];
+    // A wildcard cannot be issued over HTTP-01.
+    assert_eq!(spec.validated().unwrap_err().field, "domains[1]");
+    spec.tls = None;
     let valid = spec.validated().expect("valid");
     assert_eq!(valid.domains, vec!["app.example.com", "*.example.com"]);
     spec.domains = vec!["a.example.com".into(), "A.example.com".into()];

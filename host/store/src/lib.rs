@@ -46,7 +46,7 @@ pub use identity::{
     RefreshTokenRow, SessionRow, UserRow,
 };
 pub use plugins::{MAX_PLUGIN_KV_KEYS, NewPlugin, PluginRow};
-pub use proxies::{NewProxyRevision, ProxyDriftRow, ProxyHostRow, ProxyRevisionRow};
+pub use proxies::{NewProxyRevision, ProxyHostRow, ProxyRevisionRow, ProxyStatusRow};
 
 /// The organisation every community installation uses.
 pub const DEFAULT_ORG_ID: &str = "00000000-0000-0000-0000-000000000001";

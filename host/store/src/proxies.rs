@@ -201,48 +201,65 @@ impl Tx {
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ProxyDriftRow {
+pub struct ProxyStatusRow {
     pub revision: i64,
-    /// JSON array of host ids.
-    pub drifted_hosts: String,
-    /// JSON array of relative paths.
-    pub drifted_files: String,
+    /// JSON ProxyNodeStatus.
+    pub status: String,
     pub checked_at: i64,
 }
 
 impl Tx {
-    pub async fn set_proxy_drift(
+    pub async fn set_proxy_status(
         &mut self,
         agent_id: &str,
         revision: i64,
-        drifted_hosts: &str,
-        drifted_files: &str,
+        status: &str,
     ) -> Result<()> {
         let org = self.org_id.clone();
         on_tx!(self, c => sqlx::query(
-            "INSERT INTO proxy_drift (agent_id, org_id, revision, drifted_hosts, drifted_files, checked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (agent_id) DO UPDATE SET revision = excluded.revision, \
-             drifted_hosts = excluded.drifted_hosts, drifted_files = excluded.drifted_files, \
-             checked_at = excluded.checked_at",
+            "INSERT INTO proxy_status (agent_id, org_id, revision, status, checked_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (agent_id) DO UPDATE SET revision = excluded.revision, \
+             status = excluded.status, checked_at = excluded.checked_at",
         )
         .bind(agent_id)
         .bind(&org)
         .bind(revision)
-        .bind(drifted_hosts)
-        .bind(drifted_files)
+        .bind(status)
         .bind(now_ms())
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
-    pub async fn proxy_drift(&mut self, agent_id: &str) -> Result<Option<ProxyDriftRow>> {
+    pub async fn proxy_status(&mut self, agent_id: &str) -> Result<Option<ProxyStatusRow>> {
         let org = self.org_id.clone();
-        Ok(on_tx!(self, c => sqlx::query_as::<_, ProxyDriftRow>(
-            "SELECT revision, drifted_hosts, drifted_files, checked_at FROM proxy_drift \
-             WHERE org_id = $1 AND agent_id = $2",
+        Ok(on_tx!(self, c => sqlx::query_as::<_, ProxyStatusRow>(
+            "SELECT revision, status, checked_at FROM proxy_status WHERE org_id = $1 AND agent_id = $2",
         )
         .bind(&org)
         .bind(agent_id)
         .fetch_optional(&mut **c).await)?)
+    }
+
+    /// Every node's last proxy status in this organisation (for the certificate-expiry rule).
+    pub async fn list_proxy_status(&mut self) -> Result<Vec<(String, ProxyStatusRow)>> {
+        let org = self.org_id.clone();
+        let rows = on_tx!(self, c => sqlx::query_as::<_, (String, i64, String, i64)>(
+            "SELECT agent_id, revision, status, checked_at FROM proxy_status WHERE org_id = $1 ORDER BY agent_id",
+        )
+        .bind(&org)
+        .fetch_all(&mut **c).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(a, revision, status, checked_at)| {
+                (
+                    a,
+                    ProxyStatusRow {
+                        revision,
+                        status,
+                        checked_at,
+                    },
+                )
+            })
+            .collect())
     }
 }

@@ -242,10 +242,6 @@ fn render_host(host: &ProxyHost) -> Result<Vec<RenderedFile>, PluginError> {
         let _ = writeln!(out, "    server_name {names};");
         let _ = writeln!(out, "    ssl_certificate {};", tls.certificate_path);
         let _ = writeln!(out, "    ssl_certificate_key {};", tls.key_path);
-        out.push_str("    ssl_protocols TLSv1.2 TLSv1.3;\n");
-        out.push_str("    ssl_prefer_server_ciphers off;\n");
-        out.push_str("    ssl_session_cache shared:infrapilot_tls:10m;\n");
-        out.push_str("    ssl_session_timeout 1d;\n");
         acme_location(&mut out, host)?;
         server_body(&mut out, host)?;
         out.push_str("}\n");
@@ -269,6 +265,11 @@ fn render_shared(hosts: &[ProxyHost], revision: u64) -> Result<Vec<RenderedFile>
     out.push_str("    access_log /dev/stdout;\n");
     out.push_str("    sendfile on;\n    keepalive_timeout 65;\n    server_tokens off;\n");
     out.push_str("    server_names_hash_bucket_size 128;\n");
+    // TLS settings of the listening socket come from its default server: set them for all.
+    out.push_str("    ssl_protocols TLSv1.2 TLSv1.3;\n");
+    out.push_str("    ssl_prefer_server_ciphers off;\n");
+    out.push_str("    ssl_session_cache shared:infrapilot_tls:10m;\n");
+    out.push_str("    ssl_session_timeout 1d;\n");
     out.push_str("    map $http_upgrade $connection_upgrade {\n        default upgrade;\n        '' close;\n    }\n");
     for host in hosts {
         if let Some(rate) = &host.rate_limit {

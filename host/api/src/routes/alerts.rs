@@ -73,10 +73,12 @@ pub struct TestResultDto {
 #[serde(deny_unknown_fields)]
 pub struct CreateRuleRequest {
     pub name: String,
-    /// `container_crashed`, `restart_loop`, `cpu_high`, `memory_high` or `node_offline`.
+    /// `container_crashed`, `restart_loop`, `cpu_high`, `memory_high`, `node_offline` or
+    /// `certificate_expiring`.
     pub kind: String,
     /// By kind: `container` (exact name filter), `restarts` and `window_seconds` (restart_loop),
-    /// `threshold_percent` and `duration_seconds` (cpu_high, memory_high).
+    /// `threshold_percent` and `duration_seconds` (cpu_high, memory_high), `days`
+    /// (certificate_expiring, default 14).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub params: Value,
@@ -467,7 +469,7 @@ pub async fn create_rule(
     let kind = RuleKind::parse(&req.kind).ok_or_else(|| {
         ApiError::invalid(
             "kind",
-            "kind must be container_crashed, restart_loop, cpu_high, memory_high or node_offline",
+            "kind must be container_crashed, restart_loop, cpu_high, memory_high, node_offline or certificate_expiring",
         )
     })?;
     let params = infrapilot_alerts::rules::check_params(kind, &req.params)

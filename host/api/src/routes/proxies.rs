@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use infrapilot_gateway::AgentHub;
 use infrapilot_plugin_host::PluginHostError;
-use infrapilot_proto::model::DriftReport;
+use infrapilot_proto::model::{CertificateStatus, ProxyNodeStatus};
 use infrapilot_proto::v1::{CheckProxyDrift, command};
 use infrapilot_proxy::model::ProxySpec;
 use infrapilot_proxy::{DEFAULT_BACKEND, RenderError, RevisionHost, host_status};
@@ -48,6 +48,8 @@ pub struct ProxyDto {
     pub revision: i64,
     /// The files of this host on the node differ from what was applied (last drift check).
     pub drift: bool,
+    /// The certificate the node holds for this host (HTTPS hosts), with its TLS health score.
+    pub certificate: Option<CertificateStatus>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -122,7 +124,7 @@ fn revision_dto(r: ProxyRevisionRow) -> RevisionDto {
 fn proxy_dto(
     row: ProxyHostRow,
     latest: Option<&ProxyRevisionRow>,
-    drifted: &[String],
+    node: &ProxyNodeStatus,
 ) -> ApiResult<ProxyDto> {
     let spec: ProxySpec = serde_json::from_str(&row.spec).map_err(ApiError::internal)?;
     let status = match latest {
@@ -136,7 +138,12 @@ fn proxy_dto(
         None => host_status(&row.id, 0, None, None, None),
     };
     Ok(ProxyDto {
-        drift: drifted.contains(&row.id),
+        drift: node.drifted_hosts.contains(&row.id),
+        certificate: node
+            .certificates
+            .iter()
+            .find(|c| c.host_id == row.id)
+            .cloned(),
         id: row.id,
         agent_id: row.agent_id,
         spec,
@@ -148,11 +155,12 @@ fn proxy_dto(
     })
 }
 
-async fn drifted_hosts(tx: &mut Tx, agent_id: &str) -> ApiResult<Vec<String>> {
+/// The node's last reported proxy status (drift, certificates).
+async fn node_status(tx: &mut Tx, agent_id: &str) -> ApiResult<ProxyNodeStatus> {
     Ok(tx
-        .proxy_drift(agent_id)
+        .proxy_status(agent_id)
         .await?
-        .map(|d| serde_json::from_str(&d.drifted_hosts).unwrap_or_default())
+        .and_then(|s| serde_json::from_str(&s.status).ok())
         .unwrap_or_default())
 }
 
@@ -370,9 +378,9 @@ async fn one(state: &AppState, org_id: &str, agent_id: &str, id: &str) -> ApiRes
         .await?
         .ok_or_else(|| ApiError::not_found("pid", "no such proxy host"))?;
     let latest = tx.list_proxy_revisions(agent_id, 1).await?;
-    let drifted = drifted_hosts(&mut tx, agent_id).await?;
+    let node = node_status(&mut tx, agent_id).await?;
     tx.commit().await?;
-    proxy_dto(row, latest.first(), &drifted)
+    proxy_dto(row, latest.first(), &node)
 }
 
 fn ids(agent: &str, pid: Option<&str>) -> ApiResult<(String, Option<String>)> {
@@ -397,10 +405,10 @@ pub async fn list(
         .ok_or_else(|| ApiError::not_found("id", "no such agent"))?;
     let rows = tx.list_proxy_hosts(&agent_id).await?;
     let latest = tx.list_proxy_revisions(&agent_id, 1).await?;
-    let drifted = drifted_hosts(&mut tx, &agent_id).await?;
+    let node = node_status(&mut tx, &agent_id).await?;
     tx.commit().await?;
     rows.into_iter()
-        .map(|r| proxy_dto(r, latest.first(), &drifted))
+        .map(|r| proxy_dto(r, latest.first(), &node))
         .collect::<ApiResult<Vec<_>>>()
         .map(Json)
 }
@@ -582,13 +590,15 @@ pub async fn reapply(
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/proxies/drift", operation_id = "check_proxy_drift", tag = "proxies",
     params(("id" = String, Path)),
-    responses((status = 200, body = DriftReport), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = ProxyNodeStatus), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
+/// Asks the node now: drift of its files against the applied revision, and its certificates
+/// with their TLS scores. The answer is also kept as the node's latest status.
 pub async fn drift(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<DriftReport>> {
+) -> ApiResult<Json<ProxyNodeStatus>> {
     let (agent_id, _) = ids(&id, None)?;
     {
         let mut tx = state.store().read(&principal.org_id).await?;
@@ -604,16 +614,14 @@ pub async fn drift(
         )
         .await
         .map_err(|e| super::containers::hub_error(e, "id"))?;
-    let report: DriftReport =
+    let status: ProxyNodeStatus =
         serde_json::from_slice(&outcome.payload_json).map_err(ApiError::internal)?;
-    let mut tx = state.store().write(&principal.org_id).await?;
-    tx.set_proxy_drift(
+    infrapilot_gateway::store_proxy_status(
+        state.store(),
+        &principal.org_id,
         &agent_id,
-        i64::try_from(report.revision).unwrap_or(i64::MAX),
-        &serde_json::to_string(&report.drifted_hosts).map_err(ApiError::internal)?,
-        &serde_json::to_string(&report.drifted_files).map_err(ApiError::internal)?,
+        &outcome.payload_json,
     )
-    .await?;
-    tx.commit().await?;
-    Ok(Json(report))
+    .await;
+    Ok(Json(status))
 }

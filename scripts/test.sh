@@ -8,7 +8,8 @@
 #   4. the committed OpenAPI document is current; a smoke run of the binary on PostgreSQL (one variable switches the backend)
 #   5. the browser test in Debian's Chromium (setup → login → TOTP → logout → MFA login → audit →
 #      nodes and token one-liner → containers by stack → logs follow → terminal → delete →
-#      plugins → alert channel from its schema → send test → crash rule → alert history)
+#      plugins → alert channel from its schema → send test → crash rule → alert history →
+#      proxy host from the container picker, applied and served by nginx → nginx's error shown)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -113,12 +114,16 @@ echo "PostgreSQL smoke run OK"
 say "browser test in Chromium (tests/e2e)"
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 port=$(free_port)
+proxy_http=$(free_port)
 INFRAPILOT_GRPC_LISTEN="127.0.0.1:$(free_port)" INFRAPILOT_DATA_DIR="$work/e2e-data" INFRAPILOT_LISTEN="127.0.0.1:$port" \
     INFRAPILOT_PLUGIN_DIR="$tdir/plugins/bundles" INFRAPILOT_PLUGIN_TRUSTED_KEYS="$tdir/plugins/dev-signing" \
-    INFRAPILOT_PLUGIN_EGRESS_ALLOW=127.0.0.1 INFRAPILOT_ALERT_TICK_SECONDS=1 "$bin" serve >"$work/e2e-serve.log" 2>&1 &
+    INFRAPILOT_PLUGIN_EGRESS_ALLOW=127.0.0.1 INFRAPILOT_ALERT_TICK_SECONDS=1 \
+    INFRAPILOT_AGENT_NGINX_IMAGE=infrapilot-test/nginx:latest INFRAPILOT_AGENT_NGINX_CONTAINER=infrapilot-e2e-nginx \
+    INFRAPILOT_AGENT_HTTP_PORT="$proxy_http" INFRAPILOT_AGENT_HTTPS_PORT="$(free_port)" INFRAPILOT_AGENT_PROXY_BIND=127.0.0.1 \
+    "$bin" serve >"$work/e2e-serve.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:$port" "$work/e2e-serve.log"
-if ! (cd tests/e2e && INFRAPILOT_URL="http://127.0.0.1:$port" node run.mjs); then
+if ! (cd tests/e2e && INFRAPILOT_URL="http://127.0.0.1:$port" E2E_PROXY_HTTP_PORT="$proxy_http" node run.mjs); then
     echo "browser test failed; server log:" >&2
     tail -n 50 "$work/e2e-serve.log" >&2
     exit 1

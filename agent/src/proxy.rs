@@ -492,6 +492,57 @@ impl Proxy {
         })
     }
 
+    /// Where this node's nginx answers on `port` (the published port on the bind address).
+    fn local_addr(&self, port: u16) -> Result<std::net::SocketAddr, DockerError> {
+        match self.options.bind_address.as_str() {
+            "0.0.0.0" | "" => format!("127.0.0.1:{port}"),
+            "::" => format!("[::1]:{port}"),
+            a if a.contains(':') => format!("[{a}]:{port}"),
+            a => format!("{a}:{port}"),
+        }
+        .parse()
+        .map_err(|e| failure("invalid", format!("INFRAPILOT_AGENT_PROXY_BIND: {e}")))
+    }
+
+    /// A kept-alive connection that one of the running workers answered: when the workers of
+    /// the previous configuration shut down after a reload, they close it. Until then they may
+    /// still accept new connections and answer with the old configuration.
+    async fn sentinel(&self) -> Option<tokio::net::TcpStream> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.local_addr(self.options.http_port).ok()?;
+        let mut stream =
+            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+                .await
+                .ok()?
+                .ok()?;
+        stream
+            .write_all(b"GET /.well-known/infrapilot/revision HTTP/1.1\r\nHost: infrapilot-verify.invalid\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = [0u8; 2048];
+        let n = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        (n > 0).then_some(stream)
+    }
+
+    /// Waits (bounded) until the old workers closed the sentinel connection.
+    async fn old_workers_gone(stream: Option<tokio::net::TcpStream>, within: Duration) {
+        use tokio::io::AsyncReadExt;
+        let Some(mut stream) = stream else { return };
+        let mut buf = [0u8; 2048];
+        let _ = tokio::time::timeout(within, async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+    }
+
     fn verify_base(&self) -> String {
         let host = match self.options.bind_address.as_str() {
             "0.0.0.0" | "" => "127.0.0.1",
@@ -503,8 +554,10 @@ impl Proxy {
     }
 
     fn http_client() -> reqwest::Client {
+        // A fresh connection per request: a kept-alive one may still reach an old worker.
         reqwest::Client::builder()
             .no_proxy()
+            .pool_max_idle_per_host(0)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(2))
             .build()
@@ -535,7 +588,7 @@ impl Proxy {
             if Instant::now() >= deadline {
                 return Err(last);
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -557,7 +610,7 @@ impl Proxy {
             if Instant::now() >= deadline {
                 return Err(last);
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -771,7 +824,7 @@ impl Proxy {
                 if let Some(parent) = p.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| io("staging tree", e))?;
                 }
-                write_synced(&p, &f.contents).map_err(|e| io("staging tree", e))?;
+                std::fs::write(&p, &f.contents).map_err(|e| io("staging tree", e))?;
             }
             Ok(())
         };
@@ -814,13 +867,18 @@ impl Proxy {
                 }
             }
         }
+        // One flush of the file system for the whole tree (not one per file) before it can be
+        // swapped in: a power cut never leaves `current` on a half-written tree.
+        sync_filesystem(&self.options.dir);
         std::fs::rename(self.path(&staging), self.path(&final_tree)).map_err(|e| io("tree", e))?;
         sync_dir(&self.path("trees"));
 
         let previous = self.current_tree();
+        let sentinel = self.sentinel().await;
         self.point_current(&final_tree)?;
         let reloaded = match self.nginx_reload().await {
             Ok(Ok(())) => {
+                Self::old_workers_gone(sentinel, Duration::from_secs(3)).await;
                 self.wait_serving(config.revision, self.options.verify_timeout)
                     .await
             }
@@ -903,17 +961,27 @@ impl Proxy {
             report: Some(report.clone()),
         })?;
         self.detach_unused(&networks).await;
-        self.prune_trees(&final_tree, previous.as_deref());
         let kept: Vec<String> = config
             .hosts
             .iter()
             .filter(|h| h.tls.is_some())
             .map(|h| h.id.clone())
             .collect();
-        self.certs.prune(&kept);
-        // Issue what is missing in the background; the report follows when it is done.
+        // Tidying up, issuing what is missing and the report follow in the background.
         let this = self.clone();
-        tokio::spawn(async move { this.renew_due().await });
+        tokio::spawn(async move {
+            {
+                let _guard = this.lock.lock().await;
+                let current = this.current_tree().unwrap_or_default();
+                let tidy = this.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    tidy.prune_trees(&current, previous.as_deref());
+                    tidy.certs.prune(&kept);
+                })
+                .await;
+            }
+            this.renew_due().await
+        });
         Ok(report)
     }
 
@@ -991,14 +1059,7 @@ impl Proxy {
             .map(|(id, _)| id.clone())
             .collect();
         let mut certificates = Vec::new();
-        let https: std::net::SocketAddr = match self.options.bind_address.as_str() {
-            "0.0.0.0" | "" => format!("127.0.0.1:{}", self.options.https_port),
-            "::" => format!("[::1]:{}", self.options.https_port),
-            a if a.contains(':') => format!("[{a}]:{}", self.options.https_port),
-            a => format!("{a}:{}", self.options.https_port),
-        }
-        .parse()
-        .map_err(|e| failure("invalid", format!("INFRAPILOT_AGENT_PROXY_BIND: {e}")))?;
+        let https = self.local_addr(self.options.https_port)?;
         for (id, domains) in &applied.acme {
             let Some(facts) = self.certs.facts(id) else {
                 continue;
@@ -1162,6 +1223,13 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::File::create(path)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+/// Flushes the file system holding `dir` (syncfs): one call for a whole tree of files.
+fn sync_filesystem(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = rustix::fs::syncfs(&d);
+    }
 }
 
 fn sync_dir(dir: &Path) {

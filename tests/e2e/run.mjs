@@ -20,7 +20,7 @@
 // Exit 0 on success; on failure a message, exit 1 and out/failure.png.
 
 import { execFileSync } from 'node:child_process';
-import { createServer } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
 import { createHmac } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -83,6 +83,21 @@ function selfTestTotp() {
 
 const IMAGE = 'infrapilot-test/busybox:latest';
 const STACK = 'e2eshop';
+const PROXY_HTTP_PORT = Number(process.env.E2E_PROXY_HTTP_PORT || 0);
+
+/** GET / through the node's nginx with this Host header: [status, body]. */
+function throughNginx(host) {
+  return new Promise((resolve) => {
+    const req = httpRequest({ host: '127.0.0.1', port: PROXY_HTTP_PORT, path: '/', headers: { Host: host }, timeout: 3000 }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve([res.statusCode, Buffer.concat(chunks).toString('utf8')]));
+    });
+    req.on('error', () => resolve([0, '']));
+    req.on('timeout', () => req.destroy());
+    req.end();
+  });
+}
 const docker = (...args) => execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
 
 function startStack() {
@@ -569,6 +584,51 @@ async function main() {
       } catch {
         /* not there */
       }
+    }
+
+    // ---- reverse proxy (the built-in agent's managed nginx, the locally built image) ----
+    if (PROXY_HTTP_PORT) {
+      const upstream = `${STACK}-site`;
+      await step('a proxy host made with the container picker is applied and serves through nginx', async () => {
+        try {
+          docker('network', 'create', `${STACK}-net`);
+        } catch {
+          /* exists */
+        }
+        docker('run', '-d', '--name', upstream, '--network', `${STACK}-net`, IMAGE, 'sh', '-c',
+          'mkdir -p /www && echo hello-from-e2e > /www/index.html && exec /bin/busybox httpd -f -p 80 -h /www');
+        await nav('Proxy hosts').click();
+        await heading('Proxy hosts').waitFor();
+        await button('New proxy host').click();
+        const dialog = page.getByTestId('proxy-dialog');
+        await dialog.getByLabel('Domains (one per line)').fill('shop.e2e.test');
+        await until('the container picker lists the upstream', async () =>
+          (await dialog.getByLabel('Container', { exact: true }).innerText()).includes(upstream));
+        await dialog.getByLabel('Container', { exact: true }).selectOption(upstream);
+        await dialog.getByLabel('X-Frame-Options').selectOption('DENY');
+        await dialog.getByRole('button', { name: 'Create and apply' }).click();
+        const row = page.getByTestId('proxy-row').filter({ hasText: 'shop.e2e.test' });
+        await until('applied', async () => (await row.innerText()).includes('Applied'), 30_000);
+        const [status, body] = await throughNginx('shop.e2e.test');
+        if (status !== 200 || body.trim() !== 'hello-from-e2e') throw new Error(`through nginx: ${status} ${body}`);
+        await page.getByTestId('revisions-table').getByText('create', { exact: true }).waitFor();
+      });
+
+      await step("a host nginx refuses shows nginx's own error; the other keeps serving", async () => {
+        await button('New proxy host').click();
+        const dialog = page.getByTestId('proxy-dialog');
+        await dialog.getByLabel('Domains (one per line)').fill('broken.e2e.test');
+        await dialog.getByLabel('Send requests to').selectOption('host');
+        await dialog.getByLabel('Host or IP').fill('no-such-upstream.invalid');
+        await dialog.getByRole('button', { name: 'Create and apply' }).click();
+        const row = page.getByTestId('proxy-row').filter({ hasText: 'broken.e2e.test' });
+        await until('failed', async () => (await row.innerText()).includes('Failed'), 60_000);
+        const error = await row.getByTestId('apply-error').innerText();
+        if (!error.includes('host not found in upstream')) throw new Error(`error text: ${error}`);
+        note(error.split('\n')[0]);
+        const [status] = await throughNginx('shop.e2e.test');
+        if (status !== 200) throw new Error(`shop.e2e.test answered ${status}`);
+      });
     }
 
     await step('no browser console errors (CSP, React)', async () => {

@@ -18,6 +18,7 @@ import { LicensePage } from './pages/License';
 import { AlertChannelsPage } from './pages/AlertChannels';
 import { AlertRulesPage } from './pages/AlertRules';
 import { AlertHistoryPage } from './pages/AlertHistory';
+import { ProxiesPage } from './pages/Proxies';
 
 export interface PageDef {
   path: string;
@@ -33,6 +34,7 @@ export const PAGES: PageDef[] = [
   { path: '/nodes', label: 'Nodes', minRole: 'viewer', nav: true, element: <NodesPage /> },
   { path: '/nodes/:id', label: 'Node', minRole: 'viewer', nav: false, element: <NodePage /> },
   { path: '/nodes/:id/containers/:cid', label: 'Container', minRole: 'viewer', nav: false, element: <ContainerPage /> },
+  { path: '/proxies', label: 'Proxy hosts', minRole: 'viewer', nav: true, element: <ProxiesPage /> },
   { path: '/alerts/history', label: 'Alert history', minRole: 'viewer', nav: true, element: <AlertHistoryPage /> },
   { path: '/alerts/rules', label: 'Alert rules', minRole: 'viewer', nav: true, element: <AlertRulesPage /> },
   { path: '/alerts/channels', label: 'Alert channels', minRole: 'viewer', nav: true, element: <AlertChannelsPage /> },

@@ -43,6 +43,7 @@ const KINDS: KindDef[] = [
     ],
   },
   { id: 'node_offline', label: 'Node offline', params: [] },
+  { id: 'certificate_expiring', label: 'Certificate expiring', params: [{ name: 'days', label: 'Days before expiry', placeholder: '14' }] },
 ];
 
 function describe(r: Rule): string {

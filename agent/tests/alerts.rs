@@ -219,8 +219,9 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
     let admin = server.admin().await;
     admin.online_agent("local").await;
 
-    // The shipped plugins are installed at start-up, signed by the trusted development key and
-    // disabled until the operator enables them.
+    // The shipped plugins are installed at start-up, signed by the trusted development key;
+    // alert channels stay disabled until the operator enables them (the proxy backend, which
+    // needs no grant beyond logging, is enabled).
     let plugins = admin.get("/api/v1/plugins").await;
     let ids: Vec<&str> = plugins
         .as_array()
@@ -230,15 +231,25 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
         .collect();
     assert_eq!(
         ids,
-        ["infrapilot.slack", "infrapilot.smtp", "infrapilot.webhook"]
+        [
+            "infrapilot.proxy-nginx",
+            "infrapilot.slack",
+            "infrapilot.smtp",
+            "infrapilot.webhook"
+        ]
     );
     for p in plugins.as_array().unwrap() {
+        let proxy = p["id"] == "infrapilot.proxy-nginx";
         assert_eq!(
             (&p["world"], &p["edition"], &p["enabled"], &p["signed"]),
             (
-                &json!("alert-channel"),
+                &json!(if proxy {
+                    "proxy-backend"
+                } else {
+                    "alert-channel"
+                }),
                 &json!("community"),
-                &json!(false),
+                &json!(proxy),
                 &json!(true)
             ),
             "{p}"

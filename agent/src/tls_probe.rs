@@ -86,6 +86,25 @@ fn roots(extra: Option<&Path>) -> RootCertStore {
     roots
 }
 
+fn verify_chain(
+    chain: &[CertificateDer<'static>],
+    name: &str,
+    extra_roots: Option<&Path>,
+) -> Result<(), String> {
+    let (leaf, intermediates) = chain.split_first().ok_or("no certificate presented")?;
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots(extra_roots)),
+        provider(),
+    )
+    .build()
+    .map_err(|e| e.to_string())?;
+    let server = ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
+    verifier
+        .verify_server_cert(leaf, intermediates, &server, &[], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 async fn handshake(
     config: ClientConfig,
     addr: SocketAddr,
@@ -144,10 +163,11 @@ pub async fn score(
         Err(e) => return fail(format!("handshake failed: {e}")),
     };
     let (_, session) = stream.get_ref();
-    let leaf = session
+    let chain: Vec<CertificateDer<'static>> = session
         .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.as_ref().to_vec());
+        .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let leaf = chain.first().map(|c| c.as_ref().to_vec());
     match session.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => {}
         Some(v) => {
@@ -203,16 +223,9 @@ pub async fn score(
             }
         }
     }
-    // Chain: a verifying handshake against the public roots and the configured extra roots.
-    let trusted = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map(|b| {
-            b.with_root_certificates(roots(extra_roots))
-                .with_no_client_auth()
-        });
-    if let Ok(trusted) = trusted
-        && let Err(e) = handshake(trusted, addr, name).await
-    {
+    // Chain: the certificates this very connection presented, verified against the public roots
+    // and the configured extra roots (a second connection could reach another worker).
+    if let Err(e) = verify_chain(&chain, name, extra_roots) {
         score -= 40;
         reasons.push(format!("chain: not trusted ({e})"));
     }

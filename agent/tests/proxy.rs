@@ -899,3 +899,54 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_rules_rate_and_body_limits_are_enforced_by_nginx() {
+    let Some(docker) = docker().await else { return };
+    let mut fixture = Fixture::new(docker, "proxylimits");
+    let Some(proxy) = Proxy::start(&mut fixture).await else {
+        return;
+    };
+    let network = fixture.network().await;
+    let web = upstream(&mut fixture, "web", &network).await;
+    let hosts = [
+        (
+            "denied.test",
+            json!({"access": [{"action": "deny", "source": "all"}]}),
+        ),
+        (
+            "limited.test",
+            json!({"rate_limit": {"requests_per_second": 1, "burst": 0}}),
+        ),
+        ("small.test", json!({"max_body_bytes": 1024})),
+    ];
+    for (domain, extra) in &hosts {
+        let mut body = json!({"domains": [domain], "upstream": {"container": web, "port": 80}});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, created) = proxy.admin.call("POST", &proxy.path(""), Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        let host = proxy.settled(created["id"].as_str().unwrap()).await;
+        assert_eq!(host["apply_status"], "applied", "{host}");
+    }
+    let (status, _, _) = proxy.through("denied.test").await.unwrap();
+    assert_eq!(status, 403, "deny all");
+    // The node's own check after the reload used this second's allowance.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        codes.push(proxy.through("limited.test").await.unwrap().0);
+    }
+    assert!(codes.contains(&200) && codes.contains(&429), "{codes:?}");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let post = |size: usize| {
+        client
+            .post(format!("http://127.0.0.1:{}/", proxy.http_port))
+            .header("host", "small.test")
+            .body(vec![b'x'; size])
+            .send()
+    };
+    assert_eq!(post(4096).await.unwrap().status().as_u16(), 413);
+    assert_ne!(post(100).await.unwrap().status().as_u16(), 413);
+}

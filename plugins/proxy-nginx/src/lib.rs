@@ -160,12 +160,17 @@ fn server_body(out: &mut String, host: &ProxyHost) -> Result<(), PluginError> {
     access(out, &host.access)?;
     headers(out, &host.headers)?;
     if let Some(rate) = &host.rate_limit {
-        let _ = writeln!(
-            out,
-            "    limit_req zone={} burst={} nodelay;",
-            zone_name(&host.id),
-            rate.burst
-        );
+        // nginx refuses `burst=0`; no burst is the same.
+        if rate.burst > 0 {
+            let _ = writeln!(
+                out,
+                "    limit_req zone={} burst={} nodelay;",
+                zone_name(&host.id),
+                rate.burst
+            );
+        } else {
+            let _ = writeln!(out, "    limit_req zone={};", zone_name(&host.id));
+        }
         out.push_str("    limit_req_status 429;\n");
     }
     // nginx picks the longest matching prefix whatever the order.

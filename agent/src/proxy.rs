@@ -621,11 +621,7 @@ impl Proxy {
             .inspect_container(&self.options.container, None::<InspectContainerOptions>)
             .await
             .map_err(|e| DockerError::from(e).message)?;
-        let mut joined: Vec<String> = nginx
-            .network_settings
-            .and_then(|n| n.networks)
-            .map(|n| n.into_keys().collect())
-            .unwrap_or_default();
+        let mut joined = networks_of(nginx);
         let mut used = Vec::new();
         for name in containers {
             let c = docker
@@ -637,11 +633,7 @@ impl Proxy {
                         DockerError::from(e).message
                     )
                 })?;
-            let networks: Vec<String> = c
-                .network_settings
-                .and_then(|n| n.networks)
-                .map(|n| n.into_keys().collect())
-                .unwrap_or_default();
+            let networks = networks_of(c);
             if let Some(shared) = networks.iter().find(|n| joined.contains(n)) {
                 used.push(shared.clone());
                 continue;
@@ -708,11 +700,7 @@ impl Proxy {
         else {
             return;
         };
-        let joined: Vec<String> = nginx
-            .network_settings
-            .and_then(|n| n.networks)
-            .map(|n| n.into_keys().collect())
-            .unwrap_or_default();
+        let joined = networks_of(nginx);
         for net in joined {
             if net == self.options.network || keep.contains(&net) {
                 continue;
@@ -1202,6 +1190,15 @@ impl Proxy {
             .map_err(|e| failure("failed", e))?;
         Ok(applied.revision)
     }
+}
+
+/// The networks a container is attached to.
+fn networks_of(container: bollard::models::ContainerInspectResponse) -> Vec<String> {
+    container
+        .network_settings
+        .and_then(|n| n.networks)
+        .map(|n| n.into_keys().collect())
+        .unwrap_or_default()
 }
 
 fn collect_files(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {

@@ -50,12 +50,15 @@ impl Default for AcmeOptions {
 /// What the node knows about a host's certificate besides the PEM files.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CertMeta {
-    /// `acme` or `placeholder`.
+    /// `acme`, `placeholder` or `uploaded`.
     pub source: String,
     pub domains: Vec<String>,
     pub error: Option<String>,
     /// Unix seconds of the last issuance attempt.
     pub last_attempt: i64,
+    /// `uploaded`: SHA-256 of the leaf, as the host named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// Facts read from a certificate chain.
@@ -200,6 +203,59 @@ impl CertStore {
                 domains: domains.to_vec(),
                 error: current.and_then(|m| m.error),
                 last_attempt: 0,
+                fingerprint: None,
+            },
+        )
+        .map_err(|e| format!("certs/{id}: {e}"))
+    }
+
+    /// Writes the user's uploaded certificate for a host unless the node holds it already (same
+    /// fingerprint). The host checked the chain and the key; the node checks the fingerprint is
+    /// what it names and the files are a pair nginx can load (`nginx -t` follows).
+    pub fn install_uploaded(
+        &self,
+        id: &str,
+        domains: &[String],
+        tls: &infrapilot_proto::v1::ProxyTls,
+    ) -> Result<(), String> {
+        let fingerprint = tls.fingerprint_sha256.as_str();
+        if fingerprint.len() != 64 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("the uploaded certificate has no valid fingerprint".into());
+        }
+        let dir = self.host_dir(id);
+        let current = self.meta(id);
+        let held = current.as_ref().is_some_and(|m| {
+            m.source == "uploaded"
+                && m.fingerprint.as_deref() == Some(fingerprint)
+                && m.domains == domains
+        }) && dir.join("fullchain.pem").is_file()
+            && dir.join("privkey.pem").is_file();
+        if held {
+            return Ok(());
+        }
+        let facts = chain_facts(&tls.certificate_pem)
+            .ok_or_else(|| "the uploaded certificate cannot be read".to_owned())?;
+        use sha2::Digest as _;
+        let leaf_digest: String = sha2::Sha256::digest(&facts.leaf)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if leaf_digest != fingerprint.to_ascii_lowercase() {
+            return Err("the uploaded certificate does not match its fingerprint".into());
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| format!("certs/{id}: {e}"))?;
+        write_private(&dir.join("privkey.pem"), &tls.private_key_pem, 0o600)
+            .map_err(|e| format!("certs/{id}: {e}"))?;
+        write_private(&dir.join("fullchain.pem"), &tls.certificate_pem, 0o644)
+            .map_err(|e| format!("certs/{id}: {e}"))?;
+        self.save_meta(
+            id,
+            &CertMeta {
+                source: "uploaded".into(),
+                domains: domains.to_vec(),
+                error: None,
+                last_attempt: 0,
+                fingerprint: Some(fingerprint.to_owned()),
             },
         )
         .map_err(|e| format!("certs/{id}: {e}"))
@@ -281,6 +337,7 @@ impl CertStore {
                 meta.source = "acme".into();
                 meta.domains = domains.to_vec();
                 meta.error = None;
+                meta.fingerprint = None;
             }
             Err(e) => meta.error = Some(e.clone()),
         }

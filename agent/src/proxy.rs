@@ -150,6 +150,9 @@ struct Applied {
     /// Hosts served over HTTPS with an ACME certificate: id → domains.
     #[serde(default)]
     acme: BTreeMap<String, Vec<String>>,
+    /// HTTPS hosts with an uploaded certificate (id → domains): reported, never renewed.
+    #[serde(default)]
+    uploaded: BTreeMap<String, Vec<String>>,
     report: Option<ApplyReport>,
 }
 
@@ -785,11 +788,23 @@ impl Proxy {
         }
         networks.sort();
         networks.dedup();
-        // HTTPS hosts need a certificate file pair before nginx -t: theirs, or a placeholder
-        // until the ACME server issued one.
+        // HTTPS hosts need a certificate file pair before nginx -t: the uploaded one, the
+        // issued one, or a placeholder until the ACME server issued one.
         let mut acme = BTreeMap::new();
+        let mut uploaded = BTreeMap::new();
         for h in &config.hosts {
-            if h.tls.is_none() || excluded.contains_key(&h.id) {
+            let Some(tls) = h.tls.as_ref().filter(|_| !excluded.contains_key(&h.id)) else {
+                continue;
+            };
+            if tls.mode == "uploaded" {
+                match self.certs.install_uploaded(&h.id, &h.domains, tls) {
+                    Ok(()) => {
+                        uploaded.insert(h.id.clone(), h.domains.clone());
+                    }
+                    Err(e) => {
+                        excluded.insert(h.id.clone(), e);
+                    }
+                }
                 continue;
             }
             match self.certs.ensure_placeholder(&h.id, &h.domains) {
@@ -946,6 +961,10 @@ impl Proxy {
                 .into_iter()
                 .filter(|(id, _)| !excluded.contains_key(id))
                 .collect(),
+            uploaded: uploaded
+                .into_iter()
+                .filter(|(id, _)| !excluded.contains_key(id))
+                .collect(),
             report: Some(report.clone()),
         })?;
         self.detach_unused(&networks).await;
@@ -1048,11 +1067,18 @@ impl Proxy {
             .collect();
         let mut certificates = Vec::new();
         let https = self.local_addr(self.options.https_port)?;
-        for (id, domains) in &applied.acme {
+        for (id, domains) in applied.acme.iter().chain(&applied.uploaded) {
             let Some(facts) = self.certs.facts(id) else {
                 continue;
             };
-            let name = domains.first().cloned().unwrap_or_default();
+            // A name to ask for by SNI: the first that is not a wildcard, else one the wildcard
+            // covers.
+            let name = domains
+                .iter()
+                .find(|d| !d.starts_with("*."))
+                .cloned()
+                .or_else(|| domains.first().map(|d| d.replacen('*', "probe", 1)))
+                .unwrap_or_default();
             // Right after a reload old workers may still present the previous certificate:
             // score what the file holds, so wait (briefly) until nginx presents it.
             let mut tries = 0;

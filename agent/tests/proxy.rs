@@ -19,6 +19,7 @@ struct Proxy {
     admin: Api,
     agent: String,
     http_port: u16,
+    https_port: u16,
     container: String,
 }
 
@@ -36,7 +37,7 @@ impl Proxy {
         let bundles = build.join("bundles");
         let keys = build.join("dev-signing");
         let http_port = free_port();
-        let https_port = free_port().to_string();
+        let https_port = free_port();
         let container = format!("{}-nginx", fixture.prefix);
         // Removed with the fixture, even when the test fails half-way (its network after it).
         fixture.track(&container, Some(&container));
@@ -49,7 +50,7 @@ impl Proxy {
                 ("INFRAPILOT_AGENT_NGINX_IMAGE", NGINX_IMAGE),
                 ("INFRAPILOT_AGENT_NGINX_CONTAINER", &container),
                 ("INFRAPILOT_AGENT_HTTP_PORT", &http_port.to_string()),
-                ("INFRAPILOT_AGENT_HTTPS_PORT", &https_port),
+                ("INFRAPILOT_AGENT_HTTPS_PORT", &https_port.to_string()),
                 ("INFRAPILOT_AGENT_PROXY_BIND", "127.0.0.1"),
             ],
         )
@@ -61,6 +62,7 @@ impl Proxy {
             admin,
             agent,
             http_port,
+            https_port,
             container,
         })
     }
@@ -886,6 +888,37 @@ async fn certificates_are_issued_and_renewed_by_the_node_even_with_the_host_down
         },
     )
     .await;
+
+    // The node restarts with the host still down and its nginx container gone: it recreates
+    // nginx from the last applied revision on its own, certificate included.
+    agent.0.kill().unwrap();
+    let _ = agent.0.wait();
+    fixture
+        .docker
+        .remove_container(
+            &container,
+            Some(bollard::query_parameters::RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(
+        https_get("secure.test", https_port, &pebble.issuing_root)
+            .await
+            .is_none()
+    );
+    agent = KillOnDrop(common::run_agent(&state, &env));
+    eventually(
+        "the restarted node to serve its last revision without the host",
+        Duration::from_secs(60),
+        || async {
+            let (_, body) = https_get("secure.test", https_port, &pebble.issuing_root).await?;
+            (body.trim() == "hello-from-web").then_some(())
+        },
+    )
+    .await;
     agent.0.kill().unwrap();
     drop(pebble);
 }
@@ -949,4 +982,407 @@ async fn access_rules_rate_and_body_limits_are_enforced_by_nginx() {
     };
     assert_eq!(post(4096).await.unwrap().status().as_u16(), 413);
     assert_ne!(post(100).await.unwrap().status().as_u16(), 413);
+}
+
+/// A test CA (rcgen) and leaves it signs.
+struct TestCa {
+    pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let pem = params.self_signed(&key).unwrap().pem();
+        TestCa {
+            issuer: rcgen::Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// (leaf PEM, key PEM) for `names`, valid 90 days.
+    fn leaf(&self, names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(90);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploaded_certificates_are_checked_sealed_and_served_by_nginx() {
+    let Some(docker) = docker().await else { return };
+    let mut fixture = Fixture::new(docker, "proxyupload");
+    let Some(proxy) = Proxy::start(&mut fixture).await else {
+        return;
+    };
+    let network = fixture.network().await;
+    let web = upstream(&mut fixture, "web", &network).await;
+    let ca = TestCa::new("InfraPilot test CA");
+    let root = proxy.server.data_dir.join("test-ca.pem");
+    std::fs::write(&root, &ca.pem).unwrap();
+    let (leaf, key) = ca.leaf(&["up.test", "*.up.test"]);
+    let (_, stranger_key) = ca.leaf(&["up.test"]);
+    let key_body = key.lines().nth(1).unwrap().to_owned();
+
+    // Bad uploads: 400 naming the field, nothing stored.
+    let bad = [
+        (
+            json!({"name": "x", "certificate_pem": "garbage", "private_key_pem": key}),
+            "certificate_pem",
+        ),
+        (
+            json!({"name": "x", "certificate_pem": format!("{leaf}{key}"), "private_key_pem": key}),
+            "certificate_pem",
+        ),
+        (
+            json!({"name": "x", "certificate_pem": format!("{}{leaf}", ca.pem), "private_key_pem": key}),
+            "certificate_pem",
+        ),
+        (
+            json!({"name": "x", "certificate_pem": leaf, "private_key_pem": stranger_key}),
+            "private_key_pem",
+        ),
+        (
+            json!({"name": "x", "certificate_pem": leaf, "private_key_pem": "nope"}),
+            "private_key_pem",
+        ),
+        (
+            json!({"name": "\u{7}", "certificate_pem": leaf, "private_key_pem": key}),
+            "name",
+        ),
+    ];
+    for (body, field) in bad {
+        let (status, e) = proxy
+            .admin
+            .call("POST", "/api/v1/proxy-certificates", Some(body))
+            .await;
+        assert_eq!(status, 400, "{e}");
+        assert_eq!(e["error"]["field"], field, "{e}");
+    }
+    assert_eq!(
+        proxy.admin.get("/api/v1/proxy-certificates").await,
+        json!([])
+    );
+
+    let (status, cert) = proxy
+        .admin
+        .call(
+            "POST",
+            "/api/v1/proxy-certificates",
+            Some(json!({"name": "up", "certificate_pem": format!("{leaf}{}", ca.pem), "private_key_pem": key})),
+        )
+        .await;
+    assert_eq!(status, 201, "{cert}");
+    assert_eq!(cert["domains"], json!(["up.test", "*.up.test"]));
+    assert_eq!(cert["issuer"], "InfraPilot test CA");
+    assert_eq!(cert["chain_length"], 2);
+    let listed = proxy
+        .admin
+        .get("/api/v1/proxy-certificates")
+        .await
+        .to_string();
+    assert!(!listed.contains(&key_body) && !cert.to_string().contains(&key_body));
+    let cid = cert["id"].as_str().unwrap().to_owned();
+
+    // A host the certificate does not cover is refused naming the domain.
+    let (status, e) = proxy
+        .admin
+        .call(
+            "POST",
+            &proxy.path(""),
+            Some(json!({"domains": ["up.test", "other.test"], "upstream": {"container": web, "port": 80},
+                        "tls": {"mode": "uploaded", "certificate_id": cid}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["field"], "domains[1]", "{e}");
+    let (status, e) = proxy
+        .admin
+        .call(
+            "POST",
+            &proxy.path(""),
+            Some(json!({"domains": ["up.test"], "upstream": {"container": web, "port": 80},
+                        "tls": {"mode": "uploaded", "certificate_id": uuid::Uuid::new_v4().to_string()}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["field"], "tls.certificate_id", "{e}");
+
+    // A wildcard host with the uploaded certificate: served over HTTPS by nginx, the chain
+    // trusted through the test CA only.
+    let (status, host) = proxy
+        .admin
+        .call(
+            "POST",
+            &proxy.path(""),
+            Some(json!({"domains": ["up.test", "*.up.test"], "upstream": {"container": web, "port": 80},
+                        "tls": {"mode": "uploaded", "certificate_id": cid}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{host}");
+    let id = host["id"].as_str().unwrap().to_owned();
+    let host = proxy.settled(&id).await;
+    assert_eq!(host["apply_status"], "applied", "{host}");
+    for name in ["up.test", "www.up.test"] {
+        let (_, body) = https_get(name, proxy.https_port, &root)
+            .await
+            .unwrap_or_else(|| panic!("HTTPS for {name} with the uploaded certificate"));
+        assert_eq!(body.trim(), "hello-from-web", "{name}");
+    }
+    let status = eventually(
+        "the node's certificate report",
+        Duration::from_secs(30),
+        || async {
+            let p = proxy.status_of(&id).await;
+            (p["certificate"]["source"] == "uploaded").then_some(p)
+        },
+    )
+    .await;
+    assert_eq!(
+        status["certificate"]["issuer"], "InfraPilot test CA",
+        "{status}"
+    );
+
+    // The stored apply command carries the key sealed, never in plain text.
+    let store = infrapilot_store::Store::connect(&proxy.server.database_url(), 2)
+        .await
+        .unwrap();
+    let mut tx = store.read(infrapilot_store::DEFAULT_ORG_ID).await.unwrap();
+    let revision = tx
+        .proxy_revision(&proxy.agent, host["revision"].as_i64().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let command = tx.command(&revision.command_id).await.unwrap().unwrap();
+    let key_der_b64 = key_body.as_bytes();
+    assert!(command.body.starts_with(b"\0sealed\0"));
+    assert!(
+        !command
+            .body
+            .windows(key_der_b64.len())
+            .any(|w| w == key_der_b64)
+    );
+    let stored = tx.proxy_certificate(&cid).await.unwrap().unwrap();
+    assert!(
+        !stored
+            .sealed_key
+            .windows(key_der_b64.len())
+            .any(|w| w == key_der_b64)
+    );
+    drop(tx);
+
+    // Replacing the certificate re-applies the node: nginx presents the new leaf.
+    let (before, _) = https_get("up.test", proxy.https_port, &root).await.unwrap();
+    let (renewed, renewed_key) = ca.leaf(&["up.test", "*.up.test"]);
+    let (status, e) = proxy
+        .admin
+        .call(
+            "PUT",
+            &format!("/api/v1/proxy-certificates/{cid}"),
+            Some(json!({"name": "up", "certificate_pem": ca.leaf(&["elsewhere.test"]).0, "private_key_pem": renewed_key})),
+        )
+        .await;
+    assert_eq!(status, 400, "a certificate that covers other names: {e}");
+    let (status, e) = proxy
+        .admin
+        .call(
+            "PUT",
+            &format!("/api/v1/proxy-certificates/{cid}"),
+            Some(json!({"name": "up", "certificate_pem": renewed, "private_key_pem": renewed_key})),
+        )
+        .await;
+    assert_eq!(status, 200, "{e}");
+    eventually(
+        "nginx to present the new certificate",
+        Duration::from_secs(30),
+        || async {
+            let (der, _) = https_get("up.test", proxy.https_port, &root).await?;
+            (der != before).then_some(())
+        },
+    )
+    .await;
+
+    // In use: not deletable. Unused: deleted.
+    let (status, e) = proxy
+        .admin
+        .call("DELETE", &format!("/api/v1/proxy-certificates/{cid}"), None)
+        .await;
+    assert_eq!(status, 409, "{e}");
+    let (status, _) = proxy
+        .admin
+        .call("DELETE", &proxy.path(&format!("/{id}")), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, e) = proxy
+        .admin
+        .call("DELETE", &format!("/api/v1/proxy-certificates/{cid}"), None)
+        .await;
+    assert_eq!(status, 204, "{e}");
+    let audit = proxy.admin.get("/api/v1/audit?limit=200").await.to_string();
+    for action in [
+        "proxy_certificate.upload",
+        "proxy_certificate.replace",
+        "proxy.certificate",
+        "proxy_certificate.delete",
+    ] {
+        assert!(audit.contains(action), "{action} audited");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn locations_and_websockets_reach_their_own_upstreams_through_nginx() {
+    let Some(docker) = docker().await else { return };
+    let mut fixture = Fixture::new(docker, "proxylocations");
+    let Some(proxy) = Proxy::start(&mut fixture).await else {
+        return;
+    };
+    let network = fixture.network().await;
+    let web = upstream(&mut fixture, "web", &network).await;
+    // A second upstream for /api/: busybox httpd serves /www/api/index.html.
+    let api = fixture
+        .run(
+            "api",
+            "mkdir -p /www/api && echo hello-from-api > /www/api/index.html && exec /bin/busybox httpd -f -p 80 -h /www",
+            &[],
+            &[],
+            Some(&network),
+        )
+        .await;
+    // A WebSocket echo server in this test, on the test network's gateway address (the host's
+    // side of the bridge Docker made for this test), for /ws/.
+    let gateway = fixture
+        .docker
+        .inspect_network(
+            &network,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .unwrap()
+        .ipam
+        .and_then(|i| i.config)
+        .and_then(|c| c.into_iter().find_map(|c| c.gateway))
+        .expect("the test network's gateway");
+    let listener = tokio::net::TcpListener::bind((gateway.as_str(), 0))
+        .await
+        .unwrap();
+    let ws_port = listener.local_addr().unwrap().port();
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        use futures_util::{SinkExt, StreamExt};
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen_tx.clone();
+            tokio::spawn(async move {
+                // tungstenite's callback type, not ours.
+                #[allow(clippy::result_large_err)]
+                let callback =
+                    |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
+                        let _ = seen.send(req.uri().path().to_owned());
+                        Ok(resp)
+                    };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.next().await {
+                    if message.is_text() && ws.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+
+    let (status, created) = proxy
+        .admin
+        .call(
+            "POST",
+            &proxy.path(""),
+            Some(json!({
+                "domains": ["app.test"],
+                "upstream": {"container": web, "port": 80},
+                "locations": [
+                    {"path": "/api/", "upstream": {"container": api, "port": 80}},
+                    {"path": "/ws/", "upstream": {"host": gateway, "port": ws_port}, "websockets": true}
+                ]
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let host = proxy.settled(created["id"].as_str().unwrap()).await;
+    assert_eq!(host["apply_status"], "applied", "{host}");
+
+    let get = |path: &'static str| async move {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("http://127.0.0.1:{}{path}", proxy.http_port))
+            .header("host", "app.test")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert_eq!(get("/").await.trim(), "hello-from-web");
+    assert_eq!(get("/api/").await.trim(), "hello-from-api");
+
+    // The upgrade goes through nginx to the echo server and messages come back.
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.http_port))
+        .await
+        .unwrap();
+    let request = "ws://app.test/ws/echo".into_client_request().unwrap();
+    let (mut socket, response) = tokio_tungstenite::client_async(request, tcp)
+        .await
+        .expect("a WebSocket upgrade through nginx");
+    assert_eq!(response.status().as_u16(), 101);
+    assert_eq!(seen_rx.recv().await.as_deref(), Some("/ws/echo"));
+    socket
+        .send(Message::text("ping through nginx"))
+        .await
+        .unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("an echo")
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "ping through nginx");
+
+    // Without websockets on the location, nginx does not pass the upgrade on.
+    let (status, updated) = proxy
+        .admin
+        .call(
+            "PUT",
+            &proxy.path(&format!("/{}", created["id"].as_str().unwrap())),
+            Some(json!({
+                "domains": ["app.test"],
+                "upstream": {"container": web, "port": 80},
+                "locations": [{"path": "/ws/", "upstream": {"host": gateway, "port": ws_port}}]
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    let host = proxy.settled(created["id"].as_str().unwrap()).await;
+    assert_eq!(host["apply_status"], "applied", "{host}");
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.http_port))
+        .await
+        .unwrap();
+    let request = "ws://app.test/ws/echo".into_client_request().unwrap();
+    assert!(tokio_tungstenite::client_async(request, tcp).await.is_err());
 }

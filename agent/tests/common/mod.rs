@@ -158,6 +158,11 @@ impl Server {
         std::fs::read_to_string(self.data_dir.join("serve.log")).unwrap_or_default()
     }
 
+    /// The server's SQLite database (to look at what it stored).
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}", self.data_dir.join("infrapilot.db").display())
+    }
+
     /// SIGKILL: no graceful anything.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -542,16 +547,25 @@ pub async fn enrolled_agent_with(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let log = std::fs::File::create(state.with_extension("log")).unwrap();
-    let child = std::process::Command::new(agent_bin())
+    (run_agent(&state, env), state)
+}
+
+/// Runs an enrolled agent from its state directory (again, after a kill), its stderr appended
+/// to `<state>.log`.
+pub fn run_agent(state: &std::path::Path, env: &[(&str, &str)]) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state.with_extension("log"))
+        .unwrap();
+    std::process::Command::new(agent_bin())
         .arg("--state-dir")
-        .arg(&state)
+        .arg(state)
         .args(["run", "--heartbeat-seconds", "1"])
         .envs(env.iter().copied())
         .stderr(log)
         .spawn()
-        .unwrap();
-    (child, state)
+        .unwrap()
 }
 
 /// The first-party plugin build output: components, `bundles/`, `dev-signing/`.

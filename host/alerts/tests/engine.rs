@@ -120,7 +120,11 @@ async fn rules_fire_fold_and_resolve_on_both_backends() {
         let engine = AlertEngine::new(
             store.clone(),
             plugins,
-            AgentHub::new(store.clone(), 30),
+            AgentHub::new(
+                store.clone(),
+                30,
+                Arc::new(SecretBox::new(&[7u8; 32]).unwrap()),
+            ),
             Arc::new(SecretBox::new(&[7u8; 32]).unwrap()),
             EngineConfig::default(),
         );

@@ -81,6 +81,7 @@ impl AppState {
         ca: CertificateAuthority,
         settings: ApiSettings,
     ) -> AppState {
+        let secrets = Arc::new(secrets);
         AppState {
             inner: Arc::new(Inner {
                 ca: Arc::new(ca),
@@ -90,9 +91,9 @@ impl AppState {
                 ),
                 ip_throttle: LoginThrottle::new(settings.ip_failures, settings.throttle_window),
                 metrics: Metrics::new(),
-                hub: AgentHub::new(store.clone(), settings.heartbeat_seconds),
+                hub: AgentHub::new(store.clone(), settings.heartbeat_seconds, secrets.clone()),
                 store,
-                secrets: Arc::new(secrets),
+                secrets,
                 settings,
                 extensions: std::sync::OnceLock::new(),
             }),

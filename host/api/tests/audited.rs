@@ -356,6 +356,43 @@ async fn every_state_changing_route_is_audited() {
             None,
             "alert_channel.delete"
         );
+        // An uploaded proxy certificate (a self-signed leaf is a whole chain).
+        let upload = || {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["audited.test".to_owned()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            json!({"name": "audited", "certificate_pem": cert.pem(), "private_key_pem": key.serialize_pem()})
+        };
+        let certificate = step!(
+            "POST",
+            "/api/v1/proxy-certificates",
+            "/api/v1/proxy-certificates",
+            t,
+            Some(upload()),
+            "proxy_certificate.upload"
+        );
+        let pc = format!(
+            "/api/v1/proxy-certificates/{}",
+            certificate.body["id"].as_str().unwrap()
+        );
+        step!(
+            "PUT",
+            "/api/v1/proxy-certificates/{cid}",
+            pc,
+            t,
+            Some(upload()),
+            "proxy_certificate.replace"
+        );
+        step!(
+            "DELETE",
+            "/api/v1/proxy-certificates/{cid}",
+            pc,
+            t,
+            None,
+            "proxy_certificate.delete"
+        );
         step!(
             "DELETE",
             "/api/v1/plugins/{id}",

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use infrapilot_identity::SecretBox;
 use infrapilot_proto::v1::{
     Command, CommandResult, DockerEvent, ExecInput, ExecOutput, HostMessage, LogChunk, ResultAck,
     command, host_message,
@@ -37,6 +38,8 @@ pub enum HubError {
     Agent { kind: String, message: String },
     #[error(transparent)]
     Store(#[from] infrapilot_store::StoreError),
+    #[error("a command carrying secrets could not be sealed")]
+    Sealing,
 }
 
 /// What the agent answered.
@@ -85,7 +88,13 @@ pub struct AgentHub {
     inner: Arc<Mutex<Inner>>,
     next_session: Arc<AtomicU64>,
     heartbeat_seconds: u32,
+    secrets: Arc<SecretBox>,
 }
+
+/// A stored command body that starts with this is sealed (see [`AgentHub::encode_sealed`]); a
+/// plain body is a protobuf `Command`, whose first byte is never 0.
+const SEALED_BODY: &[u8] = b"\0sealed\0";
+const SEALED_BODY_PURPOSE: &str = "agent-command";
 
 /// A durable command to send.
 pub struct DurableCommand<'a> {
@@ -102,6 +111,29 @@ pub struct DurableCommand<'a> {
     pub expires_in: Duration,
     /// How long the caller waits for the result.
     pub wait: Duration,
+}
+
+fn seal_body(secrets: &SecretBox, command: &Command) -> Result<Vec<u8>, HubError> {
+    let sealed = secrets
+        .seal(
+            &format!("{SEALED_BODY_PURPOSE}:{}", command.command_id),
+            &command.encode_to_vec(),
+        )
+        .map_err(|_| HubError::Sealing)?;
+    Ok([SEALED_BODY, sealed.as_slice()].concat())
+}
+
+/// A stored body back to its command (plain or sealed).
+fn open_body(secrets: &SecretBox, id: &str, body: &[u8]) -> Result<Command, String> {
+    match body.strip_prefix(SEALED_BODY) {
+        Some(sealed) => {
+            let plain = secrets
+                .open(&format!("{SEALED_BODY_PURPOSE}:{id}"), sealed)
+                .map_err(|e| e.to_string())?;
+            Command::decode(plain.as_slice()).map_err(|e| e.to_string())
+        }
+        None => Command::decode(body).map_err(|e| e.to_string()),
+    }
 }
 
 fn new_id() -> String {
@@ -127,13 +159,21 @@ fn outcome_of(result: &CommandResult) -> Result<Outcome, HubError> {
 }
 
 impl AgentHub {
-    pub fn new(store: Store, heartbeat_seconds: u32) -> AgentHub {
+    /// `secrets` seals the stored bodies of commands that carry secrets.
+    pub fn new(store: Store, heartbeat_seconds: u32, secrets: Arc<SecretBox>) -> AgentHub {
         AgentHub {
             store,
             inner: Arc::new(Mutex::new(Inner::default())),
             next_session: Arc::new(AtomicU64::new(1)),
             heartbeat_seconds,
+            secrets,
         }
+    }
+
+    /// The body to store for a command that carries secrets (an uploaded certificate's key):
+    /// sealed with the host's master key, bound to the command's id. Opened only to be sent.
+    pub fn encode_sealed(&self, command: &Command) -> Result<Vec<u8>, HubError> {
+        seal_body(&self.secrets, command)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -406,7 +446,7 @@ impl AgentHub {
         match open {
             Ok(open) => {
                 for row in open {
-                    match Command::decode(row.body.as_slice()) {
+                    match open_body(&self.secrets, &row.id, &row.body) {
                         Ok(command) => {
                             tracing::info!(
                                 agent_id,
@@ -590,5 +630,45 @@ pub async fn store_proxy_status(store: &Store, org_id: &str, agent_id: &str, jso
     .await;
     if let Err(e) = stored {
         tracing::warn!(agent_id, error = %e, "could not store a proxy status report");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infrapilot_proto::v1::{ApplyProxyConfig, ProxyFile};
+
+    #[test]
+    fn sealed_bodies_open_only_for_their_command() {
+        let secrets = SecretBox::new(&[9u8; 32]).unwrap();
+        let command = AgentHub::durable_command(
+            command::Kind::ApplyProxyConfig(ApplyProxyConfig {
+                revision: 3,
+                shared: vec![ProxyFile {
+                    path: "key.pem".into(),
+                    contents: b"SECRET KEY MATERIAL".to_vec(),
+                }],
+                hosts: vec![],
+            }),
+            "k",
+            Duration::from_secs(60),
+        );
+        let body = seal_body(&secrets, &command).unwrap();
+        assert!(body.starts_with(SEALED_BODY));
+        assert!(!body.windows(6).any(|w| w == b"SECRET"));
+        assert_eq!(
+            open_body(&secrets, &command.command_id, &body).unwrap(),
+            command
+        );
+        // Bound to the command's id and to the master key.
+        assert!(open_body(&secrets, "another-command", &body).is_err());
+        let other = SecretBox::new(&[8u8; 32]).unwrap();
+        assert!(open_body(&other, &command.command_id, &body).is_err());
+        // A plain body still decodes.
+        let plain = command.encode_to_vec();
+        assert_eq!(
+            open_body(&secrets, &command.command_id, &plain).unwrap(),
+            command
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! The backend is a WebAssembly component behind the `proxy-backend` world: the host never writes
 //! nginx syntax itself, and a second backend is another plugin id.
 
+pub mod certificate;
 pub mod model;
 
 use infrapilot_plugin_host::{PluginHost, PluginHostError};
@@ -102,6 +103,15 @@ pub fn to_wit(id: &str, spec: &ProxySpec) -> ProxyHost {
     }
 }
 
+/// An uploaded certificate as the node needs it: the chain and the key (opened from the sealed
+/// store only to be sent), and the leaf's fingerprint.
+#[derive(Debug, Clone)]
+pub struct CertificateMaterial {
+    pub chain_pem: String,
+    pub key_pem: String,
+    pub fingerprint_sha256: String,
+}
+
 /// A node's configuration, rendered: the command to send, and the hosts the backend refused
 /// (left out of the command; id → the backend's message).
 pub struct RenderedRevision {
@@ -110,7 +120,8 @@ pub struct RenderedRevision {
 }
 
 /// Renders every host of a node with the backend `backend_id`. `previous` is the last revision's
-/// hosts: a host whose spec did not change is not re-verified by the node.
+/// hosts: a host whose spec did not change is not re-verified by the node. `certificates` holds
+/// the uploaded certificates the hosts name (by id); one that is missing refuses the host.
 pub async fn render(
     plugins: &PluginHost,
     backend_id: &str,
@@ -118,6 +129,7 @@ pub async fn render(
     revision: u64,
     hosts: &[RevisionHost],
     previous: &[RevisionHost],
+    certificates: &std::collections::HashMap<String, CertificateMaterial>,
 ) -> Result<RenderedRevision, RenderError> {
     let (backend, _) = plugins.proxy_backend(backend_id).await?;
     let invocation = Invocation {
@@ -144,25 +156,51 @@ pub async fn render(
     };
     let mut refused = Vec::new();
     for (host, files) in hosts.iter().zip(rendered.hosts) {
-        match files {
-            Ok(files) => command.hosts.push(ProxyHostConfig {
-                id: host.id.clone(),
-                domains: host.spec.domains.clone(),
-                files: files
-                    .into_iter()
-                    .map(|f| ProxyFile {
-                        path: f.path,
-                        contents: f.contents.into_bytes(),
-                    })
-                    .collect(),
-                containers: host.spec.containers(),
-                changed: !previous.contains(host),
-                tls: host.spec.tls.as_ref().map(|t| ProxyTls {
+        let files = match files {
+            Ok(files) => files,
+            Err(e) => {
+                refused.push((host.id.clone(), e.to_string()));
+                continue;
+            }
+        };
+        let tls = match &host.spec.tls {
+            None => None,
+            Some(t) => match host.spec.uploaded_certificate() {
+                None => Some(ProxyTls {
                     mode: t.mode.clone(),
+                    ..Default::default()
                 }),
-            }),
-            Err(e) => refused.push((host.id.clone(), e.to_string())),
-        }
+                Some(cid) => match certificates.get(cid) {
+                    Some(m) => Some(ProxyTls {
+                        mode: t.mode.clone(),
+                        certificate_pem: m.chain_pem.clone().into_bytes(),
+                        private_key_pem: m.key_pem.clone().into_bytes(),
+                        fingerprint_sha256: m.fingerprint_sha256.clone(),
+                    }),
+                    None => {
+                        refused.push((
+                            host.id.clone(),
+                            format!("the uploaded certificate {cid} does not exist"),
+                        ));
+                        continue;
+                    }
+                },
+            },
+        };
+        command.hosts.push(ProxyHostConfig {
+            id: host.id.clone(),
+            domains: host.spec.domains.clone(),
+            files: files
+                .into_iter()
+                .map(|f| ProxyFile {
+                    path: f.path,
+                    contents: f.contents.into_bytes(),
+                })
+                .collect(),
+            containers: host.spec.containers(),
+            changed: !previous.contains(host),
+            tls,
+        });
     }
     Ok(RenderedRevision { command, refused })
 }

@@ -63,12 +63,17 @@ pub struct ProxySpec {
     pub tls: Option<TlsSpec>,
 }
 
-/// HTTPS: a certificate issued and renewed by the node over ACME HTTP-01.
+/// HTTPS: a certificate issued and renewed by the node over ACME HTTP-01 (`acme`), or one the
+/// user uploaded (`uploaded`, with `certificate_id`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSpec {
-    /// `acme` (Let's Encrypt or the node's configured ACME server).
+    /// `acme` (Let's Encrypt or the node's configured ACME server) or `uploaded`.
     pub mode: String,
+    /// With `uploaded`: the id of an uploaded certificate (`/api/v1/proxy/certificates`) that
+    /// covers every domain of the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_id: Option<String>,
     /// Answer plain HTTP with a redirect to HTTPS (default true).
     #[serde(default = "yes")]
     pub redirect_http: bool,
@@ -286,6 +291,19 @@ pub fn container_name(field: &str, raw: &str) -> Result<String, FieldError> {
         ));
     }
     Ok(name.to_owned())
+}
+
+/// A certificate id: a UUID as the API made it (lower-case).
+fn certificate_id(field: &str, raw: &str) -> Result<String, FieldError> {
+    let ok = raw.len() == 36
+        && raw.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        });
+    if !ok {
+        return Err(refuse(field, "must be the id of an uploaded certificate"));
+    }
+    Ok(raw.to_ascii_lowercase())
 }
 
 /// An IP address (canonical form) or a host name.
@@ -540,20 +558,39 @@ impl ProxySpec {
             None => None,
             Some(t) => {
                 let mode = t.mode.to_ascii_lowercase();
-                if mode != "acme" {
-                    return Err(refuse(
-                        "tls.mode",
-                        "must be acme (certificates issued and renewed by the node)",
-                    ));
-                }
-                if let Some(i) = domains.iter().position(|d| d.starts_with("*.")) {
+                let certificate_id = match (mode.as_str(), &t.certificate_id) {
+                    ("acme", None) => None,
+                    ("acme", Some(_)) => {
+                        return Err(refuse(
+                            "tls.certificate_id",
+                            "is only for mode uploaded (acme certificates are the node's own)",
+                        ));
+                    }
+                    ("uploaded", Some(id)) => Some(certificate_id("tls.certificate_id", id)?),
+                    ("uploaded", None) => {
+                        return Err(refuse(
+                            "tls.certificate_id",
+                            "give the id of an uploaded certificate",
+                        ));
+                    }
+                    _ => {
+                        return Err(refuse(
+                            "tls.mode",
+                            "must be acme (issued and renewed by the node) or uploaded",
+                        ));
+                    }
+                };
+                if mode == "acme"
+                    && let Some(i) = domains.iter().position(|d| d.starts_with("*."))
+                {
                     return Err(refuse(
                         format!("domains[{i}]"),
-                        "a wildcard needs an ACME DNS-01 challenge; HTTP-01 cannot issue it",
+                        "a wildcard needs an ACME DNS-01 challenge, which HTTP-01 cannot do: upload a wildcard certificate (tls.mode uploaded)",
                     ));
                 }
                 Some(TlsSpec {
                     mode,
+                    certificate_id,
                     redirect_http: t.redirect_http,
                 })
             }
@@ -575,6 +612,11 @@ impl ProxySpec {
             max_body_bytes: self.max_body_bytes,
             access,
         })
+    }
+
+    /// The uploaded certificate this host serves, if any.
+    pub fn uploaded_certificate(&self) -> Option<&str> {
+        self.tls.as_ref().and_then(|t| t.certificate_id.as_deref())
     }
 
     /// Containers on this node the host sends requests to.

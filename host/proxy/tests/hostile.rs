@@ -56,6 +56,7 @@ fn base() -> ProxySpec {
         }],
         tls: Some(TlsSpec {
             mode: "acme".into(),
+            certificate_id: None,
             redirect_http: true,
         }),
     }
@@ -75,6 +76,11 @@ const STRICT: &[(&str, Mutation)] = &[
     ("locations[0].upstream.host", |s, v| {
         s.locations[0].upstream.container = None;
         s.locations[0].upstream.host = Some(v);
+    }),
+    ("tls.certificate_id", |s, v| {
+        let tls = s.tls.as_mut().unwrap();
+        tls.mode = "uploaded".into();
+        tls.certificate_id = Some(v);
     }),
     ("access[0].source", |s, v| s.access[0].source = v),
     ("access[0].action", |s, v| s.access[0].action = v),

@@ -21,6 +21,7 @@ mod commands;
 mod identity;
 mod plugins;
 mod proxies;
+mod proxy_certificates;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -47,6 +48,7 @@ pub use identity::{
 };
 pub use plugins::{MAX_PLUGIN_KV_KEYS, NewPlugin, PluginRow};
 pub use proxies::{NewProxyRevision, ProxyHostRow, ProxyRevisionRow, ProxyStatusRow};
+pub use proxy_certificates::{NewProxyCertificate, ProxyCertificateRow};
 
 /// The organisation every community installation uses.
 pub const DEFAULT_ORG_ID: &str = "00000000-0000-0000-0000-000000000001";

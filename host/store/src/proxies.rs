@@ -48,7 +48,7 @@ const REVISION_COLUMNS: &str = "SELECT r.id, r.agent_id, r.number, r.hosts, r.co
      c.error AS command_error FROM proxy_revisions r LEFT JOIN agent_commands c ON c.id = r.command_id \
      WHERE r.org_id = $1";
 
-fn sql(parts: &[&str]) -> sqlx::AssertSqlSafe<String> {
+pub(crate) fn sql(parts: &[&str]) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(parts.concat())
 }
 
@@ -59,6 +59,16 @@ impl Tx {
         Ok(on_tx!(self, c => sqlx::query_as::<_, ProxyHostRow>(q)
             .bind(&org)
             .bind(agent_id)
+            .fetch_all(&mut **c)
+            .await)?)
+    }
+
+    /// Every proxy host of the organisation, on every node.
+    pub async fn list_org_proxy_hosts(&mut self) -> Result<Vec<ProxyHostRow>> {
+        let org = self.org_id.clone();
+        let q = sql(&[HOST_COLUMNS, " ORDER BY agent_id, created_at, id"]);
+        Ok(on_tx!(self, c => sqlx::query_as::<_, ProxyHostRow>(q)
+            .bind(&org)
             .fetch_all(&mut **c)
             .await)?)
     }

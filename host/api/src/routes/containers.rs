@@ -264,6 +264,7 @@ pub(crate) fn hub_error(e: HubError, field: &str) -> ApiError {
             _ => ApiError::new(StatusCode::BAD_GATEWAY, "docker_error", message),
         },
         HubError::Store(e) => e.into(),
+        HubError::Sealing => ApiError::internal("a command carrying secrets could not be sealed"),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod install;
 pub mod mfa;
 pub mod plugins;
 pub mod proxies;
+pub mod proxy_certificates;
 pub mod session;
 pub mod system;
 pub mod tokens;
@@ -115,6 +116,15 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(proxies::rollback))
         .routes(routes!(proxies::reapply))
         .routes(routes!(proxies::drift))
+        .routes(routes!(
+            proxy_certificates::list,
+            proxy_certificates::upload
+        ))
+        .routes(routes!(
+            proxy_certificates::get,
+            proxy_certificates::replace,
+            proxy_certificates::delete
+        ))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
 }

@@ -5,6 +5,7 @@
 //! node answers, `applied`, or `failed` with nginx's own message. What failed keeps serving the
 //! previous configuration on the node.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
@@ -14,8 +15,11 @@ use infrapilot_gateway::AgentHub;
 use infrapilot_plugin_host::PluginHostError;
 use infrapilot_proto::model::{CertificateStatus, ProxyNodeStatus};
 use infrapilot_proto::v1::{CheckProxyDrift, command};
+use infrapilot_proxy::certificate::{CertificateFacts, uncovered};
 use infrapilot_proxy::model::ProxySpec;
-use infrapilot_proxy::{DEFAULT_BACKEND, RenderError, RevisionHost, host_status};
+use infrapilot_proxy::{
+    CertificateMaterial, DEFAULT_BACKEND, RenderError, RevisionHost, host_status,
+};
 use infrapilot_store::{NewCommand, NewProxyRevision, ProxyHostRow, ProxyRevisionRow, Tx};
 use prost::Message;
 use serde::Serialize;
@@ -204,11 +208,25 @@ fn render_error(e: RenderError) -> ApiError {
 
 /// What a revision changes in the node's hosts.
 enum Change {
-    Create { id: String, spec: ProxySpec },
-    Update { id: String, spec: ProxySpec },
-    Delete { id: String },
+    Create {
+        id: String,
+        spec: ProxySpec,
+    },
+    Update {
+        id: String,
+        spec: ProxySpec,
+    },
+    Delete {
+        id: String,
+    },
     Reapply,
-    Rollback { to: i64 },
+    Rollback {
+        to: i64,
+    },
+    /// An uploaded certificate the node's hosts use was replaced.
+    Certificate {
+        id: String,
+    },
 }
 
 impl Change {
@@ -219,6 +237,7 @@ impl Change {
             Change::Delete { .. } => "delete".into(),
             Change::Reapply => "reapply".into(),
             Change::Rollback { to } => format!("rollback:{to}"),
+            Change::Certificate { .. } => "certificate".into(),
         }
     }
 }
@@ -238,6 +257,73 @@ async fn put_host(tx: &mut Tx, agent_id: &str, id: &str, spec: &ProxySpec) -> Ap
     Ok(())
 }
 
+/// Checks that the uploaded certificate a host names exists and covers all its domains.
+async fn check_certificate(tx: &mut Tx, spec: &ProxySpec) -> ApiResult<()> {
+    let Some(cid) = spec.uploaded_certificate() else {
+        return Ok(());
+    };
+    let row = tx
+        .proxy_certificate(cid)
+        .await?
+        .ok_or_else(|| ApiError::invalid("tls.certificate_id", "no such uploaded certificate"))?;
+    let facts: CertificateFacts = serde_json::from_str(&row.facts).map_err(ApiError::internal)?;
+    if let Some((i, domain)) = uncovered(&facts.domains, &spec.domains) {
+        return Err(ApiError::invalid(
+            &format!("domains[{i}]"),
+            format!(
+                "{domain} is not covered by the certificate {} (it names {})",
+                row.name,
+                facts.domains.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The uploaded certificates `hosts` use, keys opened to be sent.
+async fn certificate_material(
+    state: &AppState,
+    tx: &mut Tx,
+    hosts: &[RevisionHost],
+) -> ApiResult<HashMap<String, CertificateMaterial>> {
+    let mut material = HashMap::new();
+    for host in hosts {
+        let Some(cid) = host.spec.uploaded_certificate() else {
+            continue;
+        };
+        if material.contains_key(cid) {
+            continue;
+        }
+        let row = tx.proxy_certificate(cid).await?.ok_or_else(|| {
+            ApiError::conflict(format!(
+                "the uploaded certificate {cid} of proxy host {} no longer exists",
+                host.id
+            ))
+            .with_field("tls.certificate_id")
+        })?;
+        let key = state
+            .secrets()
+            .open(&certificate_seal_purpose(cid), &row.sealed_key)
+            .map_err(ApiError::internal)?;
+        let facts: CertificateFacts =
+            serde_json::from_str(&row.facts).map_err(ApiError::internal)?;
+        material.insert(
+            cid.to_owned(),
+            CertificateMaterial {
+                chain_pem: row.certificate_pem,
+                key_pem: String::from_utf8(key).map_err(ApiError::internal)?,
+                fingerprint_sha256: facts.fingerprint_sha256,
+            },
+        );
+    }
+    Ok(material)
+}
+
+/// What an uploaded certificate's key is sealed for.
+pub(super) fn certificate_seal_purpose(id: &str) -> String {
+    format!("proxy-certificate:{id}")
+}
+
 /// Makes the change and a revision of the node's configuration in one transaction, then sends
 /// it and waits a while for the node. Returns the revision number.
 async fn commit_revision(
@@ -247,21 +333,76 @@ async fn commit_revision(
     agent_id: &str,
     change: Change,
 ) -> ApiResult<i64> {
-    let extensions = state.extensions()?;
     let org_id = principal.org_id.as_str();
     let mut tx = state.store().write(org_id).await?;
-    known_agent(&mut tx, agent_id).await?;
+    let staged = stage_revision(state, &mut tx, principal, client, agent_id, change).await?;
+    tx.commit().await?;
+    let number = staged.number;
+    dispatch_revision(state, org_id, staged).await;
+    Ok(number)
+}
+
+/// A revision written in a transaction, whose command is sent once it commits.
+pub(super) struct StagedRevision {
+    pub agent_id: String,
+    pub number: i64,
+    command: infrapilot_proto::v1::Command,
+}
+
+/// Sends a committed revision's command and waits a while for the node.
+pub(super) async fn dispatch_revision(state: &AppState, org_id: &str, staged: StagedRevision) {
+    // The outcome is stored with the command; offline nodes get it when they say hello.
+    if let Err(e) = state
+        .hub()
+        .dispatch(org_id, &staged.agent_id, staged.command, APPLY_WAIT)
+        .await
+    {
+        tracing::info!(agent_id = staged.agent_id, revision = staged.number, error = %e, "proxy apply not answered yet");
+    }
+}
+
+/// Re-applies a node's hosts because the uploaded certificate `certificate_id` changed, in the
+/// caller's transaction.
+pub(super) async fn stage_certificate_change(
+    state: &AppState,
+    tx: &mut Tx,
+    principal: &Principal,
+    client: &ClientInfo,
+    agent_id: &str,
+    certificate_id: &str,
+) -> ApiResult<StagedRevision> {
+    let change = Change::Certificate {
+        id: certificate_id.to_owned(),
+    };
+    stage_revision(state, tx, principal, client, agent_id, change).await
+}
+
+/// Makes the change, renders the node's hosts into a revision and stores its apply command
+/// and the audit event, all in `tx`.
+async fn stage_revision(
+    state: &AppState,
+    tx: &mut Tx,
+    principal: &Principal,
+    client: &ClientInfo,
+    agent_id: &str,
+    change: Change,
+) -> ApiResult<StagedRevision> {
+    let extensions = state.extensions()?;
+    let org_id = principal.org_id.as_str();
+    known_agent(tx, agent_id).await?;
     let reason = change.reason();
     let (action, target) = match &change {
         Change::Create { id, spec } => {
-            put_host(&mut tx, agent_id, id, spec).await?;
+            check_certificate(tx, spec).await?;
+            put_host(tx, agent_id, id, spec).await?;
             ("proxy.create", format!("proxy:{id}"))
         }
         Change::Update { id, spec } => {
             if tx.proxy_host(agent_id, id).await?.is_none() {
                 return Err(ApiError::not_found("pid", "no such proxy host"));
             }
-            put_host(&mut tx, agent_id, id, spec).await?;
+            check_certificate(tx, spec).await?;
+            put_host(tx, agent_id, id, spec).await?;
             ("proxy.update", format!("proxy:{id}"))
         }
         Change::Delete { id } => {
@@ -271,6 +412,7 @@ async fn commit_revision(
             ("proxy.delete", format!("proxy:{id}"))
         }
         Change::Reapply => ("proxy.reapply", format!("agent:{agent_id}")),
+        Change::Certificate { id } => ("proxy.certificate", format!("certificate:{id}")),
         Change::Rollback { to } => {
             let old = tx
                 .proxy_revision(agent_id, *to)
@@ -280,7 +422,7 @@ async fn commit_revision(
                 tx.delete_proxy_host(agent_id, &row.id).await?;
             }
             for host in parse_hosts(&old.hosts) {
-                put_host(&mut tx, agent_id, &host.id, &host.spec).await?;
+                put_host(tx, agent_id, &host.id, &host.spec).await?;
             }
             ("proxy.rollback", format!("agent:{agent_id}"))
         }
@@ -299,6 +441,7 @@ async fn commit_revision(
         .map(|r| parse_hosts(&r.hosts))
         .unwrap_or_default();
     let number = tx.next_proxy_revision(agent_id).await?;
+    let certificates = certificate_material(state, tx, &hosts).await?;
     let rendered = infrapilot_proxy::render(
         &extensions.plugins,
         DEFAULT_BACKEND,
@@ -306,6 +449,7 @@ async fn commit_revision(
         u64::try_from(number).unwrap_or_default(),
         &hosts,
         &previous,
+        &certificates,
     )
     .await
     .map_err(render_error)?;
@@ -321,7 +465,15 @@ async fn commit_revision(
         &key,
         APPLY_EXPIRES,
     );
-    let body = command.encode_to_vec();
+    // A command that carries an uploaded certificate's key is stored sealed.
+    let body = if certificates.is_empty() {
+        command.encode_to_vec()
+    } else {
+        state
+            .hub()
+            .encode_sealed(&command)
+            .map_err(|e| super::containers::hub_error(e, "id"))?
+    };
     if tx
         .insert_command(&NewCommand {
             id: &command.command_id,
@@ -351,7 +503,7 @@ async fn commit_revision(
     })
     .await?;
     audit_log::success(
-        &mut tx,
+        tx,
         &Actor::user(principal),
         &client.ip,
         action,
@@ -359,16 +511,11 @@ async fn commit_revision(
         json!({"agent_id": agent_id, "revision": number}),
     )
     .await?;
-    tx.commit().await?;
-    // The outcome is stored with the command; offline nodes get it when they say hello.
-    if let Err(e) = state
-        .hub()
-        .dispatch(org_id, agent_id, command, APPLY_WAIT)
-        .await
-    {
-        tracing::info!(agent_id, revision = number, error = %e, "proxy apply not answered yet");
-    }
-    Ok(number)
+    Ok(StagedRevision {
+        agent_id: agent_id.to_owned(),
+        number,
+        command,
+    })
 }
 
 async fn one(state: &AppState, org_id: &str, agent_id: &str, id: &str) -> ApiResult<ProxyDto> {

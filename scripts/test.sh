@@ -4,12 +4,14 @@
 #   2. the dashboard's type check and build
 #   3. the plugins built to WebAssembly components (scripts/build-plugins.sh), then the Rust tests
 #      on SQLite, on a PostgreSQL cluster and with a Docker engine this script starts (with a
-#      locally built nginx image for the proxy tests, and Debian's pebble as the ACME server)
+#      locally built nginx image for the proxy tests, Debian's pebble as the ACME server, and
+#      gixy from PyPI checking the nginx configuration rendered for the test hosts)
 #   4. the committed OpenAPI document is current; a smoke run of the binary on PostgreSQL (one variable switches the backend)
 #   5. the browser test in Debian's Chromium (setup → login → TOTP → logout → MFA login → audit →
 #      nodes and token one-liner → containers by stack → logs follow → terminal → delete →
 #      plugins → alert channel from its schema → send test → crash rule → alert history →
-#      proxy host from the container picker, applied and served by nginx → nginx's error shown)
+#      proxy host from the container picker, applied and served by nginx → nginx's error shown →
+#      an uploaded certificate, a wrong key refused, a host served over HTTPS with it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -36,7 +38,8 @@ trap cleanup EXIT
 say "checking Debian packages (PostgreSQL, oathtool, Chromium, an SMTP server for the alert tests, pebble for ACME, compilers)"
 need_debian gcc:gcc pkg-config:pkg-config postgresql:/usr/lib/postgresql oathtool:oathtool \
     chromium:/usr/bin/chromium curl:curl python3:python3 \
-    python3-aiosmtpd:/usr/lib/python3/dist-packages/aiosmtpd pebble:/usr/bin/pebble
+    python3-aiosmtpd:/usr/lib/python3/dist-packages/aiosmtpd pebble:/usr/bin/pebble \
+    python3-venv:/usr/share/doc/python3-venv
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -68,6 +71,11 @@ echo "PostgreSQL at $pg_url"
 say "starting a private Docker engine (docker.io, vfs) with the busybox and nginx test images"
 export DOCKER_HOST=$(scripts/start-docker.sh "$work/docker")
 echo "Docker at $DOCKER_HOST"
+
+say "gixy (PyPI) in a virtualenv: the proxy tests run it on the nginx configuration they render"
+python3 -m venv "$work/gixy"
+"$work/gixy/bin/pip" install --quiet --disable-pip-version-check gixy==0.1.21
+export INFRAPILOT_TEST_GIXY="$work/gixy/bin/gixy"
 
 say "Rust tests (SQLite, PostgreSQL, Docker)"
 cargo test --workspace
@@ -115,15 +123,16 @@ say "browser test in Chromium (tests/e2e)"
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 port=$(free_port)
 proxy_http=$(free_port)
+proxy_https=$(free_port)
 INFRAPILOT_GRPC_LISTEN="127.0.0.1:$(free_port)" INFRAPILOT_DATA_DIR="$work/e2e-data" INFRAPILOT_LISTEN="127.0.0.1:$port" \
     INFRAPILOT_PLUGIN_DIR="$tdir/plugins/bundles" INFRAPILOT_PLUGIN_TRUSTED_KEYS="$tdir/plugins/dev-signing" \
     INFRAPILOT_PLUGIN_EGRESS_ALLOW=127.0.0.1 INFRAPILOT_ALERT_TICK_SECONDS=1 \
     INFRAPILOT_AGENT_NGINX_IMAGE=infrapilot-test/nginx:latest INFRAPILOT_AGENT_NGINX_CONTAINER=infrapilot-e2e-nginx \
-    INFRAPILOT_AGENT_HTTP_PORT="$proxy_http" INFRAPILOT_AGENT_HTTPS_PORT="$(free_port)" INFRAPILOT_AGENT_PROXY_BIND=127.0.0.1 \
+    INFRAPILOT_AGENT_HTTP_PORT="$proxy_http" INFRAPILOT_AGENT_HTTPS_PORT="$proxy_https" INFRAPILOT_AGENT_PROXY_BIND=127.0.0.1 \
     "$bin" serve >"$work/e2e-serve.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:$port" "$work/e2e-serve.log"
-if ! (cd tests/e2e && INFRAPILOT_URL="http://127.0.0.1:$port" E2E_PROXY_HTTP_PORT="$proxy_http" node run.mjs); then
+if ! (cd tests/e2e && INFRAPILOT_URL="http://127.0.0.1:$port" E2E_PROXY_HTTP_PORT="$proxy_http" E2E_PROXY_HTTPS_PORT="$proxy_https" node run.mjs); then
     echo "browser test failed; server log:" >&2
     tail -n 50 "$work/e2e-serve.log" >&2
     exit 1

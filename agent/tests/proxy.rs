@@ -1386,3 +1386,145 @@ async fn locations_and_websockets_reach_their_own_upstreams_through_nginx() {
     let request = "ws://app.test/ws/echo".into_client_request().unwrap();
     assert!(tokio_tungstenite::client_async(request, tcp).await.is_err());
 }
+
+/// Runs gixy on a tree's nginx.conf (its `include hosts/*.conf` resolves next to it); returns
+/// the issues it reports (JSON).
+fn gixy_issues(gixy: &str, tree: &Path) -> Vec<Value> {
+    let out = std::process::Command::new(gixy)
+        .args(["--format", "json"])
+        .arg(tree.join("nginx.conf"))
+        .output()
+        .expect("gixy runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str::<Vec<Value>>(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "gixy's report is not JSON ({e}): {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gixy_reports_no_issue_in_the_configurations_rendered_for_the_test_hosts() {
+    let Ok(gixy) = std::env::var("INFRAPILOT_TEST_GIXY") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but INFRAPILOT_TEST_GIXY is not set (scripts/test.sh installs gixy)"
+        );
+        eprintln!("skipping: INFRAPILOT_TEST_GIXY names no gixy (scripts/test.sh installs it)");
+        return;
+    };
+    let Some(docker) = docker().await else { return };
+    let mut fixture = Fixture::new(docker, "proxygixy");
+    let Some(proxy) = Proxy::start(&mut fixture).await else {
+        return;
+    };
+    let network = fixture.network().await;
+    let web = upstream(&mut fixture, "web", &network).await;
+    let api = upstream(&mut fixture, "api", &network).await;
+    let ca = TestCa::new("InfraPilot test CA");
+    let (leaf, key) = ca.leaf(&["gixy.test", "*.gixy.test"]);
+    let (status, cert) = proxy
+        .admin
+        .call(
+            "POST",
+            "/api/v1/proxy-certificates",
+            Some(json!({"name": "gixy", "certificate_pem": leaf, "private_key_pem": key})),
+        )
+        .await;
+    assert_eq!(status, 201, "{cert}");
+    let uploaded = json!({"mode": "uploaded", "certificate_id": cert["id"]});
+    // Every feature of the form, on hosts like the other tests use.
+    let hosts = [
+        json!({"domains": ["plain.gixy.test"], "upstream": {"container": web, "port": 80}}),
+        json!({"domains": ["addr.gixy.test"], "upstream": {"host": "127.0.0.1", "port": 9, "scheme": "https"},
+               "websockets": true}),
+        json!({
+            "domains": ["gixy.test", "www.gixy.test"],
+            "upstream": {"container": web, "port": 80},
+            "websockets": true,
+            "locations": [
+                {"path": "/api/", "upstream": {"container": api, "port": 80}},
+                {"path": "/ws/", "upstream": {"host": "127.0.0.1", "port": 9}, "websockets": true}
+            ],
+            "headers": {
+                "hsts": {"max_age_seconds": 31536000, "include_subdomains": true},
+                "content_security_policy": [
+                    {"name": "default-src", "sources": ["self"]},
+                    {"name": "img-src", "sources": ["self", "data:", "https://cdn.example.com"]}
+                ],
+                "frame_options": "DENY",
+                "content_type_nosniff": true,
+                "referrer_policy": "strict-origin-when-cross-origin"
+            },
+            "rate_limit": {"requests_per_second": 10, "burst": 20},
+            "max_body_bytes": 10485760,
+            "access": [
+                {"action": "allow", "source": "10.0.0.0/8"},
+                {"action": "allow", "source": "::1"},
+                {"action": "deny", "source": "all"}
+            ],
+            "tls": uploaded
+        }),
+        json!({"domains": ["plain-https.gixy.test"], "upstream": {"container": web, "port": 80},
+               "tls": {"mode": "uploaded", "certificate_id": cert["id"], "redirect_http": false},
+               "headers": {"hsts": {"max_age_seconds": 300}}}),
+    ];
+    for body in hosts {
+        let (status, created) = proxy.admin.call("POST", &proxy.path(""), Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        let host = proxy.settled(created["id"].as_str().unwrap()).await;
+        assert_eq!(host["apply_status"], "applied", "{host}");
+    }
+    let served = std::fs::canonicalize(proxy.proxy_dir().join("current")).unwrap();
+    assert_eq!(
+        std::fs::read_dir(served.join("hosts")).unwrap().count(),
+        4,
+        "one file per host"
+    );
+    let issues = gixy_issues(&gixy, &served);
+    assert!(issues.is_empty(), "gixy: {issues:#?}");
+
+    // Not vacuous: the same tree with one known-bad line in a host file (the upstream gets the
+    // client's Host header, gixy's host_spoofing) is reported.
+    let probe = proxy.server.data_dir.join("gixy-probe");
+    copy_tree(&served, &probe);
+    let host_file = std::fs::read_dir(probe.join("hosts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains("plain.gixy.test")
+        })
+        .unwrap();
+    let text = std::fs::read_to_string(&host_file).unwrap();
+    let at = text.rfind('}').unwrap();
+    std::fs::write(
+        &host_file,
+        format!(
+            "{}    location /gixy-probe/ {{\n        proxy_set_header Host $http_host;\n        proxy_pass http://127.0.0.1:9;\n    }}\n{}",
+            &text[..at],
+            &text[at..]
+        ),
+    )
+    .unwrap();
+    let issues = gixy_issues(&gixy, &probe);
+    assert!(
+        issues.iter().any(|i| i["plugin"] == "host_spoofing"),
+        "gixy did not see the probe: {issues:#?}"
+    );
+}

@@ -21,8 +21,10 @@
 
 import { execFileSync } from 'node:child_process';
 import { createServer, request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { createHmac } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -84,6 +86,24 @@ function selfTestTotp() {
 const IMAGE = 'infrapilot-test/busybox:latest';
 const STACK = 'e2eshop';
 const PROXY_HTTP_PORT = Number(process.env.E2E_PROXY_HTTP_PORT || 0);
+const PROXY_HTTPS_PORT = Number(process.env.E2E_PROXY_HTTPS_PORT || 0);
+
+/** GET / over HTTPS through nginx for `host`, trusting only `ca` (PEM): [status, body]. */
+function throughNginxTls(host, ca) {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      { host: '127.0.0.1', port: PROXY_HTTPS_PORT, path: '/', servername: host, headers: { Host: host }, ca, timeout: 3000 },
+      (res) => {
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve([res.statusCode, body]));
+      },
+    );
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.end();
+  });
+}
 
 /** GET / through the node's nginx with this Host header: [status, body]. */
 function throughNginx(host) {
@@ -628,6 +648,46 @@ async function main() {
         note(error.split('\n')[0]);
         const [status] = await throughNginx('shop.e2e.test');
         if (status !== 200) throw new Error(`shop.e2e.test answered ${status}`);
+      });
+    }
+
+    if (PROXY_HTTP_PORT && PROXY_HTTPS_PORT) {
+      await step('an uploaded certificate: a wrong key is refused naming the field; the host serves HTTPS with it', async () => {
+        // A self-signed certificate and a stranger key, made with openssl (no shell).
+        const dir = mkdtempSync(join(tmpdir(), 'e2e-cert-'));
+        execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+          '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '30',
+          '-subj', '/CN=secure.e2e.test', '-addext', 'subjectAltName=DNS:secure.e2e.test'], { stdio: 'ignore' });
+        execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', join(dir, 'other.pem')], { stdio: 'ignore' });
+        const cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
+        await button('Upload certificate').click();
+        const dialog = page.getByTestId('certificate-dialog');
+        await dialog.getByLabel('Name', { exact: true }).fill('e2e');
+        await dialog.getByLabel(/^Certificate chain/).fill(cert);
+        await dialog.getByLabel(/^Private key/).fill(readFileSync(join(dir, 'other.pem'), 'utf8'));
+        await dialog.getByRole('button', { name: 'Upload' }).click();
+        await until('the key is refused', async () => (await dialog.getByRole('alert').innerText()).includes('does not belong to the certificate'));
+        if ((await dialog.getByLabel(/^Private key/).getAttribute('aria-invalid')) !== 'true') throw new Error('the key field is not marked');
+        await dialog.getByLabel(/^Private key/).fill(readFileSync(join(dir, 'key.pem'), 'utf8'));
+        await dialog.getByRole('button', { name: 'Upload' }).click();
+        const certRow = page.getByTestId('certificate-row').filter({ hasText: 'secure.e2e.test' });
+        await certRow.waitFor();
+
+        await button('New proxy host').click();
+        const form = page.getByTestId('proxy-dialog');
+        await form.getByLabel('Domains (one per line)').fill('secure.e2e.test');
+        await until('the container picker lists the upstream', async () =>
+          (await form.getByLabel('Container', { exact: true }).innerText()).includes(`${STACK}-site`));
+        await form.getByLabel('Container', { exact: true }).selectOption(`${STACK}-site`);
+        await form.getByLabel('Certificate', { exact: true }).selectOption('uploaded');
+        await form.getByLabel('Uploaded certificate').selectOption({ label: 'e2e (secure.e2e.test)' });
+        await form.getByRole('button', { name: 'Create and apply' }).click();
+        const row = page.getByTestId('proxy-row').filter({ hasText: 'secure.e2e.test' });
+        await until('applied', async () => (await row.innerText()).includes('Applied'), 30_000);
+        const [status, body] = await throughNginxTls('secure.e2e.test', cert);
+        if (status !== 200 || body.trim() !== 'hello-from-e2e') throw new Error(`HTTPS through nginx: ${status} ${body}`);
+        await until('the certificate lists its host', async () =>
+          (await certRow.locator('td').nth(4).innerText()).includes('secure.e2e.test'), 15_000);
       });
     }
 

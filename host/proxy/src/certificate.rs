@@ -147,7 +147,9 @@ pub fn check_upload(
         }
     }
     let leaf = &chain[0];
-    if leaf.is_ca() {
+    // A lone self-signed certificate may carry CA rights (`openssl req -x509` adds them); in a
+    // chain, a CA first means the server's certificate is missing or out of place.
+    if leaf.is_ca() && chain.len() > 1 {
         return Err(refuse(
             CERT,
             "the first certificate is a CA certificate; give the server's certificate first",

@@ -43,3 +43,16 @@ export function specOf(h: ProxyHost): ProxySpec {
     tls: h.tls,
   };
 }
+
+export type UploadedCertificate = Schemas['CertificateDto'];
+export type CertificateUpload = Schemas['CertificateUpload'];
+
+const certs = '/proxy-certificates';
+
+/** Certificates uploaded for proxy hosts (`tls.mode: "uploaded"`); keys are write-only. */
+export const certificatesApi = {
+  list: () => request<UploadedCertificate[]>('GET', certs),
+  upload: (body: CertificateUpload) => request<UploadedCertificate>('POST', certs, { body }),
+  replace: (id: string, body: CertificateUpload) => request<UploadedCertificate>('PUT', `${certs}/${enc(id)}`, { body }),
+  remove: (id: string) => request<void>('DELETE', `${certs}/${enc(id)}`),
+};

@@ -5,11 +5,12 @@ import { useEffect, useState } from 'react';
 import { useSearchParams } from 'react-router-dom';
 import { ApiError, toApiError } from '../api/client';
 import { containersApi, nodesApi } from '../api/containers';
-import { proxiesApi, specOf, type Certificate, type ProxyHost, type ProxySpec } from '../api/proxies';
+import { certificatesApi, proxiesApi, specOf, type Certificate, type ProxyHost, type ProxySpec, type UploadedCertificate } from '../api/proxies';
 import { useUser } from '../auth';
 import { Badge, CheckboxField, ConfirmDialog, Dialog, FormError, Notice, PageHeader, SelectField, TextField, useLoad, usePoll } from '../components/ui';
 import { formatTime } from '../format';
 import { atLeast } from '../roles';
+import { CertificatesSection } from './ProxyCertificates';
 
 /** A 0–100 ring: green from 80, amber from 50, red below. */
 export function ScoreRing({ score, reasons }: { score: number; reasons: string[] }) {
@@ -54,7 +55,13 @@ function CertCell({ cert, tls }: { cert?: Certificate | null; tls: boolean }) {
       <ScoreRing score={cert.tls_score} reasons={cert.tls_reasons} />
       <div>
         <div>
-          {cert.source === 'acme' ? `${cert.issuer}` : <Badge kind="warn">Placeholder</Badge>}
+          {cert.source === 'placeholder' ? (
+            <Badge kind="warn">Placeholder</Badge>
+          ) : (
+            <>
+              {cert.issuer} {cert.source === 'uploaded' && <Badge>Uploaded</Badge>}
+            </>
+          )}
         </div>
         <div className="small muted">
           expires {formatTime(cert.not_after)} ({days} days)
@@ -78,6 +85,7 @@ export function ProxiesPage() {
   const node = params.get('node') ?? live[0]?.id ?? '';
   const hosts = usePoll(() => (node ? proxiesApi.list(node) : Promise.resolve([])), 3000, node);
   const revisions = usePoll(() => (node ? proxiesApi.revisions(node) : Promise.resolve([])), 5000, node);
+  const certificates = useLoad(() => certificatesApi.list());
   const [editing, setEditing] = useState<ProxyHost | 'new' | null>(null);
   const [removing, setRemoving] = useState<ProxyHost | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
@@ -225,16 +233,28 @@ export function ProxiesPage() {
         </table>
       </div>
 
+      <CertificatesSection
+        certificates={certificates}
+        admin={admin}
+        onChanged={async () => {
+          await certificates.reload();
+          await hosts.reload();
+          await revisions.reload();
+        }}
+      />
+
       <Dialog title={editing === 'new' ? 'New proxy host' : 'Edit proxy host'} open={editing !== null} onClose={() => setEditing(null)} testId="proxy-dialog">
         {editing !== null && (
           <ProxyForm
             agent={node}
+            certificates={certificates.data ?? []}
             host={editing === 'new' ? null : editing}
             onCancel={() => setEditing(null)}
             onDone={async () => {
               setEditing(null);
               await hosts.reload();
               await revisions.reload();
+              await certificates.reload();
             }}
           />
         )}
@@ -254,6 +274,7 @@ export function ProxiesPage() {
           await proxiesApi.remove(node, removing.id);
           await hosts.reload();
           await revisions.reload();
+          await certificates.reload();
         }}
       />
     </>
@@ -263,7 +284,19 @@ export function ProxiesPage() {
 const REFERRER = ['', 'no-referrer', 'no-referrer-when-downgrade', 'origin', 'origin-when-cross-origin', 'same-origin', 'strict-origin', 'strict-origin-when-cross-origin', 'unsafe-url'];
 
 /** The proxy host form: the node's containers to pick from, or an address. */
-function ProxyForm({ agent, host, onDone, onCancel }: { agent: string; host: ProxyHost | null; onDone: () => Promise<void>; onCancel: () => void }) {
+function ProxyForm({
+  agent,
+  host,
+  certificates,
+  onDone,
+  onCancel,
+}: {
+  agent: string;
+  host: ProxyHost | null;
+  certificates: UploadedCertificate[];
+  onDone: () => Promise<void>;
+  onCancel: () => void;
+}) {
   const spec = host ? specOf(host) : null;
   const containers = useLoad(() => containersApi.list(agent, false));
   const [domains, setDomains] = useState(spec?.domains.join('\n') ?? '');
@@ -273,7 +306,8 @@ function ProxyForm({ agent, host, onDone, onCancel }: { agent: string; host: Pro
   const [port, setPort] = useState(String(spec?.upstream.port ?? 80));
   const [scheme, setScheme] = useState(spec?.upstream.scheme ?? 'http');
   const [websockets, setWebsockets] = useState(spec?.websockets ?? false);
-  const [tls, setTls] = useState(!!spec?.tls);
+  const [tls, setTls] = useState<'' | 'acme' | 'uploaded'>(spec?.tls ? (spec.tls.mode as 'acme' | 'uploaded') : '');
+  const [certificateId, setCertificateId] = useState(spec?.tls?.certificate_id ?? certificates[0]?.id ?? '');
   const [redirect, setRedirect] = useState(spec?.tls?.redirect_http ?? true);
   const [hsts, setHsts] = useState(!!spec?.headers?.hsts);
   const [frame, setFrame] = useState(spec?.headers?.frame_options ?? '');
@@ -320,7 +354,7 @@ function ProxyForm({ agent, host, onDone, onCancel }: { agent: string; host: Pro
         const [action = '', source = ''] = l.split(/\s+/);
         return { action, source };
       }),
-      tls: tls ? { mode: 'acme', redirect_http: redirect } : null,
+      tls: tls === 'uploaded' ? { mode: 'uploaded', certificate_id: certificateId, redirect_http: redirect } : tls === 'acme' ? { mode: 'acme', redirect_http: redirect } : null,
     };
   };
 
@@ -373,7 +407,21 @@ function ProxyForm({ agent, host, onDone, onCancel }: { agent: string; host: Pro
       </div>
       <fieldset>
         <legend>HTTPS</legend>
-        <CheckboxField label="Certificate from Let's Encrypt (ACME HTTP-01)" name="tls" checked={tls} onChange={setTls} />
+        <SelectField label="Certificate" name="tls.mode" value={tls} onChange={(e) => setTls(e.target.value as typeof tls)} error={error}>
+          <option value="">None (HTTP only)</option>
+          <option value="acme">From Let's Encrypt (ACME HTTP-01, renewed by the node)</option>
+          <option value="uploaded">An uploaded certificate</option>
+        </SelectField>
+        {tls === 'uploaded' && (
+          <SelectField label="Uploaded certificate" name="tls.certificate_id" value={certificateId} onChange={(e) => setCertificateId(e.target.value)} error={error}>
+            {certificates.length === 0 && <option value="">Upload one below first</option>}
+            {certificates.map((c) => (
+              <option key={c.id} value={c.id}>
+                {c.name} ({c.domains.join(', ')})
+              </option>
+            ))}
+          </SelectField>
+        )}
         {tls && <CheckboxField label="Redirect HTTP to HTTPS" name="tls.redirect_http" checked={redirect} onChange={setRedirect} />}
         <CheckboxField label="HSTS (one year)" name="headers.hsts" checked={hsts} onChange={setHsts} />
       </fieldset>

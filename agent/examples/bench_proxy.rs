@@ -82,7 +82,11 @@ async fn main() -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?,
         )),
     };
-    let dir = std::env::temp_dir().join(format!("ipbench-proxy-{}", std::process::id()));
+    // The agent keeps its proxy tree under its state directory (/var/lib/…); BENCH_DIR picks
+    // where the bench's goes (default /var/tmp: on this machine /tmp writes small files about
+    // ten times slower than the rest of the same disk).
+    let dir = PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into()))
+        .join(format!("ipbench-proxy-{}", std::process::id()));
     let http_port = std::env::var("BENCH_HTTP_PORT").unwrap_or_else(|_| "18480".into());
     let container = format!("ipbench-nginx-{}", std::process::id());
     let options = ProxyOptions {

@@ -31,7 +31,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, InspectNetworkOptions,
-    StartContainerOptions,
+    KillContainerOptions, LogsOptions, StartContainerOptions,
 };
 use futures_util::StreamExt;
 use infrapilot_proto::model::{ApplyReport, HostApplyResult, PROXY_MOUNT, ProxyNodeStatus};
@@ -477,22 +477,48 @@ impl Proxy {
         })
     }
 
+    /// Asks the nginx master to reload (SIGHUP through the engine, what `nginx -s reload` sends,
+    /// without an exec that parses the configuration once more). The tree was tested already; a
+    /// master that cannot apply it keeps its workers, which [`Self::wait_serving`] notices.
     async fn nginx_reload(&self) -> Result<Result<(), String>, DockerError> {
-        let conf = self.container_path("current/nginx.conf");
-        let (code, output) = self
-            .exec(vec![
-                "nginx".into(),
-                "-c".into(),
-                conf,
-                "-s".into(),
-                "reload".into(),
-            ])
+        let docker = self.docker().await?;
+        docker
+            .kill_container(
+                &self.options.container,
+                Some(KillContainerOptions {
+                    signal: "HUP".into(),
+                }),
+            )
             .await?;
-        Ok(if code == 0 {
-            Ok(())
-        } else {
-            Err(output.trim().to_owned())
-        })
+        Ok(Ok(()))
+    }
+
+    /// nginx's own complaints (`[emerg]`, `[alert]`, `[crit]`) logged since `since` (unix
+    /// seconds): why a reload did not take.
+    async fn nginx_complaints(&self, since: i64) -> Option<String> {
+        let docker = self.docker().await.ok()?;
+        let mut logs = docker.logs(
+            &self.options.container,
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                since: since as i32,
+                tail: "200".into(),
+                ..Default::default()
+            }),
+        );
+        let mut lines = Vec::new();
+        while let Some(Ok(chunk)) = logs.next().await {
+            let text = String::from_utf8_lossy(&chunk.into_bytes()).into_owned();
+            lines.extend(
+                text.lines()
+                    .filter(|l| {
+                        l.contains("[emerg]") || l.contains("[alert]") || l.contains("[crit]")
+                    })
+                    .map(str::to_owned),
+            );
+        }
+        (!lines.is_empty()).then(|| lines.join("\n"))
     }
 
     /// Where this node's nginx answers on `port` (the published port on the bind address).
@@ -556,15 +582,21 @@ impl Proxy {
         format!("http://{host}:{}", self.options.http_port)
     }
 
+    /// The client of the checks through nginx, made once (building one loads the TLS roots).
     fn http_client() -> reqwest::Client {
-        // A fresh connection per request: a kept-alive one may still reach an old worker.
-        reqwest::Client::builder()
-            .no_proxy()
-            .pool_max_idle_per_host(0)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap_or_default()
+        static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+        CLIENT
+            .get_or_init(|| {
+                // A fresh connection per request: a kept-alive one may still reach an old worker.
+                reqwest::Client::builder()
+                    .no_proxy()
+                    .pool_max_idle_per_host(0)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(Duration::from_secs(2))
+                    .build()
+                    .unwrap_or_default()
+            })
+            .clone()
     }
 
     /// Waits until nginx's default server answers `revision`.
@@ -591,7 +623,7 @@ impl Proxy {
             if Instant::now() >= deadline {
                 return Err(last);
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
@@ -613,7 +645,7 @@ impl Proxy {
             if Instant::now() >= deadline {
                 return Err(last);
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
@@ -821,11 +853,22 @@ impl Proxy {
         let final_tree = format!("trees/{}", tree_name(config.revision));
         let _ = std::fs::remove_dir_all(self.path(&staging));
         let _ = std::fs::remove_dir_all(self.path(&final_tree));
+        // A file the served tree holds with the same contents is hard-linked, not written again
+        // (its contents are compared, so a file edited on the node is written afresh).
+        let served = self.current_tree();
         let write = |files: &[ProxyFile]| -> Result<(), DockerError> {
             for f in files {
                 let p = self.path(&format!("{staging}/{}", f.path));
                 if let Some(parent) = p.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| io("staging tree", e))?;
+                }
+                if let Some(tree) = &served {
+                    let old = self.path(&format!("{tree}/{}", f.path));
+                    if std::fs::read(&old).is_ok_and(|b| b == f.contents)
+                        && std::fs::hard_link(&old, &p).is_ok()
+                    {
+                        continue;
+                    }
                 }
                 std::fs::write(&p, &f.contents).map_err(|e| io("staging tree", e))?;
             }
@@ -879,11 +922,20 @@ impl Proxy {
         let previous = self.current_tree();
         let sentinel = self.sentinel().await;
         self.point_current(&final_tree)?;
+        let signalled_at = crate::certs::now_secs();
         let reloaded = match self.nginx_reload().await {
             Ok(Ok(())) => {
                 Self::old_workers_gone(sentinel, Duration::from_secs(3)).await;
-                self.wait_serving(config.revision, self.options.verify_timeout)
+                match self
+                    .wait_serving(config.revision, self.options.verify_timeout)
                     .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(match self.nginx_complaints(signalled_at).await {
+                        Some(complaints) => format!("{e}\n{complaints}"),
+                        None => e,
+                    }),
+                }
             }
             Ok(Err(output)) => Err(output),
             Err(e) => Err(e.message),
@@ -967,18 +1019,19 @@ impl Proxy {
                 .collect(),
             report: Some(report.clone()),
         })?;
-        self.detach_unused(&networks).await;
         let kept: Vec<String> = config
             .hosts
             .iter()
             .filter(|h| h.tls.is_some())
             .map(|h| h.id.clone())
             .collect();
-        // Tidying up, issuing what is missing and the report follow in the background.
+        // Tidying up (networks no host uses, old trees), issuing what is missing and the report
+        // follow in the background, under the lock and against what is applied by then.
         let this = self.clone();
         tokio::spawn(async move {
             {
                 let _guard = this.lock.lock().await;
+                this.detach_unused(&this.load_applied().networks).await;
                 let current = this.current_tree().unwrap_or_default();
                 let tidy = this.clone();
                 let _ = tokio::task::spawn_blocking(move || {

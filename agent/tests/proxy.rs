@@ -359,11 +359,17 @@ async fn proxy_hosts_apply_through_real_nginx_and_a_broken_host_is_isolated() {
         },
     )
     .await;
-    assert!(
-        !networks_of(&fixture, &proxy.container)
-            .await
-            .contains(&network)
-    );
+    eventually(
+        "nginx to leave the network no host uses",
+        Duration::from_secs(10),
+        || async {
+            (!networks_of(&fixture, &proxy.container)
+                .await
+                .contains(&network))
+            .then_some(())
+        },
+    )
+    .await;
 
     // The audit trail has every change.
     let audit = proxy.admin.get("/api/v1/audit?limit=200").await;

@@ -147,6 +147,9 @@ struct Applied {
     containers: BTreeMap<String, Vec<String>>,
     /// Networks nginx joined for upstreams.
     networks: Vec<String>,
+    /// [`config_digest`] of the applied revision.
+    #[serde(default)]
+    digest: String,
     /// Hosts served over HTTPS with an ACME certificate: id → domains.
     #[serde(default)]
     acme: BTreeMap<String, Vec<String>>,
@@ -179,6 +182,36 @@ fn io(what: &str, e: std::io::Error) -> DockerError {
 
 fn sha256(bytes: &[u8]) -> String {
     hex_encode(&Sha256::digest(bytes))
+}
+
+/// What a revision holds, for telling a re-delivery of it from another revision with the same
+/// number (made by a host whose database was restored from an older backup).
+fn config_digest(config: &ApplyProxyConfig) -> String {
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(&config.revision.to_le_bytes());
+    for f in &config.shared {
+        field(f.path.as_bytes());
+        field(&f.contents);
+    }
+    for host in &config.hosts {
+        field(host.id.as_bytes());
+        for f in &host.files {
+            field(f.path.as_bytes());
+            field(&f.contents);
+        }
+        for c in &host.containers {
+            field(c.as_bytes());
+        }
+        if let Some(tls) = &host.tls {
+            field(tls.mode.as_bytes());
+            field(tls.fingerprint_sha256.as_bytes());
+        }
+    }
+    hex_encode(&h.finalize())
 }
 
 fn hex_encode(bytes: &[u8]) -> String {
@@ -319,7 +352,10 @@ impl Proxy {
     }
 
     /// Creates the nginx container (and its network) if missing and starts it.
-    pub async fn ensure_container(&self) -> Result<(), DockerError> {
+    /// Creates the nginx container if it is missing and starts it if it is not running — after
+    /// joining it to a network of each of `upstreams` (the containers the served tree proxies
+    /// to: nginx resolves their names at start and refuses to start without them).
+    pub async fn ensure_container(&self, upstreams: &[String]) -> Result<(), DockerError> {
         self.prepare_dir()?;
         let docker = self.docker().await?;
         let o = &self.options;
@@ -409,12 +445,34 @@ impl Proxy {
             Err(e) => return Err(e.into()),
         };
         if !running {
+            if let Err(e) = self.attach_networks(upstreams).await {
+                eprintln!("proxy: joining upstream networks before starting nginx: {e}");
+            }
             docker
                 .start_container(&o.container, None::<StartContainerOptions>)
                 .await?;
-            self.wait_serving(0, Duration::from_secs(10)).await.ok();
+            self.wait_answering(Duration::from_secs(10)).await;
         }
         Ok(())
+    }
+
+    /// Waits (bounded) until nginx answers at all.
+    async fn wait_answering(&self, within: Duration) {
+        let client = Self::http_client();
+        let url = format!("{}/.well-known/infrapilot/revision", self.verify_base());
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if client
+                .get(&url)
+                .header("host", "infrapilot-verify.invalid")
+                .send()
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Runs a command in the nginx container: (exit code, output).
@@ -760,7 +818,9 @@ impl Proxy {
         let _guard = self.lock.lock().await;
         let started = Instant::now();
         let applied = self.load_applied();
+        let digest = config_digest(config);
         if config.revision == applied.revision
+            && applied.digest == digest
             && let Some(report) = applied.report.clone()
         {
             return Ok(report);
@@ -770,8 +830,13 @@ impl Proxy {
                 revision: config.revision,
                 state: "superseded".into(),
                 error: Some(format!(
-                    "the node already serves revision {}",
-                    applied.revision
+                    "the node already serves revision {}{}",
+                    applied.revision,
+                    if config.revision == applied.revision {
+                        " (another configuration with the same number)"
+                    } else {
+                        ""
+                    }
                 )),
                 hosts: Vec::new(),
                 serving_revision: applied.revision,
@@ -802,7 +867,9 @@ impl Proxy {
                 }
             }
         }
-        self.ensure_container().await?;
+        let served_upstreams: Vec<String> =
+            applied.containers.values().flatten().cloned().collect();
+        self.ensure_container(&served_upstreams).await?;
 
         // Networks first: a host whose upstream nginx cannot reach is left out.
         let mut excluded: BTreeMap<String, String> = BTreeMap::new();
@@ -1005,6 +1072,7 @@ impl Proxy {
         };
         self.save_applied(&Applied {
             revision: config.revision,
+            digest,
             files,
             hosts,
             containers,
@@ -1255,8 +1323,8 @@ impl Proxy {
                 }
             }
         }
-        self.ensure_container().await?;
         let containers: Vec<String> = applied.containers.values().flatten().cloned().collect();
+        self.ensure_container(&containers).await?;
         if let Err(e) = self.attach_networks(&containers).await {
             eprintln!("proxy: re-joining upstream networks: {e}");
         }

@@ -1534,3 +1534,87 @@ async fn gixy_reports_no_issue_in_the_configurations_rendered_for_the_test_hosts
         "gixy did not see the probe: {issues:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_restored_from_an_older_backup_numbers_revisions_above_what_the_node_serves() {
+    let Some(docker) = docker().await else { return };
+    let mut fixture = Fixture::new(docker, "proxyrestore");
+    let Some(mut proxy) = Proxy::start(&mut fixture).await else {
+        return;
+    };
+    let network = fixture.network().await;
+    let web = upstream(&mut fixture, "web", &network).await;
+    let create = |domain: &'static str| json!({"domains": [domain], "upstream": {"container": web, "port": 80}});
+    let (status, a) = proxy
+        .admin
+        .call("POST", &proxy.path(""), Some(create("a.test")))
+        .await;
+    assert_eq!(status, 201, "{a}");
+    assert_eq!(
+        proxy.settled(a["id"].as_str().unwrap()).await["revision"],
+        1
+    );
+
+    // A backup of the database at revision 1 (the server stopped, so the files are consistent).
+    proxy.server.kill9();
+    let db = proxy.server.data_dir.join("infrapilot.db");
+    let backup = proxy.server.data_dir.join("backup");
+    std::fs::create_dir_all(&backup).unwrap();
+    let files = ["infrapilot.db", "infrapilot.db-wal", "infrapilot.db-shm"];
+    for f in files {
+        let _ = std::fs::copy(db.with_file_name(f), backup.join(f));
+    }
+    proxy.server.restart().await;
+    proxy.admin = proxy.server.admin().await;
+    let (status, b) = proxy
+        .admin
+        .call("POST", &proxy.path(""), Some(create("b.test")))
+        .await;
+    assert_eq!(status, 201, "{b}");
+    let b = proxy.settled(b["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (b["apply_status"].as_str(), b["revision"].as_i64()),
+        (Some("applied"), Some(2))
+    );
+
+    // The database goes back to the backup; the node still serves revision 2 and says so.
+    proxy.server.kill9();
+    for f in files {
+        let _ = std::fs::remove_file(db.with_file_name(f));
+        let _ = std::fs::copy(backup.join(f), db.with_file_name(f));
+    }
+    proxy.server.restart().await;
+    proxy.admin = proxy.server.admin().await;
+    // A change made while the node is away after the restore is numbered below what it serves:
+    // it fails with the node's word and a hint, and changes nothing on the node.
+    let (status, early) = proxy
+        .admin
+        .call("POST", &proxy.path(""), Some(create("early.test")))
+        .await;
+    assert_eq!(status, 201, "{early}");
+    let early_id = early["id"].as_str().unwrap().to_owned();
+    let early = proxy.settled(&early_id).await;
+    assert_eq!(early["apply_status"], "failed", "{early}");
+    assert!(
+        early["error"].as_str().unwrap().contains("re-apply"),
+        "{early}"
+    );
+    let (status, _) = proxy
+        .admin
+        .call("DELETE", &proxy.path(&format!("/{early_id}")), None)
+        .await;
+    assert_eq!(status, 204);
+    // Once the node said hello, new revisions are numbered above what it serves.
+    let (status, c) = proxy
+        .admin
+        .call("POST", &proxy.path(""), Some(create("c.test")))
+        .await;
+    assert_eq!(status, 201, "{c}");
+    let c = proxy.settled(c["id"].as_str().unwrap()).await;
+    assert_eq!(c["apply_status"], "applied", "{c}");
+    assert!(c["revision"].as_i64().unwrap() > 2, "{c}");
+    // What the restored database holds is what nginx serves: a and c, no longer b.
+    assert_eq!(proxy.through("c.test").await.unwrap().0, 200);
+    assert_eq!(proxy.through("a.test").await.unwrap().0, 200);
+    assert_eq!(proxy.through("b.test").await.unwrap().0, 404);
+}

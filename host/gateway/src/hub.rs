@@ -434,6 +434,21 @@ impl AgentHub {
         }
     }
 
+    /// The agent said hello serving proxy revision `revision`: kept, so that the next revision
+    /// made here is numbered above it even if this database is older than the node (restored
+    /// from a backup).
+    pub(crate) async fn note_serving_revision(&self, org_id: &str, agent_id: &str, revision: i64) {
+        let noted = async {
+            let mut tx = self.store.write(org_id).await?;
+            tx.note_proxy_serving_revision(agent_id, revision).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = noted {
+            tracing::warn!(agent_id, error = %e, "could not note the node's proxy revision");
+        }
+    }
+
     /// The agent said hello: re-send its unfinished durable commands.
     pub(crate) async fn resend_open(&self, org_id: &str, agent_id: &str) {
         let open = async {

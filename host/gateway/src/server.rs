@@ -168,7 +168,8 @@ impl AgentGateway for Gateway {
         let silence = Duration::from_secs(u64::from(heartbeat_seconds) * 2 + 5);
         let org_id = DEFAULT_ORG_ID;
         tokio::spawn(async move {
-            let session = hub.attach(&agent_id, tx.clone());
+            // The node counts as connected (commands go to it) once it said hello.
+            let mut session = None;
             loop {
                 let message = match tokio::time::timeout(silence, inbound.next()).await {
                     Ok(Some(Ok(message))) => message,
@@ -194,7 +195,20 @@ impl AgentGateway for Gateway {
                                 .await;
                             break;
                         }
+                        // Before the node counts as connected: a change made from now on is
+                        // numbered above the proxy revision it serves.
+                        if let Some(revision) = hello
+                            .last_applied_config_revision
+                            .parse::<i64>()
+                            .ok()
+                            .filter(|r| *r > 0)
+                        {
+                            hub.note_serving_revision(org_id, &agent_id, revision).await;
+                        }
                         touch(&store, &agent_id, Some(&hello.version)).await;
+                        if session.is_none() {
+                            session = Some(hub.attach(&agent_id, tx.clone()));
+                        }
                         tracing::info!(agent_id, version = hello.version, "agent connected");
                         let welcome = HostMessage {
                             body: Some(host_message::Body::Welcome(Welcome {
@@ -255,7 +269,9 @@ impl AgentGateway for Gateway {
                     Some(agent_message::Body::Ack(_)) | None => {}
                 }
             }
-            hub.detach(&agent_id, session);
+            if let Some(session) = session {
+                hub.detach(&agent_id, session);
+            }
             tracing::info!(agent_id, "agent session ended");
         });
         Ok(Response::new(Box::pin(

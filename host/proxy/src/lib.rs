@@ -245,7 +245,17 @@ pub fn host_status(
                         Some("the proxy backend could not render this host".into()),
                     ),
                 },
-                "superseded" => status("pending", None),
+                // The node serves a newer revision than this one, the latest the database
+                // knows: the database is older than the node (restored from a backup).
+                "superseded" => status(
+                    "failed",
+                    Some(format!(
+                        "{}; re-apply to make this configuration the node's",
+                        report
+                            .error
+                            .unwrap_or_else(|| "the node serves a newer revision".into())
+                    )),
+                ),
                 _ => status("failed", report.error),
             }
         }

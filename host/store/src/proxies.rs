@@ -240,6 +240,25 @@ impl Tx {
         Ok(())
     }
 
+    /// Records the revision a node said (at hello) it serves, keeping its last report.
+    pub async fn note_proxy_serving_revision(
+        &mut self,
+        agent_id: &str,
+        revision: i64,
+    ) -> Result<()> {
+        let org = self.org_id.clone();
+        on_tx!(self, c => sqlx::query(
+            "INSERT INTO proxy_status (agent_id, org_id, revision, status, checked_at) \
+             VALUES ($1, $2, $3, '{}', $4) ON CONFLICT (agent_id) DO UPDATE SET revision = excluded.revision",
+        )
+        .bind(agent_id)
+        .bind(&org)
+        .bind(revision)
+        .bind(now_ms())
+        .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
     pub async fn proxy_status(&mut self, agent_id: &str) -> Result<Option<ProxyStatusRow>> {
         let org = self.org_id.clone();
         Ok(on_tx!(self, c => sqlx::query_as::<_, ProxyStatusRow>(

@@ -440,7 +440,17 @@ async fn stage_revision(
         .first()
         .map(|r| parse_hosts(&r.hosts))
         .unwrap_or_default();
-    let number = tx.next_proxy_revision(agent_id).await?;
+    // Above what the node last said it serves: a database restored from an older backup
+    // would otherwise number revisions the node refuses as superseded.
+    let node_serves = tx
+        .proxy_status(agent_id)
+        .await?
+        .map(|s| s.revision)
+        .unwrap_or(0);
+    let number = tx
+        .next_proxy_revision(agent_id)
+        .await?
+        .max(node_serves.saturating_add(1));
     let certificates = certificate_material(state, tx, &hosts).await?;
     let rendered = infrapilot_proxy::render(
         &extensions.plugins,
@@ -459,7 +469,9 @@ async fn stage_revision(
             format!("the proxy backend refused host {id}: {message}"),
         ));
     }
-    let key = format!("proxy-revision:{number}");
+    // Unique per revision made, not per number: a node that holds the result of another
+    // "revision 7" (from before a database restore) must not answer with it.
+    let key = format!("proxy-revision:{number}:{}", uuid::Uuid::new_v4().simple());
     let command = AgentHub::durable_command(
         command::Kind::ApplyProxyConfig(rendered.command),
         &key,

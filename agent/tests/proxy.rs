@@ -1618,3 +1618,53 @@ async fn a_database_restored_from_an_older_backup_numbers_revisions_above_what_t
     assert_eq!(proxy.through("a.test").await.unwrap().0, 200);
     assert_eq!(proxy.through("b.test").await.unwrap().0, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxy_backend_is_the_plugin_the_host_is_told_to_use() {
+    let Some(build) = plugin_build() else { return };
+    let bundles = build.join("bundles");
+    let keys = build.join("dev-signing");
+    // An alert channel is not a proxy backend: the change is refused naming the backend, and
+    // nothing is stored.
+    let server = Server::start_with(
+        false,
+        30,
+        &[
+            ("INFRAPILOT_PLUGIN_DIR", bundles.to_str().unwrap()),
+            ("INFRAPILOT_PLUGIN_TRUSTED_KEYS", keys.to_str().unwrap()),
+            ("INFRAPILOT_PROXY_BACKEND", "infrapilot.webhook"),
+        ],
+    )
+    .await;
+    let admin = server.admin().await;
+    let (status, e) = admin
+        .call("POST", "/api/v1/plugins/infrapilot.webhook/enable", None)
+        .await;
+    assert_eq!(status, 200, "{e}");
+    let (_agent, _state) = common::enrolled_agent_with(
+        &server,
+        &admin,
+        "edge",
+        &[("INFRAPILOT_AGENT_NO_PROXY", "true")],
+    )
+    .await;
+    let agent = admin.online_agent("edge").await;
+    let path = format!("/api/v1/agents/{agent}/proxies");
+    let (status, e) = admin
+        .call(
+            "POST",
+            &path,
+            Some(json!({"domains": ["x.test"], "upstream": {"host": "10.0.0.1", "port": 80}})),
+        )
+        .await;
+    assert_eq!(status, 503, "{e}");
+    assert_eq!(e["error"]["field"], "backend", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("infrapilot.webhook"),
+        "{e}"
+    );
+    assert_eq!(admin.get(&path).await, json!([]));
+}

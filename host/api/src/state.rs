@@ -31,6 +31,8 @@ pub struct ApiSettings {
     pub public_url: Option<String>,
     /// The agent binary served at `/downloads/infrapilot-agent`.
     pub agent_binary: Option<std::path::PathBuf>,
+    /// The plugin id of the proxy backend that renders the nodes' proxy hosts.
+    pub proxy_backend: String,
 }
 
 impl Default for ApiSettings {
@@ -44,6 +46,7 @@ impl Default for ApiSettings {
             agent_grpc_url: "https://localhost:8443".into(),
             heartbeat_seconds: 30,
             public_url: None,
+            proxy_backend: infrapilot_proxy::DEFAULT_BACKEND.into(),
             agent_binary: None,
         }
     }

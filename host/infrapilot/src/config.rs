@@ -65,6 +65,8 @@ pub struct Config {
     pub alert_tick_seconds: u32,
     /// Seconds before the first retry of a failed delivery (doubled each time).
     pub alert_retry_seconds: u32,
+    /// The plugin (a `proxy-backend` component) that renders proxy hosts for the nodes.
+    pub proxy_backend: String,
 }
 
 impl Default for Config {
@@ -98,6 +100,7 @@ impl Default for Config {
             plugin_hook_timeout_seconds: 15,
             alert_tick_seconds: 5,
             alert_retry_seconds: 10,
+            proxy_backend: infrapilot_proxy::DEFAULT_BACKEND.into(),
         }
     }
 }
@@ -219,6 +222,9 @@ impl Config {
                 .parse()
                 .with_context(|| format!("INFRAPILOT_ALERT_TICK_SECONDS: not a number: {v:?}"))?;
         }
+        if let Some(v) = var("INFRAPILOT_PROXY_BACKEND") {
+            self.proxy_backend = v;
+        }
         if let Some(v) = var("INFRAPILOT_ALERT_RETRY_SECONDS") {
             self.alert_retry_seconds = v
                 .parse()
@@ -256,6 +262,18 @@ impl Config {
         self.smtp_security
             .parse::<infrapilot_plugin_host::SmtpSecurity>()
             .map_err(|e| anyhow::anyhow!("smtp_security: {e}"))?;
+        if self.proxy_backend.is_empty()
+            || self.proxy_backend.len() > 128
+            || !self
+                .proxy_backend
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        {
+            bail!(
+                "proxy_backend must be a plugin id (a-z, 0-9, '.', '_', '-'), not {:?}",
+                self.proxy_backend
+            );
+        }
         if !(1..=300).contains(&self.plugin_hook_timeout_seconds) {
             bail!("plugin_hook_timeout_seconds must be between 1 and 300");
         }

@@ -192,6 +192,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         agent_grpc_url: config.grpc_url(),
         heartbeat_seconds: config.heartbeat_seconds,
         public_url: config.public_url.clone(),
+        proxy_backend: config.proxy_backend.clone(),
         agent_binary: config.agent_binary.clone().or_else(|| {
             std::env::current_exe()
                 .ok()

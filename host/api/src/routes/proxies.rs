@@ -17,9 +17,7 @@ use infrapilot_proto::model::{CertificateStatus, ProxyNodeStatus};
 use infrapilot_proto::v1::{CheckProxyDrift, command};
 use infrapilot_proxy::certificate::{CertificateFacts, uncovered};
 use infrapilot_proxy::model::ProxySpec;
-use infrapilot_proxy::{
-    CertificateMaterial, DEFAULT_BACKEND, RenderError, RevisionHost, host_status,
-};
+use infrapilot_proxy::{CertificateMaterial, RenderError, RevisionHost, host_status};
 use infrapilot_store::{NewCommand, NewProxyRevision, ProxyHostRow, ProxyRevisionRow, Tx};
 use prost::Message;
 use serde::Serialize;
@@ -454,7 +452,7 @@ async fn stage_revision(
     let certificates = certificate_material(state, tx, &hosts).await?;
     let rendered = infrapilot_proxy::render(
         &extensions.plugins,
-        DEFAULT_BACKEND,
+        &state.settings().proxy_backend,
         org_id,
         u64::try_from(number).unwrap_or_default(),
         &hosts,

@@ -33,7 +33,8 @@ INFRAPILOT_DATA_DIR="$work/host" INFRAPILOT_LISTEN="127.0.0.1:$port" INFRAPILOT_
 pids+=($!)
 for _ in $(seq 1 100); do curl -fsS "$base/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
-curl -fsS -H 'content-type: application/json' -d '{"email":"bench@example.com","password":"benchmark password","name":"Bench"}' "$base/api/v1/setup" >/dev/null
+code=$(cat "$work/host/setup-code")
+curl -fsS -H 'content-type: application/json' -d '{"setup_code":"'"$code"'","email":"bench@example.com","password":"benchmark password","name":"Bench"}' "$base/api/v1/setup" >/dev/null
 token=$(curl -fsS -H 'content-type: application/json' -d '{"email":"bench@example.com","password":"benchmark password"}' "$base/api/v1/auth/login" | json '["access_token"]')
 sleep 1
 agent_id=$(curl -fsS -H "authorization: Bearer $token" "$base/api/v1/agents" | json '[0]["id"]')

@@ -36,7 +36,8 @@ trap 'kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do curl -fsS "$base/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
-curl -fsS -H 'content-type: application/json' -d '{"email":"bench@example.com","password":"benchmark password","name":"Bench"}' "$base/api/v1/setup" >/dev/null
+code=$(cat "$work/setup-code")
+curl -fsS -H 'content-type: application/json' -d '{"setup_code":"'"$code"'","email":"bench@example.com","password":"benchmark password","name":"Bench"}' "$base/api/v1/setup" >/dev/null
 token=$(curl -fsS -H 'content-type: application/json' -d '{"email":"bench@example.com","password":"benchmark password"}' "$base/api/v1/auth/login" | json '["access_token"]')
 
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$pid/status"; }

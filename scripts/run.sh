@@ -26,4 +26,5 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 || echo "warning: no Docker engine answers; the built-in agent will report it" >&2
 fi
 say "starting InfraPilot on ${INFRAPILOT_LISTEN:-0.0.0.0:8080} (data in ${INFRAPILOT_DATA_DIR:-./data}); Ctrl-C stops it"
+echo "first start: claim the install with the setup code the log prints (also in ${INFRAPILOT_DATA_DIR:-./data}/setup-code)"
 exec "$bin" serve

@@ -35,11 +35,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "checking Debian packages (PostgreSQL, oathtool, Chromium, an SMTP server for the alert tests, pebble for ACME, compilers)"
+say "checking Debian packages (PostgreSQL, oathtool, Chromium, an SMTP server for the alert tests, pebble for ACME, testssl for the served TLS, compilers)"
 need_debian gcc:gcc pkg-config:pkg-config postgresql:/usr/lib/postgresql oathtool:oathtool \
     chromium:/usr/bin/chromium curl:curl python3:python3 \
     python3-aiosmtpd:/usr/lib/python3/dist-packages/aiosmtpd pebble:/usr/bin/pebble \
-    python3-venv:/usr/share/doc/python3-venv
+    python3-venv:/usr/share/doc/python3-venv testssl.sh:/usr/bin/testssl
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -113,8 +113,9 @@ INFRAPILOT_GRPC_LISTEN="127.0.0.1:$(free_port)" INFRAPILOT_DATABASE_URL="${pg_ur
 pids+=($!)
 wait_ready "http://127.0.0.1:$port" "$work/pg-serve.log"
 curl -fsS "http://127.0.0.1:$port/readyz" | grep -q '"backend":"postgres"'
+setup_code=$(cat "$work/pgdata/setup-code")
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
-    -d '{"email":"smoke@example.com","password":"smoke test password","name":"Smoke"}' "http://127.0.0.1:$port/api/v1/setup")
+    -d '{"setup_code":"'"$setup_code"'","email":"smoke@example.com","password":"smoke test password","name":"Smoke"}' "http://127.0.0.1:$port/api/v1/setup")
 [ "$code" = 201 ] || { echo "setup on PostgreSQL answered $code" >&2; exit 1; }
 INFRAPILOT_DATABASE_URL="${pg_url%/postgres}/infrapilot_smoke" INFRAPILOT_DATA_DIR="$work/pgdata" "$bin" audit verify
 echo "PostgreSQL smoke run OK"
@@ -132,7 +133,7 @@ INFRAPILOT_GRPC_LISTEN="127.0.0.1:$(free_port)" INFRAPILOT_DATA_DIR="$work/e2e-d
     "$bin" serve >"$work/e2e-serve.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:$port" "$work/e2e-serve.log"
-if ! (cd tests/e2e && INFRAPILOT_URL="http://127.0.0.1:$port" E2E_PROXY_HTTP_PORT="$proxy_http" E2E_PROXY_HTTPS_PORT="$proxy_https" node run.mjs); then
+if ! (cd tests/e2e && E2E_SETUP_CODE="$(cat "$work/e2e-data/setup-code")" INFRAPILOT_URL="http://127.0.0.1:$port" E2E_PROXY_HTTP_PORT="$proxy_http" E2E_PROXY_HTTPS_PORT="$proxy_https" node run.mjs); then
     echo "browser test failed; server log:" >&2
     tail -n 50 "$work/e2e-serve.log" >&2
     exit 1

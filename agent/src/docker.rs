@@ -24,6 +24,11 @@ use infrapilot_proto::v1::{DockerEvent, FetchLogs, container_action::Action};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::OnceCell;
 
+/// Bytes of log messages in one page (the session's message bound is 16 MiB).
+pub const LOG_PAGE_MAX_BYTES: usize = 1024 * 1024;
+/// What a line costs besides its message (timestamp, stream, framing), for the page bound.
+const LOG_LINE_OVERHEAD_BYTES: usize = 48;
+
 /// An error as the host shows it: a kind it maps to an HTTP status, and Docker's own message.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -577,7 +582,8 @@ impl DockerNode {
         }
     }
 
-    /// A page of lines, oldest first: the last `tail` lines before `until` that match.
+    /// A page of lines, oldest first: the last `tail` lines before `until` that match, at most
+    /// [`LOG_PAGE_MAX_BYTES`] of them (older ones are on the next page).
     pub async fn logs_page(&self, request: &FetchLogs) -> Result<LogPage> {
         let docker = self.docker().await?;
         let want = request.tail.clamp(1, 5000) as usize;
@@ -592,7 +598,9 @@ impl DockerNode {
             Some(Self::logs_options(request, window.to_string(), false)),
         );
         let query = request.query.to_lowercase();
-        let mut lines: Vec<(i64, LogLine)> = Vec::new();
+        let mut lines: std::collections::VecDeque<(i64, LogLine)> = Default::default();
+        let mut bytes = 0usize;
+        let mut cut_for_size = false;
         let mut seen = 0usize;
         while let Some(item) = stream.next().await {
             let output = item?;
@@ -609,14 +617,27 @@ impl DockerNode {
             if !query.is_empty() && !line.message.to_lowercase().contains(&query) {
                 continue;
             }
-            lines.push((ns, line));
+            bytes += line.message.len() + LOG_LINE_OVERHEAD_BYTES;
+            lines.push_back((ns, line));
+            // Keep the newest lines that fit one page: a page never nears the message bound.
+            while lines.len() > want + 1 {
+                if let Some((_, dropped)) = lines.pop_front() {
+                    bytes -= dropped.message.len() + LOG_LINE_OVERHEAD_BYTES;
+                }
+            }
+            while bytes > LOG_PAGE_MAX_BYTES && lines.len() > 1 {
+                if let Some((_, dropped)) = lines.pop_front() {
+                    bytes -= dropped.message.len() + LOG_LINE_OVERHEAD_BYTES;
+                    cut_for_size = true;
+                }
+            }
         }
-        let more = lines.len() > want || seen >= window;
+        let more = lines.len() > want || seen >= window || cut_for_size;
         if lines.len() > want {
             lines.drain(..lines.len() - want);
         }
         let next_cursor = if more {
-            lines.first().map(|(ns, _)| ns.to_string())
+            lines.front().map(|(ns, _)| ns.to_string())
         } else {
             None
         };

@@ -35,6 +35,9 @@ pub struct EnrollOptions<'a> {
     pub name: &'a str,
     /// PEM of a CA to trust for the host's HTTPS certificate, besides the system's.
     pub host_ca_pem: Option<&'a [u8]>,
+    /// Accept plain http to a non-loopback host (`--insecure-http`): the token crosses the
+    /// network in clear.
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Serialize)]
@@ -65,7 +68,7 @@ struct ErrorDetail {
 }
 
 /// Checks the endpoint: https, or http to loopback only (the token must not cross a network in clear).
-fn endpoint_url(raw: &str) -> Result<url::Url, EnrollError> {
+fn endpoint_url(raw: &str, allow_insecure_http: bool) -> Result<url::Url, EnrollError> {
     let url = url::Url::parse(raw).map_err(|e| EnrollError::Endpoint(format!("{raw:?}: {e}")))?;
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -76,6 +79,12 @@ fn endpoint_url(raw: &str) -> Result<url::Url, EnrollError> {
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
+        "http" if allow_insecure_http => {
+            eprintln!(
+                "WARNING: {raw} is plain http and not loopback: the enrollment token crosses the network unencrypted (--insecure-http)"
+            );
+            Ok(url)
+        }
         "http" => Err(EnrollError::Endpoint(
             "plain http is allowed only to a loopback address; use https".into(),
         )),
@@ -90,7 +99,7 @@ pub async fn enroll(
     options: &EnrollOptions<'_>,
     state: &StateDir,
 ) -> Result<Identity, EnrollError> {
-    let base = endpoint_url(options.endpoint)?;
+    let base = endpoint_url(options.endpoint, options.allow_insecure_http)?;
     let url = base
         .join("api/v1/agents/enroll")
         .map_err(|e| EnrollError::Endpoint(e.to_string()))?;
@@ -169,14 +178,18 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert!(endpoint_url("https://pilot.example.com").is_ok());
-        assert!(endpoint_url("http://127.0.0.1:8080").is_ok());
-        assert!(endpoint_url("http://localhost:8080").is_ok());
+        assert!(endpoint_url("https://pilot.example.com", false).is_ok());
+        assert!(endpoint_url("http://127.0.0.1:8080", false).is_ok());
+        assert!(endpoint_url("http://localhost:8080", false).is_ok());
         assert!(
-            endpoint_url("http://pilot.example.com").is_err(),
+            endpoint_url("http://pilot.example.com", false).is_err(),
             "token in clear"
         );
-        assert!(endpoint_url("ftp://x").is_err());
-        assert!(endpoint_url("not a url").is_err());
+        assert!(
+            endpoint_url("http://pilot.example.com", true).is_ok(),
+            "explicit opt-in"
+        );
+        assert!(endpoint_url("ftp://x", false).is_err());
+        assert!(endpoint_url("not a url", false).is_err());
     }
 }

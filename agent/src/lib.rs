@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod proxy;
 pub mod session;
 pub mod state;
+pub mod tls_hello;
 pub mod tls_probe;
 
 pub use enroll::{EnrollError, EnrollOptions, enroll};

@@ -170,6 +170,9 @@ fn expires_within(trust: &TrustMaterial, window: Duration) -> bool {
     }
 }
 
+/// Largest message either side of a session accepts (the host's bound is the same).
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
 async fn session(
     channel: Channel,
     state: &StateDir,
@@ -179,7 +182,10 @@ async fn session(
     outbox: &mut mpsc::Receiver<AgentMessage>,
 ) -> Ended {
     let mut pending_key: Option<KeyPair> = None;
-    let mut client = AgentGatewayClient::new(channel);
+    // The same bound as the gateway's (infrapilot_gateway::server::MAX_MESSAGE_BYTES).
+    let mut client = AgentGatewayClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let hello = AgentMessage {
         body: Some(agent_message::Body::Hello(Hello {

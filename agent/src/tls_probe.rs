@@ -1,7 +1,9 @@
 //! The TLS health score of a proxy host: a real handshake with the node's nginx (SNI = the host's
 //! first domain), then a request for its headers. 100 minus what is wrong, with the reasons:
 //! protocol below TLS 1.3, a cipher suite without forward secrecy, a chain the public roots (and
-//! the configured extra roots) do not trust, expiry near or past, HSTS missing or short.
+//! the configured extra roots) do not trust, expiry near or past, HSTS missing or short — and,
+//! probed with hand-built ClientHellos offering nothing else ([`crate::tls_hello`]), weak suite
+//! classes (CBC, CCM, CAMELLIA, ARIA, static RSA), TLS 1.0/1.1, and session tickets.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -222,6 +224,34 @@ pub async fn score(
                 reasons.push(format!("HSTS: max-age {age} is under six months"));
             }
         }
+    }
+    use crate::tls_hello::{Answer, GOOD_SUITES, LEGACY_SUITES, Version, WEAK_CLASSES, offer};
+    for class in WEAK_CLASSES {
+        if let Ok(Answer::Accepted { suite, .. }) =
+            offer(addr, name, Version::Tls12, class.suites, false).await
+        {
+            score -= 10;
+            reasons.push(format!(
+                "ciphers: accepts {} suites (chose 0x{suite:04X} when offered only those)",
+                class.name
+            ));
+        }
+    }
+    for (version, label) in [(Version::Tls10, "TLS 1.0"), (Version::Tls11, "TLS 1.1")] {
+        if let Ok(Answer::Accepted { .. }) = offer(addr, name, version, LEGACY_SUITES, false).await
+        {
+            score -= 15;
+            reasons.push(format!("protocols: accepts {label}"));
+        }
+    }
+    if let Ok(Answer::Accepted { ticket: true, .. }) =
+        offer(addr, name, Version::Tls12, GOOD_SUITES, true).await
+    {
+        score -= 5;
+        reasons.push(
+            "session tickets: on (one ticket key decrypts past sessions until nginx restarts)"
+                .into(),
+        );
     }
     // Chain: the certificates this very connection presented, verified against the public roots
     // and the configured extra roots (a second connection could reach another worker).

@@ -320,12 +320,14 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
     let shown = admin
         .get(&format!("/api/v1/alerts/channels/{webhook}"))
         .await;
-    assert_eq!(shown["secrets_set"], json!(["secret"]), "{shown}");
+    // The URL is write-only too: it can carry credentials.
+    assert_eq!(shown["secrets_set"], json!(["secret", "url"]), "{shown}");
     assert!(
-        shown["settings"].get("secret").is_none(),
-        "secret never returned: {shown}"
+        shown["settings"].get("secret").is_none() && shown["settings"].get("url").is_none(),
+        "secrets never returned: {shown}"
     );
     assert!(!shown.to_string().contains("s3cret"));
+    assert!(!shown.to_string().contains(&receiver.url));
     let test = send_test(&admin, &webhook).await;
     assert_eq!(
         (&test["delivered"], &test["detail"]),

@@ -35,6 +35,7 @@ async fn host() -> Host {
     let grpc_url = format!("https://127.0.0.1:{grpc_port}");
     let settings = ApiSettings {
         agent_grpc_url: grpc_url.clone(),
+        setup_code: Some("enroll-test-setup-code".into()),
         ..ApiSettings::default()
     };
     let state = AppState::new(db.store.clone(), secrets, ca, settings);
@@ -63,7 +64,7 @@ async fn host() -> Host {
     http.post(
         "/api/v1/setup",
         None,
-        json!({"email": "a@example.com", "password": "a long password", "name": "A"}),
+        json!({"setup_code": "enroll-test-setup-code", "email": "a@example.com", "password": "a long password", "name": "A"}),
     )
     .await;
     let login = http

@@ -1161,6 +1161,24 @@ async fn uploaded_certificates_are_checked_sealed_and_served_by_nginx() {
         status["certificate"]["issuer"], "InfraPilot test CA",
         "{status}"
     );
+    // Mozilla's intermediate profile: the score's own probes (ClientHellos offering only weak
+    // suites, TLS 1.0/1.1, session tickets) find nothing, and HSTS is on by default.
+    let reasons = status["certificate"]["tls_reasons"].to_string();
+    for weak in ["ciphers:", "protocols:", "session tickets", "HSTS"] {
+        assert!(!reasons.contains(weak), "{weak}: {status}");
+    }
+    // An independent scanner agrees (Debian's testssl.sh): nothing NOT ok or VULNERABLE but
+    // what comes from the test CA not being a public one.
+    if let Some(findings) = testssl("up.test", proxy.https_port) {
+        let bad: Vec<&Value> = findings.iter().filter(|f| testssl_bad(f)).collect();
+        assert!(bad.is_empty(), "testssl findings: {bad:#?}");
+        assert!(
+            findings
+                .iter()
+                .any(|f| f["id"] == "cipherlist_AVERAGE" || f["id"] == "cipherlist_STRONG"),
+            "testssl ran its cipher checks: {findings:?}"
+        );
+    }
 
     // The stored apply command carries the key sealed, never in plain text.
     let store = infrapilot_store::Store::connect(&proxy.server.database_url(), 2)
@@ -1395,6 +1413,71 @@ async fn locations_and_websockets_reach_their_own_upstreams_through_nginx() {
 
 /// Runs gixy on a tree's nginx.conf (its `include hosts/*.conf` resolves next to it); returns
 /// the issues it reports (JSON).
+/// Runs Debian's `testssl` against the host `name` served on 127.0.0.1:`port` and returns its
+/// JSON findings; `None` (skip) outside CI when it is not installed.
+fn testssl(name: &str, port: u16) -> Option<Vec<Value>> {
+    if std::process::Command::new("testssl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but testssl is missing (scripts/test.sh installs testssl.sh)"
+        );
+        eprintln!("skipping the testssl scan: testssl is not installed");
+        return None;
+    }
+    let out = std::env::temp_dir().join(format!("testssl-{}.json", uuid::Uuid::new_v4()));
+    let run = std::process::Command::new("testssl")
+        .args([
+            "--quiet",
+            "--color",
+            "0",
+            "--warnings",
+            "batch",
+            "--nodns",
+            "none",
+        ])
+        .args(["--ip", "127.0.0.1", "--jsonfile"])
+        .arg(&out)
+        .arg(format!("https://{name}:{port}"))
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&out).unwrap_or_else(|_| {
+        panic!(
+            "testssl wrote no JSON: {}",
+            String::from_utf8_lossy(&run.stdout)
+        )
+    });
+    let _ = std::fs::remove_file(&out);
+    Some(serde_json::from_str(&text).unwrap())
+}
+
+/// A testssl finding that counts against the served TLS. The test CA is not a public root and
+/// names no revocation service, so the findings about trust and revocation of its chain are
+/// expected; everything else rated high, critical, vulnerable or "NOT ok" is not.
+fn testssl_bad(finding: &Value) -> bool {
+    const TEST_CA_ONLY: &[&str] = &[
+        "cert_chain_of_trust",
+        "cert_revocation",
+        "cert_ocspURL",
+        "cert_crlDistributionPoints",
+        "cert_trust",
+        "OCSP_stapling",
+        "DNS_CAArecord",
+        "scanProblem",
+    ];
+    let id = finding["id"].as_str().unwrap_or("");
+    if TEST_CA_ONLY.iter().any(|t| id.starts_with(t)) {
+        return false;
+    }
+    let severity = finding["severity"].as_str().unwrap_or("");
+    let text = finding["finding"].as_str().unwrap_or("");
+    let vulnerable = text.contains("VULNERABLE") && !text.contains("not vulnerable");
+    matches!(severity, "HIGH" | "CRITICAL" | "MEDIUM") || vulnerable || text.contains("NOT ok")
+}
+
 fn gixy_issues(gixy: &str, tree: &Path) -> Vec<Value> {
     let out = std::process::Command::new(gixy)
         .args(["--format", "json"])

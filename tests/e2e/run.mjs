@@ -31,6 +31,7 @@ import { chromium } from 'playwright-core';
 
 const BASE = (process.env.INFRAPILOT_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SETUP_CODE = (process.env.E2E_SETUP_CODE || '').trim();
 const STEP_TIMEOUT = 10_000;
 const OUT = join(dirname(fileURLToPath(import.meta.url)), 'out');
 
@@ -283,7 +284,19 @@ async function main() {
       if (!page.url().endsWith('/setup')) throw new Error(`expected /setup, at ${page.url()}`);
     });
 
-    await step('create the administrator', async () => {
+    await step('setup refuses a wrong setup code, naming the field', async () => {
+      await label('Setup code').fill('not-the-code');
+      await label('Name').fill(ADMIN.name);
+      await label('Email').fill(ADMIN.email);
+      await label('Password').fill(ADMIN.password);
+      await label('Confirm password').fill(ADMIN.password);
+      await button('Create administrator').click();
+      await page.getByText('the setup code is wrong').waitFor();
+    });
+
+    await step('create the administrator with the setup code from the data directory', async () => {
+      if (!SETUP_CODE) throw new Error('set E2E_SETUP_CODE (the file setup-code in the server data directory)');
+      await label('Setup code').fill(SETUP_CODE);
       await label('Name').fill(ADMIN.name);
       await label('Email').fill(ADMIN.email);
       await label('Password').fill(ADMIN.password);

@@ -37,6 +37,10 @@ enum Command {
         /// A PEM CA certificate to trust for the host's HTTPS, besides the system's.
         #[arg(long)]
         ca_file: Option<PathBuf>,
+        /// Accept a plain http:// host that is not loopback: the token crosses the network
+        /// unencrypted. Refused without this flag.
+        #[arg(long)]
+        insecure_http: bool,
     },
     /// Check the trust material: exit 0 if the agent could start, else name what is missing.
     Check,
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
             token,
             name,
             ca_file,
+            insecure_http,
         } => {
             let ca = match ca_file.map(std::fs::read).transpose() {
                 Ok(ca) => ca,
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
                 token: &token,
                 name: &name,
                 host_ca_pem: ca.as_deref(),
+                allow_insecure_http: insecure_http,
             };
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -163,6 +163,28 @@ impl Server {
         format!("sqlite://{}", self.data_dir.join("infrapilot.db").display())
     }
 
+    /// SIGTERM, then waits up to `limit` for the process to exit; its exit status, or `None` if
+    /// it was still running (then it is killed).
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        None
+    }
+
     /// SIGKILL: no graceful anything.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -176,16 +198,24 @@ impl Server {
         self.spawn().await;
     }
 
+    /// The one-time setup code the server wrote to its data directory at first start.
+    pub fn setup_code(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("setup-code"))
+            .map(|c| c.trim().to_owned())
+            .unwrap_or_default()
+    }
+
     /// First-run setup and a signed-in admin.
     pub async fn admin(&self) -> Api {
         let api = Api {
             base: self.base.clone(),
             token: String::new(),
         };
+        let code = self.setup_code();
         api.call(
             "POST",
             "/api/v1/setup",
-            Some(json!({"email": "admin@example.com", "password": "a long password", "name": "Admin"})),
+            Some(json!({"setup_code": code, "email": "admin@example.com", "password": "a long password", "name": "Admin"})),
         )
         .await;
         api.login("admin@example.com", "a long password").await

@@ -2,9 +2,11 @@
 # InfraPilot agent installer, served by the host at /install.sh. Typical use (the dashboard shows
 # this line with your host and a fresh enrollment token):
 #
-#   curl -fsSL https://pilot.example.com/install.sh | sudo INFRAPILOT_ENDPOINT='https://pilot.example.com' INFRAPILOT_AGENT_TOKEN='ipe_…' sh
+#   curl -fsSL https://pilot.example.com/install.sh | sudo INFRAPILOT_ENDPOINT='https://pilot.example.com' INFRAPILOT_AGENT_TOKEN='ipe_…' INFRAPILOT_AGENT_SHA256='…' sh
 #
-# It downloads the agent from the host, checks its SHA-256 against the host's checksum, installs
+# It downloads the agent from the host, checks its SHA-256 against INFRAPILOT_AGENT_SHA256 (the
+# value in the one-liner itself, so a tampered download from the same origin is refused; only
+# without it is the host's published checksum used, with a warning), installs
 # it, writes its configuration, enrolls (the node makes its own key; the token is only sent to the
 # host), and installs and starts a systemd unit — or, with --foreground, runs the agent in the
 # foreground instead. The token and the endpoint are data: they are passed to the agent as
@@ -16,10 +18,14 @@
 #   --prefix DIR        where the binary goes (default /usr/local/bin)
 #   --state-dir DIR     key, certificates and identity (default /var/lib/infrapilot-agent)
 #   --config-dir DIR    agent.env (default /etc/infrapilot-agent)
+#   --insecure-http     accept a plain http:// endpoint that is not loopback (the token and the
+#                       binary cross the network unencrypted; refused without this)
 set -eu
 
 endpoint=${INFRAPILOT_ENDPOINT:-}
 token=${INFRAPILOT_AGENT_TOKEN:-}
+expected=${INFRAPILOT_AGENT_SHA256:-}
+insecure_http=no
 foreground=no
 name=
 prefix=/usr/local/bin
@@ -31,6 +37,7 @@ fail() { echo "install.sh: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
     case $1 in
         --foreground) foreground=yes ;;
+        --insecure-http) insecure_http=yes ;;
         --name) [ $# -ge 2 ] || fail "--name needs a value"; name=$2; shift ;;
         --prefix) [ $# -ge 2 ] || fail "--prefix needs a value"; prefix=$2; shift ;;
         --state-dir) [ $# -ge 2 ] || fail "--state-dir needs a value"; state_dir=$2; shift ;;
@@ -51,6 +58,20 @@ case $endpoint in
     *[!A-Za-z0-9.:/\[\]_-]*) fail "INFRAPILOT_ENDPOINT contains characters a host URL cannot have" ;;
 esac
 endpoint=${endpoint%/}
+case $endpoint in
+    http://127.*|http://localhost|http://localhost:*|http://\[::1\]|http://\[::1\]:*) ;;
+    http://*)
+        if [ "$insecure_http" = yes ]; then
+            echo "install.sh: WARNING: $endpoint is plain http and not loopback: the enrollment token and the agent binary cross the network UNENCRYPTED (--insecure-http)" >&2
+        else
+            fail "$endpoint is plain http and not loopback: the token and the binary would cross the network unencrypted. Use the host's https URL (INFRAPILOT_PUBLIC_URL), or accept the risk with: sh -s -- --insecure-http"
+        fi ;;
+esac
+case $expected in
+    '') ;;
+    *[!0-9a-f]*) fail "INFRAPILOT_AGENT_SHA256 must be 64 lowercase hex digits" ;;
+esac
+[ -z "$expected" ] || [ ${#expected} -eq 64 ] || fail "INFRAPILOT_AGENT_SHA256 must be 64 lowercase hex digits"
 [ "$(uname -s)" = Linux ] || fail "the agent runs on Linux"
 case $(uname -m) in
     x86_64|amd64) ;;
@@ -71,8 +92,11 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
 echo "downloading the agent from $endpoint"
 fetch "$endpoint/downloads/infrapilot-agent" "$tmp/infrapilot-agent"
-fetch "$endpoint/downloads/infrapilot-agent.sha256" "$tmp/infrapilot-agent.sha256"
-expected=$(cut -d ' ' -f 1 "$tmp/infrapilot-agent.sha256")
+if [ -z "$expected" ]; then
+    echo "install.sh: WARNING: no INFRAPILOT_AGENT_SHA256 in the command; checking against the host's published checksum (same origin as the binary)" >&2
+    fetch "$endpoint/downloads/infrapilot-agent.sha256" "$tmp/infrapilot-agent.sha256"
+    expected=$(cut -d ' ' -f 1 "$tmp/infrapilot-agent.sha256")
+fi
 actual=$(sha256sum "$tmp/infrapilot-agent" | cut -d ' ' -f 1)
 [ -n "$expected" ] && [ "$expected" = "$actual" ] || fail "checksum mismatch: expected $expected, got $actual; nothing was installed"
 echo "checksum OK ($actual)"
@@ -82,11 +106,10 @@ install -m 0755 "$tmp/infrapilot-agent" "$prefix/infrapilot-agent"
 umask 077
 printf 'INFRAPILOT_AGENT_STATE_DIR=%s\n' "$state_dir" > "$config_dir/agent.env"
 
-if [ -n "$name" ]; then
-    INFRAPILOT_AGENT_TOKEN=$token "$prefix/infrapilot-agent" --state-dir "$state_dir" enroll --endpoint "$endpoint" --name "$name"
-else
-    INFRAPILOT_AGENT_TOKEN=$token "$prefix/infrapilot-agent" --state-dir "$state_dir" enroll --endpoint "$endpoint"
-fi
+set -- --endpoint "$endpoint"
+[ -z "$name" ] || set -- "$@" --name "$name"
+[ "$insecure_http" = no ] || set -- "$@" --insecure-http
+INFRAPILOT_AGENT_TOKEN=$token "$prefix/infrapilot-agent" --state-dir "$state_dir" enroll "$@"
 unset token INFRAPILOT_AGENT_TOKEN
 
 if [ "$foreground" = yes ]; then

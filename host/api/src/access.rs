@@ -21,9 +21,12 @@ pub enum Access {
     Public,
     /// A signed-in user or API token with at least this role.
     Role(Role),
+    /// A signed-in user (an interactive session, never an API token) with at least this role:
+    /// managing one's own account (password, MFA, sessions) and minting API tokens.
+    Interactive(Role),
 }
 
-use Access::{Public, Role as R};
+use Access::{Interactive as I, Public, Role as R};
 use Role::{Admin, Operator, SuperAdmin, Viewer};
 
 /// `(method, route template, access)` for every route the API serves.
@@ -41,16 +44,16 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/auth/mfa/verify", Public),
     ("POST", "/api/v1/auth/refresh", Public),
     // one's own account
-    ("POST", "/api/v1/auth/logout", R(Viewer)),
+    ("POST", "/api/v1/auth/logout", I(Viewer)),
     ("GET", "/api/v1/auth/me", R(Viewer)),
-    ("PUT", "/api/v1/auth/password", R(Viewer)),
-    ("GET", "/api/v1/auth/sessions", R(Viewer)),
-    ("DELETE", "/api/v1/auth/sessions/{id}", R(Viewer)),
-    ("GET", "/api/v1/auth/mfa", R(Viewer)),
-    ("POST", "/api/v1/auth/mfa/enroll", R(Viewer)),
-    ("POST", "/api/v1/auth/mfa/confirm", R(Viewer)),
-    ("POST", "/api/v1/auth/mfa/disable", R(Viewer)),
-    ("POST", "/api/v1/auth/mfa/backup-codes", R(Viewer)),
+    ("PUT", "/api/v1/auth/password", I(Viewer)),
+    ("GET", "/api/v1/auth/sessions", I(Viewer)),
+    ("DELETE", "/api/v1/auth/sessions/{id}", I(Viewer)),
+    ("GET", "/api/v1/auth/mfa", I(Viewer)),
+    ("POST", "/api/v1/auth/mfa/enroll", I(Viewer)),
+    ("POST", "/api/v1/auth/mfa/confirm", I(Viewer)),
+    ("POST", "/api/v1/auth/mfa/disable", I(Viewer)),
+    ("POST", "/api/v1/auth/mfa/backup-codes", I(Viewer)),
     // users
     ("GET", "/api/v1/users", R(Admin)),
     ("POST", "/api/v1/users", R(SuperAdmin)),
@@ -59,7 +62,7 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("DELETE", "/api/v1/users/{id}", R(SuperAdmin)),
     // API tokens
     ("GET", "/api/v1/tokens", R(Admin)),
-    ("POST", "/api/v1/tokens", R(Admin)),
+    ("POST", "/api/v1/tokens", I(Admin)),
     ("DELETE", "/api/v1/tokens/{id}", R(Admin)),
     // nodes
     ("GET", "/api/v1/enrollment-tokens", R(Admin)),
@@ -126,7 +129,8 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     (
         "GET",
         "/api/v1/agents/{id}/containers/{cid}/exec/ws",
-        R(Operator),
+        // A terminal reads what env/reveal guards (admin), and more: admin only.
+        R(Admin),
     ),
     ("GET", "/api/v1/agents/{id}/events", R(Viewer)),
     ("GET", "/api/v1/agents/{id}/commands", R(Viewer)),
@@ -193,18 +197,52 @@ pub async fn authorize(
     next: Next,
 ) -> Response {
     let route = matched.as_ref().map(|m| m.as_str()).unwrap_or("");
-    let Some(access) = rule_for(request.method(), route) else {
+    let allowed: Vec<&str> = ACCESS_RULES
+        .iter()
+        .filter(|(_, p, _)| *p == route)
+        .map(|(m, _, _)| *m)
+        .collect();
+    // HEAD is answered like GET (axum sends the headers only).
+    let method = if request.method() == Method::HEAD {
+        Method::GET
+    } else {
+        request.method().clone()
+    };
+    if !allowed.is_empty() && !allowed.contains(&method.as_str()) {
+        // A route that exists, asked with a method it does not have.
+        let mut response = ApiError::new(
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{route} answers {}", allowed.join(", ")),
+        )
+        .into_response();
+        if let Ok(value) = axum::http::HeaderValue::from_str(&allowed.join(", ")) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::ALLOW, value);
+        }
+        return response;
+    }
+    let Some(access) = rule_for(&method, route) else {
         tracing::error!(route, method = %request.method(), "route has no access rule; refused");
         return ApiError::forbidden("this route has no access rule").into_response();
     };
-    let required = match access {
+    let (required, interactive) = match access {
         Access::Public => return next.run(request).await,
-        Access::Role(role) => role,
+        Access::Role(role) => (role, false),
+        Access::Interactive(role) => (role, true),
     };
     let principal = match authenticate(&state, request.headers()).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    if interactive && principal.session_id().is_none() {
+        return ApiError::forbidden(
+            "this route needs a signed-in session; API tokens cannot manage accounts or mint tokens",
+        )
+        .with_field("authorization")
+        .into_response();
+    }
     if !principal.role.at_least(required) {
         if request.method() != Method::GET {
             let client = ClientInfo::from_request_ref(&request);

@@ -26,6 +26,8 @@ pub struct Principal {
     pub role: Role,
     pub org_id: String,
     pub credential: Credential,
+    /// When the presented credential expires (ms since the epoch): nothing it mints may outlive it.
+    pub expires_at: i64,
 }
 
 impl Principal {
@@ -59,8 +61,13 @@ pub struct ClientInfo {
 impl ClientInfo {
     fn from_parts(extensions: &axum::http::Extensions, headers: &HeaderMap) -> ClientInfo {
         let ip = extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
+            .get::<crate::edge::ClientAddress>()
+            .map(|c| c.0.to_string())
+            .or_else(|| {
+                extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip().to_string())
+            })
             .unwrap_or_else(|| "unknown".to_owned());
         let user_agent = headers
             .get(header::USER_AGENT)
@@ -112,6 +119,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
             user_id: owner.user_id,
             email: owner.email,
             org_id: tx.org_id().to_owned(),
+            expires_at: owner.expires_at,
             credential: Credential::Session(owner.credential_id),
         }
     } else if secret.starts_with(TokenKind::Api.prefix()) {
@@ -125,6 +133,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
             user_id: owner.user_id,
             email: owner.email,
             org_id: tx.org_id().to_owned(),
+            expires_at: owner.expires_at,
             credential: Credential::ApiToken(owner.credential_id),
         }
     } else {

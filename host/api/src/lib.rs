@@ -4,16 +4,20 @@
 pub mod access;
 pub mod audit_log;
 pub mod auth;
+pub mod edge;
 pub mod error;
 pub mod extract;
+pub mod license_limits;
 pub mod metrics;
 pub mod routes;
+pub mod socket_guard;
 pub mod state;
 pub mod validate;
 pub mod web;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::from_fn_with_state;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -36,18 +40,32 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), access::authorize))
         .fallback(web::static_handler)
         .layer(from_fn_with_state(state.clone(), metrics::track))
+        .layer(from_fn_with_state(state.clone(), edge::guard))
+        .layer(from_fn_with_state(state.clone(), edge::client_address))
         .layer(DefaultBodyLimit::max(extract::MAX_JSON_BODY))
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header(header::X_FRAME_OPTIONS, "DENY"))
         .layer(header(header::REFERRER_POLICY, "no-referrer"))
         .layer(header(
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         ))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
         }))
+        .with_state(state)
+}
+
+/// `/metrics` alone, open, for the separate `metrics_listen` address (a private network).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|State(state): State<AppState>| async move {
+                metrics::exposition(&state)
+            }),
+        )
         .with_state(state)
 }
 

@@ -119,7 +119,7 @@ impl Metrics {
 /// the label set).
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method()).to_owned();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -135,13 +135,66 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     response
 }
 
-pub async fn metrics_handler(State(state): State<AppState>) -> Response {
+/// The method as a label: the standard ones by name, anything else as `other` (a client must
+/// not grow the series without bound).
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// `/metrics` on the main listener: with a metrics token configured, only with
+/// `Authorization: Bearer <metrics_token>`; without one, only to loopback clients (serve it to
+/// others on the separate `metrics_listen` address, see [`crate::metrics_router`]).
+pub async fn metrics_handler(
+    State(state): State<AppState>,
+    client: Option<axum::Extension<crate::edge::ClientAddress>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if state.settings().metrics_token.is_none() {
+        let loopback = client.is_none_or(|c| c.0.0.is_loopback());
+        if !loopback {
+            return crate::error::ApiError::forbidden(
+                "/metrics answers loopback clients only; set metrics_token (INFRAPILOT_METRICS_TOKEN) or metrics_listen (INFRAPILOT_METRICS_LISTEN)",
+            )
+            .into_response();
+        }
+    }
+    if let Some(expected) = &state.settings().metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        use sha2::Digest;
+        let same =
+            sha2::Sha256::digest(presented.as_bytes()) == sha2::Sha256::digest(expected.as_bytes());
+        if !same {
+            return crate::error::ApiError::unauthorized(
+                "/metrics needs Authorization: Bearer <metrics token>",
+            )
+            .into_response();
+        }
+    }
+    exposition(&state)
+}
+
+/// The metrics in the OpenMetrics text format.
+pub fn exposition(state: &AppState) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics().encode(&state),
+        state.metrics().encode(state),
     )
         .into_response()
 }

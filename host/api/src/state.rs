@@ -33,6 +33,80 @@ pub struct ApiSettings {
     pub agent_binary: Option<std::path::PathBuf>,
     /// The plugin id of the proxy backend that renders the nodes' proxy hosts.
     pub proxy_backend: String,
+    /// The one-time code that claims a fresh install (`POST /api/v1/setup`). `None`: setup
+    /// through the API is closed (use `infrapilot admin create-user`).
+    pub setup_code: Option<String>,
+    /// The file holding the setup code, removed once the install is claimed.
+    pub setup_code_file: Option<std::path::PathBuf>,
+    /// Host names (besides IP literals and `localhost`) that browser-facing public routes
+    /// answer to; another `Host` is refused (DNS rebinding). The public URL's host is added.
+    pub allowed_hosts: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` names the client (the last untrusted address is the
+    /// client); from anyone else the header is ignored.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Anonymous password checks (Argon2) running at once; more get 429 with `Retry-After`.
+    pub max_anonymous_password_checks: usize,
+    /// How often an open WebSocket re-checks its caller (session, token, role, agent).
+    pub socket_recheck: Duration,
+    /// Longest life of a WebSocket (log follow, terminal).
+    pub socket_max_lifetime: Duration,
+    /// Bearer token that `/metrics` requires (`None`: the route is open, for a separate listener).
+    pub metrics_token: Option<String>,
+    /// Enrollment attempts with a wrong token per client address within `throttle_window`.
+    pub enroll_failures: usize,
+}
+
+/// An address range (`10.0.0.0/8`, `192.0.2.7`), for the trusted-proxy list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `ADDR` or `ADDR/PREFIX`.
+    pub fn parse(text: &str) -> Result<IpNet, String> {
+        let text = text.trim();
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let network: std::net::IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or CIDR range"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix must be 0–{max}"))?,
+            None => max,
+        };
+        Ok(IpNet { network, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (std::net::IpAddr::V4(n), std::net::IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (std::net::IpAddr::V6(n), std::net::IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Default for ApiSettings {
@@ -48,6 +122,15 @@ impl Default for ApiSettings {
             public_url: None,
             proxy_backend: infrapilot_proxy::DEFAULT_BACKEND.into(),
             agent_binary: None,
+            setup_code: None,
+            setup_code_file: None,
+            allowed_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
+            max_anonymous_password_checks: 4,
+            socket_recheck: Duration::from_secs(30),
+            socket_max_lifetime: Duration::from_secs(12 * 3600),
+            metrics_token: None,
+            enroll_failures: 10,
         }
     }
 }
@@ -66,6 +149,13 @@ struct Inner {
     ip_throttle: LoginThrottle,
     metrics: Metrics,
     hub: AgentHub,
+    enroll_throttle: LoginThrottle,
+    /// Bounds the Argon2 work anonymous callers can cause at once.
+    anonymous_password_checks: Arc<tokio::sync::Semaphore>,
+    /// Flips to true when the host starts shutting down (open sockets close).
+    shutdown: tokio::sync::watch::Sender<bool>,
+    /// The SHA-256 of the served agent binary, with the size and mtime it was computed for.
+    agent_binary_sha256: std::sync::Mutex<Option<(u64, std::time::SystemTime, String)>>,
     /// Installed plugins and the alerting engine, when the host runs them.
     extensions: std::sync::OnceLock<Extensions>,
 }
@@ -94,6 +184,15 @@ impl AppState {
                 ),
                 ip_throttle: LoginThrottle::new(settings.ip_failures, settings.throttle_window),
                 metrics: Metrics::new(),
+                enroll_throttle: LoginThrottle::new(
+                    settings.enroll_failures,
+                    settings.throttle_window,
+                ),
+                anonymous_password_checks: Arc::new(tokio::sync::Semaphore::new(
+                    settings.max_anonymous_password_checks.max(1),
+                )),
+                shutdown: tokio::sync::watch::channel(false).0,
+                agent_binary_sha256: std::sync::Mutex::new(None),
                 hub: AgentHub::new(store.clone(), settings.heartbeat_seconds, secrets.clone()),
                 store,
                 secrets,
@@ -167,5 +266,50 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub fn enroll_throttle(&self) -> &LoginThrottle {
+        &self.inner.enroll_throttle
+    }
+
+    pub fn anonymous_password_checks(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.inner.anonymous_password_checks
+    }
+
+    /// Starts the shutdown: open sockets close and agent sessions end.
+    pub fn begin_shutdown(&self, builtin_agent_id: Option<&str>) {
+        self.inner.shutdown.send_replace(true);
+        self.inner.hub.shut_down(builtin_agent_id);
+    }
+
+    /// Resolves once [`AppState::begin_shutdown`] was called.
+    pub fn shutdown_started(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.shutdown.subscribe();
+        async move {
+            let _ = rx.wait_for(|closing| *closing).await;
+        }
+    }
+
+    /// The served agent binary's SHA-256 (hex), hashed once per version of the file.
+    pub fn agent_binary_sha256(&self) -> Option<String> {
+        let path = self.inner.settings.agent_binary.as_ref()?;
+        let meta = std::fs::metadata(path).ok()?;
+        let (len, modified) = (meta.len(), meta.modified().ok()?);
+        let mut cached = self
+            .inner
+            .agent_binary_sha256
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((l, m, sum)) = cached.as_ref()
+            && *l == len
+            && *m == modified
+        {
+            return Some(sum.clone());
+        }
+        let bytes = std::fs::read(path).ok()?;
+        use sha2::Digest;
+        let sum = hex::encode(sha2::Sha256::digest(&bytes));
+        *cached = Some((len, modified, sum.clone()));
+        Some(sum)
     }
 }

@@ -62,7 +62,9 @@ async fn every_state_changing_route_is_audited() {
             "/api/v1/setup",
             "/api/v1/setup",
             None,
-            Some(json!({"email": ADMIN_EMAIL, "password": PASSWORD, "name": "Root"})),
+            Some(
+                json!({"setup_code": common::SETUP_CODE, "email": ADMIN_EMAIL, "password": PASSWORD, "name": "Root"})
+            ),
             "setup.complete"
         );
         let login = step!(

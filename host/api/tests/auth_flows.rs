@@ -28,7 +28,7 @@ async fn setup_once_then_login_refresh_logout() {
             .post(
                 "/api/v1/setup",
                 None,
-                json!({"email": "x@example.com", "password": PASSWORD, "name": "X"}),
+                json!({"setup_code": common::SETUP_CODE, "email": "x@example.com", "password": PASSWORD, "name": "X"}),
             )
             .await;
         assert_eq!(again.status, StatusCode::CONFLICT, "{backend:?}");
@@ -333,7 +333,7 @@ async fn login_is_throttled_per_account_and_per_address() {
             account_failures: 3,
             ip_failures: 5,
             throttle_window: Duration::from_secs(60),
-            ..ApiSettings::default()
+            ..common::test_settings()
         };
         let mut app = TestApp::with_settings(backend, settings).await;
         app.setup_admin().await;

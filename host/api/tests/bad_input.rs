@@ -372,7 +372,7 @@ async fn hostile_bearer_tokens_are_401_not_500() {
 
 #[tokio::test]
 async fn health_readiness_metrics_and_openapi() {
-    let app = TestApp::new(infrapilot_store::Backend::Sqlite).await;
+    let mut app = TestApp::new(infrapilot_store::Backend::Sqlite).await;
     let r = app.call("GET", "/healthz", None, None).await;
     assert_eq!(r.body["status"], "ok");
     let r = app.call("GET", "/readyz", None, None).await;
@@ -386,6 +386,10 @@ async fn health_readiness_metrics_and_openapi() {
         Some(true)
     );
     assert!(r.body["paths"]["/api/v1/users/{id}"]["patch"].is_object());
+    // Without a metrics token, only loopback clients read the metrics.
+    let refused = app.call("GET", "/metrics", None, None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    app.client_ip = "127.0.0.1".into();
     let metrics = app.call("GET", "/metrics", None, None).await;
     let text = String::from_utf8(metrics.raw).unwrap();
     assert!(

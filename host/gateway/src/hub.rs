@@ -61,6 +61,25 @@ type Sender = mpsc::Sender<Result<HostMessage, Status>>;
 struct Session {
     number: u64,
     tx: Sender,
+    /// Set to the reason when the host ends the session (revocation, shutdown).
+    end: tokio::sync::watch::Sender<Option<String>>,
+}
+
+/// How a session learns that the host ended it: resolves with the reason.
+pub struct SessionEnd(tokio::sync::watch::Receiver<Option<String>>);
+
+impl SessionEnd {
+    /// Waits until the host ends the session and returns why.
+    pub async fn ended(&mut self) -> String {
+        loop {
+            if let Some(reason) = self.0.borrow_and_update().clone() {
+                return reason;
+            }
+            if self.0.changed().await.is_err() {
+                return "the host dropped the session".into();
+            }
+        }
+    }
 }
 
 struct Waiter {
@@ -72,13 +91,38 @@ struct Waiter {
 struct Stream {
     agent_id: String,
     tx: mpsc::Sender<StreamItem>,
+    overflowed: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// The receiving end of a log follow or exec session.
+pub struct StreamReceiver {
+    pub rx: mpsc::Receiver<StreamItem>,
+    overflowed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StreamReceiver {
+    /// The next item; `None` when the stream ended.
+    pub async fn recv(&mut self) -> Option<StreamItem> {
+        self.rx.recv().await
+    }
+
+    /// Whether the host dropped the stream because its reader did not keep up.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+}
+
+/// Items buffered per stream; a reader that falls this far behind loses the stream (never the
+/// node's session: the gateway never waits for a stream's reader).
+pub const STREAM_BUFFER: usize = 1024;
 
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<String, Session>,
     waiters: HashMap<String, Vec<Waiter>>,
     streams: HashMap<String, Stream>,
+    /// Set at shutdown: new sessions are refused.
+    closing: bool,
 }
 
 /// Shared by the gRPC gateway (which feeds it) and the HTTP API (which asks it). Cheap to clone.
@@ -193,13 +237,49 @@ impl AgentHub {
         self.lock().sessions.get(agent_id).map(|s| s.tx.clone())
     }
 
-    /// A new session replaces an older one of the same agent. Returns the session's number.
-    pub(crate) fn attach(&self, agent_id: &str, tx: Sender) -> u64 {
+    /// A new session replaces an older one of the same agent (which is told to end). Returns
+    /// the session's number and its end signal, or `None` while the host shuts down.
+    pub(crate) fn attach(&self, agent_id: &str, tx: Sender) -> Option<(u64, SessionEnd)> {
         let number = self.next_session.fetch_add(1, Ordering::Relaxed);
-        self.lock()
+        let (end, end_rx) = tokio::sync::watch::channel(None);
+        let mut inner = self.lock();
+        if inner.closing {
+            return None;
+        }
+        if let Some(old) = inner
             .sessions
-            .insert(agent_id.to_owned(), Session { number, tx });
-        number
+            .insert(agent_id.to_owned(), Session { number, tx, end })
+        {
+            let _ = old.end.send(Some("replaced by a newer session".into()));
+        }
+        Some((number, SessionEnd(end_rx)))
+    }
+
+    /// Ends the agent's session now (revocation): its stream closes with `reason`.
+    pub fn end_session(&self, agent_id: &str, reason: &str) {
+        if let Some(session) = self.lock().sessions.get(agent_id) {
+            let _ = session.end.send(Some(reason.to_owned()));
+        }
+    }
+
+    /// Shutdown: refuses new sessions and ends every open one (the built-in agent's first, so
+    /// the host's own node does not hold the listener open).
+    pub fn shut_down(&self, builtin_agent_id: Option<&str>) {
+        let mut inner = self.lock();
+        inner.closing = true;
+        if let Some(id) = builtin_agent_id
+            && let Some(session) = inner.sessions.get(id)
+        {
+            let _ = session.end.send(Some("the host is shutting down".into()));
+        }
+        for session in inner.sessions.values() {
+            let _ = session.end.send(Some("the host is shutting down".into()));
+        }
+    }
+
+    /// Whether [`AgentHub::shut_down`] was called.
+    pub fn is_closing(&self) -> bool {
+        self.lock().closing
     }
 
     /// The session ended: queries and streams to the agent fail; durable commands wait for the
@@ -572,11 +652,24 @@ impl AgentHub {
                 .streams
                 .get(id)
                 .filter(|s| s.agent_id == agent_id)
-                .map(|s| s.tx.clone())
+                .map(|s| (s.tx.clone(), s.overflowed.clone()))
         };
-        let Some(tx) = tx else { return };
-        if tx.send(item).await.is_err() {
-            self.lock().streams.remove(id);
+        let Some((tx, overflowed)) = tx else { return };
+        // Never wait for a reader: a slow one loses its stream, not the node its session.
+        match tx.try_send(item) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.lock().streams.remove(id);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                overflowed.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    agent_id,
+                    stream = id,
+                    "a stream's reader fell {STREAM_BUFFER} items behind; the stream is closed"
+                );
+                self.close_stream(agent_id, id).await;
+            }
         }
     }
 
@@ -588,17 +681,19 @@ impl AgentHub {
         stream_id: &str,
         body: command::Kind,
         wait: Duration,
-    ) -> Result<mpsc::Receiver<StreamItem>, HubError> {
-        let (tx, rx) = mpsc::channel(256);
+    ) -> Result<StreamReceiver, HubError> {
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         self.lock().streams.insert(
             stream_id.to_owned(),
             Stream {
                 agent_id: agent_id.to_owned(),
                 tx,
+                overflowed: overflowed.clone(),
             },
         );
         match self.query(agent_id, body, wait).await {
-            Ok(_) => Ok(rx),
+            Ok(_) => Ok(StreamReceiver { rx, overflowed }),
             Err(e) => {
                 self.lock().streams.remove(stream_id);
                 Err(e)

@@ -10,7 +10,10 @@ use infrapilot_identity::SecretBox;
 use infrapilot_store::{DEFAULT_ORG_ID, Store};
 
 pub use ca::{CaError, CertificateAuthority, IssuedCertificate};
-pub use hub::{AgentHub, DurableCommand, HubError, Outcome, StreamItem, store_proxy_status};
+pub use hub::{
+    AgentHub, DurableCommand, HubError, Outcome, STREAM_BUFFER, SessionEnd, StreamItem,
+    StreamReceiver, store_proxy_status,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {

@@ -137,17 +137,30 @@ async fn rotate(
     })
 }
 
+/// Whether the agent may keep its session. Fails closed: when the database cannot say, the
+/// session ends (the agent reconnects and is checked again).
 async fn revoked(store: &Store, agent_id: &str) -> bool {
     let found = async { store.read(DEFAULT_ORG_ID).await?.agent(agent_id).await }.await;
     match found {
         Ok(Some(agent)) => agent.revoked_at.is_some(),
         Ok(None) => true,
         Err(e) => {
-            tracing::warn!(agent_id, error = %e, "could not check revocation");
-            false
+            tracing::warn!(agent_id, error = %e, "could not check revocation; ending the session");
+            true
         }
     }
 }
+
+/// Largest message either side of a session accepts. A log page is capped well below it by the
+/// agent (`LOG_PAGE_MAX_BYTES`); the margin is for protobuf framing and the rest of a result.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Stream errors in a row after which a session is given up (one bad item never ends it).
+const MAX_CONSECUTIVE_STREAM_ERRORS: u32 = 3;
+
+/// How often an open session re-reads its agent's revocation, besides heartbeats and the
+/// immediate end the revoke route signals.
+const REVOCATION_RECHECK: Duration = Duration::from_secs(5);
 
 #[tonic::async_trait]
 impl AgentGateway for Gateway {
@@ -157,6 +170,9 @@ impl AgentGateway for Gateway {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        if self.hub.is_closing() {
+            return Err(Status::unavailable("the host is shutting down"));
+        }
         let agent_id = self.identify(&request).await?;
         let mut inbound = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -169,11 +185,39 @@ impl AgentGateway for Gateway {
         let org_id = DEFAULT_ORG_ID;
         tokio::spawn(async move {
             // The node counts as connected (commands go to it) once it said hello.
-            let mut session = None;
+            let mut session: Option<(u64, crate::hub::SessionEnd)> = None;
+            let mut stream_errors = 0u32;
+            let mut last_revocation_check = tokio::time::Instant::now();
             loop {
-                let message = match tokio::time::timeout(silence, inbound.next()).await {
-                    Ok(Some(Ok(message))) => message,
-                    Ok(_) => break,
+                let ended = async {
+                    match session.as_mut() {
+                        Some((_, end)) => end.ended().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let next = tokio::select! {
+                    reason = ended => {
+                        tracing::info!(agent_id, reason, "the host ends the session");
+                        let _ = tx.try_send(Err(Status::unavailable(reason)));
+                        break;
+                    }
+                    next = tokio::time::timeout(silence, inbound.next()) => next,
+                };
+                let message = match next {
+                    Ok(Some(Ok(message))) => {
+                        stream_errors = 0;
+                        message
+                    }
+                    Ok(Some(Err(status))) => {
+                        // One bad item (e.g. an oversized message) is dropped, not the session.
+                        stream_errors += 1;
+                        tracing::warn!(agent_id, error = %status, "dropped a bad message from the agent");
+                        if stream_errors >= MAX_CONSECUTIVE_STREAM_ERRORS {
+                            break;
+                        }
+                        continue;
+                    }
+                    Ok(None) => break,
                     Err(_) => {
                         tracing::warn!(
                             agent_id,
@@ -185,6 +229,21 @@ impl AgentGateway for Gateway {
                         break;
                     }
                 };
+                // Revocation ends a session at once (the revoke route signals it); this re-read
+                // covers revocations made by another replica or straight in the database.
+                if last_revocation_check.elapsed() >= REVOCATION_RECHECK
+                    && !matches!(message.body, Some(agent_message::Body::Heartbeat(_)))
+                {
+                    last_revocation_check = tokio::time::Instant::now();
+                    if revoked(&store, &agent_id).await {
+                        let _ = tx
+                            .send(Err(Status::permission_denied(
+                                "this agent has been revoked",
+                            )))
+                            .await;
+                        break;
+                    }
+                }
                 match message.body {
                     Some(agent_message::Body::Hello(hello)) => {
                         if hello.agent_id != agent_id {
@@ -207,7 +266,15 @@ impl AgentGateway for Gateway {
                         }
                         touch(&store, &agent_id, Some(&hello.version)).await;
                         if session.is_none() {
-                            session = Some(hub.attach(&agent_id, tx.clone()));
+                            match hub.attach(&agent_id, tx.clone()) {
+                                Some(attached) => session = Some(attached),
+                                None => {
+                                    let _ = tx
+                                        .send(Err(Status::unavailable("the host is shutting down")))
+                                        .await;
+                                    break;
+                                }
+                            }
                         }
                         tracing::info!(agent_id, version = hello.version, "agent connected");
                         let welcome = HostMessage {
@@ -224,6 +291,7 @@ impl AgentGateway for Gateway {
                     }
                     Some(agent_message::Body::Heartbeat(_)) => {
                         // Revocation also ends a session that is already open.
+                        last_revocation_check = tokio::time::Instant::now();
                         if revoked(&store, &agent_id).await {
                             let _ = tx
                                 .send(Err(Status::permission_denied(
@@ -269,8 +337,8 @@ impl AgentGateway for Gateway {
                     Some(agent_message::Body::Ack(_)) | None => {}
                 }
             }
-            if let Some(session) = session {
-                hub.detach(&agent_id, session);
+            if let Some((number, _)) = session {
+                hub.detach(&agent_id, number);
             }
             tracing::info!(agent_id, "agent session ended");
         });
@@ -297,7 +365,11 @@ pub async fn serve(
     Server::builder()
         .tls_config(tls)
         .map_err(|e| crate::GatewayError::Transport(e.to_string()))?
-        .add_service(AgentGatewayServer::new(gateway))
+        .add_service(
+            AgentGatewayServer::new(gateway)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .serve_with_shutdown(config.listen, shutdown)
         .await
         .map_err(|e| crate::GatewayError::Transport(e.to_string()))

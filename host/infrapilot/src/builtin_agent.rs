@@ -29,12 +29,18 @@ fn loopback_endpoint(grpc_listen: SocketAddr) -> String {
     }
 }
 
+/// The built-in agent running in the background.
+pub struct BuiltinAgent {
+    pub agent_id: String,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
 /// Enrols the built-in agent if needed, then runs it in the background.
 pub async fn start(
     state: &AppState,
     data_dir: &Path,
     grpc_listen: SocketAddr,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<BuiltinAgent> {
     let dir = StateDir::new(data_dir.join("builtin-agent"));
     let endpoint = loopback_endpoint(grpc_listen);
     if !usable(state, &dir, &endpoint).await? {
@@ -42,7 +48,11 @@ pub async fn start(
     }
     let proxy = infrapilot_agent::proxy::ProxyOptions::from_env(dir.path())
         .map_err(|e| anyhow::anyhow!("built-in agent: {e}"))?;
-    tokio::spawn(async move {
+    let agent_id = dir
+        .load()
+        .map(|trust| trust.identity.agent_id)
+        .context("reading the built-in agent's identity")?;
+    let task = tokio::spawn(async move {
         let options = infrapilot_agent::session::SessionOptions {
             max_backoff: std::time::Duration::from_secs(5),
             proxy: Some(proxy),
@@ -52,7 +62,7 @@ pub async fn start(
             tracing::error!(error = %e, "the built-in agent stopped; local containers are not managed");
         }
     });
-    Ok(())
+    Ok(BuiltinAgent { agent_id, task })
 }
 
 /// The saved identity belongs to an enrolled, unrevoked built-in agent with this certificate.

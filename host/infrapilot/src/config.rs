@@ -67,6 +67,23 @@ pub struct Config {
     pub alert_retry_seconds: u32,
     /// The plugin (a `proxy-backend` component) that renders proxy hosts for the nodes.
     pub proxy_backend: String,
+    /// Host names the public browser routes answer to besides IP literals, `localhost` and the
+    /// public URL's host (DNS rebinding guard).
+    pub allowed_hosts: Vec<String>,
+    /// Addresses/CIDRs of reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Bearer token `/metrics` requires on the main listener (else loopback clients only).
+    pub metrics_token: Option<String>,
+    /// A separate address serving `/metrics` alone, without a token (a private network).
+    pub metrics_listen: Option<String>,
+    /// How long shutdown waits for in-flight requests before it exits anyway.
+    pub shutdown_grace_seconds: u32,
+    /// Longest life of a WebSocket (log follow, terminal).
+    pub socket_max_lifetime_seconds: u32,
+    /// Connections the HTTP listener serves at once; more wait in the kernel's backlog.
+    pub max_connections: u32,
+    /// Time a client has to send a request's headers (slow clients are cut off).
+    pub header_read_timeout_seconds: u32,
 }
 
 impl Default for Config {
@@ -101,11 +118,30 @@ impl Default for Config {
             alert_tick_seconds: 5,
             alert_retry_seconds: 10,
             proxy_backend: infrapilot_proxy::DEFAULT_BACKEND.into(),
+            allowed_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
+            metrics_token: None,
+            metrics_listen: None,
+            shutdown_grace_seconds: 10,
+            socket_max_lifetime_seconds: 12 * 3600,
+            max_connections: 1024,
+            header_read_timeout_seconds: 10,
         }
     }
 }
 
 impl Config {
+    /// The trusted proxies as address ranges.
+    pub fn trusted_proxy_nets(&self) -> anyhow::Result<Vec<infrapilot_api::state::IpNet>> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                infrapilot_api::state::IpNet::parse(p)
+                    .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))
+            })
+            .collect()
+    }
+
     /// Loads the file (if any) and applies the environment on top.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
         let mut config = match file {
@@ -225,6 +261,40 @@ impl Config {
         if let Some(v) = var("INFRAPILOT_PROXY_BACKEND") {
             self.proxy_backend = v;
         }
+        let list = |v: String| -> Vec<String> {
+            v.split(',')
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .collect()
+        };
+        if let Some(v) = var("INFRAPILOT_ALLOWED_HOSTS") {
+            self.allowed_hosts = list(v);
+        }
+        if let Some(v) = var("INFRAPILOT_TRUSTED_PROXIES") {
+            self.trusted_proxies = list(v);
+        }
+        if let Some(v) = var("INFRAPILOT_METRICS_TOKEN").filter(|v| !v.is_empty()) {
+            self.metrics_token = Some(v);
+        }
+        if let Some(v) = var("INFRAPILOT_METRICS_LISTEN").filter(|v| !v.is_empty()) {
+            self.metrics_listen = Some(v);
+        }
+        let number = |name: &str, v: String| -> anyhow::Result<u32> {
+            v.parse()
+                .with_context(|| format!("{name}: not a number: {v:?}"))
+        };
+        if let Some(v) = var("INFRAPILOT_SHUTDOWN_GRACE_SECONDS") {
+            self.shutdown_grace_seconds = number("INFRAPILOT_SHUTDOWN_GRACE_SECONDS", v)?;
+        }
+        if let Some(v) = var("INFRAPILOT_SOCKET_MAX_LIFETIME_SECONDS") {
+            self.socket_max_lifetime_seconds = number("INFRAPILOT_SOCKET_MAX_LIFETIME_SECONDS", v)?;
+        }
+        if let Some(v) = var("INFRAPILOT_MAX_CONNECTIONS") {
+            self.max_connections = number("INFRAPILOT_MAX_CONNECTIONS", v)?;
+        }
+        if let Some(v) = var("INFRAPILOT_HEADER_READ_TIMEOUT_SECONDS") {
+            self.header_read_timeout_seconds = number("INFRAPILOT_HEADER_READ_TIMEOUT_SECONDS", v)?;
+        }
         if let Some(v) = var("INFRAPILOT_ALERT_RETRY_SECONDS") {
             self.alert_retry_seconds = v
                 .parse()
@@ -252,6 +322,38 @@ impl Config {
             if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
                 bail!("public_url must be an http(s) URL with a host, not {url:?}");
             }
+        }
+        self.trusted_proxy_nets()?;
+        for host in &self.allowed_hosts {
+            if host.is_empty()
+                || host.len() > 253
+                || !host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
+            {
+                bail!("allowed_hosts: {host:?} is not a host name");
+            }
+        }
+        if let Some(token) = &self.metrics_token
+            && token.len() < 16
+        {
+            bail!("metrics_token must be at least 16 characters");
+        }
+        if let Some(addr) = &self.metrics_listen {
+            addr.parse::<std::net::SocketAddr>()
+                .with_context(|| format!("metrics_listen: not an address:port: {addr:?}"))?;
+        }
+        if !(1..=3600).contains(&self.shutdown_grace_seconds) {
+            bail!("shutdown_grace_seconds must be between 1 and 3600");
+        }
+        if !(1..=7 * 24 * 3600).contains(&self.socket_max_lifetime_seconds) {
+            bail!("socket_max_lifetime_seconds must be between 1 and 604800");
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            bail!("max_connections must be between 1 and 1000000");
+        }
+        if !(1..=3600).contains(&self.header_read_timeout_seconds) {
+            bail!("header_read_timeout_seconds must be between 1 and 3600");
         }
         if self.database_max_connections == 0 || self.database_max_connections > 1000 {
             bail!("database_max_connections must be between 1 and 1000");

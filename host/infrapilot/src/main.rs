@@ -3,6 +3,7 @@
 
 mod builtin_agent;
 mod config;
+mod http_server;
 mod license_cli;
 mod plugin_cli;
 
@@ -98,7 +99,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve(config).await,
             Command::Admin {
@@ -115,7 +116,10 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Openapi | Command::License { .. } => Ok(()),
         }
-    })
+    });
+    // Never wait on a blocking task (an Argon2 hash, a file read) that outlives the work.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }
 
 fn init_tracing(config: &Config) {
@@ -182,8 +186,53 @@ fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The data directory and the SQLite database hold every secret: owner-only (0700/0600).
+fn restrict_data_dir(config: &Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let private = |path: &Path, mode: u32| -> anyhow::Result<()> {
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("restricting {} to mode {mode:o}", path.display()))?;
+        }
+        Ok(())
+    };
+    private(&config.data_dir, 0o700)?;
+    if let Some(file) = config
+        .database_url()
+        .strip_prefix("sqlite://")
+        .map(|rest| rest.split('?').next().unwrap_or(rest).to_owned())
+    {
+        for suffix in ["", "-wal", "-shm"] {
+            private(Path::new(&format!("{file}{suffix}")), 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+/// The one-time code that claims a fresh install: made at each start while no user exists,
+/// printed in the log and written to `<data_dir>/setup-code` (0600). `None` once claimed.
+async fn setup_code(store: &Store, data_dir: &Path) -> anyhow::Result<Option<(String, PathBuf)>> {
+    let path = data_dir.join("setup-code");
+    let users = store.read(DEFAULT_ORG_ID).await?.count_users().await?;
+    if users > 0 {
+        let _ = std::fs::remove_file(&path);
+        return Ok(None);
+    }
+    let bytes = infrapilot_identity::random_bytes::<15>()?;
+    let code = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let _ = std::fs::remove_file(&path);
+    write_private_file(&path, format!("{code}\n").as_bytes())?;
+    tracing::warn!(
+        setup_code = %code,
+        file = %path.display(),
+        "this install is unclaimed: open the dashboard and enter this setup code to create the first administrator (or run `infrapilot admin create-user`)"
+    );
+    Ok(Some((code, path)))
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
+    restrict_data_dir(&config)?;
     let secrets = SecretBox::new(&master_key(&config.data_dir)?)?;
     let ca = infrapilot_gateway::load_or_create_ca(&store, &secrets)
         .await
@@ -198,7 +247,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .ok()
                 .and_then(|exe| exe.parent().map(|dir| dir.join("infrapilot-agent")))
         }),
+        setup_code: None,
+        setup_code_file: None,
+        allowed_hosts: config.allowed_hosts.clone(),
+        trusted_proxies: config.trusted_proxy_nets()?,
+        metrics_token: config.metrics_token.clone(),
+        socket_max_lifetime: std::time::Duration::from_secs(
+            config.socket_max_lifetime_seconds.into(),
+        ),
+        socket_recheck: std::time::Duration::from_secs(config.heartbeat_seconds.into()),
         ..ApiSettings::default()
+    };
+    let settings = match setup_code(&store, &config.data_dir).await? {
+        Some((code, file)) => ApiSettings {
+            setup_code: Some(code),
+            setup_code_file: Some(file),
+            ..settings
+        },
+        None => settings,
     };
     let state = AppState::new(store.clone(), secrets, ca, settings);
     let plugins = plugin_cli::plugin_host(&config, &store)?;
@@ -248,36 +314,78 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         })
     };
     tracing::info!(listen = %config.grpc_listen, url = %config.grpc_url(), "agent gateway (mTLS gRPC) is serving");
-    if config.builtin_agent {
-        builtin_agent::start(&state, &config.data_dir, grpc_listen)
-            .await
-            .context("starting the built-in agent")?;
-    }
-    let app = infrapilot_api::router(state);
+    let builtin = if config.builtin_agent {
+        Some(
+            builtin_agent::start(&state, &config.data_dir, grpc_listen)
+                .await
+                .context("starting the built-in agent")?,
+        )
+    } else {
+        None
+    };
+    let builtin_id = builtin.as_ref().map(|b| b.agent_id.clone());
+    let app = infrapilot_api::router(state.clone());
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
+    let metrics_server = match &config.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics_listen: listening on {addr}"))?;
+            tracing::info!(listen = %addr, "serving /metrics on its own listener");
+            let app = infrapilot_api::metrics_router(state.clone());
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            }))
+        }
+        None => None,
+    };
     tracing::info!(
         listen = %listener.local_addr()?,
         database = %redact_url(&config.database_url()),
         "InfraPilot is serving"
     );
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serving HTTP")?;
+    let grace = std::time::Duration::from_secs(config.shutdown_grace_seconds.into());
+    let limits = http_server::Limits {
+        max_connections: config.max_connections as usize,
+        header_read_timeout: std::time::Duration::from_secs(
+            config.header_read_timeout_seconds.into(),
+        ),
+        shutdown_grace: grace,
+    };
+    let stopping = {
+        let state = state.clone();
+        async move {
+            shutdown_signal().await;
+            // Sockets close and agent sessions end (the built-in agent's first), so nothing
+            // holds a connection open while in-flight requests finish.
+            state.begin_shutdown(builtin_id.as_deref());
+        }
+    };
+    http_server::serve(listener, app, limits, stopping).await;
     alert_loop.abort();
+    if let Some(builtin) = builtin {
+        builtin.task.abort();
+    }
+    if let Some(metrics) = metrics_server {
+        metrics.abort();
+    }
     let _ = stop_gateway.send(());
-    match gateway.await {
-        Ok(Err(e)) => tracing::error!(error = %e, "agent gateway failed"),
-        Err(e) => tracing::error!(error = %e, "agent gateway task failed"),
-        Ok(Ok(())) => {}
+    match tokio::time::timeout(grace, gateway).await {
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "agent gateway failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "agent gateway task failed"),
+        Ok(Ok(Ok(()))) => {}
+        Err(_) => tracing::warn!("agent sessions still open after the grace period; closing them"),
     }
     tracing::info!("shutting down: closing the database");
-    store.close().await;
+    if tokio::time::timeout(std::time::Duration::from_secs(5), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the database did not close in time");
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 

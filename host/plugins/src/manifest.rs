@@ -154,7 +154,9 @@ impl Manifest {
         Ok(())
     }
 
-    /// Names of the settings the schema marks `"writeOnly": true` (secrets).
+    /// Names of the top-level settings that are secrets: marked `"writeOnly": true` themselves,
+    /// or holding a `writeOnly` schema anywhere inside (a nested secret makes its whole
+    /// top-level setting secret, so it is sealed and never returned).
     pub fn secret_fields(&self) -> Vec<String> {
         self.settings_schema
             .get("properties")
@@ -162,11 +164,23 @@ impl Manifest {
             .map(|props| {
                 props
                     .iter()
-                    .filter(|(_, s)| s.get("writeOnly").and_then(|w| w.as_bool()) == Some(true))
+                    .filter(|(_, s)| holds_write_only(s))
                     .map(|(name, _)| name.clone())
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+/// Whether a schema is `writeOnly` or has a `writeOnly` schema anywhere below it.
+fn holds_write_only(schema: &serde_json::Value) -> bool {
+    match schema {
+        serde_json::Value::Object(map) => {
+            map.get("writeOnly").and_then(|w| w.as_bool()) == Some(true)
+                || map.values().any(holds_write_only)
+        }
+        serde_json::Value::Array(items) => items.iter().any(holds_write_only),
+        _ => false,
     }
 }
 
@@ -217,5 +231,20 @@ mod tests {
         let mut m = base();
         m["capabilities"]["shell"] = serde_json::json!(true);
         assert_eq!(parse(m).unwrap_err().field, "json");
+    }
+
+    #[test]
+    fn a_nested_write_only_setting_makes_its_top_level_setting_secret() {
+        let mut v = base();
+        v["settings_schema"]["properties"]["auth"] = serde_json::json!({
+            "type": "object",
+            "properties": {"user": {"type": "string"}, "password": {"type": "string", "writeOnly": true}}
+        });
+        v["settings_schema"]["properties"]["headers"] = serde_json::json!({
+            "type": "object", "additionalProperties": {"type": "string", "writeOnly": true}
+        });
+        let mut secrets = parse(v).unwrap().secret_fields();
+        secrets.sort();
+        assert_eq!(secrets, ["auth", "headers", "key"]);
     }
 }

@@ -20,6 +20,9 @@ use serde::{Deserialize, Serialize};
 pub use model::{FieldError, ProxySpec};
 
 /// The first-party nginx backend.
+/// The HSTS max-age a TLS host sends unless its spec says otherwise (a year).
+pub const DEFAULT_HSTS_SECONDS: u32 = 31_536_000;
+
 pub const DEFAULT_BACKEND: &str = "infrapilot.proxy-nginx";
 
 /// One host as a revision keeps it.
@@ -75,7 +78,13 @@ pub fn to_wit(id: &str, spec: &ProxySpec) -> ProxyHost {
             redirect_http: t.redirect_http,
         }),
         headers: SecurityHeaders {
-            hsts_max_age_seconds: spec.headers.hsts.as_ref().map(|h| h.max_age_seconds),
+            // On by default for a TLS host (a year); `hsts: {max_age_seconds: 0}` turns it off.
+            hsts_max_age_seconds: match (&spec.headers.hsts, &spec.tls) {
+                (Some(h), _) if h.max_age_seconds == 0 => None,
+                (Some(h), _) => Some(h.max_age_seconds),
+                (None, Some(_)) => Some(DEFAULT_HSTS_SECONDS),
+                (None, None) => None,
+            },
             hsts_include_subdomains: spec
                 .headers
                 .hsts

@@ -277,6 +277,17 @@ impl Tx {
         Ok(n == 1)
     }
 
+    /// Enrolled, unrevoked nodes (the built-in one included): what a licence's `nodes` limits.
+    pub async fn count_active_agents(&mut self) -> Result<i64> {
+        let org = self.org_id.clone();
+        Ok(on_tx!(self, c => sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM agents WHERE org_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(&org)
+        .fetch_one(&mut **c)
+        .await)?)
+    }
+
     pub async fn revoke_agent(&mut self, id: &str) -> Result<bool> {
         let org = self.org_id.clone();
         let n = on_tx!(self, c => sqlx::query(

@@ -606,6 +606,43 @@ impl Tx {
         ))
     }
 
+    /// The current role a live credential acts with (a session's membership role; an API
+    /// token's role capped by its creator's), or `None` once it was revoked, expired or its user
+    /// disabled. Long-lived sockets re-check their caller with this.
+    pub async fn live_credential_role(
+        &mut self,
+        credential_id: &str,
+        api_token: bool,
+    ) -> Result<Option<(String, String)>> {
+        let now = now_ms();
+        let sql = if api_token {
+            "SELECT t.role, m.role FROM api_tokens t \
+             JOIN users u ON u.id = t.user_id JOIN memberships m ON m.user_id = t.user_id AND m.org_id = t.org_id \
+             WHERE t.id = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND u.disabled = FALSE"
+        } else {
+            "SELECT m.role, m.role FROM sessions s JOIN users u ON u.id = s.user_id \
+             JOIN memberships m ON m.user_id = s.user_id AND m.org_id = s.org_id \
+             WHERE s.id = $1 AND s.revoked_at IS NULL AND s.refresh_expires_at > $2 AND u.disabled = FALSE"
+        };
+        Ok(on_tx!(self, c => sqlx::query_as::<_, (String, String)>(sql)
+            .bind(credential_id)
+            .bind(now)
+            .fetch_optional(&mut **c)
+            .await)?)
+    }
+
+    /// Revokes every live API token a user created (password change, admin reset, disable).
+    pub async fn revoke_user_api_tokens(&mut self, user_id: &str) -> Result<u64> {
+        let org = self.org_id.clone();
+        Ok(on_tx!(self, c => sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $3 WHERE org_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(&org)
+        .bind(user_id)
+        .bind(now_ms())
+        .execute(&mut **c).await.map(|r| r.rows_affected()))?)
+    }
+
     pub async fn touch_api_token(&mut self, id: &str) -> Result<()> {
         on_tx!(self, c => sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
             .bind(id)

@@ -298,6 +298,20 @@ impl Tx {
         Ok(())
     }
 
+    /// Serialises the transactions that check-then-change one invariant (the last super_admin,
+    /// an MFA challenge's attempts, a licence limit): they take this lock, named after the
+    /// invariant, before reading. SQLite write transactions are serialised already; PostgreSQL
+    /// takes a transaction-scoped advisory lock in the organisation.
+    pub async fn serialize(&mut self, invariant: &str) -> Result<()> {
+        if let TxInner::Postgres(c) = &mut self.inner {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(format!("infrapilot:{}:{invariant}", self.org_id))
+                .execute(&mut **c)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn commit(self) -> Result<()> {
         match self.inner {
             TxInner::Sqlite(tx) => tx.commit().await?,
@@ -317,21 +331,50 @@ pub fn now_ms() -> i64 {
 
 /// A database URL with its password replaced, for error messages and logs.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &credentials[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match base.find("://") {
+        Some(scheme_end) => {
+            let rest = &base[scheme_end + 3..];
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let authority = &rest[..authority_end];
+            match authority.rfind('@') {
+                Some(at) if authority[..at].contains(':') => {
+                    let user = authority[..at].split(':').next().unwrap_or("");
+                    format!(
+                        "{}{user}:***{}{}",
+                        &base[..scheme_end + 3],
+                        &authority[at..],
+                        &rest[authority_end..]
+                    )
+                }
+                _ => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        None => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let secret_key = |k: &str| {
+            let k = k.to_ascii_lowercase();
+            [
+                "password", "passwd", "pwd", "secret", "token", "key", "auth",
+            ]
+            .iter()
+            .any(|s| k.contains(s))
+        };
+        let parts: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if secret_key(k) => format!("{k}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&parts.join("&"));
     }
+    out
 }
 
 #[cfg(test)]
@@ -345,5 +388,15 @@ mod tests {
             "postgres://app:***@db:5432/x"
         );
         assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+        assert_eq!(
+            redact_url("postgres://db/x?user=app&password=hunter2&sslmode=require"),
+            "postgres://db/x?user=app&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://app:p@ss@db/x?sslpassword=k"),
+            "postgres://app:***@db/x?sslpassword=***"
+        );
+        assert!(!redact_url("postgres://app:secret@db/x?options=a@b").contains("secret"));
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
     }
 }

@@ -114,6 +114,7 @@ export function SchemaForm({
                   name={field}
                   rows={3}
                   value={values[name] ?? ''}
+                  placeholder={prop.writeOnly && secretsSet.includes(name) ? 'unchanged (stored, write-only)' : undefined}
                   aria-invalid={invalid || undefined}
                   onChange={(e) => set(name, e.target.value)}
                 />

@@ -135,7 +135,7 @@ function ContainerView({ id, cid }: { id: string; cid: string }) {
               {t === 'logs' && <LogsView agentId={id} cid={c.name} canFollow={canOperate} />}
               {t === 'terminal' && (
                 <Suspense fallback={<p className="muted">Loading the terminal…</p>}>
-                  <TerminalView agentId={id} cid={c.name} canConnect={canOperate} active={tab === 'terminal'} running={c.state === 'running'} />
+                  <TerminalView agentId={id} cid={c.name} canConnect={canDelete} active={tab === 'terminal'} running={c.state === 'running'} />
                 </Suspense>
               )}
             </div>

@@ -6,6 +6,7 @@ import { FormError, TextField } from '../components/ui';
 
 export function SetupPage() {
   const { reload } = useAuth();
+  const [setupCode, setSetupCode] = useState('');
   const [name, setName] = useState('');
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
@@ -22,7 +23,7 @@ export function SetupPage() {
     setBusy(true);
     setError(null);
     try {
-      await api.setup({ name: name.trim(), email: email.trim(), password });
+      await api.setup({ setup_code: setupCode.trim(), name: name.trim(), email: email.trim(), password });
       await reload({ notice: 'Administrator account created. Sign in to continue.', email: email.trim() });
     } catch (err) {
       setError(toApiError(err));
@@ -37,6 +38,17 @@ export function SetupPage() {
         <h1 id="setup-title">Welcome to InfraPilot</h1>
         <p className="muted">Create the first administrator account. It gets the super admin role.</p>
         <FormError error={error} />
+        <TextField
+          label="Setup code"
+          name="setup_code"
+          value={setupCode}
+          onChange={(e) => setSetupCode(e.target.value)}
+          required
+          autoComplete="off"
+          spellCheck={false}
+          hint="Proves you run this server: it is in the server's log at first start and in the file setup-code in its data directory."
+          error={error}
+        />
         <TextField label="Name" name="name" value={name} onChange={(e) => setName(e.target.value)} required autoComplete="name" error={error} />
         <TextField label="Email" name="email" type="email" value={email} onChange={(e) => setEmail(e.target.value)} required autoComplete="username" error={error} />
         <TextField

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use infrapilot_identity::{TokenKind, hash_token, issue_token};
+use infrapilot_identity::{ThrottleDecision, TokenKind, hash_token, issue_token};
 use infrapilot_store::{
     AgentRow, DEFAULT_ORG_ID, EnrollmentTokenRow, NewAgent, NewEnrollmentToken, now_ms,
 };
@@ -15,7 +15,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::audit_log::{self, Actor};
-use crate::auth::{ClientInfo, Principal};
+use crate::auth::{ClientInfo, Credential, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -61,8 +61,11 @@ pub struct CreatedEnrollmentToken {
     pub token: EnrollmentTokenDto,
     /// The secret, shown this once; give it to `infrapilot-agent enroll --token`.
     pub secret: String,
-    /// The one-line install command for a node (contains the secret).
+    /// The one-line install command for a node (contains the secret and the agent's SHA-256).
     pub install_command: String,
+    /// Set when the command's URL is plain http off loopback (the installer refuses it unless
+    /// run with `--insecure-http`).
+    pub install_warning: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -249,6 +252,14 @@ pub async fn create_token(
             format!("expires_in_hours must be between 1 and {MAX_TOKEN_HOURS}"),
         ));
     }
+    let expires_at = now_ms() + req.expires_in_hours * 3_600_000;
+    if matches!(principal.credential, Credential::ApiToken(_)) && expires_at > principal.expires_at
+    {
+        return Err(ApiError::invalid(
+            "expires_in_hours",
+            "an API token cannot mint an enrollment token that outlives it",
+        ));
+    }
     let issued = issue_token(TokenKind::Enrollment)?;
     let id = uuid::Uuid::new_v4().to_string();
     let labels = serde_json::to_string(&req.labels).map_err(ApiError::internal)?;
@@ -259,7 +270,7 @@ pub async fn create_token(
         name: &name,
         labels: &labels,
         max_uses: req.max_uses,
-        expires_at: now_ms() + req.expires_in_hours * 3_600_000,
+        expires_at,
         created_by: &principal.user_id,
     })
     .await?;
@@ -277,21 +288,25 @@ pub async fn create_token(
         .await?
         .ok_or_else(|| ApiError::internal("created enrollment token vanished"))?;
     tx.commit().await?;
+    let base = crate::routes::install::public_base(&state, &headers);
     Ok((
         StatusCode::CREATED,
         Json(CreatedEnrollmentToken {
             token: EnrollmentTokenDto::from(row),
             install_command: crate::routes::install::install_command(
-                &crate::routes::install::public_base(&state, &headers),
+                &base,
                 &issued.secret,
+                state.agent_binary_sha256().as_deref(),
             ),
+            install_warning: crate::routes::install::is_insecure_base(&base)
+                .then(|| crate::routes::install::INSECURE_INSTALL_WARNING.to_owned()),
             secret: issued.secret,
         }),
     ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/enrollment-tokens/{id}", operation_id = "revoke_enrollment_token", tag = "agents",
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn revoke_token(
     State(state): State<AppState>,
@@ -325,7 +340,14 @@ pub async fn enroll(
     client: ClientInfo,
     ApiJson(req): ApiJson<EnrollRequest>,
 ) -> ApiResult<(StatusCode, Json<EnrollResponse>)> {
+    // Throttled per address before anything else: a flood of bogus tokens costs neither a
+    // signature nor an audit event per attempt.
+    let throttle_key = format!("enroll:{}", client.ip);
+    if let ThrottleDecision::Deny { retry_after } = state.enroll_throttle().check(&throttle_key) {
+        return Err(ApiError::too_many_attempts(retry_after.as_secs().max(1)));
+    }
     if !req.token.starts_with(TokenKind::Enrollment.prefix()) || req.token.len() > 128 {
+        enroll_failure(&state, &client, &throttle_key, &req.name, "malformed token").await;
         return Err(ApiError::unauthorized("the enrollment token is malformed").with_field("token"));
     }
     let name = check_node_name(&req.name)?;
@@ -344,28 +366,28 @@ pub async fn enroll(
     // The org comes from the token; the community edition has one.
     let org_id = DEFAULT_ORG_ID;
     let agent_id = uuid::Uuid::new_v4().to_string();
-    let issued = state
-        .ca()
-        .sign_agent_csr(&req.csr, org_id, &agent_id)
-        .map_err(|e| ApiError::invalid("csr", e.to_string()))?;
-
+    // The token is checked (and taken) first; the CSR is signed only for a good one. Anything
+    // refused after this rolls back, so the token's use is not spent.
     let mut tx = state.store().write(org_id).await?;
     let token = match tx.consume_enrollment_token(&hash_token(&req.token)).await? {
         Ok(token) => token,
         Err(reason) => {
             drop(tx);
-            let event = audit_log::event(
-                &Actor::anonymous(),
-                &client.ip,
-                "agent.enroll",
-                &format!("agent:{name}"),
-                "failure",
-                json!({"reason": reason}),
-            );
-            audit_log::record_standalone(&state, org_id, event).await;
+            enroll_failure(&state, &client, &throttle_key, &name, reason).await;
             return Err(ApiError::unauthorized(reason).with_field("token"));
         }
     };
+    crate::license_limits::check(
+        &state,
+        &mut tx,
+        crate::license_limits::Limited::Nodes,
+        "token",
+    )
+    .await?;
+    let issued = state
+        .ca()
+        .sign_agent_csr(&req.csr, org_id, &agent_id)
+        .map_err(|e| ApiError::invalid("csr", e.to_string()))?;
     tx.insert_agent(&NewAgent {
         id: &agent_id,
         name: &name,
@@ -410,6 +432,34 @@ pub async fn enroll(
     ))
 }
 
+/// A refused enrollment: counted against the address; audited once when an address starts
+/// failing and once when it reaches the throttle (with the count), not once per attempt.
+async fn enroll_failure(
+    state: &AppState,
+    client: &ClientInfo,
+    throttle_key: &str,
+    name: &str,
+    reason: &str,
+) {
+    let throttle = state.enroll_throttle();
+    throttle.record_failure(throttle_key);
+    let failures = throttle.failures(throttle_key);
+    let limit = state.settings().enroll_failures;
+    if failures != 1 && failures != limit {
+        return;
+    }
+    let target: String = name.chars().take(64).collect();
+    let event = audit_log::event(
+        &Actor::anonymous(),
+        &client.ip,
+        "agent.enroll",
+        &format!("agent:{target}"),
+        "failure",
+        json!({"reason": reason, "failures_from_address": failures, "throttled": failures >= limit}),
+    );
+    audit_log::record_standalone(state, DEFAULT_ORG_ID, event).await;
+}
+
 #[utoipa::path(get, path = "/api/v1/agents", operation_id = "list_agents", tag = "agents",
     responses((status = 200, body = Vec<AgentDto>)), security(("bearer" = [])))]
 pub async fn list(
@@ -438,7 +488,7 @@ async fn find(state: &AppState, org_id: &str, raw_id: &str) -> ApiResult<AgentRo
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}", operation_id = "get_agent", tag = "agents",
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = AgentDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -452,7 +502,7 @@ pub async fn get(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/revoke", operation_id = "revoke_agent", tag = "agents",
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn revoke(
     State(state): State<AppState>,
@@ -474,5 +524,9 @@ pub async fn revoke(
         json!({"name": agent.name, "certificate_serial": agent.cert_serial}),
     )
     .await?;
+    // The node's open session (and every stream on it) ends now, not at its next heartbeat.
+    state
+        .hub()
+        .end_session(&agent.id, "this agent has been revoked");
     Ok(StatusCode::NO_CONTENT)
 }

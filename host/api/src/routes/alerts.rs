@@ -151,9 +151,11 @@ pub struct HistoryQuery {
     /// Events fired before this RFC 3339 time (for paging).
     pub before: Option<String>,
     /// 1–500, default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
+/// A channel for an admin: its plain settings and which secrets are set.
 fn channel_dto(row: AlertChannelRow, state: &AppState) -> ChannelDto {
     let secrets_set = open_channel_secrets(state.secrets(), &row)
         .map(|m| {
@@ -173,6 +175,17 @@ fn channel_dto(row: AlertChannelRow, state: &AppState) -> ChannelDto {
         created_at: validate::rfc3339(row.created_at),
         updated_at: validate::rfc3339(row.updated_at),
     }
+}
+
+/// A channel as `principal` may see it: below admin (who cannot edit channels) no settings at
+/// all, since plain settings can still say where alerts go.
+fn channel_for(row: AlertChannelRow, state: &AppState, principal: &Principal) -> ChannelDto {
+    let mut dto = channel_dto(row, state);
+    if !principal.role.at_least(infrapilot_identity::Role::Admin) {
+        dto.settings = json!({});
+        dto.secrets_set.clear();
+    }
+    dto
 }
 
 fn rule_dto(r: AlertRuleRow) -> RuleDto {
@@ -251,7 +264,9 @@ pub async fn list_channels(
     let rows = tx.list_alert_channels().await?;
     tx.commit().await?;
     Ok(Json(
-        rows.into_iter().map(|r| channel_dto(r, &state)).collect(),
+        rows.into_iter()
+            .map(|r| channel_for(r, &state, &principal))
+            .collect(),
     ))
 }
 
@@ -309,7 +324,7 @@ async fn channel_row(state: &AppState, org_id: &str, id: &str) -> ApiResult<Aler
 }
 
 #[utoipa::path(get, path = "/api/v1/alerts/channels/{id}", operation_id = "get_alert_channel", tag = "alerts",
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = ChannelDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get_channel(
     State(state): State<AppState>,
@@ -317,11 +332,11 @@ pub async fn get_channel(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ChannelDto>> {
     let row = channel_row(&state, &principal.org_id, &id).await?;
-    Ok(Json(channel_dto(row, &state)))
+    Ok(Json(channel_for(row, &state, &principal)))
 }
 
 #[utoipa::path(patch, path = "/api/v1/alerts/channels/{id}", operation_id = "update_alert_channel", tag = "alerts",
-    params(("id" = String, Path)), request_body = UpdateChannelRequest,
+    params(("id" = uuid::Uuid, Path)), request_body = UpdateChannelRequest,
     responses((status = 200, body = ChannelDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update_channel(
@@ -390,7 +405,7 @@ pub async fn update_channel(
 }
 
 #[utoipa::path(delete, path = "/api/v1/alerts/channels/{id}", operation_id = "delete_alert_channel", tag = "alerts",
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete_channel(
     State(state): State<AppState>,
@@ -417,7 +432,7 @@ pub async fn delete_channel(
 }
 
 #[utoipa::path(post, path = "/api/v1/alerts/channels/{id}/test", operation_id = "test_alert_channel", tag = "alerts",
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = TestResultDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn test_channel(
     State(state): State<AppState>,
@@ -554,7 +569,7 @@ pub async fn create_rule(
 }
 
 #[utoipa::path(patch, path = "/api/v1/alerts/rules/{id}", operation_id = "update_alert_rule", tag = "alerts",
-    params(("id" = String, Path)), request_body = UpdateRuleRequest,
+    params(("id" = uuid::Uuid, Path)), request_body = UpdateRuleRequest,
     responses((status = 200, body = RuleDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn update_rule(
     State(state): State<AppState>,
@@ -586,7 +601,7 @@ pub async fn update_rule(
 }
 
 #[utoipa::path(delete, path = "/api/v1/alerts/rules/{id}", operation_id = "delete_alert_rule", tag = "alerts",
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete_rule(
     State(state): State<AppState>,

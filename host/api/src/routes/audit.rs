@@ -27,6 +27,7 @@ pub struct AuditQuery {
     /// The `next_cursor` of the previous page.
     pub before_seq: Option<i64>,
     /// 1–500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 

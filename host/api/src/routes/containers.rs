@@ -15,7 +15,8 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use infrapilot_gateway::{DurableCommand, HubError, StreamItem};
+use infrapilot_gateway::{DurableCommand, HubError, StreamItem, StreamReceiver};
+use infrapilot_identity::Role;
 use infrapilot_proto::model::{
     ActionOutcome, ContainerDetail, ContainerList, EnvVar, LogLine, LogPage, detect_level,
 };
@@ -32,6 +33,7 @@ use crate::audit_log::{self, Actor};
 use crate::auth::{ClientInfo, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery};
+use crate::socket_guard::SocketGuard;
 use crate::state::AppState;
 use crate::validate;
 
@@ -102,6 +104,7 @@ pub struct RevealedEnv {
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// Lines per page, 1–5000 (default 200).
+    #[param(minimum = 1, maximum = 5000)]
     pub tail: Option<u32>,
     /// RFC 3339: only lines at or after.
     pub since: Option<String>,
@@ -120,6 +123,7 @@ pub struct LogQuery {
 #[serde(deny_unknown_fields)]
 pub struct FollowQuery {
     /// Lines of history first, 0–5000 (default 100).
+    #[param(minimum = 0, maximum = 5000)]
     pub tail: Option<u32>,
 }
 
@@ -129,7 +133,9 @@ pub struct FollowQuery {
 pub struct ExecQuery {
     /// The program and its arguments, separated by spaces (no shell), default `/bin/sh`.
     pub command: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
     pub cols: Option<u16>,
+    #[param(minimum = 1, maximum = 1000)]
     pub rows: Option<u16>,
 }
 
@@ -138,6 +144,7 @@ pub struct ExecQuery {
 #[serde(deny_unknown_fields)]
 pub struct EventQuery {
     /// 1–500, default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// An event id: only older events.
     pub before: Option<i64>,
@@ -408,7 +415,7 @@ fn stop_timeout(body: &ActionRequest) -> ApiResult<u32> {
 // ----- handlers -----
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/containers", operation_id = "list_containers", tag = "containers",
-    params(("id" = String, Path), ListQuery),
+    params(("id" = uuid::Uuid, Path), ListQuery),
     responses((status = 200, body = ContainerList), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -432,7 +439,7 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/containers/{cid}", operation_id = "get_container", tag = "containers",
-    params(("id" = String, Path), ("cid" = String, Path, description = "Container id, id prefix or name")),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, description = "Container id, id prefix or name")),
     responses((status = 200, body = ContainerDetail), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn detail(
@@ -450,7 +457,7 @@ pub async fn detail(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/env/reveal", operation_id = "reveal_container_env", tag = "containers",
-    params(("id" = String, Path), ("cid" = String, Path)),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path)),
     responses((status = 200, body = RevealedEnv), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn reveal_env(
@@ -498,7 +505,7 @@ async fn container_action(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/start", operation_id = "start_container", tag = "containers",
-    params(("id" = String, Path), ("cid" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body(content = Option<ActionRequest>),
     responses((status = 200, body = ContainerActionResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -514,7 +521,7 @@ pub async fn start(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/stop", operation_id = "stop_container", tag = "containers",
-    params(("id" = String, Path), ("cid" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body(content = Option<ActionRequest>),
     responses((status = 200, body = ContainerActionResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -530,7 +537,7 @@ pub async fn stop(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/restart", operation_id = "restart_container", tag = "containers",
-    params(("id" = String, Path), ("cid" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body(content = Option<ActionRequest>),
     responses((status = 200, body = ContainerActionResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -555,7 +562,7 @@ pub async fn restart(
 }
 
 #[utoipa::path(delete, path = "/api/v1/agents/{id}/containers/{cid}", operation_id = "delete_container", tag = "containers",
-    params(("id" = String, Path), ("cid" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = DeleteContainerRequest,
     responses((status = 200, body = ContainerActionResult), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
@@ -663,7 +670,7 @@ async fn stack_action(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/stacks/{project}/start", operation_id = "start_stack", tag = "containers",
-    params(("id" = String, Path), ("project" = String, Path)), request_body(content = Option<ActionRequest>),
+    params(("id" = uuid::Uuid, Path), ("project" = String, Path)), request_body(content = Option<ActionRequest>),
     responses((status = 200, body = StackActionResult), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn start_stack(
     State(state): State<AppState>,
@@ -676,7 +683,7 @@ pub async fn start_stack(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/stacks/{project}/stop", operation_id = "stop_stack", tag = "containers",
-    params(("id" = String, Path), ("project" = String, Path)), request_body(content = Option<ActionRequest>),
+    params(("id" = uuid::Uuid, Path), ("project" = String, Path)), request_body(content = Option<ActionRequest>),
     responses((status = 200, body = StackActionResult), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn stop_stack(
     State(state): State<AppState>,
@@ -689,7 +696,7 @@ pub async fn stop_stack(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/stacks/{project}/restart", operation_id = "restart_stack", tag = "containers",
-    params(("id" = String, Path), ("project" = String, Path)), request_body(content = Option<ActionRequest>),
+    params(("id" = uuid::Uuid, Path), ("project" = String, Path)), request_body(content = Option<ActionRequest>),
     responses((status = 200, body = StackActionResult), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn restart_stack(
     State(state): State<AppState>,
@@ -706,7 +713,7 @@ fn ns_of(field: &str, raw: &str) -> ApiResult<i64> {
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/containers/{cid}/logs", operation_id = "container_logs", tag = "containers",
-    params(("id" = String, Path), ("cid" = String, Path), LogQuery),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path), LogQuery),
     responses((status = 200, body = LogPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn logs(
@@ -767,7 +774,7 @@ fn rfc3339_ns(ns: i64) -> String {
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/containers/{cid}/logs/ws", operation_id = "follow_container_logs", tag = "containers",
     description = "WebSocket (subprotocol `infrapilot.v1`; the access token as subprotocol `bearer.<token>`): one `LogLine` JSON text frame per line.",
-    params(("id" = String, Path), ("cid" = String, Path), FollowQuery),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path), FollowQuery),
     responses((status = 101, description = "Switching to WebSocket"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn follow_logs(
@@ -808,17 +815,54 @@ pub async fn follow_logs(
         .await
         .map_err(|e| hub_error(e, "cid"))?;
     let hub = state.hub().clone();
+    let guard = SocketGuard::new(state.clone(), principal, Role::Viewer, agent.id.clone());
     Ok(upgrade
         .protocols(["infrapilot.v1"])
+        .max_message_size(MAX_SOCKET_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
-            pump_logs(socket, rx).await;
+            pump_logs(socket, rx, guard).await;
             hub.close_stream(&agent.id, &stream_id).await;
         }))
 }
 
-async fn pump_logs(mut socket: WebSocket, mut rx: tokio::sync::mpsc::Receiver<StreamItem>) {
+/// How long one message to a socket may wait for the client to read; a client that reads
+/// nothing for this long loses the socket.
+const SOCKET_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest message a client may send on a socket (terminal input, resize).
+const MAX_SOCKET_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Sends a close frame with `code` and `reason` (cut to fit a control frame).
+async fn close_socket(socket: &mut WebSocket, code: u16, reason: &str) {
+    let _ = socket
+        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+            code,
+            reason: reason.chars().take(120).collect::<String>().into(),
+        })))
+        .await;
+}
+
+/// The close of a stream the hub ended: the reader fell behind, or the node went away.
+fn ended_stream(rx: &StreamReceiver) -> (u16, &'static str) {
+    if rx.overflowed() {
+        (
+            1013,
+            "you fell too far behind the stream; it was dropped, open it again",
+        )
+    } else {
+        (1011, "the agent disconnected")
+    }
+}
+
+async fn pump_logs(mut socket: WebSocket, mut rx: StreamReceiver, guard: SocketGuard) {
+    let closing = guard.closing();
+    tokio::pin!(closing);
     loop {
         tokio::select! {
+            closing = &mut closing => {
+                close_socket(&mut socket, closing.code, &closing.reason).await;
+                return;
+            }
             item = rx.recv() => match item {
                 Some(StreamItem::Log(chunk)) if chunk.end => {
                     let reason = if chunk.error.is_empty() { "the log ended".to_owned() } else { chunk.error };
@@ -837,16 +881,16 @@ async fn pump_logs(mut socket: WebSocket, mut rx: tokio::sync::mpsc::Receiver<St
                         message,
                     };
                     let text = serde_json::to_string(&line).unwrap_or_default();
-                    if socket.send(Message::Text(text.into())).await.is_err() {
-                        return;
+                    // A reader that stops reading is dropped, not waited for.
+                    match tokio::time::timeout(SOCKET_SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await {
+                        Ok(Ok(())) => {}
+                        _ => return,
                     }
                 }
                 Some(StreamItem::Exec(_)) => {}
                 None => {
-                    let _ = socket.send(Message::Close(Some(axum::extract::ws::CloseFrame {
-                        code: 1011,
-                        reason: "the agent disconnected".into(),
-                    }))).await;
+                    let (code, reason) = ended_stream(&rx);
+                    close_socket(&mut socket, code, reason).await;
                     return;
                 }
             },
@@ -867,7 +911,7 @@ enum ExecClientMessage {
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/containers/{cid}/exec/ws", operation_id = "exec_container", tag = "containers",
     description = "WebSocket terminal (subprotocol `infrapilot.v1`; token as subprotocol `bearer.<token>`). Client text frames: `{\"type\":\"input\",\"data\"}`, `{\"type\":\"resize\",\"cols\",\"rows\"}`. Server: binary frames of terminal output, then `{\"type\":\"exit\",\"exit_code\"}`. Audited (start and end).",
-    params(("id" = String, Path), ("cid" = String, Path), ExecQuery),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path), ExecQuery),
     responses((status = 101, description = "Switching to WebSocket"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn exec(
@@ -928,10 +972,18 @@ pub async fn exec(
         json!({"agent": agent.name, "container": detail.name, "command": argv, "session_id": session_id}),
     );
     audit_log::record_standalone(&state, &principal.org_id, start_event).await;
+    let guard = SocketGuard::new(
+        state.clone(),
+        principal.clone(),
+        Role::Admin,
+        agent.id.clone(),
+    );
     Ok(upgrade
         .protocols(["infrapilot.v1"])
+        .max_message_size(MAX_SOCKET_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
-            let exit_code = pump_exec(socket, rx, &state, &agent.id, &session_id).await;
+            let (exit_code, closed_by_host) =
+                pump_exec(socket, rx, &state, &agent.id, &session_id, guard).await;
             state.hub().close_stream(&agent.id, &session_id).await;
             let end_event = audit_log::event(
                 &Actor::user(&principal),
@@ -940,20 +992,25 @@ pub async fn exec(
                 &target,
                 "success",
                 json!({"agent": agent.name, "container": detail.name, "session_id": session_id,
-                       "exit_code": exit_code, "duration_ms": started.elapsed().as_millis() as u64}),
+                       "exit_code": exit_code, "duration_ms": started.elapsed().as_millis() as u64,
+                       "closed_by_host": closed_by_host}),
             );
             audit_log::record_standalone(&state, &principal.org_id, end_event).await;
         }))
 }
 
-/// Shuttles terminal bytes both ways; returns the exit code if the process ended.
+/// Shuttles terminal bytes both ways; returns the exit code if the process ended, and why the
+/// host closed the terminal if it did (revoked access, lifetime, shutdown).
 async fn pump_exec(
     mut socket: WebSocket,
-    mut rx: tokio::sync::mpsc::Receiver<StreamItem>,
+    mut rx: StreamReceiver,
     state: &AppState,
     agent_id: &str,
     session_id: &str,
-) -> Option<i32> {
+    guard: SocketGuard,
+) -> (Option<i32>, Option<String>) {
+    let closing = guard.closing();
+    tokio::pin!(closing);
     let input = |data: Vec<u8>, cols: u16, rows: u16, close: bool| ExecInput {
         session_id: session_id.to_owned(),
         data,
@@ -961,26 +1018,36 @@ async fn pump_exec(
         rows: u32::from(rows),
         close,
     };
+    let mut closed_by_host = None;
     loop {
         tokio::select! {
+            closing = &mut closing => {
+                let text = json!({"type": "error", "message": closing.reason}).to_string();
+                let _ = socket.send(Message::Text(text.into())).await;
+                close_socket(&mut socket, closing.code, &closing.reason).await;
+                closed_by_host = Some(closing.reason);
+                break;
+            }
             item = rx.recv() => match item {
                 Some(StreamItem::Exec(out)) if out.exited => {
                     let text = json!({"type": "exit", "exit_code": out.exit_code}).to_string();
                     let _ = socket.send(Message::Text(text.into())).await;
                     let _ = socket.send(Message::Close(None)).await;
-                    return Some(out.exit_code);
+                    return (Some(out.exit_code), None);
                 }
                 Some(StreamItem::Exec(out)) => {
-                    if socket.send(Message::Binary(out.data.into())).await.is_err() {
-                        break;
+                    match tokio::time::timeout(SOCKET_SEND_TIMEOUT, socket.send(Message::Binary(out.data.into()))).await {
+                        Ok(Ok(())) => {}
+                        _ => break,
                     }
                 }
                 Some(StreamItem::Log(_)) => {}
                 None => {
-                    let text = json!({"type": "error", "message": "the agent disconnected"}).to_string();
+                    let (code, reason) = ended_stream(&rx);
+                    let text = json!({"type": "error", "message": reason}).to_string();
                     let _ = socket.send(Message::Text(text.into())).await;
-                    let _ = socket.send(Message::Close(None)).await;
-                    return None;
+                    close_socket(&mut socket, code, reason).await;
+                    return (None, Some(reason.to_owned()));
                 }
             },
             incoming = socket.recv() => match incoming {
@@ -1012,11 +1079,11 @@ async fn pump_exec(
         .hub()
         .exec_input(agent_id, input(Vec::new(), 0, 0, true))
         .await;
-    None
+    (None, closed_by_host)
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/events", operation_id = "list_docker_events", tag = "containers",
-    params(("id" = String, Path), EventQuery),
+    params(("id" = uuid::Uuid, Path), EventQuery),
     responses((status = 200, body = DockerEventList), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn events(
     State(state): State<AppState>,
@@ -1058,7 +1125,7 @@ pub async fn events(
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/commands", operation_id = "list_agent_commands", tag = "containers",
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = AgentCommandList), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn commands(
     State(state): State<AppState>,

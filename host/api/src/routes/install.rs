@@ -5,7 +5,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
@@ -37,11 +36,38 @@ pub fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-/// The copyable one-liner for an enrollment token. Both values are single-quoted; neither can
-/// contain a quote (URL characters checked above; tokens are base64url).
-pub fn install_command(base: &str, token: &str) -> String {
+/// Whether `base` (a URL this host built) is plain http to something other than loopback: the
+/// token and the binary would cross a network in clear.
+pub fn is_insecure_base(base: &str) -> bool {
+    let Some(rest) = base.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
+/// The warning shown with a one-liner whose URL is plain http off loopback.
+pub const INSECURE_INSTALL_WARNING: &str = "this host's URL is plain http and not loopback: the enrollment token and the agent binary would cross the network unencrypted. Set INFRAPILOT_PUBLIC_URL to an https URL; the installer refuses this URL unless you add --insecure-http yourself";
+
+/// The copyable one-liner for an enrollment token. Every value is single-quoted; none can
+/// contain a quote (URL characters checked above; tokens are base64url; the checksum is hex).
+/// The agent's SHA-256 travels in the line itself, so a tampered download from the same origin
+/// is refused.
+pub fn install_command(base: &str, token: &str, agent_sha256: Option<&str>) -> String {
+    let checksum = agent_sha256
+        .map(|sum| format!(" INFRAPILOT_AGENT_SHA256='{sum}'"))
+        .unwrap_or_default();
     format!(
-        "curl -fsSL '{base}/install.sh' | sudo INFRAPILOT_ENDPOINT='{base}' INFRAPILOT_AGENT_TOKEN='{token}' sh"
+        "curl -fsSL --proto '=https,http' '{base}/install.sh' | sudo INFRAPILOT_ENDPOINT='{base}' INFRAPILOT_AGENT_TOKEN='{token}'{checksum} sh"
     )
 }
 
@@ -97,8 +123,14 @@ pub async fn download(State(state): State<AppState>) -> ApiResult<Response> {
     responses((status = 200, description = "`<sha256 hex>  infrapilot-agent`", content_type = "text/plain"),
         (status = 404, body = ErrorBody)))]
 pub async fn checksum(State(state): State<AppState>) -> ApiResult<Response> {
-    // Computed from the file each time, so it always describes what /downloads serves.
-    let sum = hex::encode(Sha256::digest(binary(&state).await?));
+    // Hashed once per file version (size and modification time), not per request.
+    let sum = state.agent_binary_sha256().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "agent_binary_missing",
+            "this host has no agent binary to serve (set INFRAPILOT_AGENT_BINARY)",
+        )
+    })?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         format!("{sum}  infrapilot-agent\n"),

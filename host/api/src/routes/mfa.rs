@@ -13,7 +13,7 @@ use crate::audit_log::{self, Actor};
 use crate::auth::{ClientInfo, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;
-use crate::routes::session::password_matches;
+use crate::routes::session::recheck_password;
 use crate::state::AppState;
 
 /// The purpose TOTP seeds are sealed under.
@@ -207,12 +207,11 @@ pub async fn confirm(
 async fn check_password(
     state: &AppState,
     principal: &Principal,
+    client: &ClientInfo,
     password: String,
 ) -> ApiResult<UserRow> {
     let user = current_user(&mut state.store().read(&principal.org_id).await?, principal).await?;
-    if password.is_empty() || !password_matches(user.password_hash.clone(), password).await {
-        return Err(ApiError::invalid("password", "password is wrong"));
-    }
+    recheck_password(state, &user, client, "password", password).await?;
     Ok(user)
 }
 
@@ -225,7 +224,7 @@ pub async fn disable(
     client: ClientInfo,
     ApiJson(req): ApiJson<PasswordConfirmation>,
 ) -> ApiResult<StatusCode> {
-    let user = check_password(&state, &principal, req.password).await?;
+    let user = check_password(&state, &principal, &client, req.password).await?;
     if !user.totp_enabled && user.totp_secret.is_none() {
         return Err(ApiError::conflict("MFA is not on"));
     }
@@ -252,7 +251,7 @@ pub async fn regenerate_backup_codes(
     client: ClientInfo,
     ApiJson(req): ApiJson<PasswordConfirmation>,
 ) -> ApiResult<Json<BackupCodes>> {
-    let user = check_password(&state, &principal, req.password).await?;
+    let user = check_password(&state, &principal, &client, req.password).await?;
     if !user.totp_enabled {
         return Err(ApiError::conflict("MFA is not on"));
     }

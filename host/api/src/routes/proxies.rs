@@ -548,7 +548,7 @@ fn ids(agent: &str, pid: Option<&str>) -> ApiResult<(String, Option<String>)> {
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/proxies", operation_id = "list_proxies", tag = "proxies",
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = Vec<ProxyDto>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -571,7 +571,7 @@ pub async fn list(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/proxies", operation_id = "create_proxy", tag = "proxies",
-    params(("id" = String, Path)), request_body = ProxySpec,
+    params(("id" = uuid::Uuid, Path)), request_body = ProxySpec,
     responses((status = 201, body = ProxyDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -601,7 +601,7 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/proxies/{pid}", operation_id = "get_proxy", tag = "proxies",
-    params(("id" = String, Path), ("pid" = String, Path)),
+    params(("id" = uuid::Uuid, Path), ("pid" = uuid::Uuid, Path)),
     responses((status = 200, body = ProxyDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -616,7 +616,7 @@ pub async fn get(
 }
 
 #[utoipa::path(put, path = "/api/v1/agents/{id}/proxies/{pid}", operation_id = "update_proxy", tag = "proxies",
-    params(("id" = String, Path), ("pid" = String, Path)), request_body = ProxySpec,
+    params(("id" = uuid::Uuid, Path), ("pid" = uuid::Uuid, Path)), request_body = ProxySpec,
     responses((status = 200, body = ProxyDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -647,7 +647,7 @@ pub async fn update(
 }
 
 #[utoipa::path(delete, path = "/api/v1/agents/{id}/proxies/{pid}", operation_id = "delete_proxy", tag = "proxies",
-    params(("id" = String, Path), ("pid" = String, Path)),
+    params(("id" = uuid::Uuid, Path), ("pid" = uuid::Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -684,7 +684,7 @@ async fn revision(
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/proxies/revisions", operation_id = "list_proxy_revisions", tag = "proxies",
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = Vec<RevisionDto>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn revisions(
     State(state): State<AppState>,
@@ -702,7 +702,7 @@ pub async fn revisions(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/proxies/revisions/{number}/rollback", operation_id = "rollback_proxies", tag = "proxies",
-    params(("id" = String, Path), ("number" = i64, Path)),
+    params(("id" = uuid::Uuid, Path), ("number" = i64, Path)),
     responses((status = 200, body = RevisionDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn rollback(
     State(state): State<AppState>,
@@ -730,7 +730,7 @@ pub async fn rollback(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/proxies/reapply", operation_id = "reapply_proxies", tag = "proxies",
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = RevisionDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn reapply(
     State(state): State<AppState>,
@@ -746,7 +746,7 @@ pub async fn reapply(
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/proxies/drift", operation_id = "check_proxy_drift", tag = "proxies",
-    params(("id" = String, Path)),
+    params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = ProxyNodeStatus), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 /// Asks the node now: drift of its files against the applied revision, and its certificates

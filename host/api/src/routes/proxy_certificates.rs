@@ -194,7 +194,7 @@ pub async fn upload(
 }
 
 #[utoipa::path(get, path = "/api/v1/proxy-certificates/{cid}", operation_id = "get_proxy_certificate", tag = "proxies",
-    params(("cid" = String, Path)),
+    params(("cid" = uuid::Uuid, Path)),
     responses((status = 200, body = CertificateDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -206,7 +206,7 @@ pub async fn get(
 }
 
 #[utoipa::path(put, path = "/api/v1/proxy-certificates/{cid}", operation_id = "replace_proxy_certificate", tag = "proxies",
-    params(("cid" = String, Path)), request_body = CertificateUpload,
+    params(("cid" = uuid::Uuid, Path)), request_body = CertificateUpload,
     responses((status = 200, body = CertificateDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -265,7 +265,7 @@ pub async fn replace(
 }
 
 #[utoipa::path(delete, path = "/api/v1/proxy-certificates/{cid}", operation_id = "delete_proxy_certificate", tag = "proxies",
-    params(("cid" = String, Path)),
+    params(("cid" = uuid::Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete(

@@ -105,21 +105,79 @@ pub struct SessionDto {
     pub current: bool,
 }
 
-fn throttle_check(state: &AppState, account_key: &str, client: &ClientInfo) -> ApiResult<()> {
-    for decision in [
-        state.account_throttle().check(account_key),
-        state.ip_throttle().check(&client.ip),
-    ] {
-        if let ThrottleDecision::Deny { retry_after } = decision {
-            return Err(ApiError::too_many_attempts(retry_after.as_secs().max(1)));
-        }
+/// Counts a password (or code) attempt against the account and the client's address before the
+/// check runs, so parallel attempts cannot all get under the limit. Refused with 429 once over.
+pub(crate) fn count_attempt(
+    state: &AppState,
+    account_key: &str,
+    client: &ClientInfo,
+) -> ApiResult<()> {
+    if let ThrottleDecision::Deny { retry_after } =
+        state.account_throttle().try_attempt(account_key)
+    {
+        return Err(ApiError::too_many_attempts(retry_after.as_secs().max(1)));
+    }
+    if let ThrottleDecision::Deny { retry_after } = state.ip_throttle().try_attempt(&client.ip) {
+        state.account_throttle().forgive_one(account_key);
+        return Err(ApiError::too_many_attempts(retry_after.as_secs().max(1)));
     }
     Ok(())
 }
 
-fn throttle_failure(state: &AppState, account_key: &str, client: &ClientInfo) {
-    state.account_throttle().record_failure(account_key);
-    state.ip_throttle().record_failure(&client.ip);
+/// The attempt counted by [`count_attempt`] succeeded: the account's failures are cleared and
+/// the address's count is taken back.
+pub(crate) fn attempt_succeeded(state: &AppState, account_key: &str, client: &ClientInfo) {
+    state.account_throttle().record_success(account_key);
+    state.ip_throttle().forgive_one(&client.ip);
+}
+
+/// The attempt counted by [`count_attempt`] never reached its check (the host was busy).
+fn attempt_not_made(state: &AppState, account_key: &str, client: &ClientInfo) {
+    state.account_throttle().forgive_one(account_key);
+    state.ip_throttle().forgive_one(&client.ip);
+}
+
+/// How long an anonymous password check waits for its turn before the caller gets 429.
+const ANONYMOUS_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A turn at Argon2 for a caller without credentials: at most
+/// `max_anonymous_password_checks` run at once; the rest get 429 with `Retry-After`.
+async fn anonymous_check_turn(state: &AppState) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+    let semaphore = state.anonymous_password_checks().clone();
+    match tokio::time::timeout(ANONYMOUS_CHECK_WAIT, semaphore.acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                "too many sign-ins at once; try again in a second",
+            );
+            e.retry_after_secs = Some(1);
+            Err(e)
+        }
+    }
+}
+
+/// Re-checks the signed-in user's password (MFA changes, password change), throttled like
+/// login: counted before Argon2 runs, per account and per address.
+pub(crate) async fn recheck_password(
+    state: &AppState,
+    user: &UserRow,
+    client: &ClientInfo,
+    field: &str,
+    password: String,
+) -> ApiResult<()> {
+    let key = user.email.clone();
+    count_attempt(state, &key, client)?;
+    if !password.is_empty()
+        && password.len() <= 1024
+        && password_matches(user.password_hash.clone(), password).await
+    {
+        attempt_succeeded(state, &key, client);
+        Ok(())
+    } else {
+        Err(ApiError::invalid(field, format!("{field} is wrong")))
+    }
 }
 
 async fn record_login_failure(state: &AppState, email: &str, client: &ClientInfo, reason: &str) {
@@ -198,7 +256,14 @@ pub async fn login(
     if req.password.len() > 1024 {
         return Err(ApiError::invalid("password", "password is too long"));
     }
-    throttle_check(&state, &email, &client)?;
+    count_attempt(&state, &email, &client)?;
+    let turn = match anonymous_check_turn(&state).await {
+        Ok(turn) => turn,
+        Err(e) => {
+            attempt_not_made(&state, &email, &client);
+            return Err(e);
+        }
+    };
     // Look the user up and check the password outside the write lock: Argon2 is slow on purpose.
     let user = state
         .store()
@@ -211,10 +276,10 @@ pub async fn login(
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| dummy_password_hash().to_owned());
     let password_ok = password_matches(stored_hash, req.password).await && user.is_some();
+    drop(turn);
     let user = match user {
         Some(u) if password_ok => u,
         _ => {
-            throttle_failure(&state, &email, &client);
             record_login_failure(&state, &email, &client, "bad credentials").await;
             return Err(ApiError::unauthorized("email or password is wrong"));
         }
@@ -227,7 +292,7 @@ pub async fn login(
             "this account is disabled",
         ));
     }
-    state.account_throttle().record_success(&email);
+    attempt_succeeded(&state, &email, &client);
     let mut tx = state.store().write(DEFAULT_ORG_ID).await?;
     if user.totp_enabled {
         let challenge = issue_token(TokenKind::MfaChallenge)?;
@@ -264,6 +329,8 @@ pub async fn mfa_verify(
     }
     let challenge_hash = hash_token(&req.mfa_token);
     let mut tx = state.store().write(DEFAULT_ORG_ID).await?;
+    // Parallel codes on one challenge are checked one after another, so its attempt limit holds.
+    tx.serialize(&format!("mfa:{challenge_hash}")).await?;
     let challenge = tx
         .mfa_challenge(&challenge_hash)
         .await?
@@ -277,13 +344,12 @@ pub async fn mfa_verify(
         .await?
         .filter(|u| !u.disabled && u.totp_enabled)
         .ok_or_else(|| ApiError::unauthorized("sign in again").with_field("mfa_token"))?;
-    throttle_check(&state, &user.email, &client)?;
+    count_attempt(&state, &user.email, &client)?;
     let method = match check_second_factor(&state, &mut tx, &user, &req.code).await? {
         Some(method) => method,
         None => {
             tx.count_mfa_attempt(&challenge_hash).await?;
             tx.commit().await?;
-            throttle_failure(&state, &user.email, &client);
             record_login_failure(&state, &user.email, &client, "wrong MFA code").await;
             return Err(
                 ApiError::unauthorized("the code is wrong or was used already").with_field("code"),
@@ -293,7 +359,7 @@ pub async fn mfa_verify(
     tx.delete_mfa_challenge(&challenge_hash).await?;
     let detail = json!({"mfa": true, "method": method});
     let pair = finish_login(&state, tx, &user, &client, detail).await?;
-    state.account_throttle().record_success(&user.email);
+    attempt_succeeded(&state, &user.email, &client);
     Ok(Json(pair))
 }
 
@@ -424,25 +490,28 @@ pub async fn change_password(
         .user_by_id(&principal.user_id)
         .await?
         .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))?;
-    if !password_matches(user.password_hash.clone(), req.current_password).await {
-        return Err(ApiError::invalid(
-            "current_password",
-            "current_password is wrong",
-        ));
-    }
+    recheck_password(
+        &state,
+        &user,
+        &client,
+        "current_password",
+        req.current_password,
+    )
+    .await?;
     let new_hash = new_password_hash(req.new_password).await?;
     let mut tx = state.store().write(&principal.org_id).await?;
     tx.set_password_hash(&user.id, &new_hash).await?;
     let ended = tx
         .revoke_user_sessions(&user.id, "password changed", principal.session_id())
         .await?;
+    let tokens_revoked = tx.revoke_user_api_tokens(&user.id).await?;
     audit_log::commit_success(
         tx,
         &Actor::user(&principal),
         &client.ip,
         "auth.password_change",
         &format!("user:{}", user.id),
-        json!({"other_sessions_revoked": ended}),
+        json!({"other_sessions_revoked": ended, "api_tokens_revoked": tokens_revoked}),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -474,7 +543,7 @@ pub async fn list_sessions(
 }
 
 #[utoipa::path(delete, path = "/api/v1/auth/sessions/{id}", tag = "auth",
-    params(("id" = String, Path, description = "session id")),
+    params(("id" = uuid::Uuid, Path, description = "session id")),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn revoke_session(
     State(state): State<AppState>,

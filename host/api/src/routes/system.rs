@@ -64,9 +64,14 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "system",
-    responses((status = 200, description = "Prometheus text exposition format")))]
-pub async fn metrics(state: State<AppState>) -> Response {
-    crate::metrics::metrics_handler(state).await
+    description = "Loopback clients only, unless a metrics token is configured (then `Authorization: Bearer <metrics token>`); `metrics_listen` serves it on a separate address.",
+    responses((status = 200, description = "Prometheus text exposition format"), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn metrics(
+    state: State<AppState>,
+    client: Option<axum::Extension<crate::edge::ClientAddress>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    crate::metrics::metrics_handler(state, client, headers).await
 }
 
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "system",

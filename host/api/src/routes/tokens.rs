@@ -10,7 +10,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::audit_log::{self, Actor};
-use crate::auth::{ClientInfo, Principal};
+use crate::auth::{ClientInfo, Credential, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -102,6 +102,14 @@ pub async fn create(
             format!("expires_in_days must be between 1 and {MAX_TOKEN_DAYS}"),
         ));
     }
+    let expires_at = now_ms() + i64::from(req.expires_in_days) * 86_400_000;
+    if matches!(principal.credential, Credential::ApiToken(_)) && expires_at > principal.expires_at
+    {
+        return Err(ApiError::invalid(
+            "expires_in_days",
+            "a token cannot mint a token that outlives it",
+        ));
+    }
     let issued = issue_token(TokenKind::Api)?;
     let id = uuid::Uuid::new_v4().to_string();
     let mut tx = state.store().write(&principal.org_id).await?;
@@ -111,7 +119,7 @@ pub async fn create(
         name: &name,
         token_hash: &issued.hash,
         role: role.as_str(),
-        expires_at: now_ms() + i64::from(req.expires_in_days) * 86_400_000,
+        expires_at,
     })
     .await?;
     audit_log::success(
@@ -137,7 +145,7 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(delete, operation_id = "revoke_api_token", path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
+#[utoipa::path(delete, operation_id = "revoke_api_token", path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = uuid::Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn revoke(
     State(state): State<AppState>,
@@ -147,6 +155,19 @@ pub async fn revoke(
 ) -> ApiResult<StatusCode> {
     let id = validate::uuid("id", &id)?;
     let mut tx = state.store().write(&principal.org_id).await?;
+    // An admin manages tokens, but not a super_admin's: that would cut off the higher role.
+    if let Some(token) = tx.api_token(&id).await?
+        && principal.role != Role::SuperAdmin
+        && tx
+            .user_by_id(&token.user_id)
+            .await?
+            .is_some_and(|owner| owner.role == Role::SuperAdmin.as_str())
+    {
+        return Err(
+            ApiError::forbidden("only a super_admin can revoke a super_admin's token")
+                .with_field("id"),
+        );
+    }
     if !tx.revoke_api_token(&id).await? {
         return Err(ApiError::not_found("id", "no such active token"));
     }

@@ -58,6 +58,9 @@ pub struct CreateUserRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetupRequest {
+    /// The one-time setup code: printed in the server log at first start and kept in
+    /// `<data_dir>/setup-code` until the install is claimed.
+    pub setup_code: String,
     pub email: String,
     pub password: String,
     pub name: String,
@@ -67,6 +70,14 @@ pub struct SetupRequest {
 pub struct SetupStatus {
     /// True until the first user exists.
     pub needed: bool,
+    /// Where the setup code is (claiming needs it); absent when setup through the API is closed.
+    pub setup_code_hint: Option<String>,
+}
+
+/// Compares two secrets in time independent of where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    use sha2::Digest;
+    sha2::Sha256::digest(a.as_bytes()) == sha2::Sha256::digest(b.as_bytes())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -179,13 +190,19 @@ pub async fn create_user(
 #[utoipa::path(get, path = "/api/v1/setup", tag = "setup", responses((status = 200, body = SetupStatus)))]
 pub async fn setup_status(State(state): State<AppState>) -> ApiResult<Json<SetupStatus>> {
     let mut tx = state.store().read(DEFAULT_ORG_ID).await?;
+    let needed = tx.count_users().await? == 0;
     Ok(Json(SetupStatus {
-        needed: tx.count_users().await? == 0,
+        needed,
+        setup_code_hint: (needed && state.settings().setup_code.is_some()).then(|| {
+            "the setup code is in the server's log and in the file setup-code in its data directory"
+                .to_owned()
+        }),
     }))
 }
 
 #[utoipa::path(post, path = "/api/v1/setup", tag = "setup", request_body = SetupRequest,
-    responses((status = 201, body = UserDto), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = UserDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 421, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn setup(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -204,12 +221,37 @@ pub async fn setup(
             "setup is done: users exist already; sign in",
         ));
     }
+    // Claiming needs proof of access to the machine: the code the server printed at start.
+    let Some(expected) = state.settings().setup_code.as_deref() else {
+        return Err(ApiError::forbidden(
+            "setup through the API is closed on this host; create the first user with `infrapilot admin create-user`",
+        )
+        .with_field("setup_code"));
+    };
+    let throttle_key = format!("setup:{}", client.ip);
+    if let infrapilot_identity::ThrottleDecision::Deny { retry_after } =
+        state.ip_throttle().try_attempt(&throttle_key)
+    {
+        return Err(ApiError::too_many_attempts(retry_after.as_secs().max(1)));
+    }
+    if !same_secret(req.setup_code.trim(), expected) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_setup_code",
+            "the setup code is wrong; it is in the server's log and in <data_dir>/setup-code",
+        )
+        .with_field("setup_code"));
+    }
+    state.ip_throttle().forgive_one(&throttle_key);
     let input = NewUserInput::validate(&req.email, &req.password, &req.name, "super_admin")?;
     let actor = Actor {
         id: None,
         label: input.email.clone(),
     };
     let user = create_user(state.store(), &actor, &client.ip, input, true).await?;
+    if let Some(file) = &state.settings().setup_code_file {
+        let _ = std::fs::remove_file(file);
+    }
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -240,6 +282,13 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<UserDto>)> {
     let input = NewUserInput::validate(&req.email, &req.password, &req.name, &req.role)?;
     let mut tx = state.store().write(&principal.org_id).await?;
+    crate::license_limits::check(
+        &state,
+        &mut tx,
+        crate::license_limits::Limited::Users,
+        "email",
+    )
+    .await?;
     let user = create_user_in(
         &mut tx,
         &Actor::user(&principal),
@@ -259,7 +308,7 @@ async fn find(tx: &mut Tx, raw_id: &str) -> ApiResult<UserRow> {
         .ok_or_else(|| ApiError::not_found("id", "no such user"))
 }
 
-#[utoipa::path(get, operation_id = "get_user", path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+#[utoipa::path(get, operation_id = "get_user", path = "/api/v1/users/{id}", tag = "users", params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = UserDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -272,6 +321,8 @@ pub async fn get(
 
 /// Refuses a change that would leave the organisation without an enabled super_admin.
 async fn keep_a_super_admin(tx: &mut Tx, user: &UserRow, field: &str) -> ApiResult<()> {
+    // Two parallel demotions of the last two super_admins must not both see "two left".
+    tx.serialize("super_admins").await?;
     if user.role == Role::SuperAdmin.as_str()
         && !user.disabled
         && tx.count_active_with_role(Role::SuperAdmin.as_str()).await? <= 1
@@ -286,7 +337,7 @@ async fn keep_a_super_admin(tx: &mut Tx, user: &UserRow, field: &str) -> ApiResu
     Ok(())
 }
 
-#[utoipa::path(patch, operation_id = "update_user", path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+#[utoipa::path(patch, operation_id = "update_user", path = "/api/v1/users/{id}", tag = "users", params(("id" = uuid::Uuid, Path)),
     request_body = UpdateUserRequest,
     responses((status = 200, body = UserDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -349,6 +400,8 @@ pub async fn update(
     if password_hash.is_some() || req.disabled == Some(true) {
         tx.revoke_user_sessions(&user.id, "changed by an administrator", None)
             .await?;
+        // A reset password or a disabled account also ends the API tokens the user made.
+        tx.revoke_user_api_tokens(&user.id).await?;
     }
     audit_log::success(
         &mut tx,
@@ -364,7 +417,7 @@ pub async fn update(
     Ok(Json(UserDto::from(updated)))
 }
 
-#[utoipa::path(delete, operation_id = "delete_user", path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+#[utoipa::path(delete, operation_id = "delete_user", path = "/api/v1/users/{id}", tag = "users", params(("id" = uuid::Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete(

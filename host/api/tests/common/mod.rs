@@ -39,6 +39,16 @@ pub fn plugin_build() -> std::path::PathBuf {
 }
 
 pub const ADMIN_EMAIL: &str = "root@example.com";
+/// The setup code the test hosts are started with.
+pub const SETUP_CODE: &str = "test-setup-code-0123456789";
+
+/// The API's settings for tests: production defaults with a known setup code.
+pub fn test_settings() -> ApiSettings {
+    ApiSettings {
+        setup_code: Some(SETUP_CODE.into()),
+        ..ApiSettings::default()
+    }
+}
 pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestApp {
@@ -67,7 +77,7 @@ impl Reply {
 
 impl TestApp {
     pub async fn new(backend: Backend) -> TestApp {
-        TestApp::with_settings(backend, ApiSettings::default()).await
+        TestApp::with_settings(backend, test_settings()).await
     }
 
     pub async fn with_settings(backend: Backend, settings: ApiSettings) -> TestApp {
@@ -93,7 +103,7 @@ impl TestApp {
         let ca = infrapilot_gateway::load_or_create_ca(&db.store, &secrets)
             .await
             .unwrap();
-        let state = AppState::new(db.store.clone(), secrets, ca, ApiSettings::default());
+        let state = AppState::new(db.store.clone(), secrets, ca, test_settings());
         let build = plugin_build();
         let vendor = SigningKey::generate().unwrap();
         let plugins = PluginHost::new(
@@ -129,7 +139,40 @@ impl TestApp {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Reply {
+        self.send_with_headers(method, path, token, content_type, &[], body)
+            .await
+    }
+
+    /// A JSON call with extra request headers (`Host`, `X-Forwarded-For` …).
+    pub async fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Reply {
+        let (content_type, bytes) = match body {
+            Some(b) => (Some("application/json"), b.to_string().into_bytes()),
+            None => (None, Vec::new()),
+        };
+        self.send_with_headers(method, path, token, content_type, headers, bytes)
+            .await
+    }
+
+    pub async fn send_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Reply {
         let mut builder = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
         if let Some(t) = token {
             builder = builder.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
@@ -195,7 +238,7 @@ impl TestApp {
             .post(
                 "/api/v1/setup",
                 None,
-                json!({"email": ADMIN_EMAIL, "password": PASSWORD, "name": "Root"}),
+                json!({"setup_code": SETUP_CODE, "email": ADMIN_EMAIL, "password": PASSWORD, "name": "Root"}),
             )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);

@@ -247,7 +247,7 @@ export function TerminalView({
           {statusText(status, exitCode)}
         </span>
       </form>
-      {!canConnect && <p className="muted">Opening a terminal needs the operator role.</p>}
+      {!canConnect && <p className="muted">Opening a terminal needs the admin role (a shell reads what only admins may reveal).</p>}
       {canConnect && !running && status === 'disconnected' && (
         <p className="hint">The container is not running; exec needs a running container.</p>
       )}

@@ -1,0 +1,106 @@
+//! Long-lived WebSockets (log follows, terminals) re-check their caller while they run: a socket
+//! closes, with the reason, when its session or API token is revoked or expires, its user is
+//! disabled or demoted below the route's role, its node is revoked, its maximum lifetime is
+//! reached, or the host shuts down.
+
+use std::time::Duration;
+
+use infrapilot_identity::Role;
+
+use crate::auth::{Credential, Principal};
+use crate::state::AppState;
+
+/// Why a socket must close: sent as the close frame's reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closing {
+    /// WebSocket close code: 1001 (going away) or 1008 (policy violation).
+    pub code: u16,
+    pub reason: String,
+}
+
+/// What an open socket stands on: who opened it, the role its route needs, and its node.
+pub struct SocketGuard {
+    state: AppState,
+    principal: Principal,
+    required: Role,
+    agent_id: String,
+}
+
+impl SocketGuard {
+    pub fn new(state: AppState, principal: Principal, required: Role, agent_id: String) -> Self {
+        SocketGuard {
+            state,
+            principal,
+            required,
+            agent_id,
+        }
+    }
+
+    /// Resolves when the socket must close. Pin it once, outside the socket's loop.
+    pub async fn closing(self) -> Closing {
+        let settings = self.state.settings();
+        let recheck = settings
+            .socket_recheck
+            .min(Duration::from_secs(
+                u64::from(self.state.hub().heartbeat_seconds()).max(1),
+            ))
+            .max(Duration::from_millis(100));
+        let lifetime = tokio::time::sleep(settings.socket_max_lifetime);
+        tokio::pin!(lifetime);
+        let shutdown = self.state.shutdown_started();
+        tokio::pin!(shutdown);
+        let mut ticker = tokio::time::interval(recheck);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return Closing { code: 1001, reason: "the host is shutting down".into() },
+                _ = &mut lifetime => return Closing { code: 1008, reason: "the socket reached its maximum lifetime; open it again".into() },
+                _ = ticker.tick() => {
+                    if let Some(reason) = self.recheck().await {
+                        return Closing { code: 1008, reason };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Why the caller may no longer hold the socket, if so. Fails closed on a database error.
+    async fn recheck(&self) -> Option<String> {
+        let checked = async {
+            let mut tx = self.state.store().read(&self.principal.org_id).await?;
+            let (credential_id, api_token) = match &self.principal.credential {
+                Credential::Session(id) => (id.as_str(), false),
+                Credential::ApiToken(id) => (id.as_str(), true),
+            };
+            let roles = tx.live_credential_role(credential_id, api_token).await?;
+            let agent = tx.agent(&self.agent_id).await?;
+            Ok::<_, infrapilot_store::StoreError>((roles, agent))
+        }
+        .await;
+        let (roles, agent) = match checked {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not re-check a socket's caller; closing it");
+                return Some("the host could not re-check your access".into());
+            }
+        };
+        let Some((own, creator)) = roles else {
+            return Some("your session or token ended (signed out, revoked, expired or the account disabled)".into());
+        };
+        let role = match (Role::parse(&own), Role::parse(&creator)) {
+            (Some(a), Some(b)) => a.min(b),
+            _ => return Some("your role is unknown".into()),
+        };
+        if !role.at_least(self.required) {
+            return Some(format!(
+                "this needs the {} role; you now have {role}",
+                self.required
+            ));
+        }
+        match agent {
+            Some(a) if a.revoked_at.is_none() => None,
+            _ => Some("the node was revoked".into()),
+        }
+    }
+}

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Api, Fixture, Server, docker, enrolled_agent, eventually};
+use common::{Fixture, Server, docker, enrolled_agent, eventually, websocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -380,27 +380,6 @@ async fn container_operations_through_the_builtin_agent() {
             .all(|c| c["state"] == "succeeded" || c["state"] == "failed")
     );
     fx.cleanup().await;
-}
-
-async fn websocket(
-    server: &Server,
-    api: &Api,
-    path: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let url = format!("{}{path}", server.base.replacen("http://", "ws://", 1));
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        format!("infrapilot.v1, bearer.{}", api.token)
-            .parse()
-            .unwrap(),
-    );
-    let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
-    assert_eq!(
-        response.headers().get("sec-websocket-protocol").unwrap(),
-        "infrapilot.v1"
-    );
-    socket
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,27 +8,13 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::{Api, Fixture, Server, docker, enrolled_agent, eventually};
+use common::{Api, Fixture, Server, docker, enrolled_agent, eventually, websocket};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn websocket(server: &Server, api: &Api, path: &str) -> Socket {
-    let url = format!("{}{path}", server.base.replacen("http://", "ws://", 1));
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        format!("infrapilot.v1, bearer.{}", api.token)
-            .parse()
-            .unwrap(),
-    );
-    let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    socket
-}
 
 /// Reads until the server closes the socket; returns the close frame's reason.
 async fn close_reason(socket: &mut Socket, limit: Duration) -> Option<String> {
@@ -385,4 +371,52 @@ async fn the_data_directory_and_database_are_owner_only_and_setup_needs_the_prin
         !code_file.exists(),
         "the code is gone once the install is claimed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_headers_are_cut_off_and_oversized_socket_messages_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(docker) = docker().await else { return };
+    let mut fx = Fixture::new(docker, "slow");
+    let server =
+        Server::start_with(true, 30, &[("INFRAPILOT_HEADER_READ_TIMEOUT_SECONDS", "1")]).await;
+    // Slow loris: headers that never finish. The host hangs up after the header timeout.
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 512];
+    let read = tokio::time::timeout(Duration::from_secs(8), tcp.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "the connection was closed (or answered 408), not held open"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // A terminal refuses a client message over 64 KiB.
+    let admin = server.admin().await;
+    let id = admin.online_agent("local").await;
+    let app = fx
+        .run("sh", "while true; do sleep 1; done", &[], &[], None)
+        .await;
+    let mut term = websocket(
+        &server,
+        &admin,
+        &format!("/api/v1/agents/{id}/containers/{app}/exec/ws"),
+    )
+    .await;
+    let huge = json!({"type": "input", "data": "x".repeat(200 * 1024)}).to_string();
+    let _ = futures_util::SinkExt::send(&mut term, Message::Text(huge.into())).await;
+    assert!(
+        close_reason(&mut term, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "the oversized message ended the socket"
+    );
+    fx.cleanup().await;
 }

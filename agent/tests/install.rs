@@ -24,12 +24,19 @@ async fn the_one_liner_installs_enrolls_and_runs_the_agent() {
     assert_eq!(status, 201, "{token}");
     let secret = token["secret"].as_str().unwrap();
     let line = token["install_command"].as_str().unwrap();
+    // The agent's SHA-256 travels in the line itself (not fetched from the same origin).
+    let served = std::fs::read(common::agent_bin()).unwrap();
+    let pinned = sha256_hex(&served);
     assert_eq!(
         line,
         format!(
-            "curl -fsSL '{0}/install.sh' | sudo INFRAPILOT_ENDPOINT='{0}' INFRAPILOT_AGENT_TOKEN='{secret}' sh",
+            "curl -fsSL --proto '=https,http' '{0}/install.sh' | sudo INFRAPILOT_ENDPOINT='{0}' INFRAPILOT_AGENT_TOKEN='{secret}' INFRAPILOT_AGENT_SHA256='{pinned}' sh",
             server.base
         )
+    );
+    assert!(
+        token["install_warning"].is_null(),
+        "loopback http is fine: {token}"
     );
 
     let script = reqwest::get(format!("{}/install.sh", server.base))
@@ -59,6 +66,7 @@ async fn the_one_liner_installs_enrolls_and_runs_the_agent() {
             .args(extra)
             .env("INFRAPILOT_ENDPOINT", &server.base)
             .env("INFRAPILOT_AGENT_TOKEN", token)
+            .env("INFRAPILOT_AGENT_SHA256", &pinned)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         command
@@ -73,6 +81,31 @@ async fn the_one_liner_installs_enrolls_and_runs_the_agent() {
     let out = run(&hostile, &["--name", "hostile"]).output().unwrap();
     assert!(!out.status.success(), "a bad token fails the install");
     assert!(!marker.exists(), "the token was evaluated as shell code");
+
+    // A binary that is not the pinned one (a tampered download) is refused before anything runs.
+    let tampered_prefix = dir.join("tampered-bin");
+    let out = run(
+        secret,
+        &[
+            "--name",
+            "tampered",
+            "--prefix",
+            tampered_prefix.to_str().unwrap(),
+        ],
+    )
+    .env("INFRAPILOT_AGENT_SHA256", "0".repeat(64))
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("checksum mismatch"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !tampered_prefix.join("infrapilot-agent").exists(),
+        "nothing was installed"
+    );
 
     // The real install, in the foreground.
     let mut child = run(secret, &["--foreground", "--name", "installed-node"])

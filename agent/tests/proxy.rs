@@ -1456,7 +1456,8 @@ fn testssl(name: &str, port: u16) -> Option<Vec<Value>> {
 
 /// A testssl finding that counts against the served TLS. The test CA is not a public root and
 /// names no revocation service, so the findings about trust and revocation of its chain are
-/// expected; everything else rated high, critical, vulnerable or "NOT ok" is not.
+/// expected; everything else rated high or critical, or reported "VULNERABLE" or "NOT ok", is
+/// not.
 fn testssl_bad(finding: &Value) -> bool {
     const TEST_CA_ONLY: &[&str] = &[
         "cert_chain_of_trust",
@@ -1475,7 +1476,7 @@ fn testssl_bad(finding: &Value) -> bool {
     let severity = finding["severity"].as_str().unwrap_or("");
     let text = finding["finding"].as_str().unwrap_or("");
     let vulnerable = text.contains("VULNERABLE") && !text.contains("not vulnerable");
-    matches!(severity, "HIGH" | "CRITICAL" | "MEDIUM") || vulnerable || text.contains("NOT ok")
+    matches!(severity, "HIGH" | "CRITICAL") || vulnerable || text.contains("NOT ok")
 }
 
 fn gixy_issues(gixy: &str, tree: &Path) -> Vec<Value> {

@@ -615,3 +615,28 @@ pub fn plugin_build() -> Option<PathBuf> {
     eprintln!("skipping: no plugin bundles (run scripts/build-plugins.sh)");
     None
 }
+
+/// A WebSocket to `path` on the server, authenticated the browser's way (subprotocol
+/// `bearer.<token>`), with the `infrapilot.v1` protocol agreed.
+pub async fn websocket(
+    server: &Server,
+    api: &Api,
+    path: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = format!("{}{path}", server.base.replacen("http://", "ws://", 1));
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+            .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("infrapilot.v1, bearer.{}", api.token)
+            .parse()
+            .unwrap(),
+    );
+    let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(
+        response.headers().get("sec-websocket-protocol").unwrap(),
+        "infrapilot.v1"
+    );
+    socket
+}

@@ -59,7 +59,8 @@ case $endpoint in
 esac
 endpoint=${endpoint%/}
 case $endpoint in
-    http://127.*|http://localhost|http://localhost:*|http://\[::1\]|http://\[::1\]:*) ;;
+    http://127.[0-9]*.[0-9]*.[0-9]*|http://127.[0-9]*.[0-9]*.[0-9]*:[0-9]*|http://localhost|http://localhost:[0-9]*|http://\[::1\]|http://\[::1\]:[0-9]*)
+        case $endpoint in http://127.*[!0-9.:]*) fail "INFRAPILOT_ENDPOINT: $endpoint is not a loopback address" ;; esac ;;
     http://*)
         if [ "$insecure_http" = yes ]; then
             echo "install.sh: WARNING: $endpoint is plain http and not loopback: the enrollment token and the agent binary cross the network UNENCRYPTED (--insecure-http)" >&2

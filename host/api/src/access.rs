@@ -56,10 +56,12 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/auth/mfa/backup-codes", I(Viewer)),
     // users
     ("GET", "/api/v1/users", R(Admin)),
-    ("POST", "/api/v1/users", R(SuperAdmin)),
+    // Making or changing accounts (passwords, roles) needs a signed-in session: a stolen
+    // token must not mint itself a user.
+    ("POST", "/api/v1/users", I(SuperAdmin)),
     ("GET", "/api/v1/users/{id}", R(Admin)),
-    ("PATCH", "/api/v1/users/{id}", R(SuperAdmin)),
-    ("DELETE", "/api/v1/users/{id}", R(SuperAdmin)),
+    ("PATCH", "/api/v1/users/{id}", I(SuperAdmin)),
+    ("DELETE", "/api/v1/users/{id}", I(SuperAdmin)),
     // API tokens
     ("GET", "/api/v1/tokens", R(Admin)),
     ("POST", "/api/v1/tokens", I(Admin)),

@@ -77,6 +77,22 @@ impl ClientInfo {
         ClientInfo { ip, user_agent }
     }
 
+    /// The key the address throttles count under: the address, or its /64 for IPv6 (one
+    /// subscriber usually holds a whole /64, so per-address keys would be free to rotate).
+    pub fn throttle_key(&self) -> String {
+        match self.ip.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            Ok(std::net::IpAddr::V6(v6)) => v6
+                .to_ipv4_mapped()
+                .map(|v4| v4.to_string())
+                .unwrap_or_default(),
+            _ => self.ip.clone(),
+        }
+    }
+
     pub fn from_request_ref(request: &Request) -> ClientInfo {
         ClientInfo::from_parts(request.extensions(), request.headers())
     }

@@ -51,7 +51,7 @@ fn resolve_client(peer: IpAddr, request: &Request, trusted: &[crate::state::IpNe
     // Right to left: each trusted hop vouches for the address before it.
     let mut client = peer;
     for entry in entries.iter().rev() {
-        match entry.parse::<IpAddr>() {
+        match parse_forwarded_address(entry) {
             Ok(ip) if !is_trusted(ip) => return ip,
             Ok(ip) => client = ip,
             Err(_) => return client,
@@ -60,8 +60,27 @@ fn resolve_client(peer: IpAddr, request: &Request, trusted: &[crate::state::IpNe
     client
 }
 
+/// An `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5678`, `[v6]:p`).
+fn parse_forwarded_address(entry: &str) -> Result<IpAddr, ()> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    if let Some(rest) = entry.strip_prefix('[') {
+        return rest
+            .split(']')
+            .next()
+            .and_then(|a| a.parse::<IpAddr>().ok())
+            .ok_or(());
+    }
+    entry
+        .rsplit_once(':')
+        .and_then(|(a, _)| a.parse::<IpAddr>().ok())
+        .ok_or(())
+}
+
 /// Routes a browser reaches without credentials, whose `Host` must be one of this host's names.
 const BROWSER_PUBLIC_ROUTES: &[&str] = &[
+    "/metrics",
     "/api/v1/setup",
     "/api/v1/auth/login",
     "/api/v1/auth/mfa/verify",
@@ -72,10 +91,17 @@ const BROWSER_PUBLIC_ROUTES: &[&str] = &[
 /// public URL's host or one of the configured names. A DNS-rebinding page sends its own name.
 pub fn host_allowed(state: &AppState, host: &str) -> bool {
     let name = if let Some(v6) = host.strip_prefix('[') {
-        return v6
-            .split(']')
-            .next()
-            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+        // `[addr]` or `[addr]:port`, nothing else after the bracket.
+        return match v6.split_once(']') {
+            Some((addr, rest)) => {
+                addr.parse::<std::net::Ipv6Addr>().is_ok()
+                    && (rest.is_empty()
+                        || rest
+                            .strip_prefix(':')
+                            .is_some_and(|p| p.parse::<u16>().is_ok()))
+            }
+            None => false,
+        };
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
@@ -107,10 +133,17 @@ pub fn host_allowed(state: &AppState, host: &str) -> bool {
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let is_api = path.starts_with("/api/");
+    // The Host header, or the request line's authority (absolute-form requests).
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()));
     if BROWSER_PUBLIC_ROUTES.contains(&path)
-        && let Some(host) = request.headers().get(header::HOST)
+        && let Some(host) = host
     {
-        let ok = host.to_str().is_ok_and(|h| host_allowed(&state, h));
+        let ok = host_allowed(&state, &host);
         if !ok {
             return ApiError::new(
                 StatusCode::MISDIRECTED_REQUEST,

@@ -37,16 +37,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format!("the request body exceeds {MAX_JSON_BODY} bytes"),
-                )
-                .with_field("body")
-            })?;
+            .map_err(|_| body_too_large())?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+fn body_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the request body exceeds {MAX_JSON_BODY} bytes"),
+    )
+    .with_field("body")
 }
 
 /// An optional JSON body: no body at all gives `T::default()`; anything else is parsed as
@@ -67,6 +69,15 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for ApiJsonOr
         if empty {
             return Ok(ApiJsonOrEmpty(T::default()));
         }
+        // A JSON `null` says "no options" as well as no body does.
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, MAX_JSON_BODY)
+            .await
+            .map_err(|_| body_too_large())?;
+        if bytes.trim_ascii() == b"null" {
+            return Ok(ApiJsonOrEmpty(T::default()));
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         ApiJson::<T>::from_request(req, state)
             .await
             .map(|ApiJson(v)| ApiJsonOrEmpty(v))

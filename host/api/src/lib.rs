@@ -29,7 +29,8 @@ pub use state::{ApiSettings, AppState};
 
 /// The complete router of the host, ready to serve.
 pub fn router(state: AppState) -> Router {
-    let (router, openapi) = routes::api_routes().split_for_parts();
+    let (router, mut openapi) = routes::api_routes().split_for_parts();
+    routes::complete_document(&mut openapi);
     if let Ok(json) = openapi.to_json() {
         let _ = routes::system::OPENAPI_JSON.set(json);
     }
@@ -43,6 +44,10 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), edge::guard))
         .layer(from_fn_with_state(state.clone(), edge::client_address))
         .layer(DefaultBodyLimit::max(extract::MAX_JSON_BODY))
+        // A body trickled in slowly (slow POST) is cut off.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            std::time::Duration::from_secs(30),
+        ))
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header(header::X_FRAME_OPTIONS, "DENY"))
         .layer(header(header::REFERRER_POLICY, "no-referrer"))
@@ -71,5 +76,7 @@ pub fn metrics_router(state: AppState) -> Router {
 
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes::api_routes().split_for_parts().1
+    let mut openapi = routes::api_routes().split_for_parts().1;
+    routes::complete_document(&mut openapi);
+    openapi
 }

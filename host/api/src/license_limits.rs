@@ -36,10 +36,11 @@ pub async fn limit(state: &AppState, what: Limited) -> ApiResult<Option<u64>> {
         .flatten())
 }
 
-/// Refuses one more of `what` in `tx` when the licence's limit is reached. Call it in the
-/// transaction that inserts, before the insert.
-pub async fn check(state: &AppState, tx: &mut Tx, what: Limited, field: &str) -> ApiResult<()> {
-    let Some(max) = limit(state, what).await? else {
+/// Refuses one more of `what` in `tx` when `max` (from [`limit`], read before the write
+/// transaction began: reading the licence needs a connection of its own) is reached. Call it in
+/// the transaction that inserts, before the insert.
+pub async fn check(tx: &mut Tx, what: Limited, max: Option<u64>, field: &str) -> ApiResult<()> {
+    let Some(max) = max else {
         return Ok(());
     };
     tx.serialize(&format!("limit:{}", what.key())).await?;

@@ -160,7 +160,12 @@ pub async fn metrics_handler(
     headers: axum::http::HeaderMap,
 ) -> Response {
     if state.settings().metrics_token.is_none() {
-        let loopback = client.is_none_or(|c| c.0.0.is_loopback());
+        // A proxy on the same machine makes every client look local: a forwarded request is
+        // not a loopback client.
+        let forwarded = ["x-forwarded-for", "forwarded", "x-real-ip"]
+            .iter()
+            .any(|h| headers.contains_key(*h));
+        let loopback = !forwarded && client.is_none_or(|c| c.0.0.to_canonical().is_loopback());
         if !loopback {
             return crate::error::ApiError::forbidden(
                 "/metrics answers loopback clients only; set metrics_token (INFRAPILOT_METRICS_TOKEN) or metrics_listen (INFRAPILOT_METRICS_LISTEN)",

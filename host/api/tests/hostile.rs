@@ -706,6 +706,69 @@ fn the_installer_refuses_plain_http_off_loopback_before_downloading() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("INFRAPILOT_AGENT_SHA256"));
 }
 
+// ---- 10. alert channel settings -------------------------------------------------------------------
+
+#[tokio::test]
+async fn viewers_see_no_channel_settings_and_webhook_urls_and_headers_are_secret() {
+    for backend in backends() {
+        let (app, _) = TestApp::with_plugins(backend).await;
+        let root = app.setup_admin().await;
+        let bundle =
+            std::fs::read(common::plugin_build().join("bundles/infrapilot_webhook.bundle"))
+                .unwrap();
+        let r = app
+            .send_raw(
+                "POST",
+                "/api/v1/plugins",
+                Some(&root),
+                Some("application/x-tar"),
+                bundle,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let r = app
+            .post(
+                "/api/v1/plugins/infrapilot.webhook/enable",
+                Some(&root),
+                json!({}),
+            )
+            .await;
+        assert!(r.status.is_success(), "{:?}", r.body);
+        let r = app
+            .post(
+                "/api/v1/alerts/channels",
+                Some(&root),
+                json!({"plugin": "infrapilot.webhook", "name": "ops",
+                       "settings": {"url": "https://user:pw@hooks.example.com/T0K3N", "headers": {"Authorization": "Bearer s3cr3t"}}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        let shown = String::from_utf8(r.raw).unwrap();
+        assert!(
+            !shown.contains("T0K3N") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+        let admin_view = app
+            .get(&format!("/api/v1/alerts/channels/{id}"), &root)
+            .await;
+        assert_eq!(admin_view.body["secrets_set"], json!(["headers", "url"]));
+        let viewer = app.user_with_role(&root, "viewer").await;
+        for path in [
+            "/api/v1/alerts/channels".to_owned(),
+            format!("/api/v1/alerts/channels/{id}"),
+        ] {
+            let r = app.get(&path, &viewer).await;
+            assert_eq!(r.status, StatusCode::OK);
+            let text = String::from_utf8(r.raw).unwrap();
+            assert!(
+                !text.contains("hooks.example.com") && !text.contains("secrets_set\":[\""),
+                "{text}"
+            );
+        }
+    }
+}
+
 // ---- 11. the smaller ones -------------------------------------------------------------------------
 
 #[tokio::test]
@@ -864,7 +927,11 @@ async fn licence_limits_hold_under_parallel_enrollment_and_user_creation() {
             3,
             "{backend:?}: {statuses:?}"
         );
-        assert_eq!(count(&statuses, StatusCode::FORBIDDEN), 17);
+        assert_eq!(
+            count(&statuses, StatusCode::FORBIDDEN),
+            17,
+            "{backend:?}: {statuses:?}"
+        );
         let statuses = in_parallel(&app, 10, {
             let admin = admin.clone();
             move |app, i| {

@@ -668,7 +668,17 @@ impl AgentHub {
                     stream = id,
                     "a stream's reader fell {STREAM_BUFFER} items behind; the stream is closed"
                 );
-                self.close_stream(agent_id, id).await;
+                // Never wait on the agent's outbound channel from its own session loop.
+                self.lock().streams.remove(id);
+                if let Some(tx) = self.sender(agent_id) {
+                    let _ = tx.try_send(Ok(HostMessage {
+                        body: Some(host_message::Body::CancelStream(
+                            infrapilot_proto::v1::CancelStream {
+                                stream_id: id.to_owned(),
+                            },
+                        )),
+                    }));
+                }
             }
         }
     }

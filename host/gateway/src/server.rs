@@ -137,16 +137,19 @@ async fn rotate(
     })
 }
 
-/// Whether the agent may keep its session. Fails closed: when the database cannot say, the
-/// session ends (the agent reconnects and is checked again).
-async fn revoked(store: &Store, agent_id: &str) -> bool {
+/// Whether the agent may keep its session: `None` when it may, else the status that ends it.
+/// Fails closed: when the database cannot say, the session ends as *unavailable* (the agent
+/// reconnects and is checked again), never as *revoked* (which would stop the agent for good).
+async fn revocation(store: &Store, agent_id: &str) -> Option<Status> {
     let found = async { store.read(DEFAULT_ORG_ID).await?.agent(agent_id).await }.await;
     match found {
-        Ok(Some(agent)) => agent.revoked_at.is_some(),
-        Ok(None) => true,
+        Ok(Some(agent)) if agent.revoked_at.is_none() => None,
+        Ok(_) => Some(Status::permission_denied("this agent has been revoked")),
         Err(e) => {
             tracing::warn!(agent_id, error = %e, "could not check revocation; ending the session");
-            true
+            Some(Status::unavailable(
+                "the host could not check this agent; reconnect",
+            ))
         }
     }
 }
@@ -154,9 +157,6 @@ async fn revoked(store: &Store, agent_id: &str) -> bool {
 /// Largest message either side of a session accepts. A log page is capped well below it by the
 /// agent (`LOG_PAGE_MAX_BYTES`); the margin is for protobuf framing and the rest of a result.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
-
-/// Stream errors in a row after which a session is given up (one bad item never ends it).
-const MAX_CONSECUTIVE_STREAM_ERRORS: u32 = 3;
 
 /// How often an open session re-reads its agent's revocation, besides heartbeats and the
 /// immediate end the revoke route signals.
@@ -186,7 +186,6 @@ impl AgentGateway for Gateway {
         tokio::spawn(async move {
             // The node counts as connected (commands go to it) once it said hello.
             let mut session: Option<(u64, crate::hub::SessionEnd)> = None;
-            let mut stream_errors = 0u32;
             let mut last_revocation_check = tokio::time::Instant::now();
             loop {
                 let ended = async {
@@ -204,18 +203,13 @@ impl AgentGateway for Gateway {
                     next = tokio::time::timeout(silence, inbound.next()) => next,
                 };
                 let message = match next {
-                    Ok(Some(Ok(message))) => {
-                        stream_errors = 0;
-                        message
-                    }
+                    Ok(Some(Ok(message))) => message,
                     Ok(Some(Err(status))) => {
-                        // One bad item (e.g. an oversized message) is dropped, not the session.
-                        stream_errors += 1;
-                        tracing::warn!(agent_id, error = %status, "dropped a bad message from the agent");
-                        if stream_errors >= MAX_CONSECUTIVE_STREAM_ERRORS {
-                            break;
-                        }
-                        continue;
+                        // After a decode error the stream's framing cannot be trusted: end the
+                        // session (the agent reconnects). The agent keeps its messages far under
+                        // the bound (a log page is at most 1 MiB), so this is not a viewer's lever.
+                        tracing::warn!(agent_id, error = %status, "a bad message from the agent; ending the session");
+                        break;
                     }
                     Ok(None) => break,
                     Err(_) => {
@@ -235,12 +229,8 @@ impl AgentGateway for Gateway {
                     && !matches!(message.body, Some(agent_message::Body::Heartbeat(_)))
                 {
                     last_revocation_check = tokio::time::Instant::now();
-                    if revoked(&store, &agent_id).await {
-                        let _ = tx
-                            .send(Err(Status::permission_denied(
-                                "this agent has been revoked",
-                            )))
-                            .await;
+                    if let Some(status) = revocation(&store, &agent_id).await {
+                        let _ = tx.send(Err(status)).await;
                         break;
                     }
                 }
@@ -292,12 +282,8 @@ impl AgentGateway for Gateway {
                     Some(agent_message::Body::Heartbeat(_)) => {
                         // Revocation also ends a session that is already open.
                         last_revocation_check = tokio::time::Instant::now();
-                        if revoked(&store, &agent_id).await {
-                            let _ = tx
-                                .send(Err(Status::permission_denied(
-                                    "this agent has been revoked",
-                                )))
-                                .await;
+                        if let Some(status) = revocation(&store, &agent_id).await {
+                            let _ = tx.send(Err(status)).await;
                             break;
                         }
                         touch(&store, &agent_id, None).await;

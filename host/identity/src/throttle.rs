@@ -35,9 +35,14 @@ impl LoginThrottle {
 
     fn check_at(&self, key: &str, now: Instant) -> ThrottleDecision {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(entries) = map.get_mut(key) else {
-            return ThrottleDecision::Allow;
-        };
+        match map.get_mut(key) {
+            Some(entries) => self.decide(entries, now),
+            None => ThrottleDecision::Allow,
+        }
+    }
+
+    /// Drops the failures that left the window and decides on what is left.
+    fn decide(&self, entries: &mut VecDeque<Instant>, now: Instant) -> ThrottleDecision {
         while entries
             .front()
             .is_some_and(|t| now.duration_since(*t) >= self.window)
@@ -63,20 +68,10 @@ impl LoginThrottle {
 
     fn try_attempt_at(&self, key: &str, now: Instant) -> ThrottleDecision {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entries) = map.get_mut(key) {
-            while entries
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= self.window)
-            {
-                entries.pop_front();
-            }
-            if entries.len() >= self.max_failures {
-                let oldest = entries[entries.len() - self.max_failures];
-                let retry_after = self.window.saturating_sub(now.duration_since(oldest));
-                return ThrottleDecision::Deny {
-                    retry_after: retry_after.max(Duration::from_secs(1)),
-                };
-            }
+        if let Some(entries) = map.get_mut(key)
+            && let deny @ ThrottleDecision::Deny { .. } = self.decide(entries, now)
+        {
+            return deny;
         }
         self.push(&mut map, key, now);
         ThrottleDecision::Allow

@@ -30,15 +30,14 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: browsers speak it (or HTTP/2 over TLS, which a TLS proxy in front ends);
+    // cleartext HTTP/2 would let an idle connection sit forever between pings.
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let first_bytes_timeout = limits.header_read_timeout;
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
@@ -70,12 +69,21 @@ pub async fn serve(
                 .insert(ConnectInfo::<SocketAddr>(peer));
             tower::ServiceExt::oneshot(app.clone(), request)
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        // The protocol sniffing before hyper's header timeout starts has no deadline of its own:
+        // a client that connects and says nothing would hold its slot forever.
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let started = tokio::time::timeout(first_bytes_timeout, request_started(&stream)).await;
+            if !matches!(started, Ok(true)) {
+                tracing::debug!(%peer, "no request within the header timeout; closed");
+                drop(slot);
+                return;
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
             drop(slot);
@@ -88,5 +96,22 @@ pub async fn serve(
             grace_seconds = limits.shutdown_grace.as_secs(),
             "connections still open after the grace period; closing them"
         ),
+    }
+}
+
+/// Waits until the client has sent enough of its first request for hyper's protocol sniffing to
+/// decide (24 bytes, or bytes that cannot be the HTTP/2 preface). False when it hung up.
+async fn request_started(stream: &tokio::net::TcpStream) -> bool {
+    const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; 24];
+    loop {
+        if stream.readable().await.is_err() {
+            return false;
+        }
+        match stream.peek(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if n >= 24 || buf[..n] != H2_PREFACE[..n] => return true,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
     }
 }

@@ -232,7 +232,15 @@ async fn setup_code(store: &Store, data_dir: &Path) -> anyhow::Result<Option<(St
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    restrict_data_dir(&config)?;
+    if let Err(e) = restrict_data_dir(&config) {
+        // A volume the process does not own: serve anyway, loudly.
+        tracing::warn!(error = %e, "could not make the data directory owner-only (0700/0600); it holds every secret");
+    }
+    if config.public_url.is_none() && config.allowed_hosts.is_empty() {
+        tracing::warn!(
+            "neither public_url nor allowed_hosts is set: sign-in answers only to IP addresses and localhost; set INFRAPILOT_PUBLIC_URL (or INFRAPILOT_ALLOWED_HOSTS) to the name you browse to"
+        );
+    }
     let secrets = SecretBox::new(&master_key(&config.data_dir)?)?;
     let ca = infrapilot_gateway::load_or_create_ca(&store, &secrets)
         .await

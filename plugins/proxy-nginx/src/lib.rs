@@ -281,7 +281,9 @@ fn render_shared(hosts: &[ProxyHost], revision: u64) -> Result<Vec<RenderedFile>
     out.push_str("    ssl_protocols TLSv1.2 TLSv1.3;\n");
     out.push_str(MOZILLA_INTERMEDIATE_CIPHERS);
     out.push_str("    ssl_ecdh_curve X25519:prime256v1:secp384r1;\n");
-    out.push_str("    ssl_prefer_server_ciphers off;\n");
+    // The list holds strong suites only; the server's order puts AES-GCM (hardware) first and
+    // scanners (testssl) flag a server without an order.
+    out.push_str("    ssl_prefer_server_ciphers on;\n");
     out.push_str("    ssl_session_cache shared:infrapilot_tls:10m;\n");
     out.push_str("    ssl_session_timeout 1d;\n");
     out.push_str("    ssl_session_tickets off;\n");

@@ -13,10 +13,17 @@ use infrapilot_plugin_sdk::channel::{
 use serde::Deserialize;
 use sha2::Sha256;
 
-#[derive(Deserialize)]
+/// Plain settings: none since 0.1.1 (the URL and the headers are secrets); a channel saved by
+/// 0.1.0 may still hold them here.
+#[derive(Deserialize, Default)]
+struct PlainSettings {
+    url: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
 struct Settings {
     url: String,
-    #[serde(default)]
     headers: BTreeMap<String, String>,
 }
 
@@ -30,7 +37,19 @@ const RESERVED: [&str; 5] = [
 ];
 
 fn checked() -> Result<Settings, PluginError> {
-    let s: Settings = settings()?;
+    let plain: PlainSettings = settings()?;
+    let url = match optional_secret("url")? {
+        Some(url) => url,
+        None => plain
+            .url
+            .ok_or_else(|| PluginError::InvalidSettings("url: not set".into()))?,
+    };
+    let headers = match optional_secret("headers")? {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|_| PluginError::InvalidSettings("headers: not a map of strings".into()))?,
+        None => plain.headers,
+    };
+    let s = Settings { url, headers };
     if !(s.url.starts_with("https://") || s.url.starts_with("http://")) {
         return Err(PluginError::InvalidSettings(
             "url: must start with http:// or https://".into(),

@@ -80,6 +80,22 @@ async fn webhook_posts_json_signed_with_hmac_sha256() {
         .await
         .unwrap();
     assert_eq!(header(&host.requests()[1], "x-infrapilot-signature"), None);
+
+    // Since 0.1.1 the URL and the headers are secrets (they can carry credentials).
+    plugin
+        .deliver(
+            json!({}),
+            &[
+                ("url", "https://receiver.example/secret-hook"),
+                ("headers", r#"{"Authorization": "Bearer t0ken"}"#),
+            ],
+            &sample_alert(),
+        )
+        .await
+        .unwrap();
+    let request = &host.requests()[2];
+    assert_eq!(request.url, "https://receiver.example/secret-hook");
+    assert_eq!(header(request, "authorization"), Some("Bearer t0ken"));
 }
 
 #[tokio::test]

@@ -362,6 +362,11 @@ function CreatedTokenBox({ created, onDone }: { created: CreatedEnrollment; onDo
       <div className="secret-line">
         <span className="muted">Secret:</span> <code data-testid="enrollment-secret">{created.secret}</code>
       </div>
+      {created.install_warning && (
+        <p className="alert alert-error" role="alert" data-testid="install-warning">
+          <strong>Insecure:</strong> {created.install_warning}
+        </p>
+      )}
       <label htmlFor="install-command" className="block-label">
         Run this on the Docker host:
       </label>

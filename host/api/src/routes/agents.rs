@@ -342,7 +342,9 @@ pub async fn enroll(
 ) -> ApiResult<(StatusCode, Json<EnrollResponse>)> {
     // Throttled per address before anything else: a flood of bogus tokens costs neither a
     // signature nor an audit event per attempt.
-    let throttle_key = format!("enroll:{}", client.ip);
+    let throttle_key = format!("enroll:{}", client.throttle_key());
+    // Only bad tokens count (a fleet enrolling in parallel from one NAT address is not an
+    // attack); each costs a hash lookup at most, since the token is checked before anything else.
     if let ThrottleDecision::Deny { retry_after } = state.enroll_throttle().check(&throttle_key) {
         return Err(ApiError::too_many_attempts(retry_after.as_secs().max(1)));
     }
@@ -368,6 +370,8 @@ pub async fn enroll(
     let agent_id = uuid::Uuid::new_v4().to_string();
     // The token is checked (and taken) first; the CSR is signed only for a good one. Anything
     // refused after this rolls back, so the token's use is not spent.
+    let nodes = crate::license_limits::Limited::Nodes;
+    let max_nodes = crate::license_limits::limit(&state, nodes).await?;
     let mut tx = state.store().write(org_id).await?;
     let token = match tx.consume_enrollment_token(&hash_token(&req.token)).await? {
         Ok(token) => token,
@@ -377,13 +381,7 @@ pub async fn enroll(
             return Err(ApiError::unauthorized(reason).with_field("token"));
         }
     };
-    crate::license_limits::check(
-        &state,
-        &mut tx,
-        crate::license_limits::Limited::Nodes,
-        "token",
-    )
-    .await?;
+    crate::license_limits::check(&mut tx, nodes, max_nodes, "token").await?;
     let issued = state
         .ca()
         .sign_agent_csr(&req.csr, org_id, &agent_id)

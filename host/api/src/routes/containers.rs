@@ -834,12 +834,19 @@ const MAX_SOCKET_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Sends a close frame with `code` and `reason` (cut to fit a control frame).
 async fn close_socket(socket: &mut WebSocket, code: u16, reason: &str) {
-    let _ = socket
-        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
-            code,
-            reason: reason.chars().take(120).collect::<String>().into(),
-        })))
-        .await;
+    let frame = Message::Close(Some(axum::extract::ws::CloseFrame {
+        code,
+        reason: reason.chars().take(120).collect::<String>().into(),
+    }));
+    let _ = tokio::time::timeout(SOCKET_SEND_TIMEOUT, socket.send(frame)).await;
+}
+
+/// Sends a text message, giving up after [`SOCKET_SEND_TIMEOUT`] (a client that stopped reading).
+async fn send_text(socket: &mut WebSocket, text: String) -> bool {
+    matches!(
+        tokio::time::timeout(SOCKET_SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await,
+        Ok(Ok(()))
+    )
 }
 
 /// The close of a stream the hub ended: the reader fell behind, or the node went away.
@@ -866,10 +873,7 @@ async fn pump_logs(mut socket: WebSocket, mut rx: StreamReceiver, guard: SocketG
             item = rx.recv() => match item {
                 Some(StreamItem::Log(chunk)) if chunk.end => {
                     let reason = if chunk.error.is_empty() { "the log ended".to_owned() } else { chunk.error };
-                    let _ = socket.send(Message::Close(Some(axum::extract::ws::CloseFrame {
-                        code: 1000,
-                        reason: reason.chars().take(120).collect::<String>().into(),
-                    }))).await;
+                    close_socket(&mut socket, 1000, &reason).await;
                     return;
                 }
                 Some(StreamItem::Log(chunk)) => {
@@ -882,9 +886,8 @@ async fn pump_logs(mut socket: WebSocket, mut rx: StreamReceiver, guard: SocketG
                     };
                     let text = serde_json::to_string(&line).unwrap_or_default();
                     // A reader that stops reading is dropped, not waited for.
-                    match tokio::time::timeout(SOCKET_SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await {
-                        Ok(Ok(())) => {}
-                        _ => return,
+                    if !send_text(&mut socket, text).await {
+                        return;
                     }
                 }
                 Some(StreamItem::Exec(_)) => {}
@@ -1022,8 +1025,10 @@ async fn pump_exec(
     loop {
         tokio::select! {
             closing = &mut closing => {
+                // The process is told to end first: a client that stopped reading cannot keep it.
+                let _ = state.hub().exec_input(agent_id, input(Vec::new(), 0, 0, true)).await;
                 let text = json!({"type": "error", "message": closing.reason}).to_string();
-                let _ = socket.send(Message::Text(text.into())).await;
+                send_text(&mut socket, text).await;
                 close_socket(&mut socket, closing.code, &closing.reason).await;
                 closed_by_host = Some(closing.reason);
                 break;
@@ -1031,8 +1036,8 @@ async fn pump_exec(
             item = rx.recv() => match item {
                 Some(StreamItem::Exec(out)) if out.exited => {
                     let text = json!({"type": "exit", "exit_code": out.exit_code}).to_string();
-                    let _ = socket.send(Message::Text(text.into())).await;
-                    let _ = socket.send(Message::Close(None)).await;
+                    send_text(&mut socket, text).await;
+                    close_socket(&mut socket, 1000, "the process exited").await;
                     return (Some(out.exit_code), None);
                 }
                 Some(StreamItem::Exec(out)) => {
@@ -1045,7 +1050,7 @@ async fn pump_exec(
                 None => {
                     let (code, reason) = ended_stream(&rx);
                     let text = json!({"type": "error", "message": reason}).to_string();
-                    let _ = socket.send(Message::Text(text.into())).await;
+                    send_text(&mut socket, text).await;
                     close_socket(&mut socket, code, reason).await;
                     return (None, Some(reason.to_owned()));
                 }
@@ -1057,7 +1062,9 @@ async fn pump_exec(
                         Ok(ExecClientMessage::Resize { cols, rows }) => input(Vec::new(), cols.clamp(1, 1000), rows.clamp(1, 1000), false),
                         Err(e) => {
                             let text = json!({"type": "error", "message": format!("unrecognised message: {e}")}).to_string();
-                            let _ = socket.send(Message::Text(text.into())).await;
+                            if !send_text(&mut socket, text).await {
+                                break;
+                            }
                             continue;
                         }
                     };

@@ -66,8 +66,14 @@ pub fn install_command(base: &str, token: &str, agent_sha256: Option<&str>) -> S
     let checksum = agent_sha256
         .map(|sum| format!(" INFRAPILOT_AGENT_SHA256='{sum}'"))
         .unwrap_or_default();
+    // An https base never falls back to http (nor follows a redirect there).
+    let protocols = if base.starts_with("https://") {
+        "=https"
+    } else {
+        "=https,http"
+    };
     format!(
-        "curl -fsSL --proto '=https,http' '{base}/install.sh' | sudo INFRAPILOT_ENDPOINT='{base}' INFRAPILOT_AGENT_TOKEN='{token}'{checksum} sh"
+        "curl -fsSL --proto '{protocols}' '{base}/install.sh' | sudo INFRAPILOT_ENDPOINT='{base}' INFRAPILOT_AGENT_TOKEN='{token}'{checksum} sh"
     )
 }
 

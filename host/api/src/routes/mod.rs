@@ -128,3 +128,96 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
 }
+
+/// What every operation may answer besides its own responses, with why (the document states
+/// every rule the server applies: generated clients and the dashboard's types depend on it).
+const STANDARD_ERRORS: &[(&str, &str)] = &[
+    ("400", "Bad input: the error names the field"),
+    (
+        "405",
+        "The route exists but not with this method (`Allow` lists the methods)",
+    ),
+    (
+        "409",
+        "The current state does not allow it (e.g. the node is offline or the name is taken)",
+    ),
+    ("413", "The body is over 64 KiB"),
+    ("415", "The body is not `application/json`"),
+    (
+        "422",
+        "An `Idempotency-Key` was reused for a different request",
+    ),
+    (
+        "429",
+        "Too many attempts or too busy; `Retry-After` says when to come back",
+    ),
+    (
+        "503",
+        "A part this needs is not running (the plugin runtime, a proxy backend)",
+    ),
+];
+
+/// Answers of an operation that needs credentials.
+const AUTHENTICATED_ERRORS: &[(&str, &str)] = &[
+    ("401", "No valid credentials"),
+    (
+        "403",
+        "The caller's role (or credential type) is not enough",
+    ),
+];
+
+/// Completes the generated document: standard error answers on every operation, the bearer
+/// requirement on exactly the operations `ACCESS_RULES` protects (none on public ones).
+pub fn complete_document(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::SecurityRequirement;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |why: &str| -> RefOr<utoipa::openapi::Response> {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(why)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let operations = [
+            ("GET", item.get.as_mut()),
+            ("PUT", item.put.as_mut()),
+            ("POST", item.post.as_mut()),
+            ("DELETE", item.delete.as_mut()),
+            ("PATCH", item.patch.as_mut()),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let access = crate::access::ACCESS_RULES
+                .iter()
+                .find(|(m, p, _)| *m == method && *p == path.as_str())
+                .map(|(_, _, a)| *a);
+            let protected = !matches!(access, Some(crate::access::Access::Public) | None);
+            let responses = &mut operation.responses.responses;
+            for (code, why) in STANDARD_ERRORS {
+                responses
+                    .entry((*code).to_owned())
+                    .or_insert_with(|| error(why));
+            }
+            if protected {
+                for (code, why) in AUTHENTICATED_ERRORS {
+                    responses
+                        .entry((*code).to_owned())
+                        .or_insert_with(|| error(why));
+                }
+                operation.security = Some(vec![SecurityRequirement::new(
+                    "bearer",
+                    Vec::<String>::new(),
+                )]);
+            } else {
+                operation.security = None;
+            }
+        }
+    }
+}

@@ -29,6 +29,22 @@ pub(crate) async fn password_matches(stored_hash: String, password: String) -> b
         .unwrap_or(false)
 }
 
+/// Like [`password_matches`], holding `turn` until the hash is done: a caller that hangs up
+/// mid-check does not free its turn while Argon2 still runs.
+async fn password_matches_in_turn(
+    turn: tokio::sync::OwnedSemaphorePermit,
+    stored_hash: String,
+    password: String,
+) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let matched = verify_password(&stored_hash, &password);
+        drop(turn);
+        matched
+    })
+    .await
+    .unwrap_or(false)
+}
+
 /// Hashes a new password on the blocking pool.
 pub(crate) async fn new_password_hash(password: String) -> ApiResult<String> {
     tokio::task::spawn_blocking(move || hash_password(&password))
@@ -117,7 +133,9 @@ pub(crate) fn count_attempt(
     {
         return Err(ApiError::too_many_attempts(retry_after.as_secs().max(1)));
     }
-    if let ThrottleDecision::Deny { retry_after } = state.ip_throttle().try_attempt(&client.ip) {
+    if let ThrottleDecision::Deny { retry_after } =
+        state.ip_throttle().try_attempt(&client.throttle_key())
+    {
         state.account_throttle().forgive_one(account_key);
         return Err(ApiError::too_many_attempts(retry_after.as_secs().max(1)));
     }
@@ -128,13 +146,13 @@ pub(crate) fn count_attempt(
 /// the address's count is taken back.
 pub(crate) fn attempt_succeeded(state: &AppState, account_key: &str, client: &ClientInfo) {
     state.account_throttle().record_success(account_key);
-    state.ip_throttle().forgive_one(&client.ip);
+    state.ip_throttle().forgive_one(&client.throttle_key());
 }
 
 /// The attempt counted by [`count_attempt`] never reached its check (the host was busy).
 fn attempt_not_made(state: &AppState, account_key: &str, client: &ClientInfo) {
     state.account_throttle().forgive_one(account_key);
-    state.ip_throttle().forgive_one(&client.ip);
+    state.ip_throttle().forgive_one(&client.throttle_key());
 }
 
 /// How long an anonymous password check waits for its turn before the caller gets 429.
@@ -275,8 +293,8 @@ pub async fn login(
         .as_ref()
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| dummy_password_hash().to_owned());
-    let password_ok = password_matches(stored_hash, req.password).await && user.is_some();
-    drop(turn);
+    let password_ok =
+        password_matches_in_turn(turn, stored_hash, req.password).await && user.is_some();
     let user = match user {
         Some(u) if password_ok => u,
         _ => {
@@ -292,7 +310,14 @@ pub async fn login(
             "this account is disabled",
         ));
     }
-    attempt_succeeded(&state, &email, &client);
+    if user.totp_enabled {
+        // The password was right, but the account's failures stand until the second factor is:
+        // a known password must not reset the count between rounds of code guesses.
+        state.account_throttle().forgive_one(&email);
+        state.ip_throttle().forgive_one(&client.throttle_key());
+    } else {
+        attempt_succeeded(&state, &email, &client);
+    }
     let mut tx = state.store().write(DEFAULT_ORG_ID).await?;
     if user.totp_enabled {
         let challenge = issue_token(TokenKind::MfaChallenge)?;

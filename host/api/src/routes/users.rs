@@ -228,7 +228,7 @@ pub async fn setup(
         )
         .with_field("setup_code"));
     };
-    let throttle_key = format!("setup:{}", client.ip);
+    let throttle_key = format!("setup:{}", client.throttle_key());
     if let infrapilot_identity::ThrottleDecision::Deny { retry_after } =
         state.ip_throttle().try_attempt(&throttle_key)
     {
@@ -281,14 +281,10 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateUserRequest>,
 ) -> ApiResult<(StatusCode, Json<UserDto>)> {
     let input = NewUserInput::validate(&req.email, &req.password, &req.name, &req.role)?;
+    let users = crate::license_limits::Limited::Users;
+    let max = crate::license_limits::limit(&state, users).await?;
     let mut tx = state.store().write(&principal.org_id).await?;
-    crate::license_limits::check(
-        &state,
-        &mut tx,
-        crate::license_limits::Limited::Users,
-        "email",
-    )
-    .await?;
+    crate::license_limits::check(&mut tx, users, max, "email").await?;
     let user = create_user_in(
         &mut tx,
         &Actor::user(&principal),

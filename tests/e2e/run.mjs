@@ -285,6 +285,7 @@ async function main() {
     });
 
     await step('setup refuses a wrong setup code, naming the field', async () => {
+      const before = consoleErrors.length;
       await label('Setup code').fill('not-the-code');
       await label('Name').fill(ADMIN.name);
       await label('Email').fill(ADMIN.email);
@@ -292,6 +293,12 @@ async function main() {
       await label('Confirm password').fill(ADMIN.password);
       await button('Create administrator').click();
       await page.getByText('the setup code is wrong').waitFor();
+      if (!(await label('Setup code').getAttribute('aria-invalid'))) throw new Error('the setup code field is not marked');
+      // The browser logs the refused request (403) it was asked to make; that one is expected.
+      await sleep(300);
+      for (let i = consoleErrors.length - 1; i >= before; i--) {
+        if (/status of 403/.test(consoleErrors[i])) consoleErrors.splice(i, 1);
+      }
     });
 
     await step('create the administrator with the setup code from the data directory', async () => {

@@ -40,6 +40,7 @@ fn refuse(field: impl Into<String>, message: impl Into<String>) -> FieldError {
 #[serde(deny_unknown_fields)]
 pub struct ProxySpec {
     /// Host names this host answers (RFC 1123; a leading `*.` for a wildcard), at least one.
+    #[schema(min_items = 1, max_items = 50)]
     pub domains: Vec<String>,
     pub upstream: UpstreamSpec,
     /// Pass WebSocket upgrades to the upstream.

@@ -31,13 +31,20 @@ type Labels = BTreeMap<String, String>;
 #[serde(deny_unknown_fields)]
 pub struct CreateEnrollmentTokenRequest {
     /// What the token is for, e.g. `web servers rollout`.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: String,
     /// Labels every agent enrolled with this token gets, e.g. `{"env": "prod"}`.
     #[serde(default)]
     pub labels: Labels,
     /// How many agents may enrol with it, 1–1000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_uses: i64,
     /// Hours until it expires, 1–720.
+    #[schema(minimum = 1, maximum = 720)]
     pub expires_in_hours: i64,
 }
 

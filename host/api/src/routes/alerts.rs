@@ -29,7 +29,13 @@ const MAX_RULE_CHANNELS: usize = 20;
 #[serde(deny_unknown_fields)]
 pub struct CreateChannelRequest {
     /// The alert-channel plugin's id, e.g. `infrapilot.webhook`.
+    #[schema(pattern = "^[a-z0-9.-]{3,64}$")]
     pub plugin: String,
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: String,
     /// Settings per the plugin's JSON Schema; secret (`writeOnly`) fields are stored sealed and
     /// never returned.
@@ -72,9 +78,17 @@ pub struct TestResultDto {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRuleRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: String,
     /// `container_crashed`, `restart_loop`, `cpu_high`, `memory_high`, `node_offline` or
     /// `certificate_expiring`.
+    #[schema(
+        pattern = "^(container_crashed|restart_loop|cpu_high|memory_high|node_offline|certificate_expiring)$"
+    )]
     pub kind: String,
     /// By kind: `container` (exact name filter), `restarts` and `window_seconds` (restart_loop),
     /// `threshold_percent` and `duration_seconds` (cpu_high, memory_high), `days`
@@ -85,6 +99,7 @@ pub struct CreateRuleRequest {
     /// Only this node (all nodes when absent).
     pub agent_id: Option<String>,
     /// `info`, `warning` (default) or `critical`.
+    #[schema(pattern = "^(info|warning|critical)$")]
     pub severity: Option<String>,
     /// Minimum seconds between two notifications for the same target (default 300).
     pub cooldown_seconds: Option<u32>,

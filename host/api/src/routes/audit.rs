@@ -21,10 +21,13 @@ pub struct AuditQuery {
     /// Exact action, e.g. `user.create`.
     pub action: Option<String>,
     /// RFC 3339, inclusive.
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// RFC 3339, exclusive.
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(minimum = 1)]
     pub before_seq: Option<i64>,
     /// 1–500, default 50.
     #[param(minimum = 1, maximum = 500)]

@@ -149,6 +149,7 @@ pub struct EventQuery {
     /// An event id: only older events.
     pub before: Option<i64>,
     /// A container id or name.
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")]
     pub container: Option<String>,
 }
 
@@ -439,7 +440,7 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/containers/{cid}", operation_id = "get_container", tag = "containers",
-    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, description = "Container id, id prefix or name")),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name")),
     responses((status = 200, body = ContainerDetail), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn detail(
@@ -457,7 +458,7 @@ pub async fn detail(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/env/reveal", operation_id = "reveal_container_env", tag = "containers",
-    params(("id" = uuid::Uuid, Path), ("cid" = String, Path)),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name")),
     responses((status = 200, body = RevealedEnv), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn reveal_env(
@@ -505,7 +506,7 @@ async fn container_action(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/start", operation_id = "start_container", tag = "containers",
-    params(("id" = uuid::Uuid, Path), ("cid" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name"), ("Idempotency-Key" = Option<String>, Header)),
     request_body(content = Option<ActionRequest>),
     responses((status = 200, body = ContainerActionResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -521,7 +522,7 @@ pub async fn start(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/stop", operation_id = "stop_container", tag = "containers",
-    params(("id" = uuid::Uuid, Path), ("cid" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name"), ("Idempotency-Key" = Option<String>, Header)),
     request_body(content = Option<ActionRequest>),
     responses((status = 200, body = ContainerActionResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -537,7 +538,7 @@ pub async fn stop(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/restart", operation_id = "restart_container", tag = "containers",
-    params(("id" = uuid::Uuid, Path), ("cid" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name"), ("Idempotency-Key" = Option<String>, Header)),
     request_body(content = Option<ActionRequest>),
     responses((status = 200, body = ContainerActionResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -562,7 +563,7 @@ pub async fn restart(
 }
 
 #[utoipa::path(delete, path = "/api/v1/agents/{id}/containers/{cid}", operation_id = "delete_container", tag = "containers",
-    params(("id" = uuid::Uuid, Path), ("cid" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name"), ("Idempotency-Key" = Option<String>, Header)),
     request_body = DeleteContainerRequest,
     responses((status = 200, body = ContainerActionResult), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
@@ -713,7 +714,7 @@ fn ns_of(field: &str, raw: &str) -> ApiResult<i64> {
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/containers/{cid}/logs", operation_id = "container_logs", tag = "containers",
-    params(("id" = uuid::Uuid, Path), ("cid" = String, Path), LogQuery),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name"), LogQuery),
     responses((status = 200, body = LogPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn logs(
@@ -774,7 +775,7 @@ fn rfc3339_ns(ns: i64) -> String {
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/containers/{cid}/logs/ws", operation_id = "follow_container_logs", tag = "containers",
     description = "WebSocket (subprotocol `infrapilot.v1`; the access token as subprotocol `bearer.<token>`): one `LogLine` JSON text frame per line.",
-    params(("id" = uuid::Uuid, Path), ("cid" = String, Path), FollowQuery),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name"), FollowQuery),
     responses((status = 101, description = "Switching to WebSocket"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn follow_logs(
@@ -914,7 +915,7 @@ enum ExecClientMessage {
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/containers/{cid}/exec/ws", operation_id = "exec_container", tag = "containers",
     description = "WebSocket terminal (subprotocol `infrapilot.v1`; token as subprotocol `bearer.<token>`). Client text frames: `{\"type\":\"input\",\"data\"}`, `{\"type\":\"resize\",\"cols\",\"rows\"}`. Server: binary frames of terminal output, then `{\"type\":\"exit\",\"exit_code\"}`. Audited (start and end).",
-    params(("id" = uuid::Uuid, Path), ("cid" = String, Path), ExecQuery),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name"), ExecQuery),
     responses((status = 101, description = "Switching to WebSocket"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn exec(

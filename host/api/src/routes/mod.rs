@@ -134,6 +134,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
 const STANDARD_ERRORS: &[(&str, &str)] = &[
     ("400", "Bad input: the error names the field"),
     (
+        "404",
+        "Something the request names does not exist (the field says which)",
+    ),
+    (
         "405",
         "The route exists but not with this method (`Allow` lists the methods)",
     ),

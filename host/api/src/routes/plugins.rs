@@ -204,7 +204,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<PluginDto
 }
 
 #[utoipa::path(get, path = "/api/v1/plugins/{id}", operation_id = "get_plugin", tag = "plugins",
-    params(("id" = String, Path)),
+    params(("id" = String, Path, pattern = "^[a-z0-9.-]{3,64}$", description = "Plugin id (the manifest's `id`)")),
     responses((status = 200, body = PluginDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -283,7 +283,7 @@ fn parse_grants(value: Value) -> ApiResult<Capabilities> {
 }
 
 #[utoipa::path(post, path = "/api/v1/plugins/{id}/enable", operation_id = "enable_plugin", tag = "plugins",
-    params(("id" = String, Path)), request_body = EnableRequest,
+    params(("id" = String, Path, pattern = "^[a-z0-9.-]{3,64}$", description = "Plugin id (the manifest's `id`)")), request_body(content = Option<EnableRequest>, description = "Optional: without a body the manifest's request is granted"),
     responses((status = 200, body = PluginDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn enable(
@@ -320,7 +320,7 @@ pub async fn enable(
 }
 
 #[utoipa::path(post, path = "/api/v1/plugins/{id}/disable", operation_id = "disable_plugin", tag = "plugins",
-    params(("id" = String, Path)),
+    params(("id" = String, Path, pattern = "^[a-z0-9.-]{3,64}$", description = "Plugin id (the manifest's `id`)")),
     responses((status = 200, body = PluginDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn disable(
     State(state): State<AppState>,
@@ -342,7 +342,7 @@ pub async fn disable(
 }
 
 #[utoipa::path(delete, path = "/api/v1/plugins/{id}", operation_id = "uninstall_plugin", tag = "plugins",
-    params(("id" = String, Path)),
+    params(("id" = String, Path, pattern = "^[a-z0-9.-]{3,64}$", description = "Plugin id (the manifest's `id`)")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn uninstall(

@@ -702,7 +702,7 @@ pub async fn revisions(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/proxies/revisions/{number}/rollback", operation_id = "rollback_proxies", tag = "proxies",
-    params(("id" = uuid::Uuid, Path), ("number" = i64, Path)),
+    params(("id" = uuid::Uuid, Path), ("number" = i64, Path, minimum = 1)),
     responses((status = 200, body = RevisionDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn rollback(
     State(state): State<AppState>,

@@ -29,6 +29,11 @@ use crate::validate;
 #[serde(deny_unknown_fields)]
 pub struct CertificateUpload {
     /// A name to pick it by, unique in the organisation (1–100 characters).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: String,
     /// PEM: the server's certificate, then the certificates that issued it.
     pub certificate_pem: String,

@@ -61,7 +61,9 @@ const MFA_MAX_ATTEMPTS: i64 = 5;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
+    #[schema(min_length = 1, max_length = 1024)]
     pub password: String,
 }
 
@@ -91,14 +93,17 @@ pub enum LoginResponse {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MfaVerifyRequest {
+    #[schema(min_length = 1, max_length = 128)]
     pub mfa_token: String,
     /// A 6-digit TOTP code or a backup code.
+    #[schema(min_length = 1, max_length = 32, pattern = "\\S")]
     pub code: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
+    #[schema(max_length = 128, pattern = "^ipr_")]
     pub refresh_token: String,
 }
 
@@ -271,7 +276,7 @@ pub async fn login(
     if req.password.is_empty() {
         return Err(ApiError::invalid("password", "password must not be empty"));
     }
-    if req.password.len() > 1024 {
+    if req.password.chars().count() > 1024 {
         return Err(ApiError::invalid("password", "password is too long"));
     }
     count_attempt(&state, &email, &client)?;
@@ -340,13 +345,13 @@ pub async fn mfa_verify(
     client: ClientInfo,
     ApiJson(req): ApiJson<MfaVerifyRequest>,
 ) -> ApiResult<Json<TokenPair>> {
-    if req.mfa_token.is_empty() || req.mfa_token.len() > 128 {
+    if req.mfa_token.is_empty() || req.mfa_token.chars().count() > 128 {
         return Err(ApiError::invalid(
             "mfa_token",
             "mfa_token is missing or malformed",
         ));
     }
-    if req.code.trim().is_empty() || req.code.len() > 32 {
+    if req.code.trim().is_empty() || req.code.chars().count() > 32 {
         return Err(ApiError::invalid(
             "code",
             "code must be a 6-digit code or a backup code",
@@ -395,7 +400,8 @@ pub async fn refresh(
     client: ClientInfo,
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> ApiResult<Json<TokenPair>> {
-    if !req.refresh_token.starts_with(TokenKind::Refresh.prefix()) || req.refresh_token.len() > 128
+    if !req.refresh_token.starts_with(TokenKind::Refresh.prefix())
+        || req.refresh_token.chars().count() > 128
     {
         return Err(ApiError::invalid(
             "refresh_token",

@@ -1,6 +1,17 @@
 # Shared helpers for scripts/*.sh (sourced, not run).
 
-say() { printf '\n==> %s\n' "$*"; }
+# Starts a stage: prints how long the previous one took, then the new one's name.
+say() {
+    local now
+    now=$(date +%s)
+    if [ -n "${_stage_started:-}" ]; then
+        printf '    [%s: %d s; %d s in all]\n' "$_stage_name" $((now - _stage_started)) $((now - _run_started))
+    fi
+    _run_started=${_run_started:-$now}
+    _stage_name=$*
+    _stage_started=$now
+    printf '\n==> %s\n' "$*"
+}
 
 # Installs the Debian packages among "$@" whose commands or files are missing.
 # Arguments are "package:probe" pairs; the probe is a command name or an absolute path.

@@ -6,7 +6,8 @@
 #      on SQLite, on a PostgreSQL cluster and with a Docker engine this script starts (with a
 #      locally built nginx image for the proxy tests, Debian's pebble as the ACME server, and
 #      gixy from PyPI checking the nginx configuration rendered for the test hosts)
-#   4. the committed OpenAPI document is current; a smoke run of the binary on PostgreSQL (one variable switches the backend)
+#   4. the committed OpenAPI document is current; a smoke run of the binary on PostgreSQL (one variable switches the backend);
+#      schemathesis (PyPI) against a running host: every check and phase, 0 failures (scripts/schemathesis.sh)
 #   5. the browser test in Debian's Chromium (setup → login → TOTP → logout → MFA login → audit →
 #      nodes and token one-liner → containers by stack → logs follow → terminal → delete →
 #      plugins → alert channel from its schema → send test → crash rule → alert history →
@@ -119,6 +120,9 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json
 [ "$code" = 201 ] || { echo "setup on PostgreSQL answered $code" >&2; exit 1; }
 INFRAPILOT_DATABASE_URL="${pg_url%/postgres}/infrapilot_smoke" INFRAPILOT_DATA_DIR="$work/pgdata" "$bin" audit verify
 echo "PostgreSQL smoke run OK"
+
+say "schemathesis against the API on SQLite with its built-in agent and Docker (report in reports/schemathesis)"
+bash scripts/schemathesis.sh "${INFRAPILOT_SCHEMATHESIS_SECONDS:-180}"
 
 say "browser test in Chromium (tests/e2e)"
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)

@@ -408,10 +408,6 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
             "channel_ids",
         ),
         (
-            json!({"name": "r", "kind": "container_crashed", "channel_ids": [uuid::Uuid::new_v4().to_string()]}),
-            "channel_ids.0",
-        ),
-        (
             json!({"name": "r", "kind": "container_crashed", "channel_ids": [webhook], "cooldown_seconds": 99999999}),
             "cooldown_seconds",
         ),
@@ -424,6 +420,24 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
         assert_eq!(
             (status, body["error"]["field"].as_str()),
             (400, Some(field)),
+            "{body}"
+        );
+    }
+    // A well-formed id of a channel or node that does not exist: 404 naming the field.
+    for (rule, field) in [
+        (
+            json!({"name": "r", "kind": "container_crashed", "channel_ids": [uuid::Uuid::new_v4().to_string()]}),
+            "channel_ids.0",
+        ),
+        (
+            json!({"name": "r", "kind": "container_crashed", "channel_ids": [webhook], "agent_id": uuid::Uuid::new_v4().to_string()}),
+            "agent_id",
+        ),
+    ] {
+        let (status, body) = admin.call("POST", "/api/v1/alerts/rules", Some(rule)).await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (404, Some(field)),
             "{body}"
         );
     }

@@ -993,6 +993,7 @@ async fn access_rules_rate_and_body_limits_are_enforced_by_nginx() {
 /// A test CA (rcgen) and leaves it signs.
 struct TestCa {
     pem: String,
+    key_pem: String,
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
@@ -1007,6 +1008,7 @@ impl TestCa {
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let pem = params.self_signed(&key).unwrap().pem();
         TestCa {
+            key_pem: key.serialize_pem(),
             issuer: rcgen::Issuer::new(params, key),
             pem,
         }
@@ -1014,6 +1016,12 @@ impl TestCa {
 
     /// (leaf PEM, key PEM) for `names`, valid 90 days.
     fn leaf(&self, names: &[&str]) -> (String, String) {
+        self.leaf_with_ocsp(names, None)
+    }
+
+    /// A leaf whose Authority Information Access names the OCSP responder `(url, serial)`
+    /// answers for (the serial in hex, as OpenSSL's index file writes it).
+    fn leaf_with_ocsp(&self, names: &[&str], ocsp: Option<(&str, &str)>) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
             rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
@@ -1022,9 +1030,97 @@ impl TestCa {
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::days(1);
         params.not_after = now + time::Duration::days(90);
+        if let Some((url, serial)) = ocsp {
+            params.serial_number = Some(rcgen::SerialNumber::from(hex::decode(serial).unwrap()));
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+                    authority_info_access(url),
+                ));
+        }
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
     }
+}
+
+/// DER of an Authority Information Access extension naming one OCSP responder (RFC 5280
+/// 4.2.2.1): SEQUENCE { SEQUENCE { id-ad-ocsp, [6] uri } }.
+fn authority_info_access(url: &str) -> Vec<u8> {
+    let der = |tag: u8, body: &[u8]| {
+        assert!(body.len() < 128, "short form lengths only");
+        let mut out = vec![tag, body.len() as u8];
+        out.extend_from_slice(body);
+        out
+    };
+    let id_ad_ocsp = der(0x06, &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01]);
+    let location = der(0x86, url.as_bytes());
+    let description = der(0x30, &[id_ad_ocsp, location].concat());
+    der(0x30, &description)
+}
+
+/// `openssl ocsp` answering for the test CA: the leaf with `serial` is good. Killed on drop.
+struct OcspResponder {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl OcspResponder {
+    fn start(ca: &TestCa, serial: &str, port: u16) -> OcspResponder {
+        let dir = std::env::temp_dir().join(format!("ocsp-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let expiry = time::OffsetDateTime::now_utc() + time::Duration::days(90);
+        let index = format!(
+            "V\t{:02}{:02}{:02}{:02}{:02}{:02}Z\t\t{serial}\tunknown\t/CN=up.test\n",
+            expiry.year() % 100,
+            u8::from(expiry.month()),
+            expiry.day(),
+            expiry.hour(),
+            expiry.minute(),
+            expiry.second()
+        );
+        std::fs::write(dir.join("index.txt"), index).unwrap();
+        std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
+        std::fs::write(dir.join("ca.key"), &ca.key_pem).unwrap();
+        let child = std::process::Command::new("openssl")
+            .current_dir(&dir)
+            .args([
+                "ocsp",
+                "-index",
+                "index.txt",
+                "-CA",
+                "ca.pem",
+                "-rsigner",
+                "ca.pem",
+            ])
+            .args(["-rkey", "ca.key", "-ignore_err", "-port"])
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl ocsp (the openssl package)");
+        OcspResponder { child, dir }
+    }
+}
+
+impl Drop for OcspResponder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The OCSP status nginx stapled to a handshake for `name`, as `openssl s_client -status`
+/// prints it.
+fn stapled_status(name: &str, port: u16) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-status", "-servername", name, "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1039,7 +1135,23 @@ async fn uploaded_certificates_are_checked_sealed_and_served_by_nginx() {
     let ca = TestCa::new("InfraPilot test CA");
     let root = proxy.server.data_dir.join("test-ca.pem");
     std::fs::write(&root, &ca.pem).unwrap();
-    let (leaf, key) = ca.leaf(&["up.test", "*.up.test"]);
+    // The leaf names an OCSP responder on the test network's gateway, which nginx reaches.
+    let gateway = fixture
+        .docker
+        .inspect_network(
+            &network,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .unwrap()
+        .ipam
+        .and_then(|i| i.config)
+        .and_then(|c| c.into_iter().find_map(|c| c.gateway))
+        .expect("the test network's gateway");
+    let ocsp_port = free_port();
+    let ocsp_url = format!("http://{gateway}:{ocsp_port}/");
+    let _responder = OcspResponder::start(&ca, "1A2B3C", ocsp_port);
+    let (leaf, key) = ca.leaf_with_ocsp(&["up.test", "*.up.test"], Some((&ocsp_url, "1A2B3C")));
     let (_, stranger_key) = ca.leaf(&["up.test"]);
     let key_body = key.lines().nth(1).unwrap().to_owned();
 
@@ -1124,7 +1236,7 @@ async fn uploaded_certificates_are_checked_sealed_and_served_by_nginx() {
                         "tls": {"mode": "uploaded", "certificate_id": uuid::Uuid::new_v4().to_string()}})),
         )
         .await;
-    assert_eq!(status, 400, "{e}");
+    assert_eq!(status, 404, "a certificate that does not exist: {e}");
     assert_eq!(e["error"]["field"], "tls.certificate_id", "{e}");
 
     // A wildcard host with the uploaded certificate: served over HTTPS by nginx, the chain
@@ -1167,6 +1279,19 @@ async fn uploaded_certificates_are_checked_sealed_and_served_by_nginx() {
     for weak in ["ciphers:", "protocols:", "session tickets", "HSTS"] {
         assert!(!reasons.contains(weak), "{weak}: {status}");
     }
+    // OCSP stapling: the certificate names a responder, so nginx fetches its answer and
+    // staples it to handshakes (the first handshake starts the fetch).
+    let stapled = eventually(
+        "nginx to staple the OCSP answer",
+        Duration::from_secs(30),
+        || async {
+            let out = stapled_status("up.test", proxy.https_port);
+            out.contains("OCSP Response Status: successful")
+                .then_some(out)
+        },
+    )
+    .await;
+    assert!(stapled.contains("Cert Status: good"), "{stapled}");
     // An independent scanner agrees (Debian's testssl.sh): nothing NOT ok or VULNERABLE but
     // what comes from the test CA not being a public one.
     if let Some(findings) = testssl("up.test", proxy.https_port) {

@@ -29,11 +29,8 @@ pub use state::{ApiSettings, AppState};
 
 /// The complete router of the host, ready to serve.
 pub fn router(state: AppState) -> Router {
-    let (router, mut openapi) = routes::api_routes().split_for_parts();
-    routes::complete_document(&mut openapi);
-    if let Ok(json) = openapi.to_json() {
-        let _ = routes::system::OPENAPI_JSON.set(json);
-    }
+    let router = routes::api_routes().split_for_parts().0;
+    let _ = routes::system::OPENAPI_JSON.set(openapi_document().to_string());
     let header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
     };
@@ -74,9 +71,11 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The OpenAPI document of every route.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+/// The OpenAPI document of every route, with every rule the server applies to its input.
+pub fn openapi_document() -> serde_json::Value {
     let mut openapi = routes::api_routes().split_for_parts().1;
     routes::complete_document(&mut openapi);
-    openapi
+    let mut doc = serde_json::to_value(&openapi).unwrap_or_default();
+    routes::document_rules::apply(&mut doc);
+    doc
 }

@@ -15,7 +15,7 @@ use serde_json::json;
 /// Every (method, path) the router serves, read from the OpenAPI document generated from the
 /// same route registrations.
 fn routes() -> BTreeSet<(String, String)> {
-    let doc = serde_json::to_value(infrapilot_api::openapi()).unwrap();
+    let doc = infrapilot_api::openapi_document();
     let mut out = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
@@ -46,6 +46,29 @@ fn every_route_has_exactly_one_rule_and_every_rule_a_route() {
         stale.is_empty(),
         "rules for routes that do not exist: {stale:?}"
     );
+}
+
+/// Path parameters are exactly the template's placeholders: a query struct documented as
+/// `in: path` would tell clients to put `limit` into the URL path.
+#[test]
+fn every_path_parameter_is_in_its_template() {
+    let doc = infrapilot_api::openapi_document();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let placeholders: BTreeSet<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect();
+        for (method, operation) in item.as_object().unwrap() {
+            let declared: BTreeSet<&str> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "path")
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(declared, placeholders, "{method} {path}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -87,7 +87,10 @@ enum AuditCommand {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::Openapi = cli.command {
-        println!("{}", infrapilot_api::openapi().to_pretty_json()?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&infrapilot_api::openapi_document())?
+        );
         return Ok(());
     }
     let config = Config::load(cli.config.as_deref())?;

@@ -7,6 +7,7 @@
 
 pub mod certificate;
 pub mod model;
+pub mod schema;
 
 use infrapilot_plugin_host::{PluginHost, PluginHostError};
 use infrapilot_plugins::bindings::{

@@ -35,12 +35,12 @@ fn refuse(field: impl Into<String>, message: impl Into<String>) -> FieldError {
     }
 }
 
-/// A proxy host as the API takes it and the store keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// A proxy host as the API takes it and the store keeps it. Its OpenAPI schema is written out
+/// in [`crate::schema`], which states the rules [`ProxySpec::validated`] applies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxySpec {
     /// Host names this host answers (RFC 1123; a leading `*.` for a wildcard), at least one.
-    #[schema(min_items = 1, max_items = 50)]
     pub domains: Vec<String>,
     pub upstream: UpstreamSpec,
     /// Pass WebSocket upgrades to the upstream.
@@ -171,7 +171,7 @@ pub struct AccessSpec {
     pub source: String,
 }
 
-const CSP_DIRECTIVES: &[&str] = &[
+pub(crate) const CSP_DIRECTIVES: &[&str] = &[
     "default-src",
     "script-src",
     "script-src-elem",
@@ -206,7 +206,7 @@ const CSP_KEYWORDS: &[&str] = &[
     "wasm-unsafe-eval",
 ];
 
-const REFERRER_POLICIES: &[&str] = &[
+pub(crate) const REFERRER_POLICIES: &[&str] = &[
     "no-referrer",
     "no-referrer-when-downgrade",
     "origin",
@@ -261,11 +261,16 @@ pub fn host_name(field: &str, raw: &str, wildcard: bool) -> Result<String, Field
             ));
         }
     }
+    // No top-level domain starts with a digit; this also keeps `10.0.0.300` from passing as
+    // a name.
     if labels
         .last()
-        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+        .is_some_and(|l| !l.starts_with(|c: char| c.is_ascii_lowercase()))
     {
-        return Err(refuse(field, "must not end in a numeric label"));
+        return Err(refuse(
+            field,
+            "the last label must start with a letter (no numeric top-level domain)",
+        ));
     }
     if name.starts_with("*.") && labels.len() < 2 {
         return Err(refuse(
@@ -318,6 +323,9 @@ fn address(field: &str, raw: &str) -> Result<String, FieldError> {
     if let Some(inner) = raw.strip_prefix('[').and_then(|r| r.strip_suffix(']'))
         && let Ok(IpAddr::V6(ip)) = inner.parse::<IpAddr>()
     {
+        if ip.is_unspecified() {
+            return Err(refuse(field, "must not be the unspecified address"));
+        }
         return Ok(ip.to_string());
     }
     host_name(field, raw, false)
@@ -422,6 +430,18 @@ fn access_source(field: &str, raw: &str) -> Result<String, FieldError> {
         }
     }
 }
+
+impl utoipa::PartialSchema for ProxySpec {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        // A placeholder in the derived document: the API replaces it with the full schema of
+        // `crate::schema::proxy_spec` (utoipa's types cannot hold `if`/`then`/`not`).
+        utoipa::openapi::ObjectBuilder::new()
+            .description(Some("See the document's full ProxySpec schema."))
+            .into()
+    }
+}
+
+impl ToSchema for ProxySpec {}
 
 impl ProxySpec {
     /// Checks every field; returns the normalised host or the first field at fault.

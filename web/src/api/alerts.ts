@@ -50,6 +50,8 @@ export type AlertEvent = Schemas['AlertEventDto'];
 export type Delivery = Schemas['DeliveryDto'];
 export type TestResult = Schemas['TestResultDto'];
 export type CreateRule = Omit<Schemas['CreateRuleRequest'], 'params'> & { params?: Record<string, unknown> };
+/** `container_crashed`, `restart_loop` … as the API document lists them. */
+export type RuleKind = CreateRule['kind'];
 
 const enc = encodeURIComponent;
 

@@ -1,12 +1,12 @@
 import { useState } from 'react';
 import { ApiError, toApiError } from '../api/client';
-import { alertsApi, type Rule } from '../api/alerts';
+import { alertsApi, type Rule, type RuleKind } from '../api/alerts';
 import { useUser } from '../auth';
 import { Badge, CheckboxField, ConfirmDialog, Dialog, FormError, PageHeader, SelectField, TextField, useLoad } from '../components/ui';
 import { atLeast } from '../roles';
 
 interface KindDef {
-  id: string;
+  id: RuleKind;
   label: string;
   params: { name: string; label: string; placeholder?: string }[];
 }
@@ -167,7 +167,7 @@ export function AlertRulesPage() {
 
 function RuleForm({ channels, onDone, onCancel }: { channels: { id: string; name: string }[]; onDone: () => Promise<void>; onCancel: () => void }) {
   const [name, setName] = useState('');
-  const [kind, setKind] = useState(CRASHED.id);
+  const [kind, setKind] = useState<RuleKind>(CRASHED.id);
   const [params, setParams] = useState<Record<string, string>>({});
   const [severity, setSeverity] = useState('warning');
   const [cooldown, setCooldown] = useState('300');
@@ -199,7 +199,7 @@ function RuleForm({ channels, onDone, onCancel }: { channels: { id: string; name
         name="kind"
         value={kind}
         onChange={(e) => {
-          setKind(e.target.value);
+          setKind(e.target.value as RuleKind);
           setParams({});
         }}
         error={error}

@@ -21,7 +21,7 @@ use crate::extract::ApiJson;
 use crate::state::AppState;
 use crate::validate;
 
-const MAX_LABELS: usize = 20;
+pub(crate) const MAX_LABELS: usize = 20;
 const MAX_TOKEN_USES: i64 = 1_000;
 const MAX_TOKEN_HOURS: i64 = 24 * 30;
 

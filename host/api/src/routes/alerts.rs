@@ -21,9 +21,9 @@ use crate::state::AppState;
 use crate::validate;
 
 /// Longest cooldown a rule may have (a week).
-const MAX_COOLDOWN_SECONDS: u32 = 7 * 86_400;
+pub(crate) const MAX_COOLDOWN_SECONDS: u32 = 7 * 86_400;
 /// Channels one rule may notify.
-const MAX_RULE_CHANNELS: usize = 20;
+pub(crate) const MAX_RULE_CHANNELS: usize = 20;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -161,9 +161,11 @@ pub struct AlertEventDto {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Events fired before this RFC 3339 time (for paging).
+    #[param(format = DateTime)]
     pub before: Option<String>,
     /// 1–500, default 100.
     #[param(minimum = 1, maximum = 500)]
@@ -529,7 +531,7 @@ pub async fn create_rule(
         let field = format!("channel_ids.{i}");
         let id = validate::uuid(&field, raw)?;
         if tx.alert_channel(&id).await?.is_none() {
-            return Err(ApiError::invalid(&field, "no such channel"));
+            return Err(ApiError::not_found(&field, "no such channel"));
         }
         if !channels.contains(&id) {
             channels.push(id);
@@ -540,7 +542,7 @@ pub async fn create_rule(
         Some(raw) => {
             let id = validate::uuid("agent_id", raw)?;
             if tx.agent(&id).await?.is_none() {
-                return Err(ApiError::invalid("agent_id", "no such node"));
+                return Err(ApiError::not_found("agent_id", "no such node"));
             }
             Some(id)
         }

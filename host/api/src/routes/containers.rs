@@ -55,6 +55,7 @@ pub struct ListQuery {
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
     /// Seconds Docker waits after SIGTERM before SIGKILL (stop, restart); 0–600, default 10.
+    #[schema(maximum = 600)]
     pub timeout_seconds: Option<u32>,
 }
 
@@ -506,7 +507,7 @@ async fn container_action(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/start", operation_id = "start_container", tag = "containers",
-    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name"), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name"), ("Idempotency-Key" = Option<String>, Header, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "Makes a retry safe: the same key with the same request answers the first outcome; with a different request, 422")),
     request_body(content = Option<ActionRequest>),
     responses((status = 200, body = ContainerActionResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -522,7 +523,7 @@ pub async fn start(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/stop", operation_id = "stop_container", tag = "containers",
-    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name"), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name"), ("Idempotency-Key" = Option<String>, Header, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "Makes a retry safe: the same key with the same request answers the first outcome; with a different request, 422")),
     request_body(content = Option<ActionRequest>),
     responses((status = 200, body = ContainerActionResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -538,7 +539,7 @@ pub async fn stop(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/restart", operation_id = "restart_container", tag = "containers",
-    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name"), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name"), ("Idempotency-Key" = Option<String>, Header, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "Makes a retry safe: the same key with the same request answers the first outcome; with a different request, 422")),
     request_body(content = Option<ActionRequest>),
     responses((status = 200, body = ContainerActionResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -563,7 +564,7 @@ pub async fn restart(
 }
 
 #[utoipa::path(delete, path = "/api/v1/agents/{id}/containers/{cid}", operation_id = "delete_container", tag = "containers",
-    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name"), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("cid" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$", description = "Container id, id prefix or name"), ("Idempotency-Key" = Option<String>, Header, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "Makes a retry safe: the same key with the same request answers the first outcome; with a different request, 422")),
     request_body = DeleteContainerRequest,
     responses((status = 200, body = ContainerActionResult), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),

@@ -4,6 +4,7 @@ pub mod agents;
 pub mod alerts;
 pub mod audit;
 pub mod containers;
+pub(crate) mod document_rules;
 pub mod install;
 pub mod mfa;
 pub mod plugins;

@@ -263,7 +263,7 @@ async fn check_certificate(tx: &mut Tx, spec: &ProxySpec) -> ApiResult<()> {
     let row = tx
         .proxy_certificate(cid)
         .await?
-        .ok_or_else(|| ApiError::invalid("tls.certificate_id", "no such uploaded certificate"))?;
+        .ok_or_else(|| ApiError::not_found("tls.certificate_id", "no such uploaded certificate"))?;
     let facts: CertificateFacts = serde_json::from_str(&row.facts).map_err(ApiError::internal)?;
     if let Some((i, domain)) = uncovered(&facts.domains, &spec.domains) {
         return Err(ApiError::invalid(

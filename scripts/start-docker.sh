@@ -27,6 +27,23 @@ else
     done
     DOCKER_HOST=$host docker info >/dev/null 2>&1 || { cat "$dir/dockerd.log" >&2; echo "start-docker: dockerd did not start" >&2; exit 1; }
 fi
+# Next to a system Docker engine (the README's run command starts one), the kernel forwards
+# bridge traffic through iptables' FORWARD chain, whose policy that engine sets to DROP: traffic
+# between containers on this engine's networks would be dropped. Accept this engine's address
+# ranges in DOCKER-USER (the chain a system engine keeps first), or FORWARD when there is none.
+if command -v iptables >/dev/null 2>&1 && iptables -S FORWARD >/dev/null 2>&1; then
+    chain=FORWARD
+    iptables -S DOCKER-USER >/dev/null 2>&1 && chain=DOCKER-USER
+    if [ "$chain" = DOCKER-USER ] || iptables -S FORWARD | grep -q '^-P FORWARD DROP'; then
+        for range in 10.213.0.0/24 10.214.0.0/16; do
+            if ! iptables -C "$chain" -s "$range" -j ACCEPT 2>/dev/null; then
+                iptables -I "$chain" -s "$range" -j ACCEPT
+                iptables -I "$chain" -d "$range" -j ACCEPT
+                echo "start-docker: a system Docker engine drops forwarded traffic; accepted $range in iptables $chain" >&2
+            fi
+        done
+    fi
+fi
 if ! DOCKER_HOST=$host docker image inspect infrapilot-test/busybox:latest >/dev/null 2>&1; then
     rootfs=$(mktemp -d)
     mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/etc" "$rootfs/proc" "$rootfs/sys" "$rootfs/dev"

@@ -9,7 +9,7 @@
 #   4. the committed OpenAPI document is current; a smoke run of the binary on PostgreSQL (one variable switches the backend);
 #      schemathesis (PyPI) against a running host: every check and phase, 0 failures (scripts/schemathesis.sh)
 #   5. the browser test in Debian's Chromium (setup → login → TOTP → logout → MFA login → audit →
-#      nodes and token one-liner → containers by stack → logs follow → terminal → delete →
+#      nodes and token one-liner → containers by stack → logs follow → terminal → stop asks first → delete →
 #      plugins → alert channel from its schema → send test → crash rule → alert history →
 #      proxy host from the container picker, applied and served by nginx → nginx's error shown →
 #      an uploaded certificate, a wrong key refused, a host served over HTTPS with it)
@@ -44,6 +44,9 @@ need_debian gcc:gcc pkg-config:pkg-config postgresql:/usr/lib/postgresql oathtoo
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
+
+say "dependency rules: agent, proto, sdk, plugin/ and plugins/ use no host/ crate; no wasmtime in plugin types, licensing or the SDK tool"
+python3 scripts/check-dependencies.py
 
 say "released WIT contract versions are unchanged (wit/frozen.sha256)"
 if grep -qv '^#' wit/frozen.sha256; then
@@ -84,9 +87,10 @@ cargo test --workspace
 say "the SDK guide followed outside the workspace (scripts/test-plugin-template.sh)"
 bash scripts/test-plugin-template.sh
 
-say "building the host binary"
-cargo build -p infrapilot
-bin="${CARGO_TARGET_DIR:-target}/debug/infrapilot"
+# `cargo test --workspace` built the binaries the system tests run; a separate `cargo build`
+# would compile the host crates again with other features (the tests' dev-dependencies).
+bin="$tdir/debug/infrapilot"
+[ -x "$bin" ] && [ -x "$tdir/debug/infrapilot-agent" ] || { echo "cargo test did not leave $bin" >&2; exit 1; }
 
 say "the committed OpenAPI document (web/openapi.json, source of the dashboard's types) matches the code"
 "$bin" openapi > "$work/openapi.json"

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use infrapilot_agent::docker::DockerNode;
 use infrapilot_agent::proxy::{Proxy, ProxyOptions};
-use infrapilot_plugins::bindings::{ProxyHost, SecurityHeaders, Upstream, UpstreamScheme};
-use infrapilot_plugins::capabilities::Capabilities;
-use infrapilot_plugins::egress::{EgressGuard, HttpEgress};
-use infrapilot_plugins::runtime::RuntimeConfig;
-use infrapilot_plugins::services::BasicServices;
-use infrapilot_plugins::{Invocation, Manifest, Runtime};
+use infrapilot_plugin_runtime::bindings::{ProxyHost, SecurityHeaders, Upstream, UpstreamScheme};
+use infrapilot_plugin_runtime::egress::{EgressGuard, HttpEgress};
+use infrapilot_plugin_runtime::runtime::RuntimeConfig;
+use infrapilot_plugin_runtime::services::BasicServices;
+use infrapilot_plugin_runtime::{Invocation, Manifest, Runtime};
+use infrapilot_plugin_types::capabilities::Capabilities;
 use infrapilot_proto::v1::{ApplyProxyConfig, ProxyFile, ProxyHostConfig};
 
 const SAMPLES: usize = 7;

@@ -739,14 +739,8 @@ impl Proxy {
                     .await
                     .map_err(|e| format!("network {net}: {}", DockerError::from(e).message))?;
                 let driver = info.driver.unwrap_or_default();
-                if matches!(net.as_str(), "host" | "none") || driver == "host" || driver == "null" {
-                    refused.push(format!("{net} (the {driver} network cannot be shared)"));
-                } else if driver == "overlay" || info.scope.as_deref() == Some("swarm") {
-                    refused.push(format!("{net} (overlay networks are not supported)"));
-                } else if net == "bridge" {
-                    refused.push(format!(
-                        "{net} (container names do not resolve on Docker's default bridge; put the container on a user-defined network)"
-                    ));
+                if let Some(why) = unjoinable(net, &driver, info.scope.as_deref()) {
+                    refused.push(why);
                 } else if candidate.is_none() {
                     candidate = Some(net.clone());
                 }
@@ -1379,5 +1373,64 @@ fn sync_filesystem(dir: &Path) {
 fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
+    }
+}
+
+/// Why nginx may not join the network `net` (with its `driver` and `scope`) to reach an
+/// upstream, or `None` when it may: the host's namespace and `none` cannot be shared, overlay
+/// (swarm) networks are not supported, and names do not resolve on Docker's default bridge.
+fn unjoinable(net: &str, driver: &str, scope: Option<&str>) -> Option<String> {
+    if matches!(net, "host" | "none") || driver == "host" || driver == "null" {
+        Some(format!("{net} (the {driver} network cannot be shared)"))
+    } else if driver == "overlay" || scope == Some("swarm") {
+        Some(format!("{net} (overlay networks are not supported)"))
+    } else if net == "bridge" {
+        Some(format!(
+            "{net} (container names do not resolve on Docker's default bridge; put the container on a user-defined network)"
+        ))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nginx_joins_only_user_defined_local_networks() {
+        assert_eq!(super::unjoinable("web-net", "bridge", Some("local")), None);
+        assert_eq!(
+            super::unjoinable("macvlan-net", "macvlan", Some("local")),
+            None
+        );
+        for (net, driver, scope, why) in [
+            ("host", "host", Some("local"), "cannot be shared"),
+            ("none", "null", Some("local"), "cannot be shared"),
+            ("my-host", "host", Some("local"), "cannot be shared"),
+            (
+                "mesh",
+                "overlay",
+                Some("swarm"),
+                "overlay networks are not supported",
+            ),
+            (
+                "ingress",
+                "overlay",
+                None,
+                "overlay networks are not supported",
+            ),
+            (
+                "plugin-net",
+                "weave",
+                Some("swarm"),
+                "overlay networks are not supported",
+            ),
+            ("bridge", "bridge", Some("local"), "default bridge"),
+        ] {
+            let refused = super::unjoinable(net, driver, scope).expect(net);
+            assert!(
+                refused.starts_with(net) && refused.contains(why),
+                "{refused}"
+            );
+        }
     }
 }

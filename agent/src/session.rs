@@ -300,8 +300,45 @@ fn refused(status: &tonic::Status) -> bool {
     )
 }
 
-/// Memory and uptime from /proc, and the container counts.
+/// The aggregate CPU line of /proc/stat: (busy, total) jiffies since boot.
+fn cpu_jiffies(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is within user and nice).
+    let total: u64 = values.iter().take(8).sum();
+    let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+    Some((total.saturating_sub(idle), total))
+}
+
+/// CPU busy between two /proc/stat samples, percent of all cores.
+fn cpu_percent(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let total = after.1.saturating_sub(before.1);
+    if total == 0 {
+        return 0.0;
+    }
+    let busy = after.0.saturating_sub(before.0).min(total);
+    (busy as f64 * 100.0 / total as f64 * 10.0).round() / 10.0
+}
+
+/// The previous heartbeat's CPU sample, for the share busy since then.
+static LAST_CPU_SAMPLE: std::sync::Mutex<Option<(u64, u64)>> = std::sync::Mutex::new(None);
+
+/// CPU since the previous heartbeat, memory and uptime from /proc, and the container counts.
 async fn host_stats(executor: &Executor) -> HostStats {
+    let cpu = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| cpu_jiffies(&s))
+        .map(|now| {
+            let mut last = LAST_CPU_SAMPLE.lock().unwrap_or_else(|e| e.into_inner());
+            let percent = last.map_or(0.0, |before| cpu_percent(before, now));
+            *last = Some(now);
+            percent
+        })
+        .unwrap_or(0.0);
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let field = |name: &str| {
         meminfo
@@ -320,11 +357,31 @@ async fn host_stats(executor: &Executor) -> HostStats {
         .unwrap_or(0);
     let (running, all) = executor.docker().counts().await.unwrap_or((0, 0));
     HostStats {
+        cpu_percent: cpu,
         memory_used_bytes: total.saturating_sub(available),
         memory_total_bytes: total,
         containers_running: running,
         containers_total: all,
         uptime_seconds: uptime,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpu_share_between_two_proc_stat_samples() {
+        let before = "cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 50 0 50 350 50 0 0 0 0 0\n";
+        let after = "cpu  250 0 150 950 150 0 0 0 0 0\ncpu0 1 1 1 1 1 1 1 1 1 1\n";
+        let (a, b) = (
+            super::cpu_jiffies(before).unwrap(),
+            super::cpu_jiffies(after).unwrap(),
+        );
+        assert_eq!(a, (200, 1000));
+        assert_eq!(b, (400, 1500));
+        // 200 busy of 500 jiffies.
+        assert_eq!(super::cpu_percent(a, b), 40.0);
+        assert_eq!(super::cpu_percent(b, b), 0.0);
+        assert_eq!(super::cpu_jiffies("intr 1 2 3"), None);
     }
 }

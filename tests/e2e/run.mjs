@@ -522,6 +522,21 @@ async function main() {
       await until('exit code 3', async () => (await status.getAttribute('data-exit-code')) === '3');
     });
 
+    await step('stop asks first: cancelling changes nothing, confirming stops the container', async () => {
+      await page.getByRole('link', { name: 'local', exact: true }).first().click();
+      const target = `${STACK}-worker`;
+      const running = () => docker('inspect', '-f', '{{.State.Running}}', target);
+      await page.getByTestId(`action-stop-${target}`).click();
+      const dialog = page.getByTestId('confirm-dialog');
+      await dialog.waitFor();
+      await dialog.getByRole('button', { name: 'Cancel' }).click();
+      await dialog.waitFor({ state: 'hidden' });
+      if (running() !== 'true') throw new Error(`cancelling stopped ${target}`);
+      await page.getByTestId(`action-stop-${target}`).click();
+      await dialog.getByRole('button', { name: `Stop ${target}` }).click();
+      await until(`${target} stopped`, async () => running() === 'false');
+    });
+
     await step('delete asks for the name; a wrong name cannot confirm, the right one removes it', async () => {
       await page.getByRole('link', { name: 'local', exact: true }).first().click();
       const victim = `${STACK}-worker`;

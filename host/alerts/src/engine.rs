@@ -15,8 +15,8 @@ use std::time::Duration;
 use infrapilot_gateway::AgentHub;
 use infrapilot_identity::SecretBox;
 use infrapilot_plugin_host::PluginHost;
-use infrapilot_plugins::bindings::{Alert, AlertState, Severity as WitSeverity};
-use infrapilot_plugins::runtime::Invocation;
+use infrapilot_plugin_runtime::bindings::{Alert, AlertState, Severity as WitSeverity};
+use infrapilot_plugin_runtime::runtime::Invocation;
 use infrapilot_proto::model::ContainerList;
 use infrapilot_proto::v1::{ListContainers, command};
 use infrapilot_store::{

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use infrapilot_alerts::{AlertEngine, EngineConfig};
 use infrapilot_gateway::AgentHub;
 use infrapilot_identity::SecretBox;
+use infrapilot_licensing::HostEdition;
 use infrapilot_plugin_host::{PluginHost, PluginHostConfig};
-use infrapilot_plugins::bundle::SigningKey;
-use infrapilot_plugins::license::HostEdition;
+use infrapilot_plugin_types::bundle::SigningKey;
 use infrapilot_store::testing::{TestDb, backends};
 use infrapilot_store::{
     DEFAULT_ORG_ID, NewAgent, NewAlertRule, NewDockerEvent, NewEnrollmentToken, NewPlugin, Store,

@@ -141,7 +141,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Replaces every float with no fractional part (within ±2^53) by the same integer.
-fn integral_floats_to_integers(value: &mut serde_json::Value) {
+pub(crate) fn integral_floats_to_integers(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Number(n) if n.is_f64() => {
             if let Some(f) = n.as_f64()

@@ -95,10 +95,19 @@ pub fn role(field: &str, raw: &str) -> ApiResult<Role> {
 }
 
 /// An id in a path: a UUID.
+/// A UUID in its hyphenated form (either letter case), as the API documents and writes them;
+/// the simple, braced and URN spellings are refused.
 pub fn uuid(field: &str, raw: &str) -> ApiResult<String> {
-    uuid::Uuid::parse_str(raw)
+    uuid::Uuid::try_parse(raw)
+        .ok()
+        .filter(|_| raw.len() == 36)
         .map(|u| u.to_string())
-        .map_err(|_| ApiError::invalid(field, format!("{field} must be a UUID")))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!("{field} must be a UUID (8-4-4-4-12 hexadecimal digits)"),
+            )
+        })
 }
 
 /// An RFC 3339 timestamp, as Unix milliseconds.

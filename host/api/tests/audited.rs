@@ -274,7 +274,7 @@ async fn every_state_changing_route_is_audited() {
             None,
             "plugin.enable"
         );
-        let license = infrapilot_plugins::license::License {
+        let license = infrapilot_licensing::License {
             id: "lic-audit".into(),
             licensee: "Audit Ltd".into(),
             edition: "enterprise".into(),
@@ -427,7 +427,7 @@ async fn every_state_changing_route_is_audited() {
             .map(|(m, p, _)| (m.to_string(), p.to_string()))
             .collect();
         // Container actions need a node with a Docker engine: their audit events are checked by
-        // agent/tests/containers.rs and agent/tests/proxy.rs against a real engine and nginx.
+        // tests/system/tests/containers.rs and tests/system/tests/proxy.rs against a real engine and nginx.
         for (m, p, _) in ACCESS_RULES {
             if *m != "GET"
                 && p.starts_with("/api/v1/agents/{id}/")

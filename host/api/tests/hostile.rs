@@ -1,7 +1,7 @@
 //! The hostile suite: what an attacker tried against the host, each as a test that failed before
 //! its fix. Every test runs on SQLite and PostgreSQL (`backends()`); parallel cases use real
 //! concurrency (a multi-threaded runtime, requests in flight at once). Cases that need a Docker
-//! engine, an agent process or the binary live in `agent/tests/hostile.rs`.
+//! engine, an agent process or the binary live in `tests/system/tests/hostile.rs`.
 //!
 //! Extend it: one test per attack, named for what the attacker cannot do.
 
@@ -887,7 +887,7 @@ async fn licence_limits_hold_under_parallel_enrollment_and_user_creation() {
         let (app, vendor) = TestApp::with_plugins(backend).await;
         let app = Arc::new(app);
         let admin = app.setup_admin().await;
-        let license = infrapilot_plugins::license::License {
+        let license = infrapilot_licensing::License {
             id: "lic-limits".into(),
             licensee: "Limits Ltd".into(),
             edition: "enterprise".into(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use infrapilot_proto::v1::agent_gateway_server::{AgentGateway, AgentGatewayServer};
 use infrapilot_proto::v1::{
-    AgentMessage, CertificateRenewal, HostMessage, Welcome, agent_message, host_message,
+    AgentMessage, CertificateRenewal, HostMessage, HostStats, Welcome, agent_message, host_message,
 };
 use infrapilot_store::NewAuditEvent;
 use infrapilot_store::{DEFAULT_ORG_ID, Store};
@@ -72,6 +72,35 @@ async fn touch(store: &Store, agent_id: &str, version: Option<&str>) {
     .await;
     if let Err(e) = result {
         tracing::warn!(agent_id, error = %e, "could not record agent activity");
+    }
+}
+
+/// Records a heartbeat with the host statistics it carries (kept as JSON with the time they
+/// arrived, for the node's capacity); an agent that sent none is only marked as heard from.
+async fn record_heartbeat(store: &Store, agent_id: &str, stats: Option<&HostStats>) {
+    let Some(s) = stats else {
+        return touch(store, agent_id, None).await;
+    };
+    let json = serde_json::json!({
+        "cpu_percent": s.cpu_percent,
+        "memory_used_bytes": s.memory_used_bytes,
+        "memory_total_bytes": s.memory_total_bytes,
+        "containers_running": s.containers_running,
+        "containers_total": s.containers_total,
+        "uptime_seconds": s.uptime_seconds,
+        "spooled_events": s.spooled_events,
+        "dropped_events": s.dropped_events,
+        "reported_at_ms": infrapilot_store::now_ms(),
+    })
+    .to_string();
+    let result = async {
+        let mut tx = store.write(DEFAULT_ORG_ID).await?;
+        tx.record_heartbeat(agent_id, &json).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(agent_id, error = %e, "could not record a heartbeat");
     }
 }
 
@@ -279,14 +308,14 @@ impl AgentGateway for Gateway {
                         let (hub, agent_id) = (hub.clone(), agent_id.clone());
                         tokio::spawn(async move { hub.resend_open(org_id, &agent_id).await });
                     }
-                    Some(agent_message::Body::Heartbeat(_)) => {
+                    Some(agent_message::Body::Heartbeat(heartbeat)) => {
                         // Revocation also ends a session that is already open.
                         last_revocation_check = tokio::time::Instant::now();
                         if let Some(status) = revocation(&store, &agent_id).await {
                             let _ = tx.send(Err(status)).await;
                             break;
                         }
-                        touch(&store, &agent_id, None).await;
+                        record_heartbeat(&store, &agent_id, heartbeat.stats.as_ref()).await;
                     }
                     Some(agent_message::Body::RenewCertificate(request)) => {
                         let reply = match rotate(&store, &ca, &agent_id, &request.csr_pem).await {

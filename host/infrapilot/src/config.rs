@@ -359,7 +359,7 @@ impl Config {
             bail!("database_max_connections must be between 1 and 1000");
         }
         self.edition()?;
-        infrapilot_plugins::egress::EgressGuard::parse_allow_list(&self.plugin_egress_allow)
+        infrapilot_plugin_runtime::egress::EgressGuard::parse_allow_list(&self.plugin_egress_allow)
             .map_err(|e| anyhow::anyhow!("plugin_egress_allow: {e}"))?;
         self.smtp_security
             .parse::<infrapilot_plugin_host::SmtpSecurity>()
@@ -388,7 +388,7 @@ impl Config {
         Ok(())
     }
 
-    pub fn edition(&self) -> anyhow::Result<infrapilot_plugins::license::HostEdition> {
+    pub fn edition(&self) -> anyhow::Result<infrapilot_licensing::HostEdition> {
         self.edition
             .parse()
             .map_err(|e| anyhow::anyhow!("edition (INFRAPILOT_EDITION): {e}"))

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use infrapilot_plugins::bundle::{PublicKey, SigningKey};
-use infrapilot_plugins::license::License;
+use infrapilot_licensing::License;
+use infrapilot_plugin_types::bundle::{PublicKey, SigningKey};
 
 /// The vendor's licence-verification key (its private half is never in the repository).
 const VENDOR_PUBLIC_KEY: &str = include_str!("../../../licenses/infrapilot-license.pub");

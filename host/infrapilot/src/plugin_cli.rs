@@ -7,9 +7,9 @@ use anyhow::Context;
 use clap::Subcommand;
 use infrapilot_api::audit_log::{self, Actor};
 use infrapilot_plugin_host::{Audit, Installed, PluginHost, PluginHostConfig, PluginInfo};
-use infrapilot_plugins::egress::EgressGuard;
-use infrapilot_plugins::runtime::RuntimeConfig;
-use infrapilot_plugins::{Capabilities, Limits, TrustedKeys};
+use infrapilot_plugin_runtime::egress::EgressGuard;
+use infrapilot_plugin_runtime::runtime::RuntimeConfig;
+use infrapilot_plugin_runtime::{Capabilities, Limits, TrustedKeys};
 use infrapilot_store::{DEFAULT_ORG_ID, Store};
 use serde_json::json;
 

@@ -223,11 +223,11 @@ fn licences_are_issued_with_a_key_file_and_verified_offline() {
     assert!(!past.status.success());
     assert!(text(&past).contains("expires_at"), "{}", text(&past));
     // ... but one that was valid and has run out is reported as expired.
-    let key = infrapilot_plugins::bundle::SigningKey::from_pem(
+    let key = infrapilot_plugin_types::bundle::SigningKey::from_pem(
         &std::fs::read_to_string(dir.join("issuer.pem")).unwrap(),
     )
     .unwrap();
-    let old = infrapilot_plugins::license::License {
+    let old = infrapilot_licensing::License {
         id: "old".into(),
         licensee: "Acme Corp".into(),
         edition: "enterprise".into(),

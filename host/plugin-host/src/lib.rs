@@ -17,14 +17,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use infrapilot_plugins::bundle::PublicKey;
-use infrapilot_plugins::egress::{DEFAULT_MAX_RESPONSE_BYTES, EgressGuard, HttpEgress};
-use infrapilot_plugins::license::{Entitlements, HostEdition, License};
-use infrapilot_plugins::runtime::RuntimeConfig;
-use infrapilot_plugins::{
+use infrapilot_licensing::{Entitlements, HostEdition, License};
+use infrapilot_plugin_runtime::egress::{DEFAULT_MAX_RESPONSE_BYTES, EgressGuard, HttpEgress};
+use infrapilot_plugin_runtime::runtime::RuntimeConfig;
+use infrapilot_plugin_runtime::{
     AlertChannelPlugin, Bundle, BundleError, Capabilities, Edition, HostServices, Manifest,
     ProxyBackendPlugin, Runtime, TrustedKeys, World,
 };
+use infrapilot_plugin_types::bundle::PublicKey;
 use infrapilot_store::{DEFAULT_ORG_ID, NewAuditEvent, NewPlugin, PluginRow, Store, StoreError};
 use serde::Serialize;
 
@@ -56,7 +56,7 @@ pub enum PluginHostError {
     NotInstalled(String),
     #[error("plugin {0} is disabled")]
     Disabled(String),
-    #[error("plugin {id} is not an {expected} plugin")]
+    #[error("plugin {id} is not a plugin of the {expected} world")]
     WrongWorld { id: String, expected: &'static str },
     #[error("plugin {id} may not run: {reason}")]
     NotEntitled { id: String, reason: String },
@@ -533,12 +533,12 @@ impl PluginHost {
             && let Some(http) = &g.http
         {
             for (i, host) in http.hosts.iter().enumerate() {
-                infrapilot_plugins::capabilities::check_host_pattern(host).map_err(|message| {
-                    PluginHostError::Grant {
+                infrapilot_plugin_types::capabilities::check_host_pattern(host).map_err(
+                    |message| PluginHostError::Grant {
                         field: format!("http.hosts.{i}"),
                         message,
-                    }
-                })?;
+                    },
+                )?;
             }
         }
         let grants_json = grants.map(|g| serde_json::to_string(&g).unwrap_or_else(|_| "{}".into()));

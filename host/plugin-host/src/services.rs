@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use infrapilot_plugins::HostServices;
-use infrapilot_plugins::bindings::http::{HttpError, Request, Response};
-use infrapilot_plugins::bindings::kv::KvError;
-use infrapilot_plugins::bindings::log::Level;
-use infrapilot_plugins::bindings::mail::{MailError, Message};
-use infrapilot_plugins::egress::HttpEgress;
+use infrapilot_plugin_runtime::HostServices;
+use infrapilot_plugin_runtime::bindings::http::{HttpError, Request, Response};
+use infrapilot_plugin_runtime::bindings::kv::KvError;
+use infrapilot_plugin_runtime::bindings::log::Level;
+use infrapilot_plugin_runtime::bindings::mail::{MailError, Message};
+use infrapilot_plugin_runtime::egress::HttpEgress;
 use infrapilot_store::Store;
 
 use crate::mailer::Mailer;

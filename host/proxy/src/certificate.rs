@@ -7,7 +7,8 @@
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+use x509_parser::oid_registry::OID_PKIX_ACCESS_DESCRIPTOR_OCSP;
+use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
 
 use crate::model::FieldError;
 
@@ -15,6 +16,26 @@ use crate::model::FieldError;
 pub const MAX_PEM_BYTES: usize = 64 * 1024;
 /// Most certificates in one chain.
 pub const MAX_CHAIN: usize = 8;
+
+/// The first OCSP responder URL in the certificate's Authority Information Access extension.
+fn ocsp_responder(cert: &X509Certificate) -> Option<String> {
+    cert.extensions()
+        .iter()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::AuthorityInfoAccess(aia) => {
+                aia.accessdescs.iter().find_map(|d| {
+                    match (
+                        &d.access_location,
+                        d.access_method == OID_PKIX_ACCESS_DESCRIPTOR_OCSP,
+                    ) {
+                        (GeneralName::URI(uri), true) => Some((*uri).to_owned()),
+                        _ => None,
+                    }
+                })
+            }
+            _ => None,
+        })
+}
 
 /// What the dashboard shows of an uploaded certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -32,6 +53,10 @@ pub struct CertificateFacts {
     pub fingerprint_sha256: String,
     /// Certificates in the chain, the leaf included.
     pub chain_length: usize,
+    /// The OCSP responder the leaf names (Authority Information Access), if any: nginx staples
+    /// its answers. (Absent in facts stored before it was recorded.)
+    #[serde(default)]
+    pub ocsp_responder: Option<String>,
 }
 
 /// A certificate chain and key that passed every check, re-encoded.
@@ -234,6 +259,7 @@ pub fn check_upload(
         not_after,
         fingerprint_sha256: hex::encode(sha2::Sha256::digest(&blocks[0].1)),
         chain_length: chain.len(),
+        ocsp_responder: ocsp_responder(leaf),
     };
     Ok(CheckedCertificate {
         chain_pem: blocks

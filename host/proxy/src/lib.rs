@@ -10,10 +10,10 @@ pub mod model;
 pub mod schema;
 
 use infrapilot_plugin_host::{PluginHost, PluginHostError};
-use infrapilot_plugins::bindings::{
+use infrapilot_plugin_runtime::bindings::{
     AccessRule, Location, ProxyHost, RateLimit, SecurityHeaders, Tls, Upstream, UpstreamScheme,
 };
-use infrapilot_plugins::{HookError, Invocation};
+use infrapilot_plugin_runtime::{HookError, Invocation};
 use infrapilot_proto::model::{ApplyReport, PROXY_ACME_WEBROOT, PROXY_MOUNT};
 use infrapilot_proto::v1::{ApplyProxyConfig, ProxyFile, ProxyHostConfig, ProxyTls};
 use serde::{Deserialize, Serialize};
@@ -58,7 +58,9 @@ fn wit_upstream(u: &model::UpstreamSpec) -> Upstream {
 }
 
 /// The WIT model of a validated host.
-pub fn to_wit(id: &str, spec: &ProxySpec) -> ProxyHost {
+/// `ocsp_stapling`: its certificate names an OCSP responder (only uploaded ones do: ACME
+/// issuers dropped OCSP).
+pub fn to_wit(id: &str, spec: &ProxySpec, ocsp_stapling: bool) -> ProxyHost {
     ProxyHost {
         id: id.to_owned(),
         domains: spec.domains.clone(),
@@ -77,6 +79,7 @@ pub fn to_wit(id: &str, spec: &ProxySpec) -> ProxyHost {
             certificate_path: format!("{PROXY_MOUNT}/certs/{id}/fullchain.pem"),
             key_path: format!("{PROXY_MOUNT}/certs/{id}/privkey.pem"),
             redirect_http: t.redirect_http,
+            ocsp_stapling,
         }),
         headers: SecurityHeaders {
             // On by default for a TLS host (a year); `hsts: {max_age_seconds: 0}` turns it off.
@@ -120,6 +123,8 @@ pub struct CertificateMaterial {
     pub chain_pem: String,
     pub key_pem: String,
     pub fingerprint_sha256: String,
+    /// The leaf names an OCSP responder: the backend staples its answers.
+    pub ocsp_stapling: bool,
 }
 
 /// A node's configuration, rendered: the command to send, and the hosts the backend refused
@@ -147,7 +152,17 @@ pub async fn render(
         secrets: Default::default(),
         services: plugins.services(org_id),
     };
-    let wit: Vec<ProxyHost> = hosts.iter().map(|h| to_wit(&h.id, &h.spec)).collect();
+    let wit: Vec<ProxyHost> = hosts
+        .iter()
+        .map(|h| {
+            let staple = h
+                .spec
+                .uploaded_certificate()
+                .and_then(|cid| certificates.get(cid))
+                .is_some_and(|m| m.ocsp_stapling);
+            to_wit(&h.id, &h.spec, staple)
+        })
+        .collect();
     let rendered = backend
         .render(&invocation, &wit, revision)
         .await

@@ -17,6 +17,8 @@ pub const MAX_LOCATIONS: usize = 30;
 pub const MAX_ACCESS_RULES: usize = 100;
 /// Largest accepted request body limit (64 GiB).
 pub const MAX_BODY_BYTES: u64 = 64 << 30;
+/// Longest Content-Security-Policy header a host may send (what the nginx backend writes).
+pub const MAX_CSP_HEADER_BYTES: usize = 1024;
 /// Longest HSTS max-age (two years).
 pub const MAX_HSTS_SECONDS: u32 = 63_072_000;
 
@@ -261,16 +263,19 @@ pub fn host_name(field: &str, raw: &str, wildcard: bool) -> Result<String, Field
             ));
         }
     }
-    // No top-level domain starts with a digit; this also keeps `10.0.0.300` from passing as
-    // a name.
-    if labels
-        .last()
-        .is_some_and(|l| !l.starts_with(|c: char| c.is_ascii_lowercase()))
-    {
-        return Err(refuse(
-            field,
-            "the last label must start with a letter (no numeric top-level domain)",
-        ));
+    // No top-level domain starts with a digit (this also keeps `10.0.0.300` from passing as a
+    // name); a single label such as a container alias (`2fauth`) only must not be a number.
+    match labels.as_slice() {
+        [single] if single.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err(refuse(field, "must not be a number"));
+        }
+        [_, .., last] if !last.starts_with(|c: char| c.is_ascii_lowercase()) => {
+            return Err(refuse(
+                field,
+                "the last label must start with a letter (no numeric top-level domain)",
+            ));
+        }
+        _ => {}
     }
     if name.starts_with("*.") && labels.len() < 2 {
         return Err(refuse(
@@ -616,7 +621,7 @@ impl ProxySpec {
                 })
             }
         };
-        Ok(ProxySpec {
+        let spec = ProxySpec {
             tls,
             domains,
             upstream: up,
@@ -632,7 +637,20 @@ impl ProxySpec {
             rate_limit: self.rate_limit.clone(),
             max_body_bytes: self.max_body_bytes,
             access,
-        })
+        };
+        // The backend refuses a header value longer than this.
+        if let Some(header) = spec.csp_header()
+            && header.len() > MAX_CSP_HEADER_BYTES
+        {
+            return Err(refuse(
+                "headers.content_security_policy",
+                format!(
+                    "the header would be {} characters long; at most {MAX_CSP_HEADER_BYTES}",
+                    header.len()
+                ),
+            ));
+        }
+        Ok(spec)
     }
 
     /// The uploaded certificate this host serves, if any.

@@ -22,15 +22,19 @@ const LAST_LABEL: &str = "[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
 const OCTET: &str = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
 const HEX: &str = "[0-9A-Fa-f]{1,4}";
 
-/// A host name; with `wildcard`, a leading `*.` before at least two labels.
+/// A host name; with `wildcard`, a leading `*.` before at least two labels. A single label
+/// must also not be a number ([`NUMBER_PATTERN`], stated with `not`).
 pub fn host_name_pattern(wildcard: bool) -> String {
-    let plain = format!("({LABEL}\\.)*{LAST_LABEL}");
+    let plain = format!("({LABEL}\\.)+{LAST_LABEL}|{LABEL}");
     if wildcard {
         format!("^(\\*\\.({LABEL}\\.)+{LAST_LABEL}|{plain})$")
     } else {
-        format!("^{plain}$")
+        format!("^({plain})$")
     }
 }
+
+/// Digits only: not a host name.
+pub const NUMBER_PATTERN: &str = "^[0-9]+$";
 
 /// An IPv4 address as Rust parses it (four decimal octets without leading zeros).
 pub fn ipv4() -> String {
@@ -70,7 +74,7 @@ pub const CONTAINER_NAME_PATTERN: &str = "^/?[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$";
 
 /// An upstream address: an IP address (IPv6 optionally in brackets) or a host name.
 pub fn upstream_host_pattern() -> String {
-    let name = format!("({LABEL}\\.)*{LAST_LABEL}");
+    let name = format!("({LABEL}\\.)+{LAST_LABEL}|{LABEL}");
     let v6 = ipv6();
     format!("^({}|{v6}|\\[{v6}\\]|{name})$", ipv4())
 }
@@ -81,7 +85,10 @@ pub const UNSPECIFIED_ADDRESS_PATTERN: &str = "^\\[?[0:.]*\\]?$";
 
 /// A location path prefix other than `/`: the alphabet `A-Z a-z 0-9 / _ . ~ -`, starting with
 /// `/`, without `..` or `//` — between runs of other characters, `/` and `.` alternate.
-pub const LOCATION_PATH_PATTERN: &str = "^/(\\./)*\\.?([A-Za-z0-9_~-]+\\.?(/\\.)*/?)*$";
+/// Written so that each string has one parse (no nested optional repeats): linear to match in
+/// backtracking engines too.
+pub const LOCATION_PATH_PATTERN: &str =
+    "^/(\\./)*\\.?([A-Za-z0-9_~-]+(\\.(/\\.)*/?|/(\\./)*\\.?))*[A-Za-z0-9_~-]*$";
 
 /// A CSP source: a keyword (`self`, `none` …, written without quotes) or a scheme or host
 /// source; every keyword also fits this alphabet.
@@ -107,10 +114,11 @@ pub fn any_case(words: &[&str]) -> String {
                 .map(|c| {
                     if c.is_ascii_alphabetic() {
                         format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase())
-                    } else if c.is_ascii_alphanumeric() {
-                        c.to_string()
                     } else {
-                        format!("\\{c}")
+                        // Digits and `-`: literal outside a class (no escape, which ECMA-262's
+                        // unicode mode would refuse).
+                        assert!(c.is_ascii_digit() || c == '-', "{c:?} in a word");
+                        c.to_string()
                     }
                 })
                 .collect()
@@ -124,8 +132,8 @@ pub fn any_case(words: &[&str]) -> String {
 fn upstream(description: &str) -> Value {
     let container = json!({"type": "string", "pattern": CONTAINER_NAME_PATTERN,
         "description": "A container name on this node; nginx joins one of its networks."});
-    let host = json!({"type": "string", "pattern": upstream_host_pattern(),
-        "not": {"pattern": UNSPECIFIED_ADDRESS_PATTERN},
+    let host = json!({"type": "string", "maxLength": 253, "pattern": upstream_host_pattern(),
+        "allOf": [{"not": {"pattern": UNSPECIFIED_ADDRESS_PATTERN}}, {"not": {"pattern": NUMBER_PATTERN}}],
         "description": "An IP address or host name."});
     let common = json!({
         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
@@ -212,12 +220,13 @@ pub fn proxy_spec() -> Value {
             "domains": {
                 "type": "array", "minItems": 1, "maxItems": MAX_DOMAINS, "uniqueItems": true,
                 "description": "Host names this host answers (RFC 1123, compared without letter case; a leading `*.` for a wildcard), at least one.",
-                "items": {"type": "string", "maxLength": 253, "pattern": host_name_pattern(true)},
+                "items": {"type": "string", "maxLength": 253, "pattern": host_name_pattern(true),
+                          "not": {"pattern": NUMBER_PATTERN}},
             },
             "upstream": upstream("Where requests go: a container on this node (`container`) or an address (`host`)."),
             "websockets": {"type": "boolean", "description": "Pass WebSocket upgrades to the upstream."},
             "locations": {
-                "type": "array", "maxItems": MAX_LOCATIONS,
+                "type": "array", "maxItems": MAX_LOCATIONS, "uniqueItems": true,
                 "description": "Path prefixes sent to other upstreams (each path once).",
                 "items": {
                     "type": "object", "required": ["path", "upstream"], "additionalProperties": false,
@@ -391,6 +400,12 @@ mod tests {
         let domain = matcher(&host_name_pattern(true));
         let host = matcher(&upstream_host_pattern());
         let unspecified = matcher(UNSPECIFIED_ADDRESS_PATTERN);
+        let number = matcher(NUMBER_PATTERN);
+        // Long labels and names too: the 63- and 253-character limits on both sides.
+        let (l63, l64) = ("x".repeat(63), "y".repeat(64));
+        let name_tokens = [
+            "a", "Z", "0", "9", "-", ".", ".", "*.", "x1", &l63, &l64, "b.", "c-d.",
+        ];
         let path = matcher(LOCATION_PATH_PATTERN);
         let source = matcher(&access_source_pattern());
         let ok = (
@@ -402,19 +417,30 @@ mod tests {
         assert_eq!(accepted(spec_with(&ok.0, &ok.1, &ok.2, &ok.3)), Ok(()));
         let mut strings = Strings::new(42);
         let mut valid = [0usize; 4];
-        for _ in 0..60_000 {
-            let d = strings.next(b"aZ09-.*x", 12);
+        for round in 0..60_000 {
+            let d = if round % 2 == 0 {
+                strings.next(b"aZ09-.*x", 12)
+            } else {
+                strings.join(&name_tokens, 12)
+            };
             let verdict = accepted(spec_with(&d, &ok.1, &ok.2, &ok.3));
             assert_eq!(
-                domain.is_match(&d) && d.len() <= 253,
+                domain.is_match(&d) && d.len() <= 253 && !number.is_match(&d),
                 verdict.is_ok(),
                 "domain {d:?}: {verdict:?}"
             );
             valid[0] += usize::from(verdict.is_ok());
 
-            let h = strings.next(b"a09.:-[]fZ", 14);
+            let h = if round % 2 == 0 {
+                strings.next(b"a09.:-[]fZ", 14)
+            } else {
+                strings.join(&name_tokens, 12)
+            };
             let verdict = accepted(spec_with(&ok.0, &h, &ok.2, &ok.3));
-            let schema = host.is_match(&h) && !unspecified.is_match(&h) && h.len() <= 253;
+            let schema = host.is_match(&h)
+                && !unspecified.is_match(&h)
+                && !number.is_match(&h)
+                && h.len() <= 253;
             assert_eq!(schema, verdict.is_ok(), "host {h:?}: {verdict:?}");
             valid[1] += usize::from(verdict.is_ok());
 

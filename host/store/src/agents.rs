@@ -40,6 +40,8 @@ pub struct AgentRow {
     pub revoked_at: Option<i64>,
     /// The agent inside the host process (community mode).
     pub builtin: bool,
+    /// The host statistics of its last heartbeat (JSON), if any.
+    pub host_stats: Option<String>,
 }
 
 pub struct NewAgent<'a> {
@@ -209,7 +211,7 @@ impl Tx {
         let org = self.org_id.clone();
         Ok(on_tx!(self, c => sqlx::query_as::<_, AgentRow>(
             "SELECT id, name, labels, version, cert_serial, cert_fingerprint, cert_expires_at, enrolled_at, \
-             last_seen_at, revoked_at, builtin FROM agents WHERE org_id = $1 ORDER BY name",
+             last_seen_at, revoked_at, builtin, host_stats FROM agents WHERE org_id = $1 ORDER BY name",
         )
         .bind(&org)
         .fetch_all(&mut **c)
@@ -220,7 +222,7 @@ impl Tx {
         let org = self.org_id.clone();
         Ok(on_tx!(self, c => sqlx::query_as::<_, AgentRow>(
             "SELECT id, name, labels, version, cert_serial, cert_fingerprint, cert_expires_at, enrolled_at, \
-             last_seen_at, revoked_at, builtin FROM agents WHERE org_id = $1 AND id = $2",
+             last_seen_at, revoked_at, builtin, host_stats FROM agents WHERE org_id = $1 AND id = $2",
         )
         .bind(&org)
         .bind(id)
@@ -233,7 +235,7 @@ impl Tx {
         let org = self.org_id.clone();
         Ok(on_tx!(self, c => sqlx::query_as::<_, AgentRow>(
             "SELECT id, name, labels, version, cert_serial, cert_fingerprint, cert_expires_at, enrolled_at, \
-             last_seen_at, revoked_at, builtin FROM agents WHERE org_id = $1 AND cert_fingerprint = $2",
+             last_seen_at, revoked_at, builtin, host_stats FROM agents WHERE org_id = $1 AND cert_fingerprint = $2",
         )
         .bind(&org)
         .bind(fingerprint)
@@ -251,6 +253,20 @@ impl Tx {
         .bind(id)
         .bind(now_ms())
         .bind(version)
+        .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Records a heartbeat: the agent was heard from, with these host statistics (JSON).
+    pub async fn record_heartbeat(&mut self, id: &str, host_stats: &str) -> Result<()> {
+        let org = self.org_id.clone();
+        on_tx!(self, c => sqlx::query(
+            "UPDATE agents SET last_seen_at = $3, host_stats = $4 WHERE org_id = $1 AND id = $2",
+        )
+        .bind(&org)
+        .bind(id)
+        .bind(now_ms())
+        .bind(host_stats)
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }

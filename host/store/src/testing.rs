@@ -5,6 +5,7 @@
 //! that variable is unset the PostgreSQL half is skipped with a notice, except under `CI=true`,
 //! where its absence is an error.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -113,6 +114,46 @@ impl TestDb {
                 c.close().await.ok();
             }
         }
+    }
+
+    /// Every table the migrations made and its columns (the migration bookkeeping left out),
+    /// read from the database's own catalogue.
+    pub async fn tables(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let rows: Vec<(String, String)> = match self.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.owner_url)
+                    .await
+                    .expect("sqlite");
+                let rows = sqlx::query_as(
+                    "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
+                )
+                .fetch_all(&mut c)
+                .await
+                .expect("sqlite catalogue");
+                c.close().await.ok();
+                rows
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.owner_url)
+                    .await
+                    .expect("pg");
+                let rows = sqlx::query_as(
+                    "SELECT table_name::text, column_name::text FROM information_schema.columns \
+                     WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx%'",
+                )
+                .fetch_all(&mut c)
+                .await
+                .expect("postgres catalogue");
+                c.close().await.ok();
+                rows
+            }
+        };
+        let mut tables: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (table, column) in rows {
+            tables.entry(table).or_default().insert(column);
+        }
+        tables
     }
 
     /// Runs a query returning one text value, as the application (through the store's pool).

@@ -247,10 +247,12 @@ fn render_host(host: &ProxyHost) -> Result<Vec<RenderedFile>, PluginError> {
         let _ = writeln!(out, "    server_name {names};");
         let _ = writeln!(out, "    ssl_certificate {};", tls.certificate_path);
         let _ = writeln!(out, "    ssl_certificate_key {};", tls.key_path);
-        // OCSP stapling when the certificate names a responder (nginx skips it, with a
-        // warning, when it names none, as ACME certificates now do); the client verifies the
-        // stapled answer against the issuer it already holds.
-        out.push_str("    ssl_stapling on;\n");
+        // OCSP stapling when the certificate names a responder (the host says so; ACME
+        // issuers dropped OCSP). nginx fetches the answer itself and the client verifies it
+        // against the issuer it already holds.
+        if tls.ocsp_stapling {
+            out.push_str("    ssl_stapling on;\n");
+        }
         acme_location(&mut out, host)?;
         server_body(&mut out, host)?;
         out.push_str("}\n");

@@ -16,19 +16,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use infrapilot_plugins::bindings::http::{HttpError, Request, Response};
-use infrapilot_plugins::bindings::kv::KvError;
-use infrapilot_plugins::bindings::log::Level;
-use infrapilot_plugins::bindings::mail::{MailError, Message};
-use infrapilot_plugins::runtime::{CallReport, RuntimeConfig};
-use infrapilot_plugins::{AlertChannelPlugin, HostServices, Invocation, Manifest, Runtime};
+use infrapilot_plugin_runtime::bindings::http::{HttpError, Request, Response};
+use infrapilot_plugin_runtime::bindings::kv::KvError;
+use infrapilot_plugin_runtime::bindings::log::Level;
+use infrapilot_plugin_runtime::bindings::mail::{MailError, Message};
+use infrapilot_plugin_runtime::runtime::{CallReport, RuntimeConfig};
+use infrapilot_plugin_runtime::{AlertChannelPlugin, HostServices, Invocation, Manifest, Runtime};
 
-pub use infrapilot_plugins::HookError;
-pub use infrapilot_plugins::bindings::{
+pub use infrapilot_plugin_runtime::HookError;
+pub use infrapilot_plugin_runtime::bindings::{
     Alert, AlertState, Delivery, Header, PluginError, Severity,
 };
-pub use infrapilot_plugins::bindings::{http, log, mail};
-pub use infrapilot_plugins::runtime::Limits;
+pub use infrapilot_plugin_runtime::bindings::{http, log, mail};
+pub use infrapilot_plugin_runtime::runtime::Limits;
 
 type Responder = dyn Fn(&Request) -> Result<Response, HttpError> + Send + Sync;
 

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use infrapilot_plugins::bundle::{Bundle, PublicKey, SigningKey, TrustedKeys};
-use infrapilot_plugins::manifest::Manifest;
+use infrapilot_plugin_types::bundle::{Bundle, PublicKey, SigningKey, TrustedKeys};
+use infrapilot_plugin_types::manifest::Manifest;
 
 #[derive(Parser)]
 #[command(name = "infrapilot-plugin", version, about)]

@@ -2,10 +2,10 @@
 // badges, the start / stop / restart / delete buttons with their bookkeeping, and the
 // type-the-name-to-delete dialog.
 
-import { useCallback, useState, type FormEvent } from 'react';
+import { useCallback, useState, type FormEvent, type ReactNode } from 'react';
 import { ApiError, toApiError } from '../api/client';
 import { containersApi, type ContainerAction, type ContainerActionResult, type StackActionResult } from '../api/containers';
-import { Badge, CheckboxField, Dialog, FormError } from './ui';
+import { Badge, CheckboxField, ConfirmDialog, Dialog, FormError } from './ui';
 
 type BadgeKind = 'neutral' | 'ok' | 'warn' | 'bad';
 
@@ -101,7 +101,41 @@ export function useContainerActions(agentId: string, onChanged: () => void | Pro
     [agentId, run],
   );
 
-  return { busy, outcome, setOutcome, container, stack };
+  // Stop and restart interrupt whatever the container serves: they ask first (start does not).
+  const [pending, setPending] = useState<{ target: string; stack: boolean; action: ContainerAction } | null>(null);
+  const request = useCallback(
+    (target: string, action: ContainerAction, isStack = false) => {
+      if (action === 'start') {
+        void (isStack ? stack(target, action) : container(target, action));
+      } else {
+        setPending({ target, stack: isStack, action });
+      }
+    },
+    [container, stack],
+  );
+  const confirmDialog: ReactNode = (
+    <ConfirmDialog
+      title={pending ? `${LABEL[pending.action]} ${pending.stack ? 'stack' : 'container'}` : ''}
+      open={pending !== null}
+      onClose={() => setPending(null)}
+      confirmLabel={pending ? `${LABEL[pending.action]} ${pending.target}` : ''}
+      message={
+        pending
+          ? `${LABEL[pending.action]} ${pending.stack ? `every container of stack ${pending.target}` : pending.target}? What ${
+              pending.stack ? 'they serve' : 'it serves'
+            } is unavailable until ${pending.action === 'stop' ? 'it is started again' : 'the restart is done'}.`
+          : ''
+      }
+      onConfirm={async () => {
+        if (!pending) return;
+        const { target, stack: isStack, action } = pending;
+        setPending(null);
+        await (isStack ? stack(target, action) : container(target, action));
+      }}
+    />
+  );
+
+  return { busy, outcome, setOutcome, container, stack, request, confirmDialog };
 }
 
 export function ActionOutcomeBanner({ outcome, onDismiss }: { outcome: ActionOutcome | null; onDismiss: () => void }) {

@@ -96,13 +96,14 @@ function ContainerView({ id, cid }: { id: string; cid: string }) {
               busy={actions.busy[c.name]}
               canOperate={canOperate}
               canDelete={canDelete}
-              onAction={(a) => void actions.container(c.name, a)}
+              onAction={(a) => actions.request(c.name, a)}
               onDelete={() => setDeleting(c.name)}
             />
           </>
         )}
       </PageHeader>
       <ActionOutcomeBanner outcome={actions.outcome} onDismiss={() => actions.setOutcome(null)} />
+      {actions.confirmDialog}
       <FormError error={detail.error} />
       {!c && detail.loading && <p className="muted">Loading…</p>}
 

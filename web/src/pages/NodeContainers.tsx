@@ -97,7 +97,7 @@ export function NodePage() {
           busy={actions.busy[c.name]}
           canOperate={canOperate}
           canDelete={canDelete}
-          onAction={(a) => void actions.container(c.name, a)}
+          onAction={(a) => actions.request(c.name, a)}
           onDelete={() => setDeleting(c.name)}
         />
       </td>
@@ -133,6 +133,7 @@ export function NodePage() {
       </div>
 
       <ActionOutcomeBanner outcome={actions.outcome} onDismiss={() => actions.setOutcome(null)} />
+      {actions.confirmDialog}
       <FormError error={list.error} />
 
       <div className="table-wrap">
@@ -171,7 +172,7 @@ export function NodePage() {
                     <StackActionButtons
                       project={stack.name}
                       busy={actions.busy[`stack:${stack.name}`]}
-                      onAction={(a) => void actions.stack(stack.name, a)}
+                      onAction={(a) => actions.request(stack.name, a, true)}
                     />
                   ) : null
                 }

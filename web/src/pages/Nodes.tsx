@@ -4,7 +4,7 @@ import { ApiError, toApiError } from '../api/client';
 import { nodesApi, type Agent, type CreatedEnrollment, type EnrollmentToken } from '../api/containers';
 import { useUser } from '../auth';
 import { Badge, ConfirmDialog, FormError, LabelChips, PageHeader, TextField, copyText, useLoad, usePoll } from '../components/ui';
-import { formatAgo, formatTime } from '../format';
+import { formatAgo, formatMiB, formatPercent, formatTime } from '../format';
 import { atLeast } from '../roles';
 
 const REFRESH_MS = 5000;
@@ -34,6 +34,7 @@ export function NodesPage() {
               <th scope="col">Name</th>
               <th scope="col">Status</th>
               <th scope="col">Last seen</th>
+              <th scope="col">Load</th>
               <th scope="col">Version</th>
               <th scope="col">Labels</th>
               <th scope="col">
@@ -56,6 +57,16 @@ export function NodesPage() {
                   <AgentStatusBadge agent={a} />
                 </td>
                 <td title={a.last_seen_at ?? undefined}>{formatAgo(a.last_seen_at)}</td>
+                <td data-testid={`node-load-${a.name}`}>
+                  {a.host_stats ? (
+                    <span title={`reported ${formatTime(a.host_stats.reported_at)}`}>
+                      CPU {formatPercent(a.host_stats.cpu_percent)} · memory {formatMiB(a.host_stats.memory_used_bytes)} of{' '}
+                      {formatMiB(a.host_stats.memory_total_bytes)} · {a.host_stats.containers_running}/{a.host_stats.containers_total} running
+                    </span>
+                  ) : (
+                    <span className="muted">—</span>
+                  )}
+                </td>
                 <td>{a.version || '—'}</td>
                 <td className="wrap">
                   <LabelChips labels={a.labels} />
@@ -79,14 +90,14 @@ export function NodesPage() {
             ))}
             {agents.data?.length === 0 && (
               <tr>
-                <td colSpan={6} className="muted">
+                <td colSpan={7} className="muted">
                   No nodes yet.{isAdmin ? ' Create an enrollment token below and run its install command on a Docker host.' : ''}
                 </td>
               </tr>
             )}
             {!agents.data && agents.loading && (
               <tr>
-                <td colSpan={6} className="muted">
+                <td colSpan={7} className="muted">
                   Loading…
                 </td>
               </tr>

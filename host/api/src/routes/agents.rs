@@ -114,6 +114,36 @@ pub struct AgentDto {
     pub certificate_expires_at: String,
     /// The agent inside the host process (community mode).
     pub builtin: bool,
+    /// The host statistics of the node's last heartbeat (none before the first one).
+    pub host_stats: Option<HostStatsDto>,
+}
+
+/// What a node reported about itself with its last heartbeat.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct HostStatsDto {
+    /// CPU busy since the node's previous heartbeat, percent of all its cores (0–100).
+    pub cpu_percent: f64,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    pub containers_running: u32,
+    pub containers_total: u32,
+    pub uptime_seconds: u64,
+    /// Events and log lines waiting in the agent's on-disk spool, and those dropped past its
+    /// bound.
+    pub spooled_events: u64,
+    pub dropped_events: u64,
+    /// When the host received them (RFC 3339).
+    #[serde(default)]
+    pub reported_at: String,
+    #[serde(default, skip_serializing)]
+    #[schema(ignore)]
+    reported_at_ms: i64,
+}
+
+fn parse_host_stats(text: Option<&str>) -> Option<HostStatsDto> {
+    let mut stats: HostStatsDto = serde_json::from_str(text?).ok()?;
+    stats.reported_at = validate::rfc3339(stats.reported_at_ms);
+    Some(stats)
 }
 
 fn parse_labels(text: &str) -> Labels {
@@ -155,6 +185,7 @@ impl AgentDto {
             && (state.hub().is_connected(&a.id)
                 || a.last_seen_at.is_some_and(|t| now_ms() - t < window_ms));
         AgentDto {
+            host_stats: parse_host_stats(a.host_stats.as_deref()),
             builtin: a.builtin,
             labels: parse_labels(&a.labels),
             id: a.id,

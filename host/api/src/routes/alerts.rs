@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use infrapilot_alerts::engine::{open_channel_secrets, seal_channel_secrets};
 use infrapilot_alerts::{RuleKind, Severity, TestOutcome};
 use infrapilot_plugin_host::settings;
-use infrapilot_plugins::HookError;
+use infrapilot_plugin_runtime::HookError;
 use infrapilot_store::{AlertChannelRow, AlertRuleRow, NewAlertRule};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::audit_log::{self, Actor};
 use crate::auth::{ClientInfo, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiQuery, integral_floats_to_integers};
 use crate::state::AppState;
 use crate::validate;
 
@@ -495,8 +495,10 @@ pub async fn create_rule(
     State(state): State<AppState>,
     principal: Principal,
     client: ClientInfo,
-    ApiJson(req): ApiJson<CreateRuleRequest>,
+    ApiJson(mut req): ApiJson<CreateRuleRequest>,
 ) -> ApiResult<(StatusCode, Json<RuleDto>)> {
+    // Free-form JSON is not read again by the body extractor: `3.0` is the integer 3 here too.
+    integral_floats_to_integers(&mut req.params);
     let name = validate::label("name", &req.name)?;
     let kind = RuleKind::parse(&req.kind).ok_or_else(|| {
         ApiError::invalid(

@@ -25,7 +25,7 @@ fn labels() -> Value {
     })
 }
 
-/// A plugin grant (`infrapilot_plugins::Capabilities`, host patterns checked by
+/// A plugin grant (`infrapilot_plugin_types::Capabilities`, host patterns checked by
 /// `check_host_pattern`): `*`, an IP address, or a host name with an optional `*.`.
 fn grants() -> Value {
     let label = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
@@ -60,7 +60,16 @@ fn rule_kinds() -> Value {
         "description": "Only containers with this exact name (all when absent)."});
     let duration = json!({"type": "integer", "minimum": 0, "maximum": MAX_WINDOW_SECONDS});
     let threshold = |max: f64| json!({"type": "number", "exclusiveMinimum": 0, "maximum": max});
-    let kind = |name: &str, properties: Value, required: Value| {
+    let kind = |name: &str, mut properties: Value, required: Value| {
+        // A parameter left out and one given as null are the same to the server.
+        if let Some(map) = properties.as_object_mut() {
+            for (key, schema) in map.iter_mut() {
+                if !required.as_array().is_some_and(|r| r.contains(&json!(key))) {
+                    let t = schema["type"].clone();
+                    schema["type"] = json!([t, "null"]);
+                }
+            }
+        }
         let params = json!({"type": "object", "additionalProperties": false,
             "properties": properties, "required": required});
         let needs_params = required.as_array().is_some_and(|r| !r.is_empty());
@@ -110,8 +119,27 @@ fn rule_kinds() -> Value {
     ])
 }
 
+/// The schema `name` of the document, which must exist (a renamed type must not leave a rule
+/// silently unapplied).
+fn schema<'a>(doc: &'a mut Value, name: &str) -> &'a mut Value {
+    doc.pointer_mut(&format!("/components/schemas/{name}"))
+        .unwrap_or_else(|| panic!("the OpenAPI document has no schema {name}"))
+}
+
 /// Writes the rules into the document (as JSON: utoipa's types cannot hold all of them).
+/// Panics when a schema a rule is for is missing: the document tests then fail.
 pub fn apply(doc: &mut Value) {
+    for name in [
+        "ProxySpec",
+        "ProxyDto",
+        "BTreeMap",
+        "CreateRuleRequest",
+        "EnableRequest",
+    ] {
+        schema(doc, name);
+    }
+    doc.pointer("/paths/~1api~1v1~1plugins/post/requestBody/content/application~1x-tar")
+        .expect("the plugin upload takes application/x-tar");
     let schemas = &mut doc["components"]["schemas"];
     schemas["ProxySpec"] = infrapilot_proxy::schema::proxy_spec();
     // A proxy host as listed is the spec and more: composed with `allOf`, the spec may not
@@ -120,14 +148,14 @@ pub fn apply(doc: &mut Value) {
     if let Some(spec) = listed_spec.as_object_mut() {
         spec.remove("additionalProperties");
     }
-    if let Some(all_of) = schemas["ProxyDto"]["allOf"].as_array_mut() {
-        for part in all_of
-            .iter_mut()
-            .filter(|p| p["$ref"] == "#/components/schemas/ProxySpec")
-        {
-            *part = listed_spec.clone();
-        }
-    }
+    let parts = schemas["ProxyDto"]["allOf"]
+        .as_array_mut()
+        .expect("ProxyDto is the spec and more (allOf)");
+    let spec_part = parts
+        .iter_mut()
+        .find(|p| p["$ref"] == "#/components/schemas/ProxySpec")
+        .expect("ProxyDto's allOf names ProxySpec");
+    *spec_part = listed_spec;
     // Every `BTreeMap` in the API is a label map: name it for what it is.
     if let Some(map) = schemas.as_object_mut() {
         map.remove("BTreeMap");

@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use infrapilot_plugin_host::{Audit, LicenseStatus, PluginHostError, PluginInfo};
-use infrapilot_plugins::Capabilities;
-use infrapilot_plugins::bundle::MAX_BUNDLE_BYTES;
+use infrapilot_plugin_runtime::Capabilities;
+use infrapilot_plugin_types::bundle::MAX_BUNDLE_BYTES;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -142,7 +142,7 @@ pub struct UploadLicenseRequest {
 impl From<PluginHostError> for ApiError {
     fn from(e: PluginHostError) -> ApiError {
         match e {
-            PluginHostError::Bundle(infrapilot_plugins::BundleError::Manifest(m)) => {
+            PluginHostError::Bundle(infrapilot_plugin_runtime::BundleError::Manifest(m)) => {
                 ApiError::invalid(&format!("manifest.{}", m.field), m.to_string())
             }
             PluginHostError::Bundle(b) => ApiError::invalid("bundle", b.to_string()),
@@ -386,7 +386,7 @@ pub async fn upload_license(
     plugins
         .install_license(
             &req.license,
-            Audit::new(&principal.org_id, |l: &infrapilot_plugins::license::License| {
+            Audit::new(&principal.org_id, |l: &infrapilot_licensing::License| {
                 audit_log::event(
                     &actor,
                     &client.ip,

@@ -311,6 +311,7 @@ async fn certificate_material(
                 chain_pem: row.certificate_pem,
                 key_pem: String::from_utf8(key).map_err(ApiError::internal)?,
                 fingerprint_sha256: facts.fingerprint_sha256,
+                ocsp_stapling: facts.ocsp_responder.is_some(),
             },
         );
     }

@@ -24,9 +24,9 @@ use wasmtime::{
 use crate::bindings::alert_channel::{AlertChannel, AlertChannelPre};
 use crate::bindings::proxy_backend::{ProxyBackend, ProxyBackendPre};
 use crate::bindings::{Alert, Delivery, PluginError, ProxyHost, RenderedFile};
-use crate::capabilities::Capabilities;
-use crate::manifest::{Manifest, World};
 use crate::services::HostServices;
+use infrapilot_plugin_types::capabilities::Capabilities;
+use infrapilot_plugin_types::manifest::{Manifest, World};
 
 /// How often the epoch advances: the granularity of deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);

@@ -2,6 +2,8 @@
 //! tokens used up, expired or revoked are refused; the key stays on the node with mode 0600;
 //! without trust material the agent refuses to start.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -119,7 +121,7 @@ async fn token(host: &Host, max_uses: i64) -> (String, String) {
 }
 
 async fn agent(state: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_infrapilot-agent"))
+    tokio::process::Command::new(common::agent_bin())
         .arg("--state-dir")
         .arg(state)
         .args(args)
@@ -130,7 +132,7 @@ async fn agent(state: &Path, args: &[&str]) -> Output {
 }
 
 async fn enroll(host: &Host, state: &Path, token: &str, name: &str) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_infrapilot-agent"))
+    tokio::process::Command::new(common::agent_bin())
         .arg("--state-dir")
         .arg(state)
         .args(["enroll", "--endpoint", &host.base, "--name", name])
@@ -230,7 +232,7 @@ async fn a_real_agent_process_enrolls_and_fails_closed() {
     assert!(text(&check).contains("0600"), "{}", text(&check));
 
     // A token must not cross the network in clear.
-    let clear = tokio::process::Command::new(env!("CARGO_BIN_EXE_infrapilot-agent"))
+    let clear = tokio::process::Command::new(common::agent_bin())
         .arg("--state-dir")
         .arg(dir.join("node-6"))
         .args([
@@ -296,7 +298,7 @@ async fn the_agent_holds_an_mtls_session_until_revoked() {
         serde_json::from_str(&std::fs::read_to_string(state.join("agent.json")).unwrap()).unwrap();
     assert_eq!(identity["grpc_endpoint"], host.grpc_url.as_str());
 
-    let mut running = tokio::process::Command::new(env!("CARGO_BIN_EXE_infrapilot-agent"))
+    let mut running = tokio::process::Command::new(common::agent_bin())
         .arg("--state-dir")
         .arg(&state)
         .args(["run", "--heartbeat-seconds", "1"])
@@ -366,7 +368,7 @@ async fn certificates_rotate_over_the_stream_and_the_old_one_dies() {
         .await;
 
     // Certificates live 30 days: renewing within 31 days means at once.
-    let mut running = tokio::process::Command::new(env!("CARGO_BIN_EXE_infrapilot-agent"))
+    let mut running = tokio::process::Command::new(common::agent_bin())
         .arg("--state-dir")
         .arg(&state)
         .args([
@@ -402,7 +404,7 @@ async fn certificates_rotate_over_the_stream_and_the_old_one_dies() {
     assert_eq!(mode, 0o600);
 
     // The new certificate opens a session; the old one is refused.
-    let mut renewed = tokio::process::Command::new(env!("CARGO_BIN_EXE_infrapilot-agent"))
+    let mut renewed = tokio::process::Command::new(common::agent_bin())
         .arg("--state-dir")
         .arg(&state)
         .args([
@@ -566,7 +568,7 @@ async fn a_certificate_from_a_foreign_ca_is_refused_at_the_handshake() {
     let impostor = dir.join("impostor");
     copy_dir(&state, &impostor);
     std::fs::write(impostor.join("agent.crt"), &forged.pem).unwrap();
-    let mut running = tokio::process::Command::new(env!("CARGO_BIN_EXE_infrapilot-agent"))
+    let mut running = tokio::process::Command::new(common::agent_bin())
         .arg("--state-dir")
         .arg(&impostor)
         .args(["run", "--heartbeat-seconds", "1"])

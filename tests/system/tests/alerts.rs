@@ -14,9 +14,9 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use common::{Api, Fixture, Server, docker, eventually, free_port, plugin_build, temp_dir};
 use hmac::{Hmac, KeyInit, Mac};
-use infrapilot_plugins::Bundle;
-use infrapilot_plugins::bundle::SigningKey;
-use infrapilot_plugins::license::License;
+use infrapilot_licensing::License;
+use infrapilot_plugin_runtime::Bundle;
+use infrapilot_plugin_types::bundle::SigningKey;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -633,6 +633,99 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
     assert_eq!(audit["events"].as_array().unwrap().len(), 4, "{audit}");
 }
 
+/// Memory over a share of the container's limit fires `memory_high` (on the real engine's
+/// statistics, as `docker stats` computes them) and resolves when the container is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_over_its_limit_share_fires_memory_high() {
+    let Some(docker) = docker().await else { return };
+    let Some(build) = plugin_build() else { return };
+    let receiver = Receiver::start().await;
+    let server = Server::start_with(
+        true,
+        30,
+        &[
+            (
+                "INFRAPILOT_PLUGIN_DIR",
+                build.join("bundles").to_str().unwrap(),
+            ),
+            (
+                "INFRAPILOT_PLUGIN_TRUSTED_KEYS",
+                build.join("dev-signing").to_str().unwrap(),
+            ),
+            ("INFRAPILOT_PLUGIN_EGRESS_ALLOW", "127.0.0.0/8"),
+            ("INFRAPILOT_ALERT_TICK_SECONDS", "1"),
+        ],
+    )
+    .await;
+    let admin = server.admin().await;
+    admin.online_agent("local").await;
+    enable(&admin, "infrapilot.webhook").await;
+    let hook = channel(
+        &admin,
+        "infrapilot.webhook",
+        "memory",
+        json!({"url": format!("{}/memory", receiver.url)}),
+    )
+    .await;
+    let mut fx = Fixture::new(docker, "memalert");
+    let hog_name = format!("{}-hog", fx.prefix);
+    let calm_name = format!("{}-calm", fx.prefix);
+    for (name, container) in [("hog", &hog_name), ("calm", &calm_name)] {
+        let (status, body) = admin
+            .call(
+                "POST",
+                "/api/v1/alerts/rules",
+                Some(json!({"name": name, "kind": "memory_high", "channel_ids": [hook],
+                            "params": {"container": container, "threshold_percent": 40, "duration_seconds": 2}})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // 40 MiB in /dev/shm (tmpfs, charged to the container) under a 64 MiB limit: over 60 %.
+    let hog = fx
+        .run_with_memory_limit(
+            "hog",
+            "/bin/busybox dd if=/dev/zero of=/dev/shm/fill bs=1048576 count=40 && exec sleep 600",
+            64 << 20,
+        )
+        .await;
+    assert_eq!(hog, hog_name);
+    // The same limit, nearly idle: never fires.
+    let calm = fx
+        .run_with_memory_limit("calm", "exec sleep 600", 64 << 20)
+        .await;
+    let firing = eventually("memory alert delivered", Duration::from_secs(60), || {
+        let receiver = receiver.clone();
+        let hog = hog.clone();
+        async move {
+            receiver.on("/memory").into_iter().find(|r| {
+                let p = r.json();
+                p["event"] == "alert.firing" && p["alert"]["target"] == hog.as_str()
+            })
+        }
+    })
+    .await;
+    let alert = firing.json()["alert"].clone();
+    assert_eq!(alert["severity"], "warning", "{alert}");
+    let history = admin.get("/api/v1/alerts/history").await;
+    let event = event_of(&history, "memory_high", &hog).expect("a memory_high event");
+    assert_eq!(event["state"], "firing", "{event}");
+    assert!(
+        event_of(&history, "memory_high", &calm).is_none(),
+        "{history}"
+    );
+    fx.cleanup().await;
+    eventually("memory alert resolved", Duration::from_secs(60), || {
+        let admin = admin.clone();
+        let hog = hog.clone();
+        async move {
+            let h = admin.get("/api/v1/alerts/history").await;
+            (event_of(&h, "memory_high", &hog)?["state"] == "resolved").then_some(())
+        }
+    })
+    .await;
+}
+
 async fn docker_start(fx: &Fixture, name: &str) {
     fx.docker
         .start_container(
@@ -918,19 +1011,14 @@ async fn bundles_are_verified_and_enterprise_plugins_follow_the_licence() {
     assert_eq!(receiver.on("/pager").len(), 1);
 
     // The CLI prints what the API lists.
-    let cli = Command::new(
-        PathBuf::from(env!("CARGO_BIN_EXE_infrapilot-agent"))
-            .parent()
-            .unwrap()
-            .join("infrapilot"),
-    )
-    .args(["plugin", "list", "--json"])
-    .env("INFRAPILOT_DATA_DIR", &server.data_dir)
-    .env("INFRAPILOT_EDITION", "enterprise")
-    .env("INFRAPILOT_LICENSE_PUBLIC_KEY", &vendor_pub)
-    .env_remove("INFRAPILOT_DATABASE_URL")
-    .output()
-    .unwrap();
+    let cli = Command::new(common::agent_bin().parent().unwrap().join("infrapilot"))
+        .args(["plugin", "list", "--json"])
+        .env("INFRAPILOT_DATA_DIR", &server.data_dir)
+        .env("INFRAPILOT_EDITION", "enterprise")
+        .env("INFRAPILOT_LICENSE_PUBLIC_KEY", &vendor_pub)
+        .env_remove("INFRAPILOT_DATABASE_URL")
+        .output()
+        .unwrap();
     assert!(
         cli.status.success(),
         "{}",
@@ -1068,6 +1156,40 @@ async fn a_node_that_goes_silent_fires_node_offline_and_resolves_when_back() {
     let admin = server.admin().await;
     let (mut agent, state) = common::enrolled_agent(&server, &admin, "edge-7").await;
     admin.online_agent("edge-7").await;
+    // Its heartbeats' host statistics are kept: memory from /proc, CPU since the previous one.
+    let stats = eventually(
+        "host statistics from heartbeats",
+        Duration::from_secs(20),
+        || {
+            let admin = admin.clone();
+            async move {
+                let agents = admin.get("/api/v1/agents").await;
+                let node = agents
+                    .as_array()?
+                    .iter()
+                    .find(|a| a["name"] == "edge-7")?
+                    .clone();
+                node["host_stats"]["memory_total_bytes"]
+                    .as_u64()
+                    .is_some_and(|m| m > 0)
+                    .then_some(node["host_stats"].clone())
+            }
+        },
+    )
+    .await;
+    assert!(
+        stats["memory_used_bytes"].as_u64().unwrap()
+            <= stats["memory_total_bytes"].as_u64().unwrap(),
+        "{stats}"
+    );
+    assert!(
+        (0.0..=100.0).contains(&stats["cpu_percent"].as_f64().unwrap()),
+        "{stats}"
+    );
+    assert!(
+        stats["reported_at"].as_str().unwrap().ends_with('Z'),
+        "{stats}"
+    );
     enable(&admin, "infrapilot.webhook").await;
     let hook = channel(
         &admin,
@@ -1120,6 +1242,7 @@ async fn a_node_that_goes_silent_fires_node_offline_and_resolves_when_back() {
         .args(["run", "--heartbeat-seconds", "1"])
         .stderr(log)
         .spawn()
+        .map(common::KillOnDrop)
         .unwrap();
     eventually("node offline resolved", Duration::from_secs(30), || {
         let receiver = receiver.clone();

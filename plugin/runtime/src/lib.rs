@@ -1,10 +1,7 @@
-//! The plugin runtime of the InfraPilot host.
+//! The plugin runtime: runs components for the host and for the SDK's test harness. What a plugin
+//! is (manifest, capabilities, bundles) is `infrapilot-plugin-types`; licences are
+//! `infrapilot-licensing`.
 //!
-//! - [`manifest`]: what a plugin declares (id, version, world, WIT version, edition, requested
-//!   capabilities, the JSON Schema of its settings).
-//! - [`bundle`]: component + manifest + Ed25519 signature, packed as a tar file; verified against
-//!   the operator's trusted publisher keys.
-//! - [`capabilities`]: requested ∩ granted, checked inside every host function, denied by default.
 //! - [`runtime`]: one wasmtime `Engine` (pooling allocator, epoch interruption every 10 ms), compiled
 //!   components cached on disk by content hash and engine, `InstancePre` per loaded plugin, a
 //!   deadline and a memory limit per hook; a runaway plugin yields a [`HookError`], never a crash.
@@ -14,23 +11,19 @@
 //!   for real, tests with a recording fake.
 
 pub mod bindings;
-pub mod bundle;
-pub mod capabilities;
 pub mod egress;
 mod host_functions;
-pub mod license;
-pub mod manifest;
 pub mod runtime;
 pub mod services;
 
-pub use bundle::{Bundle, BundleError, SigningKey, TrustedKeys, VerifiedBundle};
-pub use capabilities::Capabilities;
-pub use manifest::{Edition, Manifest, ManifestError, World};
+// The runtime's API speaks in these types.
+pub use infrapilot_plugin_types::SUPPORTED_WIT_VERSIONS;
+pub use infrapilot_plugin_types::{
+    Bundle, BundleError, Capabilities, Edition, Manifest, ManifestError, SigningKey, TrustedKeys,
+    VerifiedBundle, World,
+};
 pub use runtime::{
     AlertChannelPlugin, HookError, Invocation, Limits, ProxyBackendPlugin, Rendered, Runtime,
     RuntimeError,
 };
 pub use services::HostServices;
-
-/// WIT contract versions this host can link plugins against.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];

@@ -8,7 +8,7 @@
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::{BundleError, PublicKey, SigningKey};
+use infrapilot_plugin_types::bundle::{BundleError, PublicKey, SigningKey};
 
 const FORMAT: &str = "infrapilot-license/v1";
 

@@ -12,16 +12,18 @@ use std::time::{Duration, Instant};
 
 use axum::extract::Query;
 use axum::response::{IntoResponse, Redirect};
-use infrapilot_plugins::bindings::http::{HttpError, Request, Response};
-use infrapilot_plugins::bindings::kv::KvError;
-use infrapilot_plugins::bindings::log::Level;
-use infrapilot_plugins::bindings::mail::{MailError, Message};
-use infrapilot_plugins::bindings::{Alert, AlertState, PluginError, Severity};
-use infrapilot_plugins::capabilities::Capabilities;
-use infrapilot_plugins::egress::{EgressGuard, HttpEgress};
-use infrapilot_plugins::runtime::RuntimeConfig;
-use infrapilot_plugins::services::{BasicServices, HostServices};
-use infrapilot_plugins::{AlertChannelPlugin, HookError, Invocation, Limits, Manifest, Runtime};
+use infrapilot_plugin_runtime::bindings::http::{HttpError, Request, Response};
+use infrapilot_plugin_runtime::bindings::kv::KvError;
+use infrapilot_plugin_runtime::bindings::log::Level;
+use infrapilot_plugin_runtime::bindings::mail::{MailError, Message};
+use infrapilot_plugin_runtime::bindings::{Alert, AlertState, PluginError, Severity};
+use infrapilot_plugin_runtime::egress::{EgressGuard, HttpEgress};
+use infrapilot_plugin_runtime::runtime::RuntimeConfig;
+use infrapilot_plugin_runtime::services::{BasicServices, HostServices};
+use infrapilot_plugin_runtime::{
+    AlertChannelPlugin, HookError, Invocation, Limits, Manifest, Runtime,
+};
+use infrapilot_plugin_types::capabilities::Capabilities;
 
 fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -408,7 +410,7 @@ impl HostServices for Downgrader {
         self.asked.lock().unwrap().push(request.url.clone());
         Ok(Response {
             status: 302,
-            headers: vec![infrapilot_plugins::bindings::Header {
+            headers: vec![infrapilot_plugin_runtime::bindings::Header {
                 name: "location".into(),
                 value: "http://b.allowed.test/plain".into(),
             }],

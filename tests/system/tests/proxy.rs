@@ -391,6 +391,42 @@ async fn proxy_hosts_apply_through_real_nginx_and_a_broken_host_is_isolated() {
             "{action} missing from {actions:?}"
         );
     }
+    // Upstreams nginx must not join: a container in the host's network namespace or in none.
+    for (mode, reason) in [
+        ("host", "host (the host network cannot be shared)"),
+        ("none", "none (the null network cannot be shared)"),
+    ] {
+        let name = fixture
+            .run(
+                &format!("on-{mode}"),
+                "exec sleep 600",
+                &[],
+                &[],
+                Some(mode),
+            )
+            .await;
+        let (status, host) = proxy
+            .admin
+            .call(
+                "POST",
+                &proxy.path(""),
+                Some(json!({"domains": [format!("{mode}.test")], "upstream": {"container": name, "port": 80}})),
+            )
+            .await;
+        assert_eq!(status, 201, "{host}");
+        let host = proxy.settled(host["id"].as_str().unwrap()).await;
+        assert_eq!(host["apply_status"], "failed", "{host}");
+        let error = host["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("is on no network nginx can join") && error.contains(reason),
+            "{mode}: {error}"
+        );
+        let nginx_networks = networks_of(&fixture, &proxy.container).await;
+        assert!(
+            !nginx_networks.contains(&mode.to_owned()),
+            "{nginx_networks:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -400,8 +436,10 @@ async fn hostile_input_is_refused_naming_the_field_and_nothing_changes() {
     let Some(proxy) = Proxy::start(&mut fixture).await else {
         return;
     };
-    let corpus: Vec<String> =
-        serde_json::from_str(include_str!("../../host/proxy/tests/hostile-corpus.json")).unwrap();
+    let corpus: Vec<String> = serde_json::from_str(include_str!(
+        "../../../host/proxy/tests/hostile-corpus.json"
+    ))
+    .unwrap();
     assert!(corpus.len() >= 100);
     type Body = fn(&str) -> Value;
     let cases: [(&str, Body); 4] = [
@@ -772,7 +810,7 @@ async fn certificates_are_issued_and_renewed_by_the_node_even_with_the_host_down
         ("INFRAPILOT_AGENT_PROXY_STATUS_SECONDS", "1"),
     ];
     let (agent, state) = common::enrolled_agent_with(&server, &admin, "edge", &env).await;
-    let mut agent = KillOnDrop(agent);
+    let mut agent = agent;
     let agent_id = admin.online_agent("edge").await;
     let network = fixture.network().await;
     upstream(&mut fixture, "web", &network).await;
@@ -915,7 +953,7 @@ async fn certificates_are_issued_and_renewed_by_the_node_even_with_the_host_down
             .await
             .is_none()
     );
-    agent = KillOnDrop(common::run_agent(&state, &env));
+    agent = common::run_agent(&state, &env);
     eventually(
         "the restarted node to serve its last revision without the host",
         Duration::from_secs(60),
@@ -927,16 +965,6 @@ async fn certificates_are_issued_and_renewed_by_the_node_even_with_the_host_down
     .await;
     agent.0.kill().unwrap();
     drop(pebble);
-}
-
-/// A child process killed when the test ends, failed or not.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1207,6 +1235,7 @@ async fn uploaded_certificates_are_checked_sealed_and_served_by_nginx() {
     assert_eq!(cert["domains"], json!(["up.test", "*.up.test"]));
     assert_eq!(cert["issuer"], "InfraPilot test CA");
     assert_eq!(cert["chain_length"], 2);
+    assert_eq!(cert["ocsp_responder"], ocsp_url.as_str(), "{cert}");
     let listed = proxy
         .admin
         .get("/api/v1/proxy-certificates")
@@ -1292,6 +1321,10 @@ async fn uploaded_certificates_are_checked_sealed_and_served_by_nginx() {
     )
     .await;
     assert!(stapled.contains("Cert Status: good"), "{stapled}");
+    let conf = || {
+        std::fs::read_to_string(proxy.proxy_dir().join(format!("current/hosts/{id}.conf"))).unwrap()
+    };
+    assert!(conf().contains("ssl_stapling on;"), "{}", conf());
     // An independent scanner agrees (Debian's testssl.sh): nothing NOT ok or VULNERABLE but
     // what comes from the test CA not being a public one.
     if let Some(findings) = testssl("up.test", proxy.https_port) {
@@ -1363,6 +1396,8 @@ async fn uploaded_certificates_are_checked_sealed_and_served_by_nginx() {
         },
     )
     .await;
+    // The new leaf names no OCSP responder: nothing to staple, so no stapling configured.
+    assert!(!conf().contains("ssl_stapling"), "{}", conf());
 
     // In use: not deletable. Unused: deleted.
     let (status, e) = proxy
@@ -1872,7 +1907,7 @@ async fn the_proxy_backend_is_the_plugin_the_host_is_told_to_use() {
         e["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("infrapilot.webhook"),
+            .contains("plugin infrapilot.webhook is not a plugin of the proxy-backend world"),
         "{e}"
     );
     assert_eq!(admin.get(&path).await, json!([]));

@@ -110,6 +110,7 @@ async fn the_one_liner_installs_enrolls_and_runs_the_agent() {
     // The real install, in the foreground.
     let mut child = run(secret, &["--foreground", "--name", "installed-node"])
         .spawn()
+        .map(common::KillOnDrop)
         .unwrap();
     let id = admin.online_agent("installed-node").await;
     let installed = std::fs::read(dir.join("bin/infrapilot-agent")).unwrap();

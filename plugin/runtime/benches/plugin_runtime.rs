@@ -4,17 +4,17 @@
 //!      of a small alert);
 //!   3. a whole alert hook (instantiate + deliver + drop) from 80 concurrent callers.
 //!
-//! Run: `scripts/build-plugins.sh && cargo bench -p infrapilot-plugins --bench plugin_runtime`
+//! Run: `scripts/build-plugins.sh && cargo bench -p infrapilot-plugin-runtime --bench plugin_runtime`
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use infrapilot_plugins::bindings::{Alert, AlertState, Severity};
-use infrapilot_plugins::egress::{EgressGuard, HttpEgress};
-use infrapilot_plugins::runtime::RuntimeConfig;
-use infrapilot_plugins::services::BasicServices;
-use infrapilot_plugins::{Invocation, Limits, Manifest, Runtime};
+use infrapilot_plugin_runtime::bindings::{Alert, AlertState, Severity};
+use infrapilot_plugin_runtime::egress::{EgressGuard, HttpEgress};
+use infrapilot_plugin_runtime::runtime::RuntimeConfig;
+use infrapilot_plugin_runtime::services::BasicServices;
+use infrapilot_plugin_runtime::{Invocation, Limits, Manifest, Runtime};
 
 fn percentiles(label: &str, mut samples: Vec<Duration>) {
     samples.sort();

@@ -41,19 +41,22 @@ pub async fn docker() -> Option<Docker> {
     reachable
 }
 
+/// A binary of the workspace, from the target directory this test runs from
+/// (`target/debug/deps/<test>` → `target/debug/<name>`).
 fn bin(name: &str) -> PathBuf {
-    let agent = PathBuf::from(env!("CARGO_BIN_EXE_infrapilot-agent"));
-    let path = agent.parent().unwrap().join(name);
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing: build it first (cargo build -p infrapilot, or cargo test --workspace)",
+        "{} is missing: build it first (cargo build -p infrapilot -p infrapilot-agent, or cargo test --workspace)",
         path.display()
     );
     path
 }
 
 pub fn agent_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_infrapilot-agent"))
+    bin("infrapilot-agent")
 }
 
 pub fn free_port() -> u16 {
@@ -390,6 +393,12 @@ impl Fixture {
             .await
     }
 
+    /// Creates and starts a container under a memory limit (bytes).
+    pub async fn run_with_memory_limit(&mut self, name: &str, script: &str, memory: i64) -> String {
+        self.run_configured(name, script, &[], &[], None, None, Some(memory))
+            .await
+    }
+
     async fn run_with(
         &mut self,
         name: &str,
@@ -398,6 +407,21 @@ impl Fixture {
         env: &[&str],
         network: Option<&str>,
         restarts: Option<i64>,
+    ) -> String {
+        self.run_configured(name, script, labels, env, network, restarts, None)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_configured(
+        &mut self,
+        name: &str,
+        script: &str,
+        labels: &[(&str, &str)],
+        env: &[&str],
+        network: Option<&str>,
+        restarts: Option<i64>,
+        memory: Option<i64>,
     ) -> String {
         let full = format!("{}-{name}", self.prefix);
         let labels: HashMap<String, String> = labels
@@ -417,6 +441,7 @@ impl Fixture {
                     env: Some(env.iter().map(|e| (*e).to_owned()).collect()),
                     host_config: Some(HostConfig {
                         network_mode: network.map(str::to_owned),
+                        memory,
                         restart_policy: restarts.map(|n| bollard::models::RestartPolicy {
                             name: Some(bollard::models::RestartPolicyNameEnum::ON_FAILURE),
                             maximum_retry_count: Some(n),
@@ -545,7 +570,7 @@ pub async fn enrolled_agent(
     server: &Server,
     admin: &Api,
     name: &str,
-) -> (std::process::Child, std::path::PathBuf) {
+) -> (KillOnDrop, std::path::PathBuf) {
     enrolled_agent_with(server, admin, name, &[]).await
 }
 
@@ -555,7 +580,7 @@ pub async fn enrolled_agent_with(
     admin: &Api,
     name: &str,
     env: &[(&str, &str)],
-) -> (std::process::Child, std::path::PathBuf) {
+) -> (KillOnDrop, std::path::PathBuf) {
     let (status, token) = admin
         .call(
             "POST",
@@ -582,7 +607,7 @@ pub async fn enrolled_agent_with(
 
 /// Runs an enrolled agent from its state directory (again, after a kill), its stderr appended
 /// to `<state>.log`.
-pub fn run_agent(state: &std::path::Path, env: &[(&str, &str)]) -> std::process::Child {
+pub fn run_agent(state: &std::path::Path, env: &[(&str, &str)]) -> KillOnDrop {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -595,14 +620,38 @@ pub fn run_agent(state: &std::path::Path, env: &[(&str, &str)]) -> std::process:
         .envs(env.iter().copied())
         .stderr(log)
         .spawn()
+        .map(KillOnDrop)
         .unwrap()
+}
+
+/// A child process killed and reaped when dropped: a failing test leaves no process behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The first-party plugin build output: components, `bundles/`, `dev-signing/`.
 pub fn plugin_build() -> Option<PathBuf> {
     let dir = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
         .join("plugins");
     if dir.join("bundles/infrapilot_webhook.bundle").exists() {
         return Some(dir);

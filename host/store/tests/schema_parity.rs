@@ -1,0 +1,33 @@
+//! The SQLite and PostgreSQL migrations make the same tables with the same columns: a column
+//! added to one backend only would pass every test on the other and fail in production.
+
+use infrapilot_store::Backend;
+use infrapilot_store::testing::{TestDb, backends};
+
+#[tokio::test]
+async fn both_backends_have_the_same_tables_and_columns() {
+    if !backends().contains(&Backend::Postgres) {
+        return;
+    }
+    let sqlite = TestDb::new(Backend::Sqlite).await.tables().await;
+    let postgres = TestDb::new(Backend::Postgres).await.tables().await;
+    assert!(sqlite.len() >= 10, "suspiciously few tables: {sqlite:?}");
+    let only_sqlite: Vec<_> = sqlite
+        .keys()
+        .filter(|t| !postgres.contains_key(*t))
+        .collect();
+    let only_postgres: Vec<_> = postgres
+        .keys()
+        .filter(|t| !sqlite.contains_key(*t))
+        .collect();
+    assert!(
+        only_sqlite.is_empty() && only_postgres.is_empty(),
+        "tables on one backend only: SQLite {only_sqlite:?}, PostgreSQL {only_postgres:?}"
+    );
+    for (table, columns) in &sqlite {
+        assert_eq!(
+            columns, &postgres[table],
+            "columns of {table} (SQLite left, PostgreSQL right)"
+        );
+    }
+}

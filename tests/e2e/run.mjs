@@ -534,7 +534,9 @@ async function main() {
       if (running() !== 'true') throw new Error(`cancelling stopped ${target}`);
       await page.getByTestId(`action-stop-${target}`).click();
       await dialog.getByRole('button', { name: `Stop ${target}` }).click();
-      await until(`${target} stopped`, async () => running() === 'false');
+      // Its shell is PID 1 and ignores SIGTERM: Docker kills it after the 10 s stop timeout.
+      await until(`${target} stopped`, async () => running() === 'false', 30_000);
+      await until('the stop reported', async () => /Stopped .*worker/.test(await page.getByTestId('action-result').innerText()));
     });
 
     await step('delete asks for the name; a wrong name cannot confirm, the right one removes it', async () => {

@@ -42,7 +42,7 @@ impl SocketGuard {
         let recheck = settings
             .socket_recheck
             .min(Duration::from_secs(
-                u64::from(self.state.hub().heartbeat_seconds()).max(1),
+                u64::from(self.state.nodes().heartbeat_seconds()).max(1),
             ))
             .max(Duration::from_millis(100));
         let lifetime = tokio::time::sleep(settings.socket_max_lifetime);

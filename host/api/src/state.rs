@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use infrapilot_alerts::{AlertEngine, EngineConfig};
-use infrapilot_gateway::{AgentHub, CertificateAuthority};
+use infrapilot_gateway::{AgentHub, CertificateAuthority, NodeRouter};
 use infrapilot_identity::{LoginThrottle, SecretBox};
 use infrapilot_plugin_host::PluginHost;
 use infrapilot_store::Store;
@@ -149,6 +149,8 @@ struct Inner {
     ip_throttle: LoginThrottle,
     metrics: Metrics,
     hub: AgentHub,
+    /// How routes reach nodes: the hub, seen through its trait.
+    nodes: Arc<dyn NodeRouter>,
     enroll_throttle: LoginThrottle,
     /// Bounds the Argon2 work anonymous callers can cause at once.
     anonymous_password_checks: Arc<tokio::sync::Semaphore>,
@@ -175,6 +177,7 @@ impl AppState {
         settings: ApiSettings,
     ) -> AppState {
         let secrets = Arc::new(secrets);
+        let hub = AgentHub::new(store.clone(), settings.heartbeat_seconds, secrets.clone());
         AppState {
             inner: Arc::new(Inner {
                 ca: Arc::new(ca),
@@ -193,7 +196,8 @@ impl AppState {
                 )),
                 shutdown: tokio::sync::watch::channel(false).0,
                 agent_binary_sha256: std::sync::Mutex::new(None),
-                hub: AgentHub::new(store.clone(), settings.heartbeat_seconds, secrets.clone()),
+                hub: hub.clone(),
+                nodes: Arc::new(hub),
                 store,
                 secrets,
                 settings,
@@ -244,8 +248,15 @@ impl AppState {
     }
 
     /// The agents connected to this process.
+    /// The hub itself, for wiring (the gateway listener, the alert engine, shutdown). Routes
+    /// use [`AppState::nodes`].
     pub fn hub(&self) -> &AgentHub {
         &self.inner.hub
+    }
+
+    /// How routes and services reach nodes.
+    pub fn nodes(&self) -> &Arc<dyn NodeRouter> {
+        &self.inner.nodes
     }
 
     pub fn secrets(&self) -> &SecretBox {

@@ -1,9 +1,11 @@
 //! The agents' side of the host: the certificate authority that signs agent certificates, and
 //! the mTLS gRPC listener agents hold their session on (`server`), and the hub through which the
-//! API sends commands and opens log and exec streams to connected agents (`hub`).
+//! API sends commands and opens log and exec streams to connected agents (`hub`), which the API
+//! sees only as a [`NodeRouter`] (`router`).
 
 pub mod ca;
 pub mod hub;
+pub mod router;
 pub mod server;
 
 use infrapilot_identity::SecretBox;
@@ -14,6 +16,7 @@ pub use hub::{
     AgentHub, DurableCommand, HubError, Outcome, STREAM_BUFFER, SessionEnd, StreamItem,
     StreamReceiver, store_proxy_status,
 };
+pub use router::NodeRouter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {

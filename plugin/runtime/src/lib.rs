@@ -12,7 +12,7 @@
 
 pub mod bindings;
 pub mod egress;
-mod host_functions;
+mod host;
 pub mod runtime;
 pub mod services;
 

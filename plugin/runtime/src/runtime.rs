@@ -15,14 +15,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
 };
 
 use crate::bindings::alert_channel::{AlertChannel, AlertChannelPre};
-use crate::bindings::proxy_backend::{ProxyBackend, ProxyBackendPre};
+use crate::bindings::proxy_backend::ProxyBackendPre;
 use crate::bindings::{Alert, Delivery, PluginError, ProxyHost, RenderedFile};
 use crate::services::HostServices;
 use infrapilot_plugin_types::capabilities::Capabilities;
@@ -138,6 +138,31 @@ pub struct HostState {
     memory: MemoryLimiter,
 }
 
+#[cfg(test)]
+impl HostState {
+    /// A state for the capability modules' tests: `caps` granted, `services` behind them.
+    pub(crate) fn for_test(caps: Capabilities, services: Arc<dyn HostServices>) -> HostState {
+        HostState {
+            plugin_id: Arc::from("test.plugin"),
+            caps: Arc::new(caps),
+            settings_json: "{}".into(),
+            secrets: HashMap::new(),
+            services,
+            limits: Limits::default(),
+            deadline: Instant::now() + Duration::from_secs(30),
+            log_lines: 0,
+            dropped_log_lines: 0,
+            denials: 0,
+            deadline_hit: false,
+            memory: MemoryLimiter {
+                limit: usize::MAX,
+                total: 0,
+                exceeded: false,
+            },
+        }
+    }
+}
+
 /// Counts the linear memory of all the instance's memories together.
 struct MemoryLimiter {
     limit: usize,
@@ -220,12 +245,11 @@ impl Runtime {
             .epoch_interruption(true)
             .concurrency_support(false);
         let engine = Engine::new(&wasm).map_err(engine_error)?;
+        // One registration per world, from the capability modules it imports.
         let mut alert_linker = Linker::new(&engine);
-        AlertChannel::add_to_linker::<_, HasSelf<_>>(&mut alert_linker, |s| s)
-            .map_err(engine_error)?;
+        crate::host::alert_channel_linker(&mut alert_linker).map_err(engine_error)?;
         let mut proxy_linker = Linker::new(&engine);
-        ProxyBackend::add_to_linker::<_, HasSelf<_>>(&mut proxy_linker, |s| s)
-            .map_err(engine_error)?;
+        crate::host::proxy_backend_linker(&mut proxy_linker).map_err(engine_error)?;
         let stop = Arc::new(AtomicBool::new(false));
         {
             let (engine, stop) = (engine.clone(), stop.clone());

@@ -182,7 +182,7 @@ impl AgentDto {
     fn of(a: AgentRow, state: &AppState) -> AgentDto {
         let window_ms = i64::from(state.settings().heartbeat_seconds) * 2 * 1000 + 5_000;
         let online = a.revoked_at.is_none()
-            && (state.hub().is_connected(&a.id)
+            && (state.nodes().is_connected(&a.id)
                 || a.last_seen_at.is_some_and(|t| now_ms() - t < window_ms));
         AgentDto {
             host_stats: parse_host_stats(a.host_stats.as_deref()),
@@ -562,7 +562,7 @@ pub async fn revoke(
     .await?;
     // The node's open session (and every stream on it) ends now, not at its next heartbeat.
     state
-        .hub()
+        .nodes()
         .end_session(&agent.id, "this agent has been revoked");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -289,7 +289,7 @@ async fn query<T: serde::de::DeserializeOwned>(
     field: &str,
 ) -> ApiResult<T> {
     let outcome = state
-        .hub()
+        .nodes()
         .query(agent_id, body, QUERY_WAIT)
         .await
         .map_err(|e| hub_error(e, field))?;
@@ -355,7 +355,7 @@ async fn act(
     let name = action_name(action);
     let result = ctx
         .state
-        .hub()
+        .nodes()
         .execute(
             &ctx.principal.org_id,
             DurableCommand {
@@ -801,7 +801,7 @@ pub async fn follow_logs(
     })?;
     let stream_id = uuid::Uuid::new_v4().to_string();
     let rx = state
-        .hub()
+        .nodes()
         .open_stream(
             &agent.id,
             &stream_id,
@@ -816,7 +816,7 @@ pub async fn follow_logs(
         )
         .await
         .map_err(|e| hub_error(e, "cid"))?;
-    let hub = state.hub().clone();
+    let hub = state.nodes().clone();
     let guard = SocketGuard::new(state.clone(), principal, Role::Viewer, agent.id.clone());
     Ok(upgrade
         .protocols(["infrapilot.v1"])
@@ -951,7 +951,7 @@ pub async fn exec(
     let detail = inspect(&state, &agent.id, &cid).await?;
     let session_id = uuid::Uuid::new_v4().to_string();
     let rx = state
-        .hub()
+        .nodes()
         .open_stream(
             &agent.id,
             &session_id,
@@ -989,7 +989,7 @@ pub async fn exec(
         .on_upgrade(move |socket| async move {
             let (exit_code, closed_by_host) =
                 pump_exec(socket, rx, &state, &agent.id, &session_id, guard).await;
-            state.hub().close_stream(&agent.id, &session_id).await;
+            state.nodes().close_stream(&agent.id, &session_id).await;
             let end_event = audit_log::event(
                 &Actor::user(&principal),
                 &client.ip,
@@ -1028,7 +1028,7 @@ async fn pump_exec(
         tokio::select! {
             closing = &mut closing => {
                 // The process is told to end first: a client that stopped reading cannot keep it.
-                let _ = state.hub().exec_input(agent_id, input(Vec::new(), 0, 0, true)).await;
+                let _ = state.nodes().exec_input(agent_id, input(Vec::new(), 0, 0, true)).await;
                 let text = json!({"type": "error", "message": closing.reason}).to_string();
                 send_text(&mut socket, text).await;
                 close_socket(&mut socket, closing.code, &closing.reason).await;
@@ -1070,12 +1070,12 @@ async fn pump_exec(
                             continue;
                         }
                     };
-                    if state.hub().exec_input(agent_id, message).await.is_err() {
+                    if state.nodes().exec_input(agent_id, message).await.is_err() {
                         break;
                     }
                 }
                 Some(Ok(Message::Binary(data))) => {
-                    if state.hub().exec_input(agent_id, input(data.to_vec(), 0, 0, false)).await.is_err() {
+                    if state.nodes().exec_input(agent_id, input(data.to_vec(), 0, 0, false)).await.is_err() {
                         break;
                     }
                 }
@@ -1085,7 +1085,7 @@ async fn pump_exec(
         }
     }
     let _ = state
-        .hub()
+        .nodes()
         .exec_input(agent_id, input(Vec::new(), 0, 0, true))
         .await;
     (None, closed_by_host)

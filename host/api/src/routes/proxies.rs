@@ -352,7 +352,7 @@ pub(super) struct StagedRevision {
 pub(super) async fn dispatch_revision(state: &AppState, org_id: &str, staged: StagedRevision) {
     // The outcome is stored with the command; offline nodes get it when they say hello.
     if let Err(e) = state
-        .hub()
+        .nodes()
         .dispatch(org_id, &staged.agent_id, staged.command, APPLY_WAIT)
         .await
     {
@@ -481,7 +481,7 @@ async fn stage_revision(
         command.encode_to_vec()
     } else {
         state
-            .hub()
+            .nodes()
             .encode_sealed(&command)
             .map_err(|e| super::containers::hub_error(e, "id"))?
     };
@@ -764,7 +764,7 @@ pub async fn drift(
         tx.commit().await?;
     }
     let outcome = state
-        .hub()
+        .nodes()
         .query(
             &agent_id,
             command::Kind::CheckProxyDrift(CheckProxyDrift {}),

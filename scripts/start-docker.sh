@@ -3,7 +3,7 @@
 # touches a system daemon) and imports the test image `infrapilot-test/busybox:latest` from the
 # busybox-static binary and `infrapilot-test/nginx:latest` from Debian's nginx packages (downloaded
 # with apt-get, never installed on the host), so no registry is needed. Prints the DOCKER_HOST to use.
-# Usage: scripts/start-docker.sh [DIR]   (default /tmp/infrapilot-docker; stop: kill $(cat DIR/dockerd.pid))
+# Usage: scripts/start-docker.sh [DIR]   (default /tmp/infrapilot-docker; stop: scripts/stop-docker.sh DIR)
 set -euo pipefail
 dir=${1:-/tmp/infrapilot-docker}
 sock="$dir/docker.sock"
@@ -17,7 +17,8 @@ if [ -S "$sock" ] && DOCKER_HOST=$host docker info >/dev/null 2>&1; then
     :
 else
     mkdir -p "$dir/data" "$dir/exec"
-    # vfs works on any backing filesystem; no host firewall changes; a small private address pool.
+    # vfs works on any backing filesystem; no firewall changes by the engine; a small private
+    # address pool.
     dockerd -H "$host" --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
         --storage-driver=vfs --iptables=false --bip 10.213.0.1/24 \
         --default-address-pool base=10.214.0.0/16,size=24 >"$dir/dockerd.log" 2>&1 &
@@ -29,20 +30,20 @@ else
 fi
 # Next to a system Docker engine (the README's run command starts one), the kernel forwards
 # bridge traffic through iptables' FORWARD chain, whose policy that engine sets to DROP: traffic
-# between containers on this engine's networks would be dropped. Accept this engine's address
-# ranges in DOCKER-USER (the chain a system engine keeps first), or FORWARD when there is none.
-if command -v iptables >/dev/null 2>&1 && iptables -S FORWARD >/dev/null 2>&1; then
+# between two containers on one of this engine's networks would be dropped. Only then, accept
+# exactly that traffic (source and destination both in one of this engine's ranges), in
+# DOCKER-USER (the chain a system engine keeps first) or FORWARD, tagged `infrapilot-test` so
+# scripts/stop-docker.sh removes it again. Nothing else on the machine is opened.
+if command -v iptables >/dev/null 2>&1 && iptables -S FORWARD 2>/dev/null | grep -q '^-P FORWARD DROP'; then
     chain=FORWARD
     iptables -S DOCKER-USER >/dev/null 2>&1 && chain=DOCKER-USER
-    if [ "$chain" = DOCKER-USER ] || iptables -S FORWARD | grep -q '^-P FORWARD DROP'; then
-        for range in 10.213.0.0/24 10.214.0.0/16; do
-            if ! iptables -C "$chain" -s "$range" -j ACCEPT 2>/dev/null; then
-                iptables -I "$chain" -s "$range" -j ACCEPT
-                iptables -I "$chain" -d "$range" -j ACCEPT
-                echo "start-docker: a system Docker engine drops forwarded traffic; accepted $range in iptables $chain" >&2
-            fi
-        done
-    fi
+    for range in 10.213.0.0/24 10.214.0.0/16; do
+        rule=(-s "$range" -d "$range" -m comment --comment infrapilot-test -j ACCEPT)
+        if ! iptables -C "$chain" "${rule[@]}" 2>/dev/null; then
+            iptables -I "$chain" "${rule[@]}"
+            echo "start-docker: forwarded traffic is dropped here (a system Docker engine?); accepted $range → $range in iptables $chain (removed by scripts/stop-docker.sh)" >&2
+        fi
+    done
 fi
 if ! DOCKER_HOST=$host docker image inspect infrapilot-test/busybox:latest >/dev/null 2>&1; then
     rootfs=$(mktemp -d)

@@ -22,13 +22,7 @@ chmod 755 "$work"
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    if [ -f "$work/docker/dockerd.pid" ]; then
-        DOCKER_HOST="unix://$work/docker/docker.sock" docker rm -f $(DOCKER_HOST="unix://$work/docker/docker.sock" docker ps -aq) >/dev/null 2>&1 || true
-        kill "$(cat "$work/docker/dockerd.pid")" 2>/dev/null || true
-        for _ in $(seq 1 50); do [ -f "$work/docker/dockerd.pid" ] || break; sleep 0.1; done
-        umount -R "$work/docker/exec" 2>/dev/null || true
-        umount -R "$work/docker/data" 2>/dev/null || true
-    fi
+    [ -d "$work/docker" ] && bash scripts/stop-docker.sh "$work/docker"
     if [ -d "$work/pg/data" ]; then
         su postgres -s /bin/bash -c "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl -D $work/pg/data -m immediate stop" >/dev/null 2>&1 || true
     fi

@@ -332,13 +332,12 @@ async fn host_stats(executor: &Executor) -> HostStats {
     let cpu = std::fs::read_to_string("/proc/stat")
         .ok()
         .and_then(|s| cpu_jiffies(&s))
-        .map(|now| {
+        .and_then(|now| {
             let mut last = LAST_CPU_SAMPLE.lock().unwrap_or_else(|e| e.into_inner());
-            let percent = last.map_or(0.0, |before| cpu_percent(before, now));
+            let percent = last.map(|before| cpu_percent(before, now));
             *last = Some(now);
             percent
-        })
-        .unwrap_or(0.0);
+        });
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let field = |name: &str| {
         meminfo

@@ -534,6 +534,8 @@ async function main() {
       if (running() !== 'true') throw new Error(`cancelling stopped ${target}`);
       await page.getByTestId(`action-stop-${target}`).click();
       await dialog.getByRole('button', { name: `Stop ${target}` }).click();
+      // The dialog closes at once; the row shows the stop's progress and outcome.
+      await dialog.waitFor({ state: 'hidden', timeout: 3000 });
       // Its shell is PID 1 and ignores SIGTERM: Docker kills it after the 10 s stop timeout.
       await until(`${target} stopped`, async () => running() === 'false', 30_000);
       await until('the stop reported', async () => /Stopped .*worker/.test(await page.getByTestId('action-result').innerText()));

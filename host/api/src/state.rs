@@ -247,7 +247,6 @@ impl AppState {
         self.inner.ca.clone()
     }
 
-    /// The agents connected to this process.
     /// The hub itself, for wiring (the gateway listener, the alert engine, shutdown). Routes
     /// use [`AppState::nodes`].
     pub fn hub(&self) -> &AgentHub {

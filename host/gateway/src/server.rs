@@ -81,15 +81,20 @@ async fn record_heartbeat(store: &Store, agent_id: &str, stats: Option<&HostStat
     let Some(s) = stats else {
         return touch(store, agent_id, None).await;
     };
+    // What a node says about itself is bounded to what can be true: a share from 0 to 100 (or
+    // none), no more memory used than there is, counts that fit a browser's integers.
+    let cpu = s
+        .cpu_percent
+        .filter(|c| c.is_finite())
+        .map(|c| c.clamp(0.0, 100.0));
+    let cap = |n: u64| n.min(1 << 53);
     let json = serde_json::json!({
-        "cpu_percent": s.cpu_percent,
-        "memory_used_bytes": s.memory_used_bytes,
-        "memory_total_bytes": s.memory_total_bytes,
-        "containers_running": s.containers_running,
+        "cpu_percent": cpu,
+        "memory_used_bytes": cap(s.memory_used_bytes.min(s.memory_total_bytes)),
+        "memory_total_bytes": cap(s.memory_total_bytes),
+        "containers_running": s.containers_running.min(s.containers_total),
         "containers_total": s.containers_total,
-        "uptime_seconds": s.uptime_seconds,
-        "spooled_events": s.spooled_events,
-        "dropped_events": s.dropped_events,
+        "uptime_seconds": cap(s.uptime_seconds),
         "reported_at_ms": infrapilot_store::now_ms(),
     })
     .to_string();
@@ -216,6 +221,8 @@ impl AgentGateway for Gateway {
             // The node counts as connected (commands go to it) once it said hello.
             let mut session: Option<(u64, crate::hub::SessionEnd)> = None;
             let mut last_revocation_check = tokio::time::Instant::now();
+            let mut last_heartbeat_recorded: Option<tokio::time::Instant> = None;
+            let heartbeat_min_gap = Duration::from_millis(u64::from(heartbeat_seconds) * 500);
             loop {
                 let ended = async {
                     match session.as_mut() {
@@ -309,6 +316,13 @@ impl AgentGateway for Gateway {
                         tokio::spawn(async move { hub.resend_open(org_id, &agent_id).await });
                     }
                     Some(agent_message::Body::Heartbeat(heartbeat)) => {
+                        // A node sending heartbeats faster than half its interval gets no more
+                        // database work for them (the silence deadline is already reset).
+                        if last_heartbeat_recorded.is_some_and(|t| t.elapsed() < heartbeat_min_gap)
+                        {
+                            continue;
+                        }
+                        last_heartbeat_recorded = Some(tokio::time::Instant::now());
                         // Revocation also ends a session that is already open.
                         last_revocation_check = tokio::time::Instant::now();
                         if let Some(status) = revocation(&store, &agent_id).await {

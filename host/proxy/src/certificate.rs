@@ -17,6 +17,15 @@ pub const MAX_PEM_BYTES: usize = 64 * 1024;
 /// Most certificates in one chain.
 pub const MAX_CHAIN: usize = 8;
 
+/// The OCSP responder the leaf of a stored chain (PEM, leaf first) names, if any. Read from the
+/// chain itself, so certificates uploaded before the facts recorded it are stapled too.
+pub fn chain_ocsp_responder(chain_pem: &str) -> Option<String> {
+    let blocks = pem_blocks("certificate_pem", chain_pem).ok()?;
+    let (_, der) = blocks.first()?;
+    let (_, leaf) = X509Certificate::from_der(der).ok()?;
+    ocsp_responder(&leaf)
+}
+
 /// The first OCSP responder URL in the certificate's Authority Information Access extension.
 fn ocsp_responder(cert: &X509Certificate) -> Option<String> {
     cert.extensions()

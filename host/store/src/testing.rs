@@ -116,16 +116,18 @@ impl TestDb {
         }
     }
 
-    /// Every table the migrations made and its columns (the migration bookkeeping left out),
-    /// read from the database's own catalogue.
+    /// Every table the migrations made and its columns, each as `name` or `name NOT NULL` (a
+    /// primary key counts as NOT NULL), read from the database's own catalogue (the migration
+    /// bookkeeping left out).
     pub async fn tables(&self) -> BTreeMap<String, BTreeSet<String>> {
-        let rows: Vec<(String, String)> = match self.backend {
+        let rows: Vec<(String, String, bool)> = match self.backend {
             Backend::Sqlite => {
                 let mut c = sqlx::SqliteConnection::connect(&self.owner_url)
                     .await
                     .expect("sqlite");
                 let rows = sqlx::query_as(
-                    "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                    "SELECT m.name, p.name, (p.\"notnull\" = 1 OR p.pk > 0) \
+                     FROM sqlite_master m JOIN pragma_table_info(m.name) p \
                      WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
                 )
                 .fetch_all(&mut c)
@@ -139,7 +141,8 @@ impl TestDb {
                     .await
                     .expect("pg");
                 let rows = sqlx::query_as(
-                    "SELECT table_name::text, column_name::text FROM information_schema.columns \
+                    "SELECT table_name::text, column_name::text, is_nullable = 'NO' \
+                     FROM information_schema.columns \
                      WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx%'",
                 )
                 .fetch_all(&mut c)
@@ -150,7 +153,12 @@ impl TestDb {
             }
         };
         let mut tables: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (table, column) in rows {
+        for (table, column, not_null) in rows {
+            let column = if not_null {
+                format!("{column} NOT NULL")
+            } else {
+                column
+            };
             tables.entry(table).or_default().insert(column);
         }
         tables

@@ -1,5 +1,7 @@
-//! The SQLite and PostgreSQL migrations make the same tables with the same columns: a column
-//! added to one backend only would pass every test on the other and fail in production.
+//! The SQLite and PostgreSQL migrations make the same tables with the same columns, NOT NULL
+//! alike: a column added (or left nullable) on one backend only would pass every test on the
+//! other and fail in production. (Types differ by design — INTEGER and BIGINT, BLOB and BYTEA —
+//! and are not compared.)
 
 use infrapilot_store::Backend;
 use infrapilot_store::testing::{TestDb, backends};

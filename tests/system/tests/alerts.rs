@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,7 +88,8 @@ impl Receiver {
 struct SmtpServer {
     port: u16,
     maildir: PathBuf,
-    child: Child,
+    /// Killed with the server (and at once if it never starts listening).
+    _child: common::KillOnDrop,
 }
 
 impl SmtpServer {
@@ -106,6 +107,7 @@ impl SmtpServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
+            .map(common::KillOnDrop)
             .expect("python3-aiosmtpd is installed (apt-get install python3-aiosmtpd)");
         eventually("aiosmtpd listening", Duration::from_secs(15), || async {
             tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -117,7 +119,7 @@ impl SmtpServer {
         SmtpServer {
             port,
             maildir,
-            child,
+            _child: child,
         }
     }
 
@@ -129,13 +131,6 @@ impl SmtpServer {
             .flatten()
             .filter_map(|e| std::fs::read_to_string(e.path()).ok())
             .collect()
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -1169,10 +1164,12 @@ async fn a_node_that_goes_silent_fires_node_offline_and_resolves_when_back() {
                     .iter()
                     .find(|a| a["name"] == "edge-7")?
                     .clone();
-                node["host_stats"]["memory_total_bytes"]
+                // CPU comes with the second heartbeat (a share between two samples).
+                (node["host_stats"]["memory_total_bytes"]
                     .as_u64()
                     .is_some_and(|m| m > 0)
-                    .then_some(node["host_stats"].clone())
+                    && node["host_stats"]["cpu_percent"].is_f64())
+                .then_some(node["host_stats"].clone())
             }
         },
     )

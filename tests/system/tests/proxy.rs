@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::query_parameters::InspectContainerOptions;
-use common::{Api, Fixture, Server, docker, eventually, free_port, plugin_build};
+use common::{Api, Fixture, KillOnDrop, Server, docker, eventually, free_port, plugin_build};
 use serde_json::{Value, json};
 
 const NGINX_IMAGE: &str = "infrapilot-test/nginx:latest";
@@ -615,7 +615,8 @@ async fn killing_the_agent_mid_apply_leaves_nginx_serving_a_valid_config() {
 /// 127.0.0.1), its API under a TLS certificate made here. HTTP-01 validation connects to the
 /// node's nginx on `http_port`.
 struct Pebble {
-    children: Vec<std::process::Child>,
+    /// Killed with the fixture, and at once if starting fails.
+    _children: Vec<KillOnDrop>,
     directory: String,
     /// Trust for pebble's API (the agent's ACME client).
     api_ca: PathBuf,
@@ -682,6 +683,7 @@ impl Pebble {
             .stdout(log("challtestsrv.log"))
             .stderr(log("challtestsrv.err"))
             .spawn()
+            .map(KillOnDrop)
             .unwrap();
         let pebble = std::process::Command::new("pebble")
             .arg("-config")
@@ -692,6 +694,7 @@ impl Pebble {
             .stdout(log("pebble.log"))
             .stderr(log("pebble.err"))
             .spawn()
+            .map(KillOnDrop)
             .unwrap();
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -719,20 +722,11 @@ impl Pebble {
         .await;
         std::fs::write(dir.join("issuing-root.pem"), roots).unwrap();
         Some(Pebble {
-            children: vec![dns_server, pebble],
+            _children: vec![dns_server, pebble],
             directory,
             api_ca: dir.join("ca.pem"),
             issuing_root: dir.join("issuing-root.pem"),
         })
-    }
-}
-
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

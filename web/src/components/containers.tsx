@@ -102,35 +102,35 @@ export function useContainerActions(agentId: string, onChanged: () => void | Pro
   );
 
   // Stop and restart interrupt whatever the container serves: they ask first (start does not).
-  const [pending, setPending] = useState<{ target: string; stack: boolean; action: ContainerAction } | null>(null);
+  // The node it was asked on: a dialog left open while the page moves to another node acts on
+  // nothing.
+  const [pending, setPending] = useState<{ agentId: string; target: string; stack: boolean; action: ContainerAction } | null>(null);
+  const current = pending && pending.agentId === agentId ? pending : null;
   const request = useCallback(
     (target: string, action: ContainerAction, isStack = false) => {
       if (action === 'start') {
         void (isStack ? stack(target, action) : container(target, action));
       } else {
-        setPending({ target, stack: isStack, action });
+        setPending({ agentId, target, stack: isStack, action });
       }
     },
-    [container, stack],
+    [agentId, container, stack],
   );
-  const confirmDialog: ReactNode = (
+  const confirmDialog: ReactNode = current && (
     <ConfirmDialog
-      title={pending ? `${LABEL[pending.action]} ${pending.stack ? 'stack' : 'container'}` : ''}
-      open={pending !== null}
+      // One dialog per request: an action still running never closes a later one.
+      key={`${current.agentId}:${current.stack}:${current.target}:${current.action}`}
+      title={`${LABEL[current.action]} ${current.stack ? 'stack' : 'container'}`}
+      open
       onClose={() => setPending(null)}
-      confirmLabel={pending ? `${LABEL[pending.action]} ${pending.target}` : ''}
-      message={
-        pending
-          ? `${LABEL[pending.action]} ${pending.stack ? `every container of stack ${pending.target}` : pending.target}? What ${
-              pending.stack ? 'they serve' : 'it serves'
-            } is unavailable until ${pending.action === 'stop' ? 'it is started again' : 'the restart is done'}.`
-          : ''
-      }
+      confirmLabel={`${LABEL[current.action]} ${current.target}`}
+      message={`${LABEL[current.action]} ${current.stack ? `every container of stack ${current.target}` : current.target}? What ${
+        current.stack ? 'they serve' : 'it serves'
+      } is unavailable until ${current.action === 'stop' ? 'started again' : 'the restart is done'}.`}
       onConfirm={async () => {
-        if (!pending) return;
-        const { target, stack: isStack, action } = pending;
-        setPending(null);
-        await (isStack ? stack(target, action) : container(target, action));
+        const { target, stack: isStack, action } = current;
+        // The row shows the action's progress and outcome; the dialog closes at once.
+        void (isStack ? stack(target, action) : container(target, action));
       }}
     />
   );

@@ -121,17 +121,14 @@ pub struct AgentDto {
 /// What a node reported about itself with its last heartbeat.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct HostStatsDto {
-    /// CPU busy since the node's previous heartbeat, percent of all its cores (0–100).
-    pub cpu_percent: f64,
+    /// CPU busy since the node's previous heartbeat, percent of all its cores (0–100); none
+    /// before its second heartbeat.
+    pub cpu_percent: Option<f64>,
     pub memory_used_bytes: u64,
     pub memory_total_bytes: u64,
     pub containers_running: u32,
     pub containers_total: u32,
     pub uptime_seconds: u64,
-    /// Events and log lines waiting in the agent's on-disk spool, and those dropped past its
-    /// bound.
-    pub spooled_events: u64,
-    pub dropped_events: u64,
     /// When the host received them (RFC 3339).
     #[serde(default)]
     pub reported_at: String,
@@ -141,7 +138,9 @@ pub struct HostStatsDto {
 }
 
 fn parse_host_stats(text: Option<&str>) -> Option<HostStatsDto> {
-    let mut stats: HostStatsDto = serde_json::from_str(text?).ok()?;
+    let mut stats: HostStatsDto = serde_json::from_str(text?)
+        .inspect_err(|e| tracing::warn!(error = %e, "stored host statistics are not readable"))
+        .ok()?;
     stats.reported_at = validate::rfc3339(stats.reported_at_ms);
     Some(stats)
 }

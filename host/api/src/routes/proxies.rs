@@ -305,13 +305,15 @@ async fn certificate_material(
             .map_err(ApiError::internal)?;
         let facts: CertificateFacts =
             serde_json::from_str(&row.facts).map_err(ApiError::internal)?;
+        let ocsp_stapling =
+            infrapilot_proxy::certificate::chain_ocsp_responder(&row.certificate_pem).is_some();
         material.insert(
             cid.to_owned(),
             CertificateMaterial {
                 chain_pem: row.certificate_pem,
                 key_pem: String::from_utf8(key).map_err(ApiError::internal)?,
                 fingerprint_sha256: facts.fingerprint_sha256,
-                ocsp_stapling: facts.ocsp_responder.is_some(),
+                ocsp_stapling,
             },
         );
     }

@@ -1,8 +1,9 @@
 //! The host side of the WIT host interfaces, one module per capability (`log`, `http`, `mail`,
 //! `kv`, `config` with `secrets`, `clock`, `random`): each implements its interface for
 //! [`HostState`], registers it with a linker, and asks [`HostState::grant`] first — the one
-//! place a capability is checked (denied by default, each denial counted) — before delegating
-//! to [`crate::HostServices`]. A new capability (`saml`, `ldap`, `syslog` …) is one more module
+//! place a capability is checked (denied by default, each denial counted; what a granted
+//! capability may then reach, such as the manifest's HTTP hosts, is its module's check) —
+//! before delegating to [`crate::HostServices`]. A new capability (`saml`, `ldap`, `syslog` …) is one more module
 //! and one more [`Capability`].
 
 mod clock;

@@ -169,7 +169,8 @@ impl Server {
     /// SIGTERM, then waits up to `limit` for the process to exit; its exit status, or `None` if
     /// it was still running (then it is killed).
     pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
+        // Held so that a failing step below still kills it.
+        let mut child = KillOnDrop(self.child.take()?);
         let status = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Stops a private Docker engine started by scripts/start-docker.sh: removes its containers, ends
+# dockerd, unmounts what it left mounted, and removes the firewall rules start-docker.sh added
+# (tagged `infrapilot-test`), so the machine is as it was.
+# Usage: scripts/stop-docker.sh [DIR]   (default /tmp/infrapilot-docker)
+set -uo pipefail
+dir=${1:-/tmp/infrapilot-docker}
+host="unix://$dir/docker.sock"
+if [ -f "$dir/dockerd.pid" ]; then
+    ids=$(DOCKER_HOST=$host docker ps -aq 2>/dev/null)
+    [ -z "$ids" ] || DOCKER_HOST=$host docker rm -f $ids >/dev/null 2>&1
+    kill "$(cat "$dir/dockerd.pid")" 2>/dev/null
+    for _ in $(seq 1 50); do [ -f "$dir/dockerd.pid" ] || break; sleep 0.1; done
+fi
+umount -R "$dir/exec" 2>/dev/null
+umount -R "$dir/data" 2>/dev/null
+if command -v iptables >/dev/null 2>&1; then
+    for chain in DOCKER-USER FORWARD; do
+        iptables -S "$chain" 2>/dev/null | grep -- '--comment infrapilot-test' | while read -r rule; do
+            # `-A CHAIN spec…` as listed; delete the same spec. The spec has no quoted spaces.
+            read -ra spec <<<"${rule#-A $chain }"
+            iptables -D "$chain" "${spec[@]}"
+        done
+    done
+fi
+exit 0

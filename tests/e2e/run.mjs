@@ -542,6 +542,7 @@ async function main() {
     });
 
     await step('delete asks for the name; a wrong name cannot confirm, the right one removes it', async () => {
+      await nav('Nodes').click();
       await page.getByRole('link', { name: 'local', exact: true }).first().click();
       const victim = `${STACK}-worker`;
       await page.getByTestId(`action-delete-${victim}`).click();

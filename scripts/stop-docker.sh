@@ -9,11 +9,14 @@ host="unix://$dir/docker.sock"
 if [ -f "$dir/dockerd.pid" ]; then
     ids=$(DOCKER_HOST=$host docker ps -aq 2>/dev/null)
     [ -z "$ids" ] || DOCKER_HOST=$host docker rm -f $ids >/dev/null 2>&1
-    kill "$(cat "$dir/dockerd.pid")" 2>/dev/null
-    for _ in $(seq 1 50); do [ -f "$dir/dockerd.pid" ] || break; sleep 0.1; done
+    pid=$(cat "$dir/dockerd.pid")
+    kill "$pid" 2>/dev/null
+    # Until the engine has exited (it unmounts its network namespaces on the way out).
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 fi
-umount -R "$dir/exec" 2>/dev/null
-umount -R "$dir/data" 2>/dev/null
+# Whatever it left mounted; lazily, so a mount still busy cannot keep the directory.
+umount -lR "$dir/exec" 2>/dev/null
+umount -lR "$dir/data" 2>/dev/null
 if command -v iptables >/dev/null 2>&1; then
     for chain in DOCKER-USER FORWARD; do
         iptables -S "$chain" 2>/dev/null | grep -- '--comment infrapilot-test' | while read -r rule; do

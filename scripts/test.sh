@@ -21,12 +21,15 @@ work=$(mktemp -d /tmp/infrapilot-test.XXXXXX)
 chmod 755 "$work"
 pids=()
 cleanup() {
+    # The run's own outcome is the exit status, whatever cleaning up meets.
+    local status=$?
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     [ -d "$work/docker" ] && bash scripts/stop-docker.sh "$work/docker"
     if [ -d "$work/pg/data" ]; then
         su postgres -s /bin/bash -c "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl -D $work/pg/data -m immediate stop" >/dev/null 2>&1 || true
     fi
-    rm -rf "$work"
+    rm -rf "$work" 2>/dev/null || echo "left $work behind (still mounted?)" >&2
+    exit "$status"
 }
 trap cleanup EXIT
 

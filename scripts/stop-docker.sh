@@ -14,9 +14,12 @@ if [ -f "$dir/dockerd.pid" ]; then
     # Until the engine has exited (it unmounts its network namespaces on the way out).
     for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 fi
-# Whatever it left mounted; lazily, so a mount still busy cannot keep the directory.
-umount -lR "$dir/exec" 2>/dev/null
-umount -lR "$dir/data" 2>/dev/null
+# Whatever it left mounted below its directory (network namespaces: nsfs on exec/netns/*),
+# deepest first and lazily, so a mount still busy cannot keep the directory.
+real=$(realpath "$dir" 2>/dev/null || echo "$dir")
+awk -v d="$real/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r mnt; do
+    umount -l "$mnt" 2>/dev/null
+done
 if command -v iptables >/dev/null 2>&1; then
     for chain in DOCKER-USER FORWARD; do
         iptables -S "$chain" 2>/dev/null | grep -- '--comment infrapilot-test' | while read -r rule; do

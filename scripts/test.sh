@@ -84,8 +84,9 @@ cargo test --workspace
 say "the SDK guide followed outside the workspace (scripts/test-plugin-template.sh)"
 bash scripts/test-plugin-template.sh
 
-# `cargo test --workspace` built the binaries the system tests run; a separate `cargo build`
-# would compile the host crates again with other features (the tests' dev-dependencies).
+# `cargo test --workspace` built the binaries the system tests run (each binary's package has an
+# integration test, so cargo builds it: host/infrapilot/tests, agent/tests/cli.rs); a separate
+# `cargo build` would compile the host crates again with other features (the tests' dev-dependencies).
 bin="$tdir/debug/infrapilot"
 [ -x "$bin" ] && [ -x "$tdir/debug/infrapilot-agent" ] || { echo "cargo test did not leave $bin" >&2; exit 1; }
 

@@ -46,11 +46,13 @@ say "dependency rules: agent, proto, sdk, plugin/ and plugins/ use no host/ crat
 python3 scripts/check-dependencies.py
 
 say "released WIT contract versions are unchanged (wit/frozen.sha256)"
-if grep -qv '^#' wit/frozen.sha256; then
-    (cd wit && grep -v '^#' frozen.sha256 | sha256sum --check --strict --quiet)
-else
-    echo "no released contract version yet (since_v0.1.0 is in development)"
-fi
+(cd wit && grep -v '^#' frozen.sha256 | sha256sum --check --strict --quiet)
+# …and a frozen directory gains no file either.
+for dir in $(grep -v '^#' wit/frozen.sha256 | awk '{print $2}' | xargs -n1 dirname | sort -u); do
+    listed=$(grep -v '^#' wit/frozen.sha256 | awk '{print $2}' | grep "^$dir/" | sort)
+    present=$(cd wit && ls "$dir"/* | sort)
+    [ "$listed" = "$present" ] || { echo "wit/$dir is frozen but its files differ from wit/frozen.sha256" >&2; exit 1; }
+done
 
 build_web
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use infrapilot_agent::docker::DockerNode;
 use infrapilot_agent::proxy::{Proxy, ProxyOptions};
-use infrapilot_plugin_runtime::bindings::{ProxyHost, SecurityHeaders, Upstream, UpstreamScheme};
+use infrapilot_plugin_runtime::contract::{ProxyHost, SecurityHeaders, Upstream, UpstreamScheme};
 use infrapilot_plugin_runtime::egress::{EgressGuard, HttpEgress};
 use infrapilot_plugin_runtime::runtime::RuntimeConfig;
 use infrapilot_plugin_runtime::services::BasicServices;

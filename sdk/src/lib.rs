@@ -17,22 +17,22 @@
 //! `wasm32-unknown-unknown` module into a component. Host functions only work inside the host;
 //! `infrapilot-plugin-testing` runs a built component against a recording fake host in `cargo test`.
 
-/// Bindings of the `alert-channel` world (`wit/since_v0.1.0`).
+/// Bindings of the `alert-channel` world (`wit/since_v0.2.0`).
 pub mod alert_channel {
     wit_bindgen::generate!({
         world: "alert-channel",
-        path: "../wit/since_v0.1.0",
+        path: "../wit/since_v0.2.0",
         default_bindings_module: "infrapilot_plugin_sdk::alert_channel",
         pub_export_macro: true,
         export_macro_name: "export_alert_channel",
     });
 }
 
-/// Bindings of the `proxy-backend` world (`wit/since_v0.1.0`).
+/// Bindings of the `proxy-backend` world (`wit/since_v0.2.0`).
 pub mod proxy_backend {
     wit_bindgen::generate!({
         world: "proxy-backend",
-        path: "../wit/since_v0.1.0",
+        path: "../wit/since_v0.2.0",
         default_bindings_module: "infrapilot_plugin_sdk::proxy_backend",
         pub_export_macro: true,
         export_macro_name: "export_proxy_backend",

@@ -15,7 +15,7 @@ use std::time::Duration;
 use infrapilot_gateway::AgentHub;
 use infrapilot_identity::SecretBox;
 use infrapilot_plugin_host::PluginHost;
-use infrapilot_plugin_runtime::bindings::{Alert, AlertState, Severity as WitSeverity};
+use infrapilot_plugin_runtime::contract::{Alert, AlertState, Severity as WitSeverity};
 use infrapilot_plugin_runtime::runtime::Invocation;
 use infrapilot_proto::model::ContainerList;
 use infrapilot_proto::v1::{ListContainers, command};

@@ -5,7 +5,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use infrapilot_plugin_runtime::bindings::mail::{MailError, Message as PluginMessage};
+use infrapilot_plugin_runtime::contract::mail::{MailError, Message as PluginMessage};
 
 /// How the host talks to its SMTP server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use infrapilot_plugin_runtime::HostServices;
-use infrapilot_plugin_runtime::bindings::http::{HttpError, Request, Response};
-use infrapilot_plugin_runtime::bindings::kv::KvError;
-use infrapilot_plugin_runtime::bindings::log::Level;
-use infrapilot_plugin_runtime::bindings::mail::{MailError, Message};
+use infrapilot_plugin_runtime::contract::http::{HttpError, Request, Response};
+use infrapilot_plugin_runtime::contract::kv::KvError;
+use infrapilot_plugin_runtime::contract::log::Level;
+use infrapilot_plugin_runtime::contract::mail::{MailError, Message};
 use infrapilot_plugin_runtime::egress::HttpEgress;
 use infrapilot_store::Store;
 

@@ -10,7 +10,7 @@ pub mod model;
 pub mod schema;
 
 use infrapilot_plugin_host::{PluginHost, PluginHostError};
-use infrapilot_plugin_runtime::bindings::{
+use infrapilot_plugin_runtime::contract::{
     AccessRule, Location, ProxyHost, RateLimit, SecurityHeaders, Tls, Upstream, UpstreamScheme,
 };
 use infrapilot_plugin_runtime::{HookError, Invocation};

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use infrapilot_plugin_runtime::bindings::{Alert, AlertState, Severity};
+use infrapilot_plugin_runtime::contract::{Alert, AlertState, Severity};
 use infrapilot_plugin_runtime::egress::{EgressGuard, HttpEgress};
 use infrapilot_plugin_runtime::runtime::RuntimeConfig;
 use infrapilot_plugin_runtime::services::BasicServices;

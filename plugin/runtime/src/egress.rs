@@ -11,8 +11,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::bindings::Header;
-use crate::bindings::http::{HttpError, Method, Request, Response};
+use crate::contract::Header;
+use crate::contract::http::{HttpError, Method, Request, Response};
 
 /// Largest response body handed to a plugin.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1 << 20;

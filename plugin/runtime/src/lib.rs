@@ -9,12 +9,18 @@
 //!   and on every redirect, time and size bounds.
 //! - [`services`]: what the host functions delegate to ([`HostServices`]); the host implements it
 //!   for real, tests with a recording fake.
+//! - [`versions`]: the contract versions side by side (`wit/since_v*`), each converting its
+//!   generated types to the version-neutral [`contract`]; a component is linked against the
+//!   version named in its exports.
 
-pub mod bindings;
 pub mod egress;
 mod host;
 pub mod runtime;
 pub mod services;
+pub mod versions;
+
+/// The plugin contract in version-neutral types: what the host's domain code sees.
+pub use infrapilot_plugin_types::contract;
 
 // The runtime's API speaks in these types.
 pub use infrapilot_plugin_types::SUPPORTED_WIT_VERSIONS;
@@ -27,3 +33,4 @@ pub use runtime::{
     RuntimeError,
 };
 pub use services::HostServices;
+pub use versions::ContractVersion;

@@ -15,16 +15,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
 };
 
-use crate::bindings::alert_channel::{AlertChannel, AlertChannelPre};
-use crate::bindings::proxy_backend::ProxyBackendPre;
-use crate::bindings::{Alert, Delivery, PluginError, ProxyHost, RenderedFile};
+use crate::contract::{Alert, Delivery, PluginError, ProxyHost, RenderedFile};
 use crate::services::HostServices;
+use crate::versions::{BackendPre, Channel, ChannelPre, ContractVersion, WorldLinkers};
 use infrapilot_plugin_types::capabilities::Capabilities;
 use infrapilot_plugin_types::manifest::{Manifest, World};
 
@@ -85,6 +84,8 @@ pub enum RuntimeError {
     InvalidComponent(String),
     #[error("the component does not fit world {world}: {reason}")]
     WorldMismatch { world: &'static str, reason: String },
+    #[error("the component does not fit its manifest: {0}")]
+    VersionMismatch(String),
 }
 
 /// Why a hook call did not produce a result. The message is meant for the operator.
@@ -213,8 +214,8 @@ impl Drop for EpochTicker {
 /// The plugin runtime of a host.
 pub struct Runtime {
     engine: Engine,
-    alert_linker: Linker<HostState>,
-    proxy_linker: Linker<HostState>,
+    /// One set of world linkers per contract version, in [`ContractVersion::ALL`] order.
+    linkers: Vec<(ContractVersion, WorldLinkers)>,
     config: RuntimeConfig,
     ticker: Arc<EpochTicker>,
 }
@@ -245,11 +246,12 @@ impl Runtime {
             .epoch_interruption(true)
             .concurrency_support(false);
         let engine = Engine::new(&wasm).map_err(engine_error)?;
-        // One registration per world, from the capability modules it imports.
-        let mut alert_linker = Linker::new(&engine);
-        crate::host::alert_channel_linker(&mut alert_linker).map_err(engine_error)?;
-        let mut proxy_linker = Linker::new(&engine);
-        crate::host::proxy_backend_linker(&mut proxy_linker).map_err(engine_error)?;
+        // Per contract version, one linker per world (the version's host adapters).
+        let linkers = ContractVersion::ALL
+            .into_iter()
+            .map(|version| Ok((version, WorldLinkers::new(&engine, version)?)))
+            .collect::<wasmtime::Result<Vec<_>>>()
+            .map_err(engine_error)?;
         let stop = Arc::new(AtomicBool::new(false));
         {
             let (engine, stop) = (engine.clone(), stop.clone());
@@ -273,8 +275,7 @@ impl Runtime {
         }
         Ok(Runtime {
             engine,
-            alert_linker,
-            proxy_linker,
+            linkers,
             config,
             ticker: Arc::new(EpochTicker { stop }),
         })
@@ -344,49 +345,79 @@ impl Runtime {
         }
     }
 
-    /// Links `component` against the world the manifest must name.
+    /// The contract version `component` was built against, which must be the one its manifest
+    /// names (`wit_version`).
+    pub fn contract_version(
+        &self,
+        manifest: &Manifest,
+        component: &Component,
+    ) -> Result<ContractVersion, RuntimeError> {
+        let built = ContractVersion::of_component(&self.engine, component)
+            .map_err(RuntimeError::VersionMismatch)?;
+        if built.as_str() != manifest.wit_version {
+            return Err(RuntimeError::VersionMismatch(format!(
+                "it was built against contract {built}, but the manifest says wit_version {}",
+                manifest.wit_version
+            )));
+        }
+        Ok(built)
+    }
+
+    /// Links `component` against the world the manifest must name, in the contract version it
+    /// was built against.
     fn link(
         &self,
         world: World,
         manifest: &Manifest,
-        linker: &Linker<HostState>,
         component: &Component,
-    ) -> Result<wasmtime::component::InstancePre<HostState>, RuntimeError> {
+    ) -> Result<(ContractVersion, wasmtime::component::InstancePre<HostState>), RuntimeError> {
         if manifest.world != world {
             return Err(RuntimeError::WorldMismatch {
                 world: world.as_str(),
                 reason: format!("the manifest says {}", manifest.world.as_str()),
             });
         }
-        linker
+        let version = self.contract_version(manifest, component)?;
+        let linkers = &self
+            .linkers
+            .iter()
+            .find(|(v, _)| *v == version)
+            .expect("a linker set for every ContractVersion")
+            .1;
+        let linker = match world {
+            World::AlertChannel => &linkers.alert_channel,
+            World::ProxyBackend => &linkers.proxy_backend,
+        };
+        let pre = linker
             .instantiate_pre(component)
-            .map_err(|e| mismatch(world, e))
+            .map_err(|e| mismatch(world, e))?;
+        Ok((version, pre))
     }
 
-    /// Prepares an alert channel: checks the world, links it, caches the `InstancePre`.
+    /// Prepares an alert channel: checks the world and version, links it, caches the `InstancePre`.
     pub fn alert_channel(
         &self,
         manifest: &Manifest,
         component: &Component,
         grant: &Capabilities,
     ) -> Result<AlertChannelPlugin, RuntimeError> {
-        let pre = self.link(World::AlertChannel, manifest, &self.alert_linker, component)?;
-        let pre = AlertChannelPre::new(pre).map_err(|e| mismatch(World::AlertChannel, e))?;
+        let (version, pre) = self.link(World::AlertChannel, manifest, component)?;
+        let pre = ChannelPre::new(version, pre).map_err(|e| mismatch(World::AlertChannel, e))?;
         Ok(AlertChannelPlugin {
             core: self.core(manifest, grant),
             pre,
         })
     }
 
-    /// Prepares a proxy backend: checks the world, links it, caches the `InstancePre`.
+    /// Prepares a proxy backend: checks the world and version, links it, caches the `InstancePre`.
     pub fn proxy_backend(
         &self,
         manifest: &Manifest,
         component: &Component,
         grant: &Capabilities,
     ) -> Result<ProxyBackendPlugin, RuntimeError> {
-        let pre = self.link(World::ProxyBackend, manifest, &self.proxy_linker, component)?;
-        let pre = ProxyBackendPre::new(pre).map_err(|e| mismatch(World::ProxyBackend, e))?;
+        let (version, pre) = self.link(World::ProxyBackend, manifest, component)?;
+        let pre = BackendPre::new(version, pre).map_err(|e| mismatch(World::ProxyBackend, e))?;
         Ok(ProxyBackendPlugin {
             core: self.core(manifest, grant),
             pre,
@@ -432,7 +463,7 @@ struct PluginCore {
 #[derive(Clone)]
 pub struct AlertChannelPlugin {
     core: PluginCore,
-    pre: AlertChannelPre<HostState>,
+    pre: ChannelPre,
 }
 
 /// Bookkeeping of a finished call, for the plugin's log.
@@ -563,12 +594,17 @@ impl AlertChannelPlugin {
         &self.core.caps
     }
 
+    /// The contract version the component was built against.
+    pub fn contract_version(&self) -> ContractVersion {
+        self.pre.version()
+    }
+
     /// An instance kept for several calls (one `Store`, one deadline for all of them): for
     /// measuring the cost of a call apart from instantiation. A trap ends the session; results
     /// are not bounded like [`AlertChannelPlugin::deliver`]'s, so hooks use that instead.
     pub async fn session(&self, invocation: &Invocation) -> Result<ChannelSession, HookError> {
         let mut store = self.core.store(invocation);
-        match self.pre.instantiate_async(&mut store).await {
+        match self.pre.instantiate(&mut store).await {
             Ok(instance) => Ok(ChannelSession { store, instance }),
             Err(e) => Err(HookError::Instantiate(format!("{e:#}"))),
         }
@@ -578,11 +614,8 @@ impl AlertChannelPlugin {
     pub async fn validate(&self, invocation: &Invocation) -> Result<CallReport, HookError> {
         let mut store = self.core.store(invocation);
         let outcome = tokio::time::timeout(self.core.call_deadline(), async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            instance
-                .infrapilot_plugin_channel()
-                .call_validate(&mut store)
-                .await
+            let instance = self.pre.instantiate(&mut store).await?;
+            instance.validate(&mut store).await
         })
         .await;
         self.core.settle(&store, outcome)?;
@@ -597,11 +630,8 @@ impl AlertChannelPlugin {
     ) -> Result<(Delivery, CallReport), HookError> {
         let mut store = self.core.store(invocation);
         let outcome = tokio::time::timeout(self.core.call_deadline(), async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            instance
-                .infrapilot_plugin_channel()
-                .call_deliver(&mut store, alert)
-                .await
+            let instance = self.pre.instantiate(&mut store).await?;
+            instance.deliver(&mut store, alert).await
         })
         .await;
         let delivery = self.core.settle(&store, outcome)?;
@@ -615,7 +645,7 @@ impl AlertChannelPlugin {
 #[derive(Clone)]
 pub struct ProxyBackendPlugin {
     core: PluginCore,
-    pre: ProxyBackendPre<HostState>,
+    pre: BackendPre,
 }
 
 impl ProxyBackendPlugin {
@@ -629,16 +659,9 @@ impl ProxyBackendPlugin {
     ) -> Result<Rendered, HookError> {
         let mut store = self.core.store(invocation);
         let outcome = tokio::time::timeout(self.core.call_deadline(), async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            let backend = instance.infrapilot_plugin_backend();
-            let mut per_host = Vec::with_capacity(hosts.len());
-            for host in hosts {
-                per_host.push(backend.call_render_host(&mut store, host).await?);
-            }
-            let shared = backend
-                .call_render_shared(&mut store, hosts, revision)
-                .await?;
-            wasmtime::Result::Ok(shared.map(|shared| (per_host, shared)))
+            let instance = self.pre.instantiate(&mut store).await?;
+            let outcome = instance.render(&mut store, hosts, revision).await?;
+            wasmtime::Result::Ok(outcome.shared.map(|shared| (outcome.per_host, shared)))
         })
         .await;
         let (per_host, shared) = self.core.settle(&store, outcome)?;
@@ -674,15 +697,14 @@ pub struct Rendered {
 /// A live instance of an alert channel (see [`AlertChannelPlugin::session`]).
 pub struct ChannelSession {
     store: Store<HostState>,
-    instance: AlertChannel,
+    instance: Channel,
 }
 
 impl ChannelSession {
     /// Calls `validate` on the live instance.
     pub async fn validate(&mut self) -> Result<Result<(), PluginError>, String> {
         self.instance
-            .infrapilot_plugin_channel()
-            .call_validate(&mut self.store)
+            .validate(&mut self.store)
             .await
             .map_err(|e| format!("{e:#}"))
     }
@@ -693,8 +715,7 @@ impl ChannelSession {
         alert: &Alert,
     ) -> Result<Result<Delivery, PluginError>, String> {
         self.instance
-            .infrapilot_plugin_channel()
-            .call_deliver(&mut self.store, alert)
+            .deliver(&mut self.store, alert)
             .await
             .map_err(|e| format!("{e:#}"))
     }

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::bindings::http::{HttpError, Request, Response};
-use crate::bindings::kv::KvError;
-use crate::bindings::log::Level;
-use crate::bindings::mail::{MailError, Message};
+use crate::contract::http::{HttpError, Request, Response};
+use crate::contract::kv::KvError;
+use crate::contract::log::Level;
+use crate::contract::mail::{MailError, Message};
 
 /// Host services for one plugin call. `plugin_id` identifies the caller (key/value namespaces,
 /// log attribution).

@@ -4,6 +4,9 @@
 //! undeclared hosts, private addresses (literal, resolved, or reached by redirect) and
 //! ungranted capabilities are denied; credentials never follow a redirect to another origin and
 //! https is never downgraded to http. All traffic stays on loopback.
+//!
+//! Contract versions: a channel built against the released 0.1.0 (plugins/testing/channel-v0-1)
+//! and one built against 0.2.0 (the probe, through the SDK) run side by side in one runtime.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,16 +15,17 @@ use std::time::{Duration, Instant};
 
 use axum::extract::Query;
 use axum::response::{IntoResponse, Redirect};
-use infrapilot_plugin_runtime::bindings::http::{HttpError, Request, Response};
-use infrapilot_plugin_runtime::bindings::kv::KvError;
-use infrapilot_plugin_runtime::bindings::log::Level;
-use infrapilot_plugin_runtime::bindings::mail::{MailError, Message};
-use infrapilot_plugin_runtime::bindings::{Alert, AlertState, PluginError, Severity};
+use infrapilot_plugin_runtime::contract::http::{HttpError, Request, Response};
+use infrapilot_plugin_runtime::contract::kv::KvError;
+use infrapilot_plugin_runtime::contract::log::Level;
+use infrapilot_plugin_runtime::contract::mail::{MailError, Message};
+use infrapilot_plugin_runtime::contract::{Alert, AlertState, PluginError, Severity};
 use infrapilot_plugin_runtime::egress::{EgressGuard, HttpEgress};
 use infrapilot_plugin_runtime::runtime::RuntimeConfig;
 use infrapilot_plugin_runtime::services::{BasicServices, HostServices};
 use infrapilot_plugin_runtime::{
-    AlertChannelPlugin, HookError, Invocation, Limits, Manifest, Runtime,
+    AlertChannelPlugin, ContractVersion, HookError, Invocation, Limits, Manifest, Runtime,
+    RuntimeError,
 };
 use infrapilot_plugin_types::capabilities::Capabilities;
 
@@ -29,13 +33,14 @@ fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn probe_files() -> (Vec<u8>, Manifest) {
-    // Where scripts/build-plugins.sh put the components: <target dir>/plugins.
+/// A test plugin built by scripts/build-plugins.sh: its component (`<target dir>/plugins/<crate>.wasm`)
+/// and its manifest (`plugins/<dir>/manifest.json`).
+fn plugin_files(crate_name: &str, dir: &str) -> (Vec<u8>, Manifest) {
     let target = match std::env::var("CARGO_TARGET_DIR") {
         Ok(dir) => root().join(dir),
         Err(_) => root().join("target"),
     };
-    let wasm = target.join("plugins/infrapilot_test_probe.wasm");
+    let wasm = target.join(format!("plugins/{crate_name}.wasm"));
     let component = std::fs::read(&wasm).unwrap_or_else(|e| {
         panic!(
             "{}: {e}; build the plugins first: scripts/build-plugins.sh",
@@ -43,10 +48,14 @@ fn probe_files() -> (Vec<u8>, Manifest) {
         )
     });
     let manifest = Manifest::parse(
-        &std::fs::read(root().join("plugins/testing/probe/manifest.json")).unwrap(),
+        &std::fs::read(root().join(format!("plugins/{dir}/manifest.json"))).unwrap(),
     )
     .unwrap();
     (component, manifest)
+}
+
+fn probe_files() -> (Vec<u8>, Manifest) {
+    plugin_files("infrapilot_test_probe", "testing/probe")
 }
 
 fn limits() -> Limits {
@@ -410,7 +419,7 @@ impl HostServices for Downgrader {
         self.asked.lock().unwrap().push(request.url.clone());
         Ok(Response {
             status: 302,
-            headers: vec![infrapilot_plugin_runtime::bindings::Header {
+            headers: vec![infrapilot_plugin_runtime::contract::Header {
                 name: "location".into(),
                 value: "http://b.allowed.test/plain".into(),
             }],
@@ -445,4 +454,126 @@ async fn a_redirect_never_downgrades_https_to_http() {
         ["https://a.allowed.test/start"],
         "the http target was never fetched"
     );
+}
+
+/// Two channels, one built against contract 0.1.0 and one against 0.2.0, loaded in the same
+/// runtime: each is linked against its own version, receives the same alert field for field,
+/// reaches the host's capabilities through its version's interfaces, and reports its errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_built_against_contracts_0_1_0_and_0_2_0_run_in_one_runtime() {
+    let runtime = Runtime::new(RuntimeConfig {
+        limits: limits(),
+        max_instances: 16,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let load = |(component, manifest): (Vec<u8>, Manifest)| {
+        let compiled = runtime.compile(&component).unwrap();
+        let plugin = runtime
+            .alert_channel(&manifest, &compiled, &manifest.capabilities)
+            .unwrap();
+        (plugin, compiled, manifest)
+    };
+    let (old, old_component, old_manifest) = load(plugin_files(
+        "infrapilot_test_channel_v0_1",
+        "testing/channel-v0-1",
+    ));
+    let (new, _, new_manifest) = load(probe_files());
+    assert_eq!(old_manifest.wit_version, "0.1.0");
+    assert_eq!(new_manifest.wit_version, "0.2.0");
+    assert_eq!(old.contract_version(), ContractVersion::V0_1_0);
+    assert_eq!(new.contract_version(), ContractVersion::V0_2_0);
+
+    let egress = HttpEgress::new(EgressGuard::parse_allow_list("").unwrap(), 1 << 20).unwrap();
+    let invocation = |settings: serde_json::Value| Invocation {
+        settings,
+        secrets: HashMap::new(),
+        services: Arc::new(BasicServices::new(egress.clone())),
+    };
+    let alert = Alert {
+        id: "a-42".into(),
+        rule_id: "r-7".into(),
+        rule_name: "web down".into(),
+        state: AlertState::Resolved,
+        severity: Severity::Critical,
+        title: "echo".into(),
+        summary: "two\nlines".into(),
+        node: Some("node-1".into()),
+        target: None,
+        labels: vec![
+            ("kind".into(), "container_exit".into()),
+            ("é".into(), "ü".into()),
+        ],
+        started_at_unix_ms: 1_700_000_000_000,
+        resolved_at_unix_ms: Some(1_700_000_060_000),
+        url: Some("https://pilot.example.com/alerts/history".into()),
+    };
+    let (old_delivery, old_report) = old
+        .deliver(&invocation(serde_json::json!({"prefix": "v0.1"})), &alert)
+        .await
+        .unwrap();
+    let (new_delivery, _) = new
+        .deliver(&invocation(serde_json::json!({})), &alert)
+        .await
+        .unwrap();
+    // "<who> at <clock>: <the alert as the plugin's bindings print it>"
+    let (old_head, old_alert) = old_delivery.detail.split_once(": ").unwrap();
+    let (new_head, new_alert) = new_delivery.detail.split_once(": ").unwrap();
+    assert!(old_head.starts_with("v0.1 at 17"), "{old_head}");
+    assert!(new_head.starts_with("probe at 17"), "{new_head}");
+    assert_eq!(
+        old_alert, new_alert,
+        "both versions received the same alert"
+    );
+    for field in [
+        "\"a-42\"",
+        "\"r-7\"",
+        "\"web down\"",
+        "Resolved",
+        "Critical",
+        "\"node-1\"",
+        "\"container_exit\"",
+        "\"é\"",
+        "1700000060000",
+        "https://pilot.example.com/alerts/history",
+    ] {
+        assert!(
+            old_alert.contains(field),
+            "{field} missing from {old_alert}"
+        );
+    }
+    assert_eq!(
+        old_report.log_lines, 1,
+        "the 0.1.0 log import reached the host"
+    );
+
+    // A 0.1.0 plugin's expected error arrives as the version-neutral error.
+    assert_eq!(
+        old.validate(&invocation(serde_json::json!({})))
+            .await
+            .unwrap_err(),
+        HookError::Plugin(PluginError::InvalidSettings("prefix: required".into()))
+    );
+    old.validate(&invocation(serde_json::json!({"prefix": "p"})))
+        .await
+        .unwrap();
+
+    // The manifest must name the version the component was built against.
+    let mut lying = old_manifest.clone();
+    lying.wit_version = "0.2.0".into();
+    let refused = runtime
+        .alert_channel(&lying, &old_component, &lying.capabilities)
+        .err()
+        .expect("a 0.1.0 component under a 0.2.0 manifest is refused");
+    assert!(
+        matches!(&refused, RuntimeError::VersionMismatch(m)
+            if m.contains("built against contract 0.1.0") && m.contains("wit_version 0.2.0")),
+        "{refused}"
+    );
+}
+
+#[test]
+fn the_runtime_links_every_version_a_manifest_may_name() {
+    let linked: Vec<&str> = ContractVersion::ALL.iter().map(|v| v.as_str()).collect();
+    assert_eq!(linked, infrapilot_plugin_runtime::SUPPORTED_WIT_VERSIONS);
 }

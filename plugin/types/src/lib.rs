@@ -7,9 +7,12 @@
 //!   the operator's trusted publisher keys.
 //! - [`capabilities`]: what a plugin requests and an operator grants; their intersection is what
 //!   the runtime lets it do.
+//! - [`contract`]: the WIT contract's types, the same for every contract version; the runtime
+//!   converts each version's bindings to these.
 
 pub mod bundle;
 pub mod capabilities;
+pub mod contract;
 pub mod manifest;
 
 pub use bundle::{Bundle, BundleError, SigningKey, TrustedKeys, VerifiedBundle};
@@ -17,4 +20,4 @@ pub use capabilities::Capabilities;
 pub use manifest::{Edition, Manifest, ManifestError, World};
 
 /// WIT contract versions a manifest may name (the runtime links each of them).
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];

@@ -16,18 +16,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use infrapilot_plugin_runtime::bindings::http::{HttpError, Request, Response};
-use infrapilot_plugin_runtime::bindings::kv::KvError;
-use infrapilot_plugin_runtime::bindings::log::Level;
-use infrapilot_plugin_runtime::bindings::mail::{MailError, Message};
+use infrapilot_plugin_runtime::contract::http::{HttpError, Request, Response};
+use infrapilot_plugin_runtime::contract::kv::KvError;
+use infrapilot_plugin_runtime::contract::log::Level;
+use infrapilot_plugin_runtime::contract::mail::{MailError, Message};
 use infrapilot_plugin_runtime::runtime::{CallReport, RuntimeConfig};
 use infrapilot_plugin_runtime::{AlertChannelPlugin, HostServices, Invocation, Manifest, Runtime};
 
 pub use infrapilot_plugin_runtime::HookError;
-pub use infrapilot_plugin_runtime::bindings::{
+pub use infrapilot_plugin_runtime::contract::{
     Alert, AlertState, Delivery, Header, PluginError, Severity,
 };
-pub use infrapilot_plugin_runtime::bindings::{http, log, mail};
+pub use infrapilot_plugin_runtime::contract::{http, log, mail};
 pub use infrapilot_plugin_runtime::runtime::Limits;
 
 type Responder = dyn Fn(&Request) -> Result<Response, HttpError> + Send + Sync;

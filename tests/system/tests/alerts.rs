@@ -1123,6 +1123,79 @@ async fn a_runaway_plugin_fails_its_call_and_the_host_keeps_serving() {
     }
 }
 
+/// One host serves a channel built against the released contract 0.1.0 and one built against
+/// 0.2.0 side by side: both install, validate their settings and deliver "Send test".
+#[tokio::test(flavor = "multi_thread")]
+async fn channels_built_against_two_contract_versions_serve_in_one_host() {
+    let Some(build) = plugin_build() else { return };
+    let publisher = SigningKey::generate().unwrap();
+    let keys = temp_dir("versions-keys");
+    std::fs::write(
+        keys.join("publisher.pub"),
+        publisher.public_key_pem().unwrap(),
+    )
+    .unwrap();
+    let server = Server::start_with(
+        false,
+        30,
+        &[("INFRAPILOT_PLUGIN_TRUSTED_KEYS", keys.to_str().unwrap())],
+    )
+    .await;
+    let admin = server.admin().await;
+    for (crate_name, id) in [
+        (
+            "infrapilot_test_channel_v0_1",
+            "infrapilot.test-channel-v0-1",
+        ),
+        ("infrapilot_test_probe", "infrapilot.test-probe"),
+    ] {
+        let bundle = Bundle::new(
+            std::fs::read(build.join(format!("{crate_name}.manifest.json"))).unwrap(),
+            std::fs::read(build.join(format!("{crate_name}.wasm"))).unwrap(),
+            Some(&publisher),
+        );
+        let (status, body) = admin.upload("/api/v1/plugins", bundle.to_tar()).await;
+        assert_eq!(status, 201, "{crate_name}: {body}");
+        enable(&admin, id).await;
+    }
+    // The 0.1.0 plugin's own settings check runs (it needs a prefix) and names the field.
+    let (status, body) = admin
+        .call(
+            "POST",
+            "/api/v1/alerts/channels",
+            Some(json!({"plugin": "infrapilot.test-channel-v0-1", "name": "old", "settings": {}})),
+        )
+        .await;
+    assert!((400..500).contains(&status), "{status}: {body}");
+    assert!(body.to_string().contains("prefix"), "{body}");
+
+    let old = channel(
+        &admin,
+        "infrapilot.test-channel-v0-1",
+        "old",
+        json!({"prefix": "v0.1"}),
+    )
+    .await;
+    let new = channel(
+        &admin,
+        "infrapilot.test-probe",
+        "new",
+        json!({"note": "echo"}),
+    )
+    .await;
+    let (old_test, new_test) = (send_test(&admin, &old).await, send_test(&admin, &new).await);
+    assert_eq!(old_test["delivered"], true, "{old_test}");
+    assert_eq!(new_test["delivered"], true, "{new_test}");
+    let old_detail = old_test["detail"].as_str().unwrap();
+    let new_detail = new_test["detail"].as_str().unwrap();
+    assert!(old_detail.starts_with("v0.1 at "), "{old_detail}");
+    assert!(new_detail.starts_with("probe at "), "{new_detail}");
+    for detail in [old_detail, new_detail] {
+        assert!(detail.contains("AlertState::Test"), "{detail}");
+        assert!(detail.contains("Test alert from InfraPilot to"), "{detail}");
+    }
+}
+
 /// A node that stops sending heartbeats fires `node_offline`; when it is back the alert resolves.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_that_goes_silent_fires_node_offline_and_resolves_when_back() {

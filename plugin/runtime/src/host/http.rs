@@ -3,11 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{HasSelf, Linker};
-
 use super::Capability;
-use crate::bindings::alert_channel::infrapilot::plugin as wit;
-use crate::bindings::http::{HttpError, Method, Request, Response};
+use crate::contract::http::{HttpError, Method, Request, Response};
 use crate::runtime::HostState;
 
 /// Redirects followed per request, each hop checked like the first.
@@ -16,10 +13,6 @@ const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
 /// Headers kept when a redirect leaves the origin; every other header is dropped.
 const SAFE_CROSS_ORIGIN_HEADERS: [&str; 4] =
     ["accept", "accept-language", "content-type", "user-agent"];
-
-pub(super) fn register(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wit::http::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
-}
 
 fn redirect_target(base: &url::Url, response: &Response) -> Option<Result<url::Url, HttpError>> {
     if !matches!(response.status, 301 | 302 | 303 | 307 | 308) {
@@ -71,8 +64,9 @@ impl HostState {
     }
 }
 
-impl wit::http::Host for HostState {
-    async fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
+impl HostState {
+    /// One plugin HTTP exchange: the grant, the manifest's hosts, bounded redirects.
+    pub(crate) async fn http_fetch(&mut self, request: Request) -> Result<Response, HttpError> {
         self.grant(Capability::Http).map_err(HttpError::Denied)?;
         if request
             .body
@@ -143,8 +137,7 @@ impl wit::http::Host for HostState {
 #[cfg(test)]
 mod tests {
     use super::super::testing::state;
-    use crate::bindings::alert_channel::infrapilot::plugin::http::Host;
-    use crate::bindings::http::{HttpError, Method, Request};
+    use crate::contract::http::{HttpError, Method, Request};
 
     fn get(url: &str) -> Request {
         Request {
@@ -160,27 +153,29 @@ mod tests {
     async fn only_granted_hosts_over_http_or_https_without_credentials() {
         let (mut denied, recorded) = state(serde_json::json!({}));
         assert!(matches!(
-            denied.fetch(get("https://hooks.example.com/")).await,
+            denied.http_fetch(get("https://hooks.example.com/")).await,
             Err(HttpError::Denied(_))
         ));
         let (mut granted, sent) =
             state(serde_json::json!({"http": {"hosts": ["hooks.example.com"]}}));
         assert!(
             granted
-                .fetch(get("https://hooks.example.com/x"))
+                .http_fetch(get("https://hooks.example.com/x"))
                 .await
                 .is_ok()
         );
         assert!(matches!(
-            granted.fetch(get("https://other.example.com/")).await,
+            granted.http_fetch(get("https://other.example.com/")).await,
             Err(HttpError::Denied(_))
         ));
         assert!(matches!(
-            granted.fetch(get("ftp://hooks.example.com/")).await,
+            granted.http_fetch(get("ftp://hooks.example.com/")).await,
             Err(HttpError::InvalidRequest(_))
         ));
         assert!(matches!(
-            granted.fetch(get("https://u:p@hooks.example.com/")).await,
+            granted
+                .http_fetch(get("https://u:p@hooks.example.com/"))
+                .await,
             Err(HttpError::InvalidRequest(_))
         ));
         assert!(recorded.requests.lock().unwrap().is_empty());

@@ -1,31 +1,24 @@
 //! Capability `kv`: a small key/value store per plugin, bounded keys and values.
 
-use wasmtime::component::{HasSelf, Linker};
-
 use super::Capability;
-use crate::bindings::alert_channel::infrapilot::plugin as wit;
-use crate::bindings::kv::KvError;
+use crate::contract::kv::KvError;
 use crate::runtime::HostState;
 
 const MAX_KV_KEY_BYTES: usize = 256;
 const MAX_KV_VALUE_BYTES: usize = 64 << 10;
 
-pub(super) fn register(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wit::kv::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
-}
-
-impl wit::kv::Host for HostState {
-    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, KvError> {
+impl HostState {
+    pub(crate) async fn kv_get(&mut self, key: String) -> Result<Option<Vec<u8>>, KvError> {
         self.check_kv(&key, 0)?;
         self.services.kv_get(&self.plugin_id, &key).await
     }
 
-    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), KvError> {
+    pub(crate) async fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), KvError> {
         self.check_kv(&key, value.len())?;
         self.services.kv_set(&self.plugin_id, &key, value).await
     }
 
-    async fn delete(&mut self, key: String) -> Result<(), KvError> {
+    pub(crate) async fn kv_delete(&mut self, key: String) -> Result<(), KvError> {
         self.check_kv(&key, 0)?;
         self.services.kv_delete(&self.plugin_id, &key).await
     }
@@ -44,33 +37,35 @@ impl HostState {
 #[cfg(test)]
 mod tests {
     use super::super::testing::state;
-    use crate::bindings::alert_channel::infrapilot::plugin::kv::Host;
-    use crate::bindings::kv::KvError;
+    use crate::contract::kv::KvError;
 
     #[tokio::test]
     async fn values_round_trip_within_bounds_when_granted() {
         let (mut denied, _) = state(serde_json::json!({}));
         assert!(matches!(
-            denied.get("k".into()).await,
+            denied.kv_get("k".into()).await,
             Err(KvError::Denied(_))
         ));
         let (mut granted, _) = state(serde_json::json!({"kv": true}));
-        granted.set("k".into(), b"v".to_vec()).await.unwrap();
-        assert_eq!(granted.get("k".into()).await.unwrap(), Some(b"v".to_vec()));
-        granted.delete("k".into()).await.unwrap();
-        assert_eq!(granted.get("k".into()).await.unwrap(), None);
+        granted.kv_set("k".into(), b"v".to_vec()).await.unwrap();
+        assert_eq!(
+            granted.kv_get("k".into()).await.unwrap(),
+            Some(b"v".to_vec())
+        );
+        granted.kv_delete("k".into()).await.unwrap();
+        assert_eq!(granted.kv_get("k".into()).await.unwrap(), None);
         assert!(matches!(
-            granted.set("".into(), Vec::new()).await,
+            granted.kv_set("".into(), Vec::new()).await,
             Err(KvError::TooLarge)
         ));
         assert!(matches!(
             granted
-                .set("k".into(), vec![0; super::MAX_KV_VALUE_BYTES + 1])
+                .kv_set("k".into(), vec![0; super::MAX_KV_VALUE_BYTES + 1])
                 .await,
             Err(KvError::TooLarge)
         ));
         assert!(matches!(
-            granted.get("k".repeat(257)).await,
+            granted.kv_get("k".repeat(257)).await,
             Err(KvError::TooLarge)
         ));
     }

@@ -1,19 +1,14 @@
 //! Capability `log`: plugin log lines, sanitised (no forged lines), bounded per call.
 
-use wasmtime::component::{HasSelf, Linker};
-
 use super::Capability;
-use crate::bindings::alert_channel::infrapilot::plugin as wit;
+use crate::contract::log::Level;
 use crate::runtime::HostState;
 
 const MAX_LOG_MESSAGE_BYTES: usize = 4096;
 
-pub(super) fn register(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wit::log::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
-}
-
-impl wit::log::Host for HostState {
-    async fn log(&mut self, level: wit::log::Level, message: String) {
+impl HostState {
+    /// A log line of the plugin, sanitised and counted against the call's bound.
+    pub(crate) fn log_line(&mut self, level: Level, message: String) {
         if self.grant(Capability::Log).is_err() {
             return;
         }
@@ -48,20 +43,18 @@ impl wit::log::Host for HostState {
 #[cfg(test)]
 mod tests {
     use super::super::testing::state;
-    use crate::bindings::alert_channel::infrapilot::plugin::log::{Host, Level};
+    use crate::contract::log::Level;
 
     #[tokio::test]
     async fn lines_are_sanitised_bounded_and_need_the_grant() {
         let (mut denied, recorded) = state(serde_json::json!({}));
-        denied.log(Level::Info, "hello".into()).await;
+        denied.log_line(Level::Info, "hello".into());
         assert!(recorded.logs.lock().unwrap().is_empty());
         assert_eq!(denied.denials, 1);
 
         let (mut granted, recorded) = state(serde_json::json!({"log": true}));
-        granted
-            .log(Level::Info, "forged\n[host] line\u{1b}[31m".into())
-            .await;
-        granted.log(Level::Info, "x".repeat(10_000)).await;
+        granted.log_line(Level::Info, "forged\n[host] line\u{1b}[31m".into());
+        granted.log_line(Level::Info, "x".repeat(10_000));
         let logs = recorded.logs.lock().unwrap();
         assert_eq!(logs[0], "forged\u{fffd}[host] line\u{fffd}[31m");
         assert!(logs[1].len() <= super::MAX_LOG_MESSAGE_BYTES + '…'.len_utf8());

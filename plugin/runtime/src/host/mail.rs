@@ -1,15 +1,8 @@
 //! Capability `mail`: messages through the host's SMTP settings, to plain addresses only.
 
-use wasmtime::component::{HasSelf, Linker};
-
 use super::Capability;
-use crate::bindings::alert_channel::infrapilot::plugin as wit;
-use crate::bindings::mail::{MailError, Message};
+use crate::contract::mail::{MailError, Message};
 use crate::runtime::HostState;
-
-pub(super) fn register(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wit::mail::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
-}
 
 /// A plain `local@domain` address: no display name, comments, quotes, spaces or control characters.
 fn plain_address(address: &str) -> bool {
@@ -32,8 +25,9 @@ fn plain_address(address: &str) -> bool {
         })
 }
 
-impl wit::mail::Host for HostState {
-    async fn send(&mut self, message: Message) -> Result<(), MailError> {
+impl HostState {
+    /// A plugin's mail: the grant, plain recipients, bounded subject and body.
+    pub(crate) async fn mail_send(&mut self, message: Message) -> Result<(), MailError> {
         self.grant(Capability::Mail).map_err(MailError::Denied)?;
         if message.to.is_empty() || message.to.len() > 50 {
             return Err(MailError::InvalidMessage("to: 1–50 recipients".into()));
@@ -63,8 +57,7 @@ impl wit::mail::Host for HostState {
 #[cfg(test)]
 mod tests {
     use super::super::testing::state;
-    use crate::bindings::alert_channel::infrapilot::plugin::mail::Host;
-    use crate::bindings::mail::{MailError, Message};
+    use crate::contract::mail::{MailError, Message};
 
     fn to(address: &str) -> Message {
         Message {
@@ -79,11 +72,11 @@ mod tests {
     async fn plain_addresses_only_and_only_when_granted() {
         let (mut denied, _) = state(serde_json::json!({}));
         assert!(matches!(
-            denied.send(to("ops@example.com")).await,
+            denied.mail_send(to("ops@example.com")).await,
             Err(MailError::Denied(_))
         ));
         let (mut granted, recorded) = state(serde_json::json!({"mail": true}));
-        assert!(granted.send(to("ops@example.com")).await.is_ok());
+        assert!(granted.mail_send(to("ops@example.com")).await.is_ok());
         for bad in [
             "Ops <ops@example.com>",
             "ops@example.com\r\nBcc: x@y.z",
@@ -92,7 +85,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    granted.send(to(bad)).await,
+                    granted.mail_send(to(bad)).await,
                     Err(MailError::InvalidMessage(_))
                 ),
                 "{bad}"

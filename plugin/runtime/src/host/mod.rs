@@ -1,10 +1,12 @@
 //! The host side of the WIT host interfaces, one module per capability (`log`, `http`, `mail`,
-//! `kv`, `config` with `secrets`, `clock`, `random`): each implements its interface for
-//! [`HostState`], registers it with a linker, and asks [`HostState::grant`] first — the one
-//! place a capability is checked (denied by default, each denial counted; what a granted
-//! capability may then reach, such as the manifest's HTTP hosts, is its module's check) —
-//! before delegating to [`crate::HostServices`]. A new capability (`saml`, `ldap`, `syslog` …) is one more module
-//! and one more [`Capability`].
+//! `kv`, `config` with `secrets`, `clock`, `random`): each implements its functions on
+//! [`HostState`] in the version-neutral [`crate::contract`] types and asks [`HostState::grant`]
+//! first — the one place a capability is checked (denied by default, each denial counted; what a
+//! granted capability may then reach, such as the manifest's HTTP hosts, is its module's check) —
+//! before delegating to [`crate::HostServices`]. Each contract version links these functions
+//! into its worlds through thin adapters (`crate::versions`). A new capability (`saml`, `ldap`,
+//! `syslog` …) is one more module here, one more [`Capability`], and one adapter per version
+//! that has its interface.
 
 mod clock;
 mod config;
@@ -14,9 +16,6 @@ mod log;
 mod mail;
 mod random;
 
-use wasmtime::component::{HasSelf, Linker};
-
-use crate::bindings::alert_channel::infrapilot::plugin as wit;
 use crate::runtime::HostState;
 
 /// A capability a host function needs, named as manifests and grants name it.
@@ -74,35 +73,6 @@ impl HostState {
     }
 }
 
-// Interfaces of types only.
-impl wit::types::Host for HostState {}
-impl wit::alerts::Host for HostState {}
-impl crate::bindings::proxy_backend::infrapilot::plugin::proxy_model::Host for HostState {}
-
-/// Registers the host interfaces an alert channel imports.
-pub(crate) fn alert_channel_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wit::types::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
-    wit::alerts::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
-    log::register(linker)?;
-    http::register(linker)?;
-    mail::register(linker)?;
-    kv::register(linker)?;
-    config::register(linker)?;
-    clock::register(linker)?;
-    random::register(linker)
-}
-
-/// Registers the host interfaces a proxy backend imports.
-pub(crate) fn proxy_backend_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wit::types::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
-    crate::bindings::proxy_backend::infrapilot::plugin::proxy_model::add_to_linker::<_, HasSelf<_>>(
-        linker,
-        |s| s,
-    )?;
-    log::register(linker)?;
-    config::register(linker)
-}
-
 #[cfg(test)]
 pub(crate) mod testing {
     //! A [`HostState`] with chosen capabilities over recording services, for the modules' tests.
@@ -113,10 +83,10 @@ pub(crate) mod testing {
     use async_trait::async_trait;
 
     use crate::Capabilities;
-    use crate::bindings::http::{HttpError, Request, Response};
-    use crate::bindings::kv::KvError;
-    use crate::bindings::log::Level;
-    use crate::bindings::mail::{MailError, Message};
+    use crate::contract::http::{HttpError, Request, Response};
+    use crate::contract::kv::KvError;
+    use crate::contract::log::Level;
+    use crate::contract::mail::{MailError, Message};
     use crate::runtime::HostState;
     use crate::services::HostServices;
 

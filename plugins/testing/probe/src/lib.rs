@@ -1,6 +1,6 @@
 //! A test-only plugin. The alert's title says what to do:
 //! `loop`, `alloc`, `trap`, `huge-output`, `log-flood`, `fetch <url>`, `fetch-auth <url>`, `secret <name>`,
-//! `settings`, `mail <to>`, `kv`, `clock`, `random`, `ok`. For a "send test" from the host
+//! `settings`, `mail <to>`, `kv`, `clock`, `random`, `echo` (the alert as it arrived), `ok`. For a "send test" from the host
 //! (state `test`), the channel's `note` setting says it instead.
 
 use infrapilot_plugin_sdk::channel::{
@@ -26,11 +26,13 @@ impl AlertChannel for Probe {
             let s: infrapilot_plugin_sdk::json::Value = settings()?;
             s["note"].as_str().unwrap_or("ok").to_owned()
         } else {
-            alert.title
+            alert.title.clone()
         };
         let (verb, rest) = command.split_once(' ').unwrap_or((command.as_str(), ""));
         match verb {
             "ok" => done("ok"),
+            // The alert as it arrived, to compare what each contract version carries.
+            "echo" => done(format!("probe at {}: {alert:?}", clock::now_unix_ms())),
             "loop" => {
                 let mut n: u64 = 0;
                 loop {

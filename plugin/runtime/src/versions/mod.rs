@@ -1,0 +1,648 @@
+//! The contract versions side by side, one module per `wit/since_vX.Y.Z` directory (as Zed's
+//! `extension_host` keeps `since_v0_x_y`): each generates its bindings, converts its types to and
+//! from the version-neutral [`crate::contract`] types, links the host capabilities into its
+//! worlds, and calls its worlds' exports. Everything outside this module speaks
+//! [`crate::contract`] only.
+//!
+//! A component says which version it was built against in the names of its exports
+//! (`infrapilot:plugin/channel@0.2.0`); [`ContractVersion::of_component`] reads it and the
+//! runtime links the component against that version's linker.
+//!
+//! While two versions have the same shape for an interface, one macro writes the conversions
+//! and host adapters of both (`contract_conversions!`, `host_adapters!`, `world_calls!`). A
+//! version that changes an interface writes that interface's part by hand in its own module.
+
+use std::fmt;
+
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+use crate::contract::{Alert, Delivery, PluginError, ProxyHost, RenderedFile};
+use crate::runtime::HostState;
+use wasmtime::Store;
+
+pub(crate) mod v0_1_0;
+pub(crate) mod v0_2_0;
+
+/// A contract version the runtime links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContractVersion {
+    V0_1_0,
+    V0_2_0,
+}
+
+impl ContractVersion {
+    /// Every version this runtime links, oldest first.
+    pub const ALL: [ContractVersion; 2] = [ContractVersion::V0_1_0, ContractVersion::V0_2_0];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContractVersion::V0_1_0 => "0.1.0",
+            ContractVersion::V0_2_0 => "0.2.0",
+        }
+    }
+
+    pub fn parse(version: &str) -> Option<ContractVersion> {
+        ContractVersion::ALL
+            .into_iter()
+            .find(|v| v.as_str() == version)
+    }
+
+    /// The version in the names of the component's `infrapilot:plugin/…@X.Y.Z` exports, or why
+    /// there is none (no such export, several versions, or one this runtime does not link).
+    pub fn of_component(engine: &Engine, component: &Component) -> Result<ContractVersion, String> {
+        let mut found: Vec<String> = Vec::new();
+        for (name, _) in component.component_type().exports(engine) {
+            if let Some(rest) = name.strip_prefix("infrapilot:plugin/")
+                && let Some((_, version)) = rest.split_once('@')
+                && !found.iter().any(|v| v == version)
+            {
+                found.push(version.to_owned());
+            }
+        }
+        match found.as_slice() {
+            [] => Err("it exports no infrapilot:plugin interface".into()),
+            [one] => ContractVersion::parse(one).ok_or_else(|| {
+                format!(
+                    "it was built against contract {one}, which this host does not support ({})",
+                    supported()
+                )
+            }),
+            many => Err(format!(
+                "it exports interfaces of several contract versions ({})",
+                many.join(", ")
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ContractVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn supported() -> String {
+    ContractVersion::ALL.map(ContractVersion::as_str).join(", ")
+}
+
+/// One linker per world, for one contract version.
+pub(crate) struct WorldLinkers {
+    pub alert_channel: Linker<HostState>,
+    pub proxy_backend: Linker<HostState>,
+}
+
+impl WorldLinkers {
+    pub(crate) fn new(engine: &Engine, version: ContractVersion) -> wasmtime::Result<WorldLinkers> {
+        let mut alert_channel = Linker::new(engine);
+        let mut proxy_backend = Linker::new(engine);
+        match version {
+            ContractVersion::V0_1_0 => {
+                v0_1_0::link_alert_channel(&mut alert_channel)?;
+                v0_1_0::link_proxy_backend(&mut proxy_backend)?;
+            }
+            ContractVersion::V0_2_0 => {
+                v0_2_0::link_alert_channel(&mut alert_channel)?;
+                v0_2_0::link_proxy_backend(&mut proxy_backend)?;
+            }
+        }
+        Ok(WorldLinkers {
+            alert_channel,
+            proxy_backend,
+        })
+    }
+}
+
+/// A linked alert channel of some version.
+#[derive(Clone)]
+pub(crate) enum ChannelPre {
+    V0_1_0(v0_1_0::alert_channel::AlertChannelPre<HostState>),
+    V0_2_0(v0_2_0::alert_channel::AlertChannelPre<HostState>),
+}
+
+/// An instance of an alert channel of some version.
+pub(crate) enum Channel {
+    V0_1_0(v0_1_0::alert_channel::AlertChannel),
+    V0_2_0(v0_2_0::alert_channel::AlertChannel),
+}
+
+impl ChannelPre {
+    pub(crate) fn new(
+        version: ContractVersion,
+        pre: wasmtime::component::InstancePre<HostState>,
+    ) -> wasmtime::Result<ChannelPre> {
+        Ok(match version {
+            ContractVersion::V0_1_0 => {
+                ChannelPre::V0_1_0(v0_1_0::alert_channel::AlertChannelPre::new(pre)?)
+            }
+            ContractVersion::V0_2_0 => {
+                ChannelPre::V0_2_0(v0_2_0::alert_channel::AlertChannelPre::new(pre)?)
+            }
+        })
+    }
+
+    pub(crate) fn version(&self) -> ContractVersion {
+        match self {
+            ChannelPre::V0_1_0(_) => ContractVersion::V0_1_0,
+            ChannelPre::V0_2_0(_) => ContractVersion::V0_2_0,
+        }
+    }
+
+    pub(crate) async fn instantiate(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Channel> {
+        Ok(match self {
+            ChannelPre::V0_1_0(pre) => Channel::V0_1_0(pre.instantiate_async(store).await?),
+            ChannelPre::V0_2_0(pre) => Channel::V0_2_0(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+impl Channel {
+    pub(crate) async fn validate(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Result<(), PluginError>> {
+        match self {
+            Channel::V0_1_0(instance) => v0_1_0::channel_validate(instance, store).await,
+            Channel::V0_2_0(instance) => v0_2_0::channel_validate(instance, store).await,
+        }
+    }
+
+    pub(crate) async fn deliver(
+        &self,
+        store: &mut Store<HostState>,
+        alert: &Alert,
+    ) -> wasmtime::Result<Result<Delivery, PluginError>> {
+        match self {
+            Channel::V0_1_0(instance) => v0_1_0::channel_deliver(instance, store, alert).await,
+            Channel::V0_2_0(instance) => v0_2_0::channel_deliver(instance, store, alert).await,
+        }
+    }
+}
+
+/// A linked proxy backend of some version.
+#[derive(Clone)]
+pub(crate) enum BackendPre {
+    V0_1_0(v0_1_0::proxy_backend::ProxyBackendPre<HostState>),
+    V0_2_0(v0_2_0::proxy_backend::ProxyBackendPre<HostState>),
+}
+
+/// An instance of a proxy backend of some version.
+pub(crate) enum Backend {
+    V0_1_0(v0_1_0::proxy_backend::ProxyBackend),
+    V0_2_0(v0_2_0::proxy_backend::ProxyBackend),
+}
+
+impl BackendPre {
+    pub(crate) fn new(
+        version: ContractVersion,
+        pre: wasmtime::component::InstancePre<HostState>,
+    ) -> wasmtime::Result<BackendPre> {
+        Ok(match version {
+            ContractVersion::V0_1_0 => {
+                BackendPre::V0_1_0(v0_1_0::proxy_backend::ProxyBackendPre::new(pre)?)
+            }
+            ContractVersion::V0_2_0 => {
+                BackendPre::V0_2_0(v0_2_0::proxy_backend::ProxyBackendPre::new(pre)?)
+            }
+        })
+    }
+
+    pub(crate) async fn instantiate(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Backend> {
+        Ok(match self {
+            BackendPre::V0_1_0(pre) => Backend::V0_1_0(pre.instantiate_async(store).await?),
+            BackendPre::V0_2_0(pre) => Backend::V0_2_0(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+/// What a backend's hooks returned: per host its files or its error, and the shared files.
+pub(crate) struct RenderOutcome {
+    pub per_host: Vec<Result<Vec<RenderedFile>, PluginError>>,
+    pub shared: Result<Vec<RenderedFile>, PluginError>,
+}
+
+impl Backend {
+    pub(crate) async fn render(
+        &self,
+        store: &mut Store<HostState>,
+        hosts: &[ProxyHost],
+        revision: u64,
+    ) -> wasmtime::Result<RenderOutcome> {
+        match self {
+            Backend::V0_1_0(instance) => {
+                v0_1_0::backend_render(instance, store, hosts, revision).await
+            }
+            Backend::V0_2_0(instance) => {
+                v0_2_0::backend_render(instance, store, hosts, revision).await
+            }
+        }
+    }
+}
+
+/// Conversions between [`crate::contract`] and a version's generated types, for a version whose
+/// interfaces have the 0.1.0 shape. Expects `wit` (the version's `infrapilot::plugin` of the
+/// alert-channel bindings) and `proxy_wit` (its `proxy_model`) in scope.
+macro_rules! contract_conversions {
+    () => {
+        use $crate::contract as neutral;
+
+        impl From<wit::types::Header> for neutral::Header {
+            fn from(h: wit::types::Header) -> Self {
+                neutral::Header {
+                    name: h.name,
+                    value: h.value,
+                }
+            }
+        }
+
+        impl From<neutral::Header> for wit::types::Header {
+            fn from(h: neutral::Header) -> Self {
+                wit::types::Header {
+                    name: h.name,
+                    value: h.value,
+                }
+            }
+        }
+
+        impl From<wit::types::PluginError> for neutral::PluginError {
+            fn from(e: wit::types::PluginError) -> Self {
+                match e {
+                    wit::types::PluginError::InvalidSettings(m) => {
+                        neutral::PluginError::InvalidSettings(m)
+                    }
+                    wit::types::PluginError::Denied(m) => neutral::PluginError::Denied(m),
+                    wit::types::PluginError::Failed(m) => neutral::PluginError::Failed(m),
+                }
+            }
+        }
+
+        impl From<wit::log::Level> for neutral::log::Level {
+            fn from(level: wit::log::Level) -> Self {
+                match level {
+                    wit::log::Level::Trace => neutral::log::Level::Trace,
+                    wit::log::Level::Debug => neutral::log::Level::Debug,
+                    wit::log::Level::Info => neutral::log::Level::Info,
+                    wit::log::Level::Warn => neutral::log::Level::Warn,
+                    wit::log::Level::Error => neutral::log::Level::Error,
+                }
+            }
+        }
+
+        impl From<wit::http::Method> for neutral::http::Method {
+            fn from(method: wit::http::Method) -> Self {
+                match method {
+                    wit::http::Method::Get => neutral::http::Method::Get,
+                    wit::http::Method::Head => neutral::http::Method::Head,
+                    wit::http::Method::Post => neutral::http::Method::Post,
+                    wit::http::Method::Put => neutral::http::Method::Put,
+                    wit::http::Method::Patch => neutral::http::Method::Patch,
+                    wit::http::Method::Delete => neutral::http::Method::Delete,
+                }
+            }
+        }
+
+        impl From<wit::http::Request> for neutral::http::Request {
+            fn from(r: wit::http::Request) -> Self {
+                neutral::http::Request {
+                    method: r.method.into(),
+                    url: r.url,
+                    headers: r.headers.into_iter().map(Into::into).collect(),
+                    body: r.body,
+                    timeout_ms: r.timeout_ms,
+                }
+            }
+        }
+
+        impl From<neutral::http::Response> for wit::http::Response {
+            fn from(r: neutral::http::Response) -> Self {
+                wit::http::Response {
+                    status: r.status,
+                    headers: r.headers.into_iter().map(Into::into).collect(),
+                    body: r.body,
+                }
+            }
+        }
+
+        impl From<neutral::http::HttpError> for wit::http::HttpError {
+            fn from(e: neutral::http::HttpError) -> Self {
+                match e {
+                    neutral::http::HttpError::Denied(m) => wit::http::HttpError::Denied(m),
+                    neutral::http::HttpError::InvalidRequest(m) => {
+                        wit::http::HttpError::InvalidRequest(m)
+                    }
+                    neutral::http::HttpError::Timeout => wit::http::HttpError::Timeout,
+                    neutral::http::HttpError::TooLarge => wit::http::HttpError::TooLarge,
+                    neutral::http::HttpError::Transport(m) => wit::http::HttpError::Transport(m),
+                }
+            }
+        }
+
+        impl From<wit::mail::Message> for neutral::mail::Message {
+            fn from(m: wit::mail::Message) -> Self {
+                neutral::mail::Message {
+                    to: m.to,
+                    subject: m.subject,
+                    text_body: m.text_body,
+                    html_body: m.html_body,
+                }
+            }
+        }
+
+        impl From<neutral::mail::MailError> for wit::mail::MailError {
+            fn from(e: neutral::mail::MailError) -> Self {
+                match e {
+                    neutral::mail::MailError::Denied(m) => wit::mail::MailError::Denied(m),
+                    neutral::mail::MailError::InvalidMessage(m) => {
+                        wit::mail::MailError::InvalidMessage(m)
+                    }
+                    neutral::mail::MailError::NotConfigured => wit::mail::MailError::NotConfigured,
+                    neutral::mail::MailError::Transport(m) => wit::mail::MailError::Transport(m),
+                }
+            }
+        }
+
+        impl From<neutral::kv::KvError> for wit::kv::KvError {
+            fn from(e: neutral::kv::KvError) -> Self {
+                match e {
+                    neutral::kv::KvError::Denied(m) => wit::kv::KvError::Denied(m),
+                    neutral::kv::KvError::TooLarge => wit::kv::KvError::TooLarge,
+                    neutral::kv::KvError::Storage(m) => wit::kv::KvError::Storage(m),
+                }
+            }
+        }
+
+        impl From<neutral::config::ConfigError> for wit::config::ConfigError {
+            fn from(e: neutral::config::ConfigError) -> Self {
+                match e {
+                    neutral::config::ConfigError::Denied(m) => wit::config::ConfigError::Denied(m),
+                    neutral::config::ConfigError::NotSet(m) => wit::config::ConfigError::NotSet(m),
+                }
+            }
+        }
+
+        impl From<&neutral::Alert> for wit::alerts::Alert {
+            fn from(a: &neutral::Alert) -> Self {
+                wit::alerts::Alert {
+                    id: a.id.clone(),
+                    rule_id: a.rule_id.clone(),
+                    rule_name: a.rule_name.clone(),
+                    state: match a.state {
+                        neutral::AlertState::Firing => wit::alerts::AlertState::Firing,
+                        neutral::AlertState::Resolved => wit::alerts::AlertState::Resolved,
+                        neutral::AlertState::Test => wit::alerts::AlertState::Test,
+                    },
+                    severity: match a.severity {
+                        neutral::Severity::Info => wit::alerts::Severity::Info,
+                        neutral::Severity::Warning => wit::alerts::Severity::Warning,
+                        neutral::Severity::Critical => wit::alerts::Severity::Critical,
+                    },
+                    title: a.title.clone(),
+                    summary: a.summary.clone(),
+                    node: a.node.clone(),
+                    target: a.target.clone(),
+                    labels: a.labels.clone(),
+                    started_at_unix_ms: a.started_at_unix_ms,
+                    resolved_at_unix_ms: a.resolved_at_unix_ms,
+                    url: a.url.clone(),
+                }
+            }
+        }
+
+        impl From<wit::alerts::Delivery> for neutral::Delivery {
+            fn from(d: wit::alerts::Delivery) -> Self {
+                neutral::Delivery { detail: d.detail }
+            }
+        }
+
+        impl From<&neutral::Upstream> for proxy_wit::Upstream {
+            fn from(u: &neutral::Upstream) -> Self {
+                proxy_wit::Upstream {
+                    scheme: match u.scheme {
+                        neutral::UpstreamScheme::Http => proxy_wit::UpstreamScheme::Http,
+                        neutral::UpstreamScheme::Https => proxy_wit::UpstreamScheme::Https,
+                    },
+                    host: u.host.clone(),
+                    port: u.port,
+                }
+            }
+        }
+
+        impl From<&neutral::ProxyHost> for proxy_wit::ProxyHost {
+            fn from(h: &neutral::ProxyHost) -> Self {
+                proxy_wit::ProxyHost {
+                    id: h.id.clone(),
+                    domains: h.domains.clone(),
+                    upstream: (&h.upstream).into(),
+                    websockets: h.websockets,
+                    locations: h
+                        .locations
+                        .iter()
+                        .map(|l| proxy_wit::Location {
+                            path: l.path.clone(),
+                            upstream: (&l.upstream).into(),
+                            websockets: l.websockets,
+                        })
+                        .collect(),
+                    tls: h.tls.as_ref().map(|t| proxy_wit::Tls {
+                        certificate_path: t.certificate_path.clone(),
+                        key_path: t.key_path.clone(),
+                        redirect_http: t.redirect_http,
+                        ocsp_stapling: t.ocsp_stapling,
+                    }),
+                    headers: proxy_wit::SecurityHeaders {
+                        hsts_max_age_seconds: h.headers.hsts_max_age_seconds,
+                        hsts_include_subdomains: h.headers.hsts_include_subdomains,
+                        content_security_policy: h.headers.content_security_policy.clone(),
+                        frame_options: h.headers.frame_options.clone(),
+                        content_type_nosniff: h.headers.content_type_nosniff,
+                        referrer_policy: h.headers.referrer_policy.clone(),
+                    },
+                    rate_limit: h.rate_limit.as_ref().map(|r| proxy_wit::RateLimit {
+                        requests_per_second: r.requests_per_second,
+                        burst: r.burst,
+                    }),
+                    max_body_bytes: h.max_body_bytes,
+                    access: h
+                        .access
+                        .iter()
+                        .map(|a| proxy_wit::AccessRule {
+                            allow: a.allow,
+                            source: a.source.clone(),
+                        })
+                        .collect(),
+                    acme_webroot: h.acme_webroot.clone(),
+                }
+            }
+        }
+
+        impl From<proxy_wit::RenderedFile> for neutral::RenderedFile {
+            fn from(f: proxy_wit::RenderedFile) -> Self {
+                neutral::RenderedFile {
+                    path: f.path,
+                    contents: f.contents,
+                }
+            }
+        }
+    };
+}
+
+/// The host capabilities of a version whose host interfaces have the 0.1.0 shape: each
+/// generated `Host` trait delegates to the capability module's version-neutral method
+/// (`crate::host::*`), where the grant check and the limits are.
+macro_rules! host_adapters {
+    () => {
+        impl wit::types::Host for HostState {}
+        impl wit::alerts::Host for HostState {}
+        impl proxy_wit::Host for HostState {}
+
+        impl wit::log::Host for HostState {
+            async fn log(&mut self, level: wit::log::Level, message: String) {
+                self.log_line(level.into(), message);
+            }
+        }
+
+        impl wit::http::Host for HostState {
+            async fn fetch(
+                &mut self,
+                request: wit::http::Request,
+            ) -> Result<wit::http::Response, wit::http::HttpError> {
+                self.http_fetch(request.into())
+                    .await
+                    .map(Into::into)
+                    .map_err(Into::into)
+            }
+        }
+
+        impl wit::mail::Host for HostState {
+            async fn send(
+                &mut self,
+                message: wit::mail::Message,
+            ) -> Result<(), wit::mail::MailError> {
+                self.mail_send(message.into()).await.map_err(Into::into)
+            }
+        }
+
+        impl wit::kv::Host for HostState {
+            async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, wit::kv::KvError> {
+                self.kv_get(key).await.map_err(Into::into)
+            }
+
+            async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), wit::kv::KvError> {
+                self.kv_set(key, value).await.map_err(Into::into)
+            }
+
+            async fn delete(&mut self, key: String) -> Result<(), wit::kv::KvError> {
+                self.kv_delete(key).await.map_err(Into::into)
+            }
+        }
+
+        impl wit::config::Host for HostState {
+            async fn settings(&mut self) -> String {
+                self.config_settings()
+            }
+
+            async fn secret(&mut self, name: String) -> Result<String, wit::config::ConfigError> {
+                self.config_secret(name).map_err(Into::into)
+            }
+        }
+
+        impl wit::clock::Host for HostState {
+            async fn now_unix_ms(&mut self) -> u64 {
+                self.clock_now_unix_ms()
+            }
+        }
+
+        impl wit::random::Host for HostState {
+            async fn fill(&mut self, len: u32) -> Vec<u8> {
+                self.random_fill(len)
+            }
+        }
+    };
+}
+
+/// Linking and calling the worlds of a version whose worlds have the 0.1.0 shape. Expects the
+/// modules `alert_channel` and `proxy_backend` (the version's bindings) in scope.
+macro_rules! world_calls {
+    () => {
+        use $crate::contract as called;
+
+        /// Links the imports of world `alert-channel` (the host adapters above).
+        pub(crate) fn link_alert_channel(
+            linker: &mut wasmtime::component::Linker<HostState>,
+        ) -> wasmtime::Result<()> {
+            alert_channel::AlertChannel::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+                linker,
+                |s| s,
+            )
+        }
+
+        /// Links the imports of world `proxy-backend`.
+        pub(crate) fn link_proxy_backend(
+            linker: &mut wasmtime::component::Linker<HostState>,
+        ) -> wasmtime::Result<()> {
+            proxy_backend::ProxyBackend::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+                linker,
+                |s| s,
+            )
+        }
+
+        pub(crate) async fn channel_validate(
+            instance: &alert_channel::AlertChannel,
+            store: &mut wasmtime::Store<HostState>,
+        ) -> wasmtime::Result<Result<(), called::PluginError>> {
+            Ok(instance
+                .infrapilot_plugin_channel()
+                .call_validate(store)
+                .await?
+                .map_err(Into::into))
+        }
+
+        pub(crate) async fn channel_deliver(
+            instance: &alert_channel::AlertChannel,
+            store: &mut wasmtime::Store<HostState>,
+            alert: &called::Alert,
+        ) -> wasmtime::Result<Result<called::Delivery, called::PluginError>> {
+            Ok(instance
+                .infrapilot_plugin_channel()
+                .call_deliver(store, &alert.into())
+                .await?
+                .map(Into::into)
+                .map_err(Into::into))
+        }
+
+        /// Renders each host, then the shared parts, in one instance (hosts converted once).
+        pub(crate) async fn backend_render(
+            instance: &proxy_backend::ProxyBackend,
+            store: &mut wasmtime::Store<HostState>,
+            hosts: &[called::ProxyHost],
+            revision: u64,
+        ) -> wasmtime::Result<$crate::versions::RenderOutcome> {
+            let hosts: Vec<proxy_wit::ProxyHost> = hosts.iter().map(Into::into).collect();
+            let backend = instance.infrapilot_plugin_backend();
+            let mut per_host = Vec::with_capacity(hosts.len());
+            for host in &hosts {
+                per_host.push(
+                    backend
+                        .call_render_host(&mut *store, host)
+                        .await?
+                        .map(|files| files.into_iter().map(Into::into).collect())
+                        .map_err(Into::into),
+                );
+            }
+            let shared = backend
+                .call_render_shared(&mut *store, &hosts, revision)
+                .await?
+                .map(|files| files.into_iter().map(Into::into).collect())
+                .map_err(Into::into);
+            Ok($crate::versions::RenderOutcome { per_host, shared })
+        }
+    };
+}
+
+pub(crate) use {contract_conversions, host_adapters, world_calls};

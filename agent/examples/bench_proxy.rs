@@ -70,7 +70,11 @@ async fn main() -> anyhow::Result<()> {
     )?)?;
     let component =
         runtime.compile(&std::fs::read(plugins.join("infrapilot_proxy_nginx.wasm"))?)?;
-    let backend = runtime.proxy_backend(&manifest, &component, &Capabilities::default())?;
+    let backend = runtime.load::<infrapilot_plugin_runtime::ProxyBackendPlugin>(
+        &manifest,
+        &component,
+        &Capabilities::default(),
+    )?;
     let invocation = Invocation {
         settings: serde_json::json!({}),
         secrets: Default::default(),

@@ -22,7 +22,7 @@ use infrapilot_plugin_runtime::egress::{DEFAULT_MAX_RESPONSE_BYTES, EgressGuard,
 use infrapilot_plugin_runtime::runtime::RuntimeConfig;
 use infrapilot_plugin_runtime::{
     AlertChannelPlugin, Bundle, BundleError, Capabilities, Edition, HostServices, Manifest,
-    ProxyBackendPlugin, Runtime, TrustedKeys, World,
+    ProxyBackendPlugin, Runtime, TrustedKeys, World, WorldPlugin,
 };
 use infrapilot_plugin_types::bundle::PublicKey;
 use infrapilot_store::{DEFAULT_ORG_ID, NewAuditEvent, NewPlugin, PluginRow, Store, StoreError};
@@ -154,17 +154,11 @@ impl<'a, T> Audit<'a, T> {
     }
 }
 
-/// A plugin linked against its world.
-#[derive(Clone)]
-enum Loaded {
-    Channel(AlertChannelPlugin),
-    Proxy(ProxyBackendPlugin),
-}
-
+/// A plugin linked against its world: a `WorldPlugin` handle of that world's type.
 struct CachedPlugin {
     sha256: String,
     grants: String,
-    plugin: Loaded,
+    plugin: Arc<dyn std::any::Any + Send + Sync>,
 }
 
 struct Inner {
@@ -615,13 +609,7 @@ impl PluginHost {
         &self,
         id: &str,
     ) -> Result<(AlertChannelPlugin, Manifest), PluginHostError> {
-        match self.load(id, World::AlertChannel).await? {
-            (Loaded::Channel(plugin), manifest) => Ok((plugin, manifest)),
-            _ => Err(PluginHostError::WrongWorld {
-                id: id.to_owned(),
-                expected: World::AlertChannel.as_str(),
-            }),
-        }
+        self.plugin(id).await
     }
 
     /// An enabled, entitled proxy backend, ready to call (loaded once per component and grant).
@@ -629,16 +617,13 @@ impl PluginHost {
         &self,
         id: &str,
     ) -> Result<(ProxyBackendPlugin, Manifest), PluginHostError> {
-        match self.load(id, World::ProxyBackend).await? {
-            (Loaded::Proxy(plugin), manifest) => Ok((plugin, manifest)),
-            _ => Err(PluginHostError::WrongWorld {
-                id: id.to_owned(),
-                expected: World::ProxyBackend.as_str(),
-            }),
-        }
+        self.plugin(id).await
     }
 
-    async fn load(&self, id: &str, world: World) -> Result<(Loaded, Manifest), PluginHostError> {
+    /// An enabled, entitled plugin of world `P`, ready to call (loaded once per component and
+    /// grant); `WrongWorld` when the plugin installed under `id` is of another world.
+    pub async fn plugin<P: WorldPlugin>(&self, id: &str) -> Result<(P, Manifest), PluginHostError> {
+        let world = P::WORLD;
         let (manifest, row) = self.manifest(id).await?;
         if manifest.world != world {
             return Err(PluginHostError::WrongWorld {
@@ -662,8 +647,9 @@ impl PluginHost {
             && let Some(c) = cache.get(id)
             && c.sha256 == row.component_sha256
             && c.grants == row.grants
+            && let Some(plugin) = c.plugin.downcast_ref::<P>()
         {
-            return Ok((c.plugin.clone(), manifest));
+            return Ok((plugin.clone(), manifest));
         }
         let mut tx = self.inner.store.read(DEFAULT_ORG_ID).await?;
         let bytes = tx
@@ -677,15 +663,9 @@ impl PluginHost {
             let manifest = manifest.clone();
             tokio::task::spawn_blocking(move || {
                 let component = runtime.compile(&bytes).map_err(|e| e.to_string())?;
-                match manifest.world {
-                    World::AlertChannel => runtime
-                        .alert_channel(&manifest, &component, &grant)
-                        .map(Loaded::Channel),
-                    World::ProxyBackend => runtime
-                        .proxy_backend(&manifest, &component, &grant)
-                        .map(Loaded::Proxy),
-                }
-                .map_err(|e| e.to_string())
+                runtime
+                    .load::<P>(&manifest, &component, &grant)
+                    .map_err(|e| e.to_string())
             })
             .await
             .map_err(|e| PluginHostError::Component(e.to_string()))?
@@ -697,7 +677,7 @@ impl PluginHost {
                 CachedPlugin {
                     sha256: row.component_sha256.clone(),
                     grants: row.grants.clone(),
-                    plugin: loaded.clone(),
+                    plugin: Arc::new(loaded.clone()),
                 },
             );
         }

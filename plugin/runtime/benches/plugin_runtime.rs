@@ -66,7 +66,11 @@ fn main() {
     .unwrap();
     let compiled = runtime.compile(&component).unwrap();
     let plugin = runtime
-        .alert_channel(&manifest, &compiled, &manifest.capabilities)
+        .load::<infrapilot_plugin_runtime::AlertChannelPlugin>(
+            &manifest,
+            &compiled,
+            &manifest.capabilities,
+        )
         .unwrap();
     let invocation = Invocation {
         settings: serde_json::json!({}),

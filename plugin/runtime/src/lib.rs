@@ -18,6 +18,7 @@ mod host;
 pub mod runtime;
 pub mod services;
 pub mod versions;
+pub mod worlds;
 
 /// The plugin contract in version-neutral types: what the host's domain code sees.
 pub use infrapilot_plugin_types::contract;
@@ -28,9 +29,8 @@ pub use infrapilot_plugin_types::{
     Bundle, BundleError, Capabilities, Edition, Manifest, ManifestError, SigningKey, TrustedKeys,
     VerifiedBundle, World,
 };
-pub use runtime::{
-    AlertChannelPlugin, HookError, Invocation, Limits, ProxyBackendPlugin, Rendered, Runtime,
-    RuntimeError,
-};
+pub use runtime::{HookError, Invocation, Limits, Runtime, RuntimeError, WorldPlugin};
 pub use services::HostServices;
 pub use versions::ContractVersion;
+pub use worlds::alert_channel::AlertChannelPlugin;
+pub use worlds::proxy_backend::{ProxyBackendPlugin, Rendered};

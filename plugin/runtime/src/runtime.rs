@@ -21,9 +21,9 @@ use wasmtime::{
     UpdateDeadline,
 };
 
-use crate::contract::{Alert, Delivery, PluginError, ProxyHost, RenderedFile};
+use crate::contract::PluginError;
 use crate::services::HostServices;
-use crate::versions::{BackendPre, Channel, ChannelPre, ContractVersion, WorldLinkers};
+use crate::versions::{ContractVersion, WorldLinkers};
 use infrapilot_plugin_types::capabilities::Capabilities;
 use infrapilot_plugin_types::manifest::{Manifest, World};
 
@@ -249,7 +249,7 @@ impl Runtime {
         // Per contract version, one linker per world (the version's host adapters).
         let linkers = ContractVersion::ALL
             .into_iter()
-            .map(|version| Ok((version, WorldLinkers::new(&engine, version)?)))
+            .map(|version| Ok((version, crate::versions::world_linkers(&engine, version)?)))
             .collect::<wasmtime::Result<Vec<_>>>()
             .map_err(engine_error)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -378,50 +378,33 @@ impl Runtime {
             });
         }
         let version = self.contract_version(manifest, component)?;
-        let linkers = &self
+        let linker = self
             .linkers
             .iter()
-            .find(|(v, _)| *v == version)
-            .expect("a linker set for every ContractVersion")
-            .1;
-        let linker = match world {
-            World::AlertChannel => &linkers.alert_channel,
-            World::ProxyBackend => &linkers.proxy_backend,
-        };
+            .filter(|(v, _)| *v == version)
+            .flat_map(|(_, worlds)| worlds)
+            .find(|(w, _)| *w == world)
+            .map(|(_, linker)| linker)
+            .ok_or_else(|| RuntimeError::WorldMismatch {
+                world: world.as_str(),
+                reason: format!("contract {version} has no world {}", world.as_str()),
+            })?;
         let pre = linker
             .instantiate_pre(component)
             .map_err(|e| mismatch(world, e))?;
         Ok((version, pre))
     }
 
-    /// Prepares an alert channel: checks the world and version, links it, caches the `InstancePre`.
-    pub fn alert_channel(
+    /// Prepares a plugin of world `P`: checks the manifest's world and the component's contract
+    /// version, links it against that version's world, and keeps the `InstancePre`.
+    pub fn load<P: WorldPlugin>(
         &self,
         manifest: &Manifest,
         component: &Component,
         grant: &Capabilities,
-    ) -> Result<AlertChannelPlugin, RuntimeError> {
-        let (version, pre) = self.link(World::AlertChannel, manifest, component)?;
-        let pre = ChannelPre::new(version, pre).map_err(|e| mismatch(World::AlertChannel, e))?;
-        Ok(AlertChannelPlugin {
-            core: self.core(manifest, grant),
-            pre,
-        })
-    }
-
-    /// Prepares a proxy backend: checks the world and version, links it, caches the `InstancePre`.
-    pub fn proxy_backend(
-        &self,
-        manifest: &Manifest,
-        component: &Component,
-        grant: &Capabilities,
-    ) -> Result<ProxyBackendPlugin, RuntimeError> {
-        let (version, pre) = self.link(World::ProxyBackend, manifest, component)?;
-        let pre = BackendPre::new(version, pre).map_err(|e| mismatch(World::ProxyBackend, e))?;
-        Ok(ProxyBackendPlugin {
-            core: self.core(manifest, grant),
-            pre,
-        })
+    ) -> Result<P, RuntimeError> {
+        let (version, pre) = self.link(P::WORLD, manifest, component)?;
+        P::from_linked(self.core(manifest, grant), version, pre).map_err(|e| mismatch(P::WORLD, e))
     }
 
     /// Links a component against its manifest's world (install-time check).
@@ -430,12 +413,13 @@ impl Runtime {
         manifest: &Manifest,
         component: &Component,
     ) -> Result<(), RuntimeError> {
+        let grant = Capabilities::default();
         match manifest.world {
             World::AlertChannel => self
-                .alert_channel(manifest, component, &Capabilities::default())
+                .load::<crate::AlertChannelPlugin>(manifest, component, &grant)
                 .map(|_| ()),
             World::ProxyBackend => self
-                .proxy_backend(manifest, component, &Capabilities::default())
+                .load::<crate::ProxyBackendPlugin>(manifest, component, &grant)
                 .map(|_| ()),
         }
     }
@@ -451,19 +435,12 @@ fn mismatch(world: World, e: wasmtime::Error) -> RuntimeError {
 /// What every loaded plugin carries: its engine, grant and limits, and how a call's store is
 /// made and its failure classified.
 #[derive(Clone)]
-struct PluginCore {
+pub struct PluginCore {
     engine: Engine,
     _ticker: Arc<EpochTicker>,
     plugin_id: Arc<str>,
     caps: Arc<Capabilities>,
     limits: Limits,
-}
-
-/// A loaded alert channel, ready to be called concurrently.
-#[derive(Clone)]
-pub struct AlertChannelPlugin {
-    core: PluginCore,
-    pre: ChannelPre,
 }
 
 /// Bookkeeping of a finished call, for the plugin's log.
@@ -474,8 +451,26 @@ pub struct CallReport {
     pub denials: usize,
 }
 
+/// A plugin handle of one world (`worlds/`): what [`Runtime::load`] makes of a component linked
+/// against [`WorldPlugin::WORLD`]. Implemented in this crate only, one per world.
+pub trait WorldPlugin: Clone + Send + Sync + Sized + 'static {
+    const WORLD: World;
+
+    /// The handle of a component linked against `WORLD` in contract `version`.
+    #[doc(hidden)]
+    fn from_linked(
+        core: PluginCore,
+        version: ContractVersion,
+        pre: wasmtime::component::InstancePre<HostState>,
+    ) -> wasmtime::Result<Self>;
+}
+
 impl PluginCore {
-    fn store(&self, invocation: &Invocation) -> Store<HostState> {
+    pub(crate) fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    pub(crate) fn store(&self, invocation: &Invocation) -> Store<HostState> {
         let state = HostState {
             plugin_id: self.plugin_id.clone(),
             caps: self.caps.clone(),
@@ -509,7 +504,7 @@ impl PluginCore {
         store
     }
 
-    fn classify(&self, store: &Store<HostState>, error: wasmtime::Error) -> HookError {
+    pub(crate) fn classify(&self, store: &Store<HostState>, error: wasmtime::Error) -> HookError {
         if store.data().memory.exceeded {
             return HookError::Memory {
                 limit_bytes: self.limits.memory_bytes,
@@ -530,7 +525,7 @@ impl PluginCore {
     }
 
     /// A plugin's error message cut to the output limit.
-    fn bounded(&self, error: PluginError) -> PluginError {
+    pub(crate) fn bounded(&self, error: PluginError) -> PluginError {
         let cut = |mut m: String| {
             if m.len() > self.limits.max_output_bytes {
                 let mut at = self.limits.max_output_bytes;
@@ -549,7 +544,7 @@ impl PluginCore {
         }
     }
 
-    fn report(store: &Store<HostState>) -> CallReport {
+    pub(crate) fn report(store: &Store<HostState>) -> CallReport {
         let s = store.data();
         CallReport {
             log_lines: s.log_lines,
@@ -559,7 +554,7 @@ impl PluginCore {
     }
 
     /// The outcome of a hook call run under the deadline.
-    fn settle<T>(
+    pub(crate) fn settle<T>(
         &self,
         store: &Store<HostState>,
         outcome: Result<wasmtime::Result<Result<T, PluginError>>, tokio::time::error::Elapsed>,
@@ -574,7 +569,7 @@ impl PluginCore {
         }
     }
 
-    fn check_output(&self, size: usize) -> Result<(), HookError> {
+    pub(crate) fn check_output(&self, size: usize) -> Result<(), HookError> {
         if size > self.limits.max_output_bytes {
             return Err(HookError::OutputTooLarge {
                 size,
@@ -584,139 +579,7 @@ impl PluginCore {
         Ok(())
     }
 
-    fn call_deadline(&self) -> Duration {
+    pub(crate) fn call_deadline(&self) -> Duration {
         self.limits.hook_deadline + EPOCH_TICK * 5
-    }
-}
-
-impl AlertChannelPlugin {
-    pub fn capabilities(&self) -> &Capabilities {
-        &self.core.caps
-    }
-
-    /// The contract version the component was built against.
-    pub fn contract_version(&self) -> ContractVersion {
-        self.pre.version()
-    }
-
-    /// An instance kept for several calls (one `Store`, one deadline for all of them): for
-    /// measuring the cost of a call apart from instantiation. A trap ends the session; results
-    /// are not bounded like [`AlertChannelPlugin::deliver`]'s, so hooks use that instead.
-    pub async fn session(&self, invocation: &Invocation) -> Result<ChannelSession, HookError> {
-        let mut store = self.core.store(invocation);
-        match self.pre.instantiate(&mut store).await {
-            Ok(instance) => Ok(ChannelSession { store, instance }),
-            Err(e) => Err(HookError::Instantiate(format!("{e:#}"))),
-        }
-    }
-
-    /// Runs `validate` (settings checks beyond the schema).
-    pub async fn validate(&self, invocation: &Invocation) -> Result<CallReport, HookError> {
-        let mut store = self.core.store(invocation);
-        let outcome = tokio::time::timeout(self.core.call_deadline(), async {
-            let instance = self.pre.instantiate(&mut store).await?;
-            instance.validate(&mut store).await
-        })
-        .await;
-        self.core.settle(&store, outcome)?;
-        Ok(PluginCore::report(&store))
-    }
-
-    /// Delivers one alert.
-    pub async fn deliver(
-        &self,
-        invocation: &Invocation,
-        alert: &Alert,
-    ) -> Result<(Delivery, CallReport), HookError> {
-        let mut store = self.core.store(invocation);
-        let outcome = tokio::time::timeout(self.core.call_deadline(), async {
-            let instance = self.pre.instantiate(&mut store).await?;
-            instance.deliver(&mut store, alert).await
-        })
-        .await;
-        let delivery = self.core.settle(&store, outcome)?;
-        self.core.check_output(delivery.detail.len())?;
-        Ok((delivery, PluginCore::report(&store)))
-    }
-}
-
-/// A loaded proxy backend, ready to be called concurrently. Rendering is pure: the plugin gets
-/// no settings and the grant of its manifest (normally `log` only).
-#[derive(Clone)]
-pub struct ProxyBackendPlugin {
-    core: PluginCore,
-    pre: BackendPre,
-}
-
-impl ProxyBackendPlugin {
-    /// Renders each host (an error excludes that host only) and the shared parts, in one
-    /// instance under one deadline.
-    pub async fn render(
-        &self,
-        invocation: &Invocation,
-        hosts: &[ProxyHost],
-        revision: u64,
-    ) -> Result<Rendered, HookError> {
-        let mut store = self.core.store(invocation);
-        let outcome = tokio::time::timeout(self.core.call_deadline(), async {
-            let instance = self.pre.instantiate(&mut store).await?;
-            let outcome = instance.render(&mut store, hosts, revision).await?;
-            wasmtime::Result::Ok(outcome.shared.map(|shared| (outcome.per_host, shared)))
-        })
-        .await;
-        let (per_host, shared) = self.core.settle(&store, outcome)?;
-        let mut total = 0usize;
-        let mut hosts_out = Vec::with_capacity(per_host.len());
-        for result in per_host {
-            match result {
-                Ok(files) => {
-                    total += files.iter().map(|f| f.contents.len()).sum::<usize>();
-                    hosts_out.push(Ok(files));
-                }
-                Err(e) => hosts_out.push(Err(HookError::Plugin(self.core.bounded(e)))),
-            }
-        }
-        total += shared.iter().map(|f| f.contents.len()).sum::<usize>();
-        // Rendered configuration may be large (a thousand hosts): bounded per host instead.
-        self.core.check_output(total / hosts.len().max(1))?;
-        Ok(Rendered {
-            hosts: hosts_out,
-            shared,
-        })
-    }
-}
-
-/// What a proxy backend rendered: per host (in input order) its files or why it was excluded,
-/// and the shared files.
-#[derive(Debug, Clone)]
-pub struct Rendered {
-    pub hosts: Vec<Result<Vec<RenderedFile>, HookError>>,
-    pub shared: Vec<RenderedFile>,
-}
-
-/// A live instance of an alert channel (see [`AlertChannelPlugin::session`]).
-pub struct ChannelSession {
-    store: Store<HostState>,
-    instance: Channel,
-}
-
-impl ChannelSession {
-    /// Calls `validate` on the live instance.
-    pub async fn validate(&mut self) -> Result<Result<(), PluginError>, String> {
-        self.instance
-            .validate(&mut self.store)
-            .await
-            .map_err(|e| format!("{e:#}"))
-    }
-
-    /// Calls `deliver` on the live instance.
-    pub async fn deliver(
-        &mut self,
-        alert: &Alert,
-    ) -> Result<Result<Delivery, PluginError>, String> {
-        self.instance
-            .deliver(&mut self.store, alert)
-            .await
-            .map_err(|e| format!("{e:#}"))
     }
 }

@@ -93,7 +93,9 @@ fn probe_with(grant: Option<Capabilities>, services: Arc<dyn HostServices>) -> P
     .unwrap();
     let compiled = runtime.compile(&component).unwrap();
     let grant = grant.unwrap_or_else(|| manifest.capabilities.clone());
-    let plugin = runtime.alert_channel(&manifest, &compiled, &grant).unwrap();
+    let plugin = runtime
+        .load::<AlertChannelPlugin>(&manifest, &compiled, &grant)
+        .unwrap();
     Probe {
         _runtime: runtime,
         plugin,
@@ -470,7 +472,7 @@ async fn channels_built_against_contracts_0_1_0_and_0_2_0_run_in_one_runtime() {
     let load = |(component, manifest): (Vec<u8>, Manifest)| {
         let compiled = runtime.compile(&component).unwrap();
         let plugin = runtime
-            .alert_channel(&manifest, &compiled, &manifest.capabilities)
+            .load::<AlertChannelPlugin>(&manifest, &compiled, &manifest.capabilities)
             .unwrap();
         (plugin, compiled, manifest)
     };
@@ -562,7 +564,7 @@ async fn channels_built_against_contracts_0_1_0_and_0_2_0_run_in_one_runtime() {
     let mut lying = old_manifest.clone();
     lying.wit_version = "0.2.0".into();
     let refused = runtime
-        .alert_channel(&lying, &old_component, &lying.capabilities)
+        .load::<AlertChannelPlugin>(&lying, &old_component, &lying.capabilities)
         .err()
         .expect("a 0.1.0 component under a 0.2.0 manifest is refused");
     assert!(

@@ -206,7 +206,7 @@ impl TestPlugin {
             .compile(&read(component.as_ref())?)
             .map_err(|e| e.to_string())?;
         let plugin = runtime
-            .alert_channel(&manifest, &compiled, &manifest.capabilities)
+            .load::<AlertChannelPlugin>(&manifest, &compiled, &manifest.capabilities)
             .map_err(|e| e.to_string())?;
         Ok(TestPlugin {
             _runtime: runtime,

@@ -17,9 +17,9 @@ use std::fmt;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-use crate::contract::{Alert, Delivery, PluginError, ProxyHost, RenderedFile};
+use infrapilot_plugin_types::manifest::World;
+
 use crate::runtime::HostState;
-use wasmtime::Store;
 
 pub(crate) mod v0_1_0;
 pub(crate) mod v0_2_0;
@@ -86,164 +86,30 @@ fn supported() -> String {
     ContractVersion::ALL.map(ContractVersion::as_str).join(", ")
 }
 
-/// One linker per world, for one contract version.
-pub(crate) struct WorldLinkers {
-    pub alert_channel: Linker<HostState>,
-    pub proxy_backend: Linker<HostState>,
-}
+/// The worlds of one contract version, each with its linker.
+pub(crate) type WorldLinkers = Vec<(World, Linker<HostState>)>;
 
-impl WorldLinkers {
-    pub(crate) fn new(engine: &Engine, version: ContractVersion) -> wasmtime::Result<WorldLinkers> {
-        let mut alert_channel = Linker::new(engine);
-        let mut proxy_backend = Linker::new(engine);
-        match version {
-            ContractVersion::V0_1_0 => {
-                v0_1_0::link_alert_channel(&mut alert_channel)?;
-                v0_1_0::link_proxy_backend(&mut proxy_backend)?;
-            }
-            ContractVersion::V0_2_0 => {
-                v0_2_0::link_alert_channel(&mut alert_channel)?;
-                v0_2_0::link_proxy_backend(&mut proxy_backend)?;
-            }
-        }
-        Ok(WorldLinkers {
-            alert_channel,
-            proxy_backend,
+/// The linkers of every world `version` has (each version module lists its own worlds).
+pub(crate) fn world_linkers(
+    engine: &Engine,
+    version: ContractVersion,
+) -> wasmtime::Result<WorldLinkers> {
+    let worlds: &[(World, LinkWorld)] = match version {
+        ContractVersion::V0_1_0 => v0_1_0::WORLDS,
+        ContractVersion::V0_2_0 => v0_2_0::WORLDS,
+    };
+    worlds
+        .iter()
+        .map(|(world, link)| {
+            let mut linker = Linker::new(engine);
+            link(&mut linker)?;
+            Ok((*world, linker))
         })
-    }
+        .collect()
 }
 
-/// A linked alert channel of some version.
-#[derive(Clone)]
-pub(crate) enum ChannelPre {
-    V0_1_0(v0_1_0::alert_channel::AlertChannelPre<HostState>),
-    V0_2_0(v0_2_0::alert_channel::AlertChannelPre<HostState>),
-}
-
-/// An instance of an alert channel of some version.
-pub(crate) enum Channel {
-    V0_1_0(v0_1_0::alert_channel::AlertChannel),
-    V0_2_0(v0_2_0::alert_channel::AlertChannel),
-}
-
-impl ChannelPre {
-    pub(crate) fn new(
-        version: ContractVersion,
-        pre: wasmtime::component::InstancePre<HostState>,
-    ) -> wasmtime::Result<ChannelPre> {
-        Ok(match version {
-            ContractVersion::V0_1_0 => {
-                ChannelPre::V0_1_0(v0_1_0::alert_channel::AlertChannelPre::new(pre)?)
-            }
-            ContractVersion::V0_2_0 => {
-                ChannelPre::V0_2_0(v0_2_0::alert_channel::AlertChannelPre::new(pre)?)
-            }
-        })
-    }
-
-    pub(crate) fn version(&self) -> ContractVersion {
-        match self {
-            ChannelPre::V0_1_0(_) => ContractVersion::V0_1_0,
-            ChannelPre::V0_2_0(_) => ContractVersion::V0_2_0,
-        }
-    }
-
-    pub(crate) async fn instantiate(
-        &self,
-        store: &mut Store<HostState>,
-    ) -> wasmtime::Result<Channel> {
-        Ok(match self {
-            ChannelPre::V0_1_0(pre) => Channel::V0_1_0(pre.instantiate_async(store).await?),
-            ChannelPre::V0_2_0(pre) => Channel::V0_2_0(pre.instantiate_async(store).await?),
-        })
-    }
-}
-
-impl Channel {
-    pub(crate) async fn validate(
-        &self,
-        store: &mut Store<HostState>,
-    ) -> wasmtime::Result<Result<(), PluginError>> {
-        match self {
-            Channel::V0_1_0(instance) => v0_1_0::channel_validate(instance, store).await,
-            Channel::V0_2_0(instance) => v0_2_0::channel_validate(instance, store).await,
-        }
-    }
-
-    pub(crate) async fn deliver(
-        &self,
-        store: &mut Store<HostState>,
-        alert: &Alert,
-    ) -> wasmtime::Result<Result<Delivery, PluginError>> {
-        match self {
-            Channel::V0_1_0(instance) => v0_1_0::channel_deliver(instance, store, alert).await,
-            Channel::V0_2_0(instance) => v0_2_0::channel_deliver(instance, store, alert).await,
-        }
-    }
-}
-
-/// A linked proxy backend of some version.
-#[derive(Clone)]
-pub(crate) enum BackendPre {
-    V0_1_0(v0_1_0::proxy_backend::ProxyBackendPre<HostState>),
-    V0_2_0(v0_2_0::proxy_backend::ProxyBackendPre<HostState>),
-}
-
-/// An instance of a proxy backend of some version.
-pub(crate) enum Backend {
-    V0_1_0(v0_1_0::proxy_backend::ProxyBackend),
-    V0_2_0(v0_2_0::proxy_backend::ProxyBackend),
-}
-
-impl BackendPre {
-    pub(crate) fn new(
-        version: ContractVersion,
-        pre: wasmtime::component::InstancePre<HostState>,
-    ) -> wasmtime::Result<BackendPre> {
-        Ok(match version {
-            ContractVersion::V0_1_0 => {
-                BackendPre::V0_1_0(v0_1_0::proxy_backend::ProxyBackendPre::new(pre)?)
-            }
-            ContractVersion::V0_2_0 => {
-                BackendPre::V0_2_0(v0_2_0::proxy_backend::ProxyBackendPre::new(pre)?)
-            }
-        })
-    }
-
-    pub(crate) async fn instantiate(
-        &self,
-        store: &mut Store<HostState>,
-    ) -> wasmtime::Result<Backend> {
-        Ok(match self {
-            BackendPre::V0_1_0(pre) => Backend::V0_1_0(pre.instantiate_async(store).await?),
-            BackendPre::V0_2_0(pre) => Backend::V0_2_0(pre.instantiate_async(store).await?),
-        })
-    }
-}
-
-/// What a backend's hooks returned: per host its files or its error, and the shared files.
-pub(crate) struct RenderOutcome {
-    pub per_host: Vec<Result<Vec<RenderedFile>, PluginError>>,
-    pub shared: Result<Vec<RenderedFile>, PluginError>,
-}
-
-impl Backend {
-    pub(crate) async fn render(
-        &self,
-        store: &mut Store<HostState>,
-        hosts: &[ProxyHost],
-        revision: u64,
-    ) -> wasmtime::Result<RenderOutcome> {
-        match self {
-            Backend::V0_1_0(instance) => {
-                v0_1_0::backend_render(instance, store, hosts, revision).await
-            }
-            Backend::V0_2_0(instance) => {
-                v0_2_0::backend_render(instance, store, hosts, revision).await
-            }
-        }
-    }
-}
+/// Links the host side of one world's imports.
+pub(crate) type LinkWorld = fn(&mut Linker<HostState>) -> wasmtime::Result<()>;
 
 /// Conversions between [`crate::contract`] and a version's generated types, for a version whose
 /// interfaces have the 0.1.0 shape. Expects `wit` (the version's `infrapilot::plugin` of the
@@ -572,6 +438,21 @@ macro_rules! world_calls {
     () => {
         use $crate::contract as called;
 
+        /// The worlds of this version and how each is linked.
+        pub(crate) const WORLDS: &[(
+            infrapilot_plugin_types::manifest::World,
+            $crate::versions::LinkWorld,
+        )] = &[
+            (
+                infrapilot_plugin_types::manifest::World::AlertChannel,
+                link_alert_channel,
+            ),
+            (
+                infrapilot_plugin_types::manifest::World::ProxyBackend,
+                link_proxy_backend,
+            ),
+        ];
+
         /// Links the imports of world `alert-channel` (the host adapters above).
         pub(crate) fn link_alert_channel(
             linker: &mut wasmtime::component::Linker<HostState>,
@@ -622,7 +503,7 @@ macro_rules! world_calls {
             store: &mut wasmtime::Store<HostState>,
             hosts: &[called::ProxyHost],
             revision: u64,
-        ) -> wasmtime::Result<$crate::versions::RenderOutcome> {
+        ) -> wasmtime::Result<$crate::worlds::proxy_backend::RenderOutcome> {
             let hosts: Vec<proxy_wit::ProxyHost> = hosts.iter().map(Into::into).collect();
             let backend = instance.infrapilot_plugin_backend();
             let mut per_host = Vec::with_capacity(hosts.len());
@@ -640,7 +521,7 @@ macro_rules! world_calls {
                 .await?
                 .map(|files| files.into_iter().map(Into::into).collect())
                 .map_err(Into::into);
-            Ok($crate::versions::RenderOutcome { per_host, shared })
+            Ok($crate::worlds::proxy_backend::RenderOutcome { per_host, shared })
         }
     };
 }

@@ -164,6 +164,74 @@ impl TestDb {
         tables
     }
 
+    /// Every secondary index the migrations made (primary keys left out: SQLite has none for an
+    /// `INTEGER PRIMARY KEY`), as `table(col, col…)` with `UNIQUE ` in front when unique and
+    /// ` WHERE …` after it when partial; an expression column reads `<expr>`. Index names are not
+    /// compared, only what the index enforces and speeds up.
+    pub async fn indexes(&self) -> BTreeSet<String> {
+        // (table, index name, unique, partial, position, column or NULL for an expression)
+        let rows: Vec<(String, String, bool, bool, i64, Option<String>)> = match self.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.owner_url)
+                    .await
+                    .expect("sqlite");
+                let rows = sqlx::query_as(
+                    "SELECT m.name, il.name, il.\"unique\" = 1, il.partial = 1, ii.seqno, ii.name \
+                     FROM sqlite_master m JOIN pragma_index_list(m.name) il \
+                     JOIN pragma_index_info(il.name) ii \
+                     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
+                     AND m.name NOT LIKE '_sqlx%' AND il.origin <> 'pk'",
+                )
+                .fetch_all(&mut c)
+                .await
+                .expect("sqlite indexes");
+                c.close().await.ok();
+                rows
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.owner_url)
+                    .await
+                    .expect("pg");
+                let rows = sqlx::query_as(
+                    "SELECT t.relname::text, i.relname::text, x.indisunique, x.indpred IS NOT NULL, \
+                            k.ord::bigint, a.attname::text \
+                     FROM pg_index x \
+                     JOIN pg_class t ON t.oid = x.indrelid \
+                     JOIN pg_class i ON i.oid = x.indexrelid \
+                     JOIN pg_namespace n ON n.oid = t.relnamespace \
+                     CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord) \
+                     LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum AND k.attnum > 0 \
+                     WHERE n.nspname = 'public' AND NOT x.indisprimary AND t.relname NOT LIKE '_sqlx%'",
+                )
+                .fetch_all(&mut c)
+                .await
+                .expect("postgres indexes");
+                c.close().await.ok();
+                rows
+            }
+        };
+        let mut indexes: BTreeMap<(String, String), (bool, bool, BTreeMap<i64, String>)> =
+            BTreeMap::new();
+        for (table, index, unique, partial, position, column) in rows {
+            indexes
+                .entry((table, index))
+                .or_insert((unique, partial, BTreeMap::new()))
+                .2
+                .insert(position, column.unwrap_or_else(|| "<expr>".into()));
+        }
+        indexes
+            .into_iter()
+            .map(|((table, _), (unique, partial, columns))| {
+                format!(
+                    "{}{table}({}){}",
+                    if unique { "UNIQUE " } else { "" },
+                    columns.into_values().collect::<Vec<_>>().join(", "),
+                    if partial { " WHERE …" } else { "" }
+                )
+            })
+            .collect()
+    }
+
     /// Runs a query returning one text value, as the application (through the store's pool).
     pub async fn app_scalar(&self, sql: &'static str) -> String {
         match &self.store.pool {

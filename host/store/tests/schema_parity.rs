@@ -1,7 +1,8 @@
 //! The SQLite and PostgreSQL migrations make the same tables with the same columns, NOT NULL
-//! alike: a column added (or left nullable) on one backend only would pass every test on the
-//! other and fail in production. (Types differ by design — INTEGER and BIGINT, BLOB and BYTEA —
-//! and are not compared.)
+//! alike, and the same indexes (unique or not, partial or not, on the same columns): a column
+//! added (or left nullable), or a uniqueness enforced, on one backend only would pass every test
+//! on the other and fail in production. (Types differ by design — INTEGER and BIGINT, BLOB and
+//! BYTEA — and are not compared; nor are index names or partial indexes' conditions.)
 
 use infrapilot_store::Backend;
 use infrapilot_store::testing::{TestDb, backends};
@@ -32,4 +33,20 @@ async fn both_backends_have_the_same_tables_and_columns() {
             "columns of {table} (SQLite left, PostgreSQL right)"
         );
     }
+}
+
+#[tokio::test]
+async fn both_backends_have_the_same_indexes() {
+    if !backends().contains(&Backend::Postgres) {
+        return;
+    }
+    let sqlite = TestDb::new(Backend::Sqlite).await.indexes().await;
+    let postgres = TestDb::new(Backend::Postgres).await.indexes().await;
+    assert!(sqlite.len() >= 5, "suspiciously few indexes: {sqlite:?}");
+    let only_sqlite: Vec<_> = sqlite.difference(&postgres).collect();
+    let only_postgres: Vec<_> = postgres.difference(&sqlite).collect();
+    assert!(
+        only_sqlite.is_empty() && only_postgres.is_empty(),
+        "indexes on one backend only:\n SQLite {only_sqlite:#?}\n PostgreSQL {only_postgres:#?}"
+    );
 }

@@ -47,12 +47,20 @@ python3 scripts/check-dependencies.py
 
 say "released WIT contract versions are unchanged (wit/frozen.sha256)"
 (cd wit && grep -v '^#' frozen.sha256 | sha256sum --check --strict --quiet)
-# …and a frozen directory gains no file either.
-for dir in $(grep -v '^#' wit/frozen.sha256 | awk '{print $2}' | xargs -n1 dirname | sort -u); do
+# …a frozen directory gains no file either (hidden ones included: the WIT parser reads every
+# *.wit), and every version but the newest is frozen (so deleting its lines cannot unfreeze it).
+frozen_dirs=$(grep -v '^#' wit/frozen.sha256 | awk '{print $2}' | xargs -n1 dirname | sort -u)
+for dir in $frozen_dirs; do
     listed=$(grep -v '^#' wit/frozen.sha256 | awk '{print $2}' | grep "^$dir/" | sort)
-    present=$(cd wit && ls "$dir"/* | sort)
+    present=$(cd wit && find "$dir" -mindepth 1 | sort)
     [ "$listed" = "$present" ] || { echo "wit/$dir is frozen but its files differ from wit/frozen.sha256" >&2; exit 1; }
 done
+newest=$(cd wit && ls -d since_v* | sort -V | tail -1)
+for dir in $(cd wit && ls -d since_v* | sort -V); do
+    [ "$dir" = "$newest" ] || echo "$frozen_dirs" | grep -qx "$dir" \
+        || { echo "wit/$dir is not the newest contract version, so it must be frozen in wit/frozen.sha256" >&2; exit 1; }
+done
+echo "frozen: $(echo $frozen_dirs); in development: $newest"
 
 build_web
 

@@ -210,8 +210,9 @@ impl TestDb {
                 rows
             }
         };
-        let mut indexes: BTreeMap<(String, String), (bool, bool, BTreeMap<i64, String>)> =
-            BTreeMap::new();
+        // (table, index name) → (unique, partial, columns by position)
+        type Shape = (bool, bool, BTreeMap<i64, String>);
+        let mut indexes: BTreeMap<(String, String), Shape> = BTreeMap::new();
         for (table, index, unique, partial, position, column) in rows {
             indexes
                 .entry((table, index))

@@ -452,8 +452,9 @@ pub struct CallReport {
 }
 
 /// A plugin handle of one world (`worlds/`): what [`Runtime::load`] makes of a component linked
-/// against [`WorldPlugin::WORLD`]. Implemented in this crate only, one per world.
-pub trait WorldPlugin: Clone + Send + Sync + Sized + 'static {
+/// against [`WorldPlugin::WORLD`]. Sealed: implemented in this crate only, one per world (the
+/// host's plugin cache relies on one handle type per world).
+pub trait WorldPlugin: sealed::Sealed + Clone + Send + Sync + Sized + 'static {
     const WORLD: World;
 
     /// The handle of a component linked against `WORLD` in contract `version`.
@@ -582,4 +583,9 @@ impl PluginCore {
     pub(crate) fn call_deadline(&self) -> Duration {
         self.limits.hook_deadline + EPOCH_TICK * 5
     }
+}
+
+pub(crate) mod sealed {
+    /// Keeps [`super::WorldPlugin`] implemented by this crate's world handles only.
+    pub trait Sealed {}
 }

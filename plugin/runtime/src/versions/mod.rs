@@ -1,8 +1,9 @@
 //! The contract versions side by side, one module per `wit/since_vX.Y.Z` directory (as Zed's
 //! `extension_host` keeps `since_v0_x_y`): each generates its bindings, converts its types to and
 //! from the version-neutral [`crate::contract`] types, links the host capabilities into its
-//! worlds, and calls its worlds' exports. Everything outside this module speaks
-//! [`crate::contract`] only.
+//! worlds, and calls its worlds' exports. Outside this module only the worlds' dispatch enums
+//! (`crate::worlds`) name a version's generated types; everything else speaks
+//! [`crate::contract`].
 //!
 //! A component says which version it was built against in the names of its exports
 //! (`infrapilot:plugin/channel@0.2.0`); [`ContractVersion::of_component`] reads it and the
@@ -64,13 +65,19 @@ impl ContractVersion {
             [] => Err("it exports no infrapilot:plugin interface".into()),
             [one] => ContractVersion::parse(one).ok_or_else(|| {
                 format!(
-                    "it was built against contract {one}, which this host does not support ({})",
+                    "it was built against contract {}, which this host does not support ({})",
+                    one.chars().take(32).collect::<String>(),
                     supported()
                 )
             }),
             many => Err(format!(
-                "it exports interfaces of several contract versions ({})",
-                many.join(", ")
+                "it exports interfaces of several contract versions ({}{})",
+                many.iter()
+                    .take(4)
+                    .map(|v| v.chars().take(32).collect::<String>())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if many.len() > 4 { ", …" } else { "" }
             )),
         }
     }
@@ -527,3 +534,55 @@ macro_rules! world_calls {
 }
 
 pub(crate) use {contract_conversions, host_adapters, world_calls};
+
+#[cfg(test)]
+mod tests {
+    use super::ContractVersion;
+    use wasmtime::component::Component;
+    use wasmtime::{Config, Engine};
+
+    /// The version read from a component exporting (empty) instances under `names`.
+    fn version_of(names: &[&str]) -> Result<ContractVersion, String> {
+        let mut config = Config::new();
+        config.concurrency_support(false);
+        let engine = Engine::new(&config).unwrap();
+        let exports: String = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| format!("(instance $i{i}) (export \"{name}\" (instance $i{i}))"))
+            .collect();
+        let bytes = wat::parse_str(format!("(component {exports})")).unwrap();
+        let component = Component::new(&engine, bytes).unwrap();
+        ContractVersion::of_component(&engine, &component)
+    }
+
+    #[test]
+    fn the_version_comes_from_the_export_names_and_must_be_one_this_host_links() {
+        assert_eq!(
+            version_of(&["infrapilot:plugin/channel@0.1.0"]),
+            Ok(ContractVersion::V0_1_0)
+        );
+        assert_eq!(
+            version_of(&["infrapilot:plugin/backend@0.2.0", "other:pkg/x@9.0.0"]),
+            Ok(ContractVersion::V0_2_0)
+        );
+        let none = version_of(&[]).unwrap_err();
+        assert!(none.contains("no infrapilot:plugin interface"), "{none}");
+        let unversioned = version_of(&["infrapilot:plugin/channel"]).unwrap_err();
+        assert!(
+            unversioned.contains("no infrapilot:plugin"),
+            "{unversioned}"
+        );
+        let future = version_of(&["infrapilot:plugin/channel@0.3.0"]).unwrap_err();
+        assert!(
+            future.contains("contract 0.3.0") && future.contains("0.1.0, 0.2.0"),
+            "{future}"
+        );
+        let mixed = version_of(&[
+            "infrapilot:plugin/channel@0.1.0",
+            "infrapilot:plugin/backend@0.2.0",
+        ])
+        .unwrap_err();
+        assert!(mixed.contains("several contract versions"), "{mixed}");
+    }
+}

@@ -68,6 +68,8 @@ impl AlertChannelPlugin {
     }
 }
 
+impl crate::runtime::sealed::Sealed for AlertChannelPlugin {}
+
 impl WorldPlugin for AlertChannelPlugin {
     const WORLD: World = World::AlertChannel;
 

@@ -63,6 +63,8 @@ pub struct Rendered {
     pub shared: Vec<RenderedFile>,
 }
 
+impl crate::runtime::sealed::Sealed for ProxyBackendPlugin {}
+
 impl WorldPlugin for ProxyBackendPlugin {
     const WORLD: World = World::ProxyBackend;
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use infrapilot_alerts::{AlertEngine, EngineConfig};
 use infrapilot_gateway::{AgentHub, CertificateAuthority, NodeRouter};
 use infrapilot_identity::{LoginThrottle, SecretBox};
+use infrapilot_nodes::NodeActions;
 use infrapilot_plugin_host::PluginHost;
 use infrapilot_store::Store;
 
@@ -151,6 +152,8 @@ struct Inner {
     hub: AgentHub,
     /// How routes reach nodes: the hub, seen through its trait.
     nodes: Arc<dyn NodeRouter>,
+    /// The one door for state-changing actions on nodes (checks, dispatch, audit).
+    node_actions: NodeActions,
     enroll_throttle: LoginThrottle,
     /// Bounds the Argon2 work anonymous callers can cause at once.
     anonymous_password_checks: Arc<tokio::sync::Semaphore>,
@@ -178,6 +181,7 @@ impl AppState {
     ) -> AppState {
         let secrets = Arc::new(secrets);
         let hub = AgentHub::new(store.clone(), settings.heartbeat_seconds, secrets.clone());
+        let nodes: Arc<dyn NodeRouter> = Arc::new(hub.clone());
         AppState {
             inner: Arc::new(Inner {
                 ca: Arc::new(ca),
@@ -197,7 +201,8 @@ impl AppState {
                 shutdown: tokio::sync::watch::channel(false).0,
                 agent_binary_sha256: std::sync::Mutex::new(None),
                 hub: hub.clone(),
-                nodes: Arc::new(hub),
+                node_actions: NodeActions::new(nodes.clone(), store.clone()),
+                nodes,
                 store,
                 secrets,
                 settings,
@@ -256,6 +261,11 @@ impl AppState {
     /// How routes and services reach nodes.
     pub fn nodes(&self) -> &Arc<dyn NodeRouter> {
         &self.inner.nodes
+    }
+
+    /// Where every state-changing action on a node goes ([`NodeActions::perform`]).
+    pub fn node_actions(&self) -> &NodeActions {
+        &self.inner.node_actions
     }
 
     pub fn secrets(&self) -> &SecretBox {

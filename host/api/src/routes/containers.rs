@@ -15,14 +15,13 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use infrapilot_gateway::{DurableCommand, HubError, StreamItem, StreamReceiver};
+use infrapilot_gateway::{HubError, StreamItem, StreamReceiver};
 use infrapilot_identity::Role;
 use infrapilot_proto::model::{
-    ActionOutcome, ContainerDetail, ContainerList, EnvVar, LogLine, LogPage, detect_level,
+    ContainerDetail, ContainerList, EnvVar, LogLine, LogPage, detect_level,
 };
 use infrapilot_proto::v1::{
-    ContainerAction, ExecInput, FetchLogs, InspectContainer, ListContainers, StartExec, command,
-    container_action::Action, log_chunk,
+    ExecInput, FetchLogs, InspectContainer, ListContainers, StartExec, command, log_chunk,
 };
 use infrapilot_store::AgentRow;
 use serde::{Deserialize, Serialize};
@@ -36,6 +35,7 @@ use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery};
 use crate::socket_guard::SocketGuard;
 use crate::state::AppState;
 use crate::validate;
+use infrapilot_nodes::{ContainerVerb, NodeAction, NodeActionError};
 
 const QUERY_WAIT: Duration = Duration::from_secs(20);
 const DEFAULT_STOP_TIMEOUT: u32 = 10;
@@ -327,16 +327,6 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     }
 }
 
-fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Start => "start",
-        Action::Stop => "stop",
-        Action::Restart => "restart",
-        Action::Remove => "remove",
-        Action::Unspecified => "unspecified",
-    }
-}
-
 struct ActionContext<'a> {
     state: &'a AppState,
     principal: &'a Principal,
@@ -344,61 +334,52 @@ struct ActionContext<'a> {
     agent: &'a AgentRow,
 }
 
-/// Sends one durable container action, waits for it and audits the outcome.
+/// The caller as node actions and the audit trail name them.
+fn actor(principal: &Principal, client: &ClientInfo) -> infrapilot_nodes::Actor {
+    infrapilot_nodes::Actor {
+        org_id: principal.org_id.clone(),
+        user_id: Some(principal.user_id.clone()),
+        label: principal.email.clone(),
+        ip: client.ip.clone(),
+    }
+}
+
+/// A node action's failure as the API answers it; `field` names what the node could not find.
+pub(super) fn node_action_error(e: NodeActionError, field: &str) -> ApiError {
+    match e {
+        NodeActionError::Refused(reason) => {
+            ApiError::new(StatusCode::FORBIDDEN, "action_refused", reason)
+        }
+        NodeActionError::Node(e) => hub_error(e, field),
+        NodeActionError::Answer(m) => {
+            ApiError::internal(format!("the agent's answer is not understood: {m}"))
+        }
+    }
+}
+
+/// One container action through the node-action door (checks, durable command, audit).
 async fn act(
     ctx: &ActionContext<'_>,
     container: &str,
-    action: Action,
+    verb: ContainerVerb,
     timeout_seconds: u32,
     key: Option<String>,
 ) -> ApiResult<ContainerActionResult> {
-    let name = action_name(action);
-    let result = ctx
-        .state
-        .nodes()
-        .execute(
-            &ctx.principal.org_id,
-            DurableCommand {
-                agent_id: &ctx.agent.id,
-                idempotency_key: key,
-                kind: name,
-                target: container,
-                requested_by: &ctx.principal.email,
-                body: command::Kind::ContainerAction(ContainerAction {
-                    container: container.to_owned(),
-                    action: action as i32,
-                    timeout_seconds,
-                }),
-                expires_in: Duration::from_secs(u64::from(timeout_seconds) + 60),
-                wait: Duration::from_secs(u64::from(timeout_seconds) + 30),
-            },
-        )
-        .await;
-    let (outcome, detail) = match &result {
-        Ok(o) => (
-            "success",
-            json!({"agent": ctx.agent.name, "container": container, "command_id": o.command_id}),
-        ),
-        Err(e) => (
-            "failure",
-            json!({"agent": ctx.agent.name, "container": container, "error": e.to_string()}),
-        ),
+    let action = NodeAction::Container {
+        container: container.to_owned(),
+        verb,
+        timeout_seconds,
     };
-    let event = audit_log::event(
-        &Actor::user(ctx.principal),
-        &ctx.client.ip,
-        &format!("container.{name}"),
-        &format!("container:{}/{container}", ctx.agent.id),
-        outcome,
-        detail,
-    );
-    audit_log::record_standalone(ctx.state, &ctx.principal.org_id, event).await;
-    let outcome = result.map_err(|e| hub_error(e, "cid"))?;
-    let done: ActionOutcome = decode(&outcome.payload_json)?;
+    let done = ctx
+        .state
+        .node_actions()
+        .perform(&actor(ctx.principal, ctx.client), ctx.agent, action, key)
+        .await
+        .map_err(|e| node_action_error(e, "cid"))?;
     Ok(ContainerActionResult {
-        command_id: outcome.command_id,
+        command_id: done.command_id,
         container: done.container,
-        action: name.to_owned(),
+        action: verb.as_str().to_owned(),
         state: done.state,
     })
 }
@@ -491,7 +472,7 @@ async fn container_action(
     headers: HeaderMap,
     (id, cid): (String, String),
     body: ActionRequest,
-    action: Action,
+    verb: ContainerVerb,
 ) -> ApiResult<Json<ContainerActionResult>> {
     let agent = agent(&state, &principal, &id).await?;
     let cid = container_ref(&cid)?;
@@ -503,7 +484,7 @@ async fn container_action(
         client: &client,
         agent: &agent,
     };
-    Ok(Json(act(&ctx, &cid, action, timeout, key).await?))
+    Ok(Json(act(&ctx, &cid, verb, timeout, key).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/start", operation_id = "start_container", tag = "containers",
@@ -519,7 +500,16 @@ pub async fn start(
     Path(ids): Path<(String, String)>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<ActionRequest>,
 ) -> ApiResult<Json<ContainerActionResult>> {
-    container_action(state, principal, client, headers, ids, body, Action::Start).await
+    container_action(
+        state,
+        principal,
+        client,
+        headers,
+        ids,
+        body,
+        ContainerVerb::Start,
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/stop", operation_id = "stop_container", tag = "containers",
@@ -535,7 +525,16 @@ pub async fn stop(
     Path(ids): Path<(String, String)>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<ActionRequest>,
 ) -> ApiResult<Json<ContainerActionResult>> {
-    container_action(state, principal, client, headers, ids, body, Action::Stop).await
+    container_action(
+        state,
+        principal,
+        client,
+        headers,
+        ids,
+        body,
+        ContainerVerb::Stop,
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/containers/{cid}/restart", operation_id = "restart_container", tag = "containers",
@@ -558,7 +557,7 @@ pub async fn restart(
         headers,
         ids,
         body,
-        Action::Restart,
+        ContainerVerb::Restart,
     )
     .await
 }
@@ -602,7 +601,9 @@ pub async fn delete(
         agent: &agent,
     };
     // By full id, so the name cannot have moved to another container in between.
-    Ok(Json(act(&ctx, &detail.id, Action::Remove, 0, key).await?))
+    Ok(Json(
+        act(&ctx, &detail.id, ContainerVerb::Remove, 0, key).await?,
+    ))
 }
 
 async fn stack_action(
@@ -611,7 +612,7 @@ async fn stack_action(
     client: ClientInfo,
     (id, project): (String, String),
     body: ActionRequest,
-    action: Action,
+    verb: ContainerVerb,
 ) -> ApiResult<Json<StackActionResult>> {
     let agent = agent(&state, &principal, &id).await?;
     let project = container_ref(&project).map_err(|_| {
@@ -643,7 +644,7 @@ async fn stack_action(
         ));
     }
     // Stop in reverse order of start.
-    if action == Action::Stop {
+    if verb == ContainerVerb::Stop {
         members.reverse();
     }
     let ctx = ActionContext {
@@ -655,7 +656,7 @@ async fn stack_action(
     let mut results = Vec::new();
     let mut errors = Vec::new();
     for c in members {
-        match act(&ctx, &c.id, action, timeout, None).await {
+        match act(&ctx, &c.id, verb, timeout, None).await {
             Ok(r) => results.push(r),
             Err(e) => errors.push(StackError {
                 container: c.name,
@@ -665,7 +666,7 @@ async fn stack_action(
     }
     Ok(Json(StackActionResult {
         stack: project,
-        action: action_name(action).to_owned(),
+        action: verb.as_str().to_owned(),
         results,
         errors,
     }))
@@ -681,7 +682,7 @@ pub async fn start_stack(
     Path(ids): Path<(String, String)>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<ActionRequest>,
 ) -> ApiResult<Json<StackActionResult>> {
-    stack_action(state, principal, client, ids, body, Action::Start).await
+    stack_action(state, principal, client, ids, body, ContainerVerb::Start).await
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/stacks/{project}/stop", operation_id = "stop_stack", tag = "containers",
@@ -694,7 +695,7 @@ pub async fn stop_stack(
     Path(ids): Path<(String, String)>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<ActionRequest>,
 ) -> ApiResult<Json<StackActionResult>> {
-    stack_action(state, principal, client, ids, body, Action::Stop).await
+    stack_action(state, principal, client, ids, body, ContainerVerb::Stop).await
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/stacks/{project}/restart", operation_id = "restart_stack", tag = "containers",
@@ -707,7 +708,7 @@ pub async fn restart_stack(
     Path(ids): Path<(String, String)>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<ActionRequest>,
 ) -> ApiResult<Json<StackActionResult>> {
-    stack_action(state, principal, client, ids, body, Action::Restart).await
+    stack_action(state, principal, client, ids, body, ContainerVerb::Restart).await
 }
 
 fn ns_of(field: &str, raw: &str) -> ApiResult<i64> {

@@ -1,0 +1,246 @@
+//! The node-action door: a guard's refusal stops an action before anything reaches the node,
+//! and every outcome — refused, failed on the node, done — is in the audit trail with the actor.
+//! The store is a real database (SQLite, and PostgreSQL when configured); the node side is a
+//! router that records what it was asked and answers as an agent would (the real agent and hub
+//! are exercised by tests/system/tests/containers.rs through the API).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use infrapilot_gateway::{DurableCommand, HubError, NodeRouter, Outcome, StreamReceiver};
+use infrapilot_nodes::{
+    ActionGuard, Actor, ContainerActionDone, ContainerVerb, NodeAction, NodeActionError,
+    NodeActions,
+};
+use infrapilot_proto::v1::{Command, ExecInput, command};
+use infrapilot_store::testing::{TestDb, backends};
+use infrapilot_store::{AgentRow, AuditFilter, DEFAULT_ORG_ID};
+
+/// Records the durable commands it is given; answers the container action like the agent does,
+/// or with the agent error `fail_with` (kind, message).
+#[derive(Default)]
+struct RecordingNode {
+    executed: Mutex<Vec<(String, Option<String>, command::Kind)>>,
+    fail_with: Option<(&'static str, &'static str)>,
+}
+
+#[async_trait]
+impl NodeRouter for RecordingNode {
+    fn heartbeat_seconds(&self) -> u32 {
+        30
+    }
+    fn is_connected(&self, _: &str) -> bool {
+        true
+    }
+    fn end_session(&self, _: &str, _: &str) {}
+    fn encode_sealed(&self, _: &Command) -> Result<Vec<u8>, HubError> {
+        Err(HubError::Sealing)
+    }
+    async fn query(&self, _: &str, _: command::Kind, _: Duration) -> Result<Outcome, HubError> {
+        Err(HubError::Offline)
+    }
+    async fn execute(&self, _: &str, c: DurableCommand<'_>) -> Result<Outcome, HubError> {
+        self.executed.lock().unwrap().push((
+            c.agent_id.to_owned(),
+            c.idempotency_key.clone(),
+            c.body.clone(),
+        ));
+        if let Some((kind, message)) = self.fail_with {
+            return Err(HubError::Agent {
+                kind: kind.into(),
+                message: message.into(),
+            });
+        }
+        Ok(Outcome {
+            command_id: "cmd-1".into(),
+            payload_json: br#"{"container":"f00dfeed","state":"exited"}"#.to_vec(),
+        })
+    }
+    async fn dispatch(
+        &self,
+        _: &str,
+        _: &str,
+        _: Command,
+        _: Duration,
+    ) -> Result<Outcome, HubError> {
+        Err(HubError::Offline)
+    }
+    async fn open_stream(
+        &self,
+        _: &str,
+        _: &str,
+        _: command::Kind,
+        _: Duration,
+    ) -> Result<StreamReceiver, HubError> {
+        Err(HubError::Offline)
+    }
+    async fn close_stream(&self, _: &str, _: &str) {}
+    async fn exec_input(&self, _: &str, _: ExecInput) -> Result<(), HubError> {
+        Err(HubError::Offline)
+    }
+}
+
+/// Refuses to stop containers whose name starts with `db`.
+struct NoStoppingDatabases;
+
+#[async_trait]
+impl ActionGuard for NoStoppingDatabases {
+    async fn check(&self, _: &Actor, _: &AgentRow, action: &NodeAction) -> Result<(), String> {
+        match action {
+            NodeAction::Container {
+                container,
+                verb: ContainerVerb::Stop,
+                ..
+            } if container.starts_with("db") => Err(format!("{container} may not be stopped")),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn node() -> AgentRow {
+    AgentRow {
+        id: "6f1c2a9e-0000-4000-8000-000000000001".into(),
+        name: "node-1".into(),
+        labels: "{}".into(),
+        version: "0.1.0".into(),
+        cert_serial: String::new(),
+        cert_fingerprint: String::new(),
+        cert_expires_at: 0,
+        enrolled_at: 0,
+        last_seen_at: None,
+        revoked_at: None,
+        builtin: false,
+        host_stats: None,
+    }
+}
+
+fn actor() -> Actor {
+    Actor {
+        org_id: DEFAULT_ORG_ID.into(),
+        user_id: Some("user-1".into()),
+        label: "ops@example.com".into(),
+        ip: "192.0.2.7".into(),
+    }
+}
+
+fn stop(container: &str) -> NodeAction {
+    NodeAction::Container {
+        container: container.into(),
+        verb: ContainerVerb::Stop,
+        timeout_seconds: 10,
+    }
+}
+
+/// The audit events, oldest first, as (action, target, outcome, detail JSON).
+async fn audit(db: &TestDb) -> Vec<(String, String, String, serde_json::Value, String)> {
+    let mut tx = db.store.read(DEFAULT_ORG_ID).await.unwrap();
+    let page = tx
+        .list_audit(&AuditFilter {
+            actor: None,
+            action: None,
+            since: None,
+            until: None,
+            before_seq: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    page.events
+        .into_iter()
+        .rev()
+        .map(|e| {
+            (
+                e.action,
+                e.target,
+                e.outcome,
+                serde_json::from_str(&e.detail).unwrap(),
+                format!("{} {} {:?}", e.actor, e.ip, e.actor_id),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_refused_action_never_reaches_the_node_and_every_outcome_is_audited() {
+    for backend in backends() {
+        let db = TestDb::new(backend).await;
+        let node_side = Arc::new(RecordingNode::default());
+        let door = NodeActions::new(node_side.clone(), db.store.clone())
+            .with_guard(Arc::new(NoStoppingDatabases));
+
+        let refused = door
+            .perform(&actor(), &node(), stop("db-main"), Some("k1".into()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, NodeActionError::Refused(r) if r == "db-main may not be stopped"),
+            "{refused:?}"
+        );
+        assert!(
+            node_side.executed.lock().unwrap().is_empty(),
+            "nothing sent"
+        );
+
+        let done = door
+            .perform(&actor(), &node(), stop("web"), Some("k2".into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            done,
+            ContainerActionDone {
+                command_id: "cmd-1".into(),
+                container: "f00dfeed".into(),
+                state: Some("exited".into()),
+            }
+        );
+        let sent = node_side.executed.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, node().id);
+        assert_eq!(
+            sent[0].1.as_deref(),
+            Some("k2"),
+            "the idempotency key travels"
+        );
+
+        let events = audit(&db).await;
+        assert_eq!(events.len(), 2, "{backend:?}: {events:?}");
+        let target = format!("container:{}/db-main", node().id);
+        assert_eq!(
+            (&events[0].0[..], &events[0].1[..], &events[0].2[..]),
+            ("container.stop", &target[..], "denied")
+        );
+        assert_eq!(events[0].3["reason"], "db-main may not be stopped");
+        assert_eq!(events[1].2, "success");
+        assert_eq!(events[1].3["command_id"], "cmd-1");
+        assert_eq!(events[1].3["agent"], "node-1");
+        for event in &events {
+            assert_eq!(event.4, "ops@example.com 192.0.2.7 Some(\"user-1\")");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failure_on_the_node_is_returned_typed_and_audited_as_a_failure() {
+    for backend in backends() {
+        let db = TestDb::new(backend).await;
+        let node_side = Arc::new(RecordingNode {
+            fail_with: Some(("not_found", "no such container: ghost")),
+            ..RecordingNode::default()
+        });
+        let door = NodeActions::new(node_side, db.store.clone());
+        let error = door
+            .perform(&actor(), &node(), stop("ghost"), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, NodeActionError::Node(HubError::Agent { kind, .. }) if kind == "not_found"),
+            "{error:?}"
+        );
+        let events = audit(&db).await;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].2, "failure");
+        assert_eq!(events[0].3["error"], "no such container: ghost");
+    }
+}

@@ -5,17 +5,18 @@
 //! an action, call `perform` and map [`NodeActionError`]; they never send node commands that
 //! change state themselves.
 //!
-//! Covered today: container start, stop, restart and remove. Still sent by their routes (to move
-//! here next): exec sessions, and the proxy's revisions (staged in the transaction that changes
-//! the hosts or a certificate, then dispatched).
+//! Covered today: container start, stop, restart and remove ([`NodeActions::perform`]) and exec
+//! sessions ([`NodeActions::open_exec`], [`NodeActions::exec_ended`]). Still sent by their routes
+//! (to move here next): the proxy's revisions (staged in the transaction that changes the hosts
+//! or a certificate, then dispatched).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use infrapilot_gateway::{DurableCommand, HubError, NodeRouter};
+use infrapilot_gateway::{DurableCommand, HubError, NodeRouter, StreamReceiver};
 use infrapilot_proto::model::ActionOutcome;
-use infrapilot_proto::v1::{ContainerAction, command, container_action::Action};
+use infrapilot_proto::v1::{ContainerAction, StartExec, command, container_action::Action};
 use infrapilot_store::{AgentRow, NewAuditEvent, Store};
 use serde_json::{Value, json};
 
@@ -70,6 +71,17 @@ pub enum NodeAction {
         /// Seconds Docker waits for a stop before it kills (stop and restart).
         timeout_seconds: u32,
     },
+    /// A command run in a container with a terminal (an exec session).
+    Exec {
+        /// The container's full id.
+        container: String,
+        /// Its name, for the audit trail.
+        container_name: String,
+        /// The program and its arguments.
+        command: Vec<String>,
+        cols: u16,
+        rows: u16,
+    },
 }
 
 impl NodeAction {
@@ -77,13 +89,16 @@ impl NodeAction {
     pub fn audit_action(&self) -> String {
         match self {
             NodeAction::Container { verb, .. } => format!("container.{}", verb.as_str()),
+            NodeAction::Exec { .. } => "container.exec_start".into(),
         }
     }
 
     /// The audit event's target: `container:<node id>/<container>` …
     pub fn audit_target(&self, node: &AgentRow) -> String {
         match self {
-            NodeAction::Container { container, .. } => format!("container:{}/{container}", node.id),
+            NodeAction::Container { container, .. } | NodeAction::Exec { container, .. } => {
+                format!("container:{}/{container}", node.id)
+            }
         }
     }
 
@@ -92,6 +107,11 @@ impl NodeAction {
             NodeAction::Container { container, .. } => {
                 json!({"agent": node.name, "container": container})
             }
+            NodeAction::Exec {
+                container_name,
+                command,
+                ..
+            } => json!({"agent": node.name, "container": container_name, "command": command}),
         }
     }
 }
@@ -155,8 +175,97 @@ impl NodeActions {
         self
     }
 
-    /// Performs `action` on `node` for `actor` and waits for the node's answer. The same
-    /// `idempotency_key` with the same action answers the first outcome (once per key).
+    /// Runs the guards; a refusal is audited and returned.
+    async fn admit(
+        &self,
+        actor: &Actor,
+        node: &AgentRow,
+        action: &NodeAction,
+    ) -> Result<(), NodeActionError> {
+        for guard in &self.guards {
+            if let Err(reason) = guard.check(actor, node, action).await {
+                let mut detail = action.audit_detail(node);
+                detail["reason"] = json!(reason);
+                self.audit(actor, node, action, "denied", detail).await;
+                return Err(NodeActionError::Refused(reason));
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens an exec session (`NodeAction::Exec`; any other action is refused) once the node
+    /// confirmed it started: the session's id and its output stream. The start is audited
+    /// (`container.exec_start`, with the outcome); call [`NodeActions::exec_ended`] when it ends.
+    pub async fn open_exec(
+        &self,
+        actor: &Actor,
+        node: &AgentRow,
+        action: NodeAction,
+        wait: Duration,
+    ) -> Result<(String, StreamReceiver), NodeActionError> {
+        let NodeAction::Exec {
+            container,
+            command,
+            cols,
+            rows,
+            ..
+        } = &action
+        else {
+            return Err(NodeActionError::Refused(
+                "open_exec opens exec sessions only".into(),
+            ));
+        };
+        self.admit(actor, node, &action).await?;
+        let session_id = new_session_id();
+        let result = self
+            .router
+            .open_stream(
+                &node.id,
+                &session_id,
+                command::Kind::StartExec(StartExec {
+                    session_id: session_id.clone(),
+                    container: container.clone(),
+                    command: command.clone(),
+                    cols: u32::from(*cols),
+                    rows: u32::from(*rows),
+                }),
+                wait,
+            )
+            .await;
+        let mut detail = action.audit_detail(node);
+        detail["session_id"] = json!(session_id);
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(e) => {
+                detail["error"] = json!(e.to_string());
+                "failure"
+            }
+        };
+        self.audit(actor, node, &action, outcome, detail).await;
+        Ok((session_id, result?))
+    }
+
+    /// Records the end of an exec session (`container.exec_end`) and closes its stream.
+    pub async fn exec_ended(&self, actor: &Actor, node: &AgentRow, session: ExecEnd<'_>) {
+        self.router.close_stream(&node.id, session.session_id).await;
+        let event = NewAuditEvent {
+            actor_id: actor.user_id.clone(),
+            actor: actor.label.clone(),
+            action: "container.exec_end".into(),
+            target: format!("container:{}/{}", node.id, session.container),
+            ip: actor.ip.clone(),
+            outcome: "success".into(),
+            detail: json!({"agent": node.name, "container": session.container_name,
+                "session_id": session.session_id, "exit_code": session.exit_code,
+                "duration_ms": session.duration.as_millis() as u64,
+                "closed_by_host": session.closed_by_host}),
+        };
+        self.record(&actor.org_id, event).await;
+    }
+
+    /// Performs a container action on `node` for `actor` and waits for the node's answer (an
+    /// exec is refused here: [`NodeActions::open_exec`]). The same `idempotency_key` with the
+    /// same action answers the first outcome (once per key).
     pub async fn perform(
         &self,
         actor: &Actor,
@@ -164,14 +273,12 @@ impl NodeActions {
         action: NodeAction,
         idempotency_key: Option<String>,
     ) -> Result<ContainerActionDone, NodeActionError> {
-        for guard in &self.guards {
-            if let Err(reason) = guard.check(actor, node, &action).await {
-                let mut detail = action.audit_detail(node);
-                detail["reason"] = json!(reason);
-                self.audit(actor, node, &action, "denied", detail).await;
-                return Err(NodeActionError::Refused(reason));
-            }
+        if matches!(action, NodeAction::Exec { .. }) {
+            return Err(NodeActionError::Refused(
+                "an exec session is opened with open_exec".into(),
+            ));
         }
+        self.admit(actor, node, &action).await?;
         let result = self.send(actor, node, &action, idempotency_key).await;
         let mut detail = action.audit_detail(node);
         let outcome = match &result {
@@ -229,6 +336,7 @@ impl NodeActions {
                     state: done.state,
                 })
             }
+            NodeAction::Exec { .. } => unreachable!("perform refuses exec before sending"),
         }
     }
 
@@ -251,8 +359,12 @@ impl NodeActions {
             outcome: outcome.to_owned(),
             detail,
         };
+        self.record(&actor.org_id, event).await;
+    }
+
+    async fn record(&self, org_id: &str, event: NewAuditEvent) {
         let result = async {
-            let mut tx = self.store.write(&actor.org_id).await?;
+            let mut tx = self.store.write(org_id).await?;
             tx.append_audit(event).await?;
             tx.commit().await
         }
@@ -261,4 +373,22 @@ impl NodeActions {
             tracing::error!(error = %e, "could not record audit event");
         }
     }
+}
+
+/// How an exec session ended, for [`NodeActions::exec_ended`].
+#[derive(Debug, Clone, Copy)]
+pub struct ExecEnd<'a> {
+    pub session_id: &'a str,
+    /// The container's full id and its name.
+    pub container: &'a str,
+    pub container_name: &'a str,
+    /// The process's exit code, when it ended by itself.
+    pub exit_code: Option<i32>,
+    pub duration: Duration,
+    /// Why the host closed the terminal, if it did (revoked access, lifetime, shutdown).
+    pub closed_by_host: Option<&'a str>,
+}
+
+fn new_session_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }

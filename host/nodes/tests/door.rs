@@ -22,6 +22,7 @@ use infrapilot_store::{AgentRow, AuditFilter, DEFAULT_ORG_ID};
 #[derive(Default)]
 struct RecordingNode {
     executed: Mutex<Vec<(String, Option<String>, command::Kind)>>,
+    streams_opened: Mutex<Vec<command::Kind>>,
     fail_with: Option<(&'static str, &'static str)>,
 }
 
@@ -66,13 +67,15 @@ impl NodeRouter for RecordingNode {
     ) -> Result<Outcome, HubError> {
         Err(HubError::Offline)
     }
+    /// Records the stream asked for; the node is offline.
     async fn open_stream(
         &self,
         _: &str,
         _: &str,
-        _: command::Kind,
+        body: command::Kind,
         _: Duration,
     ) -> Result<StreamReceiver, HubError> {
+        self.streams_opened.lock().unwrap().push(body);
         Err(HubError::Offline)
     }
     async fn close_stream(&self, _: &str, _: &str) {}
@@ -81,7 +84,7 @@ impl NodeRouter for RecordingNode {
     }
 }
 
-/// Refuses to stop containers whose name starts with `db`.
+/// Refuses to stop containers whose name starts with `db`, and shells in any container.
 struct NoStoppingDatabases;
 
 #[async_trait]
@@ -93,6 +96,7 @@ impl ActionGuard for NoStoppingDatabases {
                 verb: ContainerVerb::Stop,
                 ..
             } if container.starts_with("db") => Err(format!("{container} may not be stopped")),
+            NodeAction::Exec { command, .. } if command[0] == "/bin/sh" => Err("no shells".into()),
             _ => Ok(()),
         }
     }
@@ -243,4 +247,62 @@ async fn a_failure_on_the_node_is_returned_typed_and_audited_as_a_failure() {
         assert_eq!(events[0].2, "failure");
         assert_eq!(events[0].3["error"], "no such container: ghost");
     }
+}
+
+#[tokio::test]
+async fn exec_sessions_pass_the_same_door() {
+    let db = TestDb::new(infrapilot_store::Backend::Sqlite).await;
+    let node_side = Arc::new(RecordingNode::default());
+    let door = NodeActions::new(node_side.clone(), db.store.clone())
+        .with_guard(Arc::new(NoStoppingDatabases));
+    let exec = |program: &str| NodeAction::Exec {
+        container: "f00dfeed".into(),
+        container_name: "web".into(),
+        command: vec![program.into(), "-l".into()],
+        cols: 80,
+        rows: 24,
+    };
+    let wait = Duration::from_secs(1);
+    let Err(refused) = door
+        .open_exec(&actor(), &node(), exec("/bin/sh"), wait)
+        .await
+    else {
+        panic!("a shell was opened")
+    };
+    assert!(matches!(&refused, NodeActionError::Refused(r) if r == "no shells"));
+    assert!(
+        node_side.streams_opened.lock().unwrap().is_empty(),
+        "nothing sent"
+    );
+
+    let Err(offline) = door.open_exec(&actor(), &node(), exec("ls"), wait).await else {
+        panic!("an offline node opened a stream")
+    };
+    assert!(matches!(offline, NodeActionError::Node(HubError::Offline)));
+    let opened = node_side.streams_opened.lock().unwrap().clone();
+    assert!(
+        matches!(&opened[..], [command::Kind::StartExec(s)] if s.container == "f00dfeed" && s.command == ["ls", "-l"]),
+        "{opened:?}"
+    );
+    // An exec is not a container action.
+    assert!(matches!(
+        door.perform(&actor(), &node(), exec("ls"), None).await,
+        Err(NodeActionError::Refused(_))
+    ));
+
+    let events = audit(&db).await;
+    let outcomes: Vec<_> = events
+        .iter()
+        .map(|e| (e.0.as_str(), e.2.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("container.exec_start", "denied"),
+            ("container.exec_start", "failure")
+        ]
+    );
+    assert_eq!(events[1].3["command"], serde_json::json!(["ls", "-l"]));
+    assert_eq!(events[1].3["container"], "web");
+    assert!(events[1].3["session_id"].as_str().unwrap().len() == 36);
 }

@@ -21,7 +21,7 @@ use infrapilot_proto::model::{
     ContainerDetail, ContainerList, EnvVar, LogLine, LogPage, detect_level,
 };
 use infrapilot_proto::v1::{
-    ExecInput, FetchLogs, InspectContainer, ListContainers, StartExec, command, log_chunk,
+    ExecInput, FetchLogs, InspectContainer, ListContainers, command, log_chunk,
 };
 use infrapilot_store::AgentRow;
 use serde::{Deserialize, Serialize};
@@ -35,7 +35,7 @@ use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery};
 use crate::socket_guard::SocketGuard;
 use crate::state::AppState;
 use crate::validate;
-use infrapilot_nodes::{ContainerVerb, NodeAction, NodeActionError};
+use infrapilot_nodes::{ContainerVerb, ExecEnd, NodeAction, NodeActionError};
 
 const QUERY_WAIT: Duration = Duration::from_secs(20);
 const DEFAULT_STOP_TIMEOUT: u32 = 10;
@@ -950,34 +950,20 @@ pub async fn exec(
         )
     })?;
     let detail = inspect(&state, &agent.id, &cid).await?;
-    let session_id = uuid::Uuid::new_v4().to_string();
-    let rx = state
-        .nodes()
-        .open_stream(
-            &agent.id,
-            &session_id,
-            command::Kind::StartExec(StartExec {
-                session_id: session_id.clone(),
-                container: detail.id.clone(),
-                command: argv.clone(),
-                cols: u32::from(cols),
-                rows: u32::from(rows),
-            }),
-            QUERY_WAIT,
-        )
+    let actor = actor(&principal, &client);
+    let exec = NodeAction::Exec {
+        container: detail.id.clone(),
+        container_name: detail.name.clone(),
+        command: argv,
+        cols,
+        rows,
+    };
+    let (session_id, rx) = state
+        .node_actions()
+        .open_exec(&actor, &agent, exec, QUERY_WAIT)
         .await
-        .map_err(|e| hub_error(e, "cid"))?;
-    let target = format!("container:{}/{}", agent.id, detail.id);
+        .map_err(|e| node_action_error(e, "cid"))?;
     let started = Instant::now();
-    let start_event = audit_log::event(
-        &Actor::user(&principal),
-        &client.ip,
-        "container.exec_start",
-        &target,
-        "success",
-        json!({"agent": agent.name, "container": detail.name, "command": argv, "session_id": session_id}),
-    );
-    audit_log::record_standalone(&state, &principal.org_id, start_event).await;
     let guard = SocketGuard::new(
         state.clone(),
         principal.clone(),
@@ -990,18 +976,15 @@ pub async fn exec(
         .on_upgrade(move |socket| async move {
             let (exit_code, closed_by_host) =
                 pump_exec(socket, rx, &state, &agent.id, &session_id, guard).await;
-            state.nodes().close_stream(&agent.id, &session_id).await;
-            let end_event = audit_log::event(
-                &Actor::user(&principal),
-                &client.ip,
-                "container.exec_end",
-                &target,
-                "success",
-                json!({"agent": agent.name, "container": detail.name, "session_id": session_id,
-                       "exit_code": exit_code, "duration_ms": started.elapsed().as_millis() as u64,
-                       "closed_by_host": closed_by_host}),
-            );
-            audit_log::record_standalone(&state, &principal.org_id, end_event).await;
+            let end = ExecEnd {
+                session_id: &session_id,
+                container: &detail.id,
+                container_name: &detail.name,
+                exit_code,
+                duration: started.elapsed(),
+                closed_by_host: closed_by_host.as_deref(),
+            };
+            state.node_actions().exec_ended(&actor, &agent, end).await;
         }))
 }
 

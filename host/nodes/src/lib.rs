@@ -1,22 +1,24 @@
 //! Node actions: every state-changing action on a node is a [`NodeAction`] and goes through
-//! [`NodeActions::perform`], the one door where the checks run (each [`ActionGuard`]: the policy
-//! engine and plan limits plug in here), the command goes out through the [`NodeRouter`], and the
-//! audit event is written — whatever the outcome, denials included. Routes parse a request into
-//! an action, call `perform` and map [`NodeActionError`]; they never send node commands that
-//! change state themselves.
+//! [`NodeActions`], the one door where the checks run (each [`ActionGuard`]: the policy engine and
+//! plan limits are to plug in here; none is registered yet), the command goes out through the
+//! [`NodeRouter`], and the audit event is written (denied, failed or done; a failure to write it
+//! is logged). Routes parse a request into a [`ContainerCommand`] or an [`ExecRequest`], call the
+//! door and map [`NodeActionError`].
 //!
 //! Covered today: container start, stop, restart and remove ([`NodeActions::perform`]) and exec
-//! sessions ([`NodeActions::open_exec`], [`NodeActions::exec_ended`]). Still sent by their routes
-//! (to move here next): the proxy's revisions (staged in the transaction that changes the hosts
-//! or a certificate, then dispatched).
+//! sessions ([`NodeActions::open_exec`]: the [`ExecSession`] it returns carries the terminal's
+//! input and its end). Still sent by their routes (to move here next): the proxy's revisions,
+//! staged in the transaction that changes the hosts or a certificate, then dispatched.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use infrapilot_gateway::{DurableCommand, HubError, NodeRouter, StreamReceiver};
 use infrapilot_proto::model::ActionOutcome;
-use infrapilot_proto::v1::{ContainerAction, StartExec, command, container_action::Action};
+use infrapilot_proto::v1::{
+    ContainerAction, ExecInput, StartExec, command, container_action::Action,
+};
 use infrapilot_store::{AgentRow, NewAuditEvent, Store};
 use serde_json::{Value, json};
 
@@ -61,42 +63,50 @@ impl ContainerVerb {
     }
 }
 
-/// A state-changing action on one node.
+/// A container action: start, stop, restart or remove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerCommand {
+    /// Id, id prefix or name (removal: the full id, so the name cannot move in between).
+    pub container: String,
+    pub verb: ContainerVerb,
+    /// Seconds Docker waits for a stop before it kills (stop and restart).
+    pub timeout_seconds: u32,
+}
+
+/// A command to run in a container with a terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// The container's full id.
+    pub container: String,
+    /// Its name, for the audit trail.
+    pub container_name: String,
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// A state-changing action on one node, as the guards and the audit trail see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeAction {
-    /// Start, stop, restart or remove a container (by id, id prefix or name; removal by full id).
-    Container {
-        container: String,
-        verb: ContainerVerb,
-        /// Seconds Docker waits for a stop before it kills (stop and restart).
-        timeout_seconds: u32,
-    },
-    /// A command run in a container with a terminal (an exec session).
-    Exec {
-        /// The container's full id.
-        container: String,
-        /// Its name, for the audit trail.
-        container_name: String,
-        /// The program and its arguments.
-        command: Vec<String>,
-        cols: u16,
-        rows: u16,
-    },
+    Container(ContainerCommand),
+    Exec(ExecRequest),
 }
 
 impl NodeAction {
     /// The audit event's action: `container.stop` …
     pub fn audit_action(&self) -> String {
         match self {
-            NodeAction::Container { verb, .. } => format!("container.{}", verb.as_str()),
-            NodeAction::Exec { .. } => "container.exec_start".into(),
+            NodeAction::Container(c) => format!("container.{}", c.verb.as_str()),
+            NodeAction::Exec(_) => "container.exec_start".into(),
         }
     }
 
     /// The audit event's target: `container:<node id>/<container>` …
     pub fn audit_target(&self, node: &AgentRow) -> String {
         match self {
-            NodeAction::Container { container, .. } | NodeAction::Exec { container, .. } => {
+            NodeAction::Container(ContainerCommand { container, .. })
+            | NodeAction::Exec(ExecRequest { container, .. }) => {
                 format!("container:{}/{container}", node.id)
             }
         }
@@ -104,14 +114,10 @@ impl NodeAction {
 
     fn audit_detail(&self, node: &AgentRow) -> Value {
         match self {
-            NodeAction::Container { container, .. } => {
-                json!({"agent": node.name, "container": container})
+            NodeAction::Container(c) => json!({"agent": node.name, "container": c.container}),
+            NodeAction::Exec(e) => {
+                json!({"agent": node.name, "container": e.container_name, "command": e.command})
             }
-            NodeAction::Exec {
-                container_name,
-                command,
-                ..
-            } => json!({"agent": node.name, "container": container_name, "command": command}),
         }
     }
 }
@@ -137,9 +143,10 @@ pub enum NodeActionError {
     /// The node, or the way to it, failed (offline, timeout, Docker's own error …).
     #[error(transparent)]
     Node(#[from] HubError),
-    /// The node answered something this host does not understand.
-    #[error("the node's answer is not understood: {0}")]
-    Answer(String),
+    /// The node did the action (command `command_id`) but answered something this host does
+    /// not understand.
+    #[error("the node's answer is not understood: {message}")]
+    Answer { command_id: String, message: String },
 }
 
 /// What a container action did.
@@ -193,30 +200,22 @@ impl NodeActions {
         Ok(())
     }
 
-    /// Opens an exec session (`NodeAction::Exec`; any other action is refused) once the node
-    /// confirmed it started: the session's id and its output stream. The start is audited
-    /// (`container.exec_start`, with the outcome); call [`NodeActions::exec_ended`] when it ends.
+    /// Opens an exec session once the node confirmed it started: the session (terminal input,
+    /// end) and its output. The start is audited (`container.exec_start`, with its outcome); the
+    /// end when [`ExecSession::end`] is called, or when the session is dropped without it.
     pub async fn open_exec(
         &self,
         actor: &Actor,
         node: &AgentRow,
-        action: NodeAction,
+        exec: ExecRequest,
         wait: Duration,
-    ) -> Result<(String, StreamReceiver), NodeActionError> {
-        let NodeAction::Exec {
-            container,
-            command,
-            cols,
-            rows,
-            ..
-        } = &action
-        else {
-            return Err(NodeActionError::Refused(
-                "open_exec opens exec sessions only".into(),
-            ));
-        };
+    ) -> Result<(ExecSession, StreamReceiver), NodeActionError> {
+        let action = NodeAction::Exec(exec);
         self.admit(actor, node, &action).await?;
-        let session_id = new_session_id();
+        let NodeAction::Exec(exec) = action else {
+            unreachable!("built above")
+        };
+        let session_id = uuid::Uuid::new_v4().to_string();
         let result = self
             .router
             .open_stream(
@@ -224,14 +223,15 @@ impl NodeActions {
                 &session_id,
                 command::Kind::StartExec(StartExec {
                     session_id: session_id.clone(),
-                    container: container.clone(),
-                    command: command.clone(),
-                    cols: u32::from(*cols),
-                    rows: u32::from(*rows),
+                    container: exec.container.clone(),
+                    command: exec.command.clone(),
+                    cols: u32::from(exec.cols),
+                    rows: u32::from(exec.rows),
                 }),
                 wait,
             )
             .await;
+        let action = NodeAction::Exec(exec);
         let mut detail = action.audit_detail(node);
         detail["session_id"] = json!(session_id);
         let outcome = match &result {
@@ -242,48 +242,50 @@ impl NodeActions {
             }
         };
         self.audit(actor, node, &action, outcome, detail).await;
-        Ok((session_id, result?))
-    }
-
-    /// Records the end of an exec session (`container.exec_end`) and closes its stream.
-    pub async fn exec_ended(&self, actor: &Actor, node: &AgentRow, session: ExecEnd<'_>) {
-        self.router.close_stream(&node.id, session.session_id).await;
-        let event = NewAuditEvent {
-            actor_id: actor.user_id.clone(),
-            actor: actor.label.clone(),
-            action: "container.exec_end".into(),
-            target: format!("container:{}/{}", node.id, session.container),
-            ip: actor.ip.clone(),
-            outcome: "success".into(),
-            detail: json!({"agent": node.name, "container": session.container_name,
-                "session_id": session.session_id, "exit_code": session.exit_code,
-                "duration_ms": session.duration.as_millis() as u64,
-                "closed_by_host": session.closed_by_host}),
+        let output = result?;
+        let NodeAction::Exec(exec) = action else {
+            unreachable!("built above")
         };
-        self.record(&actor.org_id, event).await;
+        let session = ExecSession {
+            door: self.clone(),
+            actor: actor.clone(),
+            node: node.clone(),
+            exec,
+            session_id,
+            started: Instant::now(),
+            ended: false,
+        };
+        Ok((session, output))
     }
 
-    /// Performs a container action on `node` for `actor` and waits for the node's answer (an
-    /// exec is refused here: [`NodeActions::open_exec`]). The same `idempotency_key` with the
-    /// same action answers the first outcome (once per key).
+    /// Performs a container action on `node` for `actor` and waits for the node's answer. The
+    /// same `idempotency_key` with the same action answers the first outcome (once per key).
     pub async fn perform(
         &self,
         actor: &Actor,
         node: &AgentRow,
-        action: NodeAction,
+        command: ContainerCommand,
         idempotency_key: Option<String>,
     ) -> Result<ContainerActionDone, NodeActionError> {
-        if matches!(action, NodeAction::Exec { .. }) {
-            return Err(NodeActionError::Refused(
-                "an exec session is opened with open_exec".into(),
-            ));
-        }
+        let action = NodeAction::Container(command);
         self.admit(actor, node, &action).await?;
-        let result = self.send(actor, node, &action, idempotency_key).await;
+        let NodeAction::Container(command) = &action else {
+            unreachable!("built above")
+        };
+        let result = self.send(actor, node, command, idempotency_key).await;
         let mut detail = action.audit_detail(node);
         let outcome = match &result {
             Ok(done) => {
                 detail["command_id"] = json!(done.command_id);
+                "success"
+            }
+            // It happened on the node; only its answer is not understood.
+            Err(NodeActionError::Answer {
+                command_id,
+                message,
+            }) => {
+                detail["command_id"] = json!(command_id);
+                detail["answer_error"] = json!(message);
                 "success"
             }
             Err(e) => {
@@ -299,45 +301,44 @@ impl NodeActions {
         &self,
         actor: &Actor,
         node: &AgentRow,
-        action: &NodeAction,
+        command: &ContainerCommand,
         idempotency_key: Option<String>,
     ) -> Result<ContainerActionDone, NodeActionError> {
-        match action {
-            NodeAction::Container {
-                container,
-                verb,
-                timeout_seconds,
-            } => {
-                let outcome = self
-                    .router
-                    .execute(
-                        &actor.org_id,
-                        DurableCommand {
-                            agent_id: &node.id,
-                            idempotency_key,
-                            kind: verb.as_str(),
-                            target: container,
-                            requested_by: &actor.label,
-                            body: command::Kind::ContainerAction(ContainerAction {
-                                container: container.clone(),
-                                action: verb.wire() as i32,
-                                timeout_seconds: *timeout_seconds,
-                            }),
-                            expires_in: Duration::from_secs(u64::from(*timeout_seconds) + 60),
-                            wait: Duration::from_secs(u64::from(*timeout_seconds) + 30),
-                        },
-                    )
-                    .await?;
-                let done: ActionOutcome = serde_json::from_slice(&outcome.payload_json)
-                    .map_err(|e| NodeActionError::Answer(e.to_string()))?;
-                Ok(ContainerActionDone {
-                    command_id: outcome.command_id,
-                    container: done.container,
-                    state: done.state,
-                })
-            }
-            NodeAction::Exec { .. } => unreachable!("perform refuses exec before sending"),
-        }
+        let ContainerCommand {
+            container,
+            verb,
+            timeout_seconds,
+        } = command;
+        let outcome = self
+            .router
+            .execute(
+                &actor.org_id,
+                DurableCommand {
+                    agent_id: &node.id,
+                    idempotency_key,
+                    kind: verb.as_str(),
+                    target: container,
+                    requested_by: &actor.label,
+                    body: command::Kind::ContainerAction(ContainerAction {
+                        container: container.clone(),
+                        action: verb.wire() as i32,
+                        timeout_seconds: *timeout_seconds,
+                    }),
+                    expires_in: Duration::from_secs(u64::from(*timeout_seconds) + 60),
+                    wait: Duration::from_secs(u64::from(*timeout_seconds) + 30),
+                },
+            )
+            .await?;
+        let done: ActionOutcome =
+            serde_json::from_slice(&outcome.payload_json).map_err(|e| NodeActionError::Answer {
+                command_id: outcome.command_id.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(ContainerActionDone {
+            command_id: outcome.command_id,
+            container: done.container,
+            state: done.state,
+        })
     }
 
     /// Records the event in its own transaction: the action happened (or was refused) on the
@@ -375,20 +376,149 @@ impl NodeActions {
     }
 }
 
-/// How an exec session ended, for [`NodeActions::exec_ended`].
-#[derive(Debug, Clone, Copy)]
-pub struct ExecEnd<'a> {
-    pub session_id: &'a str,
-    /// The container's full id and its name.
-    pub container: &'a str,
-    pub container_name: &'a str,
-    /// The process's exit code, when it ended by itself.
-    pub exit_code: Option<i32>,
-    pub duration: Duration,
-    /// Why the host closed the terminal, if it did (revoked access, lifetime, shutdown).
-    pub closed_by_host: Option<&'a str>,
+/// An open exec session: the terminal's input goes through it, and its end is audited
+/// (`container.exec_end`) by [`ExecSession::end`] — or, if it is dropped without that (a client
+/// that never finished the WebSocket upgrade), in the background with the reason.
+pub struct ExecSession {
+    door: NodeActions,
+    actor: Actor,
+    node: AgentRow,
+    exec: ExecRequest,
+    session_id: String,
+    started: Instant,
+    ended: bool,
 }
 
-fn new_session_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+impl ExecSession {
+    pub fn id(&self) -> &str {
+        &self.session_id
+    }
+
+    async fn input(
+        &self,
+        data: Vec<u8>,
+        cols: u16,
+        rows: u16,
+        close: bool,
+    ) -> Result<(), HubError> {
+        self.door
+            .router
+            .exec_input(
+                &self.node.id,
+                ExecInput {
+                    session_id: self.session_id.clone(),
+                    data,
+                    cols: u32::from(cols),
+                    rows: u32::from(rows),
+                    close,
+                },
+            )
+            .await
+    }
+
+    /// Keystrokes (or pasted bytes) for the process.
+    pub async fn write(&self, data: Vec<u8>) -> Result<(), HubError> {
+        self.input(data, 0, 0, false).await
+    }
+
+    /// The terminal's new size (each clamped to 1–1000).
+    pub async fn resize(&self, cols: u16, rows: u16) -> Result<(), HubError> {
+        self.input(Vec::new(), cols.clamp(1, 1000), rows.clamp(1, 1000), false)
+            .await
+    }
+
+    /// Tells the process its terminal closed (the node ends it).
+    pub async fn hang_up(&self) -> Result<(), HubError> {
+        self.input(Vec::new(), 0, 0, true).await
+    }
+
+    /// Closes the stream and audits the end: the exit code when the process ended by itself,
+    /// or why the host closed the terminal.
+    pub async fn end(mut self, exit_code: Option<i32>, closed_by_host: Option<&str>) {
+        self.ended = true;
+        finish(
+            &self.door,
+            &self.actor,
+            &self.node,
+            &self.exec,
+            &self.session_id,
+            self.started,
+            exit_code,
+            closed_by_host,
+        )
+        .await;
+    }
+}
+
+impl Drop for ExecSession {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(
+                session_id = self.session_id,
+                "an exec session was dropped outside a runtime; its end is not audited"
+            );
+            return;
+        };
+        let (door, actor, node, exec) = (
+            self.door.clone(),
+            self.actor.clone(),
+            self.node.clone(),
+            self.exec.clone(),
+        );
+        let (session_id, started) = (self.session_id.clone(), self.started);
+        runtime.spawn(async move {
+            let session = ExecSession {
+                door: door.clone(),
+                actor: actor.clone(),
+                node: node.clone(),
+                exec: exec.clone(),
+                session_id: session_id.clone(),
+                started,
+                ended: true,
+            };
+            let _ = session.hang_up().await;
+            let reason = "the session was abandoned before its terminal opened";
+            finish(
+                &door,
+                &actor,
+                &node,
+                &exec,
+                &session_id,
+                started,
+                None,
+                Some(reason),
+            )
+            .await;
+        });
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    door: &NodeActions,
+    actor: &Actor,
+    node: &AgentRow,
+    exec: &ExecRequest,
+    session_id: &str,
+    started: Instant,
+    exit_code: Option<i32>,
+    closed_by_host: Option<&str>,
+) {
+    door.router.close_stream(&node.id, session_id).await;
+    let event = NewAuditEvent {
+        actor_id: actor.user_id.clone(),
+        actor: actor.label.clone(),
+        action: "container.exec_end".into(),
+        target: format!("container:{}/{}", node.id, exec.container),
+        ip: actor.ip.clone(),
+        outcome: "success".into(),
+        detail: json!({"agent": node.name, "container": exec.container_name,
+            "session_id": session_id, "exit_code": exit_code,
+            "duration_ms": started.elapsed().as_millis() as u64,
+            "closed_by_host": closed_by_host}),
+    };
+    door.record(&actor.org_id, event).await;
 }

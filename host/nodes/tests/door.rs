@@ -10,20 +10,25 @@ use std::time::Duration;
 use async_trait::async_trait;
 use infrapilot_gateway::{DurableCommand, HubError, NodeRouter, Outcome, StreamReceiver};
 use infrapilot_nodes::{
-    ActionGuard, Actor, ContainerActionDone, ContainerVerb, NodeAction, NodeActionError,
-    NodeActions,
+    ActionGuard, Actor, ContainerActionDone, ContainerCommand, ContainerVerb, ExecRequest,
+    NodeAction, NodeActionError, NodeActions,
 };
 use infrapilot_proto::v1::{Command, ExecInput, command};
 use infrapilot_store::testing::{TestDb, backends};
 use infrapilot_store::{AgentRow, AuditFilter, DEFAULT_ORG_ID};
 
+/// A durable command as sent: node, idempotency key, body, expiry, wait.
+type Sent = (String, Option<String>, command::Kind, Duration, Duration);
+
 /// Records the durable commands it is given; answers the container action like the agent does,
 /// or with the agent error `fail_with` (kind, message).
 #[derive(Default)]
 struct RecordingNode {
-    executed: Mutex<Vec<(String, Option<String>, command::Kind)>>,
+    executed: Mutex<Vec<Sent>>,
     streams_opened: Mutex<Vec<command::Kind>>,
     fail_with: Option<(&'static str, &'static str)>,
+    /// Answer this payload instead of the agent's usual one.
+    answer: Option<&'static [u8]>,
 }
 
 #[async_trait]
@@ -46,6 +51,8 @@ impl NodeRouter for RecordingNode {
             c.agent_id.to_owned(),
             c.idempotency_key.clone(),
             c.body.clone(),
+            c.expires_in,
+            c.wait,
         ));
         if let Some((kind, message)) = self.fail_with {
             return Err(HubError::Agent {
@@ -55,7 +62,10 @@ impl NodeRouter for RecordingNode {
         }
         Ok(Outcome {
             command_id: "cmd-1".into(),
-            payload_json: br#"{"container":"f00dfeed","state":"exited"}"#.to_vec(),
+            payload_json: self
+                .answer
+                .unwrap_or(br#"{"container":"f00dfeed","state":"exited"}"#)
+                .to_vec(),
         })
     }
     async fn dispatch(
@@ -91,12 +101,14 @@ struct NoStoppingDatabases;
 impl ActionGuard for NoStoppingDatabases {
     async fn check(&self, _: &Actor, _: &AgentRow, action: &NodeAction) -> Result<(), String> {
         match action {
-            NodeAction::Container {
+            NodeAction::Container(ContainerCommand {
                 container,
                 verb: ContainerVerb::Stop,
                 ..
-            } if container.starts_with("db") => Err(format!("{container} may not be stopped")),
-            NodeAction::Exec { command, .. } if command[0] == "/bin/sh" => Err("no shells".into()),
+            }) if container.starts_with("db") => Err(format!("{container} may not be stopped")),
+            NodeAction::Exec(ExecRequest { command, .. }) if command[0] == "/bin/sh" => {
+                Err("no shells".into())
+            }
             _ => Ok(()),
         }
     }
@@ -128,8 +140,8 @@ fn actor() -> Actor {
     }
 }
 
-fn stop(container: &str) -> NodeAction {
-    NodeAction::Container {
+fn stop(container: &str) -> ContainerCommand {
+    ContainerCommand {
         container: container.into(),
         verb: ContainerVerb::Stop,
         timeout_seconds: 10,
@@ -202,6 +214,20 @@ async fn a_refused_action_never_reaches_the_node_and_every_outcome_is_audited() 
         let sent = node_side.executed.lock().unwrap().clone();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].0, node().id);
+        // The wire command: the verb, the container and Docker's stop timeout; the command stays
+        // deliverable for a minute past that timeout and is awaited 30 s past it.
+        assert!(
+            matches!(&sent[0].2, command::Kind::ContainerAction(a)
+                if a.container == "web"
+                    && a.action == infrapilot_proto::v1::container_action::Action::Stop as i32
+                    && a.timeout_seconds == 10),
+            "{:?}",
+            sent[0].2
+        );
+        assert_eq!(
+            (sent[0].3, sent[0].4),
+            (Duration::from_secs(70), Duration::from_secs(40))
+        );
         assert_eq!(
             sent[0].1.as_deref(),
             Some("k2"),
@@ -255,7 +281,7 @@ async fn exec_sessions_pass_the_same_door() {
     let node_side = Arc::new(RecordingNode::default());
     let door = NodeActions::new(node_side.clone(), db.store.clone())
         .with_guard(Arc::new(NoStoppingDatabases));
-    let exec = |program: &str| NodeAction::Exec {
+    let exec = |program: &str| ExecRequest {
         container: "f00dfeed".into(),
         container_name: "web".into(),
         command: vec![program.into(), "-l".into()],
@@ -284,11 +310,6 @@ async fn exec_sessions_pass_the_same_door() {
         matches!(&opened[..], [command::Kind::StartExec(s)] if s.container == "f00dfeed" && s.command == ["ls", "-l"]),
         "{opened:?}"
     );
-    // An exec is not a container action.
-    assert!(matches!(
-        door.perform(&actor(), &node(), exec("ls"), None).await,
-        Err(NodeActionError::Refused(_))
-    ));
 
     let events = audit(&db).await;
     let outcomes: Vec<_> = events
@@ -305,4 +326,34 @@ async fn exec_sessions_pass_the_same_door() {
     assert_eq!(events[1].3["command"], serde_json::json!(["ls", "-l"]));
     assert_eq!(events[1].3["container"], "web");
     assert!(events[1].3["session_id"].as_str().unwrap().len() == 36);
+}
+
+/// The action ran on the node but its answer is garbled: the caller gets a typed error, and the
+/// audit trail says it happened, with the command's id.
+#[tokio::test]
+async fn an_answer_not_understood_is_still_audited_as_done() {
+    let db = TestDb::new(infrapilot_store::Backend::Sqlite).await;
+    let node_side = Arc::new(RecordingNode {
+        answer: Some(b"not json"),
+        ..RecordingNode::default()
+    });
+    let door = NodeActions::new(node_side, db.store.clone());
+    let error = door
+        .perform(&actor(), &node(), stop("web"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, NodeActionError::Answer { command_id, .. } if command_id == "cmd-1"),
+        "{error:?}"
+    );
+    let events = audit(&db).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].2, "success");
+    assert_eq!(events[0].3["command_id"], "cmd-1");
+    assert!(
+        events[0].3["answer_error"]
+            .as_str()
+            .unwrap()
+            .contains("expected")
+    );
 }

@@ -158,6 +158,9 @@ impl<'a, T> Audit<'a, T> {
 struct CachedPlugin {
     sha256: String,
     grants: String,
+    /// The manifest it was loaded under: an upgrade may change the requested capabilities
+    /// (or limits) without changing the component.
+    manifest: Vec<u8>,
     plugin: Arc<dyn std::any::Any + Send + Sync>,
 }
 
@@ -647,6 +650,7 @@ impl PluginHost {
             && let Some(c) = cache.get(id)
             && c.sha256 == row.component_sha256
             && c.grants == row.grants
+            && c.manifest == row.manifest
             && let Some(plugin) = c.plugin.downcast_ref::<P>()
         {
             return Ok((plugin.clone(), manifest));
@@ -677,6 +681,7 @@ impl PluginHost {
                 CachedPlugin {
                     sha256: row.component_sha256.clone(),
                     grants: row.grants.clone(),
+                    manifest: row.manifest.clone(),
                     plugin: Arc::new(loaded.clone()),
                 },
             );

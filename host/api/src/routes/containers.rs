@@ -7,7 +7,7 @@
 //! twice). A node without a session with this host answers 409 `agent_offline`.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -20,9 +20,7 @@ use infrapilot_identity::Role;
 use infrapilot_proto::model::{
     ContainerDetail, ContainerList, EnvVar, LogLine, LogPage, detect_level,
 };
-use infrapilot_proto::v1::{
-    ExecInput, FetchLogs, InspectContainer, ListContainers, command, log_chunk,
-};
+use infrapilot_proto::v1::{FetchLogs, InspectContainer, ListContainers, command, log_chunk};
 use infrapilot_store::AgentRow;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -35,7 +33,9 @@ use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery};
 use crate::socket_guard::SocketGuard;
 use crate::state::AppState;
 use crate::validate;
-use infrapilot_nodes::{ContainerVerb, ExecEnd, NodeAction, NodeActionError};
+use infrapilot_nodes::{
+    ContainerCommand, ContainerVerb, ExecRequest, ExecSession, NodeActionError,
+};
 
 const QUERY_WAIT: Duration = Duration::from_secs(20);
 const DEFAULT_STOP_TIMEOUT: u32 = 10;
@@ -351,8 +351,8 @@ pub(super) fn node_action_error(e: NodeActionError, field: &str) -> ApiError {
             ApiError::new(StatusCode::FORBIDDEN, "action_refused", reason)
         }
         NodeActionError::Node(e) => hub_error(e, field),
-        NodeActionError::Answer(m) => {
-            ApiError::internal(format!("the agent's answer is not understood: {m}"))
+        NodeActionError::Answer { message, .. } => {
+            ApiError::internal(format!("the agent's answer is not understood: {message}"))
         }
     }
 }
@@ -365,7 +365,7 @@ async fn act(
     timeout_seconds: u32,
     key: Option<String>,
 ) -> ApiResult<ContainerActionResult> {
-    let action = NodeAction::Container {
+    let command = ContainerCommand {
         container: container.to_owned(),
         verb,
         timeout_seconds,
@@ -373,7 +373,7 @@ async fn act(
     let done = ctx
         .state
         .node_actions()
-        .perform(&actor(ctx.principal, ctx.client), ctx.agent, action, key)
+        .perform(&actor(ctx.principal, ctx.client), ctx.agent, command, key)
         .await
         .map_err(|e| node_action_error(e, "cid"))?;
     Ok(ContainerActionResult {
@@ -951,19 +951,18 @@ pub async fn exec(
     })?;
     let detail = inspect(&state, &agent.id, &cid).await?;
     let actor = actor(&principal, &client);
-    let exec = NodeAction::Exec {
+    let exec = ExecRequest {
         container: detail.id.clone(),
         container_name: detail.name.clone(),
         command: argv,
         cols,
         rows,
     };
-    let (session_id, rx) = state
+    let (session, rx) = state
         .node_actions()
         .open_exec(&actor, &agent, exec, QUERY_WAIT)
         .await
         .map_err(|e| node_action_error(e, "cid"))?;
-    let started = Instant::now();
     let guard = SocketGuard::new(
         state.clone(),
         principal.clone(),
@@ -974,17 +973,8 @@ pub async fn exec(
         .protocols(["infrapilot.v1"])
         .max_message_size(MAX_SOCKET_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
-            let (exit_code, closed_by_host) =
-                pump_exec(socket, rx, &state, &agent.id, &session_id, guard).await;
-            let end = ExecEnd {
-                session_id: &session_id,
-                container: &detail.id,
-                container_name: &detail.name,
-                exit_code,
-                duration: started.elapsed(),
-                closed_by_host: closed_by_host.as_deref(),
-            };
-            state.node_actions().exec_ended(&actor, &agent, end).await;
+            let (exit_code, closed_by_host) = pump_exec(socket, rx, &session, guard).await;
+            session.end(exit_code, closed_by_host.as_deref()).await;
         }))
 }
 
@@ -993,26 +983,17 @@ pub async fn exec(
 async fn pump_exec(
     mut socket: WebSocket,
     mut rx: StreamReceiver,
-    state: &AppState,
-    agent_id: &str,
-    session_id: &str,
+    session: &ExecSession,
     guard: SocketGuard,
 ) -> (Option<i32>, Option<String>) {
     let closing = guard.closing();
     tokio::pin!(closing);
-    let input = |data: Vec<u8>, cols: u16, rows: u16, close: bool| ExecInput {
-        session_id: session_id.to_owned(),
-        data,
-        cols: u32::from(cols),
-        rows: u32::from(rows),
-        close,
-    };
     let mut closed_by_host = None;
     loop {
         tokio::select! {
             closing = &mut closing => {
                 // The process is told to end first: a client that stopped reading cannot keep it.
-                let _ = state.nodes().exec_input(agent_id, input(Vec::new(), 0, 0, true)).await;
+                let _ = session.hang_up().await;
                 let text = json!({"type": "error", "message": closing.reason}).to_string();
                 send_text(&mut socket, text).await;
                 close_socket(&mut socket, closing.code, &closing.reason).await;
@@ -1043,9 +1024,9 @@ async fn pump_exec(
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    let message = match serde_json::from_str::<ExecClientMessage>(&text) {
-                        Ok(ExecClientMessage::Input { data }) => input(data.into_bytes(), 0, 0, false),
-                        Ok(ExecClientMessage::Resize { cols, rows }) => input(Vec::new(), cols.clamp(1, 1000), rows.clamp(1, 1000), false),
+                    let sent = match serde_json::from_str::<ExecClientMessage>(&text) {
+                        Ok(ExecClientMessage::Input { data }) => session.write(data.into_bytes()).await,
+                        Ok(ExecClientMessage::Resize { cols, rows }) => session.resize(cols, rows).await,
                         Err(e) => {
                             let text = json!({"type": "error", "message": format!("unrecognised message: {e}")}).to_string();
                             if !send_text(&mut socket, text).await {
@@ -1054,12 +1035,12 @@ async fn pump_exec(
                             continue;
                         }
                     };
-                    if state.nodes().exec_input(agent_id, message).await.is_err() {
+                    if sent.is_err() {
                         break;
                     }
                 }
                 Some(Ok(Message::Binary(data))) => {
-                    if state.nodes().exec_input(agent_id, input(data.to_vec(), 0, 0, false)).await.is_err() {
+                    if session.write(data.to_vec()).await.is_err() {
                         break;
                     }
                 }
@@ -1068,10 +1049,7 @@ async fn pump_exec(
             },
         }
     }
-    let _ = state
-        .nodes()
-        .exec_input(agent_id, input(Vec::new(), 0, 0, true))
-        .await;
+    let _ = session.hang_up().await;
     (None, closed_by_host)
 }
 

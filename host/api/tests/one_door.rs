@@ -1,10 +1,11 @@
-//! Routes never send a state-changing container command themselves: container actions and exec
-//! sessions go through `infrapilot_nodes::NodeActions` (guards, dispatch, audit). This reads the
+//! Routes never send a state-changing command to a node themselves: container actions, exec
+//! sessions and proxy revisions go through `infrapilot_nodes::NodeActions` (guards, dispatch,
+//! audit). This reads the
 //! route sources and fails when one of them builds such a command or calls the router's
 //! command-sending functions directly.
 
 #[test]
-fn routes_reach_containers_only_through_the_node_action_door() {
+fn routes_change_nodes_only_through_the_node_action_door() {
     let routes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let forbidden = [
         "ContainerAction",
@@ -12,6 +13,8 @@ fn routes_reach_containers_only_through_the_node_action_door() {
         "ExecInput",
         ".execute(",
         ".exec_input(",
+        ".dispatch(",
+        ".insert_command(",
     ];
     let mut found = Vec::new();
     let mut read = 0;
@@ -57,6 +60,8 @@ fn names(line: &str, word: &str) -> bool {
         let after = line[at + word.len()..].chars().next();
         let starts_ident = word.starts_with(ident);
         let ends_ident = word.ends_with(ident);
-        !(starts_ident && before.is_some_and(ident)) && !(ends_ident && after.is_some_and(ident))
+        let glued_before = starts_ident && before.is_some_and(ident);
+        let glued_after = ends_ident && after.is_some_and(ident);
+        !(glued_before || glued_after)
     })
 }

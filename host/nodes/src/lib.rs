@@ -5,21 +5,27 @@
 //! is logged). Routes parse a request into a [`ContainerCommand`] or an [`ExecRequest`], call the
 //! door and map [`NodeActionError`].
 //!
-//! Covered today: container start, stop, restart and remove ([`NodeActions::perform`]) and exec
-//! sessions ([`NodeActions::open_exec`]: the [`ExecSession`] it returns carries the terminal's
-//! input and its end). Still sent by their routes (to move here next): the proxy's revisions,
-//! staged in the transaction that changes the hosts or a certificate, then dispatched.
+//! Covered: container start, stop, restart and remove ([`NodeActions::perform`]); exec sessions
+//! ([`NodeActions::open_exec`]: the [`ExecSession`] it returns carries the terminal's input and
+//! its end); and the proxy's revisions, which are made in the transaction that changes the hosts
+//! or a certificate: [`NodeActions::admit_proxy_change`] runs the guards before that transaction
+//! opens (so a refusal is audited on its own, and SQLite's single writer is never waited for
+//! twice), its [`Admitted`] proof is needed to store the apply command in the transaction
+//! ([`NodeActions::stage_command`]), and [`NodeActions::dispatch_staged`] sends it once committed.
+//! The proxy's own audit event (`proxy.create` …) is written by the proxy workflow in that
+//! transaction.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use infrapilot_gateway::Outcome;
 use infrapilot_gateway::{DurableCommand, HubError, NodeRouter, StreamReceiver};
 use infrapilot_proto::model::ActionOutcome;
 use infrapilot_proto::v1::{
-    ContainerAction, ExecInput, StartExec, command, container_action::Action,
+    Command, ContainerAction, ExecInput, StartExec, command, container_action::Action,
 };
-use infrapilot_store::{AgentRow, NewAuditEvent, Store};
+use infrapilot_store::{AgentRow, NewAuditEvent, NewCommand, Store, StoreError, Tx};
 use serde_json::{Value, json};
 
 /// Who asks for an action, as the audit trail and the node's command list name them.
@@ -86,11 +92,30 @@ pub struct ExecRequest {
     pub rows: u16,
 }
 
+/// A change to a node's reverse proxy: a new revision of its whole configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyChange {
+    /// What changes: `create`, `update`, `delete`, `reapply`, `rollback`, `certificate`.
+    pub kind: String,
+    /// The proxy host it is about (create, update, delete), or the certificate (certificate).
+    pub subject: Option<String>,
+    /// The host's new settings (create, update), as the API's `ProxySpec` JSON.
+    pub spec: Option<Value>,
+}
+
 /// A state-changing action on one node, as the guards and the audit trail see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum NodeAction {
     Container(ContainerCommand),
     Exec(ExecRequest),
+    Proxy(ProxyChange),
+}
+
+/// Proof that a proxy change on a node passed the guards; only [`NodeActions`] makes one, and
+/// storing the change's apply command needs it.
+#[derive(Debug)]
+pub struct Admitted {
+    node_id: String,
 }
 
 impl NodeAction {
@@ -99,6 +124,7 @@ impl NodeAction {
         match self {
             NodeAction::Container(c) => format!("container.{}", c.verb.as_str()),
             NodeAction::Exec(_) => "container.exec_start".into(),
+            NodeAction::Proxy(change) => format!("proxy.{}", change.kind),
         }
     }
 
@@ -109,6 +135,16 @@ impl NodeAction {
             | NodeAction::Exec(ExecRequest { container, .. }) => {
                 format!("container:{}/{container}", node.id)
             }
+            NodeAction::Proxy(ProxyChange {
+                kind,
+                subject: Some(subject),
+                ..
+            }) if kind == "certificate" => format!("certificate:{subject}"),
+            NodeAction::Proxy(ProxyChange {
+                subject: Some(subject),
+                ..
+            }) => format!("proxy:{subject}"),
+            NodeAction::Proxy(_) => format!("agent:{}", node.id),
         }
     }
 
@@ -118,6 +154,7 @@ impl NodeAction {
             NodeAction::Exec(e) => {
                 json!({"agent": node.name, "container": e.container_name, "command": e.command})
             }
+            NodeAction::Proxy(_) => json!({"agent_id": node.id, "agent": node.name}),
         }
     }
 }
@@ -198,6 +235,55 @@ impl NodeActions {
             }
         }
         Ok(())
+    }
+
+    /// Runs the guards on a proxy change before the transaction that makes it opens; a refusal
+    /// is audited (`proxy.<kind>`, denied) and returned.
+    pub async fn admit_proxy_change(
+        &self,
+        actor: &Actor,
+        node: &AgentRow,
+        change: ProxyChange,
+    ) -> Result<Admitted, NodeActionError> {
+        self.admit(actor, node, &NodeAction::Proxy(change)).await?;
+        Ok(Admitted {
+            node_id: node.id.clone(),
+        })
+    }
+
+    /// Stores an admitted change's apply command in the caller's transaction (sent by
+    /// [`NodeActions::dispatch_staged`] once it commits). `Ok(false)` when its idempotency key is
+    /// taken. A command for another node than the admitted one is refused.
+    pub async fn stage_command(
+        &self,
+        tx: &mut Tx,
+        admitted: &Admitted,
+        command: &NewCommand<'_>,
+    ) -> Result<bool, NodeActionError> {
+        if command.agent_id != admitted.node_id {
+            return Err(NodeActionError::Refused(format!(
+                "node {} was not admitted for this change",
+                command.agent_id
+            )));
+        }
+        let inserted = tx
+            .insert_command(command)
+            .await
+            .map_err(|e: StoreError| NodeActionError::Node(e.into()))?;
+        Ok(inserted.is_ok())
+    }
+
+    /// Sends a staged command once its transaction committed, and waits up to `wait` for the
+    /// node (its outcome is stored with the command either way; an offline node gets it when it
+    /// says hello).
+    pub async fn dispatch_staged(
+        &self,
+        org_id: &str,
+        node_id: &str,
+        command: Command,
+        wait: Duration,
+    ) -> Result<Outcome, HubError> {
+        self.router.dispatch(org_id, node_id, command, wait).await
     }
 
     /// Opens an exec session once the node confirmed it started: the session (terminal input,

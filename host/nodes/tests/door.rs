@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use infrapilot_gateway::{DurableCommand, HubError, NodeRouter, Outcome, StreamReceiver};
 use infrapilot_nodes::{
     ActionGuard, Actor, ContainerActionDone, ContainerCommand, ContainerVerb, ExecRequest,
-    NodeAction, NodeActionError, NodeActions,
+    NodeAction, NodeActionError, NodeActions, ProxyChange,
 };
 use infrapilot_proto::v1::{Command, ExecInput, command};
 use infrapilot_store::testing::{TestDb, backends};
@@ -108,6 +108,11 @@ impl ActionGuard for NoStoppingDatabases {
             }) if container.starts_with("db") => Err(format!("{container} may not be stopped")),
             NodeAction::Exec(ExecRequest { command, .. }) if command[0] == "/bin/sh" => {
                 Err("no shells".into())
+            }
+            NodeAction::Proxy(ProxyChange {
+                spec: Some(spec), ..
+            }) if spec["domains"][0] == "blocked.example.com" => {
+                Err("blocked.example.com may not be served".into())
             }
             _ => Ok(()),
         }
@@ -356,4 +361,58 @@ async fn an_answer_not_understood_is_still_audited_as_done() {
             .unwrap()
             .contains("expected")
     );
+}
+
+/// A proxy change passes the guards before its transaction opens: a refusal is audited on its own
+/// and nothing is stored; an admission is good for its node only.
+#[tokio::test]
+async fn proxy_changes_are_admitted_before_their_transaction() {
+    let db = TestDb::new(infrapilot_store::Backend::Sqlite).await;
+    let door = NodeActions::new(Arc::new(RecordingNode::default()), db.store.clone())
+        .with_guard(Arc::new(NoStoppingDatabases));
+    let change = |domain: &str| ProxyChange {
+        kind: "create".into(),
+        subject: Some("p-1".into()),
+        spec: Some(serde_json::json!({"domains": [domain]})),
+    };
+    let refused = door
+        .admit_proxy_change(&actor(), &node(), change("blocked.example.com"))
+        .await
+        .unwrap_err();
+    assert!(matches!(&refused, NodeActionError::Refused(r) if r.contains("may not be served")));
+    let admitted = door
+        .admit_proxy_change(&actor(), &node(), change("ok.example.com"))
+        .await
+        .unwrap();
+    let events = audit(&db).await;
+    assert_eq!(
+        events.len(),
+        1,
+        "only the refusal is audited by the door: {events:?}"
+    );
+    assert_eq!(
+        (&events[0].0[..], &events[0].1[..], &events[0].2[..]),
+        ("proxy.create", "proxy:p-1", "denied")
+    );
+
+    // The admission names its node: a command for another node is not stored with it.
+    let mut tx = db.store.write(DEFAULT_ORG_ID).await.unwrap();
+    let other = door
+        .stage_command(
+            &mut tx,
+            &admitted,
+            &infrapilot_store::NewCommand {
+                id: "c-1",
+                agent_id: "another-node",
+                idempotency_key: "k",
+                kind: "proxy.apply",
+                target: "revision:1",
+                body: b"",
+                requested_by: "ops@example.com",
+                expires_at: 0,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(other, NodeActionError::Refused(_)));
 }

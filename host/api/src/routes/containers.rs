@@ -335,7 +335,7 @@ struct ActionContext<'a> {
 }
 
 /// The caller as node actions and the audit trail name them.
-fn actor(principal: &Principal, client: &ClientInfo) -> infrapilot_nodes::Actor {
+pub(super) fn actor(principal: &Principal, client: &ClientInfo) -> infrapilot_nodes::Actor {
     infrapilot_nodes::Actor {
         org_id: principal.org_id.clone(),
         user_id: Some(principal.user_id.clone()),

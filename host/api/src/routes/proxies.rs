@@ -12,6 +12,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use infrapilot_gateway::AgentHub;
+use infrapilot_nodes::{Admitted, ProxyChange};
 use infrapilot_plugin_host::PluginHostError;
 use infrapilot_proto::model::{CertificateStatus, ProxyNodeStatus};
 use infrapilot_proto::v1::{CheckProxyDrift, command};
@@ -205,7 +206,7 @@ fn render_error(e: RenderError) -> ApiError {
 }
 
 /// What a revision changes in the node's hosts.
-enum Change {
+pub(super) enum Change {
     Create {
         id: String,
         spec: ProxySpec,
@@ -228,6 +229,30 @@ enum Change {
 }
 
 impl Change {
+    /// The change as the node-action guards see it.
+    fn as_node_action(&self) -> ProxyChange {
+        let kind = match self {
+            Change::Create { .. } => "create",
+            Change::Update { .. } => "update",
+            Change::Delete { .. } => "delete",
+            Change::Reapply => "reapply",
+            Change::Rollback { .. } => "rollback",
+            Change::Certificate { .. } => "certificate",
+        };
+        let (subject, spec) = match self {
+            Change::Create { id, spec } | Change::Update { id, spec } => {
+                (Some(id.clone()), serde_json::to_value(spec).ok())
+            }
+            Change::Delete { id } | Change::Certificate { id } => (Some(id.clone()), None),
+            Change::Reapply | Change::Rollback { .. } => (None, None),
+        };
+        ProxyChange {
+            kind: kind.to_owned(),
+            subject,
+            spec,
+        }
+    }
+
     fn reason(&self) -> String {
         match self {
             Change::Create { .. } => "create".into(),
@@ -335,12 +360,41 @@ async fn commit_revision(
     change: Change,
 ) -> ApiResult<i64> {
     let org_id = principal.org_id.as_str();
+    let admitted = admit(state, principal, client, agent_id, &change).await?;
     let mut tx = state.store().write(org_id).await?;
-    let staged = stage_revision(state, &mut tx, principal, client, agent_id, change).await?;
+    let staged = stage_revision(
+        state, &mut tx, principal, client, agent_id, change, &admitted,
+    )
+    .await?;
     tx.commit().await?;
     let number = staged.number;
     dispatch_revision(state, org_id, staged).await;
     Ok(number)
+}
+
+/// Runs the node-action guards on `change` to `agent_id`'s proxy, before its transaction opens.
+pub(super) async fn admit(
+    state: &AppState,
+    principal: &Principal,
+    client: &ClientInfo,
+    agent_id: &str,
+    change: &Change,
+) -> ApiResult<Admitted> {
+    let mut tx = state.store().read(&principal.org_id).await?;
+    let node = tx
+        .agent(agent_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("id", "no such agent"))?;
+    tx.commit().await?;
+    state
+        .node_actions()
+        .admit_proxy_change(
+            &super::containers::actor(principal, client),
+            &node,
+            change.as_node_action(),
+        )
+        .await
+        .map_err(|e| super::containers::node_action_error(e, "id"))
 }
 
 /// A revision written in a transaction, whose command is sent once it commits.
@@ -354,8 +408,8 @@ pub(super) struct StagedRevision {
 pub(super) async fn dispatch_revision(state: &AppState, org_id: &str, staged: StagedRevision) {
     // The outcome is stored with the command; offline nodes get it when they say hello.
     if let Err(e) = state
-        .nodes()
-        .dispatch(org_id, &staged.agent_id, staged.command, APPLY_WAIT)
+        .node_actions()
+        .dispatch_staged(org_id, &staged.agent_id, staged.command, APPLY_WAIT)
         .await
     {
         tracing::info!(agent_id = staged.agent_id, revision = staged.number, error = %e, "proxy apply not answered yet");
@@ -371,11 +425,17 @@ pub(super) async fn stage_certificate_change(
     client: &ClientInfo,
     agent_id: &str,
     certificate_id: &str,
+    admitted: &Admitted,
 ) -> ApiResult<StagedRevision> {
-    let change = Change::Certificate {
+    let change = certificate_change(certificate_id);
+    stage_revision(state, tx, principal, client, agent_id, change, admitted).await
+}
+
+/// The change a replaced certificate makes to the nodes whose hosts use it.
+pub(super) fn certificate_change(certificate_id: &str) -> Change {
+    Change::Certificate {
         id: certificate_id.to_owned(),
-    };
-    stage_revision(state, tx, principal, client, agent_id, change).await
+    }
 }
 
 /// Makes the change, renders the node's hosts into a revision and stores its apply command
@@ -387,6 +447,7 @@ async fn stage_revision(
     client: &ClientInfo,
     agent_id: &str,
     change: Change,
+    admitted: &Admitted,
 ) -> ApiResult<StagedRevision> {
     let extensions = state.extensions()?;
     let org_id = principal.org_id.as_str();
@@ -487,19 +548,24 @@ async fn stage_revision(
             .encode_sealed(&command)
             .map_err(|e| super::containers::hub_error(e, "id"))?
     };
-    if tx
-        .insert_command(&NewCommand {
-            id: &command.command_id,
-            agent_id,
-            idempotency_key: &key,
-            kind: "proxy.apply",
-            target: &format!("revision:{number}"),
-            body: &body,
-            requested_by: &principal.email,
-            expires_at: command.expires_at_unix_ms,
-        })
-        .await?
-        .is_err()
+    if !state
+        .node_actions()
+        .stage_command(
+            tx,
+            admitted,
+            &NewCommand {
+                id: &command.command_id,
+                agent_id,
+                idempotency_key: &key,
+                kind: "proxy.apply",
+                target: &format!("revision:{number}"),
+                body: &body,
+                requested_by: &principal.email,
+                expires_at: command.expires_at_unix_ms,
+            },
+        )
+        .await
+        .map_err(|e| super::containers::node_action_error(e, "id"))?
     {
         return Err(ApiError::conflict(
             "another change to this node's proxy was made at the same time; try again",

@@ -4,7 +4,7 @@
 //! returned. Replacing a certificate re-applies every node whose hosts use it, in the same
 //! transaction; one in use cannot be deleted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::proxies::{certificate_seal_purpose, dispatch_revision, stage_certificate_change};
+use super::proxies::{
+    admit, certificate_change, certificate_seal_purpose, dispatch_revision,
+    stage_certificate_change,
+};
 use crate::audit_log::{self, Actor};
 use crate::auth::{ClientInfo, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -226,6 +229,30 @@ pub async fn replace(
 ) -> ApiResult<Json<CertificateDto>> {
     let id = id_param(&cid)?;
     let (name, facts, chain_pem, sealed) = checked(&state, &id, &upload)?;
+    // The nodes whose hosts use it pass the node-action guards before the transaction opens.
+    let mut read = state.store().read(&principal.org_id).await?;
+    let mut users: Vec<String> = uses(&mut read)
+        .await?
+        .remove(&id)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| u.agent_id)
+        .collect();
+    read.commit().await?;
+    users.sort_unstable();
+    users.dedup();
+    let mut admitted = HashMap::new();
+    for agent_id in users {
+        let pass = admit(
+            &state,
+            &principal,
+            &client,
+            &agent_id,
+            &certificate_change(&id),
+        )
+        .await?;
+        admitted.insert(agent_id, pass);
+    }
     let mut tx = state.store().write(&principal.org_id).await?;
     tx.proxy_certificate(&id)
         .await?
@@ -258,8 +285,15 @@ pub async fn replace(
     agents.dedup();
     let mut staged = Vec::with_capacity(agents.len());
     for agent_id in agents {
+        let Some(pass) = admitted.get(agent_id) else {
+            return Err(ApiError::conflict(
+                "the proxy hosts using this certificate changed while it was being replaced; try again",
+            )
+            .with_field("cid"));
+        };
         staged.push(
-            stage_certificate_change(&state, &mut tx, &principal, &client, agent_id, &id).await?,
+            stage_certificate_change(&state, &mut tx, &principal, &client, agent_id, &id, pass)
+                .await?,
         );
     }
     tx.commit().await?;

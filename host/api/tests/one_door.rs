@@ -15,6 +15,8 @@ fn routes_change_nodes_only_through_the_node_action_door() {
         ".exec_input(",
         ".dispatch(",
         ".insert_command(",
+        "durable_command(",
+        ".encode_sealed(",
     ];
     let mut found = Vec::new();
     let mut read = 0;

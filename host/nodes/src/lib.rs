@@ -2,16 +2,17 @@
 //! [`NodeActions`], the one door where the checks run (each [`ActionGuard`]: the policy engine and
 //! plan limits are to plug in here; none is registered yet), the command goes out through the
 //! [`NodeRouter`], and the audit event is written (denied, failed or done; a failure to write it
-//! is logged). Routes parse a request into a [`ContainerCommand`] or an [`ExecRequest`], call the
-//! door and map [`NodeActionError`].
+//! is logged). Routes parse a request into a [`ContainerCommand`], an [`ExecRequest`] or a
+//! [`ProxyChange`], call the door and map [`NodeActionError`].
 //!
 //! Covered: container start, stop, restart and remove ([`NodeActions::perform`]); exec sessions
 //! ([`NodeActions::open_exec`]: the [`ExecSession`] it returns carries the terminal's input and
 //! its end); and the proxy's revisions, which are made in the transaction that changes the hosts
 //! or a certificate: [`NodeActions::admit_proxy_change`] runs the guards before that transaction
 //! opens (so a refusal is audited on its own, and SQLite's single writer is never waited for
-//! twice), its [`Admitted`] proof is needed to store the apply command in the transaction
-//! ([`NodeActions::stage_command`]), and [`NodeActions::dispatch_staged`] sends it once committed.
+//! twice), its [`Admitted`] proof is used up to store the apply command in the transaction
+//! ([`NodeActions::stage_proxy_apply`], which builds the command itself), and
+//! [`NodeActions::dispatch_staged`] sends that [`StagedApply`] once committed.
 //! The proxy's own audit event (`proxy.create` …) is written by the proxy workflow in that
 //! transaction.
 
@@ -20,10 +21,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use infrapilot_gateway::Outcome;
-use infrapilot_gateway::{DurableCommand, HubError, NodeRouter, StreamReceiver};
+use infrapilot_gateway::{AgentHub, DurableCommand, HubError, NodeRouter, StreamReceiver};
 use infrapilot_proto::model::ActionOutcome;
 use infrapilot_proto::v1::{
-    Command, ContainerAction, ExecInput, StartExec, command, container_action::Action,
+    ApplyProxyConfig, Command, ContainerAction, ExecInput, StartExec, command,
+    container_action::Action,
 };
 use infrapilot_store::{AgentRow, NewAuditEvent, NewCommand, Store, StoreError, Tx};
 use serde_json::{Value, json};
@@ -101,6 +103,8 @@ pub struct ProxyChange {
     pub subject: Option<String>,
     /// The host's new settings (create, update), as the API's `ProxySpec` JSON.
     pub spec: Option<Value>,
+    /// What a rollback deploys: the target revision's hosts (`[{"id", "spec"}]`).
+    pub hosts: Option<Value>,
 }
 
 /// A state-changing action on one node, as the guards and the audit trail see it.
@@ -112,10 +116,38 @@ pub enum NodeAction {
 }
 
 /// Proof that a proxy change on a node passed the guards; only [`NodeActions`] makes one, and
-/// storing the change's apply command needs it.
+/// storing the change's apply command uses it up.
 #[derive(Debug)]
 pub struct Admitted {
     node_id: String,
+}
+
+/// What [`NodeActions::stage_proxy_apply`] stores.
+#[derive(Debug)]
+pub struct ProxyApply<'a> {
+    /// The rendered configuration.
+    pub config: ApplyProxyConfig,
+    /// Its revision number.
+    pub revision: i64,
+    /// It carries an uploaded certificate's key: stored sealed with the master key.
+    pub seal: bool,
+    pub requested_by: &'a str,
+    /// How long it stays deliverable to an offline node.
+    pub expires_in: Duration,
+}
+
+/// A proxy apply command stored in a transaction, to send once it commits; only
+/// [`NodeActions::stage_proxy_apply`] makes one.
+#[derive(Debug)]
+pub struct StagedApply {
+    node_id: String,
+    command: Command,
+}
+
+impl StagedApply {
+    pub fn command_id(&self) -> &str {
+        &self.command.command_id
+    }
 }
 
 impl NodeAction {
@@ -251,39 +283,69 @@ impl NodeActions {
         })
     }
 
-    /// Stores an admitted change's apply command in the caller's transaction (sent by
-    /// [`NodeActions::dispatch_staged`] once it commits). `Ok(false)` when its idempotency key is
-    /// taken. A command for another node than the admitted one is refused.
-    pub async fn stage_command(
+    /// Stores the apply command of an admitted proxy change in the caller's transaction (the
+    /// proof is used up): a `proxy.apply` command for the admitted node carrying `apply`, sealed
+    /// with the master key when `seal` (it carries an uploaded certificate's key), under an
+    /// idempotency key unique to this revision. `Ok(None)` when another change to the node's
+    /// proxy took the revision meanwhile. Send it with [`NodeActions::dispatch_staged`] once the
+    /// transaction commits.
+    pub async fn stage_proxy_apply(
         &self,
         tx: &mut Tx,
-        admitted: &Admitted,
-        command: &NewCommand<'_>,
-    ) -> Result<bool, NodeActionError> {
-        if command.agent_id != admitted.node_id {
-            return Err(NodeActionError::Refused(format!(
-                "node {} was not admitted for this change",
-                command.agent_id
-            )));
-        }
+        admitted: Admitted,
+        apply: ProxyApply<'_>,
+    ) -> Result<Option<StagedApply>, NodeActionError> {
+        let ProxyApply {
+            config,
+            revision,
+            seal,
+            requested_by,
+            expires_in,
+        } = apply;
+        // Unique per revision made, not per number: a node that holds the result of another
+        // "revision 7" (from before a database restore) must not answer with it.
+        let key = format!(
+            "proxy-revision:{revision}:{}",
+            uuid::Uuid::new_v4().simple()
+        );
+        let command =
+            AgentHub::durable_command(command::Kind::ApplyProxyConfig(config), &key, expires_in);
+        let body = if seal {
+            self.router.encode_sealed(&command)?
+        } else {
+            prost::Message::encode_to_vec(&command)
+        };
         let inserted = tx
-            .insert_command(command)
+            .insert_command(&NewCommand {
+                id: &command.command_id,
+                agent_id: &admitted.node_id,
+                idempotency_key: &key,
+                kind: "proxy.apply",
+                target: &format!("revision:{revision}"),
+                body: &body,
+                requested_by,
+                expires_at: command.expires_at_unix_ms,
+            })
             .await
             .map_err(|e: StoreError| NodeActionError::Node(e.into()))?;
-        Ok(inserted.is_ok())
+        Ok(inserted.is_ok().then_some(StagedApply {
+            node_id: admitted.node_id,
+            command,
+        }))
     }
 
-    /// Sends a staged command once its transaction committed, and waits up to `wait` for the
-    /// node (its outcome is stored with the command either way; an offline node gets it when it
-    /// says hello).
+    /// Sends a staged apply once its transaction committed, and waits up to `wait` for the node
+    /// (its outcome is stored with the command either way; an offline node gets it when it says
+    /// hello).
     pub async fn dispatch_staged(
         &self,
         org_id: &str,
-        node_id: &str,
-        command: Command,
+        staged: StagedApply,
         wait: Duration,
     ) -> Result<Outcome, HubError> {
-        self.router.dispatch(org_id, node_id, command, wait).await
+        self.router
+            .dispatch(org_id, &staged.node_id, staged.command, wait)
+            .await
     }
 
     /// Opens an exec session once the node confirmed it started: the session (terminal input,

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use infrapilot_gateway::{DurableCommand, HubError, NodeRouter, Outcome, StreamReceiver};
 use infrapilot_nodes::{
     ActionGuard, Actor, ContainerActionDone, ContainerCommand, ContainerVerb, ExecRequest,
-    NodeAction, NodeActionError, NodeActions, ProxyChange,
+    NodeAction, NodeActionError, NodeActions, ProxyApply, ProxyChange,
 };
 use infrapilot_proto::v1::{Command, ExecInput, command};
 use infrapilot_store::testing::{TestDb, backends};
@@ -374,6 +374,7 @@ async fn proxy_changes_are_admitted_before_their_transaction() {
         kind: "create".into(),
         subject: Some("p-1".into()),
         spec: Some(serde_json::json!({"domains": [domain]})),
+        hosts: None,
     };
     let refused = door
         .admit_proxy_change(&actor(), &node(), change("blocked.example.com"))
@@ -395,24 +396,46 @@ async fn proxy_changes_are_admitted_before_their_transaction() {
         ("proxy.create", "proxy:p-1", "denied")
     );
 
-    // The admission names its node: a command for another node is not stored with it.
+    // The admission is used up storing the apply command, which the door builds for that node.
     let mut tx = db.store.write(DEFAULT_ORG_ID).await.unwrap();
-    let other = door
-        .stage_command(
+    db_agent(&mut tx).await;
+    let staged = door
+        .stage_proxy_apply(
             &mut tx,
-            &admitted,
-            &infrapilot_store::NewCommand {
-                id: "c-1",
-                agent_id: "another-node",
-                idempotency_key: "k",
-                kind: "proxy.apply",
-                target: "revision:1",
-                body: b"",
+            admitted,
+            ProxyApply {
+                config: Default::default(),
+                revision: 3,
+                seal: false,
                 requested_by: "ops@example.com",
-                expires_at: 0,
+                expires_in: Duration::from_secs(60),
             },
         )
         .await
-        .unwrap_err();
-    assert!(matches!(other, NodeActionError::Refused(_)));
+        .unwrap()
+        .expect("stored");
+    let stored = tx.command(staged.command_id()).await.unwrap().unwrap();
+    assert_eq!(
+        (&stored.agent_id[..], &stored.kind[..], &stored.target[..]),
+        (&node().id[..], "proxy.apply", "revision:3")
+    );
+    tx.commit().await.unwrap();
+}
+
+/// Stores `node()` as an enrolled agent (commands reference their agent).
+async fn db_agent(tx: &mut infrapilot_store::Tx) {
+    let n = node();
+    tx.insert_agent(&infrapilot_store::NewAgent {
+        id: &n.id,
+        name: &n.name,
+        labels: "{}",
+        version: "0.1.0",
+        enrollment_token_id: "",
+        cert_serial: "01",
+        cert_fingerprint: "ab",
+        cert_expires_at: 0,
+        builtin: false,
+    })
+    .await
+    .unwrap();
 }

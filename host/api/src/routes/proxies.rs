@@ -11,16 +11,14 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use infrapilot_gateway::AgentHub;
-use infrapilot_nodes::{Admitted, ProxyChange};
+use infrapilot_nodes::{Admitted, ProxyApply, ProxyChange, StagedApply};
 use infrapilot_plugin_host::PluginHostError;
 use infrapilot_proto::model::{CertificateStatus, ProxyNodeStatus};
 use infrapilot_proto::v1::{CheckProxyDrift, command};
 use infrapilot_proxy::certificate::{CertificateFacts, uncovered};
 use infrapilot_proxy::model::ProxySpec;
 use infrapilot_proxy::{CertificateMaterial, RenderError, RevisionHost, host_status};
-use infrapilot_store::{NewCommand, NewProxyRevision, ProxyHostRow, ProxyRevisionRow, Tx};
-use prost::Message;
+use infrapilot_store::{NewProxyRevision, ProxyHostRow, ProxyRevisionRow, Tx};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -229,8 +227,8 @@ pub(super) enum Change {
 }
 
 impl Change {
-    /// The change as the node-action guards see it.
-    fn as_node_action(&self) -> ProxyChange {
+    /// The change as the node-action guards see it (`deploys`: the hosts a rollback serves).
+    fn as_node_action(&self, deploys: Option<serde_json::Value>) -> ApiResult<ProxyChange> {
         let kind = match self {
             Change::Create { .. } => "create",
             Change::Update { .. } => "update",
@@ -240,17 +238,20 @@ impl Change {
             Change::Certificate { .. } => "certificate",
         };
         let (subject, spec) = match self {
-            Change::Create { id, spec } | Change::Update { id, spec } => {
-                (Some(id.clone()), serde_json::to_value(spec).ok())
-            }
+            Change::Create { id, spec } | Change::Update { id, spec } => (
+                Some(id.clone()),
+                Some(serde_json::to_value(spec).map_err(ApiError::internal)?),
+            ),
             Change::Delete { id } | Change::Certificate { id } => (Some(id.clone()), None),
-            Change::Reapply | Change::Rollback { .. } => (None, None),
+            Change::Rollback { to } => (Some(to.to_string()), None),
+            Change::Reapply => (None, None),
         };
-        ProxyChange {
+        Ok(ProxyChange {
             kind: kind.to_owned(),
             subject,
             spec,
-        }
+            hosts: deploys,
+        })
     }
 
     fn reason(&self) -> String {
@@ -363,7 +364,7 @@ async fn commit_revision(
     let admitted = admit(state, principal, client, agent_id, &change).await?;
     let mut tx = state.store().write(org_id).await?;
     let staged = stage_revision(
-        state, &mut tx, principal, client, agent_id, change, &admitted,
+        state, &mut tx, principal, client, agent_id, change, admitted,
     )
     .await?;
     tx.commit().await?;
@@ -385,13 +386,27 @@ pub(super) async fn admit(
         .agent(agent_id)
         .await?
         .ok_or_else(|| ApiError::not_found("id", "no such agent"))?;
+    if node.revoked_at.is_some() {
+        return Err(ApiError::conflict("the agent is revoked").with_field("id"));
+    }
+    // A rollback deploys an older revision's hosts: the guards see those.
+    let deploys = match change {
+        Change::Rollback { to } => {
+            let old = tx
+                .proxy_revision(agent_id, *to)
+                .await?
+                .ok_or_else(|| ApiError::not_found("number", "no such revision"))?;
+            Some(serde_json::to_value(parse_hosts(&old.hosts)).map_err(ApiError::internal)?)
+        }
+        _ => None,
+    };
     tx.commit().await?;
     state
         .node_actions()
         .admit_proxy_change(
             &super::containers::actor(principal, client),
             &node,
-            change.as_node_action(),
+            change.as_node_action(deploys)?,
         )
         .await
         .map_err(|e| super::containers::node_action_error(e, "id"))
@@ -401,7 +416,7 @@ pub(super) async fn admit(
 pub(super) struct StagedRevision {
     pub agent_id: String,
     pub number: i64,
-    command: infrapilot_proto::v1::Command,
+    apply: StagedApply,
 }
 
 /// Sends a committed revision's command and waits a while for the node.
@@ -409,7 +424,7 @@ pub(super) async fn dispatch_revision(state: &AppState, org_id: &str, staged: St
     // The outcome is stored with the command; offline nodes get it when they say hello.
     if let Err(e) = state
         .node_actions()
-        .dispatch_staged(org_id, &staged.agent_id, staged.command, APPLY_WAIT)
+        .dispatch_staged(org_id, staged.apply, APPLY_WAIT)
         .await
     {
         tracing::info!(agent_id = staged.agent_id, revision = staged.number, error = %e, "proxy apply not answered yet");
@@ -425,7 +440,7 @@ pub(super) async fn stage_certificate_change(
     client: &ClientInfo,
     agent_id: &str,
     certificate_id: &str,
-    admitted: &Admitted,
+    admitted: Admitted,
 ) -> ApiResult<StagedRevision> {
     let change = certificate_change(certificate_id);
     stage_revision(state, tx, principal, client, agent_id, change, admitted).await
@@ -447,7 +462,7 @@ async fn stage_revision(
     client: &ClientInfo,
     agent_id: &str,
     change: Change,
-    admitted: &Admitted,
+    admitted: Admitted,
 ) -> ApiResult<StagedRevision> {
     let extensions = state.extensions()?;
     let org_id = principal.org_id.as_str();
@@ -531,52 +546,33 @@ async fn stage_revision(
             format!("the proxy backend refused host {id}: {message}"),
         ));
     }
-    // Unique per revision made, not per number: a node that holds the result of another
-    // "revision 7" (from before a database restore) must not answer with it.
-    let key = format!("proxy-revision:{number}:{}", uuid::Uuid::new_v4().simple());
-    let command = AgentHub::durable_command(
-        command::Kind::ApplyProxyConfig(rendered.command),
-        &key,
-        APPLY_EXPIRES,
-    );
     // A command that carries an uploaded certificate's key is stored sealed.
-    let body = if certificates.is_empty() {
-        command.encode_to_vec()
-    } else {
-        state
-            .nodes()
-            .encode_sealed(&command)
-            .map_err(|e| super::containers::hub_error(e, "id"))?
-    };
-    if !state
+    let Some(apply) = state
         .node_actions()
-        .stage_command(
+        .stage_proxy_apply(
             tx,
             admitted,
-            &NewCommand {
-                id: &command.command_id,
-                agent_id,
-                idempotency_key: &key,
-                kind: "proxy.apply",
-                target: &format!("revision:{number}"),
-                body: &body,
+            ProxyApply {
+                config: rendered.command,
+                revision: number,
+                seal: !certificates.is_empty(),
                 requested_by: &principal.email,
-                expires_at: command.expires_at_unix_ms,
+                expires_in: APPLY_EXPIRES,
             },
         )
         .await
         .map_err(|e| super::containers::node_action_error(e, "id"))?
-    {
+    else {
         return Err(ApiError::conflict(
             "another change to this node's proxy was made at the same time; try again",
         ));
-    }
+    };
     tx.insert_proxy_revision(&NewProxyRevision {
         id: &uuid::Uuid::new_v4().to_string(),
         agent_id,
         number,
         hosts: &serde_json::to_string(&hosts).map_err(ApiError::internal)?,
-        command_id: &command.command_id,
+        command_id: apply.command_id(),
         reason: &reason,
         created_by: &principal.email,
     })
@@ -593,7 +589,7 @@ async fn stage_revision(
     Ok(StagedRevision {
         agent_id: agent_id.to_owned(),
         number,
-        command,
+        apply,
     })
 }
 

@@ -285,7 +285,7 @@ pub async fn replace(
     agents.dedup();
     let mut staged = Vec::with_capacity(agents.len());
     for agent_id in agents {
-        let Some(pass) = admitted.get(agent_id) else {
+        let Some(pass) = admitted.remove(agent_id) else {
             return Err(ApiError::conflict(
                 "the proxy hosts using this certificate changed while it was being replaced; try again",
             )

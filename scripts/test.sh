@@ -16,6 +16,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+# CI builds each clone once: incremental caches only cost time and disk there (they grew to tens
+# of GB over a day of clones sharing one target directory).
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}; fi
 
 work=$(mktemp -d /tmp/infrapilot-test.XXXXXX)
 chmod 755 "$work"

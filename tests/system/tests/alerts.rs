@@ -809,6 +809,21 @@ async fn plugins_cannot_reach_private_addresses_unless_the_operator_allows_them(
         )
         .await;
     assert_eq!(status, 400, "{body}");
+    // Serde would read a struct from an array: only an object is a grant.
+    for not_an_object in [json!([]), json!([true]), json!("log"), json!(1)] {
+        let (status, body) = admin
+            .call(
+                "POST",
+                "/api/v1/plugins/infrapilot.webhook/enable",
+                Some(json!({ "grants": not_an_object })),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (400, Some("grants")),
+            "{not_an_object}: {body}"
+        );
+    }
     // In use: uninstall refused until the channel is gone.
     let (status, _) = admin
         .call("DELETE", "/api/v1/plugins/infrapilot.webhook", None)

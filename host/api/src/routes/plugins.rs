@@ -269,8 +269,15 @@ pub async fn install(
     ))
 }
 
-/// Parses a grant, naming the field at fault.
+/// Parses a grant, naming the field at fault. Only an object is a grant (serde would also read a
+/// struct from a JSON array: `[]` must not pass as "no capabilities").
 fn parse_grants(value: Value) -> ApiResult<Capabilities> {
+    if !value.is_object() {
+        return Err(ApiError::invalid(
+            "grants",
+            "grants must be an object, shaped like the manifest's capabilities",
+        ));
+    }
     serde_path_to_error::deserialize::<_, Capabilities>(value).map_err(|e| {
         let path = e.path().to_string();
         let field = if path.is_empty() || path == "." {

@@ -116,23 +116,24 @@ impl TestDb {
         }
     }
 
-    /// Every table the migrations made and its columns, each as `name` or `name NOT NULL` (a
-    /// primary key counts as NOT NULL), read from the database's own catalogue (the migration
-    /// bookkeeping left out).
-    pub async fn tables(&self) -> BTreeMap<String, BTreeSet<String>> {
-        let rows: Vec<(String, String, bool)> = match self.backend {
+    /// The rows of a catalogue query, as the database owner: `sqlite` or `postgres`, whichever
+    /// this database is.
+    async fn catalogue<T>(&self, sqlite: &'static str, postgres: &'static str) -> Vec<T>
+    where
+        T: Send
+            + Unpin
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        match self.backend {
             Backend::Sqlite => {
                 let mut c = sqlx::SqliteConnection::connect(&self.owner_url)
                     .await
                     .expect("sqlite");
-                let rows = sqlx::query_as(
-                    "SELECT m.name, p.name, (p.\"notnull\" = 1 OR p.pk > 0) \
-                     FROM sqlite_master m JOIN pragma_table_info(m.name) p \
-                     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
-                )
-                .fetch_all(&mut c)
-                .await
-                .expect("sqlite catalogue");
+                let rows = sqlx::query_as(sqlite)
+                    .fetch_all(&mut c)
+                    .await
+                    .expect("sqlite catalogue");
                 c.close().await.ok();
                 rows
             }
@@ -140,18 +141,30 @@ impl TestDb {
                 let mut c = sqlx::PgConnection::connect(&self.owner_url)
                     .await
                     .expect("pg");
-                let rows = sqlx::query_as(
-                    "SELECT table_name::text, column_name::text, is_nullable = 'NO' \
-                     FROM information_schema.columns \
-                     WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx%'",
-                )
-                .fetch_all(&mut c)
-                .await
-                .expect("postgres catalogue");
+                let rows = sqlx::query_as(postgres)
+                    .fetch_all(&mut c)
+                    .await
+                    .expect("postgres catalogue");
                 c.close().await.ok();
                 rows
             }
-        };
+        }
+    }
+
+    /// Every table the migrations made and its columns, each as `name` or `name NOT NULL` (a
+    /// primary key counts as NOT NULL), read from the database's own catalogue (the migration
+    /// bookkeeping left out).
+    pub async fn tables(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let rows: Vec<(String, String, bool)> = self
+            .catalogue(
+                "SELECT m.name, p.name, (p.\"notnull\" = 1 OR p.pk > 0) \
+                 FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
+                "SELECT table_name::text, column_name::text, is_nullable = 'NO' \
+                 FROM information_schema.columns \
+                 WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx%'",
+            )
+            .await;
         let mut tables: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (table, column, not_null) in rows {
             let column = if not_null {
@@ -170,46 +183,24 @@ impl TestDb {
     /// compared, only what the index enforces and speeds up.
     pub async fn indexes(&self) -> BTreeSet<String> {
         // (table, index name, unique, partial, position, column or NULL for an expression)
-        let rows: Vec<(String, String, bool, bool, i64, Option<String>)> = match self.backend {
-            Backend::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&self.owner_url)
-                    .await
-                    .expect("sqlite");
-                let rows = sqlx::query_as(
-                    "SELECT m.name, il.name, il.\"unique\" = 1, il.partial = 1, ii.seqno, ii.name \
-                     FROM sqlite_master m JOIN pragma_index_list(m.name) il \
-                     JOIN pragma_index_info(il.name) ii \
-                     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
-                     AND m.name NOT LIKE '_sqlx%' AND il.origin <> 'pk'",
-                )
-                .fetch_all(&mut c)
-                .await
-                .expect("sqlite indexes");
-                c.close().await.ok();
-                rows
-            }
-            Backend::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.owner_url)
-                    .await
-                    .expect("pg");
-                let rows = sqlx::query_as(
-                    "SELECT t.relname::text, i.relname::text, x.indisunique, x.indpred IS NOT NULL, \
-                            k.ord::bigint, a.attname::text \
-                     FROM pg_index x \
-                     JOIN pg_class t ON t.oid = x.indrelid \
-                     JOIN pg_class i ON i.oid = x.indexrelid \
-                     JOIN pg_namespace n ON n.oid = t.relnamespace \
-                     CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord) \
-                     LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum AND k.attnum > 0 \
-                     WHERE n.nspname = 'public' AND NOT x.indisprimary AND t.relname NOT LIKE '_sqlx%'",
-                )
-                .fetch_all(&mut c)
-                .await
-                .expect("postgres indexes");
-                c.close().await.ok();
-                rows
-            }
-        };
+        let rows: Vec<(String, String, bool, bool, i64, Option<String>)> = self
+            .catalogue(
+                "SELECT m.name, il.name, il.\"unique\" = 1, il.partial = 1, ii.seqno, ii.name \
+                 FROM sqlite_master m JOIN pragma_index_list(m.name) il \
+                 JOIN pragma_index_info(il.name) ii \
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
+                 AND m.name NOT LIKE '_sqlx%' AND il.origin <> 'pk'",
+                "SELECT t.relname::text, i.relname::text, x.indisunique, x.indpred IS NOT NULL, \
+                        k.ord::bigint, a.attname::text \
+                 FROM pg_index x \
+                 JOIN pg_class t ON t.oid = x.indrelid \
+                 JOIN pg_class i ON i.oid = x.indexrelid \
+                 JOIN pg_namespace n ON n.oid = t.relnamespace \
+                 CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord) \
+                 LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum AND k.attnum > 0 \
+                 WHERE n.nspname = 'public' AND NOT x.indisprimary AND t.relname NOT LIKE '_sqlx%'",
+            )
+            .await;
         // (table, index name) → (unique, partial, columns by position)
         type Shape = (bool, bool, BTreeMap<i64, String>);
         let mut indexes: BTreeMap<(String, String), Shape> = BTreeMap::new();

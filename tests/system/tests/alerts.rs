@@ -1072,18 +1072,41 @@ async fn bundles_are_verified_and_enterprise_plugins_follow_the_licence() {
     );
 }
 
-/// A runaway plugin (endless loop, allocation bomb, trap, huge output) behind "Send test": the
-/// operator sees why it failed, and the host answers the next request at once.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_runaway_plugin_fails_its_call_and_the_host_keeps_serving() {
-    let Some(build) = plugin_build() else { return };
+/// A new publisher key and a directory trusting it (for `INFRAPILOT_PLUGIN_TRUSTED_KEYS`).
+fn trusted_publisher(name: &str) -> (SigningKey, std::path::PathBuf) {
     let publisher = SigningKey::generate().unwrap();
-    let keys = temp_dir("probe-keys");
+    let keys = temp_dir(name);
     std::fs::write(
         keys.join("publisher.pub"),
         publisher.public_key_pem().unwrap(),
     )
     .unwrap();
+    (publisher, keys)
+}
+
+/// Installs the built plugin `crate_name` (component and manifest from `build`), signed by
+/// `publisher`.
+async fn upload_signed(
+    admin: &Api,
+    build: &std::path::Path,
+    publisher: &SigningKey,
+    crate_name: &str,
+) {
+    let bundle = Bundle::new(
+        std::fs::read(build.join(format!("{crate_name}.manifest.json"))).unwrap(),
+        std::fs::read(build.join(format!("{crate_name}.wasm"))).unwrap(),
+        Some(publisher),
+    );
+    let (status, body) = admin.upload("/api/v1/plugins", bundle.to_tar()).await;
+    assert_eq!(status, 201, "{crate_name}: {body}");
+}
+
+/// A runaway plugin (endless loop, allocation bomb, trap, huge output) behind "Send test": the
+/// operator sees why it failed, and the host answers the next request at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runaway_plugin_fails_its_call_and_the_host_keeps_serving() {
+    let Some(build) = plugin_build() else { return };
+    let (publisher, keys) = trusted_publisher("probe-keys");
     let server = Server::start_with(
         false,
         30,
@@ -1094,13 +1117,7 @@ async fn a_runaway_plugin_fails_its_call_and_the_host_keeps_serving() {
     )
     .await;
     let admin = server.admin().await;
-    let bundle = Bundle::new(
-        std::fs::read(build.join("infrapilot_test_probe.manifest.json")).unwrap(),
-        std::fs::read(build.join("infrapilot_test_probe.wasm")).unwrap(),
-        Some(&publisher),
-    );
-    let (status, body) = admin.upload("/api/v1/plugins", bundle.to_tar()).await;
-    assert_eq!(status, 201, "{body}");
+    upload_signed(&admin, &build, &publisher, "infrapilot_test_probe").await;
     enable(&admin, "infrapilot.test-probe").await;
     for (note, expected) in [
         ("loop", "deadline"),
@@ -1143,13 +1160,7 @@ async fn a_runaway_plugin_fails_its_call_and_the_host_keeps_serving() {
 #[tokio::test(flavor = "multi_thread")]
 async fn channels_built_against_two_contract_versions_serve_in_one_host() {
     let Some(build) = plugin_build() else { return };
-    let publisher = SigningKey::generate().unwrap();
-    let keys = temp_dir("versions-keys");
-    std::fs::write(
-        keys.join("publisher.pub"),
-        publisher.public_key_pem().unwrap(),
-    )
-    .unwrap();
+    let (publisher, keys) = trusted_publisher("versions-keys");
     let server = Server::start_with(
         false,
         30,
@@ -1164,13 +1175,7 @@ async fn channels_built_against_two_contract_versions_serve_in_one_host() {
         ),
         ("infrapilot_test_probe", "infrapilot.test-probe"),
     ] {
-        let bundle = Bundle::new(
-            std::fs::read(build.join(format!("{crate_name}.manifest.json"))).unwrap(),
-            std::fs::read(build.join(format!("{crate_name}.wasm"))).unwrap(),
-            Some(&publisher),
-        );
-        let (status, body) = admin.upload("/api/v1/plugins", bundle.to_tar()).await;
-        assert_eq!(status, 201, "{crate_name}: {body}");
+        upload_signed(&admin, &build, &publisher, crate_name).await;
         enable(&admin, id).await;
     }
     // The 0.1.0 plugin's own settings check runs (it needs a prefix) and names the field.

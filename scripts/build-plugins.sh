@@ -39,8 +39,13 @@ else
 fi
 
 say "componentizing (sdk/tool)"
-cargo build -q -p infrapilot-plugin-tool
-tool="$(target_dir)/debug/infrapilot-plugin"
+# The run command builds the tool in release with the host (one build of their shared crates) and
+# passes it in; otherwise the debug one the tests build.
+tool="${INFRAPILOT_PLUGIN_TOOL:-}"
+if [ -z "$tool" ]; then
+    cargo build -q -p infrapilot-plugin-tool
+    tool="$(target_dir)/debug/infrapilot-plugin"
+fi
 # Every cdylib of the workspace: the crate names from cargo metadata.
 crates=$(cd "$workspace" && cargo metadata --no-deps --format-version 1 | python3 -c '
 import json, sys

@@ -7,13 +7,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
+# INFRAPILOT_BUILD_PROFILE=dev builds the debug binaries the tests build too (the test command
+# runs this script that way before its own tests, so the release build is not paid twice in CI).
+profile=${INFRAPILOT_BUILD_PROFILE:-release}
+case "$profile" in
+    release) profile_flag=(--release) profile_dir=release ;;
+    dev) profile_flag=() profile_dir=debug ;;
+    *) echo "INFRAPILOT_BUILD_PROFILE must be release or dev, not $profile" >&2; exit 2 ;;
+esac
+
 need_debian gcc:gcc pkg-config:pkg-config
 build_web
-say "building the host and the agent (release; the first build takes several minutes)"
-cargo build --release -p infrapilot -p infrapilot-agent
-bin="${CARGO_TARGET_DIR:-target}/release/infrapilot"
+say "building the host and the agent ($profile; the first build takes several minutes)"
+# The plugin tool in the same build: the crates they share are compiled once.
+cargo build "${profile_flag[@]}" -p infrapilot -p infrapilot-agent -p infrapilot-plugin-tool
+bin="$(target_dir)/$profile_dir/infrapilot"
 # First-party plugins (webhook, Slack, SMTP), signed with this machine's development key.
-scripts/build-plugins.sh
+INFRAPILOT_PLUGIN_TOOL="$(target_dir)/$profile_dir/infrapilot-plugin" scripts/build-plugins.sh
 export INFRAPILOT_PLUGIN_DIR="${INFRAPILOT_PLUGIN_DIR:-$(target_dir)/plugins/bundles}"
 export INFRAPILOT_PLUGIN_TRUSTED_KEYS="${INFRAPILOT_PLUGIN_TRUSTED_KEYS:-$(target_dir)/plugins/dev-signing}"
 if ! docker info >/dev/null 2>&1; then

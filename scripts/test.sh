@@ -13,6 +13,9 @@
 #      plugins → alert channel from its schema → send test → crash rule → alert history →
 #      proxy host from the container picker, applied and served by nginx → nginx's error shown →
 #      an uploaded certificate, a wrong key refused, a host served over HTTPS with it)
+#   6. the README's two commands in that order: scripts/run.sh serves (next to the machine's own
+#      Docker engine, started if none answers), then the proxy tests pass with a private engine
+#      next to it, and no test process is left behind
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -27,7 +30,9 @@ cleanup() {
     # The run's own outcome is the exit status, whatever cleaning up meets.
     local status=$?
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    [ -d "$work/docker" ] && bash scripts/stop-docker.sh "$work/docker"
+    for engine in "$work/docker" "$work/docker-next"; do
+        [ -d "$engine" ] && bash scripts/stop-docker.sh "$engine"
+    done
     if [ -d "$work/pg/data" ]; then
         su postgres -s /bin/bash -c "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl -D $work/pg/data -m immediate stop" >/dev/null 2>&1 || true
     fi
@@ -158,5 +163,52 @@ if ! (cd tests/e2e && E2E_SETUP_CODE="$(cat "$work/e2e-data/setup-code")" INFRAP
     exit 1
 fi
 INFRAPILOT_DATA_DIR="$work/e2e-data" "$bin" audit verify
+
+say "the README's two commands in that order: the run command (scripts/run.sh), then the proxy tests next to the Docker engine it uses"
+# As a newcomer would: the run command finds (or starts) the machine's own Docker engine, whose
+# firewall drops forwarded traffic; the tests' private engine must still carry traffic between
+# its containers. Built as the tests are (dev profile), so CI does not compile everything twice.
+bash scripts/stop-docker.sh "$work/docker"
+unset DOCKER_HOST
+system_engine_was_up=false
+docker info >/dev/null 2>&1 && system_engine_was_up=true
+port=$(free_port)
+INFRAPILOT_BUILD_PROFILE=dev INFRAPILOT_LISTEN="127.0.0.1:$port" INFRAPILOT_DATA_DIR="$work/run-data" \
+    INFRAPILOT_GRPC_LISTEN="127.0.0.1:$(free_port)" bash scripts/run.sh >"$work/run.log" 2>&1 &
+run_pid=$!
+pids+=($run_pid)
+for _ in $(seq 1 1800); do
+    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    kill -0 "$run_pid" 2>/dev/null || { echo "the run command ended before it served; its log:" >&2; tail -n 40 "$work/run.log" >&2; exit 1; }
+    sleep 0.5
+done
+curl -fsS "http://127.0.0.1:$port/api/v1/setup" | grep -q '"needed":true' \
+    || { echo "the run command's server does not offer the first-run setup; its log:" >&2; tail -n 40 "$work/run.log" >&2; exit 1; }
+docker info >/dev/null 2>&1 || { echo "the run command left no Docker engine answering" >&2; exit 1; }
+# It stops on SIGTERM (Ctrl-C's sibling), promptly.
+kill "$run_pid"
+for _ in $(seq 1 150); do kill -0 "$run_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$run_pid" 2>/dev/null; then echo "the run command's server ignored SIGTERM for 15 s" >&2; exit 1; fi
+echo "the run command served on :$port and stopped on SIGTERM (system engine: $(docker info --format '{{.ServerVersion}}'))"
+export DOCKER_HOST=$(scripts/start-docker.sh "$work/docker-next")
+cargo test -p infrapilot-system-tests --test proxy
+bash scripts/stop-docker.sh "$work/docker-next"
+unset DOCKER_HOST
+# A test leaves no process behind, failed or not: once this script's own servers are stopped, no
+# host or agent binary of this build runs.
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+for p in "${pids[@]}"; do
+    for _ in $(seq 1 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+done
+pids=()
+if leftover=$(pgrep -af "^$tdir/debug/infrapilot(-agent)?( |$)"); then
+    echo "processes left behind by the tests:" >&2
+    echo "$leftover" >&2
+    exit 1
+fi
+if [ "$system_engine_was_up" = false ] && [ "${CI:-}" = true ] && [ -f /var/run/docker.pid ]; then
+    # CI's machine is left as it was found; a newcomer keeps the engine the run command started.
+    kill "$(cat /var/run/docker.pid)" 2>/dev/null || true
+fi
 
 say "all checks passed"

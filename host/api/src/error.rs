@@ -104,6 +104,47 @@ impl From<infrapilot_store::StoreError> for ApiError {
     }
 }
 
+/// The account workflows' refusals as the API answers them.
+impl From<infrapilot_accounts::AccountError> for ApiError {
+    fn from(e: infrapilot_accounts::AccountError) -> ApiError {
+        use infrapilot_accounts::AccountError;
+        let message = e.to_string();
+        match e {
+            AccountError::Invalid { field, .. } => ApiError::invalid(&field, message),
+            AccountError::Unauthorized { field, .. } => {
+                let e = ApiError::unauthorized(message);
+                match field {
+                    Some(field) => e.with_field(field),
+                    None => e,
+                }
+            }
+            AccountError::TooManyAttempts { retry_after_secs } => {
+                ApiError::too_many_attempts(retry_after_secs)
+            }
+            AccountError::Busy => {
+                let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", message);
+                e.retry_after_secs = Some(1);
+                e
+            }
+            AccountError::Disabled => {
+                ApiError::new(StatusCode::FORBIDDEN, "account_disabled", message)
+            }
+            AccountError::Conflict(_) => ApiError::conflict(message),
+            AccountError::NoSuchSession | AccountError::NoSuchUser => {
+                ApiError::not_found("id", message)
+            }
+            AccountError::EmailTaken => ApiError::conflict(message).with_field("email"),
+            AccountError::LastSuperAdmin { field } => {
+                ApiError::new(StatusCode::CONFLICT, "last_super_admin", message).with_field(field)
+            }
+            AccountError::CannotDeleteSelf => ApiError::conflict(message).with_field("id"),
+            AccountError::Store(e) => ApiError::from(e),
+            AccountError::Identity(e) => ApiError::from(e),
+            AccountError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
 impl From<infrapilot_identity::IdentityError> for ApiError {
     fn from(e: infrapilot_identity::IdentityError) -> ApiError {
         ApiError::internal(e)

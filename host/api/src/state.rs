@@ -227,6 +227,30 @@ impl AppState {
             .expect("just set")
     }
 
+    /// The account workflows: sign-in, MFA, sessions, passwords.
+    pub fn accounts(&self) -> infrapilot_accounts::AccountService<'_> {
+        infrapilot_accounts::AccountService {
+            store: self.store(),
+            secrets: self.secrets(),
+            account_throttle: self.account_throttle(),
+            ip_throttle: self.ip_throttle(),
+            anonymous_checks: self.anonymous_password_checks(),
+            access_token_ttl: self.settings().access_token_ttl,
+            session_ttl: self.settings().session_ttl,
+        }
+    }
+
+    /// The proxy workflow: revisions of a node's hosts, uploaded certificates.
+    pub fn proxy_service(&self) -> infrapilot_proxy::service::ProxyService<'_> {
+        infrapilot_proxy::service::ProxyService {
+            store: self.store(),
+            secrets: self.secrets(),
+            plugins: self.inner.extensions.get().map(|e| &e.plugins),
+            backend_id: &self.settings().proxy_backend,
+            actions: self.node_actions(),
+        }
+    }
+
     /// The plugin host and alerting engine; 503 when the host runs without them.
     pub fn extensions(&self) -> Result<&Extensions, crate::error::ApiError> {
         self.inner.extensions.get().ok_or_else(|| {

@@ -1,13 +1,12 @@
 //! Routes never send a state-changing command to a node themselves: container actions, exec
 //! sessions and proxy revisions go through `infrapilot_nodes::NodeActions` (guards, dispatch,
-//! audit). This reads the
-//! route sources and fails when one of them builds such a command or calls the router's
-//! command-sending functions directly.
+//! audit); and they leave the proxy and account workflows to their services. This reads the
+//! API crate's sources and fails when one of them builds such a command, calls the router's
+//! command-sending functions directly, or does a service's step itself.
 
 #[test]
 fn routes_change_nodes_only_through_the_node_action_door() {
-    let routes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let forbidden = [
+    let found = uses_in_api_sources(&[
         "ContainerAction",
         "StartExec",
         "ExecInput",
@@ -17,7 +16,50 @@ fn routes_change_nodes_only_through_the_node_action_door() {
         ".insert_command(",
         "durable_command(",
         ".encode_sealed(",
-    ];
+    ]);
+    assert!(
+        found.is_empty(),
+        "state-changing node commands outside infrapilot_nodes::NodeActions:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The proxy workflow (`infrapilot_proxy::service`) and the account workflows
+/// (`infrapilot_accounts`) are services the routes call: a route that writes a revision, a host,
+/// a certificate, a session, a password or a second factor itself has bypassed them.
+#[test]
+fn routes_leave_proxy_and_account_workflows_to_their_services() {
+    let found = uses_in_api_sources(&[
+        ".put_proxy_host(",
+        ".delete_proxy_host(",
+        ".insert_proxy_revision(",
+        ".put_proxy_certificate(",
+        ".delete_proxy_certificate(",
+        "infrapilot_proxy::render(",
+        ".stage_proxy_apply(",
+        ".insert_session(",
+        ".rotate_session(",
+        ".insert_mfa_challenge(",
+        ".set_password_hash(",
+        ".insert_user(",
+        ".set_role(",
+        "tx.delete_user(",
+        ".enable_totp(",
+        ".set_pending_totp(",
+        ".replace_backup_codes(",
+        "verify_password(",
+        "verify_totp(",
+    ]);
+    assert!(
+        found.is_empty(),
+        "proxy or account workflow steps in the API crate instead of its service:\n{}",
+        found.join("\n")
+    );
+}
+
+/// Lines of host/api/src (comments aside) that name one of `forbidden`, as `path:line: word`.
+fn uses_in_api_sources(forbidden: &[&str]) -> Vec<String> {
+    let routes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut found = Vec::new();
     let mut read = 0;
     let mut stack = vec![routes];
@@ -46,11 +88,7 @@ fn routes_change_nodes_only_through_the_node_action_door() {
         }
     }
     assert!(read > 10, "read only {read} source files");
-    assert!(
-        found.is_empty(),
-        "state-changing node commands outside infrapilot_nodes::NodeActions:\n{}",
-        found.join("\n")
-    );
+    found
 }
 
 /// Whether `line` has `word` not as part of a longer identifier (`ContainerActionResult` is a

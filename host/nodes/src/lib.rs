@@ -30,17 +30,8 @@ use infrapilot_proto::v1::{
 use infrapilot_store::{AgentRow, NewAuditEvent, NewCommand, Store, StoreError, Tx};
 use serde_json::{Value, json};
 
-/// Who asks for an action, as the audit trail and the node's command list name them.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub org_id: String,
-    /// The user's id; `None` for the system or the command line.
-    pub user_id: Option<String>,
-    /// The user's e-mail address, or `cli`, `system` …
-    pub label: String,
-    /// Where the request came from (`local` for the command line).
-    pub ip: String,
-}
+/// Who asks for an action (the store's audit actor).
+pub use infrapilot_store::Actor;
 
 /// What can be done to a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,8 @@
 //! Reverse proxy hosts: the typed model and its validation ([`model`]), rendering a node's hosts
 //! through its proxy-backend plugin into an `ApplyProxyConfig` command, and the apply status of
-//! a host derived from the stored result of its revision's command.
+//! a host derived from the stored result of its revision's command; [`service`] is the workflow
+//! that changes a node's hosts (a revision staged, sealed and dispatched through the node-action
+//! door), which routes and jobs call.
 //!
 //! The backend is a WebAssembly component behind the `proxy-backend` world: the host never writes
 //! nginx syntax itself, and a second backend is another plugin id.
@@ -8,6 +10,7 @@
 pub mod certificate;
 pub mod model;
 pub mod schema;
+pub mod service;
 
 use infrapilot_plugin_host::{PluginHost, PluginHostError};
 use infrapilot_plugin_runtime::contract::{

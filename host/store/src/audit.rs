@@ -13,6 +13,39 @@ use crate::{Result, Tx, now_ms};
 /// The `prev_hash` of an organisation's first event.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// Who acts, as the audit trail and a node's command list name them; services take one.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub org_id: String,
+    /// The user's id; `None` for the system, the command line or an anonymous caller.
+    pub user_id: Option<String>,
+    /// The user's e-mail address, or `cli`, `system`, `anonymous` …
+    pub label: String,
+    /// Where the request came from (`local` for the command line).
+    pub ip: String,
+}
+
+impl Actor {
+    /// An event by this actor, to append in the transaction of the change it records.
+    pub fn event(
+        &self,
+        action: &str,
+        target: impl Into<String>,
+        outcome: &str,
+        detail: serde_json::Value,
+    ) -> NewAuditEvent {
+        NewAuditEvent {
+            actor_id: self.user_id.clone(),
+            actor: self.label.clone(),
+            action: action.to_owned(),
+            target: target.into(),
+            ip: self.ip.clone(),
+            outcome: outcome.to_owned(),
+            detail,
+        }
+    }
+}
+
 /// An event to append; the store assigns sequence number, id, time and hashes.
 #[derive(Debug, Clone)]
 pub struct NewAuditEvent {

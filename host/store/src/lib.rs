@@ -36,7 +36,7 @@ use sqlx::{Executor, PgPool, Postgres, Sqlite, SqlitePool};
 pub use agents::{AgentRow, EnrollmentTokenRow, NewAgent, NewEnrollmentToken};
 pub use alerts::{AlertChannelRow, AlertDeliveryRow, AlertEventRow, AlertRuleRow, NewAlertRule};
 pub use audit::{
-    AuditEvent, AuditFilter, AuditPage, BadEvent, ChainReport, GENESIS_HASH, NewAuditEvent,
+    Actor, AuditEvent, AuditFilter, AuditPage, BadEvent, ChainReport, GENESIS_HASH, NewAuditEvent,
     event_hash,
 };
 pub use commands::{

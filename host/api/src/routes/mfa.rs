@@ -1,23 +1,18 @@
-//! TOTP enrolment, confirmation, disabling and backup codes for the signed-in user.
+//! TOTP enrolment, confirmation, disabling and backup codes for the signed-in user: the account
+//! service's workflows ([`infrapilot_accounts::AccountService`]); these routes call it and map
+//! its errors.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use infrapilot_identity::{TotpEnrollment, backup_code_hash, generate_backup_codes, verify_totp};
-use infrapilot_store::{Tx, UserRow};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::audit_log::{self, Actor};
+use super::containers::actor;
 use crate::auth::{ClientInfo, Principal};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::ApiJson;
-use crate::routes::session::recheck_password;
 use crate::state::AppState;
-
-/// The purpose TOTP seeds are sealed under.
-const TOTP_SEAL_PURPOSE: &str = "totp-seed";
 
 #[derive(Serialize, ToSchema)]
 pub struct MfaStatus {
@@ -55,72 +50,21 @@ pub struct PasswordConfirmation {
     pub password: String,
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn open_seed(state: &AppState, user: &UserRow) -> ApiResult<Option<Vec<u8>>> {
-    match &user.totp_secret {
-        None => Ok(None),
-        Some(sealed) => state
-            .secrets()
-            .open(TOTP_SEAL_PURPOSE, sealed)
-            .map(Some)
-            .map_err(ApiError::internal),
-    }
-}
-
-/// Checks a TOTP code (not replayable) or a backup code (single use) for `user` within `tx`.
-/// Returns which kind matched.
-pub(crate) async fn check_second_factor(
-    state: &AppState,
-    tx: &mut Tx,
-    user: &UserRow,
-    code: &str,
-) -> ApiResult<Option<&'static str>> {
-    let code = code.trim();
-    if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
-        let Some(seed) = open_seed(state, user)? else {
-            return Ok(None);
-        };
-        return match verify_totp(&seed, code, unix_now(), user.totp_last_step) {
-            Some(step) => {
-                tx.set_totp_last_step(&user.id, step).await?;
-                Ok(Some("totp"))
-            }
-            None => Ok(None),
-        };
-    }
-    if tx
-        .consume_backup_code(&user.id, &backup_code_hash(code))
-        .await?
-    {
-        return Ok(Some("backup_code"));
-    }
-    Ok(None)
-}
-
-async fn current_user(tx: &mut Tx, principal: &Principal) -> ApiResult<UserRow> {
-    tx.user_by_id(&principal.user_id)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))
-}
-
 #[utoipa::path(get, operation_id = "mfa_status", path = "/api/v1/auth/mfa", tag = "mfa",
     responses((status = 200, body = MfaStatus)), security(("bearer" = [])))]
 pub async fn status(
     State(state): State<AppState>,
     principal: Principal,
+    client: ClientInfo,
 ) -> ApiResult<Json<MfaStatus>> {
-    let mut tx = state.store().read(&principal.org_id).await?;
-    let user = current_user(&mut tx, &principal).await?;
+    let status = state
+        .accounts()
+        .mfa_status(&actor(&principal, &client))
+        .await?;
     Ok(Json(MfaStatus {
-        enabled: user.totp_enabled,
-        pending: !user.totp_enabled && user.totp_secret.is_some(),
-        backup_codes_remaining: tx.remaining_backup_codes(&user.id).await?,
+        enabled: status.enabled,
+        pending: status.pending,
+        backup_codes_remaining: status.backup_codes_remaining,
     }))
 }
 
@@ -131,28 +75,10 @@ pub async fn enroll(
     principal: Principal,
     client: ClientInfo,
 ) -> ApiResult<Json<MfaEnrollResponse>> {
-    let mut tx = state.store().write(&principal.org_id).await?;
-    let user = current_user(&mut tx, &principal).await?;
-    if user.totp_enabled {
-        return Err(ApiError::conflict(
-            "MFA is already on; disable it first to enrol a new authenticator",
-        ));
-    }
-    let enrollment = TotpEnrollment::generate(&user.email).map_err(ApiError::internal)?;
-    let sealed = state
-        .secrets()
-        .seal(TOTP_SEAL_PURPOSE, &enrollment.secret)
-        .map_err(ApiError::internal)?;
-    tx.set_pending_totp(&user.id, &sealed).await?;
-    audit_log::commit_success(
-        tx,
-        &Actor::user(&principal),
-        &client.ip,
-        "mfa.enroll_start",
-        &format!("user:{}", user.id),
-        json!({}),
-    )
-    .await?;
+    let enrollment = state
+        .accounts()
+        .start_mfa_enrollment(&actor(&principal, &client))
+        .await?;
     Ok(Json(MfaEnrollResponse {
         otpauth_uri: enrollment.otpauth_uri,
         secret: enrollment.secret_base32,
@@ -169,50 +95,13 @@ pub async fn confirm(
     client: ClientInfo,
     ApiJson(req): ApiJson<MfaConfirmRequest>,
 ) -> ApiResult<Json<BackupCodes>> {
-    let mut tx = state.store().write(&principal.org_id).await?;
-    let user = current_user(&mut tx, &principal).await?;
-    if user.totp_enabled {
-        return Err(ApiError::conflict("MFA is already on"));
-    }
-    let seed = open_seed(&state, &user)?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "start an enrolment first (POST /api/v1/auth/mfa/enroll)",
-        )
-    })?;
-    let step = verify_totp(&seed, &req.code, unix_now(), None).ok_or_else(|| {
-        ApiError::invalid(
-            "code",
-            "the code does not match; check the time on your device",
-        )
-    })?;
-    tx.enable_totp(&user.id, step).await?;
-    let (codes, hashes) = generate_backup_codes()?;
-    tx.replace_backup_codes(&user.id, &hashes).await?;
-    audit_log::commit_success(
-        tx,
-        &Actor::user(&principal),
-        &client.ip,
-        "mfa.enable",
-        &format!("user:{}", user.id),
-        json!({"backup_codes": codes.len()}),
-    )
-    .await?;
+    let codes = state
+        .accounts()
+        .confirm_mfa(&actor(&principal, &client), &req.code)
+        .await?;
     Ok(Json(BackupCodes {
         backup_codes: codes,
     }))
-}
-
-async fn check_password(
-    state: &AppState,
-    principal: &Principal,
-    client: &ClientInfo,
-    password: String,
-) -> ApiResult<UserRow> {
-    let user = current_user(&mut state.store().read(&principal.org_id).await?, principal).await?;
-    recheck_password(state, &user, client, "password", password).await?;
-    Ok(user)
 }
 
 #[utoipa::path(post, operation_id = "mfa_disable", path = "/api/v1/auth/mfa/disable", tag = "mfa", request_body = PasswordConfirmation,
@@ -224,21 +113,10 @@ pub async fn disable(
     client: ClientInfo,
     ApiJson(req): ApiJson<PasswordConfirmation>,
 ) -> ApiResult<StatusCode> {
-    let user = check_password(&state, &principal, &client, req.password).await?;
-    if !user.totp_enabled && user.totp_secret.is_none() {
-        return Err(ApiError::conflict("MFA is not on"));
-    }
-    let mut tx = state.store().write(&principal.org_id).await?;
-    tx.disable_totp(&user.id).await?;
-    audit_log::commit_success(
-        tx,
-        &Actor::user(&principal),
-        &client.ip,
-        "mfa.disable",
-        &format!("user:{}", user.id),
-        json!({}),
-    )
-    .await?;
+    state
+        .accounts()
+        .disable_mfa(&actor(&principal, &client), &client.client(), req.password)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -251,22 +129,10 @@ pub async fn regenerate_backup_codes(
     client: ClientInfo,
     ApiJson(req): ApiJson<PasswordConfirmation>,
 ) -> ApiResult<Json<BackupCodes>> {
-    let user = check_password(&state, &principal, &client, req.password).await?;
-    if !user.totp_enabled {
-        return Err(ApiError::conflict("MFA is not on"));
-    }
-    let (codes, hashes) = generate_backup_codes()?;
-    let mut tx = state.store().write(&principal.org_id).await?;
-    tx.replace_backup_codes(&user.id, &hashes).await?;
-    audit_log::commit_success(
-        tx,
-        &Actor::user(&principal),
-        &client.ip,
-        "mfa.backup_codes_regenerate",
-        &format!("user:{}", user.id),
-        json!({}),
-    )
-    .await?;
+    let codes = state
+        .accounts()
+        .regenerate_backup_codes(&actor(&principal, &client), &client.client(), req.password)
+        .await?;
     Ok(Json(BackupCodes {
         backup_codes: codes,
     }))

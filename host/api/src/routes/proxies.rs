@@ -1,39 +1,32 @@
 //! Reverse proxy hosts of a node. Every change (create, update, delete, re-apply, rollback)
-//! makes a revision of the node's whole configuration in one transaction with the hosts, the
-//! durable apply command and the audit event; the command is then sent and awaited for a while.
+//! goes through the proxy service ([`infrapilot_proxy::service`]), which makes a revision of the
+//! node's whole configuration in one transaction with the hosts, the durable apply command and
+//! the audit event, then sends the command and waits for it a while; these routes parse, call it
+//! and map its errors.
 //! A host's `apply_status` is read from its latest revision's stored result: `pending` until the
 //! node answers, `applied`, or `failed` with nginx's own message. What failed keeps serving the
 //! previous configuration on the node.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use infrapilot_nodes::{Admitted, ProxyApply, ProxyChange, StagedApply};
 use infrapilot_plugin_host::PluginHostError;
 use infrapilot_proto::model::{CertificateStatus, ProxyNodeStatus};
 use infrapilot_proto::v1::{CheckProxyDrift, command};
-use infrapilot_proxy::certificate::{CertificateFacts, uncovered};
 use infrapilot_proxy::model::ProxySpec;
-use infrapilot_proxy::{CertificateMaterial, RenderError, RevisionHost, host_status};
-use infrapilot_store::{NewProxyRevision, ProxyHostRow, ProxyRevisionRow, Tx};
+use infrapilot_proxy::service::{Change, ProxyServiceError, parse_hosts};
+use infrapilot_proxy::{RenderError, host_status};
+use infrapilot_store::{ProxyHostRow, ProxyRevisionRow, Tx};
 use serde::Serialize;
-use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::audit_log::{self, Actor};
 use crate::auth::{ClientInfo, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::state::AppState;
 use crate::validate;
-
-/// How long a change waits for the node's answer before answering `pending`.
-const APPLY_WAIT: Duration = Duration::from_secs(20);
-/// How long an apply command stays deliverable to a node that is offline.
-const APPLY_EXPIRES: Duration = Duration::from_secs(30 * 86_400);
 
 #[derive(Serialize, ToSchema)]
 pub struct ProxyDto {
@@ -70,10 +63,6 @@ pub struct RevisionDto {
     /// Hosts the node left out (their files failed `nginx -t` or their upstream is unreachable).
     pub failed_hosts: Vec<String>,
     pub duration_ms: Option<u64>,
-}
-
-fn parse_hosts(json_text: &str) -> Vec<RevisionHost> {
-    serde_json::from_str(json_text).unwrap_or_default()
 }
 
 fn revision_dto(r: ProxyRevisionRow) -> RevisionDto {
@@ -203,156 +192,54 @@ fn render_error(e: RenderError) -> ApiError {
     }
 }
 
-/// What a revision changes in the node's hosts.
-pub(super) enum Change {
-    Create {
-        id: String,
-        spec: ProxySpec,
-    },
-    Update {
-        id: String,
-        spec: ProxySpec,
-    },
-    Delete {
-        id: String,
-    },
-    Reapply,
-    Rollback {
-        to: i64,
-    },
-    /// An uploaded certificate the node's hosts use was replaced.
-    Certificate {
-        id: String,
-    },
-}
-
-impl Change {
-    /// The change as the node-action guards see it (`deploys`: the hosts a rollback serves).
-    fn as_node_action(&self, deploys: Option<serde_json::Value>) -> ApiResult<ProxyChange> {
-        let kind = match self {
-            Change::Create { .. } => "create",
-            Change::Update { .. } => "update",
-            Change::Delete { .. } => "delete",
-            Change::Reapply => "reapply",
-            Change::Rollback { .. } => "rollback",
-            Change::Certificate { .. } => "certificate",
-        };
-        let (subject, spec) = match self {
-            Change::Create { id, spec } | Change::Update { id, spec } => (
-                Some(id.clone()),
-                Some(serde_json::to_value(spec).map_err(ApiError::internal)?),
+/// The proxy workflow's refusals as the API answers them, each naming its field.
+impl From<ProxyServiceError> for ApiError {
+    fn from(e: ProxyServiceError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            ProxyServiceError::NoSuchNode => ApiError::not_found("id", message),
+            ProxyServiceError::NodeRevoked => ApiError::conflict(message).with_field("id"),
+            ProxyServiceError::NoSuchHost => ApiError::not_found("pid", message),
+            ProxyServiceError::NoSuchRevision => ApiError::not_found("number", message),
+            ProxyServiceError::NoSuchCertificate => ApiError::not_found("cid", message),
+            ProxyServiceError::NoSuchUploadedCertificate => {
+                ApiError::not_found("tls.certificate_id", message)
+            }
+            ProxyServiceError::DomainTaken { index, .. } => {
+                ApiError::conflict(message).with_field(format!("domains[{index}]"))
+            }
+            ProxyServiceError::NotCovered { index, .. } => {
+                ApiError::invalid(&format!("domains[{index}]"), message)
+            }
+            ProxyServiceError::ReplacementNotCovered { .. } => {
+                ApiError::invalid("certificate_pem", message)
+            }
+            ProxyServiceError::CertificateGone { .. } => {
+                ApiError::conflict(message).with_field("tls.certificate_id")
+            }
+            ProxyServiceError::CertificateInUse { .. }
+            | ProxyServiceError::CertificateUsersChanged => {
+                ApiError::conflict(message).with_field("cid")
+            }
+            ProxyServiceError::CertificateNameTaken => {
+                ApiError::conflict(message).with_field("name")
+            }
+            ProxyServiceError::NoRuntime => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "plugins_unavailable",
+                message,
             ),
-            Change::Delete { id } | Change::Certificate { id } => (Some(id.clone()), None),
-            Change::Rollback { to } => (Some(to.to_string()), None),
-            Change::Reapply => (None, None),
-        };
-        Ok(ProxyChange {
-            kind: kind.to_owned(),
-            subject,
-            spec,
-            hosts: deploys,
-        })
-    }
-
-    fn reason(&self) -> String {
-        match self {
-            Change::Create { .. } => "create".into(),
-            Change::Update { .. } => "update".into(),
-            Change::Delete { .. } => "delete".into(),
-            Change::Reapply => "reapply".into(),
-            Change::Rollback { to } => format!("rollback:{to}"),
-            Change::Certificate { .. } => "certificate".into(),
+            ProxyServiceError::Render(e) => render_error(e),
+            ProxyServiceError::BackendRefused { .. } => ApiError::invalid("backend", message),
+            ProxyServiceError::ConcurrentChange => ApiError::conflict(message),
+            ProxyServiceError::Action(e) => super::containers::node_action_error(e, "id"),
+            ProxyServiceError::Store(e) => ApiError::from(e),
+            ProxyServiceError::Internal(m) => ApiError::internal(m),
         }
     }
 }
 
-async fn put_host(tx: &mut Tx, agent_id: &str, id: &str, spec: &ProxySpec) -> ApiResult<()> {
-    let text = serde_json::to_string(spec).map_err(ApiError::internal)?;
-    if let Err(domain) = tx
-        .put_proxy_host(agent_id, id, &text, &spec.domains)
-        .await?
-    {
-        let i = spec.domains.iter().position(|d| *d == domain).unwrap_or(0);
-        return Err(ApiError::conflict(format!(
-            "{domain} is already served by another proxy host on this node"
-        ))
-        .with_field(format!("domains[{i}]")));
-    }
-    Ok(())
-}
-
-/// Checks that the uploaded certificate a host names exists and covers all its domains.
-async fn check_certificate(tx: &mut Tx, spec: &ProxySpec) -> ApiResult<()> {
-    let Some(cid) = spec.uploaded_certificate() else {
-        return Ok(());
-    };
-    let row = tx
-        .proxy_certificate(cid)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tls.certificate_id", "no such uploaded certificate"))?;
-    let facts: CertificateFacts = serde_json::from_str(&row.facts).map_err(ApiError::internal)?;
-    if let Some((i, domain)) = uncovered(&facts.domains, &spec.domains) {
-        return Err(ApiError::invalid(
-            &format!("domains[{i}]"),
-            format!(
-                "{domain} is not covered by the certificate {} (it names {})",
-                row.name,
-                facts.domains.join(", ")
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// The uploaded certificates `hosts` use, keys opened to be sent.
-async fn certificate_material(
-    state: &AppState,
-    tx: &mut Tx,
-    hosts: &[RevisionHost],
-) -> ApiResult<HashMap<String, CertificateMaterial>> {
-    let mut material = HashMap::new();
-    for host in hosts {
-        let Some(cid) = host.spec.uploaded_certificate() else {
-            continue;
-        };
-        if material.contains_key(cid) {
-            continue;
-        }
-        let row = tx.proxy_certificate(cid).await?.ok_or_else(|| {
-            ApiError::conflict(format!(
-                "the uploaded certificate {cid} of proxy host {} no longer exists",
-                host.id
-            ))
-            .with_field("tls.certificate_id")
-        })?;
-        let key = state
-            .secrets()
-            .open(&certificate_seal_purpose(cid), &row.sealed_key)
-            .map_err(ApiError::internal)?;
-        let facts: CertificateFacts =
-            serde_json::from_str(&row.facts).map_err(ApiError::internal)?;
-        let ocsp_stapling =
-            infrapilot_proxy::certificate::chain_ocsp_responder(&row.certificate_pem).is_some();
-        material.insert(
-            cid.to_owned(),
-            CertificateMaterial {
-                chain_pem: row.certificate_pem,
-                key_pem: String::from_utf8(key).map_err(ApiError::internal)?,
-                fingerprint_sha256: facts.fingerprint_sha256,
-                ocsp_stapling,
-            },
-        );
-    }
-    Ok(material)
-}
-
-/// What an uploaded certificate's key is sealed for.
-pub(super) fn certificate_seal_purpose(id: &str) -> String {
-    format!("proxy-certificate:{id}")
-}
-
-/// Makes the change and a revision of the node's configuration in one transaction, then sends
-/// it and waits a while for the node. Returns the revision number.
+/// Makes `change` to `agent_id`'s hosts through the proxy service; the revision's number.
 async fn commit_revision(
     state: &AppState,
     principal: &Principal,
@@ -360,237 +247,14 @@ async fn commit_revision(
     agent_id: &str,
     change: Change,
 ) -> ApiResult<i64> {
-    let org_id = principal.org_id.as_str();
-    let admitted = admit(state, principal, client, agent_id, &change).await?;
-    let mut tx = state.store().write(org_id).await?;
-    let staged = stage_revision(
-        state, &mut tx, principal, client, agent_id, change, admitted,
-    )
-    .await?;
-    tx.commit().await?;
-    let number = staged.number;
-    dispatch_revision(state, org_id, staged).await;
-    Ok(number)
-}
-
-/// Runs the node-action guards on `change` to `agent_id`'s proxy, before its transaction opens.
-pub(super) async fn admit(
-    state: &AppState,
-    principal: &Principal,
-    client: &ClientInfo,
-    agent_id: &str,
-    change: &Change,
-) -> ApiResult<Admitted> {
-    let mut tx = state.store().read(&principal.org_id).await?;
-    let node = tx
-        .agent(agent_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("id", "no such agent"))?;
-    if node.revoked_at.is_some() {
-        return Err(ApiError::conflict("the agent is revoked").with_field("id"));
-    }
-    // A rollback deploys an older revision's hosts: the guards see those.
-    let deploys = match change {
-        Change::Rollback { to } => {
-            let old = tx
-                .proxy_revision(agent_id, *to)
-                .await?
-                .ok_or_else(|| ApiError::not_found("number", "no such revision"))?;
-            Some(serde_json::to_value(parse_hosts(&old.hosts)).map_err(ApiError::internal)?)
-        }
-        _ => None,
-    };
-    tx.commit().await?;
-    state
-        .node_actions()
-        .admit_proxy_change(
+    Ok(state
+        .proxy_service()
+        .change(
             &super::containers::actor(principal, client),
-            &node,
-            change.as_node_action(deploys)?,
+            agent_id,
+            change,
         )
-        .await
-        .map_err(|e| super::containers::node_action_error(e, "id"))
-}
-
-/// A revision written in a transaction, whose command is sent once it commits.
-pub(super) struct StagedRevision {
-    pub agent_id: String,
-    pub number: i64,
-    apply: StagedApply,
-}
-
-/// Sends a committed revision's command and waits a while for the node.
-pub(super) async fn dispatch_revision(state: &AppState, org_id: &str, staged: StagedRevision) {
-    // The outcome is stored with the command; offline nodes get it when they say hello.
-    if let Err(e) = state
-        .node_actions()
-        .dispatch_staged(org_id, staged.apply, APPLY_WAIT)
-        .await
-    {
-        tracing::info!(agent_id = staged.agent_id, revision = staged.number, error = %e, "proxy apply not answered yet");
-    }
-}
-
-/// Re-applies a node's hosts because the uploaded certificate `certificate_id` changed, in the
-/// caller's transaction.
-pub(super) async fn stage_certificate_change(
-    state: &AppState,
-    tx: &mut Tx,
-    principal: &Principal,
-    client: &ClientInfo,
-    agent_id: &str,
-    certificate_id: &str,
-    admitted: Admitted,
-) -> ApiResult<StagedRevision> {
-    let change = certificate_change(certificate_id);
-    stage_revision(state, tx, principal, client, agent_id, change, admitted).await
-}
-
-/// The change a replaced certificate makes to the nodes whose hosts use it.
-pub(super) fn certificate_change(certificate_id: &str) -> Change {
-    Change::Certificate {
-        id: certificate_id.to_owned(),
-    }
-}
-
-/// Makes the change, renders the node's hosts into a revision and stores its apply command
-/// and the audit event, all in `tx`.
-async fn stage_revision(
-    state: &AppState,
-    tx: &mut Tx,
-    principal: &Principal,
-    client: &ClientInfo,
-    agent_id: &str,
-    change: Change,
-    admitted: Admitted,
-) -> ApiResult<StagedRevision> {
-    let extensions = state.extensions()?;
-    let org_id = principal.org_id.as_str();
-    known_agent(tx, agent_id).await?;
-    let reason = change.reason();
-    let (action, target) = match &change {
-        Change::Create { id, spec } => {
-            check_certificate(tx, spec).await?;
-            put_host(tx, agent_id, id, spec).await?;
-            ("proxy.create", format!("proxy:{id}"))
-        }
-        Change::Update { id, spec } => {
-            if tx.proxy_host(agent_id, id).await?.is_none() {
-                return Err(ApiError::not_found("pid", "no such proxy host"));
-            }
-            check_certificate(tx, spec).await?;
-            put_host(tx, agent_id, id, spec).await?;
-            ("proxy.update", format!("proxy:{id}"))
-        }
-        Change::Delete { id } => {
-            if !tx.delete_proxy_host(agent_id, id).await? {
-                return Err(ApiError::not_found("pid", "no such proxy host"));
-            }
-            ("proxy.delete", format!("proxy:{id}"))
-        }
-        Change::Reapply => ("proxy.reapply", format!("agent:{agent_id}")),
-        Change::Certificate { id } => ("proxy.certificate", format!("certificate:{id}")),
-        Change::Rollback { to } => {
-            let old = tx
-                .proxy_revision(agent_id, *to)
-                .await?
-                .ok_or_else(|| ApiError::not_found("number", "no such revision"))?;
-            for row in tx.list_proxy_hosts(agent_id).await? {
-                tx.delete_proxy_host(agent_id, &row.id).await?;
-            }
-            for host in parse_hosts(&old.hosts) {
-                put_host(tx, agent_id, &host.id, &host.spec).await?;
-            }
-            ("proxy.rollback", format!("agent:{agent_id}"))
-        }
-    };
-    let mut hosts = Vec::new();
-    for row in tx.list_proxy_hosts(agent_id).await? {
-        hosts.push(RevisionHost {
-            spec: serde_json::from_str(&row.spec).map_err(ApiError::internal)?,
-            id: row.id,
-        });
-    }
-    let previous = tx
-        .list_proxy_revisions(agent_id, 1)
-        .await?
-        .first()
-        .map(|r| parse_hosts(&r.hosts))
-        .unwrap_or_default();
-    // Above what the node last said it serves: a database restored from an older backup
-    // would otherwise number revisions the node refuses as superseded.
-    let node_serves = tx
-        .proxy_status(agent_id)
-        .await?
-        .map(|s| s.revision)
-        .unwrap_or(0);
-    let number = tx
-        .next_proxy_revision(agent_id)
-        .await?
-        .max(node_serves.saturating_add(1));
-    let certificates = certificate_material(state, tx, &hosts).await?;
-    let rendered = infrapilot_proxy::render(
-        &extensions.plugins,
-        &state.settings().proxy_backend,
-        org_id,
-        u64::try_from(number).unwrap_or_default(),
-        &hosts,
-        &previous,
-        &certificates,
-    )
-    .await
-    .map_err(render_error)?;
-    if let Some((id, message)) = rendered.refused.first() {
-        return Err(ApiError::invalid(
-            "backend",
-            format!("the proxy backend refused host {id}: {message}"),
-        ));
-    }
-    // A command that carries an uploaded certificate's key is stored sealed.
-    let Some(apply) = state
-        .node_actions()
-        .stage_proxy_apply(
-            tx,
-            admitted,
-            ProxyApply {
-                config: rendered.command,
-                revision: number,
-                seal: !certificates.is_empty(),
-                requested_by: &principal.email,
-                expires_in: APPLY_EXPIRES,
-            },
-        )
-        .await
-        .map_err(|e| super::containers::node_action_error(e, "id"))?
-    else {
-        return Err(ApiError::conflict(
-            "another change to this node's proxy was made at the same time; try again",
-        ));
-    };
-    tx.insert_proxy_revision(&NewProxyRevision {
-        id: &uuid::Uuid::new_v4().to_string(),
-        agent_id,
-        number,
-        hosts: &serde_json::to_string(&hosts).map_err(ApiError::internal)?,
-        command_id: apply.command_id(),
-        reason: &reason,
-        created_by: &principal.email,
-    })
-    .await?;
-    audit_log::success(
-        tx,
-        &Actor::user(principal),
-        &client.ip,
-        action,
-        &target,
-        json!({"agent_id": agent_id, "revision": number}),
-    )
-    .await?;
-    Ok(StagedRevision {
-        agent_id: agent_id.to_owned(),
-        number,
-        apply,
-    })
+        .await?)
 }
 
 async fn one(state: &AppState, org_id: &str, agent_id: &str, id: &str) -> ApiResult<ProxyDto> {

@@ -3,17 +3,17 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use infrapilot_accounts::UserChanges;
 use infrapilot_identity::Role;
-use infrapilot_store::{DEFAULT_ORG_ID, NewUser, Store, Tx, UserRow};
+use infrapilot_store::{DEFAULT_ORG_ID, Store, Tx, UserRow};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::audit_log::{self, Actor};
+use super::containers::actor;
+use crate::audit_log::Actor;
 use crate::auth::{ClientInfo, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;
-use crate::routes::session::new_password_hash;
 use crate::state::AppState;
 use crate::validate;
 
@@ -126,36 +126,20 @@ pub async fn create_user_in(
     input: NewUserInput,
     action: &str,
 ) -> ApiResult<UserDto> {
-    let password_hash = new_password_hash(input.password).await?;
-    let id = uuid::Uuid::new_v4().to_string();
-    tx.insert_user(&NewUser {
-        id: &id,
-        email: &input.email,
-        name: &input.name,
-        password_hash: &password_hash,
-        role: input.role.as_str(),
-    })
-    .await
-    .map_err(|e| {
-        if e.is_unique_violation() {
-            ApiError::conflict("a user with this email exists").with_field("email")
-        } else {
-            e.into()
-        }
-    })?;
-    audit_log::success(
-        tx,
-        actor,
-        ip,
-        action,
-        &format!("user:{id}"),
-        json!({"email": input.email, "role": input.role.as_str()}),
-    )
-    .await?;
-    let user = tx
-        .user_by_id(&id)
-        .await?
-        .ok_or_else(|| ApiError::internal("created user vanished"))?;
+    let org_id = tx.org_id().to_owned();
+    let actor = infrapilot_store::Actor {
+        org_id,
+        user_id: actor.id.clone(),
+        label: actor.label.clone(),
+        ip: ip.to_owned(),
+    };
+    let account = infrapilot_accounts::NewAccount {
+        email: input.email,
+        password: input.password,
+        name: input.name,
+        role: input.role,
+    };
+    let user = infrapilot_accounts::create_user(tx, &actor, account, action).await?;
     Ok(UserDto::from(user))
 }
 
@@ -315,24 +299,6 @@ pub async fn get(
     Ok(Json(UserDto::from(find(&mut tx, &id).await?)))
 }
 
-/// Refuses a change that would leave the organisation without an enabled super_admin.
-async fn keep_a_super_admin(tx: &mut Tx, user: &UserRow, field: &str) -> ApiResult<()> {
-    // Two parallel demotions of the last two super_admins must not both see "two left".
-    tx.serialize("super_admins").await?;
-    if user.role == Role::SuperAdmin.as_str()
-        && !user.disabled
-        && tx.count_active_with_role(Role::SuperAdmin.as_str()).await? <= 1
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "last_super_admin",
-            "this is the last enabled super_admin; promote another user first",
-        )
-        .with_field(field));
-    }
-    Ok(())
-}
-
 #[utoipa::path(patch, operation_id = "update_user", path = "/api/v1/users/{id}", tag = "users", params(("id" = uuid::Uuid, Path)),
     request_body = UpdateUserRequest,
     responses((status = 200, body = UserDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -355,61 +321,20 @@ pub async fn update(
         .as_deref()
         .map(|r| validate::role("role", r))
         .transpose()?;
-    let password_hash = match req.password {
-        Some(p) => {
-            validate::new_password("password", &p)?;
-            Some(new_password_hash(p).await?)
-        }
-        None => None,
+    if let Some(p) = &req.password {
+        validate::new_password("password", p)?;
+    }
+    let id = validate::uuid("id", &id)?;
+    let changes = UserChanges {
+        name,
+        role,
+        disabled: req.disabled,
+        password: req.password,
     };
-    let mut tx = state.store().write(&principal.org_id).await?;
-    let user = find(&mut tx, &id).await?;
-    if role.is_some_and(|r| r != Role::SuperAdmin) {
-        keep_a_super_admin(&mut tx, &user, "role").await?;
-    }
-    if req.disabled == Some(true) {
-        keep_a_super_admin(&mut tx, &user, "disabled").await?;
-    }
-    let mut changed = Vec::new();
-    if name.is_some() || req.disabled.is_some() {
-        tx.update_user_profile(
-            &user.id,
-            name.as_deref().unwrap_or(&user.name),
-            req.disabled.unwrap_or(user.disabled),
-        )
+    let updated = state
+        .accounts()
+        .update_user(&actor(&principal, &client), &id, changes)
         .await?;
-        if name.is_some() {
-            changed.push("name");
-        }
-        if req.disabled.is_some() {
-            changed.push("disabled");
-        }
-    }
-    if let Some(role) = role {
-        tx.set_role(&user.id, role.as_str()).await?;
-        changed.push("role");
-    }
-    if let Some(hash) = &password_hash {
-        tx.set_password_hash(&user.id, hash).await?;
-        changed.push("password");
-    }
-    if password_hash.is_some() || req.disabled == Some(true) {
-        tx.revoke_user_sessions(&user.id, "changed by an administrator", None)
-            .await?;
-        // A reset password or a disabled account also ends the API tokens the user made.
-        tx.revoke_user_api_tokens(&user.id).await?;
-    }
-    audit_log::success(
-        &mut tx,
-        &Actor::user(&principal),
-        &client.ip,
-        "user.update",
-        &format!("user:{}", user.id),
-        json!({"changed": changed, "role": role.map(|r| r.as_str()), "disabled": req.disabled}),
-    )
-    .await?;
-    let updated = find(&mut tx, &user.id).await?;
-    tx.commit().await?;
     Ok(Json(UserDto::from(updated)))
 }
 
@@ -422,23 +347,10 @@ pub async fn delete(
     client: ClientInfo,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let mut tx = state.store().write(&principal.org_id).await?;
-    let user = find(&mut tx, &id).await?;
-    if user.id == principal.user_id {
-        return Err(ApiError::conflict("you cannot delete your own account").with_field("id"));
-    }
-    keep_a_super_admin(&mut tx, &user, "id").await?;
-    tx.revoke_user_sessions(&user.id, "user deleted", None)
+    let id = validate::uuid("id", &id)?;
+    state
+        .accounts()
+        .delete_user(&actor(&principal, &client), &id)
         .await?;
-    tx.delete_user(&user.id).await?;
-    audit_log::commit_success(
-        tx,
-        &Actor::user(&principal),
-        &client.ip,
-        "user.delete",
-        &format!("user:{}", user.id),
-        json!({"email": user.email}),
-    )
-    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,915 @@
+//! Account workflows as a service: password sign-in (throttled per account and per address,
+//! counted before Argon2 runs, a bounded number of anonymous checks at once), the MFA step,
+//! session issuance, refresh-token rotation with reuse detection, sign-out, password changes,
+//! TOTP enrolment and backup codes. Routes parse a request, call [`AccountService`] with the
+//! [`Client`] (and the [`Actor`] once signed in) and map [`AccountError`]; every change writes its
+//! audit event in its own transaction. Single sign-on opens its sessions through
+//! [`AccountService::sign_in`], the one place a session is issued.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use infrapilot_identity::{
+    IdentityError, IssuedToken, LoginThrottle, Role, SecretBox, ThrottleDecision, TokenKind,
+    TotpEnrollment, backup_code_hash, dummy_password_hash, generate_backup_codes, hash_password,
+    hash_token, issue_token, verify_password, verify_totp,
+};
+use infrapilot_store::{
+    Actor, DEFAULT_ORG_ID, NewAuditEvent, NewSession, NewUser, Store, StoreError, Tx, UserRow,
+    now_ms,
+};
+use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long the second login step may take.
+const MFA_CHALLENGE_TTL_MS: i64 = 5 * 60 * 1000;
+/// Wrong codes accepted on one MFA challenge before it is void.
+const MFA_MAX_ATTEMPTS: i64 = 5;
+/// How long an anonymous password check waits for its turn before the caller is told to retry.
+const ANONYMOUS_CHECK_WAIT: Duration = Duration::from_secs(2);
+/// The purpose TOTP seeds are sealed under.
+const TOTP_SEAL_PURPOSE: &str = "totp-seed";
+/// The longest password checked (longer ones are refused before Argon2).
+const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// Why an account workflow refused or failed. Nothing of the refused change was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// `field` is wrong (a password re-check, an MFA code at enrolment).
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    /// The credentials or the token do not sign anyone in; `field` names the one at fault.
+    #[error("{message}")]
+    Unauthorized {
+        field: Option<String>,
+        message: String,
+    },
+    /// Too many failed attempts on the account or from the address.
+    #[error("too many failed attempts; try again in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
+    /// Too many anonymous password checks at once.
+    #[error("too many sign-ins at once; try again in a second")]
+    Busy,
+    #[error("this account is disabled")]
+    Disabled,
+    /// The account's state does not allow it (MFA already on, not on, no enrolment started).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("no such active session of yours")]
+    NoSuchSession,
+    #[error("no such user")]
+    NoSuchUser,
+    #[error("a user with this email exists")]
+    EmailTaken,
+    /// The change would leave the organisation without an enabled super_admin; `field` is the
+    /// request's field that asked for it.
+    #[error("this is the last enabled super_admin; promote another user first")]
+    LastSuperAdmin { field: String },
+    #[error("you cannot delete your own account")]
+    CannotDeleteSelf,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// A secret that does not open, a task that did not finish: a bug or damage.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl AccountError {
+    fn unauthorized(field: Option<&str>, message: &str) -> AccountError {
+        AccountError::Unauthorized {
+            field: field.map(str::to_owned),
+            message: message.to_owned(),
+        }
+    }
+
+    fn account_gone() -> AccountError {
+        AccountError::unauthorized(None, "the account no longer exists")
+    }
+}
+
+type Result<T, E = AccountError> = std::result::Result<T, E>;
+
+/// The caller of a request: its address (as the audit trail records it), its user agent (kept
+/// with a session) and the key its attempts are throttled under (an IPv6 address's /64).
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub ip: String,
+    pub user_agent: String,
+    pub throttle_key: String,
+}
+
+/// A session's tokens: the access token and the refresh token that rotates it.
+#[derive(Debug)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+/// How a right password ends: a session, or a second step when the account has MFA.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    Signed(TokenPair),
+    MfaRequired { mfa_token: String },
+}
+
+/// Where a signed-in user's MFA stands.
+#[derive(Debug)]
+pub struct MfaStatus {
+    pub enabled: bool,
+    /// An enrolment was started but not confirmed yet.
+    pub pending: bool,
+    pub backup_codes_remaining: i64,
+}
+
+/// Checks a password on the blocking pool (Argon2 takes tens of milliseconds by design).
+pub async fn password_matches(stored_hash: String, password: String) -> bool {
+    tokio::task::spawn_blocking(move || verify_password(&stored_hash, &password))
+        .await
+        .unwrap_or(false)
+}
+
+/// Like [`password_matches`], holding `turn` until the hash is done: a caller that hangs up
+/// mid-check does not free its turn while Argon2 still runs.
+async fn password_matches_in_turn(
+    turn: OwnedSemaphorePermit,
+    stored_hash: String,
+    password: String,
+) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let matched = verify_password(&stored_hash, &password);
+        drop(turn);
+        matched
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Hashes a new password on the blocking pool.
+pub async fn new_password_hash(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| AccountError::Internal(e.to_string()))?
+        .map_err(AccountError::from)
+}
+
+/// A user to create, its fields already validated.
+#[derive(Debug)]
+pub struct NewAccount {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+    pub role: Role,
+}
+
+/// What an administrator changes on a user; `None` leaves it. Fields already validated.
+#[derive(Debug, Default)]
+pub struct UserChanges {
+    pub name: Option<String>,
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    /// A new password: the user's sessions and API tokens end.
+    pub password: Option<String>,
+}
+
+/// Creates a user and its audit event (`action`: `user.create`, `setup.complete`, or the
+/// single sign-on provisioning's) in `tx`, which the caller commits. Used by the API, the
+/// first-run setup and the command line.
+pub async fn create_user(
+    tx: &mut Tx,
+    actor: &Actor,
+    account: NewAccount,
+    action: &str,
+) -> Result<UserRow> {
+    let password_hash = new_password_hash(account.password).await?;
+    let id = uuid::Uuid::new_v4().to_string();
+    tx.insert_user(&NewUser {
+        id: &id,
+        email: &account.email,
+        name: &account.name,
+        password_hash: &password_hash,
+        role: account.role.as_str(),
+    })
+    .await
+    .map_err(|e| {
+        if e.is_unique_violation() {
+            AccountError::EmailTaken
+        } else {
+            e.into()
+        }
+    })?;
+    tx.append_audit(actor.event(
+        action,
+        format!("user:{id}"),
+        "success",
+        json!({"email": account.email, "role": account.role.as_str()}),
+    ))
+    .await?;
+    tx.user_by_id(&id)
+        .await?
+        .ok_or_else(|| AccountError::Internal("created user vanished".into()))
+}
+
+/// Refuses a change that would leave the organisation without an enabled super_admin.
+async fn keep_a_super_admin(tx: &mut Tx, user: &UserRow, field: &str) -> Result<()> {
+    // Two parallel demotions of the last two super_admins must not both see "two left".
+    tx.serialize("super_admins").await?;
+    if user.role == Role::SuperAdmin.as_str()
+        && !user.disabled
+        && tx.count_active_with_role(Role::SuperAdmin.as_str()).await? <= 1
+    {
+        return Err(AccountError::LastSuperAdmin {
+            field: field.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+async fn find_user(tx: &mut Tx, user_id: &str) -> Result<UserRow> {
+    tx.user_by_id(user_id)
+        .await?
+        .ok_or(AccountError::NoSuchUser)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The account workflows over the host's store, secrets and throttles.
+pub struct AccountService<'a> {
+    pub store: &'a Store,
+    /// Seals TOTP seeds.
+    pub secrets: &'a SecretBox,
+    /// Failed attempts per account (its e-mail address).
+    pub account_throttle: &'a LoginThrottle,
+    /// Failed attempts per client address.
+    pub ip_throttle: &'a LoginThrottle,
+    /// Turns at Argon2 for callers without credentials.
+    pub anonymous_checks: &'a Arc<Semaphore>,
+    pub access_token_ttl: Duration,
+    pub session_ttl: Duration,
+}
+
+impl AccountService<'_> {
+    /// Counts a password (or code) attempt against the account and the client's address before
+    /// the check runs, so parallel attempts cannot all get under the limit.
+    pub fn count_attempt(&self, account_key: &str, client: &Client) -> Result<()> {
+        if let ThrottleDecision::Deny { retry_after } =
+            self.account_throttle.try_attempt(account_key)
+        {
+            return Err(AccountError::TooManyAttempts {
+                retry_after_secs: retry_after.as_secs().max(1),
+            });
+        }
+        if let ThrottleDecision::Deny { retry_after } =
+            self.ip_throttle.try_attempt(&client.throttle_key)
+        {
+            self.account_throttle.forgive_one(account_key);
+            return Err(AccountError::TooManyAttempts {
+                retry_after_secs: retry_after.as_secs().max(1),
+            });
+        }
+        Ok(())
+    }
+
+    /// The attempt counted by [`Self::count_attempt`] succeeded: the account's failures are
+    /// cleared and the address's count is taken back.
+    pub fn attempt_succeeded(&self, account_key: &str, client: &Client) {
+        self.account_throttle.record_success(account_key);
+        self.ip_throttle.forgive_one(&client.throttle_key);
+    }
+
+    /// The attempt counted by [`Self::count_attempt`] never reached its check.
+    fn attempt_not_made(&self, account_key: &str, client: &Client) {
+        self.account_throttle.forgive_one(account_key);
+        self.ip_throttle.forgive_one(&client.throttle_key);
+    }
+
+    /// A turn at Argon2 for a caller without credentials: a bounded number run at once.
+    async fn anonymous_check_turn(&self) -> Result<OwnedSemaphorePermit> {
+        let semaphore = self.anonymous_checks.clone();
+        match tokio::time::timeout(ANONYMOUS_CHECK_WAIT, semaphore.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(AccountError::Busy),
+        }
+    }
+
+    /// Re-checks a signed-in user's password (MFA changes, password change), throttled like
+    /// a login; a wrong one is an [`AccountError::Invalid`] naming `field`.
+    pub async fn recheck_password(
+        &self,
+        user: &UserRow,
+        client: &Client,
+        field: &str,
+        password: String,
+    ) -> Result<()> {
+        let key = user.email.clone();
+        self.count_attempt(&key, client)?;
+        if !password.is_empty()
+            && password.len() <= MAX_PASSWORD_CHARS
+            && password_matches(user.password_hash.clone(), password).await
+        {
+            self.attempt_succeeded(&key, client);
+            Ok(())
+        } else {
+            Err(AccountError::Invalid {
+                field: field.to_owned(),
+                message: format!("{field} is wrong"),
+            })
+        }
+    }
+
+    /// Records a failed sign-in in its own transaction (a failure to record is logged).
+    async fn record_login_failure(&self, email: &str, client: &Client, reason: &str) {
+        let target: String = format!("user:{}", email.chars().take(254).collect::<String>());
+        let event =
+            anonymous(client).event("auth.login", target, "failure", json!({"reason": reason}));
+        self.record_standalone(DEFAULT_ORG_ID, event).await;
+    }
+
+    async fn record_standalone(&self, org_id: &str, event: NewAuditEvent) {
+        let result = async {
+            let mut tx = self.store.write(org_id).await?;
+            tx.append_audit(event).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "could not record audit event");
+        }
+    }
+
+    /// Signs in with an e-mail address (already well-formed) and a password: a session, or the
+    /// MFA step's token when the account has MFA.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: String,
+        client: &Client,
+    ) -> Result<LoginOutcome> {
+        self.count_attempt(email, client)?;
+        let turn = match self.anonymous_check_turn().await {
+            Ok(turn) => turn,
+            Err(e) => {
+                self.attempt_not_made(email, client);
+                return Err(e);
+            }
+        };
+        // Look the user up and check the password outside the write lock: Argon2 is slow on
+        // purpose.
+        let user = self
+            .store
+            .read(DEFAULT_ORG_ID)
+            .await?
+            .user_by_email(email)
+            .await?;
+        let stored_hash = user
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_else(|| dummy_password_hash().to_owned());
+        let password_ok =
+            password_matches_in_turn(turn, stored_hash, password).await && user.is_some();
+        let user = match user {
+            Some(u) if password_ok => u,
+            _ => {
+                self.record_login_failure(email, client, "bad credentials")
+                    .await;
+                return Err(AccountError::unauthorized(
+                    None,
+                    "email or password is wrong",
+                ));
+            }
+        };
+        if user.disabled {
+            self.record_login_failure(email, client, "account disabled")
+                .await;
+            return Err(AccountError::Disabled);
+        }
+        if user.totp_enabled {
+            // The password was right, but the account's failures stand until the second factor
+            // is: a known password must not reset the count between rounds of code guesses.
+            self.attempt_not_made(email, client);
+        } else {
+            self.attempt_succeeded(email, client);
+        }
+        let mut tx = self.store.write(DEFAULT_ORG_ID).await?;
+        if user.totp_enabled {
+            let challenge = issue_token(TokenKind::MfaChallenge)?;
+            tx.insert_mfa_challenge(&challenge.hash, &user.id, now_ms() + MFA_CHALLENGE_TTL_MS)
+                .await?;
+            tx.commit().await?;
+            return Ok(LoginOutcome::MfaRequired {
+                mfa_token: challenge.secret,
+            });
+        }
+        let pair = self
+            .sign_in(tx, &user, client, json!({"mfa": false}))
+            .await?;
+        Ok(LoginOutcome::Signed(pair))
+    }
+
+    /// The MFA step of a login: the challenge token from [`Self::login`] and a TOTP or backup
+    /// code.
+    pub async fn verify_mfa(
+        &self,
+        mfa_token: &str,
+        code: &str,
+        client: &Client,
+    ) -> Result<TokenPair> {
+        let challenge_hash = hash_token(mfa_token);
+        let mut tx = self.store.write(DEFAULT_ORG_ID).await?;
+        // Parallel codes on one challenge are checked one after another, so its attempt limit
+        // holds.
+        tx.serialize(&format!("mfa:{challenge_hash}")).await?;
+        let challenge = tx
+            .mfa_challenge(&challenge_hash)
+            .await?
+            .filter(|c| c.expires_at > now_ms() && c.attempts < MFA_MAX_ATTEMPTS)
+            .ok_or_else(|| {
+                AccountError::unauthorized(
+                    Some("mfa_token"),
+                    "the sign-in step expired; sign in again",
+                )
+            })?;
+        let user = tx
+            .user_by_id(&challenge.user_id)
+            .await?
+            .filter(|u| !u.disabled && u.totp_enabled)
+            .ok_or_else(|| AccountError::unauthorized(Some("mfa_token"), "sign in again"))?;
+        self.count_attempt(&user.email, client)?;
+        let Some(method) = self.check_second_factor(&mut tx, &user, code).await? else {
+            tx.count_mfa_attempt(&challenge_hash).await?;
+            tx.commit().await?;
+            self.record_login_failure(&user.email, client, "wrong MFA code")
+                .await;
+            return Err(AccountError::unauthorized(
+                Some("code"),
+                "the code is wrong or was used already",
+            ));
+        };
+        tx.delete_mfa_challenge(&challenge_hash).await?;
+        let detail = json!({"mfa": true, "method": method});
+        let pair = self.sign_in(tx, &user, client, detail).await?;
+        self.attempt_succeeded(&user.email, client);
+        Ok(pair)
+    }
+
+    /// Opens a session for `user`, whose sign-in is complete, records `auth.login` with
+    /// `detail` and commits `tx`. Password, MFA and single sign-on logins all end here.
+    pub async fn sign_in(
+        &self,
+        mut tx: Tx,
+        user: &UserRow,
+        client: &Client,
+        detail: serde_json::Value,
+    ) -> Result<TokenPair> {
+        let access = issue_token(TokenKind::Access)?;
+        let refresh = issue_token(TokenKind::Refresh)?;
+        let now = now_ms();
+        tx.insert_session(&NewSession {
+            id: &uuid::Uuid::new_v4().to_string(),
+            user_id: &user.id,
+            access_hash: &access.hash,
+            access_expires_at: now + self.access_token_ttl.as_millis() as i64,
+            refresh_hash: &refresh.hash,
+            refresh_expires_at: now + self.session_ttl.as_millis() as i64,
+            ip: &client.ip,
+            user_agent: &client.user_agent,
+        })
+        .await?;
+        let actor = user_actor(user, client);
+        tx.append_audit(actor.event("auth.login", format!("user:{}", user.id), "success", detail))
+            .await?;
+        tx.commit().await?;
+        Ok(self.token_pair(access, refresh))
+    }
+
+    fn token_pair(&self, access: IssuedToken, refresh: IssuedToken) -> TokenPair {
+        TokenPair {
+            access_token: access.secret,
+            refresh_token: refresh.secret,
+            expires_in: self.access_token_ttl.as_secs(),
+        }
+    }
+
+    /// Rotates a session's tokens. A refresh token used twice ends the whole session: someone
+    /// holds a copy.
+    pub async fn refresh(&self, refresh_token: &str, client: &Client) -> Result<TokenPair> {
+        let old_hash = hash_token(refresh_token);
+        let mut tx = self.store.write(DEFAULT_ORG_ID).await?;
+        let invalid = || {
+            AccountError::unauthorized(
+                Some("refresh_token"),
+                "the session has ended; sign in again",
+            )
+        };
+        let row = tx.refresh_token(&old_hash).await?.ok_or_else(invalid)?;
+        if row.revoked_at.is_some() || row.refresh_expires_at <= now_ms() {
+            return Err(invalid());
+        }
+        let actor = Actor {
+            org_id: DEFAULT_ORG_ID.to_owned(),
+            user_id: Some(row.user_id.clone()),
+            label: tx
+                .user_by_id(&row.user_id)
+                .await?
+                .map(|u| u.email)
+                .unwrap_or_else(|| row.user_id.clone()),
+            ip: client.ip.clone(),
+        };
+        let access = issue_token(TokenKind::Access)?;
+        let refresh = issue_token(TokenKind::Refresh)?;
+        let access_expires = now_ms() + self.access_token_ttl.as_millis() as i64;
+        let rotated = row.used_at.is_none()
+            && tx
+                .rotate_session(
+                    &row.session_id,
+                    &old_hash,
+                    &refresh.hash,
+                    &access.hash,
+                    access_expires,
+                )
+                .await?;
+        let target = format!("session:{}", row.session_id);
+        if !rotated {
+            tx.revoke_session(&row.user_id, &row.session_id, "refresh token reuse")
+                .await?;
+            tx.append_audit(actor.event(
+                "auth.refresh_reuse",
+                target,
+                "denied",
+                json!({"session_revoked": true}),
+            ))
+            .await?;
+            tx.commit().await?;
+            return Err(invalid());
+        }
+        tx.append_audit(actor.event("auth.refresh", target, "success", json!({})))
+            .await?;
+        tx.commit().await?;
+        Ok(self.token_pair(access, refresh))
+    }
+
+    /// Signs the actor out of the session `session_id` they are using.
+    pub async fn logout(&self, actor: &Actor, session_id: &str) -> Result<()> {
+        self.end_session(actor, session_id, SessionEnd::Logout)
+            .await
+    }
+
+    /// Ends one of the actor's sessions; [`AccountError::NoSuchSession`] when it is not one of
+    /// their active sessions.
+    pub async fn revoke_session(&self, actor: &Actor, session_id: &str) -> Result<()> {
+        self.end_session(actor, session_id, SessionEnd::Revoke)
+            .await
+    }
+
+    async fn end_session(&self, actor: &Actor, session_id: &str, how: SessionEnd) -> Result<()> {
+        let (action, reason) = match how {
+            SessionEnd::Logout => ("auth.logout", "logout"),
+            SessionEnd::Revoke => ("auth.session_revoke", "revoked by user"),
+        };
+        let user_id = actor.user_id.as_deref().unwrap_or_default();
+        let mut tx = self.store.write(&actor.org_id).await?;
+        // The session signing out was active a moment ago: it ends either way.
+        if !tx.revoke_session(user_id, session_id, reason).await? && how == SessionEnd::Revoke {
+            return Err(AccountError::NoSuchSession);
+        }
+        tx.append_audit(actor.event(
+            action,
+            format!("session:{session_id}"),
+            "success",
+            json!({}),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The signed-in user's own row.
+    async fn current_user(&self, tx: &mut Tx, actor: &Actor) -> Result<UserRow> {
+        let user_id = actor.user_id.as_deref().unwrap_or_default();
+        tx.user_by_id(user_id)
+            .await?
+            .ok_or_else(AccountError::account_gone)
+    }
+
+    /// The signed-in user's own row, read in its own transaction.
+    async fn read_current_user(&self, actor: &Actor) -> Result<UserRow> {
+        let mut tx = self.store.read(&actor.org_id).await?;
+        let user = self.current_user(&mut tx, actor).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// Changes the actor's password (the current one re-checked as `current_password`), ends
+    /// their other sessions (not `keep_session`) and revokes their API tokens.
+    pub async fn change_password(
+        &self,
+        actor: &Actor,
+        client: &Client,
+        current_password: String,
+        new_password: String,
+        keep_session: Option<&str>,
+    ) -> Result<()> {
+        let user = self.read_current_user(actor).await?;
+        self.recheck_password(&user, client, "current_password", current_password)
+            .await?;
+        let new_hash = new_password_hash(new_password).await?;
+        let mut tx = self.store.write(&actor.org_id).await?;
+        tx.set_password_hash(&user.id, &new_hash).await?;
+        let ended = tx
+            .revoke_user_sessions(&user.id, "password changed", keep_session)
+            .await?;
+        let tokens_revoked = tx.revoke_user_api_tokens(&user.id).await?;
+        tx.append_audit(actor.event(
+            "auth.password_change",
+            format!("user:{}", user.id),
+            "success",
+            json!({"other_sessions_revoked": ended, "api_tokens_revoked": tokens_revoked}),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn open_seed(&self, user: &UserRow) -> Result<Option<Vec<u8>>> {
+        match &user.totp_secret {
+            None => Ok(None),
+            Some(sealed) => self
+                .secrets
+                .open(TOTP_SEAL_PURPOSE, sealed)
+                .map(Some)
+                .map_err(|e| AccountError::Internal(e.to_string())),
+        }
+    }
+
+    /// Checks a TOTP code (not replayable) or a backup code (single use) for `user` within
+    /// `tx`. Returns which kind matched.
+    pub async fn check_second_factor(
+        &self,
+        tx: &mut Tx,
+        user: &UserRow,
+        code: &str,
+    ) -> Result<Option<&'static str>> {
+        let code = code.trim();
+        if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+            let Some(seed) = self.open_seed(user)? else {
+                return Ok(None);
+            };
+            return match verify_totp(&seed, code, unix_now(), user.totp_last_step) {
+                Some(step) => {
+                    tx.set_totp_last_step(&user.id, step).await?;
+                    Ok(Some("totp"))
+                }
+                None => Ok(None),
+            };
+        }
+        if tx
+            .consume_backup_code(&user.id, &backup_code_hash(code))
+            .await?
+        {
+            return Ok(Some("backup_code"));
+        }
+        Ok(None)
+    }
+
+    /// An administrator's change to user `user_id`: profile, role, disabled, password. A
+    /// reset password or a disabled account also ends the user's sessions and API tokens; the
+    /// last enabled super_admin cannot be demoted or disabled.
+    pub async fn update_user(
+        &self,
+        actor: &Actor,
+        user_id: &str,
+        changes: UserChanges,
+    ) -> Result<UserRow> {
+        let password_hash = match changes.password {
+            Some(p) => Some(new_password_hash(p).await?),
+            None => None,
+        };
+        let mut tx = self.store.write(&actor.org_id).await?;
+        let user = find_user(&mut tx, user_id).await?;
+        if changes.role.is_some_and(|r| r != Role::SuperAdmin) {
+            keep_a_super_admin(&mut tx, &user, "role").await?;
+        }
+        if changes.disabled == Some(true) {
+            keep_a_super_admin(&mut tx, &user, "disabled").await?;
+        }
+        let mut changed = Vec::new();
+        if changes.name.is_some() || changes.disabled.is_some() {
+            tx.update_user_profile(
+                &user.id,
+                changes.name.as_deref().unwrap_or(&user.name),
+                changes.disabled.unwrap_or(user.disabled),
+            )
+            .await?;
+            if changes.name.is_some() {
+                changed.push("name");
+            }
+            if changes.disabled.is_some() {
+                changed.push("disabled");
+            }
+        }
+        if let Some(role) = changes.role {
+            tx.set_role(&user.id, role.as_str()).await?;
+            changed.push("role");
+        }
+        if let Some(hash) = &password_hash {
+            tx.set_password_hash(&user.id, hash).await?;
+            changed.push("password");
+        }
+        if password_hash.is_some() || changes.disabled == Some(true) {
+            tx.revoke_user_sessions(&user.id, "changed by an administrator", None)
+                .await?;
+            // A reset password or a disabled account also ends the API tokens the user made.
+            tx.revoke_user_api_tokens(&user.id).await?;
+        }
+        tx.append_audit(actor.event(
+            "user.update",
+            format!("user:{}", user.id),
+            "success",
+            json!({"changed": changed, "role": changes.role.map(|r| r.as_str()), "disabled": changes.disabled}),
+        ))
+        .await?;
+        let updated = find_user(&mut tx, &user.id).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Deletes user `user_id` (not the actor themselves, not the last enabled super_admin) and
+    /// ends their sessions.
+    pub async fn delete_user(&self, actor: &Actor, user_id: &str) -> Result<()> {
+        let mut tx = self.store.write(&actor.org_id).await?;
+        let user = find_user(&mut tx, user_id).await?;
+        if actor.user_id.as_deref() == Some(user.id.as_str()) {
+            return Err(AccountError::CannotDeleteSelf);
+        }
+        keep_a_super_admin(&mut tx, &user, "id").await?;
+        tx.revoke_user_sessions(&user.id, "user deleted", None)
+            .await?;
+        tx.delete_user(&user.id).await?;
+        tx.append_audit(actor.event(
+            "user.delete",
+            format!("user:{}", user.id),
+            "success",
+            json!({"email": user.email}),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Where the actor's MFA stands.
+    pub async fn mfa_status(&self, actor: &Actor) -> Result<MfaStatus> {
+        let mut tx = self.store.read(&actor.org_id).await?;
+        let user = self.current_user(&mut tx, actor).await?;
+        let backup_codes_remaining = tx.remaining_backup_codes(&user.id).await?;
+        tx.commit().await?;
+        Ok(MfaStatus {
+            enabled: user.totp_enabled,
+            pending: !user.totp_enabled && user.totp_secret.is_some(),
+            backup_codes_remaining,
+        })
+    }
+
+    /// Starts a TOTP enrolment: a new seed, sealed and pending until confirmed.
+    pub async fn start_mfa_enrollment(&self, actor: &Actor) -> Result<TotpEnrollment> {
+        let mut tx = self.store.write(&actor.org_id).await?;
+        let user = self.current_user(&mut tx, actor).await?;
+        if user.totp_enabled {
+            return Err(AccountError::Conflict(
+                "MFA is already on; disable it first to enrol a new authenticator".into(),
+            ));
+        }
+        let enrollment = TotpEnrollment::generate(&user.email)
+            .map_err(|e| AccountError::Internal(e.to_string()))?;
+        let sealed = self
+            .secrets
+            .seal(TOTP_SEAL_PURPOSE, &enrollment.secret)
+            .map_err(|e| AccountError::Internal(e.to_string()))?;
+        tx.set_pending_totp(&user.id, &sealed).await?;
+        tx.append_audit(actor.event(
+            "mfa.enroll_start",
+            format!("user:{}", user.id),
+            "success",
+            json!({}),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(enrollment)
+    }
+
+    /// Confirms a pending enrolment with a code from the authenticator; turns MFA on and returns
+    /// the new backup codes (shown once).
+    pub async fn confirm_mfa(&self, actor: &Actor, code: &str) -> Result<Vec<String>> {
+        let mut tx = self.store.write(&actor.org_id).await?;
+        let user = self.current_user(&mut tx, actor).await?;
+        if user.totp_enabled {
+            return Err(AccountError::Conflict("MFA is already on".into()));
+        }
+        let seed = self.open_seed(&user)?.ok_or_else(|| {
+            AccountError::Conflict("start an enrolment first (POST /api/v1/auth/mfa/enroll)".into())
+        })?;
+        let step =
+            verify_totp(&seed, code, unix_now(), None).ok_or_else(|| AccountError::Invalid {
+                field: "code".into(),
+                message: "the code does not match; check the time on your device".into(),
+            })?;
+        tx.enable_totp(&user.id, step).await?;
+        let (codes, hashes) = generate_backup_codes()?;
+        tx.replace_backup_codes(&user.id, &hashes).await?;
+        tx.append_audit(actor.event(
+            "mfa.enable",
+            format!("user:{}", user.id),
+            "success",
+            json!({"backup_codes": codes.len()}),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(codes)
+    }
+
+    /// Turns MFA off (or drops a pending enrolment); the password re-checked as `password`.
+    pub async fn disable_mfa(
+        &self,
+        actor: &Actor,
+        client: &Client,
+        password: String,
+    ) -> Result<()> {
+        let user = self.read_current_user(actor).await?;
+        self.recheck_password(&user, client, "password", password)
+            .await?;
+        if !user.totp_enabled && user.totp_secret.is_none() {
+            return Err(AccountError::Conflict("MFA is not on".into()));
+        }
+        let mut tx = self.store.write(&actor.org_id).await?;
+        tx.disable_totp(&user.id).await?;
+        tx.append_audit(actor.event(
+            "mfa.disable",
+            format!("user:{}", user.id),
+            "success",
+            json!({}),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// New backup codes in place of the old ones; the password re-checked as `password`.
+    pub async fn regenerate_backup_codes(
+        &self,
+        actor: &Actor,
+        client: &Client,
+        password: String,
+    ) -> Result<Vec<String>> {
+        let user = self.read_current_user(actor).await?;
+        self.recheck_password(&user, client, "password", password)
+            .await?;
+        if !user.totp_enabled {
+            return Err(AccountError::Conflict("MFA is not on".into()));
+        }
+        let (codes, hashes) = generate_backup_codes()?;
+        let mut tx = self.store.write(&actor.org_id).await?;
+        tx.replace_backup_codes(&user.id, &hashes).await?;
+        tx.append_audit(actor.event(
+            "mfa.backup_codes_regenerate",
+            format!("user:{}", user.id),
+            "success",
+            json!({}),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(codes)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SessionEnd {
+    Logout,
+    Revoke,
+}
+
+/// A caller without credentials, as the audit trail names it.
+fn anonymous(client: &Client) -> Actor {
+    Actor {
+        org_id: DEFAULT_ORG_ID.to_owned(),
+        user_id: None,
+        label: "anonymous".into(),
+        ip: client.ip.clone(),
+    }
+}
+
+/// A user acting for themselves before they hold a token (sign-in).
+fn user_actor(user: &UserRow, client: &Client) -> Actor {
+    Actor {
+        org_id: DEFAULT_ORG_ID.to_owned(),
+        user_id: Some(user.id.clone()),
+        label: user.email.clone(),
+        ip: client.ip.clone(),
+    }
+}

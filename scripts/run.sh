@@ -19,8 +19,10 @@ esac
 need_debian gcc:gcc pkg-config:pkg-config
 build_web
 say "building the host and the agent ($profile; the first build takes several minutes)"
-# The plugin tool in the same build: the crates they share are compiled once.
-cargo build "${profile_flag[@]}" -p infrapilot -p infrapilot-agent -p infrapilot-plugin-tool
+cargo build "${profile_flag[@]}" -p infrapilot -p infrapilot-agent
+# The plugin tool in the same profile (not a debug build of its own: the crates it shares with
+# the host are reused), built apart so it does not change the host's feature set.
+cargo build "${profile_flag[@]}" -p infrapilot-plugin-tool
 bin="$(target_dir)/$profile_dir/infrapilot"
 # First-party plugins (webhook, Slack, SMTP), signed with this machine's development key.
 INFRAPILOT_PLUGIN_TOOL="$(target_dir)/$profile_dir/infrapilot-plugin" scripts/build-plugins.sh

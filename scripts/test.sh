@@ -26,10 +26,43 @@ if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}; 
 work=$(mktemp -d /tmp/infrapilot-test.XXXXXX)
 chmod 755 "$work"
 pids=()
+# The processes whose environment carries INFRAPILOT_TEST_RUN_MARK=$1 (set on a test command:
+# whatever it spawns inherits it), one "pid command line" per line; fails when there are none.
+processes_marked() {
+    local found=1 env pid
+    for env in /proc/[0-9]*/environ; do
+        pid=${env#/proc/}
+        pid=${pid%/environ}
+        if { tr '\0' '\n' <"$env"; } 2>/dev/null | grep -qxF "INFRAPILOT_TEST_RUN_MARK=$1"; then
+            echo "$pid $({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null)"
+            found=0
+        fi
+    done
+    return $found
+}
+# Fails, listing them, when processes the tests started under this run's mark still run.
+no_test_leftovers() {
+    local leftover
+    sleep 1
+    if leftover=$(processes_marked "$work"); then
+        echo "processes left behind by the tests:" >&2
+        echo "$leftover" >&2
+        return 1
+    fi
+}
 cleanup() {
     # The run's own outcome is the exit status, whatever cleaning up meets.
     local status=$?
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    # The run command's session (its build or server), if the stage that started it failed.
+    [ -n "${run_session:-}" ] && kill -- -"$run_session" 2>/dev/null
+    # CI's machine is left with no engine running if it had none (a newcomer keeps the one the
+    # run command started).
+    if [ "${stop_system_engine_at_exit:-}" = true ] && [ "${CI:-}" = true ] && [ -f /var/run/docker.pid ]; then
+        engine_pid=$(cat /var/run/docker.pid)
+        kill "$engine_pid" 2>/dev/null
+        for _ in $(seq 1 300); do kill -0 "$engine_pid" 2>/dev/null || break; sleep 0.1; done
+    fi
     for engine in "$work/docker" "$work/docker-next"; do
         [ -d "$engine" ] && bash scripts/stop-docker.sh "$engine"
     done
@@ -97,7 +130,11 @@ python3 -m venv "$work/gixy"
 export INFRAPILOT_TEST_GIXY="$work/gixy/bin/gixy"
 
 say "Rust tests (SQLite, PostgreSQL, Docker)"
-cargo test --workspace
+status=0
+INFRAPILOT_TEST_RUN_MARK="$work" cargo test --workspace || status=$?
+# A test leaves no process behind, failed or not.
+no_test_leftovers
+[ "$status" = 0 ] || exit "$status"
 
 say "the SDK guide followed outside the workspace (scripts/test-plugin-template.sh)"
 bash scripts/test-plugin-template.sh
@@ -167,48 +204,47 @@ INFRAPILOT_DATA_DIR="$work/e2e-data" "$bin" audit verify
 say "the README's two commands in that order: the run command (scripts/run.sh), then the proxy tests next to the Docker engine it uses"
 # As a newcomer would: the run command finds (or starts) the machine's own Docker engine, whose
 # firewall drops forwarded traffic; the tests' private engine must still carry traffic between
-# its containers. Built as the tests are (dev profile), so CI does not compile everything twice.
+# its containers. Built as the tests are (dev profile: only the host crates compile again, with
+# the features of a plain build, not the release build of wasmtime and everything else).
 bash scripts/stop-docker.sh "$work/docker"
 unset DOCKER_HOST
-system_engine_was_up=false
-docker info >/dev/null 2>&1 && system_engine_was_up=true
+docker info >/dev/null 2>&1 || stop_system_engine_at_exit=true
 port=$(free_port)
+# Its own session, so that stopping it also stops a build it is still running.
 INFRAPILOT_BUILD_PROFILE=dev INFRAPILOT_LISTEN="127.0.0.1:$port" INFRAPILOT_DATA_DIR="$work/run-data" \
-    INFRAPILOT_GRPC_LISTEN="127.0.0.1:$(free_port)" bash scripts/run.sh >"$work/run.log" 2>&1 &
+    INFRAPILOT_GRPC_LISTEN="127.0.0.1:$(free_port)" setsid bash scripts/run.sh >"$work/run.log" 2>&1 &
 run_pid=$!
-pids+=($run_pid)
+run_session=$run_pid
+served=false
 for _ in $(seq 1 1800); do
-    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-    kill -0 "$run_pid" 2>/dev/null || { echo "the run command ended before it served; its log:" >&2; tail -n 40 "$work/run.log" >&2; exit 1; }
+    if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then served=true; break; fi
+    kill -0 "$run_pid" 2>/dev/null || break
     sleep 0.5
 done
-curl -fsS "http://127.0.0.1:$port/api/v1/setup" | grep -q '"needed":true' \
+if [ "$served" != true ]; then
+    echo "the run command did not serve within 15 minutes (or ended); its log:" >&2
+    tail -n 40 "$work/run.log" >&2
+    exit 1
+fi
+curl -fsS -o "$work/run-setup.json" "http://127.0.0.1:$port/api/v1/setup"
+grep -q '"needed":true' "$work/run-setup.json" \
     || { echo "the run command's server does not offer the first-run setup; its log:" >&2; tail -n 40 "$work/run.log" >&2; exit 1; }
 docker info >/dev/null 2>&1 || { echo "the run command left no Docker engine answering" >&2; exit 1; }
 # It stops on SIGTERM (Ctrl-C's sibling), promptly.
 kill "$run_pid"
 for _ in $(seq 1 150); do kill -0 "$run_pid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$run_pid" 2>/dev/null; then echo "the run command's server ignored SIGTERM for 15 s" >&2; exit 1; fi
+wait "$run_pid" 2>/dev/null || true
+run_session=
 echo "the run command served on :$port and stopped on SIGTERM (system engine: $(docker info --format '{{.ServerVersion}}'))"
-export DOCKER_HOST=$(scripts/start-docker.sh "$work/docker-next")
-cargo test -p infrapilot-system-tests --test proxy
+DOCKER_HOST=$(scripts/start-docker.sh "$work/docker-next")
+[ -n "$DOCKER_HOST" ] || { echo "the tests' private engine did not start next to the system one" >&2; exit 1; }
+export DOCKER_HOST
+status=0
+INFRAPILOT_TEST_RUN_MARK="$work" cargo test -p infrapilot-system-tests --test proxy || status=$?
 bash scripts/stop-docker.sh "$work/docker-next"
 unset DOCKER_HOST
-# A test leaves no process behind, failed or not: once this script's own servers are stopped, no
-# host or agent binary of this build runs.
-for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-for p in "${pids[@]}"; do
-    for _ in $(seq 1 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-done
-pids=()
-if leftover=$(pgrep -af "^$tdir/debug/infrapilot(-agent)?( |$)"); then
-    echo "processes left behind by the tests:" >&2
-    echo "$leftover" >&2
-    exit 1
-fi
-if [ "$system_engine_was_up" = false ] && [ "${CI:-}" = true ] && [ -f /var/run/docker.pid ]; then
-    # CI's machine is left as it was found; a newcomer keeps the engine the run command started.
-    kill "$(cat /var/run/docker.pid)" 2>/dev/null || true
-fi
+no_test_leftovers
+[ "$status" = 0 ] || exit "$status"
 
 say "all checks passed"

@@ -3,7 +3,8 @@
 //! session issuance, refresh-token rotation with reuse detection, sign-out, password changes,
 //! TOTP enrolment and backup codes. Routes parse a request, call [`AccountService`] with the
 //! [`Client`] (and the [`Actor`] once signed in) and map [`AccountError`]; every change writes its
-//! audit event in its own transaction. Single sign-on opens its sessions through
+//! audit event in the transaction that makes it (a failed sign-in, which changes nothing, in one
+//! of its own). Single sign-on opens its sessions through
 //! [`AccountService::sign_in`], the one place a session is issued.
 
 use std::sync::Arc;
@@ -67,6 +68,14 @@ pub enum AccountError {
     LastSuperAdmin { field: String },
     #[error("you cannot delete your own account")]
     CannotDeleteSelf,
+    #[error("setup is done: users exist already; sign in")]
+    SetupDone,
+    #[error(
+        "setup through the API is closed on this host; create the first user with `infrapilot admin create-user`"
+    )]
+    SetupClosed,
+    #[error("the setup code is wrong; it is in the server's log and in <data_dir>/setup-code")]
+    WrongSetupCode,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -213,6 +222,38 @@ pub async fn create_user(
         .ok_or_else(|| AccountError::Internal("created user vanished".into()))
 }
 
+/// Creates a user in its own transaction: the first one (`only_if_empty`: the first-run setup,
+/// `setup.complete`, refused once users exist, serialised against a parallel claim) or another
+/// (`user.create`, the command line).
+pub async fn create_user_now(
+    store: &Store,
+    actor: &Actor,
+    account: NewAccount,
+    only_if_empty: bool,
+) -> Result<UserRow> {
+    let mut tx = store.write(DEFAULT_ORG_ID).await?;
+    if only_if_empty {
+        tx.lock_setup().await?;
+        if tx.count_users().await? > 0 {
+            return Err(AccountError::SetupDone);
+        }
+    }
+    let action = if only_if_empty {
+        "setup.complete"
+    } else {
+        "user.create"
+    };
+    let user = create_user(&mut tx, actor, account, action).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Compares two secrets in time independent of where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    use sha2::Digest;
+    sha2::Sha256::digest(a.as_bytes()) == sha2::Sha256::digest(b.as_bytes())
+}
+
 /// Refuses a change that would leave the organisation without an enabled super_admin.
 async fn keep_a_super_admin(tx: &mut Tx, user: &UserRow, field: &str) -> Result<()> {
     // Two parallel demotions of the last two super_admins must not both see "two left".
@@ -259,7 +300,7 @@ pub struct AccountService<'a> {
 impl AccountService<'_> {
     /// Counts a password (or code) attempt against the account and the client's address before
     /// the check runs, so parallel attempts cannot all get under the limit.
-    pub fn count_attempt(&self, account_key: &str, client: &Client) -> Result<()> {
+    fn count_attempt(&self, account_key: &str, client: &Client) -> Result<()> {
         if let ThrottleDecision::Deny { retry_after } =
             self.account_throttle.try_attempt(account_key)
         {
@@ -280,7 +321,7 @@ impl AccountService<'_> {
 
     /// The attempt counted by [`Self::count_attempt`] succeeded: the account's failures are
     /// cleared and the address's count is taken back.
-    pub fn attempt_succeeded(&self, account_key: &str, client: &Client) {
+    fn attempt_succeeded(&self, account_key: &str, client: &Client) {
         self.account_throttle.record_success(account_key);
         self.ip_throttle.forgive_one(&client.throttle_key);
     }
@@ -302,7 +343,7 @@ impl AccountService<'_> {
 
     /// Re-checks a signed-in user's password (MFA changes, password change), throttled like
     /// a login; a wrong one is an [`AccountError::Invalid`] naming `field`.
-    pub async fn recheck_password(
+    async fn recheck_password(
         &self,
         user: &UserRow,
         client: &Client,
@@ -334,13 +375,7 @@ impl AccountService<'_> {
     }
 
     async fn record_standalone(&self, org_id: &str, event: NewAuditEvent) {
-        let result = async {
-            let mut tx = self.store.write(org_id).await?;
-            tx.append_audit(event).await?;
-            tx.commit().await
-        }
-        .await;
-        if let Err(e) = result {
+        if let Err(e) = self.store.record_audit(org_id, event).await {
             tracing::error!(error = %e, "could not record audit event");
         }
     }
@@ -460,8 +495,10 @@ impl AccountService<'_> {
         Ok(pair)
     }
 
-    /// Opens a session for `user`, whose sign-in is complete, records `auth.login` with
-    /// `detail` and commits `tx`. Password, MFA and single sign-on logins all end here.
+    /// Opens a session for `user`, whose sign-in is complete (password and, when the account
+    /// has it, the second factor; or the identity provider's word), records `auth.login` with
+    /// `detail` and commits `tx`. Password, MFA and single sign-on logins all end here; a
+    /// disabled account gets no session.
     pub async fn sign_in(
         &self,
         mut tx: Tx,
@@ -469,6 +506,9 @@ impl AccountService<'_> {
         client: &Client,
         detail: serde_json::Value,
     ) -> Result<TokenPair> {
+        if user.disabled {
+            return Err(AccountError::Disabled);
+        }
         let access = issue_token(TokenKind::Access)?;
         let refresh = issue_token(TokenKind::Refresh)?;
         let now = now_ms();
@@ -651,7 +691,7 @@ impl AccountService<'_> {
 
     /// Checks a TOTP code (not replayable) or a backup code (single use) for `user` within
     /// `tx`. Returns which kind matched.
-    pub async fn check_second_factor(
+    async fn check_second_factor(
         &self,
         tx: &mut Tx,
         user: &UserRow,
@@ -677,6 +717,34 @@ impl AccountService<'_> {
             return Ok(Some("backup_code"));
         }
         Ok(None)
+    }
+
+    /// Whether the install may still be claimed with `given`, the setup code the server printed
+    /// at first start (`expected`; `None` when setup through the API is closed). Refused once
+    /// users exist (before anything else, so a finished install reveals nothing), throttled per
+    /// address.
+    pub async fn check_setup_code(
+        &self,
+        expected: Option<&str>,
+        given: &str,
+        client: &Client,
+    ) -> Result<()> {
+        if self.store.read(DEFAULT_ORG_ID).await?.count_users().await? > 0 {
+            return Err(AccountError::SetupDone);
+        }
+        let expected = expected.ok_or(AccountError::SetupClosed)?;
+        let throttle_key = format!("setup:{}", client.throttle_key);
+        if let ThrottleDecision::Deny { retry_after } = self.ip_throttle.try_attempt(&throttle_key)
+        {
+            return Err(AccountError::TooManyAttempts {
+                retry_after_secs: retry_after.as_secs().max(1),
+            });
+        }
+        if !same_secret(given.trim(), expected) {
+            return Err(AccountError::WrongSetupCode);
+        }
+        self.ip_throttle.forgive_one(&throttle_key);
+        Ok(())
     }
 
     /// An administrator's change to user `user_id`: profile, role, disabled, password. A

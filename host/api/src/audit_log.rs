@@ -104,13 +104,7 @@ pub async fn commit_success(
 
 /// Records an event in its own transaction. Failures are logged, never shown to the caller.
 pub async fn record_standalone(state: &AppState, org_id: &str, event: NewAuditEvent) {
-    let result = async {
-        let mut tx = state.store().write(org_id).await?;
-        tx.append_audit(event).await?;
-        tx.commit().await
-    }
-    .await;
-    if let Err(e) = result {
+    if let Err(e) = state.store().record_audit(org_id, event).await {
         tracing::error!(error = %e, "could not record audit event");
     }
 }

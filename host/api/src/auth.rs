@@ -77,8 +77,6 @@ impl ClientInfo {
         ClientInfo { ip, user_agent }
     }
 
-    /// The key the address throttles count under: the address, or its /64 for IPv6 (one
-    /// subscriber usually holds a whole /64, so per-address keys would be free to rotate).
     /// The caller as the account service sees it.
     pub fn client(&self) -> infrapilot_accounts::Client {
         infrapilot_accounts::Client {
@@ -88,6 +86,8 @@ impl ClientInfo {
         }
     }
 
+    /// The key the address throttles count under: the address, or its /64 for IPv6 (one
+    /// subscriber usually holds a whole /64, so per-address keys would be free to rotate).
     pub fn throttle_key(&self) -> String {
         match self.ip.parse::<std::net::IpAddr>() {
             Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {

@@ -138,6 +138,12 @@ impl From<infrapilot_accounts::AccountError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "last_super_admin", message).with_field(field)
             }
             AccountError::CannotDeleteSelf => ApiError::conflict(message).with_field("id"),
+            AccountError::SetupDone => ApiError::conflict(message),
+            AccountError::SetupClosed => ApiError::forbidden(message).with_field("setup_code"),
+            AccountError::WrongSetupCode => {
+                ApiError::new(StatusCode::FORBIDDEN, "wrong_setup_code", message)
+                    .with_field("setup_code")
+            }
             AccountError::Store(e) => ApiError::from(e),
             AccountError::Identity(e) => ApiError::from(e),
             AccountError::Internal(m) => ApiError::internal(m),

@@ -49,6 +49,19 @@ fn routes_leave_proxy_and_account_workflows_to_their_services() {
         ".replace_backup_codes(",
         "verify_password(",
         "verify_totp(",
+        "hash_password(",
+        ".revoke_user_sessions(",
+        ".revoke_user_api_tokens(",
+        ".update_user_profile(",
+        ".disable_totp(",
+        ".consume_backup_code(",
+        ".set_totp_last_step(",
+        ".count_mfa_attempt(",
+        ".delete_mfa_challenge(",
+        ".lock_setup(",
+        // The sign-in and setup throttles are the account service's.
+        "try_attempt(",
+        "forgive_one(",
     ]);
     assert!(
         found.is_empty(),

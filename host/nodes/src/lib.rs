@@ -185,7 +185,13 @@ impl NodeAction {
 /// A check an action must pass before it reaches the node (policies, plan limits).
 #[async_trait]
 pub trait ActionGuard: Send + Sync {
-    /// `Err(reason)` refuses the action; the reason is shown to the caller and audited.
+    /// What the guard is, for messages and the audit trail ("policy engine", "plan limits").
+    fn name(&self) -> &str {
+        "a guard"
+    }
+
+    /// `Err(reason)` refuses the action; the reason is shown to the caller and audited. A check
+    /// that takes longer than the door's guard deadline refuses too (deny by default).
     async fn check(
         &self,
         actor: &Actor,
@@ -194,12 +200,19 @@ pub trait ActionGuard: Send + Sync {
     ) -> Result<(), String>;
 }
 
+/// How long one guard may take to decide before the action is refused without its answer.
+pub const GUARD_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Why an action was not done.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeActionError {
     /// A guard refused it; nothing was sent.
     #[error("refused: {0}")]
     Refused(String),
+    /// A guard could not decide in time; the action was refused without its answer and nothing
+    /// was sent.
+    #[error("{guard} did not decide within {deadline:?}; the action was not done")]
+    GuardFailed { guard: String, deadline: Duration },
     /// The node, or the way to it, failed (offline, timeout, Docker's own error …).
     #[error(transparent)]
     Node(#[from] HubError),
@@ -225,6 +238,7 @@ pub struct NodeActions {
     router: Arc<dyn NodeRouter>,
     store: Store,
     guards: Vec<Arc<dyn ActionGuard>>,
+    guard_deadline: Duration,
 }
 
 impl NodeActions {
@@ -233,7 +247,14 @@ impl NodeActions {
             router,
             store,
             guards: Vec::new(),
+            guard_deadline: GUARD_DEADLINE,
         }
+    }
+
+    /// How long each guard may take (default [`GUARD_DEADLINE`]).
+    pub fn with_guard_deadline(mut self, deadline: Duration) -> NodeActions {
+        self.guard_deadline = deadline;
+        self
     }
 
     /// Adds a check every action must pass, after those added before.
@@ -250,12 +271,23 @@ impl NodeActions {
         action: &NodeAction,
     ) -> Result<(), NodeActionError> {
         for guard in &self.guards {
-            if let Err(reason) = guard.check(actor, node, action).await {
-                let mut detail = action.audit_detail(node);
-                detail["reason"] = json!(reason);
-                self.audit(actor, node, action, "denied", detail).await;
-                return Err(NodeActionError::Refused(reason));
-            }
+            let decided =
+                tokio::time::timeout(self.guard_deadline, guard.check(actor, node, action)).await;
+            let refusal = match decided {
+                Ok(Ok(())) => continue,
+                Ok(Err(reason)) => NodeActionError::Refused(reason),
+                Err(_) => NodeActionError::GuardFailed {
+                    guard: guard.name().to_owned(),
+                    deadline: self.guard_deadline,
+                },
+            };
+            let mut detail = action.audit_detail(node);
+            detail["reason"] = json!(match &refusal {
+                NodeActionError::Refused(reason) => reason.clone(),
+                other => other.to_string(),
+            });
+            self.audit(actor, node, action, "denied", detail).await;
+            return Err(refusal);
         }
         Ok(())
     }
@@ -503,13 +535,7 @@ impl NodeActions {
     }
 
     async fn record(&self, org_id: &str, event: NewAuditEvent) {
-        let result = async {
-            let mut tx = self.store.write(org_id).await?;
-            tx.append_audit(event).await?;
-            tx.commit().await
-        }
-        .await;
-        if let Err(e) = result {
+        if let Err(e) = self.store.record_audit(org_id, event).await {
             tracing::error!(error = %e, "could not record audit event");
         }
     }

@@ -439,3 +439,55 @@ async fn db_agent(tx: &mut infrapilot_store::Tx) {
     .await
     .unwrap();
 }
+
+/// A guard that never decides (a policy engine that hangs).
+struct Undecided;
+
+#[async_trait]
+impl ActionGuard for Undecided {
+    fn name(&self) -> &str {
+        "the policy engine"
+    }
+
+    async fn check(&self, _: &Actor, _: &AgentRow, _: &NodeAction) -> Result<(), String> {
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_guard_that_does_not_decide_in_time_refuses_the_action() {
+    for backend in backends() {
+        let db = TestDb::new(backend).await;
+        let node_side = Arc::new(RecordingNode::default());
+        let door = NodeActions::new(node_side.clone(), db.store.clone())
+            .with_guard(Arc::new(Undecided))
+            .with_guard_deadline(Duration::from_millis(200));
+
+        let started = std::time::Instant::now();
+        let failed = door
+            .perform(&actor(), &node(), stop("web"), None)
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{backend:?}: waited {:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(&failed, NodeActionError::GuardFailed { guard, .. } if guard == "the policy engine"),
+            "{backend:?}: {failed:?}"
+        );
+        assert!(
+            node_side.executed.lock().unwrap().is_empty(),
+            "{backend:?}: the action reached the node"
+        );
+        let events = audit(&db).await;
+        assert_eq!(events.len(), 1, "{backend:?}: {events:?}");
+        assert_eq!(events[0].2, "denied");
+        assert_eq!(
+            events[0].3["reason"],
+            "the policy engine did not decide within 200ms; the action was not done"
+        );
+    }
+}

@@ -30,7 +30,8 @@ pub const APPLY_WAIT: Duration = Duration::from_secs(20);
 /// How long an apply command stays deliverable to a node that is offline.
 pub const APPLY_EXPIRES: Duration = Duration::from_secs(30 * 86_400);
 
-/// Why a proxy change was not made. Nothing of it was stored.
+/// Why a proxy change was not made. Nothing of the change was stored (a refusal by a
+/// node-action guard is audited on its own).
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyServiceError {
     #[error("no such agent")]

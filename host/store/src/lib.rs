@@ -219,6 +219,15 @@ impl Store {
         self.begin(org_id, true).await
     }
 
+    /// Appends one audit event in a transaction of its own: for events that stand alone (a
+    /// failed sign-in, a refused or finished action on a node) whatever becomes of the caller's
+    /// change.
+    pub async fn record_audit(&self, org_id: &str, event: NewAuditEvent) -> Result<()> {
+        let mut tx = self.write(org_id).await?;
+        tx.append_audit(event).await?;
+        tx.commit().await
+    }
+
     async fn begin(&self, org_id: &str, write: bool) -> Result<Tx> {
         let mut write_gate = None;
         let inner = match &self.pool {

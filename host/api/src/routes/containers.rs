@@ -350,6 +350,15 @@ pub(super) fn node_action_error(e: NodeActionError, field: &str) -> ApiError {
         NodeActionError::Refused(reason) => {
             ApiError::new(StatusCode::FORBIDDEN, "action_refused", reason)
         }
+        e @ NodeActionError::GuardFailed { .. } => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "guard_unavailable",
+                e.to_string(),
+            );
+            e.retry_after_secs = Some(5);
+            e
+        }
         NodeActionError::Node(e) => hub_error(e, field),
         NodeActionError::Answer { message, .. } => {
             ApiError::internal(format!("the agent's answer is not understood: {message}"))

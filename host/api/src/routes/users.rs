@@ -74,12 +74,6 @@ pub struct SetupStatus {
     pub setup_code_hint: Option<String>,
 }
 
-/// Compares two secrets in time independent of where they differ.
-fn same_secret(a: &str, b: &str) -> bool {
-    use sha2::Digest;
-    sha2::Sha256::digest(a.as_bytes()) == sha2::Sha256::digest(b.as_bytes())
-}
-
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
@@ -118,29 +112,25 @@ impl NewUserInput {
     }
 }
 
-/// Creates a user and its audit event in `tx` (shared by the API, setup and the CLI).
-pub async fn create_user_in(
-    tx: &mut Tx,
-    actor: &Actor,
-    ip: &str,
-    input: NewUserInput,
-    action: &str,
-) -> ApiResult<UserDto> {
-    let org_id = tx.org_id().to_owned();
-    let actor = infrapilot_store::Actor {
-        org_id,
+impl NewUserInput {
+    fn account(self) -> infrapilot_accounts::NewAccount {
+        infrapilot_accounts::NewAccount {
+            email: self.email,
+            password: self.password,
+            name: self.name,
+            role: self.role,
+        }
+    }
+}
+
+/// The account service's actor for `actor` acting from `ip` in the default organisation.
+fn store_actor(actor: &Actor, ip: &str) -> infrapilot_store::Actor {
+    infrapilot_store::Actor {
+        org_id: DEFAULT_ORG_ID.to_owned(),
         user_id: actor.id.clone(),
         label: actor.label.clone(),
         ip: ip.to_owned(),
-    };
-    let account = infrapilot_accounts::NewAccount {
-        email: input.email,
-        password: input.password,
-        name: input.name,
-        role: input.role,
-    };
-    let user = infrapilot_accounts::create_user(tx, &actor, account, action).await?;
-    Ok(UserDto::from(user))
+    }
 }
 
 /// First-run setup or `infrapilot admin create-user`: creates a user unless `only_if_empty`
@@ -152,23 +142,14 @@ pub async fn create_user(
     input: NewUserInput,
     only_if_empty: bool,
 ) -> ApiResult<UserDto> {
-    let mut tx = store.write(DEFAULT_ORG_ID).await?;
-    if only_if_empty {
-        tx.lock_setup().await?;
-        if tx.count_users().await? > 0 {
-            return Err(ApiError::conflict(
-                "setup is done: users exist already; sign in",
-            ));
-        }
-    }
-    let action = if only_if_empty {
-        "setup.complete"
-    } else {
-        "user.create"
-    };
-    let user = create_user_in(&mut tx, actor, ip, input, action).await?;
-    tx.commit().await?;
-    Ok(user)
+    let user = infrapilot_accounts::create_user_now(
+        store,
+        &store_actor(actor, ip),
+        input.account(),
+        only_if_empty,
+    )
+    .await?;
+    Ok(UserDto::from(user))
 }
 
 #[utoipa::path(get, path = "/api/v1/setup", tag = "setup", responses((status = 200, body = SetupStatus)))]
@@ -192,41 +173,16 @@ pub async fn setup(
     client: ClientInfo,
     ApiJson(req): ApiJson<SetupRequest>,
 ) -> ApiResult<(StatusCode, Json<UserDto>)> {
-    // Refuse before validating, so a finished installation reveals nothing about its rules.
-    if state
-        .store()
-        .read(DEFAULT_ORG_ID)
-        .await?
-        .count_users()
-        .await?
-        > 0
-    {
-        return Err(ApiError::conflict(
-            "setup is done: users exist already; sign in",
-        ));
-    }
-    // Claiming needs proof of access to the machine: the code the server printed at start.
-    let Some(expected) = state.settings().setup_code.as_deref() else {
-        return Err(ApiError::forbidden(
-            "setup through the API is closed on this host; create the first user with `infrapilot admin create-user`",
+    // Refused before validating, so a finished installation reveals nothing about its rules;
+    // claiming needs proof of access to the machine: the code the server printed at start.
+    state
+        .accounts()
+        .check_setup_code(
+            state.settings().setup_code.as_deref(),
+            &req.setup_code,
+            &client.client(),
         )
-        .with_field("setup_code"));
-    };
-    let throttle_key = format!("setup:{}", client.throttle_key());
-    if let infrapilot_identity::ThrottleDecision::Deny { retry_after } =
-        state.ip_throttle().try_attempt(&throttle_key)
-    {
-        return Err(ApiError::too_many_attempts(retry_after.as_secs().max(1)));
-    }
-    if !same_secret(req.setup_code.trim(), expected) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "wrong_setup_code",
-            "the setup code is wrong; it is in the server's log and in <data_dir>/setup-code",
-        )
-        .with_field("setup_code"));
-    }
-    state.ip_throttle().forgive_one(&throttle_key);
+        .await?;
     let input = NewUserInput::validate(&req.email, &req.password, &req.name, "super_admin")?;
     let actor = Actor {
         id: None,
@@ -269,16 +225,15 @@ pub async fn create(
     let max = crate::license_limits::limit(&state, users).await?;
     let mut tx = state.store().write(&principal.org_id).await?;
     crate::license_limits::check(&mut tx, users, max, "email").await?;
-    let user = create_user_in(
+    let user = infrapilot_accounts::create_user(
         &mut tx,
-        &Actor::user(&principal),
-        &client.ip,
-        input,
+        &actor(&principal, &client),
+        input.account(),
         "user.create",
     )
     .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(user)))
+    Ok((StatusCode::CREATED, Json(UserDto::from(user))))
 }
 
 async fn find(tx: &mut Tx, raw_id: &str) -> ApiResult<UserRow> {

@@ -440,9 +440,11 @@ macro_rules! host_adapters {
 }
 
 /// Linking and calling the worlds of a version whose worlds have the 0.1.0 shape. Expects the
-/// modules `alert_channel` and `proxy_backend` (the version's bindings) in scope.
+/// modules `alert_channel` and `proxy_backend` (the version's bindings) in scope. A version's
+/// own worlds (those 0.1.0 does not have) are listed as `world_calls!((World::X, link_x), …)`
+/// and linked and called by that version's module.
 macro_rules! world_calls {
-    () => {
+    ($(($world:expr, $link:path)),* $(,)?) => {
         use $crate::contract as called;
 
         /// The worlds of this version and how each is linked.
@@ -458,6 +460,7 @@ macro_rules! world_calls {
                 infrapilot_plugin_types::manifest::World::ProxyBackend,
                 link_proxy_backend,
             ),
+            $(($world, $link),)*
         ];
 
         /// Links the imports of world `alert-channel` (the host adapters above).

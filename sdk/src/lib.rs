@@ -39,10 +39,23 @@ pub mod proxy_backend {
     });
 }
 
+/// Bindings of the `sso-provider` world (`wit/since_v0.2.0`).
+pub mod sso_provider {
+    wit_bindgen::generate!({
+        world: "sso-provider",
+        path: "../wit/since_v0.2.0",
+        default_bindings_module: "infrapilot_plugin_sdk::sso_provider",
+        pub_export_macro: true,
+        export_macro_name: "export_sso_provider",
+    });
+}
+
 pub mod channel;
 pub mod proxy;
+pub mod sso;
 
 pub use alert_channel::export_alert_channel;
 pub use proxy_backend::export_proxy_backend;
+pub use sso_provider::export_sso_provider;
 
 pub use serde_json as json;

@@ -34,3 +34,4 @@ pub use services::HostServices;
 pub use versions::ContractVersion;
 pub use worlds::alert_channel::AlertChannelPlugin;
 pub use worlds::proxy_backend::{ProxyBackendPlugin, Rendered};
+pub use worlds::sso_provider::SsoProviderPlugin;

@@ -421,6 +421,9 @@ impl Runtime {
             World::ProxyBackend => self
                 .load::<crate::ProxyBackendPlugin>(manifest, component, &grant)
                 .map(|_| ()),
+            World::SsoProvider => self
+                .load::<crate::SsoProviderPlugin>(manifest, component, &grant)
+                .map(|_| ()),
         }
     }
 }

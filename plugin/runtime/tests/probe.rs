@@ -24,48 +24,15 @@ use infrapilot_plugin_runtime::egress::{EgressGuard, HttpEgress};
 use infrapilot_plugin_runtime::runtime::RuntimeConfig;
 use infrapilot_plugin_runtime::services::{BasicServices, HostServices};
 use infrapilot_plugin_runtime::{
-    AlertChannelPlugin, ContractVersion, HookError, Invocation, Limits, Manifest, Runtime,
-    RuntimeError,
+    AlertChannelPlugin, ContractVersion, HookError, Invocation, Manifest, Runtime, RuntimeError,
 };
 use infrapilot_plugin_types::capabilities::Capabilities;
 
-fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A test plugin built by scripts/build-plugins.sh: its component (`<target dir>/plugins/<crate>.wasm`)
-/// and its manifest (`plugins/<dir>/manifest.json`).
-fn plugin_files(crate_name: &str, dir: &str) -> (Vec<u8>, Manifest) {
-    let target = match std::env::var("CARGO_TARGET_DIR") {
-        Ok(dir) => root().join(dir),
-        Err(_) => root().join("target"),
-    };
-    let wasm = target.join(format!("plugins/{crate_name}.wasm"));
-    let component = std::fs::read(&wasm).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the plugins first: scripts/build-plugins.sh",
-            wasm.display()
-        )
-    });
-    let manifest = Manifest::parse(
-        &std::fs::read(root().join(format!("plugins/{dir}/manifest.json"))).unwrap(),
-    )
-    .unwrap();
-    (component, manifest)
-}
+mod common;
+use common::{limits, plugin_files};
 
 fn probe_files() -> (Vec<u8>, Manifest) {
     plugin_files("infrapilot_test_probe", "testing/probe")
-}
-
-fn limits() -> Limits {
-    Limits {
-        hook_deadline: Duration::from_millis(500),
-        memory_bytes: 32 << 20,
-        max_log_lines: 50,
-        max_output_bytes: 64 << 10,
-        http_timeout: Duration::from_secs(2),
-    }
 }
 
 struct Probe {

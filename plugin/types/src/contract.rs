@@ -230,9 +230,42 @@ pub mod proxy_model {
     }
 }
 
+/// Interface `sso-model` (from contract 0.2.0).
+pub mod sso_model {
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct LoginRequest {
+        pub callback_url: String,
+        pub state: String,
+        pub nonce: String,
+        pub pkce_verifier: String,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct LoginRedirect {
+        pub url: String,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct LoginCallback {
+        pub params: Vec<(String, String)>,
+        pub request: LoginRequest,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Identity {
+        pub subject: String,
+        pub issuer: String,
+        pub email: Option<String>,
+        pub email_verified: bool,
+        pub name: Option<String>,
+        pub groups: Vec<String>,
+    }
+}
+
 pub use alerts::{Alert, AlertState, Delivery, Severity};
 pub use proxy_model::{
     AccessRule, Location, ProxyHost, RateLimit, RenderedFile, SecurityHeaders, Tls, Upstream,
     UpstreamScheme,
 };
+pub use sso_model::{Identity, LoginCallback, LoginRedirect, LoginRequest};
 pub use types::{Header, PluginError};

@@ -10,6 +10,8 @@ use crate::capabilities::{Capabilities, check_host_pattern};
 pub enum World {
     AlertChannel,
     ProxyBackend,
+    /// Single sign-on (from contract 0.2.0).
+    SsoProvider,
 }
 
 impl World {
@@ -17,6 +19,7 @@ impl World {
         match self {
             World::AlertChannel => "alert-channel",
             World::ProxyBackend => "proxy-backend",
+            World::SsoProvider => "sso-provider",
         }
     }
 }

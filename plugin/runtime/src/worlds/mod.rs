@@ -7,3 +7,4 @@
 
 pub mod alert_channel;
 pub mod proxy_backend;
+pub mod sso_provider;

@@ -1,0 +1,10 @@
+//! Everything a single sign-on provider needs: the trait to implement and the login model. A
+//! provider reports who signed in and the groups the identity provider names; the host maps
+//! groups to roles, so nothing a provider returns can grant a right by itself.
+
+pub use crate::sso_provider::exports::infrapilot::plugin::sso::Guest as SsoProvider;
+pub use crate::sso_provider::infrapilot::plugin::sso_model::{
+    Identity, LoginCallback, LoginRedirect, LoginRequest,
+};
+pub use crate::sso_provider::infrapilot::plugin::types::PluginError;
+pub use crate::sso_provider::infrapilot::plugin::{clock, config, http, kv, log, random};

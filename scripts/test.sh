@@ -30,13 +30,11 @@ pids=()
 # whatever it spawns inherits it), one "pid command line" per line; fails when there are none.
 processes_marked() {
     local found=1 env pid
-    for env in /proc/[0-9]*/environ; do
+    for env in $(grep -lzxF -- "INFRAPILOT_TEST_RUN_MARK=$1" /proc/[0-9]*/environ 2>/dev/null); do
         pid=${env#/proc/}
         pid=${pid%/environ}
-        if { tr '\0' '\n' <"$env"; } 2>/dev/null | grep -qxF "INFRAPILOT_TEST_RUN_MARK=$1"; then
-            echo "$pid $({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null)"
-            found=0
-        fi
+        echo "$pid $({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null)"
+        found=0
     done
     return $found
 }
@@ -53,21 +51,27 @@ no_test_leftovers() {
 cleanup() {
     # The run's own outcome is the exit status, whatever cleaning up meets.
     local status=$?
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    # The run command's session (its build or server), if the stage that started it failed.
-    [ -n "${run_session:-}" ] && kill -- -"$run_session" 2>/dev/null
+    set +e
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    # Whatever the tests left behind under this run's mark.
+    for p in $(processes_marked "$work" | cut -d' ' -f1); do kill -9 "$p" 2>/dev/null; done
+    # The run command's build or server, if the stage that started it failed (not the Docker
+    # engine it may have started: see below).
+    [ -n "${run_session:-}" ] && pkill -s "$run_session" -v -x 'dockerd|containerd|containerd-shim.*' 2>/dev/null
     # CI's machine is left with no engine running if it had none (a newcomer keeps the one the
     # run command started).
     if [ "${stop_system_engine_at_exit:-}" = true ] && [ "${CI:-}" = true ] && [ -f /var/run/docker.pid ]; then
-        engine_pid=$(cat /var/run/docker.pid)
-        kill "$engine_pid" 2>/dev/null
-        for _ in $(seq 1 300); do kill -0 "$engine_pid" 2>/dev/null || break; sleep 0.1; done
+        engine_pid=$(cat /var/run/docker.pid 2>/dev/null)
+        if [ -n "$engine_pid" ]; then
+            kill "$engine_pid" 2>/dev/null
+            for _ in $(seq 1 300); do kill -0 "$engine_pid" 2>/dev/null || break; sleep 0.1; done
+        fi
     fi
     for engine in "$work/docker" "$work/docker-next"; do
         [ -d "$engine" ] && bash scripts/stop-docker.sh "$engine"
     done
     if [ -d "$work/pg/data" ]; then
-        su postgres -s /bin/bash -c "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl -D $work/pg/data -m immediate stop" >/dev/null 2>&1 || true
+        su postgres -s /bin/bash -c "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl -D $work/pg/data -m immediate stop" >/dev/null 2>&1
     fi
     rm -rf "$work" 2>/dev/null || echo "left $work behind (still mounted?)" >&2
     exit "$status"
@@ -132,8 +136,9 @@ export INFRAPILOT_TEST_GIXY="$work/gixy/bin/gixy"
 say "Rust tests (SQLite, PostgreSQL, Docker)"
 status=0
 INFRAPILOT_TEST_RUN_MARK="$work" cargo test --workspace || status=$?
-# A test leaves no process behind, failed or not.
-no_test_leftovers
+# A test leaves no process behind, failed or not (a failure of the tests themselves is reported
+# as theirs).
+no_test_leftovers || { [ "$status" != 0 ] || status=1; }
 [ "$status" = 0 ] || exit "$status"
 
 say "the SDK guide followed outside the workspace (scripts/test-plugin-template.sh)"
@@ -210,14 +215,16 @@ bash scripts/stop-docker.sh "$work/docker"
 unset DOCKER_HOST
 docker info >/dev/null 2>&1 || stop_system_engine_at_exit=true
 port=$(free_port)
-# Its own session, so that stopping it also stops a build it is still running.
+# Its own session, so that stopping it also stops a build it is still running (no job control
+# here: setsid does not fork, so $! is the session's id).
 INFRAPILOT_BUILD_PROFILE=dev INFRAPILOT_LISTEN="127.0.0.1:$port" INFRAPILOT_DATA_DIR="$work/run-data" \
     INFRAPILOT_GRPC_LISTEN="127.0.0.1:$(free_port)" setsid bash scripts/run.sh >"$work/run.log" 2>&1 &
 run_pid=$!
 run_session=$run_pid
 served=false
-for _ in $(seq 1 1800); do
-    if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then served=true; break; fi
+deadline=$((SECONDS + 900))
+while [ "$SECONDS" -lt "$deadline" ]; do
+    if curl -fsS --max-time 2 "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then served=true; break; fi
     kill -0 "$run_pid" 2>/dev/null || break
     sleep 0.5
 done
@@ -226,9 +233,12 @@ if [ "$served" != true ]; then
     tail -n 40 "$work/run.log" >&2
     exit 1
 fi
-curl -fsS -o "$work/run-setup.json" "http://127.0.0.1:$port/api/v1/setup"
-grep -q '"needed":true' "$work/run-setup.json" \
-    || { echo "the run command's server does not offer the first-run setup; its log:" >&2; tail -n 40 "$work/run.log" >&2; exit 1; }
+if ! curl -fsS --max-time 5 -o "$work/run-setup.json" "http://127.0.0.1:$port/api/v1/setup" \
+    || ! grep -q '"needed":true' "$work/run-setup.json"; then
+    echo "the run command's server does not offer the first-run setup; its log:" >&2
+    tail -n 40 "$work/run.log" >&2
+    exit 1
+fi
 docker info >/dev/null 2>&1 || { echo "the run command left no Docker engine answering" >&2; exit 1; }
 # It stops on SIGTERM (Ctrl-C's sibling), promptly.
 kill "$run_pid"
@@ -244,7 +254,7 @@ status=0
 INFRAPILOT_TEST_RUN_MARK="$work" cargo test -p infrapilot-system-tests --test proxy || status=$?
 bash scripts/stop-docker.sh "$work/docker-next"
 unset DOCKER_HOST
-no_test_leftovers
+no_test_leftovers || { [ "$status" != 0 ] || status=1; }
 [ "$status" = 0 ] || exit "$status"
 
 say "all checks passed"

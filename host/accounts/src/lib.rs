@@ -497,8 +497,8 @@ impl AccountService<'_> {
 
     /// Opens a session for `user`, whose sign-in is complete (password and, when the account
     /// has it, the second factor; or the identity provider's word), records `auth.login` with
-    /// `detail` and commits `tx`. Password, MFA and single sign-on logins all end here; a
-    /// disabled account gets no session.
+    /// `detail` and commits `tx`. Password, MFA and single sign-on logins all end here; an
+    /// account disabled by then gets no session (the refusal is audited).
     pub async fn sign_in(
         &self,
         mut tx: Tx,
@@ -506,7 +506,16 @@ impl AccountService<'_> {
         client: &Client,
         detail: serde_json::Value,
     ) -> Result<TokenPair> {
-        if user.disabled {
+        // As the account is now, in the transaction that opens the session: it may have been
+        // disabled (and its sessions ended) since the caller read it.
+        let enabled = tx
+            .user_by_id(&user.id)
+            .await?
+            .is_some_and(|current| !current.disabled);
+        if !enabled {
+            drop(tx);
+            self.record_login_failure(&user.email, client, "account disabled")
+                .await;
             return Err(AccountError::Disabled);
         }
         let access = issue_token(TokenKind::Access)?;

@@ -275,3 +275,55 @@ async fn administrators_cannot_remove_the_last_super_admin_or_themselves() {
         assert_eq!(updates, ["super_admin", "admin"], "{backend:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_disabled_after_its_password_was_checked_gets_no_session() {
+    for backend in backends() {
+        let f = Fixture::new(backend).await;
+        let admin = f.user("root@example.com", Role::SuperAdmin).await;
+        let late = f.user("late@example.com", Role::Viewer).await;
+        let accounts = f.service();
+        // The row a sign-in read before the administrator's change…
+        let mut tx = f.db.store.read(DEFAULT_ORG_ID).await.unwrap();
+        let stale = tx.user_by_id(&late).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        let actor = Actor {
+            user_id: Some(admin),
+            label: "root@example.com".into(),
+            ..cli()
+        };
+        accounts
+            .update_user(
+                &actor,
+                &late,
+                UserChanges {
+                    disabled: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        // …does not open a session.
+        let tx = f.db.store.write(DEFAULT_ORG_ID).await.unwrap();
+        let refused = accounts
+            .sign_in(tx, &stale, &client(), serde_json::json!({"sso": "test"}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, AccountError::Disabled),
+            "{backend:?}: {refused:?}"
+        );
+        let mut tx = f.db.store.read(DEFAULT_ORG_ID).await.unwrap();
+        assert!(
+            tx.list_sessions(&late).await.unwrap().is_empty(),
+            "{backend:?}"
+        );
+        tx.commit().await.unwrap();
+        let last = f.audit().await.pop().unwrap();
+        assert_eq!(
+            (last.0.as_str(), last.1.as_str()),
+            ("auth.login", "failure")
+        );
+        assert_eq!(last.2["reason"], "account disabled");
+    }
+}

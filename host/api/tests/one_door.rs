@@ -62,6 +62,8 @@ fn routes_leave_proxy_and_account_workflows_to_their_services() {
         // The sign-in and setup throttles are the account service's.
         "try_attempt(",
         "forgive_one(",
+        "ip_throttle().",
+        "account_throttle().",
     ]);
     assert!(
         found.is_empty(),

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use infrapilot_gateway::Outcome;
 use infrapilot_gateway::{AgentHub, DurableCommand, HubError, NodeRouter, StreamReceiver};
 use infrapilot_proto::model::ActionOutcome;
@@ -209,10 +210,10 @@ pub enum NodeActionError {
     /// A guard refused it; nothing was sent.
     #[error("refused: {0}")]
     Refused(String),
-    /// A guard could not decide in time; the action was refused without its answer and nothing
-    /// was sent.
-    #[error("{guard} did not decide within {deadline:?}; the action was not done")]
-    GuardFailed { guard: String, deadline: Duration },
+    /// A guard could not decide (no answer within the deadline, or it failed); the action was
+    /// refused without its answer and nothing was sent.
+    #[error("{guard} {cause}; the action was not done")]
+    GuardFailed { guard: String, cause: String },
     /// The node, or the way to it, failed (offline, timeout, Docker's own error …).
     #[error(transparent)]
     Node(#[from] HubError),
@@ -271,17 +272,24 @@ impl NodeActions {
         action: &NodeAction,
     ) -> Result<(), NodeActionError> {
         for guard in &self.guards {
-            let decided =
-                tokio::time::timeout(self.guard_deadline, guard.check(actor, node, action)).await;
+            // A guard that panics refuses like one that does not answer (deny by default); it
+            // is dropped mid-check when its time is up, so guards must be cancel-safe.
+            let check = std::panic::AssertUnwindSafe(guard.check(actor, node, action));
+            let decided = tokio::time::timeout(self.guard_deadline, check.catch_unwind()).await;
             let refusal = match decided {
-                Ok(Ok(())) => continue,
-                Ok(Err(reason)) => NodeActionError::Refused(reason),
+                Ok(Ok(Ok(()))) => continue,
+                Ok(Ok(Err(reason))) => NodeActionError::Refused(reason),
+                Ok(Err(_)) => NodeActionError::GuardFailed {
+                    guard: guard.name().to_owned(),
+                    cause: "failed while checking".into(),
+                },
                 Err(_) => NodeActionError::GuardFailed {
                     guard: guard.name().to_owned(),
-                    deadline: self.guard_deadline,
+                    cause: format!("did not decide within {:?}", self.guard_deadline),
                 },
             };
             let mut detail = action.audit_detail(node);
+            detail["guard"] = json!(guard.name());
             detail["reason"] = json!(match &refusal {
                 NodeActionError::Refused(reason) => reason.clone(),
                 other => other.to_string(),

@@ -489,5 +489,46 @@ async fn a_guard_that_does_not_decide_in_time_refuses_the_action() {
             events[0].3["reason"],
             "the policy engine did not decide within 200ms; the action was not done"
         );
+        assert_eq!(events[0].3["guard"], "the policy engine");
+    }
+}
+
+/// A guard with a bug.
+struct Panicking;
+
+#[async_trait]
+impl ActionGuard for Panicking {
+    fn name(&self) -> &str {
+        "plan limits"
+    }
+
+    async fn check(&self, _: &Actor, _: &AgentRow, _: &NodeAction) -> Result<(), String> {
+        panic!("index out of bounds");
+    }
+}
+
+#[tokio::test]
+async fn a_guard_that_fails_refuses_the_action_and_the_refusal_is_audited() {
+    for backend in backends() {
+        let db = TestDb::new(backend).await;
+        let node_side = Arc::new(RecordingNode::default());
+        let door =
+            NodeActions::new(node_side.clone(), db.store.clone()).with_guard(Arc::new(Panicking));
+        let failed = door
+            .perform(&actor(), &node(), stop("web"), None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            failed.to_string(),
+            "plan limits failed while checking; the action was not done",
+            "{backend:?}"
+        );
+        assert!(node_side.executed.lock().unwrap().is_empty(), "{backend:?}");
+        let events = audit(&db).await;
+        assert_eq!(events.len(), 1, "{backend:?}: {events:?}");
+        assert_eq!(
+            (&events[0].2[..], &events[0].3["guard"]),
+            ("denied", &serde_json::json!("plan limits"))
+        );
     }
 }

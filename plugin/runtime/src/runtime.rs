@@ -104,6 +104,10 @@ pub enum HookError {
     OutputTooLarge { size: usize, limit: usize },
     #[error("the plugin could not be started: {0}")]
     Instantiate(String),
+    /// The plugin answered something its world does not allow (an identity over the limits, a
+    /// redirect that is not https …).
+    #[error("the plugin's answer was refused: {0}")]
+    BadOutput(String),
 }
 
 fn plugin_error_text(e: &PluginError) -> String {

@@ -237,18 +237,33 @@ pub mod sso_model {
         pub callback_url: String,
         pub state: String,
         pub nonce: String,
-        pub pkce_verifier: String,
+        pub code_challenge: String,
     }
 
     #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct LoginRedirect {
-        pub url: String,
+    pub struct PostForm {
+        pub action: String,
+        pub fields: Vec<(String, String)>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum LoginMethod {
+        Redirect(String),
+        Post(PostForm),
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct LoginStart {
+        pub method: LoginMethod,
+        pub context: Option<String>,
     }
 
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct LoginCallback {
         pub params: Vec<(String, String)>,
         pub request: LoginRequest,
+        pub code_verifier: String,
+        pub context: Option<String>,
     }
 
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +274,15 @@ pub mod sso_model {
         pub email_verified: bool,
         pub name: Option<String>,
         pub groups: Vec<String>,
+        pub attributes: Vec<(String, String)>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum LoginError {
+        Rejected(String),
+        Unsupported,
+        Unavailable(String),
+        InvalidSettings(String),
     }
 }
 
@@ -267,5 +291,7 @@ pub use proxy_model::{
     AccessRule, Location, ProxyHost, RateLimit, RenderedFile, SecurityHeaders, Tls, Upstream,
     UpstreamScheme,
 };
-pub use sso_model::{Identity, LoginCallback, LoginRedirect, LoginRequest};
+pub use sso_model::{
+    Identity, LoginCallback, LoginError, LoginMethod, LoginRequest, LoginStart, PostForm,
+};
 pub use types::{Header, PluginError};

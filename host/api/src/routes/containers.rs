@@ -356,7 +356,7 @@ pub(super) fn node_action_error(e: NodeActionError, field: &str) -> ApiError {
                 "guard_unavailable",
                 e.to_string(),
             );
-            e.retry_after_secs = Some(5);
+            e.retry_after_secs = Some(infrapilot_nodes::GUARD_DEADLINE.as_secs());
             e
         }
         NodeActionError::Node(e) => hub_error(e, field),

@@ -75,7 +75,22 @@ impl From<&called::LoginRequest> for sso_wit::LoginRequest {
             callback_url: r.callback_url.clone(),
             state: r.state.clone(),
             nonce: r.nonce.clone(),
-            pkce_verifier: r.pkce_verifier.clone(),
+            code_challenge: r.code_challenge.clone(),
+        }
+    }
+}
+
+impl From<sso_wit::LoginStart> for called::LoginStart {
+    fn from(start: sso_wit::LoginStart) -> Self {
+        called::LoginStart {
+            method: match start.method {
+                sso_wit::LoginMethod::Redirect(url) => called::LoginMethod::Redirect(url),
+                sso_wit::LoginMethod::Post(form) => called::LoginMethod::Post(called::PostForm {
+                    action: form.action,
+                    fields: form.fields,
+                }),
+            },
+            context: start.context,
         }
     }
 }
@@ -89,8 +104,36 @@ impl From<sso_wit::Identity> for called::Identity {
             email_verified: i.email_verified,
             name: i.name,
             groups: i.groups,
+            attributes: i.attributes,
         }
     }
+}
+
+impl From<sso_wit::LoginError> for called::LoginError {
+    fn from(e: sso_wit::LoginError) -> Self {
+        match e {
+            sso_wit::LoginError::Rejected(m) => called::LoginError::Rejected(m),
+            sso_wit::LoginError::Unsupported => called::LoginError::Unsupported,
+            sso_wit::LoginError::Unavailable(m) => called::LoginError::Unavailable(m),
+            sso_wit::LoginError::InvalidSettings(m) => called::LoginError::InvalidSettings(m),
+        }
+    }
+}
+
+/// What a provider's login call returns: its answer (an identity, a start, or its refusal) or
+/// the runtime's failure; the plugin-error layer of the other worlds is not used.
+type LoginAnswer<T> = wasmtime::Result<Result<Result<T, called::LoginError>, called::PluginError>>;
+
+/// Calls `validate`.
+pub(crate) async fn sso_validate(
+    instance: &sso_provider::SsoProvider,
+    store: &mut wasmtime::Store<HostState>,
+) -> wasmtime::Result<Result<(), called::PluginError>> {
+    Ok(instance
+        .infrapilot_plugin_sso()
+        .call_validate(store)
+        .await?
+        .map_err(Into::into))
 }
 
 /// Calls `begin-login`.
@@ -98,13 +141,12 @@ pub(crate) async fn sso_begin_login(
     instance: &sso_provider::SsoProvider,
     store: &mut wasmtime::Store<HostState>,
     request: &called::LoginRequest,
-) -> wasmtime::Result<Result<called::LoginRedirect, called::PluginError>> {
-    Ok(instance
+) -> LoginAnswer<called::LoginStart> {
+    let answer = instance
         .infrapilot_plugin_sso()
         .call_begin_login(store, &request.into())
-        .await?
-        .map(|r| called::LoginRedirect { url: r.url })
-        .map_err(Into::into))
+        .await?;
+    Ok(Ok(answer.map(Into::into).map_err(Into::into)))
 }
 
 /// Calls `complete-login`.
@@ -112,17 +154,18 @@ pub(crate) async fn sso_complete_login(
     instance: &sso_provider::SsoProvider,
     store: &mut wasmtime::Store<HostState>,
     callback: &called::LoginCallback,
-) -> wasmtime::Result<Result<called::Identity, called::PluginError>> {
+) -> LoginAnswer<called::Identity> {
     let callback = sso_wit::LoginCallback {
         params: callback.params.clone(),
         request: (&callback.request).into(),
+        code_verifier: callback.code_verifier.clone(),
+        context: callback.context.clone(),
     };
-    Ok(instance
+    let answer = instance
         .infrapilot_plugin_sso()
         .call_complete_login(store, &callback)
-        .await?
-        .map(Into::into)
-        .map_err(Into::into))
+        .await?;
+    Ok(Ok(answer.map(Into::into).map_err(Into::into)))
 }
 
 /// Calls `check-password`.
@@ -131,11 +174,10 @@ pub(crate) async fn sso_check_password(
     store: &mut wasmtime::Store<HostState>,
     username: &str,
     password: &str,
-) -> wasmtime::Result<Result<called::Identity, called::PluginError>> {
-    Ok(instance
+) -> LoginAnswer<called::Identity> {
+    let answer = instance
         .infrapilot_plugin_sso()
         .call_check_password(store, username, password)
-        .await?
-        .map(Into::into)
-        .map_err(Into::into))
+        .await?;
+    Ok(Ok(answer.map(Into::into).map_err(Into::into)))
 }

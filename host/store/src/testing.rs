@@ -224,17 +224,86 @@ impl TestDb {
             .collect()
     }
 
-    /// Runs a query returning one text value, as the application (through the store's pool).
+    /// PostgreSQL: every table with an `org_id` column, whether row-level security is enabled
+    /// and forced on it, and its policies' names. Empty on SQLite (no row-level security).
+    pub async fn row_security(&self) -> BTreeMap<String, (bool, bool, BTreeSet<String>)> {
+        if self.backend == Backend::Sqlite {
+            return BTreeMap::new();
+        }
+        let rows: Vec<(String, bool, bool, Option<String>)> = self
+            .catalogue(
+                "SELECT 'unused', false, false, NULL",
+                "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity, p.polname::text \
+                 FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'org_id' AND NOT a.attisdropped \
+                 LEFT JOIN pg_policy p ON p.polrelid = c.oid \
+                 WHERE n.nspname = 'public' AND c.relkind = 'r'",
+            )
+            .await;
+        let mut tables: BTreeMap<String, (bool, bool, BTreeSet<String>)> = BTreeMap::new();
+        for (table, enabled, forced, policy) in rows {
+            let entry = tables
+                .entry(table)
+                .or_insert((enabled, forced, BTreeSet::new()));
+            entry.2.extend(policy);
+        }
+        tables
+    }
+
+    /// PostgreSQL: runs `sql` as the application role in a transaction with
+    /// `app.current_org_id` set to `org_id` (`None`: not set), rolled back afterwards; the
+    /// number of rows it returned or changed, or the database's error.
+    pub async fn app_rows_in_org(&self, org_id: Option<&str>, sql: &str) -> Result<u64, String> {
+        let crate::Pool::Postgres(pool) = &self.store.pool else {
+            panic!("app_rows_in_org is for PostgreSQL");
+        };
+        let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+        if let Some(org_id) = org_id {
+            sqlx::query("SELECT set_config('app.current_org_id', $1, true)")
+                .bind(org_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let query = sqlx::AssertSqlSafe(sql.to_owned());
+        let rows = if sql.trim_start().to_ascii_uppercase().starts_with("SELECT") {
+            sqlx::query(query)
+                .fetch_all(&mut *tx)
+                .await
+                .map(|r| r.len() as u64)
+        } else {
+            sqlx::query(query)
+                .execute(&mut *tx)
+                .await
+                .map(|r| r.rows_affected())
+        };
+        tx.rollback().await.ok();
+        rows.map_err(|e| e.to_string())
+    }
+
+    /// Runs a query returning one text value, as the application (through the store's pool)
+    /// in the default organisation (on PostgreSQL, row-level security shows no row otherwise).
     pub async fn app_scalar(&self, sql: &'static str) -> String {
         match &self.store.pool {
             crate::Pool::Sqlite(p) => sqlx::query_scalar::<_, String>(sql)
                 .fetch_one(p)
                 .await
                 .expect("query"),
-            crate::Pool::Postgres(p) => sqlx::query_scalar::<_, String>(sql)
-                .fetch_one(p)
-                .await
-                .expect("query"),
+            crate::Pool::Postgres(p) => {
+                let mut tx = p.begin().await.expect("begin");
+                sqlx::query("SELECT set_config('app.current_org_id', $1, true)")
+                    .bind(crate::DEFAULT_ORG_ID)
+                    .execute(&mut *tx)
+                    .await
+                    .expect("organisation");
+                let value = sqlx::query_scalar::<_, String>(sql)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .expect("query");
+                tx.rollback().await.ok();
+                value
+            }
         }
     }
 }

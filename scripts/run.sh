@@ -28,14 +28,42 @@ bin="$(target_dir)/$profile_dir/infrapilot"
 INFRAPILOT_PLUGIN_TOOL="$(target_dir)/$profile_dir/infrapilot-plugin" scripts/build-plugins.sh
 export INFRAPILOT_PLUGIN_DIR="${INFRAPILOT_PLUGIN_DIR:-$(target_dir)/plugins/bundles}"
 export INFRAPILOT_PLUGIN_TRUSTED_KEYS="${INFRAPILOT_PLUGIN_TRUSTED_KEYS:-$(target_dir)/plugins/dev-signing}"
-if ! docker info >/dev/null 2>&1; then
+# The machine's Docker engine: when none answers (and DOCKER_HOST names none), start dockerd —
+# a socket file left by an engine that is gone is not an engine. An engine that is still starting
+# is waited for; a dockerd that cannot start with its defaults (no overlay filesystem, no
+# iptables, as in containers) is started again with the settings that work everywhere.
+engine_answers() { docker info >/dev/null 2>&1; }
+wait_for_engine() {
+    local pid=$1
+    for _ in $(seq 1 300); do
+        engine_answers && return 0
+        [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null && return 1
+        sleep 0.1
+    done
+    engine_answers
+}
+if ! engine_answers; then
     need_debian docker.io:dockerd
-    if [ -z "${DOCKER_HOST:-}" ] && ! [ -S /var/run/docker.sock ]; then
-        say "starting the local Docker engine (dockerd, log in /var/log/infrapilot-dockerd.log)"
-        dockerd >/var/log/infrapilot-dockerd.log 2>&1 &
-        for _ in $(seq 1 100); do docker info >/dev/null 2>&1 && break; sleep 0.1; done
+    engine_log=/var/log/infrapilot-dockerd.log
+    if [ -n "${DOCKER_HOST:-}" ]; then
+        echo "warning: no Docker engine answers at DOCKER_HOST=$DOCKER_HOST; the built-in agent will report it" >&2
+    elif [ "$(id -u)" != 0 ]; then
+        echo "warning: no Docker engine answers and only root can start one (sudo dockerd); the built-in agent will report it" >&2
+    elif pgrep -x dockerd >/dev/null 2>&1; then
+        say "waiting for the local Docker engine that is starting"
+        wait_for_engine "" || echo "warning: a dockerd runs but does not answer; the built-in agent will report it" >&2
+    else
+        say "starting the local Docker engine (dockerd, log in $engine_log)"
+        dockerd >"$engine_log" 2>&1 &
+        if ! wait_for_engine $!; then
+            kill $! 2>/dev/null || true
+            echo "dockerd did not start with its defaults; the end of its log:" >&2
+            tail -n 5 "$engine_log" >&2
+            say "starting dockerd again with the vfs storage driver and without iptables (log in $engine_log)"
+            dockerd --storage-driver=vfs --iptables=false >"$engine_log" 2>&1 &
+            wait_for_engine $! || { tail -n 20 "$engine_log" >&2; echo "warning: no Docker engine answers; the built-in agent will report it" >&2; }
+        fi
     fi
-    docker info >/dev/null 2>&1 || echo "warning: no Docker engine answers; the built-in agent will report it" >&2
 fi
 say "starting InfraPilot on ${INFRAPILOT_LISTEN:-0.0.0.0:8080} (data in ${INFRAPILOT_DATA_DIR:-./data}); Ctrl-C stops it"
 echo "first start: claim the install with the setup code the log prints (also in ${INFRAPILOT_DATA_DIR:-./data}/setup-code)"

@@ -239,7 +239,11 @@ if ! curl -fsS --max-time 5 -o "$work/run-setup.json" "http://127.0.0.1:$port/ap
     tail -n 40 "$work/run.log" >&2
     exit 1
 fi
-docker info >/dev/null 2>&1 || { echo "the run command left no Docker engine answering" >&2; exit 1; }
+if ! docker info >/dev/null 2>&1; then
+    echo "the run command left no Docker engine answering; its log:" >&2
+    tail -n 40 "$work/run.log" >&2
+    exit 1
+fi
 # It stops on SIGTERM (Ctrl-C's sibling), promptly.
 kill "$run_pid"
 for _ in $(seq 1 150); do kill -0 "$run_pid" 2>/dev/null || break; sleep 0.1; done

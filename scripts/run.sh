@@ -18,29 +18,16 @@ esac
 
 need_debian gcc:gcc pkg-config:pkg-config
 build_web
-# The shipped plugins' wasm32 modules compile in the background while the host does (a separate
-# cargo and target directory; the host build leaves one of the two cores idle in its last crates).
-plugin_log="$(target_dir)/plugin-modules.log"
-mkdir -p "$(target_dir)"
-PLUGIN_SET=shipped PLUGIN_MODULES_ONLY=1 scripts/build-plugins.sh >"$plugin_log" 2>&1 &
-plugin_modules=$!
 say "building the host and the agent ($profile; the first build takes several minutes)"
-if [ "$profile" = release ]; then
-    # The plugin tool in the same cargo run: the crates it shares with the host build once.
-    cargo build --release -p infrapilot -p infrapilot-agent -p infrapilot-plugin-tool
-else
-    # The debug binaries the tests build: the tool apart, so it does not change the features the
-    # host's crates are built with (the tests would build them again).
-    cargo build -p infrapilot -p infrapilot-agent
-    cargo build -p infrapilot-plugin-tool
-fi
+cargo build "${profile_flag[@]}" -p infrapilot -p infrapilot-agent
+# The plugin tool in the same profile, built apart so that it does not change the features the
+# host's crates are built with (the tests would build them again); the crates it shares with the
+# host are reused.
+cargo build "${profile_flag[@]}" -p infrapilot-plugin-tool
 bin="$(target_dir)/$profile_dir/infrapilot"
-if ! wait "$plugin_modules"; then
-    cat "$plugin_log" >&2
-    echo "building the plugins' modules failed (log above, also in $plugin_log)" >&2
-    exit 1
-fi
-# First-party plugins (webhook, Slack, SMTP, nginx), signed with this machine's development key.
+# The shipped plugins (webhook, Slack, SMTP, nginx; not the test plugins), signed with this
+# machine's development key. (Building their modules while the host compiles was slower on two
+# cores: docs/BENCHMARKS.md.)
 PLUGIN_SET=shipped INFRAPILOT_PLUGIN_TOOL="$(target_dir)/$profile_dir/infrapilot-plugin" scripts/build-plugins.sh
 export INFRAPILOT_PLUGIN_DIR="${INFRAPILOT_PLUGIN_DIR:-$(target_dir)/plugins/bundles}"
 export INFRAPILOT_PLUGIN_TRUSTED_KEYS="${INFRAPILOT_PLUGIN_TRUSTED_KEYS:-$(target_dir)/plugins/dev-signing}"

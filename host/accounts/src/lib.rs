@@ -7,6 +7,10 @@
 //! of its own). Single sign-on opens its sessions through
 //! [`AccountService::sign_in`], the one place a session is issued.
 
+pub mod organisations;
+
+pub use organisations::{IssuedInvitation, OrgCreation, OrgError, Organisations};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +20,7 @@ use infrapilot_identity::{
     hash_token, issue_token, verify_password, verify_totp,
 };
 use infrapilot_store::{
-    Actor, DEFAULT_ORG_ID, NewAuditEvent, NewSession, NewUser, Store, StoreError, Tx, UserRow,
-    now_ms,
+    Actor, NewAuditEvent, NewSession, NewUser, OrgId, Store, StoreError, Tx, UserRow, now_ms,
 };
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -99,6 +102,13 @@ impl AccountError {
 }
 
 type Result<T, E = AccountError> = std::result::Result<T, E>;
+
+/// The organisation whose audit chain records what a person does to their own account (signing
+/// in and out, second factors, passwords) and the first-run claim: the default organisation, the
+/// host's own (ARCHITECTURE.md, "Tenancy").
+fn host_chain() -> OrgId {
+    OrgId::default_org()
+}
 
 /// The caller of a request: its address (as the audit trail records it), its user agent (kept
 /// with a session) and the key its attempts are throttled under (an IPv6 address's /64).
@@ -193,6 +203,12 @@ pub async fn create_user(
     account: NewAccount,
     action: &str,
 ) -> Result<UserRow> {
+    if account.role == Role::SuperAdmin && tx.org_id() != infrapilot_store::DEFAULT_ORG_ID {
+        return Err(AccountError::Invalid {
+            field: "role".into(),
+            message: "super_admin is the host operator's role, held in the default organisation only; use admin, operator or viewer".into(),
+        });
+    }
     let password_hash = new_password_hash(account.password).await?;
     let id = uuid::Uuid::new_v4().to_string();
     tx.insert_user(&NewUser {
@@ -231,7 +247,7 @@ pub async fn create_user_now(
     account: NewAccount,
     only_if_empty: bool,
 ) -> Result<UserRow> {
-    let mut tx = store.write(DEFAULT_ORG_ID).await?;
+    let mut tx = store.write(&host_chain()).await?;
     if only_if_empty {
         tx.lock_setup().await?;
         if tx.count_users().await? > 0 {
@@ -371,10 +387,10 @@ impl AccountService<'_> {
         let target: String = format!("user:{}", email.chars().take(254).collect::<String>());
         let event =
             anonymous(client).event("auth.login", target, "failure", json!({"reason": reason}));
-        self.record_standalone(DEFAULT_ORG_ID, event).await;
+        self.record_standalone(&host_chain(), event).await;
     }
 
-    async fn record_standalone(&self, org_id: &str, event: NewAuditEvent) {
+    async fn record_standalone(&self, org_id: &OrgId, event: NewAuditEvent) {
         if let Err(e) = self.store.record_audit(org_id, event).await {
             tracing::error!(error = %e, "could not record audit event");
         }
@@ -400,9 +416,9 @@ impl AccountService<'_> {
         // purpose.
         let user = self
             .store
-            .read(DEFAULT_ORG_ID)
+            .read(&host_chain())
             .await?
-            .user_by_email(email)
+            .person_by_email(email)
             .await?;
         let stored_hash = user
             .as_ref()
@@ -433,7 +449,7 @@ impl AccountService<'_> {
         } else {
             self.attempt_succeeded(email, client);
         }
-        let mut tx = self.store.write(DEFAULT_ORG_ID).await?;
+        let mut tx = self.store.write(&host_chain()).await?;
         if user.totp_enabled {
             let challenge = issue_token(TokenKind::MfaChallenge)?;
             tx.insert_mfa_challenge(&challenge.hash, &user.id, now_ms() + MFA_CHALLENGE_TTL_MS)
@@ -458,7 +474,7 @@ impl AccountService<'_> {
         client: &Client,
     ) -> Result<TokenPair> {
         let challenge_hash = hash_token(mfa_token);
-        let mut tx = self.store.write(DEFAULT_ORG_ID).await?;
+        let mut tx = self.store.write(&host_chain()).await?;
         // Parallel codes on one challenge are checked one after another, so its attempt limit
         // holds.
         tx.serialize(&format!("mfa:{challenge_hash}")).await?;
@@ -473,7 +489,7 @@ impl AccountService<'_> {
                 )
             })?;
         let user = tx
-            .user_by_id(&challenge.user_id)
+            .person_by_id(&challenge.user_id)
             .await?
             .filter(|u| !u.disabled && u.totp_enabled)
             .ok_or_else(|| AccountError::unauthorized(Some("mfa_token"), "sign in again"))?;
@@ -509,7 +525,7 @@ impl AccountService<'_> {
         // As the account is now, in the transaction that opens the session: it may have been
         // disabled (and its sessions ended) since the caller read it.
         let enabled = tx
-            .user_by_id(&user.id)
+            .person_by_id(&user.id)
             .await?
             .is_some_and(|current| !current.disabled);
         if !enabled {
@@ -551,7 +567,7 @@ impl AccountService<'_> {
     /// holds a copy.
     pub async fn refresh(&self, refresh_token: &str, client: &Client) -> Result<TokenPair> {
         let old_hash = hash_token(refresh_token);
-        let mut tx = self.store.write(DEFAULT_ORG_ID).await?;
+        let mut tx = self.store.write(&host_chain()).await?;
         let invalid = || {
             AccountError::unauthorized(
                 Some("refresh_token"),
@@ -563,10 +579,10 @@ impl AccountService<'_> {
             return Err(invalid());
         }
         let actor = Actor {
-            org_id: DEFAULT_ORG_ID.to_owned(),
+            org_id: host_chain(),
             user_id: Some(row.user_id.clone()),
             label: tx
-                .user_by_id(&row.user_id)
+                .person_by_id(&row.user_id)
                 .await?
                 .map(|u| u.email)
                 .unwrap_or_else(|| row.user_id.clone()),
@@ -624,7 +640,7 @@ impl AccountService<'_> {
             SessionEnd::Revoke => ("auth.session_revoke", "revoked by user"),
         };
         let user_id = actor.user_id.as_deref().unwrap_or_default();
-        let mut tx = self.store.write(&actor.org_id).await?;
+        let mut tx = self.store.write(&host_chain()).await?;
         // The session signing out was active a moment ago: it ends either way.
         if !tx.revoke_session(user_id, session_id, reason).await? && how == SessionEnd::Revoke {
             return Err(AccountError::NoSuchSession);
@@ -643,14 +659,14 @@ impl AccountService<'_> {
     /// The signed-in user's own row.
     async fn current_user(&self, tx: &mut Tx, actor: &Actor) -> Result<UserRow> {
         let user_id = actor.user_id.as_deref().unwrap_or_default();
-        tx.user_by_id(user_id)
+        tx.person_by_id(user_id)
             .await?
             .ok_or_else(AccountError::account_gone)
     }
 
     /// The signed-in user's own row, read in its own transaction.
     async fn read_current_user(&self, actor: &Actor) -> Result<UserRow> {
-        let mut tx = self.store.read(&actor.org_id).await?;
+        let mut tx = self.store.read(&host_chain()).await?;
         let user = self.current_user(&mut tx, actor).await?;
         tx.commit().await?;
         Ok(user)
@@ -670,7 +686,7 @@ impl AccountService<'_> {
         self.recheck_password(&user, client, "current_password", current_password)
             .await?;
         let new_hash = new_password_hash(new_password).await?;
-        let mut tx = self.store.write(&actor.org_id).await?;
+        let mut tx = self.store.write(&host_chain()).await?;
         tx.set_password_hash(&user.id, &new_hash).await?;
         let ended = tx
             .revoke_user_sessions(&user.id, "password changed", keep_session)
@@ -738,7 +754,7 @@ impl AccountService<'_> {
         given: &str,
         client: &Client,
     ) -> Result<()> {
-        if self.store.read(DEFAULT_ORG_ID).await?.count_users().await? > 0 {
+        if self.store.read(&host_chain()).await?.count_users().await? > 0 {
             return Err(AccountError::SetupDone);
         }
         let expected = expected.ok_or(AccountError::SetupClosed)?;
@@ -843,7 +859,7 @@ impl AccountService<'_> {
 
     /// Where the actor's MFA stands.
     pub async fn mfa_status(&self, actor: &Actor) -> Result<MfaStatus> {
-        let mut tx = self.store.read(&actor.org_id).await?;
+        let mut tx = self.store.read(&host_chain()).await?;
         let user = self.current_user(&mut tx, actor).await?;
         let backup_codes_remaining = tx.remaining_backup_codes(&user.id).await?;
         tx.commit().await?;
@@ -856,7 +872,7 @@ impl AccountService<'_> {
 
     /// Starts a TOTP enrolment: a new seed, sealed and pending until confirmed.
     pub async fn start_mfa_enrollment(&self, actor: &Actor) -> Result<TotpEnrollment> {
-        let mut tx = self.store.write(&actor.org_id).await?;
+        let mut tx = self.store.write(&host_chain()).await?;
         let user = self.current_user(&mut tx, actor).await?;
         if user.totp_enabled {
             return Err(AccountError::Conflict(
@@ -884,7 +900,7 @@ impl AccountService<'_> {
     /// Confirms a pending enrolment with a code from the authenticator; turns MFA on and returns
     /// the new backup codes (shown once).
     pub async fn confirm_mfa(&self, actor: &Actor, code: &str) -> Result<Vec<String>> {
-        let mut tx = self.store.write(&actor.org_id).await?;
+        let mut tx = self.store.write(&host_chain()).await?;
         let user = self.current_user(&mut tx, actor).await?;
         if user.totp_enabled {
             return Err(AccountError::Conflict("MFA is already on".into()));
@@ -924,7 +940,7 @@ impl AccountService<'_> {
         if !user.totp_enabled && user.totp_secret.is_none() {
             return Err(AccountError::Conflict("MFA is not on".into()));
         }
-        let mut tx = self.store.write(&actor.org_id).await?;
+        let mut tx = self.store.write(&host_chain()).await?;
         tx.disable_totp(&user.id).await?;
         tx.append_audit(actor.event(
             "mfa.disable",
@@ -951,7 +967,7 @@ impl AccountService<'_> {
             return Err(AccountError::Conflict("MFA is not on".into()));
         }
         let (codes, hashes) = generate_backup_codes()?;
-        let mut tx = self.store.write(&actor.org_id).await?;
+        let mut tx = self.store.write(&host_chain()).await?;
         tx.replace_backup_codes(&user.id, &hashes).await?;
         tx.append_audit(actor.event(
             "mfa.backup_codes_regenerate",
@@ -974,7 +990,7 @@ enum SessionEnd {
 /// A caller without credentials, as the audit trail names it.
 fn anonymous(client: &Client) -> Actor {
     Actor {
-        org_id: DEFAULT_ORG_ID.to_owned(),
+        org_id: host_chain(),
         user_id: None,
         label: "anonymous".into(),
         ip: client.ip.clone(),
@@ -984,7 +1000,7 @@ fn anonymous(client: &Client) -> Actor {
 /// A user acting for themselves before they hold a token (sign-in).
 fn user_actor(user: &UserRow, client: &Client) -> Actor {
     Actor {
-        org_id: DEFAULT_ORG_ID.to_owned(),
+        org_id: host_chain(),
         user_id: Some(user.id.clone()),
         label: user.email.clone(),
         ip: client.ip.clone(),

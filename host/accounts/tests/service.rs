@@ -11,7 +11,7 @@ use infrapilot_accounts::{
 };
 use infrapilot_identity::{LoginThrottle, Role, SecretBox};
 use infrapilot_store::testing::{TestDb, backends};
-use infrapilot_store::{Actor, AuditFilter, DEFAULT_ORG_ID};
+use infrapilot_store::{Actor, AuditFilter};
 use tokio::sync::Semaphore;
 
 struct Fixture {
@@ -46,7 +46,12 @@ impl Fixture {
     }
 
     async fn user(&self, email: &str, role: Role) -> String {
-        let mut tx = self.db.store.write(DEFAULT_ORG_ID).await.unwrap();
+        let mut tx = self
+            .db
+            .store
+            .write(&infrapilot_store::OrgId::default_org())
+            .await
+            .unwrap();
         let row = create_user(
             &mut tx,
             &cli(),
@@ -66,7 +71,12 @@ impl Fixture {
 
     /// The audit trail, oldest first, as (action, outcome, detail).
     async fn audit(&self) -> Vec<(String, String, serde_json::Value)> {
-        let mut tx = self.db.store.read(DEFAULT_ORG_ID).await.unwrap();
+        let mut tx = self
+            .db
+            .store
+            .read(&infrapilot_store::OrgId::default_org())
+            .await
+            .unwrap();
         let page = tx
             .list_audit(&AuditFilter {
                 limit: 100,
@@ -89,7 +99,7 @@ impl Fixture {
 
 fn cli() -> Actor {
     Actor {
-        org_id: DEFAULT_ORG_ID.into(),
+        org_id: infrapilot_store::OrgId::default_org(),
         user_id: None,
         label: "cli".into(),
         ip: "local".into(),
@@ -284,7 +294,11 @@ async fn an_account_disabled_after_its_password_was_checked_gets_no_session() {
         let late = f.user("late@example.com", Role::Viewer).await;
         let accounts = f.service();
         // The row a sign-in read before the administrator's change…
-        let mut tx = f.db.store.read(DEFAULT_ORG_ID).await.unwrap();
+        let mut tx =
+            f.db.store
+                .read(&infrapilot_store::OrgId::default_org())
+                .await
+                .unwrap();
         let stale = tx.user_by_id(&late).await.unwrap().unwrap();
         tx.commit().await.unwrap();
         let actor = Actor {
@@ -304,7 +318,11 @@ async fn an_account_disabled_after_its_password_was_checked_gets_no_session() {
             .await
             .unwrap();
         // …does not open a session.
-        let tx = f.db.store.write(DEFAULT_ORG_ID).await.unwrap();
+        let tx =
+            f.db.store
+                .write(&infrapilot_store::OrgId::default_org())
+                .await
+                .unwrap();
         let refused = accounts
             .sign_in(tx, &stale, &client(), serde_json::json!({"sso": "test"}))
             .await
@@ -313,7 +331,11 @@ async fn an_account_disabled_after_its_password_was_checked_gets_no_session() {
             matches!(refused, AccountError::Disabled),
             "{backend:?}: {refused:?}"
         );
-        let mut tx = f.db.store.read(DEFAULT_ORG_ID).await.unwrap();
+        let mut tx =
+            f.db.store
+                .read(&infrapilot_store::OrgId::default_org())
+                .await
+                .unwrap();
         assert!(
             tx.list_sessions(&late).await.unwrap().is_empty(),
             "{backend:?}"

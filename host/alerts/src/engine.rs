@@ -20,8 +20,8 @@ use infrapilot_plugin_runtime::runtime::Invocation;
 use infrapilot_proto::model::ContainerList;
 use infrapilot_proto::v1::{ListContainers, command};
 use infrapilot_store::{
-    AgentRow, AlertChannelRow, AlertEventRow, AlertRuleRow, DockerEventRow, Store, StoreError, Tx,
-    now_ms,
+    AgentRow, AlertChannelRow, AlertEventRow, AlertRuleRow, DockerEventRow, OrgId, Store,
+    StoreError, Tx, now_ms,
 };
 
 use crate::rules::{RuleKind, RuleParams, Severity};
@@ -218,7 +218,7 @@ impl AlertEngine {
     }
 
     /// Evaluates the rules of one organisation.
-    pub async fn evaluate(&self, org_id: &str) -> Result<(), AlertError> {
+    pub async fn evaluate(&self, org_id: &OrgId) -> Result<(), AlertError> {
         let (rules, agents) = {
             let mut tx = self.inner.store.read(org_id).await?;
             let rules: Vec<AlertRuleRow> = tx
@@ -247,7 +247,7 @@ impl AlertEngine {
         let mut first_error = None;
         for (part, result) in results {
             if let Err(e) = result {
-                tracing::warn!(org = org_id, part, error = %e, "alert evaluation failed");
+                tracing::warn!(org = %org_id, part, error = %e, "alert evaluation failed");
                 first_error.get_or_insert(e);
             }
         }
@@ -256,7 +256,7 @@ impl AlertEngine {
 
     async fn evaluate_events(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         rules: &[AlertRuleRow],
     ) -> Result<(), AlertError> {
         let mut tx = self.inner.store.write(org_id).await?;
@@ -356,7 +356,7 @@ impl AlertEngine {
     /// Node status, and restart loops that calmed down.
     async fn evaluate_nodes(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         rules: &[AlertRuleRow],
         agents: &[AgentRow],
     ) -> Result<(), AlertError> {
@@ -440,7 +440,7 @@ impl AlertEngine {
     /// rule's days (or has expired), resolves when it was renewed or its host is gone.
     async fn evaluate_certificates(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         rules: &[AlertRuleRow],
         agents: &[AgentRow],
     ) -> Result<(), AlertError> {
@@ -517,7 +517,7 @@ impl AlertEngine {
     /// CPU and memory of running containers on nodes connected to this process.
     async fn evaluate_usage(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         rules: &[AlertRuleRow],
         agents: &[AgentRow],
     ) -> Result<(), AlertError> {
@@ -781,7 +781,7 @@ impl AlertEngine {
 
     async fn deliver_one(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         event_id: &str,
         channel_id: &str,
         transition: &str,
@@ -875,7 +875,7 @@ impl AlertEngine {
     /// Calls the channel's plugin; `Ok(detail)` or the error shown to the operator.
     async fn send(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         channel: &AlertChannelRow,
         alert: &Alert,
     ) -> Result<String, String> {
@@ -898,7 +898,7 @@ impl AlertEngine {
     /// What a call of the channel's plugin runs with.
     pub fn invocation(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         channel: &AlertChannelRow,
     ) -> Result<Invocation, AlertError> {
         let settings: serde_json::Value =
@@ -919,7 +919,7 @@ impl AlertEngine {
     }
 
     /// "Send test": delivers a test alert through a channel now.
-    pub async fn send_test(&self, org_id: &str, channel: &AlertChannelRow) -> TestOutcome {
+    pub async fn send_test(&self, org_id: &OrgId, channel: &AlertChannelRow) -> TestOutcome {
         let now = now_ms();
         let alert = Alert {
             id: format!("test-{}", uuid::Uuid::new_v4()),

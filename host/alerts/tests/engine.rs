@@ -11,12 +11,14 @@ use infrapilot_plugin_host::{PluginHost, PluginHostConfig};
 use infrapilot_plugin_types::bundle::SigningKey;
 use infrapilot_store::testing::{TestDb, backends};
 use infrapilot_store::{
-    DEFAULT_ORG_ID, NewAgent, NewAlertRule, NewDockerEvent, NewEnrollmentToken, NewPlugin, Store,
-    now_ms,
+    NewAgent, NewAlertRule, NewDockerEvent, NewEnrollmentToken, NewPlugin, Store, now_ms,
 };
 
 async fn setup(store: &Store) -> (String, String) {
-    let mut tx = store.write(DEFAULT_ORG_ID).await.unwrap();
+    let mut tx = store
+        .write(&infrapilot_store::OrgId::default_org())
+        .await
+        .unwrap();
     tx.insert_enrollment_token(&NewEnrollmentToken {
         id: "tok",
         token_hash: "h",
@@ -65,7 +67,10 @@ async fn setup(store: &Store) -> (String, String) {
 
 async fn rule(store: &Store, name: &str, kind: &str, params: &str, channel: &str) -> String {
     let id = uuid::Uuid::new_v4().to_string();
-    let mut tx = store.write(DEFAULT_ORG_ID).await.unwrap();
+    let mut tx = store
+        .write(&infrapilot_store::OrgId::default_org())
+        .await
+        .unwrap();
     tx.insert_alert_rule(&NewAlertRule {
         id: &id,
         name,
@@ -83,7 +88,10 @@ async fn rule(store: &Store, name: &str, kind: &str, params: &str, channel: &str
 }
 
 async fn docker_event(store: &Store, agent: &str, action: &str, exit_code: Option<i64>, at: i64) {
-    let mut tx = store.write(DEFAULT_ORG_ID).await.unwrap();
+    let mut tx = store
+        .write(&infrapilot_store::OrgId::default_org())
+        .await
+        .unwrap();
     tx.insert_docker_event(&NewDockerEvent {
         agent_id: agent,
         time_ms: at,
@@ -141,9 +149,15 @@ async fn rules_fire_fold_and_resolve_on_both_backends() {
 
         // Events before the engine's first run are history, not alerts.
         docker_event(&store, &agent, "die", Some(1), now_ms()).await;
-        engine.evaluate(DEFAULT_ORG_ID).await.unwrap();
+        engine
+            .evaluate(&infrapilot_store::OrgId::default_org())
+            .await
+            .unwrap();
         let events = |store: Store| async move {
-            let mut tx = store.read(DEFAULT_ORG_ID).await.unwrap();
+            let mut tx = store
+                .read(&infrapilot_store::OrgId::default_org())
+                .await
+                .unwrap();
             let e = tx.list_alert_events(None, 100).await.unwrap();
             tx.commit().await.unwrap();
             e
@@ -162,14 +176,23 @@ async fn rules_fire_fold_and_resolve_on_both_backends() {
         // A crash fires; a start resolves it; a crash within the cooldown folds into it.
         let t = now_ms();
         docker_event(&store, &agent, "die", Some(137), t).await;
-        engine.evaluate(DEFAULT_ORG_ID).await.unwrap();
+        engine
+            .evaluate(&infrapilot_store::OrgId::default_org())
+            .await
+            .unwrap();
         docker_event(&store, &agent, "start", None, t + 10).await;
-        engine.evaluate(DEFAULT_ORG_ID).await.unwrap();
+        engine
+            .evaluate(&infrapilot_store::OrgId::default_org())
+            .await
+            .unwrap();
         docker_event(&store, &agent, "die", Some(1), t + 20).await;
         // A die right after a kill someone asked for is not a crash (counted nowhere).
         docker_event(&store, &agent, "kill", None, t + 30).await;
         docker_event(&store, &agent, "die", Some(143), t + 40).await;
-        engine.evaluate(DEFAULT_ORG_ID).await.unwrap();
+        engine
+            .evaluate(&infrapilot_store::OrgId::default_org())
+            .await
+            .unwrap();
         let all = events(store.clone()).await;
         let crashes: Vec<_> = all.iter().filter(|e| e.rule_id == crash).collect();
         assert_eq!(crashes.len(), 1, "{backend:?}: {all:?}");
@@ -189,7 +212,10 @@ async fn rules_fire_fold_and_resolve_on_both_backends() {
         assert!(all.iter().all(|e| e.rule_id != looping));
         docker_event(&store, &agent, "start", None, t + 50).await;
         docker_event(&store, &agent, "start", None, t + 60).await;
-        engine.evaluate(DEFAULT_ORG_ID).await.unwrap();
+        engine
+            .evaluate(&infrapilot_store::OrgId::default_org())
+            .await
+            .unwrap();
         let all = events(store.clone()).await;
         let loops: Vec<_> = all.iter().filter(|e| e.rule_id == looping).collect();
         assert_eq!(loops.len(), 1, "{backend:?}: {all:?}");
@@ -204,7 +230,10 @@ async fn rules_fire_fold_and_resolve_on_both_backends() {
         );
 
         // Deliveries: one per transition per channel, due now.
-        let mut tx = store.read(DEFAULT_ORG_ID).await.unwrap();
+        let mut tx = store
+            .read(&infrapilot_store::OrgId::default_org())
+            .await
+            .unwrap();
         let ids: Vec<String> = all.iter().map(|e| e.id.clone()).collect();
         let deliveries = tx.alert_deliveries_of(&ids).await.unwrap();
         tx.commit().await.unwrap();
@@ -237,7 +266,10 @@ async fn rules_fire_fold_and_resolve_on_both_backends() {
         assert_eq!(store.due_alert_deliveries(50).await.unwrap().len(), 4);
         // Another worker claiming the same delivery loses.
         let d = &deliveries[0];
-        let mut tx = store.write(DEFAULT_ORG_ID).await.unwrap();
+        let mut tx = store
+            .write(&infrapilot_store::OrgId::default_org())
+            .await
+            .unwrap();
         let until = now_ms() + 60_000;
         assert!(
             tx.claim_alert_delivery(&d.id, d.next_attempt_at, until)
@@ -261,7 +293,10 @@ async fn rules_fire_fold_and_resolve_on_both_backends() {
         assert_eq!(store.due_alert_deliveries(50).await.unwrap().len(), 3);
 
         // A deleted channel leaves the rules that named it, and evaluation goes on without it.
-        let mut tx = store.write(DEFAULT_ORG_ID).await.unwrap();
+        let mut tx = store
+            .write(&infrapilot_store::OrgId::default_org())
+            .await
+            .unwrap();
         tx.remove_channel_from_rules(&channel).await.unwrap();
         assert!(tx.delete_alert_channel(&channel).await.unwrap());
         let rules = tx.list_alert_rules().await.unwrap();
@@ -269,6 +304,9 @@ async fn rules_fire_fold_and_resolve_on_both_backends() {
         tx.commit().await.unwrap();
         docker_event(&store, &agent, "start", None, t + 70).await;
         docker_event(&store, &agent, "die", Some(2), now_ms() + 700_000).await;
-        engine.evaluate(DEFAULT_ORG_ID).await.unwrap();
+        engine
+            .evaluate(&infrapilot_store::OrgId::default_org())
+            .await
+            .unwrap();
     }
 }

@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use infrapilot_identity::Role;
 
-use crate::auth::{ClientInfo, authenticate};
+use crate::auth::{ClientInfo, Credential, authenticate};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -24,9 +24,15 @@ pub enum Access {
     /// A signed-in user (an interactive session, never an API token) with at least this role:
     /// managing one's own account (password, MFA, sessions) and minting API tokens.
     Interactive(Role),
+    /// A signed-in person in no particular organisation (session or API token): their own
+    /// organisations, their profile. The handler gets a [`crate::auth::Person`].
+    Person,
+    /// A signed-in person's interactive session, in no particular organisation: making an
+    /// organisation, accepting an invitation.
+    PersonInteractive,
 }
 
-use Access::{Interactive as I, Public, Role as R};
+use Access::{Interactive as I, Person as P, PersonInteractive as PI, Public, Role as R};
 use Role::{Admin, Operator, SuperAdmin, Viewer};
 
 /// `(method, route template, access)` for every route the API serves.
@@ -45,7 +51,7 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/auth/refresh", Public),
     // one's own account
     ("POST", "/api/v1/auth/logout", I(Viewer)),
-    ("GET", "/api/v1/auth/me", R(Viewer)),
+    ("GET", "/api/v1/auth/me", P),
     ("PUT", "/api/v1/auth/password", I(Viewer)),
     ("GET", "/api/v1/auth/sessions", I(Viewer)),
     ("DELETE", "/api/v1/auth/sessions/{id}", I(Viewer)),
@@ -181,7 +187,25 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/audit/verify", R(Admin)),
     // reference data for forms
     ("GET", "/api/v1/roles", R(Viewer)),
+    // organisations: the `{id}` in the path is the organisation the request acts in
+    ("GET", "/api/v1/orgs", P),
+    ("POST", "/api/v1/orgs", PI),
+    ("GET", "/api/v1/orgs/{id}", R(Viewer)),
+    ("PUT", "/api/v1/orgs/{id}", I(Admin)),
+    ("DELETE", "/api/v1/orgs/{id}", I(Admin)),
+    ("GET", "/api/v1/orgs/{id}/members", R(Viewer)),
+    ("POST", "/api/v1/orgs/{id}/members", I(Admin)),
+    ("PUT", "/api/v1/orgs/{id}/members/{uid}", I(Admin)),
+    ("DELETE", "/api/v1/orgs/{id}/members/{uid}", I(Viewer)),
+    ("GET", "/api/v1/orgs/{id}/invitations", R(Admin)),
+    ("POST", "/api/v1/orgs/{id}/invitations", I(Admin)),
+    ("DELETE", "/api/v1/orgs/{id}/invitations/{iid}", I(Admin)),
+    ("POST", "/api/v1/invitations/{token}/accept", PI),
 ];
+
+/// Routes whose path names the organisation they act in (`/api/v1/orgs/{id}…`): that id, not the
+/// `X-InfraPilot-Org` header, chooses it.
+const ORG_PATH_PREFIX: &str = "/api/v1/orgs/{id}";
 
 /// The rule for a route template and method, if there is one.
 pub fn rule_for(method: &Method, route: &str) -> Option<Access> {
@@ -231,20 +255,42 @@ pub async fn authorize(
     };
     let (required, interactive) = match access {
         Access::Public => return next.run(request).await,
-        Access::Role(role) => (role, false),
-        Access::Interactive(role) => (role, true),
+        Access::Role(role) => (Some(role), false),
+        Access::Interactive(role) => (Some(role), true),
+        Access::Person => (None, false),
+        Access::PersonInteractive => (None, true),
     };
-    let principal = match authenticate(&state, request.headers()).await {
-        Ok(p) => p,
+    let requested = route
+        .starts_with(ORG_PATH_PREFIX)
+        .then(|| request.uri().path().split('/').nth(4))
+        .flatten()
+        .map(str::to_owned);
+    let authenticated = match authenticate(&state, request.headers(), requested.as_deref()).await {
+        Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    if interactive && principal.session_id().is_none() {
+    if interactive && !matches!(authenticated.person.credential, Credential::Session(_)) {
         return ApiError::forbidden(
             "this route needs a signed-in session; API tokens cannot manage accounts or mint tokens",
         )
         .with_field("authorization")
         .into_response();
     }
+    let Some(required) = required else {
+        request
+            .extensions_mut()
+            .insert(authenticated.person.clone());
+        request.extensions_mut().insert(authenticated);
+        return next.run(request).await;
+    };
+    let Some(principal) = authenticated.principal() else {
+        return ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "no_organisation",
+            "you belong to no organisation yet: make one or accept an invitation",
+        )
+        .into_response();
+    };
     if !principal.role.at_least(required) {
         if request.method() != Method::GET {
             let client = ClientInfo::from_request_ref(&request);
@@ -264,6 +310,7 @@ pub async fn authorize(
         ))
         .into_response();
     }
+    request.extensions_mut().insert(authenticated.person);
     request.extensions_mut().insert(principal);
     next.run(request).await
 }

@@ -103,7 +103,11 @@ pub async fn commit_success(
 }
 
 /// Records an event in its own transaction. Failures are logged, never shown to the caller.
-pub async fn record_standalone(state: &AppState, org_id: &str, event: NewAuditEvent) {
+pub async fn record_standalone(
+    state: &AppState,
+    org_id: &infrapilot_store::OrgId,
+    event: NewAuditEvent,
+) {
     if let Err(e) = state.store().record_audit(org_id, event).await {
         tracing::error!(error = %e, "could not record audit event");
     }

@@ -6,7 +6,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use infrapilot_identity::{Role, TokenKind, hash_token};
-use infrapilot_store::DEFAULT_ORG_ID;
+use infrapilot_store::{DEFAULT_ORG_ID, MembershipRow, OrgId};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -23,14 +23,25 @@ pub enum Credential {
 pub struct Principal {
     pub user_id: String,
     pub email: String,
+    /// The role in `org_id` (`super_admin` for the host operator in every organisation).
     pub role: Role,
-    pub org_id: String,
+    pub org_id: OrgId,
     pub credential: Credential,
     /// When the presented credential expires (ms since the epoch): nothing it mints may outlive it.
     pub expires_at: i64,
 }
 
 impl Principal {
+    /// The caller as services and the audit trail name them, in the request's organisation.
+    pub fn actor(&self, client: &ClientInfo) -> infrapilot_store::Actor {
+        infrapilot_store::Actor {
+            org_id: self.org_id.clone(),
+            user_id: Some(self.user_id.clone()),
+            label: self.email.clone(),
+            ip: client.ip.clone(),
+        }
+    }
+
     pub fn session_id(&self) -> Option<&str> {
         match &self.credential {
             Credential::Session(id) => Some(id),
@@ -115,9 +126,85 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     }
 }
 
-/// Resolves the bearer credential in `headers` to a live principal.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let secret = match headers.get(header::AUTHORIZATION) {
+/// The header that names the organisation a signed-in person acts in (WebSocket upgrades, which
+/// cannot set headers from a browser, may send the subprotocol `org.<id>` instead). Without it a
+/// session acts in the person's oldest membership. An API token acts in its own organisation.
+pub const ORG_HEADER: &str = "x-infrapilot-org";
+
+/// A signed-in person, before or without an organisation: what personal routes (the person's
+/// organisations, accepting an invitation, `auth/me`) are given.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub user_id: String,
+    pub email: String,
+    pub credential: Credential,
+    pub expires_at: i64,
+    /// Holds `super_admin` in the default organisation: runs the host (plugins, licence,
+    /// organisations) and acts as `super_admin` in every organisation.
+    pub host_operator: bool,
+}
+
+impl Person {
+    /// The person as services name them, acting in `org`.
+    pub fn actor(&self, client: &ClientInfo, org: OrgId) -> infrapilot_store::Actor {
+        infrapilot_store::Actor {
+            org_id: org,
+            user_id: Some(self.user_id.clone()),
+            label: self.email.clone(),
+            ip: client.ip.clone(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Person {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Person>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("sign in first"))
+    }
+}
+
+/// Who is calling: the person, and the organisation they act in with their role there (`None`
+/// for a person who belongs to none and named none).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub person: Person,
+    pub org: Option<(OrgId, Role)>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Authenticated>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("sign in first"))
+    }
+}
+
+impl Authenticated {
+    /// The principal of an organisation route.
+    pub fn principal(&self) -> Option<Principal> {
+        let (org_id, role) = self.org.clone()?;
+        Some(Principal {
+            user_id: self.person.user_id.clone(),
+            email: self.person.email.clone(),
+            role,
+            org_id,
+            credential: self.person.credential.clone(),
+            expires_at: self.person.expires_at,
+        })
+    }
+}
+
+fn bearer_secret(headers: &HeaderMap) -> Result<&str, ApiError> {
+    match headers.get(header::AUTHORIZATION) {
         Some(value) => {
             let value = value
                 .to_str()
@@ -127,48 +214,138 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
                 .or_else(|| value.strip_prefix("bearer "))
                 .map(str::trim)
                 .filter(|s| !s.is_empty() && s.len() <= 128)
-                .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?
+                .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))
         }
-        None => websocket_bearer(headers)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?,
+        None => websocket_protocol(headers, "bearer.")
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token")),
+    }
+}
+
+/// The organisation a request names: `requested` (a route's own `{id}` under `/api/v1/orgs`),
+/// else the header, else a WebSocket's `org.<id>` subprotocol. An id that is not a UUID names
+/// no organisation anyone has: 404 like any other.
+fn named_org(headers: &HeaderMap, requested: Option<&str>) -> Result<Option<OrgId>, ApiError> {
+    let text = match requested {
+        Some(id) => Some(id),
+        None => match headers.get(ORG_HEADER) {
+            Some(v) => Some(v.to_str().map_err(|_| org_not_found())?),
+            None => websocket_protocol(headers, "org."),
+        },
     };
+    match text {
+        None => Ok(None),
+        Some(t) => OrgId::parse(t.trim()).map(Some).ok_or_else(org_not_found),
+    }
+}
+
+/// Whether these memberships make their person the host operator (`super_admin` in the default
+/// organisation).
+pub(crate) fn is_host_operator(memberships: &[MembershipRow]) -> bool {
+    memberships
+        .iter()
+        .any(|m| m.org_id == DEFAULT_ORG_ID && m.role == Role::SuperAdmin.as_str())
+}
+
+/// The role a person with these memberships acts with in `org`: `super_admin` for the host
+/// operator (in every organisation), else their membership's; `None` when they hold none there.
+pub(crate) fn role_among(
+    memberships: &[MembershipRow],
+    org: &OrgId,
+) -> Result<Option<Role>, ApiError> {
+    if is_host_operator(memberships) {
+        return Ok(Some(Role::SuperAdmin));
+    }
+    memberships
+        .iter()
+        .find(|m| m.org_id == org.as_str())
+        .map(|m| parse_role(&m.role))
+        .transpose()
+}
+
+fn org_not_found() -> ApiError {
+    ApiError::not_found(ORG_HEADER, "no such organisation among yours")
+}
+
+/// Resolves the bearer credential in `headers` to a live person and the organisation the request
+/// acts in (`requested`: the `{id}` of an `/api/v1/orgs/{id}` route). Another organisation's id,
+/// like an unknown one, answers 404.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    requested: Option<&str>,
+) -> Result<Authenticated, ApiError> {
+    let secret = bearer_secret(headers)?;
+    let named = named_org(headers, requested)?;
     let hash = hash_token(secret);
-    let mut tx = state.store().read(DEFAULT_ORG_ID).await?;
-    let principal = if secret.starts_with(TokenKind::Access.prefix()) {
-        let owner = tx
-            .session_by_access_hash(&hash)
+    let mut lookup = state.store().lookup().await?;
+    let authenticated = if secret.starts_with(TokenKind::Access.prefix()) {
+        let owner = lookup
+            .session(&hash)
             .await?
             .ok_or_else(|| ApiError::unauthorized("the access token is invalid or expired"))?;
-        Principal {
-            role: parse_role(&owner.role)?,
-            user_id: owner.user_id,
-            email: owner.email,
-            org_id: tx.org_id().to_owned(),
-            expires_at: owner.expires_at,
-            credential: Credential::Session(owner.credential_id),
+        let memberships = lookup.memberships(&owner.user_id).await?;
+        let host_operator = is_host_operator(&memberships);
+        let org = match named {
+            Some(org) => {
+                if host_operator && lookup.organization(&org).await?.is_none() {
+                    return Err(org_not_found());
+                }
+                let role = role_among(&memberships, &org)?.ok_or_else(org_not_found)?;
+                Some((org, role))
+            }
+            None => match memberships.first() {
+                Some(m) => {
+                    let org = OrgId::parse(&m.org_id).ok_or_else(|| {
+                        ApiError::internal("a membership's organisation id is not a UUID")
+                    })?;
+                    let role = role_among(&memberships, &org)?.ok_or_else(org_not_found)?;
+                    Some((org, role))
+                }
+                None => None,
+            },
+        };
+        Authenticated {
+            person: Person {
+                user_id: owner.user_id,
+                email: owner.email,
+                credential: Credential::Session(owner.session_id),
+                expires_at: owner.expires_at,
+                host_operator,
+            },
+            org,
         }
     } else if secret.starts_with(TokenKind::Api.prefix()) {
-        let (owner, creator_role) = tx.api_token_by_hash(&hash).await?.ok_or_else(|| {
-            ApiError::unauthorized("the API token is invalid, revoked or expired")
-        })?;
+        let invalid = || ApiError::unauthorized("the API token is invalid, revoked or expired");
+        let org = lookup.org_of_api_token(&hash).await?.ok_or_else(invalid)?;
+        drop(lookup);
+        if named.as_ref().is_some_and(|n| *n != org) {
+            // A token acts in its own organisation only.
+            return Err(org_not_found());
+        }
+        let mut tx = state.store().read(&org).await?;
+        let (owner, creator_role) = tx.api_token_by_hash(&hash).await?.ok_or_else(invalid)?;
+        drop(tx);
         // A token never acts above its creator's current role.
         let role = parse_role(&owner.role)?.min(parse_role(&creator_role)?);
-        Principal {
-            role,
-            user_id: owner.user_id,
-            email: owner.email,
-            org_id: tx.org_id().to_owned(),
-            expires_at: owner.expires_at,
-            credential: Credential::ApiToken(owner.credential_id),
+        Authenticated {
+            person: Person {
+                user_id: owner.user_id,
+                email: owner.email,
+                credential: Credential::ApiToken(owner.credential_id),
+                expires_at: owner.expires_at,
+                host_operator: org.is_default() && role == Role::SuperAdmin,
+            },
+            org: Some((org, role)),
         }
     } else {
         return Err(ApiError::unauthorized("unrecognised bearer token"));
     };
-    drop(tx);
-    if let Credential::ApiToken(id) = &principal.credential {
+    if let (Credential::ApiToken(id), Some((org, _))) =
+        (&authenticated.person.credential, &authenticated.org)
+    {
         // Bookkeeping only: kept off the request path so that token calls never queue on the
         // write lock.
-        let (store, org, id) = (state.store().clone(), principal.org_id.clone(), id.clone());
+        let (store, org, id) = (state.store().clone(), org.clone(), id.clone());
         tokio::spawn(async move {
             let touched = async {
                 let mut tx = store.write(&org).await?;
@@ -180,12 +357,13 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
             }
         });
     }
-    Ok(principal)
+    Ok(authenticated)
 }
 
 /// Browsers cannot set headers on a WebSocket, so the token may travel as a subprotocol
-/// `bearer.<token>` of a WebSocket upgrade (the way Kubernetes does it).
-fn websocket_bearer(headers: &HeaderMap) -> Option<&str> {
+/// `bearer.<token>` of a WebSocket upgrade (the way Kubernetes does it), and the organisation as
+/// `org.<id>`.
+fn websocket_protocol<'h>(headers: &'h HeaderMap, prefix: &str) -> Option<&'h str> {
     let upgrade = headers.get(header::UPGRADE)?.to_str().ok()?;
     if !upgrade.eq_ignore_ascii_case("websocket") {
         return None;
@@ -196,7 +374,7 @@ fn websocket_bearer(headers: &HeaderMap) -> Option<&str> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .find_map(|p| p.strip_prefix("bearer."))
+        .find_map(|p| p.strip_prefix(prefix))
         .filter(|s| !s.is_empty() && s.len() <= 128)
 }
 

@@ -151,6 +151,28 @@ impl From<infrapilot_accounts::AccountError> for ApiError {
     }
 }
 
+impl From<infrapilot_accounts::OrgError> for ApiError {
+    fn from(e: infrapilot_accounts::OrgError) -> ApiError {
+        use infrapilot_accounts::OrgError;
+        let message = e.to_string();
+        match e {
+            OrgError::Invalid { field, .. } => ApiError::invalid(&field, message),
+            OrgError::NotFound { field, .. } => ApiError::not_found(&field, message),
+            OrgError::Edition => {
+                ApiError::new(StatusCode::CONFLICT, "edition_limit", message).with_field("edition")
+            }
+            OrgError::Forbidden(_) => ApiError::forbidden(message),
+            OrgError::LastAdmin { field } => ApiError::conflict(message).with_field(field),
+            OrgError::Conflict { field, .. } => ApiError::conflict(message).with_field(field),
+            OrgError::InvitationRefused(_) => {
+                ApiError::new(StatusCode::GONE, "invitation_invalid", message).with_field("token")
+            }
+            OrgError::Store(e) => ApiError::from(e),
+            OrgError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
 impl From<infrapilot_identity::IdentityError> for ApiError {
     fn from(e: infrapilot_identity::IdentityError) -> ApiError {
         ApiError::internal(e)

@@ -68,29 +68,53 @@ impl SocketGuard {
     /// Why the caller may no longer hold the socket, if so. Fails closed on a database error.
     async fn recheck(&self) -> Option<String> {
         let checked = async {
-            let mut tx = self.state.store().read(&self.principal.org_id).await?;
-            let (credential_id, api_token) = match &self.principal.credential {
-                Credential::Session(id) => (id.as_str(), false),
-                Credential::ApiToken(id) => (id.as_str(), true),
+            let role = match &self.principal.credential {
+                Credential::Session(id) => {
+                    let mut lookup = self.state.store().lookup().await?;
+                    if lookup.session_is_live(id).await? {
+                        let memberships = lookup.memberships(&self.principal.user_id).await?;
+                        Some(crate::auth::role_among(
+                            &memberships,
+                            &self.principal.org_id,
+                        ))
+                    } else {
+                        None
+                    }
+                }
+                Credential::ApiToken(id) => {
+                    let mut tx = self.state.store().read(&self.principal.org_id).await?;
+                    tx.live_api_token_role(id).await?.map(|(own, creator)| {
+                        match (Role::parse(&own), Role::parse(&creator)) {
+                            (Some(a), Some(b)) => Ok(Some(a.min(b))),
+                            _ => Ok(None),
+                        }
+                    })
+                }
             };
-            let roles = tx.live_credential_role(credential_id, api_token).await?;
-            let agent = tx.agent(&self.agent_id).await?;
-            Ok::<_, infrapilot_store::StoreError>((roles, agent))
+            let agent = self
+                .state
+                .store()
+                .read(&self.principal.org_id)
+                .await?
+                .agent(&self.agent_id)
+                .await?;
+            Ok::<_, infrapilot_store::StoreError>((role, agent))
         }
         .await;
-        let (roles, agent) = match checked {
+        let (role, agent) = match checked {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = %e, "could not re-check a socket's caller; closing it");
                 return Some("the host could not re-check your access".into());
             }
         };
-        let Some((own, creator)) = roles else {
+        let Some(role) = role else {
             return Some("your session or token ended (signed out, revoked, expired or the account disabled)".into());
         };
-        let role = match (Role::parse(&own), Role::parse(&creator)) {
-            (Some(a), Some(b)) => a.min(b),
-            _ => return Some("your role is unknown".into()),
+        let role = match role {
+            Ok(Some(role)) => role,
+            Ok(None) => return Some("you are no longer a member of this organisation".into()),
+            Err(_) => return Some("your role is unknown".into()),
         };
         if !role.at_least(self.required) {
             return Some(format!(

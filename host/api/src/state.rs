@@ -55,6 +55,8 @@ pub struct ApiSettings {
     pub metrics_token: Option<String>,
     /// Enrollment attempts with a wrong token per client address within `throttle_window`.
     pub enroll_failures: usize,
+    /// The host's edition: how many organisations it runs, and who makes them.
+    pub edition: infrapilot_licensing::HostEdition,
 }
 
 /// An address range (`10.0.0.0/8`, `192.0.2.7`), for the trusted-proxy list.
@@ -132,6 +134,7 @@ impl Default for ApiSettings {
             socket_max_lifetime: Duration::from_secs(12 * 3600),
             metrics_token: None,
             enroll_failures: 10,
+            edition: infrapilot_licensing::HostEdition::Community,
         }
     }
 }
@@ -238,6 +241,18 @@ impl AppState {
             access_token_ttl: self.settings().access_token_ttl,
             session_ttl: self.settings().session_ttl,
         }
+    }
+
+    /// The organisation workflows; how many organisations the host's edition allows.
+    pub fn organisations(&self) -> infrapilot_accounts::Organisations {
+        use infrapilot_accounts::OrgCreation;
+        use infrapilot_licensing::HostEdition;
+        let creation = match self.settings().edition {
+            HostEdition::Community => OrgCreation::Single,
+            HostEdition::Enterprise => OrgCreation::ByHostOperator,
+            HostEdition::Saas => OrgCreation::ByAnyone,
+        };
+        infrapilot_accounts::Organisations::new(self.store().clone(), creation)
     }
 
     /// The proxy workflow: revisions of a node's hosts, uploaded certificates.

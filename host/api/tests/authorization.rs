@@ -88,8 +88,13 @@ async fn every_route_by_every_role() {
     rules.sort_by_key(|(m, p, _)| (*p == "/api/v1/auth/logout", *m, *p));
     let mut checked = 0;
     for (method, path, access) in rules {
-        // Placeholder ids are well-formed but unknown, so a permitted call ends in 404 at worst.
-        let concrete = path.replace("{id}", "00000000-0000-0000-0000-0000000000ff");
+        // Placeholder ids are well-formed but unknown, so a permitted call ends in 404 at worst;
+        // an organisation route names the callers' own (an unknown organisation is 404 for all).
+        let concrete = if path.starts_with("/api/v1/orgs/{id}") {
+            path.replace("{id}", infrapilot_store::DEFAULT_ORG_ID)
+        } else {
+            path.replace("{id}", "00000000-0000-0000-0000-0000000000ff")
+        };
         for (role, token) in &callers {
             let body = (method != "GET" && method != "DELETE").then(|| json!({}));
             let reply = app.call(method, &concrete, token.as_deref(), body).await;
@@ -108,6 +113,8 @@ async fn every_route_by_every_role() {
                     "allowed"
                 }
                 (Access::Role(_) | Access::Interactive(_), Some(_)) => "403",
+                (Access::Person | Access::PersonInteractive, None) => "401",
+                (Access::Person | Access::PersonInteractive, Some(_)) => "allowed",
             };
             let ok = match expectation {
                 // Permitted callers may still get 401 from the login routes for bad credentials,

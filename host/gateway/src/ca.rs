@@ -119,6 +119,23 @@ impl CertificateAuthority {
     }
 }
 
+/// The organisation and agent an agent certificate names in its URI subject alternative name
+/// (`urn:infrapilot:org:<org>:agent:<agent>`, written by [`CertificateAuthority::sign_agent_csr`]).
+/// `None` for a certificate that does not parse or names none.
+pub fn certificate_identity(der: &[u8]) -> Option<(String, String)> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|name| match name {
+        GeneralName::URI(uri) => {
+            let rest = uri.strip_prefix("urn:infrapilot:org:")?;
+            let (org, agent) = rest.split_once(":agent:")?;
+            Some((org.to_owned(), agent.to_owned()))
+        }
+        _ => None,
+    })
+}
+
 impl CertificateAuthority {
     /// A server certificate for the gRPC listener, valid for `hostnames` (DNS names or IPs).
     /// Returns the certificate and its private key, both PEM.

@@ -17,7 +17,7 @@ use infrapilot_proto::v1::{
     Command, CommandResult, DockerEvent, ExecInput, ExecOutput, HostMessage, LogChunk, ResultAck,
     command, host_message,
 };
-use infrapilot_store::{NewCommand, NewDockerEvent, Store, now_ms};
+use infrapilot_store::{NewCommand, NewDockerEvent, OrgId, Store, now_ms};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
@@ -383,7 +383,11 @@ impl AgentHub {
 
     /// Stores and sends a durable command (or joins the one with the same idempotency key) and
     /// waits for its result.
-    pub async fn execute(&self, org_id: &str, c: DurableCommand<'_>) -> Result<Outcome, HubError> {
+    pub async fn execute(
+        &self,
+        org_id: &OrgId,
+        c: DurableCommand<'_>,
+    ) -> Result<Outcome, HubError> {
         let key = c.idempotency_key.unwrap_or_else(new_id);
         let mut tx = self.store.write(org_id).await?;
         if let Some(existing) = tx.command_by_key(c.agent_id, &key).await? {
@@ -447,7 +451,7 @@ impl AgentHub {
     /// result. Offline: the command waits in the store and is sent when the agent says hello.
     pub async fn dispatch(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         agent_id: &str,
         command: Command,
         wait: Duration,
@@ -495,7 +499,7 @@ impl AgentHub {
         }
     }
 
-    async fn deliver(&self, org_id: &str, agent_id: &str, command: Command) {
+    async fn deliver(&self, org_id: &OrgId, agent_id: &str, command: Command) {
         let id = command.command_id.clone();
         if self
             .send(agent_id, host_message::Body::Command(command))
@@ -517,7 +521,12 @@ impl AgentHub {
     /// The agent said hello serving proxy revision `revision`: kept, so that the next revision
     /// made here is numbered above it even if this database is older than the node (restored
     /// from a backup).
-    pub(crate) async fn note_serving_revision(&self, org_id: &str, agent_id: &str, revision: i64) {
+    pub(crate) async fn note_serving_revision(
+        &self,
+        org_id: &OrgId,
+        agent_id: &str,
+        revision: i64,
+    ) {
         let noted = async {
             let mut tx = self.store.write(org_id).await?;
             tx.note_proxy_serving_revision(agent_id, revision).await?;
@@ -530,7 +539,7 @@ impl AgentHub {
     }
 
     /// The agent said hello: re-send its unfinished durable commands.
-    pub(crate) async fn resend_open(&self, org_id: &str, agent_id: &str) {
+    pub(crate) async fn resend_open(&self, org_id: &OrgId, agent_id: &str) {
         let open = async {
             let mut tx = self.store.write(org_id).await?;
             let open = tx.open_commands(agent_id).await?;
@@ -561,7 +570,7 @@ impl AgentHub {
     }
 
     /// A result arrived: store it (durable commands, once), acknowledge it, wake the callers.
-    pub(crate) async fn on_result(&self, org_id: &str, agent_id: &str, result: CommandResult) {
+    pub(crate) async fn on_result(&self, org_id: &OrgId, agent_id: &str, result: CommandResult) {
         let stored = async {
             let mut tx = self.store.write(org_id).await?;
             let Some(row) = tx.command(&result.command_id).await? else {
@@ -618,7 +627,7 @@ impl AgentHub {
         }
     }
 
-    pub(crate) async fn on_event(&self, org_id: &str, agent_id: &str, event: DockerEvent) {
+    pub(crate) async fn on_event(&self, org_id: &OrgId, agent_id: &str, event: DockerEvent) {
         let attributes = serde_json::to_string(&event.attributes).unwrap_or_else(|_| "{}".into());
         let stored = async {
             let mut tx = self.store.write(org_id).await?;
@@ -641,7 +650,7 @@ impl AgentHub {
     }
 
     /// The node reported its proxy (drift, certificates): kept as the latest status.
-    pub(crate) async fn on_proxy_status(&self, org_id: &str, agent_id: &str, json: &[u8]) {
+    pub(crate) async fn on_proxy_status(&self, org_id: &OrgId, agent_id: &str, json: &[u8]) {
         store_proxy_status(&self.store, org_id, agent_id, json).await;
     }
 
@@ -731,7 +740,7 @@ impl AgentHub {
 }
 
 /// Stores a node's proxy status (a JSON `ProxyNodeStatus`); malformed reports are dropped.
-pub async fn store_proxy_status(store: &Store, org_id: &str, agent_id: &str, json: &[u8]) {
+pub async fn store_proxy_status(store: &Store, org_id: &OrgId, agent_id: &str, json: &[u8]) {
     let Ok(status) = serde_json::from_slice::<infrapilot_proto::model::ProxyNodeStatus>(json)
     else {
         tracing::warn!(agent_id, "dropped a malformed proxy status report");

@@ -9,7 +9,7 @@ pub mod router;
 pub mod server;
 
 use infrapilot_identity::SecretBox;
-use infrapilot_store::{DEFAULT_ORG_ID, Store};
+use infrapilot_store::{OrgId, Store};
 
 pub use ca::{CaError, CertificateAuthority, IssuedCertificate};
 pub use hub::{
@@ -40,7 +40,7 @@ pub async fn load_or_create_ca(
     store: &Store,
     secrets: &SecretBox,
 ) -> Result<CertificateAuthority, GatewayError> {
-    let mut tx = store.write(DEFAULT_ORG_ID).await?;
+    let mut tx = store.write(&OrgId::default_org()).await?;
     if let Some((cert_pem, sealed_key)) = tx.host_ca().await? {
         let key = secrets.open(CA_SEAL_PURPOSE, &sealed_key)?;
         let key_pem = String::from_utf8(key).map_err(|_| GatewayError::KeyEncoding)?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use infrapilot_proto::v1::{Command, ExecInput, command};
+use infrapilot_store::OrgId;
 
 use crate::hub::{AgentHub, DurableCommand, HubError, Outcome, StreamReceiver};
 
@@ -34,13 +35,16 @@ pub trait NodeRouter: Send + Sync {
 
     /// Stores and sends a durable command (or joins the one with the same idempotency key) and
     /// waits for its result.
-    async fn execute(&self, org_id: &str, command: DurableCommand<'_>)
-    -> Result<Outcome, HubError>;
+    async fn execute(
+        &self,
+        org_id: &OrgId,
+        command: DurableCommand<'_>,
+    ) -> Result<Outcome, HubError>;
 
     /// Sends a durable command the caller stored, and waits for its result.
     async fn dispatch(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         agent_id: &str,
         command: Command,
         wait: Duration,
@@ -91,7 +95,7 @@ impl NodeRouter for AgentHub {
 
     async fn execute(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         command: DurableCommand<'_>,
     ) -> Result<Outcome, HubError> {
         AgentHub::execute(self, org_id, command).await
@@ -99,7 +103,7 @@ impl NodeRouter for AgentHub {
 
     async fn dispatch(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         agent_id: &str,
         command: Command,
         wait: Duration,

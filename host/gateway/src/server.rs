@@ -12,7 +12,7 @@ use infrapilot_proto::v1::{
     AgentMessage, CertificateRenewal, HostMessage, HostStats, Welcome, agent_message, host_message,
 };
 use infrapilot_store::NewAuditEvent;
-use infrapilot_store::{DEFAULT_ORG_ID, Store};
+use infrapilot_store::{OrgId, Store};
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
@@ -38,17 +38,30 @@ struct Gateway {
 type HostStream = Pin<Box<dyn Stream<Item = Result<HostMessage, Status>> + Send>>;
 
 impl Gateway {
-    async fn identify(&self, request: &Request<Streaming<AgentMessage>>) -> Result<String, Status> {
+    /// The organisation and agent of the client certificate: the organisation it names (signed
+    /// into it at enrollment) must hold an agent with this certificate's fingerprint — one
+    /// enrolled elsewhere, or whose organisation was deleted, is refused.
+    async fn identify(
+        &self,
+        request: &Request<Streaming<AgentMessage>>,
+    ) -> Result<(OrgId, String), Status> {
         let certs = request
             .peer_certs()
             .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
         let leaf = certs
             .first()
             .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+        let (org, named_agent) =
+            crate::ca::certificate_identity(leaf.as_ref()).ok_or_else(|| {
+                Status::permission_denied("the certificate names no organisation and agent")
+            })?;
+        let org = OrgId::parse(&org).ok_or_else(|| {
+            Status::permission_denied("the certificate's organisation is not an id")
+        })?;
         let fp = fingerprint(leaf.as_ref());
         let mut tx = self
             .store
-            .read(DEFAULT_ORG_ID)
+            .read(&org)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let agent = tx
@@ -56,16 +69,21 @@ impl Gateway {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?
             .ok_or_else(|| Status::permission_denied("unknown agent certificate"))?;
+        if agent.id != named_agent {
+            return Err(Status::permission_denied(
+                "the certificate names another agent",
+            ));
+        }
         if agent.revoked_at.is_some() {
             return Err(Status::permission_denied("this agent has been revoked"));
         }
-        Ok(agent.id)
+        Ok((org, agent.id))
     }
 }
 
-async fn touch(store: &Store, agent_id: &str, version: Option<&str>) {
+async fn touch(store: &Store, org: &OrgId, agent_id: &str, version: Option<&str>) {
     let result = async {
-        let mut tx = store.write(DEFAULT_ORG_ID).await?;
+        let mut tx = store.write(org).await?;
         tx.touch_agent(agent_id, version).await?;
         tx.commit().await
     }
@@ -77,9 +95,9 @@ async fn touch(store: &Store, agent_id: &str, version: Option<&str>) {
 
 /// Records a heartbeat with the host statistics it carries (kept as JSON with the time they
 /// arrived, for the node's capacity); an agent that sent none is only marked as heard from.
-async fn record_heartbeat(store: &Store, agent_id: &str, stats: Option<&HostStats>) {
+async fn record_heartbeat(store: &Store, org: &OrgId, agent_id: &str, stats: Option<&HostStats>) {
     let Some(s) = stats else {
-        return touch(store, agent_id, None).await;
+        return touch(store, org, agent_id, None).await;
     };
     // What a node says about itself is bounded to what can be true: a share from 0 to 100 (or
     // none), no more memory used than there is, counts that fit a browser's integers.
@@ -99,7 +117,7 @@ async fn record_heartbeat(store: &Store, agent_id: &str, stats: Option<&HostStat
     })
     .to_string();
     let result = async {
-        let mut tx = store.write(DEFAULT_ORG_ID).await?;
+        let mut tx = store.write(org).await?;
         tx.record_heartbeat(agent_id, &json).await?;
         tx.commit().await
     }
@@ -114,14 +132,15 @@ async fn record_heartbeat(store: &Store, agent_id: &str, stats: Option<&HostStat
 async fn rotate(
     store: &Store,
     ca: &CertificateAuthority,
+    org: &OrgId,
     agent_id: &str,
     csr_pem: &str,
 ) -> Result<CertificateRenewal, Status> {
     let issued = ca
-        .sign_agent_csr(csr_pem, DEFAULT_ORG_ID, agent_id)
+        .sign_agent_csr(csr_pem, org.as_str(), agent_id)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
     let stored = async {
-        let mut tx = store.write(DEFAULT_ORG_ID).await?;
+        let mut tx = store.write(org).await?;
         if !tx
             .rotate_agent_certificate(
                 agent_id,
@@ -174,8 +193,8 @@ async fn rotate(
 /// Whether the agent may keep its session: `None` when it may, else the status that ends it.
 /// Fails closed: when the database cannot say, the session ends as *unavailable* (the agent
 /// reconnects and is checked again), never as *revoked* (which would stop the agent for good).
-async fn revocation(store: &Store, agent_id: &str) -> Option<Status> {
-    let found = async { store.read(DEFAULT_ORG_ID).await?.agent(agent_id).await }.await;
+async fn revocation(store: &Store, org: &OrgId, agent_id: &str) -> Option<Status> {
+    let found = async { store.read(org).await?.agent(agent_id).await }.await;
     match found {
         Ok(Some(agent)) if agent.revoked_at.is_none() => None,
         Ok(_) => Some(Status::permission_denied("this agent has been revoked")),
@@ -207,7 +226,7 @@ impl AgentGateway for Gateway {
         if self.hub.is_closing() {
             return Err(Status::unavailable("the host is shutting down"));
         }
-        let agent_id = self.identify(&request).await?;
+        let (org_id, agent_id) = self.identify(&request).await?;
         let mut inbound = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let store = self.store.clone();
@@ -216,7 +235,6 @@ impl AgentGateway for Gateway {
         let heartbeat_seconds = hub.heartbeat_seconds();
         // Two missed heartbeats (and a little slack) end the session: the agent is offline.
         let silence = Duration::from_secs(u64::from(heartbeat_seconds) * 2 + 5);
-        let org_id = DEFAULT_ORG_ID;
         tokio::spawn(async move {
             // The node counts as connected (commands go to it) once it said hello.
             let mut session: Option<(u64, crate::hub::SessionEnd)> = None;
@@ -265,7 +283,7 @@ impl AgentGateway for Gateway {
                     && !matches!(message.body, Some(agent_message::Body::Heartbeat(_)))
                 {
                     last_revocation_check = tokio::time::Instant::now();
-                    if let Some(status) = revocation(&store, &agent_id).await {
+                    if let Some(status) = revocation(&store, &org_id, &agent_id).await {
                         let _ = tx.send(Err(status)).await;
                         break;
                     }
@@ -288,9 +306,10 @@ impl AgentGateway for Gateway {
                             .ok()
                             .filter(|r| *r > 0)
                         {
-                            hub.note_serving_revision(org_id, &agent_id, revision).await;
+                            hub.note_serving_revision(&org_id, &agent_id, revision)
+                                .await;
                         }
-                        touch(&store, &agent_id, Some(&hello.version)).await;
+                        touch(&store, &org_id, &agent_id, Some(&hello.version)).await;
                         if session.is_none() {
                             match hub.attach(&agent_id, tx.clone()) {
                                 Some(attached) => session = Some(attached),
@@ -312,8 +331,9 @@ impl AgentGateway for Gateway {
                         if tx.send(Ok(welcome)).await.is_err() {
                             break;
                         }
-                        let (hub, agent_id) = (hub.clone(), agent_id.clone());
-                        tokio::spawn(async move { hub.resend_open(org_id, &agent_id).await });
+                        let (hub, org_id, agent_id) =
+                            (hub.clone(), org_id.clone(), agent_id.clone());
+                        tokio::spawn(async move { hub.resend_open(&org_id, &agent_id).await });
                     }
                     Some(agent_message::Body::Heartbeat(heartbeat)) => {
                         // A node sending heartbeats faster than half its interval gets no more
@@ -325,32 +345,37 @@ impl AgentGateway for Gateway {
                         last_heartbeat_recorded = Some(tokio::time::Instant::now());
                         // Revocation also ends a session that is already open.
                         last_revocation_check = tokio::time::Instant::now();
-                        if let Some(status) = revocation(&store, &agent_id).await {
+                        if let Some(status) = revocation(&store, &org_id, &agent_id).await {
                             let _ = tx.send(Err(status)).await;
                             break;
                         }
-                        record_heartbeat(&store, &agent_id, heartbeat.stats.as_ref()).await;
+                        record_heartbeat(&store, &org_id, &agent_id, heartbeat.stats.as_ref())
+                            .await;
                     }
                     Some(agent_message::Body::RenewCertificate(request)) => {
-                        let reply = match rotate(&store, &ca, &agent_id, &request.csr_pem).await {
-                            Ok(renewal) => Ok(HostMessage {
-                                body: Some(host_message::Body::Certificate(renewal)),
-                            }),
-                            Err(status) => Err(status),
-                        };
+                        let reply =
+                            match rotate(&store, &ca, &org_id, &agent_id, &request.csr_pem).await {
+                                Ok(renewal) => Ok(HostMessage {
+                                    body: Some(host_message::Body::Certificate(renewal)),
+                                }),
+                                Err(status) => Err(status),
+                            };
                         if tx.send(reply).await.is_err() {
                             break;
                         }
                     }
                     Some(agent_message::Body::Result(result)) => {
-                        let (hub, agent_id) = (hub.clone(), agent_id.clone());
-                        tokio::spawn(async move { hub.on_result(org_id, &agent_id, result).await });
+                        let (hub, org_id, agent_id) =
+                            (hub.clone(), org_id.clone(), agent_id.clone());
+                        tokio::spawn(
+                            async move { hub.on_result(&org_id, &agent_id, result).await },
+                        );
                     }
                     Some(agent_message::Body::DockerEvent(event)) => {
-                        hub.on_event(org_id, &agent_id, event).await;
+                        hub.on_event(&org_id, &agent_id, event).await;
                     }
                     Some(agent_message::Body::ProxyStatus(status)) => {
-                        hub.on_proxy_status(org_id, &agent_id, &status.status_json)
+                        hub.on_proxy_status(&org_id, &agent_id, &status.status_json)
                             .await;
                     }
                     Some(agent_message::Body::LogChunk(chunk)) => {

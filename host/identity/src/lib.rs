@@ -133,6 +133,7 @@ pub enum TokenKind {
     Api,
     MfaChallenge,
     Enrollment,
+    Invitation,
 }
 
 impl TokenKind {
@@ -143,6 +144,7 @@ impl TokenKind {
             TokenKind::Api => "ipt_",
             TokenKind::MfaChallenge => "ipm_",
             TokenKind::Enrollment => "ipe_",
+            TokenKind::Invitation => "ipi_",
         }
     }
 }

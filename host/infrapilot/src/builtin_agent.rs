@@ -10,7 +10,7 @@ use anyhow::Context;
 use infrapilot_agent::state::Identity;
 use infrapilot_agent::{StateDir, TrustMaterial};
 use infrapilot_api::AppState;
-use infrapilot_store::{DEFAULT_ORG_ID, NewAgent, NewAuditEvent};
+use infrapilot_store::{NewAgent, NewAuditEvent, OrgId};
 use rcgen::{CertificateParams, KeyPair};
 
 const NAME: &str = "local";
@@ -70,7 +70,7 @@ async fn usable(state: &AppState, dir: &StateDir, endpoint: &str) -> anyhow::Res
     let Ok(trust) = dir.load() else {
         return Ok(false);
     };
-    let mut tx = state.store().read(DEFAULT_ORG_ID).await?;
+    let mut tx = state.store().read(&OrgId::default_org()).await?;
     let Some(agent) = tx.agent(&trust.identity.agent_id).await? else {
         return Ok(false);
     };
@@ -95,7 +95,7 @@ async fn enroll(state: &AppState, dir: &StateDir, endpoint: &str) -> anyhow::Res
         .serialize_request(&key)
         .and_then(|r| r.pem())
         .context("making the built-in agent's CSR")?;
-    let mut tx = state.store().write(DEFAULT_ORG_ID).await?;
+    let mut tx = state.store().write(&OrgId::default_org()).await?;
     let existing = tx
         .list_agents()
         .await?
@@ -107,7 +107,7 @@ async fn enroll(state: &AppState, dir: &StateDir, endpoint: &str) -> anyhow::Res
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let issued = state
         .ca()
-        .sign_agent_csr(&csr, DEFAULT_ORG_ID, &agent_id)
+        .sign_agent_csr(&csr, infrapilot_store::DEFAULT_ORG_ID, &agent_id)
         .context("signing the built-in agent's certificate")?;
     let (action, name) = match &existing {
         Some(agent) => {

@@ -18,7 +18,7 @@ use infrapilot_api::audit_log::Actor;
 use infrapilot_api::routes::users::{NewUserInput, create_user};
 use infrapilot_api::{ApiSettings, AppState};
 use infrapilot_identity::SecretBox;
-use infrapilot_store::{DEFAULT_ORG_ID, Store, redact_url};
+use infrapilot_store::{OrgId, Store, redact_url};
 
 use crate::config::{Config, LogFormat};
 
@@ -216,7 +216,11 @@ fn restrict_data_dir(config: &Config) -> anyhow::Result<()> {
 /// printed in the log and written to `<data_dir>/setup-code` (0600). `None` once claimed.
 async fn setup_code(store: &Store, data_dir: &Path) -> anyhow::Result<Option<(String, PathBuf)>> {
     let path = data_dir.join("setup-code");
-    let users = store.read(DEFAULT_ORG_ID).await?.count_users().await?;
+    let users = store
+        .read(&OrgId::default_org())
+        .await?
+        .count_users()
+        .await?;
     if users > 0 {
         let _ = std::fs::remove_file(&path);
         return Ok(None);
@@ -267,6 +271,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.socket_max_lifetime_seconds.into(),
         ),
         socket_recheck: std::time::Duration::from_secs(config.heartbeat_seconds.into()),
+        edition: config.edition()?,
         ..ApiSettings::default()
     };
     let settings = match setup_code(&store, &config.data_dir).await? {
@@ -449,21 +454,16 @@ async fn admin_create_user(
 }
 
 async fn audit_verify(config: Config) -> anyhow::Result<()> {
+    // Every organisation's chain, each in its own tenant transaction.
     let store = open_store(&config).await?;
-    let report = store
-        .read(DEFAULT_ORG_ID)
-        .await?
-        .verify_audit_chain()
-        .await?;
-    store.close().await;
-    match report.first_bad_event {
-        None => {
-            println!("audit chain OK: {} events verified", report.checked);
-            Ok(())
-        }
-        Some(bad) => {
+    let mut checked = 0;
+    let orgs = store.organization_ids().await?;
+    for org in &orgs {
+        let report = store.read(org).await?.verify_audit_chain().await?;
+        if let Some(bad) = report.first_bad_event {
+            store.close().await;
             println!(
-                "audit chain BROKEN at event {}{}: {}",
+                "audit chain BROKEN in organisation {org} at event {}{}: {}",
                 bad.seq,
                 bad.id.map(|id| format!(" ({id})")).unwrap_or_default(),
                 bad.reason
@@ -471,5 +471,16 @@ async fn audit_verify(config: Config) -> anyhow::Result<()> {
             println!("{} events before it verified", report.checked);
             std::process::exit(1);
         }
+        checked += report.checked;
     }
+    store.close().await;
+    if orgs.len() > 1 {
+        println!(
+            "audit chain OK: {checked} events verified in {} organisations",
+            orgs.len()
+        );
+    } else {
+        println!("audit chain OK: {checked} events verified");
+    }
+    Ok(())
 }

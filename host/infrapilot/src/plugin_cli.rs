@@ -10,7 +10,7 @@ use infrapilot_plugin_host::{Audit, Installed, PluginHost, PluginHostConfig, Plu
 use infrapilot_plugin_runtime::egress::EgressGuard;
 use infrapilot_plugin_runtime::runtime::RuntimeConfig;
 use infrapilot_plugin_runtime::{Capabilities, Limits, TrustedKeys};
-use infrapilot_store::{DEFAULT_ORG_ID, Store};
+use infrapilot_store::{OrgId, Store};
 use serde_json::json;
 
 use crate::config::Config;
@@ -94,7 +94,7 @@ fn audit<T>(
     action: &'static str,
     detail: impl FnOnce(&T) -> (String, serde_json::Value) + Send + 'static,
 ) -> Audit<'static, T> {
-    Audit::new(DEFAULT_ORG_ID, move |outcome: &T| {
+    Audit::new(OrgId::default_org(), move |outcome: &T| {
         let (target, detail) = detail(outcome);
         audit_log::event(&Actor::cli(), "local", action, &target, "success", detail)
     })
@@ -125,7 +125,7 @@ pub async fn run(command: PluginCommand, config: &Config, store: &Store) -> anyh
                 .install(
                     &bytes,
                     false,
-                    Audit::new(DEFAULT_ORG_ID, |i: &Installed| {
+                    Audit::new(OrgId::default_org(), |i: &Installed| {
                         let p = &i.plugin;
                         audit_log::event(
                             &Actor::cli(),

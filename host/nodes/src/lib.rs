@@ -28,7 +28,7 @@ use infrapilot_proto::v1::{
     ApplyProxyConfig, Command, ContainerAction, ExecInput, StartExec, command,
     container_action::Action,
 };
-use infrapilot_store::{AgentRow, NewAuditEvent, NewCommand, Store, StoreError, Tx};
+use infrapilot_store::{AgentRow, NewAuditEvent, NewCommand, OrgId, Store, StoreError, Tx};
 use serde_json::{Value, json};
 
 /// Who asks for an action (the store's audit actor).
@@ -370,7 +370,7 @@ impl NodeActions {
     /// hello).
     pub async fn dispatch_staged(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         staged: StagedApply,
         wait: Duration,
     ) -> Result<Outcome, HubError> {
@@ -542,7 +542,7 @@ impl NodeActions {
         self.record(&actor.org_id, event).await;
     }
 
-    async fn record(&self, org_id: &str, event: NewAuditEvent) {
+    async fn record(&self, org_id: &OrgId, event: NewAuditEvent) {
         if let Err(e) = self.store.record_audit(org_id, event).await {
             tracing::error!(error = %e, "could not record audit event");
         }

@@ -15,7 +15,7 @@ use infrapilot_nodes::{
 };
 use infrapilot_proto::v1::{Command, ExecInput, command};
 use infrapilot_store::testing::{TestDb, backends};
-use infrapilot_store::{AgentRow, AuditFilter, DEFAULT_ORG_ID};
+use infrapilot_store::{AgentRow, AuditFilter};
 
 /// A durable command as sent: node, idempotency key, body, expiry, wait.
 type Sent = (String, Option<String>, command::Kind, Duration, Duration);
@@ -46,7 +46,11 @@ impl NodeRouter for RecordingNode {
     async fn query(&self, _: &str, _: command::Kind, _: Duration) -> Result<Outcome, HubError> {
         Err(HubError::Offline)
     }
-    async fn execute(&self, _: &str, c: DurableCommand<'_>) -> Result<Outcome, HubError> {
+    async fn execute(
+        &self,
+        _: &infrapilot_store::OrgId,
+        c: DurableCommand<'_>,
+    ) -> Result<Outcome, HubError> {
         self.executed.lock().unwrap().push((
             c.agent_id.to_owned(),
             c.idempotency_key.clone(),
@@ -70,7 +74,7 @@ impl NodeRouter for RecordingNode {
     }
     async fn dispatch(
         &self,
-        _: &str,
+        _: &infrapilot_store::OrgId,
         _: &str,
         _: Command,
         _: Duration,
@@ -138,7 +142,7 @@ fn node() -> AgentRow {
 
 fn actor() -> Actor {
     Actor {
-        org_id: DEFAULT_ORG_ID.into(),
+        org_id: infrapilot_store::OrgId::default_org(),
         user_id: Some("user-1".into()),
         label: "ops@example.com".into(),
         ip: "192.0.2.7".into(),
@@ -155,7 +159,11 @@ fn stop(container: &str) -> ContainerCommand {
 
 /// The audit events, oldest first, as (action, target, outcome, detail JSON).
 async fn audit(db: &TestDb) -> Vec<(String, String, String, serde_json::Value, String)> {
-    let mut tx = db.store.read(DEFAULT_ORG_ID).await.unwrap();
+    let mut tx = db
+        .store
+        .read(&infrapilot_store::OrgId::default_org())
+        .await
+        .unwrap();
     let page = tx
         .list_audit(&AuditFilter {
             actor: None,
@@ -397,7 +405,11 @@ async fn proxy_changes_are_admitted_before_their_transaction() {
     );
 
     // The admission is used up storing the apply command, which the door builds for that node.
-    let mut tx = db.store.write(DEFAULT_ORG_ID).await.unwrap();
+    let mut tx = db
+        .store
+        .write(&infrapilot_store::OrgId::default_org())
+        .await
+        .unwrap();
     db_agent(&mut tx).await;
     let staged = door
         .stage_proxy_apply(

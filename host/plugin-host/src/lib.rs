@@ -25,7 +25,7 @@ use infrapilot_plugin_runtime::{
     ProxyBackendPlugin, Runtime, TrustedKeys, World, WorldPlugin,
 };
 use infrapilot_plugin_types::bundle::PublicKey;
-use infrapilot_store::{DEFAULT_ORG_ID, NewAuditEvent, NewPlugin, PluginRow, Store, StoreError};
+use infrapilot_store::{NewAuditEvent, NewPlugin, OrgId, PluginRow, Store, StoreError};
 use serde::Serialize;
 
 pub use mailer::{Mailer, SmtpSecurity, SmtpSettings};
@@ -124,16 +124,16 @@ pub struct Installed {
 /// The audit event committed together with a change: the organisation of the actor and how to
 /// build the event from the outcome (the plugin after the change, the installed licence …).
 pub struct Audit<'a, T> {
-    org_id: String,
+    org_id: OrgId,
     make: Option<MakeEvent<'a, T>>,
 }
 
 type MakeEvent<'a, T> = Box<dyn FnOnce(&T) -> NewAuditEvent + Send + 'a>;
 
 impl<'a, T> Audit<'a, T> {
-    pub fn new(org_id: &str, make: impl FnOnce(&T) -> NewAuditEvent + Send + 'a) -> Self {
+    pub fn new(org_id: OrgId, make: impl FnOnce(&T) -> NewAuditEvent + Send + 'a) -> Self {
         Audit {
-            org_id: org_id.to_owned(),
+            org_id,
             make: Some(Box::new(make)),
         }
     }
@@ -141,7 +141,7 @@ impl<'a, T> Audit<'a, T> {
     /// No audit event (start-up installs of shipped plugins, which the log records).
     pub fn none() -> Self {
         Audit {
-            org_id: DEFAULT_ORG_ID.to_owned(),
+            org_id: OrgId::default_org(),
             make: None,
         }
     }
@@ -217,9 +217,9 @@ impl PluginHost {
     }
 
     /// Host services for an instance of `org_id`.
-    pub fn services(&self, org_id: &str) -> Arc<dyn HostServices> {
+    pub fn services(&self, org_id: &OrgId) -> Arc<dyn HostServices> {
         Arc::new(services::StoreServices {
-            org_id: org_id.to_owned(),
+            org_id: org_id.clone(),
             store: self.inner.store.clone(),
             http: self.inner.http.clone(),
             mailer: self.inner.mailer.clone(),
@@ -229,7 +229,7 @@ impl PluginHost {
     // ----- licence -----
 
     async fn license(&self) -> Result<Option<Result<License, String>>, StoreError> {
-        let mut tx = self.inner.store.read(DEFAULT_ORG_ID).await?;
+        let mut tx = self.inner.store.read(&OrgId::default_org()).await?;
         let text = tx.license_text().await?;
         tx.commit().await?;
         Ok(text.map(|t| {
@@ -373,7 +373,7 @@ impl PluginHost {
 
     pub async fn list(&self) -> Result<Vec<PluginInfo>, PluginHostError> {
         let entitlements = self.entitlements().await?;
-        let mut tx = self.inner.store.read(DEFAULT_ORG_ID).await?;
+        let mut tx = self.inner.store.read(&OrgId::default_org()).await?;
         let rows = tx.list_plugins().await?;
         tx.commit().await?;
         Ok(rows
@@ -384,7 +384,7 @@ impl PluginHost {
 
     pub async fn get(&self, id: &str) -> Result<PluginInfo, PluginHostError> {
         let entitlements = self.entitlements().await?;
-        let mut tx = self.inner.store.read(DEFAULT_ORG_ID).await?;
+        let mut tx = self.inner.store.read(&OrgId::default_org()).await?;
         let row = tx.plugin(id).await?;
         tx.commit().await?;
         row.map(|r| self.info(r, &entitlements))
@@ -393,7 +393,7 @@ impl PluginHost {
 
     /// The manifest of an installed plugin.
     pub async fn manifest(&self, id: &str) -> Result<(Manifest, PluginRow), PluginHostError> {
-        let mut tx = self.inner.store.read(DEFAULT_ORG_ID).await?;
+        let mut tx = self.inner.store.read(&OrgId::default_org()).await?;
         let row = tx.plugin(id).await?;
         tx.commit().await?;
         let row = row.ok_or_else(|| PluginHostError::NotInstalled(id.to_owned()))?;
@@ -655,7 +655,7 @@ impl PluginHost {
         {
             return Ok((plugin.clone(), manifest));
         }
-        let mut tx = self.inner.store.read(DEFAULT_ORG_ID).await?;
+        let mut tx = self.inner.store.read(&OrgId::default_org()).await?;
         let bytes = tx
             .plugin_component(id)
             .await?

@@ -17,7 +17,7 @@ use infrapilot_store::Store;
 use crate::mailer::Mailer;
 
 pub struct StoreServices {
-    pub(crate) org_id: String,
+    pub(crate) org_id: infrapilot_store::OrgId,
     pub(crate) store: Store,
     pub(crate) http: Arc<HttpEgress>,
     pub(crate) mailer: Option<Mailer>,

@@ -143,7 +143,7 @@ pub struct RenderedRevision {
 pub async fn render(
     plugins: &PluginHost,
     backend_id: &str,
-    org_id: &str,
+    org_id: &infrapilot_store::OrgId,
     revision: u64,
     hosts: &[RevisionHost],
     previous: &[RevisionHost],

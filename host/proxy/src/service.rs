@@ -18,7 +18,7 @@ use infrapilot_nodes::{
     Actor, Admitted, NodeActionError, NodeActions, ProxyApply, ProxyChange, StagedApply,
 };
 use infrapilot_plugin_host::PluginHost;
-use infrapilot_store::{NewProxyCertificate, NewProxyRevision, Store, StoreError, Tx};
+use infrapilot_store::{NewProxyCertificate, NewProxyRevision, OrgId, Store, StoreError, Tx};
 use serde::Serialize;
 use serde_json::json;
 
@@ -274,7 +274,7 @@ impl ProxyService<'_> {
 
     /// Sends a committed revision's command and waits a while for the node. The outcome is
     /// stored with the command; an offline node gets it when it says hello.
-    pub async fn dispatch(&self, org_id: &str, staged: StagedRevision) {
+    pub async fn dispatch(&self, org_id: &OrgId, staged: StagedRevision) {
         if let Err(e) = self
             .actions
             .dispatch_staged(org_id, staged.apply, APPLY_WAIT)

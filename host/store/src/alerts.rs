@@ -50,7 +50,7 @@ pub struct AlertEventRow {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AlertDeliveryRow {
     pub id: String,
-    pub org_id: String,
+    pub org_id: crate::OrgId,
     pub event_id: String,
     pub channel_id: String,
     pub transition: String,
@@ -88,30 +88,41 @@ fn sql(parts: &[&str]) -> sqlx::AssertSqlSafe<String> {
 }
 
 impl Store {
-    /// Deliveries of every organisation that are due (pending and past their next attempt).
+    /// Deliveries that are due (pending and past their next attempt), the `limit` soonest across
+    /// organisations. The delivery worker's system path: it reads each organisation in a tenant
+    /// transaction of its own, in turn (ARCHITECTURE.md, "Tenancy").
     pub async fn due_alert_deliveries(&self, limit: i64) -> Result<Vec<AlertDeliveryRow>> {
-        let mut tx = self.read(crate::DEFAULT_ORG_ID).await?;
-        let q = sql(&[
-            DELIVERY_COLUMNS,
-            " WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
-        ]);
-        let rows = on_tx!(tx, c => sqlx::query_as::<_, AlertDeliveryRow>(q)
-            .bind(now_ms())
-            .bind(limit)
-            .fetch_all(&mut **c)
-            .await)?;
-        tx.commit().await?;
-        Ok(rows)
+        let now = now_ms();
+        let mut due = Vec::new();
+        for org in self.organization_ids().await? {
+            let mut tx = self.read(&org).await?;
+            let q = sql(&[
+                DELIVERY_COLUMNS,
+                " WHERE org_id = $1 AND state = 'pending' AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3",
+            ]);
+            let rows = on_tx!(tx, c => sqlx::query_as::<_, AlertDeliveryRow>(q)
+                .bind(org.as_str())
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut **c)
+                .await)?;
+            tx.commit().await?;
+            due.extend(rows);
+        }
+        due.sort_by_key(|d| d.next_attempt_at);
+        due.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(due)
     }
 
     /// Ids of every organisation.
-    pub async fn organization_ids(&self) -> Result<Vec<String>> {
-        let mut tx = self.read(crate::DEFAULT_ORG_ID).await?;
-        let ids = on_tx!(tx, c => sqlx::query_scalar::<_, String>("SELECT id FROM organizations ORDER BY id")
-            .fetch_all(&mut **c)
-            .await)?;
-        tx.commit().await?;
-        Ok(ids)
+    pub async fn organization_ids(&self) -> Result<Vec<crate::OrgId>> {
+        let mut lookup = self.lookup().await?;
+        Ok(lookup
+            .organizations()
+            .await?
+            .into_iter()
+            .filter_map(|o| crate::OrgId::parse(&o.id))
+            .collect())
     }
 }
 

@@ -16,7 +16,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// Who acts, as the audit trail and a node's command list name them; services take one.
 #[derive(Debug, Clone)]
 pub struct Actor {
-    pub org_id: String,
+    pub org_id: crate::OrgId,
     /// The user's id; `None` for the system, the command line or an anonymous caller.
     pub user_id: Option<String>,
     /// The user's e-mail address, or `cli`, `system`, `anonymous` …

@@ -29,7 +29,6 @@ pub struct NewUser<'a> {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SessionRow {
     pub id: String,
-    pub org_id: String,
     pub user_id: String,
     pub access_expires_at: i64,
     pub refresh_expires_at: i64,
@@ -114,6 +113,17 @@ macro_rules! user_query {
     };
 }
 
+/// A `SELECT` of a person as a [`UserRow`] with an empty role, followed by `$where` (`$1`).
+macro_rules! person_query {
+    ($where:literal) => {
+        concat!(
+            "SELECT u.id, u.email, u.name, u.password_hash, u.totp_secret, u.totp_enabled, \
+             u.totp_last_step, u.disabled, '' AS role, u.created_at, u.updated_at FROM users u ",
+            $where
+        )
+    };
+}
+
 impl Tx {
     // ----- users -----
 
@@ -151,6 +161,29 @@ impl Tx {
         Ok(())
     }
 
+    /// A person by email, whatever their memberships (`role` empty): sign-in, before any
+    /// organisation is chosen.
+    pub async fn person_by_email(&mut self, email: &str) -> Result<Option<UserRow>> {
+        Ok(
+            on_tx!(self, c => sqlx::query_as::<_, UserRow>(person_query!("WHERE u.email = $1"))
+            .bind(email)
+            .fetch_optional(&mut **c)
+            .await)?,
+        )
+    }
+
+    /// A person by id, whatever their memberships (`role` empty): what a person does to their
+    /// own account (second factor, password, sessions).
+    pub async fn person_by_id(&mut self, id: &str) -> Result<Option<UserRow>> {
+        Ok(
+            on_tx!(self, c => sqlx::query_as::<_, UserRow>(person_query!("WHERE u.id = $1"))
+            .bind(id)
+            .fetch_optional(&mut **c)
+            .await)?,
+        )
+    }
+
+    /// A member of this organisation by email.
     pub async fn user_by_email(&mut self, email: &str) -> Result<Option<UserRow>> {
         let org = self.org_id.clone();
         Ok(
@@ -162,6 +195,7 @@ impl Tx {
         )
     }
 
+    /// A member of this organisation by id (`None` for a person who is not one).
     pub async fn user_by_id(&mut self, id: &str) -> Result<Option<UserRow>> {
         let org = self.org_id.clone();
         Ok(
@@ -230,18 +264,20 @@ impl Tx {
         Ok(())
     }
 
-    /// Removes the user's membership here, and the user once they belong nowhere.
+    /// Removes the user's membership here, and the person once they belong nowhere (their
+    /// memberships elsewhere are counted through the narrow own-memberships path: under
+    /// row-level security a plain count would see this organisation's only).
     pub async fn delete_user(&mut self, user_id: &str) -> Result<bool> {
         let org = self.org_id.clone();
         let removed = on_tx!(self, c => sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
             .bind(&org)
             .bind(user_id)
             .execute(&mut **c).await.map(|r| r.rows_affected()))?;
-        on_tx!(self, c => sqlx::query(
-            "DELETE FROM users WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM memberships WHERE user_id = $1)",
-        )
-        .bind(user_id)
-        .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        if removed > 0 && !self.has_any_membership(user_id).await? {
+            on_tx!(self, c => sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(user_id)
+                .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        }
         Ok(removed > 0)
     }
 
@@ -336,12 +372,10 @@ impl Tx {
         user_id: &str,
         expires_at: i64,
     ) -> Result<()> {
-        let org = self.org_id.clone();
         on_tx!(self, c => sqlx::query(
-            "INSERT INTO mfa_challenges (token_hash, org_id, user_id, expires_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO mfa_challenges (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
         )
         .bind(token_hash)
-        .bind(&org)
         .bind(user_id)
         .bind(expires_at)
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
@@ -375,14 +409,12 @@ impl Tx {
     // ----- sessions -----
 
     pub async fn insert_session(&mut self, s: &NewSession<'_>) -> Result<()> {
-        let org = self.org_id.clone();
         let now = now_ms();
         on_tx!(self, c => sqlx::query(
-            "INSERT INTO sessions (id, org_id, user_id, access_hash, access_expires_at, refresh_expires_at, \
-             ip, user_agent, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+            "INSERT INTO sessions (id, user_id, access_hash, access_expires_at, refresh_expires_at, \
+             ip, user_agent, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         )
         .bind(s.id)
-        .bind(&org)
         .bind(s.user_id)
         .bind(s.access_hash)
         .bind(s.access_expires_at)
@@ -395,12 +427,10 @@ impl Tx {
     }
 
     async fn insert_refresh_token(&mut self, session_id: &str, refresh_hash: &str) -> Result<()> {
-        let org = self.org_id.clone();
         on_tx!(self, c => sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, org_id, session_id, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
         )
         .bind(refresh_hash)
-        .bind(&org)
         .bind(session_id)
         .bind(now_ms())
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
@@ -450,33 +480,12 @@ impl Tx {
         Ok(true)
     }
 
-    /// The live session behind an access token, with its user's current role.
-    pub async fn session_by_access_hash(
-        &mut self,
-        access_hash: &str,
-    ) -> Result<Option<CredentialOwner>> {
-        let now = now_ms();
-        Ok(on_tx!(self, c => sqlx::query_as::<_, CredentialOwner>(
-            "SELECT s.id AS credential_id, u.id AS user_id, u.email, m.role, s.access_expires_at AS expires_at \
-             FROM sessions s JOIN users u ON u.id = s.user_id \
-             JOIN memberships m ON m.user_id = s.user_id AND m.org_id = s.org_id \
-             WHERE s.access_hash = $1 AND s.revoked_at IS NULL AND s.access_expires_at > $2 \
-             AND s.refresh_expires_at > $2 AND u.disabled = FALSE",
-        )
-        .bind(access_hash)
-        .bind(now)
-        .fetch_optional(&mut **c)
-        .await)?)
-    }
-
     pub async fn list_sessions(&mut self, user_id: &str) -> Result<Vec<SessionRow>> {
-        let org = self.org_id.clone();
         Ok(on_tx!(self, c => sqlx::query_as::<_, SessionRow>(
-            "SELECT id, org_id, user_id, access_expires_at, refresh_expires_at, ip, user_agent, created_at, \
-             last_used_at, revoked_at FROM sessions WHERE org_id = $1 AND user_id = $2 AND revoked_at IS NULL \
-             AND refresh_expires_at > $3 ORDER BY created_at DESC",
+            "SELECT id, user_id, access_expires_at, refresh_expires_at, ip, user_agent, created_at, \
+             last_used_at, revoked_at FROM sessions WHERE user_id = $1 AND revoked_at IS NULL \
+             AND refresh_expires_at > $2 ORDER BY created_at DESC",
         )
-        .bind(&org)
         .bind(user_id)
         .bind(now_ms())
         .fetch_all(&mut **c)
@@ -606,29 +615,23 @@ impl Tx {
         ))
     }
 
-    /// The current role a live credential acts with (a session's membership role; an API
-    /// token's role capped by its creator's), or `None` once it was revoked, expired or its user
-    /// disabled. Long-lived sockets re-check their caller with this.
-    pub async fn live_credential_role(
+    /// The role a live API token acts with and its creator's current role here, or `None` once
+    /// it was revoked, expired, its creator disabled or no longer a member. Long-lived sockets
+    /// re-check their caller with this.
+    pub async fn live_api_token_role(
         &mut self,
-        credential_id: &str,
-        api_token: bool,
+        token_id: &str,
     ) -> Result<Option<(String, String)>> {
         let now = now_ms();
-        let sql = if api_token {
+        Ok(on_tx!(self, c => sqlx::query_as::<_, (String, String)>(
             "SELECT t.role, m.role FROM api_tokens t \
              JOIN users u ON u.id = t.user_id JOIN memberships m ON m.user_id = t.user_id AND m.org_id = t.org_id \
-             WHERE t.id = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND u.disabled = FALSE"
-        } else {
-            "SELECT m.role, m.role FROM sessions s JOIN users u ON u.id = s.user_id \
-             JOIN memberships m ON m.user_id = s.user_id AND m.org_id = s.org_id \
-             WHERE s.id = $1 AND s.revoked_at IS NULL AND s.refresh_expires_at > $2 AND u.disabled = FALSE"
-        };
-        Ok(on_tx!(self, c => sqlx::query_as::<_, (String, String)>(sql)
-            .bind(credential_id)
-            .bind(now)
-            .fetch_optional(&mut **c)
-            .await)?)
+             WHERE t.id = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND u.disabled = FALSE",
+        )
+        .bind(token_id)
+        .bind(now)
+        .fetch_optional(&mut **c)
+        .await)?)
     }
 
     /// Revokes every live API token a user created (password change, admin reset, disable).

@@ -22,6 +22,7 @@ mod identity;
 mod plugins;
 mod proxies;
 mod proxy_certificates;
+mod tenancy;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -49,9 +50,55 @@ pub use identity::{
 pub use plugins::{MAX_PLUGIN_KV_KEYS, NewPlugin, PluginRow};
 pub use proxies::{NewProxyRevision, ProxyHostRow, ProxyRevisionRow, ProxyStatusRow};
 pub use proxy_certificates::{NewProxyCertificate, ProxyCertificateRow};
+pub use tenancy::{
+    InvitationRow, Lookup, MembershipRow, NewInvitation, OrganizationRow, SessionOwner,
+    TENANT_TABLES,
+};
 
-/// The organisation every community installation uses.
+/// The organisation every community installation uses (its id as text; [`OrgId::default_org`]).
+/// Its chain also records what concerns the host or a person rather than one organisation
+/// (sign-ins, second factors, plugins, the licence, organisations made and deleted).
 pub const DEFAULT_ORG_ID: &str = "00000000-0000-0000-0000-000000000001";
+
+/// An organisation's id (a UUID in its hyphenated text form). A tenant transaction
+/// ([`Store::read`], [`Store::write`]) is opened for one; the API builds it only from the caller's
+/// credential or membership (ARCHITECTURE.md, "Tenancy").
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, sqlx::Type)]
+#[serde(transparent)]
+#[sqlx(transparent)]
+pub struct OrgId(String);
+
+impl OrgId {
+    /// The default organisation ([`DEFAULT_ORG_ID`]).
+    pub fn default_org() -> OrgId {
+        OrgId(DEFAULT_ORG_ID.to_owned())
+    }
+
+    /// A new organisation's id.
+    pub fn generate() -> OrgId {
+        OrgId(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// `text` when it is a UUID (any case; kept in the lower-case form the database holds).
+    pub fn parse(text: &str) -> Option<OrgId> {
+        let id = uuid::Uuid::try_parse(text).ok()?;
+        Some(OrgId(id.hyphenated().to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.0 == DEFAULT_ORG_ID
+    }
+}
+
+impl std::fmt::Display for OrgId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -208,22 +255,22 @@ impl Store {
         }
     }
 
-    /// Begins a read transaction in `org_id`.
-    pub async fn read(&self, org_id: &str) -> Result<Tx> {
-        self.begin(org_id, false).await
+    /// Begins a read transaction in the organisation `org`.
+    pub async fn read(&self, org: &OrgId) -> Result<Tx> {
+        self.begin(org.as_str(), false).await
     }
 
-    /// Begins a write transaction in `org_id`. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`), so read-then-write sequences such as the audit chain never race.
-    pub async fn write(&self, org_id: &str) -> Result<Tx> {
-        self.begin(org_id, true).await
+    /// Begins a write transaction in the organisation `org`. On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`), so read-then-write sequences such as the audit chain never race.
+    pub async fn write(&self, org: &OrgId) -> Result<Tx> {
+        self.begin(org.as_str(), true).await
     }
 
     /// Appends one audit event in a transaction of its own: for events that stand alone (a
     /// failed sign-in, a refused or finished action on a node) whatever becomes of the caller's
     /// change.
-    pub async fn record_audit(&self, org_id: &str, event: NewAuditEvent) -> Result<()> {
-        let mut tx = self.write(org_id).await?;
+    pub async fn record_audit(&self, org: &OrgId, event: NewAuditEvent) -> Result<()> {
+        let mut tx = self.write(org).await?;
         tx.append_audit(event).await?;
         tx.commit().await
     }
@@ -259,7 +306,7 @@ impl Store {
     }
 
     async fn ensure_default_org(&self) -> Result<()> {
-        let mut tx = self.write(DEFAULT_ORG_ID).await?;
+        let mut tx = self.write(&OrgId::default_org()).await?;
         on_tx!(tx, c => sqlx::query(
             "INSERT INTO organizations (id, name, created_at) VALUES ($1, 'Default', $2) ON CONFLICT (id) DO NOTHING",
         )

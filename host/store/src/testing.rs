@@ -116,6 +116,64 @@ impl TestDb {
         }
     }
 
+    /// A count (`SELECT COUNT(*) …`) as the database owner, across organisations.
+    pub async fn owner_count(&self, sql: &str) -> i64 {
+        let query = sqlx::AssertSqlSafe(sql.to_owned());
+        match self.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.owner_url)
+                    .await
+                    .expect("sqlite");
+                let n = sqlx::query_scalar::<_, i64>(query)
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("count");
+                c.close().await.ok();
+                n
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.owner_url)
+                    .await
+                    .expect("pg");
+                let n = sqlx::query_scalar::<_, i64>(query)
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("count");
+                c.close().await.ok();
+                n
+            }
+        }
+    }
+
+    /// One text value (`SELECT …`) as the database owner, across organisations.
+    pub async fn owner_text(&self, sql: &str) -> String {
+        let query = sqlx::AssertSqlSafe(sql.to_owned());
+        match self.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.owner_url)
+                    .await
+                    .expect("sqlite");
+                let v = sqlx::query_scalar::<_, String>(query)
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("text");
+                c.close().await.ok();
+                v
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.owner_url)
+                    .await
+                    .expect("pg");
+                let v = sqlx::query_scalar::<_, String>(query)
+                    .fetch_one(&mut c)
+                    .await
+                    .expect("text");
+                c.close().await.ok();
+                v
+            }
+        }
+    }
+
     /// The rows of a catalogue query, as the database owner: `sqlite` or `postgres`, whichever
     /// this database is.
     async fn catalogue<T>(&self, sqlite: &'static str, postgres: &'static str) -> Vec<T>
@@ -255,13 +313,27 @@ impl TestDb {
     /// `app.current_org_id` set to `org_id` (`None`: not set), rolled back afterwards; the
     /// number of rows it returned or changed, or the database's error.
     pub async fn app_rows_in_org(&self, org_id: Option<&str>, sql: &str) -> Result<u64, String> {
+        match org_id {
+            Some(org) => {
+                self.app_rows_with(&[("app.current_org_id", org)], sql)
+                    .await
+            }
+            None => self.app_rows_with(&[], sql).await,
+        }
+    }
+
+    /// PostgreSQL: runs `sql` as the application role in a transaction with these settings
+    /// (`app.current_org_id`, `app.credential_hash`, `app.current_user_id` …), rolled back
+    /// afterwards; the number of rows it returned or changed, or the database's error.
+    pub async fn app_rows_with(&self, settings: &[(&str, &str)], sql: &str) -> Result<u64, String> {
         let crate::Pool::Postgres(pool) = &self.store.pool else {
-            panic!("app_rows_in_org is for PostgreSQL");
+            panic!("app_rows_with is for PostgreSQL");
         };
         let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-        if let Some(org_id) = org_id {
-            sqlx::query("SELECT set_config('app.current_org_id', $1, true)")
-                .bind(org_id)
+        for (name, value) in settings {
+            sqlx::query("SELECT set_config($1, $2, true)")
+                .bind(name)
+                .bind(value)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| e.to_string())?;

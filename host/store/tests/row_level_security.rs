@@ -5,7 +5,9 @@
 //! the API-level isolation tests cover it.
 
 use infrapilot_store::testing::{TestDb, backends};
-use infrapilot_store::{Backend, DEFAULT_ORG_ID, NewAuditEvent};
+use infrapilot_store::{
+    Backend, DEFAULT_ORG_ID, NewApiToken, NewAuditEvent, NewUser, OrgId, TENANT_TABLES,
+};
 
 const OTHER_ORG: &str = "00000000-0000-4000-8000-00000000000b";
 
@@ -64,7 +66,7 @@ async fn raw_sql_in_another_organisation_touches_none_of_its_rows() {
         for n in 0..3 {
             db.store
                 .record_audit(
-                    DEFAULT_ORG_ID,
+                    &OrgId::default_org(),
                     NewAuditEvent {
                         actor_id: None,
                         actor: "cli".into(),
@@ -122,9 +124,160 @@ async fn raw_sql_in_another_organisation_touches_none_of_its_rows() {
             seen(Some(DEFAULT_ORG_ID), "SELECT * FROM audit_events").await,
             Ok(3)
         );
-        let mut tx = db.store.read(DEFAULT_ORG_ID).await.unwrap();
+        let mut tx = db.store.read(&OrgId::default_org()).await.unwrap();
         let report = tx.verify_audit_chain().await.unwrap();
         tx.commit().await.unwrap();
         assert!(report.ok && report.checked == 3, "{report:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_an_organisation_covers_every_table_with_org_id() {
+    for backend in backends() {
+        let db = TestDb::new(backend).await;
+        let mut with_org: Vec<String> = db
+            .tables()
+            .await
+            .into_iter()
+            .filter(|(_, columns)| {
+                columns
+                    .iter()
+                    .any(|c| c.split(' ').next() == Some("org_id"))
+            })
+            .map(|(table, _)| table)
+            .collect();
+        with_org.sort();
+        let mut listed: Vec<String> = TENANT_TABLES.iter().map(|t| t.to_string()).collect();
+        listed.sort();
+        assert_eq!(
+            listed, with_org,
+            "{backend:?}: TENANT_TABLES must name every table with org_id"
+        );
+    }
+}
+
+/// The system path on PostgreSQL: a credential's row shows only to whoever presents its hash,
+/// a person's memberships only with that person named, and neither setting shows anything else
+/// or allows a change.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_system_path_shows_one_credential_and_one_persons_memberships() {
+    for backend in backends() {
+        if backend != Backend::Postgres {
+            continue;
+        }
+        let db = TestDb::new(backend).await;
+        db.raw_execute(&format!(
+            "INSERT INTO organizations (id, name, created_at) VALUES ('{OTHER_ORG}', 'Other', 0)"
+        ))
+        .await;
+        let other = OrgId::parse(OTHER_ORG).unwrap();
+        for (org, user, hash) in [
+            (OrgId::default_org(), "u-default", "hash-default"),
+            (other.clone(), "u-other", "hash-other"),
+        ] {
+            let mut tx = db.store.write(&org).await.unwrap();
+            tx.insert_user(&NewUser {
+                id: user,
+                email: &format!("{user}@example.com"),
+                name: user,
+                password_hash: "x",
+                role: "admin",
+            })
+            .await
+            .unwrap();
+            tx.insert_api_token(&NewApiToken {
+                id: &format!("t-{user}"),
+                user_id: user,
+                name: "ci",
+                token_hash: hash,
+                role: "viewer",
+                expires_at: i64::MAX,
+            })
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let mut lookup = db.store.lookup().await.unwrap();
+        assert_eq!(
+            lookup.org_of_api_token("hash-other").await.unwrap(),
+            Some(other.clone())
+        );
+        assert_eq!(
+            lookup.org_of_api_token("hash-default").await.unwrap(),
+            Some(OrgId::default_org())
+        );
+        assert_eq!(lookup.org_of_api_token("no-such-hash").await.unwrap(), None);
+        let orgs: Vec<String> = lookup
+            .memberships("u-other")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.org_id)
+            .collect();
+        assert_eq!(orgs, vec![other.to_string()]);
+        drop(lookup);
+
+        let with = |settings: Vec<(&'static str, &'static str)>, sql: &'static str| {
+            let db = &db;
+            async move { db.app_rows_with(&settings, sql).await }
+        };
+        // Without a setting nothing shows; with a hash, that token's row alone.
+        assert_eq!(with(vec![], "SELECT * FROM api_tokens").await, Ok(0));
+        assert_eq!(
+            with(
+                vec![("app.credential_hash", "hash-other")],
+                "SELECT * FROM api_tokens"
+            )
+            .await,
+            Ok(1)
+        );
+        assert_eq!(
+            with(
+                vec![("app.credential_hash", "hash-other")],
+                "SELECT * FROM enrollment_tokens"
+            )
+            .await,
+            Ok(0)
+        );
+        assert_eq!(
+            with(
+                vec![("app.credential_hash", "")],
+                "SELECT * FROM api_tokens"
+            )
+            .await,
+            Ok(0)
+        );
+        // The lookup settings change nothing.
+        for sql in ["UPDATE api_tokens SET name = 'x'", "DELETE FROM api_tokens"] {
+            assert_eq!(
+                with(vec![("app.credential_hash", "hash-other")], sql).await,
+                Ok(0),
+                "{sql}"
+            );
+        }
+        assert_eq!(
+            with(
+                vec![("app.current_user_id", "u-other")],
+                "SELECT * FROM memberships"
+            )
+            .await,
+            Ok(1)
+        );
+        assert_eq!(
+            with(
+                vec![("app.current_user_id", "u-other")],
+                "DELETE FROM memberships"
+            )
+            .await,
+            Ok(0)
+        );
+        assert_eq!(
+            with(
+                vec![("app.current_user_id", "u-other")],
+                "SELECT * FROM api_tokens"
+            )
+            .await,
+            Ok(0)
+        );
     }
 }

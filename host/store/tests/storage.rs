@@ -2,7 +2,7 @@
 //! provides a cluster).
 
 use infrapilot_store::testing::{TestDb, backends};
-use infrapilot_store::{Backend, DEFAULT_ORG_ID, NewAuditEvent, NewSession, NewUser, now_ms};
+use infrapilot_store::{Backend, NewAuditEvent, NewSession, NewUser, OrgId, now_ms};
 
 fn event(action: &str, target: &str) -> NewAuditEvent {
     NewAuditEvent {
@@ -19,7 +19,7 @@ fn event(action: &str, target: &str) -> NewAuditEvent {
 async fn db_with_events(backend: Backend, n: usize) -> TestDb {
     let db = TestDb::new(backend).await;
     for i in 1..=n {
-        let mut tx = db.store.write(DEFAULT_ORG_ID).await.unwrap();
+        let mut tx = db.store.write(&OrgId::default_org()).await.unwrap();
         tx.append_audit(event("test.action", &format!("t{i}")))
             .await
             .unwrap();
@@ -30,7 +30,7 @@ async fn db_with_events(backend: Backend, n: usize) -> TestDb {
 
 async fn verify(db: &TestDb) -> infrapilot_store::ChainReport {
     db.store
-        .read(DEFAULT_ORG_ID)
+        .read(&OrgId::default_org())
         .await
         .unwrap()
         .verify_audit_chain()
@@ -42,7 +42,7 @@ async fn verify(db: &TestDb) -> infrapilot_store::ChainReport {
 async fn users_memberships_and_uniqueness() {
     for backend in backends() {
         let db = TestDb::new(backend).await;
-        let mut tx = db.store.write(DEFAULT_ORG_ID).await.unwrap();
+        let mut tx = db.store.write(&OrgId::default_org()).await.unwrap();
         assert_eq!(tx.count_users().await.unwrap(), 0);
         let user = NewUser {
             id: "11111111-1111-1111-1111-111111111111",
@@ -62,7 +62,7 @@ async fn users_memberships_and_uniqueness() {
         assert!(dup.is_unique_violation(), "{backend:?}: {dup}");
         tx.commit().await.unwrap();
 
-        let mut tx = db.store.write(DEFAULT_ORG_ID).await.unwrap();
+        let mut tx = db.store.write(&OrgId::default_org()).await.unwrap();
         let row = tx
             .user_by_email("a@example.com")
             .await
@@ -95,7 +95,7 @@ async fn users_memberships_and_uniqueness() {
 async fn sessions_rotate_once_and_revoke() {
     for backend in backends() {
         let db = TestDb::new(backend).await;
-        let mut tx = db.store.write(DEFAULT_ORG_ID).await.unwrap();
+        let mut tx = db.store.write(&OrgId::default_org()).await.unwrap();
         let user_id = "33333333-3333-3333-3333-333333333333";
         tx.insert_user(&NewUser {
             id: user_id,
@@ -119,13 +119,15 @@ async fn sessions_rotate_once_and_revoke() {
         })
         .await
         .unwrap();
-        assert!(
-            tx.session_by_access_hash("access-1")
-                .await
-                .unwrap()
-                .is_some()
-        );
+        tx.commit().await.unwrap();
+        // Sessions are personal: the system path finds them by the access token's hash.
+        let session = |hash: &'static str| {
+            let store = db.store.clone();
+            async move { store.lookup().await.unwrap().session(hash).await.unwrap() }
+        };
+        assert!(session("access-1").await.is_some());
         let sid = "44444444-4444-4444-4444-444444444444";
+        let mut tx = db.store.write(&OrgId::default_org()).await.unwrap();
         assert!(
             tx.rotate_session(sid, "refresh-1", "refresh-2", "access-2", far)
                 .await
@@ -137,19 +139,11 @@ async fn sessions_rotate_once_and_revoke() {
                 .unwrap(),
             "spent token"
         );
-        assert!(
-            tx.session_by_access_hash("access-1")
-                .await
-                .unwrap()
-                .is_none(),
-            "old access token dead"
-        );
-        let owner = tx
-            .session_by_access_hash("access-2")
-            .await
-            .unwrap()
-            .expect("new access token");
+        tx.commit().await.unwrap();
+        assert!(session("access-1").await.is_none(), "old access token dead");
+        let owner = session("access-2").await.expect("new access token");
         assert_eq!(owner.email, "s@example.com");
+        let mut tx = db.store.write(&OrgId::default_org()).await.unwrap();
         assert!(
             tx.refresh_token("refresh-1")
                 .await
@@ -159,12 +153,9 @@ async fn sessions_rotate_once_and_revoke() {
                 .is_some()
         );
         assert!(tx.revoke_session(user_id, sid, "test").await.unwrap());
-        assert!(
-            tx.session_by_access_hash("access-2")
-                .await
-                .unwrap()
-                .is_none()
-        );
+        tx.commit().await.unwrap();
+        assert!(session("access-2").await.is_none());
+        let mut tx = db.store.read(&OrgId::default_org()).await.unwrap();
         assert!(tx.list_sessions(user_id).await.unwrap().is_empty());
         tx.commit().await.unwrap();
     }
@@ -177,7 +168,7 @@ async fn audit_chain_verifies_and_pages() {
         let report = verify(&db).await;
         assert!(report.ok, "{backend:?}: {report:?}");
         assert_eq!(report.checked, 7);
-        let mut tx = db.store.read(DEFAULT_ORG_ID).await.unwrap();
+        let mut tx = db.store.read(&OrgId::default_org()).await.unwrap();
         let filter = infrapilot_store::AuditFilter {
             limit: 3,
             ..Default::default()
@@ -212,7 +203,7 @@ async fn concurrent_appends_keep_one_chain() {
         for i in 0..24 {
             let store = db.store.clone();
             tasks.push(tokio::spawn(async move {
-                let mut tx = store.write(DEFAULT_ORG_ID).await.unwrap();
+                let mut tx = store.write(&OrgId::default_org()).await.unwrap();
                 tx.append_audit(event("concurrent", &i.to_string()))
                     .await
                     .unwrap();

@@ -1336,7 +1336,10 @@ async fn uploaded_certificates_are_checked_sealed_and_served_by_nginx() {
     let store = infrapilot_store::Store::connect(&proxy.server.database_url(), 2)
         .await
         .unwrap();
-    let mut tx = store.read(infrapilot_store::DEFAULT_ORG_ID).await.unwrap();
+    let mut tx = store
+        .read(&infrapilot_store::OrgId::default_org())
+        .await
+        .unwrap();
     let revision = tx
         .proxy_revision(&proxy.agent, host["revision"].as_i64().unwrap())
         .await

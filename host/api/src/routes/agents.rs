@@ -7,9 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use infrapilot_identity::{ThrottleDecision, TokenKind, hash_token, issue_token};
-use infrapilot_store::{
-    AgentRow, DEFAULT_ORG_ID, EnrollmentTokenRow, NewAgent, NewEnrollmentToken, now_ms,
-};
+use infrapilot_store::{AgentRow, EnrollmentTokenRow, NewAgent, NewEnrollmentToken, OrgId, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -402,15 +400,27 @@ pub async fn enroll(
     if req.csr.len() > 16 * 1024 {
         return Err(ApiError::invalid("csr", "csr is too large"));
     }
-    // The org comes from the token; the community edition has one.
-    let org_id = DEFAULT_ORG_ID;
+    // The organisation is the token's (found through the system path by the token's hash
+    // alone); everything else happens in a transaction of that organisation.
+    let token_hash = hash_token(&req.token);
+    let Some(org_id) = state
+        .store()
+        .lookup()
+        .await?
+        .org_of_enrollment_token(&token_hash)
+        .await?
+    else {
+        let reason = "unknown enrollment token";
+        enroll_failure(&state, &client, &throttle_key, &name, reason).await;
+        return Err(ApiError::unauthorized(reason).with_field("token"));
+    };
     let agent_id = uuid::Uuid::new_v4().to_string();
     // The token is checked (and taken) first; the CSR is signed only for a good one. Anything
     // refused after this rolls back, so the token's use is not spent.
     let nodes = crate::license_limits::Limited::Nodes;
     let max_nodes = crate::license_limits::limit(&state, nodes).await?;
-    let mut tx = state.store().write(org_id).await?;
-    let token = match tx.consume_enrollment_token(&hash_token(&req.token)).await? {
+    let mut tx = state.store().write(&org_id).await?;
+    let token = match tx.consume_enrollment_token(&token_hash).await? {
         Ok(token) => token,
         Err(reason) => {
             drop(tx);
@@ -421,7 +431,7 @@ pub async fn enroll(
     crate::license_limits::check(&mut tx, nodes, max_nodes, "token").await?;
     let issued = state
         .ca()
-        .sign_agent_csr(&req.csr, org_id, &agent_id)
+        .sign_agent_csr(&req.csr, org_id.as_str(), &agent_id)
         .map_err(|e| ApiError::invalid("csr", e.to_string()))?;
     tx.insert_agent(&NewAgent {
         id: &agent_id,
@@ -492,7 +502,8 @@ async fn enroll_failure(
         "failure",
         json!({"reason": reason, "failures_from_address": failures, "throttled": failures >= limit}),
     );
-    audit_log::record_standalone(state, DEFAULT_ORG_ID, event).await;
+    // No organisation is known for a bad token: the host's chain records it.
+    audit_log::record_standalone(state, &OrgId::default_org(), event).await;
 }
 
 #[utoipa::path(get, path = "/api/v1/agents", operation_id = "list_agents", tag = "agents",
@@ -511,7 +522,11 @@ pub async fn list(
     ))
 }
 
-async fn find(state: &AppState, org_id: &str, raw_id: &str) -> ApiResult<AgentRow> {
+async fn find(
+    state: &AppState,
+    org_id: &infrapilot_store::OrgId,
+    raw_id: &str,
+) -> ApiResult<AgentRow> {
     let id = validate::uuid("id", raw_id)?;
     state
         .store()

@@ -233,7 +233,7 @@ fn hook_error(e: HookError) -> ApiError {
 /// Returns (plain settings JSON, sealed secrets).
 async fn checked_settings(
     state: &AppState,
-    org_id: &str,
+    org_id: &infrapilot_store::OrgId,
     plugin_id: &str,
     channel_id: &str,
     settings_value: &Value,
@@ -332,7 +332,11 @@ pub async fn create_channel(
     Ok((StatusCode::CREATED, Json(channel_dto(row, &state))))
 }
 
-async fn channel_row(state: &AppState, org_id: &str, id: &str) -> ApiResult<AlertChannelRow> {
+async fn channel_row(
+    state: &AppState,
+    org_id: &infrapilot_store::OrgId,
+    id: &str,
+) -> ApiResult<AlertChannelRow> {
     let id = validate::uuid("id", id)?;
     let mut tx = state.store().read(org_id).await?;
     let row = tx.alert_channel(&id).await?;

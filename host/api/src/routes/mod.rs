@@ -7,6 +7,7 @@ pub mod containers;
 pub(crate) mod document_rules;
 pub mod install;
 pub mod mfa;
+pub mod orgs;
 pub mod plugins;
 pub mod proxies;
 pub mod proxy_certificates;
@@ -71,6 +72,13 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(mfa::regenerate_backup_codes))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(orgs::list, orgs::create))
+        .routes(routes!(orgs::get, orgs::update, orgs::delete))
+        .routes(routes!(orgs::list_members, orgs::add_member))
+        .routes(routes!(orgs::update_member, orgs::remove_member))
+        .routes(routes!(orgs::list_invitations, orgs::invite))
+        .routes(routes!(orgs::revoke_invitation))
+        .routes(routes!(orgs::accept_invitation))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(agents::list_tokens, agents::create_token))

@@ -165,23 +165,26 @@ impl From<PluginHostError> for ApiError {
     }
 }
 
-/// The audit event of a plain plugin action, committed with the change.
+/// The audit event of a plain plugin action, committed with the change in the host's chain
+/// (plugins are the host's, not one organisation's).
 fn plugin_audit<'a>(
-    principal: &Principal,
     actor: &'a Actor,
     client: &'a ClientInfo,
     action: &'static str,
 ) -> Audit<'a, PluginInfo> {
-    Audit::new(&principal.org_id, move |p: &PluginInfo| {
-        audit_log::event(
-            actor,
-            &client.ip,
-            action,
-            &format!("plugin:{}", p.id),
-            "success",
-            json!({}),
-        )
-    })
+    Audit::new(
+        infrapilot_store::OrgId::default_org(),
+        move |p: &PluginInfo| {
+            audit_log::event(
+                actor,
+                &client.ip,
+                action,
+                &format!("plugin:{}", p.id),
+                "success",
+                json!({}),
+            )
+        },
+    )
 }
 
 /// A plugin id from the path: the manifest's id syntax, checked before any lookup.
@@ -247,7 +250,7 @@ pub async fn install(
         .install(
             &bytes,
             false,
-            Audit::new(&principal.org_id, |i: &infrapilot_plugin_host::Installed| {
+            Audit::new(infrapilot_store::OrgId::default_org(), |i: &infrapilot_plugin_host::Installed| {
                 let p = &i.plugin;
                 audit_log::event(
                     &actor,
@@ -311,7 +314,7 @@ pub async fn enable(
         .enable(
             &id,
             Some(grants),
-            Audit::new(&principal.org_id, |p: &PluginInfo| {
+            Audit::new(infrapilot_store::OrgId::default_org(), |p: &PluginInfo| {
                 audit_log::event(
                     &actor,
                     &client.ip,
@@ -340,10 +343,7 @@ pub async fn disable(
     let info = state
         .extensions()?
         .plugins
-        .disable(
-            &id,
-            plugin_audit(&principal, &actor, &client, "plugin.disable"),
-        )
+        .disable(&id, plugin_audit(&actor, &client, "plugin.disable"))
         .await?;
     Ok(Json(info.into()))
 }
@@ -363,10 +363,7 @@ pub async fn uninstall(
     state
         .extensions()?
         .plugins
-        .uninstall(
-            &id,
-            plugin_audit(&principal, &actor, &client, "plugin.uninstall"),
-        )
+        .uninstall(&id, plugin_audit(&actor, &client, "plugin.uninstall"))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -393,7 +390,7 @@ pub async fn upload_license(
     plugins
         .install_license(
             &req.license,
-            Audit::new(&principal.org_id, |l: &infrapilot_licensing::License| {
+            Audit::new(infrapilot_store::OrgId::default_org(), |l: &infrapilot_licensing::License| {
                 audit_log::event(
                     &actor,
                     &client.ip,

@@ -257,7 +257,12 @@ async fn commit_revision(
         .await?)
 }
 
-async fn one(state: &AppState, org_id: &str, agent_id: &str, id: &str) -> ApiResult<ProxyDto> {
+async fn one(
+    state: &AppState,
+    org_id: &infrapilot_store::OrgId,
+    agent_id: &str,
+    id: &str,
+) -> ApiResult<ProxyDto> {
     let mut tx = state.store().read(org_id).await?;
     let row = tx
         .proxy_host(agent_id, id)
@@ -399,7 +404,7 @@ pub async fn delete(
 
 async fn revision(
     state: &AppState,
-    org_id: &str,
+    org_id: &infrapilot_store::OrgId,
     agent_id: &str,
     number: i64,
 ) -> ApiResult<RevisionDto> {

@@ -75,7 +75,11 @@ fn dto(row: ProxyCertificateRow, used_by: Vec<CertificateUse>) -> ApiResult<Cert
     })
 }
 
-async fn one(state: &AppState, org_id: &str, id: &str) -> ApiResult<CertificateDto> {
+async fn one(
+    state: &AppState,
+    org_id: &infrapilot_store::OrgId,
+    id: &str,
+) -> ApiResult<CertificateDto> {
     let mut tx = state.store().read(org_id).await?;
     let row = tx
         .proxy_certificate(id)

@@ -6,12 +6,13 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use infrapilot_accounts::{self as accounts, LoginOutcome};
-use infrapilot_identity::TokenKind;
+use infrapilot_identity::{Role, TokenKind};
+use infrapilot_store::OrgId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::containers::actor;
-use crate::auth::{ClientInfo, Principal};
+use crate::auth::{Authenticated, ClientInfo, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::routes::users::UserDto;
@@ -192,12 +193,23 @@ pub async fn logout(
 
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
     responses((status = 200, body = UserDto)), security(("bearer" = [])))]
-pub async fn me(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<UserDto>> {
-    let mut tx = state.store().read(&principal.org_id).await?;
-    let user = tx
-        .user_by_id(&principal.user_id)
+pub async fn me(
+    State(state): State<AppState>,
+    authenticated: Authenticated,
+) -> ApiResult<Json<UserDto>> {
+    // The person, with their role in the organisation the request acts in (`viewer` for a
+    // person who belongs to none yet).
+    let mut tx = state.store().read(&OrgId::default_org()).await?;
+    let mut user = tx
+        .person_by_id(&authenticated.person.user_id)
         .await?
         .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))?;
+    user.role = authenticated
+        .org
+        .as_ref()
+        .map_or(Role::Viewer, |(_, role)| *role)
+        .as_str()
+        .to_owned();
     Ok(Json(UserDto::from(user)))
 }
 

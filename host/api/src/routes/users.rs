@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use infrapilot_accounts::UserChanges;
 use infrapilot_identity::Role;
-use infrapilot_store::{DEFAULT_ORG_ID, Store, Tx, UserRow};
+use infrapilot_store::{OrgId, Store, Tx, UserRow};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -123,10 +123,11 @@ impl NewUserInput {
     }
 }
 
-/// The account service's actor for `actor` acting from `ip` in the default organisation.
+/// The account service's actor for `actor` acting from `ip` in the default organisation (the
+/// first-run claim and the command line act on the host's own organisation).
 fn store_actor(actor: &Actor, ip: &str) -> infrapilot_store::Actor {
     infrapilot_store::Actor {
-        org_id: DEFAULT_ORG_ID.to_owned(),
+        org_id: OrgId::default_org(),
         user_id: actor.id.clone(),
         label: actor.label.clone(),
         ip: ip.to_owned(),
@@ -154,7 +155,7 @@ pub async fn create_user(
 
 #[utoipa::path(get, path = "/api/v1/setup", tag = "setup", responses((status = 200, body = SetupStatus)))]
 pub async fn setup_status(State(state): State<AppState>) -> ApiResult<Json<SetupStatus>> {
-    let mut tx = state.store().read(DEFAULT_ORG_ID).await?;
+    let mut tx = state.store().read(&OrgId::default_org()).await?;
     let needed = tx.count_users().await? == 0;
     Ok(Json(SetupStatus {
         needed,

@@ -103,7 +103,11 @@ impl TestApp {
         let ca = infrapilot_gateway::load_or_create_ca(&db.store, &secrets)
             .await
             .unwrap();
-        let state = AppState::new(db.store.clone(), secrets, ca, test_settings());
+        let settings = ApiSettings {
+            edition: HostEdition::Enterprise,
+            ..test_settings()
+        };
+        let state = AppState::new(db.store.clone(), secrets, ca, settings);
         let build = plugin_build();
         let vendor = SigningKey::generate().unwrap();
         let plugins = PluginHost::new(

@@ -1,0 +1,433 @@
+//! Organisations, their members and invitations. Routes under `/api/v1/orgs/{id}` act in that
+//! organisation: the access middleware resolved `{id}` against the caller's memberships (another
+//! organisation's id answers 404 there), so the [`Principal`] here is already in it.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use infrapilot_identity::Role;
+use infrapilot_store::{InvitationRow, OrgId, OrganizationRow, UserRow};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{ClientInfo, Person, Principal};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use crate::validate;
+
+#[derive(Serialize, ToSchema)]
+pub struct OrganizationDto {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    /// The caller's role in it (`super_admin` for the host operator).
+    pub role: Role,
+}
+
+impl OrganizationDto {
+    fn new(row: OrganizationRow, role: Role) -> OrganizationDto {
+        OrganizationDto {
+            id: row.id,
+            name: row.name,
+            created_at: validate::rfc3339(row.created_at),
+            role,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationRequest {
+    /// 1–100 characters.
+    pub name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteOrganizationRequest {
+    /// The organisation's name, typed to confirm.
+    pub confirm_name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberDto {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub disabled: bool,
+}
+
+impl From<UserRow> for MemberDto {
+    fn from(u: UserRow) -> MemberDto {
+        MemberDto {
+            role: Role::parse(&u.role).unwrap_or(Role::Viewer),
+            user_id: u.id,
+            email: u.email,
+            name: u.name,
+            disabled: u.disabled,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemberRequest {
+    /// The email of an existing account (invite anyone else).
+    pub email: String,
+    /// admin, operator or viewer; at most your own.
+    pub role: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRoleRequest {
+    /// admin, operator or viewer; at most your own.
+    pub role: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InvitationDto {
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    pub invited_by: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+impl From<InvitationRow> for InvitationDto {
+    fn from(i: InvitationRow) -> InvitationDto {
+        InvitationDto {
+            role: Role::parse(&i.role).unwrap_or(Role::Viewer),
+            id: i.id,
+            email: i.email,
+            invited_by: i.invited_by,
+            created_at: validate::rfc3339(i.created_at),
+            expires_at: validate::rfc3339(i.expires_at),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteRequest {
+    pub email: String,
+    /// admin, operator or viewer; at most your own.
+    pub role: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedInvitation {
+    #[serde(flatten)]
+    pub invitation: InvitationDto,
+    /// The invitation's secret, shown this once (single use, seven days, for this email only).
+    pub token: String,
+    /// The dashboard page that accepts it (the token travels in the fragment, which browsers
+    /// do not send to servers).
+    pub accept_url: String,
+}
+
+/// The `{id}` of the path, which the access middleware already resolved to the principal's
+/// organisation: checked again here so a handler can never act elsewhere.
+fn same_org(principal: &Principal, id: &str) -> ApiResult<()> {
+    match OrgId::parse(id) {
+        Some(org) if org == principal.org_id => Ok(()),
+        _ => Err(ApiError::not_found(
+            "id",
+            "no such organisation among yours",
+        )),
+    }
+}
+
+fn role_field(field: &str, raw: &str) -> ApiResult<Role> {
+    validate::role(field, raw)
+}
+
+#[utoipa::path(get, operation_id = "list_organizations", path = "/api/v1/orgs", tag = "organisations",
+    responses((status = 200, body = Vec<OrganizationDto>)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    person: Person,
+) -> ApiResult<Json<Vec<OrganizationDto>>> {
+    let mut lookup = state.store().lookup().await?;
+    if person.host_operator {
+        let all = lookup.organizations().await?;
+        return Ok(Json(
+            all.into_iter()
+                .map(|o| OrganizationDto::new(o, Role::SuperAdmin))
+                .collect(),
+        ));
+    }
+    let memberships = lookup.memberships(&person.user_id).await?;
+    Ok(Json(
+        memberships
+            .into_iter()
+            .map(|m| OrganizationDto {
+                role: Role::parse(&m.role).unwrap_or(Role::Viewer),
+                id: m.org_id,
+                name: m.org_name,
+                created_at: validate::rfc3339(m.created_at),
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(post, operation_id = "create_organization", path = "/api/v1/orgs", tag = "organisations",
+    request_body = OrganizationRequest,
+    responses((status = 201, body = OrganizationDto), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    person: Person,
+    client: ClientInfo,
+    ApiJson(req): ApiJson<OrganizationRequest>,
+) -> ApiResult<(StatusCode, Json<OrganizationDto>)> {
+    let actor = person.actor(&client, OrgId::default_org());
+    let row = state
+        .organisations()
+        .create(&actor, person.host_operator, &req.name)
+        .await?;
+    let role = if person.host_operator {
+        Role::SuperAdmin
+    } else {
+        Role::Admin
+    };
+    Ok((StatusCode::CREATED, Json(OrganizationDto::new(row, role))))
+}
+
+#[utoipa::path(get, operation_id = "get_organization", path = "/api/v1/orgs/{id}", tag = "organisations",
+    params(("id" = String, Path)),
+    responses((status = 200, body = OrganizationDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrganizationDto>> {
+    same_org(&principal, &id)?;
+    let row = state.organisations().get(&principal.actor(&client)).await?;
+    Ok(Json(OrganizationDto::new(row, principal.role)))
+}
+
+#[utoipa::path(put, operation_id = "update_organization", path = "/api/v1/orgs/{id}", tag = "organisations",
+    params(("id" = String, Path)), request_body = OrganizationRequest,
+    responses((status = 200, body = OrganizationDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<OrganizationRequest>,
+) -> ApiResult<Json<OrganizationDto>> {
+    same_org(&principal, &id)?;
+    let row = state
+        .organisations()
+        .rename(&principal.actor(&client), &req.name)
+        .await?;
+    Ok(Json(OrganizationDto::new(row, principal.role)))
+}
+
+#[utoipa::path(delete, operation_id = "delete_organization", path = "/api/v1/orgs/{id}", tag = "organisations",
+    params(("id" = String, Path)), request_body = DeleteOrganizationRequest,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<DeleteOrganizationRequest>,
+) -> ApiResult<StatusCode> {
+    same_org(&principal, &id)?;
+    let agents = {
+        let mut tx = state.store().read(&principal.org_id).await?;
+        tx.list_agents().await?
+    };
+    state
+        .organisations()
+        .delete(&principal.actor(&client), &req.confirm_name)
+        .await?;
+    // Its nodes' sessions end now (the gateway finds no agent when they come back).
+    for agent in agents {
+        state
+            .nodes()
+            .end_session(&agent.id, "this agent's organisation was deleted");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, operation_id = "list_organization_members", path = "/api/v1/orgs/{id}/members", tag = "organisations",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Vec<MemberDto>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_members(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<MemberDto>>> {
+    same_org(&principal, &id)?;
+    let members = state
+        .organisations()
+        .members(&principal.actor(&client))
+        .await?;
+    Ok(Json(members.into_iter().map(MemberDto::from).collect()))
+}
+
+#[utoipa::path(post, operation_id = "add_organization_member", path = "/api/v1/orgs/{id}/members", tag = "organisations",
+    params(("id" = String, Path)), request_body = AddMemberRequest,
+    responses((status = 201, body = MemberDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn add_member(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<AddMemberRequest>,
+) -> ApiResult<(StatusCode, Json<MemberDto>)> {
+    same_org(&principal, &id)?;
+    let email = validate::email("email", &req.email)?;
+    let role = role_field("role", &req.role)?;
+    let member = state
+        .organisations()
+        .add_member(&principal.actor(&client), principal.role, &email, role)
+        .await?;
+    Ok((StatusCode::CREATED, Json(MemberDto::from(member))))
+}
+
+#[utoipa::path(put, operation_id = "update_organization_member", path = "/api/v1/orgs/{id}/members/{uid}", tag = "organisations",
+    params(("id" = String, Path), ("uid" = String, Path)), request_body = MemberRoleRequest,
+    responses((status = 200, body = MemberDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update_member(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path((id, uid)): Path<(String, String)>,
+    ApiJson(req): ApiJson<MemberRoleRequest>,
+) -> ApiResult<Json<MemberDto>> {
+    same_org(&principal, &id)?;
+    let role = role_field("role", &req.role)?;
+    let member = state
+        .organisations()
+        .change_role(&principal.actor(&client), principal.role, &uid, role)
+        .await?;
+    Ok(Json(MemberDto::from(member)))
+}
+
+#[utoipa::path(delete, operation_id = "remove_organization_member", path = "/api/v1/orgs/{id}/members/{uid}", tag = "organisations",
+    params(("id" = String, Path), ("uid" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn remove_member(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path((id, uid)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    same_org(&principal, &id)?;
+    state
+        .organisations()
+        .remove_member(&principal.actor(&client), principal.role, &uid)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, operation_id = "list_organization_invitations", path = "/api/v1/orgs/{id}/invitations", tag = "organisations",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Vec<InvitationDto>), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list_invitations(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<InvitationDto>>> {
+    same_org(&principal, &id)?;
+    let rows = state
+        .organisations()
+        .invitations(&principal.actor(&client))
+        .await?;
+    Ok(Json(rows.into_iter().map(InvitationDto::from).collect()))
+}
+
+#[utoipa::path(post, operation_id = "create_organization_invitation", path = "/api/v1/orgs/{id}/invitations", tag = "organisations",
+    params(("id" = String, Path)), request_body = InviteRequest,
+    responses((status = 201, body = CreatedInvitation), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn invite(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<InviteRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedInvitation>)> {
+    same_org(&principal, &id)?;
+    let email = validate::email("email", &req.email)?;
+    let role = role_field("role", &req.role)?;
+    let issued = state
+        .organisations()
+        .invite(&principal.actor(&client), principal.role, &email, role)
+        .await?;
+    let base = state
+        .settings()
+        .public_url
+        .as_deref()
+        .unwrap_or("")
+        .trim_end_matches('/');
+    let accept_url = format!("{base}/invitations/accept#{}", issued.secret);
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedInvitation {
+            invitation: InvitationDto::from(issued.invitation),
+            token: issued.secret,
+            accept_url,
+        }),
+    ))
+}
+
+#[utoipa::path(delete, operation_id = "revoke_organization_invitation", path = "/api/v1/orgs/{id}/invitations/{iid}", tag = "organisations",
+    params(("id" = String, Path), ("iid" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn revoke_invitation(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path((id, iid)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    same_org(&principal, &id)?;
+    state
+        .organisations()
+        .revoke_invitation(&principal.actor(&client), &iid)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, operation_id = "accept_invitation", path = "/api/v1/invitations/{token}/accept", tag = "organisations",
+    params(("token" = String, Path)),
+    responses((status = 200, body = OrganizationDto), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn accept_invitation(
+    State(state): State<AppState>,
+    person: Person,
+    client: ClientInfo,
+    Path(token): Path<String>,
+) -> ApiResult<Json<OrganizationDto>> {
+    let actor = person.actor(&client, OrgId::default_org());
+    let org = state
+        .organisations()
+        .accept(&actor, &person.email, &token)
+        .await?;
+    let mut tx = state.store().read(&org).await?;
+    let row = tx
+        .organization()
+        .await?
+        .ok_or_else(|| ApiError::internal("the joined organisation vanished"))?;
+    let role = tx
+        .user_by_id(&person.user_id)
+        .await?
+        .and_then(|u| Role::parse(&u.role))
+        .unwrap_or(Role::Viewer);
+    Ok(Json(OrganizationDto::new(row, role)))
+}

@@ -1,0 +1,431 @@
+//! Organisations on both backends: the edition's limit, the organisation of a request (from the
+//! credential, the `X-InfraPilot-Org` header or the `/orgs/{id}` path; another organisation's ids
+//! answer 404), members and their roles, invitations (single use, bound to the email, expiring),
+//! and deleting an organisation with everything it holds.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{ADMIN_EMAIL, PASSWORD, TestApp, test_settings};
+use infrapilot_api::ApiSettings;
+use infrapilot_licensing::HostEdition;
+use infrapilot_store::testing::backends;
+use infrapilot_store::{Backend, DEFAULT_ORG_ID};
+use serde_json::{Value, json};
+
+const ORG_HEADER: &str = "x-infrapilot-org";
+
+async fn enterprise(backend: Backend) -> TestApp {
+    TestApp::with_settings(
+        backend,
+        ApiSettings {
+            edition: HostEdition::Enterprise,
+            ..test_settings()
+        },
+    )
+    .await
+}
+
+impl TestApp {
+    async fn in_org(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        org: &str,
+        body: Option<Value>,
+    ) -> common::Reply {
+        self.call_with_headers(method, path, Some(token), &[(ORG_HEADER, org)], body)
+            .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_community_edition_runs_one_organisation() {
+    for backend in backends() {
+        let app = TestApp::new(backend).await;
+        let admin = app.setup_admin().await;
+        let r = app
+            .post("/api/v1/orgs", Some(&admin), json!({"name": "Second"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{backend:?}: {:?}", r.body);
+        assert_eq!(r.field(), Some("edition"));
+        assert_eq!(r.code(), Some("edition_limit"));
+        let r = app.get("/api/v1/orgs", &admin).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let orgs = r.body.as_array().unwrap();
+        assert_eq!(orgs.len(), 1, "{:?}", r.body);
+        assert_eq!(orgs[0]["id"], DEFAULT_ORG_ID);
+        assert_eq!(orgs[0]["role"], "super_admin");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn organisations_members_and_invitations_stay_apart() {
+    for backend in backends() {
+        let app = enterprise(backend).await;
+        let root = app.setup_admin().await;
+
+        // Only the host operator makes organisations in the enterprise edition; names are checked.
+        let r = app
+            .post("/api/v1/orgs", Some(&root), json!({"name": "  "}))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+        assert_eq!(r.field(), Some("name"));
+        let r = app
+            .post("/api/v1/orgs", Some(&root), json!({"name": "Beta"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{backend:?}: {:?}", r.body);
+        let beta = r.body["id"].as_str().unwrap().to_owned();
+        assert_eq!(r.body["role"], "super_admin");
+
+        // A user made in Beta acts in Beta (their only membership) and sees nothing else.
+        let r = app
+            .in_org(
+                "POST",
+                "/api/v1/users",
+                &root,
+                &beta,
+                Some(json!({"email": "bob@example.com", "password": PASSWORD, "name": "Bob", "role": "admin"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let bob_id = r.body["id"].as_str().unwrap().to_owned();
+        let r = app
+            .in_org(
+                "POST",
+                "/api/v1/users",
+                &root,
+                &beta,
+                Some(json!({"email": "eve@example.com", "password": PASSWORD, "name": "Eve", "role": "super_admin"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+        assert_eq!(r.field(), Some("role"));
+        let bob = app.login("bob@example.com", PASSWORD).await;
+        let r = app
+            .post("/api/v1/orgs", Some(&bob), json!({"name": "Mine"}))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+        let r = app.get("/api/v1/orgs", &bob).await;
+        let orgs: Vec<&str> = r
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(orgs, vec![beta.as_str()]);
+
+        // Default's data is invisible to Bob and answers 404, by header, path or id.
+        let (default_token, _) = app.enrollment_token(&root, 1).await;
+        let r = app.get("/api/v1/enrollment-tokens", &bob).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body.as_array().unwrap().len(), 0, "{:?}", r.body);
+        let r = app
+            .call(
+                "DELETE",
+                &format!("/api/v1/enrollment-tokens/{default_token}"),
+                Some(&bob),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+        let r = app.get("/api/v1/enrollment-tokens", &root).await;
+        assert_eq!(r.body[0]["revoked"], false, "{:?}", r.body);
+        let r = app
+            .in_org("GET", "/api/v1/agents", &bob, DEFAULT_ORG_ID, None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+        assert_eq!(r.field(), Some(ORG_HEADER));
+        let r = app
+            .in_org("GET", "/api/v1/agents", &bob, "not-an-id", None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+        let r = app
+            .get(&format!("/api/v1/orgs/{DEFAULT_ORG_ID}/members"), &bob)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+        let r = app.get("/api/v1/audit?limit=500", &bob).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        for event in r.body["events"].as_array().unwrap() {
+            assert!(
+                !event["action"].as_str().unwrap().starts_with("setup"),
+                "Beta's audit shows the host's events: {event}"
+            );
+        }
+
+        // An API token of Beta acts in Beta only.
+        let r = app
+            .post(
+                "/api/v1/tokens",
+                Some(&bob),
+                json!({"name": "ci", "role": "viewer", "expires_in_days": 1}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let bob_api = r.body["secret"].as_str().unwrap().to_owned();
+        let r = app.get("/api/v1/enrollment-tokens", &bob_api).await;
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "viewer token: {:?}",
+            r.body
+        );
+        let r = app.get(&format!("/api/v1/orgs/{beta}"), &bob_api).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.body["name"], "Beta");
+        let r = app
+            .get(&format!("/api/v1/orgs/{DEFAULT_ORG_ID}"), &bob_api)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+        let r = app
+            .in_org("GET", "/api/v1/agents", &bob_api, DEFAULT_ORG_ID, None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+
+        // The host operator acts in Beta too, and sees both organisations.
+        let r = app.get("/api/v1/orgs", &root).await;
+        assert_eq!(r.body.as_array().unwrap().len(), 2, "{:?}", r.body);
+        let r = app
+            .get(&format!("/api/v1/orgs/{beta}/members"), &root)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let members: Vec<&str> = r
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["email"].as_str().unwrap())
+            .collect();
+        assert!(members.contains(&"bob@example.com"), "{members:?}");
+
+        // Invitations: the role at most the inviter's; shown once; bound to the email.
+        let invite = |email: &str, role: &str| {
+            let (app, bob, beta) = (&app, &bob, &beta);
+            let body = json!({"email": email, "role": role});
+            async move {
+                app.post(&format!("/api/v1/orgs/{beta}/invitations"), Some(bob), body)
+                    .await
+            }
+        };
+        let r = invite("carol@example.com", "super_admin").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+        assert_eq!(r.field(), Some("role"));
+        let r = invite("bob@example.com", "viewer").await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+        assert_eq!(r.field(), Some("email"));
+        let r = invite("carol@example.com", "operator").await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let carol_invitation = r.body["token"].as_str().unwrap().to_owned();
+        assert!(
+            r.body["accept_url"]
+                .as_str()
+                .unwrap()
+                .ends_with(&carol_invitation)
+        );
+        let r = app
+            .get(&format!("/api/v1/orgs/{beta}/invitations"), &bob)
+            .await;
+        assert_eq!(r.body.as_array().unwrap().len(), 1, "{:?}", r.body);
+        assert!(
+            !r.raw
+                .windows(carol_invitation.len())
+                .any(|w| w == carol_invitation.as_bytes())
+        );
+
+        // Carol has an account in the default organisation; Dave does too.
+        for name in ["carol", "dave"] {
+            let r = app
+                .post(
+                    "/api/v1/users",
+                    Some(&root),
+                    json!({"email": format!("{name}@example.com"), "password": PASSWORD, "name": name, "role": "viewer"}),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        }
+        let carol = app.login("carol@example.com", PASSWORD).await;
+        let dave = app.login("dave@example.com", PASSWORD).await;
+        let accept = |token: &str, who: &str| {
+            let (app, path, who) = (
+                &app,
+                format!("/api/v1/invitations/{token}/accept"),
+                who.to_owned(),
+            );
+            async move { app.call("POST", &path, Some(&who), None).await }
+        };
+        let r = accept(&carol_invitation, &dave).await;
+        assert_eq!(r.status, StatusCode::GONE, "another email: {:?}", r.body);
+        let r = accept(&carol_invitation, &carol).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.body["id"], beta.as_str());
+        assert_eq!(r.body["role"], "operator");
+        let r = accept(&carol_invitation, &carol).await;
+        assert_eq!(r.status, StatusCode::GONE, "reused: {:?}", r.body);
+        let r = accept("ipi_not-a-real-invitation", &carol).await;
+        assert_eq!(r.status, StatusCode::GONE, "{:?}", r.body);
+        // Carol now has two organisations; without a header she acts in her oldest.
+        let r = app.get("/api/v1/orgs", &carol).await;
+        assert_eq!(r.body.as_array().unwrap().len(), 2, "{:?}", r.body);
+        let r = app
+            .in_org("GET", "/api/v1/auth/me", &carol, &beta, None)
+            .await;
+        assert_eq!(r.body["role"], "operator", "{:?}", r.body);
+        let r = app.get("/api/v1/auth/me", &carol).await;
+        assert_eq!(r.body["role"], "viewer", "{:?}", r.body);
+
+        // An expired invitation is refused.
+        let r = invite("dave@example.com", "viewer").await;
+        let dave_invitation = r.body["token"].as_str().unwrap().to_owned();
+        app.db
+            .raw_execute("UPDATE invitations SET expires_at = 1 WHERE email = 'dave@example.com'")
+            .await;
+        let r = accept(&dave_invitation, &dave).await;
+        assert_eq!(r.status, StatusCode::GONE, "expired: {:?}", r.body);
+
+        // Roles: not above one's own; the last admin stays. The operator, admin of Beta since
+        // making it, leaves it first.
+        let root_id = app.get("/api/v1/auth/me", &root).await.body["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = app
+            .call(
+                "DELETE",
+                &format!("/api/v1/orgs/{beta}/members/{root_id}"),
+                Some(&root),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+        let carol_id = {
+            let r = app.get(&format!("/api/v1/orgs/{beta}/members"), &bob).await;
+            r.body
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["email"] == "carol@example.com")
+                .unwrap()["user_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let r = app
+            .in_org(
+                "PUT",
+                &format!("/api/v1/orgs/{beta}/members/{bob_id}"),
+                &bob,
+                &beta,
+                Some(json!({"role": "viewer"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "last admin: {:?}", r.body);
+        assert_eq!(r.field(), Some("role"));
+        let r = app
+            .call(
+                "PUT",
+                &format!("/api/v1/orgs/{beta}/members/{carol_id}"),
+                Some(&carol),
+                Some(json!({"role": "admin"})),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "operator promotes: {:?}",
+            r.body
+        );
+        let r = app
+            .call(
+                "PUT",
+                &format!("/api/v1/orgs/{beta}/members/{carol_id}"),
+                Some(&bob),
+                Some(json!({"role": "viewer"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.body["role"], "viewer");
+        // Carol leaves Beta by herself; her account and default membership stay.
+        let r = app
+            .call(
+                "DELETE",
+                &format!("/api/v1/orgs/{beta}/members/{carol_id}"),
+                Some(&carol),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+        let r = app.get("/api/v1/orgs", &carol).await;
+        assert_eq!(r.body.as_array().unwrap().len(), 1, "{:?}", r.body);
+
+        // Deleting Beta needs its name; then its data and memberships are gone.
+        let r = app
+            .call(
+                "DELETE",
+                &format!("/api/v1/orgs/{beta}"),
+                Some(&bob),
+                Some(json!({"confirm_name": "beta"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+        assert_eq!(r.field(), Some("confirm_name"));
+        let r = app
+            .call(
+                "DELETE",
+                &format!("/api/v1/orgs/{DEFAULT_ORG_ID}"),
+                Some(&root),
+                Some(json!({"confirm_name": "Default"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+        let r = app
+            .call(
+                "DELETE",
+                &format!("/api/v1/orgs/{beta}"),
+                Some(&bob),
+                Some(json!({"confirm_name": "Beta"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+        let r = app.get("/api/v1/orgs", &bob).await;
+        assert_eq!(r.body.as_array().unwrap().len(), 0, "{:?}", r.body);
+        let r = app.get("/api/v1/agents", &bob).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+        assert_eq!(r.code(), Some("no_organisation"));
+        let r = app.get("/api/v1/enrollment-tokens", &bob_api).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "token of a deleted organisation: {:?}",
+            r.body
+        );
+        for table in infrapilot_store::TENANT_TABLES {
+            let left = app
+                .db
+                .owner_count(&format!(
+                    "SELECT COUNT(*) FROM {table} WHERE org_id = '{beta}'"
+                ))
+                .await;
+            assert_eq!(left, 0, "{table} keeps rows of the deleted organisation");
+        }
+        assert_eq!(
+            app.db
+                .owner_count(&format!(
+                    "SELECT COUNT(*) FROM organizations WHERE id = '{beta}'"
+                ))
+                .await,
+            0
+        );
+        assert_eq!(
+            app.db
+                .owner_count("SELECT COUNT(*) FROM users WHERE email = 'bob@example.com'")
+                .await,
+            1,
+            "a person stays when their organisation goes"
+        );
+        let actions = app.audit_actions(&root).await;
+        assert!(actions.contains(&"org.delete".to_owned()), "{actions:?}");
+        let _ = ADMIN_EMAIL;
+    }
+}

@@ -1,0 +1,117 @@
+//! A real host (enterprise edition) and a real agent process enrolled with a token of a second
+//! organisation: the node appears, online, in that organisation only — its session, heartbeats
+//! and events are written there, and the default organisation sees none of it; deleting the
+//! organisation ends the node's session and the gateway refuses it from then on.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Api, Server, enrolled_agent};
+use serde_json::json;
+
+const ORG_HEADER: &str = "x-infrapilot-org";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_belongs_to_the_organisation_of_its_token() {
+    if common::docker().await.is_none() {
+        return;
+    }
+    let server = Server::start_with(false, 1, &[("INFRAPILOT_EDITION", "enterprise")]).await;
+    let root = server.admin().await;
+    let (status, beta) = root
+        .call("POST", "/api/v1/orgs", Some(json!({"name": "Beta"})))
+        .await;
+    assert_eq!(status, 201, "{beta}");
+    let beta = beta["id"].as_str().unwrap().to_owned();
+    let (status, bob) = root
+        .call_with(
+            "POST",
+            "/api/v1/users",
+            Some(json!({"email": "bob@example.com", "password": "a long password", "name": "Bob", "role": "admin"})),
+            &[(ORG_HEADER, &beta)],
+        )
+        .await;
+    assert_eq!(status, 201, "{bob}");
+    let bob: Api = root.login("bob@example.com", "a long password").await;
+
+    // Bob's enrollment token is Beta's: so is the node.
+    let (mut agent, state) = enrolled_agent(&server, &bob, "beta-node").await;
+    let id = bob.online_agent("beta-node").await;
+    let mine = root.get("/api/v1/agents").await;
+    assert!(
+        mine.as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["name"] != "beta-node"),
+        "the default organisation lists Beta's node: {mine}"
+    );
+    let (status, body) = root
+        .call("GET", &format!("/api/v1/agents/{id}"), None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = root
+        .call("GET", &format!("/api/v1/agents/{id}/events"), None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    // The host operator sees it by naming Beta.
+    let (status, listed) = root
+        .call_with("GET", "/api/v1/agents", None, &[(ORG_HEADER, &beta)])
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == id.as_str()),
+        "{listed}"
+    );
+    // Its heartbeats land in Beta: last_seen keeps moving there.
+    let first = bob.get(&format!("/api/v1/agents/{id}")).await["last_seen_at"].clone();
+    let started = Instant::now();
+    loop {
+        let now = bob.get(&format!("/api/v1/agents/{id}")).await["last_seen_at"].clone();
+        if now != first {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no heartbeat recorded in Beta"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Deleting Beta ends the node's session; the gateway refuses it after (unknown certificate).
+    let (status, body) = bob
+        .call(
+            "DELETE",
+            &format!("/api/v1/orgs/{beta}"),
+            Some(json!({"confirm_name": "Beta"})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let started = Instant::now();
+    loop {
+        if agent.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the agent of a deleted organisation still runs; host log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        server.log().contains("organisation was deleted"),
+        "{}",
+        server.log()
+    );
+    // It stopped because the gateway refused it when it came back.
+    let agent_log = std::fs::read_to_string(state.with_extension("log")).unwrap_or_default();
+    assert!(
+        agent_log.contains("unknown agent certificate"),
+        "agent log:\n{agent_log}"
+    );
+}

@@ -216,6 +216,11 @@ impl PluginHost {
         self.inner.config.allow_unsigned
     }
 
+    /// The host's mail sender, when SMTP is configured (invitations, sign-up verification).
+    pub fn mailer(&self) -> Option<Mailer> {
+        self.inner.mailer.clone()
+    }
+
     /// Host services for an instance of `org_id`.
     pub fn services(&self, org_id: &OrgId) -> Arc<dyn HostServices> {
         Arc::new(services::StoreServices {

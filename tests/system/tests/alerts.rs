@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use common::{Api, Fixture, Server, docker, eventually, free_port, plugin_build, temp_dir};
+use common::{
+    Api, Fixture, Server, SmtpServer, docker, eventually, free_port, plugin_build, temp_dir,
+};
 use hmac::{Hmac, KeyInit, Mac};
 use infrapilot_licensing::License;
 use infrapilot_plugin_runtime::Bundle;
@@ -80,56 +82,6 @@ impl Receiver {
             .iter()
             .filter(|r| r.path == path)
             .cloned()
-            .collect()
-    }
-}
-
-/// aiosmtpd writing each message into a maildir.
-struct SmtpServer {
-    port: u16,
-    maildir: PathBuf,
-    /// Killed with the server (and at once if it never starts listening).
-    _child: common::KillOnDrop,
-}
-
-impl SmtpServer {
-    async fn start() -> SmtpServer {
-        let port = free_port();
-        let maildir = temp_dir("maildir");
-        for sub in ["tmp", "new", "cur"] {
-            std::fs::create_dir_all(maildir.join(sub)).unwrap();
-        }
-        let child = Command::new("/usr/bin/python3")
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map(common::KillOnDrop)
-            .expect("python3-aiosmtpd is installed (apt-get install python3-aiosmtpd)");
-        eventually("aiosmtpd listening", Duration::from_secs(15), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(|_| ())
-        })
-        .await;
-        SmtpServer {
-            port,
-            maildir,
-            _child: child,
-        }
-    }
-
-    fn messages(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
             .collect()
     }
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Api, Server, enrolled_agent};
+use common::{Api, Server, SmtpServer, enrolled_agent, eventually};
 use serde_json::json;
 
 const ORG_HEADER: &str = "x-infrapilot-org";
@@ -114,4 +114,87 @@ async fn an_agent_belongs_to_the_organisation_of_its_token() {
         agent_log.contains("unknown agent certificate"),
         "agent log:\n{agent_log}"
     );
+}
+
+/// The body of a mail as sent (quoted-printable soft line breaks and `=3D` undone).
+fn decoded(mail: &str) -> String {
+    mail.replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invitation_is_mailed_and_accepted_through_its_link() {
+    let smtp = SmtpServer::start().await;
+    let port = smtp.port.to_string();
+    let server = Server::start_with(
+        false,
+        30,
+        &[
+            ("INFRAPILOT_EDITION", "enterprise"),
+            ("INFRAPILOT_SMTP_HOST", "127.0.0.1"),
+            ("INFRAPILOT_SMTP_PORT", &port),
+            ("INFRAPILOT_SMTP_SECURITY", "none"),
+            ("INFRAPILOT_SMTP_FROM", "InfraPilot <noreply@example.com>"),
+        ],
+    )
+    .await;
+    let root = server.admin().await;
+    let (status, beta) = root
+        .call("POST", "/api/v1/orgs", Some(json!({"name": "Beta Team"})))
+        .await;
+    assert_eq!(status, 201, "{beta}");
+    let beta = beta["id"].as_str().unwrap().to_owned();
+    let (status, body) = root
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(json!({"email": "carol@example.com", "password": "a long password", "name": "Carol", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    let (status, invitation) = root
+        .call(
+            "POST",
+            &format!("/api/v1/orgs/{beta}/invitations"),
+            Some(json!({"email": "carol@example.com", "role": "operator"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{invitation}");
+    assert_eq!(invitation["mailed"], true, "{invitation}");
+
+    // The mail arrives at the SMTP server with the link; the token is read from the mail alone.
+    let mail = eventually("the invitation mail", Duration::from_secs(20), || async {
+        smtp.messages()
+            .into_iter()
+            .find(|m| m.contains("carol@example.com"))
+    })
+    .await;
+    let body = decoded(&mail);
+    assert!(body.contains("Beta Team"), "{body}");
+    let link_at = body
+        .find("/invitations/accept#")
+        .expect("the accept link in the mail");
+    let token: String = body[link_at + "/invitations/accept#".len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    assert!(token.starts_with("ipi_") && token.len() > 40, "{token}");
+    assert!(
+        body.contains(&format!("{}/invitations/accept#", server.base)),
+        "{body}"
+    );
+
+    let carol = root.login("carol@example.com", "a long password").await;
+    let (status, joined) = carol
+        .call("POST", &format!("/api/v1/invitations/{token}/accept"), None)
+        .await;
+    assert_eq!(status, 200, "{joined}");
+    assert_eq!(joined["id"], beta.as_str());
+    assert_eq!(joined["role"], "operator");
+    let (status, again) = carol
+        .call("POST", &format!("/api/v1/invitations/{token}/accept"), None)
+        .await;
+    assert_eq!(status, 410, "used twice: {again}");
 }

@@ -127,6 +127,10 @@ pub struct CreatedInvitation {
     /// The dashboard page that accepts it (the token travels in the fragment, which browsers
     /// do not send to servers).
     pub accept_url: String,
+    /// Whether the invitation was mailed through the host's SMTP settings.
+    pub mailed: bool,
+    /// Why it was not mailed (no SMTP settings, or the server's refusal); the link still works.
+    pub mail_error: Option<String>,
 }
 
 /// The `{id}` of the path, which the access middleware already resolved to the principal's
@@ -360,6 +364,7 @@ pub async fn invite(
     State(state): State<AppState>,
     principal: Principal,
     client: ClientInfo,
+    headers: axum::http::HeaderMap,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<InviteRequest>,
 ) -> ApiResult<(StatusCode, Json<CreatedInvitation>)> {
@@ -370,21 +375,70 @@ pub async fn invite(
         .organisations()
         .invite(&principal.actor(&client), principal.role, &email, role)
         .await?;
-    let base = state
-        .settings()
-        .public_url
-        .as_deref()
-        .unwrap_or("")
-        .trim_end_matches('/');
-    let accept_url = format!("{base}/invitations/accept#{}", issued.secret);
+    let accept_url = format!(
+        "{}/invitations/accept#{}",
+        crate::routes::install::public_base(&state, &headers),
+        issued.secret
+    );
+    let org_name = state
+        .organisations()
+        .get(&principal.actor(&client))
+        .await
+        .map(|o| o.name)
+        .unwrap_or_default();
+    let (mailed, mail_error) =
+        match send_invitation(&state, &principal, &email, &org_name, &accept_url).await {
+            Ok(()) => (true, None),
+            Err(e) => (false, Some(e)),
+        };
     Ok((
         StatusCode::CREATED,
         Json(CreatedInvitation {
             invitation: InvitationDto::from(issued.invitation),
             token: issued.secret,
             accept_url,
+            mailed,
+            mail_error,
         }),
     ))
+}
+
+/// Mails an invitation through the host's SMTP settings (the plugin host's mailer, lettre).
+async fn send_invitation(
+    state: &AppState,
+    principal: &Principal,
+    email: &str,
+    org_name: &str,
+    accept_url: &str,
+) -> Result<(), String> {
+    let mailer = state
+        .extensions()
+        .ok()
+        .and_then(|e| e.plugins.mailer())
+        .ok_or_else(|| "this host has no SMTP settings (INFRAPILOT_SMTP_HOST)".to_owned())?;
+    let text = format!(
+        "{inviter} invites you to the organisation \"{org_name}\" on InfraPilot.\n\n\
+         Accept (sign in or create your account as {email} first):\n{accept_url}\n\n\
+         The link works once and expires in 7 days. If you did not expect it, ignore this mail.\n",
+        inviter = principal.email,
+    );
+    mailer
+        .send(infrapilot_plugin_runtime::contract::mail::Message {
+            to: vec![email.to_owned()],
+            subject: format!("Invitation to {org_name} on InfraPilot"),
+            text_body: text,
+            html_body: None,
+        })
+        .await
+        .map_err(|e| {
+            use infrapilot_plugin_runtime::contract::mail::MailError;
+            match e {
+                MailError::Denied(m) | MailError::InvalidMessage(m) | MailError::Transport(m) => {
+                    format!("the invitation could not be mailed: {m}")
+                }
+                MailError::NotConfigured => "this host has no SMTP settings".to_owned(),
+            }
+        })
 }
 
 #[utoipa::path(delete, operation_id = "revoke_organization_invitation", path = "/api/v1/orgs/{id}/invitations/{iid}", tag = "organisations",

@@ -690,3 +690,53 @@ pub async fn websocket(
     );
     socket
 }
+
+/// aiosmtpd writing each message into a maildir.
+pub struct SmtpServer {
+    pub port: u16,
+    pub maildir: PathBuf,
+    /// Killed with the server (and at once if it never starts listening).
+    _child: KillOnDrop,
+}
+
+impl SmtpServer {
+    pub async fn start() -> SmtpServer {
+        let port = free_port();
+        let maildir = temp_dir("maildir");
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(maildir.join(sub)).unwrap();
+        }
+        let child = Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(KillOnDrop)
+            .expect("python3-aiosmtpd is installed (apt-get install python3-aiosmtpd)");
+        eventually("aiosmtpd listening", Duration::from_secs(15), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        SmtpServer {
+            port,
+            maildir,
+            _child: child,
+        }
+    }
+
+    pub fn messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.maildir.join("new")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect()
+    }
+}

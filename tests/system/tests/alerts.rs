@@ -5,16 +5,13 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use common::{
-    Api, Fixture, Server, SmtpServer, docker, eventually, free_port, plugin_build, temp_dir,
-};
+use common::{Api, Fixture, Server, SmtpServer, docker, eventually, plugin_build, temp_dir};
 use hmac::{Hmac, KeyInit, Mac};
 use infrapilot_licensing::License;
 use infrapilot_plugin_runtime::Bundle;

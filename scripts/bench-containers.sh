@@ -29,7 +29,7 @@ export DOCKER_HOST=$(scripts/start-docker.sh "$work/docker")
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port); gport=$(free_port); base="http://127.0.0.1:$port"
 INFRAPILOT_DATA_DIR="$work/host" INFRAPILOT_LISTEN="127.0.0.1:$port" INFRAPILOT_GRPC_LISTEN="127.0.0.1:$gport" \
-    INFRAPILOT_GRPC_HOSTNAMES=127.0.0.1 INFRAPILOT_LOG_LEVEL=warn "$host" serve >"$work/serve.log" 2>&1 &
+    INFRAPILOT_API_RATE_PER_ORG=0 INFRAPILOT_API_RATE_PER_TOKEN=0 INFRAPILOT_GRPC_HOSTNAMES=127.0.0.1 INFRAPILOT_LOG_LEVEL=warn "$host" serve >"$work/serve.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -fsS "$base/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }

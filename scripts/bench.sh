@@ -30,7 +30,7 @@ bin="$target/release/infrapilot"
 work=$(mktemp -d /tmp/infrapilot-bench.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
-INFRAPILOT_DATA_DIR="$work" INFRAPILOT_LISTEN="127.0.0.1:$port" INFRAPILOT_LOG_LEVEL=warn "$bin" serve >"$work/serve.log" 2>&1 &
+INFRAPILOT_API_RATE_PER_ORG=0 INFRAPILOT_API_RATE_PER_TOKEN=0 INFRAPILOT_DATA_DIR="$work" INFRAPILOT_LISTEN="127.0.0.1:$port" INFRAPILOT_LOG_LEVEL=warn "$bin" serve >"$work/serve.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do curl -fsS "$base/readyz" >/dev/null 2>&1 && break; sleep 0.1; done

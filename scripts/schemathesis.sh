@@ -20,6 +20,8 @@ python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
+# No request rate limits: the fuzzer sends far more than an organisation's share.
+INFRAPILOT_API_RATE_PER_ORG=0 INFRAPILOT_API_RATE_PER_TOKEN=0 \
 INFRAPILOT_GRPC_LISTEN="127.0.0.1:$(free_port)" INFRAPILOT_DATA_DIR="$work/data" INFRAPILOT_LISTEN="127.0.0.1:$port" \
     INFRAPILOT_PLUGIN_DIR="$tdir/plugins/bundles" INFRAPILOT_PLUGIN_TRUSTED_KEYS="$tdir/plugins/dev-signing" \
     INFRAPILOT_AGENT_NGINX_IMAGE=infrapilot-test/nginx:latest INFRAPILOT_AGENT_NGINX_CONTAINER=infrapilot-st-nginx \

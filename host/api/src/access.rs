@@ -310,6 +310,9 @@ pub async fn authorize(
         ))
         .into_response();
     }
+    if let Err(e) = state.request_limiter().check(&principal) {
+        return e.into_response();
+    }
     request.extensions_mut().insert(authenticated.person);
     request.extensions_mut().insert(principal);
     next.run(request).await

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod license_limits;
 pub mod metrics;
+pub mod rate_limit;
 pub mod routes;
 pub mod socket_guard;
 pub mod state;

@@ -57,6 +57,8 @@ pub struct ApiSettings {
     pub enroll_failures: usize,
     /// The host's edition: how many organisations it runs, and who makes them.
     pub edition: infrapilot_licensing::HostEdition,
+    /// API requests a minute per organisation and per credential (429 beyond).
+    pub rate_limits: crate::rate_limit::RateLimits,
 }
 
 /// An address range (`10.0.0.0/8`, `192.0.2.7`), for the trusted-proxy list.
@@ -135,6 +137,7 @@ impl Default for ApiSettings {
             metrics_token: None,
             enroll_failures: 10,
             edition: infrapilot_licensing::HostEdition::Community,
+            rate_limits: crate::rate_limit::RateLimits::default(),
         }
     }
 }
@@ -166,6 +169,8 @@ struct Inner {
     agent_binary_sha256: std::sync::Mutex<Option<(u64, std::time::SystemTime, String)>>,
     /// Installed plugins and the alerting engine, when the host runs them.
     extensions: std::sync::OnceLock<Extensions>,
+    /// Request rate limits per organisation and per credential.
+    request_limiter: crate::rate_limit::RequestLimiter,
 }
 
 /// The plugin host and the alerting engine (set once at start-up).
@@ -184,6 +189,7 @@ impl AppState {
     ) -> AppState {
         let secrets = Arc::new(secrets);
         let hub = AgentHub::new(store.clone(), settings.heartbeat_seconds, secrets.clone());
+        let request_limiter = crate::rate_limit::RequestLimiter::new(settings.rate_limits);
         let nodes: Arc<dyn NodeRouter> = Arc::new(hub.clone());
         AppState {
             inner: Arc::new(Inner {
@@ -210,6 +216,7 @@ impl AppState {
                 secrets,
                 settings,
                 extensions: std::sync::OnceLock::new(),
+                request_limiter,
             }),
         }
     }
@@ -275,6 +282,10 @@ impl AppState {
                 "this host runs without the plugin runtime",
             )
         })
+    }
+
+    pub fn request_limiter(&self) -> &crate::rate_limit::RequestLimiter {
+        &self.inner.request_limiter
     }
 
     pub fn store(&self) -> &Store {

@@ -429,3 +429,75 @@ async fn organisations_members_and_invitations_stay_apart() {
         let _ = ADMIN_EMAIL;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_are_per_organisation_and_per_credential() {
+    let app = TestApp::with_settings(
+        Backend::Sqlite,
+        ApiSettings {
+            edition: HostEdition::Enterprise,
+            rate_limits: infrapilot_api::rate_limit::RateLimits {
+                per_organisation: Some(6),
+                per_credential: Some(4),
+            },
+            ..test_settings()
+        },
+    )
+    .await;
+    let root = app.setup_admin().await;
+    let r = app
+        .post("/api/v1/orgs", Some(&root), json!({"name": "Beta"}))
+        .await;
+    let beta = r.body["id"].as_str().unwrap().to_owned();
+    let r = app
+        .in_org(
+            "POST",
+            "/api/v1/users",
+            &root,
+            &beta,
+            Some(json!({"email": "bob@example.com", "password": PASSWORD, "name": "Bob", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let bob = app.login("bob@example.com", PASSWORD).await;
+    let r = app
+        .post(
+            "/api/v1/tokens",
+            Some(&bob),
+            json!({"name": "ci", "role": "viewer", "expires_in_days": 1}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let bob_api = r.body["secret"].as_str().unwrap().to_owned();
+    // Bob's session made one request (the token) of its 4; three more pass, the fifth is refused.
+    for n in 0..3 {
+        let r = app.get("/api/v1/agents", &bob).await;
+        assert_eq!(r.status, StatusCode::OK, "request {n}: {:?}", r.body);
+    }
+    let r = app.get("/api/v1/agents", &bob).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    assert_eq!(r.code(), Some("rate_limited"));
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    // Beta has spent 5 of its 6 (the operator's request in Beta counts too; the refused one does
+    // not): Bob's API token gets one more, then the organisation is over.
+    for n in 0..1 {
+        let r = app.get("/api/v1/agents", &bob_api).await;
+        assert_eq!(r.status, StatusCode::OK, "token request {n}: {:?}", r.body);
+    }
+    let r = app.get("/api/v1/agents", &bob_api).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("organisation"),
+        "{:?}",
+        r.body
+    );
+    // The default organisation is not slowed by Beta.
+    for _ in 0..2 {
+        let r = app.get("/api/v1/agents", &root).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+}

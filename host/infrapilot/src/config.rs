@@ -41,6 +41,10 @@ pub struct Config {
     pub agent_binary: Option<PathBuf>,
     /// `community`, `enterprise` (enterprise plugins need a licence) or `saas` (all features).
     pub edition: String,
+    /// API requests a minute per organisation (0: no limit).
+    pub api_rate_per_org: u32,
+    /// API requests a minute per API token or session (0: no limit).
+    pub api_rate_per_credential: u32,
     /// Plugin bundles (`*.bundle`) installed at start-up if missing or of another version.
     pub plugin_dir: Option<PathBuf>,
     /// A directory of trusted publisher public keys (`*.pub`/`*.pem`).
@@ -103,6 +107,8 @@ impl Default for Config {
             public_url: None,
             agent_binary: None,
             edition: "community".into(),
+            api_rate_per_org: 6000,
+            api_rate_per_credential: 1200,
             plugin_dir: None,
             plugin_trusted_keys: None,
             allow_unsigned_plugins: false,
@@ -209,6 +215,16 @@ impl Config {
         }
         if let Some(v) = var("INFRAPILOT_AGENT_BINARY").filter(|v| !v.is_empty()) {
             self.agent_binary = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("INFRAPILOT_API_RATE_PER_ORG") {
+            self.api_rate_per_org = v
+                .parse()
+                .with_context(|| format!("INFRAPILOT_API_RATE_PER_ORG: not a number: {v:?}"))?;
+        }
+        if let Some(v) = var("INFRAPILOT_API_RATE_PER_TOKEN") {
+            self.api_rate_per_credential = v
+                .parse()
+                .with_context(|| format!("INFRAPILOT_API_RATE_PER_TOKEN: not a number: {v:?}"))?;
         }
         if let Some(v) = var("INFRAPILOT_EDITION") {
             self.edition = v;

@@ -272,6 +272,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         socket_recheck: std::time::Duration::from_secs(config.heartbeat_seconds.into()),
         edition: config.edition()?,
+        rate_limits: infrapilot_api::rate_limit::RateLimits {
+            per_organisation: Some(config.api_rate_per_org).filter(|n| *n > 0),
+            per_credential: Some(config.api_rate_per_credential).filter(|n| *n > 0),
+        },
         ..ApiSettings::default()
     };
     let settings = match setup_code(&store, &config.data_dir).await? {

@@ -48,72 +48,135 @@ pub fn backends() -> Vec<Backend> {
 
 static PG_SETUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-impl TestDb {
-    pub async fn new(backend: Backend) -> TestDb {
-        let unique = uuid::Uuid::new_v4().simple().to_string();
+/// A database at an earlier release's schema (migrated up to a version), for upgrade tests:
+/// fill it as the owner with [`OlderDb::raw_execute`], then [`OlderDb::upgrade`].
+pub struct OlderDb {
+    backend: Backend,
+    owner_url: String,
+    dir: Option<TempDir>,
+}
+
+impl OlderDb {
+    /// A new database of `backend` with the migrations up to `version` applied.
+    pub async fn at(backend: Backend, version: i64) -> OlderDb {
+        let (owner_url, dir) = empty_database(backend).await;
         match backend {
             Backend::Sqlite => {
-                let dir = std::env::temp_dir().join(format!("infrapilot-test-{unique}"));
-                std::fs::create_dir_all(&dir).expect("temp dir");
-                let url = format!("sqlite://{}", dir.join("test.db").display());
-                let store = Store::connect(&url, 4).await.expect("sqlite store");
-                TestDb {
-                    store,
-                    backend,
-                    owner_url: url,
-                    _dir: Some(TempDir(dir)),
-                }
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(&owner_url)
+                    .expect("url")
+                    .create_if_missing(true)
+                    .foreign_keys(true);
+                let pool = sqlx::SqlitePool::connect_with(options)
+                    .await
+                    .expect("sqlite");
+                crate::SQLITE_MIGRATIONS
+                    .run_to(version, &pool)
+                    .await
+                    .expect("older migrations");
+                pool.close().await;
             }
             Backend::Postgres => {
-                let admin = std::env::var("INFRAPILOT_TEST_POSTGRES_URL").expect("postgres url");
-                let name = format!("ip_test_{unique}");
-                // Creating databases and the shared role concurrently trips PostgreSQL's
-                // catalog locks; one at a time is fast enough.
-                let _guard = PG_SETUP.lock().await;
-                let mut conn = sqlx::PgConnection::connect(&admin)
+                let pool = sqlx::PgPool::connect(&owner_url).await.expect("pg");
+                crate::POSTGRES_MIGRATIONS
+                    .run_to(version, &pool)
                     .await
-                    .expect("postgres admin");
-                conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .await
-                    .expect("create database");
-                conn.close().await.ok();
-                let options = sqlx::postgres::PgConnectOptions::from_str(&admin)
-                    .expect("url")
-                    .database(&name);
-                let url = options.to_url_lossy().to_string();
-                let store = Store::connect(&url, 4).await.expect("postgres store");
-                TestDb {
-                    store,
-                    backend,
-                    owner_url: url,
-                    _dir: None,
-                }
+                    .expect("older migrations");
+                pool.close().await;
             }
+        }
+        OlderDb {
+            backend,
+            owner_url,
+            dir,
+        }
+    }
+
+    pub async fn raw_execute(&self, sql: &str) {
+        owner_execute(self.backend, &self.owner_url, sql).await;
+    }
+
+    /// Connects the store as a new release would: the remaining migrations run.
+    pub async fn upgrade(self) -> TestDb {
+        let store = Store::connect(&self.owner_url, 4)
+            .await
+            .expect("the upgraded store");
+        TestDb {
+            store,
+            backend: self.backend,
+            owner_url: self.owner_url,
+            _dir: self.dir,
+        }
+    }
+}
+
+/// A new, empty database: its owner URL (and the directory of a SQLite file).
+async fn empty_database(backend: Backend) -> (String, Option<TempDir>) {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("infrapilot-test-{unique}"));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let url = format!("sqlite://{}", dir.join("test.db").display());
+            (url, Some(TempDir(dir)))
+        }
+        Backend::Postgres => {
+            let admin = std::env::var("INFRAPILOT_TEST_POSTGRES_URL").expect("postgres url");
+            let name = format!("ip_test_{unique}");
+            // Creating databases and the shared role concurrently trips PostgreSQL's catalog
+            // locks; one at a time is fast enough.
+            let _guard = PG_SETUP.lock().await;
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("postgres admin");
+            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .expect("create database");
+            conn.close().await.ok();
+            let options = sqlx::postgres::PgConnectOptions::from_str(&admin)
+                .expect("url")
+                .database(&name);
+            (options.to_url_lossy().to_string(), None)
+        }
+    }
+}
+
+async fn owner_execute(backend: Backend, owner_url: &str, sql: &str) {
+    match backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(owner_url)
+                .await
+                .expect("sqlite");
+            c.execute(sqlx::AssertSqlSafe(sql.to_owned()))
+                .await
+                .expect("raw sql");
+            c.close().await.ok();
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(owner_url).await.expect("pg");
+            c.execute(sqlx::AssertSqlSafe(sql.to_owned()))
+                .await
+                .expect("raw sql");
+            c.close().await.ok();
+        }
+    }
+}
+
+impl TestDb {
+    /// A new database of `backend` with every migration applied.
+    pub async fn new(backend: Backend) -> TestDb {
+        let (owner_url, dir) = empty_database(backend).await;
+        let store = Store::connect(&owner_url, 4).await.expect("store");
+        TestDb {
+            store,
+            backend,
+            owner_url,
+            _dir: dir,
         }
     }
 
     /// Runs SQL as the database owner, bypassing the application role.
     pub async fn raw_execute(&self, sql: &str) {
-        match self.backend {
-            Backend::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&self.owner_url)
-                    .await
-                    .expect("sqlite");
-                c.execute(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .await
-                    .expect("raw sql");
-                c.close().await.ok();
-            }
-            Backend::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.owner_url)
-                    .await
-                    .expect("pg");
-                c.execute(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .await
-                    .expect("raw sql");
-                c.close().await.ok();
-            }
-        }
+        owner_execute(self.backend, &self.owner_url, sql).await;
     }
 
     /// A count (`SELECT COUNT(*) …`) as the database owner, across organisations.

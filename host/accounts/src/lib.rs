@@ -103,9 +103,9 @@ impl AccountError {
 
 type Result<T, E = AccountError> = std::result::Result<T, E>;
 
-/// The organisation whose audit chain records what a person does to their own account (signing
-/// in and out, second factors, passwords) and the first-run claim: the default organisation, the
-/// host's own (ARCHITECTURE.md, "Tenancy").
+/// The organisation whose audit chain records what concerns the host rather than one
+/// organisation: the first-run claim, a sign-in attempt for an email no account has. The default
+/// organisation, the host's own (ARCHITECTURE.md, "Tenancy").
 fn host_chain() -> OrgId {
     OrgId::default_org()
 }
@@ -382,12 +382,33 @@ impl AccountService<'_> {
         }
     }
 
-    /// Records a failed sign-in in its own transaction (a failure to record is logged).
-    async fn record_login_failure(&self, email: &str, client: &Client, reason: &str) {
+    /// The organisation whose chain records a person's sign-ins (and their failures): their
+    /// oldest membership's, or the host's for a person who belongs to none.
+    async fn home_chain(&self, user_id: &str) -> Result<OrgId> {
+        let memberships = self.store.lookup().await?.memberships(user_id).await?;
+        Ok(memberships
+            .first()
+            .and_then(|m| OrgId::parse(&m.org_id))
+            .unwrap_or_else(host_chain))
+    }
+
+    /// Records a failed sign-in in its own transaction (a failure to record is logged): in the
+    /// person's home chain when the email is an account's, else the host's.
+    async fn record_login_failure(
+        &self,
+        email: &str,
+        user_id: Option<&str>,
+        client: &Client,
+        reason: &str,
+    ) {
         let target: String = format!("user:{}", email.chars().take(254).collect::<String>());
         let event =
             anonymous(client).event("auth.login", target, "failure", json!({"reason": reason}));
-        self.record_standalone(&host_chain(), event).await;
+        let chain = match user_id {
+            Some(id) => self.home_chain(id).await.unwrap_or_else(|_| host_chain()),
+            None => host_chain(),
+        };
+        self.record_standalone(&chain, event).await;
     }
 
     async fn record_standalone(&self, org_id: &OrgId, event: NewAuditEvent) {
@@ -428,9 +449,14 @@ impl AccountService<'_> {
             password_matches_in_turn(turn, stored_hash, password).await && user.is_some();
         let user = match user {
             Some(u) if password_ok => u,
-            _ => {
-                self.record_login_failure(email, client, "bad credentials")
-                    .await;
+            known => {
+                self.record_login_failure(
+                    email,
+                    known.as_ref().map(|u| u.id.as_str()),
+                    client,
+                    "bad credentials",
+                )
+                .await;
                 return Err(AccountError::unauthorized(
                     None,
                     "email or password is wrong",
@@ -438,7 +464,7 @@ impl AccountService<'_> {
             }
         };
         if user.disabled {
-            self.record_login_failure(email, client, "account disabled")
+            self.record_login_failure(email, Some(&user.id), client, "account disabled")
                 .await;
             return Err(AccountError::Disabled);
         }
@@ -449,7 +475,7 @@ impl AccountService<'_> {
         } else {
             self.attempt_succeeded(email, client);
         }
-        let mut tx = self.store.write(&host_chain()).await?;
+        let mut tx = self.store.write(&self.home_chain(&user.id).await?).await?;
         if user.totp_enabled {
             let challenge = issue_token(TokenKind::MfaChallenge)?;
             tx.insert_mfa_challenge(&challenge.hash, &user.id, now_ms() + MFA_CHALLENGE_TTL_MS)
@@ -474,7 +500,20 @@ impl AccountService<'_> {
         client: &Client,
     ) -> Result<TokenPair> {
         let challenge_hash = hash_token(mfa_token);
-        let mut tx = self.store.write(&host_chain()).await?;
+        // The person first (challenges are personal), so that the transaction is in the
+        // organisation whose chain records their sign-in.
+        let person = self
+            .store
+            .read(&host_chain())
+            .await?
+            .mfa_challenge(&challenge_hash)
+            .await?
+            .map(|c| c.user_id);
+        let chain = match &person {
+            Some(id) => self.home_chain(id).await?,
+            None => host_chain(),
+        };
+        let mut tx = self.store.write(&chain).await?;
         // Parallel codes on one challenge are checked one after another, so its attempt limit
         // holds.
         tx.serialize(&format!("mfa:{challenge_hash}")).await?;
@@ -497,7 +536,7 @@ impl AccountService<'_> {
         let Some(method) = self.check_second_factor(&mut tx, &user, code).await? else {
             tx.count_mfa_attempt(&challenge_hash).await?;
             tx.commit().await?;
-            self.record_login_failure(&user.email, client, "wrong MFA code")
+            self.record_login_failure(&user.email, Some(&user.id), client, "wrong MFA code")
                 .await;
             return Err(AccountError::unauthorized(
                 Some("code"),
@@ -530,7 +569,7 @@ impl AccountService<'_> {
             .is_some_and(|current| !current.disabled);
         if !enabled {
             drop(tx);
-            self.record_login_failure(&user.email, client, "account disabled")
+            self.record_login_failure(&user.email, Some(&user.id), client, "account disabled")
                 .await;
             return Err(AccountError::Disabled);
         }
@@ -548,7 +587,7 @@ impl AccountService<'_> {
             user_agent: &client.user_agent,
         })
         .await?;
-        let actor = user_actor(user, client);
+        let actor = user_actor(user, client, tx.org_id());
         tx.append_audit(actor.event("auth.login", format!("user:{}", user.id), "success", detail))
             .await?;
         tx.commit().await?;
@@ -567,7 +606,18 @@ impl AccountService<'_> {
     /// holds a copy.
     pub async fn refresh(&self, refresh_token: &str, client: &Client) -> Result<TokenPair> {
         let old_hash = hash_token(refresh_token);
-        let mut tx = self.store.write(&host_chain()).await?;
+        let person = self
+            .store
+            .read(&host_chain())
+            .await?
+            .refresh_token(&old_hash)
+            .await?
+            .map(|r| r.user_id);
+        let chain = match &person {
+            Some(id) => self.home_chain(id).await?,
+            None => host_chain(),
+        };
+        let mut tx = self.store.write(&chain).await?;
         let invalid = || {
             AccountError::unauthorized(
                 Some("refresh_token"),
@@ -579,7 +629,7 @@ impl AccountService<'_> {
             return Err(invalid());
         }
         let actor = Actor {
-            org_id: host_chain(),
+            org_id: chain.clone(),
             user_id: Some(row.user_id.clone()),
             label: tx
                 .person_by_id(&row.user_id)
@@ -640,7 +690,7 @@ impl AccountService<'_> {
             SessionEnd::Revoke => ("auth.session_revoke", "revoked by user"),
         };
         let user_id = actor.user_id.as_deref().unwrap_or_default();
-        let mut tx = self.store.write(&host_chain()).await?;
+        let mut tx = self.store.write(&actor.org_id).await?;
         // The session signing out was active a moment ago: it ends either way.
         if !tx.revoke_session(user_id, session_id, reason).await? && how == SessionEnd::Revoke {
             return Err(AccountError::NoSuchSession);
@@ -666,7 +716,7 @@ impl AccountService<'_> {
 
     /// The signed-in user's own row, read in its own transaction.
     async fn read_current_user(&self, actor: &Actor) -> Result<UserRow> {
-        let mut tx = self.store.read(&host_chain()).await?;
+        let mut tx = self.store.read(&actor.org_id).await?;
         let user = self.current_user(&mut tx, actor).await?;
         tx.commit().await?;
         Ok(user)
@@ -686,7 +736,7 @@ impl AccountService<'_> {
         self.recheck_password(&user, client, "current_password", current_password)
             .await?;
         let new_hash = new_password_hash(new_password).await?;
-        let mut tx = self.store.write(&host_chain()).await?;
+        let mut tx = self.store.write(&actor.org_id).await?;
         tx.set_password_hash(&user.id, &new_hash).await?;
         let ended = tx
             .revoke_user_sessions(&user.id, "password changed", keep_session)
@@ -859,7 +909,7 @@ impl AccountService<'_> {
 
     /// Where the actor's MFA stands.
     pub async fn mfa_status(&self, actor: &Actor) -> Result<MfaStatus> {
-        let mut tx = self.store.read(&host_chain()).await?;
+        let mut tx = self.store.read(&actor.org_id).await?;
         let user = self.current_user(&mut tx, actor).await?;
         let backup_codes_remaining = tx.remaining_backup_codes(&user.id).await?;
         tx.commit().await?;
@@ -872,7 +922,7 @@ impl AccountService<'_> {
 
     /// Starts a TOTP enrolment: a new seed, sealed and pending until confirmed.
     pub async fn start_mfa_enrollment(&self, actor: &Actor) -> Result<TotpEnrollment> {
-        let mut tx = self.store.write(&host_chain()).await?;
+        let mut tx = self.store.write(&actor.org_id).await?;
         let user = self.current_user(&mut tx, actor).await?;
         if user.totp_enabled {
             return Err(AccountError::Conflict(
@@ -900,7 +950,7 @@ impl AccountService<'_> {
     /// Confirms a pending enrolment with a code from the authenticator; turns MFA on and returns
     /// the new backup codes (shown once).
     pub async fn confirm_mfa(&self, actor: &Actor, code: &str) -> Result<Vec<String>> {
-        let mut tx = self.store.write(&host_chain()).await?;
+        let mut tx = self.store.write(&actor.org_id).await?;
         let user = self.current_user(&mut tx, actor).await?;
         if user.totp_enabled {
             return Err(AccountError::Conflict("MFA is already on".into()));
@@ -940,7 +990,7 @@ impl AccountService<'_> {
         if !user.totp_enabled && user.totp_secret.is_none() {
             return Err(AccountError::Conflict("MFA is not on".into()));
         }
-        let mut tx = self.store.write(&host_chain()).await?;
+        let mut tx = self.store.write(&actor.org_id).await?;
         tx.disable_totp(&user.id).await?;
         tx.append_audit(actor.event(
             "mfa.disable",
@@ -967,7 +1017,7 @@ impl AccountService<'_> {
             return Err(AccountError::Conflict("MFA is not on".into()));
         }
         let (codes, hashes) = generate_backup_codes()?;
-        let mut tx = self.store.write(&host_chain()).await?;
+        let mut tx = self.store.write(&actor.org_id).await?;
         tx.replace_backup_codes(&user.id, &hashes).await?;
         tx.append_audit(actor.event(
             "mfa.backup_codes_regenerate",
@@ -997,10 +1047,10 @@ fn anonymous(client: &Client) -> Actor {
     }
 }
 
-/// A user acting for themselves before they hold a token (sign-in).
-fn user_actor(user: &UserRow, client: &Client) -> Actor {
+/// A user acting for themselves before they hold a token (sign-in), recorded in `chain`.
+fn user_actor(user: &UserRow, client: &Client, chain: &str) -> Actor {
     Actor {
-        org_id: host_chain(),
+        org_id: OrgId::parse(chain).unwrap_or_else(host_chain),
         user_id: Some(user.id.clone()),
         label: user.email.clone(),
         ip: client.ip.clone(),

@@ -9,7 +9,9 @@
 
 pub mod organisations;
 
-pub use organisations::{IssuedInvitation, OrgCreation, OrgError, Organisations};
+pub use organisations::{
+    IssuedInvitation, OrgCreation, OrgError, Organisations, check_member_limit,
+};
 
 use std::sync::Arc;
 use std::time::Duration;

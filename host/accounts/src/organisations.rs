@@ -48,6 +48,16 @@ pub enum OrgError {
     LastAdmin { field: String },
     #[error("{message}")]
     Conflict { field: String, message: String },
+    /// The organisation has the most members its licence or plan allows; `field` asked for one
+    /// more.
+    #[error(
+        "the licence allows {max} members in an organisation and {current} exist; remove one, or install a licence with a higher limit"
+    )]
+    MemberLimit {
+        field: String,
+        max: u64,
+        current: i64,
+    },
     /// An invitation that was used, revoked, expired, or is not for this person.
     #[error("{0}")]
     InvitationRefused(String),
@@ -106,6 +116,24 @@ fn member_role(field: &str, role: Role) -> Result<Role> {
         ));
     }
     Ok(role)
+}
+
+/// Refuses one more member in `tx`'s organisation when `max` (the licence's `members`) is
+/// reached. Serialised per organisation, so parallel additions cannot overshoot.
+pub async fn check_member_limit(tx: &mut Tx, max: Option<u64>, field: &str) -> Result<()> {
+    let Some(max) = max else {
+        return Ok(());
+    };
+    tx.serialize("limit:members").await?;
+    let current = tx.count_members().await?;
+    if u64::try_from(current).unwrap_or(0) >= max {
+        return Err(OrgError::MemberLimit {
+            field: field.to_owned(),
+            max,
+            current,
+        });
+    }
+    Ok(())
 }
 
 /// Whether `role` administers the organisation (`super_admin` does, in the default one).
@@ -250,6 +278,7 @@ impl Organisations {
         actor_role: Role,
         email: &str,
         role: Role,
+        max_members: Option<u64>,
     ) -> Result<UserRow> {
         let role = member_role("role", role)?;
         if !actor_role.at_least(role) {
@@ -266,6 +295,7 @@ impl Organisations {
                 field: "email".into(),
                 message: "no account has this email; send an invitation instead".into(),
             })?;
+        check_member_limit(&mut tx, max_members, "email").await?;
         match tx.add_member(&person.id, role.as_str()).await {
             Err(e) if e.is_unique_violation() => {
                 return Err(OrgError::Conflict {
@@ -473,7 +503,13 @@ impl Organisations {
 
     /// Accepts an invitation for the signed-in `person` whose email is `email`: once, before it
     /// expires, and only by the person it was sent to. Returns the organisation joined.
-    pub async fn accept(&self, person: &Actor, email: &str, secret: &str) -> Result<OrgId> {
+    pub async fn accept(
+        &self,
+        person: &Actor,
+        email: &str,
+        secret: &str,
+        max_members: Option<u64>,
+    ) -> Result<OrgId> {
         let refused = || {
             OrgError::InvitationRefused(
             "this invitation is not valid: it was used or revoked, it expired, or the link is wrong".into(),
@@ -509,6 +545,7 @@ impl Organisations {
             .as_deref()
             .ok_or_else(|| OrgError::Forbidden("only a person accepts an invitation".into()))?;
         let mut tx = self.store.write(&org).await?;
+        check_member_limit(&mut tx, max_members, "token").await?;
         if !tx.spend_invitation(&invitation.id).await? {
             return Err(refused());
         }

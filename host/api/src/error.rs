@@ -164,6 +164,9 @@ impl From<infrapilot_accounts::OrgError> for ApiError {
             OrgError::Forbidden(_) => ApiError::forbidden(message),
             OrgError::LastAdmin { field } => ApiError::conflict(message).with_field(field),
             OrgError::Conflict { field, .. } => ApiError::conflict(message).with_field(field),
+            OrgError::MemberLimit { field, .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "license_limit", message).with_field(field)
+            }
             OrgError::InvitationRefused(_) => {
                 ApiError::new(StatusCode::GONE, "invitation_invalid", message).with_field("token")
             }

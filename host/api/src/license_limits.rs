@@ -1,5 +1,6 @@
 //! The numeric limits of the installed licence (`limits` in the licence file), enforced where
-//! the counted things are made: `nodes` at enrollment, `users` at user creation. A check and its
+//! the counted things are made: `nodes` (per organisation) at enrollment, `users` (on the host)
+//! at user creation, `members` (per organisation) wherever someone joins one. A check and its
 //! insert share one transaction serialised per limit, so parallel requests cannot overshoot.
 
 use axum::http::StatusCode;
@@ -11,8 +12,12 @@ use crate::state::AppState;
 /// What a licence limit counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limited {
+    /// Active nodes of an organisation.
     Nodes,
+    /// Accounts on the host.
     Users,
+    /// Members of an organisation (checked by the organisation service).
+    Members,
 }
 
 impl Limited {
@@ -20,6 +25,7 @@ impl Limited {
         match self {
             Limited::Nodes => "nodes",
             Limited::Users => "users",
+            Limited::Members => "members",
         }
     }
 }
@@ -47,6 +53,7 @@ pub async fn check(tx: &mut Tx, what: Limited, max: Option<u64>, field: &str) ->
     let current = match what {
         Limited::Nodes => tx.count_active_agents().await?,
         Limited::Users => tx.count_users().await?,
+        Limited::Members => tx.count_members().await?,
     };
     if u64::try_from(current).unwrap_or(0) >= max {
         return Err(ApiError::new(

@@ -967,3 +967,113 @@ async fn licence_limits_hold_under_parallel_enrollment_and_user_creation() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_member_limit_holds_per_organisation_under_parallel_additions() {
+    for backend in backends() {
+        let (app, vendor) = TestApp::with_plugins(backend).await;
+        let app = Arc::new(app);
+        let admin = app.setup_admin().await;
+        let license = infrapilot_licensing::License {
+            id: "lic-members".into(),
+            licensee: "Members Ltd".into(),
+            edition: "enterprise".into(),
+            features: vec![],
+            limits: [("members".to_owned(), 3)].into(),
+            issued_at: "2026-01-01T00:00:00Z".into(),
+            expires_at: "2099-01-01T00:00:00Z".into(),
+        }
+        .issue(&vendor)
+        .unwrap();
+        let r = app
+            .call(
+                "PUT",
+                "/api/v1/license",
+                Some(&admin),
+                Some(json!({"license": license})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        // A person in the default organisation (2 of its 3), then Beta with its maker (1 of 3).
+        let r = app
+            .post(
+                "/api/v1/users",
+                Some(&admin),
+                json!({"email": "outside@example.com", "password": PASSWORD, "name": "O", "role": "viewer"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let r = app
+            .post("/api/v1/orgs", Some(&admin), json!({"name": "Beta"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let beta = Arc::new(r.body["id"].as_str().unwrap().to_owned());
+        let statuses = in_parallel(&app, 10, {
+            let (admin, beta) = (admin.clone(), beta.clone());
+            move |app, i| {
+                let (admin, beta) = (admin.clone(), beta.clone());
+                async move {
+                    app.call_with_headers(
+                        "POST",
+                        "/api/v1/users",
+                        Some(&admin),
+                        &[("x-infrapilot-org", &beta)],
+                        Some(json!({"email": format!("b{i}@example.com"), "password": PASSWORD, "name": "B", "role": "viewer"})),
+                    )
+                    .await
+                    .status
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            count(&statuses, StatusCode::CREATED),
+            2,
+            "{backend:?}: {statuses:?}"
+        );
+        assert_eq!(
+            count(&statuses, StatusCode::FORBIDDEN),
+            8,
+            "{backend:?}: {statuses:?}"
+        );
+        // Full: adding an existing person or accepting an invitation is refused too.
+        let r = app
+            .post(
+                &format!("/api/v1/orgs/{beta}/members"),
+                Some(&admin),
+                json!({"email": "outside@example.com", "role": "viewer"}),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code(), r.field()),
+            (StatusCode::FORBIDDEN, Some("license_limit"), Some("email"))
+        );
+        let r = app
+            .post(
+                &format!("/api/v1/orgs/{beta}/invitations"),
+                Some(&admin),
+                json!({"email": "outside@example.com", "role": "viewer"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let secret = r.body["token"].as_str().unwrap().to_owned();
+        let outside = app.login("outside@example.com", PASSWORD).await;
+        let r = app
+            .call(
+                "POST",
+                &format!("/api/v1/invitations/{secret}/accept"),
+                Some(&outside),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code(), r.field()),
+            (StatusCode::FORBIDDEN, Some("license_limit"), Some("token"))
+        );
+        // The invitation was not spent by the refusal.
+        let r = app
+            .get(&format!("/api/v1/orgs/{beta}/invitations"), &admin)
+            .await;
+        assert_eq!(r.body.as_array().unwrap().len(), 1, "{:?}", r.body);
+    }
+}

@@ -294,9 +294,10 @@ pub async fn add_member(
     same_org(&principal, &id)?;
     let email = validate::email("email", &req.email)?;
     let role = role_field("role", &req.role)?;
+    let max = crate::license_limits::limit(&state, crate::license_limits::Limited::Members).await?;
     let member = state
         .organisations()
-        .add_member(&principal.actor(&client), principal.role, &email, role)
+        .add_member(&principal.actor(&client), principal.role, &email, role, max)
         .await?;
     Ok((StatusCode::CREATED, Json(MemberDto::from(member))))
 }
@@ -469,9 +470,10 @@ pub async fn accept_invitation(
     Path(token): Path<String>,
 ) -> ApiResult<Json<OrganizationDto>> {
     let actor = person.actor(&client, OrgId::default_org());
+    let max = crate::license_limits::limit(&state, crate::license_limits::Limited::Members).await?;
     let org = state
         .organisations()
-        .accept(&actor, &person.email, &token)
+        .accept(&actor, &person.email, &token, max)
         .await?;
     let mut tx = state.store().read(&org).await?;
     let row = tx

@@ -224,8 +224,11 @@ pub async fn create(
     let input = NewUserInput::validate(&req.email, &req.password, &req.name, &req.role)?;
     let users = crate::license_limits::Limited::Users;
     let max = crate::license_limits::limit(&state, users).await?;
+    let members = crate::license_limits::Limited::Members;
+    let max_members = crate::license_limits::limit(&state, members).await?;
     let mut tx = state.store().write(&principal.org_id).await?;
     crate::license_limits::check(&mut tx, users, max, "email").await?;
+    crate::license_limits::check(&mut tx, members, max_members, "email").await?;
     let user = infrapilot_accounts::create_user(
         &mut tx,
         &actor(&principal, &client),

@@ -8,6 +8,7 @@
 //! [`AccountService::sign_in`], the one place a session is issued.
 
 pub mod organisations;
+pub mod signup;
 
 pub use organisations::{
     IssuedInvitation, OrgCreation, OrgError, Organisations, check_member_limit,
@@ -58,6 +59,9 @@ pub enum AccountError {
     Busy,
     #[error("this account is disabled")]
     Disabled,
+    /// The person signed up but has not followed the mailed verification link.
+    #[error("verify your email first: follow the link we mailed you")]
+    EmailUnverified,
     /// The account's state does not allow it (MFA already on, not on, no enrolment started).
     #[error("{0}")]
     Conflict(String),
@@ -470,6 +474,12 @@ impl AccountService<'_> {
                 .await;
             return Err(AccountError::Disabled);
         }
+        if !user.email_verified {
+            self.attempt_not_made(email, client);
+            self.record_login_failure(email, Some(&user.id), client, "email not verified")
+                .await;
+            return Err(AccountError::EmailUnverified);
+        }
         if user.totp_enabled {
             // The password was right, but the account's failures stand until the second factor
             // is: a known password must not reset the count between rounds of code guesses.
@@ -752,7 +762,24 @@ impl AccountService<'_> {
         ))
         .await?;
         tx.commit().await?;
+        self.revoke_tokens_everywhere(&user.id).await?;
         Ok(())
+    }
+
+    /// Revokes a person's API tokens in every organisation they belong to (a changed or reset
+    /// password, a disabled account), each in a tenant transaction of its own.
+    async fn revoke_tokens_everywhere(&self, user_id: &str) -> Result<u64> {
+        let memberships = self.store.lookup().await?.memberships(user_id).await?;
+        let mut revoked = 0;
+        for membership in memberships {
+            let Some(org) = OrgId::parse(&membership.org_id) else {
+                continue;
+            };
+            let mut tx = self.store.write(&org).await?;
+            revoked += tx.revoke_user_api_tokens(user_id).await?;
+            tx.commit().await?;
+        }
+        Ok(revoked)
     }
 
     fn open_seed(&self, user: &UserRow) -> Result<Option<Vec<u8>>> {
@@ -883,6 +910,9 @@ impl AccountService<'_> {
         .await?;
         let updated = find_user(&mut tx, &user.id).await?;
         tx.commit().await?;
+        if password_hash.is_some() || changes.disabled == Some(true) {
+            self.revoke_tokens_everywhere(&user.id).await?;
+        }
         Ok(updated)
     }
 

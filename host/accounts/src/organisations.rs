@@ -271,7 +271,9 @@ impl Organisations {
         Ok(tx.list_users().await?)
     }
 
-    /// Adds an existing person (by email) as a member with `role`, at most the actor's own.
+    /// Adds an existing person (by email) as a member with `role`: the host operator only
+    /// (`actor_role` super_admin). Anyone else invites — so an organisation's admin can neither
+    /// probe which emails have accounts nor pull a person in without their consent.
     pub async fn add_member(
         &self,
         actor: &Actor,
@@ -280,13 +282,12 @@ impl Organisations {
         role: Role,
         max_members: Option<u64>,
     ) -> Result<UserRow> {
-        let role = member_role("role", role)?;
-        if !actor_role.at_least(role) {
-            return Err(invalid(
-                "role",
-                format!("role cannot exceed your own ({actor_role})"),
+        if actor_role != Role::SuperAdmin {
+            return Err(OrgError::Forbidden(
+                "people join by invitation (POST …/invitations); only the host operator adds an account directly".into(),
             ));
         }
+        let role = member_role("role", role)?;
         let mut tx = self.store.write(&actor.org_id).await?;
         let person = tx
             .person_by_email(email)
@@ -405,8 +406,17 @@ impl Organisations {
                 "removing another member needs the admin role; you have {actor_role}"
             )));
         }
+        if member.role == Role::SuperAdmin.as_str() {
+            return Err(OrgError::Forbidden(
+                "the host operator's membership is changed on the host (`infrapilot admin`), not here".into(),
+            ));
+        }
         Self::keep_an_admin(&mut tx, &member, "uid").await?;
         tx.remove_member(&member.id).await?;
+        // Their tokens here end with the membership (and do not come back if they are added
+        // again); so do the invitations they sent.
+        tx.revoke_user_api_tokens(&member.id).await?;
+        tx.revoke_invitations_by(&member.id).await?;
         tx.append_audit(actor.event(
             if leaving {
                 "org.member_leave"

@@ -45,7 +45,9 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     // first run
     ("GET", "/api/v1/setup", Public),
     ("POST", "/api/v1/setup", Public),
-    // signing in
+    // signing up (SaaS edition) and in
+    ("POST", "/api/v1/signup", Public),
+    ("POST", "/api/v1/signup/verify", Public),
     ("POST", "/api/v1/auth/login", Public),
     ("POST", "/api/v1/auth/mfa/verify", Public),
     ("POST", "/api/v1/auth/refresh", Public),
@@ -269,6 +271,12 @@ pub async fn authorize(
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
+    // Counted before anything of the request is written (a denial's audit event, a token's
+    // last use), so an organisation over its share costs the others nothing.
+    if let Err(e) = state.request_limiter().check(&authenticated) {
+        return e.into_response();
+    }
+    crate::auth::note_token_use(&state, &authenticated);
     if interactive && !matches!(authenticated.person.credential, Credential::Session(_)) {
         return ApiError::forbidden(
             "this route needs a signed-in session; API tokens cannot manage accounts or mint tokens",
@@ -309,9 +317,6 @@ pub async fn authorize(
             principal.role
         ))
         .into_response();
-    }
-    if let Err(e) = state.request_limiter().check(&principal) {
-        return e.into_response();
     }
     request.extensions_mut().insert(authenticated.person);
     request.extensions_mut().insert(principal);

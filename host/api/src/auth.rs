@@ -234,7 +234,13 @@ fn named_org(headers: &HeaderMap, requested: Option<&str>) -> Result<Option<OrgI
     };
     match text {
         None => Ok(None),
-        Some(t) => OrgId::parse(t.trim()).map(Some).ok_or_else(org_not_found),
+        Some(t) => OrgId::parse(t.trim()).map(Some).ok_or_else(|| {
+            if requested.is_some() {
+                ApiError::not_found("id", "no such organisation among yours")
+            } else {
+                org_not_found()
+            }
+        }),
     }
 }
 
@@ -340,11 +346,15 @@ pub async fn authenticate(
     } else {
         return Err(ApiError::unauthorized("unrecognised bearer token"));
     };
+    Ok(authenticated)
+}
+
+/// Records an API token's use (bookkeeping only: off the request path, so that token calls
+/// never queue on the write lock).
+pub fn note_token_use(state: &AppState, authenticated: &Authenticated) {
     if let (Credential::ApiToken(id), Some((org, _))) =
         (&authenticated.person.credential, &authenticated.org)
     {
-        // Bookkeeping only: kept off the request path so that token calls never queue on the
-        // write lock.
         let (store, org, id) = (state.store().clone(), org.clone(), id.clone());
         tokio::spawn(async move {
             let touched = async {
@@ -357,7 +367,6 @@ pub async fn authenticate(
             }
         });
     }
-    Ok(authenticated)
 }
 
 /// Browsers cannot set headers on a WebSocket, so the token may travel as a subprotocol

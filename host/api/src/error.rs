@@ -126,6 +126,10 @@ impl From<infrapilot_accounts::AccountError> for ApiError {
                 e.retry_after_secs = Some(1);
                 e
             }
+            AccountError::EmailUnverified => {
+                ApiError::new(StatusCode::FORBIDDEN, "email_unverified", message)
+                    .with_field("email")
+            }
             AccountError::Disabled => {
                 ApiError::new(StatusCode::FORBIDDEN, "account_disabled", message)
             }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::auth::{Credential, Principal};
+use crate::auth::{Authenticated, Credential};
 use crate::error::ApiError;
 
 /// Requests a minute; `None` leaves that limit off.
@@ -53,16 +53,16 @@ impl RequestLimiter {
         }
     }
 
-    /// Counts one request of `principal`; 429 naming the limit when its organisation or its
-    /// credential is over.
-    pub fn check(&self, principal: &Principal) -> Result<(), ApiError> {
+    /// Counts one request of the caller; 429 naming the limit when its credential or the
+    /// organisation it acts in is over (a person acting in none counts on the credential only).
+    pub fn check(&self, caller: &Authenticated) -> Result<(), ApiError> {
         let n = self
             .checks
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if n % FORGET_EVERY == FORGET_EVERY - 1 {
             self.forget_idle();
         }
-        let credential = match &principal.credential {
+        let credential = match &caller.person.credential {
             Credential::Session(id) => format!("session:{id}"),
             Credential::ApiToken(id) => format!("token:{id}"),
         };
@@ -75,7 +75,8 @@ impl RequestLimiter {
             ));
         }
         if let Some(limiter) = &self.organisations
-            && let Err(not_until) = limiter.check_key(&principal.org_id.to_string())
+            && let Some((org, _)) = &caller.org
+            && let Err(not_until) = limiter.check_key(&org.to_string())
         {
             return Err(over(
                 "organisation",

@@ -179,6 +179,35 @@ async fn organisations_members_and_invitations_stay_apart() {
             .get(&format!("/api/v1/orgs/{DEFAULT_ORG_ID}"), &bob_api)
             .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+        let r = app.get("/api/v1/orgs", &bob_api).await;
+        let listed: Vec<&str> = r
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            listed,
+            vec![beta.as_str()],
+            "a token lists its own organisation only"
+        );
+        let r = app.get("/api/v1/orgs/not-a-uuid", &bob).await;
+        assert_eq!(
+            (r.status, r.field()),
+            (StatusCode::NOT_FOUND, Some("id")),
+            "{:?}",
+            r.body
+        );
+        // Only the host operator adds an existing account directly; an admin invites.
+        let r = app
+            .post(
+                &format!("/api/v1/orgs/{beta}/members"),
+                Some(&bob),
+                json!({"email": "root@example.com", "role": "viewer"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
         let r = app
             .in_org("GET", "/api/v1/agents", &bob_api, DEFAULT_ORG_ID, None)
             .await;
@@ -290,6 +319,32 @@ async fn organisations_members_and_invitations_stay_apart() {
             .as_str()
             .unwrap()
             .to_owned();
+        // A default-organisation admin cannot remove the host operator.
+        let r = app
+            .post(
+                "/api/v1/users",
+                Some(&root),
+                json!({"email": "deputy@example.com", "password": PASSWORD, "name": "Deputy", "role": "admin"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let deputy = app.login("deputy@example.com", PASSWORD).await;
+        let r = app
+            .call(
+                "DELETE",
+                &format!("/api/v1/orgs/{DEFAULT_ORG_ID}/members/{root_id}"),
+                Some(&deputy),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+        let r = app.get("/api/v1/orgs", &root).await;
+        assert_eq!(
+            r.body.as_array().unwrap().len(),
+            2,
+            "still the host operator: {:?}",
+            r.body
+        );
         let r = app
             .call(
                 "DELETE",

@@ -134,6 +134,7 @@ pub enum TokenKind {
     MfaChallenge,
     Enrollment,
     Invitation,
+    EmailVerification,
 }
 
 impl TokenKind {
@@ -145,6 +146,7 @@ impl TokenKind {
             TokenKind::MfaChallenge => "ipm_",
             TokenKind::Enrollment => "ipe_",
             TokenKind::Invitation => "ipi_",
+            TokenKind::EmailVerification => "ipv_",
         }
     }
 }

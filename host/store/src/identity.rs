@@ -13,6 +13,8 @@ pub struct UserRow {
     pub totp_enabled: bool,
     pub totp_last_step: Option<i64>,
     pub disabled: bool,
+    /// False for a person who signed up and has not followed the mailed link yet.
+    pub email_verified: bool,
     pub role: String,
     pub created_at: i64,
     pub updated_at: i64,
@@ -106,7 +108,7 @@ macro_rules! user_query {
     ($where:literal) => {
         concat!(
             "SELECT u.id, u.email, u.name, u.password_hash, u.totp_secret, u.totp_enabled, \
-             u.totp_last_step, u.disabled, m.role, u.created_at, u.updated_at \
+             u.totp_last_step, u.disabled, u.email_verified, m.role, u.created_at, u.updated_at \
              FROM users u JOIN memberships m ON m.user_id = u.id AND m.org_id = $1 ",
             $where
         )
@@ -118,7 +120,8 @@ macro_rules! person_query {
     ($where:literal) => {
         concat!(
             "SELECT u.id, u.email, u.name, u.password_hash, u.totp_secret, u.totp_enabled, \
-             u.totp_last_step, u.disabled, '' AS role, u.created_at, u.updated_at FROM users u ",
+             u.totp_last_step, u.disabled, u.email_verified, '' AS role, u.created_at, u.updated_at \
+             FROM users u ",
             $where
         )
     };
@@ -253,6 +256,56 @@ impl Tx {
             .bind(role)
             .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         Ok(())
+    }
+
+    /// Marks the person's email as (not yet) verified.
+    pub async fn set_email_verified(&mut self, user_id: &str, verified: bool) -> Result<()> {
+        on_tx!(self, c => sqlx::query("UPDATE users SET email_verified = $2, updated_at = $3 WHERE id = $1")
+            .bind(user_id)
+            .bind(verified)
+            .bind(now_ms())
+            .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Stores an email verification link's token (hashed) for the person.
+    pub async fn insert_email_verification(
+        &mut self,
+        token_hash: &str,
+        user_id: &str,
+        expires_at: i64,
+    ) -> Result<()> {
+        on_tx!(self, c => sqlx::query(
+            "INSERT INTO email_verifications (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(expires_at)
+        .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// The person a verification token (hash) is for, whatever its state.
+    pub async fn email_verification_person(&mut self, token_hash: &str) -> Result<Option<String>> {
+        Ok(on_tx!(self, c => sqlx::query_scalar::<_, String>(
+            "SELECT user_id FROM email_verifications WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&mut **c)
+        .await)?)
+    }
+
+    /// Spends an unexpired, unused verification token: the person it verifies, once.
+    pub async fn spend_email_verification(&mut self, token_hash: &str) -> Result<Option<String>> {
+        let now = now_ms();
+        Ok(on_tx!(self, c => sqlx::query_scalar::<_, String>(
+            "UPDATE email_verifications SET used_at = $2 \
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING user_id",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&mut **c)
+        .await)?)
     }
 
     pub async fn set_password_hash(&mut self, user_id: &str, hash: &str) -> Result<()> {

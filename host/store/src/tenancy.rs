@@ -107,12 +107,7 @@ impl Store {
     pub async fn create_organization(&self, name: &str, creator: &str) -> Result<OrgId> {
         let org = OrgId::generate();
         let mut tx = self.write(&org).await?;
-        let now = now_ms();
-        on_tx!(tx, c => sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(org.as_str())
-            .bind(name)
-            .bind(now)
-            .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        tx.insert_organization(name).await?;
         tx.add_member(creator, "admin").await?;
         tx.commit().await?;
         Ok(org)
@@ -242,6 +237,17 @@ impl Lookup {
 }
 
 impl Tx {
+    /// Makes the transaction's organisation (a new one: its id from [`OrgId::generate`]).
+    pub async fn insert_organization(&mut self, name: &str) -> Result<()> {
+        let org = self.org_id.clone();
+        on_tx!(self, c => sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(&org)
+            .bind(name)
+            .bind(now_ms())
+            .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
     /// The transaction's organisation.
     pub async fn organization(&mut self) -> Result<Option<OrganizationRow>> {
         let org = self.org_id.clone();
@@ -391,6 +397,19 @@ impl Tx {
         .bind(now_ms())
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
+    }
+
+    /// Revokes the open invitations a person sent here (they left or were removed).
+    pub async fn revoke_invitations_by(&mut self, user_id: &str) -> Result<u64> {
+        let org = self.org_id.clone();
+        Ok(on_tx!(self, c => sqlx::query(
+            "UPDATE invitations SET revoked_at = $3 WHERE org_id = $1 AND invited_by = $2 \
+             AND accepted_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(&org)
+        .bind(user_id)
+        .bind(now_ms())
+        .execute(&mut **c).await.map(|r| r.rows_affected()))?)
     }
 
     /// Spends an open, unexpired invitation; false when it was spent, revoked or expired

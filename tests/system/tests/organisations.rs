@@ -198,3 +198,125 @@ async fn an_invitation_is_mailed_and_accepted_through_its_link() {
         .await;
     assert_eq!(status, 410, "used twice: {again}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stranger_signs_up_verifies_the_email_and_signs_in() {
+    let smtp = SmtpServer::start().await;
+    let port = smtp.port.to_string();
+    let server = Server::start_with(
+        false,
+        30,
+        &[
+            ("INFRAPILOT_EDITION", "saas"),
+            ("INFRAPILOT_SMTP_HOST", "127.0.0.1"),
+            ("INFRAPILOT_SMTP_PORT", &port),
+            ("INFRAPILOT_SMTP_SECURITY", "none"),
+            ("INFRAPILOT_SMTP_FROM", "InfraPilot <noreply@example.com>"),
+        ],
+    )
+    .await;
+    let root = server.admin().await;
+    let anonymous = Api {
+        base: server.base.clone(),
+        token: String::new(),
+    };
+    let signup = json!({"email": "dana@example.com", "password": "a long password", "name": "Dana", "organisation": "Dana's Startup"});
+    let (status, body) = anonymous
+        .call("POST", "/api/v1/signup", Some(signup.clone()))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["mailed"], true, "{body}");
+    let org = body["org_id"].as_str().unwrap().to_owned();
+    let (status, again) = anonymous.call("POST", "/api/v1/signup", Some(signup)).await;
+    assert_eq!(status, 409, "{again}");
+    let (status, bad) = anonymous
+        .call(
+            "POST",
+            "/api/v1/signup",
+            Some(json!({"email": "x@example.com", "password": "short", "name": "X", "organisation": "X"})),
+        )
+        .await;
+    assert_eq!(
+        (status, bad["error"]["field"].as_str()),
+        (400, Some("password")),
+        "{bad}"
+    );
+
+    // Before the link: no sign-in.
+    let (status, refused) = anonymous
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            Some(json!({"email": "dana@example.com", "password": "a long password"})),
+        )
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(refused["error"]["code"], "email_unverified");
+
+    let mail = eventually("the verification mail", Duration::from_secs(20), || async {
+        smtp.messages()
+            .into_iter()
+            .find(|m| m.contains("dana@example.com"))
+    })
+    .await;
+    let body = decoded(&mail);
+    let at = body
+        .find("/signup/verify#")
+        .expect("the verification link in the mail");
+    let token: String = body[at + "/signup/verify#".len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    let (status, wrong) = anonymous
+        .call(
+            "POST",
+            "/api/v1/signup/verify",
+            Some(json!({"token": "ipv_wrong"})),
+        )
+        .await;
+    assert_eq!(status, 401, "{wrong}");
+    let (status, ok) = anonymous
+        .call(
+            "POST",
+            "/api/v1/signup/verify",
+            Some(json!({"token": token})),
+        )
+        .await;
+    assert_eq!(status, 204, "{ok}");
+    let (status, used) = anonymous
+        .call(
+            "POST",
+            "/api/v1/signup/verify",
+            Some(json!({"token": token})),
+        )
+        .await;
+    assert_eq!(status, 401, "used twice: {used}");
+
+    // Dana signs in, in her own organisation as its admin, and sees nothing of the host's.
+    let dana = anonymous.login("dana@example.com", "a long password").await;
+    let orgs = dana.get("/api/v1/orgs").await;
+    assert_eq!(orgs.as_array().unwrap().len(), 1, "{orgs}");
+    assert_eq!(orgs[0]["id"], org.as_str());
+    assert_eq!(orgs[0]["role"], "admin");
+    let audit = dana.get("/api/v1/audit?limit=50").await;
+    let actions: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in ["signup", "signup.verify", "auth.login"] {
+        assert!(actions.contains(&expected), "{actions:?}");
+    }
+    assert!(!actions.contains(&"setup.complete"), "{actions:?}");
+    // In the SaaS edition anyone signed in makes more organisations.
+    let (status, second) = dana
+        .call(
+            "POST",
+            "/api/v1/orgs",
+            Some(json!({"name": "Side project"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{second}");
+    let _ = root;
+}

@@ -384,7 +384,15 @@ pub async fn enroll(
         return Err(ApiError::too_many_attempts(retry_after.as_secs().max(1)));
     }
     if !req.token.starts_with(TokenKind::Enrollment.prefix()) || req.token.len() > 128 {
-        enroll_failure(&state, &client, &throttle_key, &req.name, "malformed token").await;
+        enroll_failure(
+            &state,
+            None,
+            &client,
+            &throttle_key,
+            &req.name,
+            "malformed token",
+        )
+        .await;
         return Err(ApiError::unauthorized("the enrollment token is malformed").with_field("token"));
     }
     let name = check_node_name(&req.name)?;
@@ -411,7 +419,7 @@ pub async fn enroll(
         .await?
     else {
         let reason = "unknown enrollment token";
-        enroll_failure(&state, &client, &throttle_key, &name, reason).await;
+        enroll_failure(&state, None, &client, &throttle_key, &name, reason).await;
         return Err(ApiError::unauthorized(reason).with_field("token"));
     };
     let agent_id = uuid::Uuid::new_v4().to_string();
@@ -424,7 +432,7 @@ pub async fn enroll(
         Ok(token) => token,
         Err(reason) => {
             drop(tx);
-            enroll_failure(&state, &client, &throttle_key, &name, reason).await;
+            enroll_failure(&state, Some(&org_id), &client, &throttle_key, &name, reason).await;
             return Err(ApiError::unauthorized(reason).with_field("token"));
         }
     };
@@ -481,6 +489,7 @@ pub async fn enroll(
 /// failing and once when it reaches the throttle (with the count), not once per attempt.
 async fn enroll_failure(
     state: &AppState,
+    org: Option<&OrgId>,
     client: &ClientInfo,
     throttle_key: &str,
     name: &str,
@@ -502,8 +511,10 @@ async fn enroll_failure(
         "failure",
         json!({"reason": reason, "failures_from_address": failures, "throttled": failures >= limit}),
     );
-    // No organisation is known for a bad token: the host's chain records it.
-    audit_log::record_standalone(state, &OrgId::default_org(), event).await;
+    // In the token's organisation when it is known (revoked, expired, used up); the host's
+    // chain for a token no organisation has.
+    let chain = org.cloned().unwrap_or_else(OrgId::default_org);
+    audit_log::record_standalone(state, &chain, event).await;
 }
 
 #[utoipa::path(get, path = "/api/v1/agents", operation_id = "list_agents", tag = "agents",

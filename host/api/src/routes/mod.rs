@@ -12,6 +12,7 @@ pub mod plugins;
 pub mod proxies;
 pub mod proxy_certificates;
 pub mod session;
+pub mod signup;
 pub mod system;
 pub mod tokens;
 pub mod users;
@@ -72,6 +73,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(mfa::regenerate_backup_codes))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(signup::sign_up))
+        .routes(routes!(signup::verify_email))
         .routes(routes!(orgs::list, orgs::create))
         .routes(routes!(orgs::get, orgs::update, orgs::delete))
         .routes(routes!(orgs::list_members, orgs::add_member))

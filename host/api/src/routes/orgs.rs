@@ -153,9 +153,22 @@ fn role_field(field: &str, raw: &str) -> ApiResult<Role> {
     responses((status = 200, body = Vec<OrganizationDto>)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    person: Person,
+    caller: crate::auth::Authenticated,
 ) -> ApiResult<Json<Vec<OrganizationDto>>> {
+    let person = &caller.person;
     let mut lookup = state.store().lookup().await?;
+    if let crate::auth::Credential::ApiToken(_) = person.credential {
+        // A token knows its own organisation only, not its creator's others.
+        let Some((org, role)) = &caller.org else {
+            return Ok(Json(Vec::new()));
+        };
+        let row = lookup.organization(org).await?;
+        return Ok(Json(
+            row.into_iter()
+                .map(|o| OrganizationDto::new(o, *role))
+                .collect(),
+        ));
+    }
     if person.host_operator {
         let all = lookup.organizations().await?;
         return Ok(Json(
@@ -404,7 +417,7 @@ pub async fn invite(
     ))
 }
 
-/// Mails an invitation through the host's SMTP settings (the plugin host's mailer, lettre).
+/// Mails an invitation through the host's SMTP settings.
 async fn send_invitation(
     state: &AppState,
     principal: &Principal,
@@ -412,21 +425,37 @@ async fn send_invitation(
     org_name: &str,
     accept_url: &str,
 ) -> Result<(), String> {
-    let mailer = state
-        .extensions()
-        .ok()
-        .and_then(|e| e.plugins.mailer())
-        .ok_or_else(|| "this host has no SMTP settings (INFRAPILOT_SMTP_HOST)".to_owned())?;
     let text = format!(
         "{inviter} invites you to the organisation \"{org_name}\" on InfraPilot.\n\n\
          Accept (sign in or create your account as {email} first):\n{accept_url}\n\n\
          The link works once and expires in 7 days. If you did not expect it, ignore this mail.\n",
         inviter = principal.email,
     );
+    send_mail(
+        state,
+        email,
+        &format!("Invitation to {org_name} on InfraPilot"),
+        text,
+    )
+    .await
+}
+
+/// Sends a plain-text mail through the host's SMTP settings (the plugin host's mailer, lettre).
+pub(crate) async fn send_mail(
+    state: &AppState,
+    to: &str,
+    subject: &str,
+    text: String,
+) -> Result<(), String> {
+    let mailer = state
+        .extensions()
+        .ok()
+        .and_then(|e| e.plugins.mailer())
+        .ok_or_else(|| "this host has no SMTP settings (INFRAPILOT_SMTP_HOST)".to_owned())?;
     mailer
         .send(infrapilot_plugin_runtime::contract::mail::Message {
-            to: vec![email.to_owned()],
-            subject: format!("Invitation to {org_name} on InfraPilot"),
+            to: vec![to.to_owned()],
+            subject: subject.to_owned(),
             text_body: text,
             html_body: None,
         })
@@ -435,7 +464,7 @@ async fn send_invitation(
             use infrapilot_plugin_runtime::contract::mail::MailError;
             match e {
                 MailError::Denied(m) | MailError::InvalidMessage(m) | MailError::Transport(m) => {
-                    format!("the invitation could not be mailed: {m}")
+                    format!("the mail could not be sent: {m}")
                 }
                 MailError::NotConfigured => "this host has no SMTP settings".to_owned(),
             }

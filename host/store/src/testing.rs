@@ -181,45 +181,33 @@ impl TestDb {
 
     /// A count (`SELECT COUNT(*) …`) as the database owner, across organisations.
     pub async fn owner_count(&self, sql: &str) -> i64 {
-        let query = sqlx::AssertSqlSafe(sql.to_owned());
-        match self.backend {
-            Backend::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&self.owner_url)
-                    .await
-                    .expect("sqlite");
-                let n = sqlx::query_scalar::<_, i64>(query)
-                    .fetch_one(&mut c)
-                    .await
-                    .expect("count");
-                c.close().await.ok();
-                n
-            }
-            Backend::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.owner_url)
-                    .await
-                    .expect("pg");
-                let n = sqlx::query_scalar::<_, i64>(query)
-                    .fetch_one(&mut c)
-                    .await
-                    .expect("count");
-                c.close().await.ok();
-                n
-            }
-        }
+        self.owner_scalar(sql).await
     }
 
     /// One text value (`SELECT …`) as the database owner, across organisations.
     pub async fn owner_text(&self, sql: &str) -> String {
+        self.owner_scalar(sql).await
+    }
+
+    async fn owner_scalar<T>(&self, sql: &str) -> T
+    where
+        T: Send
+            + Unpin
+            + for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+            + sqlx::Type<sqlx::Sqlite>
+            + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+            + sqlx::Type<sqlx::Postgres>,
+    {
         let query = sqlx::AssertSqlSafe(sql.to_owned());
         match self.backend {
             Backend::Sqlite => {
                 let mut c = sqlx::SqliteConnection::connect(&self.owner_url)
                     .await
                     .expect("sqlite");
-                let v = sqlx::query_scalar::<_, String>(query)
+                let v = sqlx::query_scalar::<_, T>(query)
                     .fetch_one(&mut c)
                     .await
-                    .expect("text");
+                    .expect("owner query");
                 c.close().await.ok();
                 v
             }
@@ -227,10 +215,10 @@ impl TestDb {
                 let mut c = sqlx::PgConnection::connect(&self.owner_url)
                     .await
                     .expect("pg");
-                let v = sqlx::query_scalar::<_, String>(query)
+                let v = sqlx::query_scalar::<_, T>(query)
                     .fetch_one(&mut c)
                     .await
-                    .expect("text");
+                    .expect("owner query");
                 c.close().await.ok();
                 v
             }

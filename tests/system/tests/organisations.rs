@@ -116,6 +116,25 @@ async fn an_agent_belongs_to_the_organisation_of_its_token() {
     );
 }
 
+/// A host of `edition` mailing through a real SMTP server (aiosmtpd) on loopback.
+async fn host_with_mail(edition: &str) -> (SmtpServer, Server) {
+    let smtp = SmtpServer::start().await;
+    let port = smtp.port.to_string();
+    let server = Server::start_with(
+        false,
+        30,
+        &[
+            ("INFRAPILOT_EDITION", edition),
+            ("INFRAPILOT_SMTP_HOST", "127.0.0.1"),
+            ("INFRAPILOT_SMTP_PORT", &port),
+            ("INFRAPILOT_SMTP_SECURITY", "none"),
+            ("INFRAPILOT_SMTP_FROM", "InfraPilot <noreply@example.com>"),
+        ],
+    )
+    .await;
+    (smtp, server)
+}
+
 /// The body of a mail as sent (quoted-printable soft line breaks and `=3D` undone).
 fn decoded(mail: &str) -> String {
     mail.replace("=\r\n", "")
@@ -125,20 +144,7 @@ fn decoded(mail: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invitation_is_mailed_and_accepted_through_its_link() {
-    let smtp = SmtpServer::start().await;
-    let port = smtp.port.to_string();
-    let server = Server::start_with(
-        false,
-        30,
-        &[
-            ("INFRAPILOT_EDITION", "enterprise"),
-            ("INFRAPILOT_SMTP_HOST", "127.0.0.1"),
-            ("INFRAPILOT_SMTP_PORT", &port),
-            ("INFRAPILOT_SMTP_SECURITY", "none"),
-            ("INFRAPILOT_SMTP_FROM", "InfraPilot <noreply@example.com>"),
-        ],
-    )
-    .await;
+    let (smtp, server) = host_with_mail("enterprise").await;
     let root = server.admin().await;
     let (status, beta) = root
         .call("POST", "/api/v1/orgs", Some(json!({"name": "Beta Team"})))
@@ -201,20 +207,7 @@ async fn an_invitation_is_mailed_and_accepted_through_its_link() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stranger_signs_up_verifies_the_email_and_signs_in() {
-    let smtp = SmtpServer::start().await;
-    let port = smtp.port.to_string();
-    let server = Server::start_with(
-        false,
-        30,
-        &[
-            ("INFRAPILOT_EDITION", "saas"),
-            ("INFRAPILOT_SMTP_HOST", "127.0.0.1"),
-            ("INFRAPILOT_SMTP_PORT", &port),
-            ("INFRAPILOT_SMTP_SECURITY", "none"),
-            ("INFRAPILOT_SMTP_FROM", "InfraPilot <noreply@example.com>"),
-        ],
-    )
-    .await;
+    let (smtp, server) = host_with_mail("saas").await;
     let root = server.admin().await;
     let anonymous = Api {
         base: server.base.clone(),

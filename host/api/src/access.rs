@@ -51,17 +51,17 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/auth/login", Public),
     ("POST", "/api/v1/auth/mfa/verify", Public),
     ("POST", "/api/v1/auth/refresh", Public),
-    // one's own account
-    ("POST", "/api/v1/auth/logout", I(Viewer)),
+    // one's own account (also for a person who belongs to no organisation)
+    ("POST", "/api/v1/auth/logout", PI),
     ("GET", "/api/v1/auth/me", P),
-    ("PUT", "/api/v1/auth/password", I(Viewer)),
-    ("GET", "/api/v1/auth/sessions", I(Viewer)),
-    ("DELETE", "/api/v1/auth/sessions/{id}", I(Viewer)),
-    ("GET", "/api/v1/auth/mfa", I(Viewer)),
-    ("POST", "/api/v1/auth/mfa/enroll", I(Viewer)),
-    ("POST", "/api/v1/auth/mfa/confirm", I(Viewer)),
-    ("POST", "/api/v1/auth/mfa/disable", I(Viewer)),
-    ("POST", "/api/v1/auth/mfa/backup-codes", I(Viewer)),
+    ("PUT", "/api/v1/auth/password", PI),
+    ("GET", "/api/v1/auth/sessions", PI),
+    ("DELETE", "/api/v1/auth/sessions/{id}", PI),
+    ("GET", "/api/v1/auth/mfa", PI),
+    ("POST", "/api/v1/auth/mfa/enroll", PI),
+    ("POST", "/api/v1/auth/mfa/confirm", PI),
+    ("POST", "/api/v1/auth/mfa/disable", PI),
+    ("POST", "/api/v1/auth/mfa/backup-codes", PI),
     // users
     ("GET", "/api/v1/users", R(Admin)),
     // Making or changing accounts (passwords, roles) needs a signed-in session: a stolen

@@ -189,6 +189,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
 }
 
 impl Authenticated {
+    /// The caller as the account service names them for what they do to their own account:
+    /// recorded in the organisation the request acts in, or the host's for a person in none.
+    pub fn actor(&self, client: &ClientInfo) -> infrapilot_store::Actor {
+        let org = self
+            .org
+            .as_ref()
+            .map(|(org, _)| org.clone())
+            .unwrap_or_else(OrgId::default_org);
+        self.person.actor(client, org)
+    }
+
+    pub fn session_id(&self) -> Option<&str> {
+        match &self.person.credential {
+            Credential::Session(id) => Some(id),
+            Credential::ApiToken(_) => None,
+        }
+    }
+
     /// The principal of an organisation route.
     pub fn principal(&self) -> Option<Principal> {
         let (org_id, role) = self.org.clone()?;

@@ -448,6 +448,11 @@ async fn organisations_members_and_invitations_stay_apart() {
         let r = app.get("/api/v1/agents", &bob).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
         assert_eq!(r.code(), Some("no_organisation"));
+        // Their own account is still theirs: sessions, MFA, signing out.
+        let r = app.get("/api/v1/auth/sessions", &bob).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let r = app.get("/api/v1/auth/mfa", &bob).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         let r = app.get("/api/v1/enrollment-tokens", &bob_api).await;
         assert_eq!(
             r.status,

@@ -8,8 +8,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::containers::actor;
-use crate::auth::{ClientInfo, Principal};
+use crate::auth::{Authenticated, ClientInfo};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -54,12 +53,12 @@ pub struct PasswordConfirmation {
     responses((status = 200, body = MfaStatus)), security(("bearer" = [])))]
 pub async fn status(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     client: ClientInfo,
 ) -> ApiResult<Json<MfaStatus>> {
     let status = state
         .accounts()
-        .mfa_status(&actor(&principal, &client))
+        .mfa_status(&principal.actor(&client))
         .await?;
     Ok(Json(MfaStatus {
         enabled: status.enabled,
@@ -72,12 +71,12 @@ pub async fn status(
     responses((status = 200, body = MfaEnrollResponse), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn enroll(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     client: ClientInfo,
 ) -> ApiResult<Json<MfaEnrollResponse>> {
     let enrollment = state
         .accounts()
-        .start_mfa_enrollment(&actor(&principal, &client))
+        .start_mfa_enrollment(&principal.actor(&client))
         .await?;
     Ok(Json(MfaEnrollResponse {
         otpauth_uri: enrollment.otpauth_uri,
@@ -91,13 +90,13 @@ pub async fn enroll(
     security(("bearer" = [])))]
 pub async fn confirm(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     client: ClientInfo,
     ApiJson(req): ApiJson<MfaConfirmRequest>,
 ) -> ApiResult<Json<BackupCodes>> {
     let codes = state
         .accounts()
-        .confirm_mfa(&actor(&principal, &client), &req.code)
+        .confirm_mfa(&principal.actor(&client), &req.code)
         .await?;
     Ok(Json(BackupCodes {
         backup_codes: codes,
@@ -109,13 +108,13 @@ pub async fn confirm(
     security(("bearer" = [])))]
 pub async fn disable(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     client: ClientInfo,
     ApiJson(req): ApiJson<PasswordConfirmation>,
 ) -> ApiResult<StatusCode> {
     state
         .accounts()
-        .disable_mfa(&actor(&principal, &client), &client.client(), req.password)
+        .disable_mfa(&principal.actor(&client), &client.client(), req.password)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -125,13 +124,13 @@ pub async fn disable(
     security(("bearer" = [])))]
 pub async fn regenerate_backup_codes(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     client: ClientInfo,
     ApiJson(req): ApiJson<PasswordConfirmation>,
 ) -> ApiResult<Json<BackupCodes>> {
     let codes = state
         .accounts()
-        .regenerate_backup_codes(&actor(&principal, &client), &client.client(), req.password)
+        .regenerate_backup_codes(&principal.actor(&client), &client.client(), req.password)
         .await?;
     Ok(Json(BackupCodes {
         backup_codes: codes,

@@ -11,8 +11,7 @@ use infrapilot_store::OrgId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::containers::actor;
-use crate::auth::{Authenticated, ClientInfo, Principal};
+use crate::auth::{Authenticated, ClientInfo};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::routes::users::UserDto;
@@ -175,7 +174,7 @@ pub async fn refresh(
     responses((status = 204), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn logout(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     client: ClientInfo,
 ) -> ApiResult<StatusCode> {
     let Some(session_id) = principal.session_id() else {
@@ -186,7 +185,7 @@ pub async fn logout(
     };
     state
         .accounts()
-        .logout(&actor(&principal, &client), session_id)
+        .logout(&principal.actor(&client), session_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -217,7 +216,7 @@ pub async fn me(
     responses((status = 204), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn change_password(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     client: ClientInfo,
     ApiJson(req): ApiJson<ChangePasswordRequest>,
 ) -> ApiResult<StatusCode> {
@@ -225,7 +224,7 @@ pub async fn change_password(
     state
         .accounts()
         .change_password(
-            &actor(&principal, &client),
+            &principal.actor(&client),
             &client.client(),
             req.current_password,
             req.new_password,
@@ -239,10 +238,11 @@ pub async fn change_password(
     responses((status = 200, body = Vec<SessionDto>)), security(("bearer" = [])))]
 pub async fn list_sessions(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
 ) -> ApiResult<Json<Vec<SessionDto>>> {
-    let mut tx = state.store().read(&principal.org_id).await?;
-    let sessions = tx.list_sessions(&principal.user_id).await?;
+    // Sessions are personal: any transaction reads them.
+    let mut tx = state.store().read(&OrgId::default_org()).await?;
+    let sessions = tx.list_sessions(&principal.person.user_id).await?;
     let current = principal.session_id();
     Ok(Json(
         sessions
@@ -265,14 +265,14 @@ pub async fn list_sessions(
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn revoke_session(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Authenticated,
     client: ClientInfo,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = validate::uuid("id", &id)?;
     state
         .accounts()
-        .revoke_session(&actor(&principal, &client), &id)
+        .revoke_session(&principal.actor(&client), &id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

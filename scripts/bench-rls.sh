@@ -104,6 +104,9 @@ set_rls() {
     psql_admin "$db_url" -c "$sql"
 }
 
+seen=$(curl -fsS -H "Authorization: Bearer $token" -H "X-InfraPilot-Org: $org" "$base/api/v1/audit?limit=50" \
+    | json '["events"].__len__()')
+[ "$seen" = 50 ] || { echo "the measured request returns $seen events, not 50" >&2; exit 1; }
 say "warming up"
 "$oha" --no-tui --output-format quiet -z 5s -q "$rate" -c 16 -H "Authorization: Bearer $token" \
     -H "X-InfraPilot-Org: $org" "$base/api/v1/audit?limit=50"

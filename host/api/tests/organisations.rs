@@ -561,3 +561,59 @@ async fn rate_limits_are_per_organisation_and_per_credential() {
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_used_in_another_organisation_is_not_uninstalled() {
+    for backend in backends() {
+        let (app, _vendor) = TestApp::with_plugins(backend).await;
+        let root = app.setup_admin().await;
+        let bundle =
+            std::fs::read(common::plugin_build().join("bundles/infrapilot_webhook.bundle"))
+                .unwrap();
+        let r = app
+            .send_raw(
+                "POST",
+                "/api/v1/plugins",
+                Some(&root),
+                Some("application/x-tar"),
+                bundle,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let r = app
+            .call(
+                "POST",
+                "/api/v1/plugins/infrapilot.webhook/enable",
+                Some(&root),
+                None,
+            )
+            .await;
+        assert!(r.status.is_success(), "{:?}", r.body);
+        let r = app
+            .post("/api/v1/orgs", Some(&root), json!({"name": "Beta"}))
+            .await;
+        let beta = r.body["id"].as_str().unwrap().to_owned();
+        // A channel of Beta's only.
+        let r = app
+            .in_org(
+                "POST",
+                "/api/v1/alerts/channels",
+                &root,
+                &beta,
+                Some(json!({"plugin": "infrapilot.webhook", "name": "beta-hook", "settings": {"url": "http://127.0.0.1:9/hook", "secret": "x"}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let r = app
+            .call(
+                "DELETE",
+                "/api/v1/plugins/infrapilot.webhook",
+                Some(&root),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{backend:?}: {:?}", r.body);
+        let r = app.get("/api/v1/plugins/infrapilot.webhook", &root).await;
+        assert_eq!(r.status, StatusCode::OK, "still installed: {:?}", r.body);
+    }
+}

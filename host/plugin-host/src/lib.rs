@@ -587,10 +587,29 @@ impl PluginHost {
         audit: Audit<'_, PluginInfo>,
     ) -> Result<(), PluginHostError> {
         let entitlements = self.entitlements().await?;
+        // Every organisation's channels count, and every organisation's data of the plugin goes
+        // with it: each in a tenant transaction of its own, before the one that removes it.
+        let store = &self.inner.store;
+        let mut count = 0;
+        for org in store.organization_ids().await? {
+            count += store.read(&org).await?.plugin_usage(id).await?;
+        }
+        if count > 0 {
+            return Err(PluginHostError::InUse {
+                id: id.to_owned(),
+                count,
+            });
+        }
+        for org in store.organization_ids().await? {
+            let mut tx = store.write(&org).await?;
+            tx.delete_plugin_data(id).await?;
+            tx.commit().await?;
+        }
         let mut tx = self.inner.store.write(&audit.org_id).await?;
         let Some(row) = tx.plugin(id).await? else {
             return Err(PluginHostError::NotInstalled(id.to_owned()));
         };
+        // A channel made meanwhile in this organisation still holds it back.
         let count = tx.plugin_usage(id).await?;
         if count > 0 {
             return Err(PluginHostError::InUse {

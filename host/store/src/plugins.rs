@@ -122,7 +122,17 @@ impl Tx {
         Ok(n == 1)
     }
 
-    /// How many alert channels (in every organisation) use a plugin.
+    /// Removes a plugin's key/value data in the transaction's organisation.
+    pub async fn delete_plugin_data(&mut self, id: &str) -> Result<u64> {
+        Ok(
+            on_tx!(self, c => sqlx::query("DELETE FROM plugin_kv WHERE plugin_id = $1")
+            .bind(id)
+            .execute(&mut **c).await.map(|r| r.rows_affected()))?,
+        )
+    }
+
+    /// How many alert channels of the transaction's organisation use a plugin (on PostgreSQL
+    /// row-level security shows it no other's: count each organisation in its own).
     pub async fn plugin_usage(&mut self, id: &str) -> Result<i64> {
         Ok(on_tx!(self, c => sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM alert_channels WHERE plugin_id = $1")

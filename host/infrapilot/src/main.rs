@@ -467,7 +467,7 @@ async fn audit_verify(config: Config) -> anyhow::Result<()> {
         if let Some(bad) = report.first_bad_event {
             store.close().await;
             println!(
-                "audit chain BROKEN in organisation {org} at event {}{}: {}",
+                "audit chain BROKEN at event {}{}: {} (organisation {org})",
                 bad.seq,
                 bad.id.map(|id| format!(" ({id})")).unwrap_or_default(),
                 bad.reason

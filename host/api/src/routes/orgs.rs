@@ -193,7 +193,7 @@ pub async fn list(
 
 #[utoipa::path(post, operation_id = "create_organization", path = "/api/v1/orgs", tag = "organisations",
     request_body = OrganizationRequest,
-    responses((status = 201, body = OrganizationDto), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 201, body = OrganizationDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -295,7 +295,7 @@ pub async fn list_members(
 
 #[utoipa::path(post, operation_id = "add_organization_member", path = "/api/v1/orgs/{id}/members", tag = "organisations",
     params(("id" = String, Path)), request_body = AddMemberRequest,
-    responses((status = 201, body = MemberDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 201, body = MemberDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn add_member(
     State(state): State<AppState>,
@@ -317,7 +317,7 @@ pub async fn add_member(
 
 #[utoipa::path(put, operation_id = "update_organization_member", path = "/api/v1/orgs/{id}/members/{uid}", tag = "organisations",
     params(("id" = String, Path), ("uid" = String, Path)), request_body = MemberRoleRequest,
-    responses((status = 200, body = MemberDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = MemberDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update_member(
     State(state): State<AppState>,
@@ -490,7 +490,7 @@ pub async fn revoke_invitation(
 
 #[utoipa::path(post, operation_id = "accept_invitation", path = "/api/v1/invitations/{token}/accept", tag = "organisations",
     params(("token" = String, Path)),
-    responses((status = 200, body = OrganizationDto), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    responses((status = 200, body = OrganizationDto), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn accept_invitation(
     State(state): State<AppState>,

@@ -150,27 +150,7 @@ async fn matrix(backend: infrapilot_store::Backend) {
         )
         .await;
     let a_member = r.body["id"].as_str().unwrap().to_owned();
-    let bundle =
-        std::fs::read(common::plugin_build().join("bundles/infrapilot_webhook.bundle")).unwrap();
-    let r = app
-        .send_raw(
-            "POST",
-            "/api/v1/plugins",
-            Some(&root),
-            Some("application/x-tar"),
-            bundle,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let r = app
-        .call(
-            "POST",
-            "/api/v1/plugins/infrapilot.webhook/enable",
-            Some(&root),
-            None,
-        )
-        .await;
-    assert!(r.status.is_success(), "{:?}", r.body);
+    app.install_webhook(&root).await;
     let r = app
         .post(
             "/api/v1/alerts/channels",

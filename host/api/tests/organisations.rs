@@ -567,28 +567,7 @@ async fn a_plugin_used_in_another_organisation_is_not_uninstalled() {
     for backend in backends() {
         let (app, _vendor) = TestApp::with_plugins(backend).await;
         let root = app.setup_admin().await;
-        let bundle =
-            std::fs::read(common::plugin_build().join("bundles/infrapilot_webhook.bundle"))
-                .unwrap();
-        let r = app
-            .send_raw(
-                "POST",
-                "/api/v1/plugins",
-                Some(&root),
-                Some("application/x-tar"),
-                bundle,
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-        let r = app
-            .call(
-                "POST",
-                "/api/v1/plugins/infrapilot.webhook/enable",
-                Some(&root),
-                None,
-            )
-            .await;
-        assert!(r.status.is_success(), "{:?}", r.body);
+        app.install_webhook(&root).await;
         let r = app
             .post("/api/v1/orgs", Some(&root), json!({"name": "Beta"}))
             .await;

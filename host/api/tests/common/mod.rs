@@ -279,6 +279,32 @@ impl TestApp {
         self.login(&email, PASSWORD).await
     }
 
+    /// Installs the first-party webhook channel plugin (as `operator`, the host operator) and
+    /// enables it.
+    pub async fn install_webhook(&self, operator: &str) {
+        let bundle =
+            std::fs::read(plugin_build().join("bundles/infrapilot_webhook.bundle")).unwrap();
+        let r = self
+            .send_raw(
+                "POST",
+                "/api/v1/plugins",
+                Some(operator),
+                Some("application/x-tar"),
+                bundle,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let r = self
+            .call(
+                "POST",
+                "/api/v1/plugins/infrapilot.webhook/enable",
+                Some(operator),
+                None,
+            )
+            .await;
+        assert!(r.status.is_success(), "{:?}", r.body);
+    }
+
     /// The actions of every audit event, oldest first.
     pub async fn audit_actions(&self, admin: &str) -> Vec<String> {
         let r = self.get("/api/v1/audit?limit=500", admin).await;

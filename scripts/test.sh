@@ -206,6 +206,24 @@ if ! (cd tests/e2e && E2E_SETUP_CODE="$(cat "$work/e2e-data/setup-code")" INFRAP
 fi
 INFRAPILOT_DATA_DIR="$work/e2e-data" "$bin" audit verify
 
+say "browser test of the SaaS onboarding (tests/e2e/onboarding.mjs): sign-up, mailed links through aiosmtpd, the one-liner, organisations"
+mkdir -p "$work/maildir/new" "$work/maildir/cur" "$work/maildir/tmp"
+smtp_port=$(free_port)
+/usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$smtp_port" -c aiosmtpd.handlers.Mailbox "$work/maildir" >"$work/smtp.log" 2>&1 &
+pids+=($!)
+port=$(free_port)
+INFRAPILOT_EDITION=saas INFRAPILOT_BUILTIN_AGENT=false INFRAPILOT_SMTP_HOST=127.0.0.1 INFRAPILOT_SMTP_PORT="$smtp_port" INFRAPILOT_SMTP_SECURITY=none \
+    INFRAPILOT_GRPC_LISTEN="127.0.0.1:$(free_port)" INFRAPILOT_DATA_DIR="$work/saas-data" INFRAPILOT_LISTEN="127.0.0.1:$port" \
+    "$bin" serve >"$work/saas-serve.log" 2>&1 &
+pids+=($!)
+wait_ready "http://127.0.0.1:$port" "$work/saas-serve.log"
+if ! (cd tests/e2e && E2E_SETUP_CODE="$(cat "$work/saas-data/setup-code")" E2E_MAILDIR="$work/maildir" INFRAPILOT_URL="http://127.0.0.1:$port" node onboarding.mjs); then
+    echo "onboarding browser test failed; server log:" >&2
+    tail -n 50 "$work/saas-serve.log" >&2
+    exit 1
+fi
+INFRAPILOT_DATA_DIR="$work/saas-data" "$bin" audit verify
+
 say "the README's two commands in that order: the run command (scripts/run.sh), then the proxy tests next to the Docker engine it uses"
 # As a newcomer would: the run command finds (or starts) the machine's own Docker engine, whose
 # firewall drops forwarded traffic; the tests' private engine must still carry traffic between

@@ -23,17 +23,13 @@ import { execFileSync } from 'node:child_process';
 import { createServer, request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { createHmac } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { join } from 'node:path';
+import { CHROMIUM, STEP_TIMEOUT, note, openBrowser, relevantConsoleErrors, reportFailure, sleep, step, until } from './lib.mjs';
 
 const BASE = (process.env.INFRAPILOT_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SETUP_CODE = (process.env.E2E_SETUP_CODE || '').trim();
-const STEP_TIMEOUT = 10_000;
-const OUT = join(dirname(fileURLToPath(import.meta.url)), 'out');
 
 const ADMIN = {
   name: 'E2E Admin',
@@ -159,47 +155,6 @@ function lastTick(lines) {
   return max;
 }
 
-async function until(what, fn, timeout = STEP_TIMEOUT) {
-  const deadline = Date.now() + timeout;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      const r = await fn();
-      if (r) return r;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(200);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
-}
-
-// ---- tiny runner ---------------------------------------------------------------
-
-let stepNo = 0;
-let notes = [];
-/** A detail line printed under the current step's result. */
-const note = (text) => notes.push(text);
-
-async function step(title, fn) {
-  notes = [];
-  stepNo += 1;
-  const label = `[${String(stepNo).padStart(2, '0')}] ${title}`;
-  process.stdout.write(`${label} ... `);
-  const t0 = Date.now();
-  try {
-    const r = await fn();
-    console.log(`ok (${Date.now() - t0} ms)`);
-    for (const n of notes) console.log(`       ${n}`);
-    return r;
-  } catch (e) {
-    console.log('FAILED');
-    e.message = `${label}: ${e.message}`;
-    throw e;
-  }
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function waitForServer() {
   const deadline = Date.now() + STEP_TIMEOUT;
@@ -243,39 +198,8 @@ async function main() {
   await step('server is up and needs setup', waitForServer);
   await step('the dashboard is served at /', checkDashboardServed);
 
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(STEP_TIMEOUT);
-  page.setDefaultNavigationTimeout(STEP_TIMEOUT);
-
-  const consoleErrors = [];
-  page.on('console', (msg) => {
-    if (msg.type() === 'error') consoleErrors.push(msg.text());
-  });
-  page.on('pageerror', (err) => consoleErrors.push(`page error: ${err.message}`));
-
-  const label = (text) => page.getByLabel(text, { exact: true });
-  const button = (name) => page.getByRole('button', { name, exact: true });
-  const heading = (name) => page.getByRole('heading', { name, exact: true });
-  const nav = (name) => page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name, exact: true });
-
-  async function expectNoFormError() {
-    const err = page.getByTestId('form-error');
-    if (await err.count()) throw new Error(`the page shows an error: ${await err.first().innerText()}`);
-  }
+  const { browser, page, consoleErrors, ui } = await openBrowser();
+  const { label, button, heading, nav, expectNoFormError } = ui;
 
   try {
     await step('open / shows the first-run setup form', async () => {
@@ -732,22 +656,13 @@ async function main() {
     }
 
     await step('no browser console errors (CSP, React)', async () => {
-      const relevant = consoleErrors.filter((t) => !/Failed to load resource: the server responded with a status of 40[01]/.test(t));
+      const relevant = relevantConsoleErrors(consoleErrors);
       if (relevant.length) throw new Error(`console errors:\n  ${relevant.join('\n  ')}`);
     });
 
     console.log('\ne2e: 1 passed, 0 failed');
   } catch (e) {
-    mkdirSync(OUT, { recursive: true });
-    const shot = join(OUT, 'failure.png');
-    try {
-      await page.screenshot({ path: shot, fullPage: true });
-      console.error(`screenshot: ${shot}`);
-    } catch (se) {
-      console.error(`could not save a screenshot: ${se.message}`);
-    }
-    console.error(`page URL: ${page.url()}`);
-    if (consoleErrors.length) console.error(`browser console errors:\n  ${consoleErrors.join('\n  ')}`);
+    await reportFailure(page, consoleErrors);
     throw e;
   } finally {
     await browser.close();

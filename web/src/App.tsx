@@ -7,6 +7,8 @@ import { atLeast } from './roles';
 import { SetupPage } from './pages/Setup';
 import { LoginPage } from './pages/Login';
 import { NotFoundPage, ForbiddenPage } from './pages/NotFound';
+import { SignupPage, VerifyEmailPage } from './pages/Signup';
+import { AcceptInvitationSignedOut } from './pages/Invitation';
 
 function Splash({ children }: { children?: ReactNode }) {
   return (
@@ -20,13 +22,13 @@ function Splash({ children }: { children?: ReactNode }) {
 function AfterSignIn() {
   const location = useLocation();
   const from = (location.state as { from?: string } | null)?.from;
-  return <Navigate to={from && from !== '/login' && from !== '/setup' ? from : '/'} replace />;
+  return <Navigate to={from && !['/login', '/setup', '/signup'].includes(from) ? from : '/'} replace />;
 }
 
 /** To the sign-in page, remembering the page asked for (unless the user just signed out). */
 function ToLogin({ remember }: { remember: boolean }) {
   const location = useLocation();
-  return <Navigate to="/login" replace state={remember ? { from: location.pathname + location.search } : null} />;
+  return <Navigate to="/login" replace state={remember ? { from: location.pathname + location.search + location.hash } : null} />;
 }
 
 function AppRoutes() {
@@ -59,6 +61,9 @@ function AppRoutes() {
         <Routes>
           <Route path="/login" element={<LoginPage />} />
           <Route path="/setup" element={<Navigate to="/login" replace />} />
+          <Route path="/signup" element={state.signupOpen ? <SignupPage /> : <Navigate to="/login" replace />} />
+          <Route path="/signup/verify" element={<VerifyEmailPage />} />
+          <Route path="/invitations/accept" element={<AcceptInvitationSignedOut />} />
           <Route path="*" element={<ToLogin remember={!state.signedOut} />} />
         </Routes>
       );
@@ -67,6 +72,8 @@ function AppRoutes() {
         <Routes>
           <Route path="/login" element={<AfterSignIn />} />
           <Route path="/setup" element={<Navigate to="/" replace />} />
+          <Route path="/signup" element={<Navigate to="/" replace />} />
+          <Route path="/signup/verify" element={<VerifyEmailPage />} />
           <Route element={<Layout />}>
             {PAGES.map((p) => (
               <Route

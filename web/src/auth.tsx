@@ -1,18 +1,24 @@
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
-import { ApiError, api, hasTokens, onAuthLost, setTokens, toApiError } from './api/client';
-import type { TokenPair, UserDto } from './api/types';
+import { ApiError, api, getOrg, hasTokens, onAuthLost, setOrg, setTokens, toApiError } from './api/client';
+import type { MeDto, OrganizationDto, TokenPair } from './api/types';
 
 export type AuthState =
   | { status: 'loading' }
   | { status: 'unreachable'; error: ApiError }
   | { status: 'setup' }
-  | { status: 'anonymous'; notice?: string; email?: string; signedOut?: boolean }
-  | { status: 'signed-in'; user: UserDto };
+  | { status: 'anonymous'; notice?: string; email?: string; signedOut?: boolean; signupOpen?: boolean }
+  | { status: 'signed-in'; user: MeDto; orgs: OrganizationDto[] };
 
 interface AuthContextValue {
   state: AuthState;
-  /** The signed-in user, or null. */
-  user: UserDto | null;
+  /** The signed-in user (with their role in the current organisation), or null. */
+  user: MeDto | null;
+  /** The signed-in person's organisations (every one, for the host operator). */
+  orgs: OrganizationDto[];
+  /** Act in another organisation from now on (this tab); reloads the user's role there. */
+  switchOrg: (id: string) => Promise<void>;
+  /** Re-read the organisations (after creating, renaming, joining or leaving one). */
+  reloadOrgs: () => Promise<void>;
   /** Store a token pair from login / MFA verify and load the user. */
   signIn: (pair: TokenPair) => Promise<void>;
   signOut: () => Promise<void>;
@@ -24,6 +30,24 @@ interface AuthContextValue {
 }
 
 const AuthContext = createContext<AuthContextValue | null>(null);
+
+/** The person and their organisations, acting in the chosen organisation if they still belong to
+ *  it (else the one the server picks, which is then pinned for this tab). */
+async function loadSignedIn(): Promise<{ status: 'signed-in'; user: MeDto; orgs: OrganizationDto[] }> {
+  let user: MeDto;
+  try {
+    user = await api.me();
+  } catch (e) {
+    const err = toApiError(e);
+    if (err.status !== 404 || !getOrg()) throw e;
+    // The chosen organisation is no longer ours (removed, or deleted): let the server choose.
+    setOrg(null);
+    user = await api.me();
+  }
+  setOrg(user.org_id ?? null);
+  const orgs = await api.orgs();
+  return { status: 'signed-in', user, orgs };
+}
 
 export function AuthProvider({ children }: { children: ReactNode }) {
   const [state, setState] = useState<AuthState>({ status: 'loading' });
@@ -37,16 +61,19 @@ export function AuthProvider({ children }: { children: ReactNode }) {
         return;
       }
       if (!hasTokens()) {
-        setState({ status: 'anonymous', ...opts });
+        setState({ status: 'anonymous', signupOpen: setup.signup_open, ...opts });
         return;
       }
-      const user = await api.me();
-      setState({ status: 'signed-in', user });
+      setState(await loadSignedIn());
     } catch (e) {
       const err = toApiError(e);
       if (err.status === 0 || err.status >= 500) setState({ status: 'unreachable', error: err });
       // A 401 here already went through onAuthLost (which set a notice); keep it.
       else setState((prev) => (prev.status === 'anonymous' ? prev : { status: 'anonymous' }));
+      void api
+        .setupStatus()
+        .then((s) => setState((prev) => (prev.status === 'anonymous' ? { ...prev, signupOpen: s.signup_open } : prev)))
+        .catch(() => undefined);
     }
   }, []);
 
@@ -64,8 +91,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
 
   const signIn = useCallback(async (pair: TokenPair) => {
     setTokens(pair);
-    const user = await api.me();
-    setState({ status: 'signed-in', user });
+    setState(await loadSignedIn());
   }, []);
 
   const signOut = useCallback(async () => {
@@ -75,25 +101,33 @@ export function AuthProvider({ children }: { children: ReactNode }) {
       // The session may already be gone; sign out locally regardless.
     }
     setTokens(null);
+    setOrg(null);
     // signedOut: the sign-in page should not send us back to where we were.
     setState({ status: 'anonymous', signedOut: true });
   }, []);
 
   const reloadUser = useCallback(async () => {
-    const user = await api.me();
-    setState({ status: 'signed-in', user });
+    setState(await loadSignedIn());
+  }, []);
+
+  const switchOrg = useCallback(async (id: string) => {
+    setOrg(id);
+    setState(await loadSignedIn());
   }, []);
 
   const value = useMemo<AuthContextValue>(
     () => ({
       state,
       user: state.status === 'signed-in' ? state.user : null,
+      orgs: state.status === 'signed-in' ? state.orgs : [],
+      switchOrg,
+      reloadOrgs: reloadUser,
       signIn,
       signOut,
       reload,
       reloadUser,
     }),
-    [state, signIn, signOut, reload, reloadUser],
+    [state, signIn, signOut, reload, reloadUser, switchOrg],
   );
 
   return <AuthContext.Provider value={value}>{children}</AuthContext.Provider>;
@@ -106,7 +140,7 @@ export function useAuth(): AuthContextValue {
 }
 
 /** The signed-in user; only for components rendered inside the signed-in layout. */
-export function useUser(): UserDto {
+export function useUser(): MeDto {
   const { user } = useAuth();
   if (!user) throw new Error('useUser without a signed-in user');
   return user;

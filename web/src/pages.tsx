@@ -19,6 +19,9 @@ import { AlertChannelsPage } from './pages/AlertChannels';
 import { AlertRulesPage } from './pages/AlertRules';
 import { AlertHistoryPage } from './pages/AlertHistory';
 import { ProxiesPage } from './pages/Proxies';
+import { OrganisationPage } from './pages/Organisation';
+import { OnboardingInstallPage, OnboardingPage } from './pages/Onboarding';
+import { AcceptInvitationPage } from './pages/Invitation';
 
 export interface PageDef {
   path: string;
@@ -43,5 +46,9 @@ export const PAGES: PageDef[] = [
   { path: '/users', label: 'Users', minRole: 'admin', nav: true, element: <UsersPage /> },
   { path: '/tokens', label: 'API tokens', minRole: 'admin', nav: true, element: <TokensPage /> },
   { path: '/audit', label: 'Audit log', minRole: 'admin', nav: true, element: <AuditPage /> },
+  { path: '/organisation', label: 'Organisation', minRole: 'viewer', nav: true, element: <OrganisationPage /> },
+  { path: '/onboarding', label: 'Get started', minRole: 'viewer', nav: false, element: <OnboardingPage /> },
+  { path: '/onboarding/install', label: 'Add a node', minRole: 'admin', nav: false, element: <OnboardingInstallPage /> },
+  { path: '/invitations/accept', label: 'Invitation', minRole: 'viewer', nav: false, element: <AcceptInvitationPage /> },
   { path: '/profile', label: 'Profile', minRole: 'viewer', nav: true, element: <ProfilePage /> },
 ];

@@ -57,6 +57,13 @@ async fn the_community_edition_runs_one_organisation() {
         assert_eq!(orgs.len(), 1, "{:?}", r.body);
         assert_eq!(orgs[0]["id"], DEFAULT_ORG_ID);
         assert_eq!(orgs[0]["role"], "super_admin");
+        // What the dashboard is told: no second organisation to offer, no sign-up page.
+        let r = app.get("/api/v1/auth/me", &admin).await;
+        assert_eq!(r.body["org_id"], DEFAULT_ORG_ID, "{:?}", r.body);
+        assert_eq!(r.body["host_operator"], true);
+        assert_eq!(r.body["can_create_organisations"], false);
+        let r = app.call("GET", "/api/v1/setup", None, None).await;
+        assert_eq!(r.body["signup_open"], false, "{:?}", r.body);
     }
 }
 
@@ -301,8 +308,20 @@ async fn organisations_members_and_invitations_stay_apart() {
             .in_org("GET", "/api/v1/auth/me", &carol, &beta, None)
             .await;
         assert_eq!(r.body["role"], "operator", "{:?}", r.body);
+        assert_eq!(r.body["org_id"], beta.as_str());
+        // Enterprise: only the host operator makes organisations.
+        assert_eq!(r.body["host_operator"], false);
+        assert_eq!(r.body["can_create_organisations"], false);
         let r = app.get("/api/v1/auth/me", &carol).await;
         assert_eq!(r.body["role"], "viewer", "{:?}", r.body);
+        assert_ne!(
+            r.body["org_id"],
+            beta.as_str(),
+            "the oldest membership: {:?}",
+            r.body
+        );
+        let r = app.get("/api/v1/auth/me", &root).await;
+        assert_eq!(r.body["can_create_organisations"], true, "{:?}", r.body);
 
         // An expired invitation is refused.
         let r = invite("dave@example.com", "viewer").await;

@@ -22,6 +22,13 @@ import type {
   Health,
   LoginRequest,
   LoginResponse,
+  MeDto,
+  MemberDto,
+  InvitationDto,
+  CreatedInvitation,
+  OrganizationDto,
+  SignUpRequest,
+  SignUpResponse,
   MfaEnrollResponse,
   MfaStatus,
   RoleInfo,
@@ -35,6 +42,9 @@ import type {
 
 const BASE = '/api/v1';
 const STORAGE_KEY = 'infrapilot.tokens';
+const ORG_KEY = 'infrapilot.org';
+/** The header that names the organisation a signed-in person's request acts in. */
+export const ORG_HEADER = 'X-InfraPilot-Org';
 
 export class ApiError extends Error {
   readonly status: number;
@@ -91,6 +101,23 @@ export function setTokens(pair: TokenPair | null): void {
   else sessionStorage.removeItem(STORAGE_KEY);
 }
 
+// ---- the organisation requests act in -------------------------------------
+// Chosen in the organisation switcher, per tab like the tokens. Sent as X-InfraPilot-Org on every
+// authenticated request (and as the WebSocket subprotocol `org.<id>`); the server checks it against
+// the person's memberships each time. Unset: the server picks the person's oldest membership.
+
+let currentOrg: string | null = sessionStorage.getItem(ORG_KEY);
+
+export function getOrg(): string | null {
+  return currentOrg;
+}
+
+export function setOrg(id: string | null): void {
+  currentOrg = id;
+  if (id) sessionStorage.setItem(ORG_KEY, id);
+  else sessionStorage.removeItem(ORG_KEY);
+}
+
 /** The current access token, or null when signed out. For WebSockets, which cannot send an
  *  `Authorization` header: the token travels as the subprotocol `bearer.<token>` (see
  *  `socketProtocols`). Prefer `freshAccessToken()` right before opening a socket. */
@@ -110,7 +137,9 @@ export async function freshAccessToken(): Promise<string> {
 
 /** The subprotocols that authenticate a dashboard WebSocket; the server selects `infrapilot.v1`. */
 export function socketProtocols(accessToken: string): string[] {
-  return ['infrapilot.v1', `bearer.${accessToken}`];
+  const protocols = ['infrapilot.v1', `bearer.${accessToken}`];
+  if (currentOrg) protocols.push(`org.${currentOrg}`);
+  return protocols;
 }
 
 /** A `ws:`/`wss:` URL (matching the page's scheme) for an API path such as `/agents/…/logs/ws`. */
@@ -154,7 +183,10 @@ function buildUrl(path: string, query?: Query): string {
 async function send(method: Method, url: string, body: unknown, accessToken: string | null): Promise<Response> {
   const headers: Record<string, string> = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (accessToken) headers.Authorization = `Bearer ${accessToken}`;
+  if (accessToken) {
+    headers.Authorization = `Bearer ${accessToken}`;
+    if (currentOrg) headers[ORG_HEADER] = currentOrg;
+  }
   try {
     return await fetch(url, {
       method,
@@ -226,6 +258,8 @@ export async function request<T>(method: Method, path: string, opts: RequestOpti
 
 // ---- endpoints ------------------------------------------------------------
 
+const orgPath = (id: string) => `/orgs/${encodeURIComponent(id)}`;
+
 export const api = {
   health: () => fetch('/healthz').then((r) => r.json() as Promise<Health>),
 
@@ -236,7 +270,7 @@ export const api = {
   mfaVerify: (mfa_token: string, code: string) =>
     request<TokenPair>('POST', '/auth/mfa/verify', { body: { mfa_token, code }, auth: false }),
   logout: () => request<void>('POST', '/auth/logout'),
-  me: () => request<UserDto>('GET', '/auth/me'),
+  me: () => request<MeDto>('GET', '/auth/me'),
   changePassword: (body: ChangePasswordRequest) => request<void>('PUT', '/auth/password', { body }),
   sessions: () => request<SessionDto[]>('GET', '/auth/sessions'),
   revokeSession: (id: string) => request<void>('DELETE', `/auth/sessions/${encodeURIComponent(id)}`),
@@ -258,6 +292,28 @@ export const api = {
   tokens: () => request<ApiTokenDto[]>('GET', '/tokens'),
   createToken: (body: CreateTokenRequest) => request<CreatedToken>('POST', '/tokens', { body }),
   revokeToken: (id: string) => request<void>('DELETE', `/tokens/${encodeURIComponent(id)}`),
+
+  signUp: (body: SignUpRequest) => request<SignUpResponse>('POST', '/signup', { body, auth: false }),
+  verifyEmail: (token: string) => request<void>('POST', '/signup/verify', { body: { token }, auth: false }),
+
+  orgs: () => request<OrganizationDto[]>('GET', '/orgs'),
+  createOrg: (name: string) => request<OrganizationDto>('POST', '/orgs', { body: { name } }),
+  org: (id: string) => request<OrganizationDto>('GET', orgPath(id)),
+  renameOrg: (id: string, name: string) => request<OrganizationDto>('PUT', orgPath(id), { body: { name } }),
+  deleteOrg: (id: string, confirm_name: string) => request<void>('DELETE', orgPath(id), { body: { confirm_name } }),
+  members: (id: string) => request<MemberDto[]>('GET', `${orgPath(id)}/members`),
+  addMember: (id: string, email: string, role: string) =>
+    request<MemberDto>('POST', `${orgPath(id)}/members`, { body: { email, role } }),
+  setMemberRole: (id: string, uid: string, role: string) =>
+    request<MemberDto>('PUT', `${orgPath(id)}/members/${encodeURIComponent(uid)}`, { body: { role } }),
+  removeMember: (id: string, uid: string) => request<void>('DELETE', `${orgPath(id)}/members/${encodeURIComponent(uid)}`),
+  invitations: (id: string) => request<InvitationDto[]>('GET', `${orgPath(id)}/invitations`),
+  invite: (id: string, email: string, role: string) =>
+    request<CreatedInvitation>('POST', `${orgPath(id)}/invitations`, { body: { email, role } }),
+  revokeInvitation: (id: string, iid: string) =>
+    request<void>('DELETE', `${orgPath(id)}/invitations/${encodeURIComponent(iid)}`),
+  acceptInvitation: (token: string) =>
+    request<OrganizationDto>('POST', `/invitations/${encodeURIComponent(token)}/accept`),
 
   audit: (q: AuditQuery) => request<AuditPageDto>('GET', '/audit', { query: { ...q } }),
   auditVerify: () => request<ChainReport>('GET', '/audit/verify'),

@@ -54,6 +54,17 @@ export type CreateUserRequest = Schemas['CreateUserRequest'];
 /** Every field optional; only the ones sent are changed. */
 export type UpdateUserRequest = Schemas['UpdateUserRequest'];
 export type RoleInfo = Schemas['RoleInfo'];
+/** `GET /auth/me`: the person with their role in the organisation the request acted in. */
+export type MeDto = Schemas['MeDto'];
+
+// ---- organisations and sign-up ---------------------------------------------
+
+export type OrganizationDto = Schemas['OrganizationDto'];
+export type MemberDto = Schemas['MemberDto'];
+export type InvitationDto = Schemas['InvitationDto'];
+export type CreatedInvitation = Schemas['CreatedInvitation'];
+export type SignUpRequest = Schemas['SignUpRequest'];
+export type SignUpResponse = Schemas['SignUpResponse'];
 
 /** The four built-in roles (an enum in the document). */
 export type Role = Schemas['Role'];

@@ -1,10 +1,11 @@
-import { NavLink, Outlet } from 'react-router-dom';
+import { NavLink, Outlet, useLocation, useNavigate } from 'react-router-dom';
 import { useEffect, useState } from 'react';
 import { api } from '../api/client';
 import { useAuth, useUser } from '../auth';
 import { atLeast, roleLabel } from '../roles';
 import { PAGES } from '../pages';
 import { useTheme, type ThemeChoice } from '../theme';
+import { CreateOrganisationForm } from '../pages/Organisation';
 
 const THEME_LABEL: Record<ThemeChoice, string> = { system: 'System', light: 'Light', dark: 'Dark' };
 const THEME_ICON: Record<ThemeChoice, string> = { system: '◐', light: '☀', dark: '☾' };
@@ -33,9 +34,43 @@ export function CornerThemeToggle() {
   );
 }
 
+/** The organisation this tab acts in; switching reloads the role there and starts at its dashboard. */
+function OrgSwitcher() {
+  const user = useUser();
+  const { orgs, switchOrg } = useAuth();
+  const navigate = useNavigate();
+  const [busy, setBusy] = useState(false);
+  if (orgs.length === 0) return null;
+  return (
+    <label className="org-switcher">
+      <span className="visually-hidden">Organisation</span>
+      <select
+        data-testid="org-switcher"
+        value={user.org_id ?? ''}
+        disabled={busy}
+        onChange={(e) => {
+          setBusy(true);
+          void switchOrg(e.target.value)
+            .then(() => navigate('/'))
+            .finally(() => setBusy(false));
+        }}
+      >
+        {orgs.map((o) => (
+          <option key={o.id} value={o.id}>
+            {o.name}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
 export function Layout() {
   const user = useUser();
   const { signOut } = useAuth();
+  const location = useLocation();
+  // Without an organisation nothing but accepting an invitation (or making one) can work.
+  const orgless = !user.org_id && location.pathname !== '/invitations/accept';
   const [version, setVersion] = useState<string | null>(null);
 
   useEffect(() => {
@@ -58,6 +93,7 @@ export function Layout() {
           <span>InfraPilot</span>
         </div>
         <div className="topbar-right">
+          <OrgSwitcher />
           <ThemeToggle />
           <span className="whoami" data-testid="whoami">
             {user.name} <span className="muted">({roleLabel(user.role)})</span>
@@ -80,8 +116,26 @@ export function Layout() {
         {version && <p className="sidebar-footer muted">v{version}</p>}
       </nav>
       <main id="main" className="content" tabIndex={-1}>
-        <Outlet />
+        {/* A new organisation remounts every page, so nothing of the previous one stays on screen. */}
+        {orgless ? <NoOrganisation /> : <Outlet key={user.org_id ?? ''} />}
       </main>
+    </div>
+  );
+}
+
+function NoOrganisation() {
+  const user = useUser();
+  return (
+    <div className="card" data-testid="no-organisation">
+      <h1>You belong to no organisation</h1>
+      {user.can_create_organisations ? (
+        <>
+          <p>Make one to start, or open an invitation link someone sent you.</p>
+          <CreateOrganisationForm />
+        </>
+      ) : (
+        <p>Ask an administrator for an invitation, then open its link.</p>
+      )}
     </div>
   );
 }

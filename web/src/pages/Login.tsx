@@ -1,4 +1,5 @@
 import { useState, type FormEvent } from 'react';
+import { Link, useLocation } from 'react-router-dom';
 import { ApiError, api, toApiError } from '../api/client';
 import { isMfaRequired } from '../api/types';
 import { useAuth } from '../auth';
@@ -8,6 +9,9 @@ import { FormError, Notice, TextField } from '../components/ui';
 export function LoginPage() {
   const { state, signIn } = useAuth();
   const initial = state.status === 'anonymous' ? state : null;
+  // A page that sent us here may say why (e.g. an invitation to accept once signed in).
+  const location = useLocation();
+  const notice = initial?.notice ?? (location.state as { notice?: string } | null)?.notice;
   const [email, setEmail] = useState(initial?.email ?? '');
   const [password, setPassword] = useState('');
   const [mfaToken, setMfaToken] = useState<string | null>(null);
@@ -92,7 +96,7 @@ export function LoginPage() {
       <CornerThemeToggle />
       <form className="card auth-card" onSubmit={submitPassword} aria-labelledby="login-title" data-testid="login-form">
         <h1 id="login-title">Sign in to InfraPilot</h1>
-        {initial?.notice && !error && <Notice>{initial.notice}</Notice>}
+        {notice && !error && <Notice>{notice}</Notice>}
         <FormError error={error} />
         <TextField label="Email" name="email" type="email" value={email} onChange={(e) => setEmail(e.target.value)} required autoComplete="username" autoFocus={!email} error={error} />
         <TextField
@@ -109,6 +113,14 @@ export function LoginPage() {
         <button type="submit" className="btn btn-primary btn-block" disabled={busy}>
           {busy ? 'Signing in…' : 'Sign in'}
         </button>
+        {initial?.signupOpen && (
+          <p className="muted">
+            New here?{' '}
+            <Link to="/signup" data-testid="signup-link">
+              Create an account
+            </Link>
+          </p>
+        )}
       </form>
     </div>
   );

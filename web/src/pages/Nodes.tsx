@@ -353,7 +353,7 @@ function CreateEnrollmentForm({ onCreated }: { onCreated: (t: CreatedEnrollment)
   );
 }
 
-function CreatedTokenBox({ created, onDone }: { created: CreatedEnrollment; onDone: () => void }) {
+export function CreatedTokenBox({ created, onDone }: { created: CreatedEnrollment; onDone?: () => void }) {
   const boxRef = useRef<HTMLTextAreaElement>(null);
   const [copied, setCopied] = useState<'yes' | 'selected' | null>(null);
   // Until the server sends `install_command`, fall back to the enroll command of the agent.
@@ -396,9 +396,11 @@ function CreatedTokenBox({ created, onDone }: { created: CreatedEnrollment; onDo
         <button type="button" className="btn btn-small" onClick={() => void copy()} data-testid="copy-install-command">
           {copied === 'yes' ? 'Copied' : copied === 'selected' ? 'Selected — press Ctrl+C' : 'Copy'}
         </button>
-        <button type="button" className="btn btn-small" onClick={onDone}>
-          I have copied it
-        </button>
+        {onDone && (
+          <button type="button" className="btn btn-small" onClick={onDone}>
+            I have copied it
+          </button>
+        )}
       </div>
     </div>
   );

@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use infrapilot_accounts::organisations::OrgCreation;
 use infrapilot_accounts::{self as accounts, LoginOutcome};
 use infrapilot_identity::{Role, TokenKind};
 use infrapilot_store::OrgId;
@@ -190,12 +191,29 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The signed-in person, as the dashboard needs them: their role in the organisation the request
+/// acts in and what they may do on this host.
+#[derive(Serialize, ToSchema)]
+pub struct MeDto {
+    #[serde(flatten)]
+    pub user: UserDto,
+    /// The organisation the request acted in (chosen by `X-InfraPilot-Org`, else the oldest
+    /// membership); absent for a person who belongs to none.
+    pub org_id: Option<String>,
+    /// Holds `super_admin` in the default organisation: runs plugins, the licence and every
+    /// organisation.
+    pub host_operator: bool,
+    /// Whether `POST /api/v1/orgs` is open to this person (the edition runs many organisations,
+    /// and in the enterprise edition only the host operator makes them).
+    pub can_create_organisations: bool,
+}
+
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
-    responses((status = 200, body = UserDto)), security(("bearer" = [])))]
+    responses((status = 200, body = MeDto)), security(("bearer" = [])))]
 pub async fn me(
     State(state): State<AppState>,
     authenticated: Authenticated,
-) -> ApiResult<Json<UserDto>> {
+) -> ApiResult<Json<MeDto>> {
     // The person, with their role in the organisation the request acts in (`viewer` for a
     // person who belongs to none yet).
     let mut tx = state.store().read(&OrgId::default_org()).await?;
@@ -209,7 +227,18 @@ pub async fn me(
         .map_or(Role::Viewer, |(_, role)| *role)
         .as_str()
         .to_owned();
-    Ok(Json(UserDto::from(user)))
+    let host_operator = authenticated.person.host_operator;
+    let can_create_organisations = match state.organisations().creation() {
+        OrgCreation::Single => false,
+        OrgCreation::ByHostOperator => host_operator,
+        OrgCreation::ByAnyone => true,
+    };
+    Ok(Json(MeDto {
+        user: UserDto::from(user),
+        org_id: authenticated.org.as_ref().map(|(org, _)| org.to_string()),
+        host_operator,
+        can_create_organisations,
+    }))
 }
 
 #[utoipa::path(put, path = "/api/v1/auth/password", tag = "auth", request_body = ChangePasswordRequest,

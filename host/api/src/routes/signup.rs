@@ -18,7 +18,7 @@ use crate::validate;
 #[serde(deny_unknown_fields)]
 pub struct SignUpRequest {
     pub email: String,
-    /// At least 12 characters.
+    /// At least 10 characters.
     pub password: String,
     pub name: String,
     /// The new organisation's name, 1–100 characters.

@@ -72,6 +72,8 @@ pub struct SetupStatus {
     pub needed: bool,
     /// Where the setup code is (claiming needs it); absent when setup through the API is closed.
     pub setup_code_hint: Option<String>,
+    /// Whether `POST /api/v1/signup` is open (the SaaS edition).
+    pub signup_open: bool,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -163,6 +165,7 @@ pub async fn setup_status(State(state): State<AppState>) -> ApiResult<Json<Setup
             "the setup code is in the server's log and in the file setup-code in its data directory"
                 .to_owned()
         }),
+        signup_open: state.settings().edition == infrapilot_licensing::HostEdition::Saas,
     }))
 }
 

@@ -75,6 +75,9 @@ pub enum AccountError {
     /// request's field that asked for it.
     #[error("this is the last enabled super_admin; promote another user first")]
     LastSuperAdmin { field: String },
+    /// The change would leave the organisation without an enabled admin; `field` asked for it.
+    #[error("this is the organisation's last enabled admin; make another member admin first")]
+    LastAdmin { field: String },
     #[error("you cannot delete your own account")]
     CannotDeleteSelf,
     #[error("setup is done: users exist already; sign in")]
@@ -289,6 +292,16 @@ async fn keep_a_super_admin(tx: &mut Tx, user: &UserRow, field: &str) -> Result<
         });
     }
     Ok(())
+}
+
+/// Refuses when `user` is the organisation's last enabled admin and the change takes that away.
+async fn keep_an_admin(tx: &mut Tx, user: &UserRow, field: &str) -> Result<()> {
+    match organisations::Organisations::keep_an_admin(tx, user, field).await {
+        Ok(()) => Ok(()),
+        Err(organisations::OrgError::LastAdmin { field }) => Err(AccountError::LastAdmin { field }),
+        Err(organisations::OrgError::Store(e)) => Err(e.into()),
+        Err(e) => Err(AccountError::Internal(e.to_string())),
+    }
 }
 
 async fn find_user(tx: &mut Tx, user_id: &str) -> Result<UserRow> {
@@ -869,8 +882,12 @@ impl AccountService<'_> {
         if changes.role.is_some_and(|r| r != Role::SuperAdmin) {
             keep_a_super_admin(&mut tx, &user, "role").await?;
         }
+        if changes.role.is_some_and(|r| r < Role::Admin) {
+            keep_an_admin(&mut tx, &user, "role").await?;
+        }
         if changes.disabled == Some(true) {
             keep_a_super_admin(&mut tx, &user, "disabled").await?;
+            keep_an_admin(&mut tx, &user, "disabled").await?;
         }
         let mut changed = Vec::new();
         if changes.name.is_some() || changes.disabled.is_some() {
@@ -925,9 +942,16 @@ impl AccountService<'_> {
             return Err(AccountError::CannotDeleteSelf);
         }
         keep_a_super_admin(&mut tx, &user, "id").await?;
-        tx.revoke_user_sessions(&user.id, "user deleted", None)
-            .await?;
+        keep_an_admin(&mut tx, &user, "id").await?;
+        // Removed from this organisation: their tokens and invitations here end with it. The
+        // person is deleted (and their sessions end) only when no other organisation has them.
+        tx.revoke_user_api_tokens(&user.id).await?;
+        tx.revoke_invitations_by(&user.id).await?;
         tx.delete_user(&user.id).await?;
+        if !tx.has_any_membership(&user.id).await? {
+            tx.revoke_user_sessions(&user.id, "user deleted", None)
+                .await?;
+        }
         tx.append_audit(actor.event(
             "user.delete",
             format!("user:{}", user.id),

@@ -331,7 +331,7 @@ impl Organisations {
     }
 
     /// Refuses when `member` is the last enabled admin and the change takes that away.
-    async fn keep_an_admin(tx: &mut Tx, member: &UserRow, field: &str) -> Result<()> {
+    pub(crate) async fn keep_an_admin(tx: &mut Tx, member: &UserRow, field: &str) -> Result<()> {
         tx.serialize("admins").await?;
         if administers(&member.role) && !member.disabled {
             let admins = tx.count_active_with_role(Role::Admin.as_str()).await?
@@ -554,7 +554,32 @@ impl Organisations {
             .user_id
             .as_deref()
             .ok_or_else(|| OrgError::Forbidden("only a person accepts an invitation".into()))?;
+        // The invitation grants no more than its sender may grant now: a sender since demoted,
+        // disabled or gone (the host operator excepted) no longer vouches for it.
+        let sender_runs_host = self
+            .store
+            .lookup()
+            .await?
+            .memberships(&invitation.invited_by)
+            .await?
+            .iter()
+            .any(|m| {
+                m.org_id == OrgId::default_org().as_str() && m.role == Role::SuperAdmin.as_str()
+            });
         let mut tx = self.store.write(&org).await?;
+        if !sender_runs_host {
+            let sender_role = tx
+                .user_by_id(&invitation.invited_by)
+                .await?
+                .filter(|sender| !sender.disabled)
+                .and_then(|sender| Role::parse(&sender.role));
+            let invited_role = Role::parse(&invitation.role).unwrap_or(Role::Admin);
+            if !sender_role.is_some_and(|r| r.at_least(invited_role)) {
+                return Err(OrgError::InvitationRefused(
+                    "whoever sent this invitation may no longer grant its role; ask an admin for a new one".into(),
+                ));
+            }
+        }
         check_member_limit(&mut tx, max_members, "token").await?;
         if !tx.spend_invitation(&invitation.id).await? {
             return Err(refused());

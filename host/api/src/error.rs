@@ -141,6 +141,9 @@ impl From<infrapilot_accounts::AccountError> for ApiError {
             AccountError::LastSuperAdmin { field } => {
                 ApiError::new(StatusCode::CONFLICT, "last_super_admin", message).with_field(field)
             }
+            AccountError::LastAdmin { field } => {
+                ApiError::new(StatusCode::CONFLICT, "last_admin", message).with_field(field)
+            }
             AccountError::CannotDeleteSelf => ApiError::conflict(message).with_field("id"),
             AccountError::SetupDone => ApiError::conflict(message),
             AccountError::SetupClosed => ApiError::forbidden(message).with_field("setup_code"),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use common::{ADMIN_EMAIL, PASSWORD, SETUP_CODE, TestApp, node_csr, test_settings};
 use infrapilot_api::ApiSettings;
+use infrapilot_store::DEFAULT_ORG_ID;
 use infrapilot_store::testing::backends;
 use serde_json::{Value, json};
 
@@ -907,31 +908,70 @@ async fn licence_limits_hold_under_parallel_enrollment_and_user_creation() {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        let (_, secret) = app.enrollment_token(&admin, 50).await;
-        let secret = Arc::new(secret);
-        let statuses = in_parallel(&app, 20, move |app, i| {
-            let secret = secret.clone();
-            async move {
-                app.post(
-                    "/api/v1/agents/enroll",
+        // The nodes limit holds per organisation: 50 parallel enrollments make exactly 3 in the
+        // default organisation, and 3 more in Beta.
+        let r = app
+            .post("/api/v1/orgs", Some(&admin), json!({"name": "Beta"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let beta = r.body["id"].as_str().unwrap().to_owned();
+        let (_, default_secret) = app.enrollment_token(&admin, 100).await;
+        let r = app
+            .call_with_headers(
+                "POST",
+                "/api/v1/enrollment-tokens",
+                Some(&admin),
+                &[("x-infrapilot-org", &beta)],
+                Some(json!({"name": "beta", "max_uses": 100, "expires_in_hours": 1})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let beta_secret = r.body["secret"].as_str().unwrap().to_owned();
+        for secret in [default_secret, beta_secret] {
+            let secret = Arc::new(secret);
+            let statuses = in_parallel(&app, 50, move |app, i| {
+                let secret = secret.clone();
+                async move {
+                    app.post(
+                        "/api/v1/agents/enroll",
+                        None,
+                        json!({"token": *secret, "csr": node_csr(), "name": format!("node-{i}"), "version": "1"}),
+                    )
+                    .await
+                    .status
+                }
+            })
+            .await;
+            assert_eq!(
+                count(&statuses, StatusCode::CREATED),
+                3,
+                "{backend:?}: {statuses:?}"
+            );
+            assert_eq!(
+                count(&statuses, StatusCode::FORBIDDEN),
+                47,
+                "{backend:?}: {statuses:?}"
+            );
+        }
+        for org in [DEFAULT_ORG_ID, beta.as_str()] {
+            let r = app
+                .call_with_headers(
+                    "GET",
+                    "/api/v1/agents",
+                    Some(&admin),
+                    &[("x-infrapilot-org", org)],
                     None,
-                    json!({"token": *secret, "csr": node_csr(), "name": format!("node-{i}"), "version": "1"}),
                 )
-                .await
-                .status
-            }
-        })
-        .await;
-        assert_eq!(
-            count(&statuses, StatusCode::CREATED),
-            3,
-            "{backend:?}: {statuses:?}"
-        );
-        assert_eq!(
-            count(&statuses, StatusCode::FORBIDDEN),
-            17,
-            "{backend:?}: {statuses:?}"
-        );
+                .await;
+            let enrolled = r
+                .body
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["builtin"] != true)
+                .count();
+            assert_eq!(enrolled, 3, "{org}: {:?}", r.body);
+        }
         let statuses = in_parallel(&app, 10, {
             let admin = admin.clone();
             move |app, i| {

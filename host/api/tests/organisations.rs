@@ -332,6 +332,39 @@ async fn organisations_members_and_invitations_stay_apart() {
         let r = accept(&dave_invitation, &dave).await;
         assert_eq!(r.status, StatusCode::GONE, "expired: {:?}", r.body);
 
+        // An invitation is worth what its sender may grant when it is accepted: Bob invites an
+        // admin, is demoted, and the invitation no longer makes one.
+        let r = invite("dave@example.com", "admin").await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let dave_invitation = r.body["token"].as_str().unwrap().to_owned();
+        let set_bob = |role: &str| {
+            let (app, root, path) = (&app, &root, format!("/api/v1/orgs/{beta}/members/{bob_id}"));
+            let body = json!({ "role": role });
+            async move { app.call("PUT", &path, Some(root), Some(body)).await }
+        };
+        assert_eq!(set_bob("operator").await.status, StatusCode::OK);
+        let r = accept(&dave_invitation, &dave).await;
+        assert_eq!(r.status, StatusCode::GONE, "sender demoted: {:?}", r.body);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("may no longer grant"),
+            "{:?}",
+            r.body
+        );
+        assert_eq!(set_bob("admin").await.status, StatusCode::OK);
+        let r = app.get("/api/v1/orgs", &dave).await;
+        assert!(
+            !r.body
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["id"] == beta.as_str()),
+            "{:?}",
+            r.body
+        );
+
         // Roles: not above one's own; the last admin stays. The operator, admin of Beta since
         // making it, leaves it first.
         let root_id = app.get("/api/v1/auth/me", &root).await.body["id"]
@@ -420,7 +453,74 @@ async fn organisations_members_and_invitations_stay_apart() {
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         assert_eq!(r.body["role"], "viewer");
-        // Carol leaves Beta by herself; her account and default membership stay.
+        // Accounts are the host operator's to change: Beta's admin manages members only.
+        let r = app
+            .in_org(
+                "PATCH",
+                &format!("/api/v1/users/{carol_id}"),
+                &bob,
+                &beta,
+                Some(json!({"password": "a brand new password"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+        // The users route keeps an admin too, as the members route does.
+        for body in [json!({"role": "viewer"}), json!({"disabled": true})] {
+            let r = app
+                .in_org(
+                    "PATCH",
+                    &format!("/api/v1/users/{bob_id}"),
+                    &root,
+                    &beta,
+                    Some(body.clone()),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CONFLICT, "{body}: {:?}", r.body);
+            assert_eq!(r.code(), Some("last_admin"));
+        }
+        let r = app
+            .in_org(
+                "DELETE",
+                &format!("/api/v1/users/{bob_id}"),
+                &root,
+                &beta,
+                None,
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::CONFLICT, Some("last_admin"))
+        );
+        // Deleting her as a user of Beta removes her from Beta only: her session and her other
+        // organisation stay.
+        let r = app
+            .in_org(
+                "DELETE",
+                &format!("/api/v1/users/{carol_id}"),
+                &root,
+                &beta,
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+        let r = app.get("/api/v1/orgs", &carol).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "her session survived: {:?}",
+            r.body
+        );
+        assert_eq!(r.body.as_array().unwrap().len(), 1, "{:?}", r.body);
+        // Added back by the host operator, Carol leaves Beta by herself; her account and default
+        // membership stay.
+        let r = app
+            .post(
+                &format!("/api/v1/orgs/{beta}/members"),
+                Some(&root),
+                json!({"email": "carol@example.com", "role": "viewer"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         let r = app
             .call(
                 "DELETE",

@@ -322,9 +322,14 @@ impl Tx {
         )
     }
 
-    /// Whether the person belongs to any organisation (read with the person named, so that the
-    /// memberships of other organisations count on PostgreSQL too; nothing else of theirs shows).
+    /// Whether the person belongs to any organisation.
     pub async fn has_any_membership(&mut self, user_id: &str) -> Result<bool> {
+        Ok(self.count_memberships(user_id).await? > 0)
+    }
+
+    /// How many organisations the person belongs to (read with the person named, so that the
+    /// memberships of other organisations count on PostgreSQL too; nothing else of theirs shows).
+    pub async fn count_memberships(&mut self, user_id: &str) -> Result<i64> {
         if let TxInner::Postgres(c) = &mut self.inner {
             sqlx::query("SELECT set_config('app.current_user_id', $1, true)")
                 .bind(user_id)
@@ -340,7 +345,7 @@ impl Tx {
                 .execute(&mut **c)
                 .await?;
         }
-        Ok(n > 0)
+        Ok(n)
     }
 
     // ----- invitations -----

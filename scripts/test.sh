@@ -212,7 +212,7 @@ smtp_port=$(free_port)
 /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$smtp_port" -c aiosmtpd.handlers.Mailbox "$work/maildir" >"$work/smtp.log" 2>&1 &
 pids+=($!)
 port=$(free_port)
-INFRAPILOT_EDITION=saas INFRAPILOT_BUILTIN_AGENT=false INFRAPILOT_SMTP_HOST=127.0.0.1 INFRAPILOT_SMTP_PORT="$smtp_port" INFRAPILOT_SMTP_SECURITY=none \
+INFRAPILOT_EDITION=saas INFRAPILOT_PUBLIC_URL="http://127.0.0.1:$port" INFRAPILOT_BUILTIN_AGENT=false INFRAPILOT_SMTP_HOST=127.0.0.1 INFRAPILOT_SMTP_PORT="$smtp_port" INFRAPILOT_SMTP_SECURITY=none \
     INFRAPILOT_GRPC_LISTEN="127.0.0.1:$(free_port)" INFRAPILOT_DATA_DIR="$work/saas-data" INFRAPILOT_LISTEN="127.0.0.1:$port" \
     "$bin" serve >"$work/saas-serve.log" 2>&1 &
 pids+=($!)

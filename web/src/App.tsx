@@ -22,7 +22,9 @@ function Splash({ children }: { children?: ReactNode }) {
 function AfterSignIn() {
   const location = useLocation();
   const from = (location.state as { from?: string } | null)?.from;
-  return <Navigate to={from && !['/login', '/setup', '/signup'].includes(from) ? from : '/'} replace />;
+  // Only a path of this site (not `//host` or `/\host`, which browsers treat as another origin).
+  const local = from && /^\/(?![/\\])/.test(from) && !['/login', '/setup', '/signup'].includes(from);
+  return <Navigate to={local ? from : '/'} replace />;
 }
 
 /** To the sign-in page, remembering the page asked for (unless the user just signed out). */

@@ -1,5 +1,5 @@
-import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
-import { ApiError, api, getOrg, hasTokens, onAuthLost, setOrg, setTokens, toApiError } from './api/client';
+import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
+import { ApiError, api, getOrg, hasTokens, onAuthLost, onOrgLost, setOrg, setTokens, toApiError } from './api/client';
 import type { MeDto, OrganizationDto, TokenPair } from './api/types';
 
 export type AuthState =
@@ -31,30 +31,33 @@ interface AuthContextValue {
 
 const AuthContext = createContext<AuthContextValue | null>(null);
 
-/** The person and their organisations, acting in the chosen organisation if they still belong to
- *  it (else the one the server picks, which is then pinned for this tab). */
-async function loadSignedIn(): Promise<{ status: 'signed-in'; user: MeDto; orgs: OrganizationDto[] }> {
+/** The person and their organisations, acting in `target` (else the tab's organisation) if they
+ *  belong to it, else in the one the server picks. The tab switches only once this succeeded. */
+async function loadSignedIn(target?: string): Promise<{ status: 'signed-in'; user: MeDto; orgs: OrganizationDto[] }> {
   let user: MeDto;
+  const wanted = target ?? getOrg() ?? undefined;
   try {
-    user = await api.me();
+    user = await api.me(wanted);
   } catch (e) {
     const err = toApiError(e);
-    if (err.status !== 404 || !getOrg()) throw e;
-    // The chosen organisation is no longer ours (removed, or deleted): let the server choose.
-    setOrg(null);
-    user = await api.me();
+    if (err.status !== 404 || !wanted || target) throw e;
+    // The tab's organisation is no longer ours (removed, or deleted): let the server choose.
+    user = await api.me('');
   }
-  setOrg(user.org_id ?? null);
   const orgs = await api.orgs();
+  setOrg(user.org_id ?? null);
   return { status: 'signed-in', user, orgs };
 }
 
 export function AuthProvider({ children }: { children: ReactNode }) {
   const [state, setState] = useState<AuthState>({ status: 'loading' });
+  // Whether public sign-up is open, remembered for the sign-in page after signing out.
+  const signupOpen = useRef(false);
 
   const reload = useCallback(async (opts?: { notice?: string; email?: string }) => {
     try {
       const setup = await api.setupStatus();
+      signupOpen.current = setup.signup_open;
       if (setup.needed) {
         setTokens(null);
         setState({ status: 'setup' });
@@ -69,11 +72,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
       const err = toApiError(e);
       if (err.status === 0 || err.status >= 500) setState({ status: 'unreachable', error: err });
       // A 401 here already went through onAuthLost (which set a notice); keep it.
-      else setState((prev) => (prev.status === 'anonymous' ? prev : { status: 'anonymous' }));
-      void api
-        .setupStatus()
-        .then((s) => setState((prev) => (prev.status === 'anonymous' ? { ...prev, signupOpen: s.signup_open } : prev)))
-        .catch(() => undefined);
+      else setState((prev) => (prev.status === 'anonymous' ? prev : { status: 'anonymous', signupOpen: signupOpen.current }));
     }
   }, []);
 
@@ -84,8 +83,20 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   useEffect(
     () =>
       onAuthLost(() =>
-        setState({ status: 'anonymous', notice: 'Your session has ended. Please sign in again.' }),
+        setState({ status: 'anonymous', notice: 'Your session has ended. Please sign in again.', signupOpen: signupOpen.current }),
       ),
+    [],
+  );
+
+  // Removed from the tab's organisation (or it was deleted) while signed in: act in another.
+  useEffect(
+    () =>
+      onOrgLost(() => {
+        setOrg(null);
+        loadSignedIn()
+          .then(setState)
+          .catch(() => undefined);
+      }),
     [],
   );
 
@@ -103,7 +114,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     setTokens(null);
     setOrg(null);
     // signedOut: the sign-in page should not send us back to where we were.
-    setState({ status: 'anonymous', signedOut: true });
+    setState({ status: 'anonymous', signedOut: true, signupOpen: signupOpen.current });
   }, []);
 
   const reloadUser = useCallback(async () => {
@@ -111,8 +122,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   }, []);
 
   const switchOrg = useCallback(async (id: string) => {
-    setOrg(id);
-    setState(await loadSignedIn());
+    setState(await loadSignedIn(id));
   }, []);
 
   const value = useMemo<AuthContextValue>(

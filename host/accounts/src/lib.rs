@@ -888,6 +888,9 @@ impl AccountService<'_> {
         if changes.disabled == Some(true) {
             keep_a_super_admin(&mut tx, &user, "disabled").await?;
             keep_an_admin(&mut tx, &user, "disabled").await?;
+            // The account is the person's: disabled here, it is disabled in every organisation.
+            self.other_organisations_keep_an_admin(&actor.org_id, &user.id)
+                .await?;
         }
         let mut changed = Vec::new();
         if changes.name.is_some() || changes.disabled.is_some() {
@@ -941,6 +944,9 @@ impl AccountService<'_> {
         if actor.user_id.as_deref() == Some(user.id.as_str()) {
             return Err(AccountError::CannotDeleteSelf);
         }
+        // Two organisations removing the same person at once must not each see the other's
+        // membership and leave a person with none and a live session.
+        tx.serialize_person(&user.id).await?;
         keep_a_super_admin(&mut tx, &user, "id").await?;
         keep_an_admin(&mut tx, &user, "id").await?;
         // Removed from this organisation: their tokens and invitations here end with it. The
@@ -960,6 +966,26 @@ impl AccountService<'_> {
         ))
         .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Refuses when `user_id` is the last enabled admin of an organisation other than `here`
+    /// (checked under each organisation's lock; a change racing with this one there is caught by
+    /// that organisation's own check).
+    async fn other_organisations_keep_an_admin(&self, here: &OrgId, user_id: &str) -> Result<()> {
+        let memberships = self.store.lookup().await?.memberships(user_id).await?;
+        for membership in memberships {
+            if membership.org_id == here.as_str() || membership.role != Role::Admin.as_str() {
+                continue;
+            }
+            let Some(org) = OrgId::parse(&membership.org_id) else {
+                continue;
+            };
+            let mut tx = self.store.read(&org).await?;
+            if let Some(member) = tx.user_by_id(user_id).await? {
+                keep_an_admin(&mut tx, &member, "disabled").await?;
+            }
+        }
         Ok(())
     }
 

@@ -567,6 +567,18 @@ impl Organisations {
                 m.org_id == OrgId::default_org().as_str() && m.role == Role::SuperAdmin.as_str()
             });
         let mut tx = self.store.write(&org).await?;
+        // Under the lock role changes take, so a demotion cannot slip in before the commit.
+        tx.serialize("admins").await?;
+        let sender_disabled = tx
+            .person_by_id(&invitation.invited_by)
+            .await?
+            .is_none_or(|sender| sender.disabled);
+        if sender_disabled {
+            return Err(OrgError::InvitationRefused(
+                "whoever sent this invitation can no longer sign in; ask an admin for a new one"
+                    .into(),
+            ));
+        }
         if !sender_runs_host {
             let sender_role = tx
                 .user_by_id(&invitation.invited_by)

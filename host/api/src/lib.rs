@@ -53,11 +53,31 @@ pub fn router(state: AppState) -> Router {
             header::CONTENT_SECURITY_POLICY,
             "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                tracing::debug_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %loggable_path(request.uri().path()),
+                )
+            }),
+        )
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
         }))
         .with_state(state)
+}
+
+/// A request path fit for logs: a secret in the path (an invitation token, by the contract's
+/// `POST /api/v1/invitations/{token}/accept`) is replaced by its placeholder; queries are left out.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/api/v1/invitations/") {
+        Some(rest) if !rest.is_empty() => {
+            let tail = rest.split_once('/').map_or("", |(_, tail)| tail);
+            std::borrow::Cow::Owned(format!("/api/v1/invitations/{{token}}/{tail}"))
+        }
+        _ => std::borrow::Cow::Borrowed(path),
+    }
 }
 
 /// `/metrics` alone, open, for the separate `metrics_listen` address (a private network).
@@ -79,4 +99,22 @@ pub fn openapi_document() -> serde_json::Value {
     let mut doc = serde_json::to_value(&openapi).expect("the OpenAPI document is JSON");
     routes::document_rules::apply(&mut doc);
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn invitation_tokens_stay_out_of_logged_paths() {
+        assert_eq!(
+            loggable_path("/api/v1/invitations/ipi_secret-token/accept"),
+            "/api/v1/invitations/{token}/accept"
+        );
+        assert_eq!(
+            loggable_path("/api/v1/invitations/ipi_secret-token"),
+            "/api/v1/invitations/{token}/"
+        );
+        assert_eq!(loggable_path("/api/v1/agents/x"), "/api/v1/agents/x");
+    }
 }

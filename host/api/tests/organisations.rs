@@ -254,6 +254,17 @@ async fn organisations_members_and_invitations_stay_apart() {
         let r = invite("carol@example.com", "operator").await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         let carol_invitation = r.body["token"].as_str().unwrap().to_owned();
+        // No public URL configured: nothing is mailed (a link from the Host header could point
+        // anywhere); the sender copies the link.
+        assert_eq!(r.body["mailed"], false, "{:?}", r.body);
+        assert!(
+            r.body["mail_error"]
+                .as_str()
+                .unwrap()
+                .contains("INFRAPILOT_PUBLIC_URL"),
+            "{:?}",
+            r.body
+        );
         assert!(
             r.body["accept_url"]
                 .as_str()
@@ -491,6 +502,38 @@ async fn organisations_members_and_invitations_stay_apart() {
             (r.status, r.code()),
             (StatusCode::CONFLICT, Some("last_admin"))
         );
+        // Disabled from another organisation, Bob would be disabled in Beta too, its last admin.
+        let r = app
+            .post(
+                &format!("/api/v1/orgs/{DEFAULT_ORG_ID}/members"),
+                Some(&root),
+                json!({"email": "bob@example.com", "role": "viewer"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/api/v1/users/{bob_id}"),
+                Some(&root),
+                Some(json!({"disabled": true})),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code(), r.field()),
+            (StatusCode::CONFLICT, Some("last_admin"), Some("disabled")),
+            "{:?}",
+            r.body
+        );
+        let r = app
+            .call(
+                "DELETE",
+                &format!("/api/v1/orgs/{DEFAULT_ORG_ID}/members/{bob_id}"),
+                Some(&root),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
         // Deleting her as a user of Beta removes her from Beta only: her session and her other
         // organisation stay.
         let r = app

@@ -374,7 +374,11 @@ impl Config {
         if self.database_max_connections == 0 || self.database_max_connections > 1000 {
             bail!("database_max_connections must be between 1 and 1000");
         }
-        self.edition()?;
+        if self.edition()? == infrapilot_licensing::HostEdition::Saas && self.public_url.is_none() {
+            bail!(
+                "public_url (INFRAPILOT_PUBLIC_URL) is required in the SaaS edition: sign-up and invitation mails link to this host, and a link must not come from a request's Host header"
+            );
+        }
         infrapilot_plugin_runtime::egress::EgressGuard::parse_allow_list(&self.plugin_egress_allow)
             .map_err(|e| anyhow::anyhow!("plugin_egress_allow: {e}"))?;
         self.smtp_security

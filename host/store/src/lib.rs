@@ -368,6 +368,18 @@ impl Tx {
         Ok(())
     }
 
+    /// Like [`Tx::serialize`] for an invariant of one person across organisations (their last
+    /// membership, say): transactions of any organisation naming the same person wait here.
+    pub async fn serialize_person(&mut self, user_id: &str) -> Result<()> {
+        if let TxInner::Postgres(c) = &mut self.inner {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(format!("infrapilot:person:{user_id}"))
+                .execute(&mut **c)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn commit(self) -> Result<()> {
         match self.inner {
             TxInner::Sqlite(tx) => tx.commit().await?,

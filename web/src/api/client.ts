@@ -154,8 +154,17 @@ export function onAuthLost(listener: () => void): () => void {
   return () => authLostListeners.delete(listener);
 }
 
+const orgLostListeners = new Set<() => void>();
+
+/** Called when a request names an organisation the person no longer belongs to. */
+export function onOrgLost(listener: () => void): () => void {
+  orgLostListeners.add(listener);
+  return () => orgLostListeners.delete(listener);
+}
+
 function authLost(): void {
   setTokens(null);
+  setOrg(null);
   for (const l of authLostListeners) l();
 }
 
@@ -169,6 +178,8 @@ interface RequestOptions {
   query?: Query;
   /** Send the bearer token and refresh on 401 (default true). */
   auth?: boolean;
+  /** Act in this organisation instead of the tab's (to check one before switching to it). */
+  org?: string;
 }
 
 function buildUrl(path: string, query?: Query): string {
@@ -180,12 +191,13 @@ function buildUrl(path: string, query?: Query): string {
   return `${BASE}${path}${qs ? `?${qs}` : ''}`;
 }
 
-async function send(method: Method, url: string, body: unknown, accessToken: string | null): Promise<Response> {
+async function send(method: Method, url: string, body: unknown, accessToken: string | null, org?: string): Promise<Response> {
   const headers: Record<string, string> = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (accessToken) {
     headers.Authorization = `Bearer ${accessToken}`;
-    if (currentOrg) headers[ORG_HEADER] = currentOrg;
+    const acting = org ?? currentOrg;
+    if (acting) headers[ORG_HEADER] = acting;
   }
   try {
     return await fetch(url, {
@@ -237,11 +249,11 @@ export async function request<T>(method: Method, path: string, opts: RequestOpti
   const auth = opts.auth ?? true;
   const url = buildUrl(path, opts.query);
   const used = auth ? (tokens?.access_token ?? null) : null;
-  let res = await send(method, url, opts.body, used);
+  let res = await send(method, url, opts.body, used, opts.org);
 
   if (res.status === 401 && auth && used) {
     if (await refreshAfter401(used)) {
-      res = await send(method, url, opts.body, tokens?.access_token ?? null);
+      res = await send(method, url, opts.body, tokens?.access_token ?? null, opts.org);
     }
     if (res.status === 401) {
       const err = await errorFrom(res);
@@ -250,7 +262,14 @@ export async function request<T>(method: Method, path: string, opts: RequestOpti
     }
   }
 
-  if (!res.ok) throw await errorFrom(res);
+  if (!res.ok) {
+    const err = await errorFrom(res);
+    // The tab's organisation is no longer the person's (removed, or deleted elsewhere).
+    if (err.status === 404 && err.field?.toLowerCase() === ORG_HEADER.toLowerCase() && !opts.org && auth) {
+      for (const l of orgLostListeners) l();
+    }
+    throw err;
+  }
   if (res.status === 204) return undefined as T;
   const text = await res.text();
   return (text ? JSON.parse(text) : undefined) as T;
@@ -270,7 +289,8 @@ export const api = {
   mfaVerify: (mfa_token: string, code: string) =>
     request<TokenPair>('POST', '/auth/mfa/verify', { body: { mfa_token, code }, auth: false }),
   logout: () => request<void>('POST', '/auth/logout'),
-  me: () => request<MeDto>('GET', '/auth/me'),
+  /** The person, acting in `org` if given (else the tab's organisation). */
+  me: (org?: string) => request<MeDto>('GET', '/auth/me', { org }),
   changePassword: (body: ChangePasswordRequest) => request<void>('PUT', '/auth/password', { body }),
   sessions: () => request<SessionDto[]>('GET', '/auth/sessions'),
   revokeSession: (id: string) => request<void>('DELETE', `/auth/sessions/${encodeURIComponent(id)}`),

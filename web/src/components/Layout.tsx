@@ -1,6 +1,6 @@
 import { NavLink, Outlet, useLocation, useNavigate } from 'react-router-dom';
 import { useEffect, useState } from 'react';
-import { api } from '../api/client';
+import { api, toApiError } from '../api/client';
 import { useAuth, useUser } from '../auth';
 import { atLeast, roleLabel } from '../roles';
 import { PAGES } from '../pages';
@@ -40,6 +40,7 @@ function OrgSwitcher() {
   const { orgs, switchOrg } = useAuth();
   const navigate = useNavigate();
   const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
   if (orgs.length === 0) return null;
   return (
     <label className="org-switcher">
@@ -48,10 +49,14 @@ function OrgSwitcher() {
         data-testid="org-switcher"
         value={user.org_id ?? ''}
         disabled={busy}
+        aria-invalid={error !== null}
+        title={error ?? undefined}
         onChange={(e) => {
           setBusy(true);
-          void switchOrg(e.target.value)
+          setError(null);
+          switchOrg(e.target.value)
             .then(() => navigate('/'))
+            .catch((err: unknown) => setError(`Could not switch: ${toApiError(err).message}`))
             .finally(() => setBusy(false));
         }}
       >
@@ -61,6 +66,11 @@ function OrgSwitcher() {
           </option>
         ))}
       </select>
+      {error && (
+        <span role="alert" className="error-text">
+          {error}
+        </span>
+      )}
     </label>
   );
 }

@@ -10,6 +10,9 @@ import { Badge, ConfirmDialog, CopyButton, Dialog, FormError, Notice, PageHeader
 import { formatTime } from '../format';
 import { atLeast, roleLabel } from '../roles';
 
+/** The host's own organisation (the data of a single-tenant install); it cannot be deleted. */
+const DEFAULT_ORG_ID = '00000000-0000-0000-0000-000000000001';
+
 /** Roles a membership can have; `super_admin` belongs to the host operator only. */
 const MEMBER_ROLES = ['admin', 'operator', 'viewer'] as const;
 
@@ -33,7 +36,7 @@ export function OrganisationPage() {
       {org && isAdmin && <OrganisationSettings org={org} />}
       {org && <Members orgId={org.id} isAdmin={isAdmin} hostOperator={user.host_operator} />}
       {org && isAdmin && <Invitations orgId={org.id} myRole={user.role} />}
-      {org && isAdmin && <DeleteOrganisation org={org} />}
+      {org && isAdmin && org.id !== DEFAULT_ORG_ID && <DeleteOrganisation org={org} />}
       <Dialog title="New organisation" open={creating} onClose={() => setCreating(false)} testId="org-create-dialog">
         <CreateOrganisationForm onCancel={() => setCreating(false)} />
       </Dialog>

@@ -114,7 +114,9 @@ export function SignupPage() {
 /** The token of a mailed link: it travels in the fragment, which browsers never send to a server. */
 export function useFragmentToken(): string {
   const location = useLocation();
-  return decodeURIComponent(location.hash.replace(/^#/, '')).trim();
+  // Tokens are base64url: anything else in the fragment is not a token (and is not decoded).
+  const raw = location.hash.replace(/^#/, '').trim();
+  return /^[A-Za-z0-9_-]{1,200}$/.test(raw) ? raw : '';
 }
 
 export function VerifyEmailPage() {

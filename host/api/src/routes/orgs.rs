@@ -400,11 +400,15 @@ pub async fn invite(
         .await
         .map(|o| o.name)
         .unwrap_or_default();
-    let (mailed, mail_error) =
-        match send_invitation(&state, &principal, &email, &org_name, &accept_url).await {
+    // Mailed only with the configured public URL: a link built from the request's Host header
+    // would let anyone who can send an invitation mail a link to a host of their choosing.
+    let (mailed, mail_error) = match mail_link_base(&state) {
+        Err(why) => (false, Some(why)),
+        Ok(_) => match send_invitation(&state, &principal, &email, &org_name, &accept_url).await {
             Ok(()) => (true, None),
             Err(e) => (false, Some(e)),
-        };
+        },
+    };
     Ok((
         StatusCode::CREATED,
         Json(CreatedInvitation {
@@ -441,6 +445,18 @@ async fn send_invitation(
 }
 
 /// Sends a plain-text mail through the host's SMTP settings (the plugin host's mailer, lettre).
+/// The base of links this host mails: its configured public URL, never a request's Host header.
+pub(crate) fn mail_link_base(state: &AppState) -> Result<String, String> {
+    state
+        .settings()
+        .public_url
+        .as_deref()
+        .map(|url| url.trim_end_matches('/').to_owned())
+        .ok_or_else(|| {
+            "not mailed: mailed links need this host's public URL (INFRAPILOT_PUBLIC_URL); send the link yourself".to_owned()
+        })
+}
+
 pub(crate) async fn send_mail(
     state: &AppState,
     to: &str,

@@ -110,6 +110,10 @@ impl Server {
             child: None,
         };
         server.base = format!("http://127.0.0.1:{}", server.http_port);
+        // Mailed links name the configured public URL (required in the SaaS edition).
+        server
+            .env
+            .push(("INFRAPILOT_PUBLIC_URL".into(), server.base.clone()));
         server.env.extend(
             extra_env
                 .iter()

@@ -36,6 +36,19 @@ export INFRAPILOT_PLUGIN_TRUSTED_KEYS="${INFRAPILOT_PLUGIN_TRUSTED_KEYS:-$(targe
 # is waited for; a dockerd that cannot start with its defaults (no overlay filesystem, no
 # iptables, as in containers) is started again with the settings that work everywhere.
 engine_answers() { docker info >/dev/null 2>&1; }
+# A dockerd serving the default socket (one started with -H elsewhere, such as a test suite's
+# private engine, is not the machine's engine).
+default_engine_process() {
+    local pid args
+    for pid in $(pgrep -x dockerd 2>/dev/null); do
+        args=" $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) " || continue
+        case $args in
+            *" -H"*|*" --host"*) case $args in *"/var/run/docker.sock"*) return 0 ;; esac ;;
+            *) return 0 ;;
+        esac
+    done
+    return 1
+}
 wait_for_engine() {
     local pid=$1
     for _ in $(seq 1 300); do
@@ -52,7 +65,7 @@ if ! engine_answers; then
         echo "warning: no Docker engine answers at DOCKER_HOST=$DOCKER_HOST; the built-in agent will report it" >&2
     elif [ "$(id -u)" != 0 ]; then
         echo "warning: no Docker engine answers and only root can start one (sudo dockerd); the built-in agent will report it" >&2
-    elif pgrep -x dockerd >/dev/null 2>&1; then
+    elif default_engine_process; then
         say "waiting for the local Docker engine that is starting"
         wait_for_engine "" || echo "warning: a dockerd runs but does not answer; the built-in agent will report it" >&2
     else

@@ -9,6 +9,7 @@ import { LoginPage } from './pages/Login';
 import { NotFoundPage, ForbiddenPage } from './pages/NotFound';
 import { SignupPage, VerifyEmailPage } from './pages/Signup';
 import { AcceptInvitationSignedOut } from './pages/Invitation';
+import { SsoCallbackPage } from './pages/SsoCallback';
 
 function Splash({ children }: { children?: ReactNode }) {
   return (
@@ -62,6 +63,7 @@ function AppRoutes() {
       return (
         <Routes>
           <Route path="/login" element={<LoginPage />} />
+          <Route path="/login/sso" element={<SsoCallbackPage />} />
           <Route path="/setup" element={<Navigate to="/login" replace />} />
           <Route path="/signup" element={state.signupOpen ? <SignupPage /> : <Navigate to="/login" replace />} />
           <Route path="/signup/verify" element={<VerifyEmailPage />} />
@@ -75,6 +77,7 @@ function AppRoutes() {
           <Route path="/login" element={<AfterSignIn />} />
           <Route path="/setup" element={<Navigate to="/" replace />} />
           <Route path="/signup" element={<Navigate to="/" replace />} />
+          <Route path="/login/sso" element={<Navigate to="/" replace />} />
           <Route path="/signup/verify" element={<VerifyEmailPage />} />
           <Route element={<Layout />}>
             {PAGES.map((p) => (

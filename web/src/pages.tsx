@@ -22,6 +22,7 @@ import { ProxiesPage } from './pages/Proxies';
 import { OrganisationPage } from './pages/Organisation';
 import { OnboardingInstallPage, OnboardingPage } from './pages/Onboarding';
 import { AcceptInvitationPage } from './pages/Invitation';
+import { SingleSignOnPage } from './pages/SingleSignOn';
 
 export interface PageDef {
   path: string;
@@ -45,6 +46,7 @@ export const PAGES: PageDef[] = [
   { path: '/license', label: 'Licence', minRole: 'viewer', nav: true, element: <LicensePage /> },
   { path: '/users', label: 'Users', minRole: 'admin', nav: true, element: <UsersPage /> },
   { path: '/tokens', label: 'API tokens', minRole: 'admin', nav: true, element: <TokensPage /> },
+  { path: '/sso', label: 'Single sign-on', minRole: 'admin', nav: true, element: <SingleSignOnPage /> },
   { path: '/audit', label: 'Audit log', minRole: 'admin', nav: true, element: <AuditPage /> },
   { path: '/organisation', label: 'Organisation', minRole: 'viewer', nav: true, element: <OrganisationPage /> },
   { path: '/onboarding', label: 'Get started', minRole: 'viewer', nav: false, element: <OnboardingPage /> },

@@ -9,6 +9,7 @@
 
 pub mod organisations;
 pub mod signup;
+pub mod sso;
 
 pub use organisations::{
     IssuedInvitation, OrgCreation, OrgError, Organisations, check_member_limit,
@@ -78,6 +79,10 @@ pub enum AccountError {
     /// The change would leave the organisation without an enabled admin; `field` asked for it.
     #[error("this is the organisation's last enabled admin; make another member admin first")]
     LastAdmin { field: String },
+    /// A single sign-on login the host refuses (no mapped group, an email that belongs to
+    /// another account …); the text says why, for the person who tried.
+    #[error("{0}")]
+    SsoRefused(String),
     #[error("you cannot delete your own account")]
     CannotDeleteSelf,
     #[error("setup is done: users exist already; sign in")]

@@ -144,6 +144,9 @@ impl From<infrapilot_accounts::AccountError> for ApiError {
             AccountError::LastAdmin { field } => {
                 ApiError::new(StatusCode::CONFLICT, "last_admin", message).with_field(field)
             }
+            AccountError::SsoRefused(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "sso_refused", message)
+            }
             AccountError::CannotDeleteSelf => ApiError::conflict(message).with_field("id"),
             AccountError::SetupDone => ApiError::conflict(message),
             AccountError::SetupClosed => ApiError::forbidden(message).with_field("setup_code"),

@@ -22,6 +22,7 @@ mod identity;
 mod plugins;
 mod proxies;
 mod proxy_certificates;
+mod sso;
 mod tenancy;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -50,6 +51,7 @@ pub use identity::{
 pub use plugins::{MAX_PLUGIN_KV_KEYS, NewPlugin, PluginRow};
 pub use proxies::{NewProxyRevision, ProxyHostRow, ProxyRevisionRow, ProxyStatusRow};
 pub use proxy_certificates::{NewProxyCertificate, ProxyCertificateRow};
+pub use sso::{NewSsoLogin, NewSsoProvider, SsoIdentityRow, SsoLoginRow, SsoProviderRow};
 pub use tenancy::{
     InvitationRow, Lookup, MembershipRow, NewInvitation, OrganizationRow, SessionOwner,
     TENANT_TABLES,

@@ -12,6 +12,9 @@ use crate::{OrgId, Result, Store, StoreError, Tx, TxInner, now_ms};
 /// organisation deletes from each in this order (a test checks that it names every table with
 /// `org_id`).
 pub const TENANT_TABLES: &[&str] = &[
+    "sso_logins",
+    "sso_identities",
+    "sso_providers",
     "alert_deliveries",
     "alert_events",
     "alert_cursors",

@@ -22,6 +22,10 @@ import type {
   Health,
   LoginRequest,
   LoginResponse,
+  LoginProviderDto,
+  SsoProviderDto,
+  CreateSsoProviderRequest,
+  UpdateSsoProviderRequest,
   MeDto,
   MemberDto,
   InvitationDto,
@@ -316,6 +320,15 @@ export const api = {
   signUp: (body: SignUpRequest) => request<SignUpResponse>('POST', '/signup', { body, auth: false }),
   verifyEmail: (token: string) => request<void>('POST', '/signup/verify', { body: { token }, auth: false }),
 
+  loginProviders: (org?: string) =>
+    request<LoginProviderDto[]>('GET', '/auth/sso/providers', { auth: false, query: { org } }),
+  exchangeSsoCode: (code: string) => request<TokenPair>('POST', '/auth/sso/exchange', { body: { code }, auth: false }),
+  ssoProviders: () => request<SsoProviderDto[]>('GET', '/sso/providers'),
+  createSsoProvider: (body: CreateSsoProviderRequest) => request<SsoProviderDto>('POST', '/sso/providers', { body }),
+  updateSsoProvider: (id: string, body: UpdateSsoProviderRequest) =>
+    request<SsoProviderDto>('PATCH', `/sso/providers/${encodeURIComponent(id)}`, { body }),
+  deleteSsoProvider: (id: string) => request<void>('DELETE', `/sso/providers/${encodeURIComponent(id)}`),
+
   orgs: () => request<OrganizationDto[]>('GET', '/orgs'),
   createOrg: (name: string) => request<OrganizationDto>('POST', '/orgs', { body: { name } }),
   org: (id: string) => request<OrganizationDto>('GET', orgPath(id)),
@@ -338,3 +351,9 @@ export const api = {
   audit: (q: AuditQuery) => request<AuditPageDto>('GET', '/audit', { query: { ...q } }),
   auditVerify: () => request<ChainReport>('GET', '/audit/verify'),
 };
+
+/** Where the browser goes to sign in through provider `id` (a full page load: the identity
+ *  provider redirects back to the host, which hands the dashboard a one-time code). */
+export function ssoStartUrl(id: string, org?: string): string {
+  return buildUrl(`/auth/sso/${encodeURIComponent(id)}/start`, { org });
+}

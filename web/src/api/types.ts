@@ -66,6 +66,14 @@ export type CreatedInvitation = Schemas['CreatedInvitation'];
 export type SignUpRequest = Schemas['SignUpRequest'];
 export type SignUpResponse = Schemas['SignUpResponse'];
 
+// ---- single sign-on --------------------------------------------------------
+
+export type LoginProviderDto = Schemas['LoginProviderDto'];
+export type SsoProviderDto = Schemas['ProviderDto'];
+export type CreateSsoProviderRequest = Schemas['CreateProviderRequest'];
+export type UpdateSsoProviderRequest = Schemas['UpdateProviderRequest'];
+export type GroupRoleDto = Schemas['GroupRoleDto'];
+
 /** The four built-in roles (an enum in the document). */
 export type Role = Schemas['Role'];
 

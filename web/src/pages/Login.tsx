@@ -1,7 +1,7 @@
-import { useState, type FormEvent } from 'react';
-import { Link, useLocation } from 'react-router-dom';
-import { ApiError, api, toApiError } from '../api/client';
-import { isMfaRequired } from '../api/types';
+import { useEffect, useState, type FormEvent } from 'react';
+import { Link, useLocation, useSearchParams } from 'react-router-dom';
+import { ApiError, api, ssoStartUrl, toApiError } from '../api/client';
+import { isMfaRequired, type LoginProviderDto } from '../api/types';
 import { useAuth } from '../auth';
 import { CornerThemeToggle } from '../components/Layout';
 import { FormError, Notice, TextField } from '../components/ui';
@@ -12,6 +12,18 @@ export function LoginPage() {
   // A page that sent us here may say why (e.g. an invitation to accept once signed in).
   const location = useLocation();
   const notice = initial?.notice ?? (location.state as { notice?: string } | null)?.notice;
+  // Single sign-on: the providers of the organisation in `?org=` (else the host's own), and why
+  // the last SSO attempt failed (the host sends the browser back with `sso_error`).
+  const [params] = useSearchParams();
+  const org = params.get('org') ?? undefined;
+  const ssoError = params.get('sso_error');
+  const [providers, setProviders] = useState<LoginProviderDto[]>([]);
+  useEffect(() => {
+    api
+      .loginProviders(org)
+      .then(setProviders)
+      .catch(() => setProviders([]));
+  }, [org]);
   const [email, setEmail] = useState(initial?.email ?? '');
   const [password, setPassword] = useState('');
   const [mfaToken, setMfaToken] = useState<string | null>(null);
@@ -97,7 +109,18 @@ export function LoginPage() {
       <form className="card auth-card" onSubmit={submitPassword} aria-labelledby="login-title" data-testid="login-form">
         <h1 id="login-title">Sign in to InfraPilot</h1>
         {notice && !error && <Notice>{notice}</Notice>}
+        {ssoError && !error && <FormError error={new ApiError(0, 'sso_refused', ssoError)} />}
         <FormError error={error} />
+        {providers.length > 0 && (
+          <div className="sso-buttons" data-testid="sso-buttons">
+            {providers.map((p) => (
+              <a key={p.id} className="btn btn-block" href={ssoStartUrl(p.id, org)}>
+                Sign in with {p.name}
+              </a>
+            ))}
+            <p className="muted sso-or">or with your email and password</p>
+          </div>
+        )}
         <TextField label="Email" name="email" type="email" value={email} onChange={(e) => setEmail(e.target.value)} required autoComplete="username" autoFocus={!email} error={error} />
         <TextField
           label="Password"

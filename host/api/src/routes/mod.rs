@@ -13,6 +13,7 @@ pub mod proxies;
 pub mod proxy_certificates;
 pub mod session;
 pub mod signup;
+pub mod sso;
 pub mod system;
 pub mod tokens;
 pub mod users;
@@ -82,6 +83,16 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(orgs::list_invitations, orgs::invite))
         .routes(routes!(orgs::revoke_invitation))
         .routes(routes!(orgs::accept_invitation))
+        .routes(routes!(sso::login_providers))
+        .routes(routes!(sso::start_login))
+        .routes(routes!(sso::callback_get, sso::callback_post))
+        .routes(routes!(sso::exchange))
+        .routes(routes!(sso::list_providers, sso::create_provider))
+        .routes(routes!(
+            sso::get_provider,
+            sso::update_provider,
+            sso::delete_provider
+        ))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(agents::list_tokens, agents::create_token))

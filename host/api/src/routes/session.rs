@@ -87,7 +87,7 @@ pub struct SessionDto {
     pub current: bool,
 }
 
-fn token_pair(pair: accounts::TokenPair) -> TokenPair {
+pub(crate) fn token_pair(pair: accounts::TokenPair) -> TokenPair {
     TokenPair {
         access_token: pair.access_token,
         refresh_token: pair.refresh_token,

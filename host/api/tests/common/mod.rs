@@ -305,6 +305,38 @@ impl TestApp {
         assert!(r.status.is_success(), "{:?}", r.body);
     }
 
+    /// Packs a test plugin of the plugin build (`<crate>.wasm` with its manifest), signed with
+    /// the development key the host trusts, then installs and enables it.
+    pub async fn install_test_plugin(&self, operator: &str, crate_name: &str, id: &str) {
+        let build = plugin_build();
+        let manifest = std::fs::read(build.join(format!("{crate_name}.manifest.json"))).unwrap();
+        let component = std::fs::read(build.join(format!("{crate_name}.wasm"))).unwrap();
+        let key = SigningKey::from_pem(
+            &std::fs::read_to_string(build.join("dev-signing/dev.key")).unwrap(),
+        )
+        .unwrap();
+        let bundle = infrapilot_plugin_types::bundle::Bundle::new(manifest, component, Some(&key));
+        let r = self
+            .send_raw(
+                "POST",
+                "/api/v1/plugins",
+                Some(operator),
+                Some("application/x-tar"),
+                bundle.to_tar(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let r = self
+            .call(
+                "POST",
+                &format!("/api/v1/plugins/{id}/enable"),
+                Some(operator),
+                None,
+            )
+            .await;
+        assert!(r.status.is_success(), "{:?}", r.body);
+    }
+
     /// The actions of every audit event, oldest first.
     pub async fn audit_actions(&self, admin: &str) -> Vec<String> {
         let r = self.get("/api/v1/audit?limit=500", admin).await;

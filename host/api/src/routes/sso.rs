@@ -1,0 +1,1107 @@
+//! Single sign-on: an organisation's providers (instances of sso-provider plugins with their
+//! settings and group → role mapping, for its admins) and the login through them.
+//!
+//! The host keeps everything security-critical. A login's `state`, nonce and PKCE verifier are
+//! single use, expire after ten minutes and are bound to the browser that started it (a sealed,
+//! HttpOnly cookie holds the login's secret); the plugin only builds the way to the identity
+//! provider and checks its answer. The callback hands the dashboard a one-time code (in the URL
+//! fragment), which it exchanges for a session from the same browser.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use base64::Engine;
+use infrapilot_accounts::sso::{GroupRole, RoleMapping, SsoIdentity, SsoProvider};
+use infrapilot_identity::{Role, hash_token, random_bytes};
+use infrapilot_plugin_host::settings;
+use infrapilot_plugin_runtime::{
+    Invocation, SsoProviderPlugin,
+    contract::{LoginCallback, LoginError, LoginMethod, LoginRequest},
+};
+use infrapilot_store::{NewSsoLogin, NewSsoProvider, OrgId, SsoProviderRow, now_ms};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::audit_log::{self, Actor};
+use crate::auth::{ClientInfo, Principal};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::routes::session::{TokenPair, token_pair};
+use crate::state::AppState;
+use crate::validate;
+
+/// The cookie that binds a login to the browser that started it.
+const COOKIE: &str = "infrapilot_sso";
+/// Where identity providers send the browser back (one URL for every provider of the host).
+pub const CALLBACK_PATH: &str = "/api/v1/auth/sso/callback";
+const LOGIN_TTL_MS: i64 = 10 * 60 * 1000;
+/// How long the dashboard has to exchange the callback's one-time code for a session.
+const EXCHANGE_TTL_MS: i64 = 60 * 1000;
+const MAX_RULES: usize = 100;
+const MAX_GROUP_CHARS: usize = 256;
+
+// ---- DTOs ---------------------------------------------------------------------------------
+
+/// A provider as the sign-in page shows it.
+#[derive(Serialize, ToSchema)]
+pub struct LoginProviderDto {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupRoleDto {
+    /// A group name exactly as the identity provider reports it.
+    #[schema(min_length = 1, max_length = 256)]
+    pub group: String,
+    /// `admin`, `operator` or `viewer`.
+    pub role: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProviderRequest {
+    /// The sso-provider plugin's id, e.g. `infrapilot.oidc`.
+    #[schema(pattern = "^[a-z0-9.-]{3,64}$")]
+    pub plugin: String,
+    #[schema(min_length = 1, max_length = 64)]
+    pub name: String,
+    /// Settings per the plugin's JSON Schema; secret (`writeOnly`) fields are stored sealed and
+    /// never returned.
+    #[schema(value_type = Object)]
+    pub settings: Value,
+    /// Group → role rules: a person gets the highest role of their mapped groups.
+    #[serde(default)]
+    pub group_roles: Vec<GroupRoleDto>,
+    /// The role of a person none of whose groups is mapped; absent: such a login is refused.
+    pub default_role: Option<String>,
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProviderRequest {
+    pub name: Option<String>,
+    /// Replaces the settings; a secret field left out keeps its stored value, `null` clears it.
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<Value>,
+    pub group_roles: Option<Vec<GroupRoleDto>>,
+    /// A role, or `null` to refuse people without a mapped group.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub default_role: Option<Option<String>>,
+    pub enabled: Option<bool>,
+}
+
+/// `Some(None)` for an explicit `null`, `None` when the field is absent.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProviderDto {
+    pub id: String,
+    pub plugin: String,
+    pub name: String,
+    /// The non-secret settings.
+    #[schema(value_type = Object)]
+    pub settings: Value,
+    /// Secret fields that have a value (their values are write-only).
+    pub secrets_set: Vec<String>,
+    pub group_roles: Vec<GroupRoleDto>,
+    pub default_role: Option<String>,
+    pub enabled: bool,
+    /// The redirect (assertion consumer) URL to register at the identity provider.
+    pub callback_url: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OrgQuery {
+    /// The organisation whose providers are meant; absent: the host's default organisation.
+    pub org: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeRequest {
+    /// The one-time code from the callback's redirect (its URL fragment).
+    pub code: String,
+}
+
+// ---- helpers ------------------------------------------------------------------------------
+
+fn random_hex() -> ApiResult<String> {
+    Ok(hex::encode(
+        random_bytes::<32>().map_err(|e| ApiError::internal(e.to_string()))?,
+    ))
+}
+
+/// RFC 7636 S256: BASE64URL(SHA-256(verifier)) without padding.
+fn code_challenge(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+fn org_of(query: &OrgQuery) -> ApiResult<OrgId> {
+    match query.org.as_deref() {
+        None | Some("") => Ok(OrgId::default_org()),
+        Some(raw) => {
+            OrgId::parse(raw).ok_or_else(|| ApiError::not_found("org", "no such organisation"))
+        }
+    }
+}
+
+fn seal_purpose(provider_id: &str) -> String {
+    format!("sso-provider:{provider_id}")
+}
+
+fn seal_secrets(
+    state: &AppState,
+    provider_id: &str,
+    secrets: &Map<String, Value>,
+) -> ApiResult<Option<Vec<u8>>> {
+    if secrets.is_empty() {
+        return Ok(None);
+    }
+    let text = Value::Object(secrets.clone()).to_string();
+    state
+        .secrets()
+        .seal(&seal_purpose(provider_id), text.as_bytes())
+        .map(Some)
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn open_secrets(state: &AppState, row: &SsoProviderRow) -> ApiResult<Map<String, Value>> {
+    let Some(sealed) = &row.secrets else {
+        return Ok(Map::new());
+    };
+    let text = state
+        .secrets()
+        .open(&seal_purpose(&row.id), sealed)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    match serde_json::from_slice(&text) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(ApiError::internal(
+            "a provider's sealed secrets are not a JSON object",
+        )),
+    }
+}
+
+/// What a call of the provider's plugin runs with.
+fn invocation(state: &AppState, org: &OrgId, row: &SsoProviderRow) -> ApiResult<Invocation> {
+    let settings: Value = serde_json::from_str(&row.settings).unwrap_or_else(|_| json!({}));
+    let secrets = open_secrets(state, row)?
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Value::String(s) => Some((k, s)),
+            Value::Null => None,
+            other => Some((k, other.to_string())),
+        })
+        .collect();
+    Ok(Invocation {
+        settings,
+        secrets,
+        services: state.extensions()?.plugins.services(org),
+    })
+}
+
+async fn provider_plugin(state: &AppState, plugin_id: &str) -> ApiResult<SsoProviderPlugin> {
+    let (plugin, _) = state
+        .extensions()?
+        .plugins
+        .plugin::<SsoProviderPlugin>(plugin_id)
+        .await
+        .map_err(|e| ApiError::from(e).with_field("plugin"))?;
+    Ok(plugin)
+}
+
+fn member_role(field: &str, raw: &str) -> ApiResult<Role> {
+    match Role::parse(raw) {
+        Some(role) if role != Role::SuperAdmin => Ok(role),
+        _ => Err(ApiError::invalid(
+            field,
+            format!("{field} must be admin, operator or viewer"),
+        )),
+    }
+}
+
+/// The mapping rules, checked: each group named once, roles of a membership only.
+fn checked_rules(rules: &[GroupRoleDto]) -> ApiResult<Vec<GroupRole>> {
+    if rules.len() > MAX_RULES {
+        return Err(ApiError::invalid(
+            "group_roles",
+            format!("at most {MAX_RULES} rules"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    rules
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            let field = format!("group_roles[{i}].group");
+            let n = rule.group.chars().count();
+            if n == 0 || n > MAX_GROUP_CHARS || rule.group.chars().any(char::is_control) {
+                return Err(ApiError::invalid(
+                    &field,
+                    format!("{field} must be 1 to {MAX_GROUP_CHARS} printable characters"),
+                ));
+            }
+            if !seen.insert(rule.group.clone()) {
+                return Err(ApiError::invalid(
+                    &field,
+                    format!("{field}: {:?} is mapped twice", rule.group),
+                ));
+            }
+            let role = member_role(&format!("group_roles[{i}].role"), &rule.role)?;
+            Ok(GroupRole {
+                group: rule.group.clone(),
+                role: role.as_str().to_owned(),
+            })
+        })
+        .collect()
+}
+
+fn stored_rules(row: &SsoProviderRow) -> Vec<GroupRole> {
+    serde_json::from_str(&row.group_roles).unwrap_or_default()
+}
+
+fn callback_url(state: &AppState, headers: &HeaderMap) -> String {
+    format!(
+        "{}{CALLBACK_PATH}",
+        crate::routes::install::public_base(state, headers)
+    )
+}
+
+fn provider_dto(state: &AppState, headers: &HeaderMap, row: SsoProviderRow) -> ProviderDto {
+    let mut secrets_set: Vec<String> = open_secrets(state, &row)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    secrets_set.sort();
+    ProviderDto {
+        settings: serde_json::from_str(&row.settings).unwrap_or_else(|_| json!({})),
+        group_roles: stored_rules(&row)
+            .into_iter()
+            .map(|r| GroupRoleDto {
+                group: r.group,
+                role: r.role,
+            })
+            .collect(),
+        callback_url: callback_url(state, headers),
+        secrets_set,
+        id: row.id,
+        plugin: row.plugin_id,
+        name: row.name,
+        default_role: row.default_role,
+        enabled: row.enabled,
+        created_at: validate::rfc3339(row.created_at),
+        updated_at: validate::rfc3339(row.updated_at),
+    }
+}
+
+/// Checks settings against the plugin's schema and its own `validate`; returns the plain
+/// settings (JSON text) and the sealed secrets.
+async fn checked_settings(
+    state: &AppState,
+    org: &OrgId,
+    plugin_id: &str,
+    provider_id: &str,
+    value: &Value,
+) -> ApiResult<(String, Option<Vec<u8>>)> {
+    let extensions = state.extensions()?;
+    let (plugin, manifest) = extensions
+        .plugins
+        .plugin::<SsoProviderPlugin>(plugin_id)
+        .await
+        .map_err(|e| ApiError::from(e).with_field("plugin"))?;
+    if !value.is_object() {
+        return Err(ApiError::invalid("settings", "settings must be an object"));
+    }
+    settings::validate(&manifest.settings_schema, value)
+        .map_err(|e| ApiError::invalid(&e.field, e.message))?;
+    let split = settings::split(value, &manifest.secret_fields());
+    let sealed = seal_secrets(state, provider_id, &split.secrets)?;
+    let plain = Value::Object(split.plain).to_string();
+    let probe = SsoProviderRow {
+        id: provider_id.to_owned(),
+        plugin_id: plugin_id.to_owned(),
+        name: String::new(),
+        settings: plain.clone(),
+        secrets: sealed.clone(),
+        group_roles: "[]".into(),
+        default_role: None,
+        enabled: true,
+        created_at: 0,
+        updated_at: 0,
+    };
+    plugin
+        .validate(&invocation(state, org, &probe)?)
+        .await
+        .map_err(|e| match e {
+            infrapilot_plugin_runtime::HookError::Plugin(_) => {
+                ApiError::invalid("settings", e.to_string())
+            }
+            other => ApiError::new(StatusCode::BAD_GATEWAY, "plugin_failed", other.to_string())
+                .with_field("plugin"),
+        })?;
+    Ok((plain, sealed))
+}
+
+fn name_conflict(name: &str) -> impl Fn(infrapilot_store::StoreError) -> ApiError + '_ {
+    move |e| {
+        if e.is_unique_violation() {
+            ApiError::conflict(format!("a provider named {name:?} exists")).with_field("name")
+        } else {
+            e.into()
+        }
+    }
+}
+
+async fn provider_row(state: &AppState, org: &OrgId, id: &str) -> ApiResult<SsoProviderRow> {
+    let id = validate::uuid("id", id)?;
+    let mut tx = state.store().read(org).await?;
+    let row = tx.sso_provider(&id).await?;
+    tx.commit().await?;
+    row.ok_or_else(|| ApiError::not_found("id", "no such provider"))
+}
+
+// ---- providers (organisation admins) -------------------------------------------------------
+
+#[utoipa::path(get, path = "/api/v1/sso/providers", operation_id = "list_sso_providers", tag = "sso",
+    responses((status = 200, body = Vec<ProviderDto>)), security(("bearer" = [])))]
+pub async fn list_providers(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<ProviderDto>>> {
+    let mut tx = state.store().read(&principal.org_id).await?;
+    let rows = tx.list_sso_providers().await?;
+    tx.commit().await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| provider_dto(&state, &headers, r))
+            .collect(),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/sso/providers", operation_id = "create_sso_provider", tag = "sso",
+    request_body = CreateProviderRequest,
+    responses((status = 201, body = ProviderDto), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_provider(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CreateProviderRequest>,
+) -> ApiResult<(StatusCode, Json<ProviderDto>)> {
+    let name = validate::label("name", &req.name)?;
+    let plugin = req.plugin.trim();
+    if plugin.is_empty() || plugin.len() > 64 {
+        return Err(ApiError::invalid("plugin", "plugin must be a plugin id"));
+    }
+    let rules = checked_rules(&req.group_roles)?;
+    let default_role = req
+        .default_role
+        .as_deref()
+        .map(|r| member_role("default_role", r))
+        .transpose()?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let (plain, sealed) =
+        checked_settings(&state, &principal.org_id, plugin, &id, &req.settings).await?;
+    let rules_json =
+        serde_json::to_string(&rules).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut tx = state.store().write(&principal.org_id).await?;
+    tx.insert_sso_provider(&NewSsoProvider {
+        id: &id,
+        plugin_id: plugin,
+        name: &name,
+        settings: &plain,
+        secrets: sealed.as_deref(),
+        group_roles: &rules_json,
+        default_role: default_role.map(|r| r.as_str()),
+        enabled: req.enabled,
+    })
+    .await
+    .map_err(name_conflict(&name))?;
+    audit_log::success(
+        &mut tx,
+        &Actor::user(&principal),
+        &client.ip,
+        "sso_provider.create",
+        &format!("sso_provider:{id}"),
+        json!({"plugin": plugin, "name": name, "group_roles": rules, "default_role": default_role.map(|r| r.as_str())}),
+    )
+    .await?;
+    let row = tx
+        .sso_provider(&id)
+        .await?
+        .ok_or_else(|| ApiError::internal("the new provider vanished"))?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(provider_dto(&state, &headers, row)),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/sso/providers/{id}", operation_id = "get_sso_provider", tag = "sso",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = ProviderDto), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get_provider(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ProviderDto>> {
+    let row = provider_row(&state, &principal.org_id, &id).await?;
+    Ok(Json(provider_dto(&state, &headers, row)))
+}
+
+#[utoipa::path(patch, path = "/api/v1/sso/providers/{id}", operation_id = "update_sso_provider", tag = "sso",
+    params(("id" = uuid::Uuid, Path)), request_body = UpdateProviderRequest,
+    responses((status = 200, body = ProviderDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update_provider(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateProviderRequest>,
+) -> ApiResult<Json<ProviderDto>> {
+    let row = provider_row(&state, &principal.org_id, &id).await?;
+    let name = match &req.name {
+        Some(n) => validate::label("name", n)?,
+        None => row.name.clone(),
+    };
+    let rules = match &req.group_roles {
+        Some(rules) => checked_rules(rules)?,
+        None => stored_rules(&row),
+    };
+    let default_role = match &req.default_role {
+        Some(Some(r)) => Some(member_role("default_role", r)?.as_str().to_owned()),
+        Some(None) => None,
+        None => row.default_role.clone(),
+    };
+    let (plain, sealed) = match &req.settings {
+        None => (row.settings.clone(), row.secrets.clone()),
+        Some(new) => {
+            let Some(new_object) = new.as_object() else {
+                return Err(ApiError::invalid("settings", "settings must be an object"));
+            };
+            // Secret fields left out keep their stored values; null clears them.
+            let mut merged = new_object.clone();
+            for (k, v) in open_secrets(&state, &row)? {
+                merged.entry(k).or_insert(v);
+            }
+            merged.retain(|_, v| !v.is_null());
+            checked_settings(
+                &state,
+                &principal.org_id,
+                &row.plugin_id,
+                &row.id,
+                &Value::Object(merged),
+            )
+            .await?
+        }
+    };
+    let enabled = req.enabled.unwrap_or(row.enabled);
+    let rules_json =
+        serde_json::to_string(&rules).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut tx = state.store().write(&principal.org_id).await?;
+    tx.update_sso_provider(&NewSsoProvider {
+        id: &row.id,
+        plugin_id: &row.plugin_id,
+        name: &name,
+        settings: &plain,
+        secrets: sealed.as_deref(),
+        group_roles: &rules_json,
+        default_role: default_role.as_deref(),
+        enabled,
+    })
+    .await
+    .map_err(name_conflict(&name))?;
+    // Mapping changes are audited with the whole mapping before and after.
+    audit_log::success(
+        &mut tx,
+        &Actor::user(&principal),
+        &client.ip,
+        "sso_provider.update",
+        &format!("sso_provider:{}", row.id),
+        json!({
+            "name": name,
+            "enabled": enabled,
+            "settings_changed": req.settings.is_some(),
+            "group_roles": rules,
+            "previous_group_roles": stored_rules(&row),
+            "default_role": default_role,
+            "previous_default_role": row.default_role,
+        }),
+    )
+    .await?;
+    let updated = tx
+        .sso_provider(&row.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("id", "no such provider"))?;
+    tx.commit().await?;
+    Ok(Json(provider_dto(&state, &headers, updated)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/sso/providers/{id}", operation_id = "delete_sso_provider", tag = "sso",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn delete_provider(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = validate::uuid("id", &id)?;
+    let mut tx = state.store().write(&principal.org_id).await?;
+    if !tx.delete_sso_provider(&id).await? {
+        return Err(ApiError::not_found("id", "no such provider"));
+    }
+    audit_log::commit_success(
+        tx,
+        &Actor::user(&principal),
+        &client.ip,
+        "sso_provider.delete",
+        &format!("sso_provider:{id}"),
+        json!({}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- the login ----------------------------------------------------------------------------
+
+#[utoipa::path(get, path = "/api/v1/auth/sso/providers", operation_id = "list_login_providers", tag = "sso",
+    params(OrgQuery),
+    responses((status = 200, body = Vec<LoginProviderDto>), (status = 404, body = ErrorBody)))]
+pub async fn login_providers(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<OrgQuery>,
+) -> ApiResult<Json<Vec<LoginProviderDto>>> {
+    let org = org_of(&query)?;
+    let mut tx = state.store().read(&org).await?;
+    let rows = tx.list_sso_providers().await?;
+    tx.commit().await?;
+    Ok(Json(
+        rows.into_iter()
+            .filter(|r| r.enabled)
+            .map(|r| LoginProviderDto {
+                id: r.id,
+                name: r.name,
+            })
+            .collect(),
+    ))
+}
+
+/// What the cookie carries, sealed: where the login lives and the browser's secret for it.
+#[derive(Serialize, Deserialize)]
+struct LoginCookie {
+    org: String,
+    login: String,
+    secret: String,
+}
+
+const COOKIE_PURPOSE: &str = "sso-login-cookie";
+
+fn cookie_header(state: &AppState, headers: &HeaderMap, value: &str, max_age_secs: i64) -> String {
+    let secure = crate::routes::install::public_base(state, headers).starts_with("https://");
+    format!(
+        "{COOKIE}={value}; Path=/api/v1/auth/sso; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+fn read_cookie(state: &AppState, headers: &HeaderMap) -> Option<LoginCookie> {
+    let raw = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .find_map(|pair| pair.strip_prefix(&format!("{COOKIE}=")))?;
+    let sealed = hex::decode(raw).ok()?;
+    let text = state.secrets().open(COOKIE_PURPOSE, &sealed).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// The dashboard's sign-in page with a reason the login failed.
+fn to_sign_in_with_error(message: &str) -> Response {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("sso_error", message)
+        .finish();
+    redirect(&format!("/login?{query}"), None)
+}
+
+fn redirect(location: &str, cookie: Option<String>) -> Response {
+    let mut response = Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, location)
+        .header(header::CACHE_CONTROL, "no-store");
+    if let Some(cookie) = cookie {
+        response = response.header(header::SET_COOKIE, cookie);
+    }
+    response
+        .body(Body::empty())
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// A page that posts `fields` to `action` (SAML's HTTP-POST binding), allowed by its own CSP.
+fn post_form(action: &str, fields: &[(String, String)], cookie: String) -> ApiResult<Response> {
+    let url = url_origin(action).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "plugin_failed",
+            "the provider's form action is not an http(s) URL",
+        )
+        .with_field("plugin")
+    })?;
+    let nonce = random_hex()?;
+    let inputs: String = fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape_html(k),
+                escape_html(v)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Signing in…</title></head><body>\
+         <form id=\"sso\" method=\"post\" action=\"{}\">{inputs}<noscript><button type=\"submit\">Continue</button></noscript></form>\
+         <script nonce=\"{nonce}\">document.getElementById('sso').submit()</script></body></html>",
+        escape_html(action)
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(
+            header::CONTENT_SECURITY_POLICY,
+            format!("default-src 'none'; script-src 'nonce-{nonce}'; form-action {url}; frame-ancestors 'none'; base-uri 'none'"),
+        )
+        .header(header::SET_COOKIE, cookie)
+        .body(Body::from(body))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// `scheme://host[:port]` of an http(s) URL.
+fn url_origin(raw: &str) -> Option<String> {
+    let (scheme, rest) = raw.split_once("://")?;
+    if scheme != "https" && scheme != "http" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty()
+        || !authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+    {
+        return None;
+    }
+    Some(format!("{scheme}://{authority}"))
+}
+
+fn login_error_text(e: &LoginError) -> String {
+    match e {
+        LoginError::Rejected(why) => format!("the identity provider's answer was refused: {why}"),
+        LoginError::Unsupported => "this provider does not sign in that way".into(),
+        LoginError::Unavailable(why) => {
+            format!("the identity provider could not be reached: {why}")
+        }
+        LoginError::InvalidSettings(why) => format!("the provider is misconfigured: {why}"),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/auth/sso/{id}/start", operation_id = "start_sso_login", tag = "sso",
+    params(("id" = uuid::Uuid, Path), OrgQuery),
+    responses((status = 303, description = "To the identity provider (or back to the sign-in page with `sso_error`)"),
+        (status = 200, description = "A form that posts to the identity provider", content_type = "text/html"),
+        (status = 404, body = ErrorBody)))]
+pub async fn start_login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<OrgQuery>,
+) -> ApiResult<Response> {
+    let org = org_of(&query)?;
+    let row = provider_row(&state, &org, &id).await?;
+    if !row.enabled {
+        return Err(ApiError::not_found("id", "no such provider"));
+    }
+    let plugin = provider_plugin(&state, &row.plugin_id).await?;
+    let login_id = uuid::Uuid::new_v4().to_string();
+    let (state_value, nonce, verifier, browser) =
+        (random_hex()?, random_hex()?, random_hex()?, random_hex()?);
+    let request = LoginRequest {
+        callback_url: callback_url(&state, &headers),
+        state: state_value.clone(),
+        nonce: nonce.clone(),
+        code_challenge: code_challenge(&verifier),
+    };
+    let start = match plugin
+        .begin_login(&invocation(&state, &org, &row)?, &request)
+        .await
+    {
+        Ok(Ok(start)) => start,
+        Ok(Err(e)) => return Ok(to_sign_in_with_error(&login_error_text(&e))),
+        Err(e) => {
+            tracing::warn!(provider = %row.id, error = %e, "sso begin-login failed");
+            return Ok(to_sign_in_with_error(
+                "the sign-in provider failed; try again later",
+            ));
+        }
+    };
+    let secrets = state.secrets();
+    let sealed_verifier = secrets
+        .seal(&format!("sso-login:{login_id}"), verifier.as_bytes())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let sealed_context = start
+        .context
+        .as_deref()
+        .map(|c| secrets.seal(&format!("sso-context:{login_id}"), c.as_bytes()))
+        .transpose()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut tx = state.store().write(&org).await?;
+    tx.insert_sso_login(&NewSsoLogin {
+        id: &login_id,
+        provider_id: &row.id,
+        state_hash: &hash_token(&state_value),
+        browser_hash: &hash_token(&browser),
+        nonce: &nonce,
+        code_verifier: &sealed_verifier,
+        context: sealed_context.as_deref(),
+        expires_at: now_ms() + LOGIN_TTL_MS,
+    })
+    .await?;
+    tx.commit().await?;
+    let cookie_value = serde_json::to_vec(&LoginCookie {
+        org: org.to_string(),
+        login: login_id,
+        secret: browser,
+    })
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let sealed_cookie = secrets
+        .seal(COOKIE_PURPOSE, &cookie_value)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let cookie = cookie_header(
+        &state,
+        &headers,
+        &hex::encode(sealed_cookie),
+        LOGIN_TTL_MS / 1000,
+    );
+    match start.method {
+        LoginMethod::Redirect(url) => {
+            if url_origin(&url).is_none() {
+                return Ok(to_sign_in_with_error(
+                    "the provider built no usable sign-in URL",
+                ));
+            }
+            Ok(redirect(&url, Some(cookie)))
+        }
+        LoginMethod::Post(form) => post_form(&form.action, &form.fields, cookie),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/auth/sso/callback", operation_id = "sso_callback", tag = "sso",
+    responses((status = 303, description = "To the dashboard with a one-time code, or to the sign-in page with `sso_error`")))]
+pub async fn callback_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    client: ClientInfo,
+    uri: axum::http::Uri,
+) -> Response {
+    let params: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    callback(state, headers, client, params).await
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/sso/callback", operation_id = "sso_callback_post", tag = "sso",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 303, description = "To the dashboard with a one-time code, or to the sign-in page with `sso_error`")))]
+pub async fn callback_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    client: ClientInfo,
+    body: axum::body::Bytes,
+) -> Response {
+    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    callback(state, headers, client, params).await
+}
+
+async fn callback(
+    state: AppState,
+    headers: HeaderMap,
+    client: ClientInfo,
+    params: Vec<(String, String)>,
+) -> Response {
+    match complete(&state, &headers, &client, params).await {
+        Ok(code) => redirect(&format!("/login/sso#{code}"), None),
+        Err(message) => to_sign_in_with_error(&message),
+    }
+}
+
+/// The callback's work: the login it belongs to (this browser's, unused, in time), the
+/// provider's verdict, the person; a one-time code for the dashboard. `Err`: what to tell the
+/// person (details go to the log and the audit trail).
+async fn complete(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: &ClientInfo,
+    params: Vec<(String, String)>,
+) -> Result<String, String> {
+    const NOT_STARTED_HERE: &str = "this sign-in was not started in this browser, or took longer than ten minutes; start again";
+    let internal = |e: ApiError| {
+        tracing::error!(error = %e.message, "sso callback failed");
+        "the sign-in failed on this host; try again".to_owned()
+    };
+    let cookie = read_cookie(state, headers).ok_or(NOT_STARTED_HERE)?;
+    let org = OrgId::parse(&cookie.org).ok_or(NOT_STARTED_HERE)?;
+    let given_state = params
+        .iter()
+        .find(|(k, _)| k == "state" || k == "RelayState")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let mut tx = state
+        .store()
+        .write(&org)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    let login = tx
+        .sso_login(&cookie.login)
+        .await
+        .map_err(|e| internal(e.into()))?
+        .ok_or(NOT_STARTED_HERE)?;
+    if login.browser_hash != hash_token(&cookie.secret) {
+        return Err(NOT_STARTED_HERE.into());
+    }
+    // Spent whatever follows: a callback is good for one try.
+    let fresh = tx
+        .spend_sso_login(&login.id)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    tx.commit().await.map_err(|e| internal(e.into()))?;
+    if !fresh {
+        return Err("this sign-in was used already or has expired; start again".into());
+    }
+    if login.state_hash != hash_token(&given_state) {
+        return Err(
+            "the identity provider's answer belongs to another sign-in; start again".into(),
+        );
+    }
+    let row = provider_row(state, &org, &login.provider_id)
+        .await
+        .map_err(|_| "this sign-in provider is gone".to_owned())?;
+    if !row.enabled {
+        return Err("this sign-in provider is turned off".into());
+    }
+    if let Some((_, error)) = params.iter().find(|(k, _)| k == "error") {
+        let description = params
+            .iter()
+            .find(|(k, _)| k == "error_description")
+            .map_or("", |(_, v)| v.as_str());
+        let text: String = format!("the identity provider refused: {error} {description}")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(300)
+            .collect();
+        return Err(text.trim().to_owned());
+    }
+    let secrets = state.secrets();
+    let verifier = secrets
+        .open(&format!("sso-login:{}", login.id), &login.code_verifier)
+        .ok()
+        .and_then(|v| String::from_utf8(v).ok())
+        .ok_or_else(|| internal(ApiError::internal("a login's verifier does not open")))?;
+    let context = match &login.context {
+        None => None,
+        Some(sealed) => Some(
+            secrets
+                .open(&format!("sso-context:{}", login.id), sealed)
+                .ok()
+                .and_then(|v| String::from_utf8(v).ok())
+                .ok_or_else(|| internal(ApiError::internal("a login's context does not open")))?,
+        ),
+    };
+    let callback = LoginCallback {
+        params,
+        request: LoginRequest {
+            callback_url: callback_url(state, headers),
+            state: given_state,
+            nonce: login.nonce.clone(),
+            code_challenge: code_challenge(&verifier),
+        },
+        code_verifier: verifier,
+        context,
+    };
+    let plugin = provider_plugin(state, &row.plugin_id)
+        .await
+        .map_err(internal)?;
+    let invocation = invocation(state, &org, &row).map_err(internal)?;
+    let identity = match plugin.complete_login(&invocation, &callback).await {
+        Ok(Ok(identity)) => identity,
+        Ok(Err(e)) => {
+            let text = login_error_text(&e);
+            audit_log::record_standalone(
+                state,
+                &org,
+                audit_log::event(
+                    &Actor::anonymous(),
+                    &client.ip,
+                    "sso.login",
+                    &format!("sso_provider:{}", row.id),
+                    "failure",
+                    json!({"provider": row.id, "provider_name": row.name, "reason": text}),
+                ),
+            )
+            .await;
+            return Err(text);
+        }
+        Err(e) => {
+            tracing::warn!(provider = %row.id, error = %e, "sso complete-login failed");
+            return Err("the sign-in provider failed; try again later".into());
+        }
+    };
+    let provider = SsoProvider {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        mapping: RoleMapping {
+            rules: stored_rules(&row),
+            default_role: row.default_role.as_deref().and_then(Role::parse),
+        },
+    };
+    let identity = SsoIdentity {
+        subject: identity.subject,
+        issuer: identity.issuer,
+        email: identity.email,
+        email_verified: identity.email_verified,
+        name: identity.name,
+        groups: identity.groups,
+    };
+    let max_members = crate::license_limits::limit(state, crate::license_limits::Limited::Members)
+        .await
+        .map_err(internal)?;
+    let signed_in = state
+        .accounts()
+        .sso_sign_in(&org, &provider, &identity, max_members, &client.client())
+        .await
+        .map_err(|e| ApiError::from(e).message)?;
+    let code = random_hex().map_err(internal)?;
+    let mut tx = state
+        .store()
+        .write(&org)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    tx.finish_sso_login(
+        &login.id,
+        &signed_in.user.id,
+        &hash_token(&code),
+        now_ms() + EXCHANGE_TTL_MS,
+    )
+    .await
+    .map_err(|e| internal(e.into()))?;
+    tx.commit().await.map_err(|e| internal(e.into()))?;
+    Ok(code)
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/sso/exchange", operation_id = "exchange_sso_code", tag = "sso",
+    request_body = ExchangeRequest,
+    responses((status = 200, body = TokenPair), (status = 401, body = ErrorBody)))]
+pub async fn exchange(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    client: ClientInfo,
+    ApiJson(req): ApiJson<ExchangeRequest>,
+) -> ApiResult<Response> {
+    let refused = || {
+        ApiError::unauthorized(
+            "this sign-in code was used, expired or belongs to another browser; sign in again",
+        )
+        .with_field("code")
+    };
+    let cookie = read_cookie(&state, &headers).ok_or_else(refused)?;
+    let org = OrgId::parse(&cookie.org).ok_or_else(refused)?;
+    let mut tx = state.store().write(&org).await?;
+    let login = tx.sso_login(&cookie.login).await?.ok_or_else(refused)?;
+    if login.browser_hash != hash_token(&cookie.secret) {
+        return Err(refused());
+    }
+    let user_id = tx
+        .spend_sso_exchange(&login.id, &hash_token(req.code.trim()))
+        .await?
+        .ok_or_else(refused)?;
+    let user = tx.user_by_id(&user_id).await?.ok_or_else(refused)?;
+    let pair = state
+        .accounts()
+        .sign_in(
+            tx,
+            &user,
+            &client.client(),
+            json!({"sso": true, "provider": login.provider_id}),
+        )
+        .await?;
+    let body =
+        serde_json::to_vec(&token_pair(pair)).map_err(|e| ApiError::internal(e.to_string()))?;
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        // The login is over: the browser forgets it.
+        .header(header::SET_COOKIE, cookie_header(&state, &headers, "", 0))
+        .body(Body::from(body))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pkce_challenge_is_rfc_7636_s256() {
+        // RFC 7636, appendix B.
+        assert_eq!(
+            code_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn only_http_urls_have_an_origin() {
+        assert_eq!(
+            url_origin("https://idp.example/sso?x=1").as_deref(),
+            Some("https://idp.example")
+        );
+        assert_eq!(
+            url_origin("http://127.0.0.1:8080/a").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(url_origin("javascript:alert(1)"), None);
+        assert_eq!(url_origin("https://evil.example'; script-src *"), None);
+        assert_eq!(url_origin("https:///path"), None);
+    }
+}

@@ -1,0 +1,493 @@
+//! Single sign-on through the host: providers (an organisation's admins configure a plugin and
+//! its group → role mapping), and logins with the test provider plugin (a real WebAssembly
+//! component whose "identity provider" is its settings; the real OpenID Provider, SAML IdP and
+//! LDAP directory are in the system and browser tests). What is checked here is the host's half:
+//! the login bound to the browser and used once, the state, JIT provisioning keyed by (provider,
+//! subject), the mapping re-applied at each login, the one-time code, the audit trail.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::http::{StatusCode, header};
+use common::{ADMIN_EMAIL, TestApp};
+use infrapilot_store::testing::backends;
+use serde_json::{Value, json};
+
+const PLUGIN: &str = "infrapilot.test-sso";
+
+/// A login as a browser makes it: start (the cookie and the provider's URL), then what the
+/// identity provider would send back.
+struct Browser {
+    cookie: String,
+    /// The query of the URL the provider was sent to.
+    authorize: Vec<(String, String)>,
+}
+
+impl Browser {
+    fn param(&self, name: &str) -> String {
+        self.authorize
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+}
+
+async fn start(app: &TestApp, provider: &str) -> Browser {
+    let r = app
+        .call(
+            "GET",
+            &format!("/api/v1/auth/sso/{provider}/start"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.body);
+    let location = r.headers[header::LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("https://idp.test/authorize?"),
+        "{location}"
+    );
+    let set_cookie = r.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+    assert!(set_cookie.contains("Max-Age=600"), "{set_cookie}");
+    let query = location.split_once('?').unwrap().1;
+    Browser {
+        cookie: set_cookie.split(';').next().unwrap().to_owned(),
+        authorize: form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect(),
+    }
+}
+
+/// The identity provider's redirect back, with `cookie` (or none): the redirect's Location.
+async fn callback(app: &TestApp, cookie: Option<&str>, query: &[(&str, &str)]) -> String {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(query)
+        .finish();
+    let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+    let r = app
+        .call_with_headers(
+            "GET",
+            &format!("/api/v1/auth/sso/callback?{query}"),
+            None,
+            &headers,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.body);
+    r.headers[header::LOCATION].to_str().unwrap().to_owned()
+}
+
+/// The `sso_error` a redirect to the sign-in page carries.
+fn sso_error(location: &str) -> String {
+    let query = location
+        .strip_prefix("/login?")
+        .unwrap_or_else(|| panic!("not an error redirect: {location}"));
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "sso_error")
+        .map(|(_, v)| v.into_owned())
+        .unwrap()
+}
+
+async fn exchange(app: &TestApp, cookie: &str, code: &str) -> (StatusCode, Value) {
+    let r = app
+        .call_with_headers(
+            "POST",
+            "/api/v1/auth/sso/exchange",
+            None,
+            &[("cookie", cookie)],
+            Some(json!({ "code": code })),
+        )
+        .await;
+    (r.status, r.body)
+}
+
+/// A whole login of `subject`: the access token.
+async fn sign_in(app: &TestApp, provider: &str, subject: &str) -> String {
+    let browser = start(app, provider).await;
+    let location = callback(
+        app,
+        Some(&browser.cookie),
+        &[
+            ("code", &format!("good-{subject}")),
+            ("state", &browser.param("state")),
+        ],
+    )
+    .await;
+    let code = location
+        .strip_prefix("/login/sso#")
+        .unwrap_or_else(|| panic!("no code: {location}"));
+    let (status, body) = exchange(app, &browser.cookie, code).await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn provider(app: &TestApp, admin: &str, body: Value) -> String {
+    let r = app.post("/api/v1/sso/providers", Some(admin), body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+fn test_idp(groups: &[&str]) -> Value {
+    json!({"issuer": "https://idp.test", "email_verified": true, "name": "Sam Single", "groups": groups})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn providers_are_configured_by_admins_with_checked_settings_and_mapping() {
+    for backend in backends() {
+        let (app, _) = TestApp::with_plugins(backend).await;
+        let admin = app.setup_admin().await;
+        app.install_test_plugin(&admin, "infrapilot_test_sso", PLUGIN)
+            .await;
+        let body = |settings: Value, rules: Value| json!({"plugin": PLUGIN, "name": "Test IdP", "settings": settings, "group_roles": rules});
+        for (bad, field) in [
+            (
+                body(
+                    test_idp(&[]),
+                    json!([{"group": "root", "role": "super_admin"}]),
+                ),
+                "group_roles[0].role",
+            ),
+            (
+                body(
+                    test_idp(&[]),
+                    json!([{"group": "a", "role": "viewer"}, {"group": "a", "role": "admin"}]),
+                ),
+                "group_roles[1].group",
+            ),
+            (
+                body(test_idp(&[]), json!([{"group": "", "role": "viewer"}])),
+                "group_roles[0].group",
+            ),
+            (
+                body(json!({"issuer": "http://plain.test"}), json!([])),
+                "settings",
+            ),
+            (body(json!({}), json!([])), "settings.issuer"),
+        ] {
+            let r = app.post("/api/v1/sso/providers", Some(&admin), bad).await;
+            assert_eq!(
+                r.status,
+                StatusCode::BAD_REQUEST,
+                "{backend:?}: {:?}",
+                r.body
+            );
+            assert_eq!(r.field(), Some(field), "{:?}", r.body);
+        }
+        let r = app
+            .post(
+                "/api/v1/sso/providers",
+                Some(&admin),
+                json!({"plugin": "infrapilot.webhook", "name": "x", "settings": {}}),
+            )
+            .await;
+        assert_eq!(r.field(), Some("plugin"), "{:?}", r.body);
+        let id = provider(
+            &app,
+            &admin,
+            body(
+                test_idp(&["devs"]),
+                json!([{"group": "devs", "role": "operator"}]),
+            ),
+        )
+        .await;
+        let r = app
+            .get(&format!("/api/v1/sso/providers/{id}"), &admin)
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body["group_roles"][0]["role"], "operator");
+        assert!(
+            r.body["callback_url"]
+                .as_str()
+                .unwrap()
+                .ends_with("/api/v1/auth/sso/callback"),
+            "{:?}",
+            r.body
+        );
+        let r = app
+            .post(
+                "/api/v1/sso/providers",
+                Some(&admin),
+                body(test_idp(&[]), json!([])),
+            )
+            .await;
+        assert_eq!((r.status, r.field()), (StatusCode::CONFLICT, Some("name")));
+        // The sign-in page lists enabled providers without credentials; a disabled one is not
+        // listed and cannot start a login.
+        let r = app
+            .call("GET", "/api/v1/auth/sso/providers", None, None)
+            .await;
+        assert_eq!(r.body, json!([{"id": id, "name": "Test IdP"}]));
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/api/v1/sso/providers/{id}"),
+                Some(&admin),
+                Some(json!({"enabled": false})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let r = app
+            .call("GET", "/api/v1/auth/sso/providers", None, None)
+            .await;
+        assert_eq!(r.body, json!([]));
+        let r = app
+            .call("GET", &format!("/api/v1/auth/sso/{id}/start"), None, None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        let actions = app.audit_actions(&admin).await;
+        assert!(actions.contains(&"sso_provider.create".to_owned()));
+        assert!(actions.contains(&"sso_provider.update".to_owned()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_is_bound_to_its_browser_used_once_and_maps_groups_to_roles() {
+    for backend in backends() {
+        let (app, _) = TestApp::with_plugins(backend).await;
+        let admin = app.setup_admin().await;
+        app.install_test_plugin(&admin, "infrapilot_test_sso", PLUGIN)
+            .await;
+        let id = provider(
+            &app,
+            &admin,
+            json!({"plugin": PLUGIN, "name": "Test IdP", "settings": test_idp(&["devs"]),
+                   "group_roles": [{"group": "devs", "role": "operator"}, {"group": "ops", "role": "admin"}]}),
+        )
+        .await;
+
+        // The provider's URL carries the host's state, nonce and S256 challenge, never the verifier.
+        let browser = start(&app, &id).await;
+        assert_eq!(browser.param("state").len(), 64);
+        assert_eq!(browser.param("code_challenge").len(), 43);
+        assert!(
+            browser
+                .param("redirect_uri")
+                .ends_with("/api/v1/auth/sso/callback")
+        );
+        let state = browser.param("state");
+        let good = [("code", "good-sam"), ("state", state.as_str())];
+
+        // Another browser (no cookie, or another login's cookie) cannot finish it.
+        let location = callback(&app, None, &good).await;
+        assert!(
+            sso_error(&location).contains("not started in this browser"),
+            "{location}"
+        );
+        let other = start(&app, &id).await;
+        let location = callback(&app, Some(&other.cookie), &good).await;
+        assert!(
+            sso_error(&location).contains("another sign-in"),
+            "{location}"
+        );
+        // That spent the other login: its own answer no longer works.
+        let location = callback(
+            &app,
+            Some(&other.cookie),
+            &[("code", "good-sam"), ("state", &other.param("state"))],
+        )
+        .await;
+        assert!(sso_error(&location).contains("used already"), "{location}");
+        // A tampered cookie is no cookie.
+        let tampered = format!("{}00", browser.cookie);
+        let location = callback(&app, Some(&tampered), &good).await;
+        assert!(sso_error(&location).contains("not started in this browser"));
+
+        // The real answer: a one-time code for the dashboard, in the fragment.
+        let location = callback(&app, Some(&browser.cookie), &good).await;
+        let code = location
+            .strip_prefix("/login/sso#")
+            .expect(&location)
+            .to_owned();
+        // Replayed, the same answer is refused.
+        let location = callback(&app, Some(&browser.cookie), &good).await;
+        assert!(sso_error(&location).contains("used already"), "{location}");
+        // The code works from this browser only, once.
+        let (status, _) = exchange(&app, &other.cookie, &code).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, body) = exchange(&app, &browser.cookie, "0".repeat(64).as_str()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body:?}");
+        let (status, body) = exchange(&app, &browser.cookie, &code).await;
+        assert_eq!(status, StatusCode::OK, "{body:?}");
+        let token = body["access_token"].as_str().unwrap().to_owned();
+        let (status, _) = exchange(&app, &browser.cookie, &code).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "a code is spent once");
+
+        // Just in time: Sam exists now, an operator through `devs`, with no usable password.
+        let me = app.get("/api/v1/auth/me", &token).await;
+        assert_eq!(me.status, StatusCode::OK, "{:?}", me.body);
+        assert_eq!(me.body["email"], "sam@example.com");
+        assert_eq!(me.body["name"], "Sam Single");
+        assert_eq!(me.body["role"], "operator");
+        let r = app
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": "sam@example.com", "password": "!sso-only"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+
+        // The provider says no: refused, audited, nothing made.
+        let browser = start(&app, &id).await;
+        let location = callback(
+            &app,
+            Some(&browser.cookie),
+            &[("code", "forged"), ("state", &browser.param("state"))],
+        )
+        .await;
+        assert!(sso_error(&location).contains("refused"), "{location}");
+
+        // The mapping follows the identity provider at each login: in `ops`, Sam is an admin;
+        // in no mapped group and without a default role, Sam is refused.
+        let set_groups = |groups: &[&str]| {
+            let (app, admin, path) = (&app, &admin, format!("/api/v1/sso/providers/{id}"));
+            let body = json!({"settings": test_idp(groups)});
+            async move {
+                let r = app.call("PATCH", &path, Some(admin), Some(body)).await;
+                assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            }
+        };
+        set_groups(&["devs", "ops"]).await;
+        let token = sign_in(&app, &id, "sam").await;
+        assert_eq!(
+            app.get("/api/v1/auth/me", &token).await.body["role"],
+            "admin"
+        );
+        set_groups(&["devs"]).await;
+        let token = sign_in(&app, &id, "sam").await;
+        assert_eq!(
+            app.get("/api/v1/auth/me", &token).await.body["role"],
+            "operator"
+        );
+        set_groups(&["marketing"]).await;
+        let browser = start(&app, &id).await;
+        let location = callback(
+            &app,
+            Some(&browser.cookie),
+            &[("code", "good-sam"), ("state", &browser.param("state"))],
+        )
+        .await;
+        assert!(
+            sso_error(&location).contains("none of your groups"),
+            "{location}"
+        );
+        // A default role lets them in as that.
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/api/v1/sso/providers/{id}"),
+                Some(&admin),
+                Some(json!({"default_role": "viewer"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let token = sign_in(&app, &id, "sam").await;
+        assert_eq!(
+            app.get("/api/v1/auth/me", &token).await.body["role"],
+            "viewer"
+        );
+
+        // An existing account's email is never taken over by a provider's claim.
+        let admin_subject = ADMIN_EMAIL.split('@').next().unwrap();
+        let browser = start(&app, &id).await;
+        let location = callback(
+            &app,
+            Some(&browser.cookie),
+            &[
+                ("code", &format!("good-{admin_subject}")),
+                ("state", &browser.param("state")),
+            ],
+        )
+        .await;
+        assert!(
+            sso_error(&location).contains("exists already"),
+            "{location}"
+        );
+
+        let r = app
+            .get("/api/v1/audit?action=sso.login&limit=100", &admin)
+            .await;
+        let outcomes: Vec<&str> = r.body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["outcome"].as_str().unwrap())
+            .collect();
+        assert!(
+            outcomes.contains(&"success") && outcomes.contains(&"failure"),
+            "{outcomes:?}"
+        );
+        // The session itself starts with the code exchange, audited as a sign-in through SSO.
+        let r = app
+            .get("/api/v1/audit?action=auth.login&limit=100", &admin)
+            .await;
+        assert!(
+            r.body["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["detail"]["sso"] == true && e["actor"] == "sam@example.com"),
+            "{:?}",
+            r.body
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_parallel_first_logins_of_one_subject_make_one_person() {
+    for backend in backends() {
+        let (app, _) = TestApp::with_plugins(backend).await;
+        let app = Arc::new(app);
+        let admin = app.setup_admin().await;
+        app.install_test_plugin(&admin, "infrapilot_test_sso", PLUGIN)
+            .await;
+        let id = provider(
+            &app,
+            &admin,
+            json!({"plugin": PLUGIN, "name": "Test IdP", "settings": test_idp(&["devs"]),
+                   "group_roles": [{"group": "devs", "role": "viewer"}]}),
+        )
+        .await;
+        let mut logins = Vec::new();
+        for _ in 0..20 {
+            logins.push(start(&app, &id).await);
+        }
+        let tasks: Vec<_> = logins
+            .into_iter()
+            .map(|browser| {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    callback(
+                        &app,
+                        Some(&browser.cookie),
+                        &[("code", "good-twin"), ("state", &browser.param("state"))],
+                    )
+                    .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            let location = task.await.unwrap();
+            assert!(
+                location.starts_with("/login/sso#"),
+                "{backend:?}: {location}"
+            );
+        }
+        assert_eq!(
+            app.db
+                .owner_count("SELECT COUNT(*) FROM users WHERE email = 'twin@example.com'")
+                .await,
+            1
+        );
+        assert_eq!(
+            app.db
+                .owner_count("SELECT COUNT(*) FROM sso_identities WHERE subject = 'twin'")
+                .await,
+            1
+        );
+    }
+}

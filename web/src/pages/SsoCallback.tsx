@@ -1,0 +1,49 @@
+// `/login/sso#<code>`: where the host sends the browser after a single sign-on login; the
+// one-time code (in the fragment, never sent to a server by the browser) becomes a session.
+
+import { useEffect, useRef, useState } from 'react';
+import { Link } from 'react-router-dom';
+import { ApiError, api, toApiError } from '../api/client';
+import { useAuth } from '../auth';
+import { CornerThemeToggle } from '../components/Layout';
+import { FormError } from '../components/ui';
+import { useFragmentToken } from './Signup';
+
+export function SsoCallbackPage() {
+  const { signIn } = useAuth();
+  const code = useFragmentToken();
+  const [error, setError] = useState<ApiError | null>(null);
+  const sent = useRef(false);
+
+  useEffect(() => {
+    if (sent.current) return;
+    sent.current = true;
+    if (!code) {
+      setError(new ApiError(0, 'client', 'This page needs the code the sign-in sent; sign in again.', 'code'));
+      return;
+    }
+    api
+      .exchangeSsoCode(code)
+      .then((pair) => signIn(pair))
+      .catch((e) => setError(toApiError(e)));
+  }, [code, signIn]);
+
+  return (
+    <div className="auth-page">
+      <CornerThemeToggle />
+      <div className="card auth-card" data-testid="sso-callback">
+        <h1>Signing you in…</h1>
+        {error ? (
+          <>
+            <FormError error={error} />
+            <Link to="/login" className="btn btn-block">
+              Back to sign in
+            </Link>
+          </>
+        ) : (
+          <p className="muted">One moment.</p>
+        )}
+      </div>
+    </div>
+  );
+}

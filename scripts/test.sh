@@ -213,12 +213,20 @@ smtp_port=$(free_port)
 pids+=($!)
 port=$(free_port)
 INFRAPILOT_EDITION=saas INFRAPILOT_PUBLIC_URL="http://127.0.0.1:$port" INFRAPILOT_BUILTIN_AGENT=false INFRAPILOT_SMTP_HOST=127.0.0.1 INFRAPILOT_SMTP_PORT="$smtp_port" INFRAPILOT_SMTP_SECURITY=none \
+    INFRAPILOT_PLUGIN_DIR="$tdir/plugins/bundles" INFRAPILOT_PLUGIN_TRUSTED_KEYS="$tdir/plugins/dev-signing" INFRAPILOT_PLUGIN_EGRESS_ALLOW=127.0.0.1 \
     INFRAPILOT_GRPC_LISTEN="127.0.0.1:$(free_port)" INFRAPILOT_DATA_DIR="$work/saas-data" INFRAPILOT_LISTEN="127.0.0.1:$port" \
     "$bin" serve >"$work/saas-serve.log" 2>&1 &
 pids+=($!)
 wait_ready "http://127.0.0.1:$port" "$work/saas-serve.log"
 if ! (cd tests/e2e && E2E_SETUP_CODE="$(cat "$work/saas-data/setup-code")" E2E_MAILDIR="$work/maildir" INFRAPILOT_URL="http://127.0.0.1:$port" node onboarding.mjs); then
     echo "onboarding browser test failed; server log:" >&2
+    tail -n 50 "$work/saas-serve.log" >&2
+    exit 1
+fi
+
+say "browser test of single sign-on (tests/e2e/sso.mjs): the OIDC plugin against a real OpenID Provider (oidc-provider), forged answers refused"
+if ! (cd tests/e2e && INFRAPILOT_URL="http://127.0.0.1:$port" node sso.mjs); then
+    echo "SSO browser test failed; server log:" >&2
     tail -n 50 "$work/saas-serve.log" >&2
     exit 1
 fi

@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+/** The host operator of the SaaS host the onboarding and SSO tests share (set up by the first). */
+export const OPERATOR = { email: 'operator@host.example', password: 'operator-password-1', name: 'Operator' };
 export const STEP_TIMEOUT = 10_000;
 const OUT = join(dirname(fileURLToPath(import.meta.url)), 'out');
 

@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openBrowser, relevantConsoleErrors, reportFailure, step, until } from './lib.mjs';
+import { OPERATOR, openBrowser, relevantConsoleErrors, reportFailure, step, until } from './lib.mjs';
 
 const BASE = (process.env.INFRAPILOT_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 const SETUP_CODE = (process.env.E2E_SETUP_CODE || '').trim();
@@ -99,7 +99,7 @@ async function main() {
       const res = await fetch(`${BASE}/api/v1/setup`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ setup_code: SETUP_CODE, email: 'operator@host.example', password: 'operator-password-1', name: 'Operator' }),
+        body: JSON.stringify({ setup_code: SETUP_CODE, ...OPERATOR }),
       });
       if (res.status !== 201) throw new Error(`setup answered ${res.status}: ${await res.text()}`);
     }

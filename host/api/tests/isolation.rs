@@ -193,6 +193,18 @@ async fn matrix(backend: infrapilot_store::Backend) {
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let a_invitation = r.body["id"].as_str().unwrap().to_owned();
     let a_invitation_secret = r.body["token"].as_str().unwrap().to_owned();
+    app.install_test_plugin(&root, "infrapilot_test_sso", "infrapilot.test-sso")
+        .await;
+    let r = app
+        .post(
+            "/api/v1/sso/providers",
+            Some(&root),
+            json!({"plugin": "infrapilot.test-sso", "name": "a-idp", "settings": {"issuer": "https://idp.a.test"},
+                   "group_roles": [{"group": "a-admins", "role": "admin"}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let a_provider = r.body["id"].as_str().unwrap().to_owned();
 
     // ----- organisation B and one person of each role -----
     let r = app
@@ -239,6 +251,7 @@ async fn matrix(backend: infrapilot_store::Backend) {
         a_rule.clone(),
         a_certificate.clone(),
         a_invitation.clone(),
+        a_provider.clone(),
     ];
     let before = signature(&app).await;
     let a_events_before = app
@@ -267,6 +280,10 @@ async fn matrix(backend: infrapilot_store::Backend) {
             &a_enrollment
         } else if route.starts_with("/api/v1/users/{id}") {
             &a_member
+        } else if route.starts_with("/api/v1/sso/providers/{id}")
+            || route.starts_with("/api/v1/auth/sso/{id}")
+        {
+            &a_provider
         } else {
             "infrapilot.webhook"
         };
@@ -287,6 +304,12 @@ async fn matrix(backend: infrapilot_store::Backend) {
             .replace("{project}", "a-stack")
             .replace("{number}", "1");
         let names_a = path != *route && !route.starts_with("/api/v1/plugins/");
+        // The sign-in page's SSO routes are public and name their organisation: B asks in its own.
+        let path = if route.starts_with("/api/v1/auth/sso/") {
+            format!("{path}?org={b}")
+        } else {
+            path
+        };
         for (role, token) in &callers {
             let body = (*method != "GET").then(|| json!({}));
             let r = app.call(method, &path, Some(token), body).await;

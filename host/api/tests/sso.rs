@@ -62,7 +62,8 @@ async fn start(app: &TestApp, provider: &str) -> Browser {
     }
 }
 
-/// The identity provider's redirect back, with `cookie` (or none): the redirect's Location.
+/// The identity provider's redirect back, with `cookie` (or none): the redirect's Location, or
+/// `error: <why>` when it goes to the sign-in page with the host's error cookie.
 async fn callback(app: &TestApp, cookie: Option<&str>, query: &[(&str, &str)]) -> String {
     let query: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(query)
@@ -78,18 +79,27 @@ async fn callback(app: &TestApp, cookie: Option<&str>, query: &[(&str, &str)]) -
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.body);
-    r.headers[header::LOCATION].to_str().unwrap().to_owned()
+    let location = r.headers[header::LOCATION].to_str().unwrap().to_owned();
+    if location != "/login?sso_error=1" {
+        return location;
+    }
+    // The reason travels in a cookie of the host's, never in the URL (a link could carry any text).
+    let set = r.headers[header::SET_COOKIE].to_str().unwrap();
+    let value = set
+        .strip_prefix("infrapilot_sso_error=")
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no error cookie: {set}"));
+    let encoded = format!("m={value}");
+    let (_, message) = form_urlencoded::parse(encoded.as_bytes()).next().unwrap();
+    format!("error: {message}")
 }
 
-/// The `sso_error` a redirect to the sign-in page carries.
+/// Why a login failed (see [`callback`]).
 fn sso_error(location: &str) -> String {
-    let query = location
-        .strip_prefix("/login?")
-        .unwrap_or_else(|| panic!("not an error redirect: {location}"));
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "sso_error")
-        .map(|(_, v)| v.into_owned())
-        .unwrap()
+    location
+        .strip_prefix("error: ")
+        .unwrap_or_else(|| panic!("not an error redirect: {location}"))
+        .to_owned()
 }
 
 async fn exchange(app: &TestApp, cookie: &str, code: &str) -> (StatusCode, Value) {

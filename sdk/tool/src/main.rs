@@ -10,6 +10,8 @@
 
 use std::path::PathBuf;
 
+mod browser_imports;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use infrapilot_plugin_types::bundle::{Bundle, PublicKey, SigningKey, TrustedKeys};
@@ -60,6 +62,14 @@ fn main() -> anyhow::Result<()> {
         Command::Componentize { module, output } => {
             let core =
                 std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
+            let (core, stubbed) = browser_imports::stub_browser_imports(&core)
+                .with_context(|| format!("{} is not a valid module", module.display()))?;
+            if stubbed > 0 {
+                println!(
+                    "{}: {stubbed} browser (wasm-bindgen) imports trap if called",
+                    module.display()
+                );
+            }
             let component = wit_component::ComponentEncoder::default()
                 .validate(true)
                 .module(&core)

@@ -6,6 +6,19 @@ import { useAuth } from '../auth';
 import { CornerThemeToggle } from '../components/Layout';
 import { FormError, Notice, TextField } from '../components/ui';
 
+/** Why the last single sign-on failed: the host's short-lived cookie (a link cannot set it, so
+ *  no one can put words on this page through a crafted URL); read once, then cleared. */
+function takeSsoError(): string {
+  const entry = document.cookie.split('; ').find((c) => c.startsWith('infrapilot_sso_error='));
+  document.cookie = 'infrapilot_sso_error=; Path=/; Max-Age=0; SameSite=Lax';
+  if (!entry) return 'Single sign-on did not complete; try again.';
+  try {
+    return decodeURIComponent(entry.slice('infrapilot_sso_error='.length).replace(/\+/g, ' '));
+  } catch {
+    return 'Single sign-on did not complete; try again.';
+  }
+}
+
 export function LoginPage() {
   const { state, signIn } = useAuth();
   const initial = state.status === 'anonymous' ? state : null;
@@ -16,7 +29,7 @@ export function LoginPage() {
   // the last SSO attempt failed (the host sends the browser back with `sso_error`).
   const [params] = useSearchParams();
   const org = params.get('org') ?? undefined;
-  const ssoError = params.get('sso_error');
+  const [ssoError] = useState(() => (params.get('sso_error') ? takeSsoError() : null));
   const [providers, setProviders] = useState<LoginProviderDto[]>([]);
   useEffect(() => {
     api

@@ -639,12 +639,19 @@ fn read_cookie(state: &AppState, headers: &HeaderMap) -> Option<LoginCookie> {
     serde_json::from_slice(&text).ok()
 }
 
-/// The dashboard's sign-in page with a reason the login failed.
+/// The cookie that carries why the last login failed to the sign-in page: set by this host only
+/// (a link cannot put words on the sign-in page), readable by the dashboard, gone in a minute.
+pub const ERROR_COOKIE: &str = "infrapilot_sso_error";
+
+/// The dashboard's sign-in page, told that single sign-on failed and why.
 fn to_sign_in_with_error(message: &str) -> Response {
-    let query: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("sso_error", message)
-        .finish();
-    redirect(&format!("/login?{query}"), None)
+    let encoded: String = form_urlencoded::byte_serialize(message.as_bytes()).collect();
+    redirect(
+        "/login?sso_error=1",
+        Some(format!(
+            "{ERROR_COOKIE}={encoded}; Path=/; SameSite=Lax; Max-Age=60"
+        )),
+    )
 }
 
 fn redirect(location: &str, cookie: Option<String>) -> Response {

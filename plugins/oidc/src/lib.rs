@@ -1,0 +1,355 @@
+//! Single sign-on with OpenID Connect: the authorization-code flow with PKCE (S256), run by the
+//! `openidconnect` crate over the host's HTTP capability. The host hands over the `state`, nonce
+//! and PKCE challenge of each login and keeps them (single use, bound to the browser); this plugin
+//! discovers the provider, builds the authorization URL, exchanges the code with the verifier,
+//! and checks the ID token (signature against the provider's keys, issuer, audience, expiry and
+//! nonce, with the host's clock). It reports groups; the host maps them to roles.
+//!
+//! Presets: `generic` (any issuer), `entra` (Microsoft Entra ID: the tenant's v2.0 issuer;
+//! groups from the `groups` claim), `google` (Google Workspace: the `hd` claim must be the
+//! configured domain).
+
+use base64::Engine;
+use infrapilot_plugin_sdk::sso::{
+    Identity, LoginCallback, LoginError, LoginMethod, LoginRequest, LoginStart, PluginError,
+    SsoProvider, clock, config, http, random,
+};
+use infrapilot_plugin_sdk::sso_provider::infrapilot::plugin::types::Header;
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeVerifier,
+    RedirectUrl, Scope, TokenResponse,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Deserialize)]
+struct Settings {
+    #[serde(default = "generic")]
+    preset: String,
+    issuer: Option<String>,
+    tenant: Option<String>,
+    client_id: String,
+    #[serde(default = "default_scopes")]
+    scopes: String,
+    #[serde(default = "default_groups_claim")]
+    groups_claim: String,
+    hosted_domain: Option<String>,
+}
+
+fn generic() -> String {
+    "generic".into()
+}
+
+fn default_scopes() -> String {
+    "openid email profile".into()
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+impl Settings {
+    fn load() -> Result<Settings, String> {
+        serde_json::from_str(&config::settings()).map_err(|e| format!("settings: {e}"))
+    }
+
+    /// The issuer the preset implies.
+    fn issuer(&self) -> Result<String, String> {
+        match self.preset.as_str() {
+            "entra" => {
+                let tenant = self
+                    .tenant
+                    .as_deref()
+                    .filter(|t| {
+                        !t.is_empty()
+                            && t.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                    })
+                    .ok_or("tenant: the directory (tenant) id or domain of Entra ID")?;
+                Ok(format!("https://login.microsoftonline.com/{tenant}/v2.0"))
+            }
+            "google" => Ok("https://accounts.google.com".into()),
+            "generic" => self
+                .issuer
+                .clone()
+                .filter(|i| !i.is_empty())
+                .ok_or_else(|| "issuer: the OpenID Provider's issuer URL".into()),
+            other => Err(format!("preset: {other:?} is not generic, entra or google")),
+        }
+    }
+
+    fn client_secret(&self) -> Option<ClientSecret> {
+        config::secret("client_secret").ok().map(ClientSecret::new)
+    }
+}
+
+/// An issuer URL fit for trust: https, or http to loopback (a test provider on this machine).
+fn checked_issuer(raw: &str) -> Result<IssuerUrl, String> {
+    let url = IssuerUrl::new(raw.to_owned()).map_err(|e| format!("issuer: {e}"))?;
+    let parsed = url.url();
+    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    match parsed.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err("issuer: must be an https URL".into()),
+    }
+}
+
+// ---- the host's HTTP capability as openidconnect's client --------------------------------
+
+#[derive(Debug)]
+struct HostHttpError(String);
+
+impl std::fmt::Display for HostHttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HostHttpError {}
+
+/// Requests go through the host (its egress rules, limits and timeouts); redirects are not
+/// followed, as openidconnect asks of its clients.
+struct HostHttp;
+
+impl openidconnect::SyncHttpClient for HostHttp {
+    type Error = HostHttpError;
+
+    fn call(
+        &self,
+        request: openidconnect::HttpRequest,
+    ) -> Result<openidconnect::HttpResponse, HostHttpError> {
+        let method = match *request.method() {
+            ::http::Method::GET => http::Method::Get,
+            ::http::Method::POST => http::Method::Post,
+            ref other => {
+                return Err(HostHttpError(format!(
+                    "method {other} is not used by OpenID Connect"
+                )));
+            }
+        };
+        let headers = request
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| {
+                v.to_str().ok().map(|v| Header {
+                    name: k.as_str().to_owned(),
+                    value: v.to_owned(),
+                })
+            })
+            .collect();
+        let body = request.body();
+        let response = http::fetch(&http::Request {
+            method,
+            url: request.uri().to_string(),
+            headers,
+            body: (!body.is_empty()).then(|| body.clone()),
+            timeout_ms: None,
+        })
+        .map_err(|e| HostHttpError(format!("{e:?}")))?;
+        let mut builder = ::http::Response::builder().status(response.status);
+        for header in &response.headers {
+            builder = builder.header(header.name.as_str(), header.value.as_str());
+        }
+        builder
+            .body(response.body)
+            .map_err(|e| HostHttpError(e.to_string()))
+    }
+}
+
+// ---- randomness and time from the host ---------------------------------------------------------
+
+/// openidconnect draws random numbers through rand (getrandom 0.2), which has no source on
+/// wasm32-unknown-unknown: the host's `random` capability is that source.
+fn host_random(buf: &mut [u8]) -> Result<(), getrandom::Error> {
+    for chunk in buf.chunks_mut(4096) {
+        let bytes = random::fill(chunk.len() as u32);
+        if bytes.len() != chunk.len() {
+            return Err(getrandom::Error::UNSUPPORTED);
+        }
+        chunk.copy_from_slice(&bytes);
+    }
+    Ok(())
+}
+getrandom::register_custom_getrandom!(host_random);
+
+// ---- the provider ---------------------------------------------------------------------------
+
+fn unavailable(e: impl std::fmt::Display) -> LoginError {
+    LoginError::Unavailable(e.to_string())
+}
+
+fn client(
+    settings: &Settings,
+    redirect: &str,
+) -> Result<
+    CoreClient<
+        openidconnect::EndpointSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointMaybeSet,
+        openidconnect::EndpointMaybeSet,
+    >,
+    LoginError,
+> {
+    let issuer = settings.issuer().map_err(LoginError::InvalidSettings)?;
+    let issuer = checked_issuer(&issuer).map_err(LoginError::InvalidSettings)?;
+    let metadata = CoreProviderMetadata::discover(&issuer, &HostHttp).map_err(unavailable)?;
+    let redirect = RedirectUrl::new(redirect.to_owned())
+        .map_err(|e| LoginError::InvalidSettings(format!("callback URL: {e}")))?;
+    Ok(CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(settings.client_id.clone()),
+        settings.client_secret(),
+    )
+    .set_redirect_uri(redirect))
+}
+
+struct OidcProvider;
+
+impl SsoProvider for OidcProvider {
+    fn validate() -> Result<(), PluginError> {
+        let settings = Settings::load().map_err(PluginError::InvalidSettings)?;
+        let issuer = settings.issuer().map_err(PluginError::InvalidSettings)?;
+        checked_issuer(&issuer).map_err(PluginError::InvalidSettings)?;
+        if settings.client_id.trim().is_empty() {
+            return Err(PluginError::InvalidSettings("client_id: required".into()));
+        }
+        if !settings.scopes.split_whitespace().any(|s| s == "openid") {
+            return Err(PluginError::InvalidSettings(
+                "scopes: must include openid".into(),
+            ));
+        }
+        if settings.preset == "google"
+            && settings.hosted_domain.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(PluginError::InvalidSettings(
+                "hosted_domain: the Google Workspace domain whose accounts may sign in".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn begin_login(request: LoginRequest) -> Result<LoginStart, LoginError> {
+        let settings = Settings::load().map_err(LoginError::InvalidSettings)?;
+        let client = client(&settings, &request.callback_url)?;
+        let (state, nonce) = (request.state.clone(), request.nonce.clone());
+        let mut authorize = client.authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            move || CsrfToken::new(state),
+            move || Nonce::new(nonce),
+        );
+        for scope in settings
+            .scopes
+            .split_whitespace()
+            .filter(|s| *s != "openid")
+        {
+            authorize = authorize.add_scope(Scope::new(scope.to_owned()));
+        }
+        // The host holds the verifier; the plugin sends its S256 challenge.
+        authorize = authorize
+            .add_extra_param("code_challenge", request.code_challenge.clone())
+            .add_extra_param("code_challenge_method", "S256");
+        if settings.preset == "google"
+            && let Some(domain) = &settings.hosted_domain
+        {
+            authorize = authorize.add_extra_param("hd", domain.clone());
+        }
+        let (url, _, _) = authorize.url();
+        Ok(LoginStart {
+            method: LoginMethod::Redirect(url.to_string()),
+            context: None,
+        })
+    }
+
+    fn complete_login(callback: LoginCallback) -> Result<Identity, LoginError> {
+        let settings = Settings::load().map_err(LoginError::InvalidSettings)?;
+        let param = |name: &str| {
+            callback
+                .params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let code = param("code")
+            .ok_or_else(|| LoginError::Rejected("the answer carries no code".into()))?;
+        let client = client(&settings, &callback.request.callback_url)?;
+        let tokens = client
+            .exchange_code(AuthorizationCode::new(code))
+            .map_err(|e| LoginError::InvalidSettings(format!("token endpoint: {e}")))?
+            .set_pkce_verifier(PkceCodeVerifier::new(callback.code_verifier.clone()))
+            .request(&HostHttp)
+            .map_err(|e| match e {
+                openidconnect::RequestTokenError::ServerResponse(r) => {
+                    LoginError::Rejected(format!("the token endpoint refused the code: {r}"))
+                }
+                other => unavailable(other),
+            })?;
+        let id_token = tokens
+            .id_token()
+            .ok_or_else(|| LoginError::Rejected("the token response has no ID token".into()))?;
+        let now_ms = clock::now_unix_ms();
+        let verifier = client.id_token_verifier().set_time_fn(move || {
+            chrono::DateTime::from_timestamp_millis(now_ms as i64).unwrap_or_default()
+        });
+        let claims = id_token
+            .claims(&verifier, &Nonce::new(callback.request.nonce.clone()))
+            .map_err(|e| LoginError::Rejected(format!("the ID token does not hold: {e}")))?;
+        // What the signature covers, read again for the claims the core types leave out.
+        let payload = signed_payload(&id_token.to_string())?;
+        if settings.preset == "google" {
+            let expected = settings.hosted_domain.as_deref().unwrap_or_default();
+            if payload.get("hd").and_then(Value::as_str) != Some(expected) {
+                return Err(LoginError::Rejected(format!(
+                    "the account is not one of the Google Workspace domain {expected}"
+                )));
+            }
+        }
+        let groups = match payload.get(settings.groups_claim.as_str()) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|g| g.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut attributes = Vec::new();
+        for name in ["amr", "acr", "auth_time"] {
+            if let Some(value) = payload.get(name) {
+                attributes.push((name.to_owned(), value.to_string()));
+            }
+        }
+        Ok(Identity {
+            subject: claims.subject().to_string(),
+            issuer: claims.issuer().to_string(),
+            email: claims.email().map(|e| e.to_string()),
+            email_verified: claims.email_verified().unwrap_or(false),
+            name: claims
+                .name()
+                .and_then(|n| n.get(None))
+                .map(|n| n.to_string()),
+            groups,
+            attributes,
+        })
+    }
+
+    fn check_password(_username: String, _password: String) -> Result<Identity, LoginError> {
+        Err(LoginError::Unsupported)
+    }
+}
+
+/// The JSON payload of a compact JWS whose signature was checked already.
+fn signed_payload(jwt: &str) -> Result<Value, LoginError> {
+    let payload = jwt
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| LoginError::Rejected("the ID token is not a compact JWS".into()))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| LoginError::Rejected("the ID token's payload is not base64url".into()))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| LoginError::Rejected(format!("the ID token's payload: {e}")))
+}
+
+infrapilot_plugin_sdk::export_sso_provider!(OidcProvider);

@@ -1,0 +1,303 @@
+#!/usr/bin/env node
+// Browser test of single sign-on with OpenID Connect against a real OpenID Provider (npm
+// oidc-provider, started here on loopback): the OIDC plugin (a WebAssembly component, run by the
+// host) configured by the host operator for the default organisation, the login page's button,
+// the provider's own login and consent pages, the session in the dashboard; then what must fail:
+// a replayed callback, a tampered ID token, an authorization whose PKCE challenge was swapped, an
+// ID token for another nonce; and a group taken away at the provider takes the role away at the
+// next login.
+//
+//   INFRAPILOT_URL=http://127.0.0.1:18182 node sso.mjs
+//
+// Runs after onboarding.mjs against the same SaaS host (its operator account, made there), which
+// lets plugins reach 127.0.0.1 (INFRAPILOT_PLUGIN_EGRESS_ALLOW). Between the host and the provider
+// sits a proxy of this script's (the provider's issuer URL is the proxy's), which can tamper with
+// what passes: that is how the forged answers are made. Exit 0 on success; on failure exit 1 and
+// out/sso-failure.png.
+
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createServer, request as httpRequest } from 'node:http';
+import Provider from 'oidc-provider';
+import { OPERATOR, openBrowser, relevantConsoleErrors, reportFailure, step, until } from './lib.mjs';
+
+const BASE = (process.env.INFRAPILOT_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
+
+// The provider's people; the test changes their groups between logins.
+const ACCOUNTS = {
+  alice: { email: 'alice@idp.example', email_verified: true, name: 'Alice Idp', groups: ['admins', 'devs'] },
+};
+
+// ---- the OpenID Provider behind a tampering proxy -------------------------------------------
+
+const listen = (server) =>
+  new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
+
+/** What the proxy does to the next exchanges: `null`, or a mode. */
+let tamper = null;
+
+function flipSignature(jwt) {
+  const [h, p, s] = jwt.split('.');
+  const bytes = Buffer.from(s, 'base64url');
+  bytes[bytes.length - 1] ^= 0x01;
+  return `${h}.${p}.${bytes.toString('base64url')}`;
+}
+
+async function startProvider() {
+  const proxy = createServer();
+  const proxyPort = await listen(proxy);
+  const issuer = `http://127.0.0.1:${proxyPort}`;
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'e2e-rs256', use: 'sig', alg: 'RS256' };
+  const provider = new Provider(issuer, {
+    clients: [
+      {
+        client_id: 'infrapilot',
+        token_endpoint_auth_method: 'none',
+        redirect_uris: [`${BASE}/api/v1/auth/sso/callback`],
+        response_types: ['code'],
+        grant_types: ['authorization_code'],
+      },
+    ],
+    pkce: { required: () => true },
+    jwks: { keys: [jwk] },
+    cookies: { keys: [randomBytes(32).toString('hex')] },
+    scopes: ['openid', 'email', 'profile', 'groups'],
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups'] },
+    conformIdTokenClaims: false,
+    features: { devInteractions: { enabled: true } },
+    findAccount: async (ctx, id) =>
+      ACCOUNTS[id] && { accountId: id, claims: async () => ({ sub: id, ...ACCOUNTS[id] }) },
+  });
+  const op = createServer(provider.callback());
+  const opPort = await listen(op);
+
+  // Everything passes through; in a tamper mode one thing is changed on its way.
+  proxy.on('request', (req, res) => {
+    let path = req.url;
+    if (req.method === 'GET' && path.startsWith('/auth?')) {
+      const url = new URL(path, issuer);
+      if (tamper === 'challenge') url.searchParams.set('code_challenge', 'A'.repeat(43));
+      if (tamper === 'nonce') url.searchParams.set('nonce', 'not-the-host-nonce');
+      path = url.pathname + url.search;
+    }
+    const upstream = httpRequest(
+      { host: '127.0.0.1', port: opPort, method: req.method, path, headers: req.headers },
+      (answer) => {
+        const chunks = [];
+        answer.on('data', (c) => chunks.push(c));
+        answer.on('end', () => {
+          let body = Buffer.concat(chunks);
+          if (tamper === 'signature' && req.method === 'POST' && req.url === '/token' && answer.statusCode === 200) {
+            const tokens = JSON.parse(body.toString('utf8'));
+            tokens.id_token = flipSignature(tokens.id_token);
+            body = Buffer.from(JSON.stringify(tokens));
+          }
+          const headers = { ...answer.headers, 'content-length': String(body.length) };
+          res.writeHead(answer.statusCode, headers);
+          res.end(body);
+        });
+      },
+    );
+    upstream.on('error', (e) => {
+      res.writeHead(502);
+      res.end(String(e));
+    });
+    req.pipe(upstream);
+  });
+  return {
+    issuer,
+    stop: () => {
+      proxy.close();
+      op.close();
+    },
+  };
+}
+
+// ---- the host's API (the operator's set-up) ----------------------------------------------------
+
+async function api(method, path, token, body) {
+  const res = await fetch(`${BASE}/api/v1${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+// ---- the flow -----------------------------------------------------------------------------------
+
+async function main() {
+  const op = await step('a real OpenID Provider (oidc-provider) starts behind a proxy on loopback', startProvider);
+  const { browser, page, consoleErrors, ui } = await openBrowser();
+  const { label, button } = ui;
+  // Each callback as the browser sent it: its URL and the login cookie it carried.
+  const callbacks = [];
+  page.on('request', async (r) => {
+    if (r.url().startsWith(`${BASE}/api/v1/auth/sso/callback`)) {
+      callbacks.push({ url: r.url(), cookie: (await r.allHeaders()).cookie ?? '' });
+    }
+  });
+
+  /** From the sign-in page through the provider's login and consent; where the host lands. */
+  async function ssoLogin(user = 'alice') {
+    await page.goto(`${BASE}/login`);
+    const before = page.url();
+    await page.getByRole('link', { name: 'Sign in with Test OP' }).click();
+    // To the provider (or, with its session alive, straight back to the host).
+    await page.waitForURL((url) => url.href !== before);
+    if (page.url().startsWith(op.issuer)) {
+      await page.locator('input[name=login]').fill(user);
+      await page.locator('input[name=password]').fill('any password');
+      await page.locator('button[type=submit]').click();
+      await page.waitForURL((url) => url.href.startsWith(op.issuer) && url.pathname.startsWith('/interaction/'));
+      // Consent (the first time for the client) or straight back.
+      const consent = page.locator('button[type=submit]');
+      if (await consent.count()) await consent.click();
+    }
+    await page.waitForURL(
+      (url) => url.href.startsWith(BASE) && !url.pathname.startsWith('/api/') && url.pathname !== '/login/sso',
+      { timeout: 15_000 },
+    );
+    await until('the dashboard or the sign-in page to settle', async () =>
+      (await page.getByTestId('whoami').count()) > 0 || (await page.getByTestId('login-form').count()) > 0,
+    );
+  }
+
+  async function ssoError() {
+    const form = page.getByTestId('login-form');
+    await form.waitFor();
+    const err = page.getByTestId('form-error');
+    await err.waitFor();
+    return err.innerText();
+  }
+
+  async function signOut() {
+    await button('Sign out').click();
+    await page.getByTestId('login-form').waitFor();
+  }
+
+  try {
+    const operator = await step('the host operator enables the OIDC plugin and adds the provider with its group mapping', async () => {
+      const login = await api('POST', '/auth/login', null, { email: OPERATOR.email, password: OPERATOR.password });
+      if (login.status !== 200) throw new Error(`operator sign-in: ${login.status} ${JSON.stringify(login.body)}`);
+      const token = login.body.access_token;
+      const enabled = await api('POST', '/plugins/infrapilot.oidc/enable', token);
+      if (enabled.status !== 200) throw new Error(`enable: ${enabled.status} ${JSON.stringify(enabled.body)}`);
+      const bad = await api('POST', '/sso/providers', token, {
+        plugin: 'infrapilot.oidc',
+        name: 'Broken',
+        settings: { issuer: 'http://idp.example', client_id: 'x' },
+      });
+      if (bad.status !== 400 || bad.body.error.field !== 'settings') throw new Error(`plain http issuer: ${JSON.stringify(bad.body)}`);
+      const created = await api('POST', '/sso/providers', token, {
+        plugin: 'infrapilot.oidc',
+        name: 'Test OP',
+        settings: { preset: 'generic', issuer: op.issuer, client_id: 'infrapilot', scopes: 'openid email profile groups' },
+        group_roles: [
+          { group: 'admins', role: 'admin' },
+          { group: 'devs', role: 'viewer' },
+        ],
+      });
+      if (created.status !== 201) throw new Error(`provider: ${created.status} ${JSON.stringify(created.body)}`);
+      if (created.body.callback_url !== `${BASE}/api/v1/auth/sso/callback`) throw new Error(`callback URL ${created.body.callback_url}`);
+      return token;
+    });
+
+    await step('the sign-in page offers the provider; its login and consent lead back signed in, an admin through "admins"', async () => {
+      await ssoLogin();
+      const who = await page.getByTestId('whoami').innerText();
+      if (!who.includes('Alice Idp') || !who.includes('Admin')) throw new Error(`signed in as ${who}`);
+    });
+
+    await step('the callback replayed (same browser, same cookie, same answer) is refused', async () => {
+      const first = callbacks.at(-1);
+      if (!first || !first.url.includes('code=')) throw new Error(`no callback seen: ${JSON.stringify(callbacks)}`);
+      await signOut();
+      // The exchange made the browser forget the login: put its cookie back, as a replay would.
+      const value = first.cookie
+        .split('; ')
+        .find((c) => c.startsWith('infrapilot_sso='))
+        ?.slice('infrapilot_sso='.length);
+      if (!value) throw new Error(`the callback carried no login cookie: ${first.cookie}`);
+      const { hostname } = new URL(BASE);
+      const replayed = { name: 'infrapilot_sso', value, domain: hostname, path: '/api/v1/auth/sso' };
+      await page.context().addCookies([replayed]);
+      await page.goto(first.url);
+      const err = await ssoError();
+      if (!/used already|expired/.test(err)) throw new Error(`unexpected: ${err}`);
+      await page.context().clearCookies();
+    });
+
+    await step('a tampered ID token (one bit of its signature) is refused', async () => {
+      tamper = 'signature';
+      try {
+        await ssoLogin();
+      } finally {
+        tamper = null;
+      }
+      const err = await ssoError();
+      if (!/ID token does not hold/i.test(err)) throw new Error(`unexpected: ${err}`);
+    });
+
+    await step('an authorization with another PKCE challenge: the verifier does not match, the code is refused', async () => {
+      tamper = 'challenge';
+      try {
+        await ssoLogin();
+      } finally {
+        tamper = null;
+      }
+      const err = await ssoError();
+      if (!/refused the code/i.test(err)) throw new Error(`unexpected: ${err}`);
+    });
+
+    await step('an ID token for another nonce is refused', async () => {
+      tamper = 'nonce';
+      try {
+        await ssoLogin();
+      } finally {
+        tamper = null;
+      }
+      const err = await ssoError();
+      if (!/nonce/i.test(err)) throw new Error(`unexpected: ${err}`);
+    });
+
+    await step('"admins" removed at the provider: the next login is a viewer', async () => {
+      ACCOUNTS.alice.groups = ['devs'];
+      await ssoLogin();
+      const who = await page.getByTestId('whoami').innerText();
+      if (!who.includes('Viewer')) throw new Error(`signed in as ${who}`);
+      await signOut();
+    });
+
+    await step('the audit trail has the SSO logins, refused and accepted', async () => {
+      const r = await api('GET', '/audit?action=sso.login&limit=50', operator);
+      const outcomes = r.body.events.map((e) => e.outcome);
+      if (!outcomes.includes('success') || !outcomes.includes('failure')) throw new Error(`outcomes: ${outcomes.join(', ')}`);
+    });
+
+    await step('no browser console errors (CSP, React)', async () => {
+      // The provider's own pages ask for resources off this machine (fonts): not ours.
+      const relevant = relevantConsoleErrors(consoleErrors).filter(
+        (t) => !/status of 4(03|04)/.test(t) && !/ERR_NAME_NOT_RESOLVED/.test(t),
+      );
+      if (relevant.length) throw new Error(`console errors:\n  ${relevant.join('\n  ')}`);
+    });
+    console.log('\ne2e sso: 1 passed, 0 failed');
+  } catch (e) {
+    await reportFailure(page, consoleErrors, 'sso-failure.png');
+    throw e;
+  } finally {
+    await browser.close();
+    op.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(`\nE2E SSO FAILED: ${e.message}`);
+    console.log('e2e sso: 0 passed, 1 failed');
+    process.exit(1);
+  },
+);

@@ -39,6 +39,7 @@ CREATE TABLE sso_logins (
     state_hash           TEXT NOT NULL,
     browser_hash         TEXT NOT NULL,
     nonce                TEXT NOT NULL,
+    callback_url         TEXT NOT NULL,
     code_verifier        BYTEA NOT NULL,
     context              BYTEA,
     created_at           BIGINT NOT NULL,

@@ -39,6 +39,7 @@ CREATE TABLE sso_logins (
     state_hash           TEXT NOT NULL,
     browser_hash         TEXT NOT NULL,
     nonce                TEXT NOT NULL,
+    callback_url         TEXT NOT NULL,
     code_verifier        BLOB NOT NULL,
     context              BLOB,
     created_at           INTEGER NOT NULL,

@@ -42,34 +42,40 @@ function flipSignature(jwt) {
   return `${h}.${p}.${bytes.toString('base64url')}`;
 }
 
+/** The proxy now (its URL is the issuer); the provider behind it once the host's callback URL
+ *  for the provider is known (`startOp`). */
 async function startProvider() {
   const proxy = createServer();
   const proxyPort = await listen(proxy);
   const issuer = `http://127.0.0.1:${proxyPort}`;
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'e2e-rs256', use: 'sig', alg: 'RS256' };
-  const provider = new Provider(issuer, {
-    clients: [
-      {
-        client_id: 'infrapilot',
-        token_endpoint_auth_method: 'none',
-        redirect_uris: [`${BASE}/api/v1/auth/sso/callback`],
-        response_types: ['code'],
-        grant_types: ['authorization_code'],
-      },
-    ],
-    pkce: { required: () => true },
-    jwks: { keys: [jwk] },
-    cookies: { keys: [randomBytes(32).toString('hex')] },
-    scopes: ['openid', 'email', 'profile', 'groups'],
-    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups'] },
-    conformIdTokenClaims: false,
-    features: { devInteractions: { enabled: true } },
-    findAccount: async (ctx, id) =>
-      ACCOUNTS[id] && { accountId: id, claims: async () => ({ sub: id, ...ACCOUNTS[id] }) },
-  });
-  const op = createServer(provider.callback());
-  const opPort = await listen(op);
+  let opPort = 0;
+  let op = null;
+  async function startOp(callbackUrl) {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'e2e-rs256', use: 'sig', alg: 'RS256' };
+    const provider = new Provider(issuer, {
+      clients: [
+        {
+          client_id: 'infrapilot',
+          token_endpoint_auth_method: 'none',
+          redirect_uris: [callbackUrl],
+          response_types: ['code'],
+          grant_types: ['authorization_code'],
+        },
+      ],
+      pkce: { required: () => true },
+      jwks: { keys: [jwk] },
+      cookies: { keys: [randomBytes(32).toString('hex')] },
+      scopes: ['openid', 'email', 'profile', 'groups'],
+      claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups'] },
+      conformIdTokenClaims: false,
+      features: { devInteractions: { enabled: true } },
+      findAccount: async (ctx, id) =>
+        ACCOUNTS[id] && { accountId: id, claims: async () => ({ sub: id, ...ACCOUNTS[id] }) },
+    });
+    op = createServer(provider.callback());
+    opPort = await listen(op);
+  }
 
   // Everything passes through; in a tamper mode one thing is changed on its way.
   proxy.on('request', (req, res) => {
@@ -106,9 +112,10 @@ async function startProvider() {
   });
   return {
     issuer,
+    startOp,
     stop: () => {
       proxy.close();
-      op.close();
+      op?.close();
     },
   };
 }
@@ -128,13 +135,13 @@ async function api(method, path, token, body) {
 // ---- the flow -----------------------------------------------------------------------------------
 
 async function main() {
-  const op = await step('a real OpenID Provider (oidc-provider) starts behind a proxy on loopback', startProvider);
+  const op = await step('a proxy on loopback for the OpenID Provider (its URL is the issuer)', startProvider);
   const { browser, page, consoleErrors, ui } = await openBrowser();
   const { label, button } = ui;
   // Each callback as the browser sent it: its URL and the login cookie it carried.
   const callbacks = [];
   page.on('request', async (r) => {
-    if (r.url().startsWith(`${BASE}/api/v1/auth/sso/callback`)) {
+    if (r.url().startsWith(`${BASE}/api/v1/auth/sso/`) && new URL(r.url()).pathname.endsWith('/callback')) {
       callbacks.push({ url: r.url(), cookie: (await r.allHeaders()).cookie ?? '' });
     }
   });
@@ -200,7 +207,11 @@ async function main() {
         ],
       });
       if (created.status !== 201) throw new Error(`provider: ${created.status} ${JSON.stringify(created.body)}`);
-      if (created.body.callback_url !== `${BASE}/api/v1/auth/sso/callback`) throw new Error(`callback URL ${created.body.callback_url}`);
+      if (created.body.callback_url !== `${BASE}/api/v1/auth/sso/${created.body.id}/callback`) {
+        throw new Error(`callback URL ${created.body.callback_url}`);
+      }
+      // The provider's client is registered with exactly that redirect URI.
+      await op.startOp(created.body.callback_url);
       return token;
     });
 

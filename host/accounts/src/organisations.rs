@@ -296,6 +296,14 @@ impl Organisations {
                 field: "email".into(),
                 message: "no account has this email; send an invitation instead".into(),
             })?;
+        // An address no one proved (an identity provider's word only) is no one's to be added by.
+        if !person.email_verified {
+            return Err(OrgError::Conflict {
+                field: "email".into(),
+                message: "this account's email address is not verified; send an invitation instead"
+                    .into(),
+            });
+        }
         check_member_limit(&mut tx, max_members, "email").await?;
         match tx.add_member(&person.id, role.as_str()).await {
             Err(e) if e.is_unique_violation() => {
@@ -554,6 +562,20 @@ impl Organisations {
             .user_id
             .as_deref()
             .ok_or_else(|| OrgError::Forbidden("only a person accepts an invitation".into()))?;
+        // The invitation names an address: only someone who proved they own it accepts it (an
+        // account an identity provider made with that address has proved nothing here).
+        let verified = self
+            .store
+            .read(&OrgId::default_org())
+            .await?
+            .person_by_id(user_id)
+            .await?
+            .is_some_and(|p| p.email_verified);
+        if !verified {
+            return Err(OrgError::InvitationRefused(
+                "this account's email address is not verified, so it cannot accept an invitation to it".into(),
+            ));
+        }
         // The invitation grants no more than its sender may grant now: a sender since demoted,
         // disabled or gone (the host operator excepted) no longer vouches for it.
         let sender_runs_host = self

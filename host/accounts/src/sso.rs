@@ -147,6 +147,14 @@ impl AccountService<'_> {
         })?;
         let known = tx.sso_identity(&provider.id, &identity.subject).await?;
         let (person, created) = match known {
+            // The person is the provider's subject at the issuer that vouched for them first: a
+            // provider repointed at another identity provider vouches for no one it made before.
+            Some(known) if known.issuer != identity.issuer => {
+                return Err(AccountError::SsoRefused(format!(
+                    "{} now names another identity provider ({}) than the one that vouched for you ({}); an administrator must sort this out",
+                    provider.name, identity.issuer, known.issuer
+                )));
+            }
             Some(known) => {
                 let person = tx.person_by_id(&known.user_id).await?.ok_or_else(|| {
                     AccountError::Internal("an SSO identity names a person who is gone".into())
@@ -255,6 +263,9 @@ impl AccountService<'_> {
         .await?;
         tx.insert_sso_identity(&provider.id, &identity.subject, &id, &identity.issuer)
             .await?;
+        // The identity provider's word is not this host's proof: the address stays unverified
+        // (it cannot accept invitations, or be added to organisations by it).
+        tx.set_email_verified(&id, false).await?;
         tx.person_by_id(&id)
             .await?
             .ok_or_else(|| AccountError::Internal("the new person vanished".into()))

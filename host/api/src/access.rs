@@ -53,8 +53,8 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/auth/refresh", Public),
     ("GET", "/api/v1/auth/sso/providers", Public),
     ("GET", "/api/v1/auth/sso/{id}/start", Public),
-    ("GET", "/api/v1/auth/sso/callback", Public),
-    ("POST", "/api/v1/auth/sso/callback", Public),
+    ("GET", "/api/v1/auth/sso/{id}/callback", Public),
+    ("POST", "/api/v1/auth/sso/{id}/callback", Public),
     ("POST", "/api/v1/auth/sso/exchange", Public),
     // one's own account (also for a person who belongs to no organisation)
     ("POST", "/api/v1/auth/logout", PI),

@@ -78,7 +78,8 @@ fn parse_forwarded_address(entry: &str) -> Result<IpAddr, ()> {
         .ok_or(())
 }
 
-/// Routes a browser reaches without credentials, whose `Host` must be one of this host's names.
+/// Routes a browser reaches without credentials, whose `Host` must be one of this host's names
+/// (and everything under `/api/v1/auth/sso/`: its redirect URIs and cookies follow the `Host`).
 const BROWSER_PUBLIC_ROUTES: &[&str] = &[
     "/metrics",
     "/api/v1/setup",
@@ -140,7 +141,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
         .or_else(|| request.uri().authority().map(|a| a.to_string()));
-    if BROWSER_PUBLIC_ROUTES.contains(&path)
+    if (BROWSER_PUBLIC_ROUTES.contains(&path) || path.starts_with("/api/v1/auth/sso/"))
         && let Some(host) = host
     {
         let ok = host_allowed(&state, &host);

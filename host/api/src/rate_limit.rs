@@ -17,6 +17,8 @@ use crate::error::ApiError;
 pub struct RateLimits {
     pub per_organisation: Option<u32>,
     pub per_credential: Option<u32>,
+    /// Single sign-on logins one client address may start (a public route that runs a plugin).
+    pub sso_starts_per_address: Option<u32>,
 }
 
 impl Default for RateLimits {
@@ -24,6 +26,7 @@ impl Default for RateLimits {
         RateLimits {
             per_organisation: Some(6000),
             per_credential: Some(1200),
+            sso_starts_per_address: Some(30),
         }
     }
 }
@@ -31,6 +34,7 @@ impl Default for RateLimits {
 pub struct RequestLimiter {
     organisations: Option<DefaultKeyedRateLimiter<String>>,
     credentials: Option<DefaultKeyedRateLimiter<String>>,
+    sso_starts: Option<DefaultKeyedRateLimiter<String>>,
     clock: DefaultClock,
     checks: std::sync::atomic::AtomicU64,
 }
@@ -48,9 +52,17 @@ impl RequestLimiter {
         RequestLimiter {
             organisations: per_minute(limits.per_organisation),
             credentials: per_minute(limits.per_credential),
+            sso_starts: per_minute(limits.sso_starts_per_address),
             clock: DefaultClock::default(),
             checks: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Counts one single sign-on start from `address`; false when it is over its limit.
+    pub fn allow_sso_start(&self, address: &str) -> bool {
+        self.sso_starts
+            .as_ref()
+            .is_none_or(|limiter| limiter.check_key(&address.to_owned()).is_ok())
     }
 
     /// Counts one request of the caller; 429 naming the limit when its credential or the

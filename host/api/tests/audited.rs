@@ -569,7 +569,7 @@ async fn scenario(backend: infrapilot_store::Backend) {
             ("POST", "/api/v1/sso/providers"),
             ("PATCH", "/api/v1/sso/providers/{id}"),
             ("DELETE", "/api/v1/sso/providers/{id}"),
-            ("POST", "/api/v1/auth/sso/callback"),
+            ("POST", "/api/v1/auth/sso/{id}/callback"),
             ("POST", "/api/v1/auth/sso/exchange"),
         ] {
             covered.insert((method.to_string(), route.to_string()));

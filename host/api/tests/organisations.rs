@@ -661,6 +661,7 @@ async fn rate_limits_are_per_organisation_and_per_credential() {
             rate_limits: infrapilot_api::rate_limit::RateLimits {
                 per_organisation: Some(6),
                 per_credential: Some(4),
+                sso_starts_per_address: None,
             },
             ..test_settings()
         },

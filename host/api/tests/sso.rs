@@ -46,7 +46,7 @@ async fn start(app: &TestApp, provider: &str) -> Browser {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.body);
     let location = r.headers[header::LOCATION].to_str().unwrap().to_owned();
     assert!(
-        location.starts_with("https://idp.test/authorize?"),
+        location.starts_with("https://") && location.contains("/authorize?"),
         "{location}"
     );
     let set_cookie = r.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
@@ -64,7 +64,12 @@ async fn start(app: &TestApp, provider: &str) -> Browser {
 
 /// The identity provider's redirect back, with `cookie` (or none): the redirect's Location, or
 /// `error: <why>` when it goes to the sign-in page with the host's error cookie.
-async fn callback(app: &TestApp, cookie: Option<&str>, query: &[(&str, &str)]) -> String {
+async fn callback(
+    app: &TestApp,
+    provider: &str,
+    cookie: Option<&str>,
+    query: &[(&str, &str)],
+) -> String {
     let query: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(query)
         .finish();
@@ -72,7 +77,7 @@ async fn callback(app: &TestApp, cookie: Option<&str>, query: &[(&str, &str)]) -
     let r = app
         .call_with_headers(
             "GET",
-            &format!("/api/v1/auth/sso/callback?{query}"),
+            &format!("/api/v1/auth/sso/{provider}/callback?{query}"),
             None,
             &headers,
             None,
@@ -120,6 +125,7 @@ async fn sign_in(app: &TestApp, provider: &str, subject: &str) -> String {
     let browser = start(app, provider).await;
     let location = callback(
         app,
+        provider,
         Some(&browser.cookie),
         &[
             ("code", &format!("good-{subject}")),
@@ -213,7 +219,7 @@ async fn providers_are_configured_by_admins_with_checked_settings_and_mapping() 
             r.body["callback_url"]
                 .as_str()
                 .unwrap()
-                .ends_with("/api/v1/auth/sso/callback"),
+                .ends_with(&format!("/api/v1/auth/sso/{id}/callback")),
             "{:?}",
             r.body
         );
@@ -276,44 +282,79 @@ async fn a_login_is_bound_to_its_browser_used_once_and_maps_groups_to_roles() {
         assert!(
             browser
                 .param("redirect_uri")
-                .ends_with("/api/v1/auth/sso/callback")
+                .ends_with(&format!("/api/v1/auth/sso/{id}/callback")),
+            "one callback per provider"
         );
         let state = browser.param("state");
         let good = [("code", "good-sam"), ("state", state.as_str())];
 
         // Another browser (no cookie, or another login's cookie) cannot finish it.
-        let location = callback(&app, None, &good).await;
+        let location = callback(&app, &id, None, &good).await;
         assert!(
             sso_error(&location).contains("not started in this browser"),
             "{location}"
         );
         let other = start(&app, &id).await;
-        let location = callback(&app, Some(&other.cookie), &good).await;
+        let location = callback(&app, &id, Some(&other.cookie), &good).await;
         assert!(
             sso_error(&location).contains("another sign-in"),
             "{location}"
         );
-        // That spent the other login: its own answer no longer works.
+        // A forged answer does not end the other login: its own answer still works.
         let location = callback(
             &app,
+            &id,
             Some(&other.cookie),
             &[("code", "good-sam"), ("state", &other.param("state"))],
         )
         .await;
-        assert!(sso_error(&location).contains("used already"), "{location}");
+        assert!(location.starts_with("/login/sso#"), "{location}");
+        // An answer that reaches another provider's callback (the mix-up attack: a hostile
+        // provider relays its login to an honest one) is refused before anyone sees the code.
+        let second = provider(
+            &app,
+            &admin,
+            json!({"plugin": PLUGIN, "name": "Second IdP", "settings": test_idp(&["devs"]),
+                   "group_roles": [{"group": "devs", "role": "operator"}]}),
+        )
+        .await;
+        let location = callback(&app, &second, Some(&browser.cookie), &good).await;
+        assert!(
+            sso_error(&location).contains("another provider's callback"),
+            "{location}"
+        );
+        // Another site's link starts no login (login CSRF), and a planted second cookie beside
+        // the host's makes the login nobody's.
+        let r = app
+            .call_with_headers(
+                "GET",
+                &format!("/api/v1/auth/sso/{id}/start"),
+                None,
+                &[("sec-fetch-site", "cross-site")],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert_eq!(r.headers[header::LOCATION], "/login?sso_error=1");
+        let doubled = format!("{}; {}", other.cookie, browser.cookie);
+        let location = callback(&app, &id, Some(&doubled), &good).await;
+        assert!(
+            sso_error(&location).contains("not started in this browser"),
+            "{location}"
+        );
         // A tampered cookie is no cookie.
         let tampered = format!("{}00", browser.cookie);
-        let location = callback(&app, Some(&tampered), &good).await;
+        let location = callback(&app, &id, Some(&tampered), &good).await;
         assert!(sso_error(&location).contains("not started in this browser"));
 
         // The real answer: a one-time code for the dashboard, in the fragment.
-        let location = callback(&app, Some(&browser.cookie), &good).await;
+        let location = callback(&app, &id, Some(&browser.cookie), &good).await;
         let code = location
             .strip_prefix("/login/sso#")
             .expect(&location)
             .to_owned();
         // Replayed, the same answer is refused.
-        let location = callback(&app, Some(&browser.cookie), &good).await;
+        let location = callback(&app, &id, Some(&browser.cookie), &good).await;
         assert!(sso_error(&location).contains("used already"), "{location}");
         // The code works from this browser only, once.
         let (status, _) = exchange(&app, &other.cookie, &code).await;
@@ -345,6 +386,7 @@ async fn a_login_is_bound_to_its_browser_used_once_and_maps_groups_to_roles() {
         let browser = start(&app, &id).await;
         let location = callback(
             &app,
+            &id,
             Some(&browser.cookie),
             &[("code", "forged"), ("state", &browser.param("state"))],
         )
@@ -377,6 +419,7 @@ async fn a_login_is_bound_to_its_browser_used_once_and_maps_groups_to_roles() {
         let browser = start(&app, &id).await;
         let location = callback(
             &app,
+            &id,
             Some(&browser.cookie),
             &[("code", "good-sam"), ("state", &browser.param("state"))],
         )
@@ -406,6 +449,7 @@ async fn a_login_is_bound_to_its_browser_used_once_and_maps_groups_to_roles() {
         let browser = start(&app, &id).await;
         let location = callback(
             &app,
+            &id,
             Some(&browser.cookie),
             &[
                 ("code", &format!("good-{admin_subject}")),
@@ -415,6 +459,62 @@ async fn a_login_is_bound_to_its_browser_used_once_and_maps_groups_to_roles() {
         .await;
         assert!(
             sso_error(&location).contains("exists already"),
+            "{location}"
+        );
+
+        // Sam's address is the provider's word only: an invitation to it, in another
+        // organisation, cannot be accepted by Sam's account.
+        let r = app
+            .post("/api/v1/orgs", Some(&admin), json!({"name": "Other"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let other_org = r.body["id"].as_str().unwrap().to_owned();
+        let r = app
+            .post(
+                &format!("/api/v1/orgs/{other_org}/invitations"),
+                Some(&admin),
+                json!({"email": "sam@example.com", "role": "viewer"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let invitation = r.body["token"].as_str().unwrap().to_owned();
+        let sam = sign_in(&app, &id, "sam").await;
+        let r = app
+            .call(
+                "POST",
+                &format!("/api/v1/invitations/{invitation}/accept"),
+                Some(&sam),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::GONE, "{:?}", r.body);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not verified")
+        );
+
+        // The provider repointed at another identity provider vouches for no one it made.
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/api/v1/sso/providers/{id}"),
+                Some(&admin),
+                Some(json!({"settings": {"issuer": "https://elsewhere.test", "email_verified": true, "groups": ["devs"]}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let browser = start(&app, &id).await;
+        let location = callback(
+            &app,
+            &id,
+            Some(&browser.cookie),
+            &[("code", "good-sam"), ("state", &browser.param("state"))],
+        )
+        .await;
+        assert!(
+            sso_error(&location).contains("another identity provider"),
             "{location}"
         );
 
@@ -469,10 +569,11 @@ async fn twenty_parallel_first_logins_of_one_subject_make_one_person() {
         let tasks: Vec<_> = logins
             .into_iter()
             .map(|browser| {
-                let app = app.clone();
+                let (app, id) = (app.clone(), id.clone());
                 tokio::spawn(async move {
                     callback(
                         &app,
+                        &id,
                         Some(&browser.cookie),
                         &[("code", "good-twin"), ("state", &browser.param("state"))],
                     )

@@ -275,6 +275,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         rate_limits: infrapilot_api::rate_limit::RateLimits {
             per_organisation: Some(config.api_rate_per_org).filter(|n| *n > 0),
             per_credential: Some(config.api_rate_per_credential).filter(|n| *n > 0),
+            ..Default::default()
         },
         ..ApiSettings::default()
     };

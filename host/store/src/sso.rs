@@ -52,6 +52,8 @@ pub struct SsoLoginRow {
     pub state_hash: String,
     pub browser_hash: String,
     pub nonce: String,
+    /// The redirect URI the login sent the identity provider (the token request repeats it).
+    pub callback_url: String,
     /// Sealed PKCE verifier.
     pub code_verifier: Vec<u8>,
     /// Sealed provider context (`begin-login`'s), if any.
@@ -74,13 +76,14 @@ pub struct NewSsoLogin<'a> {
     pub nonce: &'a str,
     pub code_verifier: &'a [u8],
     pub context: Option<&'a [u8]>,
+    pub callback_url: &'a str,
     pub expires_at: i64,
 }
 
 const PROVIDER_COLUMNS: &str = "SELECT id, plugin_id, name, settings, secrets, group_roles, default_role, \
      enabled, created_at, updated_at FROM sso_providers WHERE org_id = $1";
 
-const LOGIN_COLUMNS: &str = "SELECT id, provider_id, state_hash, browser_hash, nonce, code_verifier, context, \
+const LOGIN_COLUMNS: &str = "SELECT id, provider_id, state_hash, browser_hash, nonce, callback_url, code_verifier, context, \
      created_at, expires_at, used_at, user_id, exchange_hash, exchange_expires_at, exchanged_at \
      FROM sso_logins WHERE org_id = $1";
 
@@ -232,11 +235,11 @@ impl Tx {
         // Finished or abandoned logins of this organisation go as new ones come.
         on_tx!(self, c => sqlx::query("DELETE FROM sso_logins WHERE org_id = $1 AND expires_at < $2")
             .bind(&org)
-            .bind(now - 24 * 60 * 60 * 1000)
+            .bind(now - 2 * 60 * 1000)
             .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         on_tx!(self, c => sqlx::query(
             "INSERT INTO sso_logins (id, org_id, provider_id, state_hash, browser_hash, nonce, code_verifier, \
-             context, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             context, created_at, expires_at, callback_url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(l.id)
         .bind(&org)
@@ -248,6 +251,7 @@ impl Tx {
         .bind(l.context)
         .bind(now)
         .bind(l.expires_at)
+        .bind(l.callback_url)
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }

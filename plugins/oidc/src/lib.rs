@@ -197,6 +197,22 @@ fn client(
     let issuer = settings.issuer().map_err(LoginError::InvalidSettings)?;
     let issuer = checked_issuer(&issuer).map_err(LoginError::InvalidSettings)?;
     let metadata = CoreProviderMetadata::discover(&issuer, &HostHttp).map_err(unavailable)?;
+    // The code, the secret and the keys travel to the endpoints discovery names: they are as
+    // protected as the issuer (https, or the issuer's own loopback http).
+    let issuer_scheme = issuer.url().scheme().to_owned();
+    let endpoints = [
+        Some(metadata.authorization_endpoint().url()),
+        metadata.token_endpoint().map(|t| t.url()),
+        Some(metadata.jwks_uri().url()),
+    ];
+    for url in endpoints.into_iter().flatten() {
+        let same_http_host = issuer_scheme == "http" && url.host_str() == issuer.url().host_str();
+        if url.scheme() != "https" && !same_http_host {
+            return Err(LoginError::Rejected(format!(
+                "the provider's discovery names a plain http endpoint ({url})"
+            )));
+        }
+    }
     let redirect = RedirectUrl::new(redirect.to_owned())
         .map_err(|e| LoginError::InvalidSettings(format!("callback URL: {e}")))?;
     Ok(CoreClient::from_provider_metadata(

@@ -21,8 +21,17 @@ pub fn stub_browser_imports(core: &[u8]) -> anyhow::Result<(Vec<u8>, usize)> {
             Payload::ImportSection(section) => {
                 for import in section.into_imports() {
                     let import = import?;
-                    if let TypeRef::Func(ty) = import.ty {
-                        imports.push((BROWSER_MODULES.contains(&import.module), ty));
+                    let browser = BROWSER_MODULES.contains(&import.module);
+                    match import.ty {
+                        TypeRef::Func(ty) => imports.push((browser, ty)),
+                        // Only functions are stubbed; anything else of the browser's would leave
+                        // other indices pointing elsewhere.
+                        other if browser => anyhow::bail!(
+                            "{}::{} is a browser import the tool cannot replace ({other:?})",
+                            import.module,
+                            import.name
+                        ),
+                        _ => {}
                     }
                 }
             }

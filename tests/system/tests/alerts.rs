@@ -165,7 +165,8 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
 
     // The shipped plugins are installed at start-up, signed by the trusted development key;
     // alert channels stay disabled until the operator enables them (the proxy backend, which
-    // needs no grant beyond logging, is enabled).
+    // needs no grant beyond logging, is enabled). The OIDC provider is an enterprise plugin,
+    // installed too (tests/e2e/sso.mjs uses it).
     let plugins = admin.get("/api/v1/plugins").await;
     let ids: Vec<&str> = plugins
         .as_array()
@@ -176,6 +177,7 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
     assert_eq!(
         ids,
         [
+            "infrapilot.oidc",
             "infrapilot.proxy-nginx",
             "infrapilot.slack",
             "infrapilot.smtp",
@@ -183,6 +185,19 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
         ]
     );
     for p in plugins.as_array().unwrap() {
+        if p["id"] == "infrapilot.oidc" {
+            assert_eq!(
+                (&p["world"], &p["edition"], &p["enabled"], &p["signed"]),
+                (
+                    &json!("sso-provider"),
+                    &json!("enterprise"),
+                    &json!(false),
+                    &json!(true)
+                ),
+                "{p}"
+            );
+            continue;
+        }
         let proxy = p["id"] == "infrapilot.proxy-nginx";
         assert_eq!(
             (&p["world"], &p["edition"], &p["enabled"], &p["signed"]),

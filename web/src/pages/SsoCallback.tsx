@@ -18,6 +18,8 @@ export function SsoCallbackPage() {
   useEffect(() => {
     if (sent.current) return;
     sent.current = true;
+    // The code is spent now: keep it out of the browser's history.
+    window.history.replaceState(null, '', '/login/sso');
     if (!code) {
       setError(new ApiError(0, 'client', 'This page needs the code the sign-in sent; sign in again.', 'code'));
       return;

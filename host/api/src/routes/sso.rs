@@ -34,10 +34,12 @@ use crate::routes::session::{TokenPair, token_pair};
 use crate::state::AppState;
 use crate::validate;
 
-/// The cookie that binds a login to the browser that started it.
+/// The cookie that binds a login to the browser that started it: over https a `__Host-` cookie
+/// (no subdomain can set or shadow it) sent on the identity provider's cross-site POST too;
+/// over plain http (loopback) a `SameSite=Lax` one.
 const COOKIE: &str = "infrapilot_sso";
-/// Where identity providers send the browser back (one URL for every provider of the host).
-pub const CALLBACK_PATH: &str = "/api/v1/auth/sso/callback";
+const SECURE_COOKIE: &str = "__Host-infrapilot_sso";
+
 const LOGIN_TTL_MS: i64 = 10 * 60 * 1000;
 /// How long the dashboard has to exchange the callback's one-time code for a session.
 const EXCHANGE_TTL_MS: i64 = 60 * 1000;
@@ -277,9 +279,11 @@ fn stored_rules(row: &SsoProviderRow) -> Vec<GroupRole> {
     serde_json::from_str(&row.group_roles).unwrap_or_default()
 }
 
-fn callback_url(state: &AppState, headers: &HeaderMap) -> String {
+/// Where the identity provider sends the browser back: one URL per provider, so an answer meant
+/// for one provider is never taken for a login at another (the mix-up attack).
+fn callback_url(state: &AppState, headers: &HeaderMap, provider_id: &str) -> String {
     format!(
-        "{}{CALLBACK_PATH}",
+        "{}/api/v1/auth/sso/{provider_id}/callback",
         crate::routes::install::public_base(state, headers)
     )
 }
@@ -298,7 +302,7 @@ fn provider_dto(state: &AppState, headers: &HeaderMap, row: SsoProviderRow) -> P
                 role: r.role,
             })
             .collect(),
-        callback_url: callback_url(state, headers),
+        callback_url: callback_url(state, headers, &row.id),
         secrets_set,
         id: row.id,
         plugin: row.plugin_id,
@@ -500,10 +504,29 @@ pub async fn update_provider(
             let Some(new_object) = new.as_object() else {
                 return Err(ApiError::invalid("settings", "settings must be an object"));
             };
-            // Secret fields left out keep their stored values; null clears them.
+            // Secret fields left out keep their stored values while the rest of the settings
+            // stay as they were; changed settings (another issuer, client, tenant) need the
+            // secrets sent again, so a stored secret never goes to a server it was not given for.
+            // `null` clears a secret.
+            let (_, manifest) = state
+                .extensions()?
+                .plugins
+                .plugin::<SsoProviderPlugin>(&row.plugin_id)
+                .await
+                .map_err(|e| ApiError::from(e).with_field("plugin"))?;
+            let secret_fields = manifest.secret_fields();
+            let stored_plain: Map<String, Value> =
+                serde_json::from_str(&row.settings).unwrap_or_default();
+            let new_plain: Map<String, Value> = new_object
+                .iter()
+                .filter(|(k, _)| !secret_fields.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             let mut merged = new_object.clone();
-            for (k, v) in open_secrets(&state, &row)? {
-                merged.entry(k).or_insert(v);
+            if new_plain == stored_plain {
+                for (k, v) in open_secrets(&state, &row)? {
+                    merged.entry(k).or_insert(v);
+                }
             }
             merged.retain(|_, v| !v.is_null());
             checked_settings(
@@ -543,6 +566,8 @@ pub async fn update_provider(
             "name": name,
             "enabled": enabled,
             "settings_changed": req.settings.is_some(),
+            "settings": serde_json::from_str::<Value>(&plain).unwrap_or(Value::Null),
+            "previous_settings": serde_json::from_str::<Value>(&row.settings).unwrap_or(Value::Null),
             "group_roles": rules,
             "previous_group_roles": stored_rules(&row),
             "default_role": default_role,
@@ -618,22 +643,42 @@ struct LoginCookie {
 
 const COOKIE_PURPOSE: &str = "sso-login-cookie";
 
-fn cookie_header(state: &AppState, headers: &HeaderMap, value: &str, max_age_secs: i64) -> String {
-    let secure = crate::routes::install::public_base(state, headers).starts_with("https://");
-    format!(
-        "{COOKIE}={value}; Path=/api/v1/auth/sso; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{}",
-        if secure { "; Secure" } else { "" }
-    )
+fn secure_host(state: &AppState, headers: &HeaderMap) -> bool {
+    crate::routes::install::public_base(state, headers).starts_with("https://")
 }
 
+fn cookie_header(state: &AppState, headers: &HeaderMap, value: &str, max_age_secs: i64) -> String {
+    if secure_host(state, headers) {
+        format!(
+            "{SECURE_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=None; Max-Age={max_age_secs}"
+        )
+    } else {
+        format!(
+            "{COOKIE}={value}; Path=/api/v1/auth/sso; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}"
+        )
+    }
+}
+
+/// The login this browser started: its one login cookie, opened. Two cookies of that name (one
+/// planted beside the host's) count as none.
 fn read_cookie(state: &AppState, headers: &HeaderMap) -> Option<LoginCookie> {
-    let raw = headers
+    let name = if secure_host(state, headers) {
+        SECURE_COOKIE
+    } else {
+        COOKIE
+    };
+    let prefix = format!("{name}=");
+    let mut values = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
-        .find_map(|pair| pair.strip_prefix(&format!("{COOKIE}=")))?;
+        .filter_map(|pair| pair.strip_prefix(prefix.as_str()));
+    let raw = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
     let sealed = hex::decode(raw).ok()?;
     let text = state.secrets().open(COOKIE_PURPOSE, &sealed).ok()?;
     serde_json::from_slice(&text).ok()
@@ -751,9 +796,24 @@ fn login_error_text(e: &LoginError) -> String {
 pub async fn start_login(
     State(state): State<AppState>,
     headers: HeaderMap,
+    client: ClientInfo,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<OrgQuery>,
 ) -> ApiResult<Response> {
+    // Started from this host's sign-in page (or typed in), never by another site's link: a
+    // link that signs a visitor in as someone else (login CSRF) starts nothing.
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Ok(to_sign_in_with_error(
+            "start single sign-on from this host's sign-in page",
+        ));
+    }
+    if !state.request_limiter().allow_sso_start(&client.ip) {
+        return Ok(to_sign_in_with_error(
+            "too many sign-ins from this address; wait a minute",
+        ));
+    }
     let org = org_of(&query)?;
     let row = provider_row(&state, &org, &id).await?;
     if !row.enabled {
@@ -764,7 +824,7 @@ pub async fn start_login(
     let (state_value, nonce, verifier, browser) =
         (random_hex()?, random_hex()?, random_hex()?, random_hex()?);
     let request = LoginRequest {
-        callback_url: callback_url(&state, &headers),
+        callback_url: callback_url(&state, &headers, &row.id),
         state: state_value.clone(),
         nonce: nonce.clone(),
         code_challenge: code_challenge(&verifier),
@@ -801,6 +861,7 @@ pub async fn start_login(
         nonce: &nonce,
         code_verifier: &sealed_verifier,
         context: sealed_context.as_deref(),
+        callback_url: &request.callback_url,
         expires_at: now_ms() + LOGIN_TTL_MS,
     })
     .await?;
@@ -833,41 +894,46 @@ pub async fn start_login(
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/auth/sso/callback", operation_id = "sso_callback", tag = "sso",
-    responses((status = 303, description = "To the dashboard with a one-time code, or to the sign-in page with `sso_error`")))]
+#[utoipa::path(get, path = "/api/v1/auth/sso/{id}/callback", operation_id = "sso_callback", tag = "sso",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 303, description = "To the dashboard with a one-time code, or to the sign-in page (`sso_error`)")))]
 pub async fn callback_get(
     State(state): State<AppState>,
     headers: HeaderMap,
     client: ClientInfo,
+    Path(id): Path<String>,
     uri: axum::http::Uri,
 ) -> Response {
     let params: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
-    callback(state, headers, client, params).await
+    callback(state, headers, client, id, params).await
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/sso/callback", operation_id = "sso_callback_post", tag = "sso",
+#[utoipa::path(post, path = "/api/v1/auth/sso/{id}/callback", operation_id = "sso_callback_post", tag = "sso",
+    params(("id" = uuid::Uuid, Path)),
     request_body(content = String, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 303, description = "To the dashboard with a one-time code, or to the sign-in page with `sso_error`")))]
+    responses((status = 303, description = "To the dashboard with a one-time code, or to the sign-in page (`sso_error`)")))]
 pub async fn callback_post(
     State(state): State<AppState>,
     headers: HeaderMap,
     client: ClientInfo,
+    Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
     let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-    callback(state, headers, client, params).await
+    callback(state, headers, client, id, params).await
 }
 
 async fn callback(
     state: AppState,
     headers: HeaderMap,
     client: ClientInfo,
+    provider_id: String,
     params: Vec<(String, String)>,
 ) -> Response {
-    match complete(&state, &headers, &client, params).await {
+    match complete(&state, &headers, &client, &provider_id, params).await {
         Ok(code) => redirect(&format!("/login/sso#{code}"), None),
         Err(message) => to_sign_in_with_error(&message),
     }
@@ -880,6 +946,7 @@ async fn complete(
     state: &AppState,
     headers: &HeaderMap,
     client: &ClientInfo,
+    provider_id: &str,
     params: Vec<(String, String)>,
 ) -> Result<String, String> {
     const NOT_STARTED_HERE: &str = "this sign-in was not started in this browser, or took longer than ten minutes; start again";
@@ -907,6 +974,20 @@ async fn complete(
     if login.browser_hash != hash_token(&cookie.secret) {
         return Err(NOT_STARTED_HERE.into());
     }
+    // An answer sent to another provider's callback, or for another login, is not this login's:
+    // refused before the login is spent or the provider is called (so a forged link cannot end
+    // a sign-in in progress, and no provider sees another's code).
+    if login.provider_id != provider_id {
+        return Err(
+            "the identity provider's answer came to another provider's callback; start again"
+                .into(),
+        );
+    }
+    if login.state_hash != hash_token(&given_state) {
+        return Err(
+            "the identity provider's answer belongs to another sign-in; start again".into(),
+        );
+    }
     // Spent whatever follows: a callback is good for one try.
     let fresh = tx
         .spend_sso_login(&login.id)
@@ -916,11 +997,6 @@ async fn complete(
     if !fresh {
         return Err("this sign-in was used already or has expired; start again".into());
     }
-    if login.state_hash != hash_token(&given_state) {
-        return Err(
-            "the identity provider's answer belongs to another sign-in; start again".into(),
-        );
-    }
     let row = provider_row(state, &org, &login.provider_id)
         .await
         .map_err(|_| "this sign-in provider is gone".to_owned())?;
@@ -928,16 +1004,15 @@ async fn complete(
         return Err("this sign-in provider is turned off".into());
     }
     if let Some((_, error)) = params.iter().find(|(k, _)| k == "error") {
-        let description = params
-            .iter()
-            .find(|(k, _)| k == "error_description")
-            .map_or("", |(_, v)| v.as_str());
-        let text: String = format!("the identity provider refused: {error} {description}")
+        // Only the error code (RFC 6749 4.1.2.1: ASCII, no free text) reaches the sign-in page.
+        let code: String = error
             .chars()
-            .filter(|c| !c.is_control())
-            .take(300)
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
             .collect();
-        return Err(text.trim().to_owned());
+        return Err(format!(
+            "the identity provider refused the sign-in ({code})"
+        ));
     }
     let secrets = state.secrets();
     let verifier = secrets
@@ -958,7 +1033,7 @@ async fn complete(
     let callback = LoginCallback {
         params,
         request: LoginRequest {
-            callback_url: callback_url(state, headers),
+            callback_url: login.callback_url.clone(),
             state: given_state,
             nonce: login.nonce.clone(),
             code_challenge: code_challenge(&verifier),

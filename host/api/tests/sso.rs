@@ -231,6 +231,34 @@ async fn providers_are_configured_by_admins_with_checked_settings_and_mapping() 
             )
             .await;
         assert_eq!((r.status, r.field()), (StatusCode::CONFLICT, Some("name")));
+        // A secret is write-only, kept while the rest of the settings stay, and dropped when they
+        // change without it (a stored secret never goes to a server it was not given for).
+        let patch = |body: Value| {
+            let (app, admin, path) = (&app, &admin, format!("/api/v1/sso/providers/{id}"));
+            async move {
+                let r = app.call("PATCH", &path, Some(admin), Some(body)).await;
+                assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+                r.body
+            }
+        };
+        let with_secret = json!({"issuer": "https://idp.test", "email_verified": true, "name": "Sam Single",
+                                 "groups": ["devs"], "client_secret": "s3cret"});
+        let body = patch(json!({"settings": with_secret})).await;
+        assert_eq!(body["secrets_set"], json!(["client_secret"]));
+        assert!(!body.to_string().contains("s3cret"), "{body}");
+        let body = patch(json!({"settings": test_idp(&["devs"])})).await;
+        assert_eq!(
+            body["secrets_set"],
+            json!(["client_secret"]),
+            "same settings keep it"
+        );
+        let body = patch(json!({"name": "Test IdP"})).await;
+        assert_eq!(body["secrets_set"], json!(["client_secret"]));
+        let body = patch(json!({"settings": {"issuer": "https://elsewhere.test"}})).await;
+        assert_eq!(body["secrets_set"], json!([]), "another issuer drops it");
+        let body = patch(json!({"settings": test_idp(&["devs"])})).await;
+        assert_eq!(body["secrets_set"], json!([]));
+
         // The sign-in page lists enabled providers without credentials; a disabled one is not
         // listed and cannot start a login.
         let r = app

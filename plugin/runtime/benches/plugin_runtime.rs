@@ -2,7 +2,9 @@
 //!   1. instantiate the probe component from its `InstancePre` with the pooling allocator (and drop it);
 //!   2. a host→plugin call with small arguments on a live instance (`validate()`, and `deliver()`
 //!      of a small alert);
-//!   3. a whole alert hook (instantiate + deliver + drop) from 80 concurrent callers.
+//!   3. a whole alert hook (instantiate + deliver + drop) from 80 concurrent callers;
+//!   4. the plugin's share of a single sign-on login: `begin-login` then `complete-login` of the
+//!      test provider (`plugins/testing/sso-test`), each a whole hook (instantiate + call + drop).
 //!
 //! Run: `scripts/build-plugins.sh && cargo bench -p infrapilot-plugin-runtime --bench plugin_runtime`
 
@@ -10,7 +12,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use infrapilot_plugin_runtime::contract::{Alert, AlertState, Severity};
+use infrapilot_plugin_runtime::contract::{
+    Alert, AlertState, LoginCallback, LoginRequest, Severity,
+};
 use infrapilot_plugin_runtime::egress::{EgressGuard, HttpEgress};
 use infrapilot_plugin_runtime::runtime::RuntimeConfig;
 use infrapilot_plugin_runtime::services::BasicServices;
@@ -154,6 +158,67 @@ fn main() {
             "\n{calls} hooks in {:.2} s: {:.0} hooks/s on 2 worker threads",
             elapsed.as_secs_f64(),
             calls as f64 / elapsed.as_secs_f64()
+        );
+
+        // 4. A single sign-on login's plugin share.
+        let sso_component = std::fs::read(target.join("plugins/infrapilot_test_sso.wasm"))
+            .expect("build the plugins first: scripts/build-plugins.sh");
+        let sso_manifest = Manifest::parse(
+            &std::fs::read(root.join("plugins/testing/sso-test/manifest.json")).unwrap(),
+        )
+        .unwrap();
+        let sso = runtime
+            .load::<infrapilot_plugin_runtime::SsoProviderPlugin>(
+                &sso_manifest,
+                &runtime.compile(&sso_component).unwrap(),
+                &sso_manifest.capabilities,
+            )
+            .unwrap();
+        let sso_invocation = Invocation {
+            settings: serde_json::json!({"issuer": "https://idp.test", "email_verified": true,
+                                          "groups": ["devs", "ops"]}),
+            secrets: HashMap::new(),
+            services: Arc::new(BasicServices::new(
+                HttpEgress::new(EgressGuard::default(), 1 << 20).unwrap(),
+            )),
+        };
+        let request = LoginRequest {
+            callback_url: "https://pilot.test/api/v1/auth/sso/x/callback".into(),
+            state: "a".repeat(64),
+            nonce: "b".repeat(64),
+            code_challenge: "c".repeat(43),
+        };
+        let callback = LoginCallback {
+            params: vec![
+                ("code".into(), "good-sam".into()),
+                ("state".into(), request.state.clone()),
+            ],
+            request: request.clone(),
+            code_verifier: "d".repeat(64),
+            context: Some(format!("ctx-{}", request.state)),
+        };
+        let login = async || {
+            let t = Instant::now();
+            sso.begin_login(&sso_invocation, &request)
+                .await
+                .unwrap()
+                .unwrap();
+            sso.complete_login(&sso_invocation, &callback)
+                .await
+                .unwrap()
+                .unwrap();
+            t.elapsed()
+        };
+        for _ in 0..1_000 {
+            login().await;
+        }
+        let mut samples = Vec::with_capacity(10_000);
+        for _ in 0..10_000 {
+            samples.push(login().await);
+        }
+        percentiles(
+            "SSO login's plugin share (begin-login + complete-login, each instantiate + call + drop)",
+            samples,
         );
     });
 }

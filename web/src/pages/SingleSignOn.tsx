@@ -3,7 +3,8 @@
 // identity provider. The sign-in page shows a button per enabled provider.
 
 import { useState } from 'react';
-import { ApiError, api, toApiError } from '../api/client';
+import { ApiError, api, ssoStartUrl, toApiError } from '../api/client';
+import { useUser } from '../auth';
 import { pluginsApi, type Plugin } from '../api/alerts';
 import type { CreateSsoProviderRequest, GroupRoleDto, SsoProviderDto } from '../api/types';
 import { Badge, ConfirmDialog, CopyButton, Dialog, FormError, Notice, PageHeader, SelectField, TextField, useLoad } from '../components/ui';
@@ -13,6 +14,7 @@ import { roleLabel } from '../roles';
 const MEMBER_ROLES = ['admin', 'operator', 'viewer'] as const;
 
 export function SingleSignOnPage() {
+  const user = useUser();
   const providers = useLoad(() => api.ssoProviders());
   const plugins = useLoad(() => pluginsApi.list());
   const [editing, setEditing] = useState<SsoProviderDto | 'new' | null>(null);
@@ -60,6 +62,17 @@ export function SingleSignOnPage() {
                 <td>{p.enabled ? <Badge kind="ok">Enabled</Badge> : <Badge>Disabled</Badge>}</td>
                 <td className="actions-cell">
                   <div className="row-actions">
+                    {p.enabled && (
+                      <a
+                        className="btn btn-small"
+                        href={ssoStartUrl(p.id, user.org_id ?? undefined)}
+                        target="_blank"
+                        rel="noopener"
+                        title="Signs in through this provider in a new tab (the tab's own session)"
+                      >
+                        Test sign-in
+                      </a>
+                    )}
                     <button type="button" className="btn btn-small" onClick={() => setEditing(p)} aria-label={`Edit ${p.name}`}>
                       Edit
                     </button>

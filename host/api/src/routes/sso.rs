@@ -792,7 +792,7 @@ fn login_error_text(e: &LoginError) -> String {
     params(("id" = uuid::Uuid, Path), OrgQuery),
     responses((status = 303, description = "To the identity provider (or back to the sign-in page with `sso_error`)"),
         (status = 200, description = "A form that posts to the identity provider", content_type = "text/html"),
-        (status = 404, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn start_login(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -800,6 +800,8 @@ pub async fn start_login(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<OrgQuery>,
 ) -> ApiResult<Response> {
+    let id = validate::uuid("id", &id)?;
+    let org = org_of(&query)?;
     // Started from this host's sign-in page (or typed in), never by another site's link: a
     // link that signs a visitor in as someone else (login CSRF) starts nothing.
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
@@ -814,7 +816,6 @@ pub async fn start_login(
             "too many sign-ins from this address; wait a minute",
         ));
     }
-    let org = org_of(&query)?;
     let row = provider_row(&state, &org, &id).await?;
     if !row.enabled {
         return Err(ApiError::not_found("id", "no such provider"));
@@ -896,7 +897,8 @@ pub async fn start_login(
 
 #[utoipa::path(get, path = "/api/v1/auth/sso/{id}/callback", operation_id = "sso_callback", tag = "sso",
     params(("id" = uuid::Uuid, Path)),
-    responses((status = 303, description = "To the dashboard with a one-time code, or to the sign-in page (`sso_error`)")))]
+    responses((status = 303, description = "To the dashboard with a one-time code, or to the sign-in page (`sso_error`)"),
+        (status = 400, body = ErrorBody)))]
 pub async fn callback_get(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -904,6 +906,10 @@ pub async fn callback_get(
     Path(id): Path<String>,
     uri: axum::http::Uri,
 ) -> Response {
+    let id = match validate::uuid("id", &id) {
+        Ok(id) => id,
+        Err(e) => return axum::response::IntoResponse::into_response(e),
+    };
     let params: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
             .into_owned()
@@ -913,8 +919,10 @@ pub async fn callback_get(
 
 #[utoipa::path(post, path = "/api/v1/auth/sso/{id}/callback", operation_id = "sso_callback_post", tag = "sso",
     params(("id" = uuid::Uuid, Path)),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 303, description = "To the dashboard with a one-time code, or to the sign-in page (`sso_error`)")))]
+    request_body(content = Option<String>, content_type = "application/x-www-form-urlencoded",
+        description = "The identity provider's answer (SAML HTTP-POST binding, OIDC form_post)"),
+    responses((status = 303, description = "To the dashboard with a one-time code, or to the sign-in page (`sso_error`)"),
+        (status = 400, body = ErrorBody)))]
 pub async fn callback_post(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -922,6 +930,10 @@ pub async fn callback_post(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
+    let id = match validate::uuid("id", &id) {
+        Ok(id) => id,
+        Err(e) => return axum::response::IntoResponse::into_response(e),
+    };
     let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
     callback(state, headers, client, id, params).await
 }

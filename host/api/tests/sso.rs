@@ -99,6 +99,19 @@ async fn callback(
     format!("error: {message}")
 }
 
+/// A fresh login at `provider` answered with `code` by the identity provider, from the browser
+/// that started it: where the host sends that browser (see [`callback`]).
+async fn answer(app: &TestApp, provider: &str, code: &str) -> String {
+    let browser = start(app, provider).await;
+    callback(
+        app,
+        provider,
+        Some(&browser.cookie),
+        &[("code", code), ("state", &browser.param("state"))],
+    )
+    .await
+}
+
 /// Why a login failed (see [`callback`]).
 fn sso_error(location: &str) -> String {
     location
@@ -411,14 +424,7 @@ async fn a_login_is_bound_to_its_browser_used_once_and_maps_groups_to_roles() {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
 
         // The provider says no: refused, audited, nothing made.
-        let browser = start(&app, &id).await;
-        let location = callback(
-            &app,
-            &id,
-            Some(&browser.cookie),
-            &[("code", "forged"), ("state", &browser.param("state"))],
-        )
-        .await;
+        let location = answer(&app, &id, "forged").await;
         assert!(sso_error(&location).contains("refused"), "{location}");
 
         // The mapping follows the identity provider at each login: in `ops`, Sam is an admin;
@@ -444,14 +450,7 @@ async fn a_login_is_bound_to_its_browser_used_once_and_maps_groups_to_roles() {
             "operator"
         );
         set_groups(&["marketing"]).await;
-        let browser = start(&app, &id).await;
-        let location = callback(
-            &app,
-            &id,
-            Some(&browser.cookie),
-            &[("code", "good-sam"), ("state", &browser.param("state"))],
-        )
-        .await;
+        let location = answer(&app, &id, "good-sam").await;
         assert!(
             sso_error(&location).contains("none of your groups"),
             "{location}"
@@ -474,17 +473,7 @@ async fn a_login_is_bound_to_its_browser_used_once_and_maps_groups_to_roles() {
 
         // An existing account's email is never taken over by a provider's claim.
         let admin_subject = ADMIN_EMAIL.split('@').next().unwrap();
-        let browser = start(&app, &id).await;
-        let location = callback(
-            &app,
-            &id,
-            Some(&browser.cookie),
-            &[
-                ("code", &format!("good-{admin_subject}")),
-                ("state", &browser.param("state")),
-            ],
-        )
-        .await;
+        let location = answer(&app, &id, &format!("good-{admin_subject}")).await;
         assert!(
             sso_error(&location).contains("exists already"),
             "{location}"
@@ -533,14 +522,7 @@ async fn a_login_is_bound_to_its_browser_used_once_and_maps_groups_to_roles() {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        let browser = start(&app, &id).await;
-        let location = callback(
-            &app,
-            &id,
-            Some(&browser.cookie),
-            &[("code", "good-sam"), ("state", &browser.param("state"))],
-        )
-        .await;
+        let location = answer(&app, &id, "good-sam").await;
         assert!(
             sso_error(&location).contains("another identity provider"),
             "{location}"

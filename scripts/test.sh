@@ -78,11 +78,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "checking Debian packages (PostgreSQL, oathtool, Chromium, an SMTP server for the alert tests, pebble for ACME, testssl for the served TLS, compilers)"
+say "checking Debian packages (PostgreSQL, oathtool, Chromium, an SMTP server for the alert tests, pebble for ACME, testssl for the served TLS, OpenLDAP for directory sign-in, compilers)"
 need_debian gcc:gcc pkg-config:pkg-config postgresql:/usr/lib/postgresql oathtool:oathtool \
     chromium:/usr/bin/chromium curl:curl python3:python3 \
     python3-aiosmtpd:/usr/lib/python3/dist-packages/aiosmtpd pebble:/usr/bin/pebble \
-    python3-venv:/usr/share/doc/python3-venv testssl.sh:/usr/bin/testssl
+    python3-venv:/usr/share/doc/python3-venv testssl.sh:/usr/bin/testssl \
+    slapd:/usr/sbin/slapd ldap-utils:/usr/bin/ldapmodify
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

@@ -372,6 +372,30 @@ impl AccountService<'_> {
         self.ip_throttle.forgive_one(&client.throttle_key);
     }
 
+    /// Counts a directory sign-in attempt (an SSO provider that checks passwords) against the
+    /// username at that provider and the client's address, like a local sign-in; the key it
+    /// returns settles the attempt.
+    pub fn count_directory_attempt(
+        &self,
+        provider_id: &str,
+        username: &str,
+        client: &Client,
+    ) -> Result<String> {
+        let key = format!("sso:{provider_id}:{}", username.trim().to_lowercase());
+        self.count_attempt(&key, client)?;
+        Ok(key)
+    }
+
+    /// The directory accepted the attempt counted under `key`.
+    pub fn directory_attempt_succeeded(&self, key: &str, client: &Client) {
+        self.attempt_succeeded(key, client);
+    }
+
+    /// The directory could not be asked: the attempt counted under `key` is taken back.
+    pub fn directory_attempt_not_made(&self, key: &str, client: &Client) {
+        self.attempt_not_made(key, client);
+    }
+
     /// A turn at Argon2 for a caller without credentials: a bounded number run at once.
     async fn anonymous_check_turn(&self) -> Result<OwnedSemaphorePermit> {
         let semaphore = self.anonymous_checks.clone();

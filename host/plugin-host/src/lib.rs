@@ -227,6 +227,9 @@ impl PluginHost {
             org_id: org_id.clone(),
             store: self.inner.store.clone(),
             http: self.inner.http.clone(),
+            directory: infrapilot_plugin_runtime::directory::DirectoryEgress::new(
+                self.inner.http.guard().clone(),
+            ),
             mailer: self.inner.mailer.clone(),
         })
     }

@@ -1,4 +1,4 @@
-//! [`HostServices`] as the host provides them: the guarded outbound HTTP, mail through the
+//! [`HostServices`] as the host provides them: the guarded outbound HTTP and LDAP, mail through the
 //! host's SMTP settings, and key/value data in the store, scoped to the organisation whose
 //! instance runs and to the plugin.
 
@@ -9,8 +9,12 @@ use async_trait::async_trait;
 use infrapilot_plugin_runtime::HostServices;
 use infrapilot_plugin_runtime::contract::http::{HttpError, Request, Response};
 use infrapilot_plugin_runtime::contract::kv::KvError;
+use infrapilot_plugin_runtime::contract::ldap::{
+    Credentials, Entry, LdapError, SearchRequest, Server,
+};
 use infrapilot_plugin_runtime::contract::log::Level;
 use infrapilot_plugin_runtime::contract::mail::{MailError, Message};
+use infrapilot_plugin_runtime::directory::DirectoryEgress;
 use infrapilot_plugin_runtime::egress::HttpEgress;
 use infrapilot_store::Store;
 
@@ -20,6 +24,7 @@ pub struct StoreServices {
     pub(crate) org_id: infrapilot_store::OrgId,
     pub(crate) store: Store,
     pub(crate) http: Arc<HttpEgress>,
+    pub(crate) directory: DirectoryEgress,
     pub(crate) mailer: Option<Mailer>,
 }
 
@@ -48,6 +53,29 @@ impl HostServices for StoreServices {
         timeout: Duration,
     ) -> Result<Response, HttpError> {
         self.http.fetch(request, timeout).await
+    }
+
+    async fn ldap_bind(
+        &self,
+        _plugin_id: &str,
+        server: &Server,
+        credentials: &Credentials,
+        timeout: Duration,
+    ) -> Result<(), LdapError> {
+        self.directory.bind(server, credentials, timeout).await
+    }
+
+    async fn ldap_search(
+        &self,
+        _plugin_id: &str,
+        server: &Server,
+        credentials: &Credentials,
+        request: &SearchRequest,
+        timeout: Duration,
+    ) -> Result<Vec<Entry>, LdapError> {
+        self.directory
+            .search(server, credentials, request, timeout)
+            .await
     }
 
     async fn send_mail(&self, _plugin_id: &str, message: Message) -> Result<(), MailError> {

@@ -13,6 +13,7 @@
 //!   generated types to the version-neutral [`contract`]; a component is linked against the
 //!   version named in its exports.
 
+pub mod directory;
 pub mod egress;
 mod host;
 pub mod runtime;
@@ -26,8 +27,8 @@ pub use infrapilot_plugin_types::contract;
 // The runtime's API speaks in these types.
 pub use infrapilot_plugin_types::SUPPORTED_WIT_VERSIONS;
 pub use infrapilot_plugin_types::{
-    Bundle, BundleError, Capabilities, Edition, Manifest, ManifestError, SigningKey, TrustedKeys,
-    VerifiedBundle, World,
+    Bundle, BundleError, Capabilities, Edition, Manifest, ManifestError, SigningKey, SsoLogin,
+    TrustedKeys, VerifiedBundle, World,
 };
 pub use runtime::{HookError, Invocation, Limits, Runtime, RuntimeError, WorldPlugin};
 pub use services::HostServices;

@@ -1,5 +1,5 @@
 //! What host functions delegate to once the capability check passed. The host implements this
-//! with real HTTP (see [`crate::egress`]), SMTP and its store; tests with a recording fake.
+//! with real HTTP (see [`crate::egress`]), LDAP (see [`crate::directory`]), SMTP and its store; tests with a recording fake.
 
 use std::time::Duration;
 
@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::contract::http::{HttpError, Request, Response};
 use crate::contract::kv::KvError;
+use crate::contract::ldap::{Credentials, Entry, LdapError, SearchRequest, Server};
 use crate::contract::log::Level;
 use crate::contract::mail::{MailError, Message};
 
@@ -32,6 +33,34 @@ pub trait HostServices: Send + Sync {
     async fn kv_set(&self, plugin_id: &str, key: &str, value: Vec<u8>) -> Result<(), KvError>;
     async fn kv_delete(&self, plugin_id: &str, key: &str) -> Result<(), KvError>;
 
+    /// A directory bind (the capability and the destination's host were checked). Hosts
+    /// without directory access keep the default: denied.
+    async fn ldap_bind(
+        &self,
+        _plugin_id: &str,
+        _server: &Server,
+        _credentials: &Credentials,
+        _timeout: Duration,
+    ) -> Result<(), LdapError> {
+        Err(LdapError::Denied(
+            "this host offers no directory access".into(),
+        ))
+    }
+
+    /// A directory bind and search (see [`HostServices::ldap_bind`]).
+    async fn ldap_search(
+        &self,
+        _plugin_id: &str,
+        _server: &Server,
+        _credentials: &Credentials,
+        _request: &SearchRequest,
+        _timeout: Duration,
+    ) -> Result<Vec<Entry>, LdapError> {
+        Err(LdapError::Denied(
+            "this host offers no directory access".into(),
+        ))
+    }
+
     fn now_unix_ms(&self) -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -44,6 +73,7 @@ pub trait HostServices: Send + Sync {
 /// logs and no mail. Used by tests and tools; the host wires its own store and SMTP settings.
 pub struct BasicServices {
     http: crate::egress::HttpEgress,
+    directory: crate::directory::DirectoryEgress,
     kv: std::sync::Mutex<std::collections::HashMap<(String, String), Vec<u8>>>,
 }
 
@@ -53,6 +83,7 @@ pub const MAX_KV_KEYS: usize = 1000;
 impl BasicServices {
     pub fn new(http: crate::egress::HttpEgress) -> BasicServices {
         BasicServices {
+            directory: crate::directory::DirectoryEgress::new(http.guard().clone()),
             http,
             kv: std::sync::Mutex::default(),
         }
@@ -82,6 +113,29 @@ impl HostServices for BasicServices {
 
     async fn send_mail(&self, _plugin_id: &str, _message: Message) -> Result<(), MailError> {
         Err(MailError::NotConfigured)
+    }
+
+    async fn ldap_bind(
+        &self,
+        _plugin_id: &str,
+        server: &Server,
+        credentials: &Credentials,
+        timeout: Duration,
+    ) -> Result<(), LdapError> {
+        self.directory.bind(server, credentials, timeout).await
+    }
+
+    async fn ldap_search(
+        &self,
+        _plugin_id: &str,
+        server: &Server,
+        credentials: &Credentials,
+        request: &SearchRequest,
+        timeout: Duration,
+    ) -> Result<Vec<Entry>, LdapError> {
+        self.directory
+            .search(server, credentials, request, timeout)
+            .await
     }
 
     async fn kv_get(&self, plugin_id: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {

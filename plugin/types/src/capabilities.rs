@@ -23,9 +23,12 @@ pub struct Capabilities {
     pub clock: bool,
     #[serde(default)]
     pub random: bool,
+    /// Directory access over LDAP to the listed hosts (same patterns as `http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<HttpCapability>,
 }
 
-/// Outbound HTTP to the listed hosts: exact names or IP addresses, `*.example.com` (any
+/// Outbound connections (HTTP, LDAP) to the listed hosts: exact names or IP addresses, `*.example.com` (any
 /// subdomain, not the domain itself), or `*` (any host; the address guard still applies).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,35 +37,18 @@ pub struct HttpCapability {
 }
 
 impl Capabilities {
-    /// What both sides allow. For HTTP hosts: a grant of `*` keeps every requested pattern;
-    /// otherwise a granted pattern survives when a requested one covers it (a request of `*`
-    /// narrowed by the operator to `hooks.example.com` gives `hooks.example.com`).
+    /// What both sides allow (for host lists, see [`intersect_hosts`]).
     pub fn intersect(&self, grant: &Capabilities) -> Capabilities {
-        let http = match (&self.http, &grant.http) {
-            (Some(request), Some(granted)) => {
-                let hosts: Vec<String> = if granted.hosts.iter().any(|h| h == "*") {
-                    request.hosts.clone()
-                } else {
-                    granted
-                        .hosts
-                        .iter()
-                        .filter(|g| request.hosts.iter().any(|r| pattern_covers(r, g)))
-                        .cloned()
-                        .collect()
-                };
-                (!hosts.is_empty()).then_some(HttpCapability { hosts })
-            }
-            _ => None,
-        };
         Capabilities {
             log: self.log && grant.log,
-            http,
+            http: intersect_hosts(&self.http, &grant.http),
             mail: self.mail && grant.mail,
             kv: self.kv && grant.kv,
             config: self.config && grant.config,
             secrets: self.secrets && grant.secrets,
             clock: self.clock && grant.clock,
             random: self.random && grant.random,
+            ldap: intersect_hosts(&self.ldap, &grant.ldap),
         }
     }
 
@@ -78,6 +64,7 @@ impl Capabilities {
             (self.secrets, "secrets"),
             (self.clock, "clock"),
             (self.random, "random"),
+            (self.ldap.is_some(), "ldap"),
         ] {
             if on {
                 names.push(name);
@@ -88,14 +75,47 @@ impl Capabilities {
 
     /// Whether outbound HTTP to `host` (a lowercase name or IP literal without brackets) is allowed.
     pub fn allows_host(&self, host: &str) -> bool {
-        let Some(http) = &self.http else {
-            return false;
-        };
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        http.hosts
-            .iter()
-            .any(|pattern| host_matches(pattern, &host))
+        hosts_allow(&self.http, host)
     }
+
+    /// Whether LDAP to `host` (a lowercase name or IP literal without brackets) is allowed.
+    pub fn allows_ldap_host(&self, host: &str) -> bool {
+        hosts_allow(&self.ldap, host)
+    }
+}
+
+fn hosts_allow(capability: &Option<HttpCapability>, host: &str) -> bool {
+    let Some(capability) = capability else {
+        return false;
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    capability
+        .hosts
+        .iter()
+        .any(|pattern| host_matches(pattern, &host))
+}
+
+/// Hosts both sides allow: a grant of `*` keeps every requested pattern; otherwise a granted
+/// pattern survives when a requested one covers it (a request of `*` narrowed by the operator to
+/// `hooks.example.com` gives `hooks.example.com`).
+fn intersect_hosts(
+    request: &Option<HttpCapability>,
+    grant: &Option<HttpCapability>,
+) -> Option<HttpCapability> {
+    let (Some(request), Some(granted)) = (request, grant) else {
+        return None;
+    };
+    let hosts: Vec<String> = if granted.hosts.iter().any(|h| h == "*") {
+        request.hosts.clone()
+    } else {
+        granted
+            .hosts
+            .iter()
+            .filter(|g| request.hosts.iter().any(|r| pattern_covers(r, g)))
+            .cloned()
+            .collect()
+    };
+    (!hosts.is_empty()).then_some(HttpCapability { hosts })
 }
 
 /// Whether every host `inner` matches is matched by `outer` too.

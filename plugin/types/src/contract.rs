@@ -117,6 +117,65 @@ pub mod config {
     }
 }
 
+/// Interface `ldap`.
+pub mod ldap {
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Server {
+        pub url: String,
+        pub ca_pem: Option<String>,
+        pub timeout_ms: Option<u32>,
+    }
+
+    #[derive(Clone, PartialEq, Eq)]
+    pub struct Credentials {
+        pub dn: String,
+        pub password: String,
+    }
+
+    impl std::fmt::Debug for Credentials {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Credentials")
+                .field("dn", &self.dn)
+                .field("password", &"<redacted>")
+                .finish()
+        }
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Scope {
+        Base,
+        OneLevel,
+        Subtree,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct SearchRequest {
+        pub base: String,
+        pub scope: Scope,
+        pub filter: String,
+        pub args: Vec<String>,
+        pub attributes: Vec<String>,
+        pub size_limit: u32,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Entry {
+        pub dn: String,
+        pub attributes: Vec<(String, Vec<String>)>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum LdapError {
+        Denied(String),
+        InvalidRequest(String),
+        InvalidCredentials,
+        Failed(String),
+        Timeout,
+        TooLarge,
+        Transport(String),
+    }
+}
+
 /// Interface `alerts` (world `alert-channel`).
 pub mod alerts {
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@ pub mod manifest;
 
 pub use bundle::{Bundle, BundleError, SigningKey, TrustedKeys, VerifiedBundle};
 pub use capabilities::Capabilities;
-pub use manifest::{Edition, Manifest, ManifestError, World};
+pub use manifest::{Edition, Manifest, ManifestError, SsoLogin, World};
 
 /// WIT contract versions a manifest may name (the runtime links each of them).
 pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];

@@ -54,6 +54,18 @@ pub struct Manifest {
     pub capabilities: Capabilities,
     /// JSON Schema (an object schema) of the settings; `writeOnly` properties are secrets.
     pub settings_schema: serde_json::Value,
+    /// How a sign-in provider's login runs (world `sso-provider` only; `redirect` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso_login: Option<SsoLogin>,
+}
+
+/// How people sign in through a provider: sent to the identity provider and back, or with a
+/// username and password the provider checks (a directory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SsoLogin {
+    Redirect,
+    Password,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -137,14 +149,27 @@ impl Manifest {
             }
             _ => {}
         }
-        if let Some(http) = &self.capabilities.http {
-            if http.hosts.is_empty() || http.hosts.len() > 50 {
-                return Err(invalid("capabilities.http.hosts", "1–50 host patterns"));
+        for (name, hosts) in [
+            ("http", &self.capabilities.http),
+            ("ldap", &self.capabilities.ldap),
+        ] {
+            let Some(hosts) = hosts else { continue };
+            if hosts.hosts.is_empty() || hosts.hosts.len() > 50 {
+                return Err(invalid(
+                    &format!("capabilities.{name}.hosts"),
+                    "1–50 host patterns",
+                ));
             }
-            for (i, host) in http.hosts.iter().enumerate() {
+            for (i, host) in hosts.hosts.iter().enumerate() {
                 check_host_pattern(host)
-                    .map_err(|m| invalid(&format!("capabilities.http.hosts.{i}"), m))?;
+                    .map_err(|m| invalid(&format!("capabilities.{name}.hosts.{i}"), m))?;
             }
+        }
+        if self.sso_login.is_some() && self.world != World::SsoProvider {
+            return Err(invalid(
+                "sso_login",
+                "only sign-in providers (world sso-provider) say how their sign-in works",
+            ));
         }
         if !self.settings_schema.is_object()
             || self.settings_schema.get("type").and_then(|t| t.as_str()) != Some("object")

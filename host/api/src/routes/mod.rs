@@ -87,6 +87,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sso::start_login))
         .routes(routes!(sso::callback_get, sso::callback_post))
         .routes(routes!(sso::exchange))
+        .routes(routes!(sso::password_login))
         .routes(routes!(sso::list_providers, sso::create_provider))
         .routes(routes!(
             sso::get_provider,

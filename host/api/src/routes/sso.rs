@@ -17,7 +17,7 @@ use infrapilot_accounts::sso::{GroupRole, RoleMapping, SsoIdentity, SsoProvider}
 use infrapilot_identity::{Role, hash_token, random_bytes};
 use infrapilot_plugin_host::settings;
 use infrapilot_plugin_runtime::{
-    Invocation, SsoProviderPlugin,
+    Invocation, SsoLogin, SsoProviderPlugin,
     contract::{LoginCallback, LoginError, LoginMethod, LoginRequest},
 };
 use infrapilot_store::{NewSsoLogin, NewSsoProvider, OrgId, SsoProviderRow, now_ms};
@@ -53,6 +53,20 @@ const MAX_GROUP_CHARS: usize = 256;
 pub struct LoginProviderDto {
     pub id: String,
     pub name: String,
+    /// `redirect`: a button that goes to the identity provider (`/start`); `password`: a
+    /// username and password form posted to `/password` (a directory such as LDAP).
+    pub login: String,
+}
+
+/// A directory sign-in (providers whose `login` is `password`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordLoginRequest {
+    /// The directory username as the person types it (the host escapes it for the directory).
+    #[schema(min_length = 1, max_length = 256)]
+    pub username: String,
+    #[schema(min_length = 1, max_length = 1024)]
+    pub password: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, ToSchema)]
@@ -352,7 +366,10 @@ async fn checked_settings(
     plugin
         .validate(&invocation(state, org, &probe)?)
         .await
-        .map_err(|e| match e {
+        .map_err(|e| match &e {
+            infrapilot_plugin_runtime::HookError::Plugin(
+                infrapilot_plugin_runtime::contract::PluginError::InvalidSettings(message),
+            ) => ApiError::invalid(&settings_field(&manifest, message), e.to_string()),
             infrapilot_plugin_runtime::HookError::Plugin(_) => {
                 ApiError::invalid("settings", e.to_string())
             }
@@ -360,6 +377,24 @@ async fn checked_settings(
                 .with_field("plugin"),
         })?;
     Ok((plain, sealed))
+}
+
+/// `settings.<name>` when a plugin's message names one of its settings first (`url: …`), as
+/// the contract asks; else `settings`.
+fn settings_field(manifest: &infrapilot_plugin_runtime::Manifest, message: &str) -> String {
+    let named = message.split_once(':').map(|(name, _)| name.trim());
+    match named {
+        Some(name)
+            if manifest
+                .settings_schema
+                .get("properties")
+                .and_then(|p| p.get(name))
+                .is_some() =>
+        {
+            format!("settings.{name}")
+        }
+        _ => "settings".into(),
+    }
 }
 
 fn name_conflict(name: &str) -> impl Fn(infrapilot_store::StoreError) -> ApiError + '_ {
@@ -622,15 +657,170 @@ pub async fn login_providers(
     let mut tx = state.store().read(&org).await?;
     let rows = tx.list_sso_providers().await?;
     tx.commit().await?;
-    Ok(Json(
-        rows.into_iter()
-            .filter(|r| r.enabled)
-            .map(|r| LoginProviderDto {
-                id: r.id,
-                name: r.name,
-            })
-            .collect(),
-    ))
+    let mut providers = Vec::new();
+    for row in rows.into_iter().filter(|r| r.enabled) {
+        // A provider whose plugin is gone or broken shows no button (its start would fail).
+        let Some(login) = login_kind(&state, &row.plugin_id).await else {
+            continue;
+        };
+        providers.push(LoginProviderDto {
+            id: row.id,
+            name: row.name,
+            login: match login {
+                SsoLogin::Redirect => "redirect".into(),
+                SsoLogin::Password => "password".into(),
+            },
+        });
+    }
+    Ok(Json(providers))
+}
+
+/// How a provider's plugin signs people in, per its manifest; `None` when it is not installed.
+async fn login_kind(state: &AppState, plugin_id: &str) -> Option<SsoLogin> {
+    let (manifest, _) = state
+        .extensions()
+        .ok()?
+        .plugins
+        .manifest(plugin_id)
+        .await
+        .ok()?;
+    Some(manifest.sso_login.unwrap_or(SsoLogin::Redirect))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/sso/{id}/password", operation_id = "sso_password_login", tag = "sso",
+    params(("id" = uuid::Uuid, Path), OrgQuery),
+    request_body = PasswordLoginRequest,
+    responses((status = 200, body = TokenPair), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn password_login(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<OrgQuery>,
+    ApiJson(req): ApiJson<PasswordLoginRequest>,
+) -> ApiResult<Response> {
+    let id = validate::uuid("id", &id)?;
+    let org = org_of(&query)?;
+    let username = req.username.trim().to_owned();
+    if username.is_empty() || username.chars().count() > 256 || username.contains('\0') {
+        return Err(ApiError::invalid(
+            "username",
+            "enter your directory username",
+        ));
+    }
+    // Never sent: an empty password is an unauthenticated bind, which many directories accept.
+    if req.password.is_empty() || req.password.len() > 1024 {
+        return Err(ApiError::invalid("password", "enter your password"));
+    }
+    let row = provider_row(&state, &org, &id).await?;
+    if !row.enabled {
+        return Err(ApiError::not_found("id", "no such provider"));
+    }
+    let (plugin, manifest) = state
+        .extensions()?
+        .plugins
+        .plugin::<SsoProviderPlugin>(&row.plugin_id)
+        .await
+        .map_err(|e| ApiError::from(e).with_field("id"))?;
+    if manifest.sso_login != Some(SsoLogin::Password) {
+        return Err(ApiError::invalid(
+            "id",
+            "this provider signs in at its identity provider; use its button",
+        ));
+    }
+    let accounts = state.accounts();
+    let attempt = accounts.count_directory_attempt(&row.id, &username, &client.client())?;
+    let answer = plugin
+        .check_password(&invocation(&state, &org, &row)?, &username, &req.password)
+        .await;
+    let unavailable = |why: String| {
+        accounts.directory_attempt_not_made(&attempt, &client.client());
+        tracing::warn!(provider = %row.id, error = %why, "directory sign-in failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "directory_unavailable",
+            "the directory could not check the password; try again later",
+        )
+    };
+    let identity = match answer {
+        Ok(Ok(identity)) => identity,
+        Ok(Err(LoginError::Rejected(why))) => {
+            audit_log::record_standalone(
+                &state,
+                &org,
+                audit_log::event(
+                    &Actor::anonymous(),
+                    &client.ip,
+                    "sso.login",
+                    &format!("sso_provider:{}", row.id),
+                    "failure",
+                    json!({"provider": row.id, "provider_name": row.name,
+                        "username": username, "reason": why}),
+                ),
+            )
+            .await;
+            return Err(ApiError::unauthorized("wrong username or password").with_field("password"));
+        }
+        Ok(Err(LoginError::Unsupported)) => {
+            accounts.directory_attempt_not_made(&attempt, &client.client());
+            return Err(ApiError::invalid(
+                "id",
+                "this provider does not check passwords",
+            ));
+        }
+        Ok(Err(e)) => return Err(unavailable(login_error_text(&e))),
+        Err(e) => return Err(unavailable(e.to_string())),
+    };
+    accounts.directory_attempt_succeeded(&attempt, &client.client());
+    let provider = sso_provider(&row);
+    let identity = sso_identity(identity);
+    let max_members =
+        crate::license_limits::limit(&state, crate::license_limits::Limited::Members).await?;
+    let signed_in = accounts
+        .sso_sign_in(&org, &provider, &identity, max_members, &client.client())
+        .await?;
+    let tx = state.store().write(&org).await?;
+    let pair = accounts
+        .sign_in(
+            tx,
+            &signed_in.user,
+            &client.client(),
+            json!({"sso": true, "provider": row.id}),
+        )
+        .await?;
+    let body =
+        serde_json::to_vec(&token_pair(pair)).map_err(|e| ApiError::internal(e.to_string()))?;
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from(body))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The provider as the accounts workflow sees it: its id, name and mapping.
+fn sso_provider(row: &SsoProviderRow) -> SsoProvider {
+    SsoProvider {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        mapping: RoleMapping {
+            rules: stored_rules(row),
+            default_role: row.default_role.as_deref().and_then(Role::parse),
+        },
+    }
+}
+
+fn sso_identity(identity: infrapilot_plugin_runtime::contract::Identity) -> SsoIdentity {
+    SsoIdentity {
+        subject: identity.subject,
+        issuer: identity.issuer,
+        email: identity.email,
+        email_verified: identity.email_verified,
+        name: identity.name,
+        groups: identity.groups,
+    }
 }
 
 /// What the cookie carries, sealed: where the login lives and the browser's secret for it.
@@ -1081,22 +1271,8 @@ async fn complete(
             return Err("the sign-in provider failed; try again later".into());
         }
     };
-    let provider = SsoProvider {
-        id: row.id.clone(),
-        name: row.name.clone(),
-        mapping: RoleMapping {
-            rules: stored_rules(&row),
-            default_role: row.default_role.as_deref().and_then(Role::parse),
-        },
-    };
-    let identity = SsoIdentity {
-        subject: identity.subject,
-        issuer: identity.issuer,
-        email: identity.email,
-        email_verified: identity.email_verified,
-        name: identity.name,
-        groups: identity.groups,
-    };
+    let provider = sso_provider(&row);
+    let identity = sso_identity(identity);
     let max_members = crate::license_limits::limit(state, crate::license_limits::Limited::Members)
         .await
         .map_err(internal)?;

@@ -1,5 +1,5 @@
 //! The host side of the WIT host interfaces, one module per capability (`log`, `http`, `mail`,
-//! `kv`, `config` with `secrets`, `clock`, `random`): each implements its functions on
+//! `kv`, `config` with `secrets`, `clock`, `random`, `ldap`): each implements its functions on
 //! [`HostState`] in the version-neutral [`crate::contract`] types and asks [`HostState::grant`]
 //! first — the one place a capability is checked (denied by default, each denial counted; what a
 //! granted capability may then reach, such as the manifest's HTTP hosts, is its module's check) —
@@ -12,6 +12,7 @@ mod clock;
 mod config;
 mod http;
 mod kv;
+mod ldap;
 mod log;
 mod mail;
 mod random;
@@ -29,6 +30,7 @@ pub(crate) enum Capability {
     Secrets,
     Clock,
     Random,
+    Ldap,
 }
 
 impl Capability {
@@ -42,6 +44,7 @@ impl Capability {
             Capability::Secrets => "secrets",
             Capability::Clock => "clock",
             Capability::Random => "random",
+            Capability::Ldap => "ldap",
         }
     }
 }
@@ -60,6 +63,7 @@ impl HostState {
             Capability::Secrets => caps.secrets,
             Capability::Clock => caps.clock,
             Capability::Random => caps.random,
+            Capability::Ldap => caps.ldap.is_some(),
         };
         if granted {
             Ok(())
@@ -155,10 +159,10 @@ pub(crate) mod testing {
         let (mut state, _) = state(serde_json::json!({"log": true, "kv": true}));
         assert_eq!(state.grant(Log), Ok(()));
         assert_eq!(state.grant(Kv), Ok(()));
-        for capability in [Http, Mail, Config, Secrets, Clock, Random] {
+        for capability in [Http, Mail, Config, Secrets, Clock, Random, Ldap] {
             let refused = state.grant(capability).unwrap_err();
             assert!(refused.contains(capability.name()), "{refused}");
         }
-        assert_eq!(state.denials, 6);
+        assert_eq!(state.denials, 7);
     }
 }

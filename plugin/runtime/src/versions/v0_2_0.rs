@@ -62,6 +62,82 @@ super::world_calls!((
 /// `sso-model` has types only.
 impl sso_wit::Host for HostState {}
 
+use crate::contract::ldap as ldap_contract;
+use sso_provider::infrapilot::plugin::ldap as ldap_wit;
+
+fn ldap_server(s: ldap_wit::Server) -> ldap_contract::Server {
+    ldap_contract::Server {
+        url: s.url,
+        ca_pem: s.ca_pem,
+        timeout_ms: s.timeout_ms,
+    }
+}
+
+fn ldap_credentials(c: ldap_wit::Credentials) -> ldap_contract::Credentials {
+    ldap_contract::Credentials {
+        dn: c.dn,
+        password: c.password,
+    }
+}
+
+impl From<ldap_contract::LdapError> for ldap_wit::LdapError {
+    fn from(e: ldap_contract::LdapError) -> Self {
+        use ldap_contract::LdapError as E;
+        match e {
+            E::Denied(m) => ldap_wit::LdapError::Denied(m),
+            E::InvalidRequest(m) => ldap_wit::LdapError::InvalidRequest(m),
+            E::InvalidCredentials => ldap_wit::LdapError::InvalidCredentials,
+            E::Failed(m) => ldap_wit::LdapError::Failed(m),
+            E::Timeout => ldap_wit::LdapError::Timeout,
+            E::TooLarge => ldap_wit::LdapError::TooLarge,
+            E::Transport(m) => ldap_wit::LdapError::Transport(m),
+        }
+    }
+}
+
+/// Interface `ldap` (new in 0.2.0).
+impl ldap_wit::Host for HostState {
+    async fn bind(
+        &mut self,
+        server: ldap_wit::Server,
+        credentials: ldap_wit::Credentials,
+    ) -> Result<(), ldap_wit::LdapError> {
+        self.ldap_bind(ldap_server(server), ldap_credentials(credentials))
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn search(
+        &mut self,
+        server: ldap_wit::Server,
+        credentials: ldap_wit::Credentials,
+        request: ldap_wit::SearchRequest,
+    ) -> Result<Vec<ldap_wit::Entry>, ldap_wit::LdapError> {
+        let request = ldap_contract::SearchRequest {
+            base: request.base,
+            scope: match request.scope {
+                ldap_wit::Scope::Base => ldap_contract::Scope::Base,
+                ldap_wit::Scope::OneLevel => ldap_contract::Scope::OneLevel,
+                ldap_wit::Scope::Subtree => ldap_contract::Scope::Subtree,
+            },
+            filter: request.filter,
+            args: request.args,
+            attributes: request.attributes,
+            size_limit: request.size_limit,
+        };
+        let entries = self
+            .ldap_search(ldap_server(server), ldap_credentials(credentials), request)
+            .await?;
+        Ok(entries
+            .into_iter()
+            .map(|e| ldap_wit::Entry {
+                dn: e.dn,
+                attributes: e.attributes,
+            })
+            .collect())
+    }
+}
+
 /// Links the imports of world `sso-provider`.
 pub(crate) fn link_sso_provider(
     linker: &mut wasmtime::component::Linker<HostState>,

@@ -1,0 +1,431 @@
+//! Directory sign-in against a real OpenLDAP (`tests/peers/start-slapd.sh`: slapd with StartTLS,
+//! LDAPS and memberOf, the unauthenticated-bind trap left on) through the real `infrapilot.ldap`
+//! plugin and the host's `ldap` capability: a provider saved only when its service account
+//! binds, a login with the role from the directory's groups, a wrong and an empty password, an
+//! injection string as the username, a person moved out of the mapped group, a group search
+//! instead of memberOf, LDAPS, and a directory whose certificate is not trusted.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use common::TestApp;
+use infrapilot_plugin_runtime::contract::ldap::{Credentials, LdapError, Server};
+use infrapilot_plugin_runtime::directory::DirectoryEgress;
+use infrapilot_plugin_runtime::egress::EgressGuard;
+use infrapilot_store::testing::backends;
+use serde_json::{Value, json};
+
+const PLUGIN: &str = "infrapilot.ldap";
+const BASE: &str = "dc=example,dc=test";
+
+/// A slapd of this test, stopped on drop.
+struct Slapd {
+    dir: PathBuf,
+    port: u16,
+    tls_port: u16,
+    ca_pem: String,
+}
+
+impl Slapd {
+    fn start() -> Slapd {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/start-slapd.sh");
+        let out = Command::new("bash").arg(&script).output().unwrap();
+        assert!(
+            out.status.success(),
+            "start-slapd.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        let env = std::fs::read_to_string(dir.join("env")).unwrap();
+        let var = |name: &str| -> String {
+            env.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("{name} in {env}"))
+                .to_owned()
+        };
+        Slapd {
+            port: var("LDAP_PORT").parse().unwrap(),
+            tls_port: var("LDAPS_PORT").parse().unwrap(),
+            ca_pem: std::fs::read_to_string(dir.join("ca.pem")).unwrap(),
+            dir,
+        }
+    }
+
+    /// Runs an LDIF change as the directory's administrator.
+    fn modify(&self, ldif: &str) {
+        let path = self.dir.join("change.ldif");
+        std::fs::write(&path, ldif).unwrap();
+        let out = Command::new("ldapmodify")
+            .args(["-x", "-H", &format!("ldap://127.0.0.1:{}", self.port)])
+            .args(["-D", &format!("cn=admin,{BASE}"), "-w", "adminpw", "-f"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ldapmodify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("slapd.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn settings(slapd: &Slapd) -> Value {
+    json!({
+        "url": format!("ldap://127.0.0.1:{}", slapd.port),
+        "ca_pem": slapd.ca_pem,
+        "bind_dn": format!("cn=reader,ou=services,{BASE}"),
+        "bind_password": "readerpw",
+        "user_base": format!("ou=people,{BASE}"),
+        "emails_verified": true,
+    })
+}
+
+async fn licensed_app(backend: infrapilot_store::Backend) -> (TestApp, String, String) {
+    let (app, vendor) = TestApp::with_plugins(backend).await;
+    let admin = app.setup_admin().await;
+    let license = infrapilot_licensing::License {
+        id: "lic-sso".into(),
+        licensee: "Directory Ltd".into(),
+        edition: "enterprise".into(),
+        features: vec!["sso".into()],
+        limits: Default::default(),
+        issued_at: "2026-01-01T00:00:00Z".into(),
+        expires_at: "2099-01-01T00:00:00Z".into(),
+    }
+    .issue(&vendor)
+    .unwrap();
+    let r = app
+        .call(
+            "PUT",
+            "/api/v1/license",
+            Some(&admin),
+            Some(json!({"license": license})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    app.install_test_plugin(&admin, "infrapilot_ldap", PLUGIN)
+        .await;
+    let org = app.get("/api/v1/auth/me", &admin).await.body["org_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (app, admin, org)
+}
+
+/// A directory sign-in: the status and the body.
+async fn sign_in(
+    app: &TestApp,
+    org: &str,
+    provider: &str,
+    username: &str,
+    password: &str,
+) -> common::Reply {
+    app.post(
+        &format!("/api/v1/auth/sso/{provider}/password?org={org}"),
+        None,
+        json!({"username": username, "password": password}),
+    )
+    .await
+}
+
+async fn role_after_sign_in(app: &TestApp, org: &str, provider: &str, who: &str) -> String {
+    let r = sign_in(app, org, provider, who, &format!("{who}pw")).await;
+    assert_eq!(r.status, StatusCode::OK, "{who}: {:?}", r.body);
+    let token = r.body["access_token"].as_str().unwrap().to_owned();
+    let me = app.get("/api/v1/auth/me", &token).await;
+    assert_eq!(me.status, StatusCode::OK, "{:?}", me.body);
+    me.body["role"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn people_sign_in_with_their_directory_password_and_groups_give_their_role() {
+    let slapd = Slapd::start();
+    for backend in backends() {
+        let (app, admin, org) = licensed_app(backend).await;
+        let body = |settings: Value| {
+            json!({"plugin": PLUGIN, "name": "Corp directory", "settings": settings,
+                "group_roles": [{"group": "admins", "role": "admin"},
+                                {"group": "devs", "role": "operator"}]})
+        };
+        // Saved only when the service account binds; settings problems name their field.
+        let mut wrong_password = settings(&slapd);
+        wrong_password["bind_password"] = json!("not-it");
+        let mut plain_http = settings(&slapd);
+        plain_http["url"] = json!("http://127.0.0.1:1");
+        let mut no_placeholder = settings(&slapd);
+        no_placeholder["user_filter"] = json!("(uid=alice)");
+        for (bad, field) in [
+            (wrong_password, "settings.bind_dn"),
+            (plain_http, "settings.url"),
+            (no_placeholder, "settings.user_filter"),
+        ] {
+            let r = app
+                .post("/api/v1/sso/providers", Some(&admin), body(bad))
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::BAD_REQUEST,
+                "{backend:?}: {:?}",
+                r.body
+            );
+            assert_eq!(r.field(), Some(field), "{:?}", r.body);
+        }
+        let r = app
+            .post(
+                "/api/v1/sso/providers",
+                Some(&admin),
+                body(settings(&slapd)),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let provider = r.body["id"].as_str().unwrap().to_owned();
+        assert!(
+            r.body["settings"].get("bind_password").is_none(),
+            "{:?}",
+            r.body
+        );
+
+        // The sign-in page shows a username and password form for it.
+        let r = app
+            .call(
+                "GET",
+                &format!("/api/v1/auth/sso/providers?org={org}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(
+            r.body,
+            json!([{"id": provider, "name": "Corp directory", "login": "password"}])
+        );
+        // It has no redirect to start.
+        let r = app
+            .call(
+                "GET",
+                &format!("/api/v1/auth/sso/{provider}/start?org={org}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert!(
+            r.headers["location"]
+                .to_str()
+                .unwrap()
+                .contains("sso_error"),
+            "{:?}",
+            r.headers
+        );
+
+        // alice (admins, devs) is an admin; bob (devs) an operator; JIT made both.
+        assert_eq!(
+            role_after_sign_in(&app, &org, &provider, "alice").await,
+            "admin"
+        );
+        assert_eq!(
+            role_after_sign_in(&app, &org, &provider, "bob").await,
+            "operator"
+        );
+        // The second sign-in is the same person.
+        assert_eq!(
+            role_after_sign_in(&app, &org, &provider, "bob").await,
+            "operator"
+        );
+        let users = app.get("/api/v1/users", &admin).await;
+        let emails: Vec<&str> = users.body["users"]
+            .as_array()
+            .or(users.body.as_array())
+            .unwrap()
+            .iter()
+            .filter_map(|u| u["email"].as_str())
+            .collect();
+        assert_eq!(
+            emails.iter().filter(|e| **e == "bob@example.test").count(),
+            1,
+            "{emails:?}"
+        );
+
+        // A wrong password, an unknown person, injection strings: the same refusal.
+        for (username, password) in [
+            ("alice", "wrong"),
+            ("nobody", "alicepw"),
+            ("*", "alicepw"),
+            ("alice)(uid=*", "alicepw"),
+            ("*)(|(uid=*", "alicepw"),
+            ("al*", "alicepw"),
+            ("alice\\2a", "alicepw"),
+        ] {
+            let r = sign_in(&app, &org, &provider, username, password).await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNAUTHORIZED,
+                "{username}: {:?}",
+                r.body
+            );
+            assert_eq!(r.body["error"]["message"], "wrong username or password");
+        }
+        // An empty password never reaches the directory (which would take it as anonymous).
+        for (username, password, field) in [
+            ("alice", "", "password"),
+            ("", "alicepw", "username"),
+            ("   ", "alicepw", "username"),
+        ] {
+            let r = sign_in(&app, &org, &provider, username, password).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+            assert_eq!(r.field(), Some(field), "{:?}", r.body);
+        }
+        let audit = app.get("/api/v1/audit?limit=500", &admin).await;
+        let failures = audit.body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "sso.login" && e["outcome"] == "failure")
+            .count();
+        assert!(failures >= 7, "{failures} failures audited");
+
+        // Moved out of the admins group in the directory: an operator at the next sign-in.
+        slapd.modify(&format!(
+            "dn: cn=admins,ou=groups,{BASE}\nchangetype: modify\nadd: member\nmember: uid=bob,ou=people,{BASE}\n"
+        ));
+        assert_eq!(
+            role_after_sign_in(&app, &org, &provider, "bob").await,
+            "admin"
+        );
+        slapd.modify(&format!(
+            "dn: cn=admins,ou=groups,{BASE}\nchangetype: modify\ndelete: member\nmember: uid=bob,ou=people,{BASE}\n"
+        ));
+        assert_eq!(
+            role_after_sign_in(&app, &org, &provider, "bob").await,
+            "operator"
+        );
+
+        // Groups by a group search instead of memberOf, over LDAPS.
+        let mut search = settings(&slapd);
+        search["url"] = json!(format!("ldaps://127.0.0.1:{}", slapd.tls_port));
+        search["group_lookup"] = json!("group_search");
+        search["group_base"] = json!(format!("ou=groups,{BASE}"));
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/api/v1/sso/providers/{provider}"),
+                Some(&admin),
+                Some(json!({"settings": search})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(
+            role_after_sign_in(&app, &org, &provider, "alice").await,
+            "admin"
+        );
+        assert_eq!(
+            role_after_sign_in(&app, &org, &provider, "bob").await,
+            "operator"
+        );
+
+        // A directory whose certificate is not trusted is not used: 503, nothing signed in.
+        let mut untrusted = search.clone();
+        untrusted["ca_pem"] = json!(null);
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/api/v1/sso/providers/{provider}"),
+                Some(&admin),
+                Some(json!({"settings": untrusted})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+        assert_eq!(r.field(), Some("settings.url"), "{:?}", r.body);
+        // Another organisation's provider id is not this one's.
+        let r = sign_in(
+            &app,
+            "00000000-0000-4000-8000-000000000000",
+            &provider,
+            "alice",
+            "alicepw",
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_never_sends_an_empty_password_to_a_directory_that_would_accept_it() {
+    let slapd = Slapd::start();
+    // This slapd takes a DN with an empty password as an anonymous bind (the RFC 4513 trap).
+    let out = Command::new("ldapwhoami")
+        .args([
+            "-x",
+            "-ZZ",
+            "-H",
+            &format!("ldap://127.0.0.1:{}", slapd.port),
+        ])
+        .args(["-D", &format!("uid=alice,ou=people,{BASE}"), "-w", ""])
+        .env("LDAPTLS_CACERT", slapd.dir.join("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "anonymous");
+
+    let directory = DirectoryEgress::new(EgressGuard::parse_allow_list("127.0.0.0/8").unwrap());
+    let server = Server {
+        url: format!("ldap://127.0.0.1:{}", slapd.port),
+        ca_pem: Some(slapd.ca_pem.clone()),
+        timeout_ms: None,
+    };
+    let bind = |password: &str| Credentials {
+        dn: format!("uid=alice,ou=people,{BASE}"),
+        password: password.into(),
+    };
+    let timeout = Duration::from_secs(5);
+    let e = directory
+        .bind(&server, &bind(""), timeout)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, LdapError::InvalidRequest(t) if t.starts_with("credentials.password")),
+        "{e:?}"
+    );
+    assert_eq!(
+        directory.bind(&server, &bind("wrong"), timeout).await,
+        Err(LdapError::InvalidCredentials)
+    );
+    directory
+        .bind(&server, &bind("alicepw"), timeout)
+        .await
+        .unwrap();
+    // StartTLS is not optional: without the CA the TLS handshake fails.
+    let untrusted = Server {
+        ca_pem: None,
+        ..server.clone()
+    };
+    let e = directory
+        .bind(&untrusted, &bind("alicepw"), timeout)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, LdapError::Transport(_)), "{e:?}");
+    // The address rule holds for directories too.
+    let guarded = DirectoryEgress::new(EgressGuard::default());
+    let e = guarded
+        .bind(&server, &bind("alicepw"), timeout)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, LdapError::Denied(_)), "{e:?}");
+}

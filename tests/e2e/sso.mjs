@@ -5,7 +5,8 @@
 // the provider's own login and consent pages, the session in the dashboard; then what must fail:
 // a replayed callback, a tampered ID token, an authorization whose PKCE challenge was swapped, an
 // ID token for another nonce; and a group taken away at the provider takes the role away at the
-// next login.
+// next login. Then directory sign-in: a real OpenLDAP (tests/peers/start-slapd.sh) behind the LDAP
+// plugin, the login page's username and password form, a wrong password refused.
 //
 //   INFRAPILOT_URL=http://127.0.0.1:18182 node sso.mjs
 //
@@ -15,7 +16,9 @@
 // what passes: that is how the forged answers are made. Exit 0 on success; on failure exit 1 and
 // out/sso-failure.png.
 
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import Provider from 'oidc-provider';
 import { OPERATOR, openBrowser, relevantConsoleErrors, reportFailure, step, until } from './lib.mjs';
@@ -26,6 +29,30 @@ const BASE = (process.env.INFRAPILOT_URL || 'http://127.0.0.1:8080').replace(/\/
 const ACCOUNTS = {
   alice: { email: 'alice@idp.example', email_verified: true, name: 'Alice Idp', groups: ['admins', 'devs'] },
 };
+
+// ---- the directory --------------------------------------------------------------------------
+
+function startDirectory() {
+  const dir = execFileSync('bash', [new URL('../peers/start-slapd.sh', import.meta.url).pathname], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  })
+    .toString()
+    .trim();
+  const env = readFileSync(`${dir}/env`, 'utf8');
+  const port = /LDAP_PORT=(\d+)/.exec(env)[1];
+  return {
+    url: `ldap://127.0.0.1:${port}`,
+    caPem: readFileSync(`${dir}/ca.pem`, 'utf8'),
+    stop() {
+      try {
+        process.kill(Number(readFileSync(`${dir}/slapd.pid`, 'utf8').trim()));
+      } catch {
+        // gone already
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
 
 // ---- the OpenID Provider behind a tampering proxy -------------------------------------------
 
@@ -136,6 +163,7 @@ async function api(method, path, token, body) {
 
 async function main() {
   const op = await step('a proxy on loopback for the OpenID Provider (its URL is the issuer)', startProvider);
+  const directory = await step('an OpenLDAP directory on loopback (StartTLS, memberOf)', startDirectory);
   const { browser, page, consoleErrors, ui } = await openBrowser();
   const { label, button } = ui;
   // Each callback as the browser sent it: its URL and the login cookie it carried.
@@ -196,7 +224,7 @@ async function main() {
         name: 'Broken',
         settings: { issuer: 'http://idp.example', client_id: 'x' },
       });
-      if (bad.status !== 400 || bad.body.error.field !== 'settings') throw new Error(`plain http issuer: ${JSON.stringify(bad.body)}`);
+      if (bad.status !== 400 || bad.body.error.field !== 'settings.issuer') throw new Error(`plain http issuer: ${JSON.stringify(bad.body)}`);
       const created = await api('POST', '/sso/providers', token, {
         plugin: 'infrapilot.oidc',
         name: 'Test OP',
@@ -281,6 +309,41 @@ async function main() {
       await signOut();
     });
 
+    await step('the operator adds the LDAP directory; bob signs in on the form with his directory password, an operator through "devs"', async () => {
+      const enabled = await api('POST', '/plugins/infrapilot.ldap/enable', operator);
+      if (enabled.status !== 200) throw new Error(`enable: ${enabled.status} ${JSON.stringify(enabled.body)}`);
+      const created = await api('POST', '/sso/providers', operator, {
+        plugin: 'infrapilot.ldap',
+        name: 'Corp directory',
+        settings: {
+          url: directory.url,
+          ca_pem: directory.caPem,
+          bind_dn: 'cn=reader,ou=services,dc=example,dc=test',
+          bind_password: 'readerpw',
+          user_base: 'ou=people,dc=example,dc=test',
+          emails_verified: true,
+        },
+        group_roles: [{ group: 'devs', role: 'operator' }],
+      });
+      if (created.status !== 201) throw new Error(`provider: ${created.status} ${JSON.stringify(created.body)}`);
+      await page.goto(`${BASE}/login`);
+      await button('Sign in with Corp directory').click();
+      const form = page.getByTestId('directory-form');
+      await form.waitFor();
+      await label('Username').fill('bob');
+      await label('Password').fill('wrong');
+      await form.locator('button[type=submit]').click();
+      const err = page.getByTestId('form-error');
+      await err.waitFor();
+      if (!/wrong username or password/i.test(await err.innerText())) throw new Error(`unexpected: ${await err.innerText()}`);
+      await label('Password').fill('bobpw');
+      await form.locator('button[type=submit]').click();
+      await page.getByTestId('whoami').waitFor({ timeout: 15_000 });
+      const who = await page.getByTestId('whoami').innerText();
+      if (!who.includes('Bob Example') || !who.includes('Operator')) throw new Error(`signed in as ${who}`);
+      await signOut();
+    });
+
     await step('the audit trail has the SSO logins, refused and accepted', async () => {
       const r = await api('GET', '/audit?action=sso.login&limit=50', operator);
       const outcomes = r.body.events.map((e) => e.outcome);
@@ -301,6 +364,7 @@ async function main() {
   } finally {
     await browser.close();
     op.stop();
+    directory.stop();
   }
 }
 

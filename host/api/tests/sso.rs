@@ -193,7 +193,7 @@ async fn providers_are_configured_by_admins_with_checked_settings_and_mapping() 
             ),
             (
                 body(json!({"issuer": "http://plain.test"}), json!([])),
-                "settings",
+                "settings.issuer",
             ),
             (body(json!({}), json!([])), "settings.issuer"),
         ] {
@@ -277,7 +277,10 @@ async fn providers_are_configured_by_admins_with_checked_settings_and_mapping() 
         let r = app
             .call("GET", "/api/v1/auth/sso/providers", None, None)
             .await;
-        assert_eq!(r.body, json!([{"id": id, "name": "Test IdP"}]));
+        assert_eq!(
+            r.body,
+            json!([{"id": id, "name": "Test IdP", "login": "redirect"}])
+        );
         let r = app
             .call(
                 "PATCH",

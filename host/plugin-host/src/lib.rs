@@ -92,6 +92,8 @@ pub struct PluginInfo {
     pub entitlement_error: Option<String>,
     pub requested: Capabilities,
     pub granted: Capabilities,
+    /// How a sign-in provider's login runs (sso-provider plugins).
+    pub sso_login: Option<infrapilot_plugin_runtime::SsoLogin>,
     pub settings_schema: serde_json::Value,
     pub component_sha256: String,
     pub installed_at: i64,
@@ -357,6 +359,7 @@ impl PluginHost {
                 .map(|m| m.publisher.clone())
                 .unwrap_or_default(),
             feature: manifest.as_ref().and_then(|m| m.feature.clone()),
+            sso_login: manifest.as_ref().and_then(|m| m.sso_login),
             settings_schema: manifest
                 .as_ref()
                 .map(|m| m.settings_schema.clone())

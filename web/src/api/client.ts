@@ -322,6 +322,12 @@ export const api = {
 
   loginProviders: (org?: string) =>
     request<LoginProviderDto[]>('GET', '/auth/sso/providers', { auth: false, query: { org } }),
+  directorySignIn: (id: string, org: string | undefined, username: string, password: string) =>
+    request<TokenPair>('POST', `/auth/sso/${encodeURIComponent(id)}/password`, {
+      body: { username, password },
+      auth: false,
+      query: { org },
+    }),
   exchangeSsoCode: (code: string) => request<TokenPair>('POST', '/auth/sso/exchange', { body: { code }, auth: false }),
   ssoProviders: () => request<SsoProviderDto[]>('GET', '/sso/providers'),
   createSsoProvider: (body: CreateSsoProviderRequest) => request<SsoProviderDto>('POST', '/sso/providers', { body }),

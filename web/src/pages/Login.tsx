@@ -37,6 +37,8 @@ export function LoginPage() {
       .then(setProviders)
       .catch(() => setProviders([]));
   }, [org]);
+  // A directory provider (LDAP) chosen on this page: its username and password form.
+  const [directory, setDirectory] = useState<LoginProviderDto | null>(null);
   const [email, setEmail] = useState(initial?.email ?? '');
   const [password, setPassword] = useState('');
   const [mfaToken, setMfaToken] = useState<string | null>(null);
@@ -59,6 +61,20 @@ export function LoginPage() {
       }
     } catch (err) {
       setError(toApiError(err));
+      setBusy(false);
+    }
+  }
+
+  async function submitDirectory(e: FormEvent) {
+    e.preventDefault();
+    if (!directory) return;
+    setBusy(true);
+    setError(null);
+    try {
+      await signIn(await api.directorySignIn(directory.id, org, email.trim(), password));
+    } catch (err) {
+      setError(toApiError(err));
+      setPassword('');
       setBusy(false);
     }
   }
@@ -116,6 +132,54 @@ export function LoginPage() {
     );
   }
 
+  if (directory) {
+    return (
+      <div className="auth-page">
+        <CornerThemeToggle />
+        <form className="card auth-card" onSubmit={submitDirectory} aria-labelledby="directory-title" data-testid="directory-form">
+          <h1 id="directory-title">Sign in with {directory.name}</h1>
+          <p className="muted">Your directory username and password; the directory checks them.</p>
+          <FormError error={error} />
+          <TextField
+            label="Username"
+            name="username"
+            value={email}
+            onChange={(e) => setEmail(e.target.value)}
+            required
+            autoComplete="username"
+            autoFocus
+            spellCheck={false}
+            error={error}
+          />
+          <TextField
+            label="Password"
+            name="password"
+            type="password"
+            value={password}
+            onChange={(e) => setPassword(e.target.value)}
+            required
+            autoComplete="current-password"
+            error={error}
+          />
+          <button type="submit" className="btn btn-primary btn-block" disabled={busy}>
+            {busy ? 'Signing in…' : 'Sign in'}
+          </button>
+          <button
+            type="button"
+            className="btn btn-ghost btn-block"
+            onClick={() => {
+              setDirectory(null);
+              setPassword('');
+              setError(null);
+            }}
+          >
+            Other ways to sign in
+          </button>
+        </form>
+      </div>
+    );
+  }
+
   return (
     <div className="auth-page">
       <CornerThemeToggle />
@@ -126,11 +190,27 @@ export function LoginPage() {
         <FormError error={error} />
         {providers.length > 0 && (
           <div className="sso-buttons" data-testid="sso-buttons">
-            {providers.map((p) => (
-              <a key={p.id} className="btn btn-block" href={ssoStartUrl(p.id, org)}>
-                Sign in with {p.name}
-              </a>
-            ))}
+            {providers.map((p) =>
+              p.login === 'password' ? (
+                <button
+                  key={p.id}
+                  type="button"
+                  className="btn btn-block"
+                  onClick={() => {
+                    setDirectory(p);
+                    setEmail('');
+                    setPassword('');
+                    setError(null);
+                  }}
+                >
+                  Sign in with {p.name}
+                </button>
+              ) : (
+                <a key={p.id} className="btn btn-block" href={ssoStartUrl(p.id, org)}>
+                  Sign in with {p.name}
+                </a>
+              ),
+            )}
             <p className="muted sso-or">or with your email and password</p>
           </div>
         )}

@@ -65,7 +65,11 @@ export function SingleSignOnPage() {
                     {p.enabled && (
                       <a
                         className="btn btn-small"
-                        href={ssoStartUrl(p.id, user.org_id ?? undefined)}
+                        href={
+                          pluginOf(p.plugin)?.sso_login === 'password'
+                            ? `/login?org=${encodeURIComponent(user.org_id ?? '')}`
+                            : ssoStartUrl(p.id, user.org_id ?? undefined)
+                        }
                         target="_blank"
                         rel="noopener"
                         title="Signs in through this provider in a new tab (the tab's own session)"

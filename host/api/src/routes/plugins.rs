@@ -50,6 +50,8 @@ pub struct PluginDto {
     /// JSON Schema of its settings (`writeOnly` fields are secrets).
     #[schema(value_type = Object)]
     pub settings_schema: Value,
+    /// Sign-in providers: `redirect` (to the identity provider) or `password` (a directory).
+    pub sso_login: Option<String>,
     pub component_sha256: String,
     pub installed_at: String,
     pub updated_at: String,
@@ -75,6 +77,10 @@ impl From<PluginInfo> for PluginDto {
             entitled: p.entitled,
             entitlement_error: p.entitlement_error,
             settings_schema: p.settings_schema,
+            sso_login: p.sso_login.map(|l| match l {
+                infrapilot_plugin_runtime::SsoLogin::Redirect => "redirect".into(),
+                infrapilot_plugin_runtime::SsoLogin::Password => "password".into(),
+            }),
             component_sha256: p.component_sha256,
             installed_at: validate::rfc3339(p.installed_at),
             updated_at: validate::rfc3339(p.updated_at),

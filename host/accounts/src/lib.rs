@@ -83,6 +83,9 @@ pub enum AccountError {
     /// another account …); the text says why, for the person who tried.
     #[error("{0}")]
     SsoRefused(String),
+    /// Every organisation of the person requires single sign-on of them: no local sign-in.
+    #[error("{0}")]
+    SsoRequired(String),
     #[error("you cannot delete your own account")]
     CannotDeleteSelf,
     #[error("setup is done: users exist already; sign in")]
@@ -522,6 +525,12 @@ impl AccountService<'_> {
                 .await;
             return Err(AccountError::EmailUnverified);
         }
+        if let Err(e) = self.local_sign_in_allowed(&user).await {
+            self.attempt_not_made(email, client);
+            self.record_login_failure(email, Some(&user.id), client, "single sign-on required")
+                .await;
+            return Err(e);
+        }
         if user.totp_enabled {
             // The password was right, but the account's failures stand until the second factor
             // is: a known password must not reset the count between rounds of code guesses.
@@ -604,16 +613,59 @@ impl AccountService<'_> {
         Ok(pair)
     }
 
+    /// A local (password) sign-in is refused when every organisation of the person requires
+    /// single sign-on of them; admins keep theirs for break-glass, and so does the host operator.
+    async fn local_sign_in_allowed(&self, user: &UserRow) -> Result<()> {
+        let memberships = self.store.lookup().await?.memberships(&user.id).await?;
+        let exempt = |m: &infrapilot_store::MembershipRow| {
+            !m.require_sso || matches!(Role::parse(&m.role), Some(Role::Admin | Role::SuperAdmin))
+        };
+        if memberships.is_empty() || memberships.iter().any(exempt) {
+            return Ok(());
+        }
+        let names: Vec<&str> = memberships.iter().map(|m| m.org_name.as_str()).collect();
+        Err(AccountError::SsoRequired(format!(
+            "{} requires single sign-on: use its sign-in button",
+            names.join(", ")
+        )))
+    }
+
+    /// Opens a session for `user` made by single sign-on through `provider_id` of `org`
+    /// (see [`Self::sign_in`]); deleting or turning off the provider ends it.
+    pub async fn sign_in_through_sso(
+        &self,
+        tx: Tx,
+        user: &UserRow,
+        client: &Client,
+        detail: serde_json::Value,
+        org: &OrgId,
+        provider_id: &str,
+    ) -> Result<TokenPair> {
+        self.open_session(tx, user, client, detail, Some((org.as_str(), provider_id)))
+            .await
+    }
+
     /// Opens a session for `user`, whose sign-in is complete (password and, when the account
     /// has it, the second factor; or the identity provider's word), records `auth.login` with
     /// `detail` and commits `tx`. Password, MFA and single sign-on logins all end here; an
     /// account disabled by then gets no session (the refusal is audited).
     pub async fn sign_in(
         &self,
+        tx: Tx,
+        user: &UserRow,
+        client: &Client,
+        detail: serde_json::Value,
+    ) -> Result<TokenPair> {
+        self.open_session(tx, user, client, detail, None).await
+    }
+
+    async fn open_session(
+        &self,
         mut tx: Tx,
         user: &UserRow,
         client: &Client,
         detail: serde_json::Value,
+        sso: Option<(&str, &str)>,
     ) -> Result<TokenPair> {
         // As the account is now, in the transaction that opens the session: it may have been
         // disabled (and its sessions ended) since the caller read it.
@@ -639,6 +691,7 @@ impl AccountService<'_> {
             refresh_expires_at: now + self.session_ttl.as_millis() as i64,
             ip: &client.ip,
             user_agent: &client.user_agent,
+            sso,
         })
         .await?;
         let actor = user_actor(user, client, tx.org_id());

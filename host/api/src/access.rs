@@ -184,6 +184,8 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/sso/providers/{id}", R(Admin)),
     ("PATCH", "/api/v1/sso/providers/{id}", R(Admin)),
     ("DELETE", "/api/v1/sso/providers/{id}", R(Admin)),
+    ("GET", "/api/v1/sso/policy", R(Admin)),
+    ("PUT", "/api/v1/sso/policy", R(Admin)),
     ("GET", "/api/v1/alerts/channels", R(Viewer)),
     ("POST", "/api/v1/alerts/channels", R(Admin)),
     ("GET", "/api/v1/alerts/channels/{id}", R(Viewer)),

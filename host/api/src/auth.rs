@@ -286,6 +286,34 @@ pub(crate) fn role_among(
         .transpose()
 }
 
+/// Whether a session may act in `org`: always, unless the organisation requires single sign-on
+/// and the session was not made by one of its providers (admins and the host operator keep
+/// their local sign-in for break-glass).
+fn session_may_act_in(
+    owner: &infrapilot_store::SessionOwner,
+    memberships: &[MembershipRow],
+    org: &OrgId,
+    role: Role,
+) -> bool {
+    let required = memberships
+        .iter()
+        .any(|m| m.org_id == org.as_str() && m.require_sso);
+    !required || role >= Role::Admin || owner.sso_org_id.as_deref() == Some(org.as_str())
+}
+
+fn sso_required(memberships: &[MembershipRow], org: &OrgId) -> ApiError {
+    let name = memberships
+        .iter()
+        .find(|m| m.org_id == org.as_str())
+        .map(|m| m.org_name.as_str())
+        .unwrap_or("this organisation");
+    ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "sso_required",
+        format!("{name} requires single sign-on: sign out and use its sign-in button"),
+    )
+}
+
 fn org_not_found() -> ApiError {
     ApiError::not_found(ORG_HEADER, "no such organisation among yours")
 }
@@ -315,18 +343,33 @@ pub async fn authenticate(
                     return Err(org_not_found());
                 }
                 let role = role_among(&memberships, &org)?.ok_or_else(org_not_found)?;
+                if !session_may_act_in(&owner, &memberships, &org, role) {
+                    return Err(sso_required(&memberships, &org));
+                }
                 Some((org, role))
             }
-            None => match memberships.first() {
-                Some(m) => {
+            // The oldest membership the session may act in.
+            None => {
+                let mut acting = None;
+                for m in &memberships {
                     let org = OrgId::parse(&m.org_id).ok_or_else(|| {
                         ApiError::internal("a membership's organisation id is not a UUID")
                     })?;
                     let role = role_among(&memberships, &org)?.ok_or_else(org_not_found)?;
-                    Some((org, role))
+                    if session_may_act_in(&owner, &memberships, &org, role) {
+                        acting = Some((org, role));
+                        break;
+                    }
                 }
-                None => None,
-            },
+                match (acting, memberships.first()) {
+                    (Some(acting), _) => Some(acting),
+                    (None, Some(first)) => {
+                        let org = OrgId::parse(&first.org_id).unwrap_or_else(OrgId::default_org);
+                        return Err(sso_required(&memberships, &org));
+                    }
+                    (None, None) => None,
+                }
+            }
         };
         Authenticated {
             person: Person {

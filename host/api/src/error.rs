@@ -147,6 +147,9 @@ impl From<infrapilot_accounts::AccountError> for ApiError {
             AccountError::SsoRefused(_) => {
                 ApiError::new(StatusCode::FORBIDDEN, "sso_refused", message)
             }
+            AccountError::SsoRequired(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "sso_required", message)
+            }
             AccountError::CannotDeleteSelf => ApiError::conflict(message).with_field("id"),
             AccountError::SetupDone => ApiError::conflict(message),
             AccountError::SetupClosed => ApiError::forbidden(message).with_field("setup_code"),

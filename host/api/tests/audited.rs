@@ -527,6 +527,14 @@ async fn scenario(backend: infrapilot_store::Backend) {
 
         step!(
             "PUT",
+            "/api/v1/sso/policy",
+            "/api/v1/sso/policy",
+            t,
+            Some(json!({"require_sso": false})),
+            "sso_policy.update"
+        );
+        step!(
+            "PUT",
             "/api/v1/auth/password",
             "/api/v1/auth/password",
             t,
@@ -571,6 +579,8 @@ async fn scenario(backend: infrapilot_store::Backend) {
             ("DELETE", "/api/v1/sso/providers/{id}"),
             ("POST", "/api/v1/auth/sso/{id}/callback"),
             ("POST", "/api/v1/auth/sso/exchange"),
+            // tests/sso_ldap.rs: `sso.login` both ways and the `auth.login` of a directory sign-in.
+            ("POST", "/api/v1/auth/sso/{id}/password"),
         ] {
             covered.insert((method.to_string(), route.to_string()));
         }

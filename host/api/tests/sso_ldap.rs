@@ -296,6 +296,18 @@ async fn people_sign_in_with_their_directory_password_and_groups_give_their_role
             .filter(|e| e["action"] == "sso.login" && e["outcome"] == "failure")
             .count();
         assert!(failures >= 7, "{failures} failures audited");
+        let events = audit.body["events"].as_array().unwrap();
+        let successes = events
+            .iter()
+            .filter(|e| e["action"] == "sso.login" && e["outcome"] == "success")
+            .count();
+        assert!(successes >= 3, "{successes} successes audited");
+        assert!(
+            events.iter().any(
+                |e| e["action"] == "auth.login" && e["detail"]["provider"] == provider.as_str()
+            ),
+            "the session's auth.login names the provider"
+        );
 
         // Moved out of the admins group in the directory: an operator at the next sign-in.
         slapd.modify(&format!(
@@ -428,4 +440,123 @@ async fn the_host_never_sends_an_empty_password_to_a_directory_that_would_accept
         .await
         .unwrap_err();
     assert!(matches!(e, LdapError::Denied(_)), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_organisation_can_require_single_sign_on_and_a_deleted_provider_signs_its_people_out() {
+    let slapd = Slapd::start();
+    for backend in backends() {
+        let (app, admin, org) = licensed_app(backend).await;
+        let policy = |required: bool| json!({"require_sso": required});
+        // Not without a provider: its members would have no way in.
+        let r = app
+            .call(
+                "PUT",
+                "/api/v1/sso/policy",
+                Some(&admin),
+                Some(policy(true)),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+        assert_eq!(r.field(), Some("require_sso"));
+        let r = app
+            .post(
+                "/api/v1/sso/providers",
+                Some(&admin),
+                json!({"plugin": PLUGIN, "name": "Corp directory", "settings": settings(&slapd),
+                    "group_roles": [{"group": "devs", "role": "operator"}]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let provider = r.body["id"].as_str().unwrap().to_owned();
+        // A local member, signed in before the policy.
+        let r = app
+            .post(
+                "/api/v1/users",
+                Some(&admin),
+                json!({"email": "carol@local.test", "password": "carol-password-1", "name": "Carol", "role": "viewer"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let carol = app.login("carol@local.test", "carol-password-1").await;
+        let bob = sign_in(&app, &org, &provider, "bob", "bobpw").await;
+        assert_eq!(bob.status, StatusCode::OK, "{:?}", bob.body);
+        let bob = bob.body["access_token"].as_str().unwrap().to_owned();
+
+        let r = app
+            .call(
+                "PUT",
+                "/api/v1/sso/policy",
+                Some(&admin),
+                Some(policy(true)),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(
+            app.get("/api/v1/sso/policy", &admin).await.body,
+            policy(true)
+        );
+        // Carol's local session cannot act in the organisation any more, nor can she sign in
+        // with her password again.
+        let r = app.get("/api/v1/agents", &carol).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+        assert_eq!(r.body["error"]["code"], "sso_required");
+        let r = app
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": "carol@local.test", "password": "carol-password-1"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+        assert_eq!(r.body["error"]["code"], "sso_required");
+        // The admin keeps the local sign-in (break-glass); bob's single sign-on session works.
+        assert_eq!(
+            app.get("/api/v1/agents", &admin).await.status,
+            StatusCode::OK
+        );
+        app.login(common::ADMIN_EMAIL, common::PASSWORD).await;
+        assert_eq!(app.get("/api/v1/agents", &bob).await.status, StatusCode::OK);
+        // Its last provider stays while the organisation requires it …
+        let path = format!("/api/v1/sso/providers/{provider}");
+        let r = app.call("DELETE", &path, Some(&admin), None).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+        let r = app
+            .call(
+                "PATCH",
+                &path,
+                Some(&admin),
+                Some(json!({"enabled": false})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+        assert_eq!(app.get("/api/v1/agents", &bob).await.status, StatusCode::OK);
+        // … and once it is not required, deleting it ends the sessions it made.
+        let r = app
+            .call(
+                "PUT",
+                "/api/v1/sso/policy",
+                Some(&admin),
+                Some(policy(false)),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(
+            app.get("/api/v1/agents", &carol).await.status,
+            StatusCode::OK
+        );
+        let r = app.call("DELETE", &path, Some(&admin), None).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+        let r = app.get("/api/v1/agents", &bob).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+        assert_eq!(
+            app.get("/api/v1/agents", &carol).await.status,
+            StatusCode::OK
+        );
+        let actions = app.audit_actions(&admin).await;
+        assert!(
+            actions.iter().any(|a| a == "sso_policy.update"),
+            "{actions:?}"
+        );
+    }
 }

@@ -50,6 +50,8 @@ pub struct NewSession<'a> {
     pub refresh_expires_at: i64,
     pub ip: &'a str,
     pub user_agent: &'a str,
+    /// The organisation and provider of a single sign-on that made the session.
+    pub sso: Option<(&'a str, &'a str)>,
 }
 
 /// What a refresh token points to.
@@ -465,7 +467,8 @@ impl Tx {
         let now = now_ms();
         on_tx!(self, c => sqlx::query(
             "INSERT INTO sessions (id, user_id, access_hash, access_expires_at, refresh_expires_at, \
-             ip, user_agent, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+             ip, user_agent, created_at, last_used_at, sso_org_id, sso_provider_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)",
         )
         .bind(s.id)
         .bind(s.user_id)
@@ -475,6 +478,8 @@ impl Tx {
         .bind(s.ip)
         .bind(s.user_agent)
         .bind(now)
+        .bind(s.sso.map(|(org, _)| org))
+        .bind(s.sso.map(|(_, provider)| provider))
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         self.insert_refresh_token(s.id, s.refresh_hash).await
     }

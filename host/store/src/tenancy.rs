@@ -51,6 +51,8 @@ pub struct MembershipRow {
     pub org_name: String,
     pub role: String,
     pub created_at: i64,
+    /// The organisation requires single sign-on of its members below admin.
+    pub require_sso: bool,
 }
 
 /// The person behind a live session (sessions are personal: the organisation of a request is
@@ -61,6 +63,8 @@ pub struct SessionOwner {
     pub user_id: String,
     pub email: String,
     pub expires_at: i64,
+    /// The organisation whose single sign-on provider made the session, if one did.
+    pub sso_org_id: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -136,7 +140,7 @@ impl Lookup {
     pub async fn session(&mut self, access_hash: &str) -> Result<Option<SessionOwner>> {
         let now = now_ms();
         Ok(on_tx!(self.tx, c => sqlx::query_as::<_, SessionOwner>(
-            "SELECT s.id AS session_id, u.id AS user_id, u.email, s.access_expires_at AS expires_at \
+            "SELECT s.id AS session_id, u.id AS user_id, u.email, s.access_expires_at AS expires_at, s.sso_org_id \
              FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.access_hash = $1 AND s.revoked_at IS NULL AND s.access_expires_at > $2 \
              AND s.refresh_expires_at > $2 AND u.disabled = FALSE",
@@ -166,7 +170,7 @@ impl Lookup {
     pub async fn memberships(&mut self, user_id: &str) -> Result<Vec<MembershipRow>> {
         self.narrow_to("app.current_user_id", user_id).await?;
         let rows = on_tx!(self.tx, c => sqlx::query_as::<_, MembershipRow>(
-            "SELECT m.org_id, o.name AS org_name, m.role, m.created_at FROM memberships m \
+            "SELECT m.org_id, o.name AS org_name, m.role, m.created_at, o.require_sso FROM memberships m \
              JOIN organizations o ON o.id = m.org_id WHERE m.user_id = $1 ORDER BY m.created_at, m.org_id",
         )
         .bind(user_id)
@@ -260,6 +264,40 @@ impl Tx {
         .bind(&org)
         .fetch_optional(&mut **c)
         .await)?)
+    }
+
+    /// Whether the organisation requires single sign-on of its members below admin.
+    pub async fn require_sso(&mut self) -> Result<bool> {
+        let org = self.org_id.clone();
+        Ok(on_tx!(self, c => sqlx::query_scalar::<_, bool>(
+            "SELECT require_sso FROM organizations WHERE id = $1",
+        )
+        .bind(&org)
+        .fetch_optional(&mut **c)
+        .await)?
+        .unwrap_or(false))
+    }
+
+    pub async fn set_require_sso(&mut self, required: bool) -> Result<()> {
+        let org = self.org_id.clone();
+        on_tx!(self, c => sqlx::query("UPDATE organizations SET require_sso = $2 WHERE id = $1")
+            .bind(&org)
+            .bind(required)
+            .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Ends every live session a single sign-on provider of this organisation made; how many.
+    pub async fn revoke_sso_sessions(&mut self, provider_id: &str) -> Result<u64> {
+        let org = self.org_id.clone();
+        Ok(on_tx!(self, c => sqlx::query(
+            "UPDATE sessions SET revoked_at = $3 WHERE sso_provider_id = $1 AND sso_org_id = $2 \
+             AND revoked_at IS NULL",
+        )
+        .bind(provider_id)
+        .bind(&org)
+        .bind(now_ms())
+        .execute(&mut **c).await.map(|r| r.rows_affected()))?)
     }
 
     pub async fn rename_organization(&mut self, name: &str) -> Result<bool> {

@@ -116,6 +116,7 @@ async fn sessions_rotate_once_and_revoke() {
             refresh_expires_at: far,
             ip: "127.0.0.1",
             user_agent: "test",
+            sso: None,
         })
         .await
         .unwrap();

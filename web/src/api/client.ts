@@ -330,6 +330,8 @@ export const api = {
     }),
   exchangeSsoCode: (code: string) => request<TokenPair>('POST', '/auth/sso/exchange', { body: { code }, auth: false }),
   ssoProviders: () => request<SsoProviderDto[]>('GET', '/sso/providers'),
+  ssoPolicy: () => request<{ require_sso: boolean }>('GET', '/sso/policy'),
+  setSsoPolicy: (require_sso: boolean) => request<{ require_sso: boolean }>('PUT', '/sso/policy', { body: { require_sso } }),
   createSsoProvider: (body: CreateSsoProviderRequest) => request<SsoProviderDto>('POST', '/sso/providers', { body }),
   updateSsoProvider: (id: string, body: UpdateSsoProviderRequest) =>
     request<SsoProviderDto>('PATCH', `/sso/providers/${encodeURIComponent(id)}`, { body }),

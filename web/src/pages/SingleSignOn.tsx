@@ -16,6 +16,21 @@ const MEMBER_ROLES = ['admin', 'operator', 'viewer'] as const;
 export function SingleSignOnPage() {
   const user = useUser();
   const providers = useLoad(() => api.ssoProviders());
+  const policy = useLoad(() => api.ssoPolicy());
+  const [policyError, setPolicyError] = useState<ApiError | null>(null);
+  const [savingPolicy, setSavingPolicy] = useState(false);
+  async function setRequired(required: boolean) {
+    setSavingPolicy(true);
+    setPolicyError(null);
+    try {
+      await api.setSsoPolicy(required);
+      await policy.reload();
+    } catch (err) {
+      setPolicyError(toApiError(err));
+    } finally {
+      setSavingPolicy(false);
+    }
+  }
   const plugins = useLoad(() => pluginsApi.list());
   const [editing, setEditing] = useState<SsoProviderDto | 'new' | null>(null);
   const [removing, setRemoving] = useState<SsoProviderDto | null>(null);
@@ -37,6 +52,24 @@ export function SingleSignOnPage() {
         <Notice kind="warning">No single sign-on plugin is enabled: the host operator enables one on the Plugins page.</Notice>
       )}
       <FormError error={providers.error} />
+      {policy.data && (
+        <div className="card" data-testid="sso-policy">
+          <label className="checkbox">
+            <input
+              type="checkbox"
+              checked={policy.data.require_sso}
+              disabled={savingPolicy}
+              onChange={(e) => void setRequired(e.target.checked)}
+            />{' '}
+            Require single sign-on
+          </label>
+          <p className="muted small">
+            Members below admin must sign in through a provider here: their password sign-in is refused and their other sessions
+            cannot act in this organisation. Admins keep their password and second factor for break-glass.
+          </p>
+          <FormError error={policyError} />
+        </div>
+      )}
       <div className="table-wrap">
         <table data-testid="sso-providers-table">
           <thead>

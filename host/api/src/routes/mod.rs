@@ -89,6 +89,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sso::exchange))
         .routes(routes!(sso::password_login))
         .routes(routes!(sso::list_providers, sso::create_provider))
+        .routes(routes!(sso::get_policy, sso::set_policy))
         .routes(routes!(
             sso::get_provider,
             sso::update_provider,

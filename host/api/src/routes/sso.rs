@@ -578,6 +578,11 @@ pub async fn update_provider(
     let rules_json =
         serde_json::to_string(&rules).map_err(|e| ApiError::internal(e.to_string()))?;
     let mut tx = state.store().write(&principal.org_id).await?;
+    let mut sessions_ended = 0;
+    if row.enabled && !enabled {
+        keep_a_provider_while_required(&mut tx, &row.id, "enabled").await?;
+        sessions_ended = tx.revoke_sso_sessions(&row.id).await?;
+    }
     tx.update_sso_provider(&NewSsoProvider {
         id: &row.id,
         plugin_id: &row.plugin_id,
@@ -607,6 +612,7 @@ pub async fn update_provider(
             "previous_group_roles": stored_rules(&row),
             "default_role": default_role,
             "previous_default_role": row.default_role,
+            "sessions_ended": sessions_ended,
         }),
     )
     .await?;
@@ -629,6 +635,12 @@ pub async fn delete_provider(
 ) -> ApiResult<StatusCode> {
     let id = validate::uuid("id", &id)?;
     let mut tx = state.store().write(&principal.org_id).await?;
+    if tx.sso_provider(&id).await?.is_none() {
+        return Err(ApiError::not_found("id", "no such provider"));
+    }
+    keep_a_provider_while_required(&mut tx, &id, "id").await?;
+    // Whoever it signed in is signed out: it vouches for no one any more.
+    let sessions_ended = tx.revoke_sso_sessions(&id).await?;
     if !tx.delete_sso_provider(&id).await? {
         return Err(ApiError::not_found("id", "no such provider"));
     }
@@ -638,10 +650,90 @@ pub async fn delete_provider(
         &client.ip,
         "sso_provider.delete",
         &format!("sso_provider:{id}"),
-        json!({}),
+        json!({"sessions_ended": sessions_ended}),
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// While the organisation requires single sign-on, its last enabled provider stays (its
+/// members would have no way in): 409 naming `field`.
+async fn keep_a_provider_while_required(
+    tx: &mut infrapilot_store::Tx,
+    provider_id: &str,
+    field: &str,
+) -> ApiResult<()> {
+    if !tx.require_sso().await? {
+        return Ok(());
+    }
+    let others = tx
+        .list_sso_providers()
+        .await?
+        .into_iter()
+        .filter(|p| p.enabled && p.id != provider_id)
+        .count();
+    if others == 0 {
+        return Err(ApiError::conflict(
+            "the organisation requires single sign-on and this is its last enabled provider; stop requiring single sign-on first",
+        )
+        .with_field(field));
+    }
+    Ok(())
+}
+
+/// The organisation's single sign-on policy.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsoPolicyDto {
+    /// Members below admin must sign in through one of the organisation's providers: their
+    /// password sign-in is refused and sessions not made by its single sign-on cannot act in
+    /// it. Admins keep their local sign-in (and second factor) for break-glass.
+    pub require_sso: bool,
+}
+
+#[utoipa::path(get, path = "/api/v1/sso/policy", operation_id = "get_sso_policy", tag = "sso",
+    responses((status = 200, body = SsoPolicyDto)), security(("bearer" = [])))]
+pub async fn get_policy(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Json<SsoPolicyDto>> {
+    let mut tx = state.store().read(&principal.org_id).await?;
+    let require_sso = tx.require_sso().await?;
+    tx.commit().await?;
+    Ok(Json(SsoPolicyDto { require_sso }))
+}
+
+#[utoipa::path(put, path = "/api/v1/sso/policy", operation_id = "set_sso_policy", tag = "sso",
+    request_body = SsoPolicyDto,
+    responses((status = 200, body = SsoPolicyDto), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_policy(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    ApiJson(req): ApiJson<SsoPolicyDto>,
+) -> ApiResult<Json<SsoPolicyDto>> {
+    let mut tx = state.store().write(&principal.org_id).await?;
+    let before = tx.require_sso().await?;
+    if req.require_sso && !tx.list_sso_providers().await?.iter().any(|p| p.enabled) {
+        return Err(ApiError::invalid(
+            "require_sso",
+            "add and enable a single sign-on provider first (its members would have no way in)",
+        ));
+    }
+    tx.set_require_sso(req.require_sso).await?;
+    audit_log::commit_success(
+        tx,
+        &Actor::user(&principal),
+        &client.ip,
+        "sso_policy.update",
+        &format!("org:{}", principal.org_id),
+        json!({"require_sso": req.require_sso, "previous_require_sso": before}),
+    )
+    .await?;
+    Ok(Json(SsoPolicyDto {
+        require_sso: req.require_sso,
+    }))
 }
 
 // ---- the login ----------------------------------------------------------------------------
@@ -783,11 +875,13 @@ pub async fn password_login(
         .await?;
     let tx = state.store().write(&org).await?;
     let pair = accounts
-        .sign_in(
+        .sign_in_through_sso(
             tx,
             &signed_in.user,
             &client.client(),
             json!({"sso": true, "provider": row.id}),
+            &org,
+            &row.id,
         )
         .await?;
     let body =
@@ -1328,11 +1422,13 @@ pub async fn exchange(
     let user = tx.user_by_id(&user_id).await?.ok_or_else(refused)?;
     let pair = state
         .accounts()
-        .sign_in(
+        .sign_in_through_sso(
             tx,
             &user,
             &client.client(),
             json!({"sso": true, "provider": login.provider_id}),
+            &org,
+            &login.provider_id,
         )
         .await?;
     let body =

@@ -16,88 +16,7 @@ use serde_json::{Value, json};
 
 const PLUGIN: &str = "infrapilot.test-sso";
 
-/// A login as a browser makes it: start (the cookie and the provider's URL), then what the
-/// identity provider would send back.
-struct Browser {
-    cookie: String,
-    /// The query of the URL the provider was sent to.
-    authorize: Vec<(String, String)>,
-}
-
-impl Browser {
-    fn param(&self, name: &str) -> String {
-        self.authorize
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    }
-}
-
-async fn start(app: &TestApp, provider: &str) -> Browser {
-    let r = app
-        .call(
-            "GET",
-            &format!("/api/v1/auth/sso/{provider}/start"),
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.body);
-    let location = r.headers[header::LOCATION].to_str().unwrap().to_owned();
-    assert!(
-        location.starts_with("https://") && location.contains("/authorize?"),
-        "{location}"
-    );
-    let set_cookie = r.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
-    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
-    assert!(set_cookie.contains("SameSite=Lax"), "{set_cookie}");
-    assert!(set_cookie.contains("Max-Age=600"), "{set_cookie}");
-    let query = location.split_once('?').unwrap().1;
-    Browser {
-        cookie: set_cookie.split(';').next().unwrap().to_owned(),
-        authorize: form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect(),
-    }
-}
-
-/// The identity provider's redirect back, with `cookie` (or none): the redirect's Location, or
-/// `error: <why>` when it goes to the sign-in page with the host's error cookie.
-async fn callback(
-    app: &TestApp,
-    provider: &str,
-    cookie: Option<&str>,
-    query: &[(&str, &str)],
-) -> String {
-    let query: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(query)
-        .finish();
-    let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
-    let r = app
-        .call_with_headers(
-            "GET",
-            &format!("/api/v1/auth/sso/{provider}/callback?{query}"),
-            None,
-            &headers,
-            None,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.body);
-    let location = r.headers[header::LOCATION].to_str().unwrap().to_owned();
-    if location != "/login?sso_error=1" {
-        return location;
-    }
-    // The reason travels in a cookie of the host's, never in the URL (a link could carry any text).
-    let set = r.headers[header::SET_COOKIE].to_str().unwrap();
-    let value = set
-        .strip_prefix("infrapilot_sso_error=")
-        .and_then(|v| v.split(';').next())
-        .unwrap_or_else(|| panic!("no error cookie: {set}"));
-    let encoded = format!("m={value}");
-    let (_, message) = form_urlencoded::parse(encoded.as_bytes()).next().unwrap();
-    format!("error: {message}")
-}
+use common::sso::{callback, exchange, sso_error, start};
 
 /// A fresh login at `provider` answered with `code` by the identity provider, from the browser
 /// that started it: where the host sends that browser (see [`callback`]).
@@ -110,27 +29,6 @@ async fn answer(app: &TestApp, provider: &str, code: &str) -> String {
         &[("code", code), ("state", &browser.param("state"))],
     )
     .await
-}
-
-/// Why a login failed (see [`callback`]).
-fn sso_error(location: &str) -> String {
-    location
-        .strip_prefix("error: ")
-        .unwrap_or_else(|| panic!("not an error redirect: {location}"))
-        .to_owned()
-}
-
-async fn exchange(app: &TestApp, cookie: &str, code: &str) -> (StatusCode, Value) {
-    let r = app
-        .call_with_headers(
-            "POST",
-            "/api/v1/auth/sso/exchange",
-            None,
-            &[("cookie", cookie)],
-            Some(json!({ "code": code })),
-        )
-        .await;
-    (r.status, r.body)
 }
 
 /// A whole login of `subject`: the access token.

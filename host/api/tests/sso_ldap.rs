@@ -95,35 +95,7 @@ fn settings(slapd: &Slapd) -> Value {
 }
 
 async fn licensed_app(backend: infrapilot_store::Backend) -> (TestApp, String, String) {
-    let (app, vendor) = TestApp::with_plugins(backend).await;
-    let admin = app.setup_admin().await;
-    let license = infrapilot_licensing::License {
-        id: "lic-sso".into(),
-        licensee: "Directory Ltd".into(),
-        edition: "enterprise".into(),
-        features: vec!["sso".into()],
-        limits: Default::default(),
-        issued_at: "2026-01-01T00:00:00Z".into(),
-        expires_at: "2099-01-01T00:00:00Z".into(),
-    }
-    .issue(&vendor)
-    .unwrap();
-    let r = app
-        .call(
-            "PUT",
-            "/api/v1/license",
-            Some(&admin),
-            Some(json!({"license": license})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    app.install_test_plugin(&admin, "infrapilot_ldap", PLUGIN)
-        .await;
-    let org = app.get("/api/v1/auth/me", &admin).await.body["org_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (app, admin, org)
+    common::sso::licensed_app(backend, "infrapilot_ldap", PLUGIN).await
 }
 
 /// A directory sign-in: the status and the body.

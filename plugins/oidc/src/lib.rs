@@ -7,7 +7,10 @@
 //!
 //! Presets: `generic` (any issuer), `entra` (Microsoft Entra ID: the tenant's v2.0 issuer;
 //! groups from the `groups` claim), `google` (Google Workspace: the `hd` claim must be the
-//! configured domain).
+//! configured domain), `github` (GitHub or GitHub Enterprise Server: OAuth 2.0 without an ID
+//! token, see [`github`]).
+
+mod github;
 
 use base64::Engine;
 use infrapilot_plugin_sdk::sso::{
@@ -35,6 +38,9 @@ struct Settings {
     #[serde(default = "default_groups_claim")]
     groups_claim: String,
     hosted_domain: Option<String>,
+    github_url: Option<String>,
+    /// GitHub: only members of one of these organisations sign in (space or comma separated).
+    allowed_organizations: Option<String>,
 }
 
 fn generic() -> String {
@@ -75,8 +81,27 @@ impl Settings {
                 .clone()
                 .filter(|i| !i.is_empty())
                 .ok_or_else(|| "issuer: the OpenID Provider's issuer URL".into()),
-            other => Err(format!("preset: {other:?} is not generic, entra or google")),
+            "github" => Ok(github::GitHub::new(self.github_url.as_deref())?
+                .issuer()
+                .to_owned()),
+            other => Err(format!(
+                "preset: {other:?} is not generic, entra, google or github"
+            )),
         }
+    }
+
+    fn github(&self) -> Option<Result<github::GitHub, String>> {
+        (self.preset == "github").then(|| github::GitHub::new(self.github_url.as_deref()))
+    }
+
+    fn allowed_organizations(&self) -> Vec<String> {
+        self.allowed_organizations
+            .as_deref()
+            .unwrap_or_default()
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|o| !o.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect()
     }
 
     fn client_secret(&self) -> Option<ClientSecret> {
@@ -228,6 +253,18 @@ struct OidcProvider;
 impl SsoProvider for OidcProvider {
     fn validate() -> Result<(), PluginError> {
         let settings = Settings::load().map_err(PluginError::InvalidSettings)?;
+        if let Some(github) = settings.github() {
+            github.map_err(PluginError::InvalidSettings)?;
+            if settings.client_id.trim().is_empty() {
+                return Err(PluginError::InvalidSettings("client_id: required".into()));
+            }
+            if settings.client_secret().is_none() {
+                return Err(PluginError::InvalidSettings(
+                    "client_secret: GitHub's OAuth apps need their client secret".into(),
+                ));
+            }
+            return Ok(());
+        }
         let issuer = settings.issuer().map_err(PluginError::InvalidSettings)?;
         checked_issuer(&issuer).map_err(PluginError::InvalidSettings)?;
         if settings.client_id.trim().is_empty() {
@@ -250,6 +287,18 @@ impl SsoProvider for OidcProvider {
 
     fn begin_login(request: LoginRequest) -> Result<LoginStart, LoginError> {
         let settings = Settings::load().map_err(LoginError::InvalidSettings)?;
+        if let Some(github) = settings.github() {
+            let github = github.map_err(LoginError::InvalidSettings)?;
+            let url = github.authorize_url(
+                &settings.client_id,
+                &request,
+                "read:user user:email read:org",
+            )?;
+            return Ok(LoginStart {
+                method: LoginMethod::Redirect(url),
+                context: None,
+            });
+        }
         let client = client(&settings, &request.callback_url)?;
         let (state, nonce) = (request.state.clone(), request.nonce.clone());
         let mut authorize = client.authorize_url(
@@ -291,6 +340,33 @@ impl SsoProvider for OidcProvider {
         };
         let code = param("code")
             .ok_or_else(|| LoginError::Rejected("the answer carries no code".into()))?;
+        if let Some(github) = settings.github() {
+            let github = github.map_err(LoginError::InvalidSettings)?;
+            let secret = settings
+                .client_secret()
+                .ok_or_else(|| LoginError::InvalidSettings("client_secret: not set".into()))?;
+            let token = github.exchange(
+                &settings.client_id,
+                secret.secret(),
+                &code,
+                &callback.code_verifier,
+                &callback.request.callback_url,
+            )?;
+            let identity = github.identity(&token)?;
+            let allowed = settings.allowed_organizations();
+            if !allowed.is_empty()
+                && !identity
+                    .groups
+                    .iter()
+                    .any(|g| !g.contains('/') && allowed.contains(&g.to_ascii_lowercase()))
+            {
+                return Err(LoginError::Rejected(format!(
+                    "the GitHub account is not a member of {}",
+                    allowed.join(", ")
+                )));
+            }
+            return Ok(identity);
+        }
         let client = client(&settings, &callback.request.callback_url)?;
         let tokens = client
             .exchange_code(AuthorizationCode::new(code))

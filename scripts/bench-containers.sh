@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 idle=${BENCH_IDLE_SECONDS:-60}
 target=${CARGO_TARGET_DIR:-target}
+need_host_build_deps
 need_debian curl:curl python3:python3
 if [ ! -d web/dist ]; then build_web; fi
 say "building the host and the agent (release)"

@@ -17,6 +17,7 @@ rows=10000
 target=$(target_dir)
 tools="$target/tools"
 
+need_host_build_deps
 need_debian curl:curl python3:python3 postgresql:/usr/lib/postgresql
 if [ ! -x "$tools/bin/oha" ]; then
     say "installing oha (HTTP load generator) into $tools"

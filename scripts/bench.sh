@@ -16,6 +16,7 @@ idle=${BENCH_IDLE_SECONDS:-60}
 target=${CARGO_TARGET_DIR:-target}
 tools="$target/tools"
 
+need_host_build_deps
 need_debian curl:curl python3:python3
 if [ ! -x "$tools/bin/oha" ]; then
     say "installing oha (HTTP load generator) into $tools"

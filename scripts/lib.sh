@@ -34,6 +34,14 @@ need_debian() {
     fi
 }
 
+# The C libraries the host links and their build tools: SAML (samael) binds libxml2 and xmlsec1
+# (OpenSSL) with bindgen, which needs libclang.
+need_host_build_deps() {
+    need_debian gcc:gcc pkg-config:pkg-config libssl-dev:/usr/lib/x86_64-linux-gnu/pkgconfig/openssl.pc \
+        libxml2-dev:/usr/lib/x86_64-linux-gnu/pkgconfig/libxml-2.0.pc libxmlsec1-dev:/usr/bin/xmlsec1-config \
+        libclang-dev:/usr/lib/llvm-14/lib/libclang.so
+}
+
 # Installs Node and npm when missing, then the web dependencies, and builds the dashboard.
 build_web() {
     need_debian nodejs:node npm:npm

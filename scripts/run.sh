@@ -16,7 +16,7 @@ case "$profile" in
     *) echo "INFRAPILOT_BUILD_PROFILE must be release or dev, not $profile" >&2; exit 2 ;;
 esac
 
-need_debian gcc:gcc pkg-config:pkg-config
+need_host_build_deps
 build_web
 say "building the host and the agent ($profile; the first build takes several minutes)"
 cargo build "${profile_flag[@]}" -p infrapilot -p infrapilot-agent

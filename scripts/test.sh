@@ -79,7 +79,8 @@ cleanup() {
 trap cleanup EXIT
 
 say "checking Debian packages (PostgreSQL, oathtool, Chromium, an SMTP server for the alert tests, pebble for ACME, testssl for the served TLS, OpenLDAP for directory sign-in, compilers)"
-need_debian gcc:gcc pkg-config:pkg-config postgresql:/usr/lib/postgresql oathtool:oathtool \
+need_host_build_deps
+need_debian postgresql:/usr/lib/postgresql oathtool:oathtool \
     chromium:/usr/bin/chromium curl:curl python3:python3 \
     python3-aiosmtpd:/usr/lib/python3/dist-packages/aiosmtpd pebble:/usr/bin/pebble \
     python3-venv:/usr/share/doc/python3-venv testssl.sh:/usr/bin/testssl \

@@ -321,6 +321,7 @@ async function main() {
           bind_dn: 'cn=reader,ou=services,dc=example,dc=test',
           bind_password: 'readerpw',
           user_base: 'ou=people,dc=example,dc=test',
+          group_base: 'ou=groups,dc=example,dc=test',
           emails_verified: true,
         },
         group_roles: [{ group: 'devs', role: 'operator' }],

@@ -641,6 +641,18 @@ impl AccountService<'_> {
         org: &OrgId,
         provider_id: &str,
     ) -> Result<TokenPair> {
+        // In the transaction that opens the session: a provider deleted or turned off while
+        // its sign-in was under way makes no session (its revocation would not find it).
+        let mut tx = tx;
+        let live = tx
+            .sso_provider(provider_id)
+            .await?
+            .is_some_and(|p| p.enabled);
+        if !live {
+            return Err(AccountError::SsoRefused(
+                "this sign-in provider was removed or turned off meanwhile".into(),
+            ));
+        }
         self.open_session(tx, user, client, detail, Some((org.as_str(), provider_id)))
             .await
     }

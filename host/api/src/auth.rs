@@ -295,10 +295,21 @@ fn session_may_act_in(
     org: &OrgId,
     role: Role,
 ) -> bool {
+    sso_policy_allows(memberships, org, role, owner.sso_org_id.as_deref())
+}
+
+/// The single sign-on policy for a session (or socket) acting in `org` with `role`, made by
+/// the single sign-on of `sso_org` if any.
+pub(crate) fn sso_policy_allows(
+    memberships: &[MembershipRow],
+    org: &OrgId,
+    role: Role,
+    sso_org: Option<&str>,
+) -> bool {
     let required = memberships
         .iter()
         .any(|m| m.org_id == org.as_str() && m.require_sso);
-    !required || role >= Role::Admin || owner.sso_org_id.as_deref() == Some(org.as_str())
+    !required || role >= Role::Admin || sso_org == Some(org.as_str())
 }
 
 fn sso_required(memberships: &[MembershipRow], org: &OrgId) -> ApiError {
@@ -391,9 +402,19 @@ pub async fn authenticate(
         }
         let mut tx = state.store().read(&org).await?;
         let (owner, creator_role) = tx.api_token_by_hash(&hash).await?.ok_or_else(invalid)?;
+        let require_sso = tx.require_sso().await?;
         drop(tx);
         // A token never acts above its creator's current role.
         let role = parse_role(&owner.role)?.min(parse_role(&creator_role)?);
+        // Under a single sign-on requirement only admins' tokens act: a member's token could
+        // have been made from a password session, or outlive the provider that signed them in.
+        if require_sso && parse_role(&creator_role)? < Role::Admin {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "sso_required",
+                "this organisation requires single sign-on: only its admins' API tokens act in it",
+            ));
+        }
         Authenticated {
             person: Person {
                 user_id: owner.user_id,

@@ -73,10 +73,20 @@ impl SocketGuard {
                     let mut lookup = self.state.store().lookup().await?;
                     if lookup.session_is_live(id).await? {
                         let memberships = lookup.memberships(&self.principal.user_id).await?;
-                        Some(crate::auth::role_among(
-                            &memberships,
-                            &self.principal.org_id,
-                        ))
+                        let sso_org = lookup.session_sso_org(id).await?;
+                        let org = &self.principal.org_id;
+                        // The single sign-on policy holds for open sockets too: a session it
+                        // no longer lets act here has lost its role here.
+                        Some(crate::auth::role_among(&memberships, org).map(|role| {
+                            role.filter(|r| {
+                                crate::auth::sso_policy_allows(
+                                    &memberships,
+                                    org,
+                                    *r,
+                                    sso_org.as_deref(),
+                                )
+                            })
+                        }))
                     } else {
                         None
                     }
@@ -113,7 +123,12 @@ impl SocketGuard {
         };
         let role = match role {
             Ok(Some(role)) => role,
-            Ok(None) => return Some("you are no longer a member of this organisation".into()),
+            Ok(None) => {
+                return Some(
+                    "you are no longer a member of this organisation, or it now requires single sign-on"
+                        .into(),
+                );
+            }
             Err(_) => return Some("your role is unknown".into()),
         };
         if !role.at_least(self.required) {

@@ -202,18 +202,23 @@ async fn github_organisations_and_teams_are_groups_and_only_verified_emails_make
             );
         }
         let (app, admin, _) = common::sso::licensed_app(backend, "infrapilot_oidc", PLUGIN).await;
-        let settings = json!({"preset": "github", "github_url": gh_url, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET});
+        let settings = json!({"preset": "github", "github_url": gh_url, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "allowed_organizations": "ACME"});
         let body = |settings: Value| {
             json!({"plugin": PLUGIN, "name": "GitHub", "settings": settings,
                 "group_roles": [{"group": "acme", "role": "viewer"}, {"group": "acme/ops", "role": "admin"}]})
         };
-        let mut no_secret = settings.clone();
-        no_secret.as_object_mut().unwrap().remove("client_secret");
-        let r = app
-            .post("/api/v1/sso/providers", Some(&admin), body(no_secret))
-            .await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
-        assert_eq!(r.field(), Some("settings.client_secret"), "{:?}", r.body);
+        // The client secret and the allowed organisations are required (anyone can have a
+        // GitHub account).
+        for field in ["client_secret", "allowed_organizations"] {
+            let mut without = settings.clone();
+            without.as_object_mut().unwrap().remove(field);
+            let r = app
+                .post("/api/v1/sso/providers", Some(&admin), body(without))
+                .await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+            let expected = format!("settings.{field}");
+            assert_eq!(r.field(), Some(expected.as_str()), "{:?}", r.body);
+        }
         let r = app
             .post(
                 "/api/v1/sso/providers",
@@ -270,7 +275,7 @@ async fn github_organisations_and_teams_are_groups_and_only_verified_emails_make
 
         // Only members of the allowed organisations sign in.
         let mut elsewhere = settings.clone();
-        elsewhere["allowed_organizations"] = json!("other-org, another");
+        elsewhere["allowed_organizations"] = json!("other-org, another acme/ops");
         let r = app
             .call(
                 "PATCH",
@@ -282,6 +287,9 @@ async fn github_organisations_and_teams_are_groups_and_only_verified_emails_make
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         let (location, _) = github_login(&app, &gh, &provider, "octo").await;
         let why = sso_error(&location);
-        assert!(why.contains("not a member of other-org, another"), "{why}");
+        assert!(
+            why.contains("not a member of other-org, another, acme/ops"),
+            "{why}"
+        );
     }
 }

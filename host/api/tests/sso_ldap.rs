@@ -90,6 +90,7 @@ fn settings(slapd: &Slapd) -> Value {
         "bind_dn": format!("cn=reader,ou=services,{BASE}"),
         "bind_password": "readerpw",
         "user_base": format!("ou=people,{BASE}"),
+        "group_base": format!("ou=groups,{BASE}"),
         "emails_verified": true,
     })
 }
@@ -297,6 +298,36 @@ async fn people_sign_in_with_their_directory_password_and_groups_give_their_role
             "operator"
         );
 
+        // Without a groups base DN, groups are reported by DN only: a rule naming "admins"
+        // no longer matches (a group of that name elsewhere in the directory must not either).
+        let mut no_base = settings(&slapd);
+        no_base.as_object_mut().unwrap().remove("group_base");
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/api/v1/sso/providers/{provider}"),
+                Some(&admin),
+                Some(json!({"settings": no_base, "group_roles": [
+                    {"group": "admins", "role": "admin"},
+                    {"group": format!("cn=devs,ou=groups,{BASE}"), "role": "viewer"}]})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(
+            role_after_sign_in(&app, &org, &provider, "alice").await,
+            "viewer"
+        );
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/api/v1/sso/providers/{provider}"),
+                Some(&admin),
+                Some(json!({"group_roles": [{"group": "admins", "role": "admin"},
+                                            {"group": "devs", "role": "operator"}]})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+
         // Groups by a group search instead of memberOf, over LDAPS.
         let mut search = settings(&slapd);
         search["url"] = json!(format!("ldaps://127.0.0.1:{}", slapd.tls_port));
@@ -320,7 +351,8 @@ async fn people_sign_in_with_their_directory_password_and_groups_give_their_role
             "operator"
         );
 
-        // A directory whose certificate is not trusted is not used: 503, nothing signed in.
+        // A directory whose certificate is not trusted is not saved: the service account cannot
+        // bind over TLS it cannot verify.
         let mut untrusted = search.clone();
         untrusted["ca_pem"] = json!(null);
         let r = app
@@ -333,15 +365,13 @@ async fn people_sign_in_with_their_directory_password_and_groups_give_their_role
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
         assert_eq!(r.field(), Some("settings.url"), "{:?}", r.body);
-        // Another organisation's provider id is not this one's.
-        let r = sign_in(
-            &app,
-            "00000000-0000-4000-8000-000000000000",
-            &provider,
-            "alice",
-            "alicepw",
-        )
-        .await;
+        // Another organisation's sign-in page does not offer this provider.
+        let other = app
+            .post("/api/v1/orgs", Some(&admin), json!({"name": "Other"}))
+            .await;
+        assert_eq!(other.status, StatusCode::CREATED, "{:?}", other.body);
+        let other = other.body["id"].as_str().unwrap().to_owned();
+        let r = sign_in(&app, &other, &provider, "alice", "alicepw").await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
     }
 }
@@ -451,6 +481,44 @@ async fn an_organisation_can_require_single_sign_on_and_a_deleted_provider_signs
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         let carol = app.login("carol@local.test", "carol-password-1").await;
+        // An admin's API token, and one of an admin demoted since: under the policy only
+        // admins' tokens act.
+        let r = app
+            .post(
+                "/api/v1/users",
+                Some(&admin),
+                json!({"email": "dave@local.test", "password": "dave-password-1", "name": "Dave", "role": "admin"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let dave_id = r.body["id"].as_str().unwrap().to_owned();
+        let dave = app.login("dave@local.test", "dave-password-1").await;
+        let mut tokens = Vec::new();
+        for who in [&admin, &dave] {
+            let r = app
+                .post(
+                    "/api/v1/tokens",
+                    Some(who),
+                    json!({"name": "ci", "role": "viewer", "expires_in_days": 1}),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+            tokens.push(r.body["secret"].as_str().unwrap().to_owned());
+        }
+        let (admin_token, dave_token) = (tokens[0].clone(), tokens[1].clone());
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/api/v1/users/{dave_id}"),
+                Some(&admin),
+                Some(json!({"role": "viewer"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(
+            app.get("/api/v1/agents", &dave_token).await.status,
+            StatusCode::OK
+        );
         let bob = sign_in(&app, &org, &provider, "bob", "bobpw").await;
         assert_eq!(bob.status, StatusCode::OK, "{:?}", bob.body);
         let bob = bob.body["access_token"].as_str().unwrap().to_owned();
@@ -482,6 +550,13 @@ async fn an_organisation_can_require_single_sign_on_and_a_deleted_provider_signs
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
         assert_eq!(r.body["error"]["code"], "sso_required");
+        let r = app.get("/api/v1/agents", &dave_token).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+        assert_eq!(r.body["error"]["code"], "sso_required");
+        assert_eq!(
+            app.get("/api/v1/agents", &admin_token).await.status,
+            StatusCode::OK
+        );
         // The admin keeps the local sign-in (break-glass); bob's single sign-on session works.
         assert_eq!(
             app.get("/api/v1/agents", &admin).await.status,
@@ -517,6 +592,25 @@ async fn an_organisation_can_require_single_sign_on_and_a_deleted_provider_signs
             app.get("/api/v1/agents", &carol).await.status,
             StatusCode::OK
         );
+        // Turning the provider off ends the sessions it made.
+        let r = app
+            .call(
+                "PATCH",
+                &path,
+                Some(&admin),
+                Some(json!({"enabled": false})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let r = app.get("/api/v1/agents", &bob).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+        let r = app
+            .call("PATCH", &path, Some(&admin), Some(json!({"enabled": true})))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let bob = sign_in(&app, &org, &provider, "bob", "bobpw").await;
+        assert_eq!(bob.status, StatusCode::OK, "{:?}", bob.body);
+        let bob = bob.body["access_token"].as_str().unwrap().to_owned();
         let r = app.call("DELETE", &path, Some(&admin), None).await;
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
         let r = app.get("/api/v1/agents", &bob).await;

@@ -173,6 +173,8 @@ struct Inner {
     http: Arc<HttpEgress>,
     mailer: Option<Mailer>,
     plugins: Mutex<HashMap<String, CachedPlugin>>,
+    /// SAML assertion ids accepted, until they expire.
+    saml_replay: Arc<infrapilot_saml::ReplayCache>,
 }
 
 /// The installed plugins of this host; cheap to clone.
@@ -201,6 +203,7 @@ impl PluginHost {
                 http,
                 mailer,
                 plugins: Mutex::default(),
+                saml_replay: Arc::default(),
             }),
         })
     }
@@ -225,7 +228,18 @@ impl PluginHost {
 
     /// Host services for an instance of `org_id`.
     pub fn services(&self, org_id: &OrgId) -> Arc<dyn HostServices> {
+        self.sso_services(org_id, None)
+    }
+
+    /// Host services for a sign-in provider of `org_id`, with its SAML service provider (its
+    /// keys, entity id and ACS URL) when it has one.
+    pub fn sso_services(
+        &self,
+        org_id: &OrgId,
+        saml: Option<infrapilot_saml::ServiceProvider>,
+    ) -> Arc<dyn HostServices> {
         Arc::new(services::StoreServices {
+            saml: saml.map(|sp| (sp, self.inner.saml_replay.clone())),
             org_id: org_id.clone(),
             store: self.inner.store.clone(),
             http: self.inner.http.clone(),

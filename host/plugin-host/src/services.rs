@@ -1,4 +1,5 @@
-//! [`HostServices`] as the host provides them: the guarded outbound HTTP and LDAP, mail through the
+//! [`HostServices`] as the host provides them: the guarded outbound HTTP and LDAP, SAML for a
+//! sign-in provider's calls (`infrapilot-saml`), mail through the
 //! host's SMTP settings, and key/value data in the store, scoped to the organisation whose
 //! instance runs and to the plugin.
 
@@ -14,6 +15,7 @@ use infrapilot_plugin_runtime::contract::ldap::{
 };
 use infrapilot_plugin_runtime::contract::log::Level;
 use infrapilot_plugin_runtime::contract::mail::{MailError, Message};
+use infrapilot_plugin_runtime::contract::saml::{Assertion, AuthnRequest, RequestStart, SamlError};
 use infrapilot_plugin_runtime::directory::DirectoryEgress;
 use infrapilot_plugin_runtime::egress::HttpEgress;
 use infrapilot_store::Store;
@@ -25,7 +27,27 @@ pub struct StoreServices {
     pub(crate) store: Store,
     pub(crate) http: Arc<HttpEgress>,
     pub(crate) directory: DirectoryEgress,
+    /// The sign-in provider's SAML service provider, for calls made for one.
+    pub(crate) saml: Option<(
+        infrapilot_saml::ServiceProvider,
+        Arc<infrapilot_saml::ReplayCache>,
+    )>,
     pub(crate) mailer: Option<Mailer>,
+}
+
+fn no_service_provider() -> SamlError {
+    SamlError::Denied("this call is not a SAML sign-in provider's".into())
+}
+
+fn saml_error(e: infrapilot_saml::SamlError) -> SamlError {
+    match e {
+        infrapilot_saml::SamlError::InvalidMetadata(m) => SamlError::InvalidMetadata(m),
+        infrapilot_saml::SamlError::Rejected(m) => SamlError::Rejected(m),
+        infrapilot_saml::SamlError::Internal(m) => {
+            tracing::error!(error = %m, "SAML on this host failed");
+            SamlError::Rejected("the host could not do SAML; see its log".into())
+        }
+    }
 }
 
 fn storage(e: infrapilot_store::StoreError) -> KvError {
@@ -76,6 +98,44 @@ impl HostServices for StoreServices {
         self.directory
             .search(server, credentials, request, timeout)
             .await
+    }
+
+    async fn saml_begin(
+        &self,
+        _plugin_id: &str,
+        request: &AuthnRequest,
+    ) -> Result<RequestStart, SamlError> {
+        let (sp, _) = self.saml.as_ref().ok_or_else(no_service_provider)?;
+        let start = infrapilot_saml::begin(
+            sp,
+            &request.idp_metadata,
+            &request.relay_state,
+            request.force_authn,
+        )
+        .map_err(saml_error)?;
+        Ok(RequestStart {
+            redirect_url: start.redirect_url,
+            request_id: start.request_id,
+        })
+    }
+
+    async fn saml_validate(
+        &self,
+        _plugin_id: &str,
+        idp_metadata: &str,
+        saml_response: &str,
+        request_id: &str,
+    ) -> Result<Assertion, SamlError> {
+        let (sp, replay) = self.saml.as_ref().ok_or_else(no_service_provider)?;
+        let facts = infrapilot_saml::validate(sp, idp_metadata, saml_response, request_id, replay)
+            .map_err(saml_error)?;
+        Ok(Assertion {
+            issuer: facts.issuer,
+            name_id: facts.name_id,
+            name_id_format: facts.name_id_format,
+            session_index: facts.session_index,
+            attributes: facts.attributes,
+        })
     }
 
     async fn send_mail(&self, _plugin_id: &str, message: Message) -> Result<(), MailError> {

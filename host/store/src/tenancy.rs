@@ -151,6 +151,20 @@ impl Lookup {
         .await)?)
     }
 
+    /// The organisation whose single sign-on made the session (`None` for another sign-in or
+    /// an unknown session).
+    pub async fn session_sso_org(&mut self, session_id: &str) -> Result<Option<String>> {
+        Ok(
+            on_tx!(self.tx, c => sqlx::query_scalar::<_, Option<String>>(
+            "SELECT sso_org_id FROM sessions WHERE id = $1",
+        )
+        .bind(session_id)
+        .fetch_optional(&mut **c)
+        .await)?
+            .flatten(),
+        )
+    }
+
     /// Whether the session is still live (not revoked, not past its refresh expiry, its person
     /// not disabled): long-lived sockets re-check their caller with this.
     pub async fn session_is_live(&mut self, session_id: &str) -> Result<bool> {

@@ -157,23 +157,22 @@ impl DirectoryEgress {
                 } else {
                     request.attributes.iter().map(String::as_str).collect()
                 };
-                let ldap3::SearchResult(entries, result) = ldap
+                // Streamed and counted as entries arrive: a directory that ignores the size
+                // limit is cut off at it, not read to the end into memory.
+                let mut stream = ldap
                     .with_search_options(options)
-                    .search(&request.base, scope, &filter, attributes)
+                    .streaming_search(&request.base, scope, &filter, attributes)
                     .await
                     .map_err(transport)?;
-                if result.rc == SIZE_LIMIT_EXCEEDED || entries.len() > size_limit as usize {
-                    return Err(LdapError::TooLarge);
-                }
-                if result.rc != 0 {
-                    return Err(failed(result.rc, &result.text));
-                }
                 let mut bytes = 0usize;
-                let mut answer = Vec::with_capacity(entries.len());
-                for raw in entries {
+                let mut answer = Vec::new();
+                while let Some(raw) = stream.next().await.map_err(transport)? {
                     if raw.is_ref() || raw.is_intermediate() {
                         // Referrals are not followed: the destination was checked, they were not.
                         continue;
+                    }
+                    if answer.len() >= size_limit as usize {
+                        return Err(LdapError::TooLarge);
                     }
                     let entry = SearchEntry::construct(raw);
                     bytes += entry.dn.len();
@@ -198,6 +197,13 @@ impl DirectoryEgress {
                         dn: entry.dn,
                         attributes,
                     });
+                }
+                let result = stream.finish().await;
+                if result.rc == SIZE_LIMIT_EXCEEDED {
+                    return Err(LdapError::TooLarge);
+                }
+                if result.rc != 0 {
+                    return Err(failed(result.rc, &result.text));
                 }
                 Ok(answer)
             }

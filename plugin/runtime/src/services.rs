@@ -10,6 +10,7 @@ use crate::contract::kv::KvError;
 use crate::contract::ldap::{Credentials, Entry, LdapError, SearchRequest, Server};
 use crate::contract::log::Level;
 use crate::contract::mail::{MailError, Message};
+use crate::contract::saml::{Assertion, AuthnRequest, RequestStart, SamlError};
 
 /// Host services for one plugin call. `plugin_id` identifies the caller (key/value namespaces,
 /// log attribution).
@@ -58,6 +59,32 @@ pub trait HostServices: Send + Sync {
     ) -> Result<Vec<Entry>, LdapError> {
         Err(LdapError::Denied(
             "this host offers no directory access".into(),
+        ))
+    }
+
+    /// A signed AuthnRequest for the sign-in provider this call is for. Hosts (or calls)
+    /// without a SAML service provider keep the default: denied.
+    async fn saml_begin(
+        &self,
+        _plugin_id: &str,
+        _request: &AuthnRequest,
+    ) -> Result<RequestStart, SamlError> {
+        Err(SamlError::Denied(
+            "no SAML service provider is set up for this call".into(),
+        ))
+    }
+
+    /// Checks a response for the sign-in provider this call is for (see
+    /// [`HostServices::saml_begin`]).
+    async fn saml_validate(
+        &self,
+        _plugin_id: &str,
+        _idp_metadata: &str,
+        _saml_response: &str,
+        _request_id: &str,
+    ) -> Result<Assertion, SamlError> {
+        Err(SamlError::Denied(
+            "no SAML service provider is set up for this call".into(),
         ))
     }
 

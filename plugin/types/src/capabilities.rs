@@ -26,6 +26,9 @@ pub struct Capabilities {
     /// Directory access over LDAP to the listed hosts (same patterns as `http`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ldap: Option<HttpCapability>,
+    /// SAML requests and responses checked by the host (sign-in providers).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub saml: bool,
 }
 
 /// Outbound connections (HTTP, LDAP) to the listed hosts: exact names or IP addresses, `*.example.com` (any
@@ -49,6 +52,7 @@ impl Capabilities {
             clock: self.clock && grant.clock,
             random: self.random && grant.random,
             ldap: intersect_hosts(&self.ldap, &grant.ldap),
+            saml: self.saml && grant.saml,
         }
     }
 
@@ -65,6 +69,7 @@ impl Capabilities {
             (self.clock, "clock"),
             (self.random, "random"),
             (self.ldap.is_some(), "ldap"),
+            (self.saml, "saml"),
         ] {
             if on {
                 names.push(name);

@@ -176,6 +176,38 @@ pub mod ldap {
     }
 }
 
+/// Interface `saml`.
+pub mod saml {
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct AuthnRequest {
+        pub idp_metadata: String,
+        pub relay_state: String,
+        pub force_authn: bool,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct RequestStart {
+        pub redirect_url: String,
+        pub request_id: String,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Assertion {
+        pub issuer: String,
+        pub name_id: String,
+        pub name_id_format: Option<String>,
+        pub session_index: Option<String>,
+        pub attributes: Vec<(String, Vec<String>)>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum SamlError {
+        Denied(String),
+        InvalidMetadata(String),
+        Rejected(String),
+    }
+}
+
 /// Interface `alerts` (world `alert-channel`).
 pub mod alerts {
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]

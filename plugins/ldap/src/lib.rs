@@ -10,14 +10,17 @@ use infrapilot_plugin_sdk::sso::ldap::{
     self, Credentials, Entry, LdapError, Scope, SearchRequest, Server,
 };
 use infrapilot_plugin_sdk::sso::{
-    Identity, LoginCallback, LoginError, LoginRequest, LoginStart, PluginError, SsoProvider, config,
+    Identity, LoginCallback, LoginError, LoginRequest, LoginStart, PluginError, SsoProvider,
+    config, log,
 };
 use serde::Deserialize;
 
 /// Active Directory's LDAP_MATCHING_RULE_IN_CHAIN: membership through nested groups.
 const AD_IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
-/// Groups one person may report.
+/// Groups one group search may return.
 const MAX_GROUPS: u32 = 500;
+/// Group names and DNs reported for one person (the host's limit is 256).
+const MAX_REPORTED_GROUPS: usize = 250;
 
 #[derive(Deserialize)]
 struct Settings {
@@ -267,16 +270,42 @@ fn groups(
             .map(|dn| (dn.to_owned(), None))
             .collect()
     };
+    // A group is reported by its DN; by its name too only when it lies under the groups base
+    // DN, so that a group of the same name elsewhere in the directory (a delegated or
+    // self-service OU) cannot match a mapping rule written for the real one.
+    let base = settings
+        .group_base
+        .as_deref()
+        .map(|b| b.trim().to_ascii_lowercase())
+        .filter(|b| !b.is_empty());
     let mut names = Vec::new();
+    let mut dns_only = Vec::new();
     for (dn, name) in dns {
-        // A mapping rule may name a group by its name or by its DN.
-        if let Some(name) = name.or_else(|| leading_rdn_value(&dn)) {
+        let lower = dn.to_ascii_lowercase();
+        let under_base = base
+            .as_deref()
+            .is_some_and(|b| lower.ends_with(&format!(",{b}")));
+        if under_base && let Some(name) = name.or_else(|| leading_rdn_value(&dn)) {
             names.push(name);
         }
-        names.push(dn);
+        dns_only.push(dn);
     }
     names.sort();
     names.dedup();
+    dns_only.sort();
+    dns_only.dedup();
+    names.extend(dns_only);
+    if names.len() > MAX_REPORTED_GROUPS {
+        // The host takes a bounded list; names first, then DNs.
+        log::log(
+            log::Level::Warn,
+            &format!(
+                "{} groups for one person; the first {MAX_REPORTED_GROUPS} are reported",
+                names.len()
+            ),
+        );
+        names.truncate(MAX_REPORTED_GROUPS);
+    }
     Ok(names)
 }
 

@@ -263,6 +263,14 @@ impl SsoProvider for OidcProvider {
                     "client_secret: GitHub's OAuth apps need their client secret".into(),
                 ));
             }
+            // Anyone can have a GitHub account: the organisations whose members may sign in
+            // are required.
+            if settings.allowed_organizations().is_empty() {
+                return Err(PluginError::InvalidSettings(
+                    "allowed_organizations: the GitHub organisations whose members may sign in"
+                        .into(),
+                ));
+            }
             return Ok(());
         }
         let issuer = settings.issuer().map_err(PluginError::InvalidSettings)?;
@@ -354,8 +362,8 @@ impl SsoProvider for OidcProvider {
             )?;
             let identity = github.identity(&token)?;
             let allowed = settings.allowed_organizations();
-            if !allowed.is_empty()
-                && !identity
+            if allowed.is_empty()
+                || !identity
                     .groups
                     .iter()
                     .any(|g| !g.contains('/') && allowed.contains(&g.to_ascii_lowercase()))

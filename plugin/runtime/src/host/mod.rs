@@ -1,5 +1,5 @@
 //! The host side of the WIT host interfaces, one module per capability (`log`, `http`, `mail`,
-//! `kv`, `config` with `secrets`, `clock`, `random`, `ldap`): each implements its functions on
+//! `kv`, `config` with `secrets`, `clock`, `random`, `ldap`, `saml`): each implements its functions on
 //! [`HostState`] in the version-neutral [`crate::contract`] types and asks [`HostState::grant`]
 //! first — the one place a capability is checked (denied by default, each denial counted; what a
 //! granted capability may then reach, such as the manifest's HTTP hosts, is its module's check) —
@@ -16,6 +16,7 @@ mod ldap;
 mod log;
 mod mail;
 mod random;
+mod saml;
 
 use crate::runtime::HostState;
 
@@ -31,6 +32,7 @@ pub(crate) enum Capability {
     Clock,
     Random,
     Ldap,
+    Saml,
 }
 
 impl Capability {
@@ -45,6 +47,7 @@ impl Capability {
             Capability::Clock => "clock",
             Capability::Random => "random",
             Capability::Ldap => "ldap",
+            Capability::Saml => "saml",
         }
     }
 }
@@ -64,6 +67,7 @@ impl HostState {
             Capability::Clock => caps.clock,
             Capability::Random => caps.random,
             Capability::Ldap => caps.ldap.is_some(),
+            Capability::Saml => caps.saml,
         };
         if granted {
             Ok(())
@@ -159,10 +163,10 @@ pub(crate) mod testing {
         let (mut state, _) = state(serde_json::json!({"log": true, "kv": true}));
         assert_eq!(state.grant(Log), Ok(()));
         assert_eq!(state.grant(Kv), Ok(()));
-        for capability in [Http, Mail, Config, Secrets, Clock, Random, Ldap] {
+        for capability in [Http, Mail, Config, Secrets, Clock, Random, Ldap, Saml] {
             let refused = state.grant(capability).unwrap_err();
             assert!(refused.contains(capability.name()), "{refused}");
         }
-        assert_eq!(state.denials, 7);
+        assert_eq!(state.denials, 8);
     }
 }

@@ -62,6 +62,57 @@ super::world_calls!((
 /// `sso-model` has types only.
 impl sso_wit::Host for HostState {}
 
+use crate::contract::saml as saml_contract;
+use sso_provider::infrapilot::plugin::saml as saml_wit;
+
+impl From<saml_contract::SamlError> for saml_wit::SamlError {
+    fn from(e: saml_contract::SamlError) -> Self {
+        match e {
+            saml_contract::SamlError::Denied(m) => saml_wit::SamlError::Denied(m),
+            saml_contract::SamlError::InvalidMetadata(m) => saml_wit::SamlError::InvalidMetadata(m),
+            saml_contract::SamlError::Rejected(m) => saml_wit::SamlError::Rejected(m),
+        }
+    }
+}
+
+/// Interface `saml` (new in 0.2.0).
+impl saml_wit::Host for HostState {
+    async fn begin(
+        &mut self,
+        request: saml_wit::AuthnRequest,
+    ) -> Result<saml_wit::RequestStart, saml_wit::SamlError> {
+        let start = self
+            .saml_begin(saml_contract::AuthnRequest {
+                idp_metadata: request.idp_metadata,
+                relay_state: request.relay_state,
+                force_authn: request.force_authn,
+            })
+            .await?;
+        Ok(saml_wit::RequestStart {
+            redirect_url: start.redirect_url,
+            request_id: start.request_id,
+        })
+    }
+
+    async fn validate_response(
+        &mut self,
+        idp_metadata: String,
+        saml_response: String,
+        request_id: String,
+    ) -> Result<saml_wit::Assertion, saml_wit::SamlError> {
+        let a = self
+            .saml_validate(idp_metadata, saml_response, request_id)
+            .await?;
+        Ok(saml_wit::Assertion {
+            issuer: a.issuer,
+            name_id: a.name_id,
+            name_id_format: a.name_id_format,
+            session_index: a.session_index,
+            attributes: a.attributes,
+        })
+    }
+}
+
 use crate::contract::ldap as ldap_contract;
 use sso_provider::infrapilot::plugin::ldap as ldap_wit;
 

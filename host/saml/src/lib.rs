@@ -1,0 +1,491 @@
+//! SAML 2.0 as the host does it for the `saml` plugin capability. A plugin never sees a key or
+//! parses XML that matters: it hands over the identity provider's metadata and gets a signed
+//! AuthnRequest (HTTP-Redirect binding) for a login, or the facts of an assertion whose
+//! signature holds. The XML signature work is samael's (xmlsec: only what a valid signature by
+//! the metadata's certificate covers is read — the defence against signature wrapping); on top
+//! of it the host refuses what samael lets through:
+//!
+//! - metadata without a signing certificate (samael would then accept unsigned responses),
+//!   metadata or responses with a DTD (entity expansion, XXE), and responses with XML comments
+//!   (a comment inside a signed NameID truncates it for some parsers while the signature, made
+//!   over the comment-free canonical form, still holds);
+//! - signature algorithms weaker than SHA-256;
+//! - an assertion without an `AudienceRestriction` naming this service provider;
+//! - an assertion seen before (a replay cache of assertion ids until they expire);
+//! - a response that answers no request of this login (`InResponseTo`; unsolicited responses
+//!   are never accepted), or whose `Destination`/`Recipient` is not this provider's ACS URL, or
+//!   outside its time window with at most three minutes of skew (samael's checks, configured).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use samael::crypto::{AllowedSignatureAlgorithm, CertificateDer};
+use samael::metadata::EntityDescriptor;
+use samael::service_provider::ServiceProvider as SamaelSp;
+
+/// HTTP-Redirect binding (where the browser is sent with the AuthnRequest).
+const REDIRECT_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
+const MAX_METADATA_BYTES: usize = 256 * 1024;
+const MAX_RESPONSE_BYTES: usize = 1 << 20;
+/// Clock skew allowed on every time check, and how late a response may arrive.
+const SKEW_SECONDS: i64 = 180;
+/// Assertion ids remembered at most (the oldest expiry goes first when full).
+const REPLAY_CAPACITY: usize = 100_000;
+
+/// libxml2 and xmlsec keep process-wide state: one SAML operation at a time (sign-ins are rare
+/// and each takes milliseconds).
+static XMLSEC: Mutex<()> = Mutex::new(());
+
+fn xmlsec_turn() -> std::sync::MutexGuard<'static, ()> {
+    XMLSEC.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SamlError {
+    /// The identity provider's metadata cannot be used; the text says why.
+    #[error("{0}")]
+    InvalidMetadata(String),
+    /// The response does not hold; the text says which check failed.
+    #[error("{0}")]
+    Rejected(String),
+    /// This host's own keys or libraries failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// This host as a SAML service provider for one sign-in provider.
+#[derive(Clone)]
+pub struct ServiceProvider {
+    /// Its entity id (the URL of its metadata).
+    pub entity_id: String,
+    /// Where responses are posted (the provider's callback).
+    pub acs_url: String,
+    /// PEM of its signing key (sealed at rest by the caller).
+    pub key_pem: String,
+    pub cert_pem: String,
+}
+
+impl std::fmt::Debug for ServiceProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceProvider")
+            .field("entity_id", &self.entity_id)
+            .field("acs_url", &self.acs_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signed AuthnRequest's way to the identity provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestStart {
+    pub redirect_url: String,
+    /// The request's id: the response must answer it (`InResponseTo`).
+    pub request_id: String,
+}
+
+/// What a valid assertion says, as its signature covers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssertionFacts {
+    pub assertion_id: String,
+    pub issuer: String,
+    pub name_id: String,
+    pub name_id_format: Option<String>,
+    pub session_index: Option<String>,
+    /// Attribute name (its `Name`, else its `FriendlyName`) and values.
+    pub attributes: Vec<(String, Vec<String>)>,
+}
+
+/// A new RSA-2048 key and a self-signed certificate for a service provider (ten years).
+pub fn generate_keys(common_name: &str) -> Result<(String, String), SamlError> {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::{BigNum, MsbOption};
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::{X509, X509NameBuilder};
+    let internal = |e: openssl::error::ErrorStack| SamlError::Internal(e.to_string());
+    let key = PKey::from_rsa(Rsa::generate(2048).map_err(internal)?).map_err(internal)?;
+    let mut name = X509NameBuilder::new().map_err(internal)?;
+    name.append_entry_by_text("CN", common_name)
+        .map_err(internal)?;
+    let name = name.build();
+    let mut serial = BigNum::new().map_err(internal)?;
+    serial
+        .rand(128, MsbOption::MAYBE_ZERO, false)
+        .map_err(internal)?;
+    let mut cert = X509::builder().map_err(internal)?;
+    cert.set_version(2).map_err(internal)?;
+    let serial = serial.to_asn1_integer().map_err(internal)?;
+    cert.set_serial_number(&serial).map_err(internal)?;
+    cert.set_subject_name(&name).map_err(internal)?;
+    cert.set_issuer_name(&name).map_err(internal)?;
+    cert.set_pubkey(&key).map_err(internal)?;
+    let not_before = Asn1Time::days_from_now(0).map_err(internal)?;
+    let not_after = Asn1Time::days_from_now(3650).map_err(internal)?;
+    cert.set_not_before(&not_before).map_err(internal)?;
+    cert.set_not_after(&not_after).map_err(internal)?;
+    cert.sign(&key, MessageDigest::sha256()).map_err(internal)?;
+    let key_pem = String::from_utf8(key.private_key_to_pem_pkcs8().map_err(internal)?)
+        .map_err(|e| SamlError::Internal(e.to_string()))?;
+    let cert_pem = String::from_utf8(cert.build().to_pem().map_err(internal)?)
+        .map_err(|e| SamlError::Internal(e.to_string()))?;
+    Ok((key_pem, cert_pem))
+}
+
+fn refuse_dtd(xml: &str, what: &str) -> Result<(), String> {
+    let upper = xml.to_ascii_uppercase();
+    if upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY") {
+        return Err(format!("{what}: a DTD is not allowed"));
+    }
+    Ok(())
+}
+
+/// Parses and checks an identity provider's metadata: one entity with an SSO endpoint for the
+/// HTTP-Redirect binding (https, or http on loopback) and a signing certificate.
+pub fn check_metadata(xml: &str) -> Result<EntityDescriptor, SamlError> {
+    let invalid = SamlError::InvalidMetadata;
+    if xml.len() > MAX_METADATA_BYTES {
+        return Err(invalid("the metadata is larger than 256 KiB".into()));
+    }
+    refuse_dtd(xml, "the metadata").map_err(invalid)?;
+    let metadata: EntityDescriptor = xml
+        .parse()
+        .map_err(|e| invalid(format!("the metadata is not a SAML EntityDescriptor: {e}")))?;
+    if metadata.entity_id.as_deref().is_none_or(str::is_empty) {
+        return Err(invalid("the metadata has no entityID".into()));
+    }
+    if metadata
+        .idp_sso_descriptors
+        .as_ref()
+        .is_none_or(Vec::is_empty)
+    {
+        return Err(invalid(
+            "the metadata describes no identity provider (IDPSSODescriptor)".into(),
+        ));
+    }
+    let sp = samael_sp(None, &metadata, None)?;
+    match sp.idp_signing_certs() {
+        Ok(Some(certs)) if !certs.is_empty() => {}
+        Ok(_) => {
+            return Err(invalid(
+                "the metadata has no signing certificate: its responses could not be checked"
+                    .into(),
+            ));
+        }
+        Err(e) => return Err(invalid(format!("a certificate in the metadata: {e}"))),
+    }
+    let endpoint = sp.sso_binding_location(REDIRECT_BINDING).ok_or_else(|| {
+        invalid("the metadata has no SingleSignOnService for the HTTP-Redirect binding".into())
+    })?;
+    let loopback = [
+        "http://127.0.0.1:",
+        "http://127.0.0.1/",
+        "http://localhost:",
+        "http://[::1]:",
+    ];
+    if !endpoint.starts_with("https://") && !loopback.iter().any(|p| endpoint.starts_with(p)) {
+        return Err(invalid(format!(
+            "the SingleSignOnService {endpoint} is not https"
+        )));
+    }
+    Ok(metadata)
+}
+
+fn samael_sp(
+    sp: Option<&ServiceProvider>,
+    metadata: &EntityDescriptor,
+    key: Option<openssl::pkey::PKey<openssl::pkey::Private>>,
+) -> Result<SamaelSp, SamlError> {
+    let certificate = match sp {
+        Some(sp) => Some(CertificateDer::from(
+            openssl::x509::X509::from_pem(sp.cert_pem.as_bytes())
+                .and_then(|c| c.to_der())
+                .map_err(|e| {
+                    SamlError::Internal(format!("the service provider's certificate: {e}"))
+                })?,
+        )),
+        None => None,
+    };
+    Ok(SamaelSp {
+        entity_id: sp.map(|s| s.entity_id.clone()),
+        metadata_url: sp.map(|s| s.entity_id.clone()),
+        acs_url: sp.map(|s| s.acs_url.clone()),
+        slo_url: None,
+        key,
+        certificate,
+        idp_metadata: metadata.clone(),
+        allow_idp_initiated: false,
+        max_clock_skew: chrono::Duration::seconds(SKEW_SECONDS),
+        max_issue_delay: chrono::Duration::seconds(SKEW_SECONDS),
+        allowed_signature_algorithms: Some(vec![
+            AllowedSignatureAlgorithm::RsaSha256,
+            AllowedSignatureAlgorithm::RsaSha384,
+            AllowedSignatureAlgorithm::RsaSha512,
+            AllowedSignatureAlgorithm::EcdsaSha256,
+            AllowedSignatureAlgorithm::EcdsaSha384,
+            AllowedSignatureAlgorithm::EcdsaSha512,
+        ]),
+        ..SamaelSp::default()
+    })
+}
+
+fn random_id() -> Result<String, SamlError> {
+    let mut bytes = [0u8; 20];
+    getrandom::fill(&mut bytes).map_err(|e| SamlError::Internal(e.to_string()))?;
+    // An NCName: starts with a letter or underscore.
+    Ok(format!("_{}", hex::encode(bytes)))
+}
+
+/// A signed AuthnRequest to the identity provider of `idp_metadata` (HTTP-Redirect binding),
+/// with `relay_state` (the host's login state) and a fresh request id.
+pub fn begin(
+    sp: &ServiceProvider,
+    idp_metadata: &str,
+    relay_state: &str,
+    force_authn: bool,
+) -> Result<RequestStart, SamlError> {
+    let _turn = xmlsec_turn();
+    let metadata = check_metadata(idp_metadata)?;
+    let key = openssl::pkey::PKey::private_key_from_pem(sp.key_pem.as_bytes())
+        .map_err(|e| SamlError::Internal(format!("the service provider's key: {e}")))?;
+    let mut samael = samael_sp(Some(sp), &metadata, Some(key.clone()))?;
+    samael.force_authn = force_authn;
+    let endpoint = samael
+        .sso_binding_location(REDIRECT_BINDING)
+        .ok_or_else(|| SamlError::InvalidMetadata("no HTTP-Redirect endpoint".into()))?;
+    let mut request = samael
+        .make_authentication_request(&endpoint)
+        .map_err(|e| SamlError::Internal(e.to_string()))?;
+    request.id = random_id()?;
+    let url = request
+        .signed_redirect(relay_state, &key)
+        .map_err(|e| SamlError::Internal(format!("signing the request: {e}")))?
+        .ok_or_else(|| SamlError::Internal("the request has no destination".into()))?;
+    Ok(RequestStart {
+        redirect_url: url.to_string(),
+        request_id: request.id,
+    })
+}
+
+/// Assertion ids already accepted, until they expire (per process; the login each response
+/// answers is single use in the database as well, which holds across replicas).
+#[derive(Default)]
+pub struct ReplayCache {
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+impl ReplayCache {
+    /// Records `id` until `expires_at` (Unix seconds); false when it was seen and has not expired.
+    pub fn spend(&self, id: &str, expires_at: i64, now: i64) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.get(id).is_some_and(|until| *until > now) {
+            return false;
+        }
+        if seen.len() >= REPLAY_CAPACITY {
+            seen.retain(|_, until| *until > now);
+            if seen.len() >= REPLAY_CAPACITY
+                && let Some(oldest) = seen
+                    .iter()
+                    .min_by_key(|(_, until)| **until)
+                    .map(|(k, _)| k.clone())
+            {
+                seen.remove(&oldest);
+            }
+        }
+        seen.insert(id.to_owned(), expires_at);
+        true
+    }
+}
+
+/// Checks a base64 `SAMLResponse` (HTTP-POST binding) that must answer `request_id`, and
+/// returns what its valid signature covers.
+pub fn validate(
+    sp: &ServiceProvider,
+    idp_metadata: &str,
+    saml_response: &str,
+    request_id: &str,
+    replay: &ReplayCache,
+) -> Result<AssertionFacts, SamlError> {
+    let rejected = SamlError::Rejected;
+    let metadata = check_metadata(idp_metadata)?;
+    let compact: String = saml_response
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    if compact.is_empty() || compact.len() > MAX_RESPONSE_BYTES {
+        return Err(rejected("SAMLResponse: empty or larger than 1 MiB".into()));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|_| rejected("SAMLResponse: not base64".into()))?;
+    let xml = String::from_utf8(bytes).map_err(|_| rejected("SAMLResponse: not UTF-8".into()))?;
+    refuse_dtd(&xml, "the response").map_err(rejected)?;
+    if xml.contains("<!--") {
+        return Err(rejected(
+            "the response contains XML comments, which are refused (they can truncate signed values)"
+                .into(),
+        ));
+    }
+    if request_id.is_empty() {
+        return Err(rejected(
+            "no request of this login to answer (unsolicited responses are refused)".into(),
+        ));
+    }
+    let samael = samael_sp(Some(sp), &metadata, None)?;
+    let _turn = xmlsec_turn();
+    let assertion = samael
+        .parse_xml_response(&xml, Some(&[request_id]))
+        .map_err(|e| rejected(format!("the response does not hold: {e}")))?;
+    let audience_ok = assertion
+        .conditions
+        .as_ref()
+        .and_then(|c| c.audience_restrictions.as_ref())
+        .is_some_and(|restrictions| {
+            !restrictions.is_empty()
+                && restrictions
+                    .iter()
+                    .all(|r| r.audience.iter().any(|a| a == &sp.entity_id))
+        });
+    if !audience_ok {
+        return Err(rejected(format!(
+            "the assertion is not restricted to this service provider (Audience {})",
+            sp.entity_id
+        )));
+    }
+    let name_id = assertion
+        .subject
+        .as_ref()
+        .and_then(|s| s.name_id.as_ref())
+        .filter(|n| !n.value.trim().is_empty())
+        .ok_or_else(|| rejected("the assertion names no subject (NameID)".into()))?;
+    let now = chrono::Utc::now().timestamp();
+    let expires_at = assertion
+        .conditions
+        .as_ref()
+        .and_then(|c| c.not_on_or_after)
+        .map(|t| t.timestamp())
+        .unwrap_or(now + 600)
+        .max(now)
+        + SKEW_SECONDS;
+    if !replay.spend(&assertion.id, expires_at, now) {
+        return Err(rejected("this assertion was used already".into()));
+    }
+    let mut attributes: Vec<(String, Vec<String>)> = Vec::new();
+    for statement in assertion.attribute_statements.iter().flatten() {
+        for attribute in &statement.attributes {
+            let Some(name) = attribute
+                .name
+                .clone()
+                .or_else(|| attribute.friendly_name.clone())
+            else {
+                continue;
+            };
+            let values: Vec<String> = attribute
+                .values
+                .iter()
+                .filter_map(|v| v.value.clone())
+                .collect();
+            attributes.push((name, values));
+        }
+    }
+    Ok(AssertionFacts {
+        assertion_id: assertion.id.clone(),
+        issuer: assertion.issuer.value.clone().unwrap_or_default(),
+        name_id: name_id.value.trim().to_owned(),
+        name_id_format: name_id.format.clone(),
+        session_index: assertion
+            .authn_statements
+            .iter()
+            .flatten()
+            .find_map(|s| s.session_index.clone()),
+        attributes,
+    })
+}
+
+fn xml_attribute(value: &str) -> String {
+    value
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// This service provider's metadata (entity id, signing certificate, the ACS for HTTP-POST;
+/// no single logout).
+pub fn sp_metadata(sp: &ServiceProvider) -> Result<String, SamlError> {
+    let der = openssl::x509::X509::from_pem(sp.cert_pem.as_bytes())
+        .and_then(|c| c.to_der())
+        .map_err(|e| SamlError::Internal(format!("the service provider's certificate: {e}")))?;
+    let cert = base64::engine::general_purpose::STANDARD.encode(der);
+    Ok(format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{entity}">
+  <md:SPSSODescriptor AuthnRequestsSigned="true" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+    <md:KeyDescriptor use="signing">
+      <ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>
+    </md:KeyDescriptor>
+    <md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="{acs}" index="0" isDefault="true"/>
+  </md:SPSSODescriptor>
+</md:EntityDescriptor>
+"#,
+        entity = xml_attribute(&sp.entity_id),
+        acs = xml_attribute(&sp.acs_url),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_without_a_signing_certificate_or_with_a_dtd_is_refused() {
+        let unsigned = r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://idp.example/metadata">
+  <md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+    <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example/sso"/>
+  </md:IDPSSODescriptor>
+</md:EntityDescriptor>"#;
+        let e = check_metadata(unsigned).unwrap_err();
+        assert!(
+            matches!(&e, SamlError::InvalidMetadata(t) if t.contains("no signing certificate")),
+            "{e:?}"
+        );
+        let dtd = format!("<!DOCTYPE x [<!ENTITY a \"b\">]>{unsigned}");
+        let e = check_metadata(&dtd).unwrap_err();
+        assert!(
+            matches!(&e, SamlError::InvalidMetadata(t) if t.contains("DTD")),
+            "{e:?}"
+        );
+        assert!(check_metadata("not xml").is_err());
+    }
+
+    #[test]
+    fn the_replay_cache_refuses_an_id_until_it_expires() {
+        let cache = ReplayCache::default();
+        assert!(cache.spend("a", 100, 10));
+        assert!(!cache.spend("a", 100, 50));
+        assert!(cache.spend("a", 200, 101));
+        assert!(cache.spend("b", 100, 10));
+    }
+
+    #[test]
+    fn keys_make_service_provider_metadata() {
+        let (key_pem, cert_pem) = generate_keys("infrapilot test").unwrap();
+        assert!(key_pem.contains("PRIVATE KEY"));
+        let sp = ServiceProvider {
+            entity_id: "https://host.example/api/v1/auth/sso/x/metadata".into(),
+            acs_url: "https://host.example/api/v1/auth/sso/x/callback".into(),
+            key_pem,
+            cert_pem,
+        };
+        let xml = sp_metadata(&sp).unwrap();
+        assert!(
+            xml.contains("entityID=\"https://host.example/api/v1/auth/sso/x/metadata\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("https://host.example/api/v1/auth/sso/x/callback"),
+            "{xml}"
+        );
+        assert!(xml.contains("X509Certificate"), "{xml}");
+    }
+}

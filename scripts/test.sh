@@ -78,13 +78,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "checking Debian packages (PostgreSQL, oathtool, Chromium, an SMTP server for the alert tests, pebble for ACME, testssl for the served TLS, OpenLDAP for directory sign-in, compilers)"
+say "checking Debian packages (PostgreSQL, oathtool, Chromium, an SMTP server for the alert tests, pebble for ACME, testssl for the served TLS, OpenLDAP for directory sign-in, xmlsec1 for the SAML identity provider, compilers)"
 need_host_build_deps
 need_debian postgresql:/usr/lib/postgresql oathtool:oathtool \
     chromium:/usr/bin/chromium curl:curl python3:python3 \
     python3-aiosmtpd:/usr/lib/python3/dist-packages/aiosmtpd pebble:/usr/bin/pebble \
     python3-venv:/usr/share/doc/python3-venv testssl.sh:/usr/bin/testssl \
-    slapd:/usr/sbin/slapd ldap-utils:/usr/bin/ldapmodify
+    slapd:/usr/sbin/slapd ldap-utils:/usr/bin/ldapmodify xmlsec1:/usr/bin/xmlsec1
+
+say "the SAML identity provider's Python (pysaml2 7.5.5 from PyPI, in a virtualenv kept between runs)"
+export SAML_VENV=${SAML_VENV:-$HOME/.cache/infrapilot/saml-venv}
+if ! "$SAML_VENV/bin/python" -c 'import saml2' 2>/dev/null; then
+    python3 -m venv "$SAML_VENV"
+    "$SAML_VENV/bin/pip" install -q pysaml2==7.5.5
+fi
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

@@ -8,7 +8,9 @@ pub use crate::sso_provider::infrapilot::plugin::sso_model::{
     Identity, LoginCallback, LoginError, LoginMethod, LoginRequest, LoginStart, PostForm,
 };
 pub use crate::sso_provider::infrapilot::plugin::types::PluginError;
-pub use crate::sso_provider::infrapilot::plugin::{clock, config, http, kv, ldap, log, random};
+pub use crate::sso_provider::infrapilot::plugin::{
+    clock, config, http, kv, ldap, log, random, saml,
+};
 
 /// The provider's settings (the JSON object an administrator saved), read as `T`.
 pub fn settings<T: serde::de::DeserializeOwned>() -> Result<T, LoginError> {

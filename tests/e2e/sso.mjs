@@ -6,7 +6,9 @@
 // a replayed callback, a tampered ID token, an authorization whose PKCE challenge was swapped, an
 // ID token for another nonce; and a group taken away at the provider takes the role away at the
 // next login. Then directory sign-in: a real OpenLDAP (tests/peers/start-slapd.sh) behind the LDAP
-// plugin, the login page's username and password form, a wrong password refused.
+// plugin, the login page's username and password form, a wrong password refused. Then SAML: a
+// real identity provider (pysaml2, tests/peers/start-saml-idp.sh) behind the SAML plugin, its
+// button, the IdP's signed answer posted back by the browser.
 //
 //   INFRAPILOT_URL=http://127.0.0.1:18182 node sso.mjs
 //
@@ -50,6 +52,32 @@ function startDirectory() {
         // gone already
       }
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// ---- the SAML identity provider ----------------------------------------------------------------
+
+function startSamlIdp(spEntityId, acsUrl, again) {
+  const env = again ? { ...process.env, IDP_DIR: again.dir, IDP_PORT: String(again.port) } : process.env;
+  const dir = execFileSync('bash', [new URL('../peers/start-saml-idp.sh', import.meta.url).pathname, spEntityId, acsUrl], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env,
+  })
+    .toString()
+    .trim();
+  const vars = readFileSync(`${dir}/env`, 'utf8');
+  const port = Number(/IDP_PORT=(\d+)/.exec(vars)[1]);
+  const pid = Number(/IDP_PID=(\d+)/.exec(vars)[1]);
+  return {
+    dir,
+    port,
+    stop() {
+      try {
+        process.kill(pid);
+      } catch {
+        // gone already
+      }
     },
   };
 }
@@ -212,6 +240,7 @@ async function main() {
     await page.getByTestId('login-form').waitFor();
   }
 
+  let samlIdp = null;
   try {
     const operator = await step('the host operator enables the OIDC plugin and adds the provider with its group mapping', async () => {
       const login = await api('POST', '/auth/login', null, { email: OPERATOR.email, password: OPERATOR.password });
@@ -345,6 +374,30 @@ async function main() {
       await signOut();
     });
 
+    await step('the operator adds a SAML provider with the IdP\'s metadata; alice signs in through the IdP, an operator through "devs"', async () => {
+      const enabled = await api('POST', '/plugins/infrapilot.saml/enable', operator);
+      if (enabled.status !== 200) throw new Error(`enable: ${enabled.status} ${JSON.stringify(enabled.body)}`);
+      // The IdP's metadata first; the provider's entity id exists once the provider does.
+      const first = startSamlIdp('https://placeholder.test/metadata', 'http://127.0.0.1:1/acs');
+      const metadata = await (await fetch(`http://127.0.0.1:${first.port}/metadata`)).text();
+      first.stop();
+      const created = await api('POST', '/sso/providers', operator, {
+        plugin: 'infrapilot.saml',
+        name: 'Corp SAML',
+        settings: { idp_metadata: metadata, emails_verified: true },
+        group_roles: [{ group: 'devs', role: 'operator' }],
+      });
+      if (created.status !== 201) throw new Error(`provider: ${created.status} ${JSON.stringify(created.body)}`);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      samlIdp = startSamlIdp(created.body.saml_metadata_url, created.body.callback_url, first);
+      await page.goto(`${BASE}/login`);
+      await page.getByRole('link', { name: 'Sign in with Corp SAML' }).click();
+      await page.getByTestId('whoami').waitFor({ timeout: 15_000 });
+      const who = await page.getByTestId('whoami').innerText();
+      if (!who.includes('Alice Example') || !who.includes('Operator')) throw new Error(`signed in as ${who}`);
+      await signOut();
+    });
+
     await step('the audit trail has the SSO logins, refused and accepted', async () => {
       const r = await api('GET', '/audit?action=sso.login&limit=50', operator);
       const outcomes = r.body.events.map((e) => e.outcome);
@@ -366,6 +419,7 @@ async function main() {
     await browser.close();
     op.stop();
     directory.stop();
+    samlIdp?.stop();
   }
 }
 

@@ -57,6 +57,7 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/auth/sso/{id}/callback", Public),
     ("POST", "/api/v1/auth/sso/exchange", Public),
     ("POST", "/api/v1/auth/sso/{id}/password", Public),
+    ("GET", "/api/v1/auth/sso/{id}/metadata", Public),
     // one's own account (also for a person who belongs to no organisation)
     ("POST", "/api/v1/auth/logout", PI),
     ("GET", "/api/v1/auth/me", P),

@@ -21,6 +21,9 @@ pub struct SsoProviderRow {
     pub enabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// A SAML provider's service-provider key (sealed) and certificate (PEM).
+    pub sp_key: Option<Vec<u8>>,
+    pub sp_cert: Option<String>,
 }
 
 /// A provider as stored; the id is the caller's (the secrets are sealed under it).
@@ -81,7 +84,7 @@ pub struct NewSsoLogin<'a> {
 }
 
 const PROVIDER_COLUMNS: &str = "SELECT id, plugin_id, name, settings, secrets, group_roles, default_role, \
-     enabled, created_at, updated_at FROM sso_providers WHERE org_id = $1";
+     enabled, created_at, updated_at, sp_key, sp_cert FROM sso_providers WHERE org_id = $1";
 
 const LOGIN_COLUMNS: &str = "SELECT id, provider_id, state_hash, browser_hash, nonce, callback_url, code_verifier, context, \
      created_at, expires_at, used_at, user_id, exchange_hash, exchange_expires_at, exchanged_at \
@@ -89,6 +92,25 @@ const LOGIN_COLUMNS: &str = "SELECT id, provider_id, state_hash, browser_hash, n
 
 impl Tx {
     // ----- providers -----
+
+    /// Stores a SAML provider's service-provider key (sealed) and certificate.
+    pub async fn set_sso_service_provider(
+        &mut self,
+        id: &str,
+        sealed_key: &[u8],
+        cert_pem: &str,
+    ) -> Result<()> {
+        let org = self.org_id.clone();
+        on_tx!(self, c => sqlx::query(
+            "UPDATE sso_providers SET sp_key = $3, sp_cert = $4 WHERE org_id = $1 AND id = $2",
+        )
+        .bind(&org)
+        .bind(id)
+        .bind(sealed_key)
+        .bind(cert_pem)
+        .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
 
     pub async fn list_sso_providers(&mut self) -> Result<Vec<SsoProviderRow>> {
         let org = self.org_id.clone();

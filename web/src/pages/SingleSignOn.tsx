@@ -262,6 +262,15 @@ function ProviderForm({
           </div>
         </div>
       )}
+      {provider?.saml_metadata_url && (
+        <div className="field">
+          <span className="block-label">SAML metadata of this provider (its entity id; give it to the identity provider)</span>
+          <div className="secret-line">
+            <code data-testid="sso-saml-metadata-url">{provider.saml_metadata_url}</code>
+            <CopyButton text={provider.saml_metadata_url} />
+          </div>
+        </div>
+      )}
       {plugin && (
         <SchemaForm schema={plugin.settings_schema} values={values} onChange={setValues} error={error} secretsSet={provider?.secrets_set ?? []} />
       )}

@@ -88,6 +88,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sso::callback_get, sso::callback_post))
         .routes(routes!(sso::exchange))
         .routes(routes!(sso::password_login))
+        .routes(routes!(sso::saml_metadata))
         .routes(routes!(sso::list_providers, sso::create_provider))
         .routes(routes!(sso::get_policy, sso::set_policy))
         .routes(routes!(

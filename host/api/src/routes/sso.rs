@@ -139,6 +139,9 @@ pub struct ProviderDto {
     pub enabled: bool,
     /// The redirect (assertion consumer) URL to register at the identity provider.
     pub callback_url: String,
+    /// A SAML provider's service-provider metadata (its entity id is this URL): what the
+    /// identity provider is configured with.
+    pub saml_metadata_url: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -215,8 +218,54 @@ fn open_secrets(state: &AppState, row: &SsoProviderRow) -> ApiResult<Map<String,
     }
 }
 
-/// What a call of the provider's plugin runs with.
-fn invocation(state: &AppState, org: &OrgId, row: &SsoProviderRow) -> ApiResult<Invocation> {
+/// A SAML provider's entity id: its metadata URL, next to its callback (`acs_url`), naming
+/// its organisation unless it is the default one.
+fn saml_entity_id(acs_url: &str, org: &OrgId) -> String {
+    let base = acs_url.strip_suffix("/callback").unwrap_or(acs_url);
+    if org.is_default() {
+        format!("{base}/metadata")
+    } else {
+        format!("{base}/metadata?org={org}")
+    }
+}
+
+/// The host as the SAML service provider of `row` (a provider whose plugin uses the `saml`
+/// capability has keys), answering at `acs_url`.
+fn saml_service_provider(
+    state: &AppState,
+    org: &OrgId,
+    row: &SsoProviderRow,
+    acs_url: &str,
+) -> ApiResult<Option<infrapilot_saml::ServiceProvider>> {
+    let (Some(sealed), Some(cert_pem)) = (&row.sp_key, &row.sp_cert) else {
+        return Ok(None);
+    };
+    let key_pem = state
+        .secrets()
+        .open(&sp_key_purpose(&row.id), sealed)
+        .ok()
+        .and_then(|k| String::from_utf8(k).ok())
+        .ok_or_else(|| ApiError::internal("a SAML provider's key does not open"))?;
+    Ok(Some(infrapilot_saml::ServiceProvider {
+        entity_id: saml_entity_id(acs_url, org),
+        acs_url: acs_url.to_owned(),
+        key_pem,
+        cert_pem: cert_pem.clone(),
+    }))
+}
+
+fn sp_key_purpose(provider_id: &str) -> String {
+    format!("sso-sp-key:{provider_id}")
+}
+
+/// What a call of the provider's plugin runs with; `acs_url` is where the identity provider
+/// answers (SAML providers need it).
+fn invocation(
+    state: &AppState,
+    org: &OrgId,
+    row: &SsoProviderRow,
+    acs_url: Option<&str>,
+) -> ApiResult<Invocation> {
     let settings: Value = serde_json::from_str(&row.settings).unwrap_or_else(|_| json!({}));
     let secrets = open_secrets(state, row)?
         .into_iter()
@@ -226,11 +275,28 @@ fn invocation(state: &AppState, org: &OrgId, row: &SsoProviderRow) -> ApiResult<
             other => Some((k, other.to_string())),
         })
         .collect();
+    let saml = match acs_url {
+        Some(acs_url) => saml_service_provider(state, org, row, acs_url)?,
+        None => None,
+    };
     Ok(Invocation {
         settings,
         secrets,
-        services: state.extensions()?.plugins.services(org),
+        services: state.extensions()?.plugins.sso_services(org, saml),
     })
+}
+
+async fn provider_plugin_manifest(
+    state: &AppState,
+    plugin_id: &str,
+) -> ApiResult<infrapilot_plugin_runtime::Manifest> {
+    let (_, manifest) = state
+        .extensions()?
+        .plugins
+        .plugin::<SsoProviderPlugin>(plugin_id)
+        .await
+        .map_err(|e| ApiError::from(e).with_field("plugin"))?;
+    Ok(manifest)
 }
 
 async fn provider_plugin(state: &AppState, plugin_id: &str) -> ApiResult<SsoProviderPlugin> {
@@ -302,7 +368,12 @@ fn callback_url(state: &AppState, headers: &HeaderMap, provider_id: &str) -> Str
     )
 }
 
-fn provider_dto(state: &AppState, headers: &HeaderMap, row: SsoProviderRow) -> ProviderDto {
+fn provider_dto(
+    state: &AppState,
+    headers: &HeaderMap,
+    org: &OrgId,
+    row: SsoProviderRow,
+) -> ProviderDto {
     let mut secrets_set: Vec<String> = open_secrets(state, &row)
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
@@ -317,6 +388,10 @@ fn provider_dto(state: &AppState, headers: &HeaderMap, row: SsoProviderRow) -> P
             })
             .collect(),
         callback_url: callback_url(state, headers, &row.id),
+        saml_metadata_url: row
+            .sp_cert
+            .is_some()
+            .then(|| saml_entity_id(&callback_url(state, headers, &row.id), org)),
         secrets_set,
         id: row.id,
         plugin: row.plugin_id,
@@ -336,6 +411,7 @@ async fn checked_settings(
     plugin_id: &str,
     provider_id: &str,
     value: &Value,
+    saml: &SamlKeys,
 ) -> ApiResult<(String, Option<Vec<u8>>)> {
     let extensions = state.extensions()?;
     let (plugin, manifest) = extensions
@@ -362,9 +438,11 @@ async fn checked_settings(
         enabled: true,
         created_at: 0,
         updated_at: 0,
+        sp_key: saml.sealed_key.clone(),
+        sp_cert: saml.cert_pem.clone(),
     };
     plugin
-        .validate(&invocation(state, org, &probe)?)
+        .validate(&invocation(state, org, &probe, Some(&saml.acs_url))?)
         .await
         .map_err(|e| match &e {
             infrapilot_plugin_runtime::HookError::Plugin(
@@ -394,6 +472,54 @@ fn settings_field(manifest: &infrapilot_plugin_runtime::Manifest, message: &str)
             format!("settings.{name}")
         }
         _ => "settings".into(),
+    }
+}
+
+/// A SAML provider's service-provider key (sealed) and certificate, and where it answers.
+struct SamlKeys {
+    sealed_key: Option<Vec<u8>>,
+    cert_pem: Option<String>,
+    acs_url: String,
+}
+
+impl SamlKeys {
+    /// New keys when `manifest`'s plugin uses the `saml` capability (none otherwise).
+    async fn for_new_provider(
+        state: &AppState,
+        manifest: &infrapilot_plugin_runtime::Manifest,
+        provider_id: &str,
+        acs_url: String,
+    ) -> ApiResult<SamlKeys> {
+        if !manifest.capabilities.saml {
+            return Ok(SamlKeys {
+                sealed_key: None,
+                cert_pem: None,
+                acs_url,
+            });
+        }
+        let (key_pem, cert_pem) = tokio::task::spawn_blocking(|| {
+            infrapilot_saml::generate_keys("InfraPilot single sign-on")
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+        let sealed = state
+            .secrets()
+            .seal(&sp_key_purpose(provider_id), key_pem.as_bytes())
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(SamlKeys {
+            sealed_key: Some(sealed),
+            cert_pem: Some(cert_pem),
+            acs_url,
+        })
+    }
+
+    fn of(row: &SsoProviderRow, acs_url: String) -> SamlKeys {
+        SamlKeys {
+            sealed_key: row.sp_key.clone(),
+            cert_pem: row.sp_cert.clone(),
+            acs_url,
+        }
     }
 }
 
@@ -429,7 +555,7 @@ pub async fn list_providers(
     tx.commit().await?;
     Ok(Json(
         rows.into_iter()
-            .map(|r| provider_dto(&state, &headers, r))
+            .map(|r| provider_dto(&state, &headers, &principal.org_id, r))
             .collect(),
     ))
 }
@@ -457,8 +583,12 @@ pub async fn create_provider(
         .map(|r| member_role("default_role", r))
         .transpose()?;
     let id = uuid::Uuid::new_v4().to_string();
+    let manifest = provider_plugin_manifest(&state, plugin).await?;
+    let saml =
+        SamlKeys::for_new_provider(&state, &manifest, &id, callback_url(&state, &headers, &id))
+            .await?;
     let (plain, sealed) =
-        checked_settings(&state, &principal.org_id, plugin, &id, &req.settings).await?;
+        checked_settings(&state, &principal.org_id, plugin, &id, &req.settings, &saml).await?;
     let rules_json =
         serde_json::to_string(&rules).map_err(|e| ApiError::internal(e.to_string()))?;
     let mut tx = state.store().write(&principal.org_id).await?;
@@ -474,6 +604,9 @@ pub async fn create_provider(
     })
     .await
     .map_err(name_conflict(&name))?;
+    if let (Some(key), Some(cert)) = (&saml.sealed_key, &saml.cert_pem) {
+        tx.set_sso_service_provider(&id, key, cert).await?;
+    }
     audit_log::success(
         &mut tx,
         &Actor::user(&principal),
@@ -490,7 +623,7 @@ pub async fn create_provider(
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
-        Json(provider_dto(&state, &headers, row)),
+        Json(provider_dto(&state, &headers, &principal.org_id, row)),
     ))
 }
 
@@ -504,7 +637,7 @@ pub async fn get_provider(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ProviderDto>> {
     let row = provider_row(&state, &principal.org_id, &id).await?;
-    Ok(Json(provider_dto(&state, &headers, row)))
+    Ok(Json(provider_dto(&state, &headers, &principal.org_id, row)))
 }
 
 #[utoipa::path(patch, path = "/api/v1/sso/providers/{id}", operation_id = "update_sso_provider", tag = "sso",
@@ -570,6 +703,7 @@ pub async fn update_provider(
                 &row.plugin_id,
                 &row.id,
                 &Value::Object(merged),
+                &SamlKeys::of(&row, callback_url(&state, &headers, &row.id)),
             )
             .await?
         }
@@ -621,7 +755,12 @@ pub async fn update_provider(
         .await?
         .ok_or_else(|| ApiError::not_found("id", "no such provider"))?;
     tx.commit().await?;
-    Ok(Json(provider_dto(&state, &headers, updated)))
+    Ok(Json(provider_dto(
+        &state,
+        &headers,
+        &principal.org_id,
+        updated,
+    )))
 }
 
 #[utoipa::path(delete, path = "/api/v1/sso/providers/{id}", operation_id = "delete_sso_provider", tag = "sso",
@@ -738,6 +877,37 @@ pub async fn set_policy(
 
 // ---- the login ----------------------------------------------------------------------------
 
+#[utoipa::path(get, path = "/api/v1/auth/sso/{id}/metadata", operation_id = "sso_saml_metadata", tag = "sso",
+    params(("id" = uuid::Uuid, Path), OrgQuery),
+    responses((status = 200, description = "The SAML service-provider metadata of the provider", content_type = "application/samlmetadata+xml"),
+        (status = 404, body = ErrorBody)))]
+pub async fn saml_metadata(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<OrgQuery>,
+) -> ApiResult<Response> {
+    let id = validate::uuid("id", &id)?;
+    let org = org_of(&query)?;
+    let row = provider_row(&state, &org, &id).await?;
+    let Some(cert_pem) = row.sp_cert.clone() else {
+        return Err(ApiError::not_found("id", "this provider does not use SAML"));
+    };
+    let acs_url = callback_url(&state, &headers, &row.id);
+    let xml = infrapilot_saml::sp_metadata(&infrapilot_saml::ServiceProvider {
+        entity_id: saml_entity_id(&acs_url, &org),
+        acs_url,
+        key_pem: String::new(),
+        cert_pem,
+    })
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/samlmetadata+xml")
+        .body(Body::from(xml))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
 #[utoipa::path(get, path = "/api/v1/auth/sso/providers", operation_id = "list_login_providers", tag = "sso",
     params(OrgQuery),
     responses((status = 200, body = Vec<LoginProviderDto>), (status = 404, body = ErrorBody)))]
@@ -825,7 +995,11 @@ pub async fn password_login(
     let accounts = state.accounts();
     let attempt = accounts.count_directory_attempt(&row.id, &username, &client.client())?;
     let answer = plugin
-        .check_password(&invocation(&state, &org, &row)?, &username, &req.password)
+        .check_password(
+            &invocation(&state, &org, &row, None)?,
+            &username,
+            &req.password,
+        )
         .await;
     let unavailable = |why: String| {
         accounts.directory_attempt_not_made(&attempt, &client.client());
@@ -1115,7 +1289,10 @@ pub async fn start_login(
         code_challenge: code_challenge(&verifier),
     };
     let start = match plugin
-        .begin_login(&invocation(&state, &org, &row)?, &request)
+        .begin_login(
+            &invocation(&state, &org, &row, Some(&request.callback_url))?,
+            &request,
+        )
         .await
     {
         Ok(Ok(start)) => start,
@@ -1340,7 +1517,7 @@ async fn complete(
     let plugin = provider_plugin(state, &row.plugin_id)
         .await
         .map_err(internal)?;
-    let invocation = invocation(state, &org, &row).map_err(internal)?;
+    let invocation = invocation(state, &org, &row, Some(&login.callback_url)).map_err(internal)?;
     let identity = match plugin.complete_login(&invocation, &callback).await {
         Ok(Ok(identity)) => identity,
         Ok(Err(e)) => {

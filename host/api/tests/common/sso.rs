@@ -11,6 +11,8 @@ use super::TestApp;
 /// identity provider would send back.
 pub struct Browser {
     pub cookie: String,
+    /// Where the host sent the browser (the identity provider's URL with its query).
+    pub location: String,
     /// The query of the URL the provider was sent to.
     pub authorize: Vec<(String, String)>,
 }
@@ -38,7 +40,7 @@ pub async fn start(app: &TestApp, provider: &str) -> Browser {
     let location = r.headers[header::LOCATION].to_str().unwrap().to_owned();
     assert!(
         (location.starts_with("https://") || location.starts_with("http://127.0.0.1:"))
-            && location.contains("/authorize?"),
+            && (location.contains("/authorize?") || location.contains("SAMLRequest=")),
         "{location}"
     );
     let set_cookie = r.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
@@ -47,6 +49,7 @@ pub async fn start(app: &TestApp, provider: &str) -> Browser {
     assert!(set_cookie.contains("Max-Age=600"), "{set_cookie}");
     let query = location.split_once('?').unwrap().1;
     Browser {
+        location: location.clone(),
         cookie: set_cookie.split(';').next().unwrap().to_owned(),
         authorize: form_urlencoded::parse(query.as_bytes())
             .into_owned()
@@ -75,6 +78,12 @@ pub async fn callback(
             None,
         )
         .await;
+    landing(&r)
+}
+
+/// Where a callback sends the browser: the redirect's Location, or `error: <why>` when it goes
+/// to the sign-in page with the host's error cookie.
+pub fn landing(r: &super::Reply) -> String {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.body);
     let location = r.headers[header::LOCATION].to_str().unwrap().to_owned();
     if location != "/login?sso_error=1" {

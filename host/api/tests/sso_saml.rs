@@ -163,6 +163,9 @@ async fn idp_answer(app: &TestApp, provider: &str) -> (String, String, String) {
     )
 }
 
+/// A change made to a genuine response after the IdP signed it.
+type Forgery = Box<dyn Fn(String) -> String>;
+
 fn rewrite(saml_response: &str, change: impl Fn(String) -> String) -> String {
     let engine = base64::engine::general_purpose::STANDARD;
     let xml = String::from_utf8(engine.decode(saml_response).unwrap()).unwrap();
@@ -266,7 +269,7 @@ async fn saml_sign_in_through_a_real_identity_provider_and_forged_answers_refuse
         );
 
         // Forged answers to fresh logins.
-        let forgeries: Vec<(&str, &str, Box<dyn Fn(String) -> String>)> = vec![
+        let forgeries: Vec<(&str, &str, Forgery)> = vec![
             (
                 "an attribute changed after signing",
                 "does not hold",

@@ -319,3 +319,597 @@ async fn saml_sign_in_through_a_real_identity_provider_and_forged_answers_refuse
         );
     }
 }
+
+// ---- the forged-response corpus -------------------------------------------------------------
+
+/// What one forged response is made of: the fields of a response to the login's request,
+/// which of its parts are signed (by the IdP's key, or another), and what is done after.
+#[derive(Clone)]
+struct Forge {
+    audience: Option<String>,
+    recipient: String,
+    destination: String,
+    in_response_to: String,
+    confirmation_in_response_to: String,
+    issuer: String,
+    /// Seconds from now.
+    issued: i64,
+    not_before: i64,
+    not_on_or_after: i64,
+    status: &'static str,
+    method: &'static str,
+    name_id: String,
+    groups: &'static str,
+    sign_assertion: bool,
+    sign_response: bool,
+    /// Sign with a key the IdP's metadata does not name (its certificate in KeyInfo).
+    foreign_key: bool,
+    sha1: bool,
+    /// Applied to the signed XML.
+    after: fn(String) -> String,
+}
+
+fn keep(x: String) -> String {
+    x
+}
+
+fn iso(offset: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(offset))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn signature_template(reference: &str, sha1: bool) -> String {
+    let (method, digest) = if sha1 {
+        (
+            "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+            "http://www.w3.org/2000/09/xmldsig#sha1",
+        )
+    } else {
+        (
+            "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+            "http://www.w3.org/2001/04/xmlenc#sha256",
+        )
+    };
+    format!(
+        r##"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="{method}"/><ds:Reference URI="#{reference}"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="{digest}"/><ds:DigestValue></ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue></ds:SignatureValue><ds:KeyInfo><ds:X509Data/></ds:KeyInfo></ds:Signature>"##
+    )
+}
+
+/// Signs the element with ID `id` (of `element`, a namespaced element name for xmlsec1) in
+/// `xml` with the key and certificate in `key_dir`.
+fn xmlsec_sign(xml: &str, element: &str, key_dir: &Path) -> String {
+    let work = tempfile_dir();
+    let input = work.join("in.xml");
+    let output = work.join("out.xml");
+    std::fs::write(&input, xml).unwrap();
+    let out = Command::new("xmlsec1")
+        .arg("--sign")
+        .arg("--privkey-pem")
+        .arg(format!(
+            "{},{}",
+            key_dir.join("idp.key").display(),
+            key_dir.join("idp.crt").display()
+        ))
+        .arg("--id-attr:ID")
+        .arg(element)
+        .arg("--output")
+        .arg(&output)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "xmlsec1 --sign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signed = std::fs::read_to_string(&output).unwrap();
+    let _ = std::fs::remove_dir_all(&work);
+    signed
+}
+
+fn tempfile_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("saml-forge-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A key and self-signed certificate the IdP's metadata does not name.
+fn foreign_key_dir() -> PathBuf {
+    let dir = tempfile_dir();
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=attacker",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("idp.key"))
+        .arg("-out")
+        .arg(dir.join("idp.crt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    dir
+}
+
+impl Forge {
+    fn genuine(request_id: &str, acs: &str, audience: &str, idp: &str) -> Forge {
+        Forge {
+            audience: Some(audience.to_owned()),
+            recipient: acs.to_owned(),
+            destination: acs.to_owned(),
+            in_response_to: request_id.to_owned(),
+            confirmation_in_response_to: request_id.to_owned(),
+            issuer: idp.to_owned(),
+            issued: 0,
+            not_before: -60,
+            not_on_or_after: 300,
+            status: "urn:oasis:names:tc:SAML:2.0:status:Success",
+            method: "urn:oasis:names:tc:SAML:2.0:cm:bearer",
+            name_id: "carol@example.test".into(),
+            groups: "devs",
+            sign_assertion: true,
+            sign_response: false,
+            foreign_key: false,
+            sha1: false,
+            after: keep,
+        }
+    }
+
+    fn assertion(&self, id: &str, signature: &str) -> String {
+        let audience = self
+            .audience
+            .as_ref()
+            .map(|a| format!("<saml:AudienceRestriction><saml:Audience>{a}</saml:Audience></saml:AudienceRestriction>"))
+            .unwrap_or_default();
+        format!(
+            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{issued}"><saml:Issuer>{issuer}</saml:Issuer>{signature}<saml:Subject><saml:NameID Format="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress">{name_id}</saml:NameID><saml:SubjectConfirmation Method="{method}"><saml:SubjectConfirmationData InResponseTo="{irt}" NotOnOrAfter="{after}" Recipient="{recipient}"/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{before}" NotOnOrAfter="{after}">{audience}</saml:Conditions><saml:AuthnStatement AuthnInstant="{issued}" SessionIndex="_s{id}"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:Password</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement><saml:AttributeStatement><saml:Attribute Name="email"><saml:AttributeValue>{name_id}</saml:AttributeValue></saml:Attribute><saml:Attribute Name="groups"><saml:AttributeValue>{groups}</saml:AttributeValue></saml:Attribute></saml:AttributeStatement></saml:Assertion>"#,
+            issued = iso(self.issued),
+            issuer = self.issuer,
+            name_id = self.name_id,
+            method = self.method,
+            irt = self.confirmation_in_response_to,
+            after = iso(self.not_on_or_after),
+            recipient = self.recipient,
+            before = iso(self.not_before),
+            groups = self.groups,
+        )
+    }
+
+    /// The response XML, signed as asked, then `after` applied.
+    fn build(&self, key_dir: &Path) -> String {
+        let n = uuid::Uuid::new_v4().simple().to_string();
+        let (assertion_id, response_id) = (format!("_a{n}"), format!("_r{n}"));
+        let signing_dir = if self.foreign_key {
+            foreign_key_dir()
+        } else {
+            key_dir.to_path_buf()
+        };
+        let assertion_signature = if self.sign_assertion {
+            signature_template(&assertion_id, self.sha1)
+        } else {
+            String::new()
+        };
+        let xml = format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{response_id}" Version="2.0" IssueInstant="{issued}" Destination="{destination}" InResponseTo="{irt}"><saml:Issuer>{issuer}</saml:Issuer><samlp:Status><samlp:StatusCode Value="{status}"/></samlp:Status>{assertion}</samlp:Response>"#,
+            issued = iso(self.issued),
+            destination = self.destination,
+            irt = self.in_response_to,
+            issuer = self.issuer,
+            status = self.status,
+            assertion = self.assertion(&assertion_id, &assertion_signature),
+        );
+        let mut xml = xml;
+        if self.sign_assertion {
+            xml = xmlsec_sign(
+                &xml,
+                "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+                &signing_dir,
+            );
+        }
+        if self.sign_response {
+            // The response's signature goes in after the assertion's is made (xmlsec1 signs the
+            // first template it finds).
+            let issuer_end = xml.find("</saml:Issuer>").unwrap() + "</saml:Issuer>".len();
+            xml.insert_str(issuer_end, &signature_template(&response_id, self.sha1));
+            xml = xmlsec_sign(
+                &xml,
+                "urn:oasis:names:tc:SAML:2.0:protocol:Response",
+                &signing_dir,
+            );
+        }
+        (self.after)(xml)
+    }
+}
+
+/// The request id of a login's signed redirect (its deflated `SAMLRequest`).
+fn request_id(browser: &common::sso::Browser) -> String {
+    use std::io::Read;
+    let deflated = base64::engine::general_purpose::STANDARD
+        .decode(browser.param("SAMLRequest"))
+        .unwrap();
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(&deflated[..])
+        .read_to_string(&mut xml)
+        .unwrap();
+    let at = xml.find(" ID=\"").unwrap() + 5;
+    xml[at..at + xml[at..].find('"').unwrap()].to_owned()
+}
+
+/// The evil twin of a signed assertion for the wrapping attacks: unsigned, an admin.
+fn evil_assertion(id: &str) -> String {
+    let mut forge = Forge::genuine("x", "x", "x", "x");
+    forge.name_id = "mallory@example.test".into();
+    forge.groups = "admins";
+    forge.sign_assertion = false;
+    forge.assertion(id, "")
+}
+
+/// The signed `<saml:Assertion …>…</saml:Assertion>` of `xml` and its ID.
+fn signed_assertion(xml: &str) -> (String, String) {
+    let start = xml.find("<saml:Assertion").unwrap();
+    let end = xml.rfind("</saml:Assertion>").unwrap() + "</saml:Assertion>".len();
+    let element = xml[start..end].to_owned();
+    let at = element.find(" ID=\"").unwrap() + 5;
+    let id = element[at..at + element[at..].find('"').unwrap()].to_owned();
+    (element, id)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accepted() {
+    let backend = backends().into_iter().next().unwrap();
+    let mut idp = Idp::start(
+        "https://placeholder.test/metadata",
+        "http://127.0.0.1:1/acs",
+        None,
+    );
+    let idp_metadata = idp.metadata();
+    idp.stop();
+    let idp_entity = format!("http://127.0.0.1:{}/metadata", idp.port);
+    let (mut app, admin, _) =
+        common::sso::licensed_app(backend, "infrapilot_saml_sso", PLUGIN).await;
+    let r = app
+        .post(
+            "/api/v1/sso/providers",
+            Some(&admin),
+            json!({"plugin": PLUGIN, "name": "Corp SAML",
+                "settings": {"idp_metadata": idp_metadata, "emails_verified": true},
+                "group_roles": [{"group": "admins", "role": "admin"}, {"group": "devs", "role": "viewer"}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let provider = r.body["id"].as_str().unwrap().to_owned();
+    let audience = r.body["saml_metadata_url"].as_str().unwrap().to_owned();
+    let acs = r.body["callback_url"].as_str().unwrap().to_owned();
+    let key_dir = idp.dir.clone();
+
+    // One fresh login per case: (what, how the response is forged from the genuine one).
+    type Case = (&'static str, Box<dyn Fn(&mut Forge)>);
+    let cases: Vec<Case> = vec![
+        (
+            "wrong audience",
+            Box::new(|f| f.audience = Some("https://other-sp.test/metadata".into())),
+        ),
+        ("no audience restriction", Box::new(|f| f.audience = None)),
+        (
+            "wrong recipient",
+            Box::new(|f| f.recipient = "https://evil.test/acs".into()),
+        ),
+        (
+            "wrong destination",
+            Box::new(|f| f.destination = "https://evil.test/acs".into()),
+        ),
+        (
+            "assertion answers another request",
+            Box::new(|f| f.confirmation_in_response_to = "_other".into()),
+        ),
+        (
+            "response answers another request",
+            Box::new(|f| f.in_response_to = "_other".into()),
+        ),
+        (
+            "unsolicited (no InResponseTo)",
+            Box::new(|f| {
+                f.in_response_to = String::new();
+                f.confirmation_in_response_to = String::new();
+            }),
+        ),
+        (
+            "expired",
+            Box::new(|f| {
+                f.not_on_or_after = -600;
+                f.issued = -900;
+                f.not_before = -960;
+            }),
+        ),
+        ("not yet valid", Box::new(|f| f.not_before = 900)),
+        ("issued an hour ago", Box::new(|f| f.issued = -3600)),
+        (
+            "another issuer",
+            Box::new(|f| f.issuer = "https://evil-idp.test/metadata".into()),
+        ),
+        (
+            "not a success",
+            Box::new(|f| f.status = "urn:oasis:names:tc:SAML:2.0:status:Responder"),
+        ),
+        (
+            "not a bearer confirmation",
+            Box::new(|f| f.method = "urn:oasis:names:tc:SAML:2.0:cm:holder-of-key"),
+        ),
+        ("signed by another key", Box::new(|f| f.foreign_key = true)),
+        (
+            "signed by another key, response and assertion",
+            Box::new(|f| {
+                f.foreign_key = true;
+                f.sign_response = true;
+            }),
+        ),
+        ("signed with RSA-SHA1", Box::new(|f| f.sha1 = true)),
+        ("unsigned", Box::new(|f| f.sign_assertion = false)),
+        (
+            "an attribute changed after signing",
+            Box::new(|f| f.after = |x| x.replace(">devs<", ">admins<")),
+        ),
+        (
+            "the NameID changed after signing",
+            Box::new(|f| {
+                f.after = |x| {
+                    x.replace(
+                        ">carol@example.test</saml:NameID>",
+                        ">mallory@example.test</saml:NameID>",
+                    )
+                }
+            }),
+        ),
+        (
+            "a comment truncating the NameID",
+            Box::new(|f| {
+                f.after = |x| {
+                    x.replacen(
+                        "carol@example.test</saml:NameID>",
+                        "carol@example.test<!---->.evil.test</saml:NameID>",
+                        1,
+                    )
+                }
+            }),
+        ),
+        (
+            "a DTD with an external entity",
+            Box::new(|f| {
+                f.after = |x| {
+                    x.replacen("<?xml version=\"1.0\" encoding=\"UTF-8\"?>", "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>", 1)
+                }
+            }),
+        ),
+        (
+            "an unsigned second assertion in a signed response",
+            Box::new(|f| {
+                f.sign_response = true;
+                f.sign_assertion = false;
+                f.after = |x| {
+                    x.replacen(
+                        "</samlp:Response>",
+                        &format!("{}</samlp:Response>", evil_assertion("_evil")),
+                        1,
+                    )
+                };
+            }),
+        ),
+        (
+            "XSW: an evil assertion before the signed one",
+            Box::new(|f| {
+                f.after = |x| {
+                    x.replacen(
+                        "<saml:Assertion",
+                        &format!("{}<saml:Assertion", evil_assertion("_evil")),
+                        1,
+                    )
+                }
+            }),
+        ),
+        (
+            "XSW: an evil assertion after the signed one",
+            Box::new(|f| {
+                f.after = |x| {
+                    x.replacen(
+                        "</samlp:Response>",
+                        &format!("{}</samlp:Response>", evil_assertion("_evil")),
+                        1,
+                    )
+                }
+            }),
+        ),
+        (
+            "XSW: an evil assertion with the signed one's ID, first",
+            Box::new(|f| {
+                f.after = |x| {
+                    let (_, id) = signed_assertion(&x);
+                    x.replacen(
+                        "<saml:Assertion",
+                        &format!("{}<saml:Assertion", evil_assertion(&id)),
+                        1,
+                    )
+                }
+            }),
+        ),
+        (
+            "XSW: the signed assertion in an evil one's Advice",
+            Box::new(|f| {
+                f.after = |x| {
+                    let (signed, _) = signed_assertion(&x);
+                    let evil = evil_assertion("_evil").replacen(
+                        "<saml:Conditions",
+                        &format!("<saml:Advice>{signed}</saml:Advice><saml:Conditions"),
+                        1,
+                    );
+                    x.replacen(&signed, &evil, 1)
+                }
+            }),
+        ),
+        (
+            "XSW: the signed assertion in the response's Extensions, an evil one in its place",
+            Box::new(|f| {
+                f.after = |x| {
+                    let (signed, _) = signed_assertion(&x);
+                    x.replacen(&signed, &evil_assertion("_evil"), 1).replacen(
+                        "<samlp:Status>",
+                        &format!("<samlp:Extensions>{signed}</samlp:Extensions><samlp:Status>"),
+                        1,
+                    )
+                }
+            }),
+        ),
+        (
+            "XSW: the signature moved into an evil assertion, the original in its Object",
+            Box::new(|f| {
+                f.after = |x| {
+                    let (signed, _) = signed_assertion(&x);
+                    let sig_start = signed.find("<ds:Signature").unwrap();
+                    let sig_end = signed.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+                    let signature = &signed[sig_start..sig_end];
+                    let original = signed.replacen(signature, "", 1);
+                    let moved = signature.replacen(
+                        "</ds:Signature>",
+                        &format!("<ds:Object>{original}</ds:Object></ds:Signature>"),
+                        1,
+                    );
+                    let evil = evil_assertion("_evil").replacen(
+                        "</saml:Issuer>",
+                        &format!("</saml:Issuer>{moved}"),
+                        1,
+                    );
+                    x.replacen(&signed, &evil, 1)
+                }
+            }),
+        ),
+        (
+            "XSW: an evil assertion inside the signed one's Subject",
+            Box::new(|f| {
+                f.after = |x| {
+                    x.replacen(
+                        "<saml:Subject>",
+                        &format!("<saml:Subject>{}", evil_assertion("_evil")),
+                        1,
+                    )
+                }
+            }),
+        ),
+        (
+            "XSW: the signed assertion wrapped in an unknown element before an evil one",
+            Box::new(|f| {
+                f.after = |x| {
+                    let (signed, _) = signed_assertion(&x);
+                    x.replacen(
+                        &signed,
+                        &format!(
+                            "<x:Wrapper xmlns:x=\"urn:evil\">{signed}</x:Wrapper>{}",
+                            evil_assertion("_evil")
+                        ),
+                        1,
+                    )
+                }
+            }),
+        ),
+        (
+            "XSW: a second Response wrapping the signed one",
+            Box::new(|f| {
+                f.after = |x| {
+                    let body = x.trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+                    let evil = evil_assertion("_evil");
+                    format!(
+                        "<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"_outer\" Version=\"2.0\" IssueInstant=\"2026-01-01T00:00:00Z\"><samlp:Status><samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:Success\"/></samlp:Status>{evil}<samlp:Extensions>{body}</samlp:Extensions></samlp:Response>"
+                    )
+                }
+            }),
+        ),
+    ];
+    assert!(cases.len() >= 30, "{} forged cases", cases.len());
+    let mut accepted = Vec::new();
+    for (i, (what, change)) in cases.iter().enumerate() {
+        // Each from its own address: sign-in starts are limited per address.
+        app.client_ip = format!("198.51.100.{}", i + 1);
+        let browser = start(&app, &provider).await;
+        let mut forge = Forge::genuine(&request_id(&browser), &acs, &audience, &idp_entity);
+        change(&mut forge);
+        let xml = forge.build(&key_dir);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(xml);
+        let location = post_response(
+            &app,
+            &provider,
+            &browser.cookie,
+            &encoded,
+            &browser.param("RelayState"),
+        )
+        .await;
+        if !location.starts_with("error: ") {
+            accepted.push(*what);
+        }
+    }
+    assert!(
+        accepted.is_empty(),
+        "forged responses accepted: {accepted:?}"
+    );
+
+    // The generator makes responses the host accepts when nothing is forged (so each refusal
+    // above is the forgery's), and that one cannot be used twice.
+    app.client_ip = "203.0.113.1".into();
+    let browser = start(&app, &provider).await;
+    let genuine =
+        Forge::genuine(&request_id(&browser), &acs, &audience, &idp_entity).build(&key_dir);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&genuine);
+    let location = post_response(
+        &app,
+        &provider,
+        &browser.cookie,
+        &encoded,
+        &browser.param("RelayState"),
+    )
+    .await;
+    assert!(
+        location.starts_with("/login/sso#"),
+        "the genuine response: {location}"
+    );
+    let again = start(&app, &provider).await;
+    let replayed = post_response(
+        &app,
+        &provider,
+        &again.cookie,
+        &encoded,
+        &again.param("RelayState"),
+    )
+    .await;
+    assert!(
+        replayed.starts_with("error: "),
+        "a replayed response: {replayed}"
+    );
+    // Edges of the binding itself.
+    for (i, bad) in ["", "%%%not-base64", "PHNhbWxwOlJlc3BvbnNlLz4="]
+        .into_iter()
+        .enumerate()
+    {
+        app.client_ip = format!("203.0.113.{}", i + 2);
+        let b = start(&app, &provider).await;
+        let location = post_response(&app, &provider, &b.cookie, bad, &b.param("RelayState")).await;
+        assert!(location.starts_with("error: "), "{location}");
+    }
+    // A body over the host's limit is refused before anything reads it.
+    let huge = format!("SAMLResponse={}", "A".repeat(2 << 20));
+    let r = app
+        .send_with_headers(
+            "POST",
+            &format!("/api/v1/auth/sso/{provider}/callback"),
+            None,
+            Some("application/x-www-form-urlencoded"),
+            &[],
+            huge.into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+}

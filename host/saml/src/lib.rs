@@ -326,6 +326,7 @@ pub fn validate(
                 .into(),
         ));
     }
+    check_shape(&xml).map_err(rejected)?;
     if request_id.is_empty() {
         return Err(rejected(
             "no request of this login to answer (unsolicited responses are refused)".into(),
@@ -336,6 +337,9 @@ pub fn validate(
     let assertion = samael
         .parse_xml_response(&xml, Some(&[request_id]))
         .map_err(|e| rejected(format!("the response does not hold: {e}")))?;
+    // What the Response says outside the signature (when only the assertion is signed) is not
+    // trusted, but it is not ignored either: it must agree.
+    check_unsigned_response(&xml, sp, &metadata, request_id).map_err(rejected)?;
     let audience_ok = assertion
         .conditions
         .as_ref()
@@ -408,6 +412,100 @@ fn xml_attribute(value: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// The document's shape, before any signature work: one `Response` root with exactly one
+/// `Assertion` in it anywhere (a second one — an evil twin beside, around or inside the signed
+/// one, the signature-wrapping attacks — is refused outright, whichever one a signature covers),
+/// no encrypted assertion, no DTD, comment or processing instruction.
+fn check_shape(xml: &str) -> Result<(), String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut depth = 0usize;
+    let mut roots = 0usize;
+    let mut assertions = 0usize;
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| format!("the response is not well-formed XML: {e}"))?;
+        let element = match &event {
+            Event::Start(e) | Event::Empty(e) => Some(e.local_name().as_ref().to_vec()),
+            _ => None,
+        };
+        if let Some(local) = element {
+            if depth == 0 {
+                roots += 1;
+                if local != b"Response" {
+                    return Err("the document is not a SAML Response".into());
+                }
+            }
+            match local.as_slice() {
+                b"Assertion" => assertions += 1,
+                b"EncryptedAssertion" => {
+                    return Err("encrypted assertions are not accepted".into());
+                }
+                _ => {}
+            }
+        }
+        match event {
+            Event::Start(_) => depth += 1,
+            Event::End(_) => depth = depth.saturating_sub(1),
+            Event::DocType(_) => return Err("the response: a DTD is not allowed".into()),
+            Event::Comment(_) => return Err("the response contains XML comments".into()),
+            Event::PI(_) => {
+                return Err("the response contains a processing instruction".into());
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if roots != 1 {
+        return Err("the response has more than one root element".into());
+    }
+    if assertions != 1 {
+        return Err(format!(
+            "the response holds {assertions} assertions; exactly one is accepted"
+        ));
+    }
+    Ok(())
+}
+
+/// The Response's own fields, signed or not, must agree with this login: Destination (this
+/// provider's ACS), InResponseTo (this login's request), Issuer (the IdP) and a Success status.
+fn check_unsigned_response(
+    xml: &str,
+    sp: &ServiceProvider,
+    metadata: &EntityDescriptor,
+    request_id: &str,
+) -> Result<(), String> {
+    let response: samael::schema::Response = xml
+        .parse()
+        .map_err(|_| "the response is not a SAML Response".to_owned())?;
+    if response.destination.as_deref() != Some(sp.acs_url.as_str()) {
+        return Err(format!(
+            "the response's Destination is not this provider's ({})",
+            sp.acs_url
+        ));
+    }
+    if response.in_response_to.as_deref() != Some(request_id) {
+        return Err("the response answers another request (InResponseTo)".into());
+    }
+    if let Some(issuer) = response.issuer.as_ref().and_then(|i| i.value.as_deref())
+        && Some(issuer) != metadata.entity_id.as_deref()
+    {
+        return Err("the response's Issuer is not the identity provider".into());
+    }
+    let status = response
+        .status
+        .as_ref()
+        .and_then(|s| s.status_code.value.as_deref());
+    if status != Some("urn:oasis:names:tc:SAML:2.0:status:Success") {
+        return Err(format!(
+            "the identity provider did not sign you in (status {})",
+            status.unwrap_or("missing")
+        ));
+    }
+    Ok(())
 }
 
 /// This service provider's metadata (entity id, signing certificate, the ACS for HTTP-POST;

@@ -543,6 +543,13 @@ fn request_id(browser: &common::sso::Browser) -> String {
     xml[at..at + xml[at..].find('"').unwrap()].to_owned()
 }
 
+/// The signed XML with its (first) reference pointing at `uri`.
+fn retarget(xml: String, uri: &str) -> String {
+    let at = xml.find("<ds:Reference URI=\"").unwrap() + "<ds:Reference URI=\"".len();
+    let end = at + xml[at..].find('"').unwrap();
+    format!("{}{uri}{}", &xml[..at], &xml[end..])
+}
+
 /// The evil twin of a signed assertion for the wrapping attacks: unsigned, an admin.
 fn evil_assertion(id: &str) -> String {
     let mut forge = Forge::genuine("x", "x", "x", "x");
@@ -591,31 +598,41 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
     let key_dir = idp.dir.clone();
 
     // One fresh login per case: (what, how the response is forged from the genuine one).
-    type Case = (&'static str, Box<dyn Fn(&mut Forge)>);
+    type Case = (&'static str, &'static str, Box<dyn Fn(&mut Forge)>);
     let cases: Vec<Case> = vec![
         (
             "wrong audience",
+            "AudienceRequirement",
             Box::new(|f| f.audience = Some("https://other-sp.test/metadata".into())),
         ),
-        ("no audience restriction", Box::new(|f| f.audience = None)),
+        (
+            "no audience restriction",
+            "not restricted to this service provider",
+            Box::new(|f| f.audience = None),
+        ),
         (
             "wrong recipient",
+            "Recipient does not match",
             Box::new(|f| f.recipient = "https://evil.test/acs".into()),
         ),
         (
             "wrong destination",
+            "Destination is not this provider",
             Box::new(|f| f.destination = "https://evil.test/acs".into()),
         ),
         (
             "assertion answers another request",
+            "InResponseTo",
             Box::new(|f| f.confirmation_in_response_to = "_other".into()),
         ),
         (
             "response answers another request",
+            "answers another request",
             Box::new(|f| f.in_response_to = "_other".into()),
         ),
         (
             "unsolicited (no InResponseTo)",
+            "InResponseTo",
             Box::new(|f| {
                 f.in_response_to = String::new();
                 f.confirmation_in_response_to = String::new();
@@ -623,42 +640,69 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
         ),
         (
             "expired",
+            "expired",
             Box::new(|f| {
                 f.not_on_or_after = -600;
                 f.issued = -900;
                 f.not_before = -960;
             }),
         ),
-        ("not yet valid", Box::new(|f| f.not_before = 900)),
-        ("issued an hour ago", Box::new(|f| f.issued = -3600)),
+        (
+            "not yet valid",
+            "not valid until",
+            Box::new(|f| f.not_before = 900),
+        ),
+        (
+            "issued an hour ago",
+            "expired",
+            Box::new(|f| f.issued = -3600),
+        ),
         (
             "another issuer",
+            "Issuer does not match",
             Box::new(|f| f.issuer = "https://evil-idp.test/metadata".into()),
         ),
         (
             "not a success",
+            "did not sign you in",
             Box::new(|f| f.status = "urn:oasis:names:tc:SAML:2.0:status:Responder"),
         ),
         (
             "not a bearer confirmation",
+            "bearer",
             Box::new(|f| f.method = "urn:oasis:names:tc:SAML:2.0:cm:holder-of-key"),
         ),
-        ("signed by another key", Box::new(|f| f.foreign_key = true)),
+        (
+            "signed by another key",
+            "must be signed",
+            Box::new(|f| f.foreign_key = true),
+        ),
         (
             "signed by another key, response and assertion",
+            "must be signed",
             Box::new(|f| {
                 f.foreign_key = true;
                 f.sign_response = true;
             }),
         ),
-        ("signed with RSA-SHA1", Box::new(|f| f.sha1 = true)),
-        ("unsigned", Box::new(|f| f.sign_assertion = false)),
+        (
+            "signed with RSA-SHA1",
+            "must be signed",
+            Box::new(|f| f.sha1 = true),
+        ),
+        (
+            "unsigned",
+            "not signed itself",
+            Box::new(|f| f.sign_assertion = false),
+        ),
         (
             "an attribute changed after signing",
+            "must be signed",
             Box::new(|f| f.after = |x| x.replace(">devs<", ">admins<")),
         ),
         (
             "the NameID changed after signing",
+            "must be signed",
             Box::new(|f| {
                 f.after = |x| {
                     x.replace(
@@ -670,6 +714,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
         ),
         (
             "a comment truncating the NameID",
+            "comments",
             Box::new(|f| {
                 f.after = |x| {
                     x.replacen(
@@ -682,6 +727,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
         ),
         (
             "a DTD with an external entity",
+            "DTD",
             Box::new(|f| {
                 f.after = |x| {
                     x.replacen("<?xml version=\"1.0\" encoding=\"UTF-8\"?>", "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>", 1)
@@ -690,6 +736,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
         ),
         (
             "an unsigned second assertion in a signed response",
+            "exactly one is accepted",
             Box::new(|f| {
                 f.sign_response = true;
                 f.sign_assertion = false;
@@ -704,6 +751,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
         ),
         (
             "XSW: an evil assertion before the signed one",
+            "exactly one is accepted",
             Box::new(|f| {
                 f.after = |x| {
                     x.replacen(
@@ -716,6 +764,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
         ),
         (
             "XSW: an evil assertion after the signed one",
+            "exactly one is accepted",
             Box::new(|f| {
                 f.after = |x| {
                     x.replacen(
@@ -728,6 +777,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
         ),
         (
             "XSW: an evil assertion with the signed one's ID, first",
+            "exactly one is accepted",
             Box::new(|f| {
                 f.after = |x| {
                     let (_, id) = signed_assertion(&x);
@@ -741,6 +791,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
         ),
         (
             "XSW: the signed assertion in an evil one's Advice",
+            "exactly one is accepted",
             Box::new(|f| {
                 f.after = |x| {
                     let (signed, _) = signed_assertion(&x);
@@ -755,6 +806,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
         ),
         (
             "XSW: the signed assertion in the response's Extensions, an evil one in its place",
+            "exactly one is accepted",
             Box::new(|f| {
                 f.after = |x| {
                     let (signed, _) = signed_assertion(&x);
@@ -768,6 +820,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
         ),
         (
             "XSW: the signature moved into an evil assertion, the original in its Object",
+            "refers to something other",
             Box::new(|f| {
                 f.after = |x| {
                     let (signed, _) = signed_assertion(&x);
@@ -791,6 +844,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
         ),
         (
             "XSW: an evil assertion inside the signed one's Subject",
+            "exactly one is accepted",
             Box::new(|f| {
                 f.after = |x| {
                     x.replacen(
@@ -803,6 +857,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
         ),
         (
             "XSW: the signed assertion wrapped in an unknown element before an evil one",
+            "exactly one is accepted",
             Box::new(|f| {
                 f.after = |x| {
                     let (signed, _) = signed_assertion(&x);
@@ -819,6 +874,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
         ),
         (
             "XSW: a second Response wrapping the signed one",
+            "exactly one is accepted",
             Box::new(|f| {
                 f.after = |x| {
                     let body = x.trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
@@ -829,10 +885,101 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
                 }
             }),
         ),
+        (
+            "a response signed, its assertion not",
+            "not signed itself",
+            Box::new(|f| {
+                f.sign_response = true;
+                f.sign_assertion = false;
+            }),
+        ),
+        (
+            "a reference to a local file",
+            "refers to something other",
+            Box::new(|f| f.after = |x| retarget(x, "file:///dev/zero")),
+        ),
+        (
+            "a reference to another host",
+            "refers to something other",
+            Box::new(|f| f.after = |x| retarget(x, "http://169.254.169.254/latest/meta-data/")),
+        ),
+        (
+            "a reference to the whole document",
+            "refers to something other",
+            Box::new(|f| f.after = |x| retarget(x, "")),
+        ),
+        (
+            "an XPath transform",
+            "is not accepted",
+            Box::new(|f| {
+                f.after = |x| {
+                    x.replacen(
+                        "http://www.w3.org/2000/09/xmldsig#enveloped-signature",
+                        "http://www.w3.org/TR/1999/REC-xpath-19991116",
+                        1,
+                    )
+                }
+            }),
+        ),
+        (
+            "canonicalisation with comments",
+            "is not accepted",
+            Box::new(|f| {
+                f.after = |x| {
+                    x.replacen("<ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"", "<ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#WithComments\"", 1)
+                }
+            }),
+        ),
+        (
+            "a Manifest in the signature",
+            "elements that are not accepted",
+            Box::new(|f| {
+                f.after = |x| {
+                    x.replacen("</ds:Signature>", "<ds:Object><ds:Manifest><ds:Reference URI=\"file:///etc/passwd\"/></ds:Manifest></ds:Object></ds:Signature>", 1)
+                }
+            }),
+        ),
+        (
+            "a RetrievalMethod in the key info",
+            "elements that are not accepted",
+            Box::new(|f| {
+                f.after = |x| {
+                    x.replacen(
+                        "<ds:KeyInfo>",
+                        "<ds:KeyInfo><ds:RetrievalMethod URI=\"http://169.254.169.254/key\"/>",
+                        1,
+                    )
+                }
+            }),
+        ),
+        (
+            "a UTF-7 declaration",
+            "encoding UTF-7",
+            Box::new(|f| f.after = |x| x.replacen("encoding=\"UTF-8\"", "encoding=\"UTF-7\"", 1)),
+        ),
+        (
+            "a lower-case DTD",
+            "DTD",
+            Box::new(|f| f.after = |x| x.replacen("?>", "?><!doctype r>", 1)),
+        ),
+        (
+            "a processing instruction in the NameID",
+            "processing instruction",
+            Box::new(|f| {
+                f.after = |x| {
+                    x.replacen(
+                        "carol@example.test</saml:NameID>",
+                        "carol@example.test<?evil?></saml:NameID>",
+                        1,
+                    )
+                }
+            }),
+        ),
     ];
-    assert!(cases.len() >= 30, "{} forged cases", cases.len());
+    assert!(cases.len() >= 40, "{} forged cases", cases.len());
     let mut accepted = Vec::new();
-    for (i, (what, change)) in cases.iter().enumerate() {
+    let mut wrong_reason = Vec::new();
+    for (i, (what, reason, change)) in cases.iter().enumerate() {
         // Each from its own address: sign-in starts are limited per address.
         app.client_ip = format!("198.51.100.{}", i + 1);
         let browser = start(&app, &provider).await;
@@ -850,11 +997,18 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
         .await;
         if !location.starts_with("error: ") {
             accepted.push(*what);
+        } else if !location.contains(reason) {
+            wrong_reason.push(format!("{what}: {location}"));
         }
     }
     assert!(
         accepted.is_empty(),
         "forged responses accepted: {accepted:?}"
+    );
+    assert!(
+        wrong_reason.is_empty(),
+        "refused for another reason than expected:\n{}",
+        wrong_reason.join("\n")
     );
 
     // The generator makes responses the host accepts when nothing is forged (so each refusal

@@ -35,6 +35,9 @@ pub struct StoreServices {
     pub(crate) mailer: Option<Mailer>,
 }
 
+/// How long one SAML operation may take.
+const SAML_TIME_LIMIT: Duration = Duration::from_secs(5);
+
 fn no_service_provider() -> SamlError {
     SamlError::Denied("this call is not a SAML sign-in provider's".into())
 }
@@ -105,14 +108,21 @@ impl HostServices for StoreServices {
         _plugin_id: &str,
         request: &AuthnRequest,
     ) -> Result<RequestStart, SamlError> {
-        let (sp, _) = self.saml.as_ref().ok_or_else(no_service_provider)?;
-        let start = infrapilot_saml::begin(
-            sp,
-            &request.idp_metadata,
-            &request.relay_state,
-            request.force_authn,
-        )
-        .map_err(saml_error)?;
+        let (sp, _) = self.saml.clone().ok_or_else(no_service_provider)?;
+        let request = request.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            infrapilot_saml::begin(
+                &sp,
+                &request.idp_metadata,
+                &request.relay_state,
+                request.force_authn,
+            )
+        });
+        let start = tokio::time::timeout(SAML_TIME_LIMIT, work)
+            .await
+            .map_err(|_| SamlError::Rejected("signing the request took too long".into()))?
+            .map_err(|e| SamlError::Rejected(format!("signing the request failed: {e}")))?
+            .map_err(saml_error)?;
         Ok(RequestStart {
             redirect_url: start.redirect_url,
             request_id: start.request_id,
@@ -126,8 +136,20 @@ impl HostServices for StoreServices {
         saml_response: &str,
         request_id: &str,
     ) -> Result<Assertion, SamlError> {
-        let (sp, replay) = self.saml.as_ref().ok_or_else(no_service_provider)?;
-        let facts = infrapilot_saml::validate(sp, idp_metadata, saml_response, request_id, replay)
+        let (sp, replay) = self.saml.clone().ok_or_else(no_service_provider)?;
+        let (idp_metadata, saml_response, request_id) = (
+            idp_metadata.to_owned(),
+            saml_response.to_owned(),
+            request_id.to_owned(),
+        );
+        // XML signature work off the async workers, and bounded in time.
+        let work = tokio::task::spawn_blocking(move || {
+            infrapilot_saml::validate(&sp, &idp_metadata, &saml_response, &request_id, &replay)
+        });
+        let facts = tokio::time::timeout(SAML_TIME_LIMIT, work)
+            .await
+            .map_err(|_| SamlError::Rejected("checking the response took too long".into()))?
+            .map_err(|e| SamlError::Rejected(format!("checking the response failed: {e}")))?
             .map_err(saml_error)?;
         Ok(Assertion {
             issuer: facts.issuer,

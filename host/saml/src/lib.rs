@@ -326,6 +326,7 @@ pub fn validate(
                 .into(),
         ));
     }
+    check_encoding(&xml).map_err(rejected)?;
     check_shape(&xml).map_err(rejected)?;
     if request_id.is_empty() {
         return Err(rejected(
@@ -363,15 +364,19 @@ pub fn validate(
         .filter(|n| !n.value.trim().is_empty())
         .ok_or_else(|| rejected("the assertion names no subject (NameID)".into()))?;
     let now = chrono::Utc::now().timestamp();
-    let expires_at = assertion
-        .conditions
-        .as_ref()
-        .and_then(|c| c.not_on_or_after)
-        .map(|t| t.timestamp())
-        .unwrap_or(now + 600)
-        .max(now)
-        + SKEW_SECONDS;
-    if !replay.spend(&assertion.id, expires_at, now) {
+    if assertion.issue_instant.timestamp() > now + SKEW_SECONDS {
+        return Err(rejected("the assertion is issued in the future".into()));
+    }
+    // Remembered until it could no longer be accepted anyway (issued at most the skew ago),
+    // however far its NotOnOrAfter lies: an identity provider cannot fill the cache for long.
+    let expires_at = assertion.issue_instant.timestamp().max(now) + 2 * SKEW_SECONDS;
+    let replay_key = format!(
+        "{}|{}|{}",
+        sp.entity_id,
+        assertion.issuer.value.as_deref().unwrap_or_default(),
+        assertion.id
+    );
+    if !replay.spend(&replay_key, expires_at, now) {
         return Err(rejected("this assertion was used already".into()));
     }
     let mut attributes: Vec<(String, Vec<String>)> = Vec::new();
@@ -414,26 +419,59 @@ fn xml_attribute(value: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The document's shape, before any signature work: one `Response` root with exactly one
-/// `Assertion` in it anywhere (a second one — an evil twin beside, around or inside the signed
-/// one, the signature-wrapping attacks — is refused outright, whichever one a signature covers),
-/// no encrypted assertion, no DTD, comment or processing instruction.
+/// Canonicalisation and transform algorithms a signature here may use: no comments kept, no
+/// XPath or XSLT, nothing that fetches.
+const ALLOWED_TRANSFORMS: [&str; 3] = [
+    "http://www.w3.org/2000/09/xmldsig#enveloped-signature",
+    "http://www.w3.org/2001/10/xml-exc-c14n#",
+    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
+];
+
+/// The document's shape, before any signature work (xmlsec would compute every reference's
+/// digest before it checks a signature, following any URI and transform it names):
+/// - one `Response` root with exactly one `Assertion` anywhere in it (a second one — an evil
+///   twin beside, around or inside the signed one, the signature-wrapping attacks — is refused
+///   whichever one a signature covers), nothing encrypted;
+/// - the assertion signed itself (as this provider's metadata asks: `WantAssertionsSigned`);
+/// - at most two signatures, each a direct child of the Response or the Assertion with exactly
+///   one reference, to its parent's `ID`; only the enveloped-signature and comment-free
+///   canonicalisation transforms; no `Object`, `Manifest` or `RetrievalMethod`;
+/// - no DTD, comment or processing instruction.
 fn check_shape(xml: &str) -> Result<(), String> {
     use quick_xml::events::Event;
+    let attribute = |e: &quick_xml::events::BytesStart, name: &[u8]| -> Option<String> {
+        e.attributes()
+            .flatten()
+            .find(|a| a.key.local_name().as_ref() == name)
+            .and_then(|a| {
+                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                    .ok()
+                    .map(|v| v.into_owned())
+            })
+    };
     let mut reader = quick_xml::Reader::from_str(xml);
-    let mut depth = 0usize;
+    // (local name, its ID attribute) of each open element.
+    let mut stack: Vec<(Vec<u8>, Option<String>)> = Vec::new();
     let mut roots = 0usize;
     let mut assertions = 0usize;
+    let mut assertion_signed = false;
+    let mut signatures = 0usize;
+    // The reference the open signature must make, and how many it made.
+    let mut expected_reference: Option<String> = None;
+    let mut references = 0usize;
     loop {
         let event = reader
             .read_event()
             .map_err(|e| format!("the response is not well-formed XML: {e}"))?;
-        let element = match &event {
-            Event::Start(e) | Event::Empty(e) => Some(e.local_name().as_ref().to_vec()),
-            _ => None,
+        let (start, empty) = match &event {
+            Event::Start(e) => (Some(e.clone()), false),
+            Event::Empty(e) => (Some(e.clone()), true),
+            _ => (None, false),
         };
-        if let Some(local) = element {
-            if depth == 0 {
+        if let Some(e) = start {
+            let local = e.local_name().as_ref().to_vec();
+            let parent = stack.last().map(|(name, _)| name.as_slice());
+            if stack.is_empty() {
                 roots += 1;
                 if local != b"Response" {
                     return Err("the document is not a SAML Response".into());
@@ -444,12 +482,50 @@ fn check_shape(xml: &str) -> Result<(), String> {
                 b"EncryptedAssertion" => {
                     return Err("encrypted assertions are not accepted".into());
                 }
+                b"Signature" => {
+                    signatures += 1;
+                    let (parent_name, parent_id) = stack
+                        .last()
+                        .map(|(n, id)| (n.as_slice(), id.clone()))
+                        .unwrap_or((b"", None));
+                    if signatures > 2 || !matches!(parent_name, b"Response" | b"Assertion") {
+                        return Err("a signature where none belongs".into());
+                    }
+                    if parent_name == b"Assertion" {
+                        assertion_signed = true;
+                    }
+                    expected_reference = Some(format!("#{}", parent_id.unwrap_or_default()));
+                    references = 0;
+                }
+                b"Reference" if parent == Some(b"SignedInfo") => {
+                    references += 1;
+                    if references > 1
+                        || attribute(&e, b"URI").as_deref() != expected_reference.as_deref()
+                    {
+                        return Err(
+                            "a signature refers to something other than its own element".into()
+                        );
+                    }
+                }
+                b"Transform" | b"CanonicalizationMethod" => {
+                    let algorithm = attribute(&e, b"Algorithm").unwrap_or_default();
+                    if !ALLOWED_TRANSFORMS.contains(&algorithm.as_str()) {
+                        return Err(format!("the transform {algorithm} is not accepted"));
+                    }
+                }
+                b"Object" | b"Manifest" | b"RetrievalMethod" | b"XPath" | b"XSLT" => {
+                    return Err("the signature holds elements that are not accepted".into());
+                }
                 _ => {}
+            }
+            if !empty {
+                stack.push((local, attribute(&e, b"ID")));
             }
         }
         match event {
-            Event::Start(_) => depth += 1,
-            Event::End(_) => depth = depth.saturating_sub(1),
+            Event::End(_) => {
+                stack.pop();
+            }
             Event::DocType(_) => return Err("the response: a DTD is not allowed".into()),
             Event::Comment(_) => return Err("the response contains XML comments".into()),
             Event::PI(_) => {
@@ -466,6 +542,31 @@ fn check_shape(xml: &str) -> Result<(), String> {
         return Err(format!(
             "the response holds {assertions} assertions; exactly one is accepted"
         ));
+    }
+    if !assertion_signed {
+        return Err("the assertion is not signed itself".into());
+    }
+    Ok(())
+}
+
+/// Only UTF-8, as declared (another declared encoding could hide markup from these checks).
+fn check_encoding(xml: &str) -> Result<(), String> {
+    if xml.contains('\0') {
+        return Err("the response contains NUL characters".into());
+    }
+    if let Some(rest) = xml.trim_start_matches('\u{feff}').strip_prefix("<?xml")
+        && let Some(declaration) = rest.split("?>").next()
+        && let Some(at) = declaration.find("encoding")
+    {
+        let value = declaration[at + "encoding".len()..]
+            .trim_start_matches([' ', '='])
+            .trim_matches(|c| c == '"' || c == '\'' || c == ' ');
+        let value = value.split(['"', '\'']).next().unwrap_or_default();
+        if !value.eq_ignore_ascii_case("utf-8") {
+            return Err(format!(
+                "the response's encoding {value} is not accepted (UTF-8 only)"
+            ));
+        }
     }
     Ok(())
 }

@@ -24,6 +24,9 @@ pub struct SsoProviderRow {
     /// A SAML provider's service-provider key (sealed) and certificate (PEM).
     pub sp_key: Option<Vec<u8>>,
     pub sp_cert: Option<String>,
+    /// Its SAML entity id and ACS URL, fixed when it was made.
+    pub sp_entity_id: Option<String>,
+    pub sp_acs_url: Option<String>,
 }
 
 /// A provider as stored; the id is the caller's (the secrets are sealed under it).
@@ -84,7 +87,7 @@ pub struct NewSsoLogin<'a> {
 }
 
 const PROVIDER_COLUMNS: &str = "SELECT id, plugin_id, name, settings, secrets, group_roles, default_role, \
-     enabled, created_at, updated_at, sp_key, sp_cert FROM sso_providers WHERE org_id = $1";
+     enabled, created_at, updated_at, sp_key, sp_cert, sp_entity_id, sp_acs_url FROM sso_providers WHERE org_id = $1";
 
 const LOGIN_COLUMNS: &str = "SELECT id, provider_id, state_hash, browser_hash, nonce, callback_url, code_verifier, context, \
      created_at, expires_at, used_at, user_id, exchange_hash, exchange_expires_at, exchanged_at \
@@ -93,21 +96,26 @@ const LOGIN_COLUMNS: &str = "SELECT id, provider_id, state_hash, browser_hash, n
 impl Tx {
     // ----- providers -----
 
-    /// Stores a SAML provider's service-provider key (sealed) and certificate.
+    /// Stores a SAML provider's service-provider key (sealed), certificate, entity id and ACS URL.
     pub async fn set_sso_service_provider(
         &mut self,
         id: &str,
         sealed_key: &[u8],
         cert_pem: &str,
+        entity_id: &str,
+        acs_url: &str,
     ) -> Result<()> {
         let org = self.org_id.clone();
         on_tx!(self, c => sqlx::query(
-            "UPDATE sso_providers SET sp_key = $3, sp_cert = $4 WHERE org_id = $1 AND id = $2",
+            "UPDATE sso_providers SET sp_key = $3, sp_cert = $4, sp_entity_id = $5, sp_acs_url = $6 \
+             WHERE org_id = $1 AND id = $2",
         )
         .bind(&org)
         .bind(id)
         .bind(sealed_key)
         .bind(cert_pem)
+        .bind(entity_id)
+        .bind(acs_url)
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }

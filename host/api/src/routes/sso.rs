@@ -246,9 +246,14 @@ fn saml_service_provider(
         .ok()
         .and_then(|k| String::from_utf8(k).ok())
         .ok_or_else(|| ApiError::internal("a SAML provider's key does not open"))?;
+    // Fixed when the provider was made; a request's Host header never changes them.
+    let acs_url = row.sp_acs_url.clone().unwrap_or_else(|| acs_url.to_owned());
     Ok(Some(infrapilot_saml::ServiceProvider {
-        entity_id: saml_entity_id(acs_url, org),
-        acs_url: acs_url.to_owned(),
+        entity_id: row
+            .sp_entity_id
+            .clone()
+            .unwrap_or_else(|| saml_entity_id(&acs_url, org)),
+        acs_url,
         key_pem,
         cert_pem: cert_pem.clone(),
     }))
@@ -387,11 +392,15 @@ fn provider_dto(
                 role: r.role,
             })
             .collect(),
-        callback_url: callback_url(state, headers, &row.id),
-        saml_metadata_url: row
-            .sp_cert
-            .is_some()
-            .then(|| saml_entity_id(&callback_url(state, headers, &row.id), org)),
+        callback_url: row
+            .sp_acs_url
+            .clone()
+            .unwrap_or_else(|| callback_url(state, headers, &row.id)),
+        saml_metadata_url: row.sp_cert.as_ref().map(|_| {
+            row.sp_entity_id
+                .clone()
+                .unwrap_or_else(|| saml_entity_id(&callback_url(state, headers, &row.id), org))
+        }),
         secrets_set,
         id: row.id,
         plugin: row.plugin_id,
@@ -440,6 +449,8 @@ async fn checked_settings(
         updated_at: 0,
         sp_key: saml.sealed_key.clone(),
         sp_cert: saml.cert_pem.clone(),
+        sp_entity_id: saml.entity_id.clone(),
+        sp_acs_url: saml.cert_pem.as_ref().map(|_| saml.acs_url.clone()),
     };
     plugin
         .validate(&invocation(state, org, &probe, Some(&saml.acs_url))?)
@@ -479,6 +490,7 @@ fn settings_field(manifest: &infrapilot_plugin_runtime::Manifest, message: &str)
 struct SamlKeys {
     sealed_key: Option<Vec<u8>>,
     cert_pem: Option<String>,
+    entity_id: Option<String>,
     acs_url: String,
 }
 
@@ -487,6 +499,7 @@ impl SamlKeys {
     async fn for_new_provider(
         state: &AppState,
         manifest: &infrapilot_plugin_runtime::Manifest,
+        org: &OrgId,
         provider_id: &str,
         acs_url: String,
     ) -> ApiResult<SamlKeys> {
@@ -494,6 +507,7 @@ impl SamlKeys {
             return Ok(SamlKeys {
                 sealed_key: None,
                 cert_pem: None,
+                entity_id: None,
                 acs_url,
             });
         }
@@ -510,6 +524,7 @@ impl SamlKeys {
         Ok(SamlKeys {
             sealed_key: Some(sealed),
             cert_pem: Some(cert_pem),
+            entity_id: Some(saml_entity_id(&acs_url, org)),
             acs_url,
         })
     }
@@ -518,7 +533,8 @@ impl SamlKeys {
         SamlKeys {
             sealed_key: row.sp_key.clone(),
             cert_pem: row.sp_cert.clone(),
-            acs_url,
+            entity_id: row.sp_entity_id.clone(),
+            acs_url: row.sp_acs_url.clone().unwrap_or(acs_url),
         }
     }
 }
@@ -584,9 +600,14 @@ pub async fn create_provider(
         .transpose()?;
     let id = uuid::Uuid::new_v4().to_string();
     let manifest = provider_plugin_manifest(&state, plugin).await?;
-    let saml =
-        SamlKeys::for_new_provider(&state, &manifest, &id, callback_url(&state, &headers, &id))
-            .await?;
+    let saml = SamlKeys::for_new_provider(
+        &state,
+        &manifest,
+        &principal.org_id,
+        &id,
+        callback_url(&state, &headers, &id),
+    )
+    .await?;
     let (plain, sealed) =
         checked_settings(&state, &principal.org_id, plugin, &id, &req.settings, &saml).await?;
     let rules_json =
@@ -604,8 +625,11 @@ pub async fn create_provider(
     })
     .await
     .map_err(name_conflict(&name))?;
-    if let (Some(key), Some(cert)) = (&saml.sealed_key, &saml.cert_pem) {
-        tx.set_sso_service_provider(&id, key, cert).await?;
+    if let (Some(key), Some(cert), Some(entity_id)) =
+        (&saml.sealed_key, &saml.cert_pem, &saml.entity_id)
+    {
+        tx.set_sso_service_provider(&id, key, cert, entity_id, &saml.acs_url)
+            .await?;
     }
     audit_log::success(
         &mut tx,
@@ -893,9 +917,15 @@ pub async fn saml_metadata(
     let Some(cert_pem) = row.sp_cert.clone() else {
         return Err(ApiError::not_found("id", "this provider does not use SAML"));
     };
-    let acs_url = callback_url(&state, &headers, &row.id);
+    let acs_url = row
+        .sp_acs_url
+        .clone()
+        .unwrap_or_else(|| callback_url(&state, &headers, &row.id));
     let xml = infrapilot_saml::sp_metadata(&infrapilot_saml::ServiceProvider {
-        entity_id: saml_entity_id(&acs_url, &org),
+        entity_id: row
+            .sp_entity_id
+            .clone()
+            .unwrap_or_else(|| saml_entity_id(&acs_url, &org)),
         acs_url,
         key_pem: String::new(),
         cert_pem,

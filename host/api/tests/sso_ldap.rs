@@ -32,22 +32,8 @@ struct Slapd {
 
 impl Slapd {
     fn start() -> Slapd {
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/start-slapd.sh");
-        let out = Command::new("bash").arg(&script).output().unwrap();
-        assert!(
-            out.status.success(),
-            "start-slapd.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-        let env = std::fs::read_to_string(dir.join("env")).unwrap();
-        let var = |name: &str| -> String {
-            env.split_whitespace()
-                .find_map(|w| w.strip_prefix(&format!("{name}=")))
-                .unwrap_or_else(|| panic!("{name} in {env}"))
-                .to_owned()
-        };
+        let started = common::peers::start("start-slapd.sh", &[], &[]);
+        let (dir, var) = (started.dir.clone(), |name: &str| started.var(name));
         Slapd {
             port: var("LDAP_PORT").parse().unwrap(),
             tls_port: var("LDAPS_PORT").parse().unwrap(),

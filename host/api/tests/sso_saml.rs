@@ -30,29 +30,15 @@ struct Idp {
 impl Idp {
     /// Starts the IdP for one service provider; `again` restarts one on its key and port.
     fn start(sp_entity_id: &str, acs_url: &str, again: Option<(&Path, u16)>) -> Idp {
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/start-saml-idp.sh");
-        let mut command = Command::new("bash");
-        command.arg(&script).arg(sp_entity_id).arg(acs_url);
-        if let Some((dir, port)) = again {
-            command
-                .env("IDP_DIR", dir)
-                .env("IDP_PORT", port.to_string());
-        }
-        let out = command.output().unwrap();
-        assert!(
-            out.status.success(),
-            "start-saml-idp.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-        let env = std::fs::read_to_string(dir.join("env")).unwrap();
-        let var = |name: &str| -> String {
-            env.split_whitespace()
-                .find_map(|w| w.strip_prefix(&format!("{name}=")))
-                .unwrap_or_else(|| panic!("{name} in {env}"))
-                .to_owned()
+        let envs: Vec<(&str, String)> = match again {
+            Some((dir, port)) => vec![
+                ("IDP_DIR", dir.display().to_string()),
+                ("IDP_PORT", port.to_string()),
+            ],
+            None => Vec::new(),
         };
+        let started = common::peers::start("start-saml-idp.sh", &[sp_entity_id, acs_url], &envs);
+        let (dir, var) = (started.dir.clone(), |name: &str| started.var(name));
         Idp {
             port: var("IDP_PORT").parse().unwrap(),
             pid: var("IDP_PID"),

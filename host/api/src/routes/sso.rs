@@ -1088,12 +1088,24 @@ pub async fn password_login(
             &row.id,
         )
         .await?;
+    session_response(pair, None)
+}
+
+/// A new session's tokens, never cached; `cookie` set alongside (the login's, cleared).
+fn session_response(
+    pair: infrapilot_accounts::TokenPair,
+    cookie: Option<String>,
+) -> ApiResult<Response> {
     let body =
         serde_json::to_vec(&token_pair(pair)).map_err(|e| ApiError::internal(e.to_string()))?;
-    Response::builder()
+    let mut response = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::CACHE_CONTROL, "no-store");
+    if let Some(cookie) = cookie {
+        response = response.header(header::SET_COOKIE, cookie);
+    }
+    response
         .body(Body::from(body))
         .map_err(|e| ApiError::internal(e.to_string()))
 }
@@ -1638,16 +1650,8 @@ pub async fn exchange(
             &login.provider_id,
         )
         .await?;
-    let body =
-        serde_json::to_vec(&token_pair(pair)).map_err(|e| ApiError::internal(e.to_string()))?;
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CACHE_CONTROL, "no-store")
-        // The login is over: the browser forgets it.
-        .header(header::SET_COOKIE, cookie_header(&state, &headers, "", 0))
-        .body(Body::from(body))
-        .map_err(|e| ApiError::internal(e.to_string()))
+    // The login is over: the browser forgets it.
+    session_response(pair, Some(cookie_header(&state, &headers, "", 0)))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod peers;
 pub mod sso;
 
 use std::net::SocketAddr;

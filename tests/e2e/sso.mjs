@@ -30,6 +30,14 @@ const BASE = (process.env.INFRAPILOT_URL || 'http://127.0.0.1:8080').replace(/\/
 // The provider's people; the test changes their groups between logins.
 const ACCOUNTS = {
   alice: { email: 'alice@idp.example', email_verified: true, name: 'Alice Idp', groups: ['admins', 'devs'] },
+  // Too many groups for a token: a distributed claim, as Entra ID's group overage sends it.
+  carl: {
+    email: 'carl@idp.example',
+    email_verified: true,
+    name: 'Carl Overage',
+    _claim_names: { groups: 'src1' },
+    _claim_sources: { src1: { endpoint: 'https://graph.windows.net/tenant/users/carl/getMemberObjects' } },
+  },
 };
 
 // ---- the directory --------------------------------------------------------------------------
@@ -54,6 +62,29 @@ function startDirectory() {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+// ---- Microsoft Graph (a stand-in on loopback: graph.microsoft.com is not reachable) ----------
+
+/** POST /v1.0/me/getMemberObjects as Graph documents it: the caller's group ids in `value`. */
+async function startGraph() {
+  const calls = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      calls.push({ url: req.url, authorization: req.headers.authorization ?? '', body });
+      if (req.method !== 'POST' || req.url !== '/v1.0/me/getMemberObjects' || !req.headers.authorization) {
+        res.writeHead(401, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { code: 'InvalidAuthenticationToken' } }));
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ '@odata.context': 'https://graph.microsoft.com/v1.0/$metadata#Collection(Edm.String)', value: ['admins', 'devs'] }));
+    });
+  });
+  const port = await listen(server);
+  return { url: `http://127.0.0.1:${port}`, calls, stop: () => server.close() };
 }
 
 // ---- the SAML identity provider ----------------------------------------------------------------
@@ -241,8 +272,9 @@ async function main() {
   }
 
   let samlIdp = null;
+  let graph = null;
   try {
-    const operator = await step('the host operator enables the OIDC plugin and adds the provider with its group mapping', async () => {
+    const { token: operator, provider: oidcProvider } = await step('the host operator enables the OIDC plugin and adds the provider with its group mapping', async () => {
       const login = await api('POST', '/auth/login', null, { email: OPERATOR.email, password: OPERATOR.password });
       if (login.status !== 200) throw new Error(`operator sign-in: ${login.status} ${JSON.stringify(login.body)}`);
       const token = login.body.access_token;
@@ -269,7 +301,7 @@ async function main() {
       }
       // The provider's client is registered with exactly that redirect URI.
       await op.startOp(created.body.callback_url);
-      return token;
+      return { token, provider: created.body.id };
     });
 
     await step('the sign-in page offers the provider; its login and consent lead back signed in, an admin through "admins"', async () => {
@@ -335,6 +367,21 @@ async function main() {
       await ssoLogin();
       const who = await page.getByTestId('whoami').innerText();
       if (!who.includes('Viewer')) throw new Error(`signed in as ${who}`);
+      await signOut();
+    });
+
+    await step('group overage: the ID token points elsewhere for the groups; Microsoft Graph\'s getMemberObjects (a stand-in on loopback) gives them, an admin', async () => {
+      graph = await startGraph();
+      const r = await api('PATCH', `/sso/providers/${oidcProvider}`, operator, {
+        settings: { preset: 'generic', issuer: op.issuer, client_id: 'infrapilot', scopes: 'openid email profile groups', graph_url: graph.url },
+      });
+      if (r.status !== 200) throw new Error(`provider: ${r.status} ${JSON.stringify(r.body)}`);
+      // A new person at the provider: its session (alice's) ends first.
+      await page.context().clearCookies();
+      await ssoLogin('carl');
+      const who = await page.getByTestId('whoami').innerText();
+      if (!who.includes('Carl Overage') || !who.includes('Admin')) throw new Error(`signed in as ${who}`);
+      if (!graph.calls.some((c) => c.authorization.startsWith('Bearer '))) throw new Error('Graph was not asked with the access token');
       await signOut();
     });
 
@@ -420,6 +467,7 @@ async function main() {
     op.stop();
     directory.stop();
     samlIdp?.stop();
+    graph?.stop();
   }
 }
 

@@ -536,6 +536,32 @@ fn retarget(xml: String, uri: &str) -> String {
     format!("{}{uri}{}", &xml[..at], &xml[end..])
 }
 
+/// The first `<ds:Signature>…</ds:Signature>` of `xml`.
+fn signature_of(xml: &str) -> String {
+    let start = xml.find("<ds:Signature").unwrap();
+    let end = xml[start..].find("</ds:Signature>").unwrap() + start + "</ds:Signature>".len();
+    xml[start..end].to_owned()
+}
+
+/// The signed Response element (without the XML declaration) and its own signature.
+fn response_and_signature(xml: &str) -> (String, String) {
+    let start = xml.find("<samlp:Response").unwrap();
+    let body = xml[start..].to_owned();
+    let signature = signature_of(&body);
+    (body, signature)
+}
+
+/// A copy of the Response `body` with another ID, no signature and an evil assertion.
+fn evil_response(body: &str) -> String {
+    let signature = signature_of(body);
+    let (assertion, _) = signed_assertion(body);
+    let at = body.find(" ID=\"").unwrap() + 5;
+    let end = at + body[at..].find('"').unwrap();
+    let copy = format!("{}_evil_response{}", &body[..at], &body[end..]);
+    copy.replacen(&signature, "", 1)
+        .replacen(&assertion, &evil_assertion("_evil"), 1)
+}
+
 /// The evil twin of a signed assertion for the wrapping attacks: unsigned, an admin.
 fn evil_assertion(id: &str) -> String {
     let mut forge = Forge::genuine("x", "x", "x", "x");
@@ -736,7 +762,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
             }),
         ),
         (
-            "XSW: an evil assertion before the signed one",
+            "XSW3: an evil assertion before the signed one",
             "exactly one is accepted",
             Box::new(|f| {
                 f.after = |x| {
@@ -791,7 +817,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
             }),
         ),
         (
-            "XSW: the signed assertion in the response's Extensions, an evil one in its place",
+            "XSW7: the signed assertion in the response's Extensions, an evil one in its place",
             "exactly one is accepted",
             Box::new(|f| {
                 f.after = |x| {
@@ -805,7 +831,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
             }),
         ),
         (
-            "XSW: the signature moved into an evil assertion, the original in its Object",
+            "XSW6: the signature moved into an evil assertion, the original in its Object",
             "refers to something other",
             Box::new(|f| {
                 f.after = |x| {
@@ -868,6 +894,102 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
                     format!(
                         "<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"_outer\" Version=\"2.0\" IssueInstant=\"2026-01-01T00:00:00Z\"><samlp:Status><samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:Success\"/></samlp:Status>{evil}<samlp:Extensions>{body}</samlp:Extensions></samlp:Response>"
                     )
+                }
+            }),
+        ),
+        (
+            "XSW1: an evil response holding the signed one in its signature's Object",
+            "refers to something other",
+            Box::new(|f| {
+                f.sign_response = true;
+                f.after = |x| {
+                    let (body, signature) = response_and_signature(&x);
+                    let evil = evil_response(&body).replacen(
+                        "</saml:Issuer>",
+                        &format!(
+                            "</saml:Issuer>{}",
+                            signature.replacen(
+                                "</ds:Signature>",
+                                &format!("<ds:Object>{body}</ds:Object></ds:Signature>"),
+                                1
+                            )
+                        ),
+                        1,
+                    );
+                    evil
+                }
+            }),
+        ),
+        (
+            "XSW2: an evil response with the signed one beside its signature",
+            "a signature where none belongs",
+            Box::new(|f| {
+                f.sign_response = true;
+                f.after = |x| {
+                    let (body, signature) = response_and_signature(&x);
+                    evil_response(&body).replacen(
+                        "</saml:Issuer>",
+                        &format!("</saml:Issuer>{body}{signature}"),
+                        1,
+                    )
+                }
+            }),
+        ),
+        (
+            "XSW4: the signed assertion a child of an evil one",
+            "exactly one is accepted",
+            Box::new(|f| {
+                f.after = |x| {
+                    let (signed, _) = signed_assertion(&x);
+                    let evil = evil_assertion("_evil").replacen(
+                        "</saml:Assertion>",
+                        &format!("{signed}</saml:Assertion>"),
+                        1,
+                    );
+                    x.replacen(&signed, &evil, 1)
+                }
+            }),
+        ),
+        (
+            "XSW5: the signature moved into an evil assertion, the original appended unsigned",
+            "refers to something other",
+            Box::new(|f| {
+                f.after = |x| {
+                    let (signed, _) = signed_assertion(&x);
+                    let signature = signature_of(&signed);
+                    let evil = evil_assertion("_evil").replacen(
+                        "</saml:Issuer>",
+                        &format!("</saml:Issuer>{signature}"),
+                        1,
+                    );
+                    let original = signed.replacen(&signature, "", 1);
+                    x.replacen(&signed, &evil, 1).replacen(
+                        "</samlp:Response>",
+                        &format!("{original}</samlp:Response>"),
+                        1,
+                    )
+                }
+            }),
+        ),
+        (
+            "XSW8: an evil assertion whose signature's Object holds the original, unsigned",
+            "refers to something other",
+            Box::new(|f| {
+                f.after = |x| {
+                    let (signed, _) = signed_assertion(&x);
+                    let signature = signature_of(&signed);
+                    let original = signed.replacen(&signature, "", 1);
+                    let moved = signature.replacen(
+                        "</ds:Signature>",
+                        &format!("<ds:Object>{original}</ds:Object></ds:Signature>"),
+                        1,
+                    );
+                    let evil = evil_assertion("_evil").replacen(
+                        "</saml:Issuer>",
+                        &format!("</saml:Issuer>{moved}"),
+                        1,
+                    );
+                    x.replacen(&signed, &evil, 1)
                 }
             }),
         ),
@@ -962,7 +1084,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
             }),
         ),
     ];
-    assert!(cases.len() >= 40, "{} forged cases", cases.len());
+    assert!(cases.len() >= 45, "{} forged cases", cases.len());
     let mut accepted = Vec::new();
     let mut wrong_reason = Vec::new();
     for (i, (what, reason, change)) in cases.iter().enumerate() {

@@ -20,8 +20,8 @@ use infrapilot_plugin_sdk::sso::{
 use infrapilot_plugin_sdk::sso_provider::infrapilot::plugin::types::Header;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeVerifier,
-    RedirectUrl, Scope, TokenResponse,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -39,6 +39,9 @@ struct Settings {
     groups_claim: String,
     hosted_domain: Option<String>,
     github_url: Option<String>,
+    /// Microsoft Graph's base URL, for Entra's group overage (and for any provider whose ID
+    /// tokens use `_claim_names` for groups, when set).
+    graph_url: Option<String>,
     /// GitHub: only members of one of these organisations sign in (space or comma separated).
     allowed_organizations: Option<String>,
 }
@@ -87,6 +90,25 @@ impl Settings {
             other => Err(format!(
                 "preset: {other:?} is not generic, entra, google or github"
             )),
+        }
+    }
+
+    /// Where to ask for the groups of an overage: Graph for the entra preset (or the
+    /// `graph_url` setting, https or loopback http), none otherwise.
+    fn graph_for_overage(&self) -> Option<String> {
+        let configured = self
+            .graph_url
+            .as_deref()
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| {
+                u.starts_with("https://")
+                    || u.starts_with("http://127.0.0.1:")
+                    || u.starts_with("http://localhost:")
+            });
+        match (self.preset.as_str(), configured) {
+            (_, Some(url)) => Some(url),
+            ("entra", None) => Some("https://graph.microsoft.com".into()),
+            _ => None,
         }
     }
 
@@ -407,13 +429,20 @@ impl SsoProvider for OidcProvider {
                 )));
             }
         }
-        let groups = match payload.get(settings.groups_claim.as_str()) {
+        let mut groups: Vec<String> = match payload.get(settings.groups_claim.as_str()) {
             Some(Value::Array(items)) => items
                 .iter()
                 .filter_map(|g| g.as_str().map(str::to_owned))
                 .collect(),
             _ => Vec::new(),
         };
+        if let Some(graph) = settings.graph_for_overage()
+            && group_overage(&payload, &settings.groups_claim)
+        {
+            // Too many groups for the token (Entra's overage: `_claim_names` points at a
+            // source instead): Microsoft Graph lists them for the signed-in person.
+            groups = entra_groups(&graph, tokens.access_token().secret())?;
+        }
         let mut attributes = Vec::new();
         for name in ["amr", "acr", "auth_time"] {
             if let Some(value) = payload.get(name) {
@@ -437,6 +466,55 @@ impl SsoProvider for OidcProvider {
     fn check_password(_username: String, _password: String) -> Result<Identity, LoginError> {
         Err(LoginError::Unsupported)
     }
+}
+
+/// Whether the ID token says the groups claim did not fit (`_claim_names` names it, or Entra's
+/// `hasgroups`).
+fn group_overage(payload: &Value, groups_claim: &str) -> bool {
+    payload
+        .get("_claim_names")
+        .and_then(|names| names.get(groups_claim))
+        .is_some()
+        || payload.get("hasgroups").and_then(Value::as_bool) == Some(true)
+}
+
+/// The ids of every group (transitive) of the person the access token is for, from Microsoft
+/// Graph's `getMemberObjects` (the app needs the delegated permission GroupMember.Read.All).
+fn entra_groups(graph: &str, access_token: &str) -> Result<Vec<String>, LoginError> {
+    let response = http::fetch(&http::Request {
+        method: http::Method::Post,
+        url: format!("{graph}/v1.0/me/getMemberObjects"),
+        headers: vec![
+            Header {
+                name: "authorization".into(),
+                value: format!("Bearer {access_token}"),
+            },
+            Header {
+                name: "content-type".into(),
+                value: "application/json".into(),
+            },
+        ],
+        body: Some(br#"{"securityEnabledOnly":false}"#.to_vec()),
+        timeout_ms: None,
+    })
+    .map_err(|e| LoginError::Unavailable(format!("Microsoft Graph: {e:?}")))?;
+    if response.status != 200 {
+        return Err(LoginError::Unavailable(format!(
+            "Microsoft Graph answered {} for the groups (the app needs GroupMember.Read.All)",
+            response.status
+        )));
+    }
+    let answer: Value = serde_json::from_slice(&response.body)
+        .map_err(|e| LoginError::Unavailable(format!("Microsoft Graph: {e}")))?;
+    Ok(answer
+        .get("value")
+        .and_then(Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|id| id.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// The JSON payload of a compact JWS whose signature was checked already.

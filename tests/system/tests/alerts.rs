@@ -165,8 +165,8 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
 
     // The shipped plugins are installed at start-up, signed by the trusted development key;
     // alert channels stay disabled until the operator enables them (the proxy backend, which
-    // needs no grant beyond logging, is enabled). The OIDC provider is an enterprise plugin,
-    // installed too (tests/e2e/sso.mjs uses it).
+    // needs no grant beyond logging, is enabled). The sign-in providers (OIDC, LDAP, SAML) are
+    // enterprise plugins, installed too (tests/e2e/sso.mjs uses them).
     let plugins = admin.get("/api/v1/plugins").await;
     let ids: Vec<&str> = plugins
         .as_array()
@@ -177,15 +177,19 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
     assert_eq!(
         ids,
         [
+            "infrapilot.ldap",
             "infrapilot.oidc",
             "infrapilot.proxy-nginx",
+            "infrapilot.saml",
             "infrapilot.slack",
             "infrapilot.smtp",
             "infrapilot.webhook"
         ]
     );
     for p in plugins.as_array().unwrap() {
-        if p["id"] == "infrapilot.oidc" {
+        if ["infrapilot.oidc", "infrapilot.ldap", "infrapilot.saml"]
+            .contains(&p["id"].as_str().unwrap_or_default())
+        {
             assert_eq!(
                 (&p["world"], &p["edition"], &p["enabled"], &p["signed"]),
                 (

@@ -904,7 +904,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
                 f.sign_response = true;
                 f.after = |x| {
                     let (body, signature) = response_and_signature(&x);
-                    let evil = evil_response(&body).replacen(
+                    evil_response(&body).replacen(
                         "</saml:Issuer>",
                         &format!(
                             "</saml:Issuer>{}",
@@ -915,8 +915,7 @@ async fn a_corpus_of_forged_saml_responses_is_refused_and_the_genuine_one_accept
                             )
                         ),
                         1,
-                    );
-                    evil
+                    )
                 }
             }),
         ),

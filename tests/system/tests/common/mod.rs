@@ -59,12 +59,24 @@ pub fn agent_bin() -> PathBuf {
     bin("infrapilot-agent")
 }
 
+/// A port free now, for something that binds it later (an agent's nginx, a server): taken
+/// below the kernel's ephemeral range (32768–60999 here), so that an outgoing connection's
+/// source port cannot take it in between, as `bind(0)`'s ports could (seen in CI: "port is
+/// already allocated" when Docker published the nginx port).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Spread over the range by process, walked in order within it.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = 12_000u16;
+    let seed = (std::process::id() % u32::from(span)) as u16;
+    for _ in 0..span {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(step.wrapping_mul(7)) % span);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000");
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {

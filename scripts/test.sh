@@ -233,7 +233,7 @@ if ! (cd tests/e2e && E2E_SETUP_CODE="$(cat "$work/saas-data/setup-code")" E2E_M
     exit 1
 fi
 
-say "browser test of single sign-on (tests/e2e/sso.mjs): the OIDC plugin against a real OpenID Provider (oidc-provider), forged answers refused"
+say "browser test of single sign-on (tests/e2e/sso.mjs): OIDC against a real OpenID Provider (forged answers refused, group overage through a Graph stand-in), LDAP against slapd, SAML against pysaml2"
 if ! (cd tests/e2e && INFRAPILOT_URL="http://127.0.0.1:$port" node sso.mjs); then
     echo "SSO browser test failed; server log:" >&2
     tail -n 50 "$work/saas-serve.log" >&2

@@ -899,15 +899,7 @@ async fn licence_limits_hold_under_parallel_enrollment_and_user_creation() {
         }
         .issue(&vendor)
         .unwrap();
-        let r = app
-            .call(
-                "PUT",
-                "/api/v1/license",
-                Some(&admin),
-                Some(json!({"license": license})),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        app.put_license(&admin, &license).await;
         // The nodes limit holds per organisation: 50 parallel enrollments make exactly 3 in the
         // default organisation, and 3 more in Beta.
         let r = app
@@ -1025,15 +1017,7 @@ async fn the_member_limit_holds_per_organisation_under_parallel_additions() {
         }
         .issue(&vendor)
         .unwrap();
-        let r = app
-            .call(
-                "PUT",
-                "/api/v1/license",
-                Some(&admin),
-                Some(json!({"license": license})),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        app.put_license(&admin, &license).await;
         // A person in the default organisation (2 of its 3), then Beta with its maker (1 of 3).
         let r = app
             .post(

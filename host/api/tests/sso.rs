@@ -95,14 +95,7 @@ async fn providers_are_configured_by_admins_with_checked_settings_and_mapping() 
             ),
             (body(json!({}), json!([])), "settings.issuer"),
         ] {
-            let r = app.post("/api/v1/sso/providers", Some(&admin), bad).await;
-            assert_eq!(
-                r.status,
-                StatusCode::BAD_REQUEST,
-                "{backend:?}: {:?}",
-                r.body
-            );
-            assert_eq!(r.field(), Some(field), "{:?}", r.body);
+            common::sso::provider_refused(&app, &admin, bad, field).await;
         }
         let r = app
             .post(

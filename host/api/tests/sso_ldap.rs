@@ -132,16 +132,7 @@ async fn people_sign_in_with_their_directory_password_and_groups_give_their_role
             (plain_http, "settings.url"),
             (no_placeholder, "settings.user_filter"),
         ] {
-            let r = app
-                .post("/api/v1/sso/providers", Some(&admin), body(bad))
-                .await;
-            assert_eq!(
-                r.status,
-                StatusCode::BAD_REQUEST,
-                "{backend:?}: {:?}",
-                r.body
-            );
-            assert_eq!(r.field(), Some(field), "{:?}", r.body);
+            common::sso::provider_refused(&app, &admin, body(bad), field).await;
         }
         let r = app
             .post(

@@ -194,11 +194,9 @@ async fn saml_sign_in_through_a_real_identity_provider_and_forged_answers_refuse
             ),
             ("<not-metadata/>".to_owned(), "entityID"),
         ] {
-            let r = app
-                .post("/api/v1/sso/providers", Some(&admin), body(&bad))
-                .await;
-            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
-            assert_eq!(r.field(), Some("settings.idp_metadata"), "{:?}", r.body);
+            let r =
+                common::sso::provider_refused(&app, &admin, body(&bad), "settings.idp_metadata")
+                    .await;
             assert!(r.body.to_string().contains(why), "{why}: {:?}", r.body);
         }
         let r = app

@@ -340,6 +340,19 @@ impl TestApp {
         assert!(r.status.is_success(), "{:?}", r.body);
     }
 
+    /// Installs a signed licence (`PUT /api/v1/license`) as `admin`; it must be accepted.
+    pub async fn put_license(&self, admin: &str, license: &str) {
+        let r = self
+            .call(
+                "PUT",
+                "/api/v1/license",
+                Some(admin),
+                Some(serde_json::json!({"license": license})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+
     /// The actions of every audit event, oldest first.
     pub async fn audit_actions(&self, admin: &str) -> Vec<String> {
         let r = self.get("/api/v1/audit?limit=500", admin).await;

@@ -142,19 +142,24 @@ pub async fn licensed_app(
     }
     .issue(&vendor)
     .unwrap();
-    let r = app
-        .call(
-            "PUT",
-            "/api/v1/license",
-            Some(&admin),
-            Some(json!({"license": license})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    app.put_license(&admin, &license).await;
     app.install_test_plugin(&admin, crate_name, plugin_id).await;
     let org = app.get("/api/v1/auth/me", &admin).await.body["org_id"]
         .as_str()
         .unwrap()
         .to_owned();
     (app, admin, org)
+}
+
+/// Creates a provider from `body` as `admin`, which must be refused with 400 naming `field`.
+pub async fn provider_refused(
+    app: &TestApp,
+    admin: &str,
+    body: Value,
+    field: &str,
+) -> super::Reply {
+    let r = app.post("/api/v1/sso/providers", Some(admin), body).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    assert_eq!(r.field(), Some(field), "{:?}", r.body);
+    r
 }

@@ -24,7 +24,8 @@ use infrapilot_identity::{
     hash_token, issue_token, verify_password, verify_totp,
 };
 use infrapilot_store::{
-    Actor, NewAuditEvent, NewSession, NewUser, OrgId, Store, StoreError, Tx, UserRow, now_ms,
+    Actor, NewAuditEvent, NewMfaChallenge, NewSession, NewUser, OrgId, Store, StoreError, Tx,
+    UserRow, now_ms,
 };
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -149,7 +150,20 @@ pub struct TokenPair {
 #[derive(Debug)]
 pub enum LoginOutcome {
     Signed(TokenPair),
-    MfaRequired { mfa_token: String },
+    MfaRequired {
+        mfa_token: String,
+        /// The person has no authenticator yet and the login requires one: this step enrols
+        /// it (the seed is pending until the step's code confirms it).
+        enrollment: Option<TotpEnrollment>,
+    },
+}
+
+/// A second step passed: the session, and the backup codes of an authenticator it enrolled
+/// (shown once).
+#[derive(Debug)]
+pub struct MfaVerified {
+    pub pair: TokenPair,
+    pub backup_codes: Option<Vec<String>>,
 }
 
 /// Where a signed-in user's MFA stands.
@@ -541,11 +555,18 @@ impl AccountService<'_> {
         let mut tx = self.store.write(&self.home_chain(&user.id).await?).await?;
         if user.totp_enabled {
             let challenge = issue_token(TokenKind::MfaChallenge)?;
-            tx.insert_mfa_challenge(&challenge.hash, &user.id, now_ms() + MFA_CHALLENGE_TTL_MS)
-                .await?;
+            tx.insert_mfa_challenge(&NewMfaChallenge {
+                token_hash: &challenge.hash,
+                user_id: &user.id,
+                expires_at: now_ms() + MFA_CHALLENGE_TTL_MS,
+                sso: None,
+                enrolling: false,
+            })
+            .await?;
             tx.commit().await?;
             return Ok(LoginOutcome::MfaRequired {
                 mfa_token: challenge.secret,
+                enrollment: None,
             });
         }
         let pair = self
@@ -554,26 +575,30 @@ impl AccountService<'_> {
         Ok(LoginOutcome::Signed(pair))
     }
 
-    /// The MFA step of a login: the challenge token from [`Self::login`] and a TOTP or backup
-    /// code.
+    /// The MFA step of a login: the challenge token from [`Self::login`] (or a single sign-on
+    /// login's, [`Self::finish_sso_login`]) and a TOTP or backup code; or, when the step enrols
+    /// the person's first authenticator, a code from it.
     pub async fn verify_mfa(
         &self,
         mfa_token: &str,
         code: &str,
         client: &Client,
-    ) -> Result<TokenPair> {
+    ) -> Result<MfaVerified> {
         let challenge_hash = hash_token(mfa_token);
-        // The person first (challenges are personal), so that the transaction is in the
-        // organisation whose chain records their sign-in.
-        let person = self
+        // The challenge first (challenges are personal), so that the transaction is in the
+        // organisation whose chain records the sign-in: the provider's after single sign-on,
+        // else the person's home.
+        let known = self
             .store
             .read(&host_chain())
             .await?
             .mfa_challenge(&challenge_hash)
-            .await?
-            .map(|c| c.user_id);
-        let chain = match &person {
-            Some(id) => self.home_chain(id).await?,
+            .await?;
+        let chain = match &known {
+            Some(c) => match c.sso_org_id.as_deref().and_then(OrgId::parse) {
+                Some(org) => org,
+                None => self.home_chain(&c.user_id).await?,
+            },
             None => host_chain(),
         };
         let mut tx = self.store.write(&chain).await?;
@@ -593,10 +618,16 @@ impl AccountService<'_> {
         let user = tx
             .person_by_id(&challenge.user_id)
             .await?
-            .filter(|u| !u.disabled && u.totp_enabled)
+            .filter(|u| !u.disabled && u.totp_enabled != challenge.enrolling)
             .ok_or_else(|| AccountError::unauthorized(Some("mfa_token"), "sign in again"))?;
         self.count_attempt(&user.email, client)?;
-        let Some(method) = self.check_second_factor(&mut tx, &user, code).await? else {
+        let method = if challenge.enrolling {
+            self.confirm_first_authenticator(&mut tx, &user, code)
+                .await?
+        } else {
+            self.check_second_factor(&mut tx, &user, code).await?
+        };
+        let Some(method) = method else {
             tx.count_mfa_attempt(&challenge_hash).await?;
             tx.commit().await?;
             self.record_login_failure(&user.email, Some(&user.id), client, "wrong MFA code")
@@ -607,10 +638,126 @@ impl AccountService<'_> {
             ));
         };
         tx.delete_mfa_challenge(&challenge_hash).await?;
-        let detail = json!({"mfa": true, "method": method});
-        let pair = self.sign_in(tx, &user, client, detail).await?;
+        let backup_codes = if challenge.enrolling {
+            let (codes, hashes) = generate_backup_codes()?;
+            tx.replace_backup_codes(&user.id, &hashes).await?;
+            let actor = user_actor(&user, client, tx.org_id());
+            tx.append_audit(actor.event(
+                "mfa.enable",
+                format!("user:{}", user.id),
+                "success",
+                json!({"backup_codes": codes.len(), "at_sign_in": true}),
+            ))
+            .await?;
+            Some(codes)
+        } else {
+            None
+        };
+        let pair = match (&challenge.sso_org_id, &challenge.sso_provider_id) {
+            (Some(_), Some(provider_id)) => {
+                let detail =
+                    json!({"sso": true, "provider": provider_id, "mfa": true, "method": method});
+                self.sign_in_through_sso(tx, &user, client, detail, &chain, provider_id)
+                    .await?
+            }
+            _ => {
+                let detail = json!({"mfa": true, "method": method});
+                self.sign_in(tx, &user, client, detail).await?
+            }
+        };
         self.attempt_succeeded(&user.email, client);
-        Ok(pair)
+        Ok(MfaVerified { pair, backup_codes })
+    }
+
+    /// Checks `code` against the person's pending seed and turns TOTP on with it; `None` when
+    /// the code does not match.
+    async fn confirm_first_authenticator(
+        &self,
+        tx: &mut Tx,
+        user: &UserRow,
+        code: &str,
+    ) -> Result<Option<&'static str>> {
+        let code = code.trim();
+        let Some(seed) = self.open_seed(user)? else {
+            return Ok(None);
+        };
+        if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let Some(step) = verify_totp(&seed, code, unix_now(), None) else {
+            return Ok(None);
+        };
+        tx.enable_totp(&user.id, step).await?;
+        Ok(Some("totp_enrolled"))
+    }
+
+    /// Ends a single sign-on login the host accepted (`user` from `provider_id` of `org`):
+    /// a session, or, under the provider's `local` MFA policy, the second step (which enrols
+    /// the person's first authenticator when they have none). `tx` is in `org`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_sso_login(
+        &self,
+        mut tx: Tx,
+        user: &UserRow,
+        client: &Client,
+        detail: serde_json::Value,
+        org: &OrgId,
+        provider_id: &str,
+        mfa: sso::SsoMfa,
+    ) -> Result<LoginOutcome> {
+        if mfa != sso::SsoMfa::Local {
+            return self
+                .sign_in_through_sso(tx, user, client, detail, org, provider_id)
+                .await
+                .map(LoginOutcome::Signed);
+        }
+        self.check_provider_live(&mut tx, provider_id).await?;
+        let person = tx
+            .person_by_id(&user.id)
+            .await?
+            .filter(|p| !p.disabled)
+            .ok_or(AccountError::Disabled)?;
+        let enrollment = if person.totp_enabled {
+            None
+        } else {
+            let enrollment = TotpEnrollment::generate(&person.email)
+                .map_err(|e| AccountError::Internal(e.to_string()))?;
+            let sealed = self
+                .secrets
+                .seal(TOTP_SEAL_PURPOSE, &enrollment.secret)
+                .map_err(|e| AccountError::Internal(e.to_string()))?;
+            tx.set_pending_totp(&person.id, &sealed).await?;
+            Some(enrollment)
+        };
+        let challenge = issue_token(TokenKind::MfaChallenge)?;
+        tx.insert_mfa_challenge(&NewMfaChallenge {
+            token_hash: &challenge.hash,
+            user_id: &person.id,
+            expires_at: now_ms() + MFA_CHALLENGE_TTL_MS,
+            sso: Some((org.as_str(), provider_id)),
+            enrolling: enrollment.is_some(),
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(LoginOutcome::MfaRequired {
+            mfa_token: challenge.secret,
+            enrollment,
+        })
+    }
+
+    /// Refuses a login through a provider deleted or turned off while it was under way.
+    async fn check_provider_live(&self, tx: &mut Tx, provider_id: &str) -> Result<()> {
+        let live = tx
+            .sso_provider(provider_id)
+            .await?
+            .is_some_and(|p| p.enabled);
+        if live {
+            Ok(())
+        } else {
+            Err(AccountError::SsoRefused(
+                "this sign-in provider was removed or turned off meanwhile".into(),
+            ))
+        }
     }
 
     /// A local (password) sign-in is refused when every organisation of the person requires
@@ -632,7 +779,7 @@ impl AccountService<'_> {
 
     /// Opens a session for `user` made by single sign-on through `provider_id` of `org`
     /// (see [`Self::sign_in`]); deleting or turning off the provider ends it.
-    pub async fn sign_in_through_sso(
+    async fn sign_in_through_sso(
         &self,
         tx: Tx,
         user: &UserRow,
@@ -644,15 +791,7 @@ impl AccountService<'_> {
         // In the transaction that opens the session: a provider deleted or turned off while
         // its sign-in was under way makes no session (its revocation would not find it).
         let mut tx = tx;
-        let live = tx
-            .sso_provider(provider_id)
-            .await?
-            .is_some_and(|p| p.enabled);
-        if !live {
-            return Err(AccountError::SsoRefused(
-                "this sign-in provider was removed or turned off meanwhile".into(),
-            ));
-        }
+        self.check_provider_live(&mut tx, provider_id).await?;
         self.open_session(tx, user, client, detail, Some((org.as_str(), provider_id)))
             .await
     }

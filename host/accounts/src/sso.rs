@@ -55,6 +55,101 @@ pub struct SsoIdentity {
     pub email_verified: bool,
     pub name: Option<String>,
     pub groups: Vec<String>,
+    /// Further facts (`amr`, `acr` …): what the provider says about how the person signed in.
+    pub attributes: Vec<(String, String)>,
+}
+
+/// What a login through a provider needs besides the identity provider's word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SsoMfa {
+    /// The identity provider's word is enough.
+    None,
+    /// The identity provider must report a second factor for this login (OIDC `amr`/`acr`,
+    /// SAML's authentication context); a login without one is refused.
+    IdentityProvider,
+    /// This host's TOTP after the identity provider; a person who has none enrols it then.
+    Local,
+}
+
+impl SsoMfa {
+    pub const ALL: [&'static str; 3] = ["none", "idp", "local"];
+
+    pub fn parse(raw: &str) -> Option<SsoMfa> {
+        match raw {
+            "none" => Some(SsoMfa::None),
+            "idp" => Some(SsoMfa::IdentityProvider),
+            "local" => Some(SsoMfa::Local),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SsoMfa::None => "none",
+            SsoMfa::IdentityProvider => "idp",
+            SsoMfa::Local => "local",
+        }
+    }
+}
+
+/// `acr` values (OIDC) and authentication context classes (SAML) that name a second factor
+/// wherever they come from; a provider adds its own (`mfa_acr_values`, e.g. Keycloak's levels).
+pub const MULTI_FACTOR_ACR_VALUES: &[&str] = &[
+    "http://schemas.microsoft.com/claims/multipleauthn",
+    "http://schemas.openid.net/pape/policies/2007/06/multi-factor",
+    "http://schemas.openid.net/pape/policies/2007/06/multi-factor-physical",
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract",
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorUnregistered",
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:TimeSyncToken",
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:SmartcardPKI",
+    "phrh",
+];
+
+/// Authentication methods (RFC 8176) by the kind of factor they are.
+fn factor_kind(method: &str) -> Option<&'static str> {
+    match method {
+        "pwd" | "pin" | "kba" => Some("knowledge"),
+        "hwk" | "swk" | "sc" | "otp" | "sms" | "tel" => Some("possession"),
+        "fpt" | "face" | "iris" | "retina" | "vbm" => Some("inherence"),
+        _ => None,
+    }
+}
+
+/// An attribute's values: a JSON array of strings, a JSON string, or the text itself.
+fn attribute_values(identity: &SsoIdentity, name: &str) -> Vec<String> {
+    identity
+        .attributes
+        .iter()
+        .filter(|(n, _)| n == name)
+        .flat_map(
+            |(_, raw)| match serde_json::from_str::<serde_json::Value>(raw) {
+                Ok(serde_json::Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+                Ok(serde_json::Value::String(one)) => vec![one],
+                _ => vec![raw.clone()],
+            },
+        )
+        .collect()
+}
+
+/// Whether the identity provider reports a second factor for this login: `amr` says `mfa` (or
+/// names methods of two kinds, e.g. `pwd` and `otp`), or `acr` is one of the multi-factor
+/// values (built in, or `extra_acr_values`).
+pub fn second_factor_reported(identity: &SsoIdentity, extra_acr_values: &[String]) -> bool {
+    let methods = attribute_values(identity, "amr");
+    // Entra ID's SAML names the same thing by a URI.
+    let multi_factor_method =
+        |m: &String| m == "mfa" || m == "http://schemas.microsoft.com/claims/multipleauthn";
+    let kinds: std::collections::BTreeSet<&str> =
+        methods.iter().filter_map(|m| factor_kind(m)).collect();
+    if methods.iter().any(multi_factor_method) || kinds.len() >= 2 {
+        return true;
+    }
+    attribute_values(identity, "acr").iter().any(|acr| {
+        MULTI_FACTOR_ACR_VALUES.contains(&acr.as_str()) || extra_acr_values.contains(acr)
+    })
 }
 
 /// The provider a login came through.
@@ -63,6 +158,9 @@ pub struct SsoProvider {
     pub id: String,
     pub name: String,
     pub mapping: RoleMapping,
+    pub mfa: SsoMfa,
+    /// `acr` values besides [`MULTI_FACTOR_ACR_VALUES`] that count as a second factor.
+    pub mfa_acr_values: Vec<String>,
 }
 
 /// A login the host accepted: the person, and the role they hold now.
@@ -101,6 +199,8 @@ impl AccountService<'_> {
             "subject": identity.subject,
             "issuer": identity.issuer,
             "groups": identity.groups,
+            "mfa_policy": provider.mfa.as_str(),
+            "second_factor_reported": second_factor_reported(identity, &provider.mfa_acr_values),
         });
         match outcome {
             Ok(signed_in) => {
@@ -139,6 +239,14 @@ impl AccountService<'_> {
         identity: &SsoIdentity,
         max_members: Option<u64>,
     ) -> Result<SsoSignedIn> {
+        if provider.mfa == SsoMfa::IdentityProvider
+            && !second_factor_reported(identity, &provider.mfa_acr_values)
+        {
+            return Err(AccountError::SsoRefused(format!(
+                "this organisation requires a second factor at {}, and it reported none for this sign-in; sign in there with your second factor",
+                provider.name
+            )));
+        }
         let role = provider.mapping.role_for(&identity.groups).ok_or_else(|| {
             AccountError::SsoRefused(format!(
                 "none of your groups at {} gives a role in this organisation; ask an administrator",
@@ -327,6 +435,60 @@ mod tests {
                 .collect(),
             default_role,
         }
+    }
+
+    fn reporting(attributes: &[(&str, &str)]) -> SsoIdentity {
+        SsoIdentity {
+            subject: "s".into(),
+            issuer: "https://idp".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+            groups: Vec::new(),
+            attributes: attributes
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_second_factor_is_what_amr_or_acr_say_and_nothing_else() {
+        let none: Vec<String> = Vec::new();
+        let yes = |a: &[(&str, &str)]| second_factor_reported(&reporting(a), &none);
+        // Entra ID and Okta (OIDC), by RFC 8176 method names.
+        assert!(yes(&[("amr", r#"["pwd","mfa"]"#)]));
+        assert!(yes(&[("amr", r#"["pwd","otp"]"#)]));
+        assert!(yes(&[("amr", r#"["hwk","fpt"]"#)]));
+        assert!(yes(&[(
+            "amr",
+            r#"["http://schemas.microsoft.com/claims/multipleauthn"]"#
+        )]));
+        assert!(yes(&[("amr", "mfa")]), "a bare value");
+        // One factor, however many methods of its kind.
+        assert!(!yes(&[("amr", r#"["pwd"]"#)]));
+        assert!(!yes(&[("amr", r#"["pwd","pin","kba"]"#)]));
+        assert!(!yes(&[("amr", r#"["otp"]"#)]));
+        assert!(!yes(&[("amr", r#"["MFA"]"#)]), "names compare exactly");
+        assert!(!yes(&[("amr", r#"{"mfa":true}"#)]));
+        assert!(!yes(&[]));
+        // Other attributes never count.
+        assert!(!yes(&[("mfa", "true"), ("groups", r#"["mfa"]"#)]));
+        // acr: the built-in multi-factor classes, and a provider's own.
+        assert!(yes(&[(
+            "acr",
+            "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract"
+        )]));
+        assert!(yes(&[("acr", r#""phrh""#)]));
+        assert!(!yes(&[(
+            "acr",
+            "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+        )]));
+        assert!(!yes(&[("acr", "2")]));
+        assert!(second_factor_reported(
+            &reporting(&[("acr", r#""2""#)]),
+            &["2".to_owned()]
+        ));
     }
 
     #[test]

@@ -506,3 +506,225 @@ async fn twenty_parallel_first_logins_of_one_subject_make_one_person() {
         );
     }
 }
+
+/// A whole login of `subject` up to the exchange: its answer (tokens, or the second step).
+async fn exchanged(app: &TestApp, provider: &str, subject: &str) -> Value {
+    let browser = start(app, provider).await;
+    let location = callback(
+        app,
+        provider,
+        Some(&browser.cookie),
+        &[
+            ("code", &format!("good-{subject}")),
+            ("state", &browser.param("state")),
+        ],
+    )
+    .await;
+    let code = location
+        .strip_prefix("/login/sso#")
+        .unwrap_or_else(|| panic!("no code: {location}"));
+    let (status, body) = exchange(app, &browser.cookie, code).await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    body
+}
+
+async fn verify(app: &TestApp, mfa_token: &str, code: &str) -> common::Reply {
+    app.post(
+        "/api/v1/auth/mfa/verify",
+        None,
+        json!({"mfa_token": mfa_token, "code": code}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_requires_a_second_factor_from_the_identity_provider_or_this_host() {
+    for backend in backends() {
+        let (app, _) = TestApp::with_plugins(backend).await;
+        let admin = app.setup_admin().await;
+        app.install_test_plugin(&admin, "infrapilot_test_sso", PLUGIN)
+            .await;
+        let with = |extra: Value| {
+            let mut body = json!({"plugin": PLUGIN, "name": "Test IdP",
+                "settings": test_idp(&["devs"]),
+                "group_roles": [{"group": "devs", "role": "operator"}]});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            body
+        };
+        // The policy and the extra acr values are checked, naming the field.
+        for (extra, field) in [
+            (json!({"mfa": "always"}), "mfa"),
+            (json!({"mfa": ""}), "mfa"),
+            (json!({"mfa_acr_values": [" "]}), "mfa_acr_values[0]"),
+            (json!({"mfa_acr_values": ["2", "2"]}), "mfa_acr_values[1]"),
+            (json!({"mfa_acr_values": ["a\nb"]}), "mfa_acr_values[0]"),
+            (
+                json!({"mfa_acr_values": vec!["x"; 21].iter().enumerate().map(|(i, _)| i.to_string()).collect::<Vec<_>>()}),
+                "mfa_acr_values",
+            ),
+        ] {
+            let r = app
+                .post("/api/v1/sso/providers", Some(&admin), with(extra.clone()))
+                .await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{extra}: {:?}", r.body);
+            assert_eq!(r.field(), Some(field), "{extra}: {:?}", r.body);
+        }
+
+        // `idp`: a login the identity provider reports no second factor for is refused.
+        let mut settings = test_idp(&["devs"]);
+        settings["amr"] = json!(["pwd"]);
+        let id = provider(
+            &app,
+            &admin,
+            with(json!({"mfa": "idp", "settings": settings})),
+        )
+        .await;
+        let r = app
+            .get(&format!("/api/v1/sso/providers/{id}"), &admin)
+            .await;
+        assert_eq!(r.body["mfa"], "idp");
+        assert_eq!(r.body["mfa_acr_values"], json!([]));
+        let location = answer(&app, &id, "good-mia").await;
+        assert!(sso_error(&location).contains("second factor"), "{location}");
+        assert_eq!(
+            app.db
+                .owner_count("SELECT COUNT(*) FROM users WHERE email = 'mia@example.com'")
+                .await,
+            0,
+            "no one is made by a refused login"
+        );
+        // With `mfa` in `amr`, the login goes through.
+        settings["amr"] = json!(["pwd", "mfa"]);
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/api/v1/sso/providers/{id}"),
+                Some(&admin),
+                Some(json!({"settings": settings})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let body = exchanged(&app, &id, "mia").await;
+        assert!(body["access_token"].is_string(), "{body:?}");
+        // An `acr` counts when it is a multi-factor class or one of the provider's own values.
+        settings.as_object_mut().unwrap().remove("amr");
+        settings["acr"] = json!("2");
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/api/v1/sso/providers/{id}"),
+                Some(&admin),
+                Some(json!({"settings": settings})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let location = answer(&app, &id, "good-mia").await;
+        assert!(sso_error(&location).contains("second factor"), "{location}");
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/api/v1/sso/providers/{id}"),
+                Some(&admin),
+                Some(json!({"mfa_acr_values": ["2"]})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.body["mfa_acr_values"], json!(["2"]));
+        let body = exchanged(&app, &id, "mia").await;
+        assert!(body["access_token"].is_string(), "{body:?}");
+
+        // `local`: after the identity provider, this host's TOTP; a person without one enrols
+        // it in that step.
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/api/v1/sso/providers/{id}"),
+                Some(&admin),
+                Some(json!({"mfa": "local"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let step = exchanged(&app, &id, "mia").await;
+        assert_eq!(step["mfa_required"], true, "{step:?}");
+        assert!(step.get("access_token").is_none(), "{step:?}");
+        let secret = step["enrollment"]["secret"].as_str().unwrap().to_owned();
+        assert!(
+            step["enrollment"]["otpauth_uri"]
+                .as_str()
+                .unwrap()
+                .starts_with("otpauth://totp/"),
+            "{step:?}"
+        );
+        let mfa_token = step["mfa_token"].as_str().unwrap().to_owned();
+        let r = verify(&app, &mfa_token, "000000").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+        assert_eq!(r.field(), Some("code"));
+        let r = verify(&app, &mfa_token, &common::oathtool(&secret, 0)).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let token = r.body["access_token"].as_str().unwrap().to_owned();
+        let backup_codes: Vec<String> = r.body["backup_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        assert!(backup_codes.len() >= 8, "{:?}", r.body);
+        // The step is spent; the session is the provider's (its policy and revocation apply).
+        let again = verify(&app, &mfa_token, &common::oathtool(&secret, 30)).await;
+        assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{:?}", again.body);
+        let r = app.get("/api/v1/auth/mfa", &token).await;
+        assert_eq!(r.body["enabled"], true, "{:?}", r.body);
+        let r = app.get("/api/v1/auth/me", &token).await;
+        assert_eq!(r.body["role"], "operator", "{:?}", r.body);
+        assert_eq!(
+            app.db
+                .owner_count(&format!(
+                    "SELECT COUNT(*) FROM sessions WHERE sso_provider_id = '{id}' AND revoked_at IS NULL"
+                ))
+                .await,
+            3,
+            "the two sign-ins under `idp` and this one"
+        );
+
+        // The next login asks for the code of the enrolled authenticator (or a backup code).
+        let step = exchanged(&app, &id, "mia").await;
+        assert_eq!(step["mfa_required"], true, "{step:?}");
+        assert!(step.get("enrollment").is_none(), "{step:?}");
+        let mfa_token = step["mfa_token"].as_str().unwrap().to_owned();
+        let r = verify(&app, &mfa_token, &backup_codes[0]).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert!(r.body.get("backup_codes").is_none(), "{:?}", r.body);
+
+        // A provider turned off between the two steps opens no session.
+        let step = exchanged(&app, &id, "mia").await;
+        let mfa_token = step["mfa_token"].as_str().unwrap().to_owned();
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/api/v1/sso/providers/{id}"),
+                Some(&admin),
+                Some(json!({"enabled": false})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let r = verify(&app, &mfa_token, &backup_codes[1]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+        assert_eq!(
+            app.db
+                .owner_count(&format!(
+                    "SELECT COUNT(*) FROM sessions WHERE sso_provider_id = '{id}' AND revoked_at IS NULL"
+                ))
+                .await,
+            0
+        );
+
+        let actions = app.audit_actions(&admin).await;
+        assert!(actions.iter().any(|a| a == "mfa.enable"), "{actions:?}");
+        assert!(
+            actions.iter().filter(|a| *a == "sso.login").count() >= 6,
+            "{actions:?}"
+        );
+    }
+}

@@ -350,6 +350,45 @@ async fn people_sign_in_with_their_directory_password_and_groups_give_their_role
         let other = other.body["id"].as_str().unwrap().to_owned();
         let r = sign_in(&app, &other, &provider, "alice", "alicepw").await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+
+        // A second factor: a directory reports none, so only this host's TOTP can be required;
+        // bob sets his up at that sign-in.
+        let provider_path = format!("/api/v1/sso/providers/{provider}");
+        let patch = |body: Value| app.call("PATCH", &provider_path, Some(&admin), Some(body));
+        let r = patch(json!({"mfa": "idp"})).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+        assert_eq!(r.field(), Some("mfa"), "{:?}", r.body);
+        let r = patch(json!({"mfa": "local"})).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let r = sign_in(&app, &org, &provider, "bob", "bobpw").await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.body["mfa_required"], true, "{:?}", r.body);
+        assert!(r.body.get("access_token").is_none(), "{:?}", r.body);
+        let secret = r.body["enrollment"]["secret"].as_str().unwrap().to_owned();
+        let verified = app
+            .post(
+                "/api/v1/auth/mfa/verify",
+                None,
+                json!({"mfa_token": r.body["mfa_token"], "code": common::oathtool(&secret, 0)}),
+            )
+            .await;
+        assert_eq!(verified.status, StatusCode::OK, "{:?}", verified.body);
+        assert!(
+            verified.body["backup_codes"].is_array(),
+            "{:?}",
+            verified.body
+        );
+        let me = app
+            .get(
+                "/api/v1/auth/me",
+                verified.body["access_token"].as_str().unwrap(),
+            )
+            .await;
+        assert_eq!(me.body["role"], "operator", "{:?}", me.body);
+        // A wrong directory password never reaches the second step.
+        let r = sign_in(&app, &org, &provider, "bob", "wrong").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+        assert!(r.body.get("mfa_token").is_none(), "{:?}", r.body);
     }
 }
 

@@ -63,6 +63,23 @@ impl Idp {
         Idp::get(&format!("http://127.0.0.1:{}/metadata", self.port))
     }
 
+    /// How later answers say the person signed in (their `AuthnContextClassRef`).
+    fn set_authn_class(&self, class: &str) {
+        let out = Command::new("curl")
+            .args(["-fsS", "--max-time", "10", "--data-binary", class])
+            .arg(format!(
+                "http://127.0.0.1:{}/control/authn-class",
+                self.port
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Stops it, keeping its directory (key and certificate) for a restart.
     fn stop(&mut self) {
         let _ = Command::new("kill").arg(&self.pid).status();
@@ -224,7 +241,7 @@ async fn saml_sign_in_through_a_real_identity_provider_and_forged_answers_refuse
         );
         assert!(sp_metadata.contains(&acs_url) && sp_metadata.contains("X509Certificate"));
         assert!(!sp_metadata.contains("PRIVATE"));
-        let _idp = Idp::start(&entity_id, &acs_url, Some((&idp.dir, idp.port)));
+        let idp = Idp::start(&entity_id, &acs_url, Some((&idp.dir, idp.port)));
 
         // The whole login: a signed request, the IdP's signed answer posted to the callback,
         // a person made just in time, an admin through "admins".
@@ -251,6 +268,36 @@ async fn saml_sign_in_through_a_real_identity_provider_and_forged_answers_refuse
             why.contains("InResponseTo") || why.contains("used already"),
             "{why}"
         );
+
+        // A second factor required at the identity provider: its authentication context
+        // (signed with the assertion) decides. Password only: refused; two factors: in.
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/api/v1/sso/providers/{provider}"),
+                Some(&admin),
+                Some(json!({"mfa": "idp"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let (cookie, response, relay) = idp_answer(&app, &provider).await;
+        let location = post_response(&app, &provider, &cookie, &response, &relay).await;
+        assert!(sso_error(&location).contains("second factor"), "{location}");
+        idp.set_authn_class("urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract");
+        let (cookie, response, relay) = idp_answer(&app, &provider).await;
+        let location = post_response(&app, &provider, &cookie, &response, &relay).await;
+        assert!(location.starts_with("/login/sso#"), "{location}");
+        idp.set_authn_class("urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport");
+        // A class changed after signing does not count (the signature no longer holds).
+        let (cookie, response, relay) = idp_answer(&app, &provider).await;
+        let forged = rewrite(&response, |x: String| {
+            x.replace(
+                "classes:PasswordProtectedTransport",
+                "classes:MobileTwoFactorContract",
+            )
+        });
+        let location = post_response(&app, &provider, &cookie, &forged, &relay).await;
+        assert!(sso_error(&location).contains("does not hold"), "{location}");
 
         // Forged answers to fresh logins.
         let forgeries: Vec<(&str, &str, Forgery)> = vec![

@@ -41,6 +41,13 @@ pub struct TotpEnrollment {
     pub qr_data_url: String,
 }
 
+impl std::fmt::Debug for TotpEnrollment {
+    /// Never the seed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpEnrollment").finish_non_exhaustive()
+    }
+}
+
 impl TotpEnrollment {
     /// A new random 160-bit seed for `account` (the user's email).
     pub fn generate(account: &str) -> Result<TotpEnrollment, TotpError> {

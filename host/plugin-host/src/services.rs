@@ -156,6 +156,7 @@ impl HostServices for StoreServices {
             name_id: facts.name_id,
             name_id_format: facts.name_id_format,
             session_index: facts.session_index,
+            authn_context: facts.authn_context,
             attributes: facts.attributes,
         })
     }

@@ -91,6 +91,9 @@ pub struct AssertionFacts {
     pub name_id: String,
     pub name_id_format: Option<String>,
     pub session_index: Option<String>,
+    /// The authentication context class the identity provider reports (how the person signed
+    /// in, e.g. `…:classes:PasswordProtectedTransport`).
+    pub authn_context: Option<String>,
     /// Attribute name (its `Name`, else its `FriendlyName`) and values.
     pub attributes: Vec<(String, Vec<String>)>,
 }
@@ -407,6 +410,12 @@ pub fn validate(
             .iter()
             .flatten()
             .find_map(|s| s.session_index.clone()),
+        authn_context: assertion
+            .authn_statements
+            .iter()
+            .flatten()
+            .find_map(|s| s.authn_context.as_ref()?.value.as_ref()?.value.clone())
+            .map(|v| v.trim().to_owned()),
         attributes,
     })
 }

@@ -70,6 +70,21 @@ pub struct MfaChallengeRow {
     pub user_id: String,
     pub expires_at: i64,
     pub attempts: i64,
+    /// After a single sign-on login: the organisation and provider whose session it opens.
+    pub sso_org_id: Option<String>,
+    pub sso_provider_id: Option<String>,
+    /// The step enrols the person's first authenticator (their pending seed).
+    pub enrolling: bool,
+}
+
+/// A second login step to record: whose, until when, and after which login.
+pub struct NewMfaChallenge<'a> {
+    pub token_hash: &'a str,
+    pub user_id: &'a str,
+    pub expires_at: i64,
+    /// `(organisation, provider)` when a single sign-on login asked for it.
+    pub sso: Option<(&'a str, &'a str)>,
+    pub enrolling: bool,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -421,25 +436,25 @@ impl Tx {
         .await)?)
     }
 
-    pub async fn insert_mfa_challenge(
-        &mut self,
-        token_hash: &str,
-        user_id: &str,
-        expires_at: i64,
-    ) -> Result<()> {
+    pub async fn insert_mfa_challenge(&mut self, challenge: &NewMfaChallenge<'_>) -> Result<()> {
         on_tx!(self, c => sqlx::query(
-            "INSERT INTO mfa_challenges (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
+            "INSERT INTO mfa_challenges (token_hash, user_id, expires_at, sso_org_id, sso_provider_id, enrolling) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(token_hash)
-        .bind(user_id)
-        .bind(expires_at)
+        .bind(challenge.token_hash)
+        .bind(challenge.user_id)
+        .bind(challenge.expires_at)
+        .bind(challenge.sso.map(|(org, _)| org))
+        .bind(challenge.sso.map(|(_, provider)| provider))
+        .bind(challenge.enrolling)
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     pub async fn mfa_challenge(&mut self, token_hash: &str) -> Result<Option<MfaChallengeRow>> {
         Ok(on_tx!(self, c => sqlx::query_as::<_, MfaChallengeRow>(
-            "SELECT user_id, expires_at, attempts FROM mfa_challenges WHERE token_hash = $1",
+            "SELECT user_id, expires_at, attempts, sso_org_id, sso_provider_id, enrolling \
+             FROM mfa_challenges WHERE token_hash = $1",
         )
         .bind(token_hash)
         .fetch_optional(&mut **c)

@@ -45,8 +45,8 @@ pub use commands::{
     CommandRow, DOCKER_EVENTS_KEPT_PER_AGENT, DockerEventRow, NewCommand, NewDockerEvent,
 };
 pub use identity::{
-    ApiTokenRow, CredentialOwner, MfaChallengeRow, NewApiToken, NewSession, NewUser,
-    RefreshTokenRow, SessionRow, UserRow,
+    ApiTokenRow, CredentialOwner, MfaChallengeRow, NewApiToken, NewMfaChallenge, NewSession,
+    NewUser, RefreshTokenRow, SessionRow, UserRow,
 };
 pub use plugins::{MAX_PLUGIN_KV_KEYS, NewPlugin, PluginRow};
 pub use proxies::{NewProxyRevision, ProxyHostRow, ProxyRevisionRow, ProxyStatusRow};

@@ -27,6 +27,10 @@ pub struct SsoProviderRow {
     /// Its SAML entity id and ACS URL, fixed when it was made.
     pub sp_entity_id: Option<String>,
     pub sp_acs_url: Option<String>,
+    /// What a login needs besides the identity provider's word: `none`, `idp` or `local`.
+    pub mfa: String,
+    /// JSON array text: further `acr` values that count as a second factor under `idp`.
+    pub mfa_acr_values: String,
 }
 
 /// A provider as stored; the id is the caller's (the secrets are sealed under it).
@@ -39,6 +43,9 @@ pub struct NewSsoProvider<'a> {
     pub group_roles: &'a str,
     pub default_role: Option<&'a str>,
     pub enabled: bool,
+    pub mfa: &'a str,
+    /// JSON array text.
+    pub mfa_acr_values: &'a str,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -87,7 +94,7 @@ pub struct NewSsoLogin<'a> {
 }
 
 const PROVIDER_COLUMNS: &str = "SELECT id, plugin_id, name, settings, secrets, group_roles, default_role, \
-     enabled, created_at, updated_at, sp_key, sp_cert, sp_entity_id, sp_acs_url FROM sso_providers WHERE org_id = $1";
+     enabled, created_at, updated_at, sp_key, sp_cert, sp_entity_id, sp_acs_url, mfa, mfa_acr_values FROM sso_providers WHERE org_id = $1";
 
 const LOGIN_COLUMNS: &str = "SELECT id, provider_id, state_hash, browser_hash, nonce, callback_url, code_verifier, context, \
      created_at, expires_at, used_at, user_id, exchange_hash, exchange_expires_at, exchanged_at \
@@ -144,7 +151,8 @@ impl Tx {
         let now = now_ms();
         on_tx!(self, c => sqlx::query(
             "INSERT INTO sso_providers (id, org_id, plugin_id, name, settings, secrets, group_roles, \
-             default_role, enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+             default_role, enabled, created_at, updated_at, mfa, mfa_acr_values) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)",
         )
         .bind(p.id)
         .bind(&org)
@@ -156,6 +164,8 @@ impl Tx {
         .bind(p.default_role)
         .bind(p.enabled)
         .bind(now)
+        .bind(p.mfa)
+        .bind(p.mfa_acr_values)
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
@@ -165,7 +175,8 @@ impl Tx {
         let org = self.org_id.clone();
         let n = on_tx!(self, c => sqlx::query(
             "UPDATE sso_providers SET name = $3, settings = $4, secrets = $5, group_roles = $6, \
-             default_role = $7, enabled = $8, updated_at = $9 WHERE org_id = $1 AND id = $2",
+             default_role = $7, enabled = $8, updated_at = $9, mfa = $10, mfa_acr_values = $11 \
+             WHERE org_id = $1 AND id = $2",
         )
         .bind(&org)
         .bind(p.id)
@@ -176,6 +187,8 @@ impl Tx {
         .bind(p.default_role)
         .bind(p.enabled)
         .bind(now_ms())
+        .bind(p.mfa)
+        .bind(p.mfa_acr_values)
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
     }

@@ -197,6 +197,8 @@ pub mod saml {
         pub name_id: String,
         pub name_id_format: Option<String>,
         pub session_index: Option<String>,
+        /// The authentication context class the identity provider reports.
+        pub authn_context: Option<String>,
         pub attributes: Vec<(String, Vec<String>)>,
     }
 

@@ -13,6 +13,8 @@ use serde::Deserialize;
 
 const TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
 const EMAIL_FORMAT: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
+/// Entra ID's list of the methods the person signed in with (`…/multipleauthn` after MFA).
+const AUTHN_METHODS: &str = "http://schemas.microsoft.com/claims/authnmethodsreferences";
 
 #[derive(Deserialize)]
 struct Settings {
@@ -218,6 +220,18 @@ impl SsoProvider for SamlProvider {
         let mut attributes = Vec::new();
         if let Some(index) = assertion.session_index {
             attributes.push(("session_index".to_owned(), index));
+        }
+        // How the person signed in, for the host's MFA policy: the authentication context
+        // class as `acr`, and the methods Entra ID lists (`authnmethodsreferences`) as `amr`.
+        if let Some(class) = assertion.authn_context {
+            attributes.push(("acr".to_owned(), class));
+        }
+        let methods = all_values(&assertion.attributes, Some(AUTHN_METHODS), &[]);
+        if !methods.is_empty() {
+            attributes.push((
+                "amr".to_owned(),
+                infrapilot_plugin_sdk::json::to_string(&methods).unwrap_or_default(),
+            ));
         }
         Ok(Identity {
             subject: assertion.name_id,

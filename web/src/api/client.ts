@@ -323,12 +323,13 @@ export const api = {
   loginProviders: (org?: string) =>
     request<LoginProviderDto[]>('GET', '/auth/sso/providers', { auth: false, query: { org } }),
   directorySignIn: (id: string, org: string | undefined, username: string, password: string) =>
-    request<TokenPair>('POST', `/auth/sso/${encodeURIComponent(id)}/password`, {
+    request<LoginResponse>('POST', `/auth/sso/${encodeURIComponent(id)}/password`, {
       body: { username, password },
       auth: false,
       query: { org },
     }),
-  exchangeSsoCode: (code: string) => request<TokenPair>('POST', '/auth/sso/exchange', { body: { code }, auth: false }),
+  exchangeSsoCode: (code: string) =>
+    request<LoginResponse>('POST', '/auth/sso/exchange', { body: { code }, auth: false }),
   ssoProviders: () => request<SsoProviderDto[]>('GET', '/sso/providers'),
   ssoPolicy: () => request<{ require_sso: boolean }>('GET', '/sso/policy'),
   setSsoPolicy: (require_sso: boolean) => request<{ require_sso: boolean }>('PUT', '/sso/policy', { body: { require_sso } }),

@@ -76,20 +76,27 @@ interface SelectProps extends Omit<SelectHTMLAttributes<HTMLSelectElement>, 'id'
   label: string;
   name: string;
   error?: ApiError | null;
+  hint?: ReactNode;
   id?: string;
   children: ReactNode;
 }
 
-export function SelectField({ label, name, error, id, children, ...select }: SelectProps) {
+export function SelectField({ label, name, error, hint, id, children, ...select }: SelectProps) {
   const autoId = useId();
   const selectId = id ?? `${name}-${autoId}`;
+  const hintId = `${selectId}-hint`;
   const invalid = !!error && error.field === name;
   return (
     <div className={`field${invalid ? ' field-invalid' : ''}`}>
       <label htmlFor={selectId}>{label}</label>
-      <select id={selectId} name={name} aria-invalid={invalid || undefined} {...select}>
+      <select id={selectId} name={name} aria-invalid={invalid || undefined} aria-describedby={hint ? hintId : undefined} {...select}>
         {children}
       </select>
+      {hint && (
+        <small id={hintId} className="hint">
+          {hint}
+        </small>
+      )}
     </div>
   );
 }

@@ -1,9 +1,10 @@
 import { useEffect, useState, type FormEvent } from 'react';
 import { Link, useLocation, useSearchParams } from 'react-router-dom';
 import { ApiError, api, ssoStartUrl, toApiError } from '../api/client';
-import { isMfaRequired, type LoginProviderDto } from '../api/types';
+import { isMfaRequired, type LoginProviderDto, type MfaRequired } from '../api/types';
 import { useAuth } from '../auth';
 import { CornerThemeToggle } from '../components/Layout';
+import { MfaStep } from '../components/mfa';
 import { FormError, Notice, TextField } from '../components/ui';
 
 /** Why the last single sign-on failed: the host's short-lived cookie (a link cannot set it, so
@@ -41,8 +42,8 @@ export function LoginPage() {
   const [directory, setDirectory] = useState<LoginProviderDto | null>(null);
   const [email, setEmail] = useState(initial?.email ?? '');
   const [password, setPassword] = useState('');
-  const [mfaToken, setMfaToken] = useState<string | null>(null);
-  const [code, setCode] = useState('');
+  // The second step: TOTP, or setting it up when a provider requires this host's.
+  const [mfaStep, setMfaStep] = useState<MfaRequired | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
 
@@ -53,7 +54,7 @@ export function LoginPage() {
     try {
       const res = await api.login({ email: email.trim(), password });
       if (isMfaRequired(res)) {
-        setMfaToken(res.mfa_token);
+        setMfaStep(res);
         setPassword('');
         setBusy(false);
       } else {
@@ -71,7 +72,14 @@ export function LoginPage() {
     setBusy(true);
     setError(null);
     try {
-      await signIn(await api.directorySignIn(directory.id, org, email.trim(), password));
+      const res = await api.directorySignIn(directory.id, org, email.trim(), password);
+      if (isMfaRequired(res)) {
+        setMfaStep(res);
+        setPassword('');
+        setBusy(false);
+      } else {
+        await signIn(res);
+      }
     } catch (err) {
       setError(toApiError(err));
       setPassword('');
@@ -79,56 +87,16 @@ export function LoginPage() {
     }
   }
 
-  async function submitCode(e: FormEvent) {
-    e.preventDefault();
-    if (!mfaToken) return;
-    setBusy(true);
-    setError(null);
-    try {
-      await signIn(await api.mfaVerify(mfaToken, code.trim()));
-    } catch (err) {
-      setError(toApiError(err));
-      setBusy(false);
-    }
-  }
-
-  if (mfaToken) {
+  if (mfaStep) {
     return (
-      <div className="auth-page">
-        <CornerThemeToggle />
-        <form className="card auth-card" onSubmit={submitCode} aria-labelledby="mfa-title" data-testid="mfa-step">
-          <h1 id="mfa-title">Two-factor authentication</h1>
-          <p className="muted">Enter the 6-digit code from your authenticator app, or one of your backup codes.</p>
-          <FormError error={error} />
-          <TextField
-            label="Authentication code"
-            name="code"
-            value={code}
-            onChange={(e) => setCode(e.target.value)}
-            required
-            autoFocus
-            autoComplete="one-time-code"
-            inputMode="text"
-            spellCheck={false}
-            hint="For example 123456, or a backup code such as k7q2-9xmf."
-            error={error}
-          />
-          <button type="submit" className="btn btn-primary btn-block" disabled={busy}>
-            {busy ? 'Verifying…' : 'Verify'}
-          </button>
-          <button
-            type="button"
-            className="btn btn-ghost btn-block"
-            onClick={() => {
-              setMfaToken(null);
-              setCode('');
-              setError(null);
-            }}
-          >
-            Back to sign in
-          </button>
-        </form>
-      </div>
+      <MfaStep
+        step={mfaStep}
+        onSigned={signIn}
+        onBack={() => {
+          setMfaStep(null);
+          setError(null);
+        }}
+      />
     );
   }
 

@@ -2,6 +2,7 @@ import { useState, type FormEvent } from 'react';
 import { ApiError, api, toApiError } from '../api/client';
 import type { MfaEnrollResponse, SessionDto } from '../api/types';
 import { useAuth, useUser } from '../auth';
+import { BackupCodeList } from '../components/mfa';
 import { Badge, CopyButton, Dialog, FormError, Notice, PageHeader, TextField, useLoad } from '../components/ui';
 import { describeUserAgent, formatTime } from '../format';
 import { roleLabel } from '../roles';
@@ -92,30 +93,6 @@ function ChangePassword() {
 }
 
 // ---- two-factor -----------------------------------------------------------
-
-function BackupCodeList({ codes, onDone }: { codes: string[]; onDone: () => void }) {
-  return (
-    <div className="backup-codes" role="status">
-      <p>
-        <strong>Save these backup codes now.</strong> Each works once if you lose your authenticator; they are not shown
-        again.
-      </p>
-      <ol className="code-grid" data-testid="backup-codes">
-        {codes.map((c) => (
-          <li key={c}>
-            <code>{c}</code>
-          </li>
-        ))}
-      </ol>
-      <div className="actions actions-left">
-        <CopyButton text={codes.join('\n')} label="Copy all" />
-        <button type="button" className="btn btn-primary" onClick={onDone}>
-          I have saved these codes
-        </button>
-      </div>
-    </div>
-  );
-}
 
 function TwoFactor() {
   const { reloadUser } = useAuth();

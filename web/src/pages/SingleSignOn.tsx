@@ -91,6 +91,7 @@ export function SingleSignOnPage() {
                 <td className="small">
                   {p.group_roles.map((r) => `${r.group} → ${roleLabel(r.role)}`).join(', ') || '—'}
                   {p.default_role ? ` (others: ${roleLabel(p.default_role)})` : ''}
+                  {p.mfa === 'idp' ? '; second factor at the identity provider' : p.mfa === 'local' ? '; second factor on this host' : ''}
                 </td>
                 <td>{p.enabled ? <Badge kind="ok">Enabled</Badge> : <Badge>Disabled</Badge>}</td>
                 <td className="actions-cell">
@@ -189,7 +190,10 @@ function ProviderForm({
   const [rules, setRules] = useState<GroupRoleDto[]>(provider?.group_roles ?? [{ group: '', role: 'viewer' }]);
   const [defaultRole, setDefaultRole] = useState(provider?.default_role ?? '');
   const [enabled, setEnabled] = useState(provider?.enabled ?? true);
+  const [mfa, setMfa] = useState(provider?.mfa ?? 'none');
+  const [acrValues, setAcrValues] = useState((provider?.mfa_acr_values ?? []).join('\n'));
   const [error, setError] = useState<ApiError | null>(null);
+  const directory = plugin?.sso_login === 'password';
   const [busy, setBusy] = useState(false);
 
   const setRule = (i: number, change: Partial<GroupRoleDto>) =>
@@ -206,6 +210,7 @@ function ProviderForm({
         // The document types settings as a bare object; the plugin's schema says what is in it.
         const settings = settingsFromForm(plugin.settings_schema, values, provider?.secrets_set ?? []) as CreateSsoProviderRequest['settings'];
         const group_roles = rules.filter((r) => r.group.trim() !== '').map((r) => ({ group: r.group.trim(), role: r.role }));
+        const mfa_acr_values = mfa === 'idp' ? acrValues.split('\n').map((v) => v.trim()).filter((v) => v !== '') : [];
         try {
           if (provider) {
             await api.updateSsoProvider(provider.id, {
@@ -214,6 +219,8 @@ function ProviderForm({
               group_roles,
               default_role: defaultRole || null,
               enabled,
+              mfa,
+              mfa_acr_values,
             });
           } else {
             await api.createSsoProvider({
@@ -223,6 +230,8 @@ function ProviderForm({
               group_roles,
               default_role: defaultRole || null,
               enabled,
+              mfa,
+              mfa_acr_values,
             });
           }
           await onDone();
@@ -309,6 +318,36 @@ function ProviderForm({
           </option>
         ))}
       </SelectField>
+      <SelectField
+        label="Second factor"
+        name="mfa"
+        value={mfa}
+        onChange={(e) => setMfa(e.target.value)}
+        error={error}
+        hint={
+          mfa === 'idp'
+            ? 'Sign-ins the identity provider reports no second factor for (amr, acr or the SAML authentication context) are refused.'
+            : mfa === 'local'
+              ? "After the identity provider, this host's authenticator code; a person without one sets it up at that sign-in."
+              : undefined
+        }
+      >
+        <option value="none">the identity provider's sign-in is enough</option>
+        {!directory && <option value="idp">required at the identity provider</option>}
+        <option value="local">required on this host (TOTP)</option>
+      </SelectField>
+      {mfa === 'idp' && (
+        <label className="field">
+          <span className="block-label">Further acr values that mean a second factor (one per line)</span>
+          <textarea
+            name="mfa_acr_values"
+            rows={2}
+            value={acrValues}
+            onChange={(e) => setAcrValues(e.target.value)}
+            placeholder="e.g. 2 (Keycloak's level), or an authentication context class"
+          />
+        </label>
+      )}
       <label className="checkbox">
         <input type="checkbox" checked={enabled} onChange={(e) => setEnabled(e.target.checked)} /> Enabled (shown on the sign-in page)
       </label>

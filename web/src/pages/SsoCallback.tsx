@@ -2,10 +2,12 @@
 // one-time code (in the fragment, never sent to a server by the browser) becomes a session.
 
 import { useEffect, useRef, useState } from 'react';
-import { Link } from 'react-router-dom';
+import { Link, useNavigate } from 'react-router-dom';
 import { ApiError, api, toApiError } from '../api/client';
+import { isMfaRequired, type MfaRequired } from '../api/types';
 import { useAuth } from '../auth';
 import { CornerThemeToggle } from '../components/Layout';
+import { MfaStep } from '../components/mfa';
 import { FormError } from '../components/ui';
 import { useFragmentToken } from './Signup';
 
@@ -13,6 +15,9 @@ export function SsoCallbackPage() {
   const { signIn } = useAuth();
   const code = useFragmentToken();
   const [error, setError] = useState<ApiError | null>(null);
+  // The provider requires this host's second factor too.
+  const [mfaStep, setMfaStep] = useState<MfaRequired | null>(null);
+  const navigate = useNavigate();
   const sent = useRef(false);
 
   useEffect(() => {
@@ -26,9 +31,13 @@ export function SsoCallbackPage() {
     }
     api
       .exchangeSsoCode(code)
-      .then((pair) => signIn(pair))
+      .then((res) => (isMfaRequired(res) ? setMfaStep(res) : signIn(res)))
       .catch((e) => setError(toApiError(e)));
   }, [code, signIn]);
+
+  if (mfaStep) {
+    return <MfaStep step={mfaStep} onSigned={signIn} onBack={() => navigate('/login')} />;
+  }
 
   return (
     <div className="auth-page">

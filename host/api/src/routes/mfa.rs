@@ -31,6 +31,16 @@ pub struct MfaEnrollResponse {
     pub qr_svg_data_url: String,
 }
 
+impl From<infrapilot_identity::TotpEnrollment> for MfaEnrollResponse {
+    fn from(enrollment: infrapilot_identity::TotpEnrollment) -> Self {
+        MfaEnrollResponse {
+            otpauth_uri: enrollment.otpauth_uri,
+            secret: enrollment.secret_base32,
+            qr_svg_data_url: enrollment.qr_data_url,
+        }
+    }
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MfaConfirmRequest {
@@ -78,11 +88,7 @@ pub async fn enroll(
         .accounts()
         .start_mfa_enrollment(&principal.actor(&client))
         .await?;
-    Ok(Json(MfaEnrollResponse {
-        otpauth_uri: enrollment.otpauth_uri,
-        secret: enrollment.secret_base32,
-        qr_svg_data_url: enrollment.qr_data_url,
-    }))
+    Ok(Json(MfaEnrollResponse::from(enrollment)))
 }
 
 #[utoipa::path(post, operation_id = "mfa_confirm", path = "/api/v1/auth/mfa/confirm", tag = "mfa", request_body = MfaConfirmRequest,

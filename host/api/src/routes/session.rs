@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use crate::auth::{Authenticated, ClientInfo};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;
+use crate::routes::mfa::MfaEnrollResponse;
 use crate::routes::users::UserDto;
 use crate::state::AppState;
 use crate::validate;
@@ -35,6 +36,10 @@ pub struct TokenPair {
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// After a sign-in step that enrolled the person's first authenticator: their backup
+    /// codes, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_codes: Option<Vec<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -42,6 +47,11 @@ pub struct MfaRequired {
     pub mfa_required: bool,
     /// Pass to `POST /api/v1/auth/mfa/verify` with a code.
     pub mfa_token: String,
+    /// Present when the sign-in requires this host's second factor and the person has none
+    /// yet (a single sign-on provider's `local` MFA policy): the authenticator to set up; the
+    /// code passed to `/auth/mfa/verify` confirms it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enrollment: Option<MfaEnrollResponse>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -93,6 +103,22 @@ pub(crate) fn token_pair(pair: accounts::TokenPair) -> TokenPair {
         refresh_token: pair.refresh_token,
         token_type: "Bearer",
         expires_in: pair.expires_in,
+        backup_codes: None,
+    }
+}
+
+/// A sign-in's answer: a session, or the second step.
+pub(crate) fn login_response(outcome: LoginOutcome) -> LoginResponse {
+    match outcome {
+        LoginOutcome::Signed(pair) => LoginResponse::Tokens(token_pair(pair)),
+        LoginOutcome::MfaRequired {
+            mfa_token,
+            enrollment,
+        } => LoginResponse::Mfa(MfaRequired {
+            mfa_required: true,
+            mfa_token,
+            enrollment: enrollment.map(MfaEnrollResponse::from),
+        }),
     }
 }
 
@@ -114,13 +140,7 @@ pub async fn login(
         .accounts()
         .login(&email, req.password, &client.client())
         .await?;
-    Ok(Json(match outcome {
-        LoginOutcome::Signed(pair) => LoginResponse::Tokens(token_pair(pair)),
-        LoginOutcome::MfaRequired { mfa_token } => LoginResponse::Mfa(MfaRequired {
-            mfa_required: true,
-            mfa_token,
-        }),
-    }))
+    Ok(Json(login_response(outcome)))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/mfa/verify", tag = "auth", request_body = MfaVerifyRequest,
@@ -142,11 +162,14 @@ pub async fn mfa_verify(
             "code must be a 6-digit code or a backup code",
         ));
     }
-    let pair = state
+    let verified = state
         .accounts()
         .verify_mfa(&req.mfa_token, &req.code, &client.client())
         .await?;
-    Ok(Json(token_pair(pair)))
+    Ok(Json(TokenPair {
+        backup_codes: verified.backup_codes,
+        ..token_pair(verified.pair)
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,

@@ -13,7 +13,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use base64::Engine;
-use infrapilot_accounts::sso::{GroupRole, RoleMapping, SsoIdentity, SsoProvider};
+use infrapilot_accounts::LoginOutcome;
+use infrapilot_accounts::sso::{GroupRole, RoleMapping, SsoIdentity, SsoMfa, SsoProvider};
 use infrapilot_identity::{Role, hash_token, random_bytes};
 use infrapilot_plugin_host::settings;
 use infrapilot_plugin_runtime::{
@@ -30,7 +31,7 @@ use crate::audit_log::{self, Actor};
 use crate::auth::{ClientInfo, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::routes::session::{TokenPair, token_pair};
+use crate::routes::session::{LoginResponse, login_response};
 use crate::state::AppState;
 use crate::validate;
 
@@ -45,6 +46,7 @@ const LOGIN_TTL_MS: i64 = 10 * 60 * 1000;
 const EXCHANGE_TTL_MS: i64 = 60 * 1000;
 const MAX_RULES: usize = 100;
 const MAX_GROUP_CHARS: usize = 256;
+const MAX_ACR_VALUES: usize = 20;
 
 // ---- DTOs ---------------------------------------------------------------------------------
 
@@ -98,10 +100,25 @@ pub struct CreateProviderRequest {
     pub default_role: Option<String>,
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    /// What a login needs besides the identity provider's word: `none` (default), `idp` (the
+    /// identity provider must report a second factor: OIDC `amr`/`acr`, SAML's authentication
+    /// context) or `local` (this host's TOTP after the identity provider; a person without one
+    /// enrols it at that sign-in).
+    #[serde(default = "no_mfa")]
+    pub mfa: String,
+    /// Under `idp`: further `acr` values (or SAML authentication context classes) that count as
+    /// a second factor, besides the built-in multi-factor ones (e.g. Keycloak's level `2`).
+    #[serde(default)]
+    #[schema(max_items = 20)]
+    pub mfa_acr_values: Vec<String>,
 }
 
 fn enabled_by_default() -> bool {
     true
+}
+
+fn no_mfa() -> String {
+    SsoMfa::None.as_str().to_owned()
 }
 
 #[derive(Deserialize, Default, ToSchema)]
@@ -117,6 +134,9 @@ pub struct UpdateProviderRequest {
     #[schema(value_type = Option<String>)]
     pub default_role: Option<Option<String>>,
     pub enabled: Option<bool>,
+    /// `none`, `idp` or `local` (see the create request).
+    pub mfa: Option<String>,
+    pub mfa_acr_values: Option<Vec<String>>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` when the field is absent.
@@ -137,6 +157,9 @@ pub struct ProviderDto {
     pub group_roles: Vec<GroupRoleDto>,
     pub default_role: Option<String>,
     pub enabled: bool,
+    /// `none`, `idp` or `local`: what a login needs besides the identity provider's word.
+    pub mfa: String,
+    pub mfa_acr_values: Vec<String>,
     /// The redirect (assertion consumer) URL to register at the identity provider.
     pub callback_url: String,
     /// A SAML provider's service-provider metadata (its entity id is this URL): what the
@@ -360,6 +383,57 @@ fn checked_rules(rules: &[GroupRoleDto]) -> ApiResult<Vec<GroupRole>> {
         .collect()
 }
 
+/// The MFA policy, checked against what the provider's plugin can report: a directory (a
+/// password provider) reports no second factor, so `idp` would refuse everyone.
+fn checked_mfa(raw: &str, manifest: &infrapilot_plugin_runtime::Manifest) -> ApiResult<SsoMfa> {
+    let mfa = SsoMfa::parse(raw).ok_or_else(|| {
+        ApiError::invalid(
+            "mfa",
+            format!("mfa must be one of {}", SsoMfa::ALL.join(", ")),
+        )
+    })?;
+    if mfa == SsoMfa::IdentityProvider && manifest.sso_login == Some(SsoLogin::Password) {
+        return Err(ApiError::invalid(
+            "mfa",
+            "a directory reports no second factor: use local (this host's TOTP) or none",
+        ));
+    }
+    Ok(mfa)
+}
+
+/// Extra multi-factor `acr` values: at most 20, each 1–256 printable characters, each once.
+fn checked_acr_values(values: &[String]) -> ApiResult<Vec<String>> {
+    if values.len() > MAX_ACR_VALUES {
+        return Err(ApiError::invalid(
+            "mfa_acr_values",
+            format!("at most {MAX_ACR_VALUES} values"),
+        ));
+    }
+    let mut checked: Vec<String> = Vec::new();
+    for (i, raw) in values.iter().enumerate() {
+        let value = raw.trim();
+        let field = format!("mfa_acr_values[{i}]");
+        if value.is_empty() || value.chars().count() > 256 || value.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                &field,
+                "each value must be 1 to 256 printable characters",
+            ));
+        }
+        if checked.iter().any(|v| v == value) {
+            return Err(ApiError::invalid(
+                &field,
+                format!("{value} is listed twice"),
+            ));
+        }
+        checked.push(value.to_owned());
+    }
+    Ok(checked)
+}
+
+fn stored_acr_values(row: &SsoProviderRow) -> Vec<String> {
+    serde_json::from_str(&row.mfa_acr_values).unwrap_or_default()
+}
+
 fn stored_rules(row: &SsoProviderRow) -> Vec<GroupRole> {
     serde_json::from_str(&row.group_roles).unwrap_or_default()
 }
@@ -384,6 +458,7 @@ fn provider_dto(
         .unwrap_or_default();
     secrets_set.sort();
     ProviderDto {
+        mfa_acr_values: stored_acr_values(&row),
         settings: serde_json::from_str(&row.settings).unwrap_or_else(|_| json!({})),
         group_roles: stored_rules(&row)
             .into_iter()
@@ -407,6 +482,7 @@ fn provider_dto(
         name: row.name,
         default_role: row.default_role,
         enabled: row.enabled,
+        mfa: row.mfa,
         created_at: validate::rfc3339(row.created_at),
         updated_at: validate::rfc3339(row.updated_at),
     }
@@ -451,6 +527,8 @@ async fn checked_settings(
         sp_cert: saml.cert_pem.clone(),
         sp_entity_id: saml.entity_id.clone(),
         sp_acs_url: saml.cert_pem.as_ref().map(|_| saml.acs_url.clone()),
+        mfa: no_mfa(),
+        mfa_acr_values: "[]".into(),
     };
     plugin
         .validate(&invocation(state, org, &probe, Some(&saml.acs_url))?)
@@ -598,8 +676,12 @@ pub async fn create_provider(
         .as_deref()
         .map(|r| member_role("default_role", r))
         .transpose()?;
+    let acr_values = checked_acr_values(&req.mfa_acr_values)?;
     let id = uuid::Uuid::new_v4().to_string();
     let manifest = provider_plugin_manifest(&state, plugin).await?;
+    let mfa = checked_mfa(&req.mfa, &manifest)?;
+    let acr_json =
+        serde_json::to_string(&acr_values).map_err(|e| ApiError::internal(e.to_string()))?;
     let saml = SamlKeys::for_new_provider(
         &state,
         &manifest,
@@ -622,6 +704,8 @@ pub async fn create_provider(
         group_roles: &rules_json,
         default_role: default_role.map(|r| r.as_str()),
         enabled: req.enabled,
+        mfa: mfa.as_str(),
+        mfa_acr_values: &acr_json,
     })
     .await
     .map_err(name_conflict(&name))?;
@@ -637,7 +721,9 @@ pub async fn create_provider(
         &client.ip,
         "sso_provider.create",
         &format!("sso_provider:{id}"),
-        json!({"plugin": plugin, "name": name, "group_roles": rules, "default_role": default_role.map(|r| r.as_str())}),
+        json!({"plugin": plugin, "name": name, "group_roles": rules,
+            "default_role": default_role.map(|r| r.as_str()),
+            "mfa": mfa.as_str(), "mfa_acr_values": acr_values}),
     )
     .await?;
     let row = tx
@@ -690,6 +776,19 @@ pub async fn update_provider(
         Some(None) => None,
         None => row.default_role.clone(),
     };
+    let mfa = match &req.mfa {
+        Some(raw) => checked_mfa(
+            raw,
+            &provider_plugin_manifest(&state, &row.plugin_id).await?,
+        )?,
+        None => SsoMfa::parse(&row.mfa).unwrap_or(SsoMfa::None),
+    };
+    let acr_values = match &req.mfa_acr_values {
+        Some(values) => checked_acr_values(values)?,
+        None => stored_acr_values(&row),
+    };
+    let acr_json =
+        serde_json::to_string(&acr_values).map_err(|e| ApiError::internal(e.to_string()))?;
     let (plain, sealed) = match &req.settings {
         None => (row.settings.clone(), row.secrets.clone()),
         Some(new) => {
@@ -750,6 +849,8 @@ pub async fn update_provider(
         group_roles: &rules_json,
         default_role: default_role.as_deref(),
         enabled,
+        mfa: mfa.as_str(),
+        mfa_acr_values: &acr_json,
     })
     .await
     .map_err(name_conflict(&name))?;
@@ -770,6 +871,10 @@ pub async fn update_provider(
             "previous_group_roles": stored_rules(&row),
             "default_role": default_role,
             "previous_default_role": row.default_role,
+            "mfa": mfa.as_str(),
+            "previous_mfa": row.mfa,
+            "mfa_acr_values": acr_values,
+            "previous_mfa_acr_values": stored_acr_values(&row),
             "sessions_ended": sessions_ended,
         }),
     )
@@ -982,7 +1087,7 @@ async fn login_kind(state: &AppState, plugin_id: &str) -> Option<SsoLogin> {
 #[utoipa::path(post, path = "/api/v1/auth/sso/{id}/password", operation_id = "sso_password_login", tag = "sso",
     params(("id" = uuid::Uuid, Path), OrgQuery),
     request_body = PasswordLoginRequest,
-    responses((status = 200, body = TokenPair), (status = 400, body = ErrorBody),
+    responses((status = 200, body = LoginResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
@@ -1078,26 +1183,25 @@ pub async fn password_login(
         .sso_sign_in(&org, &provider, &identity, max_members, &client.client())
         .await?;
     let tx = state.store().write(&org).await?;
-    let pair = accounts
-        .sign_in_through_sso(
+    let outcome = accounts
+        .finish_sso_login(
             tx,
             &signed_in.user,
             &client.client(),
             json!({"sso": true, "provider": row.id}),
             &org,
             &row.id,
+            provider.mfa,
         )
         .await?;
-    session_response(pair, None)
+    session_response(outcome, None)
 }
 
-/// A new session's tokens, never cached; `cookie` set alongside (the login's, cleared).
-fn session_response(
-    pair: infrapilot_accounts::TokenPair,
-    cookie: Option<String>,
-) -> ApiResult<Response> {
-    let body =
-        serde_json::to_vec(&token_pair(pair)).map_err(|e| ApiError::internal(e.to_string()))?;
+/// A new session's tokens (or the second step the provider's MFA policy asks for), never
+/// cached; `cookie` set alongside (the login's, cleared).
+fn session_response(outcome: LoginOutcome, cookie: Option<String>) -> ApiResult<Response> {
+    let body = serde_json::to_vec(&login_response(outcome))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let mut response = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
@@ -1119,6 +1223,9 @@ fn sso_provider(row: &SsoProviderRow) -> SsoProvider {
             rules: stored_rules(row),
             default_role: row.default_role.as_deref().and_then(Role::parse),
         },
+        // An unknown stored policy asks the most of a login.
+        mfa: SsoMfa::parse(&row.mfa).unwrap_or(SsoMfa::Local),
+        mfa_acr_values: stored_acr_values(row),
     }
 }
 
@@ -1130,6 +1237,7 @@ fn sso_identity(identity: infrapilot_plugin_runtime::contract::Identity) -> SsoI
         email_verified: identity.email_verified,
         name: identity.name,
         groups: identity.groups,
+        attributes: identity.attributes,
     }
 }
 
@@ -1614,7 +1722,7 @@ async fn complete(
 
 #[utoipa::path(post, path = "/api/v1/auth/sso/exchange", operation_id = "exchange_sso_code", tag = "sso",
     request_body = ExchangeRequest,
-    responses((status = 200, body = TokenPair), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody)))]
 pub async fn exchange(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1639,19 +1747,24 @@ pub async fn exchange(
         .await?
         .ok_or_else(refused)?;
     let user = tx.user_by_id(&user_id).await?.ok_or_else(refused)?;
-    let pair = state
+    let mfa = tx
+        .sso_provider(&login.provider_id)
+        .await?
+        .map_or(SsoMfa::Local, |row| sso_provider(&row).mfa);
+    let outcome = state
         .accounts()
-        .sign_in_through_sso(
+        .finish_sso_login(
             tx,
             &user,
             &client.client(),
             json!({"sso": true, "provider": login.provider_id}),
             &org,
             &login.provider_id,
+            mfa,
         )
         .await?;
     // The login is over: the browser forgets it.
-    session_response(pair, Some(cookie_header(&state, &headers, "", 0)))
+    session_response(outcome, Some(cookie_header(&state, &headers, "", 0)))
 }
 
 #[cfg(test)]

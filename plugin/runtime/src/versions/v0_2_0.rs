@@ -108,6 +108,7 @@ impl saml_wit::Host for HostState {
             name_id: a.name_id,
             name_id_format: a.name_id_format,
             session_index: a.session_index,
+            authn_context: a.authn_context,
             attributes: a.attributes,
         })
     }

@@ -1,5 +1,5 @@
 //! A test-only single sign-on provider whose "identity provider" is its settings: `issuer`,
-//! and what every identity gets (`name`, `email_verified`, `groups`, `attributes`). Settings
+//! and what every identity gets (`name`, `email_verified`, `groups`, `amr`, `acr`). Settings
 //! may also ask it to misbehave (`redirect`: the URL `begin-login` answers; `group_count`: that
 //! many groups). `begin-login` builds an authorize URL from the login request (or a SAML-style
 //! form when `post` is set) and a context; `complete-login` accepts a callback with
@@ -30,8 +30,15 @@ fn strings(value: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn identity(subject: &str, attributes: Vec<(String, String)>) -> Result<Identity, LoginError> {
+fn identity(subject: &str, mut attributes: Vec<(String, String)>) -> Result<Identity, LoginError> {
     let settings: Value = settings()?;
+    // How the person "signed in", for the host's MFA policy.
+    if settings["amr"].is_array() {
+        attributes.push(("amr".into(), settings["amr"].to_string()));
+    }
+    if let Some(acr) = settings["acr"].as_str() {
+        attributes.push(("acr".into(), acr.to_owned()));
+    }
     let mut groups = strings(&settings["groups"]);
     if let Some(n) = settings["group_count"].as_u64() {
         groups = (0..n).map(|i| format!("g{i}")).collect();

@@ -124,6 +124,15 @@ type Result<T, E = AccountError> = std::result::Result<T, E>;
 /// The organisation whose audit chain records what concerns the host rather than one
 /// organisation: the first-run claim, a sign-in attempt for an email no account has. The default
 /// organisation, the host's own (ARCHITECTURE.md, "Tenancy").
+/// Which sealed seed a step was issued with (the SHA-256 of its sealed bytes, hex).
+fn seed_fingerprint(sealed: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(sealed)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn host_chain() -> OrgId {
     OrgId::default_org()
 }
@@ -560,7 +569,7 @@ impl AccountService<'_> {
                 user_id: &user.id,
                 expires_at: now_ms() + MFA_CHALLENGE_TTL_MS,
                 sso: None,
-                enrolling: false,
+                enrolling: None,
             })
             .await?;
             tx.commit().await?;
@@ -603,8 +612,11 @@ impl AccountService<'_> {
         };
         let mut tx = self.store.write(&chain).await?;
         // Parallel codes on one challenge are checked one after another, so its attempt limit
-        // holds.
+        // holds; and one person's steps too (two enrolments, or a code used twice at once).
         tx.serialize(&format!("mfa:{challenge_hash}")).await?;
+        if let Some(c) = &known {
+            tx.serialize(&format!("mfa-user:{}", c.user_id)).await?;
+        }
         let challenge = tx
             .mfa_challenge(&challenge_hash)
             .await?
@@ -620,15 +632,44 @@ impl AccountService<'_> {
             .await?
             .filter(|u| !u.disabled && u.totp_enabled != challenge.enrolling)
             .ok_or_else(|| AccountError::unauthorized(Some("mfa_token"), "sign in again"))?;
+        // A provider turned off or removed since the first step opens nothing (checked before
+        // the code, so the answer says nothing about the code).
+        if let Some(provider_id) = &challenge.sso_provider_id
+            && let Err(e) = self.check_provider_live(&mut tx, provider_id).await
+        {
+            tx.delete_mfa_challenge(&challenge_hash).await?;
+            let actor = user_actor(&user, client, tx.org_id());
+            tx.append_audit(actor.event(
+                "auth.mfa_verify",
+                format!("user:{}", user.id),
+                "failure",
+                json!({"sso": true, "provider": provider_id, "reason": e.to_string()}),
+            ))
+            .await?;
+            tx.commit().await?;
+            return Err(e);
+        }
         self.count_attempt(&user.email, client)?;
         let method = if challenge.enrolling {
-            self.confirm_first_authenticator(&mut tx, &user, code)
+            self.confirm_first_authenticator(&mut tx, &user, &challenge, code)
                 .await?
         } else {
             self.check_second_factor(&mut tx, &user, code).await?
         };
         let Some(method) = method else {
             tx.count_mfa_attempt(&challenge_hash).await?;
+            if let Some(provider_id) = &challenge.sso_provider_id {
+                // In the provider's organisation, whose admins watch its sign-ins.
+                let actor = user_actor(&user, client, tx.org_id());
+                tx.append_audit(actor.event(
+                    "auth.mfa_verify",
+                    format!("user:{}", user.id),
+                    "failure",
+                    json!({"sso": true, "provider": provider_id,
+                           "enrolling": challenge.enrolling, "reason": "wrong code"}),
+                ))
+                .await?;
+            }
             tx.commit().await?;
             self.record_login_failure(&user.email, Some(&user.id), client, "wrong MFA code")
                 .await;
@@ -669,14 +710,27 @@ impl AccountService<'_> {
         Ok(MfaVerified { pair, backup_codes })
     }
 
-    /// Checks `code` against the person's pending seed and turns TOTP on with it; `None` when
-    /// the code does not match.
+    /// Checks `code` against the pending seed the step was issued with and turns TOTP on with
+    /// it; `None` when the code does not match. A seed set since (another sign-in, the profile)
+    /// or an authenticator turned on meanwhile ends the step.
     async fn confirm_first_authenticator(
         &self,
         tx: &mut Tx,
         user: &UserRow,
+        challenge: &infrapilot_store::MfaChallengeRow,
         code: &str,
     ) -> Result<Option<&'static str>> {
+        let same_seed = user
+            .totp_secret
+            .as_deref()
+            .map(seed_fingerprint)
+            .is_some_and(|f| challenge.seed_fingerprint.as_deref() == Some(f.as_str()));
+        if !same_seed {
+            return Err(AccountError::unauthorized(
+                Some("mfa_token"),
+                "the authenticator set-up was replaced by a newer one; sign in again",
+            ));
+        }
         let code = code.trim();
         let Some(seed) = self.open_seed(user)? else {
             return Ok(None);
@@ -687,14 +741,19 @@ impl AccountService<'_> {
         let Some(step) = verify_totp(&seed, code, unix_now(), None) else {
             return Ok(None);
         };
-        tx.enable_totp(&user.id, step).await?;
+        if !tx.enable_totp(&user.id, step).await? {
+            return Err(AccountError::unauthorized(
+                Some("mfa_token"),
+                "an authenticator was turned on meanwhile; sign in again",
+            ));
+        }
         Ok(Some("totp_enrolled"))
     }
 
     /// Ends a single sign-on login the host accepted (`user` from `provider_id` of `org`):
-    /// a session, or, under the provider's `local` MFA policy, the second step (which enrols
-    /// the person's first authenticator when they have none). `tx` is in `org`.
-    #[allow(clippy::too_many_arguments)]
+    /// a session, or, under the provider's `local` MFA policy (read here, in the transaction
+    /// that ends the login), the second step — which enrols the person's first authenticator
+    /// when they have none. `tx` is in `org`.
     pub async fn finish_sso_login(
         &self,
         mut tx: Tx,
@@ -703,39 +762,51 @@ impl AccountService<'_> {
         detail: serde_json::Value,
         org: &OrgId,
         provider_id: &str,
-        mfa: sso::SsoMfa,
     ) -> Result<LoginOutcome> {
+        let mfa = self.check_provider_live(&mut tx, provider_id).await?;
         if mfa != sso::SsoMfa::Local {
             return self
-                .sign_in_through_sso(tx, user, client, detail, org, provider_id)
+                .open_session(tx, user, client, detail, Some((org.as_str(), provider_id)))
                 .await
                 .map(LoginOutcome::Signed);
         }
-        self.check_provider_live(&mut tx, provider_id).await?;
+        // One person's second steps one after another (the pending seed is theirs).
+        tx.serialize(&format!("mfa-user:{}", user.id)).await?;
         let person = tx
             .person_by_id(&user.id)
             .await?
             .filter(|p| !p.disabled)
             .ok_or(AccountError::Disabled)?;
-        let enrollment = if person.totp_enabled {
-            None
-        } else {
-            let enrollment = TotpEnrollment::generate(&person.email)
+        let mut enrollment = None;
+        let mut fingerprint = None;
+        if !person.totp_enabled {
+            let fresh = TotpEnrollment::generate(&person.email)
                 .map_err(|e| AccountError::Internal(e.to_string()))?;
             let sealed = self
                 .secrets
-                .seal(TOTP_SEAL_PURPOSE, &enrollment.secret)
+                .seal(TOTP_SEAL_PURPOSE, &fresh.secret)
                 .map_err(|e| AccountError::Internal(e.to_string()))?;
-            tx.set_pending_totp(&person.id, &sealed).await?;
-            Some(enrollment)
-        };
+            // False when an authenticator was turned on since: then its code is asked for.
+            if tx.set_pending_totp(&person.id, &sealed).await? {
+                fingerprint = Some(seed_fingerprint(&sealed));
+                enrollment = Some(fresh);
+                let actor = user_actor(&person, client, tx.org_id());
+                tx.append_audit(actor.event(
+                    "mfa.enroll_start",
+                    format!("user:{}", person.id),
+                    "success",
+                    json!({"sso": true, "provider": provider_id, "at_sign_in": true}),
+                ))
+                .await?;
+            }
+        }
         let challenge = issue_token(TokenKind::MfaChallenge)?;
         tx.insert_mfa_challenge(&NewMfaChallenge {
             token_hash: &challenge.hash,
             user_id: &person.id,
             expires_at: now_ms() + MFA_CHALLENGE_TTL_MS,
             sso: Some((org.as_str(), provider_id)),
-            enrolling: enrollment.is_some(),
+            enrolling: fingerprint.as_deref(),
         })
         .await?;
         tx.commit().await?;
@@ -745,18 +816,14 @@ impl AccountService<'_> {
         })
     }
 
-    /// Refuses a login through a provider deleted or turned off while it was under way.
-    async fn check_provider_live(&self, tx: &mut Tx, provider_id: &str) -> Result<()> {
-        let live = tx
-            .sso_provider(provider_id)
-            .await?
-            .is_some_and(|p| p.enabled);
-        if live {
-            Ok(())
-        } else {
-            Err(AccountError::SsoRefused(
+    /// Refuses a login through a provider deleted or turned off while it was under way;
+    /// otherwise its MFA policy as it is now (an unknown one asks the most).
+    async fn check_provider_live(&self, tx: &mut Tx, provider_id: &str) -> Result<sso::SsoMfa> {
+        match tx.sso_provider(provider_id).await? {
+            Some(p) if p.enabled => Ok(sso::SsoMfa::parse(&p.mfa).unwrap_or(sso::SsoMfa::Local)),
+            _ => Err(AccountError::SsoRefused(
                 "this sign-in provider was removed or turned off meanwhile".into(),
-            ))
+            )),
         }
     }
 
@@ -1053,10 +1120,9 @@ impl AccountService<'_> {
                 return Ok(None);
             };
             return match verify_totp(&seed, code, unix_now(), user.totp_last_step) {
-                Some(step) => {
-                    tx.set_totp_last_step(&user.id, step).await?;
-                    Ok(Some("totp"))
-                }
+                // A parallel sign-in that used this step already wins; this one is a replay.
+                Some(step) if tx.set_totp_last_step(&user.id, step).await? => Ok(Some("totp")),
+                Some(_) => Ok(None),
                 None => Ok(None),
             };
         }
@@ -1171,6 +1237,48 @@ impl AccountService<'_> {
 
     /// Deletes user `user_id` (not the actor themselves, not the last enabled super_admin) and
     /// ends their sessions.
+    /// The host operator's reset of a person's second factor (a lost authenticator, or one
+    /// someone else set up at a sign-in that required it): TOTP off, backup codes gone, their
+    /// sessions ended; their next sign-in that requires it enrols a new one. Never one's own
+    /// (that is `disable_mfa`, with the password).
+    pub async fn reset_user_mfa(&self, actor: &Actor, user_id: &str) -> Result<()> {
+        let mut tx = self.store.write(&actor.org_id).await?;
+        let user = find_user(&mut tx, user_id).await?;
+        if actor.user_id.as_deref() == Some(user.id.as_str()) {
+            return Err(AccountError::Invalid {
+                field: "id".into(),
+                message:
+                    "turn off your own second factor on your profile (it asks for your password)"
+                        .into(),
+            });
+        }
+        tx.serialize(&format!("mfa-user:{}", user.id)).await?;
+        let person = tx
+            .person_by_id(&user.id)
+            .await?
+            .ok_or(AccountError::NoSuchUser)?;
+        if !person.totp_enabled && person.totp_secret.is_none() {
+            return Err(AccountError::Conflict(format!(
+                "{} has no second factor",
+                person.email
+            )));
+        }
+        tx.disable_totp(&user.id).await?;
+        let sessions_ended = tx
+            .revoke_user_sessions(&user.id, "second factor reset", None)
+            .await?;
+        tx.append_audit(actor.event(
+            "mfa.reset",
+            format!("user:{}", user.id),
+            "success",
+            json!({"email": person.email, "was_enabled": person.totp_enabled,
+                   "sessions_ended": sessions_ended}),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn delete_user(&self, actor: &Actor, user_id: &str) -> Result<()> {
         let mut tx = self.store.write(&actor.org_id).await?;
         let user = find_user(&mut tx, user_id).await?;
@@ -1250,7 +1358,11 @@ impl AccountService<'_> {
             .secrets
             .seal(TOTP_SEAL_PURPOSE, &enrollment.secret)
             .map_err(|e| AccountError::Internal(e.to_string()))?;
-        tx.set_pending_totp(&user.id, &sealed).await?;
+        if !tx.set_pending_totp(&user.id, &sealed).await? {
+            return Err(AccountError::Conflict(
+                "MFA is already on; disable it first to enrol a new authenticator".into(),
+            ));
+        }
         tx.append_audit(actor.event(
             "mfa.enroll_start",
             format!("user:{}", user.id),
@@ -1278,7 +1390,9 @@ impl AccountService<'_> {
                 field: "code".into(),
                 message: "the code does not match; check the time on your device".into(),
             })?;
-        tx.enable_totp(&user.id, step).await?;
+        if !tx.enable_totp(&user.id, step).await? {
+            return Err(AccountError::Conflict("MFA is already on".into()));
+        }
         let (codes, hashes) = generate_backup_codes()?;
         tx.replace_backup_codes(&user.id, &hashes).await?;
         tx.append_audit(actor.event(

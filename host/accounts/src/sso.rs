@@ -200,6 +200,8 @@ impl AccountService<'_> {
             "issuer": identity.issuer,
             "groups": identity.groups,
             "mfa_policy": provider.mfa.as_str(),
+            // Under `local` the session waits for this host's second factor.
+            "mfa_pending": provider.mfa == SsoMfa::Local,
             "second_factor_reported": second_factor_reported(identity, &provider.mfa_acr_values),
         });
         match outcome {

@@ -77,6 +77,7 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/users/{id}", R(Admin)),
     ("PATCH", "/api/v1/users/{id}", I(SuperAdmin)),
     ("DELETE", "/api/v1/users/{id}", I(SuperAdmin)),
+    ("DELETE", "/api/v1/users/{id}/mfa", I(SuperAdmin)),
     // API tokens
     ("GET", "/api/v1/tokens", R(Admin)),
     ("POST", "/api/v1/tokens", I(Admin)),

@@ -134,6 +134,28 @@ async fn scenario(backend: infrapilot_store::Backend) {
             Some(json!({"role": "operator"})),
             "user.update"
         );
+        // The host operator resets the user's second factor.
+        let user_token = app.login("u@example.com", PASSWORD).await;
+        let enroll = app
+            .post("/api/v1/auth/mfa/enroll", Some(&user_token), json!({}))
+            .await;
+        let user_secret = enroll.body["secret"].as_str().unwrap().to_owned();
+        let r = app
+            .post(
+                "/api/v1/auth/mfa/confirm",
+                Some(&user_token),
+                json!({"code": oathtool(&user_secret, 0)}),
+            )
+            .await;
+        assert_eq!(r.status, axum::http::StatusCode::OK, "{:?}", r.body);
+        step!(
+            "DELETE",
+            "/api/v1/users/{id}/mfa",
+            format!("/api/v1/users/{uid}/mfa"),
+            t,
+            None,
+            "mfa.reset"
+        );
         step!(
             "DELETE",
             "/api/v1/users/{id}",

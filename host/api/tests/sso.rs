@@ -560,6 +560,12 @@ async fn a_provider_requires_a_second_factor_from_the_identity_provider_or_this_
             (json!({"mfa_acr_values": [" "]}), "mfa_acr_values[0]"),
             (json!({"mfa_acr_values": ["2", "2"]}), "mfa_acr_values[1]"),
             (json!({"mfa_acr_values": ["a\nb"]}), "mfa_acr_values[0]"),
+            // Single-factor levels never count as a second factor.
+            (json!({"mfa_acr_values": ["2", "1"]}), "mfa_acr_values[1]"),
+            (
+                json!({"mfa_acr_values": ["urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"]}),
+                "mfa_acr_values[0]",
+            ),
             (
                 json!({"mfa_acr_values": vec!["x"; 21].iter().enumerate().map(|(i, _)| i.to_string()).collect::<Vec<_>>()}),
                 "mfa_acr_values",
@@ -633,10 +639,10 @@ async fn a_provider_requires_a_second_factor_from_the_identity_provider_or_this_
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         assert_eq!(r.body["mfa_acr_values"], json!(["2"]));
         let body = exchanged(&app, &id, "mia").await;
-        assert!(body["access_token"].is_string(), "{body:?}");
+        let idp_session = body["access_token"].as_str().unwrap().to_owned();
 
         // `local`: after the identity provider, this host's TOTP; a person without one enrols
-        // it in that step.
+        // it in that step. Tightening the policy ends the sessions made without it.
         let r = app
             .call(
                 "PATCH",
@@ -646,10 +652,24 @@ async fn a_provider_requires_a_second_factor_from_the_identity_provider_or_this_
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let r = app.get("/api/v1/auth/me", &idp_session).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+        // A set-up replaced by a newer one (another sign-in) no longer confirms anything.
+        let stale = exchanged(&app, &id, "mia").await;
+        let stale_secret = stale["enrollment"]["secret"].as_str().unwrap().to_owned();
         let step = exchanged(&app, &id, "mia").await;
         assert_eq!(step["mfa_required"], true, "{step:?}");
         assert!(step.get("access_token").is_none(), "{step:?}");
         let secret = step["enrollment"]["secret"].as_str().unwrap().to_owned();
+        assert_ne!(secret, stale_secret);
+        let r = verify(
+            &app,
+            stale["mfa_token"].as_str().unwrap(),
+            &common::oathtool(&stale_secret, 0),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+        assert_eq!(r.field(), Some("mfa_token"), "{:?}", r.body);
         assert!(
             step["enrollment"]["otpauth_uri"]
                 .as_str()
@@ -684,8 +704,8 @@ async fn a_provider_requires_a_second_factor_from_the_identity_provider_or_this_
                     "SELECT COUNT(*) FROM sessions WHERE sso_provider_id = '{id}' AND revoked_at IS NULL"
                 ))
                 .await,
-            3,
-            "the two sign-ins under `idp` and this one"
+            1,
+            "this one (those under `idp` ended when the policy tightened)"
         );
 
         // The next login asks for the code of the enrolled authenticator (or a backup code).
@@ -696,6 +716,63 @@ async fn a_provider_requires_a_second_factor_from_the_identity_provider_or_this_
         let r = verify(&app, &mfa_token, &backup_codes[0]).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         assert!(r.body.get("backup_codes").is_none(), "{:?}", r.body);
+        let mia_session = r.body["access_token"].as_str().unwrap().to_owned();
+
+        // A lost authenticator: the host operator resets it (never their own); mia's sessions
+        // end and her next sign-in sets up a new one.
+        let mia = app.get("/api/v1/auth/me", &mia_session).await.body["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let me = app.get("/api/v1/auth/me", &admin).await.body["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = app
+            .call(
+                "DELETE",
+                &format!("/api/v1/users/{me}/mfa"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+        assert_eq!(r.field(), Some("id"));
+        let r = app
+            .call(
+                "DELETE",
+                &format!("/api/v1/users/{mia}/mfa"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+        let r = app
+            .call(
+                "DELETE",
+                &format!("/api/v1/users/{mia}/mfa"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+        let r = app.get("/api/v1/auth/me", &mia_session).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+        let step = exchanged(&app, &id, "mia").await;
+        let secret = step["enrollment"]["secret"].as_str().unwrap().to_owned();
+        let r = verify(
+            &app,
+            step["mfa_token"].as_str().unwrap(),
+            &common::oathtool(&secret, 0),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let backup_codes: Vec<String> = r.body["backup_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
 
         // A provider turned off between the two steps opens no session.
         let step = exchanged(&app, &id, "mia").await;
@@ -721,7 +798,14 @@ async fn a_provider_requires_a_second_factor_from_the_identity_provider_or_this_
         );
 
         let actions = app.audit_actions(&admin).await;
-        assert!(actions.iter().any(|a| a == "mfa.enable"), "{actions:?}");
+        for action in [
+            "mfa.enroll_start",
+            "mfa.enable",
+            "mfa.reset",
+            "auth.mfa_verify",
+        ] {
+            assert!(actions.iter().any(|a| a == action), "{action}: {actions:?}");
+        }
         assert!(
             actions.iter().filter(|a| *a == "sso.login").count() >= 6,
             "{actions:?}"

@@ -73,8 +73,10 @@ pub struct MfaChallengeRow {
     /// After a single sign-on login: the organisation and provider whose session it opens.
     pub sso_org_id: Option<String>,
     pub sso_provider_id: Option<String>,
-    /// The step enrols the person's first authenticator (their pending seed).
+    /// The step enrols the person's first authenticator: the fingerprint of the pending seed
+    /// it was issued with (a seed set since does not confirm it).
     pub enrolling: bool,
+    pub seed_fingerprint: Option<String>,
 }
 
 /// A second login step to record: whose, until when, and after which login.
@@ -84,7 +86,8 @@ pub struct NewMfaChallenge<'a> {
     pub expires_at: i64,
     /// `(organisation, provider)` when a single sign-on login asked for it.
     pub sso: Option<(&'a str, &'a str)>,
-    pub enrolling: bool,
+    /// The fingerprint of the pending seed this step enrols, if it does.
+    pub enrolling: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -353,36 +356,45 @@ impl Tx {
 
     // ----- MFA -----
 
-    /// Stores an encrypted TOTP seed awaiting confirmation (MFA stays off until confirmed).
-    pub async fn set_pending_totp(&mut self, user_id: &str, sealed_secret: &[u8]) -> Result<()> {
-        on_tx!(self, c => sqlx::query(
-            "UPDATE users SET totp_secret = $2, totp_enabled = FALSE, totp_last_step = NULL, updated_at = $3 WHERE id = $1",
+    /// Stores an encrypted TOTP seed awaiting confirmation (MFA stays off until confirmed);
+    /// false when MFA is on meanwhile (an authenticator in use is never replaced this way).
+    pub async fn set_pending_totp(&mut self, user_id: &str, sealed_secret: &[u8]) -> Result<bool> {
+        let n = on_tx!(self, c => sqlx::query(
+            "UPDATE users SET totp_secret = $2, totp_last_step = NULL, updated_at = $3 \
+             WHERE id = $1 AND totp_enabled = FALSE",
         )
         .bind(user_id)
         .bind(sealed_secret)
         .bind(now_ms())
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
-        Ok(())
+        Ok(n == 1)
     }
 
-    pub async fn enable_totp(&mut self, user_id: &str, step: i64) -> Result<()> {
-        on_tx!(self, c => sqlx::query(
-            "UPDATE users SET totp_enabled = TRUE, totp_last_step = $2, updated_at = $3 WHERE id = $1",
+    /// Turns MFA on with the pending seed; false when it is on already (another confirmation
+    /// won the race).
+    pub async fn enable_totp(&mut self, user_id: &str, step: i64) -> Result<bool> {
+        let n = on_tx!(self, c => sqlx::query(
+            "UPDATE users SET totp_enabled = TRUE, totp_last_step = $2, updated_at = $3 \
+             WHERE id = $1 AND totp_enabled = FALSE AND totp_secret IS NOT NULL",
         )
         .bind(user_id)
         .bind(step)
         .bind(now_ms())
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
-        Ok(())
+        Ok(n == 1)
     }
 
-    /// Records the time step of an accepted code, so that the same code is not accepted twice.
-    pub async fn set_totp_last_step(&mut self, user_id: &str, step: i64) -> Result<()> {
-        on_tx!(self, c => sqlx::query("UPDATE users SET totp_last_step = $2 WHERE id = $1")
-            .bind(user_id)
-            .bind(step)
-            .execute(&mut **c).await.map(|r| r.rows_affected()))?;
-        Ok(())
+    /// Records the time step of an accepted code, so that the same code is not accepted twice;
+    /// false when that step (or a later one) was used already, in a parallel sign-in too.
+    pub async fn set_totp_last_step(&mut self, user_id: &str, step: i64) -> Result<bool> {
+        let n = on_tx!(self, c => sqlx::query(
+            "UPDATE users SET totp_last_step = $2 \
+             WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+        )
+        .bind(user_id)
+        .bind(step)
+        .execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
     }
 
     pub async fn disable_totp(&mut self, user_id: &str) -> Result<()> {
@@ -438,14 +450,15 @@ impl Tx {
 
     pub async fn insert_mfa_challenge(&mut self, challenge: &NewMfaChallenge<'_>) -> Result<()> {
         on_tx!(self, c => sqlx::query(
-            "INSERT INTO mfa_challenges (token_hash, user_id, expires_at, sso_org_id, sso_provider_id, enrolling) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO mfa_challenges (token_hash, user_id, expires_at, sso_org_id, sso_provider_id, \
+             enrolling, seed_fingerprint) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(challenge.token_hash)
         .bind(challenge.user_id)
         .bind(challenge.expires_at)
         .bind(challenge.sso.map(|(org, _)| org))
         .bind(challenge.sso.map(|(_, provider)| provider))
+        .bind(challenge.enrolling.is_some())
         .bind(challenge.enrolling)
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         Ok(())
@@ -453,7 +466,7 @@ impl Tx {
 
     pub async fn mfa_challenge(&mut self, token_hash: &str) -> Result<Option<MfaChallengeRow>> {
         Ok(on_tx!(self, c => sqlx::query_as::<_, MfaChallengeRow>(
-            "SELECT user_id, expires_at, attempts, sso_org_id, sso_provider_id, enrolling \
+            "SELECT user_id, expires_at, attempts, sso_org_id, sso_provider_id, enrolling, seed_fingerprint \
              FROM mfa_challenges WHERE token_hash = $1",
         )
         .bind(token_hash)

@@ -312,6 +312,7 @@ export const api = {
   updateUser: (id: string, body: UpdateUserRequest) =>
     request<UserDto>('PATCH', `/users/${encodeURIComponent(id)}`, { body }),
   deleteUser: (id: string) => request<void>('DELETE', `/users/${encodeURIComponent(id)}`),
+  resetUserMfa: (id: string) => request<void>('DELETE', `/users/${encodeURIComponent(id)}/mfa`),
 
   tokens: () => request<ApiTokenDto[]>('GET', '/tokens'),
   createToken: (body: CreateTokenRequest) => request<CreatedToken>('POST', '/tokens', { body }),

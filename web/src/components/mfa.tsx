@@ -2,7 +2,7 @@
 // requires this host's second factor), and the backup codes shown once after an enrolment.
 
 import { useState, type FormEvent } from 'react';
-import { ApiError, api, toApiError } from '../api/client';
+import { ApiError, api, setTokens, toApiError } from '../api/client';
 import type { MfaRequired, TokenPair } from '../api/types';
 import { CornerThemeToggle } from './Layout';
 import { CopyButton, FormError, TextField } from './ui';
@@ -55,6 +55,8 @@ export function MfaStep({
     try {
       const pair = await api.mfaVerify(step.mfa_token, code.trim());
       if (pair.backup_codes?.length) {
+        // Signed in before the codes show: leaving this page keeps the session.
+        setTokens(pair);
         setEnrolled(pair);
         setBusy(false);
       } else {
@@ -86,7 +88,7 @@ export function MfaStep({
         {enrollment ? (
           <div data-testid="mfa-enrol">
             <p className="muted">
-              Your organisation requires a second factor on this host. Set up an authenticator app (TOTP) now:
+              This sign-in requires a second factor on this host. Set up an authenticator app (TOTP) now:
             </p>
             <div className="qr">
               <img src={enrollment.qr_svg_data_url} alt="QR code of the TOTP secret" width={200} height={200} data-testid="totp-qr" />

@@ -210,7 +210,8 @@ function ProviderForm({
         // The document types settings as a bare object; the plugin's schema says what is in it.
         const settings = settingsFromForm(plugin.settings_schema, values, provider?.secrets_set ?? []) as CreateSsoProviderRequest['settings'];
         const group_roles = rules.filter((r) => r.group.trim() !== '').map((r) => ({ group: r.group.trim(), role: r.role }));
-        const mfa_acr_values = mfa === 'idp' ? acrValues.split('\n').map((v) => v.trim()).filter((v) => v !== '') : [];
+        // Kept as stored unless the identity provider's check is chosen (a policy switch keeps them).
+        const mfa_acr_values = mfa === 'idp' ? acrValues.split('\n').map((v) => v.trim()).filter((v) => v !== '') : undefined;
         try {
           if (provider) {
             await api.updateSsoProvider(provider.id, {
@@ -251,6 +252,8 @@ function ProviderForm({
           onChange={(e) => {
             setPluginId(e.target.value);
             setValues({});
+            // A directory reports no second factor: its sign-ins cannot be checked for one.
+            if (plugins.find((p) => p.id === e.target.value)?.sso_login === 'password' && mfa === 'idp') setMfa('none');
           }}
           error={error}
         >

@@ -21,6 +21,7 @@ type Editing =
   | { kind: 'edit'; user: UserDto }
   | { kind: 'password'; user: UserDto }
   | { kind: 'delete'; user: UserDto }
+  | { kind: 'reset-mfa'; user: UserDto }
   | null;
 
 export function UsersPage() {
@@ -93,6 +94,11 @@ export function UsersPage() {
                       <button type="button" className="btn btn-small" onClick={() => setEditing({ kind: 'password', user: u })} aria-label={`Reset password of ${u.email}`}>
                         Reset password
                       </button>
+                      {u.mfa_enabled && u.id !== me.id && (
+                        <button type="button" className="btn btn-small" onClick={() => setEditing({ kind: 'reset-mfa', user: u })} aria-label={`Reset second factor of ${u.email}`}>
+                          Reset 2FA
+                        </button>
+                      )}
                       <button
                         type="button"
                         className="btn btn-small btn-danger"
@@ -141,6 +147,27 @@ export function UsersPage() {
           <ResetPasswordForm user={editing.user} onCancel={close} onDone={(u) => void done(`Password of ${u.email} changed.`)} />
         )}
       </Dialog>
+      <ConfirmDialog
+        title="Reset two-factor authentication"
+        open={editing?.kind === 'reset-mfa'}
+        onClose={close}
+        confirmLabel="Reset"
+        message={
+          editing?.kind === 'reset-mfa' ? (
+            <>
+              Turn off the authenticator and backup codes of <strong>{editing.user.email}</strong>? Their sessions end;
+              a sign-in that requires a second factor has them set up a new one.
+            </>
+          ) : null
+        }
+        onConfirm={async () => {
+          if (editing?.kind !== 'reset-mfa') return;
+          const email = editing.user.email;
+          await api.resetUserMfa(editing.user.id);
+          setFlash(`Two-factor authentication of ${email} reset.`);
+          await users.reload();
+        }}
+      />
       <ConfirmDialog
         title="Delete user"
         open={editing?.kind === 'delete'}

@@ -74,6 +74,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(mfa::regenerate_backup_codes))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(users::reset_mfa))
         .routes(routes!(signup::sign_up))
         .routes(routes!(signup::verify_email))
         .routes(routes!(orgs::list, orgs::create))

@@ -401,6 +401,30 @@ fn checked_mfa(raw: &str, manifest: &infrapilot_plugin_runtime::Manifest) -> Api
     Ok(mfa)
 }
 
+/// Whether `new` asks more of a login than the stored policy did (none < idp < local; idp and
+/// local ask different things, so either change from the other tightens).
+fn mfa_tightened(stored: &str, new: SsoMfa) -> bool {
+    match SsoMfa::parse(stored) {
+        Some(old) => old != new && new != SsoMfa::None,
+        None => false,
+    }
+}
+
+/// `acr` values that name a single factor (Keycloak's levels 0 and 1, SAML's password classes):
+/// never accepted as meaning a second one.
+const SINGLE_FACTOR_ACR_VALUES: &[&str] = &[
+    "0",
+    "1",
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:Password",
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified",
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:InternetProtocol",
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:InternetProtocolPassword",
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:PreviousSession",
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:Kerberos",
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:X509",
+];
+
 /// Extra multi-factor `acr` values: at most 20, each 1–256 printable characters, each once.
 fn checked_acr_values(values: &[String]) -> ApiResult<Vec<String>> {
     if values.len() > MAX_ACR_VALUES {
@@ -417,6 +441,12 @@ fn checked_acr_values(values: &[String]) -> ApiResult<Vec<String>> {
             return Err(ApiError::invalid(
                 &field,
                 "each value must be 1 to 256 printable characters",
+            ));
+        }
+        if SINGLE_FACTOR_ACR_VALUES.contains(&value) {
+            return Err(ApiError::invalid(
+                &field,
+                format!("{value} names a single factor, not a second one"),
             ));
         }
         if checked.iter().any(|v| v == value) {
@@ -781,7 +811,7 @@ pub async fn update_provider(
             raw,
             &provider_plugin_manifest(&state, &row.plugin_id).await?,
         )?,
-        None => SsoMfa::parse(&row.mfa).unwrap_or(SsoMfa::None),
+        None => SsoMfa::parse(&row.mfa).unwrap_or(SsoMfa::Local),
     };
     let acr_values = match &req.mfa_acr_values {
         Some(values) => checked_acr_values(values)?,
@@ -838,6 +868,9 @@ pub async fn update_provider(
     let mut sessions_ended = 0;
     if row.enabled && !enabled {
         keep_a_provider_while_required(&mut tx, &row.id, "enabled").await?;
+        sessions_ended = tx.revoke_sso_sessions(&row.id).await?;
+    } else if mfa_tightened(&row.mfa, mfa) {
+        // Sessions this provider made without the second factor now required end.
         sessions_ended = tx.revoke_sso_sessions(&row.id).await?;
     }
     tx.update_sso_provider(&NewSsoProvider {
@@ -1191,7 +1224,6 @@ pub async fn password_login(
             json!({"sso": true, "provider": row.id}),
             &org,
             &row.id,
-            provider.mfa,
         )
         .await?;
     session_response(outcome, None)
@@ -1747,10 +1779,6 @@ pub async fn exchange(
         .await?
         .ok_or_else(refused)?;
     let user = tx.user_by_id(&user_id).await?.ok_or_else(refused)?;
-    let mfa = tx
-        .sso_provider(&login.provider_id)
-        .await?
-        .map_or(SsoMfa::Local, |row| sso_provider(&row).mfa);
     let outcome = state
         .accounts()
         .finish_sso_login(
@@ -1760,7 +1788,6 @@ pub async fn exchange(
             json!({"sso": true, "provider": login.provider_id}),
             &org,
             &login.provider_id,
-            mfa,
         )
         .await?;
     // The login is over: the browser forgets it.

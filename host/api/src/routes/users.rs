@@ -300,6 +300,25 @@ pub async fn update(
     Ok(Json(UserDto::from(updated)))
 }
 
+#[utoipa::path(delete, operation_id = "reset_user_mfa", path = "/api/v1/users/{id}/mfa", tag = "users", params(("id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Resets a person's second factor (the host operator's; audited as `mfa.reset`): TOTP off,
+/// backup codes gone, their sessions ended.
+pub async fn reset_mfa(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = validate::uuid("id", &id)?;
+    state
+        .accounts()
+        .reset_user_mfa(&actor(&principal, &client), &id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(delete, operation_id = "delete_user", path = "/api/v1/users/{id}", tag = "users", params(("id" = uuid::Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]

@@ -9,7 +9,7 @@ pub use crate::sso_provider::infrapilot::plugin::sso_model::{
 };
 pub use crate::sso_provider::infrapilot::plugin::types::PluginError;
 pub use crate::sso_provider::infrapilot::plugin::{
-    clock, config, http, kv, ldap, log, random, saml,
+    clock, config, http, jws, kv, ldap, log, random, saml,
 };
 
 /// The provider's settings (the JSON object an administrator saved), read as `T`.

@@ -6,11 +6,13 @@
 //! before delegating to [`crate::HostServices`]. Each contract version links these functions
 //! into its worlds through thin adapters (`crate::versions`). A new capability (`saml`, `ldap`,
 //! `syslog` …) is one more module here, one more [`Capability`], and one adapter per version
-//! that has its interface.
+//! that has its interface. `jws` alone needs no capability: it is computation on what the plugin
+//! hands over (signature checks, natively).
 
 mod clock;
 mod config;
 mod http;
+pub(crate) mod jws;
 mod kv;
 mod ldap;
 mod log;

@@ -62,6 +62,13 @@ super::world_calls!((
 /// `sso-model` has types only.
 impl sso_wit::Host for HostState {}
 
+/// Interface `jws` (new in 0.2.0): no capability, computation only.
+impl sso_provider::infrapilot::plugin::jws::Host for HostState {
+    async fn verify(&mut self, token: String, jwks: String) -> Result<(), String> {
+        crate::host::jws::verify(&token, &jwks)
+    }
+}
+
 use crate::contract::saml as saml_contract;
 use sso_provider::infrapilot::plugin::saml as saml_wit;
 

@@ -14,3 +14,7 @@ ALTER TABLE mfa_challenges ADD COLUMN sso_org_id TEXT;
 ALTER TABLE mfa_challenges ADD COLUMN sso_provider_id TEXT;
 ALTER TABLE mfa_challenges ADD COLUMN enrolling INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE mfa_challenges ADD COLUMN seed_fingerprint TEXT;
+
+-- Whether the identity provider reported a second factor for a login, recorded when its callback
+-- succeeds: a policy tightened to 'idp' before the code is exchanged still applies to it.
+ALTER TABLE sso_logins ADD COLUMN second_factor INTEGER NOT NULL DEFAULT 0;

@@ -121,9 +121,6 @@ impl AccountError {
 
 type Result<T, E = AccountError> = std::result::Result<T, E>;
 
-/// The organisation whose audit chain records what concerns the host rather than one
-/// organisation: the first-run claim, a sign-in attempt for an email no account has. The default
-/// organisation, the host's own (ARCHITECTURE.md, "Tenancy").
 /// Which sealed seed a step was issued with (the SHA-256 of its sealed bytes, hex).
 fn seed_fingerprint(sealed: &[u8]) -> String {
     use sha2::Digest;
@@ -133,6 +130,9 @@ fn seed_fingerprint(sealed: &[u8]) -> String {
         .collect()
 }
 
+/// The organisation whose audit chain records what concerns the host rather than one
+/// organisation: the first-run claim, a sign-in attempt for an email no account has. The default
+/// organisation, the host's own (ARCHITECTURE.md, "Tenancy").
 fn host_chain() -> OrgId {
     OrgId::default_org()
 }
@@ -615,7 +615,7 @@ impl AccountService<'_> {
         // holds; and one person's steps too (two enrolments, or a code used twice at once).
         tx.serialize(&format!("mfa:{challenge_hash}")).await?;
         if let Some(c) = &known {
-            tx.serialize(&format!("mfa-user:{}", c.user_id)).await?;
+            tx.serialize_for_person(&c.user_id, "mfa").await?;
         }
         let challenge = tx
             .mfa_challenge(&challenge_hash)
@@ -741,7 +741,8 @@ impl AccountService<'_> {
         let Some(step) = verify_totp(&seed, code, unix_now(), None) else {
             return Ok(None);
         };
-        if !tx.enable_totp(&user.id, step).await? {
+        let sealed = user.totp_secret.as_deref().unwrap_or_default();
+        if !tx.enable_totp(&user.id, step, sealed).await? {
             return Err(AccountError::unauthorized(
                 Some("mfa_token"),
                 "an authenticator was turned on meanwhile; sign in again",
@@ -753,7 +754,9 @@ impl AccountService<'_> {
     /// Ends a single sign-on login the host accepted (`user` from `provider_id` of `org`):
     /// a session, or, under the provider's `local` MFA policy (read here, in the transaction
     /// that ends the login), the second step — which enrols the person's first authenticator
-    /// when they have none. `tx` is in `org`.
+    /// when they have none. `tx` is in `org`. `second_factor`: the identity provider reported
+    /// one for this login (a policy tightened to `idp` since the callback still refuses it).
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish_sso_login(
         &self,
         mut tx: Tx,
@@ -762,8 +765,25 @@ impl AccountService<'_> {
         detail: serde_json::Value,
         org: &OrgId,
         provider_id: &str,
+        second_factor: bool,
     ) -> Result<LoginOutcome> {
         let mfa = self.check_provider_live(&mut tx, provider_id).await?;
+        if mfa == sso::SsoMfa::IdentityProvider && !second_factor {
+            drop(tx);
+            let reason = "the provider now requires a second factor at the identity provider, and it reported none for this sign-in; sign in again";
+            let actor = user_actor(user, client, org.as_str());
+            self.record_standalone(
+                org,
+                actor.event(
+                    "sso.login",
+                    format!("sso_provider:{provider_id}"),
+                    "failure",
+                    json!({"provider": provider_id, "reason": reason}),
+                ),
+            )
+            .await;
+            return Err(AccountError::SsoRefused(reason.into()));
+        }
         if mfa != sso::SsoMfa::Local {
             return self
                 .open_session(tx, user, client, detail, Some((org.as_str(), provider_id)))
@@ -771,7 +791,7 @@ impl AccountService<'_> {
                 .map(LoginOutcome::Signed);
         }
         // One person's second steps one after another (the pending seed is theirs).
-        tx.serialize(&format!("mfa-user:{}", user.id)).await?;
+        tx.serialize_for_person(&user.id, "mfa").await?;
         let person = tx
             .person_by_id(&user.id)
             .await?
@@ -1121,7 +1141,17 @@ impl AccountService<'_> {
             };
             return match verify_totp(&seed, code, unix_now(), user.totp_last_step) {
                 // A parallel sign-in that used this step already wins; this one is a replay.
-                Some(step) if tx.set_totp_last_step(&user.id, step).await? => Ok(Some("totp")),
+                Some(step)
+                    if tx
+                        .set_totp_last_step(
+                            &user.id,
+                            step,
+                            user.totp_secret.as_deref().unwrap_or_default(),
+                        )
+                        .await? =>
+                {
+                    Ok(Some("totp"))
+                }
                 Some(_) => Ok(None),
                 None => Ok(None),
             };
@@ -1235,8 +1265,6 @@ impl AccountService<'_> {
         Ok(updated)
     }
 
-    /// Deletes user `user_id` (not the actor themselves, not the last enabled super_admin) and
-    /// ends their sessions.
     /// The host operator's reset of a person's second factor (a lost authenticator, or one
     /// someone else set up at a sign-in that required it): TOTP off, backup codes gone, their
     /// sessions ended; their next sign-in that requires it enrols a new one. Never one's own
@@ -1252,7 +1280,7 @@ impl AccountService<'_> {
                         .into(),
             });
         }
-        tx.serialize(&format!("mfa-user:{}", user.id)).await?;
+        tx.serialize_for_person(&user.id, "mfa").await?;
         let person = tx
             .person_by_id(&user.id)
             .await?
@@ -1279,6 +1307,8 @@ impl AccountService<'_> {
         Ok(())
     }
 
+    /// Deletes user `user_id` (not the actor themselves, not the last enabled super_admin) and
+    /// ends their sessions.
     pub async fn delete_user(&self, actor: &Actor, user_id: &str) -> Result<()> {
         let mut tx = self.store.write(&actor.org_id).await?;
         let user = find_user(&mut tx, user_id).await?;
@@ -1346,6 +1376,10 @@ impl AccountService<'_> {
     /// Starts a TOTP enrolment: a new seed, sealed and pending until confirmed.
     pub async fn start_mfa_enrollment(&self, actor: &Actor) -> Result<TotpEnrollment> {
         let mut tx = self.store.write(&actor.org_id).await?;
+        // One person's second-factor changes one after another, in any organisation.
+        if let Some(id) = &actor.user_id {
+            tx.serialize_for_person(id, "mfa").await?;
+        }
         let user = self.current_user(&mut tx, actor).await?;
         if user.totp_enabled {
             return Err(AccountError::Conflict(
@@ -1378,6 +1412,10 @@ impl AccountService<'_> {
     /// the new backup codes (shown once).
     pub async fn confirm_mfa(&self, actor: &Actor, code: &str) -> Result<Vec<String>> {
         let mut tx = self.store.write(&actor.org_id).await?;
+        // One person's second-factor changes one after another, in any organisation.
+        if let Some(id) = &actor.user_id {
+            tx.serialize_for_person(id, "mfa").await?;
+        }
         let user = self.current_user(&mut tx, actor).await?;
         if user.totp_enabled {
             return Err(AccountError::Conflict("MFA is already on".into()));
@@ -1390,8 +1428,11 @@ impl AccountService<'_> {
                 field: "code".into(),
                 message: "the code does not match; check the time on your device".into(),
             })?;
-        if !tx.enable_totp(&user.id, step).await? {
-            return Err(AccountError::Conflict("MFA is already on".into()));
+        let sealed = user.totp_secret.as_deref().unwrap_or_default();
+        if !tx.enable_totp(&user.id, step, sealed).await? {
+            return Err(AccountError::Conflict(
+                "MFA is already on, or another set-up was started meanwhile; start again".into(),
+            ));
         }
         let (codes, hashes) = generate_backup_codes()?;
         tx.replace_backup_codes(&user.id, &hashes).await?;
@@ -1420,6 +1461,7 @@ impl AccountService<'_> {
             return Err(AccountError::Conflict("MFA is not on".into()));
         }
         let mut tx = self.store.write(&actor.org_id).await?;
+        tx.serialize_for_person(&user.id, "mfa").await?;
         tx.disable_totp(&user.id).await?;
         tx.append_audit(actor.event(
             "mfa.disable",
@@ -1447,6 +1489,7 @@ impl AccountService<'_> {
         }
         let (codes, hashes) = generate_backup_codes()?;
         let mut tx = self.store.write(&actor.org_id).await?;
+        tx.serialize_for_person(&user.id, "mfa").await?;
         tx.replace_backup_codes(&user.id, &hashes).await?;
         tx.append_audit(actor.event(
             "mfa.backup_codes_regenerate",

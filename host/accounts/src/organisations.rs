@@ -440,6 +440,69 @@ impl Organisations {
         Ok(())
     }
 
+    /// An organisation admin's reset of a member's second factor (a lost authenticator, or one
+    /// set up by someone else at a sign-in that required it): TOTP off, backup codes gone, their
+    /// sessions ended. Only for a person who belongs to this organisation alone (the account is
+    /// theirs everywhere: with other memberships, the host operator resets it), never the host
+    /// operator, never oneself (the profile does that, with the password).
+    pub async fn reset_member_mfa(
+        &self,
+        actor: &Actor,
+        actor_role: Role,
+        user_id: &str,
+    ) -> Result<()> {
+        let mut tx = self.store.write(&actor.org_id).await?;
+        let member = Self::member(&mut tx, user_id).await?;
+        if !actor_role.at_least(Role::Admin) {
+            return Err(OrgError::Forbidden(format!(
+                "resetting a member's second factor needs the admin role; you have {actor_role}"
+            )));
+        }
+        if actor.user_id.as_deref() == Some(member.id.as_str()) {
+            return Err(invalid(
+                "uid",
+                "turn off your own second factor on your profile (it asks for your password)",
+            ));
+        }
+        if member.role == Role::SuperAdmin.as_str() {
+            return Err(OrgError::Forbidden(
+                "the host operator's second factor is reset on the host, not here".into(),
+            ));
+        }
+        let memberships = self.store.lookup().await?.memberships(&member.id).await?;
+        if memberships.len() > 1 {
+            return Err(OrgError::Forbidden(format!(
+                "{} belongs to other organisations too: the host operator resets their second factor",
+                member.email
+            )));
+        }
+        tx.serialize_for_person(&member.id, "mfa").await?;
+        let person = tx
+            .person_by_id(&member.id)
+            .await?
+            .ok_or_else(|| OrgError::Internal("a member without an account".into()))?;
+        if !person.totp_enabled && person.totp_secret.is_none() {
+            return Err(OrgError::Conflict {
+                field: "uid".into(),
+                message: format!("{} has no second factor", person.email),
+            });
+        }
+        tx.disable_totp(&member.id).await?;
+        let sessions_ended = tx
+            .revoke_user_sessions(&member.id, "second factor reset", None)
+            .await?;
+        tx.append_audit(actor.event(
+            "mfa.reset",
+            format!("user:{}", member.id),
+            "success",
+            json!({"email": person.email, "was_enabled": person.totp_enabled,
+                   "sessions_ended": sessions_ended}),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     // ----- invitations -----
 
     pub async fn invitations(&self, actor: &Actor) -> Result<Vec<InvitationRow>> {

@@ -214,6 +214,7 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/orgs/{id}/members", I(Admin)),
     ("PUT", "/api/v1/orgs/{id}/members/{uid}", I(Admin)),
     ("DELETE", "/api/v1/orgs/{id}/members/{uid}", I(Viewer)),
+    ("DELETE", "/api/v1/orgs/{id}/members/{uid}/mfa", I(Admin)),
     ("GET", "/api/v1/orgs/{id}/invitations", R(Admin)),
     ("POST", "/api/v1/orgs/{id}/invitations", I(Admin)),
     ("DELETE", "/api/v1/orgs/{id}/invitations/{iid}", I(Admin)),

@@ -504,6 +504,32 @@ async fn scenario(backend: infrapilot_store::Backend) {
             None,
             "org.member_remove"
         );
+        // Back in the default organisation only: its admin resets m's second factor.
+        let member_token = app.login("m@example.com", PASSWORD).await;
+        let enroll = app
+            .post("/api/v1/auth/mfa/enroll", Some(&member_token), json!({}))
+            .await;
+        let member_secret = enroll.body["secret"].as_str().unwrap().to_owned();
+        let r = app
+            .post(
+                "/api/v1/auth/mfa/confirm",
+                Some(&member_token),
+                json!({"code": oathtool(&member_secret, 0)}),
+            )
+            .await;
+        assert_eq!(r.status, axum::http::StatusCode::OK, "{:?}", r.body);
+        let home = app.get("/api/v1/auth/me", &root).await.body["org_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        step!(
+            "DELETE",
+            "/api/v1/orgs/{id}/members/{uid}/mfa",
+            format!("/api/v1/orgs/{home}/members/{mid}/mfa"),
+            t,
+            None,
+            "mfa.reset"
+        );
         let invitation = step!(
             "POST",
             "/api/v1/orgs/{id}/invitations",

@@ -33,22 +33,7 @@ async fn answer(app: &TestApp, provider: &str, code: &str) -> String {
 
 /// A whole login of `subject`: the access token.
 async fn sign_in(app: &TestApp, provider: &str, subject: &str) -> String {
-    let browser = start(app, provider).await;
-    let location = callback(
-        app,
-        provider,
-        Some(&browser.cookie),
-        &[
-            ("code", &format!("good-{subject}")),
-            ("state", &browser.param("state")),
-        ],
-    )
-    .await;
-    let code = location
-        .strip_prefix("/login/sso#")
-        .unwrap_or_else(|| panic!("no code: {location}"));
-    let (status, body) = exchange(app, &browser.cookie, code).await;
-    assert_eq!(status, StatusCode::OK, "{body:?}");
+    let body = exchanged(app, provider, subject).await;
     body["access_token"].as_str().unwrap().to_owned()
 }
 
@@ -796,6 +781,44 @@ async fn a_provider_requires_a_second_factor_from_the_identity_provider_or_this_
                 .await,
             0
         );
+
+        // The organisation's admin resets it too (mia belongs to this organisation only), but
+        // never their own there.
+        let org = app.get("/api/v1/auth/me", &admin).await.body["org_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = app
+            .call(
+                "DELETE",
+                &format!("/api/v1/orgs/{org}/members/{me}/mfa"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+        assert_eq!(r.field(), Some("uid"));
+        let r = app
+            .call(
+                "DELETE",
+                &format!("/api/v1/orgs/{org}/members/{mia}/mfa"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+        let members = app
+            .get(&format!("/api/v1/orgs/{org}/members"), &admin)
+            .await;
+        let mia_row = members
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["user_id"] == mia.as_str())
+            .cloned()
+            .unwrap();
+        assert_eq!(mia_row["mfa_enabled"], false, "{mia_row:?}");
 
         let actions = app.audit_actions(&admin).await;
         for action in [

@@ -370,29 +370,43 @@ impl Tx {
         Ok(n == 1)
     }
 
-    /// Turns MFA on with the pending seed; false when it is on already (another confirmation
-    /// won the race).
-    pub async fn enable_totp(&mut self, user_id: &str, step: i64) -> Result<bool> {
+    /// Turns MFA on with the pending seed `sealed_secret` (the one the code was checked
+    /// against); false when it is on already or another seed is pending now (a race lost).
+    pub async fn enable_totp(
+        &mut self,
+        user_id: &str,
+        step: i64,
+        sealed_secret: &[u8],
+    ) -> Result<bool> {
         let n = on_tx!(self, c => sqlx::query(
             "UPDATE users SET totp_enabled = TRUE, totp_last_step = $2, updated_at = $3 \
-             WHERE id = $1 AND totp_enabled = FALSE AND totp_secret IS NOT NULL",
+             WHERE id = $1 AND totp_enabled = FALSE AND totp_secret = $4",
         )
         .bind(user_id)
         .bind(step)
         .bind(now_ms())
+        .bind(sealed_secret)
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
     }
 
     /// Records the time step of an accepted code, so that the same code is not accepted twice;
-    /// false when that step (or a later one) was used already, in a parallel sign-in too.
-    pub async fn set_totp_last_step(&mut self, user_id: &str, step: i64) -> Result<bool> {
+    /// false when that step (or a later one) was used already, in a parallel sign-in too, or
+    /// the seed `sealed_secret` the code was checked against is no longer the one on.
+    pub async fn set_totp_last_step(
+        &mut self,
+        user_id: &str,
+        step: i64,
+        sealed_secret: &[u8],
+    ) -> Result<bool> {
         let n = on_tx!(self, c => sqlx::query(
             "UPDATE users SET totp_last_step = $2 \
-             WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+             WHERE id = $1 AND totp_enabled = TRUE AND totp_secret = $3 \
+             AND (totp_last_step IS NULL OR totp_last_step < $2)",
         )
         .bind(user_id)
         .bind(step)
+        .bind(sealed_secret)
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
     }

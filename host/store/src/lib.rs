@@ -382,6 +382,18 @@ impl Tx {
         Ok(())
     }
 
+    /// Like [`Tx::serialize_person`] for one invariant of a person (`mfa`: their second factor's
+    /// steps, enrolments and resets, whichever organisation's transaction makes them).
+    pub async fn serialize_for_person(&mut self, user_id: &str, invariant: &str) -> Result<()> {
+        if let TxInner::Postgres(c) = &mut self.inner {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(format!("infrapilot:person:{user_id}:{invariant}"))
+                .execute(&mut **c)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn commit(self) -> Result<()> {
         match self.inner {
             TxInner::Sqlite(tx) => tx.commit().await?,

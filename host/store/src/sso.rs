@@ -79,6 +79,9 @@ pub struct SsoLoginRow {
     pub exchange_hash: Option<String>,
     pub exchange_expires_at: Option<i64>,
     pub exchanged_at: Option<i64>,
+    /// The identity provider reported a second factor for it (the provider's `idp` policy,
+    /// checked again when the code is exchanged).
+    pub second_factor: bool,
 }
 
 pub struct NewSsoLogin<'a> {
@@ -97,8 +100,8 @@ const PROVIDER_COLUMNS: &str = "SELECT id, plugin_id, name, settings, secrets, g
      enabled, created_at, updated_at, sp_key, sp_cert, sp_entity_id, sp_acs_url, mfa, mfa_acr_values FROM sso_providers WHERE org_id = $1";
 
 const LOGIN_COLUMNS: &str = "SELECT id, provider_id, state_hash, browser_hash, nonce, callback_url, code_verifier, context, \
-     created_at, expires_at, used_at, user_id, exchange_hash, exchange_expires_at, exchanged_at \
-     FROM sso_logins WHERE org_id = $1";
+     created_at, expires_at, used_at, user_id, exchange_hash, exchange_expires_at, exchanged_at, \
+     second_factor FROM sso_logins WHERE org_id = $1";
 
 impl Tx {
     // ----- providers -----
@@ -332,16 +335,19 @@ impl Tx {
         user_id: &str,
         exchange_hash: &str,
         exchange_expires_at: i64,
+        second_factor: bool,
     ) -> Result<()> {
         let org = self.org_id.clone();
         on_tx!(self, c => sqlx::query(
-            "UPDATE sso_logins SET user_id = $3, exchange_hash = $4, exchange_expires_at = $5 WHERE org_id = $1 AND id = $2",
+            "UPDATE sso_logins SET user_id = $3, exchange_hash = $4, exchange_expires_at = $5, \
+             second_factor = $6 WHERE org_id = $1 AND id = $2",
         )
         .bind(&org)
         .bind(id)
         .bind(user_id)
         .bind(exchange_hash)
         .bind(exchange_expires_at)
+        .bind(second_factor)
         .execute(&mut **c).await.map(|r| r.rows_affected()))?;
         Ok(())
     }

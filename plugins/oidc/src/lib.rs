@@ -227,10 +227,10 @@ fn unavailable(e: impl std::fmt::Display) -> LoginError {
     LoginError::Unavailable(e.to_string())
 }
 
-/// The client for the provider's discovered endpoints, and its key set (JSON) for the host's
-/// signature check.
-type Discovered = (
-    CoreClient<
+/// The client for the provider's discovered endpoints, its key set (JSON) for the host's
+/// signature check, and the algorithms it signs ID tokens with.
+struct Discovered {
+    client: CoreClient<
         openidconnect::EndpointSet,
         openidconnect::EndpointNotSet,
         openidconnect::EndpointNotSet,
@@ -238,8 +238,9 @@ type Discovered = (
         openidconnect::EndpointMaybeSet,
         openidconnect::EndpointMaybeSet,
     >,
-    String,
-);
+    jwks: String,
+    id_token_algs: Vec<String>,
+}
 
 fn client(settings: &Settings, redirect: &str) -> Result<Discovered, LoginError> {
     let issuer = settings.issuer().map_err(LoginError::InvalidSettings)?;
@@ -264,13 +265,22 @@ fn client(settings: &Settings, redirect: &str) -> Result<Discovered, LoginError>
     let redirect = RedirectUrl::new(redirect.to_owned())
         .map_err(|e| LoginError::InvalidSettings(format!("callback URL: {e}")))?;
     let jwks = serde_json::to_string(metadata.jwks()).map_err(unavailable)?;
+    let id_token_algs = metadata
+        .id_token_signing_alg_values_supported()
+        .iter()
+        .filter_map(|alg| serde_json::to_value(alg).ok()?.as_str().map(str::to_owned))
+        .collect();
     let client = CoreClient::from_provider_metadata(
         metadata,
         ClientId::new(settings.client_id.clone()),
         settings.client_secret(),
     )
     .set_redirect_uri(redirect);
-    Ok((client, jwks))
+    Ok(Discovered {
+        client,
+        jwks,
+        id_token_algs,
+    })
 }
 
 struct OidcProvider;
@@ -332,7 +342,7 @@ impl SsoProvider for OidcProvider {
                 context: None,
             });
         }
-        let (client, _) = client(&settings, &request.callback_url)?;
+        let client = client(&settings, &request.callback_url)?.client;
         let (state, nonce) = (request.state.clone(), request.nonce.clone());
         let mut authorize = client.authorize_url(
             CoreAuthenticationFlow::AuthorizationCode,
@@ -400,7 +410,11 @@ impl SsoProvider for OidcProvider {
             }
             return Ok(identity);
         }
-        let (client, jwks) = client(&settings, &callback.request.callback_url)?;
+        let Discovered {
+            client,
+            jwks,
+            id_token_algs,
+        } = client(&settings, &callback.request.callback_url)?;
         let tokens = client
             .exchange_code(AuthorizationCode::new(code))
             .map_err(|e| LoginError::InvalidSettings(format!("token endpoint: {e}")))?
@@ -418,6 +432,19 @@ impl SsoProvider for OidcProvider {
         // The signature is checked by the host, natively (an RSA check in WebAssembly would be
         // most of a login's time): the key the token names from the provider's set, an
         // asymmetric algorithm that key suits. The claims are checked here, below.
+        // Only an algorithm the provider's discovery lists for ID tokens.
+        let alg = id_token
+            .signing_alg()
+            .ok()
+            .and_then(|alg| serde_json::to_value(alg).ok())
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if !id_token_algs.contains(&alg) {
+            return Err(LoginError::Rejected(format!(
+                "the ID token does not hold: it is signed with {alg:?}, which the provider does not list for ID tokens ({})",
+                id_token_algs.join(", ")
+            )));
+        }
         jws::verify(&id_token.to_string(), &jwks)
             .map_err(|e| LoginError::Rejected(format!("the ID token does not hold: {e}")))?;
         let now_ms = clock::now_unix_ms();

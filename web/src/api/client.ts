@@ -350,6 +350,8 @@ export const api = {
   setMemberRole: (id: string, uid: string, role: string) =>
     request<MemberDto>('PUT', `${orgPath(id)}/members/${encodeURIComponent(uid)}`, { body: { role } }),
   removeMember: (id: string, uid: string) => request<void>('DELETE', `${orgPath(id)}/members/${encodeURIComponent(uid)}`),
+  resetMemberMfa: (id: string, uid: string) =>
+    request<void>('DELETE', `${orgPath(id)}/members/${encodeURIComponent(uid)}/mfa`),
   invitations: (id: string) => request<InvitationDto[]>('GET', `${orgPath(id)}/invitations`),
   invite: (id: string, email: string, role: string) =>
     request<CreatedInvitation>('POST', `${orgPath(id)}/invitations`, { body: { email, role } }),

@@ -3,9 +3,27 @@
 
 import { useState, type FormEvent } from 'react';
 import { ApiError, api, setTokens, toApiError } from '../api/client';
-import type { MfaRequired, TokenPair } from '../api/types';
+import type { MfaEnrollResponse, MfaRequired, TokenPair } from '../api/types';
 import { CornerThemeToggle } from './Layout';
 import { CopyButton, FormError, TextField } from './ui';
+
+/** A new authenticator's QR code, and its secret to type by hand. */
+export function TotpSetup({ enrollment }: { enrollment: MfaEnrollResponse }) {
+  return (
+    <>
+      <div className="qr">
+        <img src={enrollment.qr_svg_data_url} alt="QR code of the TOTP secret" width={200} height={200} data-testid="totp-qr" />
+      </div>
+      <p className="muted">
+        Or enter this secret by hand:{' '}
+        <code className="secret" data-testid="totp-secret">
+          {enrollment.secret}
+        </code>{' '}
+        <CopyButton text={enrollment.secret} />
+      </p>
+    </>
+  );
+}
 
 export function BackupCodeList({ codes, onDone }: { codes: string[]; onDone: () => void }) {
   return (
@@ -90,16 +108,7 @@ export function MfaStep({
             <p className="muted">
               This sign-in requires a second factor on this host. Set up an authenticator app (TOTP) now:
             </p>
-            <div className="qr">
-              <img src={enrollment.qr_svg_data_url} alt="QR code of the TOTP secret" width={200} height={200} data-testid="totp-qr" />
-            </div>
-            <p className="muted">
-              Or enter this secret by hand:{' '}
-              <code className="secret" data-testid="totp-secret">
-                {enrollment.secret}
-              </code>{' '}
-              <CopyButton text={enrollment.secret} />
-            </p>
+            <TotpSetup enrollment={enrollment} />
             <p className="muted">Then enter the 6-digit code the app shows.</p>
           </div>
         ) : (

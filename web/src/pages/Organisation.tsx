@@ -129,6 +129,7 @@ function Members({ orgId, isAdmin, hostOperator }: { orgId: string; isAdmin: boo
   const members = useLoad(() => api.members(orgId));
   const [error, setError] = useState<ApiError | null>(null);
   const [removing, setRemoving] = useState<MemberDto | null>(null);
+  const [resetting, setResetting] = useState<MemberDto | null>(null);
   const [adding, setAdding] = useState(false);
 
   async function changeRole(m: MemberDto, role: string) {
@@ -192,6 +193,11 @@ function Members({ orgId, isAdmin, hostOperator }: { orgId: string; isAdmin: boo
                     )}
                   </td>
                   <td className="actions-cell">
+                    {editable && m.mfa_enabled && (
+                      <button type="button" className="btn btn-small" onClick={() => setResetting(m)} aria-label={`Reset second factor of ${m.email}`}>
+                        Reset 2FA
+                      </button>
+                    )}{' '}
                     {editable && (
                       <button type="button" className="btn btn-small btn-danger" onClick={() => setRemoving(m)} aria-label={`Remove ${m.email}`}>
                         Remove
@@ -204,6 +210,23 @@ function Members({ orgId, isAdmin, hostOperator }: { orgId: string; isAdmin: boo
           </tbody>
         </table>
       </div>
+      <ConfirmDialog
+        title="Reset two-factor authentication"
+        open={resetting !== null}
+        onClose={() => setResetting(null)}
+        confirmLabel="Reset"
+        message={
+          <>
+            Turn off the authenticator and backup codes of <strong>{resetting?.email}</strong>? Their sessions end; a sign-in
+            that requires a second factor has them set up a new one.
+          </>
+        }
+        onConfirm={async () => {
+          if (!resetting) return;
+          await api.resetMemberMfa(orgId, resetting.user_id);
+          await members.reload();
+        }}
+      />
       <ConfirmDialog
         title="Remove member"
         open={removing !== null}

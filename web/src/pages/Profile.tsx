@@ -2,8 +2,8 @@ import { useState, type FormEvent } from 'react';
 import { ApiError, api, toApiError } from '../api/client';
 import type { MfaEnrollResponse, SessionDto } from '../api/types';
 import { useAuth, useUser } from '../auth';
-import { BackupCodeList } from '../components/mfa';
-import { Badge, CopyButton, Dialog, FormError, Notice, PageHeader, TextField, useLoad } from '../components/ui';
+import { BackupCodeList, TotpSetup } from '../components/mfa';
+import { Badge, Dialog, FormError, Notice, PageHeader, TextField, useLoad } from '../components/ui';
 import { describeUserAgent, formatTime } from '../format';
 import { roleLabel } from '../roles';
 
@@ -171,17 +171,8 @@ function TwoFactor() {
         <form onSubmit={confirm} className="enrol" data-testid="mfa-enrol">
           <ol className="steps">
             <li>
-              Scan this QR code with your authenticator app:
-              <div className="qr">
-                <img src={enrolment.qr_svg_data_url} alt="QR code of the TOTP secret" width={200} height={200} data-testid="totp-qr" />
-              </div>
-            </li>
-            <li>
-              Or enter this secret by hand:{' '}
-              <code className="secret" data-testid="totp-secret">
-                {enrolment.secret}
-              </code>{' '}
-              <CopyButton text={enrolment.secret} />
+              Scan this QR code with your authenticator app (or type its secret):
+              <TotpSetup enrollment={enrolment} />
             </li>
             <li>Enter the 6-digit code the app shows:</li>
           </ol>

@@ -81,6 +81,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(orgs::get, orgs::update, orgs::delete))
         .routes(routes!(orgs::list_members, orgs::add_member))
         .routes(routes!(orgs::update_member, orgs::remove_member))
+        .routes(routes!(orgs::reset_member_mfa))
         .routes(routes!(orgs::list_invitations, orgs::invite))
         .routes(routes!(orgs::revoke_invitation))
         .routes(routes!(orgs::accept_invitation))

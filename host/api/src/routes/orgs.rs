@@ -57,6 +57,8 @@ pub struct MemberDto {
     pub name: String,
     pub role: Role,
     pub disabled: bool,
+    /// Whether the person has a second factor (TOTP) on.
+    pub mfa_enabled: bool,
 }
 
 impl From<UserRow> for MemberDto {
@@ -67,6 +69,7 @@ impl From<UserRow> for MemberDto {
             email: u.email,
             name: u.name,
             disabled: u.disabled,
+            mfa_enabled: u.totp_enabled,
         }
     }
 }
@@ -333,6 +336,26 @@ pub async fn update_member(
         .change_role(&principal.actor(&client), principal.role, &uid, role)
         .await?;
     Ok(Json(MemberDto::from(member)))
+}
+
+#[utoipa::path(delete, operation_id = "reset_organization_member_mfa", path = "/api/v1/orgs/{id}/members/{uid}/mfa", tag = "organisations",
+    params(("id" = String, Path), ("uid" = String, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+/// Resets a member's second factor (audited as `mfa.reset`): for a person who belongs to this
+/// organisation only; their sessions end.
+pub async fn reset_member_mfa(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    Path((id, uid)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    same_org(&principal, &id)?;
+    state
+        .organisations()
+        .reset_member_mfa(&principal.actor(&client), principal.role, &uid)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(delete, operation_id = "remove_organization_member", path = "/api/v1/orgs/{id}/members/{uid}", tag = "organisations",

@@ -14,7 +14,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use base64::Engine;
 use infrapilot_accounts::LoginOutcome;
-use infrapilot_accounts::sso::{GroupRole, RoleMapping, SsoIdentity, SsoMfa, SsoProvider};
+use infrapilot_accounts::sso::{
+    GroupRole, RoleMapping, SsoIdentity, SsoMfa, SsoProvider, second_factor_reported,
+};
 use infrapilot_identity::{Role, hash_token, random_bytes};
 use infrapilot_plugin_host::settings;
 use infrapilot_plugin_runtime::{
@@ -1224,6 +1226,7 @@ pub async fn password_login(
             json!({"sso": true, "provider": row.id}),
             &org,
             &row.id,
+            second_factor_reported(&identity, &provider.mfa_acr_values),
         )
         .await?;
     session_response(outcome, None)
@@ -1745,6 +1748,7 @@ async fn complete(
         &signed_in.user.id,
         &hash_token(&code),
         now_ms() + EXCHANGE_TTL_MS,
+        second_factor_reported(&identity, &provider.mfa_acr_values),
     )
     .await
     .map_err(|e| internal(e.into()))?;
@@ -1788,6 +1792,7 @@ pub async fn exchange(
             json!({"sso": true, "provider": login.provider_id}),
             &org,
             &login.provider_id,
+            login.second_factor,
         )
         .await?;
     // The login is over: the browser forgets it.

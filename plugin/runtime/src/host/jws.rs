@@ -25,6 +25,12 @@ fn key_suits(jwk: &Jwk, alg: Algorithm) -> bool {
 
 /// Checks `token`'s signature against the key set `jwks` (JSON). `Err`: why it does not hold.
 pub(crate) fn verify(token: &str, jwks: &str) -> Result<(), String> {
+    // aws-lc-rs, named rather than chosen by feature detection (which panics when two providers
+    // are compiled in).
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    });
     if token.len() > MAX_TOKEN_BYTES {
         return Err(format!("token: longer than {MAX_TOKEN_BYTES} bytes"));
     }
@@ -45,41 +51,50 @@ pub(crate) fn verify(token: &str, jwks: &str) -> Result<(), String> {
         ));
     }
     let set: JwkSet = serde_json::from_str(jwks).map_err(|e| format!("jwks: {e}"))?;
-    let jwk = match header.kid.as_deref() {
-        Some(kid) => set
-            .find(kid)
-            .ok_or_else(|| format!("jwks: no key {kid:?}"))?,
-        None => {
-            let mut suited = set.keys.iter().filter(|k| key_suits(k, header.alg));
-            match (suited.next(), suited.next()) {
-                (Some(only), None) => only,
-                (None, _) => return Err(format!("jwks: no key for {:?}", header.alg)),
-                (Some(_), Some(_)) => {
-                    return Err("token: no kid, and several keys could have signed it".into());
-                }
-            }
+    // The one key that may have signed it: named by the kid (when there is one), suited to the
+    // algorithm, for signatures, and of that algorithm if it names one. None, or several, and
+    // the token is refused.
+    let alg_name = format!("{:?}", header.alg);
+    let mut candidates = set.keys.iter().filter(|k| {
+        header
+            .kid
+            .as_deref()
+            .is_none_or(|kid| k.common.key_id.as_deref() == Some(kid))
+            && key_suits(k, header.alg)
+            && !matches!(
+                k.common.public_key_use,
+                Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))
+            )
+            && k.common
+                .key_algorithm
+                .as_ref()
+                .is_none_or(|own| own.to_string() == alg_name)
+            && k.common.key_operations.as_ref().is_none_or(|ops| {
+                ops.iter()
+                    .any(|op| matches!(op, jsonwebtoken::jwk::KeyOperations::Verify))
+            })
+    });
+    let jwk = match (candidates.next(), candidates.next()) {
+        (Some(only), None) => only,
+        (None, _) => {
+            return Err(format!(
+                "jwks: no signature key {} suited to {alg_name}",
+                header
+                    .kid
+                    .as_deref()
+                    .map_or_else(String::new, |kid| format!("{kid:?}"))
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "jwks: several keys could have signed it ({alg_name}{})",
+                header
+                    .kid
+                    .as_deref()
+                    .map_or_else(String::new, |kid| format!(", kid {kid:?}"))
+            ));
         }
     };
-    if !key_suits(jwk, header.alg) {
-        return Err(format!(
-            "jwks: the key {:?} cannot check {:?} signatures",
-            jwk.common.key_id, header.alg
-        ));
-    }
-    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
-        return Err(format!(
-            "jwks: the key {:?} is for encryption",
-            jwk.common.key_id
-        ));
-    }
-    if let Some(own) = &jwk.common.key_algorithm
-        && own.to_string() != format!("{:?}", header.alg)
-    {
-        return Err(format!(
-            "jwks: the key {:?} is for {own}, the token says {:?}",
-            jwk.common.key_id, header.alg
-        ));
-    }
     let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("jwks: {e}"))?;
     let (message, signature) = token.rsplit_once('.').ok_or("token: not a compact JWS")?;
     match jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key, header.alg) {
@@ -190,10 +205,10 @@ mod tests {
         assert!(
             verify(&token(&rsa, Algorithm::RS256, Some("r9")), &both)
                 .unwrap_err()
-                .contains("no key")
+                .contains("no signature key")
         );
         let e = verify(&token(&ec, Algorithm::ES256, Some("r1")), &both).unwrap_err();
-        assert!(e.contains("cannot check"), "{e}");
+        assert!(e.contains("no signature key"), "{e}");
         // Without a kid: the only suited key, or refused when several could have signed.
         assert_eq!(verify(&token(&rsa, Algorithm::RS256, None), &both), Ok(()));
         let two_rsa = set(&[
@@ -202,6 +217,17 @@ mod tests {
         ]);
         let e = verify(&token(&rsa, Algorithm::RS256, None), &two_rsa).unwrap_err();
         assert!(e.contains("several keys"), "{e}");
+        // Two keys under one kid: ambiguous, refused; an encryption key beside it is not one.
+        let twins = set(&[
+            rsa_jwk.clone(),
+            public(&rsa_key(), Algorithm::RS256, "r1", json!({})),
+        ]);
+        assert!(verify(&good, &twins).unwrap_err().contains("several keys"));
+        let with_enc = set(&[
+            public(&rsa_key(), Algorithm::RS256, "r1", json!({"use": "enc"})),
+            rsa_jwk.clone(),
+        ]);
+        assert_eq!(verify(&good, &with_enc), Ok(()));
         // A key that names its own algorithm, or is for encryption.
         let pinned = set(&[public(
             &rsa,
@@ -210,7 +236,7 @@ mod tests {
             json!({"alg": "RS512"}),
         )]);
         let e = verify(&good, &pinned).unwrap_err();
-        assert!(e.contains("is for RS512"), "{e}");
+        assert!(e.contains("no signature key"), "{e}");
         let pinned = set(&[public(
             &rsa,
             Algorithm::RS256,
@@ -222,8 +248,22 @@ mod tests {
         assert!(
             verify(&good, &encryption)
                 .unwrap_err()
-                .contains("encryption")
+                .contains("no signature key")
         );
+        let not_for_verifying = set(&[public(
+            &rsa,
+            Algorithm::RS256,
+            "r1",
+            json!({"key_ops": ["encrypt"]}),
+        )]);
+        assert!(verify(&good, &not_for_verifying).is_err());
+        let for_verifying = set(&[public(
+            &rsa,
+            Algorithm::RS256,
+            "r1",
+            json!({"key_ops": ["verify"]}),
+        )]);
+        assert_eq!(verify(&good, &for_verifying), Ok(()));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! the trust material with mode 0600 and without which the agent refuses to run (fail closed).
 //! `session` holds the outbound mTLS gRPC stream (hello, heartbeats, reconnect); `executor` runs
 //! the host's commands on the local Docker engine (`docker`), once per idempotency key (`ledger`).
+//! `spool` is the on-disk, bounded, checksummed queue of what must reach the host through any
+//! outage (log lines, Docker events; issue 17 — not wired into the session yet).
 
 pub mod certs;
 pub mod docker;
@@ -11,6 +13,7 @@ pub mod executor;
 pub mod ledger;
 pub mod proxy;
 pub mod session;
+pub mod spool;
 pub mod state;
 pub mod tls_hello;
 pub mod tls_probe;

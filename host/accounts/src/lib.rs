@@ -121,6 +121,42 @@ impl AccountError {
 
 type Result<T, E = AccountError> = std::result::Result<T, E>;
 
+/// What [`reset_second_factor`] found.
+pub(crate) enum SecondFactorReset {
+    Done,
+    NoneToReset,
+}
+
+/// Turns off `user_id`'s second factor in `tx` (TOTP, pending seed, backup codes), ends their
+/// sessions and records `mfa.reset` — serialised with the person's other second-factor steps.
+/// The caller checked who may, and commits.
+pub(crate) async fn reset_second_factor(
+    tx: &mut Tx,
+    actor: &Actor,
+    user_id: &str,
+) -> std::result::Result<SecondFactorReset, StoreError> {
+    tx.serialize_for_person(user_id, "mfa").await?;
+    let Some(person) = tx.person_by_id(user_id).await? else {
+        return Ok(SecondFactorReset::NoneToReset);
+    };
+    if !person.totp_enabled && person.totp_secret.is_none() {
+        return Ok(SecondFactorReset::NoneToReset);
+    }
+    tx.disable_totp(user_id).await?;
+    let sessions_ended = tx
+        .revoke_user_sessions(user_id, "second factor reset", None)
+        .await?;
+    tx.append_audit(actor.event(
+        "mfa.reset",
+        format!("user:{user_id}"),
+        "success",
+        json!({"email": person.email, "was_enabled": person.totp_enabled,
+               "sessions_ended": sessions_ended}),
+    ))
+    .await?;
+    Ok(SecondFactorReset::Done)
+}
+
 /// Which sealed seed a step was issued with (the SHA-256 of its sealed bytes, hex).
 fn seed_fingerprint(sealed: &[u8]) -> String {
     use sha2::Digest;
@@ -1280,31 +1316,16 @@ impl AccountService<'_> {
                         .into(),
             });
         }
-        tx.serialize_for_person(&user.id, "mfa").await?;
-        let person = tx
-            .person_by_id(&user.id)
-            .await?
-            .ok_or(AccountError::NoSuchUser)?;
-        if !person.totp_enabled && person.totp_secret.is_none() {
-            return Err(AccountError::Conflict(format!(
+        match reset_second_factor(&mut tx, actor, &user.id).await? {
+            SecondFactorReset::Done => {
+                tx.commit().await?;
+                Ok(())
+            }
+            SecondFactorReset::NoneToReset => Err(AccountError::Conflict(format!(
                 "{} has no second factor",
-                person.email
-            )));
+                user.email
+            ))),
         }
-        tx.disable_totp(&user.id).await?;
-        let sessions_ended = tx
-            .revoke_user_sessions(&user.id, "second factor reset", None)
-            .await?;
-        tx.append_audit(actor.event(
-            "mfa.reset",
-            format!("user:{}", user.id),
-            "success",
-            json!({"email": person.email, "was_enabled": person.totp_enabled,
-                   "sessions_ended": sessions_ended}),
-        ))
-        .await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Deletes user `user_id` (not the actor themselves, not the last enabled super_admin) and

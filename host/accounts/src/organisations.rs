@@ -476,31 +476,16 @@ impl Organisations {
                 member.email
             )));
         }
-        tx.serialize_for_person(&member.id, "mfa").await?;
-        let person = tx
-            .person_by_id(&member.id)
-            .await?
-            .ok_or_else(|| OrgError::Internal("a member without an account".into()))?;
-        if !person.totp_enabled && person.totp_secret.is_none() {
-            return Err(OrgError::Conflict {
+        match crate::reset_second_factor(&mut tx, actor, &member.id).await? {
+            crate::SecondFactorReset::Done => {
+                tx.commit().await?;
+                Ok(())
+            }
+            crate::SecondFactorReset::NoneToReset => Err(OrgError::Conflict {
                 field: "uid".into(),
-                message: format!("{} has no second factor", person.email),
-            });
+                message: format!("{} has no second factor", member.email),
+            }),
         }
-        tx.disable_totp(&member.id).await?;
-        let sessions_ended = tx
-            .revoke_user_sessions(&member.id, "second factor reset", None)
-            .await?;
-        tx.append_audit(actor.event(
-            "mfa.reset",
-            format!("user:{}", member.id),
-            "success",
-            json!({"email": person.email, "was_enabled": person.totp_enabled,
-                   "sessions_ended": sessions_ended}),
-        ))
-        .await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     // ----- invitations -----

@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Bytes before a record's payload: length, checksum, sequence, kind.
@@ -121,6 +121,8 @@ pub struct Spool {
     writer: Option<File>,
     next_seq: u64,
     acked: u64,
+    /// Where the last read ended: the next sequence, its segment and the byte it starts at.
+    cursor: Option<(u64, PathBuf, u64)>,
 }
 
 fn encode(seq: u64, kind: RecordKind, payload: &[u8]) -> Vec<u8> {
@@ -135,31 +137,59 @@ fn encode(seq: u64, kind: RecordKind, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Reads the good records at the start of `bytes`; returns them and how many bytes they take
-/// (a torn or corrupt record, and everything after it, is not counted).
-fn decode_all(bytes: &[u8], mut on_record: impl FnMut(Record)) -> usize {
-    let mut at = 0;
-    while bytes.len() - at >= HEADER {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        if len > MAX_PAYLOAD || bytes.len() - at < HEADER + len {
-            break;
+/// Reads the good records of a segment from byte `offset` on, one at a time through a small
+/// buffer (a segment is never held in memory whole), handing each with the offset after it to
+/// `on_record` until it returns false. Returns the offset after the last good record read (a
+/// torn or corrupt record, and everything after it, is not counted).
+fn scan(
+    path: &Path,
+    offset: u64,
+    limit: u64,
+    mut on_record: impl FnMut(Record, u64) -> bool,
+) -> Result<u64> {
+    let mut file = File::open(path).map_err(io(path))?;
+    if offset > 0 {
+        file.seek(SeekFrom::Start(offset)).map_err(io(path))?;
+    }
+    let mut reader = std::io::BufReader::with_capacity(64 << 10, file.take(limit - offset));
+    let mut at = offset;
+    let mut header = [0u8; HEADER];
+    let mut body = Vec::new();
+    loop {
+        match reader.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(at),
+            Err(e) => return Err(io(path)(e)),
         }
-        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
-        let body = &bytes[at + 8..at + HEADER + len];
-        if crc32fast::hash(body) != crc {
-            break;
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        if len > MAX_PAYLOAD {
+            return Ok(at);
+        }
+        let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+        body.clear();
+        body.extend_from_slice(&header[8..]);
+        body.resize(9 + len, 0);
+        match reader.read_exact(&mut body[9..]) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(at),
+            Err(e) => return Err(io(path)(e)),
+        }
+        if crc32fast::hash(&body) != crc {
+            return Ok(at);
         }
         let Some(kind) = RecordKind::from_byte(body[8]) else {
-            break;
+            return Ok(at);
         };
-        on_record(Record {
-            seq: u64::from_le_bytes(body[..8].try_into().unwrap()),
+        at += (HEADER + len) as u64;
+        let record = Record {
+            seq: u64::from_le_bytes(body[..8].try_into().expect("8 bytes")),
             kind,
             payload: body[9..].to_vec(),
-        });
-        at += HEADER + len;
+        };
+        if !on_record(record, at) {
+            return Ok(at);
+        }
     }
-    at
 }
 
 impl Spool {
@@ -193,35 +223,35 @@ impl Spool {
         let mut expected: Option<u64> = None;
         for first in firsts {
             let path = dir.join(format!("{first:020}{SEGMENT_SUFFIX}"));
-            let bytes = fs::read(&path).map_err(io(&path))?;
+            let size = fs::metadata(&path).map_err(io(&path))?.len();
             let mut last = first.saturating_sub(1);
             let mut in_order = true;
-            let good = decode_all(&bytes, |r| {
-                if in_order && r.seq == last + 1 {
+            let good = scan(&path, 0, size, |r, _| {
+                in_order = r.seq == last + 1;
+                if in_order {
                     last = r.seq;
-                } else {
-                    in_order = false;
                 }
-            });
+                in_order
+            })?;
             if !in_order || expected.is_some_and(|e| e != first) {
                 // Not a continuation of what came before (a segment lost or made by hand): the
                 // spool keeps what it has up to here and starts anew after it.
                 fs::remove_file(&path).map_err(io(&path))?;
                 continue;
             }
-            if good < bytes.len() {
+            if good < size {
                 let file = OpenOptions::new()
                     .write(true)
                     .open(&path)
                     .map_err(io(&path))?;
-                file.set_len(good as u64).map_err(io(&path))?;
+                file.set_len(good).map_err(io(&path))?;
                 file.sync_all().map_err(io(&path))?;
             }
             expected = Some(last + 1);
             segments.push_back(Segment {
                 path,
                 last_seq: last,
-                bytes: good as u64,
+                bytes: good,
             });
         }
         let next_seq = expected.unwrap_or(acked + 1).max(acked + 1);
@@ -233,6 +263,7 @@ impl Spool {
             writer: None,
             next_seq,
             acked,
+            cursor: None,
         };
         spool.drop_acknowledged()?;
         Ok(spool)
@@ -324,42 +355,48 @@ impl Spool {
     }
 
     /// Up to `max_records` records (and about `max_bytes` of payload) from sequence `from` on.
+    /// Reading on from where the last read ended starts at that byte, not at the segment's
+    /// beginning.
     pub fn read_from(
-        &self,
+        &mut self,
         from: u64,
         max_records: usize,
         max_bytes: usize,
     ) -> Result<Vec<Record>> {
         let mut out = Vec::new();
         let mut bytes = 0;
+        let mut cursor = None;
         for segment in self.segments.iter().filter(|s| s.last_seq >= from) {
-            let mut file = File::open(&segment.path).map_err(io(&segment.path))?;
-            let mut buf = Vec::with_capacity(segment.bytes as usize);
-            (&mut file)
-                .take(segment.bytes)
-                .read_to_end(&mut buf)
-                .map_err(io(&segment.path))?;
-            let mut done = false;
-            decode_all(&buf, |r| {
-                if done || r.seq < from {
-                    return;
+            let offset = match &self.cursor {
+                Some((seq, path, offset)) if *seq == from && *path == segment.path => *offset,
+                _ => 0,
+            };
+            let mut full = false;
+            scan(&segment.path, offset, segment.bytes, |r, after| {
+                if r.seq < from {
+                    return true;
                 }
                 if out.len() >= max_records || (bytes > 0 && bytes + r.payload.len() > max_bytes) {
-                    done = true;
-                    return;
+                    full = true;
+                    return false;
                 }
                 bytes += r.payload.len();
+                cursor = Some((r.seq + 1, segment.path.clone(), after));
                 out.push(r);
-            });
-            if done {
+                true
+            })?;
+            if full {
                 break;
             }
+        }
+        if cursor.is_some() {
+            self.cursor = cursor;
         }
         Ok(out)
     }
 
     /// The records the host has not acknowledged yet (from the first on).
-    pub fn unacknowledged(&self, max_records: usize, max_bytes: usize) -> Result<Vec<Record>> {
+    pub fn unacknowledged(&mut self, max_records: usize, max_bytes: usize) -> Result<Vec<Record>> {
         self.read_from(self.acked + 1, max_records, max_bytes)
     }
 
@@ -445,6 +482,34 @@ mod tests {
     }
 
     #[test]
+    fn batches_read_on_from_where_the_last_ended_and_any_sequence_can_be_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 64 << 10).unwrap();
+        for n in 1..=1000 {
+            spool.append(RecordKind::LogLine, &line(n)).unwrap();
+        }
+        let mut seen = Vec::new();
+        loop {
+            let batch = spool.unacknowledged(7, 1 << 20).unwrap();
+            let Some(last) = batch.last().map(|r| r.seq) else {
+                break;
+            };
+            for r in &batch {
+                assert_eq!(r.payload, line(r.seq));
+            }
+            seen.extend(seqs(&batch));
+            spool.ack(last).unwrap();
+        }
+        assert_eq!(seen, (1..=1000).collect::<Vec<_>>());
+        // Not where the last read ended: read from the segment's start.
+        let again = spool.read_from(995, 100, 1 << 20).unwrap();
+        assert_eq!(seqs(&again), (995..=1000).collect::<Vec<_>>());
+        // A payload bound stops a batch (but never before its first record).
+        let one = spool.read_from(998, 100, 1).unwrap();
+        assert_eq!(seqs(&one), vec![998]);
+    }
+
+    #[test]
     fn a_restart_continues_the_numbering_and_resends_from_the_acknowledgement() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -463,7 +528,7 @@ mod tests {
         // Everything acknowledged, then a restart: the numbering still goes on.
         spool.ack(501).unwrap();
         drop(spool);
-        let spool = Spool::open(dir.path(), 64 << 10).unwrap();
+        let mut spool = Spool::open(dir.path(), 64 << 10).unwrap();
         assert_eq!(spool.next_seq(), 502);
         assert!(spool.unacknowledged(10, 1 << 20).unwrap().is_empty());
     }
@@ -495,7 +560,7 @@ mod tests {
             .sum::<usize>();
         bytes[at + HEADER] ^= 0x20;
         fs::write(&last_segment, &bytes).unwrap();
-        let spool = Spool::open(dir.path(), 64 << 10).unwrap();
+        let mut spool = Spool::open(dir.path(), 64 << 10).unwrap();
         assert_eq!(
             seqs(&spool.unacknowledged(100, 1 << 20).unwrap()),
             vec![1, 2, 3, 4]
@@ -533,7 +598,7 @@ mod tests {
         assert!(kept.iter().any(|r| r.payload == line(2000)));
         // What the gaps name counts as handled; a restart keeps all of it.
         drop(spool);
-        let spool = Spool::open(dir.path(), bound).unwrap();
+        let mut spool = Spool::open(dir.path(), bound).unwrap();
         assert_eq!(spool.unacknowledged(100_000, 1 << 30).unwrap(), kept);
         assert!(
             Spool::open(dir.path(), 100).is_err(),

@@ -732,10 +732,11 @@ impl AccountService<'_> {
         };
         let pair = match (&challenge.sso_org_id, &challenge.sso_provider_id) {
             (Some(_), Some(provider_id)) => {
+                // The provider was found live at the start of this transaction.
                 let detail =
                     json!({"sso": true, "provider": provider_id, "mfa": true, "method": method});
-                self.sign_in_through_sso(tx, &user, client, detail, &chain, provider_id)
-                    .await?
+                let sso = Some((chain.as_str(), provider_id.as_str()));
+                self.open_session(tx, &user, client, detail, sso).await?
             }
             _ => {
                 let detail = json!({"mfa": true, "method": method});
@@ -898,25 +899,6 @@ impl AccountService<'_> {
             "{} requires single sign-on: use its sign-in button",
             names.join(", ")
         )))
-    }
-
-    /// Opens a session for `user` made by single sign-on through `provider_id` of `org`
-    /// (see [`Self::sign_in`]); deleting or turning off the provider ends it.
-    async fn sign_in_through_sso(
-        &self,
-        tx: Tx,
-        user: &UserRow,
-        client: &Client,
-        detail: serde_json::Value,
-        org: &OrgId,
-        provider_id: &str,
-    ) -> Result<TokenPair> {
-        // In the transaction that opens the session: a provider deleted or turned off while
-        // its sign-in was under way makes no session (its revocation would not find it).
-        let mut tx = tx;
-        self.check_provider_live(&mut tx, provider_id).await?;
-        self.open_session(tx, user, client, detail, Some((org.as_str(), provider_id)))
-            .await
     }
 
     /// Opens a session for `user`, whose sign-in is complete (password and, when the account

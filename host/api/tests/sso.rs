@@ -513,6 +513,16 @@ async fn exchanged(app: &TestApp, provider: &str, subject: &str) -> Value {
     body
 }
 
+async fn patch_provider(app: &TestApp, admin: &str, id: &str, body: Value) -> common::Reply {
+    app.call(
+        "PATCH",
+        &format!("/api/v1/sso/providers/{id}"),
+        Some(admin),
+        Some(body),
+    )
+    .await
+}
+
 async fn verify(app: &TestApp, mfa_token: &str, code: &str) -> common::Reply {
     app.post(
         "/api/v1/auth/mfa/verify",
@@ -588,39 +598,18 @@ async fn a_provider_requires_a_second_factor_from_the_identity_provider_or_this_
         );
         // With `mfa` in `amr`, the login goes through.
         settings["amr"] = json!(["pwd", "mfa"]);
-        let r = app
-            .call(
-                "PATCH",
-                &format!("/api/v1/sso/providers/{id}"),
-                Some(&admin),
-                Some(json!({"settings": settings})),
-            )
-            .await;
+        let r = patch_provider(&app, &admin, &id, json!({"settings": settings})).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         let body = exchanged(&app, &id, "mia").await;
         assert!(body["access_token"].is_string(), "{body:?}");
         // An `acr` counts when it is a multi-factor class or one of the provider's own values.
         settings.as_object_mut().unwrap().remove("amr");
         settings["acr"] = json!("2");
-        let r = app
-            .call(
-                "PATCH",
-                &format!("/api/v1/sso/providers/{id}"),
-                Some(&admin),
-                Some(json!({"settings": settings})),
-            )
-            .await;
+        let r = patch_provider(&app, &admin, &id, json!({"settings": settings})).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         let location = answer(&app, &id, "good-mia").await;
         assert!(sso_error(&location).contains("second factor"), "{location}");
-        let r = app
-            .call(
-                "PATCH",
-                &format!("/api/v1/sso/providers/{id}"),
-                Some(&admin),
-                Some(json!({"mfa_acr_values": ["2"]})),
-            )
-            .await;
+        let r = patch_provider(&app, &admin, &id, json!({"mfa_acr_values": ["2"]})).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         assert_eq!(r.body["mfa_acr_values"], json!(["2"]));
         let body = exchanged(&app, &id, "mia").await;
@@ -628,14 +617,7 @@ async fn a_provider_requires_a_second_factor_from_the_identity_provider_or_this_
 
         // `local`: after the identity provider, this host's TOTP; a person without one enrols
         // it in that step. Tightening the policy ends the sessions made without it.
-        let r = app
-            .call(
-                "PATCH",
-                &format!("/api/v1/sso/providers/{id}"),
-                Some(&admin),
-                Some(json!({"mfa": "local"})),
-            )
-            .await;
+        let r = patch_provider(&app, &admin, &id, json!({"mfa": "local"})).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         let r = app.get("/api/v1/auth/me", &idp_session).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
@@ -762,14 +744,7 @@ async fn a_provider_requires_a_second_factor_from_the_identity_provider_or_this_
         // A provider turned off between the two steps opens no session.
         let step = exchanged(&app, &id, "mia").await;
         let mfa_token = step["mfa_token"].as_str().unwrap().to_owned();
-        let r = app
-            .call(
-                "PATCH",
-                &format!("/api/v1/sso/providers/{id}"),
-                Some(&admin),
-                Some(json!({"enabled": false})),
-            )
-            .await;
+        let r = patch_provider(&app, &admin, &id, json!({"enabled": false})).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         let r = verify(&app, &mfa_token, &backup_codes[1]).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);

@@ -673,6 +673,96 @@ impl DockerNode {
         Ok(())
     }
 
+    /// The running containers: id, name and compose project.
+    pub async fn running_containers(&self) -> Result<Vec<(String, String, String)>> {
+        let docker = self.docker().await?;
+        let containers = docker
+            .list_containers(Some(ListContainersOptions {
+                all: false,
+                ..Default::default()
+            }))
+            .await?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| {
+                let name = c
+                    .names
+                    .as_ref()
+                    .and_then(|n| n.first())
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .unwrap_or_default();
+                let project = c
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(COMPOSE_PROJECT_LABEL).cloned())
+                    .unwrap_or_default();
+                Some((c.id?, name, project))
+            })
+            .collect())
+    }
+
+    /// Whether a container is running now (unknown to Docker: not running).
+    pub async fn is_running(&self, container: &str) -> bool {
+        let Ok(docker) = self.docker().await else {
+            return false;
+        };
+        docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+            .ok()
+            .and_then(|c| c.state?.running)
+            .unwrap_or(false)
+    }
+
+    /// Follows a container's whole log from `since_ns` on (from its beginning when 0), each
+    /// line (time, stream, bytes without the newline) to `sink` until it returns false or the
+    /// log ends (the container stopped).
+    pub async fn follow_raw_logs(
+        &self,
+        container: &str,
+        since_ns: i64,
+        mut sink: impl FnMut(i64, &'static str, Vec<u8>) -> bool + Send,
+    ) -> Result<()> {
+        let docker = self.docker().await?;
+        let options = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            // Whole seconds, inclusive: the caller skips what it had.
+            since: i32::try_from(since_ns.max(0) / 1_000_000_000).unwrap_or(i32::MAX),
+            timestamps: true,
+            tail: "all".into(),
+            ..Default::default()
+        };
+        let mut stream = docker.logs(container, Some(options));
+        while let Some(item) = stream.next().await {
+            let (stream_name, bytes) = match item? {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    ("stdout", message)
+                }
+                LogOutput::StdErr { message } => ("stderr", message),
+                LogOutput::StdIn { .. } => continue,
+            };
+            let Some(space) = bytes.iter().position(|b| *b == b' ') else {
+                continue;
+            };
+            let Some(ns) = std::str::from_utf8(&bytes[..space]).ok().and_then(|stamp| {
+                time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
+                    .ok()
+            }) else {
+                continue;
+            };
+            let mut line = bytes[space + 1..].to_vec();
+            while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                line.pop();
+            }
+            if !sink(ns.unix_timestamp_nanos() as i64, stream_name, line) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that a container exists (and returns its full id).
     pub async fn resolve(&self, container: &str) -> Result<String> {
         let docker = self.docker().await?;

@@ -13,6 +13,7 @@ pub mod executor;
 pub mod ledger;
 pub mod proxy;
 pub mod session;
+pub mod shipper;
 pub mod spool;
 pub mod state;
 pub mod tls_hello;

@@ -19,6 +19,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use crate::docker::DockerNode;
 use crate::executor::Executor;
 use crate::ledger::Ledger;
+use crate::shipper::{LogCollector, Shipper};
 use crate::state::{StateDir, StateError, TrustMaterial};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub enum SessionError {
     Endpoint(String),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error("the spool: {0}")]
+    Spool(#[from] crate::shipper::ShipperError),
 }
 
 /// Why one session ended (and whether to try again).
@@ -45,6 +48,10 @@ pub struct SessionOptions {
     pub renew_within: Duration,
     /// The managed nginx (none: this agent does not run a proxy).
     pub proxy: Option<crate::proxy::ProxyOptions>,
+    /// The on-disk spool's bound (logs and events waiting for the host).
+    pub spool_bound_bytes: u64,
+    /// Follow every container's log into the spool.
+    pub collect_logs: bool,
 }
 
 impl Default for SessionOptions {
@@ -54,6 +61,8 @@ impl Default for SessionOptions {
             max_backoff: Duration::from_secs(60),
             renew_within: Duration::from_secs(10 * 24 * 3600),
             proxy: None,
+            spool_bound_bytes: crate::spool::DEFAULT_BOUND_BYTES,
+            collect_logs: true,
         }
     }
 }
@@ -95,18 +104,34 @@ pub async fn run(state: &StateDir, options: &SessionOptions) -> Result<(), Sessi
         });
     }
     let executor = Executor::new(docker, proxy, ledger, outbox.clone());
+    // Logs and events wait in the spool until the host has committed them.
+    let shipper = Shipper::open(&state.path().join("spool"), options.spool_bound_bytes)?;
     {
         let docker = executor.docker().clone();
-        let outbox = outbox.clone();
+        let collector = LogCollector::new(docker.clone(), shipper.clone());
+        let shipper = shipper.clone();
+        let collect_logs = options.collect_logs;
+        if collect_logs {
+            // Again and again: a container started before the event feed was watched is found
+            // by the next look.
+            let collector = collector.clone();
+            tokio::spawn(async move {
+                loop {
+                    collector.follow_running().await;
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+            });
+        }
         tokio::spawn(async move {
             docker
                 .watch_events(|event| {
-                    !matches!(
-                        outbox.try_send(AgentMessage {
-                            body: Some(agent_message::Body::DockerEvent(event)),
-                        }),
-                        Err(mpsc::error::TrySendError::Closed(_))
-                    )
+                    if let Err(e) = shipper.docker_event(&event) {
+                        eprintln!("docker events: could not spool an event: {e}");
+                    }
+                    if collect_logs {
+                        collector.on_event(&event);
+                    }
+                    true
                 })
                 .await;
         });
@@ -116,7 +141,16 @@ pub async fn run(state: &StateDir, options: &SessionOptions) -> Result<(), Sessi
         let trust = state.load()?;
         let channel = channel(&trust)?;
         let started = std::time::Instant::now();
-        let ended = session(channel, state, &trust, options, &executor, &mut outbox_rx).await;
+        let ended = session(
+            channel,
+            state,
+            &trust,
+            options,
+            &executor,
+            &shipper,
+            &mut outbox_rx,
+        )
+        .await;
         executor.cancel_all();
         if started.elapsed() > Duration::from_secs(30) {
             backoff = Duration::from_millis(500);
@@ -170,6 +204,11 @@ fn expires_within(trust: &TrustMaterial, window: Duration) -> bool {
     }
 }
 
+/// Spool batches sent before the host acknowledges the first of them.
+const SPOOL_BATCHES_IN_FLIGHT: usize = 4;
+/// A batch not acknowledged within this long is sent again (with all after it).
+const SPOOL_ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Largest message either side of a session accepts (the host's bound is the same).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -179,6 +218,7 @@ async fn session(
     trust: &TrustMaterial,
     options: &SessionOptions,
     executor: &Arc<Executor>,
+    shipper: &Arc<Shipper>,
     outbox: &mut mpsc::Receiver<AgentMessage>,
 ) -> Ended {
     let mut pending_key: Option<KeyPair> = None;
@@ -210,6 +250,14 @@ async fn session(
         Err(status) if refused(&status) => return Ended::Refused(status.message().to_owned()),
         Err(status) => return Ended::Retry(status.to_string()),
     };
+    // Spool batches sent and not acknowledged yet (their last sequences): at most a few at once,
+    // and after a reconnect everything unacknowledged is sent again.
+    let mut in_flight: std::collections::VecDeque<u64> = Default::default();
+    // When the oldest batch in flight was sent: unanswered for long (the host could not store
+    // it), everything unacknowledged is sent again.
+    let mut oldest_sent = tokio::time::Instant::now();
+    let mut sent_through = shipper.acked();
+    shipper.wake.notify_one();
     let mut interval = options.heartbeat.unwrap_or(Duration::from_secs(30));
     let mut ticker = tokio::time::interval(interval);
     ticker.tick().await;
@@ -243,6 +291,16 @@ async fn session(
                         Some(host_message::Body::Command(command)) => executor.handle(command),
                         Some(host_message::Body::ExecInput(input)) => executor.exec_input(input).await,
                         Some(host_message::Body::CancelStream(cancel)) => executor.cancel(&cancel.stream_id),
+                        Some(host_message::Body::SpoolAck(ack)) => {
+                            if let Err(e) = shipper.ack(ack.epoch, ack.through_seq) {
+                                eprintln!("spool: could not record the host's acknowledgement: {e}");
+                            }
+                            while in_flight.front().is_some_and(|last| *last <= ack.through_seq) {
+                                in_flight.pop_front();
+                                oldest_sent = tokio::time::Instant::now();
+                            }
+                            shipper.wake.notify_one();
+                        }
                         Some(host_message::Body::Certificate(renewal)) => {
                             let Some(key) = pending_key.take() else { continue };
                             let mut renewed = trust.clone();
@@ -267,9 +325,35 @@ async fn session(
                     return Ended::Retry("the stream closed".into());
                 }
             }
+            _ = shipper.wake.notified(), if in_flight.len() < SPOOL_BATCHES_IN_FLIGHT => {
+                match shipper.batch_after(sent_through) {
+                    Ok(Some((batch, last))) => {
+                        sent_through = last;
+                        if in_flight.is_empty() {
+                            oldest_sent = tokio::time::Instant::now();
+                        }
+                        in_flight.push_back(last);
+                        let message = AgentMessage { body: Some(agent_message::Body::SpoolBatch(batch)) };
+                        if tx.send(message).await.is_err() {
+                            return Ended::Retry("the stream closed".into());
+                        }
+                        // There may be more waiting.
+                        shipper.wake.notify_one();
+                    }
+                    Ok(None) => {}
+                    Err(e) => eprintln!("spool: could not read a batch: {e}"),
+                }
+            }
             _ = ticker.tick() => {
+                if !in_flight.is_empty() && oldest_sent.elapsed() > SPOOL_ACK_TIMEOUT {
+                    in_flight.clear();
+                    sent_through = shipper.acked();
+                    shipper.wake.notify_one();
+                }
+                let mut stats = host_stats(executor).await;
+                (stats.spooled_events, stats.dropped_events) = shipper.counts();
                 let beat = AgentMessage {
-                    body: Some(agent_message::Body::Heartbeat(Heartbeat { stats: Some(host_stats(executor).await) })),
+                    body: Some(agent_message::Body::Heartbeat(Heartbeat { stats: Some(stats) })),
                 };
                 if tx.send(beat).await.is_err() {
                     return Ended::Retry("the stream closed".into());

@@ -135,6 +135,8 @@ struct Segment {
     /// The last record's sequence; `first_seq - 1` while empty.
     last_seq: u64,
     bytes: u64,
+    /// Holds a gap record.
+    holds_gap: bool,
 }
 
 /// An open spool (one per agent; a lock file keeps a second process out).
@@ -148,6 +150,8 @@ pub struct Spool {
     writer: Option<File>,
     next_seq: u64,
     acked: u64,
+    /// The last sequence the gap records in the spool name (gaps follow on from each other).
+    named_through: u64,
     /// Records up to here are on disk for sure (read out for sending only up to here).
     synced: u64,
     /// Set when a write failed and could not be undone: the spool takes nothing more.
@@ -347,6 +351,7 @@ impl Spool {
             }
             let size = fs::metadata(&path).map_err(io(&path))?.len();
             let mut last = first - 1;
+            let mut holds_gap = false;
             let good = scan(&path, 0, size, |seq, kind, payload, _| {
                 if seq != last.wrapping_add(1) {
                     return Scan::Stop;
@@ -356,6 +361,7 @@ impl Spool {
                     && let Some(range) = parse_gap(payload)
                 {
                     named.push(range);
+                    holds_gap = true;
                 }
                 Scan::Next
             })?;
@@ -386,6 +392,7 @@ impl Spool {
                 first_seq: first,
                 last_seq: last,
                 bytes: good,
+                holds_gap,
             });
         }
         let used_through = segments
@@ -424,6 +431,7 @@ impl Spool {
             writer: None,
             next_seq,
             acked,
+            named_through: named.iter().map(|(_, last)| *last).max().unwrap_or(0),
             synced: next_seq - 1,
             failed: None,
             cursor: None,
@@ -477,19 +485,25 @@ impl Spool {
         }
         let size = (HEADER + payload.len()) as u64;
         let mut last_dropped = None;
+        let mut dropped_a_gap = false;
         // Room for the record and for the gap record that may come before it.
         while self.bytes() + size + GAP_RECORD > self.bound_bytes && self.segments.len() > 1 {
             let oldest = self.segments.pop_front().expect("more than one segment");
             fs::remove_file(&oldest.path).map_err(io(&oldest.path))?;
             last_dropped = Some(oldest.last_seq);
+            dropped_a_gap |= oldest.holds_gap;
         }
-        // Everything unacknowledged up to the last dropped record is gone now (including what
-        // earlier gap records named, if they went too): one gap record names it all, in order.
-        if let Some(last) = last_dropped.filter(|last| *last > self.acked) {
-            self.write_record(
-                RecordKind::Gap,
-                format!("{} {last}", self.acked + 1).as_bytes(),
-            )?;
+        // What went unsent is named by a gap record following on from the last one; if a gap
+        // record went too, what it named is named again (from the acknowledgement on).
+        if let Some(last) = last_dropped {
+            let from = if dropped_a_gap {
+                self.acked
+            } else {
+                self.acked.max(self.named_through)
+            } + 1;
+            if from <= last {
+                self.write_record(RecordKind::Gap, format!("{from} {last}").as_bytes())?;
+            }
         }
         self.write_record(kind, payload)
     }
@@ -522,6 +536,7 @@ impl Spool {
                 first_seq: seq,
                 last_seq: seq - 1,
                 bytes: 0,
+                holds_gap: false,
             });
         }
         let segment = self.segments.back_mut().expect("a segment to write to");
@@ -544,6 +559,12 @@ impl Spool {
         }
         segment.bytes += encoded.len() as u64;
         segment.last_seq = seq;
+        if kind == RecordKind::Gap
+            && let Some((_, last)) = parse_gap(payload)
+        {
+            segment.holds_gap = true;
+            self.named_through = self.named_through.max(last);
+        }
         self.next_seq = seq + 1;
         Ok(seq)
     }
@@ -945,6 +966,16 @@ mod tests {
             );
         }
         assert!(in_gap(1), "the oldest went");
+        // Each gap follows on from the one before it, or (when that one's record was dropped
+        // too) starts again at the acknowledgement.
+        for pair in gaps.windows(2) {
+            assert!(
+                pair[1].0 == pair[0].1 + 1 || pair[1].0 == 1,
+                "gaps {:?} then {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
         assert!(kept.iter().any(|r| r.payload == line(2000)));
         // What the gaps name counts as handled; a restart keeps all of it.
         drop(spool);

@@ -55,6 +55,14 @@ enum Command {
         /// Do not manage an nginx reverse proxy on this node (proxy commands are refused).
         #[arg(long, env = "INFRAPILOT_AGENT_NO_PROXY")]
         no_proxy: bool,
+        /// The bound of the on-disk spool of logs and events waiting for the host, in bytes
+        /// (at least 8192); past it the oldest go, and the host is told which.
+        #[arg(long, env = "INFRAPILOT_AGENT_SPOOL_BYTES", default_value_t = infrapilot_agent::spool::DEFAULT_BOUND_BYTES,
+              value_parser = clap::value_parser!(u64).range(infrapilot_agent::spool::MIN_BOUND_BYTES..))]
+        spool_bytes: u64,
+        /// Do not collect the containers' logs (events are still sent).
+        #[arg(long, env = "INFRAPILOT_AGENT_NO_LOGS")]
+        no_logs: bool,
     },
 }
 
@@ -123,6 +131,8 @@ fn main() -> ExitCode {
             heartbeat_seconds,
             renew_within_days,
             no_proxy,
+            spool_bytes,
+            no_logs,
         } => {
             if let Err(e) = state.load() {
                 eprintln!("error: refusing to start: {e}");
@@ -143,6 +153,8 @@ fn main() -> ExitCode {
                 heartbeat: heartbeat_seconds.map(|s| std::time::Duration::from_secs(s.max(1))),
                 renew_within: std::time::Duration::from_secs(renew_within_days * 24 * 3600),
                 proxy,
+                spool_bound_bytes: spool_bytes,
+                collect_logs: !no_logs,
                 ..Default::default()
             };
             let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -152,6 +152,8 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ),
     ("GET", "/api/v1/agents/{id}/events", R(Viewer)),
     ("GET", "/api/v1/agents/{id}/commands", R(Viewer)),
+    // logs of the organisation's nodes
+    ("GET", "/api/v1/logs", R(Viewer)),
     // plugins (host-wide: the operator's) and the licence
     ("GET", "/api/v1/plugins", R(Viewer)),
     ("POST", "/api/v1/plugins", R(SuperAdmin)),

@@ -17,7 +17,8 @@ use infrapilot_proto::v1::{
     Command, CommandResult, DockerEvent, ExecInput, ExecOutput, HostMessage, LogChunk, ResultAck,
     command, host_message,
 };
-use infrapilot_store::{NewCommand, NewDockerEvent, OrgId, Store, now_ms};
+use infrapilot_proto::v1::{SpoolBatch, spool_record};
+use infrapilot_store::{NewCommand, NewDockerEvent, NewLogLine, OrgId, Store, now_ms};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
@@ -646,6 +647,106 @@ impl AgentHub {
         .await;
         if let Err(e) = stored {
             tracing::warn!(agent_id, error = %e, "could not store a Docker event");
+        }
+    }
+
+    /// A batch from a node's spool: what this host has not stored yet (by agent, epoch and
+    /// sequence) is stored in one transaction with the new cursor; returns the sequence the node
+    /// may delete up to (none: nothing was stored, the node sends it again).
+    pub(crate) async fn on_spool_batch(
+        &self,
+        org_id: &OrgId,
+        agent_id: &str,
+        batch: SpoolBatch,
+    ) -> Option<u64> {
+        let epoch = i64::try_from(batch.epoch).ok()?;
+        let through = batch.records.iter().map(|r| r.seq).max()?;
+        let stored = async {
+            let mut tx = self.store.write(org_id).await?;
+            let committed = tx.spool_committed(agent_id, epoch).await?;
+            let fresh: Vec<_> = batch
+                .records
+                .iter()
+                .filter(|r| i64::try_from(r.seq).is_ok_and(|seq| seq > committed))
+                .collect();
+            // Text as the database takes it: valid UTF-8, no NUL.
+            let texts: Vec<String> = fresh
+                .iter()
+                .filter_map(|r| match &r.body {
+                    Some(spool_record::Body::LogLine(l)) => {
+                        Some(String::from_utf8_lossy(&l.line).replace('\0', "\u{fffd}"))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let mut lines = Vec::with_capacity(texts.len());
+            let mut text = texts.iter();
+            for record in &fresh {
+                let seq = record.seq as i64;
+                match &record.body {
+                    Some(spool_record::Body::LogLine(l)) => {
+                        let line = text.next().expect("one text per line");
+                        lines.push(NewLogLine {
+                            agent_id,
+                            time_ns: l.time_unix_ns,
+                            seq,
+                            container_id: &l.container_id,
+                            container_name: &l.container_name,
+                            compose_project: &l.compose_project,
+                            stream: if l.stream == "stderr" {
+                                "stderr"
+                            } else {
+                                "stdout"
+                            },
+                            level: infrapilot_proto::model::detect_level(line),
+                            line,
+                        });
+                    }
+                    Some(spool_record::Body::DockerEvent(event)) => {
+                        let attributes = serde_json::to_string(&event.attributes)
+                            .unwrap_or_else(|_| "{}".into());
+                        tx.insert_docker_event(&NewDockerEvent {
+                            agent_id,
+                            time_ms: event.time_unix_ms,
+                            container_id: &event.container_id,
+                            container_name: &event.container_name,
+                            action: &event.action,
+                            exit_code: event.exit_code.map(i64::from),
+                            attributes: &attributes,
+                        })
+                        .await?;
+                    }
+                    Some(spool_record::Body::Gap(gap)) => {
+                        tx.insert_log_gap(
+                            agent_id,
+                            epoch,
+                            gap.first_seq.min(i64::MAX as u64) as i64,
+                            gap.last_seq.min(i64::MAX as u64) as i64,
+                        )
+                        .await?;
+                    }
+                    None => {}
+                }
+            }
+            tx.insert_log_lines(&lines).await?;
+            let last = fresh
+                .iter()
+                .map(|r| r.seq as i64)
+                .max()
+                .unwrap_or(committed);
+            if last > committed {
+                tx.set_spool_committed(agent_id, epoch, last).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, infrapilot_store::StoreError>(())
+        }
+        .await;
+        match stored {
+            Ok(()) => Some(through),
+            Err(e) => {
+                tracing::warn!(agent_id, error = %e, "could not store a spool batch; the node sends it again");
+                None
+            }
         }
     }
 

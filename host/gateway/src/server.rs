@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use infrapilot_proto::v1::agent_gateway_server::{AgentGateway, AgentGatewayServer};
 use infrapilot_proto::v1::{
-    AgentMessage, CertificateRenewal, HostMessage, HostStats, Welcome, agent_message, host_message,
+    AgentMessage, CertificateRenewal, HostMessage, HostStats, SpoolAck, Welcome, agent_message,
+    host_message,
 };
 use infrapilot_store::NewAuditEvent;
 use infrapilot_store::{OrgId, Store};
@@ -373,6 +374,22 @@ impl AgentGateway for Gateway {
                     }
                     Some(agent_message::Body::DockerEvent(event)) => {
                         hub.on_event(&org_id, &agent_id, event).await;
+                    }
+                    Some(agent_message::Body::SpoolBatch(batch)) => {
+                        let epoch = batch.epoch;
+                        if let Some(through_seq) =
+                            hub.on_spool_batch(&org_id, &agent_id, batch).await
+                        {
+                            let ack = HostMessage {
+                                body: Some(host_message::Body::SpoolAck(SpoolAck {
+                                    epoch,
+                                    through_seq,
+                                })),
+                            };
+                            if tx.send(Ok(ack)).await.is_err() {
+                                break;
+                            }
+                        }
                     }
                     Some(agent_message::Body::ProxyStatus(status)) => {
                         hub.on_proxy_status(&org_id, &agent_id, &status.status_json)

@@ -19,6 +19,7 @@ mod alerts;
 mod audit;
 mod commands;
 mod identity;
+mod logs;
 mod plugins;
 mod proxies;
 mod proxy_certificates;
@@ -48,6 +49,7 @@ pub use identity::{
     ApiTokenRow, CredentialOwner, MfaChallengeRow, NewApiToken, NewMfaChallenge, NewSession,
     NewUser, RefreshTokenRow, SessionRow, UserRow,
 };
+pub use logs::{LogCursor, LogGapRow, LogLineRow, LogQuery, NewLogLine, day_of};
 pub use plugins::{MAX_PLUGIN_KV_KEYS, NewPlugin, PluginRow};
 pub use proxies::{NewProxyRevision, ProxyHostRow, ProxyRevisionRow, ProxyStatusRow};
 pub use proxy_certificates::{NewProxyCertificate, ProxyCertificateRow};

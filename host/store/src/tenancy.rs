@@ -12,6 +12,9 @@ use crate::{OrgId, Result, Store, StoreError, Tx, TxInner, now_ms};
 /// organisation deletes from each in this order (a test checks that it names every table with
 /// `org_id`).
 pub const TENANT_TABLES: &[&str] = &[
+    "log_settings",
+    "log_gaps",
+    "spool_cursors",
     "sso_logins",
     "sso_identities",
     "sso_providers",
@@ -327,6 +330,7 @@ impl Tx {
     /// may belong elsewhere, or make or join another organisation.
     pub async fn delete_organization(&mut self) -> Result<bool> {
         let org = self.org_id.clone();
+        self.delete_log_lines().await?;
         for table in TENANT_TABLES {
             let q = sql(&["DELETE FROM ", table, " WHERE org_id = $1"]);
             on_tx!(self, c => sqlx::query(q).bind(&org).execute(&mut **c).await.map(|r| r.rows_affected()))?;

@@ -333,7 +333,8 @@ impl TestDb {
             .collect()
     }
 
-    /// PostgreSQL: every table with an `org_id` column, whether row-level security is enabled
+    /// PostgreSQL: every table with an `org_id` column (partitioned ones and their partitions
+    /// too), whether row-level security is enabled
     /// and forced on it, and its policies' names. Empty on SQLite (no row-level security).
     pub async fn row_security(&self) -> BTreeMap<String, (bool, bool, BTreeSet<String>)> {
         if self.backend == Backend::Sqlite {
@@ -347,7 +348,7 @@ impl TestDb {
                  JOIN pg_namespace n ON n.oid = c.relnamespace \
                  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'org_id' AND NOT a.attisdropped \
                  LEFT JOIN pg_policy p ON p.polrelid = c.oid \
-                 WHERE n.nspname = 'public' AND c.relkind = 'r'",
+                 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')",
             )
             .await;
         let mut tables: BTreeMap<String, (bool, bool, BTreeSet<String>)> = BTreeMap::new();

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod containers;
 pub(crate) mod document_rules;
 pub mod install;
+pub mod logs;
 pub mod mfa;
 pub mod orgs;
 pub mod plugins;
@@ -123,6 +124,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(containers::exec))
         .routes(routes!(containers::events))
         .routes(routes!(containers::commands))
+        .routes(routes!(logs::list))
         .routes(routes!(plugins::list, plugins::install))
         .routes(routes!(plugins::get, plugins::uninstall))
         .routes(routes!(plugins::enable))

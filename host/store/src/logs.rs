@@ -1,0 +1,491 @@
+//! Unified logs (issue 17): lines the nodes' spools deliver, the spool cursors that make a
+//! delivery count once, the gaps the nodes report, and the queries of the Logs page.
+//!
+//! SQLite keeps one table per UTC day (`log_lines_<yyyymmdd>` with its FTS5 trigram index
+//! `log_text_<yyyymmdd>`, kept by triggers), listed in `log_days`; PostgreSQL one table
+//! partitioned by day with a trigram index. Either way retention drops whole days, and a query
+//! walks the days newest (or oldest) first, stopping when its page is full.
+
+use crate::{Backend, Result, Tx, TxInner, now_ms};
+
+const DAY_NS: i64 = 86_400_000_000_000;
+
+/// A line as delivered by a node.
+#[derive(Debug, Clone)]
+pub struct NewLogLine<'a> {
+    pub agent_id: &'a str,
+    pub time_ns: i64,
+    pub seq: i64,
+    pub container_id: &'a str,
+    pub container_name: &'a str,
+    pub compose_project: &'a str,
+    pub stream: &'a str,
+    pub level: Option<&'a str>,
+    pub line: &'a str,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct LogLineRow {
+    pub agent_id: String,
+    pub time_ns: i64,
+    pub seq: i64,
+    pub container_id: String,
+    pub container_name: String,
+    pub compose_project: String,
+    pub stream: String,
+    pub level: Option<String>,
+    pub line: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct LogGapRow {
+    pub agent_id: String,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub recorded_at: i64,
+}
+
+/// Where a page ended: the last line's time, node and sequence (lines sort by these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogCursor {
+    pub time_ns: i64,
+    pub agent_id: String,
+    pub seq: i64,
+}
+
+/// What the Logs page asks for. Empty filters match everything.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub agent_id: Option<String>,
+    /// A container's id or name.
+    pub container: Option<String>,
+    pub compose_project: Option<String>,
+    /// Any of these levels (`error`, `warn`, `info`, `debug`; `none` for lines without one).
+    pub levels: Vec<String>,
+    pub stream: Option<String>,
+    /// Text the line contains (case-insensitive).
+    pub text: Option<String>,
+    pub since_ns: Option<i64>,
+    pub until_ns: Option<i64>,
+    pub oldest_first: bool,
+    pub after: Option<LogCursor>,
+    pub limit: i64,
+}
+
+/// The UTC day of a time, as yyyymmdd (proleptic Gregorian; H. Hinnant's civil_from_days).
+pub fn day_of(time_ns: i64) -> i64 {
+    let days = time_ns.div_euclid(DAY_NS);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    y * 10_000 + m * 100 + d
+}
+
+fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(text)
+}
+
+/// A value bound to a built query.
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+/// `text` as an FTS5 phrase (quotes doubled).
+fn fts_phrase(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// `text` as a LIKE pattern matching it anywhere (`\` escapes).
+fn like_anywhere(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+impl LogQuery {
+    /// The WHERE clause (after `org_id = $1`) and its values; `fts` names the day's FTS table
+    /// on SQLite.
+    fn conditions(&self, backend: Backend, fts: Option<&str>) -> (String, Vec<Bind>) {
+        let mut clause = String::new();
+        let mut binds = vec![];
+        let next = |binds: &mut Vec<Bind>, value: Bind| {
+            binds.push(value);
+            format!("${}", binds.len() + 1)
+        };
+        if let Some(agent) = &self.agent_id {
+            let p = next(&mut binds, Bind::Text(agent.clone()));
+            clause += &format!(" AND agent_id = {p}");
+        }
+        if let Some(container) = &self.container {
+            let p = next(&mut binds, Bind::Text(container.clone()));
+            let q = next(&mut binds, Bind::Text(container.clone()));
+            clause += &format!(" AND (container_id = {p} OR container_name = {q})");
+        }
+        if let Some(project) = &self.compose_project {
+            let p = next(&mut binds, Bind::Text(project.clone()));
+            clause += &format!(" AND compose_project = {p}");
+        }
+        if let Some(stream) = &self.stream {
+            let p = next(&mut binds, Bind::Text(stream.clone()));
+            clause += &format!(" AND stream = {p}");
+        }
+        if !self.levels.is_empty() {
+            let mut alternatives = vec![];
+            for level in &self.levels {
+                if level == "none" {
+                    alternatives.push("level IS NULL".to_owned());
+                } else {
+                    let p = next(&mut binds, Bind::Text(level.clone()));
+                    alternatives.push(format!("level = {p}"));
+                }
+            }
+            clause += &format!(" AND ({})", alternatives.join(" OR "));
+        }
+        if let Some(since) = self.since_ns {
+            let p = next(&mut binds, Bind::Int(since));
+            clause += &format!(" AND time_ns >= {p}");
+        }
+        if let Some(until) = self.until_ns {
+            let p = next(&mut binds, Bind::Int(until));
+            clause += &format!(" AND time_ns < {p}");
+        }
+        if let Some(after) = &self.after {
+            let t = next(&mut binds, Bind::Int(after.time_ns));
+            let a = next(&mut binds, Bind::Text(after.agent_id.clone()));
+            let s = next(&mut binds, Bind::Int(after.seq));
+            let op = if self.oldest_first { ">" } else { "<" };
+            clause += &format!(" AND (time_ns, agent_id, seq) {op} ({t}, {a}, {s})");
+        }
+        if let Some(text) = self.text.as_deref().filter(|t| !t.is_empty()) {
+            match (backend, fts) {
+                // The trigram index finds substrings of three characters or more.
+                (Backend::Sqlite, Some(fts)) if text.chars().count() >= 3 => {
+                    let p = next(&mut binds, Bind::Text(fts_phrase(text)));
+                    clause +=
+                        &format!(" AND id IN (SELECT rowid FROM {fts} WHERE {fts} MATCH {p})");
+                }
+                (Backend::Sqlite, _) => {
+                    let p = next(&mut binds, Bind::Text(like_anywhere(text)));
+                    clause += &format!(" AND line LIKE {p} ESCAPE '\\'");
+                }
+                (Backend::Postgres, _) => {
+                    let p = next(&mut binds, Bind::Text(like_anywhere(text)));
+                    clause += &format!(" AND line ILIKE {p} ESCAPE '\\'");
+                }
+            }
+        }
+        (clause, binds)
+    }
+
+    fn order(&self) -> &'static str {
+        if self.oldest_first {
+            " ORDER BY time_ns, agent_id, seq"
+        } else {
+            " ORDER BY time_ns DESC, agent_id DESC, seq DESC"
+        }
+    }
+}
+
+const LINE_COLUMNS: &str =
+    "agent_id, time_ns, seq, container_id, container_name, compose_project, stream, level, line";
+
+macro_rules! bind_all {
+    ($query:expr, $binds:expr) => {{
+        let mut q = $query;
+        for b in $binds {
+            q = match b {
+                Bind::Int(v) => q.bind(*v),
+                Bind::Text(v) => q.bind(v.clone()),
+            };
+        }
+        q
+    }};
+}
+
+impl Tx {
+    fn backend(&self) -> Backend {
+        match self.inner {
+            TxInner::Sqlite(_) => Backend::Sqlite,
+            TxInner::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The last sequence of an agent's spool epoch stored here (0: none).
+    pub async fn spool_committed(&mut self, agent_id: &str, epoch: i64) -> Result<i64> {
+        let org = self.org_id.clone();
+        let seq: Option<i64> = on_tx!(self, c => sqlx::query_scalar(
+            "SELECT committed_seq FROM spool_cursors WHERE org_id = $1 AND agent_id = $2 AND epoch = $3",
+        )
+        .bind(&org)
+        .bind(agent_id)
+        .bind(epoch)
+        .fetch_optional(&mut **c)
+        .await)?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    /// Records that an agent's spool epoch is stored up to `seq` (never moves back).
+    pub async fn set_spool_committed(
+        &mut self,
+        agent_id: &str,
+        epoch: i64,
+        seq: i64,
+    ) -> Result<()> {
+        let org = self.org_id.clone();
+        on_tx!(self, c => sqlx::query(
+            "INSERT INTO spool_cursors (org_id, agent_id, epoch, committed_seq, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (agent_id, epoch) DO UPDATE SET \
+             committed_seq = CASE WHEN excluded.committed_seq > spool_cursors.committed_seq \
+             THEN excluded.committed_seq ELSE spool_cursors.committed_seq END, updated_at = excluded.updated_at \
+             WHERE spool_cursors.org_id = excluded.org_id",
+        )
+        .bind(&org)
+        .bind(agent_id)
+        .bind(epoch)
+        .bind(seq)
+        .bind(now_ms())
+        .execute(&mut **c)
+        .await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Records sequences a node dropped before delivering them.
+    pub async fn insert_log_gap(
+        &mut self,
+        agent_id: &str,
+        epoch: i64,
+        first_seq: i64,
+        last_seq: i64,
+    ) -> Result<()> {
+        let org = self.org_id.clone();
+        on_tx!(self, c => sqlx::query(
+            "INSERT INTO log_gaps (org_id, agent_id, epoch, first_seq, last_seq, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&org)
+        .bind(agent_id)
+        .bind(epoch)
+        .bind(first_seq)
+        .bind(last_seq)
+        .bind(now_ms())
+        .execute(&mut **c)
+        .await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Gaps recorded since `since_ms`, newest first.
+    pub async fn log_gaps(&mut self, since_ms: i64, limit: i64) -> Result<Vec<LogGapRow>> {
+        let org = self.org_id.clone();
+        Ok(on_tx!(self, c => sqlx::query_as::<_, LogGapRow>(
+            "SELECT agent_id, first_seq, last_seq, recorded_at FROM log_gaps \
+             WHERE org_id = $1 AND recorded_at >= $2 ORDER BY recorded_at DESC, id DESC LIMIT $3",
+        )
+        .bind(&org)
+        .bind(since_ms)
+        .bind(limit)
+        .fetch_all(&mut **c)
+        .await)?)
+    }
+
+    /// Makes the day's table (and index) if it is not there yet.
+    async fn ensure_log_day(&mut self, day: i64, day_start_ns: i64) -> Result<()> {
+        match &mut self.inner {
+            TxInner::Sqlite(c) => {
+                let known: Option<i64> =
+                    sqlx::query_scalar("SELECT day FROM log_days WHERE day = $1")
+                        .bind(day)
+                        .fetch_optional(&mut **c)
+                        .await?;
+                if known.is_some() {
+                    return Ok(());
+                }
+                let statements = [
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS log_lines_{day} (id INTEGER PRIMARY KEY, \
+                         org_id TEXT NOT NULL, agent_id TEXT NOT NULL, time_ns INTEGER NOT NULL, \
+                         seq INTEGER NOT NULL, container_id TEXT NOT NULL, container_name TEXT NOT NULL, \
+                         compose_project TEXT NOT NULL, stream TEXT NOT NULL, level TEXT, line TEXT NOT NULL)"
+                    ),
+                    format!(
+                        "CREATE INDEX IF NOT EXISTS log_lines_{day}_org_time ON log_lines_{day} (org_id, time_ns)"
+                    ),
+                    format!(
+                        "CREATE VIRTUAL TABLE IF NOT EXISTS log_text_{day} USING fts5(line, \
+                         content='log_lines_{day}', content_rowid='id', tokenize='trigram')"
+                    ),
+                    format!(
+                        "CREATE TRIGGER IF NOT EXISTS log_lines_{day}_added AFTER INSERT ON log_lines_{day} \
+                         BEGIN INSERT INTO log_text_{day} (rowid, line) VALUES (new.id, new.line); END"
+                    ),
+                    format!(
+                        "CREATE TRIGGER IF NOT EXISTS log_lines_{day}_removed AFTER DELETE ON log_lines_{day} \
+                         BEGIN INSERT INTO log_text_{day} (log_text_{day}, rowid, line) \
+                         VALUES ('delete', old.id, old.line); END"
+                    ),
+                ];
+                for statement in statements {
+                    sqlx::query(sql(statement)).execute(&mut **c).await?;
+                }
+                sqlx::query("INSERT INTO log_days (day) VALUES ($1) ON CONFLICT (day) DO NOTHING")
+                    .bind(day)
+                    .execute(&mut **c)
+                    .await?;
+            }
+            TxInner::Postgres(c) => {
+                sqlx::query("SELECT ensure_log_day($1)")
+                    .bind(day_start_ns)
+                    .execute(&mut **c)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores lines (in this organisation).
+    pub async fn insert_log_lines(&mut self, lines: &[NewLogLine<'_>]) -> Result<()> {
+        let org = self.org_id.clone();
+        let mut days_ready = std::collections::BTreeSet::new();
+        for line in lines {
+            let day = day_of(line.time_ns);
+            if days_ready.insert(day) {
+                self.ensure_log_day(day, line.time_ns.div_euclid(DAY_NS) * DAY_NS)
+                    .await?;
+            }
+            let table = match self.backend() {
+                Backend::Sqlite => format!("log_lines_{day}"),
+                Backend::Postgres => "log_lines".to_owned(),
+            };
+            let statement = format!(
+                "INSERT INTO {table} (org_id, {LINE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            );
+            on_tx!(self, c => sqlx::query(sql(statement))
+                .bind(&org)
+                .bind(line.agent_id)
+                .bind(line.time_ns)
+                .bind(line.seq)
+                .bind(line.container_id)
+                .bind(line.container_name)
+                .bind(line.compose_project)
+                .bind(line.stream)
+                .bind(line.level)
+                .bind(line.line)
+                .execute(&mut **c)
+                .await.map(|r| r.rows_affected()))?;
+        }
+        Ok(())
+    }
+
+    /// The days that hold lines, in the query's order and range.
+    async fn log_days(&mut self, query: &LogQuery) -> Result<Vec<i64>> {
+        let TxInner::Sqlite(c) = &mut self.inner else {
+            return Ok(vec![]);
+        };
+        let mut days: Vec<i64> = sqlx::query_scalar("SELECT day FROM log_days ORDER BY day")
+            .fetch_all(&mut **c)
+            .await?;
+        let first = query.since_ns.map(day_of).unwrap_or(i64::MIN);
+        let last = query.until_ns.map(|u| day_of(u - 1)).unwrap_or(i64::MAX);
+        days.retain(|d| (first..=last).contains(d));
+        if !query.oldest_first {
+            days.reverse();
+        }
+        Ok(days)
+    }
+
+    /// A page of lines matching `query` (at most `query.limit`), in its order.
+    pub async fn query_logs(&mut self, query: &LogQuery) -> Result<Vec<LogLineRow>> {
+        let org = self.org_id.clone();
+        let limit = query.limit.clamp(1, 10_000);
+        match self.backend() {
+            Backend::Postgres => {
+                let (clause, binds) = query.conditions(Backend::Postgres, None);
+                let statement = format!(
+                    "SELECT {LINE_COLUMNS} FROM log_lines WHERE org_id = $1{clause}{} LIMIT {limit}",
+                    query.order()
+                );
+                let TxInner::Postgres(c) = &mut self.inner else {
+                    unreachable!()
+                };
+                let q = sqlx::query_as::<_, LogLineRow>(sql(statement)).bind(&org);
+                Ok(bind_all!(q, &binds).fetch_all(&mut **c).await?)
+            }
+            Backend::Sqlite => {
+                let mut out = Vec::new();
+                for day in self.log_days(query).await? {
+                    let fts = format!("log_text_{day}");
+                    let (clause, binds) = query.conditions(Backend::Sqlite, Some(&fts));
+                    let statement = format!(
+                        "SELECT {LINE_COLUMNS} FROM log_lines_{day} WHERE org_id = $1{clause}{} LIMIT {}",
+                        query.order(),
+                        limit - out.len() as i64
+                    );
+                    let TxInner::Sqlite(c) = &mut self.inner else {
+                        unreachable!()
+                    };
+                    let q = sqlx::query_as::<_, LogLineRow>(sql(statement)).bind(&org);
+                    out.extend(bind_all!(q, &binds).fetch_all(&mut **c).await?);
+                    if out.len() as i64 >= limit {
+                        break;
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Deletes this organisation's lines (its deletion).
+    pub(crate) async fn delete_log_lines(&mut self) -> Result<()> {
+        let org = self.org_id.clone();
+        match self.backend() {
+            Backend::Postgres => {
+                on_tx!(self, c => sqlx::query("DELETE FROM log_lines WHERE org_id = $1")
+                    .bind(&org)
+                    .execute(&mut **c)
+                    .await.map(|r| r.rows_affected()))?;
+            }
+            Backend::Sqlite => {
+                let all = LogQuery {
+                    oldest_first: true,
+                    ..Default::default()
+                };
+                for day in self.log_days(&all).await? {
+                    let statement = format!("DELETE FROM log_lines_{day} WHERE org_id = $1");
+                    on_tx!(self, c => sqlx::query(sql(statement)).bind(&org).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_of_times() {
+        assert_eq!(day_of(0), 19_700_101);
+        // 2026-12-06T16:45:06Z.
+        assert_eq!(day_of(1_796_575_506 * 1_000_000_000), 20_261_206);
+        assert_eq!(day_of(1_796_601_599_999_999_999), 20_261_206);
+        assert_eq!(day_of(1_796_601_600_000_000_000), 20_261_207);
+        // 2028-02-29 (a leap day).
+        assert_eq!(day_of(1_835_395_200 * 1_000_000_000), 20_280_229);
+        assert_eq!(day_of(-1), 19_691_231);
+    }
+
+    #[test]
+    fn search_text_is_quoted_not_interpreted() {
+        assert_eq!(fts_phrase("a\"b OR c"), "\"a\"\"b OR c\"");
+        assert_eq!(like_anywhere("50%_\\"), "%50\\%\\_\\\\%");
+    }
+}

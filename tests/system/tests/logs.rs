@@ -1,0 +1,261 @@
+//! Unified logs through the node's spool (issue 17), on the real engine: a container writes
+//! numbered lines while its agent is killed with SIGKILL and the host is killed and restarted;
+//! at the end every line is stored exactly once. With a tiny spool bound and the host away, the
+//! node drops old lines and the gap it records names exactly the sequences that are missing.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// Every stored line matching `filter` (e.g. `container=<id>`), oldest first, through the
+/// API's pages.
+async fn stored_lines(admin: &Api, filter: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let mut path = format!("/api/v1/logs?{filter}&order=oldest&limit=1000");
+        if !cursor.is_empty() {
+            path += &format!("&cursor={cursor}");
+        }
+        let (status, page) = admin.call("GET", &path, None).await;
+        assert_eq!(status, 200, "{page}");
+        out.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => return out,
+        }
+    }
+}
+
+/// The numbers of `n=<number>` lines, with how often each was stored.
+fn numbers(lines: &[Value]) -> BTreeMap<u64, usize> {
+    let mut counts = BTreeMap::new();
+    for line in lines {
+        if let Some(n) = line["line"]
+            .as_str()
+            .and_then(|l| l.strip_prefix("n="))
+            .and_then(|n| n.parse().ok())
+        {
+            *counts.entry(n).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lines_survive_agent_kills_and_a_host_restart_exactly_once() {
+    let Some(docker) = docker().await else { return };
+    let mut fx = Fixture::new(docker, "logs");
+    let mut server = Server::start(false, 2).await;
+    let admin = server.admin().await;
+    let (mut agent, state) = enrolled_agent(&server, &admin, "node-logs").await;
+    let agent_id = admin.online_agent("node-logs").await;
+    const LINES: u64 = 8000;
+    // About 1,000 lines a second, then an error on stderr.
+    let script = format!(
+        "i=0; while [ $i -lt {LINES} ]; do echo \"n=$i\"; i=$((i+1)); \
+         [ $((i % 100)) -eq 0 ] && sleep 0.1; done; echo 'ERROR disk on fire' >&2; sleep 3600"
+    );
+    let container = fx.run("writer", &script, &[], &[], None).await;
+
+    // The agent killed three times at different moments, the host once for a while.
+    for (n, pause) in [700u64, 1300, 400].into_iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+        if n == 1 {
+            server.kill9();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            server.restart().await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        agent = run_agent(&state, &[]);
+    }
+
+    let lines = eventually(
+        "every numbered line stored",
+        Duration::from_secs(90),
+        || {
+            let (admin, container) = (admin.clone(), container.clone());
+            async move {
+                let lines = stored_lines(&admin, &format!("container={container}")).await;
+                let stderr = lines.iter().any(|l| l["stream"] == "stderr");
+                (numbers(&lines).len() as u64 == LINES && stderr).then_some(lines)
+            }
+        },
+    )
+    .await;
+    let counts = numbers(&lines);
+    let twice: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "stored more than once: {twice:?}");
+    assert_eq!(
+        counts.keys().copied().collect::<Vec<_>>(),
+        (0..LINES).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        lines.len() as u64,
+        LINES + 1,
+        "the numbered lines and the error"
+    );
+    // Oldest first means in the order written; each line carries its node and sequence.
+    let order: Vec<u64> = numbers(&lines[..10]).keys().copied().collect();
+    assert_eq!(order, (0..10).collect::<Vec<_>>());
+    assert!(lines.iter().all(|l| l["agent_id"] == agent_id.as_str()));
+    let seqs: BTreeSet<i64> = lines.iter().map(|l| l["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs.len(), lines.len(), "one sequence per line");
+
+    // Filters: text (the trigram index), level, stream, newest first with pages.
+    let (status, found) = admin
+        .call(
+            "GET",
+            &format!("/api/v1/logs?container={container}&q=n%3D4242"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    let texts: Vec<&str> = found["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, vec!["n=4242"]);
+    let (_, errors) = admin
+        .call(
+            "GET",
+            &format!("/api/v1/logs?agent={agent_id}&level=error"),
+            None,
+        )
+        .await;
+    assert_eq!(errors["items"].as_array().unwrap().len(), 1, "{errors}");
+    assert_eq!(errors["items"][0]["line"], "ERROR disk on fire");
+    assert_eq!(errors["items"][0]["stream"], "stderr");
+    let (_, newest) = admin
+        .call(
+            "GET",
+            &format!("/api/v1/logs?container={container}&stream=stdout&limit=3"),
+            None,
+        )
+        .await;
+    let newest: Vec<&str> = newest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap())
+        .collect();
+    assert_eq!(newest, vec!["n=7999", "n=7998", "n=7997"]);
+    let (status, bad) = admin.call("GET", "/api/v1/logs?level=loud", None).await;
+    assert_eq!(
+        (status, bad["error"]["field"].as_str()),
+        (400, Some("level"))
+    );
+    assert!(
+        admin.get("/api/v1/logs").await["gaps"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing was dropped"
+    );
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&state);
+    fx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_the_spool_bound_the_dropped_sequences_are_named_exactly() {
+    let Some(docker) = docker().await else { return };
+    let mut fx = Fixture::new(docker, "gap");
+    let mut server = Server::start(false, 2).await;
+    let admin = server.admin().await;
+    // A spool of 16 KiB: a few hundred lines.
+    let (agent, state) = enrolled_agent_with(
+        &server,
+        &admin,
+        "node-gap",
+        &[("INFRAPILOT_AGENT_SPOOL_BYTES", "16384")],
+    )
+    .await;
+    let agent_id = admin.online_agent("node-gap").await;
+    // The host away while the container writes far more than the spool holds.
+    server.kill9();
+    let container = fx
+        .run(
+            "flood",
+            // Far more than the spool holds at once, then (the host back) ten more.
+            "i=0; while [ $i -lt 3000 ]; do echo \"n=$i\"; i=$((i+1)); done; sleep 8; \
+             while [ $i -lt 3010 ]; do echo \"n=$i\"; i=$((i+1)); done; sleep 3600",
+            &[],
+            &[],
+            None,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    server.restart().await;
+    let (all, gaps) = eventually("the rest delivered", Duration::from_secs(60), || {
+        let (admin, agent_id) = (admin.clone(), agent_id.clone());
+        async move {
+            // Every line of the node (other tests' containers on this engine included).
+            let lines = stored_lines(&admin, &format!("agent={agent_id}")).await;
+            let gaps = admin.get("/api/v1/logs").await["gaps"].clone();
+            let last = lines.iter().any(|l| l["line"] == "n=3009");
+            (last && !gaps.as_array().unwrap().is_empty()).then_some((lines, gaps))
+        }
+    })
+    .await;
+    let lines: Vec<Value> = all
+        .iter()
+        .filter(|l| l["container_id"] == container.as_str())
+        .cloned()
+        .collect();
+    let counts = numbers(&lines);
+    assert!(counts.values().all(|c| *c == 1), "a line stored twice");
+    assert!(counts.len() < 3010, "the bound dropped lines");
+    let gaps: Vec<(i64, i64)> = gaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["first_seq"].as_i64().unwrap(),
+                g["last_seq"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let in_gap = |seq: i64| gaps.iter().any(|(a, b)| (*a..=*b).contains(&seq));
+    let stored: BTreeSet<i64> = all.iter().map(|l| l["seq"].as_i64().unwrap()).collect();
+    assert!(
+        stored.iter().all(|s| !in_gap(*s)),
+        "a stored line inside a gap: {gaps:?}"
+    );
+    // Every sequence from the first line's on is either stored, a gap record, or named by one:
+    // the lines missing are exactly the ones the gaps say.
+    let (first, last) = (*stored.first().unwrap(), *stored.last().unwrap());
+    // Records that are not lines: the gap records, and the node's Docker events.
+    let events = admin
+        .get(&format!("/api/v1/agents/{agent_id}/events?limit=500"))
+        .await;
+    let gap_records = gaps.len() as i64 + events["events"].as_array().unwrap().len() as i64;
+    let unaccounted: Vec<i64> = (first..=last)
+        .filter(|s| !stored.contains(s) && !in_gap(*s))
+        .collect();
+    assert!(
+        unaccounted.len() as i64 <= gap_records,
+        "sequences neither stored nor named by a gap (beyond the gap and event records): {unaccounted:?}"
+    );
+    let dropped: i64 = gaps.iter().map(|(a, b)| b - a + 1).sum();
+    assert!(dropped > 0);
+    // The numbers missing are as many as the sequences the gaps name (lines are the only
+    // records this node spooled besides events and gaps).
+    let missing_numbers = (0..3010u64).filter(|n| !counts.contains_key(n)).count() as i64;
+    assert!(
+        missing_numbers <= dropped,
+        "{missing_numbers} lines missing, gaps name {dropped} records"
+    );
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&state);
+    fx.cleanup().await;
+}

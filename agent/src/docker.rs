@@ -673,12 +673,12 @@ impl DockerNode {
         Ok(())
     }
 
-    /// The running containers: id, name and compose project.
-    pub async fn running_containers(&self) -> Result<Vec<(String, String, String)>> {
+    /// Every container: id, name, compose project and whether it runs.
+    pub async fn all_containers(&self) -> Result<Vec<(String, String, String, bool)>> {
         let docker = self.docker().await?;
         let containers = docker
             .list_containers(Some(ListContainersOptions {
-                all: false,
+                all: true,
                 ..Default::default()
             }))
             .await?;
@@ -696,7 +696,8 @@ impl DockerNode {
                     .as_ref()
                     .and_then(|l| l.get(COMPOSE_PROJECT_LABEL).cloned())
                     .unwrap_or_default();
-                Some((c.id?, name, project))
+                let running = c.state.map(|s| s.to_string()).as_deref() == Some("running");
+                Some((c.id?, name, project, running))
             })
             .collect())
     }
@@ -735,7 +736,13 @@ impl DockerNode {
             ..Default::default()
         };
         let mut stream = docker.logs(container, Some(options));
+        let mut read = 0u32;
         while let Some(item) = stream.next().await {
+            // A container that floods its log does not starve the agent's other work.
+            read = read.wrapping_add(1);
+            if read.is_multiple_of(64) {
+                tokio::task::yield_now().await;
+            }
             let (stream_name, bytes) = match item? {
                 LogOutput::StdOut { message } | LogOutput::Console { message } => {
                     ("stdout", message)

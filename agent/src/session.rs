@@ -292,7 +292,12 @@ async fn session(
                         Some(host_message::Body::ExecInput(input)) => executor.exec_input(input).await,
                         Some(host_message::Body::CancelStream(cancel)) => executor.cancel(&cancel.stream_id),
                         Some(host_message::Body::SpoolAck(ack)) => {
-                            if let Err(e) = shipper.ack(ack.epoch, ack.through_seq) {
+                            // Disk writes and fsyncs off the session's thread.
+                            let acked = {
+                                let shipper = shipper.clone();
+                                tokio::task::spawn_blocking(move || shipper.ack(ack.epoch, ack.through_seq)).await
+                            };
+                            if let Ok(Err(e)) = acked {
                                 eprintln!("spool: could not record the host's acknowledgement: {e}");
                             }
                             while in_flight.front().is_some_and(|last| *last <= ack.through_seq) {
@@ -326,7 +331,17 @@ async fn session(
                 }
             }
             _ = shipper.wake.notified(), if in_flight.len() < SPOOL_BATCHES_IN_FLIGHT => {
-                match shipper.batch_after(sent_through) {
+                let read = {
+                    let shipper = shipper.clone();
+                    tokio::task::spawn_blocking(move || shipper.batch_after(sent_through)).await
+                };
+                match read.unwrap_or_else(|e| Err(crate::shipper::ShipperError::Positions { path: Default::default(), reason: e.to_string() })) {
+                    Ok(Some((batch, last))) if batch.records.is_empty() => {
+                        // Nothing in it could be read back (an undecodable record): the next
+                        // batch's acknowledgement covers it.
+                        sent_through = last;
+                        shipper.wake.notify_one();
+                    }
                     Ok(Some((batch, last))) => {
                         sent_through = last;
                         if in_flight.is_empty() {

@@ -2,8 +2,9 @@
 //! followed into the node's [`Spool`](crate::spool::Spool), Docker events go there too, and the
 //! session sends what the host has not acknowledged.
 //!
-//! Where each container's log was read up to (the time of the last line taken, and how many
-//! lines with exactly that time were taken — Docker's `since` is in whole seconds and inclusive)
+//! Where each container's log was read up to, per stream (the time of the last line taken, and
+//! how many lines with exactly that time were taken — Docker's `since` is in whole seconds and
+//! inclusive; each stream is stamped in order, stdout and stderr not with each other)
 //! survives restarts without counting a line twice: the positions file is rewritten (atomically,
 //! after the spool is forced to disk) before the spool deletes anything — when the host
 //! acknowledges, and when a segment is closed (only closed segments are dropped by the bound) —
@@ -28,7 +29,7 @@ use crate::spool::{Record, RecordKind, Spool, SpoolError};
 pub const MAX_LINE_BYTES: usize = 16 << 10;
 /// Records in one batch to the host, and about how much payload.
 const BATCH_RECORDS: usize = 2000;
-const BATCH_BYTES: usize = 1 << 20;
+const BATCH_BYTES: usize = 256 << 10;
 const POSITIONS_FILE: &str = "log-positions.json";
 
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +74,9 @@ impl Position {
 
 struct State {
     spool: Spool,
+    /// By `<container id>/<stream>`.
     positions: BTreeMap<String, Position>,
-    positions_path: PathBuf,
+    dir: PathBuf,
     /// Segments closed so far (a new one means the positions are saved again).
     segments_seen: PathBuf,
     /// Records dropped past the bound since the agent started.
@@ -86,6 +88,10 @@ pub struct Shipper {
     state: Mutex<State>,
     /// Woken when there is something (more) to send.
     pub(crate) wake: tokio::sync::Notify,
+}
+
+fn position_key(container_id: &str, stream: &str) -> String {
+    format!("{container_id}/{stream}")
 }
 
 fn positions_error(path: &Path, reason: impl ToString) -> ShipperError {
@@ -111,17 +117,10 @@ impl State {
             through_seq: self.spool.next_seq() - 1,
             containers: self.positions.clone(),
         };
-        let text =
-            serde_json::to_vec(&saved).map_err(|e| positions_error(&self.positions_path, e))?;
-        let tmp = self.positions_path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&text)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &self.positions_path)
-        };
-        write().map_err(|e| positions_error(&self.positions_path, e))
+        let text = serde_json::to_vec(&saved)
+            .map_err(|e| positions_error(&self.dir.join(POSITIONS_FILE), e))?;
+        crate::spool::replace_file(&self.dir, POSITIONS_FILE, text)?;
+        Ok(())
     }
 
     /// After an append: a closed segment may be dropped by the bound later, so the positions
@@ -160,7 +159,7 @@ impl Shipper {
             for record in batch.iter().filter(|r| r.kind == RecordKind::LogLine) {
                 if let Ok(line) = ContainerLogLine::decode(record.payload.as_slice()) {
                     positions
-                        .entry(line.container_id)
+                        .entry(position_key(&line.container_id, &line.stream))
                         .or_default()
                         .advance(line.time_unix_ns);
                 }
@@ -172,7 +171,7 @@ impl Shipper {
             state: Mutex::new(State {
                 spool,
                 positions,
-                positions_path,
+                dir: dir.to_owned(),
                 segments_seen,
                 dropped: 0,
             }),
@@ -188,9 +187,19 @@ impl Shipper {
         self.state().spool.epoch()
     }
 
-    /// Where a container's log was taken up to.
-    pub fn position(&self, container_id: &str) -> Option<Position> {
-        self.state().positions.get(container_id).copied()
+    /// Where a container's stream (`stdout`, `stderr`) was taken up to.
+    pub fn position(&self, container_id: &str, stream: &str) -> Option<Position> {
+        self.state()
+            .positions
+            .get(&position_key(container_id, stream))
+            .copied()
+    }
+
+    /// Whether any of a container's log was taken.
+    pub fn has_position(&self, container_id: &str) -> bool {
+        ["stdout", "stderr"]
+            .iter()
+            .any(|s| self.position(container_id, s).is_some())
     }
 
     fn append(
@@ -227,15 +236,23 @@ impl Shipper {
         Ok(())
     }
 
-    /// Spools a container's log line (and moves its position).
+    /// Spools a container's log line (and moves its position). A line longer than
+    /// [`MAX_LINE_BYTES`], or than the spool takes, is cut.
     pub fn log_line(&self, mut line: ContainerLogLine) -> Result<(), ShipperError> {
         line.line.truncate(MAX_LINE_BYTES);
-        let container = line.container_id.clone();
-        let ns = line.time_unix_ns;
+        let max = self.state().spool.max_payload();
+        let mut encoded = line.encode_to_vec();
+        if encoded.len() > max {
+            let over = encoded.len() - max;
+            let keep = line.line.len().saturating_sub(over + 8);
+            line.line.truncate(keep);
+            encoded = line.encode_to_vec();
+        }
+        let key = position_key(&line.container_id, &line.stream);
         self.append(
             RecordKind::LogLine,
-            &line.encode_to_vec(),
-            Some((&container, ns)),
+            &encoded,
+            Some((&key, line.time_unix_ns)),
         )
     }
 
@@ -303,7 +320,10 @@ impl Shipper {
     /// A container removed: its position goes (lines of it still in the spool bring it back
     /// at a restart, which is harmless).
     pub fn forget(&self, container_id: &str) {
-        self.state().positions.remove(container_id);
+        let mut state = self.state();
+        for stream in ["stdout", "stderr"] {
+            state.positions.remove(&position_key(container_id, stream));
+        }
     }
 
     pub fn acked(&self) -> u64 {
@@ -327,6 +347,8 @@ pub struct LogCollector {
     docker: DockerNode,
     shipper: Arc<Shipper>,
     following: Mutex<HashSet<String>>,
+    /// Stopped containers whose log was read to its end since the agent started.
+    drained: Mutex<HashSet<String>>,
 }
 
 impl LogCollector {
@@ -335,18 +357,30 @@ impl LogCollector {
             docker,
             shipper,
             following: Mutex::new(HashSet::new()),
+            drained: Mutex::new(HashSet::new()),
         })
     }
 
-    /// Starts following every running container (at the agent's start).
+    /// Starts following every running container, and reads to its end the log of each stopped
+    /// one that was being followed (it may have written more while the agent was down).
     pub async fn follow_running(self: &Arc<Self>) {
-        match self.docker.running_containers().await {
+        match self.docker.all_containers().await {
             Ok(containers) => {
-                for (id, name, project) in containers {
+                for (id, name, project, running) in containers {
+                    if !running
+                        && (!self.shipper.has_position(&id)
+                            || !self
+                                .drained
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(id.clone()))
+                    {
+                        continue;
+                    }
                     self.follow(id, name, project);
                 }
             }
-            Err(e) => eprintln!("logs: could not list the running containers: {e}"),
+            Err(e) => eprintln!("logs: could not list the containers: {e}"),
         }
     }
 
@@ -379,13 +413,27 @@ impl LogCollector {
         let collector = self.clone();
         tokio::spawn(async move {
             loop {
-                let position = collector.shipper.position(&id).unwrap_or_default();
-                let mut seen_at_ns = 0u32;
+                let stdout = collector.shipper.position(&id, "stdout");
+                let stderr = collector.shipper.position(&id, "stderr");
+                // From the earlier of the two streams' positions (a stream never taken has
+                // nothing before the other's).
+                let since = stdout
+                    .iter()
+                    .chain(&stderr)
+                    .map(|p| p.ns)
+                    .min()
+                    .unwrap_or(0);
+                let mut seen_at_ns = [0u32; 2];
                 let shipper = collector.shipper.clone();
                 let result = collector
                     .docker
-                    .follow_raw_logs(&id, position.ns, |ns, stream, line| {
-                        if position.covers(ns, &mut seen_at_ns) {
+                    .follow_raw_logs(&id, since, |ns, stream, line| {
+                        let (position, seen) = if stream == "stderr" {
+                            (stderr.unwrap_or_default(), &mut seen_at_ns[1])
+                        } else {
+                            (stdout.unwrap_or_default(), &mut seen_at_ns[0])
+                        };
+                        if position.covers(ns, seen) {
                             return true;
                         }
                         let record = ContainerLogLine {

@@ -245,13 +245,14 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
-/// Writes `text` to `name` in `dir` atomically (a temporary file forced to disk, then renamed).
-fn replace_file(dir: &Path, name: &str, text: &str) -> Result<()> {
+/// Writes `text` to `name` in `dir` atomically (a temporary file forced to disk, then renamed,
+/// the directory forced too).
+pub(crate) fn replace_file(dir: &Path, name: &str, text: impl AsRef<[u8]>) -> Result<()> {
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
     {
         let mut file = File::create(&tmp).map_err(io(&tmp))?;
-        file.write_all(text.as_bytes()).map_err(io(&tmp))?;
+        file.write_all(text.as_ref()).map_err(io(&tmp))?;
         file.sync_all().map_err(io(&tmp))?;
     }
     fs::rename(&tmp, &path).map_err(io(&path))?;
@@ -323,7 +324,7 @@ impl Spool {
                 })?;
                 // Never 0, which the host reads as "no spool".
                 let epoch = (u64::from_le_bytes(bytes) >> 1).max(1);
-                replace_file(dir, ID_FILE, &epoch.to_string())?;
+                replace_file(dir, ID_FILE, epoch.to_string())?;
                 epoch
             }
             None => {
@@ -646,7 +647,7 @@ impl Spool {
         if seq <= self.acked || seq >= self.next_seq {
             return Ok(());
         }
-        replace_file(&self.dir, ACK_FILE, &seq.to_string())?;
+        replace_file(&self.dir, ACK_FILE, seq.to_string())?;
         self.acked = seq;
         self.drop_acknowledged()
     }

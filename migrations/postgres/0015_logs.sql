@@ -60,6 +60,11 @@ BEGIN
     IF to_regclass(name) IS NOT NULL THEN
         RETURN;
     END IF;
+    -- One maker at a time (replicas, agents at midnight); the loser finds it made.
+    PERFORM pg_advisory_xact_lock(hashtext('ensure_log_day'));
+    IF to_regclass(name) IS NOT NULL THEN
+        RETURN;
+    END IF;
     EXECUTE format('CREATE TABLE %I PARTITION OF log_lines FOR VALUES FROM (%s) TO (%s)',
                    name, day_start_ns, day_start_ns + 86400000000000);
     -- A partition read directly is as isolated as the parent.

@@ -432,6 +432,37 @@ async function main() {
       note(`tick ${before} when loaded, tick ${after} streamed`);
     });
 
+    await step('the Logs page: stored lines of the stack, a text filter with matches marked, the volume chart, live, CSV export', async () => {
+      await page.getByRole('link', { name: 'Logs', exact: true }).click();
+      await page.getByTestId('logs-page').waitFor();
+      const lines = page.getByTestId('log-line');
+      await until('stored lines', async () => (await lines.count()) > 0, 20_000);
+      await page.getByTestId('log-filters').getByLabel('Text').fill('worker tick');
+      await page.getByTestId('log-filters').getByRole('button', { name: 'Apply' }).click();
+      const filtered = await until('only worker lines', async () => {
+        const texts = await lines.allInnerTexts();
+        return texts.length > 0 && texts.every((t) => t.includes('worker tick')) ? texts : null;
+      });
+      if ((await lines.first().locator('mark').count()) === 0) throw new Error('the match is not marked');
+      await until('the volume chart drawn', async () => (await page.getByTestId('volume-chart').locator('canvas').count()) > 0);
+      const before = lastTick(filtered);
+      await page.getByTestId('live-toggle').click();
+      const after = await until('a newer line live', async () => {
+        const t = lastTick(await lines.allInnerTexts());
+        return t >= before + 2 ? t : null;
+      }, 20_000);
+      const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-csv').click()]);
+      const csv = readFileSync(await download.path(), 'utf8');
+      const rows = csv.trim().split('\r\n');
+      if (rows[0] !== '"time","node","container","container_id","project","stream","level","line"') throw new Error(`CSV header ${rows[0]}`);
+      if (rows.length < 2 || !rows.slice(1).every((r) => r.includes('worker tick'))) throw new Error(`CSV rows ${rows.slice(0, 3)}`);
+      await page.getByTestId('live-toggle').click();
+      // Back to the container page the next steps use.
+      await page.goBack();
+      await page.getByTestId('tab-overview').waitFor();
+      note(`tick ${before} stored, tick ${after} live; ${rows.length - 1} rows exported`);
+    });
+
     await step('the terminal runs a command in the container and reports its exit code', async () => {
       await page.getByTestId('tab-terminal').click();
       await page.getByTestId('terminal-connect').click();

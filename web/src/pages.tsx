@@ -23,6 +23,7 @@ import { OrganisationPage } from './pages/Organisation';
 import { OnboardingInstallPage, OnboardingPage } from './pages/Onboarding';
 import { AcceptInvitationPage } from './pages/Invitation';
 import { SingleSignOnPage } from './pages/SingleSignOn';
+import { LogsPage } from './pages/Logs';
 
 export interface PageDef {
   path: string;
@@ -38,6 +39,7 @@ export const PAGES: PageDef[] = [
   { path: '/nodes', label: 'Nodes', minRole: 'viewer', nav: true, element: <NodesPage /> },
   { path: '/nodes/:id', label: 'Node', minRole: 'viewer', nav: false, element: <NodePage /> },
   { path: '/nodes/:id/containers/:cid', label: 'Container', minRole: 'viewer', nav: false, element: <ContainerPage /> },
+  { path: '/logs', label: 'Logs', minRole: 'viewer', nav: true, element: <LogsPage /> },
   { path: '/proxies', label: 'Proxy hosts', minRole: 'viewer', nav: true, element: <ProxiesPage /> },
   { path: '/alerts/history', label: 'Alert history', minRole: 'viewer', nav: true, element: <AlertHistoryPage /> },
   { path: '/alerts/rules', label: 'Alert rules', minRole: 'viewer', nav: true, element: <AlertRulesPage /> },

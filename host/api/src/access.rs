@@ -154,6 +154,11 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/agents/{id}/commands", R(Viewer)),
     // logs of the organisation's nodes
     ("GET", "/api/v1/logs", R(Viewer)),
+    ("GET", "/api/v1/logs/volume", R(Viewer)),
+    ("GET", "/api/v1/logs/export.csv", R(Viewer)),
+    ("GET", "/api/v1/logs/stream", R(Viewer)),
+    ("GET", "/api/v1/logs/retention", R(Viewer)),
+    ("PUT", "/api/v1/logs/retention", R(Admin)),
     // plugins (host-wide: the operator's) and the licence
     ("GET", "/api/v1/plugins", R(Viewer)),
     ("POST", "/api/v1/plugins", R(SuperAdmin)),

@@ -23,7 +23,8 @@ pub struct SocketGuard {
     state: AppState,
     principal: Principal,
     required: Role,
-    agent_id: String,
+    /// The node the socket reaches (none: the organisation's stored data, e.g. its logs).
+    agent_id: Option<String>,
 }
 
 impl SocketGuard {
@@ -32,7 +33,17 @@ impl SocketGuard {
             state,
             principal,
             required,
-            agent_id,
+            agent_id: Some(agent_id),
+        }
+    }
+
+    /// A socket on the organisation's data rather than one node.
+    pub fn organisation(state: AppState, principal: Principal, required: Role) -> Self {
+        SocketGuard {
+            state,
+            principal,
+            required,
+            agent_id: None,
         }
     }
 
@@ -101,13 +112,17 @@ impl SocketGuard {
                     })
                 }
             };
-            let agent = self
-                .state
-                .store()
-                .read(&self.principal.org_id)
-                .await?
-                .agent(&self.agent_id)
-                .await?;
+            let agent = match &self.agent_id {
+                Some(id) => Some(
+                    self.state
+                        .store()
+                        .read(&self.principal.org_id)
+                        .await?
+                        .agent(id)
+                        .await?,
+                ),
+                None => None,
+            };
             Ok::<_, infrapilot_store::StoreError>((role, agent))
         }
         .await;
@@ -138,8 +153,11 @@ impl SocketGuard {
             ));
         }
         match agent {
-            Some(a) if a.revoked_at.is_none() => None,
-            _ => Some("the node was revoked".into()),
+            None
+            | Some(Some(infrapilot_store::AgentRow {
+                revoked_at: None, ..
+            })) => None,
+            Some(_) => Some("the node was revoked".into()),
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct ApiSettings {
     pub metrics_token: Option<String>,
     /// Enrollment attempts with a wrong token per client address within `throttle_window`.
     pub enroll_failures: usize,
+    /// Days log lines are kept where an organisation set none.
+    pub log_retention_days: i64,
     /// The host's edition: how many organisations it runs, and who makes them.
     pub edition: infrapilot_licensing::HostEdition,
     /// API requests a minute per organisation and per credential (429 beyond).
@@ -136,6 +138,7 @@ impl Default for ApiSettings {
             socket_max_lifetime: Duration::from_secs(12 * 3600),
             metrics_token: None,
             enroll_failures: 10,
+            log_retention_days: 14,
             edition: infrapilot_licensing::HostEdition::Community,
             rate_limits: crate::rate_limit::RateLimits::default(),
         }

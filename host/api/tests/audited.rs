@@ -583,6 +583,14 @@ async fn scenario(backend: infrapilot_store::Backend) {
         );
         step!(
             "PUT",
+            "/api/v1/logs/retention",
+            "/api/v1/logs/retention",
+            t,
+            Some(json!({"retention_days": 30})),
+            "logs.retention_set"
+        );
+        step!(
+            "PUT",
             "/api/v1/auth/password",
             "/api/v1/auth/password",
             t,

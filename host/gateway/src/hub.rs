@@ -131,9 +131,31 @@ struct Inner {
 pub struct AgentHub {
     store: Store,
     inner: Arc<Mutex<Inner>>,
+    /// Lines just committed from the nodes' spools, for live log views in this process.
+    live_lines: tokio::sync::broadcast::Sender<Arc<LiveLines>>,
     next_session: Arc<AtomicU64>,
     heartbeat_seconds: u32,
     secrets: Arc<SecretBox>,
+}
+
+/// A line stamped further in the past than this (or ahead of now by more than
+/// [`MAX_LINE_AHEAD_NS`]) is stored at the time it arrived.
+const MAX_LINE_AGE_NS: i64 = 365 * 86_400 * 1_000_000_000;
+const MAX_LINE_AHEAD_NS: i64 = 86_400 * 1_000_000_000;
+
+/// Text as the database takes it (PostgreSQL refuses NUL).
+fn clean_text(text: &str) -> String {
+    text.replace('\0', "\u{fffd}")
+}
+
+/// Committed batches a live log view may fall behind before it is told it lost some.
+const LIVE_LINES_BUFFER: usize = 256;
+
+/// Lines of one organisation just stored (one spool batch's).
+#[derive(Debug)]
+pub struct LiveLines {
+    pub org_id: OrgId,
+    pub lines: Vec<infrapilot_store::LogLineRow>,
 }
 
 /// A stored command body that starts with this is sealed (see [`AgentHub::encode_sealed`]); a
@@ -209,10 +231,16 @@ impl AgentHub {
         AgentHub {
             store,
             inner: Arc::new(Mutex::new(Inner::default())),
+            live_lines: tokio::sync::broadcast::channel(LIVE_LINES_BUFFER).0,
             next_session: Arc::new(AtomicU64::new(1)),
             heartbeat_seconds,
             secrets,
         }
+    }
+
+    /// Lines as they are stored, from now on (every organisation's: the reader filters).
+    pub fn subscribe_lines(&self) -> tokio::sync::broadcast::Receiver<Arc<LiveLines>> {
+        self.live_lines.subscribe()
     }
 
     /// The body to store for a command that carries secrets (an uploaded certificate's key):
@@ -652,15 +680,42 @@ impl AgentHub {
 
     /// A batch from a node's spool: what this host has not stored yet (by agent, epoch and
     /// sequence) is stored in one transaction with the new cursor; returns the sequence the node
-    /// may delete up to (none: nothing was stored, the node sends it again).
+    /// may delete up to (`Ok(None)`: an empty batch). An error means nothing was stored: the
+    /// session must end, so that the node sends everything unacknowledged again in order (a
+    /// later batch acknowledged past a lost one would lose it).
     pub(crate) async fn on_spool_batch(
         &self,
         org_id: &OrgId,
         agent_id: &str,
         batch: SpoolBatch,
-    ) -> Option<u64> {
-        let epoch = i64::try_from(batch.epoch).ok()?;
-        let through = batch.records.iter().map(|r| r.seq).max()?;
+    ) -> Result<Option<u64>, infrapilot_store::StoreError> {
+        let Ok(epoch) = i64::try_from(batch.epoch) else {
+            return Ok(None);
+        };
+        let Some(through) = batch.records.iter().map(|r| r.seq).max() else {
+            return Ok(None);
+        };
+        let now_ns = now_ms().saturating_mul(1_000_000);
+        // A node's clock (or a hostile node) cannot make days far from now: such a line is
+        // stored at the time it arrived.
+        let time_of = |ns: i64| {
+            if (now_ns - MAX_LINE_AGE_NS..=now_ns + MAX_LINE_AHEAD_NS).contains(&ns) {
+                ns
+            } else {
+                now_ns
+            }
+        };
+        let days: std::collections::BTreeSet<i64> = batch
+            .records
+            .iter()
+            .filter_map(|r| match &r.body {
+                Some(spool_record::Body::LogLine(l)) => Some(time_of(l.time_unix_ns)),
+                _ => None,
+            })
+            .collect();
+        // The days' tables are made in transactions of their own (on PostgreSQL a new
+        // partition locks its parent until commit).
+        self.store.prepare_log_days(days.into_iter()).await?;
         let stored = async {
             let mut tx = self.store.write(org_id).await?;
             let committed = tx.spool_committed(agent_id, epoch).await?;
@@ -669,13 +724,17 @@ impl AgentHub {
                 .iter()
                 .filter(|r| i64::try_from(r.seq).is_ok_and(|seq| seq > committed))
                 .collect();
-            // Text as the database takes it: valid UTF-8, no NUL.
-            let texts: Vec<String> = fresh
+            // Text as the database takes it: valid UTF-8, no NUL (in every field: a label can
+            // hold one too).
+            let texts: Vec<[String; 4]> = fresh
                 .iter()
                 .filter_map(|r| match &r.body {
-                    Some(spool_record::Body::LogLine(l)) => {
-                        Some(String::from_utf8_lossy(&l.line).replace('\0', "\u{fffd}"))
-                    }
+                    Some(spool_record::Body::LogLine(l)) => Some([
+                        clean_text(&String::from_utf8_lossy(&l.line)),
+                        clean_text(&l.container_id),
+                        clean_text(&l.container_name),
+                        clean_text(&l.compose_project),
+                    ]),
                     _ => None,
                 })
                 .collect();
@@ -685,14 +744,15 @@ impl AgentHub {
                 let seq = record.seq as i64;
                 match &record.body {
                     Some(spool_record::Body::LogLine(l)) => {
-                        let line = text.next().expect("one text per line");
+                        let [line, container_id, container_name, compose_project] =
+                            text.next().expect("one text per line");
                         lines.push(NewLogLine {
                             agent_id,
-                            time_ns: l.time_unix_ns,
+                            time_ns: time_of(l.time_unix_ns),
                             seq,
-                            container_id: &l.container_id,
-                            container_name: &l.container_name,
-                            compose_project: &l.compose_project,
+                            container_id,
+                            container_name,
+                            compose_project,
                             stream: if l.stream == "stderr" {
                                 "stderr"
                             } else {
@@ -703,27 +763,30 @@ impl AgentHub {
                         });
                     }
                     Some(spool_record::Body::DockerEvent(event)) => {
-                        let attributes = serde_json::to_string(&event.attributes)
-                            .unwrap_or_else(|_| "{}".into());
+                        let attributes = clean_text(
+                            &serde_json::to_string(&event.attributes)
+                                .unwrap_or_else(|_| "{}".into()),
+                        );
                         tx.insert_docker_event(&NewDockerEvent {
                             agent_id,
                             time_ms: event.time_unix_ms,
-                            container_id: &event.container_id,
-                            container_name: &event.container_name,
-                            action: &event.action,
+                            container_id: &clean_text(&event.container_id),
+                            container_name: &clean_text(&event.container_name),
+                            action: &clean_text(&event.action),
                             exit_code: event.exit_code.map(i64::from),
                             attributes: &attributes,
                         })
                         .await?;
                     }
                     Some(spool_record::Body::Gap(gap)) => {
-                        tx.insert_log_gap(
-                            agent_id,
-                            epoch,
-                            gap.first_seq.min(i64::MAX as u64) as i64,
-                            gap.last_seq.min(i64::MAX as u64) as i64,
-                        )
-                        .await?;
+                        // Everything up to the cursor arrived (batches are stored in order): a
+                        // node that dropped records it had already sent names them too, and
+                        // they are not missing.
+                        let first = (gap.first_seq.min(i64::MAX as u64) as i64).max(committed + 1);
+                        let last = gap.last_seq.min(i64::MAX as u64) as i64;
+                        if first <= last {
+                            tx.insert_log_gap(agent_id, epoch, first, last).await?;
+                        }
                     }
                     None => {}
                 }
@@ -737,15 +800,37 @@ impl AgentHub {
             if last > committed {
                 tx.set_spool_committed(agent_id, epoch, last).await?;
             }
+            let live = (self.live_lines.receiver_count() > 0 && !lines.is_empty()).then(|| {
+                lines
+                    .iter()
+                    .map(|l| infrapilot_store::LogLineRow {
+                        agent_id: l.agent_id.to_owned(),
+                        time_ns: l.time_ns,
+                        seq: l.seq,
+                        container_id: l.container_id.to_owned(),
+                        container_name: l.container_name.to_owned(),
+                        compose_project: l.compose_project.to_owned(),
+                        stream: l.stream.to_owned(),
+                        level: l.level.map(str::to_owned),
+                        line: l.line.to_owned(),
+                    })
+                    .collect::<Vec<_>>()
+            });
             tx.commit().await?;
+            if let Some(lines) = live {
+                let _ = self.live_lines.send(Arc::new(LiveLines {
+                    org_id: org_id.clone(),
+                    lines,
+                }));
+            }
             Ok::<_, infrapilot_store::StoreError>(())
         }
         .await;
         match stored {
-            Ok(()) => Some(through),
+            Ok(()) => Ok(Some(through)),
             Err(e) => {
                 tracing::warn!(agent_id, error = %e, "could not store a spool batch; the node sends it again");
-                None
+                Err(e)
             }
         }
     }

@@ -13,7 +13,7 @@ use infrapilot_store::{OrgId, Store};
 
 pub use ca::{CaError, CertificateAuthority, IssuedCertificate};
 pub use hub::{
-    AgentHub, DurableCommand, HubError, Outcome, STREAM_BUFFER, SessionEnd, StreamItem,
+    AgentHub, DurableCommand, HubError, LiveLines, Outcome, STREAM_BUFFER, SessionEnd, StreamItem,
     StreamReceiver, store_proxy_status,
 };
 pub use router::NodeRouter;

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use infrapilot_proto::v1::agent_gateway_server::{AgentGateway, AgentGatewayServer};
 use infrapilot_proto::v1::{
-    AgentMessage, CertificateRenewal, HostMessage, HostStats, SpoolAck, Welcome, agent_message,
-    host_message,
+    AgentMessage, CertificateRenewal, HostMessage, HostStats, SpoolAck, SpoolBatch, Welcome,
+    agent_message, host_message,
 };
 use infrapilot_store::NewAuditEvent;
 use infrapilot_store::{OrgId, Store};
@@ -241,6 +241,7 @@ impl AgentGateway for Gateway {
             let mut session: Option<(u64, crate::hub::SessionEnd)> = None;
             let mut last_revocation_check = tokio::time::Instant::now();
             let mut last_heartbeat_recorded: Option<tokio::time::Instant> = None;
+            let mut spool_ingest: Option<tokio::sync::mpsc::Sender<SpoolBatch>> = None;
             let heartbeat_min_gap = Duration::from_millis(u64::from(heartbeat_seconds) * 500);
             loop {
                 let ended = async {
@@ -376,19 +377,28 @@ impl AgentGateway for Gateway {
                         hub.on_event(&org_id, &agent_id, event).await;
                     }
                     Some(agent_message::Body::SpoolBatch(batch)) => {
-                        let epoch = batch.epoch;
-                        if let Some(through_seq) =
-                            hub.on_spool_batch(&org_id, &agent_id, batch).await
-                        {
-                            let ack = HostMessage {
-                                body: Some(host_message::Body::SpoolAck(SpoolAck {
-                                    epoch,
-                                    through_seq,
-                                })),
-                            };
-                            if tx.send(Ok(ack)).await.is_err() {
+                        // Stored by a task of the session's own, in order, so that a big batch
+                        // never holds up command results and heartbeats behind it.
+                        let ingest = spool_ingest.get_or_insert_with(|| {
+                            spawn_spool_ingest(
+                                hub.clone(),
+                                org_id.clone(),
+                                agent_id.clone(),
+                                tx.clone(),
+                            )
+                        });
+                        match ingest.try_send(batch) {
+                            Ok(()) => {}
+                            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                                let _ = tx
+                                    .send(Err(Status::resource_exhausted(
+                                        "more spool batches in flight than the host takes",
+                                    )))
+                                    .await;
                                 break;
                             }
+                            // The ingest task stopped after a batch it could not store.
+                            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => break,
                         }
                     }
                     Some(agent_message::Body::ProxyStatus(status)) => {
@@ -419,7 +429,51 @@ impl AgentGateway for Gateway {
     }
 }
 
-/// Serves the gateway until `shutdown` completes.
+/// Spool batches a session may have waiting to be stored (the agent sends at most 4 before an
+/// acknowledgement).
+const SPOOL_BATCHES_QUEUED: usize = 8;
+
+/// The task that stores a session's spool batches in order and acknowledges each after its
+/// commit. After a batch it could not store it stores nothing more and ends the session: the
+/// node sends everything unacknowledged again, in order.
+fn spawn_spool_ingest(
+    hub: AgentHub,
+    org_id: OrgId,
+    agent_id: String,
+    tx: tokio::sync::mpsc::Sender<Result<HostMessage, Status>>,
+) -> tokio::sync::mpsc::Sender<SpoolBatch> {
+    let (batches, mut queued) = tokio::sync::mpsc::channel::<SpoolBatch>(SPOOL_BATCHES_QUEUED);
+    tokio::spawn(async move {
+        while let Some(batch) = queued.recv().await {
+            let epoch = batch.epoch;
+            match hub.on_spool_batch(&org_id, &agent_id, batch).await {
+                Ok(Some(through_seq)) => {
+                    let ack = HostMessage {
+                        body: Some(host_message::Body::SpoolAck(SpoolAck {
+                            epoch,
+                            through_seq,
+                        })),
+                    };
+                    if tx.send(Ok(ack)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    let _ = tx
+                        .send(Err(Status::unavailable(
+                            "the host could not store a batch of the spool; send it again",
+                        )))
+                        .await;
+                    return;
+                }
+            }
+        }
+    });
+    batches
+}
+
+/// Serves the gateway until `shutdown` completes./// Serves the gateway until `shutdown` completes.
 pub async fn serve(
     store: Store,
     ca: Arc<CertificateAuthority>,

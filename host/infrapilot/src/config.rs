@@ -69,6 +69,8 @@ pub struct Config {
     pub alert_tick_seconds: u32,
     /// Seconds before the first retry of a failed delivery (doubled each time).
     pub alert_retry_seconds: u32,
+    /// Days the nodes' log lines are kept, unless an organisation sets its own.
+    pub log_retention_days: u32,
     /// The plugin (a `proxy-backend` component) that renders proxy hosts for the nodes.
     pub proxy_backend: String,
     /// Host names the public browser routes answer to besides IP literals, `localhost` and the
@@ -123,6 +125,7 @@ impl Default for Config {
             plugin_hook_timeout_seconds: 15,
             alert_tick_seconds: 5,
             alert_retry_seconds: 10,
+            log_retention_days: 14,
             proxy_backend: infrapilot_proxy::DEFAULT_BACKEND.into(),
             allowed_hosts: Vec::new(),
             trusted_proxies: Vec::new(),
@@ -274,6 +277,11 @@ impl Config {
                 .parse()
                 .with_context(|| format!("INFRAPILOT_ALERT_TICK_SECONDS: not a number: {v:?}"))?;
         }
+        if let Some(v) = var("INFRAPILOT_LOG_RETENTION_DAYS") {
+            self.log_retention_days = v
+                .parse()
+                .with_context(|| format!("INFRAPILOT_LOG_RETENTION_DAYS: not a number: {v:?}"))?;
+        }
         if let Some(v) = var("INFRAPILOT_PROXY_BACKEND") {
             self.proxy_backend = v;
         }
@@ -401,6 +409,9 @@ impl Config {
         }
         if !(1..=3600).contains(&self.alert_tick_seconds) {
             bail!("alert_tick_seconds must be between 1 and 3600");
+        }
+        if !(1..=3650).contains(&self.log_retention_days) {
+            bail!("log_retention_days must be between 1 and 3650");
         }
         if !(1..=86_400).contains(&self.alert_retry_seconds) {
             bail!("alert_retry_seconds must be between 1 and 86400");

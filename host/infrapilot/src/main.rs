@@ -271,6 +271,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.socket_max_lifetime_seconds.into(),
         ),
         socket_recheck: std::time::Duration::from_secs(config.heartbeat_seconds.into()),
+        log_retention_days: config.log_retention_days.into(),
         edition: config.edition()?,
         rate_limits: infrapilot_api::rate_limit::RateLimits {
             per_organisation: Some(config.api_rate_per_org).filter(|n| *n > 0),
@@ -309,6 +310,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
     let alert_loop = alerts.spawn();
+    // Log retention: every hour, lines past their organisation's retention go (whole days
+    // where no organisation keeps them).
+    {
+        let store = store.clone();
+        let default_days = i64::from(config.log_retention_days);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                every.tick().await;
+                let now_ns = infrapilot_store::now_ms().saturating_mul(1_000_000);
+                match store.apply_log_retention(default_days, now_ns).await {
+                    Ok(report) if report != Default::default() => {
+                        tracing::info!(
+                            days_dropped = report.days_dropped,
+                            lines_deleted = report.lines_deleted,
+                            "log retention applied"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "log retention failed; tried again in an hour")
+                    }
+                }
+            }
+        });
+    }
     let grpc_listen: SocketAddr = config.grpc_listen.parse()?;
     let mut hostnames = config.grpc_hostnames.clone();
     if !hostnames.iter().any(|h| h == "127.0.0.1") {

@@ -49,7 +49,7 @@ pub use identity::{
     ApiTokenRow, CredentialOwner, MfaChallengeRow, NewApiToken, NewMfaChallenge, NewSession,
     NewUser, RefreshTokenRow, SessionRow, UserRow,
 };
-pub use logs::{LogCursor, LogGapRow, LogLineRow, LogQuery, NewLogLine, day_of};
+pub use logs::{LogCursor, LogGapRow, LogLineRow, LogQuery, NewLogLine, RetentionReport, day_of};
 pub use plugins::{MAX_PLUGIN_KV_KEYS, NewPlugin, PluginRow};
 pub use proxies::{NewProxyRevision, ProxyHostRow, ProxyRevisionRow, ProxyStatusRow};
 pub use proxy_certificates::{NewProxyCertificate, ProxyCertificateRow};
@@ -164,6 +164,8 @@ pub struct Store {
     /// SQLite allows one writer at a time. Writers queue here, in order and without sleeping,
     /// instead of in SQLite's busy handler (which backs off in sleeps of up to 25 ms).
     write_gate: Arc<tokio::sync::Mutex<()>>,
+    /// Starts of the recent days whose log table exists (see [`Store::prepare_log_days`]).
+    known_log_days: Arc<std::sync::Mutex<std::collections::BTreeSet<i64>>>,
 }
 
 /// Pool statistics for `/metrics`.
@@ -194,6 +196,7 @@ impl Store {
             Store {
                 pool: Pool::Sqlite(pool),
                 write_gate: Arc::default(),
+                known_log_days: Arc::default(),
             }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?;
@@ -220,6 +223,7 @@ impl Store {
             Store {
                 pool: Pool::Postgres(pool),
                 write_gate: Arc::default(),
+                known_log_days: Arc::default(),
             }
         } else {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));

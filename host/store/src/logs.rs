@@ -6,7 +6,7 @@
 //! partitioned by day with a trigram index. Either way retention drops whole days, and a query
 //! walks the days newest (or oldest) first, stopping when its page is full.
 
-use crate::{Backend, Result, Tx, TxInner, now_ms};
+use crate::{Backend, OrgId, Result, Store, Tx, TxInner, now_ms};
 
 const DAY_NS: i64 = 86_400_000_000_000;
 
@@ -186,6 +186,34 @@ impl LogQuery {
         (clause, binds)
     }
 
+    /// Whether a line matches the query's filters (cursor and order aside), as the database
+    /// would answer (text case-insensitive): for lines not read from the database (live).
+    pub fn matches(&self, row: &LogLineRow) -> bool {
+        let text_ok = match self.text.as_deref().filter(|t| !t.is_empty()) {
+            None => true,
+            Some(text) => row.line.to_lowercase().contains(&text.to_lowercase()),
+        };
+        let level_ok = self.levels.is_empty()
+            || self.levels.iter().any(|l| match &row.level {
+                None => l == "none",
+                Some(level) => l == level,
+            });
+        self.agent_id.as_ref().is_none_or(|a| *a == row.agent_id)
+            && self
+                .container
+                .as_ref()
+                .is_none_or(|c| *c == row.container_id || *c == row.container_name)
+            && self
+                .compose_project
+                .as_ref()
+                .is_none_or(|p| *p == row.compose_project)
+            && self.stream.as_ref().is_none_or(|s| *s == row.stream)
+            && self.since_ns.is_none_or(|t| row.time_ns >= t)
+            && self.until_ns.is_none_or(|t| row.time_ns < t)
+            && level_ok
+            && text_ok
+    }
+
     fn order(&self) -> &'static str {
         if self.oldest_first {
             " ORDER BY time_ns, agent_id, seq"
@@ -219,9 +247,18 @@ impl Tx {
         }
     }
 
-    /// The last sequence of an agent's spool epoch stored here (0: none).
+    /// The last sequence of an agent's spool epoch stored here (0: none). Holds the cursor
+    /// until the transaction ends: a second delivery of the same batch (a reconnect while the
+    /// first is still being stored, another replica) waits, then finds it stored.
     pub async fn spool_committed(&mut self, agent_id: &str, epoch: i64) -> Result<i64> {
         let org = self.org_id.clone();
+        if let TxInner::Postgres(c) = &mut self.inner {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))")
+                .bind(format!("spool:{agent_id}"))
+                .bind(epoch)
+                .execute(&mut **c)
+                .await?;
+        }
         let seq: Option<i64> = on_tx!(self, c => sqlx::query_scalar(
             "SELECT committed_seq FROM spool_cursors WHERE org_id = $1 AND agent_id = $2 AND epoch = $3",
         )
@@ -393,7 +430,10 @@ impl Tx {
             .fetch_all(&mut **c)
             .await?;
         let first = query.since_ns.map(day_of).unwrap_or(i64::MIN);
-        let last = query.until_ns.map(|u| day_of(u - 1)).unwrap_or(i64::MAX);
+        let last = query
+            .until_ns
+            .map(|u| day_of(u.saturating_sub(1)))
+            .unwrap_or(i64::MAX);
         days.retain(|d| (first..=last).contains(d));
         if !query.oldest_first {
             days.reverse();
@@ -442,6 +482,144 @@ impl Tx {
         }
     }
 
+    /// Lines per interval and level (`none` for lines without one) matching `query` (its
+    /// order, cursor and limit aside), for the volume chart: (interval start, level, count),
+    /// by interval then level.
+    pub async fn log_volume(
+        &mut self,
+        query: &LogQuery,
+        interval_ns: i64,
+    ) -> Result<Vec<(i64, String, i64)>> {
+        let org = self.org_id.clone();
+        let query = LogQuery {
+            after: None,
+            ..query.clone()
+        };
+        let interval_ns = interval_ns.max(1);
+        let mut counts: std::collections::BTreeMap<(i64, String), i64> = Default::default();
+        let select = |table: &str, clause: &str| {
+            format!(
+                "SELECT (time_ns / {interval_ns}) * {interval_ns} AS bucket, COALESCE(level, 'none') AS lvl, \
+                 COUNT(*) AS n FROM {table} WHERE org_id = $1{clause} GROUP BY bucket, lvl"
+            )
+        };
+        match self.backend() {
+            Backend::Postgres => {
+                let (clause, binds) = query.conditions(Backend::Postgres, None);
+                let TxInner::Postgres(c) = &mut self.inner else {
+                    unreachable!()
+                };
+                let q = sqlx::query_as::<_, (i64, String, i64)>(sql(select("log_lines", &clause)))
+                    .bind(&org);
+                for (bucket, level, n) in bind_all!(q, &binds).fetch_all(&mut **c).await? {
+                    *counts.entry((bucket, level)).or_default() += n;
+                }
+            }
+            Backend::Sqlite => {
+                for day in self.log_days(&query).await? {
+                    let fts = format!("log_text_{day}");
+                    let (clause, binds) = query.conditions(Backend::Sqlite, Some(&fts));
+                    let TxInner::Sqlite(c) = &mut self.inner else {
+                        unreachable!()
+                    };
+                    let q = sqlx::query_as::<_, (i64, String, i64)>(sql(select(
+                        &format!("log_lines_{day}"),
+                        &clause,
+                    )))
+                    .bind(&org);
+                    for (bucket, level, n) in bind_all!(q, &binds).fetch_all(&mut **c).await? {
+                        *counts.entry((bucket, level)).or_default() += n;
+                    }
+                }
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((bucket, level), n)| (bucket, level, n))
+            .collect())
+    }
+
+    /// This organisation's retention in days (`None`: the host's default).
+    pub async fn log_retention_days(&mut self) -> Result<Option<i64>> {
+        let org = self.org_id.clone();
+        let days: Option<i64> = on_tx!(self, c => sqlx::query_scalar(
+            "SELECT CAST(retention_days AS BIGINT) FROM log_settings WHERE org_id = $1",
+        )
+        .bind(&org)
+        .fetch_optional(&mut **c)
+        .await)?;
+        Ok(days)
+    }
+
+    /// Sets this organisation's retention in days (`None`: back to the host's default).
+    pub async fn set_log_retention_days(&mut self, days: Option<i64>) -> Result<()> {
+        let org = self.org_id.clone();
+        match days {
+            Some(days) => {
+                on_tx!(self, c => sqlx::query(
+                    "INSERT INTO log_settings (org_id, retention_days) VALUES ($1, $2) \
+                     ON CONFLICT (org_id) DO UPDATE SET retention_days = excluded.retention_days",
+                )
+                .bind(&org)
+                .bind(days as i32)
+                .execute(&mut **c)
+                .await
+                .map(|r| r.rows_affected()))?;
+            }
+            None => {
+                on_tx!(self, c => sqlx::query("DELETE FROM log_settings WHERE org_id = $1")
+                    .bind(&org)
+                    .execute(&mut **c)
+                    .await
+                    .map(|r| r.rows_affected()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes this organisation's lines older than `before_ns` (its retention), and its gaps
+    /// recorded before `before_ms`; the number of lines deleted.
+    async fn delete_log_lines_before(&mut self, before_ns: i64, before_ms: i64) -> Result<u64> {
+        let org = self.org_id.clone();
+        let mut deleted = 0;
+        on_tx!(self, c => sqlx::query("DELETE FROM log_gaps WHERE org_id = $1 AND recorded_at < $2")
+            .bind(&org)
+            .bind(before_ms)
+            .execute(&mut **c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        match self.backend() {
+            Backend::Postgres => {
+                deleted += on_tx!(self, c => sqlx::query(
+                    "DELETE FROM log_lines WHERE org_id = $1 AND time_ns < $2",
+                )
+                .bind(&org)
+                .bind(before_ns)
+                .execute(&mut **c)
+                .await
+                .map(|r| r.rows_affected()))?;
+            }
+            Backend::Sqlite => {
+                let older = LogQuery {
+                    until_ns: Some(before_ns),
+                    oldest_first: true,
+                    ..Default::default()
+                };
+                for day in self.log_days(&older).await? {
+                    let statement =
+                        format!("DELETE FROM log_lines_{day} WHERE org_id = $1 AND time_ns < $2");
+                    deleted += on_tx!(self, c => sqlx::query(sql(statement))
+                        .bind(&org)
+                        .bind(before_ns)
+                        .execute(&mut **c)
+                        .await
+                        .map(|r| r.rows_affected()))?;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Deletes this organisation's lines (its deletion).
     pub(crate) async fn delete_log_lines(&mut self) -> Result<()> {
         let org = self.org_id.clone();
@@ -464,6 +642,103 @@ impl Tx {
             }
         }
         Ok(())
+    }
+}
+
+/// What a retention pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Whole days dropped (no organisation keeps lines that old).
+    pub days_dropped: u64,
+    /// Lines deleted one by one (organisations that keep less than the longest).
+    pub lines_deleted: u64,
+}
+
+impl Store {
+    /// Makes the tables of the days of these times, each in a transaction of its own (before
+    /// lines of them are stored: on PostgreSQL a new partition locks its parent until commit).
+    pub async fn prepare_log_days(&self, times: impl Iterator<Item = i64>) -> Result<()> {
+        let days: std::collections::BTreeSet<i64> =
+            times.map(|t| t.div_euclid(DAY_NS) * DAY_NS).collect();
+        // Yesterday and later are remembered once made (retention never drops them: it keeps
+        // at least one whole day).
+        let recent = (now_ms().saturating_mul(1_000_000)).div_euclid(DAY_NS) * DAY_NS - DAY_NS;
+        for start in days {
+            let known = self
+                .known_log_days
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&start);
+            if known {
+                continue;
+            }
+            let mut tx = self.write(&OrgId::default_org()).await?;
+            tx.ensure_log_day(day_of(start), start).await?;
+            tx.commit().await?;
+            if start >= recent {
+                self.known_log_days
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(start);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies every organisation's log retention (`default_days` where it set none): lines
+    /// older than an organisation keeps are deleted, and days older than every organisation
+    /// keeps are dropped whole. The system path: each organisation in a transaction of its own.
+    pub async fn apply_log_retention(
+        &self,
+        default_days: i64,
+        now_ns: i64,
+    ) -> Result<RetentionReport> {
+        let mut report = RetentionReport::default();
+        let mut longest = default_days;
+        for org in self.organization_ids().await? {
+            let mut tx = self.write(&org).await?;
+            let days = tx.log_retention_days().await?.unwrap_or(default_days);
+            longest = longest.max(days);
+            let before_ns = now_ns.saturating_sub(days.saturating_mul(DAY_NS));
+            report.lines_deleted += tx
+                .delete_log_lines_before(before_ns, before_ns / 1_000_000)
+                .await?;
+            tx.commit().await?;
+        }
+        // Days that end before the longest retention's start.
+        let before_ns = now_ns.saturating_sub(longest.saturating_mul(DAY_NS));
+        let first_kept_day = day_of(before_ns);
+        let mut tx = self.write(&OrgId::default_org()).await?;
+        match &mut tx.inner {
+            TxInner::Sqlite(c) => {
+                let days: Vec<i64> = sqlx::query_scalar("SELECT day FROM log_days WHERE day < $1")
+                    .bind(first_kept_day)
+                    .fetch_all(&mut **c)
+                    .await?;
+                for day in days {
+                    for statement in [
+                        format!("DROP TABLE IF EXISTS log_text_{day}"),
+                        format!("DROP TABLE IF EXISTS log_lines_{day}"),
+                    ] {
+                        sqlx::query(sql(statement)).execute(&mut **c).await?;
+                    }
+                    sqlx::query("DELETE FROM log_days WHERE day = $1")
+                        .bind(day)
+                        .execute(&mut **c)
+                        .await?;
+                    report.days_dropped += 1;
+                }
+            }
+            TxInner::Postgres(c) => {
+                let dropped: i32 = sqlx::query_scalar("SELECT drop_log_days_before($1)")
+                    .bind(before_ns.div_euclid(DAY_NS) * DAY_NS)
+                    .fetch_one(&mut **c)
+                    .await?;
+                report.days_dropped += dropped.max(0) as u64;
+            }
+        }
+        tx.commit().await?;
+        Ok(report)
     }
 }
 

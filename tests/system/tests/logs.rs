@@ -148,6 +148,144 @@ async fn lines_survive_agent_kills_and_a_host_restart_exactly_once() {
         .map(|l| l["line"].as_str().unwrap())
         .collect();
     assert_eq!(newest, vec!["n=7999", "n=7998", "n=7997"]);
+    // The CSV export of exactly these filters, read with Python's csv module; cells a
+    // spreadsheet would run as formulas are neutralised.
+    let formulas = fx
+        .run(
+            "formulas",
+            "printf '%s\\n' '=1+2' '+SUM(A1)' '-3' '@cmd' 'a,\"quoted\"' 'plain'; sleep 3600",
+            &[],
+            &[],
+            None,
+        )
+        .await;
+    eventually("the formula lines stored", Duration::from_secs(30), || {
+        let (admin, formulas) = (admin.clone(), formulas.clone());
+        async move {
+            (stored_lines(&admin, &format!("container={formulas}"))
+                .await
+                .len()
+                == 6)
+                .then_some(())
+        }
+    })
+    .await;
+    let csv = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/logs/export.csv?container={formulas}&order=oldest",
+            admin.base
+        ))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), 200);
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = csv.text().await.unwrap();
+    let mut python = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import csv, json, sys; print(json.dumps(list(csv.reader(sys.stdin))))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(csv.as_bytes())
+        .unwrap();
+    let rows: Vec<Vec<String>> =
+        serde_json::from_slice(&python.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(
+        rows[0],
+        [
+            "time",
+            "node",
+            "container",
+            "container_id",
+            "project",
+            "stream",
+            "level",
+            "line"
+        ]
+    );
+    let cells: Vec<&str> = rows[1..].iter().map(|r| r[7].as_str()).collect();
+    assert_eq!(
+        cells,
+        [
+            "'=1+2",
+            "'+SUM(A1)",
+            "'-3",
+            "'@cmd",
+            "a,\"quoted\"",
+            "plain"
+        ]
+    );
+    assert!(
+        rows[1..]
+            .iter()
+            .all(|r| r.len() == 8 && (r[2] == formulas || r[3] == formulas) && r[1] == agent_id),
+        "{rows:?}"
+    );
+    // The volume chart counts the same lines, by level.
+    let since = lines[0]["time"].as_str().unwrap().to_owned();
+    let (status, volume) = admin
+        .call(
+            "GET",
+            &format!("/api/v1/logs/volume?container={container}&since={since}&interval=10"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{volume}");
+    let buckets = volume["buckets"].as_array().unwrap();
+    let count = |level: &str| {
+        buckets
+            .iter()
+            .map(|b| b[level].as_i64().unwrap())
+            .sum::<i64>()
+    };
+    assert_eq!(count("none"), LINES as i64, "{volume}");
+    assert_eq!(count("error"), 1);
+    let (status, bad) = admin
+        .call("GET", "/api/v1/logs/volume?interval=1", None)
+        .await;
+    assert_eq!(
+        (status, bad["error"]["field"].as_str()),
+        (400, Some("interval"))
+    );
+    // Retention: the organisation's own, or the host's default; bad values named.
+    let (status, bad) = admin
+        .call(
+            "PUT",
+            "/api/v1/logs/retention",
+            Some(serde_json::json!({"retention_days": 0})),
+        )
+        .await;
+    assert_eq!(
+        (status, bad["error"]["field"].as_str()),
+        (400, Some("retention_days"))
+    );
+    let (status, set) = admin
+        .call(
+            "PUT",
+            "/api/v1/logs/retention",
+            Some(serde_json::json!({"retention_days": 3})),
+        )
+        .await;
+    assert_eq!(
+        (status, set["effective_days"].as_i64()),
+        (200, Some(3)),
+        "{set}"
+    );
     let (status, bad) = admin.call("GET", "/api/v1/logs?level=loud", None).await;
     assert_eq!(
         (status, bad["error"]["field"].as_str()),

@@ -279,6 +279,18 @@ export async function request<T>(method: Method, path: string, opts: RequestOpti
   return (text ? JSON.parse(text) : undefined) as T;
 }
 
+/** A GET whose answer is a file (CSV): its bytes, after the same refresh-on-401 as `request`. */
+export async function requestBlob(path: string, query?: Query): Promise<Blob> {
+  const url = buildUrl(path, query);
+  const used = tokens?.access_token ?? null;
+  let res = await send('GET', url, undefined, used);
+  if (res.status === 401 && used && (await refreshAfter401(used))) {
+    res = await send('GET', url, undefined, tokens?.access_token ?? null);
+  }
+  if (!res.ok) throw await errorFrom(res);
+  return res.blob();
+}
+
 // ---- endpoints ------------------------------------------------------------
 
 const orgPath = (id: string) => `/orgs/${encodeURIComponent(id)}`;

@@ -108,3 +108,12 @@ export type CreatedEnrollmentToken = Schemas['CreatedEnrollmentToken'];
 
 export type Health = Schemas['Health'];
 export type Readiness = Schemas['Readiness'];
+
+// ---- logs -----------------------------------------------------------------
+
+export type LogLineDto = Schemas['LogLineDto'];
+export type LogGapDto = Schemas['LogGapDto'];
+export type LogPageDto = Schemas['LogPageDto'];
+export type LogVolumeDto = Schemas['LogVolumeDto'];
+export type VolumeBucket = Schemas['VolumeBucket'];
+export type LogRetentionDto = Schemas['LogRetentionDto'];

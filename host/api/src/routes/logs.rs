@@ -1,23 +1,34 @@
 //! The organisation's stored logs (issue 17): every container line of every node, as the nodes'
-//! spools delivered them, filtered and paged; and the gaps the nodes reported.
+//! spools delivered them, filtered and paged; the same filters live over a WebSocket, as a CSV
+//! export and as counts per interval and level; the gaps the nodes reported; the retention.
+
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use infrapilot_identity::Role;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::Principal;
+use crate::audit_log::{self, Actor};
+use crate::auth::{ClientInfo, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::socket_guard::SocketGuard;
 use crate::state::AppState;
 use crate::validate;
-use infrapilot_store::{LogCursor, LogQuery};
+use infrapilot_store::{LogCursor, LogLineRow, LogQuery};
 
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "none"];
 /// The longest search text.
 const MAX_TEXT: usize = 256;
 
-#[derive(Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// A node (agent id).
@@ -78,6 +89,23 @@ pub struct LogPageDto {
     pub next_cursor: Option<String>,
     /// Records nodes dropped (their spool's bound reached) in the last 7 days, newest first.
     pub gaps: Vec<LogGapDto>,
+}
+
+impl From<LogLineRow> for LogLineDto {
+    fn from(r: LogLineRow) -> LogLineDto {
+        LogLineDto {
+            time: rfc3339_ns(r.time_ns),
+            time_ns: r.time_ns,
+            agent_id: r.agent_id,
+            seq: r.seq,
+            container_id: r.container_id,
+            container_name: r.container_name,
+            compose_project: r.compose_project,
+            stream: r.stream,
+            level: r.level,
+            line: r.line,
+        }
+    }
 }
 
 fn rfc3339_ns(ns: i64) -> String {
@@ -250,21 +278,7 @@ pub async fn list(
         })
     });
     Ok(Json(LogPageDto {
-        items: rows
-            .into_iter()
-            .map(|r| LogLineDto {
-                time: rfc3339_ns(r.time_ns),
-                time_ns: r.time_ns,
-                agent_id: r.agent_id,
-                seq: r.seq,
-                container_id: r.container_id,
-                container_name: r.container_name,
-                compose_project: r.compose_project,
-                stream: r.stream,
-                level: r.level,
-                line: r.line,
-            })
-            .collect(),
+        items: rows.into_iter().map(LogLineDto::from).collect(),
         next_cursor,
         gaps: gaps
             .into_iter()
@@ -278,24 +292,414 @@ pub async fn list(
     }))
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VolumeQuery {
+    /// Seconds per interval: 10–86400, default 60.
+    pub interval: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VolumeBucket {
+    /// The interval's start (RFC 3339).
+    pub start: String,
+    pub error: i64,
+    pub warn: i64,
+    pub info: i64,
+    pub debug: i64,
+    /// Lines without a level.
+    pub none: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogVolumeDto {
+    pub interval_seconds: i64,
+    pub since: String,
+    pub until: String,
+    /// Every interval from `since` to `until`, empty ones included.
+    pub buckets: Vec<VolumeBucket>,
+}
+
+/// The most intervals one volume answer has.
+const MAX_BUCKETS: i64 = 1440;
+
+#[utoipa::path(get, path = "/api/v1/logs/volume", operation_id = "log_volume", tag = "logs",
+    description = "Lines per interval and level for the filters of `GET /api/v1/logs` (default: the last hour).",
+    params(LogsQuery, VolumeQuery),
+    responses((status = 200, body = LogVolumeDto), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn volume(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+    ApiQuery(v): ApiQuery<VolumeQuery>,
+) -> ApiResult<Json<LogVolumeDto>> {
+    let mut query = log_query(&q)?;
+    let interval = v.interval.unwrap_or(60);
+    if !(10..=86_400).contains(&interval) {
+        return Err(ApiError::invalid(
+            "interval",
+            "interval must be 10–86400 seconds",
+        ));
+    }
+    let interval_ns = interval * 1_000_000_000;
+    let until = query
+        .until_ns
+        .unwrap_or_else(|| infrapilot_store::now_ms() * 1_000_000);
+    let since = query.since_ns.unwrap_or(until - 3600 * 1_000_000_000);
+    // Whole intervals: the first starts at or before `since`.
+    let first = since.div_euclid(interval_ns) * interval_ns;
+    let count = (until - first + interval_ns - 1) / interval_ns;
+    if count > MAX_BUCKETS {
+        return Err(ApiError::invalid(
+            "interval",
+            format!("at most {MAX_BUCKETS} intervals: widen the interval or narrow the time range"),
+        ));
+    }
+    query.since_ns = Some(first);
+    query.until_ns = Some(until);
+    let mut tx = state.store().read(&principal.org_id).await?;
+    let counts = tx.log_volume(&query, interval_ns).await?;
+    let mut buckets: Vec<VolumeBucket> = (0..count.max(0))
+        .map(|n| VolumeBucket {
+            start: rfc3339_ns(first + n * interval_ns),
+            error: 0,
+            warn: 0,
+            info: 0,
+            debug: 0,
+            none: 0,
+        })
+        .collect();
+    for (start, level, n) in counts {
+        let Some(bucket) = usize::try_from((start - first) / interval_ns)
+            .ok()
+            .and_then(|i| buckets.get_mut(i))
+        else {
+            continue;
+        };
+        match level.as_str() {
+            "error" => bucket.error += n,
+            "warn" => bucket.warn += n,
+            "info" => bucket.info += n,
+            "debug" => bucket.debug += n,
+            _ => bucket.none += n,
+        }
+    }
+    Ok(Json(LogVolumeDto {
+        interval_seconds: interval,
+        since: rfc3339_ns(first),
+        until: rfc3339_ns(until),
+        buckets,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// Most lines in the file: 1–1,000,000, default 100,000.
+    pub max: Option<i64>,
+}
+
+/// A CSV cell (RFC 4180: always quoted, quotes doubled); one a spreadsheet would read as a
+/// formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`.
+fn csv_cell(text: &str) -> String {
+    let neutral = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    format!("\"{}\"", neutral.replace('"', "\"\""))
+}
+
+fn csv_row(cells: &[&str]) -> String {
+    let mut row = cells
+        .iter()
+        .map(|c| csv_cell(c))
+        .collect::<Vec<_>>()
+        .join(",");
+    row.push_str("\r\n");
+    row
+}
+
+const CSV_HEADER: [&str; 8] = [
+    "time",
+    "node",
+    "container",
+    "container_id",
+    "project",
+    "stream",
+    "level",
+    "line",
+];
+
+#[utoipa::path(get, path = "/api/v1/logs/export.csv", operation_id = "export_logs_csv", tag = "logs",
+    description = "The lines `GET /api/v1/logs` shows for the same filters and order, as CSV (RFC 4180), streamed. Cells a spreadsheet would take for a formula start with `'`.",
+    params(LogsQuery, ExportQuery),
+    responses((status = 200, description = "CSV", content_type = "text/csv"), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn export_csv(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+    ApiQuery(e): ApiQuery<ExportQuery>,
+) -> ApiResult<Response> {
+    let mut query = log_query(&q)?;
+    let max = e.max.unwrap_or(100_000);
+    if !(1..=1_000_000).contains(&max) {
+        return Err(ApiError::invalid("max", "max must be 1–1000000"));
+    }
+    query.limit = 1000;
+    // The first page is read before answering, so a database error is an error, not a cut file.
+    let mut tx = state.store().read(&principal.org_id).await?;
+    let first = tx.query_logs(&query).await?;
+    drop(tx);
+    let store = state.store().clone();
+    let org = principal.org_id.clone();
+    struct Export {
+        page: Vec<LogLineRow>,
+        query: LogQuery,
+        left: i64,
+        header: bool,
+    }
+    let start = Export {
+        page: first,
+        query,
+        left: max,
+        header: true,
+    };
+    let body = futures_util::stream::unfold(Some(start), move |export| {
+        let (store, org) = (store.clone(), org.clone());
+        async move {
+            let mut export = export?;
+            let mut out = String::new();
+            if export.header {
+                export.header = false;
+                out += &csv_row(&CSV_HEADER);
+            }
+            if export.page.is_empty() || export.left <= 0 {
+                return (!out.is_empty()).then_some((Ok::<_, std::io::Error>(out), None));
+            }
+            let take = export.page.len().min(export.left as usize);
+            for row in &export.page[..take] {
+                out += &csv_row(&[
+                    &rfc3339_ns(row.time_ns),
+                    &row.agent_id,
+                    &row.container_name,
+                    &row.container_id,
+                    &row.compose_project,
+                    &row.stream,
+                    row.level.as_deref().unwrap_or(""),
+                    &row.line,
+                ]);
+            }
+            export.left -= take as i64;
+            let last = &export.page[take - 1];
+            export.query.after = Some(LogCursor {
+                time_ns: last.time_ns,
+                agent_id: last.agent_id.clone(),
+                seq: last.seq,
+            });
+            let full_page = export.page.len() as i64 == export.query.limit;
+            export.page = if full_page && export.left > 0 {
+                let next = async {
+                    let mut tx = store.read(&org).await?;
+                    tx.query_logs(&export.query).await
+                }
+                .await;
+                match next {
+                    Ok(page) => page,
+                    Err(e) => {
+                        // Headers are gone: the file ends here, and says why.
+                        tracing::warn!(error = %e, "a log export stopped early");
+                        out += &csv_row(&[
+                            "",
+                            "",
+                            "",
+                            "",
+                            "",
+                            "",
+                            "error",
+                            "the export stopped early: the database did not answer",
+                        ]);
+                        Vec::new()
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            Some((Ok(out), Some(export)))
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"logs.csv\"",
+            ),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct LogRetentionDto {
+    /// Days this organisation keeps its lines: 1–3650, or null for the host's default.
+    pub retention_days: Option<i64>,
+    /// The host's default (read only).
+    #[serde(default)]
+    pub default_days: i64,
+    /// What applies (read only).
+    #[serde(default)]
+    pub effective_days: i64,
+}
+
+#[utoipa::path(get, path = "/api/v1/logs/retention", operation_id = "get_log_retention", tag = "logs",
+    responses((status = 200, body = LogRetentionDto)), security(("bearer" = [])))]
+pub async fn get_retention(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Json<LogRetentionDto>> {
+    let mut tx = state.store().read(&principal.org_id).await?;
+    let days = tx.log_retention_days().await?;
+    let default_days = state.settings().log_retention_days;
+    Ok(Json(LogRetentionDto {
+        retention_days: days,
+        default_days,
+        effective_days: days.unwrap_or(default_days),
+    }))
+}
+
+#[utoipa::path(put, path = "/api/v1/logs/retention", operation_id = "set_log_retention", tag = "logs",
+    request_body = LogRetentionDto,
+    responses((status = 200, body = LogRetentionDto), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn set_retention(
+    State(state): State<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+    ApiJson(req): ApiJson<LogRetentionDto>,
+) -> ApiResult<Json<LogRetentionDto>> {
+    if req.retention_days.is_some_and(|d| !(1..=3650).contains(&d)) {
+        return Err(ApiError::invalid(
+            "retention_days",
+            "retention_days must be 1–3650, or null for the host's default",
+        ));
+    }
+    let mut tx = state.store().write(&principal.org_id).await?;
+    let before = tx.log_retention_days().await?;
+    tx.set_log_retention_days(req.retention_days).await?;
+    audit_log::commit_success(
+        tx,
+        &Actor::user(&principal),
+        &client.ip,
+        "logs.retention_set",
+        &format!("org:{}", principal.org_id),
+        json!({"retention_days": req.retention_days, "previous_retention_days": before}),
+    )
+    .await?;
+    let default_days = state.settings().log_retention_days;
+    Ok(Json(LogRetentionDto {
+        retention_days: req.retention_days,
+        default_days,
+        effective_days: req.retention_days.unwrap_or(default_days),
+    }))
+}
+
+/// How long one message to a socket may wait for the client to read.
+const SOCKET_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[utoipa::path(get, path = "/api/v1/logs/stream", operation_id = "stream_logs", tag = "logs",
+    description = "WebSocket (subprotocol `infrapilot.v1`; the access token as subprotocol `bearer.<token>`): lines as the host stores them, for the filters of `GET /api/v1/logs` (cursor and order aside), one JSON text frame per batch: `{\"lines\": [LogLine…]}`, or `{\"lagged\": n}` when the reader fell n batches behind.",
+    params(LogsQuery),
+    responses((status = 101, description = "Switching to WebSocket"), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn stream(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let query = log_query(&q)?;
+    let upgrade = upgrade.map_err(|_| {
+        ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "websocket_required",
+            "this endpoint speaks WebSocket only",
+        )
+    })?;
+    let lines = state.hub().subscribe_lines();
+    let org = principal.org_id.clone();
+    let guard = SocketGuard::organisation(state.clone(), principal, Role::Viewer);
+    Ok(upgrade
+        .protocols(["infrapilot.v1"])
+        .max_message_size(4096)
+        .on_upgrade(move |socket| pump_lines(socket, lines, org, query, guard)))
+}
+
+async fn send_text(socket: &mut WebSocket, text: String) -> bool {
+    matches!(
+        tokio::time::timeout(SOCKET_SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn pump_lines(
+    mut socket: WebSocket,
+    mut lines: tokio::sync::broadcast::Receiver<std::sync::Arc<infrapilot_gateway::LiveLines>>,
+    org: infrapilot_store::OrgId,
+    query: LogQuery,
+    guard: SocketGuard,
+) {
+    let closing = guard.closing();
+    tokio::pin!(closing);
+    loop {
+        tokio::select! {
+            closing = &mut closing => {
+                let frame = Message::Close(Some(axum::extract::ws::CloseFrame {
+                    code: closing.code,
+                    reason: closing.reason.chars().take(120).collect::<String>().into(),
+                }));
+                let _ = tokio::time::timeout(SOCKET_SEND_TIMEOUT, socket.send(frame)).await;
+                return;
+            }
+            batch = lines.recv() => match batch {
+                Ok(batch) if batch.org_id == org => {
+                    let matching: Vec<LogLineDto> = batch
+                        .lines
+                        .iter()
+                        .filter(|l| query.matches(l))
+                        .cloned()
+                        .map(LogLineDto::from)
+                        .collect();
+                    if matching.is_empty() {
+                        continue;
+                    }
+                    let text = json!({"lines": matching}).to_string();
+                    if !send_text(&mut socket, text).await {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    if !send_text(&mut socket, json!({"lagged": n}).to_string()).await {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn query() -> LogsQuery {
-        LogsQuery {
-            agent: None,
-            container: None,
-            project: None,
-            level: None,
-            stream: None,
-            q: None,
-            since: None,
-            until: None,
-            order: None,
-            cursor: None,
-            limit: None,
-        }
+        LogsQuery::default()
     }
 
     #[test]

@@ -108,7 +108,11 @@ pub async fn run(state: &StateDir, options: &SessionOptions) -> Result<(), Sessi
     let shipper = Shipper::open(&state.path().join("spool"), options.spool_bound_bytes)?;
     {
         let docker = executor.docker().clone();
-        let collector = LogCollector::new(docker.clone(), shipper.clone());
+        let collector = LogCollector::new(
+            docker.clone(),
+            shipper.clone(),
+            options.proxy.as_ref().map(|p| p.container.clone()),
+        );
         let shipper = shipper.clone();
         let collect_logs = options.collect_logs;
         if collect_logs {

@@ -347,16 +347,23 @@ pub struct LogCollector {
     docker: DockerNode,
     shipper: Arc<Shipper>,
     following: Mutex<HashSet<String>>,
+    /// The name of the node's managed nginx container (its lines are marked `proxy`).
+    proxy_container: Option<String>,
     /// Stopped containers whose log was read to its end since the agent started.
     drained: Mutex<HashSet<String>>,
 }
 
 impl LogCollector {
-    pub fn new(docker: DockerNode, shipper: Arc<Shipper>) -> Arc<LogCollector> {
+    pub fn new(
+        docker: DockerNode,
+        shipper: Arc<Shipper>,
+        proxy_container: Option<String>,
+    ) -> Arc<LogCollector> {
         Arc::new(LogCollector {
             docker,
             shipper,
             following: Mutex::new(HashSet::new()),
+            proxy_container,
             drained: Mutex::new(HashSet::new()),
         })
     }
@@ -411,6 +418,10 @@ impl LogCollector {
             }
         }
         let collector = self.clone();
+        let proxy = self
+            .proxy_container
+            .as_deref()
+            .is_some_and(|p| p == name.trim_start_matches('/'));
         tokio::spawn(async move {
             loop {
                 let stdout = collector.shipper.position(&id, "stdout");
@@ -443,6 +454,7 @@ impl LogCollector {
                             time_unix_ns: ns,
                             line,
                             compose_project: project.clone(),
+                            proxy,
                         };
                         match shipper.log_line(record) {
                             Ok(()) => true,

@@ -43,9 +43,14 @@ CREATE TABLE log_lines (
     compose_project TEXT NOT NULL,
     stream          TEXT NOT NULL,
     level           TEXT,
-    line            TEXT NOT NULL
+    line            TEXT NOT NULL,
+    -- Lines of the node's managed nginx: the proxy host they belong to, and an access line's
+    -- HTTP status.
+    proxy_host_id   TEXT,
+    status          INTEGER
 ) PARTITION BY RANGE (time_ns);
 CREATE INDEX log_lines_org_time ON log_lines (org_id, time_ns);
+CREATE INDEX log_lines_proxy_host ON log_lines (org_id, proxy_host_id, time_ns) WHERE proxy_host_id IS NOT NULL;
 CREATE INDEX log_lines_text ON log_lines USING gin (line gin_trgm_ops);
 
 -- The partition of the UTC day starting at `day_start_ns` (yyyymmdd in its name).

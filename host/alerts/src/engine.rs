@@ -243,6 +243,7 @@ impl AlertEngine {
                 "certificates",
                 self.evaluate_certificates(org_id, &rules, &agents).await,
             ),
+            ("logs", self.evaluate_logs(org_id, &rules).await),
         ];
         let mut first_error = None;
         for (part, result) in results {
@@ -430,6 +431,126 @@ impl AlertEngine {
                     }
                 }
                 _ => {}
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Error spikes in containers' logs, and 5xx rates of proxy hosts from their nginx access
+    /// lines, over the stored logs (issue 17).
+    async fn evaluate_logs(
+        &self,
+        org_id: &OrgId,
+        rules: &[AlertRuleRow],
+    ) -> Result<(), AlertError> {
+        let of_kind = |kind: RuleKind| -> Vec<&AlertRuleRow> {
+            rules
+                .iter()
+                .filter(|r| RuleKind::parse(&r.kind) == Some(kind))
+                .collect()
+        };
+        let (spikes, rates) = (
+            of_kind(RuleKind::LogErrorSpike),
+            of_kind(RuleKind::ProxyErrorRate),
+        );
+        if spikes.is_empty() && rates.is_empty() {
+            return Ok(());
+        }
+        const MINUTE_NS: i64 = 60 * 1_000_000_000;
+        let now = now_ms();
+        let now_ns = now.saturating_mul(1_000_000);
+        let mut tx = self.inner.store.write(org_id).await?;
+        if !spikes.is_empty() {
+            let last_minute = tx
+                .count_log_lines_by_container(now_ns - MINUTE_NS, now_ns, "error")
+                .await?;
+            let mut baselines: HashMap<u32, HashMap<(String, String), i64>> = HashMap::new();
+            for rule in spikes {
+                let params = rule_params(rule);
+                let minutes = params.baseline_minutes.unwrap_or(30).max(1);
+                if let std::collections::hash_map::Entry::Vacant(slot) = baselines.entry(minutes) {
+                    let before = tx
+                        .count_log_lines_by_container(
+                            now_ns - MINUTE_NS * (i64::from(minutes) + 1),
+                            now_ns - MINUTE_NS,
+                            "error",
+                        )
+                        .await?;
+                    slot.insert(before.into_iter().map(|(a, c, n)| ((a, c), n)).collect());
+                }
+                let baseline = &baselines[&minutes];
+                let min_errors = i64::from(params.min_errors.unwrap_or(10));
+                let factor = params.factor.unwrap_or(3.0);
+                let mut spiking = HashSet::new();
+                for (agent, container, n) in &last_minute {
+                    if rule.agent_id.as_deref().is_some_and(|a| a != agent)
+                        || !matches_container(&params, container)
+                    {
+                        continue;
+                    }
+                    let per_minute = baseline
+                        .get(&(agent.clone(), container.clone()))
+                        .copied()
+                        .unwrap_or(0) as f64
+                        / f64::from(minutes);
+                    if *n >= min_errors && *n as f64 >= factor * per_minute {
+                        let target = container_target(agent, container);
+                        let summary = format!(
+                            "{container}: {n} error lines in the last minute (baseline {per_minute:.1} a minute over {minutes} min)"
+                        );
+                        self.fire(&mut tx, rule, &target, &summary, now, Repeat::Ongoing)
+                            .await?;
+                        spiking.insert(target);
+                    }
+                }
+                for open in tx.firing_alert_events(&rule.id).await? {
+                    if !spiking.contains(&open.target) {
+                        self.resolve(&mut tx, rule, &open.target, now).await?;
+                    }
+                }
+            }
+        }
+        let mut windows: HashMap<u32, Vec<(String, String, i64, i64)>> = HashMap::new();
+        for rule in rates {
+            let params = rule_params(rule);
+            let window = params.window_seconds.unwrap_or(300);
+            if let std::collections::hash_map::Entry::Vacant(slot) = windows.entry(window) {
+                let counts = tx
+                    .proxy_status_counts(now_ns - i64::from(window) * 1_000_000_000, now_ns)
+                    .await?;
+                slot.insert(counts);
+            }
+            let threshold = params.threshold_percent.unwrap_or(5.0);
+            let min_requests = i64::from(params.min_requests.unwrap_or(20));
+            let mut failing = HashSet::new();
+            for (agent, host, all, errors) in &windows[&window] {
+                if rule.agent_id.as_deref().is_some_and(|a| a != agent)
+                    || params.proxy_host.as_deref().is_some_and(|h| h != host)
+                {
+                    continue;
+                }
+                let share = *errors as f64 * 100.0 / (*all).max(1) as f64;
+                if *all >= min_requests && share > threshold {
+                    let name = tx
+                        .proxy_host(agent, host)
+                        .await?
+                        .and_then(|h| serde_json::from_str::<serde_json::Value>(&h.spec).ok())
+                        .and_then(|spec| spec["domains"][0].as_str().map(str::to_owned))
+                        .unwrap_or_else(|| host.clone());
+                    let target = format!("proxy:{agent}/{host}");
+                    let summary = format!(
+                        "{name}: {share:.1} % of {all} requests answered 5xx in the last {window} s (over {threshold} %)"
+                    );
+                    self.fire(&mut tx, rule, &target, &summary, now, Repeat::Ongoing)
+                        .await?;
+                    failing.insert(target);
+                }
+            }
+            for open in tx.firing_alert_events(&rule.id).await? {
+                if !failing.contains(&open.target) {
+                    self.resolve(&mut tx, rule, &open.target, now).await?;
+                }
             }
         }
         tx.commit().await?;

@@ -21,6 +21,12 @@ pub enum RuleKind {
     NodeOffline,
     /// A proxy host's certificate expires within `days` (default 14), as its node reports it.
     CertificateExpiring,
+    /// A container's error lines in the last minute reach `min_errors` and `factor` times its
+    /// average per minute over the `baseline_minutes` before.
+    LogErrorSpike,
+    /// The share of 5xx answers of a proxy host over `window_seconds` exceeds
+    /// `threshold_percent` (with at least `min_requests` requests), from its nginx access log.
+    ProxyErrorRate,
 }
 
 impl RuleKind {
@@ -32,6 +38,8 @@ impl RuleKind {
             RuleKind::MemoryHigh => "memory_high",
             RuleKind::NodeOffline => "node_offline",
             RuleKind::CertificateExpiring => "certificate_expiring",
+            RuleKind::LogErrorSpike => "log_error_spike",
+            RuleKind::ProxyErrorRate => "proxy_error_rate",
         }
     }
 
@@ -58,6 +66,67 @@ pub struct RuleParams {
     /// certificate_expiring: days before expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub days: Option<u32>,
+    /// log_error_spike: error lines in a minute before it can fire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_errors: Option<u32>,
+    /// log_error_spike: how many times the baseline the last minute must reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    /// log_error_spike: the minutes before the last one whose average is the baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_minutes: Option<u32>,
+    /// proxy_error_rate: requests in the window before it can fire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_requests: Option<u32>,
+    /// proxy_error_rate: only this proxy host (all when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_host: Option<String>,
+}
+
+impl RuleParams {
+    /// The parameters set, by name.
+    fn present(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut note = |set: bool, name: &'static str| {
+            if set {
+                out.push(name);
+            }
+        };
+        note(self.container.is_some(), "container");
+        note(self.restarts.is_some(), "restarts");
+        note(self.window_seconds.is_some(), "window_seconds");
+        note(self.threshold_percent.is_some(), "threshold_percent");
+        note(self.duration_seconds.is_some(), "duration_seconds");
+        note(self.days.is_some(), "days");
+        note(self.min_errors.is_some(), "min_errors");
+        note(self.factor.is_some(), "factor");
+        note(self.baseline_minutes.is_some(), "baseline_minutes");
+        note(self.min_requests.is_some(), "min_requests");
+        note(self.proxy_host.is_some(), "proxy_host");
+        out
+    }
+}
+
+impl RuleKind {
+    /// The parameters a rule of this kind takes.
+    fn parameters(self) -> &'static [&'static str] {
+        match self {
+            RuleKind::ContainerCrashed => &["container"],
+            RuleKind::RestartLoop => &["container", "restarts", "window_seconds"],
+            RuleKind::CpuHigh | RuleKind::MemoryHigh => {
+                &["container", "threshold_percent", "duration_seconds"]
+            }
+            RuleKind::NodeOffline => &[],
+            RuleKind::CertificateExpiring => &["days"],
+            RuleKind::LogErrorSpike => &["container", "min_errors", "factor", "baseline_minutes"],
+            RuleKind::ProxyErrorRate => &[
+                "proxy_host",
+                "threshold_percent",
+                "window_seconds",
+                "min_requests",
+            ],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +186,17 @@ pub fn check_params(kind: RuleKind, params: &Value) -> Result<RuleParams, RuleEr
                 "a container name: 1–128 letters, digits, '_', '.' or '-'",
             ));
         }
+    }
+    // Every parameter set must be one of the kind's.
+    if let Some(other) = p
+        .present()
+        .into_iter()
+        .find(|name| !kind.parameters().contains(name))
+    {
+        return Err(invalid(
+            &format!("params.{other}"),
+            format!("not a parameter of {}", kind.as_str()),
+        ));
     }
     let refuse = |field: &str, present: bool| {
         if present {
@@ -201,6 +281,51 @@ pub fn check_params(kind: RuleKind, params: &Value) -> Result<RuleParams, RuleEr
             }
             p.days = Some(days);
         }
+        RuleKind::LogErrorSpike => {
+            let min_errors = p.min_errors.unwrap_or(10);
+            if !(1..=1_000_000).contains(&min_errors) {
+                return Err(invalid("params.min_errors", "between 1 and 1000000"));
+            }
+            let factor = p.factor.unwrap_or(3.0);
+            if !factor.is_finite() || !(1.0..=1000.0).contains(&factor) {
+                return Err(invalid("params.factor", "between 1 and 1000"));
+            }
+            let baseline = p.baseline_minutes.unwrap_or(30);
+            if !(5..=1440).contains(&baseline) {
+                return Err(invalid("params.baseline_minutes", "between 5 and 1440"));
+            }
+            p.min_errors = Some(min_errors);
+            p.factor = Some(factor);
+            p.baseline_minutes = Some(baseline);
+        }
+        RuleKind::ProxyErrorRate => {
+            if let Some(host) = &p.proxy_host
+                && uuid::Uuid::try_parse(host).is_err()
+            {
+                return Err(invalid("params.proxy_host", "a proxy host's id (a UUID)"));
+            }
+            let threshold = p.threshold_percent.unwrap_or(5.0);
+            if !threshold.is_finite() || threshold <= 0.0 || threshold > 100.0 {
+                return Err(invalid(
+                    "params.threshold_percent",
+                    "greater than 0 and at most 100",
+                ));
+            }
+            let window = p.window_seconds.unwrap_or(300);
+            if !(30..=MAX_WINDOW_SECONDS).contains(&window) {
+                return Err(invalid(
+                    "params.window_seconds",
+                    format!("between 30 and {MAX_WINDOW_SECONDS}"),
+                ));
+            }
+            let min_requests = p.min_requests.unwrap_or(20);
+            if !(1..=1_000_000).contains(&min_requests) {
+                return Err(invalid("params.min_requests", "between 1 and 1000000"));
+            }
+            p.threshold_percent = Some(threshold);
+            p.window_seconds = Some(window);
+            p.min_requests = Some(min_requests);
+        }
     }
     Ok(p)
 }
@@ -277,6 +402,45 @@ mod tests {
                 .field,
             "params.threshold_percent"
         );
+        let spike = check_params(RuleKind::LogErrorSpike, &json!({})).unwrap();
+        assert_eq!(
+            (spike.min_errors, spike.baseline_minutes),
+            (Some(10), Some(30))
+        );
+        for (kind, params, field) in [
+            (
+                RuleKind::LogErrorSpike,
+                json!({"factor": 0.5}),
+                "params.factor",
+            ),
+            (RuleKind::LogErrorSpike, json!({"days": 3}), "params.days"),
+            (
+                RuleKind::ProxyErrorRate,
+                json!({"proxy_host": "x"}),
+                "params.proxy_host",
+            ),
+            (
+                RuleKind::ProxyErrorRate,
+                json!({"threshold_percent": 120}),
+                "params.threshold_percent",
+            ),
+            (
+                RuleKind::ProxyErrorRate,
+                json!({"container": "web"}),
+                "params.container",
+            ),
+            (
+                RuleKind::CpuHigh,
+                json!({"threshold_percent": 50, "min_errors": 3}),
+                "params.min_errors",
+            ),
+        ] {
+            assert_eq!(
+                check_params(kind, &params).unwrap_err().field,
+                field,
+                "{params}"
+            );
+        }
         assert!(RuleKind::parse("cpu_high").is_some());
         assert!(RuleKind::parse("nope").is_none());
     }

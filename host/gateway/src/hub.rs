@@ -738,13 +738,38 @@ impl AgentHub {
                     _ => None,
                 })
                 .collect();
+            // Lines of the node's managed nginx: requests to (and errors of) its proxy hosts.
+            let proxy_hosts = if fresh
+                .iter()
+                .any(|r| matches!(&r.body, Some(spool_record::Body::LogLine(l)) if l.proxy))
+            {
+                let hosts = tx.list_proxy_hosts(agent_id).await?;
+                crate::proxy_lines::ProxyHosts::new(
+                    hosts.iter().map(|h| (h.id.as_str(), h.spec.as_str())),
+                )
+            } else {
+                Default::default()
+            };
+            let facts: Vec<Option<crate::proxy_lines::ProxyLine>> = fresh
+                .iter()
+                .filter_map(|r| match &r.body {
+                    Some(spool_record::Body::LogLine(l)) => Some(l),
+                    _ => None,
+                })
+                .zip(&texts)
+                .map(|(l, [line, ..])| {
+                    l.proxy
+                        .then(|| crate::proxy_lines::read(line, &proxy_hosts))
+                        .flatten()
+                })
+                .collect();
             let mut lines = Vec::with_capacity(texts.len());
-            let mut text = texts.iter();
+            let mut text = texts.iter().zip(&facts);
             for record in &fresh {
                 let seq = record.seq as i64;
                 match &record.body {
                     Some(spool_record::Body::LogLine(l)) => {
-                        let [line, container_id, container_name, compose_project] =
+                        let ([line, container_id, container_name, compose_project], facts) =
                             text.next().expect("one text per line");
                         lines.push(NewLogLine {
                             agent_id,
@@ -758,8 +783,13 @@ impl AgentHub {
                             } else {
                                 "stdout"
                             },
-                            level: infrapilot_proto::model::detect_level(line),
+                            level: facts
+                                .as_ref()
+                                .and_then(|f| f.level)
+                                .or_else(|| infrapilot_proto::model::detect_level(line)),
                             line,
+                            proxy_host_id: facts.as_ref().map(|f| f.proxy_host_id.as_str()),
+                            status: facts.as_ref().and_then(|f| f.status),
                         });
                     }
                     Some(spool_record::Body::DockerEvent(event)) => {
@@ -813,6 +843,8 @@ impl AgentHub {
                         stream: l.stream.to_owned(),
                         level: l.level.map(str::to_owned),
                         line: l.line.to_owned(),
+                        proxy_host_id: l.proxy_host_id.map(str::to_owned),
+                        status: l.status,
                     })
                     .collect::<Vec<_>>()
             });

@@ -5,6 +5,7 @@
 
 pub mod ca;
 pub mod hub;
+pub mod proxy_lines;
 pub mod router;
 pub mod server;
 

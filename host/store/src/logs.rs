@@ -22,6 +22,10 @@ pub struct NewLogLine<'a> {
     pub stream: &'a str,
     pub level: Option<&'a str>,
     pub line: &'a str,
+    /// A line of the node's managed nginx: its proxy host.
+    pub proxy_host_id: Option<&'a str>,
+    /// An nginx access line's HTTP status.
+    pub status: Option<i32>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -35,6 +39,8 @@ pub struct LogLineRow {
     pub stream: String,
     pub level: Option<String>,
     pub line: String,
+    pub proxy_host_id: Option<String>,
+    pub status: Option<i32>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -63,6 +69,10 @@ pub struct LogQuery {
     /// Any of these levels (`error`, `warn`, `info`, `debug`; `none` for lines without one).
     pub levels: Vec<String>,
     pub stream: Option<String>,
+    /// Lines of this proxy host.
+    pub proxy_host_id: Option<String>,
+    /// HTTP statuses of access lines: `[low, high]` inclusive.
+    pub status: Option<(i32, i32)>,
     /// Text the line contains (case-insensitive).
     pub text: Option<String>,
     pub since_ns: Option<i64>,
@@ -138,6 +148,15 @@ impl LogQuery {
             let p = next(&mut binds, Bind::Text(stream.clone()));
             clause += &format!(" AND stream = {p}");
         }
+        if let Some(host) = &self.proxy_host_id {
+            let p = next(&mut binds, Bind::Text(host.clone()));
+            clause += &format!(" AND proxy_host_id = {p}");
+        }
+        if let Some((low, high)) = self.status {
+            let a = next(&mut binds, Bind::Int(i64::from(low)));
+            let b = next(&mut binds, Bind::Int(i64::from(high)));
+            clause += &format!(" AND status BETWEEN {a} AND {b}");
+        }
         if !self.levels.is_empty() {
             let mut alternatives = vec![];
             for level in &self.levels {
@@ -208,6 +227,13 @@ impl LogQuery {
                 .as_ref()
                 .is_none_or(|p| *p == row.compose_project)
             && self.stream.as_ref().is_none_or(|s| *s == row.stream)
+            && self
+                .proxy_host_id
+                .as_ref()
+                .is_none_or(|h| row.proxy_host_id.as_ref() == Some(h))
+            && self
+                .status
+                .is_none_or(|(low, high)| row.status.is_some_and(|s| (low..=high).contains(&s)))
             && self.since_ns.is_none_or(|t| row.time_ns >= t)
             && self.until_ns.is_none_or(|t| row.time_ns < t)
             && level_ok
@@ -223,8 +249,8 @@ impl LogQuery {
     }
 }
 
-const LINE_COLUMNS: &str =
-    "agent_id, time_ns, seq, container_id, container_name, compose_project, stream, level, line";
+const LINE_COLUMNS: &str = "agent_id, time_ns, seq, container_id, container_name, compose_project, \
+     stream, level, line, proxy_host_id, status";
 
 macro_rules! bind_all {
     ($query:expr, $binds:expr) => {{
@@ -350,10 +376,15 @@ impl Tx {
                         "CREATE TABLE IF NOT EXISTS log_lines_{day} (id INTEGER PRIMARY KEY, \
                          org_id TEXT NOT NULL, agent_id TEXT NOT NULL, time_ns INTEGER NOT NULL, \
                          seq INTEGER NOT NULL, container_id TEXT NOT NULL, container_name TEXT NOT NULL, \
-                         compose_project TEXT NOT NULL, stream TEXT NOT NULL, level TEXT, line TEXT NOT NULL)"
+                         compose_project TEXT NOT NULL, stream TEXT NOT NULL, level TEXT, line TEXT NOT NULL, \
+                         proxy_host_id TEXT, status INTEGER)"
                     ),
                     format!(
                         "CREATE INDEX IF NOT EXISTS log_lines_{day}_org_time ON log_lines_{day} (org_id, time_ns)"
+                    ),
+                    format!(
+                        "CREATE INDEX IF NOT EXISTS log_lines_{day}_proxy_host ON log_lines_{day} \
+                         (org_id, proxy_host_id, time_ns) WHERE proxy_host_id IS NOT NULL"
                     ),
                     format!(
                         "CREATE VIRTUAL TABLE IF NOT EXISTS log_text_{day} USING fts5(line, \
@@ -402,7 +433,7 @@ impl Tx {
                 Backend::Postgres => "log_lines".to_owned(),
             };
             let statement = format!(
-                "INSERT INTO {table} (org_id, {LINE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                "INSERT INTO {table} (org_id, {LINE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             );
             on_tx!(self, c => sqlx::query(sql(statement))
                 .bind(&org)
@@ -415,6 +446,8 @@ impl Tx {
                 .bind(line.stream)
                 .bind(line.level)
                 .bind(line.line)
+                .bind(line.proxy_host_id)
+                .bind(line.status)
                 .execute(&mut **c)
                 .await.map(|r| r.rows_affected()))?;
         }
@@ -536,6 +569,92 @@ impl Tx {
         Ok(counts
             .into_iter()
             .map(|((bucket, level), n)| (bucket, level, n))
+            .collect())
+    }
+
+    /// Runs `select` (with `{table}` for the table and `$1` org, `$2` since, `$3` until) over
+    /// the days of `[since_ns, until_ns)`, merging the rows' counts by key (the columns before
+    /// the last ones `counts` names).
+    async fn grouped_counts<const N: usize>(
+        &mut self,
+        since_ns: i64,
+        until_ns: i64,
+        select: &str,
+    ) -> Result<Vec<(String, String, [i64; N])>> {
+        let org = self.org_id.clone();
+        let tables = match self.backend() {
+            Backend::Postgres => vec!["log_lines".to_owned()],
+            Backend::Sqlite => {
+                let range = LogQuery {
+                    since_ns: Some(since_ns),
+                    until_ns: Some(until_ns),
+                    oldest_first: true,
+                    ..Default::default()
+                };
+                self.log_days(&range)
+                    .await?
+                    .into_iter()
+                    .map(|d| format!("log_lines_{d}"))
+                    .collect()
+            }
+        };
+        let mut merged: std::collections::BTreeMap<(String, String), [i64; N]> = Default::default();
+        for table in tables {
+            let statement = select.replace("{table}", &table);
+            let rows: Vec<(String, String, i64, i64)> = on_tx!(self, c => sqlx::query_as(sql(statement))
+                .bind(&org)
+                .bind(since_ns)
+                .bind(until_ns)
+                .fetch_all(&mut **c)
+                .await)?;
+            for (a, b, x, y) in rows {
+                let entry = merged.entry((a, b)).or_insert([0; N]);
+                entry[0] += x;
+                if N > 1 {
+                    entry[N - 1] += y;
+                }
+            }
+        }
+        Ok(merged.into_iter().map(|((a, b), n)| (a, b, n)).collect())
+    }
+
+    /// Lines of `level` per node and container in `[since_ns, until_ns)`.
+    pub async fn count_log_lines_by_container(
+        &mut self,
+        since_ns: i64,
+        until_ns: i64,
+        level: &str,
+    ) -> Result<Vec<(String, String, i64)>> {
+        if !["error", "warn", "info", "debug"].contains(&level) {
+            return Ok(vec![]);
+        }
+        let select = format!(
+            "SELECT agent_id, container_name, COUNT(*), CAST(0 AS BIGINT) FROM {{table}} WHERE org_id = $1 \
+             AND time_ns >= $2 AND time_ns < $3 AND level = '{level}' GROUP BY agent_id, container_name"
+        );
+        Ok(self
+            .grouped_counts::<1>(since_ns, until_ns, &select)
+            .await?
+            .into_iter()
+            .map(|(agent, container, [n])| (agent, container, n))
+            .collect())
+    }
+
+    /// Access lines per proxy host in `[since_ns, until_ns)`: (node, proxy host, all, 5xx).
+    pub async fn proxy_status_counts(
+        &mut self,
+        since_ns: i64,
+        until_ns: i64,
+    ) -> Result<Vec<(String, String, i64, i64)>> {
+        let select = "SELECT agent_id, proxy_host_id, COUNT(*), \
+             COALESCE(SUM(CASE WHEN status >= 500 THEN 1 ELSE 0 END), 0) FROM {table} \
+             WHERE org_id = $1 AND time_ns >= $2 AND time_ns < $3 AND proxy_host_id IS NOT NULL \
+             AND status IS NOT NULL GROUP BY agent_id, proxy_host_id";
+        Ok(self
+            .grouped_counts::<2>(since_ns, until_ns, select)
+            .await?
+            .into_iter()
+            .map(|(agent, host, [all, errors])| (agent, host, all, errors))
             .collect())
     }
 

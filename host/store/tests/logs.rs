@@ -10,7 +10,12 @@ const DAY_NS: i64 = 86_400_000_000_000;
 const DAY0: i64 = 1_796_515_200 * 1_000_000_000;
 
 fn line<'a>(seq: i64, time_ns: i64, text: &'a str, level: Option<&'a str>) -> NewLogLine<'a> {
+    // Every fifth line an nginx access line of proxy host p1: a 502 on the error lines (every
+    // tenth line is one).
+    let proxied = seq % 5 == 1;
     NewLogLine {
+        proxy_host_id: proxied.then_some("p1"),
+        status: proxied.then_some(if level == Some("error") { 502 } else { 200 }),
         agent_id: "00000000-0000-4000-8000-0000000000aa",
         time_ns,
         seq,
@@ -122,6 +127,42 @@ async fn lines_are_stored_by_day_and_found_by_every_filter() {
             pages.extend(page.into_iter().map(|r| r.seq));
         }
         assert_eq!(pages, (101..=200).collect::<Vec<_>>());
+        // Access lines by proxy host and status class.
+        let by_host = |status: Option<(i32, i32)>| LogQuery {
+            proxy_host_id: Some("p1".into()),
+            status,
+            limit: 1000,
+            ..Default::default()
+        };
+        assert_eq!(tx.query_logs(&by_host(None)).await.unwrap().len(), 60);
+        let failed = tx.query_logs(&by_host(Some((500, 599)))).await.unwrap();
+        assert_eq!(failed.len(), 30);
+        assert!(failed.iter().all(|r| r.status == Some(502)));
+        let counts = tx
+            .proxy_status_counts(DAY0, DAY0 + 3 * DAY_NS)
+            .await
+            .unwrap();
+        assert_eq!(counts.len(), 1);
+        assert_eq!(
+            (counts[0].1.as_str(), counts[0].2, counts[0].3),
+            ("p1", 60, failed.len() as i64)
+        );
+        let by_container = tx
+            .count_log_lines_by_container(DAY0, DAY0 + DAY_NS, "error")
+            .await
+            .unwrap();
+        let agent = "00000000-0000-4000-8000-0000000000aa".to_owned();
+        assert_eq!(by_container, vec![(agent, "web".to_owned(), 10)]);
+        // Volume per day by level.
+        let volume = tx
+            .log_volume(&all(LogQuery::default()), DAY_NS)
+            .await
+            .unwrap();
+        assert_eq!(volume.iter().map(|(_, _, n)| n).sum::<i64>(), 300);
+        assert!(
+            volume.contains(&(DAY0 + DAY_NS, "error".to_owned(), 10)),
+            "{volume:?}"
+        );
         assert!(
             tx.query_logs(&all(LogQuery {
                 container: Some("other".into()),
@@ -176,5 +217,71 @@ async fn lines_are_stored_by_day_and_found_by_every_filter() {
             300
         );
         assert!(tx.log_gaps(0, 10).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_drops_whole_days_and_trims_organisations_that_keep_less() {
+    for backend in backends() {
+        let db = TestDb::new(backend).await;
+        let org = OrgId::default_org();
+        let other = OrgId::parse("00000000-0000-4000-8000-00000000000c").unwrap();
+        db.raw_execute(&format!(
+            "INSERT INTO organizations (id, name, created_at) VALUES ('{other}', 'Other', 0)"
+        ))
+        .await;
+        // A line on each of ten days, in both organisations.
+        let texts: Vec<String> = (0..10).map(|d| format!("day {d}")).collect();
+        for o in [&org, &other] {
+            let lines: Vec<NewLogLine> = texts
+                .iter()
+                .enumerate()
+                .map(|(d, t)| line(d as i64 + 1, DAY0 + d as i64 * DAY_NS + 1000, t, None))
+                .collect();
+            db.store
+                .prepare_log_days(lines.iter().map(|l| l.time_ns))
+                .await
+                .unwrap();
+            let mut tx = db.store.write(o).await.unwrap();
+            tx.insert_log_lines(&lines).await.unwrap();
+            if o == &other {
+                tx.set_log_retention_days(Some(2)).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+        // "Now" is the start of day 9: the default keeps 5 days, the other organisation 2.
+        let now = DAY0 + 9 * DAY_NS;
+        let report = db.store.apply_log_retention(5, now).await.unwrap();
+        assert_eq!(
+            report.days_dropped, 4,
+            "{backend:?}: days 0–3 are older than anyone keeps"
+        );
+        let kept = |o: OrgId| {
+            let store = db.store.clone();
+            async move {
+                let mut tx = store.read(&o).await.unwrap();
+                let query = LogQuery {
+                    limit: 100,
+                    oldest_first: true,
+                    ..Default::default()
+                };
+                let lines: Vec<String> = tx
+                    .query_logs(&query)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| r.line)
+                    .collect();
+                lines
+            }
+        };
+        assert_eq!(
+            kept(org.clone()).await,
+            ["day 4", "day 5", "day 6", "day 7", "day 8", "day 9"]
+        );
+        assert_eq!(kept(other.clone()).await, ["day 7", "day 8", "day 9"]);
+        // Again: nothing more to do.
+        let again = db.store.apply_log_retention(5, now).await.unwrap();
+        assert_eq!(again, Default::default());
     }
 }

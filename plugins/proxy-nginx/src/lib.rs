@@ -230,6 +230,8 @@ fn render_host(host: &ProxyHost) -> Result<Vec<RenderedFile>, PluginError> {
     );
     out.push_str("server {\n    listen 80;\n");
     let _ = writeln!(out, "    server_name {names};");
+    // The access log names the proxy host (check_id keeps the id to safe characters).
+    let _ = writeln!(out, "    set $infrapilot_proxy_host \"{}\";", host.id);
     acme_location(&mut out, host)?;
     match &host.tls {
         Some(tls) if tls.redirect_http => {
@@ -245,6 +247,7 @@ fn render_host(host: &ProxyHost) -> Result<Vec<RenderedFile>, PluginError> {
         check_path("tls.key_path", &tls.key_path)?;
         out.push_str("server {\n    listen 443 ssl;\n");
         let _ = writeln!(out, "    server_name {names};");
+        let _ = writeln!(out, "    set $infrapilot_proxy_host \"{}\";", host.id);
         let _ = writeln!(out, "    ssl_certificate {};", tls.certificate_path);
         let _ = writeln!(out, "    ssl_certificate_key {};", tls.key_path);
         // OCSP stapling when the certificate names a responder (the host says so; ACME
@@ -263,6 +266,18 @@ fn render_host(host: &ProxyHost) -> Result<Vec<RenderedFile>, PluginError> {
     }])
 }
 
+/// The access log: a JSON object per request with the proxy host's id (`$infrapilot_proxy_host`,
+/// set in each server block), status, method, path, request and upstream times, upstream
+/// address and bytes sent.
+const ACCESS_LOG_FORMAT: &str = concat!(
+    "    log_format infrapilot_json escape=json '{\"infrapilot\":\"access\",",
+    "\"proxy_host\":\"$infrapilot_proxy_host\",\"time\":\"$time_iso8601\",",
+    "\"remote\":\"$remote_addr\",\"host\":\"$host\",\"method\":\"$request_method\",",
+    "\"path\":\"$request_uri\",\"status\":$status,\"bytes\":$body_bytes_sent,",
+    "\"request_time\":$request_time,\"upstream_time\":\"$upstream_response_time\",",
+    "\"upstream\":\"$upstream_addr\",\"user_agent\":\"$http_user_agent\"}';\n"
+);
+
 /// The TLS 1.2 suites of Mozilla's intermediate configuration (without the DHE ones, which
 /// would need a DH parameter file); TLS 1.3 suites are OpenSSL's, all AEAD.
 const MOZILLA_INTERMEDIATE_CIPHERS: &str = "    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;\n";
@@ -277,7 +292,10 @@ fn render_shared(hosts: &[ProxyHost], revision: u64) -> Result<Vec<RenderedFile>
     out.push_str("http {\n");
     out.push_str("    include /etc/nginx/mime.types;\n");
     out.push_str("    default_type application/octet-stream;\n");
-    out.push_str("    access_log /dev/stdout;\n");
+    // One JSON object per request (escape=json), read by the host as a request to the proxy
+    // host the server block names.
+    out.push_str(ACCESS_LOG_FORMAT);
+    out.push_str("    access_log /dev/stdout infrapilot_json;\n");
     out.push_str("    sendfile on;\n    keepalive_timeout 65;\n    server_tokens off;\n");
     out.push_str("    server_names_hash_bucket_size 128;\n");
     // TLS settings of the listening socket come from its default server: set them for all.
@@ -309,6 +327,7 @@ fn render_shared(hosts: &[ProxyHost], revision: u64) -> Result<Vec<RenderedFile>
         "\n    # Unknown hosts: 404. The revision tells the node that a reload took effect.\n",
     );
     out.push_str("    server {\n        listen 80 default_server;\n        server_name _;\n");
+    out.push_str("        set $infrapilot_proxy_host \"\";\n");
     out.push_str("        add_header X-InfraPilot-Default 1 always;\n");
     let _ = writeln!(
         out,

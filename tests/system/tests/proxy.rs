@@ -25,6 +25,11 @@ struct Proxy {
 
 impl Proxy {
     async fn start(fixture: &mut Fixture) -> Option<Proxy> {
+        Proxy::start_with(fixture, &[]).await
+    }
+
+    /// Like [`Proxy::start`], with more `INFRAPILOT_*` settings for the host.
+    async fn start_with(fixture: &mut Fixture, extra: &[(&str, &str)]) -> Option<Proxy> {
         if fixture.docker.inspect_image(NGINX_IMAGE).await.is_err() {
             assert!(
                 std::env::var("CI").is_err(),
@@ -41,20 +46,18 @@ impl Proxy {
         let container = format!("{}-nginx", fixture.prefix);
         // Removed with the fixture, even when the test fails half-way (its network after it).
         fixture.track(&container, Some(&container));
-        let server = Server::start_with(
-            true,
-            30,
-            &[
-                ("INFRAPILOT_PLUGIN_DIR", bundles.to_str().unwrap()),
-                ("INFRAPILOT_PLUGIN_TRUSTED_KEYS", keys.to_str().unwrap()),
-                ("INFRAPILOT_AGENT_NGINX_IMAGE", NGINX_IMAGE),
-                ("INFRAPILOT_AGENT_NGINX_CONTAINER", &container),
-                ("INFRAPILOT_AGENT_HTTP_PORT", &http_port.to_string()),
-                ("INFRAPILOT_AGENT_HTTPS_PORT", &https_port.to_string()),
-                ("INFRAPILOT_AGENT_PROXY_BIND", "127.0.0.1"),
-            ],
-        )
-        .await;
+        let (http, https) = (http_port.to_string(), https_port.to_string());
+        let mut env = vec![
+            ("INFRAPILOT_PLUGIN_DIR", bundles.to_str().unwrap()),
+            ("INFRAPILOT_PLUGIN_TRUSTED_KEYS", keys.to_str().unwrap()),
+            ("INFRAPILOT_AGENT_NGINX_IMAGE", NGINX_IMAGE),
+            ("INFRAPILOT_AGENT_NGINX_CONTAINER", &container),
+            ("INFRAPILOT_AGENT_HTTP_PORT", &http),
+            ("INFRAPILOT_AGENT_HTTPS_PORT", &https),
+            ("INFRAPILOT_AGENT_PROXY_BIND", "127.0.0.1"),
+        ];
+        env.extend_from_slice(extra);
+        let server = Server::start_with(true, 30, &env).await;
         let admin = server.admin().await;
         let agent = admin.online_agent("local").await;
         Some(Proxy {
@@ -1915,4 +1918,239 @@ async fn the_proxy_backend_is_the_plugin_the_host_is_told_to_use() {
         "{e}"
     );
     assert_eq!(admin.get(&path).await, json!([]));
+}
+
+/// The alert history's latest event of a rule kind for a target.
+async fn alert_event(admin: &Api, kind: &str, target: &str) -> Option<Value> {
+    let history = admin.get("/api/v1/alerts/history").await;
+    history
+        .as_array()?
+        .iter()
+        .find(|e| e["kind"] == kind && e["target"] == target)
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_requests_are_stored_under_their_proxy_host_and_error_rates_fire_and_resolve() {
+    let Some(docker) = docker().await else { return };
+    let mut fixture = Fixture::new(docker, "proxylogs");
+    let Some(proxy) = Proxy::start_with(
+        &mut fixture,
+        &[
+            ("INFRAPILOT_ALERT_TICK_SECONDS", "1"),
+            ("INFRAPILOT_PLUGIN_EGRESS_ALLOW", "127.0.0.0/8"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let admin = &proxy.admin;
+    let network = fixture.network().await;
+    let web = upstream(&mut fixture, "web", &network).await;
+    // Port 81 has nothing listening: nginx answers 502 and logs why.
+    let mut ids = Vec::new();
+    for (domain, port) in [("ok.test", 80), ("bad.test", 81)] {
+        let body = json!({"domains": [domain], "upstream": {"container": web, "port": port}});
+        let (status, created) = admin.call("POST", &proxy.path(""), Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+        assert_eq!(proxy.settled(&id).await["apply_status"], "applied");
+        ids.push(id);
+    }
+    let (ok_id, bad_id) = (ids[0].clone(), ids[1].clone());
+    let (status, body) = admin
+        .call("POST", "/api/v1/plugins/infrapilot.webhook/enable", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, channel) = admin
+        .call(
+            "POST",
+            "/api/v1/alerts/channels",
+            Some(json!({"plugin": "infrapilot.webhook", "name": "sink", "settings": {"url": "http://127.0.0.1:9/"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{channel}");
+    let channel = channel["id"].as_str().unwrap().to_owned();
+    for rule in [
+        json!({"name": "5xx", "kind": "proxy_error_rate", "channel_ids": [channel],
+               "params": {"threshold_percent": 50, "window_seconds": 30, "min_requests": 10}}),
+        json!({"name": "spike", "kind": "log_error_spike", "channel_ids": [channel],
+               "params": {"min_errors": 20, "factor": 2, "baseline_minutes": 5}}),
+    ] {
+        let (status, created) = admin.call("POST", "/api/v1/alerts/rules", Some(rule)).await;
+        assert_eq!(status, 201, "{created}");
+    }
+    let (status, bad) = admin
+        .call(
+            "POST",
+            "/api/v1/alerts/rules",
+            Some(
+                json!({"name": "x", "kind": "proxy_error_rate", "channel_ids": [channel],
+                        "params": {"threshold_percent": 150}}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, bad["error"]["field"].as_str()),
+        (400, Some("params.threshold_percent"))
+    );
+
+    // Real requests through the managed nginx.
+    for _ in 0..20 {
+        assert_eq!(proxy.through("ok.test").await.unwrap().0, 200);
+        assert_eq!(proxy.through("bad.test").await.unwrap().0, 502);
+    }
+    let stored = |filter: String| {
+        let admin = admin.clone();
+        async move {
+            let page = admin
+                .get(&format!("/api/v1/logs?{filter}&limit=1000"))
+                .await;
+            page["items"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let failed = eventually(
+        "the 502s stored under bad.test",
+        Duration::from_secs(30),
+        || {
+            let bad_id = bad_id.clone();
+            async move {
+                let lines = stored(format!("proxy_host={bad_id}&status=5xx")).await;
+                (lines.len() >= 20).then_some(lines)
+            }
+        },
+    )
+    .await;
+    for line in &failed {
+        assert_eq!(line["status"], 502, "{line}");
+        assert_eq!(line["level"], "error");
+        let access: Value = serde_json::from_str(line["line"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            (access["host"].as_str(), access["method"].as_str()),
+            (Some("bad.test"), Some("GET"))
+        );
+    }
+    let fine = stored(format!("proxy_host={ok_id}")).await;
+    assert!(
+        fine.len() >= 20 && fine.iter().all(|l| l["status"] == 200),
+        "{fine:?}"
+    );
+    // nginx's own error lines for bad.test are attributed to it too.
+    let errors = stored(format!("proxy_host={bad_id}&stream=stderr")).await;
+    assert!(
+        errors
+            .iter()
+            .any(|l| l["line"].as_str().unwrap().contains("connect() failed")),
+        "{errors:?}"
+    );
+    // A line any other container prints in the access format is not believed.
+    let forger = fixture
+        .run(
+            "forger",
+            &format!("echo '{{\"infrapilot\":\"access\",\"proxy_host\":\"{ok_id}\",\"status\":500}}'; sleep 3600"),
+            &[],
+            &[],
+            None,
+        )
+        .await;
+    let forged = eventually("the forged line stored", Duration::from_secs(30), || {
+        let forger = forger.clone();
+        async move { stored(format!("container={forger}")).await.first().cloned() }
+    })
+    .await;
+    assert!(
+        forged["proxy_host_id"].is_null() && forged["status"].is_null(),
+        "{forged}"
+    );
+
+    // The 5xx share of bad.test fires, ok.test's does not; then good answers bring it down.
+    let agent = &proxy.agent;
+    let target = format!("proxy:{agent}/{bad_id}");
+    let fired = eventually("proxy_error_rate firing", Duration::from_secs(30), || {
+        let target = target.clone();
+        async move {
+            alert_event(admin, "proxy_error_rate", &target)
+                .await
+                .filter(|e| e["state"] == "firing")
+        }
+    })
+    .await;
+    assert!(
+        fired["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("bad.test: 100.0 %"),
+        "{fired}"
+    );
+    assert!(
+        alert_event(admin, "proxy_error_rate", &format!("proxy:{agent}/{ok_id}"))
+            .await
+            .is_none()
+    );
+    let mut spec = proxy.status_of(&bad_id).await;
+    spec["upstream"]["port"] = json!(80);
+    let body = json!({"domains": spec["domains"], "upstream": spec["upstream"]});
+    let (status, updated) = admin
+        .call("PUT", &proxy.path(&format!("/{bad_id}")), Some(body))
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(proxy.settled(&bad_id).await["apply_status"], "applied");
+    for _ in 0..40 {
+        assert_eq!(proxy.through("bad.test").await.unwrap().0, 200);
+    }
+    eventually("proxy_error_rate resolved", Duration::from_secs(30), || {
+        let target = target.clone();
+        async move {
+            alert_event(admin, "proxy_error_rate", &target)
+                .await
+                .filter(|e| e["state"] == "resolved")
+        }
+    })
+    .await;
+
+    // A burst of error lines in a container fires the spike rule (its baseline is quiet).
+    let noisy = fixture
+        .run(
+            "noisy",
+            "sleep 1; i=0; while [ $i -lt 40 ]; do echo \"ERROR payment failed $i\"; i=$((i+1)); done; sleep 3600",
+            &[],
+            &[],
+            None,
+        )
+        .await;
+    let name = fixture
+        .docker
+        .inspect_container(&noisy, None::<InspectContainerOptions>)
+        .await
+        .unwrap()
+        .name
+        .unwrap();
+    let spike_target = format!("container:{agent}/{}", name.trim_start_matches('/'));
+    let spike = eventually("log_error_spike firing", Duration::from_secs(30), || {
+        let spike_target = spike_target.clone();
+        async move {
+            alert_event(admin, "log_error_spike", &spike_target)
+                .await
+                .filter(|e| e["state"] == "firing")
+        }
+    })
+    .await;
+    assert!(
+        spike["summary"]
+            .as_str()
+            .unwrap()
+            .contains("40 error lines"),
+        "{spike}"
+    );
+    // A minute later the burst is out of the last minute: resolved.
+    eventually("log_error_spike resolved", Duration::from_secs(100), || {
+        let spike_target = spike_target.clone();
+        async move {
+            alert_event(admin, "log_error_spike", &spike_target)
+                .await
+                .filter(|e| e["state"] == "resolved")
+        }
+    })
+    .await;
 }

@@ -44,6 +44,26 @@ const KINDS: KindDef[] = [
   },
   { id: 'node_offline', label: 'Node offline', params: [] },
   { id: 'certificate_expiring', label: 'Certificate expiring', params: [{ name: 'days', label: 'Days before expiry', placeholder: '14' }] },
+  {
+    id: 'log_error_spike',
+    label: 'Error spike in logs',
+    params: [
+      { name: 'min_errors', label: 'At least errors a minute', placeholder: '10' },
+      { name: 'factor', label: 'Times the baseline', placeholder: '3' },
+      { name: 'baseline_minutes', label: 'Baseline minutes', placeholder: '30' },
+      { name: 'container', label: 'Only container (name)' },
+    ],
+  },
+  {
+    id: 'proxy_error_rate',
+    label: 'Proxy host 5xx rate',
+    params: [
+      { name: 'threshold_percent', label: '5xx share over %', placeholder: '5' },
+      { name: 'window_seconds', label: 'Over seconds', placeholder: '300' },
+      { name: 'min_requests', label: 'At least requests', placeholder: '20' },
+      { name: 'proxy_host', label: 'Only proxy host (id)' },
+    ],
+  },
 ];
 
 function describe(r: Rule): string {
@@ -182,7 +202,7 @@ function RuleForm({ channels, onDone, onCancel }: { channels: { id: string; name
         const body: Record<string, unknown> = {};
         for (const p of def.params) {
           const v = (params[p.name] ?? '').trim();
-          if (v) body[p.name] = p.name === 'container' ? v : Number(v);
+          if (v) body[p.name] = p.name === 'container' || p.name === 'proxy_host' ? v : Number(v);
         }
         try {
           await alertsApi.createRule({ name: name.trim(), kind, params: body, severity, cooldown_seconds: Number(cooldown), channel_ids: picked });

@@ -84,15 +84,17 @@ pub struct CreateRuleRequest {
         pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
     )]
     pub name: String,
-    /// `container_crashed`, `restart_loop`, `cpu_high`, `memory_high`, `node_offline` or
-    /// `certificate_expiring`.
+    /// `container_crashed`, `restart_loop`, `cpu_high`, `memory_high`, `node_offline`,
+    /// `certificate_expiring`, `log_error_spike` or `proxy_error_rate`.
     #[schema(
-        pattern = "^(container_crashed|restart_loop|cpu_high|memory_high|node_offline|certificate_expiring)$"
+        pattern = "^(container_crashed|restart_loop|cpu_high|memory_high|node_offline|certificate_expiring|log_error_spike|proxy_error_rate)$"
     )]
     pub kind: String,
     /// By kind: `container` (exact name filter), `restarts` and `window_seconds` (restart_loop),
     /// `threshold_percent` and `duration_seconds` (cpu_high, memory_high), `days`
-    /// (certificate_expiring, default 14).
+    /// (certificate_expiring, default 14), `min_errors`, `factor` and `baseline_minutes`
+    /// (log_error_spike), `proxy_host`, `threshold_percent`, `window_seconds` and
+    /// `min_requests` (proxy_error_rate).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub params: Value,
@@ -507,7 +509,7 @@ pub async fn create_rule(
     let kind = RuleKind::parse(&req.kind).ok_or_else(|| {
         ApiError::invalid(
             "kind",
-            "kind must be container_crashed, restart_loop, cpu_high, memory_high, node_offline or certificate_expiring",
+            "kind must be container_crashed, restart_loop, cpu_high, memory_high, node_offline, certificate_expiring, log_error_spike or proxy_error_rate",
         )
     })?;
     let params = infrapilot_alerts::rules::check_params(kind, &req.params)

@@ -116,6 +116,22 @@ fn rule_kinds() -> Value {
             json!({"days": {"type": "integer", "minimum": 1, "maximum": 3650}}),
             json!([])
         ),
+        kind(
+            "log_error_spike",
+            json!({"container": container,
+            "min_errors": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+            "factor": {"type": "number", "minimum": 1, "maximum": 1000},
+            "baseline_minutes": {"type": "integer", "minimum": 5, "maximum": 1440}}),
+            json!([])
+        ),
+        kind(
+            "proxy_error_rate",
+            json!({"proxy_host": {"type": "string", "pattern": UUID},
+            "threshold_percent": threshold(100.0),
+            "window_seconds": {"type": "integer", "minimum": 30, "maximum": MAX_WINDOW_SECONDS},
+            "min_requests": {"type": "integer", "minimum": 1, "maximum": 1_000_000}}),
+            json!([])
+        ),
     ])
 }
 

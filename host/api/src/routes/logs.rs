@@ -34,7 +34,7 @@ pub struct LogsQuery {
     /// A node (agent id).
     pub agent: Option<String>,
     /// A container id or name.
-    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")]
+    #[param(pattern = "^([A-Za-z0-9][A-Za-z0-9_.-]{0,254})?$")]
     pub container: Option<String>,
     /// A compose project.
     pub project: Option<String>,
@@ -42,6 +42,10 @@ pub struct LogsQuery {
     pub level: Option<String>,
     /// stdout or stderr.
     pub stream: Option<String>,
+    /// A proxy host (its nginx access and error lines).
+    pub proxy_host: Option<String>,
+    /// HTTP status of nginx access lines: a code (`502`) or a class (`5xx`).
+    pub status: Option<String>,
     /// Text the line contains (case-insensitive, at most 256 characters).
     pub q: Option<String>,
     /// RFC 3339: lines at or after.
@@ -49,6 +53,7 @@ pub struct LogsQuery {
     /// RFC 3339: lines before.
     pub until: Option<String>,
     /// `newest` (default) or `oldest` first.
+    #[param(pattern = "^(newest|oldest)?$")]
     pub order: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -71,6 +76,10 @@ pub struct LogLineDto {
     pub stream: String,
     pub level: Option<String>,
     pub line: String,
+    /// A line of a node's managed nginx: the proxy host it belongs to.
+    pub proxy_host_id: Option<String>,
+    /// An nginx access line's HTTP status.
+    pub status: Option<i32>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -104,6 +113,8 @@ impl From<LogLineRow> for LogLineDto {
             stream: r.stream,
             level: r.level,
             line: r.line,
+            proxy_host_id: r.proxy_host_id,
+            status: r.status,
         }
     }
 }
@@ -185,7 +196,31 @@ fn log_query(q: &LogsQuery) -> ApiResult<LogQuery> {
             ));
         }
     };
-    let oldest_first = match q.order.as_deref() {
+    let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => {
+            let bad = || {
+                ApiError::invalid(
+                    "status",
+                    "status must be an HTTP status (100–599) or a class such as 5xx",
+                )
+            };
+            if let Some(class) = s.strip_suffix("xx") {
+                let class: i32 = class.parse().map_err(|_| bad())?;
+                if !(1..=5).contains(&class) {
+                    return Err(bad());
+                }
+                Some((class * 100, class * 100 + 99))
+            } else {
+                let code: i32 = s.parse().map_err(|_| bad())?;
+                if !(100..=599).contains(&code) {
+                    return Err(bad());
+                }
+                Some((code, code))
+            }
+        }
+    };
+    let oldest_first = match q.order.as_deref().filter(|o| !o.is_empty()) {
         None | Some("newest") => false,
         Some("oldest") => true,
         Some(_) => return Err(ApiError::invalid("order", "order must be newest or oldest")),
@@ -193,11 +228,13 @@ fn log_query(q: &LogsQuery) -> ApiResult<LogQuery> {
     let since_ns = q
         .since
         .as_deref()
+        .filter(|s| !s.is_empty())
         .map(|s| time_ns("since", s))
         .transpose()?;
     let until_ns = q
         .until
         .as_deref()
+        .filter(|s| !s.is_empty())
         .map(|s| time_ns("until", s))
         .transpose()?;
     if let (Some(since), Some(until)) = (since_ns, until_ns)
@@ -237,6 +274,13 @@ fn log_query(q: &LogsQuery) -> ApiResult<LogQuery> {
             .transpose()?,
         levels,
         stream,
+        proxy_host_id: q
+            .proxy_host
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .map(|h| validate::uuid("proxy_host", h))
+            .transpose()?,
+        status,
         text: q
             .q
             .as_deref()
@@ -246,7 +290,12 @@ fn log_query(q: &LogsQuery) -> ApiResult<LogQuery> {
         since_ns,
         until_ns,
         oldest_first,
-        after: q.cursor.as_deref().map(decode_cursor).transpose()?,
+        after: q
+            .cursor
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(decode_cursor)
+            .transpose()?,
         limit,
     })
 }
@@ -296,6 +345,7 @@ pub async fn list(
 #[into_params(parameter_in = Query)]
 pub struct VolumeQuery {
     /// Seconds per interval: 10–86400, default 60.
+    #[param(minimum = 10, maximum = 86400)]
     pub interval: Option<i64>,
 }
 
@@ -396,6 +446,7 @@ pub async fn volume(
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// Most lines in the file: 1–1,000,000, default 100,000.
+    #[param(minimum = 1, maximum = 1000000)]
     pub max: Option<i64>,
 }
 
@@ -610,7 +661,8 @@ const SOCKET_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 #[utoipa::path(get, path = "/api/v1/logs/stream", operation_id = "stream_logs", tag = "logs",
     description = "WebSocket (subprotocol `infrapilot.v1`; the access token as subprotocol `bearer.<token>`): lines as the host stores them, for the filters of `GET /api/v1/logs` (cursor and order aside), one JSON text frame per batch: `{\"lines\": [LogLine…]}`, or `{\"lagged\": n}` when the reader fell n batches behind.",
     params(LogsQuery),
-    responses((status = 101, description = "Switching to WebSocket"), (status = 400, body = ErrorBody)),
+    responses((status = 101, description = "Switching to WebSocket"), (status = 400, body = ErrorBody),
+        (status = 426, body = ErrorBody, description = "Not a WebSocket upgrade")),
     security(("bearer" = [])))]
 pub async fn stream(
     State(state): State<AppState>,
@@ -769,6 +821,23 @@ mod tests {
             .as_deref(),
             Some("agent")
         );
+        for bad in ["6xx", "99", "abc", "5x"] {
+            let q = LogsQuery {
+                status: Some(bad.into()),
+                ..query()
+            };
+            assert_eq!(field(q).as_deref(), Some("status"), "{bad}");
+        }
+        let q = LogsQuery {
+            proxy_host: Some("x".into()),
+            ..query()
+        };
+        assert_eq!(field(q).as_deref(), Some("proxy_host"));
+        let q = LogsQuery {
+            status: Some("5xx".into()),
+            ..query()
+        };
+        assert_eq!(log_query(&q).unwrap().status, Some((500, 599)));
         assert_eq!(
             field(LogsQuery {
                 since: Some("2026-12-06T10:00:00Z".into()),

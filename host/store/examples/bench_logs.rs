@@ -110,10 +110,11 @@ async fn main() {
         lines as f64 / ingest.as_secs_f64()
     );
 
-    let searches: Vec<(&str, Box<dyn Fn(u64) -> LogQuery>)> = vec![
+    type Search = (&'static str, Box<dyn Fn(u64) -> LogQuery>);
+    let searches: Vec<Search> = vec![
         (
             "text (a unique order id, trigram index)",
-            Box::new(|i| LogQuery {
+            Box::new(move |i| LogQuery {
                 text: Some(format!("order=ord-{:x}", (i * 7919 * 50) % lines)),
                 limit: 200,
                 ..Default::default()

@@ -86,13 +86,17 @@ DECLARE
     part RECORD;
     dropped INTEGER := 0;
 BEGIN
+    -- One pass at a time (every replica runs retention): the others skip.
+    IF NOT pg_try_advisory_xact_lock(hashtext('drop_log_days_before')) THEN
+        RETURN 0;
+    END IF;
     FOR part IN
         SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound
         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
         WHERE i.inhparent = 'log_lines'::regclass
     LOOP
         IF (regexp_match(part.bound, 'TO \(''?(-?\d+)''?\)'))[1]::BIGINT <= before_ns THEN
-            EXECUTE format('DROP TABLE %I', part.relname);
+            EXECUTE format('DROP TABLE IF EXISTS %I', part.relname);
             dropped := dropped + 1;
         END IF;
     END LOOP;

@@ -460,17 +460,19 @@ impl AlertEngine {
         const MINUTE_NS: i64 = 60 * 1_000_000_000;
         let now = now_ms();
         let now_ns = now.saturating_mul(1_000_000);
-        let mut tx = self.inner.store.write(org_id).await?;
+        // Counted in a read transaction (on SQLite the writer is not held while lines are
+        // counted); the write transaction below only fires and resolves.
+        let mut reads = self.inner.store.read(org_id).await?;
+        let mut last_minute = Vec::new();
+        let mut baselines: HashMap<u32, HashMap<(String, String), i64>> = HashMap::new();
         if !spikes.is_empty() {
-            let last_minute = tx
+            last_minute = reads
                 .count_log_lines_by_container(now_ns - MINUTE_NS, now_ns, "error")
                 .await?;
-            let mut baselines: HashMap<u32, HashMap<(String, String), i64>> = HashMap::new();
-            for rule in spikes {
-                let params = rule_params(rule);
-                let minutes = params.baseline_minutes.unwrap_or(30).max(1);
+            for rule in &spikes {
+                let minutes = rule_params(rule).baseline_minutes.unwrap_or(30).max(1);
                 if let std::collections::hash_map::Entry::Vacant(slot) = baselines.entry(minutes) {
-                    let before = tx
+                    let before = reads
                         .count_log_lines_by_container(
                             now_ns - MINUTE_NS * (i64::from(minutes) + 1),
                             now_ns - MINUTE_NS,
@@ -479,6 +481,24 @@ impl AlertEngine {
                         .await?;
                     slot.insert(before.into_iter().map(|(a, c, n)| ((a, c), n)).collect());
                 }
+            }
+        }
+        let mut windows: HashMap<u32, Vec<(String, String, i64, i64)>> = HashMap::new();
+        for rule in &rates {
+            let window = rule_params(rule).window_seconds.unwrap_or(300);
+            if let std::collections::hash_map::Entry::Vacant(slot) = windows.entry(window) {
+                let counts = reads
+                    .proxy_status_counts(now_ns - i64::from(window) * 1_000_000_000, now_ns)
+                    .await?;
+                slot.insert(counts);
+            }
+        }
+        drop(reads);
+        let mut tx = self.inner.store.write(org_id).await?;
+        if !spikes.is_empty() {
+            for rule in spikes {
+                let params = rule_params(rule);
+                let minutes = params.baseline_minutes.unwrap_or(30).max(1);
                 let baseline = &baselines[&minutes];
                 let min_errors = i64::from(params.min_errors.unwrap_or(10));
                 let factor = params.factor.unwrap_or(3.0);
@@ -511,16 +531,9 @@ impl AlertEngine {
                 }
             }
         }
-        let mut windows: HashMap<u32, Vec<(String, String, i64, i64)>> = HashMap::new();
         for rule in rates {
             let params = rule_params(rule);
             let window = params.window_seconds.unwrap_or(300);
-            if let std::collections::hash_map::Entry::Vacant(slot) = windows.entry(window) {
-                let counts = tx
-                    .proxy_status_counts(now_ns - i64::from(window) * 1_000_000_000, now_ns)
-                    .await?;
-                slot.insert(counts);
-            }
             let threshold = params.threshold_percent.unwrap_or(5.0);
             let min_requests = i64::from(params.min_requests.unwrap_or(20));
             let mut failing = HashSet::new();

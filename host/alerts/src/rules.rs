@@ -5,6 +5,10 @@ use serde_json::Value;
 
 /// Longest window or duration a rule may use (a day).
 pub const MAX_WINDOW_SECONDS: u32 = 86_400;
+/// Longest baseline of `log_error_spike` and window of `proxy_error_rate`: they count stored
+/// lines at every evaluation.
+pub const MAX_BASELINE_MINUTES: u32 = 240;
+pub const MAX_RATE_WINDOW_SECONDS: u32 = 3600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -291,18 +295,24 @@ pub fn check_params(kind: RuleKind, params: &Value) -> Result<RuleParams, RuleEr
                 return Err(invalid("params.factor", "between 1 and 1000"));
             }
             let baseline = p.baseline_minutes.unwrap_or(30);
-            if !(5..=1440).contains(&baseline) {
-                return Err(invalid("params.baseline_minutes", "between 5 and 1440"));
+            if !(5..=MAX_BASELINE_MINUTES).contains(&baseline) {
+                return Err(invalid(
+                    "params.baseline_minutes",
+                    format!("between 5 and {MAX_BASELINE_MINUTES}"),
+                ));
             }
             p.min_errors = Some(min_errors);
             p.factor = Some(factor);
             p.baseline_minutes = Some(baseline);
         }
         RuleKind::ProxyErrorRate => {
-            if let Some(host) = &p.proxy_host
-                && uuid::Uuid::try_parse(host).is_err()
-            {
-                return Err(invalid("params.proxy_host", "a proxy host's id (a UUID)"));
+            if let Some(host) = &p.proxy_host {
+                // Kept in the form the host's ids have (lower-case, hyphenated).
+                let id = uuid::Uuid::try_parse(host)
+                    .ok()
+                    .filter(|_| host.len() == 36)
+                    .ok_or_else(|| invalid("params.proxy_host", "a proxy host's id (a UUID)"))?;
+                p.proxy_host = Some(id.hyphenated().to_string());
             }
             let threshold = p.threshold_percent.unwrap_or(5.0);
             if !threshold.is_finite() || threshold <= 0.0 || threshold > 100.0 {
@@ -312,10 +322,10 @@ pub fn check_params(kind: RuleKind, params: &Value) -> Result<RuleParams, RuleEr
                 ));
             }
             let window = p.window_seconds.unwrap_or(300);
-            if !(30..=MAX_WINDOW_SECONDS).contains(&window) {
+            if !(30..=MAX_RATE_WINDOW_SECONDS).contains(&window) {
                 return Err(invalid(
                     "params.window_seconds",
-                    format!("between 30 and {MAX_WINDOW_SECONDS}"),
+                    format!("between 30 and {MAX_RATE_WINDOW_SECONDS}"),
                 ));
             }
             let min_requests = p.min_requests.unwrap_or(20);

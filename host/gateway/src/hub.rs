@@ -138,10 +138,11 @@ pub struct AgentHub {
     secrets: Arc<SecretBox>,
 }
 
-/// A line stamped further in the past than this (or ahead of now by more than
-/// [`MAX_LINE_AHEAD_NS`]) is stored at the time it arrived.
-const MAX_LINE_AGE_NS: i64 = 365 * 86_400 * 1_000_000_000;
-const MAX_LINE_AHEAD_NS: i64 = 86_400 * 1_000_000_000;
+/// A line stamped further in the past than this (the host's default retention), or ahead of
+/// now by more than [`MAX_LINE_AHEAD_NS`], is stored at the time it arrived: a node's clock (or
+/// a hostile node) cannot make tables for days far from now.
+const MAX_LINE_AGE_NS: i64 = 14 * 86_400 * 1_000_000_000;
+const MAX_LINE_AHEAD_NS: i64 = 5 * 60 * 1_000_000_000;
 
 /// Text as the database takes it (PostgreSQL refuses NUL).
 fn clean_text(text: &str) -> String {

@@ -81,9 +81,10 @@ pub fn read(line: &str, hosts: &ProxyHosts) -> Option<ProxyLine> {
         "debug" => "debug",
         _ => return None,
     };
-    let host = line.rsplit_once(", host: \"")?.1.strip_suffix('"')?;
-    let host = host.split(':').next()?.to_ascii_lowercase();
-    let id = hosts.by_domain.get(&host)?;
+    // nginx's own `server:` field (the server block's first name) comes before anything a
+    // client controls (request, referrer, the Host header).
+    let server = line.split_once(", server: ")?.1.split(',').next()?;
+    let id = hosts.by_domain.get(&server.to_ascii_lowercase())?;
     Some(ProxyLine {
         proxy_host_id: id.clone(),
         status: None,
@@ -129,8 +130,8 @@ mod tests {
     }
 
     #[test]
-    fn error_lines_are_attributed_by_their_host() {
-        let line = "2026/12/06 10:00:00 [error] 29#29: *5 connect() failed (111: Connection refused) while connecting to upstream, client: 10.0.0.1, server: a.example, request: \"GET / HTTP/1.1\", upstream: \"http://10.0.0.2:80/\", host: \"b.example:8080\"";
+    fn error_lines_are_attributed_by_their_server() {
+        let line = "2026/12/06 10:00:00 [error] 29#29: *5 connect() failed (111: Connection refused) while connecting to upstream, client: 10.0.0.1, server: B.example, request: \"GET / HTTP/1.1\", upstream: \"http://10.0.0.2:80/\", host: \"b.example:8080\"";
         assert_eq!(
             read(line, &hosts()),
             Some(ProxyLine {
@@ -140,9 +141,16 @@ mod tests {
             })
         );
         assert_eq!(
-            read(&line.replace("b.example:8080", "c.example"), &hosts()),
+            read(
+                &line.replace("server: B.example", "server: c.example"),
+                &hosts()
+            ),
             None
         );
+        // A client's Referer cannot move the line to another host.
+        let forged = line.replace("server: B.example", "server: _")
+            + ", referrer: \"x\", host: \"b.example\"";
+        assert_eq!(read(&forged, &hosts()), None);
         assert_eq!(
             read(
                 "2026/12/06 10:00:00 [notice] 1#1: signal process started",

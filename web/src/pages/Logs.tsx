@@ -138,8 +138,12 @@ export function LogsPage() {
   const nodeName = useCallback((id: string) => agents.find((a) => a.id === id)?.name ?? id.slice(0, 8), [agents]);
 
   const loadVolume = useCallback(async () => {
+    // Whole minutes, at most 1,440 intervals over the filters' time range (default the last hour).
+    const until = filters.until ? Date.parse(filters.until) : Date.now();
+    const since = filters.since ? Date.parse(filters.since) : until - 3600_000;
+    const interval = Math.max(60, Math.ceil((until - since) / 1000 / 1440 / 60) * 60);
     try {
-      setVolume(await logsApi.volume(filters, 60));
+      setVolume(await logsApi.volume(filters, interval));
     } catch {
       setVolume(null);
     }

@@ -121,14 +121,14 @@ fn rule_kinds() -> Value {
             json!({"container": container,
             "min_errors": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
             "factor": {"type": "number", "minimum": 1, "maximum": 1000},
-            "baseline_minutes": {"type": "integer", "minimum": 5, "maximum": 1440}}),
+            "baseline_minutes": {"type": "integer", "minimum": 5, "maximum": infrapilot_alerts::rules::MAX_BASELINE_MINUTES}}),
             json!([])
         ),
         kind(
             "proxy_error_rate",
-            json!({"proxy_host": {"type": "string", "pattern": UUID},
+            json!({"proxy_host": {"type": "string", "pattern": UUID, "minLength": 36, "maxLength": 36},
             "threshold_percent": threshold(100.0),
-            "window_seconds": {"type": "integer", "minimum": 30, "maximum": MAX_WINDOW_SECONDS},
+            "window_seconds": {"type": "integer", "minimum": 30, "maximum": infrapilot_alerts::rules::MAX_RATE_WINDOW_SECONDS},
             "min_requests": {"type": "integer", "minimum": 1, "maximum": 1_000_000}}),
             json!([])
         ),

@@ -314,9 +314,12 @@ pub async fn list(
     query.limit = limit + 1;
     let mut tx = state.store().read(&principal.org_id).await?;
     let mut rows = tx.query_logs(&query).await?;
-    let gaps = tx
+    let gaps: Vec<_> = tx
         .log_gaps(infrapilot_store::now_ms() - 7 * 86_400_000, 100)
-        .await?;
+        .await?
+        .into_iter()
+        .filter(|g| query.agent_id.as_ref().is_none_or(|a| *a == g.agent_id))
+        .collect();
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = more.then(|| rows.last()).flatten().map(|r| {
@@ -370,6 +373,10 @@ pub struct LogVolumeDto {
     pub buckets: Vec<VolumeBucket>,
 }
 
+/// The longest an organisation may keep its lines (one organisation's retention decides when
+/// whole days can be dropped for everyone).
+const MAX_RETENTION_DAYS: i64 = 365;
+
 /// The most intervals one volume answer has.
 const MAX_BUCKETS: i64 = 1440;
 
@@ -392,14 +399,24 @@ pub async fn volume(
         ));
     }
     let interval_ns = interval * 1_000_000_000;
+    let now_ns = infrapilot_store::now_ms() * 1_000_000;
     let until = query
         .until_ns
-        .unwrap_or_else(|| infrapilot_store::now_ms() * 1_000_000);
-    let since = query.since_ns.unwrap_or(until - 3600 * 1_000_000_000);
+        .unwrap_or(now_ns.max(query.since_ns.unwrap_or(0)));
+    let since = query
+        .since_ns
+        .unwrap_or_else(|| until.saturating_sub(3600 * 1_000_000_000));
+    if since >= until {
+        return Err(ApiError::invalid(
+            "since",
+            "since must be before until (and, without until, before now)",
+        ));
+    }
     // Whole intervals: the first starts at or before `since`.
     let first = since.div_euclid(interval_ns) * interval_ns;
-    let count = (until - first + interval_ns - 1) / interval_ns;
-    if count > MAX_BUCKETS {
+    let count = (i128::from(until) - i128::from(first) + i128::from(interval_ns) - 1)
+        / i128::from(interval_ns);
+    if count > i128::from(MAX_BUCKETS) {
         return Err(ApiError::invalid(
             "interval",
             format!("at most {MAX_BUCKETS} intervals: widen the interval or narrow the time range"),
@@ -409,6 +426,7 @@ pub async fn volume(
     query.until_ns = Some(until);
     let mut tx = state.store().read(&principal.org_id).await?;
     let counts = tx.log_volume(&query, interval_ns).await?;
+    let count = count as i64;
     let mut buckets: Vec<VolumeBucket> = (0..count.max(0))
         .map(|n| VolumeBucket {
             start: rfc3339_ns(first + n * interval_ns),
@@ -525,8 +543,22 @@ pub async fn export_csv(
                 export.header = false;
                 out += &csv_row(&CSV_HEADER);
             }
-            if export.page.is_empty() || export.left <= 0 {
+            if export.page.is_empty() {
                 return (!out.is_empty()).then_some((Ok::<_, std::io::Error>(out), None));
+            }
+            if export.left <= 0 {
+                // More lines match than the file takes: it says so in its last row.
+                out += &csv_row(&[
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "the export stopped at its maximum (max); narrow the filters or raise max for the rest",
+                ]);
+                return Some((Ok(out), None));
             }
             let take = export.page.len().min(export.left as usize);
             for row in &export.page[..take] {
@@ -549,7 +581,7 @@ pub async fn export_csv(
                 seq: last.seq,
             });
             let full_page = export.page.len() as i64 == export.query.limit;
-            export.page = if full_page && export.left > 0 {
+            export.page = if full_page {
                 let next = async {
                     let mut tx = store.read(&org).await?;
                     tx.query_logs(&export.query).await
@@ -594,7 +626,7 @@ pub async fn export_csv(
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct LogRetentionDto {
-    /// Days this organisation keeps its lines: 1–3650, or null for the host's default.
+    /// Days this organisation keeps its lines: 1–365, or null for the host's default.
     pub retention_days: Option<i64>,
     /// The host's default (read only).
     #[serde(default)]
@@ -629,10 +661,15 @@ pub async fn set_retention(
     client: ClientInfo,
     ApiJson(req): ApiJson<LogRetentionDto>,
 ) -> ApiResult<Json<LogRetentionDto>> {
-    if req.retention_days.is_some_and(|d| !(1..=3650).contains(&d)) {
+    if req
+        .retention_days
+        .is_some_and(|d| !(1..=MAX_RETENTION_DAYS).contains(&d))
+    {
         return Err(ApiError::invalid(
             "retention_days",
-            "retention_days must be 1–3650, or null for the host's default",
+            format!(
+                "retention_days must be 1–{MAX_RETENTION_DAYS}, or null for the host's default"
+            ),
         ));
     }
     let mut tx = state.store().write(&principal.org_id).await?;

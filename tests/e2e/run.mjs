@@ -588,6 +588,20 @@ async function main() {
         if (!firing || JSON.parse(firing.body).alert.target !== crasher) throw new Error('no firing alert reached the webhook');
       });
 
+      await step('the dashboard says what needs attention: the firing alert and the crashed container, each a link', async () => {
+        await nav('Dashboard').click();
+        const attention = page.getByTestId('attention');
+        await attention.waitFor();
+        const alerts = page.getByTestId('attention-alerts');
+        await until('the firing alert counted', async () => Number(await alerts.getAttribute('data-count')) >= 1, 20_000);
+        const containers = page.getByTestId('attention-containers');
+        await until('the crashed container listed', async () => (await containers.innerText()).includes(crasher), 20_000);
+        if ((await page.getByTestId('attention-offline').getAttribute('data-count')) !== '0') throw new Error('the built-in node shows offline');
+        await containers.getByRole('link', { name: crasher }).click();
+        await page.getByTestId('tab-overview').waitFor();
+        note(`${await alerts.count()} alert card, crashed ${crasher} linked to its page`);
+      });
+
       await step('Licence shows the community edition', async () => {
         await nav('Licence').click();
         await until('licence status', async () => (await page.getByTestId('license-status').innerText()).includes('community'));

@@ -384,7 +384,7 @@ async fn past_the_spool_bound_the_dropped_sequences_are_named_exactly() {
         .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     server.restart().await;
-    let (all, gaps) = eventually("the rest delivered", Duration::from_secs(60), || {
+    let (all, gaps) = eventually("the rest delivered", Duration::from_secs(120), || {
         let (admin, agent_id) = (admin.clone(), agent_id.clone());
         async move {
             // Every line of the node (other tests' containers on this engine included).

@@ -32,30 +32,42 @@ const MAX_TEXT: usize = 256;
 #[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// A node (agent id).
+    #[param(format = Uuid)]
     pub agent: Option<String>,
     /// A container id or name.
     #[param(pattern = "^([A-Za-z0-9][A-Za-z0-9_.-]{0,254})?$")]
     pub container: Option<String>,
     /// A compose project.
+    #[param(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{0,255}$")]
     pub project: Option<String>,
     /// Levels, comma-separated: error, warn, info, debug, none (lines without a level).
+    #[param(pattern = "^((error|warn|info|debug|none)(,(error|warn|info|debug|none))*)?$")]
     pub level: Option<String>,
     /// stdout or stderr.
+    #[param(pattern = "^(stdout|stderr)?$")]
     pub stream: Option<String>,
     /// A proxy host (its nginx access and error lines).
+    #[param(format = Uuid)]
     pub proxy_host: Option<String>,
     /// HTTP status of nginx access lines: a code (`502`) or a class (`5xx`).
+    #[param(pattern = "^([1-5]xx|[1-5][0-9][0-9])?$")]
     pub status: Option<String>,
     /// Text the line contains (case-insensitive, at most 256 characters).
+    #[param(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{0,256}$")]
     pub q: Option<String>,
     /// RFC 3339: lines at or after.
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// RFC 3339: lines before.
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// `newest` (default) or `oldest` first.
     #[param(pattern = "^(newest|oldest)?$")]
     pub order: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(
+        pattern = "^(-?[0-9]{1,19}\\.-?[0-9]{1,19}\\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$"
+    )]
     pub cursor: Option<String>,
     /// 1–1000, default 200.
     #[param(minimum = 1, maximum = 1000)]
@@ -123,10 +135,18 @@ fn rfc3339_ns(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
+/// An RFC 3339 time in nanoseconds; one beyond what nanoseconds reach (before 1677, after
+/// 2262) is the nearest end.
 fn time_ns(field: &str, raw: &str) -> ApiResult<i64> {
     chrono::DateTime::parse_from_rfc3339(raw)
         .ok()
-        .and_then(|t| t.timestamp_nanos_opt())
+        .map(|t| {
+            t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+                i64::MIN
+            } else {
+                i64::MAX
+            })
+        })
         .ok_or_else(|| {
             ApiError::invalid(
                 field,
@@ -174,9 +194,8 @@ fn log_query(q: &LogsQuery) -> ApiResult<LogQuery> {
         Some(list) => list
             .split(',')
             .map(|l| {
-                let l = l.trim().to_ascii_lowercase();
-                if LEVELS.contains(&l.as_str()) {
-                    Ok(l)
+                if LEVELS.contains(&l) {
+                    Ok(l.to_owned())
                 } else {
                     Err(ApiError::invalid(
                         "level",
@@ -225,23 +244,17 @@ fn log_query(q: &LogsQuery) -> ApiResult<LogQuery> {
         Some("oldest") => true,
         Some(_) => return Err(ApiError::invalid("order", "order must be newest or oldest")),
     };
+    // A range that selects nothing (since at or after until) answers nothing.
     let since_ns = q
         .since
         .as_deref()
-        .filter(|s| !s.is_empty())
         .map(|s| time_ns("since", s))
         .transpose()?;
     let until_ns = q
         .until
         .as_deref()
-        .filter(|s| !s.is_empty())
         .map(|s| time_ns("until", s))
         .transpose()?;
-    if let (Some(since), Some(until)) = (since_ns, until_ns)
-        && since >= until
-    {
-        return Err(ApiError::invalid("until", "until must be after since"));
-    }
     let container = match q.container.as_deref().filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => {
@@ -262,7 +275,6 @@ fn log_query(q: &LogsQuery) -> ApiResult<LogQuery> {
         agent_id: q
             .agent
             .as_deref()
-            .filter(|a| !a.is_empty())
             .map(|a| validate::uuid("agent", a))
             .transpose()?,
         container,
@@ -277,7 +289,6 @@ fn log_query(q: &LogsQuery) -> ApiResult<LogQuery> {
         proxy_host_id: q
             .proxy_host
             .as_deref()
-            .filter(|h| !h.is_empty())
             .map(|h| validate::uuid("proxy_host", h))
             .transpose()?,
         status,
@@ -381,7 +392,7 @@ const MAX_RETENTION_DAYS: i64 = 365;
 const MAX_BUCKETS: i64 = 1440;
 
 #[utoipa::path(get, path = "/api/v1/logs/volume", operation_id = "log_volume", tag = "logs",
-    description = "Lines per interval and level for the filters of `GET /api/v1/logs` (default: the last hour).",
+    description = "Lines per interval and level for the filters of `GET /api/v1/logs` (default: the last hour). An interval too short for the range is widened so that at most 1,440 cover it (`interval_seconds` says which).",
     params(LogsQuery, VolumeQuery),
     responses((status = 200, body = LogVolumeDto), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn volume(
@@ -398,36 +409,30 @@ pub async fn volume(
             "interval must be 10–86400 seconds",
         ));
     }
-    let interval_ns = interval * 1_000_000_000;
     let now_ns = infrapilot_store::now_ms() * 1_000_000;
-    let until = query
-        .until_ns
-        .unwrap_or(now_ns.max(query.since_ns.unwrap_or(0)));
+    // Times far out are kept where intervals can count them (1970 to 2262).
+    let until = query.until_ns.unwrap_or(now_ns).clamp(0, i64::MAX / 2);
     let since = query
         .since_ns
-        .unwrap_or_else(|| until.saturating_sub(3600 * 1_000_000_000));
-    if since >= until {
-        return Err(ApiError::invalid(
-            "since",
-            "since must be before until (and, without until, before now)",
-        ));
-    }
+        .unwrap_or_else(|| until.saturating_sub(3600 * 1_000_000_000))
+        .clamp(0, i64::MAX / 2);
+    // A range too long for the interval asked: the interval widens (whole seconds) so that at
+    // most MAX_BUCKETS of them cover it; the answer says which was used.
+    let span_s = (until - since).max(0) / 1_000_000_000;
+    let interval = interval.max((span_s + MAX_BUCKETS - 1) / MAX_BUCKETS);
+    let interval_ns = interval * 1_000_000_000;
     // Whole intervals: the first starts at or before `since`.
     let first = since.div_euclid(interval_ns) * interval_ns;
-    let count = (i128::from(until) - i128::from(first) + i128::from(interval_ns) - 1)
-        / i128::from(interval_ns);
-    if count > i128::from(MAX_BUCKETS) {
-        return Err(ApiError::invalid(
-            "interval",
-            format!("at most {MAX_BUCKETS} intervals: widen the interval or narrow the time range"),
-        ));
-    }
+    let count = if since >= until {
+        0
+    } else {
+        ((until - first + interval_ns - 1) / interval_ns).min(MAX_BUCKETS + 1)
+    };
     query.since_ns = Some(first);
     query.until_ns = Some(until);
     let mut tx = state.store().read(&principal.org_id).await?;
     let counts = tx.log_volume(&query, interval_ns).await?;
-    let count = count as i64;
-    let mut buckets: Vec<VolumeBucket> = (0..count.max(0))
+    let mut buckets: Vec<VolumeBucket> = (0..count)
         .map(|n| VolumeBucket {
             start: rfc3339_ns(first + n * interval_ns),
             error: 0,
@@ -627,6 +632,7 @@ pub async fn export_csv(
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct LogRetentionDto {
     /// Days this organisation keeps its lines: 1–365, or null for the host's default.
+    #[schema(minimum = 1, maximum = 365)]
     pub retention_days: Option<i64>,
     /// The host's default (read only).
     #[serde(default)]
@@ -875,17 +881,26 @@ mod tests {
             ..query()
         };
         assert_eq!(log_query(&q).unwrap().status, Some((500, 599)));
-        assert_eq!(
-            field(LogsQuery {
-                since: Some("2026-12-06T10:00:00Z".into()),
-                until: Some("2026-12-06T09:00:00Z".into()),
-                ..query()
-            })
-            .as_deref(),
-            Some("until")
-        );
+        // An empty id is not a UUID; a range that selects nothing is not an error; times past
+        // what nanoseconds reach are the nearest end.
+        let q = LogsQuery {
+            agent: Some(String::new()),
+            ..query()
+        };
+        assert_eq!(field(q).as_deref(), Some("agent"));
+        let q = LogsQuery {
+            since: Some("2026-12-06T10:00:00Z".into()),
+            until: Some("9999-12-06T09:00:00Z".into()),
+            ..query()
+        };
+        assert_eq!(log_query(&q).unwrap().until_ns, Some(i64::MAX));
+        let q = LogsQuery {
+            level: Some("Error".into()),
+            ..query()
+        };
+        assert_eq!(field(q).as_deref(), Some("level"));
         let ok = log_query(&LogsQuery {
-            level: Some("Error, warn".into()),
+            level: Some("error,warn".into()),
             order: Some("oldest".into()),
             ..query()
         })

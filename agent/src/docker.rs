@@ -673,8 +673,10 @@ impl DockerNode {
         Ok(())
     }
 
-    /// Every container: id, name, compose project and whether it runs.
-    pub async fn all_containers(&self) -> Result<Vec<(String, String, String, bool)>> {
+    /// Every container: id, name, compose project, whether it runs, and its labels.
+    pub async fn all_containers(
+        &self,
+    ) -> Result<Vec<(String, String, String, bool, HashMap<String, String>)>> {
         let docker = self.docker().await?;
         let containers = docker
             .list_containers(Some(ListContainersOptions {
@@ -697,7 +699,7 @@ impl DockerNode {
                     .and_then(|l| l.get(COMPOSE_PROJECT_LABEL).cloned())
                     .unwrap_or_default();
                 let running = c.state.map(|s| s.to_string()).as_deref() == Some("running");
-                Some((c.id?, name, project, running))
+                Some((c.id?, name, project, running, c.labels.unwrap_or_default()))
             })
             .collect())
     }

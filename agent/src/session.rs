@@ -52,6 +52,8 @@ pub struct SessionOptions {
     pub spool_bound_bytes: u64,
     /// Follow every container's log into the spool.
     pub collect_logs: bool,
+    /// Only the logs of containers with this label (key, value).
+    pub log_label: Option<(String, String)>,
 }
 
 impl Default for SessionOptions {
@@ -63,6 +65,7 @@ impl Default for SessionOptions {
             proxy: None,
             spool_bound_bytes: crate::spool::DEFAULT_BOUND_BYTES,
             collect_logs: true,
+            log_label: None,
         }
     }
 }
@@ -112,6 +115,7 @@ pub async fn run(state: &StateDir, options: &SessionOptions) -> Result<(), Sessi
             docker.clone(),
             shipper.clone(),
             options.proxy.as_ref().map(|p| p.container.clone()),
+            options.log_label.clone(),
         );
         let shipper = shipper.clone();
         let collect_logs = options.collect_logs;

@@ -349,6 +349,8 @@ pub struct LogCollector {
     following: Mutex<HashSet<String>>,
     /// The name of the node's managed nginx container (its lines are marked `proxy`).
     proxy_container: Option<String>,
+    /// Only containers with this label (`key`, `value`) are followed (all when none).
+    only_label: Option<(String, String)>,
     /// Stopped containers whose log was read to its end since the agent started.
     drained: Mutex<HashSet<String>>,
 }
@@ -358,12 +360,14 @@ impl LogCollector {
         docker: DockerNode,
         shipper: Arc<Shipper>,
         proxy_container: Option<String>,
+        only_label: Option<(String, String)>,
     ) -> Arc<LogCollector> {
         Arc::new(LogCollector {
             docker,
             shipper,
             following: Mutex::new(HashSet::new()),
             proxy_container,
+            only_label,
             drained: Mutex::new(HashSet::new()),
         })
     }
@@ -373,7 +377,10 @@ impl LogCollector {
     pub async fn follow_running(self: &Arc<Self>) {
         match self.docker.all_containers().await {
             Ok(containers) => {
-                for (id, name, project, running) in containers {
+                for (id, name, project, running, labels) in containers {
+                    if !self.wanted(&labels) {
+                        continue;
+                    }
                     if !running
                         && (!self.shipper.has_position(&id)
                             || !self
@@ -396,7 +403,7 @@ impl LogCollector {
         if event.action == "destroy" {
             self.shipper.forget(&event.container_id);
         }
-        if event.action == "start" {
+        if event.action == "start" && self.wanted(&event.attributes) {
             let project = event
                 .attributes
                 .get("com.docker.compose.project")
@@ -408,6 +415,15 @@ impl LogCollector {
                 project,
             );
         }
+    }
+
+    /// Whether a container with these labels (Docker events carry them as attributes) is
+    /// followed.
+    fn wanted<'a>(&self, labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> bool {
+        let Some((key, value)) = &self.only_label else {
+            return true;
+        };
+        labels.into_iter().any(|(k, v)| k == key && v == value)
     }
 
     fn follow(self: &Arc<Self>, id: String, name: String, project: String) {

@@ -63,7 +63,18 @@ enum Command {
         /// Do not collect the containers' logs (events are still sent).
         #[arg(long, env = "INFRAPILOT_AGENT_NO_LOGS")]
         no_logs: bool,
+        /// Collect the logs of containers with this label only (`key=value`).
+        #[arg(long, env = "INFRAPILOT_AGENT_LOG_LABEL", value_parser = parse_label)]
+        log_label: Option<(String, String)>,
     },
+}
+
+/// `key=value`, the key not empty.
+fn parse_label(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err("a label as key=value".into()),
+    }
 }
 
 fn hostname() -> String {
@@ -133,6 +144,7 @@ fn main() -> ExitCode {
             no_proxy,
             spool_bytes,
             no_logs,
+            log_label,
         } => {
             if let Err(e) = state.load() {
                 eprintln!("error: refusing to start: {e}");
@@ -155,6 +167,7 @@ fn main() -> ExitCode {
                 proxy,
                 spool_bound_bytes: spool_bytes,
                 collect_logs: !no_logs,
+                log_label,
                 ..Default::default()
             };
             let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -161,3 +161,32 @@ impl SocketGuard {
         }
     }
 }
+
+/// How long one message to a socket may wait for the client to read; a client that reads
+/// nothing for this long loses the socket.
+pub(crate) const SOCKET_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends a close frame with `code` and `reason` (cut to fit a control frame).
+pub(crate) async fn close_socket(
+    socket: &mut axum::extract::ws::WebSocket,
+    code: u16,
+    reason: &str,
+) {
+    let frame = axum::extract::ws::Message::Close(Some(axum::extract::ws::CloseFrame {
+        code,
+        reason: reason.chars().take(120).collect::<String>().into(),
+    }));
+    let _ = tokio::time::timeout(SOCKET_SEND_TIMEOUT, socket.send(frame)).await;
+}
+
+/// Sends a text message, giving up after [`SOCKET_SEND_TIMEOUT`] (a client that stopped reading).
+pub(crate) async fn send_text(socket: &mut axum::extract::ws::WebSocket, text: String) -> bool {
+    matches!(
+        tokio::time::timeout(
+            SOCKET_SEND_TIMEOUT,
+            socket.send(axum::extract::ws::Message::Text(text.into()))
+        )
+        .await,
+        Ok(Ok(()))
+    )
+}

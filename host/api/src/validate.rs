@@ -122,6 +122,11 @@ pub fn timestamp(field: &str, raw: &str) -> ApiResult<i64> {
         })
 }
 
+/// Nanoseconds since the epoch as RFC 3339 with nanoseconds (UTC).
+pub fn rfc3339_ns(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
 /// Unix milliseconds as RFC 3339 (UTC).
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

@@ -361,11 +361,17 @@ async fn past_the_spool_bound_the_dropped_sequences_are_named_exactly() {
     let mut server = Server::start(false, 2).await;
     let admin = server.admin().await;
     // A spool of 16 KiB: a few hundred lines.
+    // Its own containers only (other tests' containers on this engine would fill the tiny
+    // spool too).
+    let only = format!("infrapilot.test={}", fx.prefix);
     let (agent, state) = enrolled_agent_with(
         &server,
         &admin,
         "node-gap",
-        &[("INFRAPILOT_AGENT_SPOOL_BYTES", "16384")],
+        &[
+            ("INFRAPILOT_AGENT_SPOOL_BYTES", "16384"),
+            ("INFRAPILOT_AGENT_LOG_LABEL", &only),
+        ],
     )
     .await;
     let agent_id = admin.online_agent("node-gap").await;
@@ -377,7 +383,7 @@ async fn past_the_spool_bound_the_dropped_sequences_are_named_exactly() {
             // Far more than the spool holds at once, then (the host back) ten more.
             "i=0; while [ $i -lt 3000 ]; do echo \"n=$i\"; i=$((i+1)); done; sleep 8; \
              while [ $i -lt 3010 ]; do echo \"n=$i\"; i=$((i+1)); done; sleep 3600",
-            &[],
+            &[("infrapilot.test", &fx.prefix.clone())],
             &[],
             None,
         )

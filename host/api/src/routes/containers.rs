@@ -30,7 +30,7 @@ use crate::audit_log::{self, Actor};
 use crate::auth::{ClientInfo, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery};
-use crate::socket_guard::SocketGuard;
+use crate::socket_guard::{SOCKET_SEND_TIMEOUT, SocketGuard, close_socket, send_text};
 use crate::state::AppState;
 use crate::validate;
 use infrapilot_nodes::{
@@ -217,6 +217,11 @@ async fn agent(state: &AppState, principal: &Principal, raw_id: &str) -> ApiResu
 
 /// A container id (or prefix) or name as Docker accepts them.
 fn container_ref(raw: &str) -> ApiResult<String> {
+    container_ref_named("cid", raw)
+}
+
+/// A container id (or prefix) or name as Docker accepts them, in field `field`.
+pub(crate) fn container_ref_named(field: &str, raw: &str) -> ApiResult<String> {
     let ok = !raw.is_empty()
         && raw.len() <= 255
         && raw
@@ -230,8 +235,10 @@ fn container_ref(raw: &str) -> ApiResult<String> {
         Ok(raw.to_owned())
     } else {
         Err(ApiError::invalid(
-            "cid",
-            "cid must be a container id or name: letters, digits, '_', '.', '-' (1–255)",
+            field,
+            format!(
+                "{field} must be a container id or name: letters, digits, '_', '.', '-' (1–255)"
+            ),
         ))
     }
 }
@@ -780,9 +787,7 @@ pub async fn logs(
     Ok(Json(page))
 }
 
-fn rfc3339_ns(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
+use crate::validate::rfc3339_ns;
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/containers/{cid}/logs/ws", operation_id = "follow_container_logs", tag = "containers",
     description = "WebSocket (subprotocol `infrapilot.v1`; the access token as subprotocol `bearer.<token>`): one `LogLine` JSON text frame per line.",
@@ -837,29 +842,8 @@ pub async fn follow_logs(
         }))
 }
 
-/// How long one message to a socket may wait for the client to read; a client that reads
-/// nothing for this long loses the socket.
-const SOCKET_SEND_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Largest message a client may send on a socket (terminal input, resize).
 const MAX_SOCKET_MESSAGE_BYTES: usize = 64 * 1024;
-
-/// Sends a close frame with `code` and `reason` (cut to fit a control frame).
-async fn close_socket(socket: &mut WebSocket, code: u16, reason: &str) {
-    let frame = Message::Close(Some(axum::extract::ws::CloseFrame {
-        code,
-        reason: reason.chars().take(120).collect::<String>().into(),
-    }));
-    let _ = tokio::time::timeout(SOCKET_SEND_TIMEOUT, socket.send(frame)).await;
-}
-
-/// Sends a text message, giving up after [`SOCKET_SEND_TIMEOUT`] (a client that stopped reading).
-async fn send_text(socket: &mut WebSocket, text: String) -> bool {
-    matches!(
-        tokio::time::timeout(SOCKET_SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await,
-        Ok(Ok(()))
-    )
-}
 
 /// The close of a stream the hub ended: the reader fell behind, or the node went away.
 fn ended_stream(rx: &StreamReceiver) -> (u16, &'static str) {

@@ -2,8 +2,6 @@
 //! spools delivered them, filtered and paged; the same filters live over a WebSocket, as a CSV
 //! export and as counts per interval and level; the gaps the nodes reported; the retention.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -20,8 +18,9 @@ use crate::auth::{ClientInfo, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::socket_guard::SocketGuard;
+use crate::socket_guard::send_text;
 use crate::state::AppState;
-use crate::validate;
+use crate::validate::{self, rfc3339_ns};
 use infrapilot_store::{LogCursor, LogLineRow, LogQuery};
 
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "none"];
@@ -129,10 +128,6 @@ impl From<LogLineRow> for LogLineDto {
             status: r.status,
         }
     }
-}
-
-fn rfc3339_ns(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 /// An RFC 3339 time in nanoseconds; one beyond what nanoseconds reach (before 1677, after
@@ -255,22 +250,12 @@ fn log_query(q: &LogsQuery) -> ApiResult<LogQuery> {
         .as_deref()
         .map(|s| time_ns("until", s))
         .transpose()?;
-    let container = match q.container.as_deref().filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => {
-            let ok = c.len() <= 255
-                && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
-                && c.chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch));
-            if !ok {
-                return Err(ApiError::invalid(
-                    "container",
-                    "container must be a container id or name",
-                ));
-            }
-            Some(c.to_owned())
-        }
-    };
+    let container = q
+        .container
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|c| super::containers::container_ref_named("container", c))
+        .transpose()?;
     Ok(LogQuery {
         agent_id: q
             .agent
@@ -698,9 +683,6 @@ pub async fn set_retention(
     }))
 }
 
-/// How long one message to a socket may wait for the client to read.
-const SOCKET_SEND_TIMEOUT: Duration = Duration::from_secs(10);
-
 #[utoipa::path(get, path = "/api/v1/logs/stream", operation_id = "stream_logs", tag = "logs",
     description = "WebSocket (subprotocol `infrapilot.v1`; the access token as subprotocol `bearer.<token>`): lines as the host stores them, for the filters of `GET /api/v1/logs` (cursor and order aside), one JSON text frame per batch: `{\"lines\": [LogLine…]}`, or `{\"lagged\": n}` when the reader fell n batches behind.",
     params(LogsQuery),
@@ -730,13 +712,6 @@ pub async fn stream(
         .on_upgrade(move |socket| pump_lines(socket, lines, org, query, guard)))
 }
 
-async fn send_text(socket: &mut WebSocket, text: String) -> bool {
-    matches!(
-        tokio::time::timeout(SOCKET_SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await,
-        Ok(Ok(()))
-    )
-}
-
 async fn pump_lines(
     mut socket: WebSocket,
     mut lines: tokio::sync::broadcast::Receiver<std::sync::Arc<infrapilot_gateway::LiveLines>>,
@@ -749,11 +724,7 @@ async fn pump_lines(
     loop {
         tokio::select! {
             closing = &mut closing => {
-                let frame = Message::Close(Some(axum::extract::ws::CloseFrame {
-                    code: closing.code,
-                    reason: closing.reason.chars().take(120).collect::<String>().into(),
-                }));
-                let _ = tokio::time::timeout(SOCKET_SEND_TIMEOUT, socket.send(frame)).await;
+                crate::socket_guard::close_socket(&mut socket, closing.code, &closing.reason).await;
                 return;
             }
             batch = lines.recv() => match batch {

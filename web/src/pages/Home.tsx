@@ -49,17 +49,22 @@ async function loadAttention(): Promise<Attention> {
     }),
     Promise.all(
       online.map(async (agent) => {
-        const [list, drift] = await Promise.all([
+        // Both readable by every role (a viewer's dashboard makes no call it may not).
+        const [list, hosts] = await Promise.all([
           containersApi.list(agent.id, true).catch(() => {
             unavailable.push(`containers of ${agent.name}`);
             return null;
           }),
-          proxiesApi.drift(agent.id).catch(() => null),
+          proxiesApi.list(agent.id).catch(() => {
+            unavailable.push(`proxy hosts of ${agent.name}`);
+            return [];
+          }),
         ]);
         const soon = Date.now() + EXPIRY_DAYS * 86_400_000;
         return {
           containers: (list?.containers ?? []).filter(needsAttention).map((container) => ({ agent, container })),
-          certificates: (drift?.certificates ?? [])
+          certificates: hosts
+            .flatMap((h) => (h.certificate ? [h.certificate] : []))
             .filter((c) => c.source !== 'placeholder' && (Date.parse(c.not_after) < soon || !!c.error))
             .map((certificate) => ({ agent, certificate })),
         };

@@ -40,6 +40,14 @@ pub enum ShipperError {
     Positions { path: PathBuf, reason: String },
 }
 
+/// A log label filter as `key=value` (the key not empty; the value may be).
+pub fn parse_log_label(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("not a label as key=value: {raw:?}")),
+    }
+}
+
 /// How far a container's log was taken.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Position {
@@ -378,7 +386,7 @@ impl LogCollector {
         match self.docker.all_containers().await {
             Ok(containers) => {
                 for (id, name, project, running, labels) in containers {
-                    if !self.wanted(&labels) {
+                    if !self.wanted(&name, &labels) {
                         continue;
                     }
                     if !running
@@ -403,7 +411,7 @@ impl LogCollector {
         if event.action == "destroy" {
             self.shipper.forget(&event.container_id);
         }
-        if event.action == "start" && self.wanted(&event.attributes) {
+        if event.action == "start" && self.wanted(&event.container_name, &event.attributes) {
             let project = event
                 .attributes
                 .get("com.docker.compose.project")
@@ -417,13 +425,27 @@ impl LogCollector {
         }
     }
 
-    /// Whether a container with these labels (Docker events carry them as attributes) is
-    /// followed.
-    fn wanted<'a>(&self, labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> bool {
+    /// Whether a container of this name with these labels (Docker events carry them as
+    /// attributes) is followed: the managed nginx always is (its lines are the proxy hosts'
+    /// requests), any other container if it carries the label asked for (or none was).
+    fn wanted<'a>(
+        &self,
+        name: &str,
+        labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> bool {
+        if self.is_proxy(name) {
+            return true;
+        }
         let Some((key, value)) = &self.only_label else {
             return true;
         };
         labels.into_iter().any(|(k, v)| k == key && v == value)
+    }
+
+    fn is_proxy(&self, name: &str) -> bool {
+        self.proxy_container
+            .as_deref()
+            .is_some_and(|p| p == name.trim_start_matches('/'))
     }
 
     fn follow(self: &Arc<Self>, id: String, name: String, project: String) {
@@ -434,10 +456,7 @@ impl LogCollector {
             }
         }
         let collector = self.clone();
-        let proxy = self
-            .proxy_container
-            .as_deref()
-            .is_some_and(|p| p == name.trim_start_matches('/'));
+        let proxy = self.is_proxy(&name);
         tokio::spawn(async move {
             loop {
                 let stdout = collector.shipper.position(&id, "stdout");

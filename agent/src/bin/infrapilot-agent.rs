@@ -64,17 +64,9 @@ enum Command {
         #[arg(long, env = "INFRAPILOT_AGENT_NO_LOGS")]
         no_logs: bool,
         /// Collect the logs of containers with this label only (`key=value`).
-        #[arg(long, env = "INFRAPILOT_AGENT_LOG_LABEL", value_parser = parse_label)]
+        #[arg(long, env = "INFRAPILOT_AGENT_LOG_LABEL", value_parser = infrapilot_agent::shipper::parse_log_label)]
         log_label: Option<(String, String)>,
     },
-}
-
-/// `key=value`, the key not empty.
-fn parse_label(raw: &str) -> Result<(String, String), String> {
-    match raw.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-        _ => Err("a label as key=value".into()),
-    }
 }
 
 fn hostname() -> String {

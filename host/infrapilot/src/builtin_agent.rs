@@ -4,7 +4,6 @@
 //! certificate signed by the host CA, state in `<data_dir>/builtin-agent`, mode 0700/0600).
 
 use std::net::SocketAddr;
-use std::path::Path;
 
 use anyhow::Context;
 use infrapilot_agent::state::Identity;
@@ -38,10 +37,13 @@ pub struct BuiltinAgent {
 /// Enrols the built-in agent if needed, then runs it in the background.
 pub async fn start(
     state: &AppState,
-    data_dir: &Path,
+    config: &crate::config::Config,
     grpc_listen: SocketAddr,
 ) -> anyhow::Result<BuiltinAgent> {
-    let dir = StateDir::new(data_dir.join("builtin-agent"));
+    let dir = StateDir::new(config.data_dir.join("builtin-agent"));
+    let log_label = config.builtin_agent_log_label()?;
+    let collect_logs = config.builtin_agent_logs;
+    let spool_bound_bytes = config.builtin_agent_spool_bytes;
     let endpoint = loopback_endpoint(grpc_listen);
     if !usable(state, &dir, &endpoint).await? {
         enroll(state, &dir, &endpoint).await?;
@@ -56,6 +58,9 @@ pub async fn start(
         let options = infrapilot_agent::session::SessionOptions {
             max_backoff: std::time::Duration::from_secs(5),
             proxy: Some(proxy),
+            spool_bound_bytes,
+            collect_logs,
+            log_label,
             ..Default::default()
         };
         if let Err(e) = infrapilot_agent::session::run(&dir, &options).await {

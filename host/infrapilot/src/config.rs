@@ -33,6 +33,12 @@ pub struct Config {
     pub grpc_url: Option<String>,
     /// Run the built-in agent (manages the local Docker engine through the same protocol).
     pub builtin_agent: bool,
+    /// The built-in agent collects the containers' logs (its own nginx's always, when on).
+    pub builtin_agent_logs: bool,
+    /// The built-in agent collects the logs of containers with this label only (`key=value`).
+    pub builtin_agent_log_label: Option<String>,
+    /// The bound of the built-in agent's on-disk spool, in bytes.
+    pub builtin_agent_spool_bytes: u64,
     /// Seconds between agent heartbeats; two missed ones mark an agent offline.
     pub heartbeat_seconds: u32,
     /// The host's URL as nodes reach it (for the install one-liner); default: from the request.
@@ -105,6 +111,9 @@ impl Default for Config {
             grpc_hostnames: vec!["localhost".into(), "127.0.0.1".into()],
             grpc_url: None,
             builtin_agent: true,
+            builtin_agent_logs: true,
+            builtin_agent_log_label: None,
+            builtin_agent_spool_bytes: infrapilot_agent::spool::DEFAULT_BOUND_BYTES,
             heartbeat_seconds: 30,
             public_url: None,
             agent_binary: None,
@@ -149,6 +158,15 @@ impl Config {
                     .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))
             })
             .collect()
+    }
+
+    /// The built-in agent's log label filter, parsed.
+    pub fn builtin_agent_log_label(&self) -> anyhow::Result<Option<(String, String)>> {
+        self.builtin_agent_log_label
+            .as_deref()
+            .map(infrapilot_agent::shipper::parse_log_label)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("builtin_agent_log_label: {e}"))
     }
 
     /// Loads the file (if any) and applies the environment on top.
@@ -207,6 +225,17 @@ impl Config {
         }
         if let Some(v) = var("INFRAPILOT_BUILTIN_AGENT") {
             self.builtin_agent = boolean("INFRAPILOT_BUILTIN_AGENT", &v)?;
+        }
+        if let Some(v) = var("INFRAPILOT_BUILTIN_AGENT_LOGS") {
+            self.builtin_agent_logs = boolean("INFRAPILOT_BUILTIN_AGENT_LOGS", &v)?;
+        }
+        if let Some(v) = var("INFRAPILOT_BUILTIN_AGENT_LOG_LABEL").filter(|v| !v.is_empty()) {
+            self.builtin_agent_log_label = Some(v);
+        }
+        if let Some(v) = var("INFRAPILOT_BUILTIN_AGENT_SPOOL_BYTES") {
+            self.builtin_agent_spool_bytes = v.parse().with_context(|| {
+                format!("INFRAPILOT_BUILTIN_AGENT_SPOOL_BYTES: not a number: {v:?}")
+            })?;
         }
         if let Some(v) = var("INFRAPILOT_HEARTBEAT_SECONDS") {
             self.heartbeat_seconds = v
@@ -339,6 +368,13 @@ impl Config {
         }
         if !(1..=3600).contains(&self.heartbeat_seconds) {
             bail!("heartbeat_seconds must be between 1 and 3600");
+        }
+        self.builtin_agent_log_label()?;
+        if self.builtin_agent_spool_bytes < infrapilot_agent::spool::MIN_BOUND_BYTES {
+            bail!(
+                "builtin_agent_spool_bytes must be at least {}",
+                infrapilot_agent::spool::MIN_BOUND_BYTES
+            );
         }
         if let Some(url) = &self.public_url {
             let parsed =
@@ -510,6 +546,46 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("plugin_egress_allow")
+        );
+        for (name, value, field) in [
+            (
+                "INFRAPILOT_BUILTIN_AGENT_LOG_LABEL",
+                "no-equals-sign",
+                "builtin_agent_log_label",
+            ),
+            (
+                "INFRAPILOT_BUILTIN_AGENT_LOG_LABEL",
+                "=value",
+                "builtin_agent_log_label",
+            ),
+            (
+                "INFRAPILOT_BUILTIN_AGENT_SPOOL_BYTES",
+                "100",
+                "builtin_agent_spool_bytes",
+            ),
+        ] {
+            let mut c = Config::default();
+            c.apply_env(|k| (k == name).then(|| value.into())).unwrap();
+            let error = c.check().unwrap_err().to_string();
+            assert!(error.contains(field), "{name}={value}: {error}");
+        }
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "INFRAPILOT_BUILTIN_AGENT_LOG_LABEL" => Some("team=web".into()),
+            "INFRAPILOT_BUILTIN_AGENT_LOGS" => Some("false".into()),
+            _ => None,
+        })
+        .unwrap();
+        c.check().unwrap();
+        assert_eq!(
+            c.builtin_agent_log_label().unwrap(),
+            Some(("team".into(), "web".into()))
+        );
+        assert!(!c.builtin_agent_logs);
+        assert!(
+            Config::default()
+                .apply_env(|k| (k == "INFRAPILOT_BUILTIN_AGENT_SPOOL_BYTES").then(|| "lots".into()))
+                .is_err()
         );
     }
 }

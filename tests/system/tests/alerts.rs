@@ -1041,7 +1041,7 @@ async fn bundles_are_verified_and_enterprise_plugins_follow_the_licence() {
 }
 
 /// A new publisher key and a directory trusting it (for `INFRAPILOT_PLUGIN_TRUSTED_KEYS`).
-fn trusted_publisher(name: &str) -> (SigningKey, std::path::PathBuf) {
+fn trusted_publisher(name: &str) -> (SigningKey, common::TempDir) {
     let publisher = SigningKey::generate().unwrap();
     let keys = temp_dir(name);
     std::fs::write(

@@ -8,7 +8,9 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::{Api, Fixture, Server, docker, enrolled_agent, eventually, websocket};
+use common::{
+    Api, Fixture, Server, docker, enrolled_agent, enrolled_agent_with, eventually, user, websocket,
+};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -31,24 +33,6 @@ async fn close_reason(socket: &mut Socket, limit: Duration) -> Option<String> {
     None
 }
 
-/// A second user with `role`, signed in.
-async fn user(admin: &Api, email: &str, role: &str) -> (Api, String) {
-    let (status, body) = admin
-        .call(
-            "POST",
-            "/api/v1/users",
-            Some(
-                json!({"email": email, "password": "a long password", "name": role, "role": role}),
-            ),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    (
-        admin.login(email, "a long password").await,
-        body["id"].as_str().unwrap().to_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn open_sockets_close_on_logout_demotion_disable_and_node_revocation() {
     let Some(docker) = docker().await else { return };
@@ -56,7 +40,7 @@ async fn open_sockets_close_on_logout_demotion_disable_and_node_revocation() {
     // Heartbeats every 2 s: sockets re-check their caller at least that often.
     let server = Server::start(false, 2).await;
     let admin = server.admin().await;
-    let (mut agent, _) = enrolled_agent(&server, &admin, "node-ws").await;
+    let (mut agent, _state) = enrolled_agent(&server, &admin, "node-ws").await;
     let id = admin.online_agent("node-ws").await;
     let app = fx
         .run(
@@ -201,7 +185,15 @@ async fn a_viewer_cannot_knock_a_node_offline_with_logs() {
     let mut fx = Fixture::new(docker, "logflood");
     let server = Server::start(false, 2).await;
     let admin = server.admin().await;
-    let (mut agent, _) = enrolled_agent(&server, &admin, "node-logs").await;
+    // The node stores its floods too (the spool and the host's ingest in the path).
+    let collect = fx.log_label();
+    let (mut agent, _state) = enrolled_agent_with(
+        &server,
+        &admin,
+        "node-logs",
+        &[("INFRAPILOT_AGENT_LOG_LABEL", &collect)],
+    )
+    .await;
     let id = admin.online_agent("node-logs").await;
     let (viewer, _) = user(&admin, "viewer@example.com", "viewer").await;
     // 6,000 lines of 16,000 bytes: a 5,000-line page would be 80 MB, far over a gRPC frame.
@@ -300,7 +292,7 @@ async fn serve_stops_on_sigterm_with_agents_and_a_log_socket_open() {
         Server::start_with(true, 30, &[("INFRAPILOT_SHUTDOWN_GRACE_SECONDS", "5")]).await;
     let admin = server.admin().await;
     let local = admin.online_agent("local").await;
-    let (mut remote, _) = enrolled_agent(&server, &admin, "node-stop").await;
+    let (mut remote, _state) = enrolled_agent(&server, &admin, "node-stop").await;
     admin.online_agent("node-stop").await;
     let app = fx
         .run(

@@ -47,7 +47,10 @@ impl Proxy {
         // Removed with the fixture, even when the test fails half-way (its network after it).
         fixture.track(&container, Some(&container));
         let (http, https) = (http_port.to_string(), https_port.to_string());
+        // The logs of the fixture's own containers are stored (and the managed nginx's).
+        let collect = fixture.log_label();
         let mut env = vec![
+            ("INFRAPILOT_BUILTIN_AGENT_LOG_LABEL", collect.as_str()),
             ("INFRAPILOT_PLUGIN_DIR", bundles.to_str().unwrap()),
             ("INFRAPILOT_PLUGIN_TRUSTED_KEYS", keys.to_str().unwrap()),
             ("INFRAPILOT_AGENT_NGINX_IMAGE", NGINX_IMAGE),
@@ -632,6 +635,8 @@ struct Pebble {
     api_ca: PathBuf,
     /// The root pebble issues under (the TLS score and the test's client trust it).
     issuing_root: PathBuf,
+    /// Its certificates and logs (after the children in drop order).
+    _dir: common::TempDir,
 }
 
 impl Pebble {
@@ -736,6 +741,7 @@ impl Pebble {
             directory,
             api_ca: dir.join("ca.pem"),
             issuing_root: dir.join("issuing-root.pem"),
+            _dir: dir,
         })
     }
 }

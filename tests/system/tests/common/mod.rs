@@ -79,10 +79,66 @@ pub fn free_port() -> u16 {
     panic!("no free port between 20000 and 32000");
 }
 
-pub fn temp_dir(tag: &str) -> PathBuf {
+/// The label every fixture container carries (its value the fixture's prefix). Test agents
+/// collect the logs of containers with the label they are given only, and by default of none
+/// ([`NO_LOGS_LABEL`]): else every node of every test running at once would store every test's
+/// log floods (hundreds of MB each).
+pub const FIXTURE_LABEL: &str = "infrapilot.test.fixture";
+
+/// The log filter test agents get unless a test asks for its fixture's: no container carries it
+/// (the managed nginx is collected regardless).
+pub const NO_LOGS_LABEL: &str = "infrapilot.test.fixture=-";
+
+/// A test's directory (and the `<dir>.log` beside it), removed when dropped unless the test is
+/// failing (then kept to read).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// The path, no longer removed on drop (its owner removes it).
+    pub fn into_kept(self) -> PathBuf {
+        let path = self.0.clone();
+        std::mem::forget(self);
+        path
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        remove_unless_panicking(&self.0);
+    }
+}
+
+pub fn temp_dir(tag: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("ipt-{tag}-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
+}
+
+/// Removes a test's directory and its `.log` unless the test is failing.
+pub fn remove_unless_panicking(dir: &Path) {
+    if !std::thread::panicking() {
+        let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_file(dir.with_extension("log"));
+    }
 }
 
 /// `infrapilot serve` as a separate process.
@@ -107,7 +163,7 @@ impl Server {
         extra_env: &[(&str, &str)],
     ) -> Server {
         let mut server = Server {
-            data_dir: temp_dir("host"),
+            data_dir: temp_dir("host").into_kept(),
             http_port: free_port(),
             grpc_port: free_port(),
             base: String::new(),
@@ -118,6 +174,10 @@ impl Server {
                     heartbeat_seconds.to_string(),
                 ),
                 ("INFRAPILOT_LOG_LEVEL".into(), "info".into()),
+                (
+                    "INFRAPILOT_BUILTIN_AGENT_LOG_LABEL".into(),
+                    NO_LOGS_LABEL.into(),
+                ),
             ],
             child: None,
         };
@@ -245,6 +305,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+        remove_unless_panicking(&self.data_dir);
     }
 }
 
@@ -374,6 +435,12 @@ impl Fixture {
         }
     }
 
+    /// The log filter (`key=value`) under which an agent collects this fixture's containers'
+    /// logs: `INFRAPILOT_AGENT_LOG_LABEL` or `INFRAPILOT_BUILTIN_AGENT_LOG_LABEL`.
+    pub fn log_label(&self) -> String {
+        format!("{FIXTURE_LABEL}={}", self.prefix)
+    }
+
     /// Removes this container (and network) with the fixture's own.
     pub fn track(&mut self, container: &str, network: Option<&str>) {
         self.containers.push(container.to_owned());
@@ -443,10 +510,11 @@ impl Fixture {
         memory: Option<i64>,
     ) -> String {
         let full = format!("{}-{name}", self.prefix);
-        let labels: HashMap<String, String> = labels
+        let mut labels: HashMap<String, String> = labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        labels.insert(FIXTURE_LABEL.into(), self.prefix.clone());
         self.docker
             .create_container(
                 Some(CreateContainerOptions {
@@ -584,12 +652,26 @@ pub fn state_dir_of(dir: &Path) -> PathBuf {
     dir.join("agent-state")
 }
 
+/// A user of the admin's organisation with this role, signed in; and their id.
+pub async fn user(admin: &Api, email: &str, role: &str) -> (Api, String) {
+    let (status, body) = admin
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(
+                json!({"email": email, "password": "a long password", "name": role, "role": role}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    (
+        admin.login(email, "a long password").await,
+        body["id"].as_str().unwrap().to_owned(),
+    )
+}
+
 /// A separate agent process enrolled with a token, heartbeating every second.
-pub async fn enrolled_agent(
-    server: &Server,
-    admin: &Api,
-    name: &str,
-) -> (KillOnDrop, std::path::PathBuf) {
+pub async fn enrolled_agent(server: &Server, admin: &Api, name: &str) -> (KillOnDrop, TempDir) {
     enrolled_agent_with(server, admin, name, &[]).await
 }
 
@@ -599,7 +681,7 @@ pub async fn enrolled_agent_with(
     admin: &Api,
     name: &str,
     env: &[(&str, &str)],
-) -> (KillOnDrop, std::path::PathBuf) {
+) -> (KillOnDrop, TempDir) {
     let (status, token) = admin
         .call(
             "POST",
@@ -636,6 +718,7 @@ pub fn run_agent(state: &std::path::Path, env: &[(&str, &str)]) -> KillOnDrop {
         .arg("--state-dir")
         .arg(state)
         .args(["run", "--heartbeat-seconds", "1"])
+        .env("INFRAPILOT_AGENT_LOG_LABEL", NO_LOGS_LABEL)
         .envs(env.iter().copied())
         .stderr(log)
         .spawn()
@@ -712,7 +795,7 @@ pub async fn websocket(
 /// aiosmtpd writing each message into a maildir.
 pub struct SmtpServer {
     pub port: u16,
-    pub maildir: PathBuf,
+    pub maildir: TempDir,
     /// Killed with the server (and at once if it never starts listening).
     _child: KillOnDrop,
 }

@@ -249,6 +249,11 @@ impl LogQuery {
     }
 }
 
+/// Rows in one multi-row INSERT: SQLite binds at most 32,766 parameters a statement (11 a
+/// row here); PostgreSQL takes the columns as arrays.
+const SQLITE_ROWS_PER_INSERT: usize = 500;
+const POSTGRES_ROWS_PER_INSERT: usize = 5000;
+
 const LINE_COLUMNS: &str = "agent_id, time_ns, seq, container_id, container_name, compose_project, \
      stream, level, line, proxy_host_id, status";
 
@@ -418,38 +423,84 @@ impl Tx {
         Ok(())
     }
 
-    /// Stores lines (in this organisation).
+    /// Stores lines (in this organisation): many rows a statement (one statement per
+    /// thousands of lines on PostgreSQL, per hundreds on SQLite), each day's lines in its table,
+    /// in the order given.
     pub async fn insert_log_lines(&mut self, lines: &[NewLogLine<'_>]) -> Result<()> {
         let org = self.org_id.clone();
-        let mut days_ready = std::collections::BTreeSet::new();
+        let mut days = std::collections::BTreeSet::new();
         for line in lines {
             let day = day_of(line.time_ns);
-            if days_ready.insert(day) {
+            if days.insert(day) {
                 self.ensure_log_day(day, line.time_ns.div_euclid(DAY_NS) * DAY_NS)
                     .await?;
             }
-            let table = match self.backend() {
-                Backend::Sqlite => format!("log_lines_{day}"),
-                Backend::Postgres => "log_lines".to_owned(),
-            };
-            let statement = format!(
-                "INSERT INTO {table} (org_id, {LINE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-            );
-            on_tx!(self, c => sqlx::query(sql(statement))
-                .bind(&org)
-                .bind(line.agent_id)
-                .bind(line.time_ns)
-                .bind(line.seq)
-                .bind(line.container_id)
-                .bind(line.container_name)
-                .bind(line.compose_project)
-                .bind(line.stream)
-                .bind(line.level)
-                .bind(line.line)
-                .bind(line.proxy_host_id)
-                .bind(line.status)
-                .execute(&mut **c)
-                .await.map(|r| r.rows_affected()))?;
+        }
+        match &mut self.inner {
+            TxInner::Postgres(c) => {
+                for chunk in lines.chunks(POSTGRES_ROWS_PER_INSERT) {
+                    fn column<'a>(
+                        chunk: &[NewLogLine<'a>],
+                        f: impl Fn(&NewLogLine<'a>) -> &'a str,
+                    ) -> Vec<&'a str> {
+                        chunk.iter().map(f).collect()
+                    }
+                    sqlx::query(
+                        "INSERT INTO log_lines (org_id, agent_id, time_ns, seq, container_id, \
+                         container_name, compose_project, stream, level, line, proxy_host_id, status) \
+                         SELECT $1, * FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::text[], \
+                         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int4[])",
+                    )
+                    .bind(&org)
+                    .bind(column(chunk, |l| l.agent_id))
+                    .bind(chunk.iter().map(|l| l.time_ns).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|l| l.seq).collect::<Vec<_>>())
+                    .bind(column(chunk, |l| l.container_id))
+                    .bind(column(chunk, |l| l.container_name))
+                    .bind(column(chunk, |l| l.compose_project))
+                    .bind(column(chunk, |l| l.stream))
+                    .bind(chunk.iter().map(|l| l.level).collect::<Vec<_>>())
+                    .bind(column(chunk, |l| l.line))
+                    .bind(chunk.iter().map(|l| l.proxy_host_id).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|l| l.status).collect::<Vec<_>>())
+                    .execute(&mut **c)
+                    .await?;
+                }
+            }
+            TxInner::Sqlite(c) => {
+                for day in days {
+                    let of_day: Vec<&NewLogLine<'_>> =
+                        lines.iter().filter(|l| day_of(l.time_ns) == day).collect();
+                    for chunk in of_day.chunks(SQLITE_ROWS_PER_INSERT) {
+                        let mut statement =
+                            format!("INSERT INTO log_lines_{day} (org_id, {LINE_COLUMNS}) VALUES ");
+                        for row in 0..chunk.len() {
+                            let first = 2 + row * 11;
+                            statement.push_str(if row == 0 { "($1" } else { ", ($1" });
+                            for n in first..first + 11 {
+                                statement.push_str(&format!(", ${n}"));
+                            }
+                            statement.push(')');
+                        }
+                        let mut query = sqlx::query(sql(statement)).bind(&org);
+                        for line in chunk {
+                            query = query
+                                .bind(line.agent_id)
+                                .bind(line.time_ns)
+                                .bind(line.seq)
+                                .bind(line.container_id)
+                                .bind(line.container_name)
+                                .bind(line.compose_project)
+                                .bind(line.stream)
+                                .bind(line.level)
+                                .bind(line.line)
+                                .bind(line.proxy_host_id)
+                                .bind(line.status);
+                        }
+                        query.execute(&mut **c).await?;
+                    }
+                }
+            }
         }
         Ok(())
     }

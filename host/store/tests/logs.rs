@@ -285,3 +285,64 @@ async fn retention_drops_whole_days_and_trims_organisations_that_keep_less() {
         assert_eq!(again, Default::default());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_larger_than_one_statement_is_stored_whole_and_in_order() {
+    for backend in backends() {
+        let db = TestDb::new(backend).await;
+        let org = OrgId::default_org();
+        // 12,345 lines over two days in one call: several multi-row statements per day.
+        let texts: Vec<String> = (0..12_345).map(|n| format!("line number {n}")).collect();
+        let lines: Vec<NewLogLine> = texts
+            .iter()
+            .enumerate()
+            .map(|(n, t)| {
+                let n = n as i64;
+                line(n + 1, DAY0 + (n % 2) * DAY_NS + n * 1000, t, None)
+            })
+            .collect();
+        let mut tx = db.store.write(&org).await.unwrap();
+        tx.insert_log_lines(&lines).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = db.store.read(&org).await.unwrap();
+        // A page holds at most 10,000: the oldest and the newest pages cover all of them.
+        let page = |oldest_first| LogQuery {
+            limit: 10_000,
+            oldest_first,
+            ..LogQuery::default()
+        };
+        let mut expected: Vec<i64> = (1..=12_345).filter(|s| s % 2 == 1).collect();
+        expected.extend((1..=12_345).filter(|s| s % 2 == 0));
+        let oldest: Vec<i64> = tx
+            .query_logs(&page(true))
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.seq)
+            .collect();
+        assert_eq!(
+            oldest,
+            expected[..10_000],
+            "{backend:?}: the first day's, then the second's"
+        );
+        let mut newest: Vec<i64> = tx
+            .query_logs(&page(false))
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.seq)
+            .collect();
+        newest.reverse();
+        assert_eq!(newest, expected[2_345..], "{backend:?}");
+        let found = tx
+            .query_logs(&LogQuery {
+                limit: 10,
+                text: Some("number 12344".into()),
+                ..LogQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1, "the last line is in the text index");
+        assert_eq!(found[0].line, "line number 12344");
+    }
+}

@@ -909,6 +909,12 @@ impl DockerNode {
         }
     }
 
+    /// Docker's data root (`docker info`), where images and containers take disk space.
+    pub async fn data_root(&self) -> Option<String> {
+        let docker = self.docker().await.ok()?;
+        docker.info().await.ok()?.docker_root_dir
+    }
+
     /// Containers running and in total, for heartbeats.
     pub async fn counts(&self) -> Option<(u32, u32)> {
         let docker = self.docker().await.ok()?;

@@ -462,6 +462,7 @@ async fn host_stats(executor: &Executor) -> HostStats {
         .and_then(|t| t.split('.').next().and_then(|s| s.parse().ok()))
         .unwrap_or(0);
     let (running, all) = executor.docker().counts().await.unwrap_or((0, 0));
+    let (disk_used, disk_total) = disk_usage(executor).await.unwrap_or((0, 0));
     HostStats {
         cpu_percent: cpu,
         memory_used_bytes: total.saturating_sub(available),
@@ -469,8 +470,33 @@ async fn host_stats(executor: &Executor) -> HostStats {
         containers_running: running,
         containers_total: all,
         uptime_seconds: uptime,
+        disk_used_bytes: disk_used,
+        disk_total_bytes: disk_total,
         ..Default::default()
     }
+}
+
+/// Docker's data root, asked once (the agent may run where that path is not visible: then the
+/// filesystem of `/`).
+static DATA_ROOT: tokio::sync::OnceCell<std::path::PathBuf> = tokio::sync::OnceCell::const_new();
+
+/// Bytes used and in total on the filesystem of Docker's data root.
+async fn disk_usage(executor: &Executor) -> Option<(u64, u64)> {
+    let root = DATA_ROOT
+        .get_or_init(|| async {
+            executor
+                .docker()
+                .data_root()
+                .await
+                .map(std::path::PathBuf::from)
+                .filter(|p| p.is_dir())
+                .unwrap_or_else(|| "/".into())
+        })
+        .await;
+    let fs = rustix::fs::statvfs(root).ok()?;
+    let total = fs.f_blocks.saturating_mul(fs.f_frsize);
+    let free = fs.f_bfree.saturating_mul(fs.f_frsize);
+    Some((total.saturating_sub(free), total))
 }
 
 #[cfg(test)]

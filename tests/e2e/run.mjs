@@ -463,6 +463,25 @@ async function main() {
       note(`tick ${before} stored, tick ${after} live; ${rows.length - 1} rows exported`);
     });
 
+    await step('the Health page: the node\'s score and reasons, its CPU/memory/disk chart, the database and the host process', async () => {
+      await page.getByRole('link', { name: 'Health', exact: true }).click();
+      const card = page.getByTestId('node-health').filter({ hasText: 'local' });
+      await card.waitFor();
+      const score = Number(await card.getAttribute('data-score'));
+      if (!(score >= 0 && score <= 100)) throw new Error(`score ${score}`);
+      const reasons = await card.getByTestId('node-reasons').locator('li').count();
+      if ((score === 100) !== (reasons === 0)) throw new Error(`score ${score} with ${reasons} reasons`);
+      await until('the samples chart drawn', async () => (await card.getByTestId('node-chart').locator('canvas').count()) > 0, 20_000);
+      const latency = await page.getByTestId('database-latency').innerText();
+      if (!/^\d+\.\d\d ms$/.test(latency)) throw new Error(`database latency ${latency}`);
+      await page.getByTestId('host-health').waitFor();
+      await page.getByLabel('Range').selectOption('24h');
+      await until('the chart redrawn for 24 h', async () => (await card.getByTestId('node-chart').locator('canvas').count()) > 0);
+      await page.goBack();
+      await page.getByTestId('tab-overview').waitFor();
+      note(`score ${score}, ${reasons} reasons, database ${latency}`);
+    });
+
     await step('the terminal runs a command in the container and reports its exit code', async () => {
       await page.getByTestId('tab-terminal').click();
       await page.getByTestId('terminal-connect').click();

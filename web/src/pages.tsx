@@ -24,6 +24,7 @@ import { OnboardingInstallPage, OnboardingPage } from './pages/Onboarding';
 import { AcceptInvitationPage } from './pages/Invitation';
 import { SingleSignOnPage } from './pages/SingleSignOn';
 import { LogsPage } from './pages/Logs';
+import { HealthPage } from './pages/Health';
 
 export interface PageDef {
   path: string;
@@ -40,6 +41,7 @@ export const PAGES: PageDef[] = [
   { path: '/nodes/:id', label: 'Node', minRole: 'viewer', nav: false, element: <NodePage /> },
   { path: '/nodes/:id/containers/:cid', label: 'Container', minRole: 'viewer', nav: false, element: <ContainerPage /> },
   { path: '/logs', label: 'Logs', minRole: 'viewer', nav: true, element: <LogsPage /> },
+  { path: '/health', label: 'Health', minRole: 'viewer', nav: true, element: <HealthPage /> },
   { path: '/proxies', label: 'Proxy hosts', minRole: 'viewer', nav: true, element: <ProxiesPage /> },
   { path: '/alerts/history', label: 'Alert history', minRole: 'viewer', nav: true, element: <AlertHistoryPage /> },
   { path: '/alerts/rules', label: 'Alert rules', minRole: 'viewer', nav: true, element: <AlertRulesPage /> },

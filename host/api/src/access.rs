@@ -159,6 +159,9 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/logs/stream", R(Viewer)),
     ("GET", "/api/v1/logs/retention", R(Viewer)),
     ("PUT", "/api/v1/logs/retention", R(Admin)),
+    // the nodes' health (the database and host process for the host operator only)
+    ("GET", "/api/v1/health", R(Viewer)),
+    ("GET", "/api/v1/health/nodes/{id}/samples", R(Viewer)),
     // plugins (host-wide: the operator's) and the licence
     ("GET", "/api/v1/plugins", R(Viewer)),
     ("POST", "/api/v1/plugins", R(SuperAdmin)),

@@ -86,7 +86,7 @@ pub fn metrics_router(state: AppState) -> Router {
         .route(
             "/metrics",
             axum::routing::get(|State(state): State<AppState>| async move {
-                metrics::exposition(&state)
+                metrics::exposition(&state).await
             }),
         )
         .with_state(state)

@@ -1,4 +1,6 @@
-//! Prometheus metrics: HTTP requests by route and status, latency, database pool.
+//! Prometheus metrics: HTTP requests by route and status, latency, the database's pool and
+//! latency, the host process, and the figures of the nodes connected to this process (the Health
+//! page's, issue 17).
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -34,11 +36,40 @@ struct PoolLabels {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    agent_id: String,
+    org_id: String,
+}
+
+/// A node's figures, one gauge family each (label sets of nodes no longer connected go).
+struct NodeGauges {
+    cpu: Family<NodeLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    memory_used: Family<NodeLabels, Gauge>,
+    memory_total: Family<NodeLabels, Gauge>,
+    disk_used: Family<NodeLabels, Gauge>,
+    disk_total: Family<NodeLabels, Gauge>,
+    spooled: Family<NodeLabels, Gauge>,
+    dropped: Family<NodeLabels, Gauge>,
+    score: Family<NodeLabels, Gauge>,
+}
+
+/// The host process and its database.
+struct HostGauges {
+    resident_memory: Gauge,
+    threads: Gauge,
+    runtime_tasks: Gauge,
+    db_latency: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     pool: Family<PoolLabels, Gauge>,
+    nodes: NodeGauges,
+    host: HostGauges,
+    started: Instant,
 }
 
 impl Default for Metrics {
@@ -72,11 +103,151 @@ impl Metrics {
             "Database pool connections by state (idle, in_use, max)",
             pool.clone(),
         );
+        let nodes = NodeGauges {
+            cpu: Family::default(),
+            memory_used: Family::default(),
+            memory_total: Family::default(),
+            disk_used: Family::default(),
+            disk_total: Family::default(),
+            spooled: Family::default(),
+            dropped: Family::default(),
+            score: Family::default(),
+        };
+        for (name, help, family) in [
+            (
+                "infrapilot_node_memory_used_bytes",
+                "Memory in use on the node (last heartbeat)",
+                &nodes.memory_used,
+            ),
+            (
+                "infrapilot_node_memory_total_bytes",
+                "Memory of the node",
+                &nodes.memory_total,
+            ),
+            (
+                "infrapilot_node_disk_used_bytes",
+                "Disk in use on the filesystem of the node's Docker data root",
+                &nodes.disk_used,
+            ),
+            (
+                "infrapilot_node_disk_total_bytes",
+                "Size of the filesystem of the node's Docker data root",
+                &nodes.disk_total,
+            ),
+            (
+                "infrapilot_node_spool_records",
+                "Log lines and events in the node's spool not acknowledged yet",
+                &nodes.spooled,
+            ),
+            (
+                "infrapilot_node_spool_dropped_records",
+                "Records the node's spool dropped past its bound since the agent started",
+                &nodes.dropped,
+            ),
+            (
+                "infrapilot_node_score",
+                "The node's health score, 0-100 (the Health page's)",
+                &nodes.score,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "infrapilot_node_cpu_percent",
+            "CPU busy on the node, percent of all cores, averaged over the last 10 minutes",
+            nodes.cpu.clone(),
+        );
+        let host = HostGauges {
+            resident_memory: Gauge::default(),
+            threads: Gauge::default(),
+            runtime_tasks: Gauge::default(),
+            db_latency: Gauge::default(),
+        };
+        registry.register(
+            "infrapilot_process_resident_memory_bytes",
+            "Resident memory of the host process",
+            host.resident_memory.clone(),
+        );
+        registry.register(
+            "infrapilot_process_threads",
+            "Operating-system threads of the host process",
+            host.threads.clone(),
+        );
+        registry.register(
+            "infrapilot_runtime_alive_tasks",
+            "Tasks alive on the host process's async runtime",
+            host.runtime_tasks.clone(),
+        );
+        registry.register(
+            "infrapilot_db_latency_seconds",
+            "A SELECT 1 round trip through the database pool (best of three, at scrape time)",
+            host.db_latency.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
             latency,
             pool,
+            nodes,
+            host,
+            started: Instant::now(),
+        }
+    }
+
+    /// Since the host process started (this registry was made at start-up).
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Sets the node gauges from the heartbeats of the nodes connected to this process.
+    fn set_nodes(&self, state: &AppState) {
+        let n = &self.nodes;
+        for family in [
+            &n.memory_used,
+            &n.memory_total,
+            &n.disk_used,
+            &n.disk_total,
+            &n.spooled,
+            &n.dropped,
+            &n.score,
+        ] {
+            family.clear();
+        }
+        n.cpu.clear();
+        for node in state.hub().node_stats() {
+            let labels = NodeLabels {
+                agent_id: node.agent_id.clone(),
+                org_id: node.org_id.to_string(),
+            };
+            let s = &node.sample;
+            if let Some(cpu) = node.cpu_average {
+                n.cpu.get_or_create(&labels).set(cpu);
+            }
+            n.memory_used
+                .get_or_create(&labels)
+                .set(as_i64(s.memory_used_bytes));
+            n.memory_total
+                .get_or_create(&labels)
+                .set(as_i64(s.memory_total_bytes));
+            n.disk_used
+                .get_or_create(&labels)
+                .set(as_i64(s.disk_used_bytes));
+            n.disk_total
+                .get_or_create(&labels)
+                .set(as_i64(s.disk_total_bytes));
+            n.spooled.get_or_create(&labels).set(as_i64(node.spooled));
+            n.dropped.get_or_create(&labels).set(as_i64(node.dropped));
+            let (score, _) = crate::routes::health::score(&crate::routes::health::ScoreInput {
+                online: true,
+                cpu_percent: node.cpu_average,
+                memory_used_bytes: s.memory_used_bytes,
+                memory_total_bytes: s.memory_total_bytes,
+                disk_used_bytes: s.disk_used_bytes,
+                disk_total_bytes: s.disk_total_bytes,
+                dropped_records: node.dropped,
+                spooled_records: node.spooled,
+            });
+            n.score.get_or_create(&labels).set(i64::from(score));
         }
     }
 
@@ -96,7 +267,19 @@ impl Metrics {
             .observe(seconds);
     }
 
-    fn encode(&self, state: &AppState) -> String {
+    fn encode(&self, state: &AppState, db_latency: Option<std::time::Duration>) -> String {
+        self.set_nodes(state);
+        let (rss, threads) = crate::routes::health::process_memory_and_threads();
+        self.host.resident_memory.set(as_i64(rss));
+        self.host.threads.set(as_i64(threads));
+        self.host.runtime_tasks.set(as_i64(
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks() as u64,
+        ));
+        self.host
+            .db_latency
+            .set(db_latency.map_or(f64::NAN, |d| d.as_secs_f64()));
         let stats = state.store().pool_stats();
         let set = |name, v: u32| {
             self.pool
@@ -189,17 +372,23 @@ pub async fn metrics_handler(
             .into_response();
         }
     }
-    exposition(&state)
+    exposition(&state).await
 }
 
-/// The metrics in the OpenMetrics text format.
-pub fn exposition(state: &AppState) -> Response {
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The metrics in the OpenMetrics text format (the database's latency measured now; NaN when
+/// it does not answer).
+pub async fn exposition(state: &AppState) -> Response {
+    let latency = crate::routes::health::database_latency(state).await.ok();
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics().encode(state),
+        state.metrics().encode(state, latency),
     )
         .into_response()
 }

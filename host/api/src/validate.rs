@@ -127,6 +127,26 @@ pub fn rfc3339_ns(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
+/// A request's RFC 3339 time in nanoseconds; one beyond what nanoseconds reach (before 1677,
+/// after 2262) is the nearest end. Else a 400 naming `field`.
+pub fn time_ns(field: &str, raw: &str) -> Result<i64, crate::error::ApiError> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .ok()
+        .map(|t| {
+            t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+                i64::MIN
+            } else {
+                i64::MAX
+            })
+        })
+        .ok_or_else(|| {
+            crate::error::ApiError::invalid(
+                field,
+                format!("{field} must be an RFC 3339 time such as 2026-01-31T12:00:00Z"),
+            )
+        })
+}
+
 /// Unix milliseconds as RFC 3339 (UTC).
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

@@ -62,8 +62,29 @@ type Sender = mpsc::Sender<Result<HostMessage, Status>>;
 struct Session {
     number: u64,
     tx: Sender,
+    /// What the node's last heartbeat said (for Prometheus gauges).
+    stats: Option<NodeStats>,
+    /// The CPU figures of the last ten minutes' heartbeats (ms, percent).
+    cpu_history: std::collections::VecDeque<(i64, f64)>,
     /// Set to the reason when the host ends the session (revocation, shutdown).
     end: tokio::sync::watch::Sender<Option<String>>,
+}
+
+/// The window of a node's average CPU (its score's figure).
+pub const CPU_AVERAGE_WINDOW_MS: i64 = 10 * 60 * 1000;
+
+/// A connected node's figures from its last heartbeat.
+#[derive(Debug, Clone)]
+pub struct NodeStats {
+    pub agent_id: String,
+    pub org_id: OrgId,
+    pub sample: infrapilot_store::NodeSample,
+    /// CPU averaged over the last ten minutes' heartbeats.
+    pub cpu_average: Option<f64>,
+    pub containers_running: u32,
+    /// Spool records not acknowledged yet, and dropped past the bound since the agent started.
+    pub spooled: u64,
+    pub dropped: u64,
 }
 
 /// How a session learns that the host ended it: resolves with the reason.
@@ -239,6 +260,10 @@ impl AgentHub {
         }
     }
 
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Lines as they are stored, from now on (every organisation's: the reader filters).
     pub fn subscribe_lines(&self) -> tokio::sync::broadcast::Receiver<Arc<LiveLines>> {
         self.live_lines.subscribe()
@@ -276,13 +301,50 @@ impl AgentHub {
         if inner.closing {
             return None;
         }
-        if let Some(old) = inner
-            .sessions
-            .insert(agent_id.to_owned(), Session { number, tx, end })
-        {
+        if let Some(old) = inner.sessions.insert(
+            agent_id.to_owned(),
+            Session {
+                number,
+                tx,
+                end,
+                stats: None,
+                cpu_history: Default::default(),
+            },
+        ) {
             let _ = old.end.send(Some("replaced by a newer session".into()));
         }
         Some((number, SessionEnd(end_rx)))
+    }
+
+    /// Keeps what a connected node's heartbeat said (bounded to what can be true).
+    pub(crate) fn set_node_stats(&self, mut stats: NodeStats) {
+        let now = now_ms();
+        if let Some(session) = self.lock().sessions.get_mut(&stats.agent_id) {
+            let history = &mut session.cpu_history;
+            if let Some(cpu) = stats.sample.cpu_percent {
+                history.push_back((now, cpu));
+            }
+            while history
+                .front()
+                .is_some_and(|(at, _)| *at < now - CPU_AVERAGE_WINDOW_MS)
+            {
+                history.pop_front();
+            }
+            stats.cpu_average = (!history.is_empty()).then(|| {
+                let sum: f64 = history.iter().map(|(_, c)| c).sum();
+                (sum / history.len() as f64 * 10.0).round() / 10.0
+            });
+            session.stats = Some(stats);
+        }
+    }
+
+    /// The last heartbeat figures of every node connected to this host process.
+    pub fn node_stats(&self) -> Vec<NodeStats> {
+        self.lock()
+            .sessions
+            .values()
+            .filter_map(|s| s.stats.clone())
+            .collect()
     }
 
     /// Ends the agent's session now (revocation): its stream closes with `reason`.

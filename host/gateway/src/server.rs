@@ -95,31 +95,54 @@ async fn touch(store: &Store, org: &OrgId, agent_id: &str, version: Option<&str>
 }
 
 /// Records a heartbeat with the host statistics it carries (kept as JSON with the time they
-/// arrived, for the node's capacity); an agent that sent none is only marked as heard from.
-async fn record_heartbeat(store: &Store, org: &OrgId, agent_id: &str, stats: Option<&HostStats>) {
+/// arrived, for the node's capacity, and added into the node's minute and hour samples for the
+/// Health page); an agent that sent none is only marked as heard from.
+async fn record_heartbeat(hub: &AgentHub, org: &OrgId, agent_id: &str, stats: Option<&HostStats>) {
+    let store = hub.store();
     let Some(s) = stats else {
         return touch(store, org, agent_id, None).await;
     };
     // What a node says about itself is bounded to what can be true: a share from 0 to 100 (or
-    // none), no more memory used than there is, counts that fit a browser's integers.
-    let cpu = s
-        .cpu_percent
-        .filter(|c| c.is_finite())
-        .map(|c| c.clamp(0.0, 100.0));
+    // none), no more memory or disk used than there is, counts that fit a browser's integers.
     let cap = |n: u64| n.min(1 << 53);
+    let sample = infrapilot_store::NodeSample {
+        cpu_percent: s
+            .cpu_percent
+            .filter(|c| c.is_finite())
+            .map(|c| c.clamp(0.0, 100.0)),
+        memory_used_bytes: cap(s.memory_used_bytes.min(s.memory_total_bytes)),
+        memory_total_bytes: cap(s.memory_total_bytes),
+        disk_used_bytes: cap(s.disk_used_bytes.min(s.disk_total_bytes)),
+        disk_total_bytes: cap(s.disk_total_bytes),
+    };
+    let now = infrapilot_store::now_ms();
     let json = serde_json::json!({
-        "cpu_percent": cpu,
-        "memory_used_bytes": cap(s.memory_used_bytes.min(s.memory_total_bytes)),
-        "memory_total_bytes": cap(s.memory_total_bytes),
+        "cpu_percent": sample.cpu_percent,
+        "memory_used_bytes": sample.memory_used_bytes,
+        "memory_total_bytes": sample.memory_total_bytes,
+        "disk_used_bytes": sample.disk_used_bytes,
+        "disk_total_bytes": sample.disk_total_bytes,
         "containers_running": s.containers_running.min(s.containers_total),
         "containers_total": s.containers_total,
         "uptime_seconds": cap(s.uptime_seconds),
-        "reported_at_ms": infrapilot_store::now_ms(),
+        "spooled_records": cap(s.spooled_events),
+        "dropped_records": cap(s.dropped_events),
+        "reported_at_ms": now,
     })
     .to_string();
+    hub.set_node_stats(crate::hub::NodeStats {
+        agent_id: agent_id.to_owned(),
+        org_id: org.clone(),
+        sample,
+        cpu_average: None,
+        containers_running: s.containers_running.min(s.containers_total),
+        spooled: cap(s.spooled_events),
+        dropped: cap(s.dropped_events),
+    });
     let result = async {
         let mut tx = store.write(org).await?;
         tx.record_heartbeat(agent_id, &json).await?;
+        tx.record_node_sample(agent_id, now, &sample).await?;
         tx.commit().await
     }
     .await;
@@ -351,8 +374,7 @@ impl AgentGateway for Gateway {
                             let _ = tx.send(Err(status)).await;
                             break;
                         }
-                        record_heartbeat(&store, &org_id, &agent_id, heartbeat.stats.as_ref())
-                            .await;
+                        record_heartbeat(&hub, &org_id, &agent_id, heartbeat.stats.as_ref()).await;
                     }
                     Some(agent_message::Body::RenewCertificate(request)) => {
                         let reply =

@@ -311,7 +311,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let alert_loop = alerts.spawn();
     // Log retention: every hour, lines past their organisation's retention go (whole days
-    // where no organisation keeps them).
+    // where no organisation keeps them); so do the nodes' old samples.
     {
         let store = store.clone();
         let default_days = i64::from(config.log_retention_days);
@@ -332,6 +332,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     Err(e) => {
                         tracing::warn!(error = %e, "log retention failed; tried again in an hour")
                     }
+                }
+                // The nodes' samples: minutes kept two days, hours ninety.
+                if let Err(e) = store.apply_node_sample_retention_now().await {
+                    tracing::warn!(error = %e, "node sample retention failed; tried again in an hour");
                 }
             }
         });
@@ -364,7 +368,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %config.grpc_listen, url = %config.grpc_url(), "agent gateway (mTLS gRPC) is serving");
     let builtin = if config.builtin_agent {
         Some(
-            builtin_agent::start(&state, &config.data_dir, grpc_listen)
+            builtin_agent::start(&state, &config, grpc_listen)
                 .await
                 .context("starting the built-in agent")?,
         )

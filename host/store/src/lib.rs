@@ -20,6 +20,7 @@ mod audit;
 mod commands;
 mod identity;
 mod logs;
+mod node_samples;
 mod plugins;
 mod proxies;
 mod proxy_certificates;
@@ -50,6 +51,7 @@ pub use identity::{
     NewUser, RefreshTokenRow, SessionRow, UserRow,
 };
 pub use logs::{LogCursor, LogGapRow, LogLineRow, LogQuery, NewLogLine, RetentionReport, day_of};
+pub use node_samples::{NodeSample, NodeSamplePoint, SAMPLE_HOUR, SAMPLE_MINUTE};
 pub use plugins::{MAX_PLUGIN_KV_KEYS, NewPlugin, PluginRow};
 pub use proxies::{NewProxyRevision, ProxyHostRow, ProxyRevisionRow, ProxyStatusRow};
 pub use proxy_certificates::{NewProxyCertificate, ProxyCertificateRow};

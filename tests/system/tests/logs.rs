@@ -72,7 +72,9 @@ async fn lines_survive_agent_kills_and_a_host_restart_exactly_once() {
     let mut fx = Fixture::new(docker, "logs");
     let mut server = Server::start(false, 2).await;
     let admin = server.admin().await;
-    let (mut agent, state) = enrolled_agent(&server, &admin, "node-logs").await;
+    let collect = fx.log_label();
+    let only = [("INFRAPILOT_AGENT_LOG_LABEL", collect.as_str())];
+    let (mut agent, state) = enrolled_agent_with(&server, &admin, "node-logs", &only).await;
     let agent_id = admin.online_agent("node-logs").await;
     let kills = env_number("INFRAPILOT_CHAOS_KILLS", 20);
     let outage = Duration::from_secs(env_number("INFRAPILOT_CHAOS_OUTAGE_SECONDS", 60));
@@ -112,7 +114,7 @@ async fn lines_survive_agent_kills_and_a_host_restart_exactly_once() {
             host_back_at = None;
         }
         tokio::time::sleep(Duration::from_millis(100 + next_random(&mut seed) % 400)).await;
-        agent = run_agent(&state, &[]);
+        agent = run_agent(&state, &only);
     }
     if let Some(at) = host_back_at {
         tokio::time::sleep(at.saturating_duration_since(std::time::Instant::now())).await;
@@ -360,10 +362,8 @@ async fn past_the_spool_bound_the_dropped_sequences_are_named_exactly() {
     let mut fx = Fixture::new(docker, "gap");
     let mut server = Server::start(false, 2).await;
     let admin = server.admin().await;
-    // A spool of 16 KiB: a few hundred lines.
-    // Its own containers only (other tests' containers on this engine would fill the tiny
-    // spool too).
-    let only = format!("infrapilot.test={}", fx.prefix);
+    // A spool of 16 KiB: a few hundred lines. Its own containers only.
+    let only = fx.log_label();
     let (agent, state) = enrolled_agent_with(
         &server,
         &admin,
@@ -383,7 +383,7 @@ async fn past_the_spool_bound_the_dropped_sequences_are_named_exactly() {
             // Far more than the spool holds at once, then (the host back) ten more.
             "i=0; while [ $i -lt 3000 ]; do echo \"n=$i\"; i=$((i+1)); done; sleep 8; \
              while [ $i -lt 3010 ]; do echo \"n=$i\"; i=$((i+1)); done; sleep 3600",
-            &[("infrapilot.test", &fx.prefix.clone())],
+            &[],
             &[],
             None,
         )
@@ -393,7 +393,7 @@ async fn past_the_spool_bound_the_dropped_sequences_are_named_exactly() {
     let (all, gaps) = eventually("the rest delivered", Duration::from_secs(120), || {
         let (admin, agent_id) = (admin.clone(), agent_id.clone());
         async move {
-            // Every line of the node (other tests' containers on this engine included).
+            // Every line of the node.
             let lines = stored_lines(&admin, &format!("agent={agent_id}")).await;
             let gaps = admin.get("/api/v1/logs").await["gaps"].clone();
             let last = lines.iter().any(|l| l["line"] == "n=3009");
@@ -456,4 +456,170 @@ async fn past_the_spool_bound_the_dropped_sequences_are_named_exactly() {
     drop(agent);
     let _ = std::fs::remove_dir_all(&state);
     fx.cleanup().await;
+}
+
+/// The Health view (issue 17): the built-in node's heartbeats become a score with its reasons,
+/// minute and hour samples for the charts and Prometheus gauges; the database and the host
+/// process are shown to the host operator only; bad ranges are refused naming the field.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_health_view_scores_nodes_and_keeps_their_heartbeats_for_charts() {
+    let Some(_docker) = docker().await else {
+        return;
+    };
+    let server = Server::start(true, 1).await;
+    let admin = server.admin().await;
+    let agent = admin.online_agent("local").await;
+    let node_of = |health: &Value| {
+        health["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == agent.as_str())
+            .cloned()
+    };
+    let health = eventually(
+        "a scored node with CPU and disk",
+        Duration::from_secs(30),
+        || {
+            let admin = admin.clone();
+            async move {
+                let health = admin.get("/api/v1/health").await;
+                let node = node_of(&health)?;
+                (node["cpu_percent_10m"].is_number()
+                    && node["host_stats"]["disk_total_bytes"].as_u64()? > 0)
+                    .then_some(health)
+            }
+        },
+    )
+    .await;
+    let node = node_of(&health).unwrap();
+    assert_eq!(node["status"], "online", "{node}");
+    let score = node["score"].as_u64().unwrap();
+    let reasons = node["reasons"].as_array().unwrap();
+    assert!(score <= 100);
+    assert_eq!(
+        score == 100,
+        reasons.is_empty(),
+        "points are taken off with a reason: {node}"
+    );
+    let stats = &node["host_stats"];
+    assert!(
+        stats["disk_used_bytes"].as_u64().unwrap() <= stats["disk_total_bytes"].as_u64().unwrap()
+    );
+    assert!(stats["memory_total_bytes"].as_u64().unwrap() > 0);
+    let database = &health["database"];
+    assert_eq!(database["backend"], "sqlite", "{health}");
+    assert!(database["latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(database["pool_max"].as_u64().unwrap() >= 1);
+    let host = &health["host"];
+    assert!(
+        host["resident_memory_bytes"].as_u64().unwrap() > 1 << 20,
+        "{host}"
+    );
+    assert!(host["threads"].as_u64().unwrap() >= 2);
+    assert!(host["runtime_tasks"].as_u64().unwrap() >= 1);
+    assert!(host["connected_nodes"].as_u64().unwrap() >= 1);
+
+    // Minute samples (the default for the last hour), then hours.
+    let samples = admin
+        .get(&format!("/api/v1/health/nodes/{agent}/samples"))
+        .await;
+    assert_eq!(samples["resolution_seconds"], 60);
+    let points = samples["points"].as_array().unwrap();
+    assert!(!points.is_empty(), "{samples}");
+    let last = points.last().unwrap();
+    assert!(last["samples"].as_u64().unwrap() >= 1);
+    assert!(last["memory_total_bytes"].as_u64().unwrap() > 0);
+    assert!(last["disk_total_bytes"].as_u64().unwrap() > 0);
+    let since = rfc3339_ago(3 * 24 * 3600);
+    let hours = admin
+        .get(&format!(
+            "/api/v1/health/nodes/{agent}/samples?since={}",
+            urlencode(&since)
+        ))
+        .await;
+    assert_eq!(hours["resolution_seconds"], 3600, "three days: hours");
+    assert!(!hours["points"].as_array().unwrap().is_empty());
+
+    // Bad input names its field; an unknown node is not found.
+    for (query, field) in [
+        ("since=yesterday".to_owned(), "since"),
+        (
+            format!(
+                "since={}&until={}",
+                urlencode(&rfc3339_ago(0)),
+                urlencode(&rfc3339_ago(3600))
+            ),
+            "since",
+        ),
+        ("resolution=day".to_owned(), "resolution"),
+        (
+            format!("resolution=minute&since={}", urlencode(&since)),
+            "since",
+        ),
+        ("until=soon".to_owned(), "until"),
+    ] {
+        let (status, body) = admin
+            .call(
+                "GET",
+                &format!("/api/v1/health/nodes/{agent}/samples?{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{query}: {body}"
+        );
+    }
+    let (status, _) = admin
+        .call(
+            "GET",
+            "/api/v1/health/nodes/00000000-0000-4000-8000-000000000000/samples",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = admin
+        .call("GET", "/api/v1/health/nodes/not-a-node/samples", None)
+        .await;
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("id")));
+
+    // A viewer sees the nodes, not the host's internals.
+    let (viewer, _) = user(&admin, "viewer@example.com", "viewer").await;
+    let seen = viewer.get("/api/v1/health").await;
+    assert!(node_of(&seen).is_some());
+    assert!(
+        seen["database"].is_null() && seen["host"].is_null(),
+        "{seen}"
+    );
+
+    // The same figures for Prometheus (a loopback client needs no token).
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for gauge in [
+        format!("infrapilot_node_score{{agent_id=\"{agent}\""),
+        format!("infrapilot_node_disk_total_bytes{{agent_id=\"{agent}\""),
+        format!("infrapilot_node_cpu_percent{{agent_id=\"{agent}\""),
+        "infrapilot_db_latency_seconds ".to_owned(),
+        "infrapilot_process_resident_memory_bytes ".to_owned(),
+        "infrapilot_runtime_alive_tasks ".to_owned(),
+    ] {
+        assert!(metrics.contains(&gauge), "no {gauge} in:\n{metrics}");
+    }
+}
+
+/// Now less `seconds`, in RFC 3339.
+fn rfc3339_ago(seconds: i64) -> String {
+    (time::OffsetDateTime::now_utc() - time::Duration::seconds(seconds))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+fn urlencode(text: &str) -> String {
+    text.replace('+', "%2B").replace(':', "%3A")
 }

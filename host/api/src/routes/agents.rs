@@ -127,6 +127,17 @@ pub struct HostStatsDto {
     pub containers_running: u32,
     pub containers_total: u32,
     pub uptime_seconds: u64,
+    /// The filesystem of the node's Docker data root (0 from agents older than this field).
+    #[serde(default)]
+    pub disk_used_bytes: u64,
+    #[serde(default)]
+    pub disk_total_bytes: u64,
+    /// Log lines and events in the node's spool not acknowledged by the host yet.
+    #[serde(default)]
+    pub spooled_records: u64,
+    /// Records the node's spool dropped past its bound since the agent started.
+    #[serde(default)]
+    pub dropped_records: u64,
     /// When the host received them (RFC 3339).
     #[serde(default)]
     pub reported_at: String,
@@ -135,7 +146,7 @@ pub struct HostStatsDto {
     reported_at_ms: i64,
 }
 
-fn parse_host_stats(text: Option<&str>) -> Option<HostStatsDto> {
+pub(crate) fn parse_host_stats(text: Option<&str>) -> Option<HostStatsDto> {
     let mut stats: HostStatsDto = serde_json::from_str(text?)
         .inspect_err(|e| tracing::warn!(error = %e, "stored host statistics are not readable"))
         .ok()?;
@@ -176,7 +187,7 @@ impl AgentDto {
     /// Online: a session with this process, or (another replica's session) heard from within
     /// two heartbeat intervals. Two missed heartbeats end a session, so either way a silent
     /// agent turns offline after two intervals.
-    fn of(a: AgentRow, state: &AppState) -> AgentDto {
+    pub(crate) fn of(a: AgentRow, state: &AppState) -> AgentDto {
         let window_ms = i64::from(state.settings().heartbeat_seconds) * 2 * 1000 + 5_000;
         let online = a.revoked_at.is_none()
             && (state.nodes().is_connected(&a.id)

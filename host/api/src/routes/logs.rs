@@ -20,7 +20,7 @@ use crate::extract::{ApiJson, ApiQuery};
 use crate::socket_guard::SocketGuard;
 use crate::socket_guard::send_text;
 use crate::state::AppState;
-use crate::validate::{self, rfc3339_ns};
+use crate::validate::{self, rfc3339_ns, time_ns};
 use infrapilot_store::{LogCursor, LogLineRow, LogQuery};
 
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "none"];
@@ -128,26 +128,6 @@ impl From<LogLineRow> for LogLineDto {
             status: r.status,
         }
     }
-}
-
-/// An RFC 3339 time in nanoseconds; one beyond what nanoseconds reach (before 1677, after
-/// 2262) is the nearest end.
-fn time_ns(field: &str, raw: &str) -> ApiResult<i64> {
-    chrono::DateTime::parse_from_rfc3339(raw)
-        .ok()
-        .map(|t| {
-            t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
-                i64::MIN
-            } else {
-                i64::MAX
-            })
-        })
-        .ok_or_else(|| {
-            ApiError::invalid(
-                field,
-                format!("{field} must be an RFC 3339 time such as 2026-01-31T12:00:00Z"),
-            )
-        })
 }
 
 fn encode_cursor(c: &LogCursor) -> String {

@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod audit;
 pub mod containers;
 pub(crate) mod document_rules;
+pub mod health;
 pub mod install;
 pub mod logs;
 pub mod mfa;
@@ -129,6 +130,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logs::export_csv))
         .routes(routes!(logs::stream))
         .routes(routes!(logs::get_retention, logs::set_retention))
+        .routes(routes!(health::health))
+        .routes(routes!(health::node_samples))
         .routes(routes!(plugins::list, plugins::install))
         .routes(routes!(plugins::get, plugins::uninstall))
         .routes(routes!(plugins::enable))

@@ -13,12 +13,38 @@ use infrapilot_store::{LogQuery, NewLogLine, OrgId, Store};
 const BATCH: usize = 2000;
 const DAY_NS: i64 = 86_400_000_000_000;
 
+/// CPU time this process has used (user + system), from /proc/self/stat (clock ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which may hold spaces), from the 3rd on.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are the 14th and 15th fields: 12th and 13th after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// A line like a web service's: mostly requests, some warnings and errors, a unique id in each.
-fn line(n: u64) -> (String, Option<&'static str>) {
+/// A line like a web service's: mostly requests, some warnings and errors, a unique id in each;
+/// four of all `lines` carry a rare word (`canary-0` and `canary-1` once on each day).
+fn line(n: u64, lines: u64) -> (String, Option<&'static str>) {
+    for quarter in [1u64, 3] {
+        let at = lines / 4 * quarter;
+        if n == at + 5 || n == at + 6 {
+            return (
+                format!("WARN canary-{} seen at {n}", n - at - 5),
+                Some("warn"),
+            );
+        }
+    }
     match n % 50 {
         0 => (
             format!("ERROR payment {n} failed: upstream timed out after 30s order=ord-{n:x}"),
@@ -59,11 +85,13 @@ async fn main() {
     let step_ns = (2 * DAY_NS - 1_000_000_000) / lines.max(1) as i64;
 
     let t = Instant::now();
+    let cpu_before = cpu_seconds();
     let mut seq = 0i64;
     let mut n = 0u64;
     while n < lines {
         let count = BATCH.min((lines - n) as usize);
-        let texts: Vec<(String, Option<&str>)> = (n..n + count as u64).map(line).collect();
+        let texts: Vec<(String, Option<&str>)> =
+            (n..n + count as u64).map(|i| line(i, lines)).collect();
         let times: Vec<i64> = (n..n + count as u64)
             .map(|i| start_ns + i as i64 * step_ns)
             .collect();
@@ -104,10 +132,13 @@ async fn main() {
         n += count as u64;
     }
     let ingest = t.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
     println!(
-        "ingest: {lines} lines in {:.1} s = {:.0} lines/s (batches of {BATCH}, one transaction each, FTS5/trigram indexed)",
+        "ingest: {lines} lines in {:.1} s = {:.0} lines/s (batches of {BATCH}, one transaction each, FTS5/trigram indexed); \
+         {cpu:.1} CPU-s = {:.0} lines per CPU-second (making the lines included)",
         ingest.as_secs_f64(),
-        lines as f64 / ingest.as_secs_f64()
+        lines as f64 / ingest.as_secs_f64(),
+        lines as f64 / cpu.max(0.001)
     );
 
     type Search = (&'static str, Box<dyn Fn(u64) -> LogQuery>);
@@ -116,6 +147,14 @@ async fn main() {
             "text (a unique order id, trigram index)",
             Box::new(move |i| LogQuery {
                 text: Some(format!("order=ord-{:x}", (i * 7919 * 50) % lines)),
+                limit: 200,
+                ..Default::default()
+            }),
+        ),
+        (
+            "text (a rare word, once a day, trigram index)",
+            Box::new(|i| LogQuery {
+                text: Some(format!("canary-{}", i % 2)),
                 limit: 200,
                 ..Default::default()
             }),

@@ -195,6 +195,7 @@ impl Store {
                 .connect_with(options)
                 .await?;
             SQLITE_MIGRATIONS.run(&pool).await?;
+            logs::drop_sqlite_insert_triggers(&pool).await?;
             Store {
                 pool: Pool::Sqlite(pool),
                 write_gate: Arc::default(),

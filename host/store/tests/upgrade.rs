@@ -98,3 +98,93 @@ async fn a_database_of_the_previous_release_keeps_working() {
         );
     }
 }
+
+/// A SQLite day table made by the release that kept the text index with an insert trigger: the
+/// new release (which fills the index a batch at a time) drops the trigger at start, so a line
+/// stored after the upgrade is indexed once, and the lines stored before stay searchable.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_day_table_of_the_previous_release_indexes_each_line_once() {
+    use infrapilot_store::{Backend, LogQuery, NewLogLine};
+    let older = OlderDb::at(Backend::Sqlite, 16).await;
+    // 2026-12-06, as release 0015's code made it (trigger included).
+    let day = 20_261_206;
+    for sql in [
+        format!(
+            "CREATE TABLE log_lines_{day} (id INTEGER PRIMARY KEY, org_id TEXT NOT NULL, agent_id TEXT NOT NULL, \
+             time_ns INTEGER NOT NULL, seq INTEGER NOT NULL, container_id TEXT NOT NULL, container_name TEXT NOT NULL, \
+             compose_project TEXT NOT NULL, stream TEXT NOT NULL, level TEXT, line TEXT NOT NULL, proxy_host_id TEXT, status INTEGER)"
+        ),
+        format!("CREATE INDEX log_lines_{day}_org_time ON log_lines_{day} (org_id, time_ns)"),
+        format!(
+            "CREATE VIRTUAL TABLE log_text_{day} USING fts5(line, content='log_lines_{day}', content_rowid='id', tokenize='trigram')"
+        ),
+        format!(
+            "CREATE TRIGGER log_lines_{day}_added AFTER INSERT ON log_lines_{day} \
+             BEGIN INSERT INTO log_text_{day} (rowid, line) VALUES (new.id, new.line); END"
+        ),
+        format!(
+            "CREATE TRIGGER log_lines_{day}_removed AFTER DELETE ON log_lines_{day} \
+             BEGIN INSERT INTO log_text_{day} (log_text_{day}, rowid, line) VALUES ('delete', old.id, old.line); END"
+        ),
+        format!("INSERT INTO log_days (day) VALUES ({day})"),
+        format!(
+            "INSERT INTO organizations (id, name, created_at) VALUES ('{DEFAULT_ORG_ID}', 'Default', 0) ON CONFLICT (id) DO NOTHING"
+        ),
+        format!(
+            "INSERT INTO log_lines_{day} (org_id, agent_id, time_ns, seq, container_id, container_name, compose_project, stream, level, line) \
+             VALUES ('{DEFAULT_ORG_ID}', 'a', 1796515200000000001, 1, 'c1', 'web', '', 'stdout', NULL, 'before the upgrade kiwi')"
+        ),
+    ] {
+        older.raw_execute(&sql).await;
+    }
+    let db = older.upgrade().await;
+    let org = OrgId::default_org();
+    let mut tx = db.store.write(&org).await.unwrap();
+    tx.insert_log_lines(&[NewLogLine {
+        agent_id: "a",
+        time_ns: 1_796_515_200_000_000_002,
+        seq: 2,
+        container_id: "c1",
+        container_name: "web",
+        compose_project: "",
+        stream: "stdout",
+        level: None,
+        line: "after the upgrade kiwi",
+        proxy_host_id: None,
+        status: None,
+    }])
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = db.store.read(&org).await.unwrap();
+    let found = tx
+        .query_logs(&LogQuery {
+            limit: 10,
+            text: Some("kiwi".into()),
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    let lines: Vec<&str> = found.iter().map(|l| l.line.as_str()).collect();
+    assert_eq!(lines, ["after the upgrade kiwi", "before the upgrade kiwi"]);
+    drop(tx);
+    // The insert trigger is gone (with it, each line was indexed twice: by the trigger and by
+    // the batch), the delete trigger kept; the index agrees with the table.
+    let triggers = |name: String| {
+        format!("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name = '{name}'")
+    };
+    assert_eq!(
+        db.owner_count(&triggers(format!("log_lines_{day}_added")))
+            .await,
+        0
+    );
+    assert_eq!(
+        db.owner_count(&triggers(format!("log_lines_{day}_removed")))
+            .await,
+        1
+    );
+    db.raw_execute(&format!(
+        "INSERT INTO log_text_{day} (log_text_{day}) VALUES ('integrity-check')"
+    ))
+    .await;
+}

@@ -135,7 +135,7 @@ fn fts_trigrams(text: &str) -> String {
         .step_by(3)
         .map(term)
         .collect();
-    if chars.len() >= 3 && (chars.len() - 3) % 3 != 0 {
+    if chars.len() >= 3 && !(chars.len() - 3).is_multiple_of(3) {
         terms.push(term(chars.len() - 3));
     }
     terms.join(" AND ")

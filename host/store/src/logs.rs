@@ -281,6 +281,29 @@ impl LogQuery {
     }
 }
 
+/// The lines a rare search text is in (PostgreSQL), as column arrays.
+#[derive(Default)]
+struct TextKeys {
+    times: Vec<i64>,
+    agents: Vec<String>,
+    seqs: Vec<i64>,
+}
+
+impl TextKeys {
+    /// The condition naming these lines, its arrays bound from parameter `first` on.
+    fn condition(first: usize) -> String {
+        format!(
+            " AND (time_ns, agent_id, seq) IN (SELECT * FROM UNNEST(${first}::bigint[], ${}::text[], ${}::bigint[]))",
+            first + 1,
+            first + 2
+        )
+    }
+}
+
+/// Fewer lines than this holding a search text in the range (PostgreSQL): the query starts from
+/// them (the function that finds them fetches rows, so a common text must stop it early).
+const POSTGRES_SELECTIVE_MATCHES: i64 = 1000;
+
 /// Fewer lines than this holding a search text's trigrams in a day: the query starts from them.
 const SELECTIVE_MATCHES: i64 = 5000;
 
@@ -595,7 +618,14 @@ impl Tx {
         let limit = query.limit.clamp(1, 10_000);
         match self.backend() {
             Backend::Postgres => {
-                let (clause, binds) = query.conditions(Backend::Postgres, None);
+                let keys = self.postgres_text_keys(query).await?;
+                if keys.as_ref().is_some_and(|k| k.times.is_empty()) {
+                    return Ok(vec![]);
+                }
+                let (mut clause, binds) = query.conditions(Backend::Postgres, None);
+                if keys.is_some() {
+                    clause += &TextKeys::condition(binds.len() + 2);
+                }
                 let statement = format!(
                     "SELECT {LINE_COLUMNS} FROM log_lines WHERE org_id = $1{clause}{} LIMIT {limit}",
                     query.order()
@@ -604,7 +634,11 @@ impl Tx {
                     unreachable!()
                 };
                 let q = sqlx::query_as::<_, LogLineRow>(sql(statement)).bind(&org);
-                Ok(bind_all!(q, &binds).fetch_all(&mut **c).await?)
+                let mut q = bind_all!(q, &binds);
+                if let Some(keys) = keys {
+                    q = q.bind(keys.times).bind(keys.agents).bind(keys.seqs);
+                }
+                Ok(q.fetch_all(&mut **c).await?)
             }
             Backend::Sqlite => {
                 let mut out = Vec::new();
@@ -629,6 +663,37 @@ impl Tx {
                 Ok(out)
             }
         }
+    }
+
+    /// On PostgreSQL, the keys (time, agent, sequence) of the lines holding the query's text
+    /// when fewer than [`POSTGRES_SELECTIVE_MATCHES`] in its time range do, found through the trigram
+    /// index by `log_text_matches` (migration 0017: below the tenant policy the index cannot be
+    /// used); `None` without a text or when it is common (an ordered scan finds a page sooner).
+    async fn postgres_text_keys(&mut self, query: &LogQuery) -> Result<Option<TextKeys>> {
+        let Some(text) = query.text.as_deref().filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        let TxInner::Postgres(c) = &mut self.inner else {
+            return Ok(None);
+        };
+        let rows: Vec<(i64, String, i64)> =
+            sqlx::query_as("SELECT time_ns, agent_id, seq FROM log_text_matches($1, $2, $3, $4)")
+                .bind(like_anywhere(text))
+                .bind(query.since_ns.unwrap_or(i64::MIN))
+                .bind(query.until_ns.unwrap_or(i64::MAX))
+                .bind(POSTGRES_SELECTIVE_MATCHES as i32)
+                .fetch_all(&mut **c)
+                .await?;
+        if rows.len() as i64 >= POSTGRES_SELECTIVE_MATCHES {
+            return Ok(None);
+        }
+        let mut keys = TextKeys::default();
+        for (time, agent, seq) in rows {
+            keys.times.push(time);
+            keys.agents.push(agent);
+            keys.seqs.push(seq);
+        }
+        Ok(Some(keys))
     }
 
     /// `org_id = $1`, or — when the query's text is rare in the day's text index (fewer than
@@ -678,7 +743,11 @@ impl Tx {
         };
         match self.backend() {
             Backend::Postgres => {
-                let (clause, binds) = query.conditions(Backend::Postgres, None);
+                let keys = self.postgres_text_keys(&query).await?;
+                let (mut clause, binds) = query.conditions(Backend::Postgres, None);
+                if keys.is_some() {
+                    clause += &TextKeys::condition(binds.len() + 2);
+                }
                 let TxInner::Postgres(c) = &mut self.inner else {
                     unreachable!()
                 };
@@ -688,7 +757,11 @@ impl Tx {
                     &clause,
                 )))
                 .bind(&org);
-                for (bucket, level, n) in bind_all!(q, &binds).fetch_all(&mut **c).await? {
+                let mut q = bind_all!(q, &binds);
+                if let Some(keys) = keys {
+                    q = q.bind(keys.times).bind(keys.agents).bind(keys.seqs);
+                }
+                for (bucket, level, n) in q.fetch_all(&mut **c).await? {
                     *counts.entry((bucket, level)).or_default() += n;
                 }
             }

@@ -198,6 +198,20 @@ async fn lines_are_stored_by_day_and_found_by_every_filter() {
                 .unwrap()
                 .is_empty()
         );
+        // Nor through the text search (on PostgreSQL a function that may use the index).
+        for text in ["items/142", "GET"] {
+            let query = all(LogQuery {
+                text: Some(text.into()),
+                ..LogQuery::default()
+            });
+            assert!(tx.query_logs(&query).await.unwrap().is_empty(), "{text}");
+            assert!(
+                tx.log_volume(&query, 60_000_000_000)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
         drop(tx);
         let mut tx = db.store.write(&other).await.unwrap();
         tx.insert_log_lines(&[line(1, DAY0, "theirs", None)])

@@ -38,6 +38,13 @@ async fn every_tenant_table_has_row_level_security_forced_with_a_policy() {
         let unprotected: Vec<String> = tenant_tables
             .iter()
             .filter(|table| match security.get(*table) {
+                // The partitioned log table's policy is not forced on its owner (migration 0017:
+                // the owner's text-search function uses the trigram index the policy keeps the
+                // application from); the application role is no owner, and its every query is
+                // still filtered (the raw SQL test below).
+                Some((enabled, _, policies)) if *table == "log_lines" => {
+                    !enabled || policies.is_empty()
+                }
                 Some((enabled, forced, policies)) => !enabled || !forced || policies.is_empty(),
                 None => true,
             })

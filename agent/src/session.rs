@@ -476,27 +476,36 @@ async fn host_stats(executor: &Executor) -> HostStats {
     }
 }
 
-/// Docker's data root, asked once (the agent may run where that path is not visible: then the
-/// filesystem of `/`).
-static DATA_ROOT: tokio::sync::OnceCell<std::path::PathBuf> = tokio::sync::OnceCell::const_new();
+/// Docker's data root, once Docker has named it (until then, and where that path is not
+/// visible to the agent, the filesystem of `/`).
+static DATA_ROOT: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
 
-/// Bytes used and in total on the filesystem of Docker's data root.
+/// Bytes used and in total on the filesystem of Docker's data root, as `df` counts them: the
+/// blocks reserved for root are in neither (so the share used is what `df` shows).
 async fn disk_usage(executor: &Executor) -> Option<(u64, u64)> {
-    let root = DATA_ROOT
-        .get_or_init(|| async {
-            executor
-                .docker()
-                .data_root()
-                .await
-                .map(std::path::PathBuf::from)
-                .filter(|p| p.is_dir())
-                .unwrap_or_else(|| "/".into())
-        })
-        .await;
-    let fs = rustix::fs::statvfs(root).ok()?;
-    let total = fs.f_blocks.saturating_mul(fs.f_frsize);
-    let free = fs.f_bfree.saturating_mul(fs.f_frsize);
-    Some((total.saturating_sub(free), total))
+    let known = DATA_ROOT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let root = match known {
+        Some(root) => root,
+        None => match executor
+            .docker()
+            .data_root()
+            .await
+            .map(std::path::PathBuf::from)
+        {
+            Some(root) if root.is_dir() => {
+                *DATA_ROOT.lock().unwrap_or_else(|e| e.into_inner()) = Some(root.clone());
+                root
+            }
+            _ => "/".into(),
+        },
+    };
+    let fs = rustix::fs::statvfs(&root).ok()?;
+    let used = fs
+        .f_blocks
+        .saturating_sub(fs.f_bfree)
+        .saturating_mul(fs.f_frsize);
+    let available = fs.f_bavail.saturating_mul(fs.f_frsize);
+    Some((used, used.saturating_add(available)))
 }
 
 #[cfg(test)]

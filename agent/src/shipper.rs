@@ -43,7 +43,9 @@ pub enum ShipperError {
 /// A log label filter as `key=value` (the key not empty; the value may be).
 pub fn parse_log_label(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => Ok((key.to_owned(), value.to_owned())),
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
         _ => Err(format!("not a label as key=value: {raw:?}")),
     }
 }

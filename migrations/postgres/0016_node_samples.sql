@@ -18,6 +18,7 @@ CREATE TABLE node_samples (
     PRIMARY KEY (agent_id, resolution_seconds, bucket_ms)
 );
 CREATE INDEX node_samples_age ON node_samples (resolution_seconds, bucket_ms);
+GRANT SELECT, INSERT, UPDATE, DELETE ON node_samples TO infrapilot_app;
 
 ALTER TABLE node_samples ENABLE ROW LEVEL SECURITY;
 ALTER TABLE node_samples FORCE ROW LEVEL SECURITY;

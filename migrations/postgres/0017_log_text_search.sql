@@ -22,3 +22,7 @@ END;
 $$;
 REVOKE ALL ON FUNCTION log_text_matches(TEXT, BIGINT, BIGINT, INTEGER) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION log_text_matches(TEXT, BIGINT, BIGINT, INTEGER) TO infrapilot_app;
+
+-- The tables of 0015 and 0016 for the application role explicitly (migrations may run as
+-- another role than 0001's, whose default privileges then do not apply).
+GRANT SELECT, INSERT, UPDATE, DELETE ON spool_cursors, log_gaps, log_settings, log_lines, node_samples TO infrapilot_app;

@@ -63,7 +63,12 @@ struct HostGauges {
 }
 
 pub struct Metrics {
+    /// Held from setting the gauges until they are encoded: two scrapes at once must not clear
+    /// each other's node series.
     registry: Mutex<Registry>,
+    /// The database's last measured latency (ns; `u64::MAX` before the first or when it did not
+    /// answer), measured by [`measure_database_latency`] in the background, never by a scrape.
+    db_latency_ns: std::sync::atomic::AtomicU64,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     pool: Family<PoolLabels, Gauge>,
@@ -163,24 +168,28 @@ impl Metrics {
             runtime_tasks: Gauge::default(),
             db_latency: Gauge::default(),
         };
-        registry.register(
-            "infrapilot_process_resident_memory_bytes",
-            "Resident memory of the host process",
-            host.resident_memory.clone(),
-        );
-        registry.register(
-            "infrapilot_process_threads",
-            "Operating-system threads of the host process",
-            host.threads.clone(),
-        );
-        registry.register(
-            "infrapilot_runtime_alive_tasks",
-            "Tasks alive on the host process's async runtime",
-            host.runtime_tasks.clone(),
-        );
+        for (name, help, gauge) in [
+            (
+                "infrapilot_process_resident_memory_bytes",
+                "Resident memory of the host process",
+                &host.resident_memory,
+            ),
+            (
+                "infrapilot_process_threads",
+                "Operating-system threads of the host process",
+                &host.threads,
+            ),
+            (
+                "infrapilot_runtime_alive_tasks",
+                "Tasks alive on the host process's async runtime",
+                &host.runtime_tasks,
+            ),
+        ] {
+            registry.register(name, help, gauge.clone());
+        }
         registry.register(
             "infrapilot_db_latency_seconds",
-            "A SELECT 1 round trip through the database pool (best of three, at scrape time)",
+            "A SELECT 1 round trip through the database pool (best of three, measured every 15 s; NaN when it did not answer within a second)",
             host.db_latency.clone(),
         );
         Metrics {
@@ -191,7 +200,16 @@ impl Metrics {
             nodes,
             host,
             started: Instant::now(),
+            db_latency_ns: std::sync::atomic::AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// The database's latency as last measured in the background.
+    pub fn db_latency(&self) -> Option<std::time::Duration> {
+        let ns = self
+            .db_latency_ns
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (ns != u64::MAX).then(|| std::time::Duration::from_nanos(ns))
     }
 
     /// Since the host process started (this registry was made at start-up).
@@ -267,8 +285,10 @@ impl Metrics {
             .observe(seconds);
     }
 
-    fn encode(&self, state: &AppState, db_latency: Option<std::time::Duration>) -> String {
+    fn encode(&self, state: &AppState) -> String {
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         self.set_nodes(state);
+        let db_latency = self.db_latency();
         let (rss, threads) = crate::routes::health::process_memory_and_threads();
         self.host.resident_memory.set(as_i64(rss));
         self.host.threads.set(as_i64(threads));
@@ -290,7 +310,6 @@ impl Metrics {
         set("in_use", stats.size.saturating_sub(stats.idle));
         set("max", stats.max);
         let mut out = String::new();
-        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
             out.clear();
         }
@@ -379,16 +398,30 @@ fn as_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// The metrics in the OpenMetrics text format (the database's latency measured now; NaN when
-/// it does not answer).
+/// The metrics in the OpenMetrics text format.
 pub async fn exposition(state: &AppState) -> Response {
-    let latency = crate::routes::health::database_latency(state).await.ok();
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics().encode(state, latency),
+        state.metrics().encode(state),
     )
         .into_response()
+}
+
+/// Measures the database's latency every `every` for `/metrics` (NaN there while it does not
+/// answer within a second). Runs until the process ends.
+pub async fn measure_database_latency(state: AppState, every: std::time::Duration) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        let latency = crate::routes::health::database_latency(state.store()).await;
+        state.metrics().db_latency_ns.store(
+            latency.map_or(u64::MAX, |l| {
+                l.as_nanos().min(u128::from(u64::MAX - 1)) as u64
+            }),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
 }

@@ -338,6 +338,11 @@ impl AgentHub {
         }
     }
 
+    /// Nodes with a session to this host process.
+    pub fn session_count(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
     /// The last heartbeat figures of every node connected to this host process.
     pub fn node_stats(&self) -> Vec<NodeStats> {
         self.lock()

@@ -142,12 +142,22 @@ async fn record_heartbeat(hub: &AgentHub, org: &OrgId, agent_id: &str, stats: Op
     let result = async {
         let mut tx = store.write(org).await?;
         tx.record_heartbeat(agent_id, &json).await?;
-        tx.record_node_sample(agent_id, now, &sample).await?;
         tx.commit().await
     }
     .await;
     if let Err(e) = result {
         tracing::warn!(agent_id, error = %e, "could not record a heartbeat");
+    }
+    // Apart: a sample that cannot be stored does not cost the node its heartbeat (it would
+    // show offline on other replicas).
+    let result = async {
+        let mut tx = store.write(org).await?;
+        tx.record_node_sample(agent_id, now, &sample).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(agent_id, error = %e, "could not record a node sample");
     }
 }
 

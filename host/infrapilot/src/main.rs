@@ -310,6 +310,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
     let alert_loop = alerts.spawn();
+    // The database's latency for /metrics, measured in the background (a scrape never waits on
+    // the pool).
+    tokio::spawn(infrapilot_api::metrics::measure_database_latency(
+        state.clone(),
+        std::time::Duration::from_secs(15),
+    ));
     // Log retention: every hour, lines past their organisation's retention go (whole days
     // where no organisation keeps them); so do the nodes' old samples.
     {
@@ -325,6 +331,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                         tracing::info!(
                             days_dropped = report.days_dropped,
                             lines_deleted = report.lines_deleted,
+                            days_optimized = report.days_optimized,
                             "log retention applied"
                         )
                     }

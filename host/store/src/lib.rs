@@ -188,6 +188,8 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
+                // REGEXP: text search with Unicode case folding (LIKE folds ASCII only).
+                .with_regexp()
                 .busy_timeout(Duration::from_secs(10));
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))

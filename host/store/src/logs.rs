@@ -2,8 +2,9 @@
 //! delivery count once, the gaps the nodes report, and the queries of the Logs page.
 //!
 //! SQLite keeps one table per UTC day (`log_lines_<yyyymmdd>` with its FTS5 trigram index
-//! `log_text_<yyyymmdd>`, kept by triggers), listed in `log_days`; PostgreSQL one table
-//! partitioned by day with a trigram index. Either way retention drops whole days, and a query
+//! `log_text_<yyyymmdd>`, filled a batch at a time by `insert_log_lines`, emptied by a delete
+//! trigger; merged into one segment once the day is over), listed in `log_days`; PostgreSQL one
+//! table partitioned by day with a trigram index (searched through `log_text_matches`). Either way retention drops whole days, and a query
 //! walks the days newest (or oldest) first, stopping when its page is full.
 
 use crate::{Backend, OrgId, Result, Store, Tx, TxInner, now_ms};
@@ -131,14 +132,23 @@ fn fts_trigrams(text: &str) -> String {
         let gram: String = chars[at..at + 3].iter().collect();
         format!("\"{}\"", gram.replace('"', "\"\""))
     };
-    let mut terms: Vec<String> = (0..chars.len().saturating_sub(2))
-        .step_by(3)
-        .map(term)
-        .collect();
+    let mut starts: Vec<usize> = (0..chars.len().saturating_sub(2)).step_by(3).collect();
     if chars.len() >= 3 && !(chars.len() - 3).is_multiple_of(3) {
-        terms.push(term(chars.len() - 3));
+        starts.push(chars.len() - 3);
+    }
+    let mut terms: Vec<String> = Vec::new();
+    for term in starts.into_iter().map(term) {
+        if !terms.contains(&term) {
+            terms.push(term);
+        }
     }
     terms.join(" AND ")
+}
+
+/// `text` as a case-insensitive regular expression matching it anywhere (SQLite's REGEXP, for
+/// texts beyond ASCII: LIKE folds ASCII letters only).
+fn regexp_anywhere(text: &str) -> String {
+    format!("(?i){}", regex::escape(text))
 }
 
 /// `text` as a LIKE pattern matching it anywhere (`\` escapes).
@@ -215,18 +225,21 @@ impl LogQuery {
         }
         if let Some(text) = self.text.as_deref().filter(|t| !t.is_empty()) {
             match (backend, fts) {
-                // The trigram index narrows substrings of three characters or more down.
-                (Backend::Sqlite, Some(fts)) if text.chars().count() >= 3 => {
-                    let m = next(&mut binds, Bind::Text(fts_trigrams(text)));
-                    let p = next(&mut binds, Bind::Text(like_anywhere(text)));
-                    clause += &format!(
-                        " AND id IN (SELECT rowid FROM {fts} WHERE {fts} MATCH {m}) \
-                         AND line LIKE {p} ESCAPE '\\'"
-                    );
-                }
-                (Backend::Sqlite, _) => {
-                    let p = next(&mut binds, Bind::Text(like_anywhere(text)));
-                    clause += &format!(" AND line LIKE {p} ESCAPE '\\'");
+                // The trigram index narrows substrings of three characters or more down; the
+                // line decides (LIKE for ASCII texts, a case-insensitive REGEXP beyond).
+                (Backend::Sqlite, fts) => {
+                    if let Some(fts) = fts.filter(|_| text.chars().count() >= 3) {
+                        let m = next(&mut binds, Bind::Text(fts_trigrams(text)));
+                        clause +=
+                            &format!(" AND id IN (SELECT rowid FROM {fts} WHERE {fts} MATCH {m})");
+                    }
+                    if text.is_ascii() {
+                        let p = next(&mut binds, Bind::Text(like_anywhere(text)));
+                        clause += &format!(" AND line LIKE {p} ESCAPE '\\'");
+                    } else {
+                        let p = next(&mut binds, Bind::Text(regexp_anywhere(text)));
+                        clause += &format!(" AND line REGEXP {p}");
+                    }
                 }
                 (Backend::Postgres, _) => {
                     let p = next(&mut binds, Bind::Text(like_anywhere(text)));
@@ -307,8 +320,9 @@ const POSTGRES_SELECTIVE_MATCHES: i64 = 1000;
 /// Fewer lines than this holding a search text's trigrams in a day: the query starts from them.
 const SELECTIVE_MATCHES: i64 = 5000;
 
-/// FTS5's `automerge` for the day tables' text indexes (0: segments merge only when 16 of a
-/// level pile up, its `crisismerge`).
+/// FTS5's `automerge` and `crisismerge` for the day tables' text indexes: segments merge only
+/// when 64 of a level pile up (less merging while lines pour in; a finished day is merged into
+/// one by `optimize`, see [`Store::apply_log_retention`]).
 const FTS_AUTOMERGE: i64 = 0;
 const FTS_CRISISMERGE: i64 = 64;
 
@@ -699,7 +713,9 @@ impl Tx {
     /// `org_id = $1`, or — when the query's text is rare in the day's text index (fewer than
     /// [`SELECTIVE_MATCHES`] lines hold its trigrams) — `+org_id = $1`, which keeps SQLite off
     /// the (organisation, time) index so that it starts from the few matching lines instead of
-    /// walking the whole day in time order testing each.
+    /// walking the whole day in time order testing each. (The day's index is every
+    /// organisation's: another organisation's many matches choose the walk, which is slower,
+    /// never wrong; only the plan is chosen by them, the rows are this organisation's.)
     async fn sqlite_org_condition(&mut self, query: &LogQuery, fts: &str) -> Result<&'static str> {
         let Some(text) = query.text.as_deref().filter(|t| t.chars().count() >= 3) else {
             return Ok("org_id = $1");
@@ -990,6 +1006,8 @@ pub struct RetentionReport {
     pub days_dropped: u64,
     /// Lines deleted one by one (organisations that keep less than the longest).
     pub lines_deleted: u64,
+    /// Finished days whose text index was merged into one segment (SQLite).
+    pub days_optimized: u64,
 }
 
 impl Store {
@@ -1065,6 +1083,26 @@ impl Store {
                         .execute(&mut **c)
                         .await?;
                     report.days_dropped += 1;
+                }
+                // Days that are over: their text index merged into one segment (ingest leaves
+                // up to 64 a level; a search probes each).
+                let today = day_of(now_ns);
+                let finished: Vec<i64> =
+                    sqlx::query_scalar("SELECT day FROM log_days WHERE day < $1 AND optimized = 0")
+                        .bind(today)
+                        .fetch_all(&mut **c)
+                        .await?;
+                for day in finished {
+                    sqlx::query(sql(format!(
+                        "INSERT INTO log_text_{day} (log_text_{day}) VALUES ('optimize')"
+                    )))
+                    .execute(&mut **c)
+                    .await?;
+                    sqlx::query("UPDATE log_days SET optimized = 1 WHERE day = $1")
+                        .bind(day)
+                        .execute(&mut **c)
+                        .await?;
+                    report.days_optimized += 1;
                 }
             }
             TxInner::Postgres(c) => {

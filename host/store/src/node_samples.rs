@@ -29,6 +29,8 @@ pub struct NodeSamplePoint {
     pub at_ms: i64,
     /// Heartbeats in the bucket.
     pub samples: i64,
+    /// Heartbeats in the bucket that carried a CPU figure (an agent's first one does not).
+    pub cpu_samples: i64,
     pub cpu_percent: Option<f64>,
     pub cpu_max_percent: Option<f64>,
     pub memory_used_bytes: f64,
@@ -57,6 +59,7 @@ impl From<BucketRow> for NodeSamplePoint {
         NodeSamplePoint {
             at_ms: r.bucket_ms,
             samples: r.samples,
+            cpu_samples: r.cpu_samples,
             cpu_percent: cpu,
             cpu_max_percent: (r.cpu_samples > 0).then_some(r.cpu_max),
             memory_used_bytes: r.memory_used_sum / n,

@@ -270,6 +270,28 @@ async fn retention_drops_whole_days_and_trims_organisations_that_keep_less() {
             report.days_dropped, 4,
             "{backend:?}: days 0–3 are older than anyone keeps"
         );
+        // SQLite merges the text index of each day that is over (days 4–8), once.
+        let optimized = if backend == infrapilot_store::Backend::Sqlite {
+            5
+        } else {
+            0
+        };
+        assert_eq!(report.days_optimized, optimized, "{backend:?}");
+        let mut tx = db.store.read(&org).await.unwrap();
+        let found = tx
+            .query_logs(&LogQuery {
+                limit: 10,
+                text: Some("DAY 6".into()),
+                ..LogQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            found.len(),
+            1,
+            "{backend:?}: found through the merged index"
+        );
+        drop(tx);
         let kept = |o: OrgId| {
             let store = db.store.clone();
             async move {
@@ -358,5 +380,49 @@ async fn a_batch_larger_than_one_statement_is_stored_whole_and_in_order() {
             .unwrap();
         assert_eq!(found.len(), 1, "the last line is in the text index");
         assert_eq!(found[0].line, "line number 12344");
+    }
+}
+
+/// Text search folds case beyond ASCII on SQLite (the trigram index does, and REGEXP decides
+/// for such texts; LIKE would fold ASCII only). PostgreSQL's ILIKE folds by the database's
+/// character type (`C` here: ASCII only), so this is SQLite's.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_search_folds_case_beyond_ascii() {
+    let db = TestDb::new(infrapilot_store::Backend::Sqlite).await;
+    let org = OrgId::default_org();
+    let texts = [
+        "Connexion ÉCHOUÉE au serveur",
+        "un échec",
+        "ok [a.b] (c) 50%",
+    ];
+    let lines: Vec<NewLogLine> = texts
+        .iter()
+        .enumerate()
+        .map(|(n, t)| line(n as i64 + 1, DAY0 + n as i64, t, None))
+        .collect();
+    let mut tx = db.store.write(&org).await.unwrap();
+    tx.insert_log_lines(&lines).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = db.store.read(&org).await.unwrap();
+    for (text, expected) in [
+        ("échouée", vec!["Connexion ÉCHOUÉE au serveur"]),
+        ("ÉCHEC", vec!["un échec"]),
+        ("é", vec!["un échec", "Connexion ÉCHOUÉE au serveur"]),
+        // Regular-expression characters are literal (a REGEXP needs them escaped).
+        ("[a.b] (c) 50%", vec!["ok [a.b] (c) 50%"]),
+        ("é.", vec![]),
+    ] {
+        let found: Vec<String> = tx
+            .query_logs(&LogQuery {
+                limit: 10,
+                text: Some(text.into()),
+                ..LogQuery::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.line)
+            .collect();
+        assert_eq!(found, expected, "{text}");
     }
 }

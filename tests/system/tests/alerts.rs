@@ -1210,7 +1210,7 @@ async fn a_node_that_goes_silent_fires_node_offline_and_resolves_when_back() {
     )
     .await;
     let admin = server.admin().await;
-    let (mut agent, state) = common::enrolled_agent(&server, &admin, "edge-7").await;
+    let (state, mut agent) = common::enrolled_agent(&server, &admin, "edge-7").await;
     admin.online_agent("edge-7").await;
     // Its heartbeats' host statistics are kept: memory from /proc, CPU since the previous one.
     let stats = eventually(

@@ -40,7 +40,7 @@ async fn open_sockets_close_on_logout_demotion_disable_and_node_revocation() {
     // Heartbeats every 2 s: sockets re-check their caller at least that often.
     let server = Server::start(false, 2).await;
     let admin = server.admin().await;
-    let (mut agent, _state) = enrolled_agent(&server, &admin, "node-ws").await;
+    let (_state, mut agent) = enrolled_agent(&server, &admin, "node-ws").await;
     let id = admin.online_agent("node-ws").await;
     let app = fx
         .run(
@@ -187,7 +187,7 @@ async fn a_viewer_cannot_knock_a_node_offline_with_logs() {
     let admin = server.admin().await;
     // The node stores its floods too (the spool and the host's ingest in the path).
     let collect = fx.log_label();
-    let (mut agent, _state) = enrolled_agent_with(
+    let (_state, mut agent) = enrolled_agent_with(
         &server,
         &admin,
         "node-logs",
@@ -292,7 +292,7 @@ async fn serve_stops_on_sigterm_with_agents_and_a_log_socket_open() {
         Server::start_with(true, 30, &[("INFRAPILOT_SHUTDOWN_GRACE_SECONDS", "5")]).await;
     let admin = server.admin().await;
     let local = admin.online_agent("local").await;
-    let (mut remote, _state) = enrolled_agent(&server, &admin, "node-stop").await;
+    let (_state, mut remote) = enrolled_agent(&server, &admin, "node-stop").await;
     admin.online_agent("node-stop").await;
     let app = fx
         .run(

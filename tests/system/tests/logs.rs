@@ -74,7 +74,7 @@ async fn lines_survive_agent_kills_and_a_host_restart_exactly_once() {
     let admin = server.admin().await;
     let collect = fx.log_label();
     let only = [("INFRAPILOT_AGENT_LOG_LABEL", collect.as_str())];
-    let (mut agent, state) = enrolled_agent_with(&server, &admin, "node-logs", &only).await;
+    let (state, mut agent) = enrolled_agent_with(&server, &admin, "node-logs", &only).await;
     let agent_id = admin.online_agent("node-logs").await;
     let kills = env_number("INFRAPILOT_CHAOS_KILLS", 20);
     let outage = Duration::from_secs(env_number("INFRAPILOT_CHAOS_OUTAGE_SECONDS", 60));
@@ -364,7 +364,7 @@ async fn past_the_spool_bound_the_dropped_sequences_are_named_exactly() {
     let admin = server.admin().await;
     // A spool of 16 KiB: a few hundred lines. Its own containers only.
     let only = fx.log_label();
-    let (agent, state) = enrolled_agent_with(
+    let (state, agent) = enrolled_agent_with(
         &server,
         &admin,
         "node-gap",
@@ -544,19 +544,7 @@ async fn the_health_view_scores_nodes_and_keeps_their_heartbeats_for_charts() {
     // Bad input names its field; an unknown node is not found.
     for (query, field) in [
         ("since=yesterday".to_owned(), "since"),
-        (
-            format!(
-                "since={}&until={}",
-                urlencode(&rfc3339_ago(0)),
-                urlencode(&rfc3339_ago(3600))
-            ),
-            "since",
-        ),
         ("resolution=day".to_owned(), "resolution"),
-        (
-            format!("resolution=minute&since={}", urlencode(&since)),
-            "since",
-        ),
         ("until=soon".to_owned(), "until"),
     ] {
         let (status, body) = admin
@@ -572,6 +560,28 @@ async fn the_health_view_scores_nodes_and_keeps_their_heartbeats_for_charts() {
             "{query}: {body}"
         );
     }
+    // A range that selects nothing answers nothing; one longer than a resolution keeps is cut
+    // to its last part (minutes: the last two days), and says so.
+    let backwards = admin
+        .get(&format!(
+            "/api/v1/health/nodes/{agent}/samples?since={}&until={}",
+            urlencode(&rfc3339_ago(0)),
+            urlencode(&rfc3339_ago(3600))
+        ))
+        .await;
+    assert_eq!(backwards["points"], serde_json::json!([]), "{backwards}");
+    let cut = admin
+        .get(&format!(
+            "/api/v1/health/nodes/{agent}/samples?resolution=minute&since={}",
+            urlencode(&since)
+        ))
+        .await;
+    assert_eq!(cut["resolution_seconds"], 60);
+    assert!(
+        cut["since"].as_str().unwrap() > rfc3339_ago(2 * 24 * 3600 + 60).as_str(),
+        "{cut}"
+    );
+    assert!(!cut["points"].as_array().unwrap().is_empty());
     let (status, _) = admin
         .call(
             "GET",

@@ -36,7 +36,7 @@ async fn an_agent_belongs_to_the_organisation_of_its_token() {
     let bob: Api = root.login("bob@example.com", "a long password").await;
 
     // Bob's enrollment token is Beta's: so is the node.
-    let (mut agent, state) = enrolled_agent(&server, &bob, "beta-node").await;
+    let (state, mut agent) = enrolled_agent(&server, &bob, "beta-node").await;
     let id = bob.online_agent("beta-node").await;
     let mine = root.get("/api/v1/agents").await;
     assert!(

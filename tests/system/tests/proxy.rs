@@ -819,7 +819,7 @@ async fn certificates_are_issued_and_renewed_by_the_node_even_with_the_host_down
         ("INFRAPILOT_AGENT_ACME_CHECK_SECONDS", "4"),
         ("INFRAPILOT_AGENT_PROXY_STATUS_SECONDS", "1"),
     ];
-    let (agent, state) = common::enrolled_agent_with(&server, &admin, "edge", &env).await;
+    let (state, agent) = common::enrolled_agent_with(&server, &admin, "edge", &env).await;
     let mut agent = agent;
     let agent_id = admin.online_agent("edge").await;
     let network = fixture.network().await;
@@ -1898,7 +1898,7 @@ async fn the_proxy_backend_is_the_plugin_the_host_is_told_to_use() {
         .call("POST", "/api/v1/plugins/infrapilot.webhook/enable", None)
         .await;
     assert_eq!(status, 200, "{e}");
-    let (_agent, _state) = common::enrolled_agent_with(
+    let (_state, _agent) = common::enrolled_agent_with(
         &server,
         &admin,
         "edge",

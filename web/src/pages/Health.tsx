@@ -25,6 +25,22 @@ function scoreKind(score: number): 'ok' | 'warn' | 'bad' {
 
 const share = (used: number, total: number) => (total > 0 ? Math.round((used * 1000) / total) / 10 : null);
 
+const GIB = 1024 * 1024 * 1024;
+/** Bytes in GiB past 1 GiB (disks), else in MiB. */
+const formatSize = (bytes: number) => (bytes >= GIB ? `${(bytes / GIB).toFixed(1)} GiB` : formatMiB(bytes));
+
+/** The points on a full time axis: a bucket without heartbeats is a gap in the lines (the
+ *  node was down or cut off), not a straight line across it. */
+function withGaps(samples: NodeSamplesDto) {
+  const step = samples.resolution_seconds;
+  const byTime = new Map(samples.points.map((p) => [Math.floor(Date.parse(p.at) / 1000), p]));
+  const first = Math.floor(Date.parse(samples.since) / 1000 / step) * step;
+  const last = Math.floor(Date.parse(samples.until) / 1000 / step) * step;
+  const times: number[] = [];
+  for (let t = first; t <= last && times.length < 5000; t += step) times.push(t);
+  return { times, points: times.map((t) => byTime.get(t) ?? null) };
+}
+
 function NodeChart({ node, rangeMs }: { node: NodeHealthDto; rangeMs: number }) {
   const samples = usePoll<NodeSamplesDto>(
     () => {
@@ -36,14 +52,15 @@ function NodeChart({ node, rangeMs }: { node: NodeHealthDto; rangeMs: number }) 
     `${node.id}|${rangeMs}`,
   );
   const points = samples.data?.points;
-  const times = useMemo(() => (points ?? []).map((p) => Date.parse(p.at) / 1000), [points]);
+  const axis = useMemo(() => (samples.data ? withGaps(samples.data) : { times: [], points: [] }), [samples.data]);
+  const times = axis.times;
   const series: LineSeries[] = useMemo(
     () => [
-      { label: 'CPU %', color: COLORS.cpu, values: (points ?? []).map((p) => p.cpu_percent ?? null) },
-      { label: 'memory %', color: COLORS.memory, values: (points ?? []).map((p) => share(p.memory_used_bytes, p.memory_total_bytes)) },
-      { label: 'disk %', color: COLORS.disk, values: (points ?? []).map((p) => share(p.disk_used_bytes, p.disk_total_bytes)) },
+      { label: 'CPU %', color: COLORS.cpu, values: axis.points.map((p) => p?.cpu_percent ?? null) },
+      { label: 'memory %', color: COLORS.memory, values: axis.points.map((p) => (p ? share(p.memory_used_bytes, p.memory_total_bytes) : null)) },
+      { label: 'disk %', color: COLORS.disk, values: axis.points.map((p) => (p ? share(p.disk_used_bytes, p.disk_total_bytes) : null)) },
     ],
-    [points],
+    [axis],
   );
   if (samples.error) return <FormError error={samples.error} />;
   if (!points) return <p className="muted">Loading samples…</p>;
@@ -83,7 +100,7 @@ function NodeCard({ node, rangeMs }: { node: NodeHealthDto; rangeMs: number }) {
       )}
       <p className="muted">
         CPU (10 min) {formatPercent(node.cpu_percent_10m)} · memory {s ? `${formatMiB(s.memory_used_bytes)} of ${formatMiB(s.memory_total_bytes)}` : '—'} · disk{' '}
-        {diskTotal > 0 ? `${formatPercent(share(s?.disk_used_bytes ?? 0, diskTotal))} of ${formatMiB(diskTotal)}` : '—'} · last heartbeat{' '}
+        {diskTotal > 0 ? `${formatPercent(share(s?.disk_used_bytes ?? 0, diskTotal))} of ${formatSize(diskTotal)}` : '—'} · last heartbeat{' '}
         {formatAgo(node.last_seen_at)}
       </p>
       <NodeChart node={node} rangeMs={rangeMs} />
@@ -100,7 +117,8 @@ function HostCards({ health }: { health: HealthDto }) {
         <div className="card" data-testid="database-health">
           <h2>Database</h2>
           <p>
-            {database.backend} · <span data-testid="database-latency">{database.latency_ms.toFixed(2)} ms</span> per round trip
+            {database.backend} ·{' '}
+            <span data-testid="database-latency">{database.latency_ms == null ? 'no answer within 1 s' : `${database.latency_ms.toFixed(2)} ms`}</span> per round trip
           </p>
           <p className="muted">
             Pool: {database.pool_size - database.pool_idle} in use, {database.pool_idle} idle, at most {database.pool_max}

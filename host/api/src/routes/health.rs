@@ -52,8 +52,9 @@ pub struct NodeHealthDto {
 pub struct DatabaseHealthDto {
     /// `sqlite` or `postgres`.
     pub backend: &'static str,
-    /// A `SELECT 1` round trip through the pool, in milliseconds (the best of three).
-    pub latency_ms: f64,
+    /// A `SELECT 1` round trip through the pool, in milliseconds (the best of three); none when
+    /// the database did not answer within a second.
+    pub latency_ms: Option<f64>,
     pub pool_size: u32,
     pub pool_idle: u32,
     pub pool_max: u32,
@@ -89,8 +90,10 @@ pub struct ScoreInput {
 /// Spool records waiting past which a node is behind on sending its logs.
 const SPOOL_BACKLOG: u64 = 100_000;
 
-/// A node's score (0–100) and why it is not 100, worst first. The same figures make the
-/// `infrapilot_node_score` gauge.
+/// A node's score (0–100) and why it is not 100, worst first. The `infrapilot_node_score`
+/// gauge is this score too, over the figures its host process holds: CPU averaged over the
+/// heartbeats of the node's current session in the last ten minutes (the API averages the
+/// stored minute samples of the last ten minutes, whichever replica received them).
 pub fn score(input: &ScoreInput) -> (u8, Vec<String>) {
     if !input.online {
         return (0, vec!["offline: no heartbeat from the node".into()]);
@@ -99,10 +102,12 @@ pub fn score(input: &ScoreInput) -> (u8, Vec<String>) {
     let share = |used: u64, total: u64| (total > 0).then(|| used as f64 * 100.0 / total as f64);
     let mut level = |what: &str, percent: Option<f64>, over: &str| {
         if let Some(p) = percent {
+            // Whole percent, rounded down: the figure never reads as the next tier.
+            let shown = p.floor();
             if p >= 90.0 {
-                penalties.push((30, format!("{what} at {p:.0}% {over}(90% or more)")));
+                penalties.push((30, format!("{what} at {shown}% {over}(90% or more)")));
             } else if p >= 80.0 {
-                penalties.push((10, format!("{what} at {p:.0}% {over}(80% or more)")));
+                penalties.push((10, format!("{what} at {shown}% {over}(80% or more)")));
             }
         }
     };
@@ -147,11 +152,14 @@ pub fn score(input: &ScoreInput) -> (u8, Vec<String>) {
     )
 }
 
-/// The average CPU of minute samples (weighted by their heartbeats).
+/// The average CPU of minute samples (weighted by the heartbeats that carried a CPU figure).
 fn average_cpu(points: &[NodeSamplePoint]) -> Option<f64> {
     let (sum, n) = points
         .iter()
-        .filter_map(|p| p.cpu_percent.map(|c| (c * p.samples as f64, p.samples)))
+        .filter_map(|p| {
+            p.cpu_percent
+                .map(|c| (c * p.cpu_samples as f64, p.cpu_samples))
+        })
         .fold((0.0, 0i64), |(s, n), (c, k)| (s + c, n + k));
     (n > 0).then(|| ((sum / n as f64) * 10.0).round() / 10.0)
 }
@@ -200,7 +208,7 @@ pub async fn health(
     let operator = principal.role.at_least(Role::SuperAdmin);
     let (database, host) = if operator {
         (
-            Some(database_health(&state).await?),
+            Some(database_health(&state).await),
             Some(host_process(&state)),
         )
     } else {
@@ -213,30 +221,37 @@ pub async fn health(
     }))
 }
 
-/// The best of three `SELECT 1` round trips.
-pub async fn database_latency(state: &AppState) -> ApiResult<Duration> {
-    let mut best = Duration::MAX;
-    for _ in 0..3 {
-        let started = Instant::now();
-        state.store().ping().await?;
-        best = best.min(started.elapsed());
-    }
-    Ok(best)
+/// The best of three `SELECT 1` round trips; none when the database does not answer all three
+/// within a second (a busy pool must not hold the caller).
+pub async fn database_latency(store: &infrapilot_store::Store) -> Option<Duration> {
+    let measure = async {
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let started = Instant::now();
+            store.ping().await.ok()?;
+            best = best.min(started.elapsed());
+        }
+        Some(best)
+    };
+    tokio::time::timeout(Duration::from_secs(1), measure)
+        .await
+        .ok()
+        .flatten()
 }
 
-async fn database_health(state: &AppState) -> ApiResult<DatabaseHealthDto> {
-    let latency = database_latency(state).await?;
+async fn database_health(state: &AppState) -> DatabaseHealthDto {
+    let latency = database_latency(state.store()).await;
     let pool = state.store().pool_stats();
-    Ok(DatabaseHealthDto {
+    DatabaseHealthDto {
         backend: match state.store().backend() {
             infrapilot_store::Backend::Sqlite => "sqlite",
             infrapilot_store::Backend::Postgres => "postgres",
         },
-        latency_ms: (latency.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+        latency_ms: latency.map(|l| (l.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0),
         pool_size: pool.size,
         pool_idle: pool.idle,
         pool_max: pool.max,
-    })
+    }
 }
 
 /// This process's resident memory and threads (from `/proc/self/status`).
@@ -263,7 +278,7 @@ fn host_process(state: &AppState) -> HostProcessDto {
             .metrics()
             .num_alive_tasks() as u64,
         uptime_seconds: state.metrics().uptime().as_secs(),
-        connected_nodes: state.hub().node_stats().len() as u64,
+        connected_nodes: state.hub().session_count() as u64,
     }
 }
 
@@ -276,8 +291,9 @@ pub struct SamplesQuery {
     /// RFC 3339: buckets starting before (default: now).
     #[param(format = DateTime)]
     pub until: Option<String>,
-    /// `minute` (ranges up to 2 days, kept 2 days) or `hour` (up to 90 days, kept 90); default:
-    /// minutes for ranges up to 2 days, else hours.
+    /// `minute` (kept 2 days: a range is cut to the last 2 days) or `hour` (kept 90 days: a
+    /// range is cut to 90 days before `until`); default: minutes for a range within the last 2
+    /// days, else hours.
     #[param(pattern = "^(minute|hour)?$")]
     pub resolution: Option<String>,
 }
@@ -326,14 +342,13 @@ pub async fn node_samples(
         Some(raw) => time_ns("since", raw)? / 1_000_000,
         None => until.saturating_sub(3600 * 1000),
     };
-    if since >= until {
-        return Err(ApiError::invalid("since", "since must be before until"));
-    }
     let span = until.saturating_sub(since);
+    // Minutes are kept two days: a range reaching further back is drawn from hours.
+    let minutes_kept_since = now_ms().saturating_sub(2 * DAY_MS);
     let resolution = match q.resolution.as_deref() {
         Some("minute") => SAMPLE_MINUTE,
         Some("hour") => SAMPLE_HOUR,
-        None | Some("") if span <= 2 * DAY_MS => SAMPLE_MINUTE,
+        None | Some("") if span <= 2 * DAY_MS && since >= minutes_kept_since => SAMPLE_MINUTE,
         None | Some("") => SAMPLE_HOUR,
         Some(_) => {
             return Err(ApiError::invalid(
@@ -342,20 +357,16 @@ pub async fn node_samples(
             ));
         }
     };
-    let longest = if resolution == SAMPLE_MINUTE {
-        2 * DAY_MS
+    // A range longer than the resolution keeps is cut to its last part (minutes: the last two
+    // days; hours: ninety days before `until`); `since` in the answer says where it starts. A
+    // range that selects nothing answers nothing.
+    let since = if resolution == SAMPLE_MINUTE {
+        since
+            .max(until.saturating_sub(2 * DAY_MS))
+            .max(minutes_kept_since)
     } else {
-        90 * DAY_MS
+        since.max(until.saturating_sub(90 * DAY_MS))
     };
-    if span > longest {
-        return Err(ApiError::invalid(
-            "since",
-            format!(
-                "the range from since to until may span at most {} days at this resolution",
-                longest / DAY_MS
-            ),
-        ));
-    }
     if uuid::Uuid::try_parse(&id).is_err() {
         return Err(ApiError::invalid("id", "id must be an agent id (a UUID)"));
     }
@@ -363,7 +374,11 @@ pub async fn node_samples(
     tx.agent(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("id", "no such node"))?;
-    let points = tx.node_samples(&id, resolution, since, until).await?;
+    let points = if since < until {
+        tx.node_samples(&id, resolution, since, until).await?
+    } else {
+        Vec::new()
+    };
     tx.commit().await?;
     Ok(Json(NodeSamplesDto {
         resolution_seconds: resolution,
@@ -432,9 +447,10 @@ mod tests {
 
     #[test]
     fn cpu_averages_weigh_buckets_by_their_heartbeats() {
-        let point = |samples, cpu| NodeSamplePoint {
+        let point = |samples, cpu: Option<f64>| NodeSamplePoint {
             at_ms: 0,
             samples,
+            cpu_samples: if cpu.is_some() { samples } else { 0 },
             cpu_percent: cpu,
             cpu_max_percent: cpu,
             memory_used_bytes: 0.0,

@@ -138,6 +138,7 @@ pub fn remove_unless_panicking(dir: &Path) {
     if !std::thread::panicking() {
         let _ = std::fs::remove_dir_all(dir);
         let _ = std::fs::remove_file(dir.with_extension("log"));
+        let _ = std::fs::remove_file(dir.with_extension("log2"));
     }
 }
 
@@ -670,8 +671,10 @@ pub async fn user(admin: &Api, email: &str, role: &str) -> (Api, String) {
     )
 }
 
-/// A separate agent process enrolled with a token, heartbeating every second.
-pub async fn enrolled_agent(server: &Server, admin: &Api, name: &str) -> (KillOnDrop, TempDir) {
+/// A separate agent process enrolled with a token, heartbeating every second: its state
+/// directory, then the process (bound in this order, `let (state, agent) = …` drops the process
+/// first: a directory is removed after the agent writing into it is gone).
+pub async fn enrolled_agent(server: &Server, admin: &Api, name: &str) -> (TempDir, KillOnDrop) {
     enrolled_agent_with(server, admin, name, &[]).await
 }
 
@@ -681,7 +684,7 @@ pub async fn enrolled_agent_with(
     admin: &Api,
     name: &str,
     env: &[(&str, &str)],
-) -> (KillOnDrop, TempDir) {
+) -> (TempDir, KillOnDrop) {
     let (status, token) = admin
         .call(
             "POST",
@@ -703,7 +706,8 @@ pub async fn enrolled_agent_with(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (run_agent(&state, env), state)
+    let agent = run_agent(&state, env);
+    (state, agent)
 }
 
 /// Runs an enrolled agent from its state directory (again, after a kill), its stderr appended
@@ -795,9 +799,10 @@ pub async fn websocket(
 /// aiosmtpd writing each message into a maildir.
 pub struct SmtpServer {
     pub port: u16,
-    pub maildir: TempDir,
-    /// Killed with the server (and at once if it never starts listening).
+    /// Killed with the server (and at once if it never starts listening); before its maildir
+    /// goes (fields drop in this order).
     _child: KillOnDrop,
+    pub maildir: TempDir,
 }
 
 impl SmtpServer {

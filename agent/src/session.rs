@@ -281,9 +281,13 @@ async fn session(
                             eprintln!("connected to the host as {}", welcome.agent_id);
                             if options.heartbeat.is_none() && welcome.heartbeat_seconds > 0 {
                                 interval = Duration::from_secs(u64::from(welcome.heartbeat_seconds));
-                                ticker = tokio::time::interval(interval);
-                                ticker.tick().await;
                             }
+                            // The first heartbeat a second after the welcome (the host has the
+                            // node's figures at once, not an interval later), then every interval.
+                            ticker = tokio::time::interval_at(
+                                tokio::time::Instant::now() + Duration::from_secs(1).min(interval),
+                                interval,
+                            );
                             if expires_within(trust, options.renew_within) {
                                 match renewal_request() {
                                     Ok((key, request)) => {

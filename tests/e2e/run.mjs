@@ -413,7 +413,7 @@ async function main() {
       note(`${STACK}-web memory ${memory}`);
     });
 
-    await step('the container page shows logs, then follows new lines live', async () => {
+    await step('the container page shows the stored log, follows new lines live, and shows Docker\'s own log', async () => {
       await page.getByTestId(`container-row-${STACK}-web`).getByRole('link', { name: `${STACK}-web`, exact: true }).click();
       await page.getByTestId('tab-overview').waitFor();
       await page.getByTestId('tab-logs').click();
@@ -429,7 +429,16 @@ async function main() {
       });
       const stream = await lines.last().getAttribute('data-stream');
       if (stream !== 'stdout') throw new Error(`last line marked ${stream}`);
-      note(`tick ${before} when loaded, tick ${after} streamed`);
+      // The same container's log as Docker keeps it on the node.
+      await page.getByTestId('log-follow').click();
+      await page.getByTestId('log-source').selectOption('docker');
+      const fromDocker = await until("Docker's log", async () => {
+        const t = lastTick(await lines.allInnerTexts());
+        return t >= after ? t : null;
+      });
+      await page.getByTestId('log-source').selectOption('stored');
+      await until('the stored history again', async () => lastTick(await lines.allInnerTexts()) >= after);
+      note(`tick ${before} stored when loaded, tick ${after} followed, tick ${fromDocker} in Docker's log`);
     });
 
     await step('the Logs page: stored lines of the stack, a text filter with matches marked, the volume chart, live, CSV export', async () => {

@@ -1,10 +1,15 @@
 // The Logs tab: pages of a container's log (newest first loaded, "Load older" walks back with
 // the page's cursor), a search and a stream filter that re-fetch, and "Follow", which streams
-// new lines over the logs WebSocket.
+// new lines. Two sources: the host's store (default: the history the node's spool delivered,
+// kept past the container's removal and Docker's log rotation, followed through
+// /logs/stream) and Docker's own log of the container on the node (for nodes that do not send
+// logs, or lines not delivered yet).
 
 import { useCallback, useEffect, useLayoutEffect, useRef, useState, type FormEvent } from 'react';
 import { ApiError, freshAccessToken, socketProtocols, socketUrl, toApiError } from '../../api/client';
-import { containerSockets, containersApi, type LogLine, type LogStream } from '../../api/containers';
+import { containerSockets, containersApi, type LogLevel, type LogLine, type LogStream } from '../../api/containers';
+import { LOGS_STREAM_PATH, logsApi } from '../../api/logs';
+import type { LogLineDto } from '../../api/types';
 import { Badge, FormError } from '../../components/ui';
 import { formatClock } from '../../format';
 
@@ -21,6 +26,24 @@ const ANSI = /\u001b\[[0-9;?]*[ -/]*[@-~]/g;
 const lineKey = (l: LogLine) => `${l.time}|${l.stream}|${l.message}`;
 
 type FollowState = 'off' | 'connecting' | 'live';
+type Source = 'stored' | 'docker';
+
+const fromStore = (l: LogLineDto): LogLine => ({
+  time: l.time,
+  stream: l.stream as LogStream,
+  message: l.line,
+  level: (l.level ?? null) as LogLevel | null,
+});
+
+/** A page of the container's log from `source`, oldest line first. */
+async function fetchPage(source: Source, agentId: string, cid: string, q: string, stream: LogStream | '', cursor?: string) {
+  if (source === 'docker') {
+    const page = await containersApi.logs(agentId, cid, { tail: PAGE, cursor, q: q || undefined, stream: stream || undefined });
+    return { lines: page.lines, next: page.next_cursor ?? null };
+  }
+  const page = await logsApi.page({ agent: agentId, container: cid, q: q || undefined, stream: stream || undefined }, { limit: PAGE, cursor });
+  return { lines: page.items.map(fromStore).reverse(), next: page.next_cursor ?? null };
+}
 
 export function LogsView({ agentId, cid, canFollow }: { agentId: string; cid: string; canFollow: boolean }) {
   const [lines, setLines] = useState<LogLine[]>([]);
@@ -28,6 +51,7 @@ export function LogsView({ agentId, cid, canFollow }: { agentId: string; cid: st
   const [qInput, setQInput] = useState('');
   const [q, setQ] = useState('');
   const [stream, setStream] = useState<LogStream | ''>('');
+  const [source, setSource] = useState<Source>('stored');
   const [loading, setLoading] = useState(true);
   const [loadingOlder, setLoadingOlder] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
@@ -51,17 +75,17 @@ export function LogsView({ agentId, cid, canFollow }: { agentId: string; cid: st
     setLoading(true);
     setError(null);
     try {
-      const page = await containersApi.logs(agentId, cid, { tail: PAGE, q: q || undefined, stream: stream || undefined });
+      const page = await fetchPage(source, agentId, cid, q, stream);
       if (mine !== seq.current) return;
       stick.current = true;
       setLines(page.lines);
-      setCursor(page.next_cursor ?? null);
+      setCursor(page.next);
     } catch (e) {
       if (mine === seq.current) setError(toApiError(e));
     } finally {
       if (mine === seq.current) setLoading(false);
     }
-  }, [agentId, cid, q, stream]);
+  }, [agentId, cid, q, stream, source]);
 
   useEffect(() => {
     void loadNewest();
@@ -86,12 +110,12 @@ export function LogsView({ agentId, cid, canFollow }: { agentId: string; cid: st
     setLoadingOlder(true);
     setError(null);
     try {
-      const page = await containersApi.logs(agentId, cid, { tail: PAGE, cursor, q: q || undefined, stream: stream || undefined });
+      const page = await fetchPage(source, agentId, cid, q, stream, cursor);
       if (mine !== seq.current) return; // the filters changed meanwhile
       const el = box.current;
       anchor.current = el ? { height: el.scrollHeight, top: el.scrollTop } : null;
       setLines((prev) => [...page.lines, ...prev]);
-      setCursor(page.next_cursor ?? null);
+      setCursor(page.next);
     } catch (e) {
       setError(toApiError(e));
     } finally {
@@ -146,23 +170,35 @@ export function LogsView({ agentId, cid, canFollow }: { agentId: string; cid: st
     freshAccessToken()
       .then((token) => {
         if (cancelled) return;
-        ws = new WebSocket(socketUrl(containerSockets.logs(agentId, cid), { tail: FOLLOW_TAIL }), socketProtocols(token));
+        const url =
+          source === 'docker'
+            ? socketUrl(containerSockets.logs(agentId, cid), { tail: FOLLOW_TAIL })
+            : socketUrl(LOGS_STREAM_PATH, { agent: agentId, container: cid });
+        ws = new WebSocket(url, socketProtocols(token));
         ws.onopen = () => {
           if (!cancelled) setFollowState('live');
         };
-        ws.onmessage = (ev: MessageEvent) => {
-          if (typeof ev.data !== 'string') return;
-          let line: LogLine;
-          try {
-            line = JSON.parse(ev.data) as LogLine;
-          } catch {
-            return;
-          }
+        const take = (line: LogLine) => {
           if (typeof line.message !== 'string' || seen.has(lineKey(line))) return;
           const f = filterRef.current;
           if (f.stream && line.stream !== f.stream) return;
           if (f.q && !line.message.toLowerCase().includes(f.q.toLowerCase())) return;
           buffer.push(line);
+        };
+        ws.onmessage = (ev: MessageEvent) => {
+          if (typeof ev.data !== 'string') return;
+          try {
+            if (source === 'docker') {
+              take(JSON.parse(ev.data) as LogLine);
+            } else {
+              // The store's stream: batches of lines as they are stored.
+              const msg = JSON.parse(ev.data) as { lines?: LogLineDto[]; lagged?: number };
+              for (const l of msg.lines ?? []) take(fromStore(l));
+              if (msg.lagged) setFollowNote(`Fell behind and skipped ${msg.lagged} batches; they are in the history.`);
+            }
+          } catch {
+            // not a line
+          }
         };
         ws.onclose = (ev: CloseEvent) => {
           if (cancelled) return;
@@ -192,7 +228,7 @@ export function LogsView({ agentId, cid, canFollow }: { agentId: string; cid: st
       }
       setFollowState('off');
     };
-  }, [follow, agentId, cid]);
+  }, [follow, agentId, cid, source]);
 
   // ---- view ---------------------------------------------------------------------
 
@@ -218,6 +254,13 @@ export function LogsView({ agentId, cid, canFollow }: { agentId: string; cid: st
             <option value="">stdout + stderr</option>
             <option value="stdout">stdout</option>
             <option value="stderr">stderr</option>
+          </select>
+          <label htmlFor="log-source" className="visually-hidden">
+            Source
+          </label>
+          <select id="log-source" value={source} onChange={(e) => setSource(e.target.value as Source)} data-testid="log-source">
+            <option value="stored">Stored history</option>
+            <option value="docker">Docker's log</option>
           </select>
           <button type="submit" className="btn btn-small">
             Search

@@ -136,9 +136,16 @@ fn encode_cursor(c: &LogCursor) -> String {
 
 fn decode_cursor(raw: &str) -> ApiResult<LogCursor> {
     let bad = || ApiError::invalid("cursor", "cursor must be a next_cursor this API returned");
+    // Numbers of up to 19 digits (the documented form) past i64's range mean its nearest end: a
+    // position beyond every line, not an error.
+    let number = |p: &str| {
+        p.parse::<i128>()
+            .ok()
+            .map(|v| v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+    };
     let mut parts = raw.splitn(3, '.');
-    let time_ns = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-    let seq = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    let time_ns = parts.next().and_then(number).ok_or_else(bad)?;
+    let seq = parts.next().and_then(number).ok_or_else(bad)?;
     let agent_id = parts.next().ok_or_else(bad)?;
     let agent_id = validate::uuid("cursor", agent_id).map_err(|_| bad())?;
     Ok(LogCursor {
@@ -864,5 +871,12 @@ mod tests {
             agent_id: "00000000-0000-4000-8000-000000000001".into(),
         };
         assert_eq!(decode_cursor(&encode_cursor(&cursor)).unwrap(), cursor);
+        // 19 digits past i64 (the documented pattern allows them): the nearest end.
+        let far = decode_cursor(
+            "9999999999999999999.-9410389359990810540.00000000-0000-4000-8000-000000000001",
+        )
+        .unwrap();
+        assert_eq!((far.time_ns, far.seq), (i64::MAX, i64::MIN));
+        assert!(decode_cursor("1.2.not-a-uuid").is_err());
     }
 }

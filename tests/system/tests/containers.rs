@@ -636,6 +636,5 @@ async fn host_killed_and_restarted_the_agent_reconnects_and_a_replayed_command_r
         (409, Some("agent_offline")),
         "{body}"
     );
-    let _ = std::fs::remove_dir_all(&state);
     fx.cleanup().await;
 }

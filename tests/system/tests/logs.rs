@@ -352,7 +352,6 @@ async fn lines_survive_agent_kills_and_a_host_restart_exactly_once() {
         "nothing was dropped"
     );
     drop(agent);
-    let _ = std::fs::remove_dir_all(&state);
     fx.cleanup().await;
 }
 
@@ -454,7 +453,6 @@ async fn past_the_spool_bound_the_dropped_sequences_are_named_exactly() {
         previous = Some((n, seq));
     }
     drop(agent);
-    let _ = std::fs::remove_dir_all(&state);
     fx.cleanup().await;
 }
 

@@ -524,7 +524,7 @@ async fn host_killed_and_restarted_the_agent_reconnects_and_a_replayed_command_r
     let mut fx = Fixture::new(docker, "replay");
     let mut server = Server::start(false, 2).await;
     let admin = server.admin().await;
-    let (state, mut agent) = enrolled_agent(&server, &admin, "node-a").await;
+    let (_state, mut agent) = enrolled_agent(&server, &admin, "node-a").await;
     let id = admin.online_agent("node-a").await;
     let net = fx.network().await;
     // Ignores SIGTERM, so a restart waits out its stop timeout: time to kill the host mid-command.

@@ -363,7 +363,7 @@ async fn past_the_spool_bound_the_dropped_sequences_are_named_exactly() {
     let admin = server.admin().await;
     // A spool of 16 KiB: a few hundred lines. Its own containers only.
     let only = fx.log_label();
-    let (state, agent) = enrolled_agent_with(
+    let (_state, agent) = enrolled_agent_with(
         &server,
         &admin,
         "node-gap",

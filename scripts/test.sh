@@ -78,13 +78,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "checking Debian packages (PostgreSQL, oathtool, Chromium, an SMTP server for the alert tests, pebble for ACME, testssl for the served TLS, OpenLDAP for directory sign-in, xmlsec1 for the SAML identity provider, compilers)"
+say "checking Debian packages (PostgreSQL, oathtool, Chromium, an SMTP server for the alert tests, pebble for ACME, testssl for the served TLS, OpenLDAP for directory sign-in, xmlsec1 for the SAML identity provider, ClickHouse for the log sink, compilers)"
 need_host_build_deps
 need_debian postgresql:/usr/lib/postgresql oathtool:oathtool \
     chromium:/usr/bin/chromium curl:curl python3:python3 \
     python3-aiosmtpd:/usr/lib/python3/dist-packages/aiosmtpd pebble:/usr/bin/pebble \
     python3-venv:/usr/share/doc/python3-venv testssl.sh:/usr/bin/testssl \
-    slapd:/usr/sbin/slapd ldap-utils:/usr/bin/ldapmodify xmlsec1:/usr/bin/xmlsec1
+    slapd:/usr/sbin/slapd ldap-utils:/usr/bin/ldapmodify xmlsec1:/usr/bin/xmlsec1 \
+    clickhouse-server:/usr/sbin/clickhouse-server
 
 say "the SAML identity provider's Python (pysaml2 7.5.5 from PyPI, in a virtualenv kept between runs)"
 export SAML_VENV=${SAML_VENV:-$HOME/.cache/infrapilot/saml-venv}

@@ -50,11 +50,24 @@ pub mod sso_provider {
     });
 }
 
+/// Bindings of the `log-sink` world (`wit/since_v0.2.0`).
+pub mod log_sink {
+    wit_bindgen::generate!({
+        world: "log-sink",
+        path: "../wit/since_v0.2.0",
+        default_bindings_module: "infrapilot_plugin_sdk::log_sink",
+        pub_export_macro: true,
+        export_macro_name: "export_log_sink",
+    });
+}
+
 pub mod channel;
 pub mod proxy;
+pub mod sink;
 pub mod sso;
 
 pub use alert_channel::export_alert_channel;
+pub use log_sink::export_log_sink;
 pub use proxy_backend::export_proxy_backend;
 pub use sso_provider::export_sso_provider;
 

@@ -65,6 +65,51 @@ pub enum AlertError {
     Plugin(String),
     #[error("the channel's secrets cannot be opened: {0}")]
     Secrets(String),
+    #[error(transparent)]
+    LogSink(#[from] infrapilot_store::LogSinkError),
+}
+
+/// Where the log rules count lines: the log sink when the operator configured one, else the
+/// database (in a read transaction: on SQLite the writer is not held while lines are counted).
+struct LogCounts<'a> {
+    org_id: &'a OrgId,
+    sink: Option<Arc<dyn infrapilot_store::LogSink>>,
+    reads: infrapilot_store::Tx,
+}
+
+impl LogCounts<'_> {
+    async fn by_container(
+        &mut self,
+        since_ns: i64,
+        until_ns: i64,
+        level: &str,
+    ) -> Result<infrapilot_store::ContainerCounts, AlertError> {
+        Ok(match &self.sink {
+            Some(sink) => {
+                sink.count_by_container(self.org_id, since_ns, until_ns, level)
+                    .await?
+            }
+            None => {
+                self.reads
+                    .count_log_lines_by_container(since_ns, until_ns, level)
+                    .await?
+            }
+        })
+    }
+
+    async fn proxy_statuses(
+        &mut self,
+        since_ns: i64,
+        until_ns: i64,
+    ) -> Result<infrapilot_store::ProxyCounts, AlertError> {
+        Ok(match &self.sink {
+            Some(sink) => {
+                sink.proxy_status_counts(self.org_id, since_ns, until_ns)
+                    .await?
+            }
+            None => self.reads.proxy_status_counts(since_ns, until_ns).await?,
+        })
+    }
 }
 
 /// How long a worker holds a delivery before another may retry it.
@@ -460,20 +505,23 @@ impl AlertEngine {
         const MINUTE_NS: i64 = 60 * 1_000_000_000;
         let now = now_ms();
         let now_ns = now.saturating_mul(1_000_000);
-        // Counted in a read transaction (on SQLite the writer is not held while lines are
-        // counted); the write transaction below only fires and resolves.
-        let mut reads = self.inner.store.read(org_id).await?;
+        // Counted first; the write transaction below only fires and resolves.
+        let mut reads = LogCounts {
+            org_id,
+            sink: self.inner.hub.log_sink(),
+            reads: self.inner.store.read(org_id).await?,
+        };
         let mut last_minute = Vec::new();
         let mut baselines: HashMap<u32, HashMap<(String, String), i64>> = HashMap::new();
         if !spikes.is_empty() {
             last_minute = reads
-                .count_log_lines_by_container(now_ns - MINUTE_NS, now_ns, "error")
+                .by_container(now_ns - MINUTE_NS, now_ns, "error")
                 .await?;
             for rule in &spikes {
                 let minutes = rule_params(rule).baseline_minutes.unwrap_or(30).max(1);
                 if let std::collections::hash_map::Entry::Vacant(slot) = baselines.entry(minutes) {
                     let before = reads
-                        .count_log_lines_by_container(
+                        .by_container(
                             now_ns - MINUTE_NS * (i64::from(minutes) + 1),
                             now_ns - MINUTE_NS,
                             "error",
@@ -488,7 +536,7 @@ impl AlertEngine {
             let window = rule_params(rule).window_seconds.unwrap_or(300);
             if let std::collections::hash_map::Entry::Vacant(slot) = windows.entry(window) {
                 let counts = reads
-                    .proxy_status_counts(now_ns - i64::from(window) * 1_000_000_000, now_ns)
+                    .proxy_statuses(now_ns - i64::from(window) * 1_000_000_000, now_ns)
                     .await?;
                 slot.insert(counts);
             }

@@ -104,6 +104,19 @@ impl From<infrapilot_store::StoreError> for ApiError {
     }
 }
 
+/// The log sink failed: the operator's log says why (its message can name the sink's
+/// internals), the caller that the log store is unavailable.
+impl From<infrapilot_store::LogSinkError> for ApiError {
+    fn from(e: infrapilot_store::LogSinkError) -> ApiError {
+        tracing::error!(error = %e, "log sink unavailable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "log_store_unavailable",
+            "the log store is not reachable; try again",
+        )
+    }
+}
+
 /// The account workflows' refusals as the API answers them.
 impl From<infrapilot_accounts::AccountError> for ApiError {
     fn from(e: infrapilot_accounts::AccountError) -> ApiError {

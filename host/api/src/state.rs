@@ -311,6 +311,15 @@ impl AppState {
         &self.inner.hub
     }
 
+    /// Where the organisations' log lines are read: the log sink the operator configured, or
+    /// the database.
+    pub fn log_lines(&self) -> crate::routes::logs::LogLines {
+        crate::routes::logs::LogLines {
+            store: self.inner.store.clone(),
+            sink: self.inner.hub.log_sink(),
+        }
+    }
+
     /// How routes and services reach nodes.
     pub fn nodes(&self) -> &Arc<dyn NodeRouter> {
         &self.inner.nodes

@@ -18,7 +18,9 @@ use infrapilot_proto::v1::{
     command, host_message,
 };
 use infrapilot_proto::v1::{SpoolBatch, spool_record};
-use infrapilot_store::{NewCommand, NewDockerEvent, NewLogLine, OrgId, Store, now_ms};
+use infrapilot_store::{
+    LogLineRow, LogSink, NewCommand, NewDockerEvent, NewLogLine, OrgId, Store, now_ms,
+};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
@@ -157,6 +159,8 @@ pub struct AgentHub {
     next_session: Arc<AtomicU64>,
     heartbeat_seconds: u32,
     secrets: Arc<SecretBox>,
+    /// Where log lines go instead of the database, when the operator configured a sink.
+    log_sink: Arc<std::sync::OnceLock<Arc<dyn LogSink>>>,
 }
 
 /// A line stamped further in the past than this (the host's default retention), or ahead of
@@ -164,6 +168,69 @@ pub struct AgentHub {
 /// a hostile node) cannot make tables for days far from now.
 const MAX_LINE_AGE_NS: i64 = 14 * 86_400 * 1_000_000_000;
 const MAX_LINE_AHEAD_NS: i64 = 5 * 60 * 1_000_000_000;
+
+/// Why a spool batch was not stored (its cursor did not move).
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error(transparent)]
+    Store(#[from] infrapilot_store::StoreError),
+    /// The log sink did not take the lines: nothing was committed.
+    #[error(transparent)]
+    Sink(#[from] infrapilot_store::LogSinkError),
+}
+
+/// The log lines among `fresh`, as stored: text cleaned, the level detected, and lines of the
+/// node's managed nginx read as requests to (and errors of) its proxy hosts.
+async fn line_rows(
+    tx: &mut infrapilot_store::Tx,
+    agent_id: &str,
+    fresh: &[&infrapilot_proto::v1::SpoolRecord],
+    time_of: impl Fn(i64) -> i64,
+) -> Result<Vec<LogLineRow>, infrapilot_store::StoreError> {
+    let lines = fresh.iter().filter_map(|r| match &r.body {
+        Some(spool_record::Body::LogLine(l)) => Some((r.seq as i64, l)),
+        _ => None,
+    });
+    let proxy_hosts = if lines.clone().any(|(_, l)| l.proxy) {
+        let hosts = tx.list_proxy_hosts(agent_id).await?;
+        crate::proxy_lines::ProxyHosts::new(hosts.iter().map(|h| (h.id.as_str(), h.spec.as_str())))
+    } else {
+        Default::default()
+    };
+    Ok(lines
+        .map(|(seq, l)| {
+            // Text as the database takes it: valid UTF-8, no NUL (in every field: a label can
+            // hold one too).
+            let line = clean_text(&String::from_utf8_lossy(&l.line));
+            let facts = l
+                .proxy
+                .then(|| crate::proxy_lines::read(&line, &proxy_hosts))
+                .flatten();
+            LogLineRow {
+                agent_id: agent_id.to_owned(),
+                time_ns: time_of(l.time_unix_ns),
+                seq,
+                container_id: clean_text(&l.container_id),
+                container_name: clean_text(&l.container_name),
+                compose_project: clean_text(&l.compose_project),
+                stream: if l.stream == "stderr" {
+                    "stderr"
+                } else {
+                    "stdout"
+                }
+                .to_owned(),
+                level: facts
+                    .as_ref()
+                    .and_then(|f| f.level)
+                    .or_else(|| infrapilot_proto::model::detect_level(&line))
+                    .map(str::to_owned),
+                proxy_host_id: facts.as_ref().map(|f| f.proxy_host_id.clone()),
+                status: facts.as_ref().and_then(|f| f.status),
+                line,
+            }
+        })
+        .collect())
+}
 
 /// Text as the database takes it (PostgreSQL refuses NUL).
 fn clean_text(text: &str) -> String {
@@ -257,7 +324,19 @@ impl AgentHub {
             next_session: Arc::new(AtomicU64::new(1)),
             heartbeat_seconds,
             secrets,
+            log_sink: Arc::default(),
         }
+    }
+
+    /// Sends the nodes' log lines to `sink` instead of the database from now on (set once, at
+    /// start; `false` when one was set already).
+    pub fn set_log_sink(&self, sink: Arc<dyn LogSink>) -> bool {
+        self.log_sink.set(sink).is_ok()
+    }
+
+    /// The log sink lines go to, if the operator configured one.
+    pub fn log_sink(&self) -> Option<Arc<dyn LogSink>> {
+        self.log_sink.get().cloned()
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -748,15 +827,19 @@ impl AgentHub {
 
     /// A batch from a node's spool: what this host has not stored yet (by agent, epoch and
     /// sequence) is stored in one transaction with the new cursor; returns the sequence the node
-    /// may delete up to (`Ok(None)`: an empty batch). An error means nothing was stored: the
-    /// session must end, so that the node sends everything unacknowledged again in order (a
-    /// later batch acknowledged past a lost one would lose it).
+    /// may delete up to (`Ok(None)`: an empty batch). An error means the cursor did not move:
+    /// nothing after it may be acknowledged before the node sends it again (a later batch
+    /// acknowledged past a lost one would lose it).
+    ///
+    /// With a log sink its lines are written there first, outside the database's transaction
+    /// (the sink keeps a line written twice once), then the cursor, Docker events and gaps are
+    /// committed; a sink that fails leaves the cursor where it was.
     pub(crate) async fn on_spool_batch(
         &self,
         org_id: &OrgId,
         agent_id: &str,
         batch: SpoolBatch,
-    ) -> Result<Option<u64>, infrapilot_store::StoreError> {
+    ) -> Result<Option<u64>, BatchError> {
         let Ok(epoch) = i64::try_from(batch.epoch) else {
             return Ok(None);
         };
@@ -784,82 +867,43 @@ impl AgentHub {
         // The days' tables are made in transactions of their own (on PostgreSQL a new
         // partition locks its parent until commit).
         self.store.prepare_log_days(days.into_iter()).await?;
+        let sink = self.log_sink();
         let stored = async {
+            let fresh_of = |committed: i64| -> Vec<&infrapilot_proto::v1::SpoolRecord> {
+                batch
+                    .records
+                    .iter()
+                    .filter(|r| i64::try_from(r.seq).is_ok_and(|seq| seq > committed))
+                    .collect()
+            };
+            let written_to_sink = match &sink {
+                Some(sink) => {
+                    let mut tx = self.store.read(org_id).await?;
+                    let committed = tx.spool_committed(agent_id, epoch).await?;
+                    let rows = line_rows(&mut tx, agent_id, &fresh_of(committed), time_of).await?;
+                    tx.commit().await?;
+                    sink.write(org_id, &rows).await?;
+                    Some(rows)
+                }
+                None => None,
+            };
             let mut tx = self.store.write(org_id).await?;
             let committed = tx.spool_committed(agent_id, epoch).await?;
-            let fresh: Vec<_> = batch
-                .records
-                .iter()
-                .filter(|r| i64::try_from(r.seq).is_ok_and(|seq| seq > committed))
-                .collect();
-            // Text as the database takes it: valid UTF-8, no NUL (in every field: a label can
-            // hold one too).
-            let texts: Vec<[String; 4]> = fresh
-                .iter()
-                .filter_map(|r| match &r.body {
-                    Some(spool_record::Body::LogLine(l)) => Some([
-                        clean_text(&String::from_utf8_lossy(&l.line)),
-                        clean_text(&l.container_id),
-                        clean_text(&l.container_name),
-                        clean_text(&l.compose_project),
-                    ]),
-                    _ => None,
-                })
-                .collect();
-            // Lines of the node's managed nginx: requests to (and errors of) its proxy hosts.
-            let proxy_hosts = if fresh
-                .iter()
-                .any(|r| matches!(&r.body, Some(spool_record::Body::LogLine(l)) if l.proxy))
-            {
-                let hosts = tx.list_proxy_hosts(agent_id).await?;
-                crate::proxy_lines::ProxyHosts::new(
-                    hosts.iter().map(|h| (h.id.as_str(), h.spec.as_str())),
-                )
-            } else {
-                Default::default()
+            let fresh = fresh_of(committed);
+            let rows = match written_to_sink {
+                Some(mut rows) => {
+                    rows.retain(|r| r.seq > committed);
+                    rows
+                }
+                None => {
+                    let rows = line_rows(&mut tx, agent_id, &fresh, time_of).await?;
+                    let lines: Vec<NewLogLine> = rows.iter().map(NewLogLine::from).collect();
+                    tx.insert_log_lines(&lines).await?;
+                    rows
+                }
             };
-            let facts: Vec<Option<crate::proxy_lines::ProxyLine>> = fresh
-                .iter()
-                .filter_map(|r| match &r.body {
-                    Some(spool_record::Body::LogLine(l)) => Some(l),
-                    _ => None,
-                })
-                .zip(&texts)
-                .map(|(l, [line, ..])| {
-                    l.proxy
-                        .then(|| crate::proxy_lines::read(line, &proxy_hosts))
-                        .flatten()
-                })
-                .collect();
-            let mut lines = Vec::with_capacity(texts.len());
-            let mut text = texts.iter().zip(&facts);
             for record in &fresh {
-                let seq = record.seq as i64;
                 match &record.body {
-                    Some(spool_record::Body::LogLine(l)) => {
-                        let ([line, container_id, container_name, compose_project], facts) =
-                            text.next().expect("one text per line");
-                        lines.push(NewLogLine {
-                            agent_id,
-                            time_ns: time_of(l.time_unix_ns),
-                            seq,
-                            container_id,
-                            container_name,
-                            compose_project,
-                            stream: if l.stream == "stderr" {
-                                "stderr"
-                            } else {
-                                "stdout"
-                            },
-                            level: facts
-                                .as_ref()
-                                .and_then(|f| f.level)
-                                .or_else(|| infrapilot_proto::model::detect_level(line)),
-                            line,
-                            proxy_host_id: facts.as_ref().map(|f| f.proxy_host_id.as_str()),
-                            status: facts.as_ref().and_then(|f| f.status),
-                        });
-                    }
                     Some(spool_record::Body::DockerEvent(event)) => {
                         let attributes = clean_text(
                             &serde_json::to_string(&event.attributes)
@@ -886,10 +930,9 @@ impl AgentHub {
                             tx.insert_log_gap(agent_id, epoch, first, last).await?;
                         }
                     }
-                    None => {}
+                    Some(spool_record::Body::LogLine(_)) | None => {}
                 }
             }
-            tx.insert_log_lines(&lines).await?;
             let last = fresh
                 .iter()
                 .map(|r| r.seq as i64)
@@ -898,32 +941,14 @@ impl AgentHub {
             if last > committed {
                 tx.set_spool_committed(agent_id, epoch, last).await?;
             }
-            let live = (self.live_lines.receiver_count() > 0 && !lines.is_empty()).then(|| {
-                lines
-                    .iter()
-                    .map(|l| infrapilot_store::LogLineRow {
-                        agent_id: l.agent_id.to_owned(),
-                        time_ns: l.time_ns,
-                        seq: l.seq,
-                        container_id: l.container_id.to_owned(),
-                        container_name: l.container_name.to_owned(),
-                        compose_project: l.compose_project.to_owned(),
-                        stream: l.stream.to_owned(),
-                        level: l.level.map(str::to_owned),
-                        line: l.line.to_owned(),
-                        proxy_host_id: l.proxy_host_id.map(str::to_owned),
-                        status: l.status,
-                    })
-                    .collect::<Vec<_>>()
-            });
             tx.commit().await?;
-            if let Some(lines) = live {
+            if self.live_lines.receiver_count() > 0 && !rows.is_empty() {
                 let _ = self.live_lines.send(Arc::new(LiveLines {
                     org_id: org_id.clone(),
-                    lines,
+                    lines: rows,
                 }));
             }
-            Ok::<_, infrapilot_store::StoreError>(())
+            Ok::<_, BatchError>(())
         }
         .await;
         match stored {

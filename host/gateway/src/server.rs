@@ -476,8 +476,20 @@ fn spawn_spool_ingest(
 ) -> tokio::sync::mpsc::Sender<SpoolBatch> {
     let (batches, mut queued) = tokio::sync::mpsc::channel::<SpoolBatch>(SPOOL_BATCHES_QUEUED);
     tokio::spawn(async move {
+        // After a batch the log sink did not take: (epoch, its first sequence). Later batches
+        // are not stored (acknowledging them would skip it) until the node sends it again —
+        // after its acknowledgement timeout — and the session stays up meanwhile (commands,
+        // heartbeats): a sink outage is not a node outage.
+        let mut resend_from: Option<(u64, u64)> = None;
         while let Some(batch) = queued.recv().await {
             let epoch = batch.epoch;
+            let first = batch.records.iter().map(|r| r.seq).min();
+            if let Some((failed_epoch, from)) = resend_from {
+                if epoch == failed_epoch && first.is_none_or(|f| f > from) {
+                    continue;
+                }
+                resend_from = None;
+            }
             match hub.on_spool_batch(&org_id, &agent_id, batch).await {
                 Ok(Some(through_seq)) => {
                     let ack = HostMessage {
@@ -491,7 +503,10 @@ fn spawn_spool_ingest(
                     }
                 }
                 Ok(None) => {}
-                Err(_) => {
+                Err(crate::hub::BatchError::Sink(_)) => {
+                    resend_from = Some((epoch, first.unwrap_or(0)));
+                }
+                Err(crate::hub::BatchError::Store(_)) => {
                     let _ = tx
                         .send(Err(Status::unavailable(
                             "the host could not store a batch of the spool; send it again",
@@ -505,7 +520,7 @@ fn spawn_spool_ingest(
     batches
 }
 
-/// Serves the gateway until `shutdown` completes./// Serves the gateway until `shutdown` completes.
+/// Serves the gateway until `shutdown` completes.
 pub async fn serve(
     store: Store,
     ca: Arc<CertificateAuthority>,

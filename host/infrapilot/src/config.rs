@@ -77,6 +77,12 @@ pub struct Config {
     pub alert_retry_seconds: u32,
     /// Days the nodes' log lines are kept, unless an organisation sets its own.
     pub log_retention_days: u32,
+    /// A `log-sink` plugin (e.g. `infrapilot.clickhouse`, installed and enabled) that stores
+    /// the nodes' log lines instead of the database; unset: the database.
+    pub log_sink: Option<String>,
+    /// The log sink's settings as a JSON object (its manifest's schema; `writeOnly` fields
+    /// such as a password are its secrets).
+    pub log_sink_settings: Option<String>,
     /// The plugin (a `proxy-backend` component) that renders proxy hosts for the nodes.
     pub proxy_backend: String,
     /// Host names the public browser routes answer to besides IP literals, `localhost` and the
@@ -135,6 +141,8 @@ impl Default for Config {
             alert_tick_seconds: 5,
             alert_retry_seconds: 10,
             log_retention_days: 14,
+            log_sink: None,
+            log_sink_settings: None,
             proxy_backend: infrapilot_proxy::DEFAULT_BACKEND.into(),
             allowed_hosts: Vec::new(),
             trusted_proxies: Vec::new(),
@@ -167,6 +175,21 @@ impl Config {
             .map(infrapilot_agent::shipper::parse_log_label)
             .transpose()
             .map_err(|e| anyhow::anyhow!("builtin_agent_log_label: {e}"))
+    }
+
+    /// The log sink's settings: a JSON object (`{}` when unset).
+    pub fn log_sink_settings(&self) -> anyhow::Result<serde_json::Value> {
+        let Some(text) = &self.log_sink_settings else {
+            return Ok(serde_json::json!({}));
+        };
+        if self.log_sink.is_none() {
+            bail!("log_sink_settings: set, but no log_sink names the plugin they are for");
+        }
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(value) if value.is_object() => Ok(value),
+            Ok(_) => bail!("log_sink_settings: must be a JSON object"),
+            Err(e) => bail!("log_sink_settings: not JSON: {e}"),
+        }
     }
 
     /// Loads the file (if any) and applies the environment on top.
@@ -311,6 +334,12 @@ impl Config {
                 .parse()
                 .with_context(|| format!("INFRAPILOT_LOG_RETENTION_DAYS: not a number: {v:?}"))?;
         }
+        if let Some(v) = var("INFRAPILOT_LOG_SINK") {
+            self.log_sink = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = var("INFRAPILOT_LOG_SINK_SETTINGS") {
+            self.log_sink_settings = Some(v).filter(|v| !v.is_empty());
+        }
         if let Some(v) = var("INFRAPILOT_PROXY_BACKEND") {
             self.proxy_backend = v;
         }
@@ -446,6 +475,7 @@ impl Config {
         if !(1..=3600).contains(&self.alert_tick_seconds) {
             bail!("alert_tick_seconds must be between 1 and 3600");
         }
+        self.log_sink_settings()?;
         if !(1..=3650).contains(&self.log_retention_days) {
             bail!("log_retention_days must be between 1 and 3650");
         }

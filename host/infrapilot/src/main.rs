@@ -300,7 +300,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         plugins.install_shipped(dir).await;
     }
     let alerts = state.enable_plugins(
-        plugins,
+        plugins.clone(),
         infrapilot_alerts::EngineConfig {
             tick: std::time::Duration::from_secs(config.alert_tick_seconds.into()),
             retry_base: std::time::Duration::from_secs(config.alert_retry_seconds.into()),
@@ -309,6 +309,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ..infrapilot_alerts::EngineConfig::default()
         },
     );
+    // A log sink: checked and prepared now (a wrong one stops the start, naming the setting),
+    // then the nodes' lines go there instead of the database.
+    let log_sink = match &config.log_sink {
+        Some(id) => {
+            let sink = plugins
+                .log_sink(id, config.log_sink_settings()?)
+                .await
+                .map_err(|e| anyhow::anyhow!("log_sink: {e}"))?;
+            tracing::info!(plugin = %id, "log lines go to the log sink");
+            let sink: std::sync::Arc<dyn infrapilot_store::LogSink> = std::sync::Arc::new(sink);
+            state.hub().set_log_sink(sink.clone());
+            Some(sink)
+        }
+        None => None,
+    };
     let alert_loop = alerts.spawn();
     // The database's latency for /metrics, measured in the background (a scrape never waits on
     // the pool).
@@ -320,12 +335,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // where no organisation keeps them); so do the nodes' old samples.
     {
         let store = store.clone();
+        let log_sink = log_sink.clone();
         let default_days = i64::from(config.log_retention_days);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
             loop {
                 every.tick().await;
                 let now_ns = infrapilot_store::now_ms().saturating_mul(1_000_000);
+                if let Some(sink) = &log_sink {
+                    match store.log_retention_cutoffs(default_days, now_ns).await {
+                        Ok(cutoffs) => {
+                            for (org, before_ns) in cutoffs {
+                                if let Err(e) = sink.drop_before(&org, before_ns).await {
+                                    tracing::warn!(error = %e, org = %org.as_str(), "log sink retention failed; tried again in an hour");
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "log sink retention failed; tried again in an hour")
+                        }
+                    }
+                }
                 match store.apply_log_retention(default_days, now_ns).await {
                     Ok(report) if report != Default::default() => {
                         tracing::info!(

@@ -9,6 +9,7 @@
 //!   database on each use so that replicas follow each other's changes;
 //! - [`services::StoreServices`]: what host functions delegate to.
 
+pub mod log_sink;
 pub mod mailer;
 pub mod services;
 pub mod settings;
@@ -28,6 +29,7 @@ use infrapilot_plugin_types::bundle::PublicKey;
 use infrapilot_store::{NewAuditEvent, NewPlugin, OrgId, PluginRow, Store, StoreError};
 use serde::Serialize;
 
+pub use log_sink::PluginLogSink;
 pub use mailer::{Mailer, SmtpSecurity, SmtpSettings};
 pub use settings::SettingsError;
 

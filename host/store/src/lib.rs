@@ -19,6 +19,7 @@ mod alerts;
 mod audit;
 mod commands;
 mod identity;
+mod log_sink;
 mod logs;
 mod node_samples;
 mod plugins;
@@ -50,6 +51,7 @@ pub use identity::{
     ApiTokenRow, CredentialOwner, MfaChallengeRow, NewApiToken, NewMfaChallenge, NewSession,
     NewUser, RefreshTokenRow, SessionRow, UserRow,
 };
+pub use log_sink::{ContainerCounts, LogSink, LogSinkError, ProxyCounts};
 pub use logs::{LogCursor, LogGapRow, LogLineRow, LogQuery, NewLogLine, RetentionReport, day_of};
 pub use node_samples::{NodeSample, NodeSamplePoint, SAMPLE_HOUR, SAMPLE_MINUTE};
 pub use plugins::{MAX_PLUGIN_KV_KEYS, NewPlugin, PluginRow};

@@ -44,6 +44,24 @@ pub struct LogLineRow {
     pub status: Option<i32>,
 }
 
+impl<'a> From<&'a LogLineRow> for NewLogLine<'a> {
+    fn from(r: &'a LogLineRow) -> NewLogLine<'a> {
+        NewLogLine {
+            agent_id: &r.agent_id,
+            time_ns: r.time_ns,
+            seq: r.seq,
+            container_id: &r.container_id,
+            container_name: &r.container_name,
+            compose_project: &r.compose_project,
+            stream: &r.stream,
+            level: r.level.as_deref(),
+            line: &r.line,
+            proxy_host_id: r.proxy_host_id.as_deref(),
+            status: r.status,
+        }
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct LogGapRow {
     pub agent_id: String,
@@ -1039,6 +1057,23 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Where each organisation's retention (`default_days` where it set none) begins: lines
+    /// before it go (the log sink's retention).
+    pub async fn log_retention_cutoffs(
+        &self,
+        default_days: i64,
+        now_ns: i64,
+    ) -> Result<Vec<(OrgId, i64)>> {
+        let mut cutoffs = vec![];
+        for org in self.organization_ids().await? {
+            let mut tx = self.read(&org).await?;
+            let days = tx.log_retention_days().await?.unwrap_or(default_days);
+            tx.commit().await?;
+            cutoffs.push((org, now_ns.saturating_sub(days.saturating_mul(DAY_NS))));
+        }
+        Ok(cutoffs)
     }
 
     /// Applies every organisation's log retention (`default_days` where it set none): lines

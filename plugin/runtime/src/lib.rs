@@ -34,5 +34,6 @@ pub use runtime::{HookError, Invocation, Limits, Runtime, RuntimeError, WorldPlu
 pub use services::HostServices;
 pub use versions::ContractVersion;
 pub use worlds::alert_channel::AlertChannelPlugin;
+pub use worlds::log_sink::LogSinkPlugin;
 pub use worlds::proxy_backend::{ProxyBackendPlugin, Rendered};
 pub use worlds::sso_provider::SsoProviderPlugin;

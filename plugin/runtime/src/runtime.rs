@@ -428,6 +428,9 @@ impl Runtime {
             World::SsoProvider => self
                 .load::<crate::SsoProviderPlugin>(manifest, component, &grant)
                 .map(|_| ()),
+            World::LogSink => self
+                .load::<crate::LogSinkPlugin>(manifest, component, &grant)
+                .map(|_| ()),
         }
     }
 }

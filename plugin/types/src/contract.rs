@@ -379,6 +379,73 @@ pub mod sso_model {
     }
 }
 
+/// Interface `log-model` (from contract 0.2.0): what the host stores in and asks of a log sink.
+pub mod log_model {
+    /// One stored line; (`time_ns`, `agent_id`, `seq`) identifies it within its organisation.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct LogLine {
+        pub org_id: String,
+        pub agent_id: String,
+        pub time_ns: i64,
+        pub seq: i64,
+        pub container_id: String,
+        pub container_name: String,
+        pub compose_project: String,
+        pub stream: String,
+        pub level: Option<String>,
+        pub line: String,
+        pub proxy_host_id: Option<String>,
+        pub status: Option<i32>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct LogCursor {
+        pub time_ns: i64,
+        pub agent_id: String,
+        pub seq: i64,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct LogQuery {
+        pub org_id: String,
+        pub agent_id: Option<String>,
+        pub container: Option<String>,
+        pub compose_project: Option<String>,
+        pub levels: Vec<String>,
+        pub stream: Option<String>,
+        pub proxy_host_id: Option<String>,
+        pub status: Option<(i32, i32)>,
+        pub text: Option<String>,
+        pub since_ns: Option<i64>,
+        pub until_ns: Option<i64>,
+        pub oldest_first: bool,
+        pub after: Option<LogCursor>,
+        pub limit: u32,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct VolumeCount {
+        pub bucket_ns: i64,
+        pub level: String,
+        pub count: i64,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ContainerCount {
+        pub agent_id: String,
+        pub container_name: String,
+        pub count: i64,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ProxyCount {
+        pub agent_id: String,
+        pub proxy_host_id: String,
+        pub requests: i64,
+        pub errors: i64,
+    }
+}
+
 pub use alerts::{Alert, AlertState, Delivery, Severity};
 pub use proxy_model::{
     AccessRule, Location, ProxyHost, RateLimit, RenderedFile, SecurityHeaders, Tls, Upstream,

@@ -12,6 +12,8 @@ pub enum World {
     ProxyBackend,
     /// Single sign-on (from contract 0.2.0).
     SsoProvider,
+    /// A store for log lines (from contract 0.2.0).
+    LogSink,
 }
 
 impl World {
@@ -20,6 +22,7 @@ impl World {
             World::AlertChannel => "alert-channel",
             World::ProxyBackend => "proxy-backend",
             World::SsoProvider => "sso-provider",
+            World::LogSink => "log-sink",
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::socket_guard::SocketGuard;
 use crate::socket_guard::send_text;
 use crate::state::AppState;
 use crate::validate::{self, rfc3339_ns, time_ns};
-use infrapilot_store::{LogCursor, LogLineRow, LogQuery};
+use infrapilot_store::{LogCursor, LogLineRow, LogQuery, OrgId};
 
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "none"];
 /// The longest search text.
@@ -283,6 +283,42 @@ fn log_query(q: &LogsQuery) -> ApiResult<LogQuery> {
     })
 }
 
+/// Where log lines are read: the log sink when the operator configured one, else the database.
+#[derive(Clone)]
+pub struct LogLines {
+    pub(crate) store: infrapilot_store::Store,
+    pub(crate) sink: Option<std::sync::Arc<dyn infrapilot_store::LogSink>>,
+}
+
+impl LogLines {
+    /// A page of `org`'s lines matching `query`.
+    pub async fn page(&self, org: &OrgId, query: &LogQuery) -> Result<Vec<LogLineRow>, ApiError> {
+        match &self.sink {
+            Some(sink) => Ok(sink.query(org, query).await?),
+            None => {
+                let mut tx = self.store.read(org).await?;
+                Ok(tx.query_logs(query).await?)
+            }
+        }
+    }
+
+    /// Lines per interval and level.
+    pub async fn volume(
+        &self,
+        org: &OrgId,
+        query: &LogQuery,
+        interval_ns: i64,
+    ) -> Result<Vec<(i64, String, i64)>, ApiError> {
+        match &self.sink {
+            Some(sink) => Ok(sink.volume(org, query, interval_ns).await?),
+            None => {
+                let mut tx = self.store.read(org).await?;
+                Ok(tx.log_volume(query, interval_ns).await?)
+            }
+        }
+    }
+}
+
 #[utoipa::path(get, path = "/api/v1/logs", operation_id = "list_logs", tag = "logs",
     params(LogsQuery),
     responses((status = 200, body = LogPageDto), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
@@ -295,8 +331,8 @@ pub async fn list(
     let limit = query.limit;
     // One more than asked tells whether there is a next page.
     query.limit = limit + 1;
+    let mut rows = state.log_lines().page(&principal.org_id, &query).await?;
     let mut tx = state.store().read(&principal.org_id).await?;
-    let mut rows = tx.query_logs(&query).await?;
     let gaps: Vec<_> = tx
         .log_gaps(infrapilot_store::now_ms() - 7 * 86_400_000, 100)
         .await?
@@ -402,8 +438,10 @@ pub async fn volume(
     };
     query.since_ns = Some(first);
     query.until_ns = Some(until);
-    let mut tx = state.store().read(&principal.org_id).await?;
-    let counts = tx.log_volume(&query, interval_ns).await?;
+    let counts = state
+        .log_lines()
+        .volume(&principal.org_id, &query, interval_ns)
+        .await?;
     let mut buckets: Vec<VolumeBucket> = (0..count)
         .map(|n| VolumeBucket {
             start: rfc3339_ns(first + n * interval_ns),
@@ -494,10 +532,8 @@ pub async fn export_csv(
     }
     query.limit = 1000;
     // The first page is read before answering, so a database error is an error, not a cut file.
-    let mut tx = state.store().read(&principal.org_id).await?;
-    let first = tx.query_logs(&query).await?;
-    drop(tx);
-    let store = state.store().clone();
+    let lines = state.log_lines();
+    let first = lines.page(&principal.org_id, &query).await?;
     let org = principal.org_id.clone();
     struct Export {
         page: Vec<LogLineRow>,
@@ -512,7 +548,7 @@ pub async fn export_csv(
         header: true,
     };
     let body = futures_util::stream::unfold(Some(start), move |export| {
-        let (store, org) = (store.clone(), org.clone());
+        let (lines, org) = (lines.clone(), org.clone());
         async move {
             let mut export = export?;
             let mut out = String::new();
@@ -559,16 +595,11 @@ pub async fn export_csv(
             });
             let full_page = export.page.len() as i64 == export.query.limit;
             export.page = if full_page {
-                let next = async {
-                    let mut tx = store.read(&org).await?;
-                    tx.query_logs(&export.query).await
-                }
-                .await;
-                match next {
+                match lines.page(&org, &export.query).await {
                     Ok(page) => page,
                     Err(e) => {
                         // Headers are gone: the file ends here, and says why.
-                        tracing::warn!(error = %e, "a log export stopped early");
+                        tracing::warn!(error = ?e, "a log export stopped early");
                         out += &csv_row(&[
                             "",
                             "",
@@ -577,7 +608,7 @@ pub async fn export_csv(
                             "",
                             "",
                             "error",
-                            "the export stopped early: the database did not answer",
+                            "the export stopped early: the log store did not answer",
                         ]);
                         Vec::new()
                     }

@@ -58,6 +58,8 @@ pub struct TestApp {
     pub db: TestDb,
     pub router: Router,
     pub client_ip: String,
+    /// The state behind `router` (wiring the tests do themselves: a log sink …).
+    pub state: AppState,
 }
 
 pub struct Reply {
@@ -91,9 +93,10 @@ impl TestApp {
             .unwrap();
         let state = AppState::new(db.store.clone(), secrets, ca, settings);
         TestApp {
-            router: router(state),
+            router: router(state.clone()),
             db,
             client_ip: "192.0.2.10".into(),
+            state,
         }
     }
 
@@ -129,9 +132,10 @@ impl TestApp {
         state.enable_plugins(plugins, infrapilot_alerts::EngineConfig::default());
         (
             TestApp {
-                router: router(state),
+                router: router(state.clone()),
                 db,
                 client_ip: "192.0.2.10".into(),
+                state,
             },
             vendor,
         )

@@ -48,16 +48,39 @@ pub(crate) mod sso_provider {
     });
 }
 
+/// World `log-sink` (new in 0.2.0); shares the host interfaces with `alert-channel`.
+pub(crate) mod log_sink {
+    wasmtime::component::bindgen!({
+        world: "log-sink",
+        path: "../../wit/since_v0.2.0",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "infrapilot:plugin/types": super::alert_channel::infrapilot::plugin::types,
+            "infrapilot:plugin/log": super::alert_channel::infrapilot::plugin::log,
+            "infrapilot:plugin/http": super::alert_channel::infrapilot::plugin::http,
+            "infrapilot:plugin/config": super::alert_channel::infrapilot::plugin::config,
+            "infrapilot:plugin/clock": super::alert_channel::infrapilot::plugin::clock,
+        },
+    });
+}
+
 use alert_channel::infrapilot::plugin as wit;
 use proxy_backend::infrapilot::plugin::proxy_model as proxy_wit;
 use sso_provider::infrapilot::plugin::sso_model as sso_wit;
 
 super::contract_conversions!();
 super::host_adapters!();
-super::world_calls!((
-    infrapilot_plugin_types::manifest::World::SsoProvider,
-    link_sso_provider
-));
+super::world_calls!(
+    (
+        infrapilot_plugin_types::manifest::World::SsoProvider,
+        link_sso_provider
+    ),
+    (
+        infrapilot_plugin_types::manifest::World::LogSink,
+        link_log_sink
+    ),
+);
 
 /// `sso-model` has types only.
 impl sso_wit::Host for HostState {}
@@ -315,4 +338,213 @@ pub(crate) async fn sso_check_password(
         .call_check_password(store, username, password)
         .await?;
     Ok(Ok(answer.map(Into::into).map_err(Into::into)))
+}
+
+use crate::contract::log_model as sink_contract;
+use log_sink::infrapilot::plugin::log_model as sink_wit;
+
+/// `log-model` has types only.
+impl sink_wit::Host for HostState {}
+
+/// Links the imports of world `log-sink`.
+pub(crate) fn link_log_sink(
+    linker: &mut wasmtime::component::Linker<HostState>,
+) -> wasmtime::Result<()> {
+    log_sink::LogSink::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)
+}
+
+impl From<&sink_contract::LogLine> for sink_wit::LogLine {
+    fn from(l: &sink_contract::LogLine) -> Self {
+        sink_wit::LogLine {
+            org_id: l.org_id.clone(),
+            agent_id: l.agent_id.clone(),
+            time_ns: l.time_ns,
+            seq: l.seq,
+            container_id: l.container_id.clone(),
+            container_name: l.container_name.clone(),
+            compose_project: l.compose_project.clone(),
+            stream: l.stream.clone(),
+            level: l.level.clone(),
+            line: l.line.clone(),
+            proxy_host_id: l.proxy_host_id.clone(),
+            status: l.status,
+        }
+    }
+}
+
+impl From<sink_wit::LogLine> for sink_contract::LogLine {
+    fn from(l: sink_wit::LogLine) -> Self {
+        sink_contract::LogLine {
+            org_id: l.org_id,
+            agent_id: l.agent_id,
+            time_ns: l.time_ns,
+            seq: l.seq,
+            container_id: l.container_id,
+            container_name: l.container_name,
+            compose_project: l.compose_project,
+            stream: l.stream,
+            level: l.level,
+            line: l.line,
+            proxy_host_id: l.proxy_host_id,
+            status: l.status,
+        }
+    }
+}
+
+impl From<&sink_contract::LogQuery> for sink_wit::LogQuery {
+    fn from(q: &sink_contract::LogQuery) -> Self {
+        sink_wit::LogQuery {
+            org_id: q.org_id.clone(),
+            agent_id: q.agent_id.clone(),
+            container: q.container.clone(),
+            compose_project: q.compose_project.clone(),
+            levels: q.levels.clone(),
+            stream: q.stream.clone(),
+            proxy_host_id: q.proxy_host_id.clone(),
+            status: q.status,
+            text: q.text.clone(),
+            since_ns: q.since_ns,
+            until_ns: q.until_ns,
+            oldest_first: q.oldest_first,
+            after: q.after.as_ref().map(|c| sink_wit::LogCursor {
+                time_ns: c.time_ns,
+                agent_id: c.agent_id.clone(),
+                seq: c.seq,
+            }),
+            limit: q.limit,
+        }
+    }
+}
+
+/// What a sink call returns: its answer or its error, or the runtime's failure.
+type SinkAnswer<T> = wasmtime::Result<Result<T, called::PluginError>>;
+
+/// Calls `prepare`.
+pub(crate) async fn sink_prepare(
+    instance: &log_sink::LogSink,
+    store: &mut wasmtime::Store<HostState>,
+) -> SinkAnswer<()> {
+    Ok(instance
+        .infrapilot_plugin_sink()
+        .call_prepare(store)
+        .await?
+        .map_err(Into::into))
+}
+
+/// Calls `write`.
+pub(crate) async fn sink_write(
+    instance: &log_sink::LogSink,
+    store: &mut wasmtime::Store<HostState>,
+    lines: &[sink_contract::LogLine],
+) -> SinkAnswer<()> {
+    let lines: Vec<sink_wit::LogLine> = lines.iter().map(Into::into).collect();
+    Ok(instance
+        .infrapilot_plugin_sink()
+        .call_write(store, &lines)
+        .await?
+        .map_err(Into::into))
+}
+
+/// Calls `query`.
+pub(crate) async fn sink_query(
+    instance: &log_sink::LogSink,
+    store: &mut wasmtime::Store<HostState>,
+    query: &sink_contract::LogQuery,
+) -> SinkAnswer<Vec<sink_contract::LogLine>> {
+    Ok(instance
+        .infrapilot_plugin_sink()
+        .call_query(store, &query.into())
+        .await?
+        .map(|lines| lines.into_iter().map(Into::into).collect())
+        .map_err(Into::into))
+}
+
+/// Calls `volume`.
+pub(crate) async fn sink_volume(
+    instance: &log_sink::LogSink,
+    store: &mut wasmtime::Store<HostState>,
+    query: &sink_contract::LogQuery,
+    interval_ns: i64,
+) -> SinkAnswer<Vec<sink_contract::VolumeCount>> {
+    Ok(instance
+        .infrapilot_plugin_sink()
+        .call_volume(store, &query.into(), interval_ns)
+        .await?
+        .map(|counts| {
+            counts
+                .into_iter()
+                .map(|c| sink_contract::VolumeCount {
+                    bucket_ns: c.bucket_ns,
+                    level: c.level,
+                    count: c.count,
+                })
+                .collect()
+        })
+        .map_err(Into::into))
+}
+
+/// Calls `count-by-container`.
+pub(crate) async fn sink_count_by_container(
+    instance: &log_sink::LogSink,
+    store: &mut wasmtime::Store<HostState>,
+    org_id: &str,
+    since_ns: i64,
+    until_ns: i64,
+    level: &str,
+) -> SinkAnswer<Vec<sink_contract::ContainerCount>> {
+    Ok(instance
+        .infrapilot_plugin_sink()
+        .call_count_by_container(store, org_id, since_ns, until_ns, level)
+        .await?
+        .map(|counts| {
+            counts
+                .into_iter()
+                .map(|c| sink_contract::ContainerCount {
+                    agent_id: c.agent_id,
+                    container_name: c.container_name,
+                    count: c.count,
+                })
+                .collect()
+        })
+        .map_err(Into::into))
+}
+
+/// Calls `proxy-status-counts`.
+pub(crate) async fn sink_proxy_status_counts(
+    instance: &log_sink::LogSink,
+    store: &mut wasmtime::Store<HostState>,
+    org_id: &str,
+    since_ns: i64,
+    until_ns: i64,
+) -> SinkAnswer<Vec<sink_contract::ProxyCount>> {
+    Ok(instance
+        .infrapilot_plugin_sink()
+        .call_proxy_status_counts(store, org_id, since_ns, until_ns)
+        .await?
+        .map(|counts| {
+            counts
+                .into_iter()
+                .map(|c| sink_contract::ProxyCount {
+                    agent_id: c.agent_id,
+                    proxy_host_id: c.proxy_host_id,
+                    requests: c.requests,
+                    errors: c.errors,
+                })
+                .collect()
+        })
+        .map_err(Into::into))
+}
+
+/// Calls `drop-before`.
+pub(crate) async fn sink_drop_before(
+    instance: &log_sink::LogSink,
+    store: &mut wasmtime::Store<HostState>,
+    org_id: &str,
+    before_ns: i64,
+) -> SinkAnswer<()> {
+    Ok(instance
+        .infrapilot_plugin_sink()
+        .call_drop_before(store, org_id, before_ns)
+        .await?
+        .map_err(Into::into))
 }

@@ -6,5 +6,6 @@
 //! the host's plugin registry has no per-world loading code.
 
 pub mod alert_channel;
+pub mod log_sink;
 pub mod proxy_backend;
 pub mod sso_provider;

@@ -2,6 +2,8 @@
 //! numbered lines while its agent is killed with SIGKILL and the host is killed and restarted;
 //! at the end every line is stored exactly once. With a tiny spool bound and the host away, the
 //! node drops old lines and the gap it records names exactly the sequences that are missing.
+//! With the ClickHouse log sink the lines land in ClickHouse exactly once, through agent kills
+//! and a ClickHouse outage the node's session outlives.
 
 mod common;
 
@@ -353,6 +355,225 @@ async fn lines_survive_agent_kills_and_a_host_restart_exactly_once() {
     );
     drop(agent);
     fx.cleanup().await;
+}
+
+/// A ClickHouse of this test (`tests/peers/start-clickhouse.sh`), stopped on drop; it can be
+/// killed and started again on the same data and port.
+struct ClickHouse {
+    dir: std::path::PathBuf,
+    http: String,
+    child: Option<std::process::Child>,
+    first_pid: Option<String>,
+}
+
+impl ClickHouse {
+    fn start() -> ClickHouse {
+        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../peers/start-clickhouse.sh");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        let env = std::fs::read_to_string(dir.join("env")).unwrap();
+        let var = |name: &str| {
+            env.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .unwrap()
+                .to_owned()
+        };
+        ClickHouse {
+            http: var("CH_HTTP"),
+            first_pid: Some(var("CH_PID")),
+            dir,
+            child: None,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+
+    fn kill(&mut self) {
+        if let Some(pid) = self.first_pid.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status();
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    async fn restart(&mut self) {
+        self.kill();
+        let child = std::process::Command::new("clickhouse-server")
+            .arg(format!(
+                "--config-file={}",
+                self.dir.join("config.xml").display()
+            ))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        eventually("ClickHouse back", Duration::from_secs(30), || {
+            let url = format!("{}/ping", self.url());
+            async move {
+                reqwest::get(url)
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+            }
+        })
+        .await;
+    }
+
+    async fn scalar(&self, sql: &str) -> String {
+        let r = reqwest::Client::new()
+            .post(self.url())
+            .body(sql.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        r.text().await.unwrap().trim().to_owned()
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        self.kill();
+        remove_unless_panicking(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_clickhouse_sink_a_nodes_lines_land_there_exactly_once() {
+    let Some(docker) = docker().await else { return };
+    let Some(build) = plugin_build() else { return };
+    let mut clickhouse = ClickHouse::start();
+    let mut fx = Fixture::new(docker, "logsink");
+    let (bundles, keys) = (build.join("bundles"), build.join("dev-signing"));
+    let mut server = Server::start_with(
+        false,
+        2,
+        &[
+            ("INFRAPILOT_PLUGIN_DIR", bundles.to_str().unwrap()),
+            ("INFRAPILOT_PLUGIN_TRUSTED_KEYS", keys.to_str().unwrap()),
+            ("INFRAPILOT_PLUGIN_EGRESS_ALLOW", "127.0.0.0/8"),
+        ],
+    )
+    .await;
+    let admin = server.admin().await;
+    let (status, body) = admin
+        .call("POST", "/api/v1/plugins/infrapilot.clickhouse/enable", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // A sink the host cannot prepare stops the start, naming the setting.
+    server.set_env("INFRAPILOT_LOG_SINK", "infrapilot.clickhouse");
+    server.set_env(
+        "INFRAPILOT_LOG_SINK_SETTINGS",
+        &serde_json::json!({"url": clickhouse.url(), "table": "no-such-name"}).to_string(),
+    );
+    server.kill9();
+    let refused = std::process::Command::new(bin("infrapilot"))
+        .arg("serve")
+        .env("INFRAPILOT_BUILTIN_AGENT", "false")
+        .env("INFRAPILOT_PLUGIN_EGRESS_ALLOW", "127.0.0.0/8")
+        .env("INFRAPILOT_DATA_DIR", &server.data_dir)
+        .env("INFRAPILOT_LISTEN", "127.0.0.1:0")
+        .env("INFRAPILOT_GRPC_LISTEN", "127.0.0.1:0")
+        .env("INFRAPILOT_LOG_SINK", "infrapilot.clickhouse")
+        .env(
+            "INFRAPILOT_LOG_SINK_SETTINGS",
+            serde_json::json!({"url": clickhouse.url(), "table": "no-such-name"}).to_string(),
+        )
+        .env_remove("INFRAPILOT_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("log_sink") && stderr.contains("settings.table"),
+        "{stderr}"
+    );
+    server.set_env(
+        "INFRAPILOT_LOG_SINK_SETTINGS",
+        &serde_json::json!({"url": clickhouse.url()}).to_string(),
+    );
+    server.restart().await;
+
+    let collect = fx.log_label();
+    let only = [("INFRAPILOT_AGENT_LOG_LABEL", collect.as_str())];
+    let (state, mut agent) = enrolled_agent_with(&server, &admin, "node-sink", &only).await;
+    admin.online_agent("node-sink").await;
+    let lines_total = 15_000u64;
+    let script = format!(
+        "i=0; while [ $i -lt {lines_total} ]; do echo \"n=$i\"; i=$((i+1)); \
+         [ $((i % 100)) -eq 0 ] && sleep 0.1; done; sleep 3600"
+    );
+    let container = fx.run("writer", &script, &[], &[], None).await;
+    let mut seed = 0x5eed_u64;
+    for n in 0..4 {
+        tokio::time::sleep(Duration::from_millis(500 + next_random(&mut seed) % 1500)).await;
+        if n == 3 {
+            // Last, ClickHouse away for ten seconds: the node keeps its lines, its session
+            // stays, and what the sink did not take is sent again on that session (after the
+            // node's acknowledgement timeout), not by a reconnect.
+            clickhouse.kill();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let agents = admin.get("/api/v1/agents").await;
+            assert!(
+                agents
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a["name"] == "node-sink" && a["status"] == "online"),
+                "a sink outage is not a node outage: {agents}"
+            );
+            clickhouse.restart().await;
+            continue;
+        }
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+        agent = run_agent(&state, &only);
+    }
+    let lines = eventually(
+        "every numbered line in the sink",
+        Duration::from_secs(240),
+        || {
+            let (admin, container) = (admin.clone(), container.clone());
+            async move {
+                let lines = stored_lines(&admin, &format!("container={container}")).await;
+                (numbers(&lines).len() as u64 == lines_total).then_some(lines)
+            }
+        },
+    )
+    .await;
+    let twice: Vec<_> = numbers(&lines)
+        .into_iter()
+        .filter(|(_, c)| *c > 1)
+        .collect();
+    assert!(twice.is_empty(), "shown more than once: {twice:?}");
+    // They are in ClickHouse (kept once there too), read by the API from there.
+    let stored: u64 = clickhouse
+        .scalar(&format!(
+            "SELECT count() FROM default.infrapilot_logs FINAL WHERE (container_id = '{container}' OR container_name = '{container}') AND line LIKE 'n=%'"
+        ))
+        .await
+        .parse()
+        .unwrap();
+    assert_eq!(stored, lines_total);
+    drop(agent);
+    drop(state);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -43,7 +43,7 @@ pub async fn docker() -> Option<Docker> {
 
 /// A binary of the workspace, from the target directory this test runs from
 /// (`target/debug/deps/<test>` → `target/debug/<name>`).
-fn bin(name: &str) -> PathBuf {
+pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let path = dir.join(name);
@@ -277,6 +277,12 @@ impl Server {
     pub async fn restart(&mut self) {
         self.kill9();
         self.spawn().await;
+    }
+
+    /// Sets an `INFRAPILOT_*` setting for the next (re)start.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.retain(|(k, _)| k != name);
+        self.env.push((name.to_owned(), value.to_owned()));
     }
 
     /// The one-time setup code the server wrote to its data directory at first start.

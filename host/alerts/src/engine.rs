@@ -71,10 +71,9 @@ pub enum AlertError {
 
 /// Where the log rules count lines: the log sink when the operator configured one, else the
 /// database (in a read transaction: on SQLite the writer is not held while lines are counted).
-struct LogCounts<'a> {
-    org_id: &'a OrgId,
-    sink: Option<Arc<dyn infrapilot_store::LogSink>>,
-    reads: infrapilot_store::Tx,
+enum LogCounts<'a> {
+    Sink(&'a OrgId, Arc<dyn infrapilot_store::LogSink>),
+    Database(infrapilot_store::Tx),
 }
 
 impl LogCounts<'_> {
@@ -84,13 +83,13 @@ impl LogCounts<'_> {
         until_ns: i64,
         level: &str,
     ) -> Result<infrapilot_store::ContainerCounts, AlertError> {
-        Ok(match &self.sink {
-            Some(sink) => {
-                sink.count_by_container(self.org_id, since_ns, until_ns, level)
+        Ok(match self {
+            LogCounts::Sink(org_id, sink) => {
+                sink.count_by_container(org_id, since_ns, until_ns, level)
                     .await?
             }
-            None => {
-                self.reads
+            LogCounts::Database(reads) => {
+                reads
                     .count_log_lines_by_container(since_ns, until_ns, level)
                     .await?
             }
@@ -102,12 +101,11 @@ impl LogCounts<'_> {
         since_ns: i64,
         until_ns: i64,
     ) -> Result<infrapilot_store::ProxyCounts, AlertError> {
-        Ok(match &self.sink {
-            Some(sink) => {
-                sink.proxy_status_counts(self.org_id, since_ns, until_ns)
-                    .await?
+        Ok(match self {
+            LogCounts::Sink(org_id, sink) => {
+                sink.proxy_status_counts(org_id, since_ns, until_ns).await?
             }
-            None => self.reads.proxy_status_counts(since_ns, until_ns).await?,
+            LogCounts::Database(reads) => reads.proxy_status_counts(since_ns, until_ns).await?,
         })
     }
 }
@@ -506,10 +504,9 @@ impl AlertEngine {
         let now = now_ms();
         let now_ns = now.saturating_mul(1_000_000);
         // Counted first; the write transaction below only fires and resolves.
-        let mut reads = LogCounts {
-            org_id,
-            sink: self.inner.hub.log_sink(),
-            reads: self.inner.store.read(org_id).await?,
+        let mut reads = match self.inner.hub.log_sink() {
+            Some(sink) => LogCounts::Sink(org_id, sink),
+            None => LogCounts::Database(self.inner.store.read(org_id).await?),
         };
         let mut last_minute = Vec::new();
         let mut baselines: HashMap<u32, HashMap<(String, String), i64>> = HashMap::new();

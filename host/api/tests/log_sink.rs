@@ -285,12 +285,25 @@ async fn the_clickhouse_sink_answers_like_the_database() {
             ),
             (json!({"url": clickhouse.url(), "colour": "red"}), "colour"),
             (json!({}), "settings.url"),
-            (json!({"url": "http://127.0.0.1:9"}), "could not be reached"),
         ] {
             let e = plugins.log_sink(PLUGIN, settings.clone()).await.err();
             let e = e.unwrap_or_else(|| panic!("{settings} was taken"));
             assert!(e.to_string().contains(field), "{settings}: {e}");
         }
+        // A store that is away at start: the sink is made (the host starts), and its calls
+        // fail until the store answers.
+        let away = plugins
+            .log_sink(PLUGIN, json!({"url": "http://127.0.0.1:9"}))
+            .await
+            .unwrap();
+        let e = away
+            .write(&OrgId::default_org(), &rows("", day0)[..1])
+            .await;
+        assert!(
+            e.as_ref()
+                .is_err_and(|e| e.to_string().contains("could not be reached")),
+            "{e:?}"
+        );
         let sink = Arc::new(
             plugins
                 .log_sink(PLUGIN, json!({"url": clickhouse.url(), "table": table}))
@@ -389,6 +402,35 @@ async fn the_clickhouse_sink_answers_like_the_database() {
             );
         }
 
+        // Big lines: 200 lines of 15 KB, mostly characters JSON escapes sixfold, in one write
+        // (several INSERTs under the host's request limit) and read back whole (in chunks
+        // under its answer limit).
+        let org_c = OrgId::parse("00000000-0000-4000-8000-00000000000c").unwrap();
+        let big: Vec<LogLineRow> = (0..200)
+            .map(|i| LogLineRow {
+                line: format!("big {i} {}", "\u{1}\"\\".repeat(5000)),
+                seq: 20_000 + i,
+                time_ns: now_ns - 2 * MINUTE_NS + i,
+                ..rows("", day0)[0].clone()
+            })
+            .collect();
+        sink.write(&org_c, &big).await.unwrap();
+        let got = sink
+            .query(
+                &org_c,
+                &LogQuery {
+                    limit: 1000,
+                    oldest_first: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            got.iter().map(key).collect::<Vec<_>>(),
+            big.iter().map(key).collect::<Vec<_>>()
+        );
+
         // The host's sink: the API reads from it (a line only the sink has shows).
         let only_in_sink = LogLineRow {
             line: "only in the sink".into(),
@@ -461,6 +503,41 @@ async fn the_clickhouse_sink_answers_like_the_database() {
             "280 lines of days 1 and 2, and the sink's own"
         );
         assert_eq!(sink.query(&org_b, &everything).await.unwrap().len(), 420);
+    }
+
+    // A table of the name that would not keep a line once (another engine), or without the
+    // sink's columns, is refused naming the setting.
+    for statement in [
+        "CREATE TABLE plain_logs (org_id String, agent_id String, time_ns Int64, seq Int64, \
+         container_id String, container_name String, compose_project String, stream String, \
+         level Nullable(String), line String, proxy_host_id Nullable(String), \
+         status Nullable(Int32)) ENGINE = MergeTree ORDER BY (org_id, time_ns)",
+        "CREATE TABLE odd_logs (org_id String) ENGINE = MergeTree ORDER BY org_id",
+    ] {
+        let made = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--fail-with-body",
+                &clickhouse.url(),
+                "--data-binary",
+            ])
+            .arg(statement)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{made:?}");
+    }
+    for table in ["plain_logs", "odd_logs"] {
+        let (app, _vendor) = TestApp::with_plugins(backends()[0]).await;
+        let admin = app.setup_admin().await;
+        app.install_test_plugin(&admin, "infrapilot_clickhouse", PLUGIN)
+            .await;
+        let plugins = app.state.extensions().unwrap().plugins.clone();
+        let e = plugins
+            .log_sink(PLUGIN, json!({"url": clickhouse.url(), "table": table}))
+            .await
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("table: exists"), "{e}");
     }
 
     // The sink down: the Logs API answers 503 naming the log store, not 500.

@@ -168,6 +168,19 @@ pub struct AgentHub {
 /// a hostile node) cannot make tables for days far from now.
 const MAX_LINE_AGE_NS: i64 = 14 * 86_400 * 1_000_000_000;
 const MAX_LINE_AHEAD_NS: i64 = 5 * 60 * 1_000_000_000;
+const HOUR_NS: i64 = 3600 * 1_000_000_000;
+/// A container's id, name and compose project are kept to this many bytes (a label can be of
+/// any length; a log sink reads a line back whole).
+const MAX_LABEL_BYTES: usize = 1024;
+
+/// `text` cleaned ([`clean_text`]) and cut to [`MAX_LABEL_BYTES`] on a character boundary.
+fn bounded_label(text: &str) -> String {
+    let mut end = text.len().min(MAX_LABEL_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    clean_text(&text[..end])
+}
 
 /// Why a spool batch was not stored (its cursor did not move).
 #[derive(Debug, thiserror::Error)]
@@ -210,9 +223,9 @@ async fn line_rows(
                 agent_id: agent_id.to_owned(),
                 time_ns: time_of(l.time_unix_ns),
                 seq,
-                container_id: clean_text(&l.container_id),
-                container_name: clean_text(&l.container_name),
-                compose_project: clean_text(&l.compose_project),
+                container_id: bounded_label(&l.container_id),
+                container_name: bounded_label(&l.container_name),
+                compose_project: bounded_label(&l.compose_project),
                 stream: if l.stream == "stderr" {
                     "stderr"
                 } else {
@@ -848,12 +861,15 @@ impl AgentHub {
         };
         let now_ns = now_ms().saturating_mul(1_000_000);
         // A node's clock (or a hostile node) cannot make days far from now: such a line is
-        // stored at the time it arrived.
+        // stored at the start of the hour it arrived in — the same time when the batch comes
+        // again within the hour, so a log sink that took it before keeps it once (its key
+        // holds the time).
+        let arrived_hour = now_ns - now_ns.rem_euclid(HOUR_NS);
         let time_of = |ns: i64| {
             if (now_ns - MAX_LINE_AGE_NS..=now_ns + MAX_LINE_AHEAD_NS).contains(&ns) {
                 ns
             } else {
-                now_ns
+                arrived_hour
             }
         };
         let days: std::collections::BTreeSet<i64> = batch
@@ -864,10 +880,12 @@ impl AgentHub {
                 _ => None,
             })
             .collect();
-        // The days' tables are made in transactions of their own (on PostgreSQL a new
-        // partition locks its parent until commit).
-        self.store.prepare_log_days(days.into_iter()).await?;
         let sink = self.log_sink();
+        // The days' tables are made in transactions of their own (on PostgreSQL a new
+        // partition locks its parent until commit); a log sink keeps the lines instead.
+        if sink.is_none() {
+            self.store.prepare_log_days(days.into_iter()).await?;
+        }
         let stored = async {
             let fresh_of = |committed: i64| -> Vec<&infrapilot_proto::v1::SpoolRecord> {
                 batch

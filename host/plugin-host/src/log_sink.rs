@@ -1,13 +1,17 @@
 //! The host's log sink through a `log-sink` plugin ([`PluginLogSink`]): the operator names the
 //! plugin and its settings in the host's configuration; the settings are checked against the
-//! plugin's schema at start and the plugin prepares its store (`prepare`) before the first
-//! write. Every call loads the plugin through the registry, so disabling it (or a licence that
-//! ends) stops writes and queries — the nodes keep their lines in their spools meanwhile.
+//! plugin's schema at start and the plugin prepares its store (`prepare`) then — or, when the
+//! store is away at start, before the first call that finds it back (a log store outage does
+//! not keep the host from starting; settings the plugin calls invalid do). Every call loads the
+//! plugin through the registry, so disabling it (or a licence that ends) stops writes and
+//! queries — the nodes keep their lines in their spools meanwhile.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use infrapilot_plugin_runtime::contract::PluginError;
 use infrapilot_plugin_runtime::contract::log_model;
-use infrapilot_plugin_runtime::{Invocation, LogSinkPlugin};
+use infrapilot_plugin_runtime::{HookError, Invocation, LogSinkPlugin};
 use infrapilot_store::{
     ContainerCounts, LogLineRow, LogQuery, LogSink, LogSinkError, OrgId, ProxyCounts,
 };
@@ -20,11 +24,14 @@ pub struct PluginLogSink {
     id: String,
     settings: serde_json::Value,
     secrets: HashMap<String, String>,
+    /// Whether `prepare` succeeded (the store's tables exist).
+    prepared: AtomicBool,
 }
 
 impl PluginHost {
     /// The log sink plugin `id` with `settings` (checked against its schema; `writeOnly`
-    /// fields are its secrets), prepared: its store reachable and its tables made.
+    /// fields are its secrets), prepared if its store answers: its tables made. Refused when
+    /// the plugin is not installed, enabled and entitled, or the settings are invalid.
     pub async fn log_sink(
         &self,
         id: &str,
@@ -55,14 +62,23 @@ impl PluginHost {
             id: id.to_owned(),
             settings: serde_json::Value::Object(split.plain),
             secrets,
+            prepared: AtomicBool::new(false),
         };
-        let (plugin, invocation) = sink.plugin().await?;
-        plugin
-            .prepare(&invocation)
-            .await
-            .map_err(|e| error(e.to_string()))?;
-        Ok(sink)
+        match sink.plugin().await {
+            Ok(_) => Ok(sink),
+            Err(e) if e.invalid_settings => Err(e.error),
+            Err(e) => {
+                tracing::warn!(error = %e.error, "the log sink is not ready; it is prepared again before its next use");
+                Ok(sink)
+            }
+        }
     }
+}
+
+/// Why a sink could not be used; `invalid_settings` when the plugin says its settings are wrong.
+struct Unusable {
+    error: LogSinkError,
+    invalid_settings: bool,
 }
 
 impl PluginLogSink {
@@ -73,18 +89,37 @@ impl PluginLogSink {
         }
     }
 
-    async fn plugin(&self) -> Result<(LogSinkPlugin, Invocation), LogSinkError> {
+    /// The plugin, ready to call (prepared first if it was not yet).
+    async fn plugin(&self) -> Result<(LogSinkPlugin, Invocation), Unusable> {
+        let unusable = |e: String, invalid_settings: bool| Unusable {
+            error: self.error(e),
+            invalid_settings,
+        };
         let (plugin, _) = self
             .host
             .plugin::<LogSinkPlugin>(&self.id)
             .await
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| unusable(e.to_string(), false))?;
         let invocation = Invocation {
             settings: self.settings.clone(),
             secrets: self.secrets.clone(),
             services: self.host.services(&OrgId::default_org()),
         };
+        if !self.prepared.load(Ordering::Acquire) {
+            match plugin.prepare(&invocation).await {
+                Ok(()) => self.prepared.store(true, Ordering::Release),
+                Err(e) => {
+                    let invalid = matches!(e, HookError::Plugin(PluginError::InvalidSettings(_)));
+                    return Err(unusable(e.to_string(), invalid));
+                }
+            }
+        }
         Ok((plugin, invocation))
+    }
+
+    /// The plugin for a call.
+    async fn ready(&self) -> Result<(LogSinkPlugin, Invocation), LogSinkError> {
+        self.plugin().await.map_err(|e| e.error)
     }
 }
 
@@ -154,7 +189,7 @@ impl LogSink for PluginLogSink {
         if lines.is_empty() {
             return Ok(());
         }
-        let (plugin, invocation) = self.plugin().await?;
+        let (plugin, invocation) = self.ready().await?;
         let lines: Vec<_> = lines.iter().map(|l| line_out(org, l)).collect();
         plugin
             .write(&invocation, &lines)
@@ -163,7 +198,7 @@ impl LogSink for PluginLogSink {
     }
 
     async fn query(&self, org: &OrgId, query: &LogQuery) -> Result<Vec<LogLineRow>, LogSinkError> {
-        let (plugin, invocation) = self.plugin().await?;
+        let (plugin, invocation) = self.ready().await?;
         let lines = plugin
             .query(&invocation, &query_out(org, query))
             .await
@@ -177,7 +212,7 @@ impl LogSink for PluginLogSink {
         query: &LogQuery,
         interval_ns: i64,
     ) -> Result<Vec<(i64, String, i64)>, LogSinkError> {
-        let (plugin, invocation) = self.plugin().await?;
+        let (plugin, invocation) = self.ready().await?;
         let query = LogQuery {
             after: None,
             ..query.clone()
@@ -199,7 +234,7 @@ impl LogSink for PluginLogSink {
         until_ns: i64,
         level: &str,
     ) -> Result<ContainerCounts, LogSinkError> {
-        let (plugin, invocation) = self.plugin().await?;
+        let (plugin, invocation) = self.ready().await?;
         let counts = plugin
             .count_by_container(&invocation, org.as_str(), since_ns, until_ns, level)
             .await
@@ -216,7 +251,7 @@ impl LogSink for PluginLogSink {
         since_ns: i64,
         until_ns: i64,
     ) -> Result<ProxyCounts, LogSinkError> {
-        let (plugin, invocation) = self.plugin().await?;
+        let (plugin, invocation) = self.ready().await?;
         let counts = plugin
             .proxy_status_counts(&invocation, org.as_str(), since_ns, until_ns)
             .await
@@ -228,7 +263,7 @@ impl LogSink for PluginLogSink {
     }
 
     async fn drop_before(&self, org: &OrgId, before_ns: i64) -> Result<(), LogSinkError> {
-        let (plugin, invocation) = self.plugin().await?;
+        let (plugin, invocation) = self.ready().await?;
         plugin
             .drop_before(&invocation, org.as_str(), before_ns)
             .await

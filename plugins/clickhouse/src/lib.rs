@@ -7,20 +7,23 @@
 //! and later: no query parameters (values are written as escaped literals), no `ILIKE`, no
 //! tuple comparison, no case-insensitive regular expressions beyond ASCII.
 //!
-//! A page is read in two steps so that no answer outgrows the host's 1 MiB response limit: the
-//! keys and sizes of the page's lines first, then the lines in chunks of a bounded size.
+//! No request or answer outgrows the host's 1 MiB limits: writes go in INSERTs of at most
+//! [`INSERT_BYTES`], and a page is read in two steps — the keys and sizes of its lines first,
+//! then the lines in `RowBinary` (no escaping: a row takes its fields' bytes and a few more) in
+//! chunks of at most [`CHUNK_BYTES`].
 
 use infrapilot_plugin_sdk::sink::{
-    ContainerCount, LogLine, LogQuery, LogSink, PluginError, ProxyCount, VolumeCount, config,
-    http, settings,
+    ContainerCount, LogLine, LogQuery, LogSink, PluginError, ProxyCount, VolumeCount, config, http,
+    settings,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 
 struct Sink;
 
-/// Raw bytes of lines fetched per request (JSON escaping grows a line at most sixfold: the
-/// answer stays under the host's 1 MiB limit).
-const CHUNK_LINE_BYTES: usize = 128 << 10;
+/// Bytes of rows fetched per request (under the host's 1 MiB answer limit).
+const CHUNK_BYTES: usize = 768 << 10;
+/// Bytes of one INSERT's body (under the host's 1 MiB request limit).
+const INSERT_BYTES: usize = 768 << 10;
 /// Keys asked for in one `IN` list.
 const CHUNK_KEYS: usize = 500;
 /// The most lines a query may ask for (the world's limit).
@@ -116,8 +119,13 @@ impl Target {
         };
         let response = http::fetch(&request).map_err(|e| match e {
             http::HttpError::Denied(why) => PluginError::Denied(why),
+            http::HttpError::InvalidRequest(why) if why.contains("body") => {
+                PluginError::Failed(format!("a request to ClickHouse was refused: {why}"))
+            }
             http::HttpError::InvalidRequest(why) => invalid("url", &why),
-            http::HttpError::Timeout => PluginError::Failed("ClickHouse did not answer in time".into()),
+            http::HttpError::Timeout => {
+                PluginError::Failed("ClickHouse did not answer in time".into())
+            }
             http::HttpError::TooLarge => {
                 PluginError::Failed("ClickHouse's answer was over the host's limit".into())
             }
@@ -143,20 +151,108 @@ impl Target {
     /// A SELECT's rows (`FORMAT JSONEachRow` is added).
     fn rows<T: for<'de> Deserialize<'de>>(&self, sql: &str) -> Result<Vec<T>, PluginError> {
         let body = self.statement(&format!("{sql} FORMAT JSONEachRow"))?;
-        let text = std::str::from_utf8(&body)
-            .map_err(|_| PluginError::Failed("ClickHouse answered text that is not UTF-8".into()))?;
+        let text = std::str::from_utf8(&body).map_err(|_| {
+            PluginError::Failed("ClickHouse answered text that is not UTF-8".into())
+        })?;
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
                 serde_json::from_str(l).map_err(|e| {
-                    PluginError::Failed(format!("ClickHouse answered a row this sink cannot read: {e}"))
+                    PluginError::Failed(format!(
+                        "ClickHouse answered a row this sink cannot read: {e}"
+                    ))
                 })
             })
             .collect()
     }
 }
 
-fn header(name: &str, value: &str) -> infrapilot_plugin_sdk::log_sink::infrapilot::plugin::types::Header {
+/// Reads `RowBinary` rows of [`COLUMNS`].
+struct RowBinary<'a> {
+    bytes: &'a [u8],
+}
+
+impl RowBinary<'_> {
+    fn broken() -> PluginError {
+        PluginError::Failed("ClickHouse answered rows this sink cannot read".into())
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8], PluginError> {
+        if self.bytes.len() < n {
+            return Err(Self::broken());
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn varint(&mut self) -> Result<usize, PluginError> {
+        let mut value: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = self.take(1)?[0];
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return usize::try_from(value).map_err(|_| Self::broken());
+            }
+        }
+        Err(Self::broken())
+    }
+
+    fn string(&mut self) -> Result<String, PluginError> {
+        let n = self.varint()?;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| Self::broken())
+    }
+
+    fn int64(&mut self) -> Result<i64, PluginError> {
+        Ok(i64::from_le_bytes(
+            self.take(8)?.try_into().map_err(|_| Self::broken())?,
+        ))
+    }
+
+    fn int32(&mut self) -> Result<i32, PluginError> {
+        Ok(i32::from_le_bytes(
+            self.take(4)?.try_into().map_err(|_| Self::broken())?,
+        ))
+    }
+
+    fn null(&mut self) -> Result<bool, PluginError> {
+        Ok(self.take(1)?[0] == 1)
+    }
+
+    fn row(&mut self) -> Result<Row, PluginError> {
+        Ok(Row {
+            org_id: self.string()?,
+            agent_id: self.string()?,
+            time_ns: self.int64()?,
+            seq: self.int64()?,
+            container_id: self.string()?,
+            container_name: self.string()?,
+            compose_project: self.string()?,
+            stream: self.string()?,
+            level: if self.null()? {
+                None
+            } else {
+                Some(self.string()?)
+            },
+            line: self.string()?,
+            proxy_host_id: if self.null()? {
+                None
+            } else {
+                Some(self.string()?)
+            },
+            status: if self.null()? {
+                None
+            } else {
+                Some(self.int32()?)
+            },
+        })
+    }
+}
+
+fn header(
+    name: &str,
+    value: &str,
+) -> infrapilot_plugin_sdk::log_sink::infrapilot::plugin::types::Header {
     infrapilot_plugin_sdk::log_sink::infrapilot::plugin::types::Header {
         name: name.to_owned(),
         value: value.to_owned(),
@@ -180,6 +276,9 @@ fn literal(value: &str) -> String {
     out.push('\'');
     out
 }
+
+/// What a row takes besides its fields' bytes, at most (lengths, numbers, null flags).
+const ROW_OVERHEAD: usize = 64;
 
 const TABLE_COLUMNS: &str = "org_id String, agent_id String, time_ns Int64, seq Int64, \
     container_id String, container_name String, compose_project String, stream String, \
@@ -373,12 +472,35 @@ impl LogSink for Sink {
         let t = target()?;
         t.statement(&format!(
             "CREATE TABLE IF NOT EXISTS {} ({TABLE_COLUMNS}) ENGINE = ReplacingMergeTree \
-             PARTITION BY toYYYYMMDD(toDateTime(intDiv(time_ns, 1000000000))) \
+             PARTITION BY toYYYYMMDD(toDateTime(intDiv(time_ns, 1000000000), 'UTC')) \
              ORDER BY (org_id, time_ns, agent_id, seq)",
             t.table
         ))?;
-        // The table must have this sink's columns (one made by someone else may not).
-        t.statement(&format!("SELECT {COLUMNS} FROM {} LIMIT 0", t.table))?;
+        // The table must have this sink's columns and keep a line once (one made by someone
+        // else may not).
+        t.statement(&format!("SELECT {COLUMNS} FROM {} LIMIT 0", t.table))
+            .map_err(|e| match e {
+                PluginError::Failed(m) if m.starts_with("ClickHouse answered") => invalid(
+                    "table",
+                    &format!("exists without this sink's columns ({m})"),
+                ),
+                e => e,
+            })?;
+        let (database, table) = t.table.split_once('.').unwrap_or(("default", &t.table));
+        let engine = t.statement(&format!(
+            "SELECT engine FROM system.tables WHERE database = {} AND name = {} FORMAT TSV",
+            literal(database),
+            literal(table)
+        ))?;
+        let engine = String::from_utf8_lossy(&engine).trim().to_owned();
+        if engine != "ReplacingMergeTree" {
+            return Err(invalid(
+                "table",
+                &format!(
+                    "exists with engine {engine}, not ReplacingMergeTree: a line written twice would be kept twice"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -387,14 +509,25 @@ impl LogSink for Sink {
             return Ok(());
         }
         let t = target()?;
-        let mut body = Vec::with_capacity(lines.len() * 256);
+        let query = format!(
+            "?query={}",
+            format!("INSERT INTO {} FORMAT JSONEachRow", t.table).replace(' ', "%20")
+        );
+        // INSERTs under the request limit (a line written again is kept once, so a failure
+        // half-way is harmless: the host writes the whole batch again).
+        let mut body: Vec<u8> = Vec::with_capacity(INSERT_BYTES);
         for line in lines {
-            serde_json::to_writer(&mut body, &Row::from(line))
+            let row = serde_json::to_vec(&Row::from(line))
                 .map_err(|e| PluginError::Failed(e.to_string()))?;
+            if !body.is_empty() && body.len() + row.len() + 1 > INSERT_BYTES {
+                t.run(&query, std::mem::take(&mut body))?;
+            }
+            body.extend_from_slice(&row);
             body.push(b'\n');
         }
-        let query = format!("INSERT INTO {} FORMAT JSONEachRow", t.table).replace(' ', "%20");
-        t.run(&format!("?query={query}"), body)?;
+        if !body.is_empty() {
+            t.run(&query, body)?;
+        }
         Ok(())
     }
 
@@ -402,7 +535,10 @@ impl LogSink for Sink {
         let t = target()?;
         let limit = q.limit.clamp(1, MAX_LIMIT);
         let keys: Vec<Key> = t.rows(&format!(
-            "SELECT time_ns, agent_id, seq, length(line) AS bytes FROM {} FINAL WHERE {} {} LIMIT {limit}",
+            "SELECT time_ns, agent_id, seq, length(org_id) + length(agent_id) + length(container_id) \
+             + length(container_name) + length(compose_project) + length(stream) + length(ifNull(level, '')) \
+             + length(line) + length(ifNull(proxy_host_id, '')) AS bytes \
+             FROM {} FINAL WHERE {} {} LIMIT {limit}",
             t.table,
             conditions(&q, true),
             order(&q)
@@ -418,18 +554,26 @@ impl LogSink for Sink {
                 .iter()
                 .map(|k| format!("({}, {}, {})", k.time_ns, literal(&k.agent_id), k.seq))
                 .collect();
-            let mut rows: Vec<Row> = t.rows(&format!(
-                "SELECT {COLUMNS} FROM {} FINAL WHERE org_id = {} AND (time_ns, agent_id, seq) IN ({})",
+            let (first, last) = chunk.iter().fold((i64::MAX, i64::MIN), |(a, b), k| {
+                (a.min(k.time_ns), b.max(k.time_ns))
+            });
+            let body = t.statement(&format!(
+                "SELECT {COLUMNS} FROM {} FINAL WHERE org_id = {} AND time_ns >= {first} \
+                 AND time_ns <= {last} AND (time_ns, agent_id, seq) IN ({}) FORMAT RowBinary",
                 t.table,
                 literal(&q.org_id),
                 wanted.join(", ")
             ))?;
+            let mut reader = RowBinary { bytes: &body };
+            let mut rows = vec![];
+            while !reader.bytes.is_empty() {
+                rows.push(reader.row()?);
+            }
             // In the keys' order.
             for key in chunk.iter() {
-                if let Some(at) = rows
-                    .iter()
-                    .position(|r| r.time_ns == key.time_ns && r.seq == key.seq && r.agent_id == key.agent_id)
-                {
+                if let Some(at) = rows.iter().position(|r| {
+                    r.time_ns == key.time_ns && r.seq == key.seq && r.agent_id == key.agent_id
+                }) {
                     lines.push(rows.swap_remove(at).into());
                 }
             }
@@ -437,9 +581,11 @@ impl LogSink for Sink {
             Ok(())
         };
         for key in &keys {
-            let bytes = usize::try_from(key.bytes).unwrap_or(usize::MAX).saturating_add(512);
+            let bytes = usize::try_from(key.bytes)
+                .unwrap_or(usize::MAX)
+                .saturating_add(ROW_OVERHEAD);
             if !chunk.is_empty()
-                && (chunk_bytes.saturating_add(bytes) > CHUNK_LINE_BYTES || chunk.len() >= CHUNK_KEYS)
+                && (chunk_bytes.saturating_add(bytes) > CHUNK_BYTES || chunk.len() >= CHUNK_KEYS)
             {
                 flush(&mut chunk, &mut lines)?;
                 chunk_bytes = 0;
@@ -522,11 +668,16 @@ impl LogSink for Sink {
 
     fn drop_before(org_id: String, before_ns: i64) -> Result<(), PluginError> {
         let t = target()?;
-        t.statement(&format!(
-            "ALTER TABLE {} DELETE WHERE org_id = {} AND time_ns < {before_ns}",
-            t.table,
-            literal(&org_id)
+        let condition = format!("org_id = {} AND time_ns < {before_ns}", literal(&org_id));
+        // A mutation rewrites parts: only when something is due.
+        let due = t.statement(&format!(
+            "SELECT count() FROM (SELECT 1 FROM {} WHERE {condition} LIMIT 1) FORMAT TSV",
+            t.table
         ))?;
+        if String::from_utf8_lossy(&due).trim() == "0" {
+            return Ok(());
+        }
+        t.statement(&format!("ALTER TABLE {} DELETE WHERE {condition}", t.table))?;
         Ok(())
     }
 }

@@ -286,8 +286,8 @@ fn log_query(q: &LogsQuery) -> ApiResult<LogQuery> {
 /// Where log lines are read: the log sink when the operator configured one, else the database.
 #[derive(Clone)]
 pub struct LogLines {
-    pub(crate) store: infrapilot_store::Store,
-    pub(crate) sink: Option<std::sync::Arc<dyn infrapilot_store::LogSink>>,
+    pub store: infrapilot_store::Store,
+    pub sink: Option<std::sync::Arc<dyn infrapilot_store::LogSink>>,
 }
 
 impl LogLines {

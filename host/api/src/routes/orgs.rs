@@ -276,6 +276,16 @@ pub async fn delete(
             .nodes()
             .end_session(&agent.id, "this agent's organisation was deleted");
     }
+    // Its lines in the log sink go too (in the background: the deletion is done; a sink that
+    // is away leaves them, and the operator's log says so).
+    if let Some(sink) = state.log_lines().sink {
+        let org = principal.org_id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sink.drop_before(&org, i64::MAX).await {
+                tracing::warn!(error = %e, org = %org.as_str(), "the deleted organisation's lines stay in the log sink");
+            }
+        });
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

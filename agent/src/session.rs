@@ -121,12 +121,13 @@ pub async fn run(state: &StateDir, options: &SessionOptions) -> Result<(), Sessi
         let collect_logs = options.collect_logs;
         if collect_logs {
             // Again and again: a container started before the event feed was watched is found
-            // by the next look.
+            // by the next look (every 30 s: a look is a call to the engine, and the idle agent
+            // should cost next to nothing).
             let collector = collector.clone();
             tokio::spawn(async move {
                 loop {
                     collector.follow_running().await;
-                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    tokio::time::sleep(FOLLOW_RUNNING_EVERY).await;
                 }
             });
         }
@@ -214,6 +215,8 @@ fn expires_within(trust: &TrustMaterial, window: Duration) -> bool {
 
 /// Spool batches sent before the host acknowledges the first of them.
 const SPOOL_BATCHES_IN_FLIGHT: usize = 4;
+/// How often the agent looks for running containers whose logs it does not follow yet.
+const FOLLOW_RUNNING_EVERY: Duration = Duration::from_secs(30);
 /// A batch not acknowledged within this long is sent again (with all after it).
 const SPOOL_ACK_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -840,8 +840,9 @@ impl DockerNode {
     }
 
     /// Docker events of containers, forwarded to `sink` as they happen (reconnecting if the
-    /// engine restarts). Runs until the sink is closed.
-    pub async fn watch_events(&self, sink: impl Fn(DockerEvent) -> bool) {
+    /// engine restarts; `subscribed` is called each time the feed is (re)opened, since events
+    /// in between are not replayed). Runs until the sink is closed.
+    pub async fn watch_events(&self, sink: impl Fn(DockerEvent) -> bool, subscribed: impl Fn()) {
         loop {
             let docker = match self.docker().await {
                 Ok(d) => d,
@@ -875,6 +876,7 @@ impl DockerNode {
                 filters: Some(filters),
                 ..Default::default()
             }));
+            subscribed();
             while let Some(item) = stream.next().await {
                 let Ok(event) = item else { break };
                 let actor = event.actor.unwrap_or_default();

@@ -133,15 +133,25 @@ pub async fn run(state: &StateDir, options: &SessionOptions) -> Result<(), Sessi
         }
         tokio::spawn(async move {
             docker
-                .watch_events(|event| {
-                    if let Err(e) = shipper.docker_event(&event) {
-                        eprintln!("docker events: could not spool an event: {e}");
-                    }
-                    if collect_logs {
-                        collector.on_event(&event);
-                    }
-                    true
-                })
+                .watch_events(
+                    |event| {
+                        if let Err(e) = shipper.docker_event(&event) {
+                            eprintln!("docker events: could not spool an event: {e}");
+                        }
+                        if collect_logs {
+                            collector.on_event(&event);
+                        }
+                        true
+                    },
+                    // The feed (re)opened (the engine restarted): containers started meanwhile
+                    // are found now, not at the next periodic look.
+                    || {
+                        if collect_logs {
+                            let collector = collector.clone();
+                            tokio::spawn(async move { collector.follow_running().await });
+                        }
+                    },
+                )
                 .await;
         });
     }

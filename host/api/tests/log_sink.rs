@@ -503,6 +503,24 @@ async fn the_clickhouse_sink_answers_like_the_database() {
             "280 lines of days 1 and 2, and the sink's own"
         );
         assert_eq!(sink.query(&org_b, &everything).await.unwrap().len(), 420);
+
+        // The table dropped behind the host's back: the next write fails, the one after makes
+        // it again.
+        let dropped = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--fail-with-body",
+                &clickhouse.url(),
+                "--data-binary",
+            ])
+            .arg(format!("DROP TABLE default.{table}"))
+            .output()
+            .unwrap();
+        assert!(dropped.status.success(), "{dropped:?}");
+        let again = &rows("", day0)[..3];
+        assert!(sink.write(&org_a, again).await.is_err());
+        sink.write(&org_a, again).await.unwrap();
+        assert_eq!(sink.query(&org_a, &everything).await.unwrap().len(), 3);
     }
 
     // A table of the name that would not keep a line once (another engine), or without the

@@ -173,13 +173,22 @@ const HOUR_NS: i64 = 3600 * 1_000_000_000;
 /// any length; a log sink reads a line back whole).
 const MAX_LABEL_BYTES: usize = 1024;
 
-/// `text` cleaned ([`clean_text`]) and cut to [`MAX_LABEL_BYTES`] on a character boundary.
-fn bounded_label(text: &str) -> String {
-    let mut end = text.len().min(MAX_LABEL_BYTES);
+/// A line is kept to this many bytes (what agents send at most; a hostile node may send more).
+const MAX_LINE_BYTES: usize = 16 << 10;
+
+/// `text` cleaned ([`clean_text`]) and cut to `max` bytes on a character boundary.
+fn bounded_text(text: &str, max: usize) -> String {
+    let mut text = clean_text(text);
+    let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    clean_text(&text[..end])
+    text.truncate(end);
+    text
+}
+
+fn bounded_label(text: &str) -> String {
+    bounded_text(text, MAX_LABEL_BYTES)
 }
 
 /// Why a spool batch was not stored (its cursor did not move).
@@ -214,7 +223,7 @@ async fn line_rows(
         .map(|(seq, l)| {
             // Text as the database takes it: valid UTF-8, no NUL (in every field: a label can
             // hold one too).
-            let line = clean_text(&String::from_utf8_lossy(&l.line));
+            let line = bounded_text(&String::from_utf8_lossy(&l.line), MAX_LINE_BYTES);
             let facts = l
                 .proxy
                 .then(|| crate::proxy_lines::read(&line, &proxy_hosts))

@@ -346,6 +346,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     match store.log_retention_cutoffs(default_days, now_ns).await {
                         Ok(cutoffs) => {
                             for (org, before_ns) in cutoffs {
+                                // Whole days: at most one deletion (a ClickHouse mutation,
+                                // which rewrites parts) per organisation a day.
+                                let before_ns =
+                                    before_ns - before_ns.rem_euclid(86_400_000_000_000);
                                 if let Err(e) = sink.drop_before(&org, before_ns).await {
                                     tracing::warn!(error = %e, org = %org.as_str(), "log sink retention failed; tried again in an hour");
                                 }

@@ -109,12 +109,26 @@ impl PluginLogSink {
             match plugin.prepare(&invocation).await {
                 Ok(()) => self.prepared.store(true, Ordering::Release),
                 Err(e) => {
-                    let invalid = matches!(e, HookError::Plugin(PluginError::InvalidSettings(_)));
+                    // Settings the plugin calls wrong, or a capability the operator did not
+                    // grant, will not mend by waiting.
+                    let invalid = matches!(
+                        e,
+                        HookError::Plugin(PluginError::InvalidSettings(_) | PluginError::Denied(_))
+                    );
                     return Err(unusable(e.to_string(), invalid));
                 }
             }
         }
         Ok((plugin, invocation))
+    }
+
+    /// A call's failure; a store that lost the sink's table (ClickHouse's UNKNOWN_TABLE, code
+    /// 60) is prepared again before the next call.
+    fn failed(&self, e: HookError) -> LogSinkError {
+        if e.to_string().contains("Code: 60,") {
+            self.prepared.store(false, Ordering::Release);
+        }
+        self.error(e)
     }
 
     /// The plugin for a call.
@@ -194,7 +208,7 @@ impl LogSink for PluginLogSink {
         plugin
             .write(&invocation, &lines)
             .await
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.failed(e))
     }
 
     async fn query(&self, org: &OrgId, query: &LogQuery) -> Result<Vec<LogLineRow>, LogSinkError> {
@@ -202,7 +216,7 @@ impl LogSink for PluginLogSink {
         let lines = plugin
             .query(&invocation, &query_out(org, query))
             .await
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| self.failed(e))?;
         Ok(lines.into_iter().map(line_in).collect())
     }
 
@@ -220,7 +234,7 @@ impl LogSink for PluginLogSink {
         let counts = plugin
             .volume(&invocation, &query_out(org, &query), interval_ns.max(1))
             .await
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| self.failed(e))?;
         Ok(counts
             .into_iter()
             .map(|c| (c.bucket_ns, c.level, c.count))
@@ -238,7 +252,7 @@ impl LogSink for PluginLogSink {
         let counts = plugin
             .count_by_container(&invocation, org.as_str(), since_ns, until_ns, level)
             .await
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| self.failed(e))?;
         Ok(counts
             .into_iter()
             .map(|c| (c.agent_id, c.container_name, c.count))
@@ -255,7 +269,7 @@ impl LogSink for PluginLogSink {
         let counts = plugin
             .proxy_status_counts(&invocation, org.as_str(), since_ns, until_ns)
             .await
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| self.failed(e))?;
         Ok(counts
             .into_iter()
             .map(|c| (c.agent_id, c.proxy_host_id, c.requests, c.errors))
@@ -267,6 +281,6 @@ impl LogSink for PluginLogSink {
         plugin
             .drop_before(&invocation, org.as_str(), before_ns)
             .await
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.failed(e))
     }
 }

@@ -476,28 +476,40 @@ impl LogSink for Sink {
              ORDER BY (org_id, time_ns, agent_id, seq)",
             t.table
         ))?;
-        // The table must have this sink's columns and keep a line once (one made by someone
-        // else may not).
-        t.statement(&format!("SELECT {COLUMNS} FROM {} LIMIT 0", t.table))
-            .map_err(|e| match e {
-                PluginError::Failed(m) if m.starts_with("ClickHouse answered") => invalid(
-                    "table",
-                    &format!("exists without this sink's columns ({m})"),
-                ),
-                e => e,
-            })?;
+        // The table must have this sink's columns, of its types (rows are read in RowBinary),
+        // and keep a line once (one made by someone else may not).
         let (database, table) = t.table.split_once('.').unwrap_or(("default", &t.table));
+        let columns = t.statement(&format!(
+            "SELECT name, type FROM system.columns WHERE database = {} AND table = {} FORMAT TSV",
+            literal(database),
+            literal(table)
+        ))?;
+        let columns = String::from_utf8_lossy(&columns);
+        let found: Vec<(&str, &str)> = columns.lines().filter_map(|l| l.split_once('\t')).collect();
+        for wanted in TABLE_COLUMNS.split(", ") {
+            let (name, kind) = wanted.split_once(' ').unwrap_or((wanted, ""));
+            if !found.contains(&(name, kind)) {
+                return Err(invalid(
+                    "table",
+                    &format!("exists without this sink's column {name} {kind}"),
+                ));
+            }
+        }
         let engine = t.statement(&format!(
-            "SELECT engine FROM system.tables WHERE database = {} AND name = {} FORMAT TSV",
+            "SELECT engine, engine_full FROM system.tables WHERE database = {} AND name = {} FORMAT TSV",
             literal(database),
             literal(table)
         ))?;
         let engine = String::from_utf8_lossy(&engine).trim().to_owned();
-        if engine != "ReplacingMergeTree" {
+        let (engine, full) = engine.split_once('\t').unwrap_or((&engine, ""));
+        // Shared… and Replicated… variants keep a line once too; the key must be the line's.
+        if !engine.ends_with("ReplacingMergeTree")
+            || !full.contains("ORDER BY (org_id, time_ns, agent_id, seq)")
+        {
             return Err(invalid(
                 "table",
                 &format!(
-                    "exists with engine {engine}, not ReplacingMergeTree: a line written twice would be kept twice"
+                    "exists as {engine}, not a ReplacingMergeTree ordered by (org_id, time_ns, agent_id, seq): a line written twice would be kept twice, or two lines once"
                 ),
             ));
         }

@@ -166,7 +166,8 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
     // The shipped plugins are installed at start-up, signed by the trusted development key;
     // alert channels stay disabled until the operator enables them (the proxy backend, which
     // needs no grant beyond logging, is enabled). The sign-in providers (OIDC, LDAP, SAML) are
-    // enterprise plugins, installed too (tests/e2e/sso.mjs uses them).
+    // enterprise plugins, installed too (tests/e2e/sso.mjs uses them); so is the ClickHouse
+    // log sink.
     let plugins = admin.get("/api/v1/plugins").await;
     let ids: Vec<&str> = plugins
         .as_array()
@@ -177,6 +178,7 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
     assert_eq!(
         ids,
         [
+            "infrapilot.clickhouse",
             "infrapilot.ldap",
             "infrapilot.oidc",
             "infrapilot.proxy-nginx",
@@ -195,6 +197,20 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
                 (
                     &json!("sso-provider"),
                     &json!("enterprise"),
+                    &json!(false),
+                    &json!(true)
+                ),
+                "{p}"
+            );
+            continue;
+        }
+        // The log sink is a community plugin, disabled until the operator enables it.
+        if p["id"] == "infrapilot.clickhouse" {
+            assert_eq!(
+                (&p["world"], &p["edition"], &p["enabled"], &p["signed"]),
+                (
+                    &json!("log-sink"),
+                    &json!("community"),
                     &json!(false),
                     &json!(true)
                 ),

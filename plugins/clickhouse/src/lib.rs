@@ -301,13 +301,12 @@ fn int64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// A row as written (JSONEachRow) and read back (RowBinary).
+#[derive(Serialize)]
 struct Row {
     org_id: String,
     agent_id: String,
-    #[serde(deserialize_with = "int64")]
     time_ns: i64,
-    #[serde(deserialize_with = "int64")]
     seq: i64,
     container_id: String,
     container_name: String,

@@ -416,6 +416,42 @@ impl From<&sink_contract::LogQuery> for sink_wit::LogQuery {
     }
 }
 
+/// A list of a sink's answer in the contract's types.
+fn converted<A, B: From<A>>(items: Vec<A>) -> Vec<B> {
+    items.into_iter().map(Into::into).collect()
+}
+
+impl From<sink_wit::VolumeCount> for sink_contract::VolumeCount {
+    fn from(c: sink_wit::VolumeCount) -> Self {
+        sink_contract::VolumeCount {
+            bucket_ns: c.bucket_ns,
+            level: c.level,
+            count: c.count,
+        }
+    }
+}
+
+impl From<sink_wit::ContainerCount> for sink_contract::ContainerCount {
+    fn from(c: sink_wit::ContainerCount) -> Self {
+        sink_contract::ContainerCount {
+            agent_id: c.agent_id,
+            container_name: c.container_name,
+            count: c.count,
+        }
+    }
+}
+
+impl From<sink_wit::ProxyCount> for sink_contract::ProxyCount {
+    fn from(c: sink_wit::ProxyCount) -> Self {
+        sink_contract::ProxyCount {
+            agent_id: c.agent_id,
+            proxy_host_id: c.proxy_host_id,
+            requests: c.requests,
+            errors: c.errors,
+        }
+    }
+}
+
 /// What a sink call returns: its answer or its error, or the runtime's failure.
 type SinkAnswer<T> = wasmtime::Result<Result<T, called::PluginError>>;
 
@@ -455,7 +491,7 @@ pub(crate) async fn sink_query(
         .infrapilot_plugin_sink()
         .call_query(store, &query.into())
         .await?
-        .map(|lines| lines.into_iter().map(Into::into).collect())
+        .map(converted)
         .map_err(Into::into))
 }
 
@@ -470,16 +506,7 @@ pub(crate) async fn sink_volume(
         .infrapilot_plugin_sink()
         .call_volume(store, &query.into(), interval_ns)
         .await?
-        .map(|counts| {
-            counts
-                .into_iter()
-                .map(|c| sink_contract::VolumeCount {
-                    bucket_ns: c.bucket_ns,
-                    level: c.level,
-                    count: c.count,
-                })
-                .collect()
-        })
+        .map(converted)
         .map_err(Into::into))
 }
 
@@ -496,16 +523,7 @@ pub(crate) async fn sink_count_by_container(
         .infrapilot_plugin_sink()
         .call_count_by_container(store, org_id, since_ns, until_ns, level)
         .await?
-        .map(|counts| {
-            counts
-                .into_iter()
-                .map(|c| sink_contract::ContainerCount {
-                    agent_id: c.agent_id,
-                    container_name: c.container_name,
-                    count: c.count,
-                })
-                .collect()
-        })
+        .map(converted)
         .map_err(Into::into))
 }
 
@@ -521,17 +539,7 @@ pub(crate) async fn sink_proxy_status_counts(
         .infrapilot_plugin_sink()
         .call_proxy_status_counts(store, org_id, since_ns, until_ns)
         .await?
-        .map(|counts| {
-            counts
-                .into_iter()
-                .map(|c| sink_contract::ProxyCount {
-                    agent_id: c.agent_id,
-                    proxy_host_id: c.proxy_host_id,
-                    requests: c.requests,
-                    errors: c.errors,
-                })
-                .collect()
-        })
+        .map(converted)
         .map_err(Into::into))
 }
 

@@ -61,13 +61,26 @@ pub mod log_sink {
     });
 }
 
+/// Bindings of the `policy-engine` world (`wit/since_v0.2.0`).
+pub mod policy_engine {
+    wit_bindgen::generate!({
+        world: "policy-engine",
+        path: "../wit/since_v0.2.0",
+        default_bindings_module: "infrapilot_plugin_sdk::policy_engine",
+        pub_export_macro: true,
+        export_macro_name: "export_policy_engine",
+    });
+}
+
 pub mod channel;
+pub mod policy;
 pub mod proxy;
 pub mod sink;
 pub mod sso;
 
 pub use alert_channel::export_alert_channel;
 pub use log_sink::export_log_sink;
+pub use policy_engine::export_policy_engine;
 pub use proxy_backend::export_proxy_backend;
 pub use sso_provider::export_sso_provider;
 

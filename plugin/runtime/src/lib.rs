@@ -35,5 +35,6 @@ pub use services::HostServices;
 pub use versions::ContractVersion;
 pub use worlds::alert_channel::AlertChannelPlugin;
 pub use worlds::log_sink::LogSinkPlugin;
+pub use worlds::policy_engine::PolicyEnginePlugin;
 pub use worlds::proxy_backend::{ProxyBackendPlugin, Rendered};
 pub use worlds::sso_provider::SsoProviderPlugin;

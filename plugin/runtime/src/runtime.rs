@@ -431,6 +431,9 @@ impl Runtime {
             World::LogSink => self
                 .load::<crate::LogSinkPlugin>(manifest, component, &grant)
                 .map(|_| ()),
+            World::PolicyEngine => self
+                .load::<crate::PolicyEnginePlugin>(manifest, component, &grant)
+                .map(|_| ()),
         }
     }
 }
@@ -513,6 +516,18 @@ impl PluginCore {
             Ok(UpdateDeadline::Yield(1))
         });
         store
+    }
+
+    /// Makes a store whose instance served a call ready for the next one: a new deadline, the
+    /// call's counters back to zero (the memory it holds stays counted).
+    pub(crate) fn rearm(&self, store: &mut Store<HostState>) {
+        let state = store.data_mut();
+        state.deadline = Instant::now() + self.limits.hook_deadline;
+        state.deadline_hit = false;
+        state.log_lines = 0;
+        state.dropped_log_lines = 0;
+        state.denials = 0;
+        store.set_epoch_deadline(1);
     }
 
     pub(crate) fn classify(&self, store: &Store<HostState>, error: wasmtime::Error) -> HookError {

@@ -446,6 +446,172 @@ pub mod log_model {
     }
 }
 
+/// What the host asks a policy engine (world `policy-engine`, from contract 0.2.0).
+pub mod policy_model {
+    use serde::Serialize;
+
+    /// The closed set of actions policies decide on.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+    pub enum Action {
+        #[serde(rename = "container.create")]
+        ContainerCreate,
+        #[serde(rename = "container.start")]
+        ContainerStart,
+        #[serde(rename = "container.stop")]
+        ContainerStop,
+        #[serde(rename = "container.restart")]
+        ContainerRestart,
+        #[serde(rename = "container.remove")]
+        ContainerRemove,
+        #[serde(rename = "container.exec")]
+        ContainerExec,
+        #[serde(rename = "proxy.create")]
+        ProxyCreate,
+        #[serde(rename = "proxy.update")]
+        ProxyUpdate,
+        #[serde(rename = "proxy.delete")]
+        ProxyDelete,
+        #[serde(rename = "proxy.rollback")]
+        ProxyRollback,
+        #[serde(rename = "proxy.reapply")]
+        ProxyReapply,
+        #[serde(rename = "certificate.change")]
+        CertificateChange,
+        #[serde(rename = "container.running")]
+        ContainerRunning,
+    }
+
+    impl Action {
+        pub const ALL: [Action; 13] = [
+            Action::ContainerCreate,
+            Action::ContainerStart,
+            Action::ContainerStop,
+            Action::ContainerRestart,
+            Action::ContainerRemove,
+            Action::ContainerExec,
+            Action::ProxyCreate,
+            Action::ProxyUpdate,
+            Action::ProxyDelete,
+            Action::ProxyRollback,
+            Action::ProxyReapply,
+            Action::CertificateChange,
+            Action::ContainerRunning,
+        ];
+
+        /// `container.start` …
+        pub fn as_str(self) -> &'static str {
+            match self {
+                Action::ContainerCreate => "container.create",
+                Action::ContainerStart => "container.start",
+                Action::ContainerStop => "container.stop",
+                Action::ContainerRestart => "container.restart",
+                Action::ContainerRemove => "container.remove",
+                Action::ContainerExec => "container.exec",
+                Action::ProxyCreate => "proxy.create",
+                Action::ProxyUpdate => "proxy.update",
+                Action::ProxyDelete => "proxy.delete",
+                Action::ProxyRollback => "proxy.rollback",
+                Action::ProxyReapply => "proxy.reapply",
+                Action::CertificateChange => "certificate.change",
+                Action::ContainerRunning => "container.running",
+            }
+        }
+
+        /// The action named `name`; `None` for any other name (an unknown action is denied).
+        pub fn parse(name: &str) -> Option<Action> {
+            Action::ALL.into_iter().find(|a| a.as_str() == name)
+        }
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum MountKind {
+        Bind,
+        Volume,
+        Tmpfs,
+        Device,
+        VolumesFrom,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+    pub struct Mount {
+        pub kind: MountKind,
+        pub source: String,
+        pub target: String,
+        pub read_only: bool,
+    }
+
+    /// A container's effective configuration (the host's normalised form).
+    #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+    pub struct Container {
+        pub name: String,
+        pub image: String,
+        pub user: String,
+        pub runs_as_root: bool,
+        pub privileged: bool,
+        pub capabilities: Vec<String>,
+        pub all_capabilities: bool,
+        pub host_namespaces: Vec<String>,
+        pub joins_containers: Vec<String>,
+        pub seccomp_unconfined: bool,
+        pub apparmor_unconfined: bool,
+        pub selinux_disabled: bool,
+        pub system_paths_unconfined: bool,
+        pub mounts: Vec<Mount>,
+        pub restart_policy: String,
+        pub healthcheck: bool,
+        pub labels: Vec<(String, String)>,
+        pub created_at_unix_ms: Option<i64>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+    pub struct ProxyHost {
+        pub id: String,
+        pub domains: Vec<String>,
+        pub tls: bool,
+        pub redirect_http: bool,
+        pub access_restricted: bool,
+    }
+
+    /// One request for a decision.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+    pub struct Request {
+        pub action: Action,
+        pub actor: String,
+        pub actor_role: String,
+        pub node_id: String,
+        pub node_name: String,
+        pub node_labels: Vec<(String, String)>,
+        pub container: Option<Container>,
+        pub command: Vec<String>,
+        pub proxy_hosts: Vec<ProxyHost>,
+        pub certificate: Option<String>,
+        pub now_unix_ms: i64,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+    pub struct Policy {
+        pub id: String,
+        pub name: String,
+        pub policy_type: String,
+        pub conditions: String,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+    pub struct Finding {
+        pub policy_id: String,
+        pub reasons: Vec<String>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+    pub struct PolicyType {
+        pub id: String,
+        pub title: String,
+        pub description: String,
+        pub conditions_schema: String,
+    }
+}
+
 pub use alerts::{Alert, AlertState, Delivery, Severity};
 pub use proxy_model::{
     AccessRule, Location, ProxyHost, RateLimit, RenderedFile, SecurityHeaders, Tls, Upstream,

@@ -14,6 +14,8 @@ pub enum World {
     SsoProvider,
     /// A store for log lines (from contract 0.2.0).
     LogSink,
+    /// Policies: which actions break which policies (from contract 0.2.0).
+    PolicyEngine,
 }
 
 impl World {
@@ -23,6 +25,7 @@ impl World {
             World::ProxyBackend => "proxy-backend",
             World::SsoProvider => "sso-provider",
             World::LogSink => "log-sink",
+            World::PolicyEngine => "policy-engine",
         }
     }
 }

@@ -65,6 +65,20 @@ pub(crate) mod log_sink {
     });
 }
 
+/// World `policy-engine` (new in 0.2.0); shares the host interfaces with `alert-channel`.
+pub(crate) mod policy_engine {
+    wasmtime::component::bindgen!({
+        world: "policy-engine",
+        path: "../../wit/since_v0.2.0",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "infrapilot:plugin/types": super::alert_channel::infrapilot::plugin::types,
+            "infrapilot:plugin/log": super::alert_channel::infrapilot::plugin::log,
+        },
+    });
+}
+
 use alert_channel::infrapilot::plugin as wit;
 use proxy_backend::infrapilot::plugin::proxy_model as proxy_wit;
 use sso_provider::infrapilot::plugin::sso_model as sso_wit;
@@ -79,6 +93,10 @@ super::world_calls!(
     (
         infrapilot_plugin_types::manifest::World::LogSink,
         link_log_sink
+    ),
+    (
+        infrapilot_plugin_types::manifest::World::PolicyEngine,
+        link_policy_engine
     ),
 );
 
@@ -452,14 +470,14 @@ impl From<sink_wit::ProxyCount> for sink_contract::ProxyCount {
     }
 }
 
-/// What a sink call returns: its answer or its error, or the runtime's failure.
-type SinkAnswer<T> = wasmtime::Result<Result<T, called::PluginError>>;
+/// What a plugin call returns: its answer or its error, or the runtime's failure.
+type Answer<T> = wasmtime::Result<Result<T, called::PluginError>>;
 
 /// Calls `prepare`.
 pub(crate) async fn sink_prepare(
     instance: &log_sink::LogSink,
     store: &mut wasmtime::Store<HostState>,
-) -> SinkAnswer<()> {
+) -> Answer<()> {
     Ok(instance
         .infrapilot_plugin_sink()
         .call_prepare(store)
@@ -472,7 +490,7 @@ pub(crate) async fn sink_write(
     instance: &log_sink::LogSink,
     store: &mut wasmtime::Store<HostState>,
     lines: &[sink_contract::LogLine],
-) -> SinkAnswer<()> {
+) -> Answer<()> {
     let lines: Vec<sink_wit::LogLine> = lines.iter().map(Into::into).collect();
     Ok(instance
         .infrapilot_plugin_sink()
@@ -486,7 +504,7 @@ pub(crate) async fn sink_query(
     instance: &log_sink::LogSink,
     store: &mut wasmtime::Store<HostState>,
     query: &sink_contract::LogQuery,
-) -> SinkAnswer<Vec<sink_contract::LogLine>> {
+) -> Answer<Vec<sink_contract::LogLine>> {
     Ok(instance
         .infrapilot_plugin_sink()
         .call_query(store, &query.into())
@@ -501,7 +519,7 @@ pub(crate) async fn sink_volume(
     store: &mut wasmtime::Store<HostState>,
     query: &sink_contract::LogQuery,
     interval_ns: i64,
-) -> SinkAnswer<Vec<sink_contract::VolumeCount>> {
+) -> Answer<Vec<sink_contract::VolumeCount>> {
     Ok(instance
         .infrapilot_plugin_sink()
         .call_volume(store, &query.into(), interval_ns)
@@ -518,7 +536,7 @@ pub(crate) async fn sink_count_by_container(
     since_ns: i64,
     until_ns: i64,
     level: &str,
-) -> SinkAnswer<Vec<sink_contract::ContainerCount>> {
+) -> Answer<Vec<sink_contract::ContainerCount>> {
     Ok(instance
         .infrapilot_plugin_sink()
         .call_count_by_container(store, org_id, since_ns, until_ns, level)
@@ -534,7 +552,7 @@ pub(crate) async fn sink_proxy_status_counts(
     org_id: &str,
     since_ns: i64,
     until_ns: i64,
-) -> SinkAnswer<Vec<sink_contract::ProxyCount>> {
+) -> Answer<Vec<sink_contract::ProxyCount>> {
     Ok(instance
         .infrapilot_plugin_sink()
         .call_proxy_status_counts(store, org_id, since_ns, until_ns)
@@ -549,10 +567,188 @@ pub(crate) async fn sink_drop_before(
     store: &mut wasmtime::Store<HostState>,
     org_id: &str,
     before_ns: i64,
-) -> SinkAnswer<()> {
+) -> Answer<()> {
     Ok(instance
         .infrapilot_plugin_sink()
         .call_drop_before(store, org_id, before_ns)
         .await?
+        .map_err(Into::into))
+}
+
+use crate::contract::policy_model as policy_contract;
+use policy_engine::infrapilot::plugin::policy_model as policy_wit;
+
+/// `policy-model` has types only.
+impl policy_wit::Host for HostState {}
+
+/// Links the imports of world `policy-engine`.
+pub(crate) fn link_policy_engine(
+    linker: &mut wasmtime::component::Linker<HostState>,
+) -> wasmtime::Result<()> {
+    policy_engine::PolicyEngine::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)
+}
+
+impl From<policy_contract::Action> for policy_wit::Action {
+    fn from(a: policy_contract::Action) -> Self {
+        use policy_contract::Action as A;
+        match a {
+            A::ContainerCreate => policy_wit::Action::ContainerCreate,
+            A::ContainerStart => policy_wit::Action::ContainerStart,
+            A::ContainerStop => policy_wit::Action::ContainerStop,
+            A::ContainerRestart => policy_wit::Action::ContainerRestart,
+            A::ContainerRemove => policy_wit::Action::ContainerRemove,
+            A::ContainerExec => policy_wit::Action::ContainerExec,
+            A::ProxyCreate => policy_wit::Action::ProxyCreate,
+            A::ProxyUpdate => policy_wit::Action::ProxyUpdate,
+            A::ProxyDelete => policy_wit::Action::ProxyDelete,
+            A::ProxyRollback => policy_wit::Action::ProxyRollback,
+            A::ProxyReapply => policy_wit::Action::ProxyReapply,
+            A::CertificateChange => policy_wit::Action::CertificateChange,
+            A::ContainerRunning => policy_wit::Action::ContainerRunning,
+        }
+    }
+}
+
+impl From<&policy_contract::Mount> for policy_wit::Mount {
+    fn from(m: &policy_contract::Mount) -> Self {
+        use policy_contract::MountKind as K;
+        policy_wit::Mount {
+            kind: match m.kind {
+                K::Bind => policy_wit::MountKind::Bind,
+                K::Volume => policy_wit::MountKind::Volume,
+                K::Tmpfs => policy_wit::MountKind::Tmpfs,
+                K::Device => policy_wit::MountKind::Device,
+                K::VolumesFrom => policy_wit::MountKind::VolumesFrom,
+            },
+            source: m.source.clone(),
+            target: m.target.clone(),
+            read_only: m.read_only,
+        }
+    }
+}
+
+impl From<&policy_contract::Container> for policy_wit::Container {
+    fn from(c: &policy_contract::Container) -> Self {
+        policy_wit::Container {
+            name: c.name.clone(),
+            image: c.image.clone(),
+            user: c.user.clone(),
+            runs_as_root: c.runs_as_root,
+            privileged: c.privileged,
+            capabilities: c.capabilities.clone(),
+            all_capabilities: c.all_capabilities,
+            host_namespaces: c.host_namespaces.clone(),
+            joins_containers: c.joins_containers.clone(),
+            seccomp_unconfined: c.seccomp_unconfined,
+            apparmor_unconfined: c.apparmor_unconfined,
+            selinux_disabled: c.selinux_disabled,
+            system_paths_unconfined: c.system_paths_unconfined,
+            mounts: c.mounts.iter().map(Into::into).collect(),
+            restart_policy: c.restart_policy.clone(),
+            healthcheck: c.healthcheck,
+            labels: c.labels.clone(),
+            created_at_unix_ms: c.created_at_unix_ms,
+        }
+    }
+}
+
+impl From<&policy_contract::Request> for policy_wit::Request {
+    fn from(r: &policy_contract::Request) -> Self {
+        policy_wit::Request {
+            action: r.action.into(),
+            actor: r.actor.clone(),
+            actor_role: r.actor_role.clone(),
+            node_id: r.node_id.clone(),
+            node_name: r.node_name.clone(),
+            node_labels: r.node_labels.clone(),
+            container: r.container.as_ref().map(Into::into),
+            command: r.command.clone(),
+            proxy_hosts: r
+                .proxy_hosts
+                .iter()
+                .map(|h| policy_wit::ProxyHost {
+                    id: h.id.clone(),
+                    domains: h.domains.clone(),
+                    tls: h.tls,
+                    redirect_http: h.redirect_http,
+                    access_restricted: h.access_restricted,
+                })
+                .collect(),
+            certificate: r.certificate.clone(),
+            now_unix_ms: r.now_unix_ms,
+        }
+    }
+}
+
+impl From<&policy_contract::Policy> for policy_wit::Policy {
+    fn from(p: &policy_contract::Policy) -> Self {
+        policy_wit::Policy {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            policy_type: p.policy_type.clone(),
+            conditions: p.conditions.clone(),
+        }
+    }
+}
+
+impl From<policy_wit::Finding> for policy_contract::Finding {
+    fn from(f: policy_wit::Finding) -> Self {
+        policy_contract::Finding {
+            policy_id: f.policy_id,
+            reasons: f.reasons,
+        }
+    }
+}
+
+impl From<policy_wit::PolicyType> for policy_contract::PolicyType {
+    fn from(t: policy_wit::PolicyType) -> Self {
+        policy_contract::PolicyType {
+            id: t.id,
+            title: t.title,
+            description: t.description,
+            conditions_schema: t.conditions_schema,
+        }
+    }
+}
+
+/// Calls `policy-types`.
+pub(crate) async fn engine_policy_types(
+    instance: &policy_engine::PolicyEngine,
+    store: &mut wasmtime::Store<HostState>,
+) -> Answer<Vec<policy_contract::PolicyType>> {
+    Ok(Ok(converted(
+        instance
+            .infrapilot_plugin_engine()
+            .call_policy_types(store)
+            .await?,
+    )))
+}
+
+/// Calls `check`.
+pub(crate) async fn engine_check(
+    instance: &policy_engine::PolicyEngine,
+    store: &mut wasmtime::Store<HostState>,
+    policy: &policy_contract::Policy,
+) -> Answer<()> {
+    Ok(instance
+        .infrapilot_plugin_engine()
+        .call_check(store, &policy.into())
+        .await?
+        .map_err(Into::into))
+}
+
+/// Calls `evaluate`.
+pub(crate) async fn engine_evaluate(
+    instance: &policy_engine::PolicyEngine,
+    store: &mut wasmtime::Store<HostState>,
+    policies: &[policy_contract::Policy],
+    request: &policy_contract::Request,
+) -> Answer<Vec<policy_contract::Finding>> {
+    let policies: Vec<policy_wit::Policy> = policies.iter().map(Into::into).collect();
+    Ok(instance
+        .infrapilot_plugin_engine()
+        .call_evaluate(store, &policies, &request.into())
+        .await?
+        .map(converted)
         .map_err(Into::into))
 }

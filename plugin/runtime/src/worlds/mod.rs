@@ -7,5 +7,6 @@
 
 pub mod alert_channel;
 pub mod log_sink;
+pub mod policy_engine;
 pub mod proxy_backend;
 pub mod sso_provider;

@@ -1,0 +1,266 @@
+//! World `policy-engine` (from contract 0.2.0): its handle ([`PolicyEnginePlugin`]) and the
+//! dispatch of its calls to the contract version the component was built against.
+//!
+//! Unlike the other worlds, an engine's instances are kept warm: a policy decision sits in front
+//! of every container and proxy action, and a fresh instance per call would cost more than the
+//! evaluation. An instance that answered is put back (at most [`limits::IDLE_INSTANCES`]); one
+//! that failed in any way (a trap, the deadline, an error) is thrown away. What an engine answers
+//! is checked: a finding must name a policy it was given, with bounded reasons, or the answer is
+//! a broken plugin's (`HookError::BadOutput`), and the host fails closed.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::Store;
+use wasmtime::component::InstancePre;
+
+use crate::contract::PluginError;
+use crate::contract::policy_model::{Finding, Policy, PolicyType, Request};
+use crate::runtime::{HookError, HostState, Invocation, PluginCore, WorldPlugin};
+use crate::versions::ContractVersion;
+use infrapilot_plugin_types::manifest::World;
+
+/// What an engine may answer, at most.
+pub mod limits {
+    /// Reasons of one finding.
+    pub const REASONS: usize = 32;
+    /// Bytes of one reason.
+    pub const REASON_BYTES: usize = 1024;
+    /// Policy types of one engine.
+    pub const POLICY_TYPES: usize = 64;
+    /// Bytes of one policy type's conditions schema.
+    pub const SCHEMA_BYTES: usize = 64 << 10;
+    /// Warm instances kept per loaded engine.
+    pub const IDLE_INSTANCES: usize = 4;
+}
+
+/// A loaded policy engine, ready to be called concurrently.
+#[derive(Clone)]
+pub struct PolicyEnginePlugin {
+    core: PluginCore,
+    pre: EnginePre,
+    idle: Arc<Mutex<Vec<Warm>>>,
+}
+
+/// An instance that answered its last call, with its store.
+struct Warm {
+    store: Store<HostState>,
+    instance: Engine,
+}
+
+impl PolicyEnginePlugin {
+    /// The kinds of policy the engine evaluates.
+    pub async fn policy_types(
+        &self,
+        invocation: &Invocation,
+    ) -> Result<Vec<PolicyType>, HookError> {
+        let types = self
+            .call(invocation, async |instance, store| {
+                instance.policy_types(store).await
+            })
+            .await?;
+        if types.len() > limits::POLICY_TYPES {
+            return Err(HookError::BadOutput(format!(
+                "{} policy types, more than {}",
+                types.len(),
+                limits::POLICY_TYPES
+            )));
+        }
+        if let Some(t) = types.iter().find(|t| {
+            t.id.is_empty()
+                || t.id.len() > 64
+                || t.conditions_schema.len() > limits::SCHEMA_BYTES
+                || t.title.len() > 256
+                || t.description.len() > 4096
+        }) {
+            return Err(HookError::BadOutput(format!(
+                "policy type {:?} is out of bounds (id 1–64 bytes, title 256, description 4096, schema {} bytes)",
+                t.id.chars().take(64).collect::<String>(),
+                limits::SCHEMA_BYTES
+            )));
+        }
+        Ok(types)
+    }
+
+    /// Checks a policy before it is saved; `HookError::Plugin(InvalidSettings)` names the field.
+    pub async fn check(&self, invocation: &Invocation, policy: &Policy) -> Result<(), HookError> {
+        self.call(invocation, async |instance, store| {
+            instance.check(store, policy).await
+        })
+        .await
+    }
+
+    /// The policies of `policies` that `request` breaks.
+    pub async fn evaluate(
+        &self,
+        invocation: &Invocation,
+        policies: &[Policy],
+        request: &Request,
+    ) -> Result<Vec<Finding>, HookError> {
+        let findings = self
+            .call(invocation, async |instance, store| {
+                instance.evaluate(store, policies, request).await
+            })
+            .await?;
+        check_findings(policies, &findings).map_err(HookError::BadOutput)?;
+        Ok(findings)
+    }
+
+    /// One call in a warm instance (or a new one) under the hook deadline; the instance goes
+    /// back to the idle list only when the call answered without an error.
+    async fn call<T>(
+        &self,
+        invocation: &Invocation,
+        run: impl AsyncFnOnce(
+            &Engine,
+            &mut Store<HostState>,
+        ) -> wasmtime::Result<Result<T, PluginError>>,
+    ) -> Result<T, HookError> {
+        let warm = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let (mut store, instance) = match warm {
+            Some(Warm {
+                mut store,
+                instance,
+            }) => {
+                self.core.rearm(&mut store);
+                (store, Some(instance))
+            }
+            None => (self.core.store(invocation), None),
+        };
+        let outcome = tokio::time::timeout(self.core.call_deadline(), async {
+            let instance = match instance {
+                Some(instance) => instance,
+                None => self.pre.instantiate(&mut store).await?,
+            };
+            let answer = run(&instance, &mut store).await;
+            Ok::<_, wasmtime::Error>((instance, answer))
+        })
+        .await;
+        match outcome {
+            Ok(Ok((instance, Ok(Ok(value))))) => {
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                if idle.len() < limits::IDLE_INSTANCES {
+                    idle.push(Warm { store, instance });
+                }
+                Ok(value)
+            }
+            Ok(Ok((_, answer))) => self.core.settle(&store, Ok(answer)),
+            Ok(Err(e)) => self.core.settle::<T>(&store, Ok(Err(e))),
+            Err(elapsed) => self.core.settle::<T>(&store, Err(elapsed)),
+        }
+    }
+}
+
+/// Each finding names a policy it was given, once, with bounded reasons.
+fn check_findings(policies: &[Policy], findings: &[Finding]) -> Result<(), String> {
+    let given: HashSet<&str> = policies.iter().map(|p| p.id.as_str()).collect();
+    let mut seen = HashSet::new();
+    for f in findings {
+        if !given.contains(f.policy_id.as_str()) {
+            return Err(format!(
+                "a finding about policy {:?}, which it was not given",
+                f.policy_id.chars().take(64).collect::<String>()
+            ));
+        }
+        if !seen.insert(f.policy_id.as_str()) {
+            return Err(format!("two findings about policy {}", f.policy_id));
+        }
+        if f.reasons.len() > limits::REASONS
+            || f.reasons.iter().any(|r| r.len() > limits::REASON_BYTES)
+        {
+            return Err(format!(
+                "the finding about policy {} has more than {} reasons or one over {} bytes",
+                f.policy_id,
+                limits::REASONS,
+                limits::REASON_BYTES
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl crate::runtime::sealed::Sealed for PolicyEnginePlugin {}
+
+impl WorldPlugin for PolicyEnginePlugin {
+    const WORLD: World = World::PolicyEngine;
+
+    fn from_linked(
+        core: PluginCore,
+        version: ContractVersion,
+        pre: InstancePre<HostState>,
+    ) -> wasmtime::Result<PolicyEnginePlugin> {
+        Ok(PolicyEnginePlugin {
+            core,
+            pre: EnginePre::new(version, pre)?,
+            idle: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+}
+
+/// A linked engine of some version (the world exists from 0.2.0).
+#[derive(Clone)]
+pub(crate) enum EnginePre {
+    V0_2_0(crate::versions::v0_2_0::policy_engine::PolicyEnginePre<HostState>),
+}
+
+/// An instance of an engine of some version.
+pub(crate) enum Engine {
+    V0_2_0(crate::versions::v0_2_0::policy_engine::PolicyEngine),
+}
+
+impl EnginePre {
+    pub(crate) fn new(
+        version: ContractVersion,
+        pre: InstancePre<HostState>,
+    ) -> wasmtime::Result<EnginePre> {
+        match version {
+            ContractVersion::V0_2_0 => Ok(EnginePre::V0_2_0(
+                crate::versions::v0_2_0::policy_engine::PolicyEnginePre::new(pre)?,
+            )),
+            other => Err(wasmtime::format_err!(
+                "contract {other} has no world policy-engine"
+            )),
+        }
+    }
+
+    pub(crate) async fn instantiate(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Engine> {
+        Ok(match self {
+            EnginePre::V0_2_0(pre) => Engine::V0_2_0(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+use crate::versions::v0_2_0 as v2;
+
+type Answer<T> = wasmtime::Result<Result<T, PluginError>>;
+
+impl Engine {
+    pub(crate) async fn policy_types(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> Answer<Vec<PolicyType>> {
+        match self {
+            Engine::V0_2_0(i) => v2::engine_policy_types(i, store).await,
+        }
+    }
+
+    pub(crate) async fn check(&self, store: &mut Store<HostState>, policy: &Policy) -> Answer<()> {
+        match self {
+            Engine::V0_2_0(i) => v2::engine_check(i, store, policy).await,
+        }
+    }
+
+    pub(crate) async fn evaluate(
+        &self,
+        store: &mut Store<HostState>,
+        policies: &[Policy],
+        request: &Request,
+    ) -> Answer<Vec<Finding>> {
+        match self {
+            Engine::V0_2_0(i) => v2::engine_evaluate(i, store, policies, request).await,
+        }
+    }
+}

@@ -352,6 +352,19 @@ impl DockerNode {
         Ok(())
     }
 
+    /// Docker's inspect answer as it is (its own field names), without the environment (which
+    /// may hold secrets and is no policy's business).
+    pub async fn inspect_raw(&self, container: &str) -> Result<serde_json::Value> {
+        let docker = self.docker().await?;
+        let mut c = docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await?;
+        if let Some(config) = c.config.as_mut() {
+            config.env = None;
+        }
+        Ok(serde_json::to_value(&c).unwrap_or_default())
+    }
+
     pub async fn inspect(&self, container: &str) -> Result<ContainerDetail> {
         let docker = self.docker().await?;
         let c = docker

@@ -140,6 +140,11 @@ impl Executor {
                 .list(c.include_stopped, c.with_stats)
                 .await
                 .map(|l| json(&l)),
+            Some(command::Kind::InspectContainer(c)) if c.raw => self
+                .docker
+                .inspect_raw(&c.container)
+                .await
+                .map(|d| json(&d)),
             Some(command::Kind::InspectContainer(c)) => {
                 self.docker.inspect(&c.container).await.map(|d| json(&d))
             }

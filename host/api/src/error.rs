@@ -11,6 +11,29 @@ pub struct ApiError {
     pub message: String,
     pub field: Option<String>,
     pub retry_after_secs: Option<u64>,
+    /// The policies that refused an action (`policy_violation`).
+    pub policies: Option<Vec<PolicyNotice>>,
+}
+
+impl From<infrapilot_nodes::Notice> for PolicyNotice {
+    fn from(n: infrapilot_nodes::Notice) -> PolicyNotice {
+        PolicyNotice {
+            policy_id: n.policy_id,
+            name: n.name,
+            action: n.action,
+            reasons: n.reasons,
+        }
+    }
+}
+
+/// A policy an action broke, as a refusal or a warning names it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PolicyNotice {
+    pub policy_id: String,
+    pub name: String,
+    /// `block`, `warn` or `audit`.
+    pub action: String,
+    pub reasons: Vec<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -25,6 +48,9 @@ pub struct ErrorDetail {
     pub message: String,
     /// The input field at fault, as a dotted path, when there is one.
     pub field: Option<String>,
+    /// With `policy_violation`: the policies that refused the action and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<PolicyNotice>>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -37,6 +63,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             retry_after_secs: None,
+            policies: None,
         }
     }
 
@@ -233,6 +260,7 @@ impl IntoResponse for ApiError {
                 code: self.code.to_owned(),
                 message: self.message,
                 field: self.field,
+                policies: self.policies,
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();

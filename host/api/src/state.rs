@@ -7,7 +7,7 @@ use infrapilot_alerts::{AlertEngine, EngineConfig};
 use infrapilot_gateway::{AgentHub, CertificateAuthority, NodeRouter};
 use infrapilot_identity::{LoginThrottle, SecretBox};
 use infrapilot_nodes::NodeActions;
-use infrapilot_plugin_host::PluginHost;
+use infrapilot_plugin_host::{PluginHost, PolicyEngines};
 use infrapilot_store::Store;
 
 use crate::metrics::Metrics;
@@ -163,6 +163,8 @@ struct Inner {
     nodes: Arc<dyn NodeRouter>,
     /// The one door for state-changing actions on nodes (checks, dispatch, audit).
     node_actions: NodeActions,
+    /// The policy engines the door's policy guard asks (set with the plugin host).
+    policy_engines: Arc<std::sync::OnceLock<PolicyEngines>>,
     enroll_throttle: LoginThrottle,
     /// Bounds the Argon2 work anonymous callers can cause at once.
     anonymous_password_checks: Arc<tokio::sync::Semaphore>,
@@ -181,6 +183,7 @@ struct Inner {
 pub struct Extensions {
     pub plugins: PluginHost,
     pub alerts: AlertEngine,
+    pub policy_engines: PolicyEngines,
 }
 
 impl AppState {
@@ -194,6 +197,14 @@ impl AppState {
         let hub = AgentHub::new(store.clone(), settings.heartbeat_seconds, secrets.clone());
         let request_limiter = crate::rate_limit::RequestLimiter::new(settings.rate_limits);
         let nodes: Arc<dyn NodeRouter> = Arc::new(hub.clone());
+        let policy_engines = Arc::new(std::sync::OnceLock::new());
+        let node_actions = NodeActions::new(nodes.clone(), store.clone()).with_guard(Arc::new(
+            infrapilot_policy::PolicyGuard::new(
+                store.clone(),
+                policy_engines.clone(),
+                nodes.clone(),
+            ),
+        ));
         AppState {
             inner: Arc::new(Inner {
                 ca: Arc::new(ca),
@@ -213,7 +224,8 @@ impl AppState {
                 shutdown: tokio::sync::watch::channel(false).0,
                 agent_binary_sha256: std::sync::Mutex::new(None),
                 hub: hub.clone(),
-                node_actions: NodeActions::new(nodes.clone(), store.clone()),
+                node_actions,
+                policy_engines,
                 nodes,
                 store,
                 secrets,
@@ -234,7 +246,13 @@ impl AppState {
             self.inner.secrets.clone(),
             config,
         );
-        let _ = self.inner.extensions.set(Extensions { plugins, alerts });
+        let policy_engines = PolicyEngines::new(plugins.clone());
+        let _ = self.inner.policy_engines.set(policy_engines.clone());
+        let _ = self.inner.extensions.set(Extensions {
+            plugins,
+            alerts,
+            policy_engines,
+        });
         self.extensions()
             .map(|e| e.alerts.clone())
             .expect("just set")

@@ -328,7 +328,7 @@ async fn scenario(backend: infrapilot_store::Backend) {
             id: "lic-audit".into(),
             licensee: "Audit Ltd".into(),
             edition: "enterprise".into(),
-            features: vec!["pager".into()],
+            features: vec!["pager".into(), "policies".into()],
             limits: Default::default(),
             issued_at: "2026-01-01T00:00:00Z".into(),
             expires_at: "2099-01-01T00:00:00Z".into(),
@@ -407,6 +407,48 @@ async fn scenario(backend: infrapilot_store::Backend) {
             t,
             None,
             "alert_channel.delete"
+        );
+        // Policies, with the templates engine.
+        app.install_test_plugin(
+            &root,
+            "infrapilot_policy_templates",
+            "infrapilot.policy-templates",
+        )
+        .await;
+        let policy = step!(
+            "POST",
+            "/api/v1/policies",
+            "/api/v1/policies",
+            t,
+            Some(json!({"name": "no root", "policy_type": "no_root_containers", "action": "warn"})),
+            "policy.create"
+        );
+        let policy_path = format!("/api/v1/policies/{}", policy.body["id"].as_str().unwrap());
+        step!(
+            "PUT",
+            "/api/v1/policies/{id}",
+            policy_path,
+            t,
+            Some(
+                json!({"name": "no root", "policy_type": "no_root_containers", "action": "block"})
+            ),
+            "policy.update"
+        );
+        step!(
+            "POST",
+            "/api/v1/policies/dry-run",
+            "/api/v1/policies/dry-run",
+            t,
+            Some(json!({"name": "age", "policy_type": "max_container_age", "action": "audit"})),
+            "policy.dry_run"
+        );
+        step!(
+            "DELETE",
+            "/api/v1/policies/{id}",
+            policy_path,
+            t,
+            None,
+            "policy.delete"
         );
         // An uploaded proxy certificate (a self-signed leaf is a whole chain).
         let upload = || {

@@ -28,7 +28,10 @@ use infrapilot_proto::v1::{
     ApplyProxyConfig, Command, ContainerAction, ExecInput, StartExec, command,
     container_action::Action,
 };
-use infrapilot_store::{AgentRow, NewAuditEvent, NewCommand, OrgId, Store, StoreError, Tx};
+use infrapilot_store::{
+    AgentRow, NewAuditEvent, NewCommand, NewViolation, OrgId, Store, StoreError, Tx,
+};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 /// Who asks for an action (the store's audit actor).
@@ -112,6 +115,14 @@ pub enum NodeAction {
 #[derive(Debug)]
 pub struct Admitted {
     node_id: String,
+    findings: Findings,
+}
+
+impl Admitted {
+    /// What warn policies said about the change (shown with its result).
+    pub fn warnings(&self) -> Vec<Notice> {
+        self.findings.warnings()
+    }
 }
 
 /// What [`NodeActions::stage_proxy_apply`] stores.
@@ -183,6 +194,71 @@ impl NodeAction {
     }
 }
 
+/// A policy an action broke, as the caller is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    pub policy_id: String,
+    pub name: String,
+    /// What the policy does: `block`, `warn` or `audit`.
+    pub action: String,
+    pub reasons: Vec<String>,
+}
+
+/// What a guard found about an action: notices for the caller, violations for the record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Findings {
+    pub notices: Vec<Notice>,
+    /// Committed with the action's audit event.
+    pub violations: Vec<NewViolation>,
+}
+
+impl Findings {
+    fn extend(&mut self, other: Findings) {
+        self.notices.extend(other.notices);
+        self.violations.extend(other.violations);
+    }
+
+    /// The notices of warn policies (audit ones are recorded only).
+    pub fn warnings(&self) -> Vec<Notice> {
+        self.notices
+            .iter()
+            .filter(|n| n.action == "warn")
+            .cloned()
+            .collect()
+    }
+
+    /// The notices of block policies.
+    pub fn blocks(&self) -> Vec<Notice> {
+        self.notices
+            .iter()
+            .filter(|n| n.action == "block")
+            .cloned()
+            .collect()
+    }
+}
+
+/// A guard's refusal: why, and what it found (the block policies among its notices).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub reason: String,
+    pub findings: Findings,
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Refusal {
+        Refusal {
+            reason,
+            findings: Findings::default(),
+        }
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(reason: &str) -> Refusal {
+        Refusal::from(reason.to_owned())
+    }
+}
+
 /// A check an action must pass before it reaches the node (policies, plan limits).
 #[async_trait]
 pub trait ActionGuard: Send + Sync {
@@ -191,14 +267,16 @@ pub trait ActionGuard: Send + Sync {
         "a guard"
     }
 
-    /// `Err(reason)` refuses the action; the reason is shown to the caller and audited. A check
-    /// that takes longer than the door's guard deadline refuses too (deny by default).
+    /// `Err` refuses the action; its reason is shown to the caller and audited. What an
+    /// admitted action's check found (warnings, violations) goes with its result and its audit
+    /// event. A check that takes longer than the door's guard deadline refuses too (deny by
+    /// default).
     async fn check(
         &self,
         actor: &Actor,
         node: &AgentRow,
         action: &NodeAction,
-    ) -> Result<(), String>;
+    ) -> Result<Findings, Refusal>;
 }
 
 /// How long one guard may take to decide before the action is refused without its answer.
@@ -208,8 +286,8 @@ pub const GUARD_DEADLINE: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum NodeActionError {
     /// A guard refused it; nothing was sent.
-    #[error("refused: {0}")]
-    Refused(String),
+    #[error("refused: {}", .0.reason)]
+    Refused(Refusal),
     /// A guard could not decide (no answer within the deadline, or it failed); the action was
     /// refused without its answer and nothing was sent.
     #[error("{guard} {cause}; the action was not done")]
@@ -231,6 +309,8 @@ pub struct ContainerActionDone {
     pub container: String,
     /// Its state afterwards (`None` after removal).
     pub state: Option<String>,
+    /// What warn policies said about it.
+    pub warnings: Vec<Notice>,
 }
 
 /// The door: checks, dispatch, audit.
@@ -264,21 +344,31 @@ impl NodeActions {
         self
     }
 
-    /// Runs the guards; a refusal is audited and returned.
+    /// Runs the guards; a refusal is audited (with the violations found) and returned.
     async fn admit(
         &self,
         actor: &Actor,
         node: &AgentRow,
         action: &NodeAction,
-    ) -> Result<(), NodeActionError> {
+    ) -> Result<Findings, NodeActionError> {
+        let mut found = Findings::default();
         for guard in &self.guards {
             // A guard that panics refuses like one that does not answer (deny by default); it
             // is dropped mid-check when its time is up, so guards must be cancel-safe.
             let check = std::panic::AssertUnwindSafe(guard.check(actor, node, action));
             let decided = tokio::time::timeout(self.guard_deadline, check.catch_unwind()).await;
             let refusal = match decided {
-                Ok(Ok(Ok(()))) => continue,
-                Ok(Ok(Err(reason))) => NodeActionError::Refused(reason),
+                Ok(Ok(Ok(findings))) => {
+                    found.extend(findings);
+                    continue;
+                }
+                Ok(Ok(Err(refusal))) => {
+                    found.extend(refusal.findings.clone());
+                    NodeActionError::Refused(Refusal {
+                        reason: refusal.reason,
+                        findings: found.clone(),
+                    })
+                }
                 Ok(Err(_)) => NodeActionError::GuardFailed {
                     guard: guard.name().to_owned(),
                     cause: "failed while checking".into(),
@@ -291,13 +381,15 @@ impl NodeActions {
             let mut detail = action.audit_detail(node);
             detail["guard"] = json!(guard.name());
             detail["reason"] = json!(match &refusal {
-                NodeActionError::Refused(reason) => reason.clone(),
+                NodeActionError::Refused(refusal) => refusal.reason.clone(),
                 other => other.to_string(),
             });
-            self.audit(actor, node, action, "denied", detail).await;
+            add_policies(&mut detail, &found);
+            self.audit(actor, node, action, "denied", detail, &found.violations)
+                .await;
             return Err(refusal);
         }
-        Ok(())
+        Ok(found)
     }
 
     /// Runs the guards on a proxy change before the transaction that makes it opens; a refusal
@@ -308,14 +400,16 @@ impl NodeActions {
         node: &AgentRow,
         change: ProxyChange,
     ) -> Result<Admitted, NodeActionError> {
-        self.admit(actor, node, &NodeAction::Proxy(change)).await?;
+        let findings = self.admit(actor, node, &NodeAction::Proxy(change)).await?;
         Ok(Admitted {
             node_id: node.id.clone(),
+            findings,
         })
     }
 
     /// Stores the apply command of an admitted proxy change in the caller's transaction (the
-    /// proof is used up): a `proxy.apply` command for the admitted node carrying `apply`, sealed
+    /// proof is used up), with the policy violations found about it (the change's own audit
+    /// event is written by the caller in the same transaction): a `proxy.apply` command for the admitted node carrying `apply`, sealed
     /// with the master key when `seal` (it carries an uploaded certificate's key), under an
     /// idempotency key unique to this revision. `Ok(None)` when another change to the node's
     /// proxy took the revision meanwhile. Send it with [`NodeActions::dispatch_staged`] once the
@@ -359,6 +453,11 @@ impl NodeActions {
             })
             .await
             .map_err(|e: StoreError| NodeActionError::Node(e.into()))?;
+        if inserted.is_ok() {
+            tx.insert_violations(&admitted.findings.violations, None)
+                .await
+                .map_err(|e: StoreError| NodeActionError::Node(e.into()))?;
+        }
         Ok(inserted.is_ok().then_some(StagedApply {
             node_id: admitted.node_id,
             command,
@@ -390,7 +489,7 @@ impl NodeActions {
         wait: Duration,
     ) -> Result<(ExecSession, StreamReceiver), NodeActionError> {
         let action = NodeAction::Exec(exec);
-        self.admit(actor, node, &action).await?;
+        let findings = self.admit(actor, node, &action).await?;
         let NodeAction::Exec(exec) = action else {
             unreachable!("built above")
         };
@@ -413,6 +512,7 @@ impl NodeActions {
         let action = NodeAction::Exec(exec);
         let mut detail = action.audit_detail(node);
         detail["session_id"] = json!(session_id);
+        add_policies(&mut detail, &findings);
         let outcome = match &result {
             Ok(_) => "success",
             Err(e) => {
@@ -420,7 +520,8 @@ impl NodeActions {
                 "failure"
             }
         };
-        self.audit(actor, node, &action, outcome, detail).await;
+        self.audit(actor, node, &action, outcome, detail, &findings.violations)
+            .await;
         let output = result?;
         let NodeAction::Exec(exec) = action else {
             unreachable!("built above")
@@ -433,6 +534,7 @@ impl NodeActions {
             session_id,
             started: Instant::now(),
             ended: false,
+            warnings: findings.warnings(),
         };
         Ok((session, output))
     }
@@ -447,12 +549,19 @@ impl NodeActions {
         idempotency_key: Option<String>,
     ) -> Result<ContainerActionDone, NodeActionError> {
         let action = NodeAction::Container(command);
-        self.admit(actor, node, &action).await?;
+        let findings = self.admit(actor, node, &action).await?;
         let NodeAction::Container(command) = &action else {
             unreachable!("built above")
         };
-        let result = self.send(actor, node, command, idempotency_key).await;
+        let result = self
+            .send(actor, node, command, idempotency_key)
+            .await
+            .map(|mut done| {
+                done.warnings = findings.warnings();
+                done
+            });
         let mut detail = action.audit_detail(node);
+        add_policies(&mut detail, &findings);
         let outcome = match &result {
             Ok(done) => {
                 detail["command_id"] = json!(done.command_id);
@@ -472,7 +581,8 @@ impl NodeActions {
                 "failure"
             }
         };
-        self.audit(actor, node, &action, outcome, detail).await;
+        self.audit(actor, node, &action, outcome, detail, &findings.violations)
+            .await;
         result
     }
 
@@ -517,11 +627,13 @@ impl NodeActions {
             command_id: outcome.command_id,
             container: done.container,
             state: done.state,
+            warnings: Vec::new(),
         })
     }
 
-    /// Records the event in its own transaction: the action happened (or was refused) on the
-    /// node whatever becomes of the caller's. A failure to record is logged.
+    /// Records the event, with the policy violations found about the action, in its own
+    /// transaction: the action happened (or was refused) on the node whatever becomes of the
+    /// caller's. A failure to record is logged.
     async fn audit(
         &self,
         actor: &Actor,
@@ -529,6 +641,7 @@ impl NodeActions {
         action: &NodeAction,
         outcome: &str,
         detail: Value,
+        violations: &[NewViolation],
     ) {
         let event = NewAuditEvent {
             actor_id: actor.user_id.clone(),
@@ -539,7 +652,13 @@ impl NodeActions {
             outcome: outcome.to_owned(),
             detail,
         };
-        self.record(&actor.org_id, event).await;
+        if let Err(e) = self
+            .store
+            .record_audit_with_violations(&actor.org_id, event, violations)
+            .await
+        {
+            tracing::error!(error = %e, "could not record audit event");
+        }
     }
 
     async fn record(&self, org_id: &OrgId, event: NewAuditEvent) {
@@ -553,6 +672,8 @@ impl NodeActions {
 /// (`container.exec_end`) by [`ExecSession::end`] — or, if it is dropped without that (a client
 /// that never finished the WebSocket upgrade), in the background with the reason.
 pub struct ExecSession {
+    /// What warn policies said about the session.
+    pub warnings: Vec<Notice>,
     door: NodeActions,
     actor: Actor,
     node: AgentRow,
@@ -644,6 +765,7 @@ impl Drop for ExecSession {
         let (session_id, started) = (self.session_id.clone(), self.started);
         runtime.spawn(async move {
             let session = ExecSession {
+                warnings: Vec::new(),
                 door: door.clone(),
                 actor: actor.clone(),
                 node: node.clone(),
@@ -666,6 +788,13 @@ impl Drop for ExecSession {
             )
             .await;
         });
+    }
+}
+
+/// The policies that found something, in an audit event's detail.
+fn add_policies(detail: &mut Value, findings: &Findings) {
+    if !findings.notices.is_empty() {
+        detail["policies"] = json!(findings.notices);
     }
 }
 

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use infrapilot_gateway::{DurableCommand, HubError, NodeRouter, Outcome, StreamReceiver};
 use infrapilot_nodes::{
     ActionGuard, Actor, ContainerActionDone, ContainerCommand, ContainerVerb, ExecRequest,
-    NodeAction, NodeActionError, NodeActions, ProxyApply, ProxyChange,
+    Findings, NodeAction, NodeActionError, NodeActions, ProxyApply, ProxyChange, Refusal,
 };
 use infrapilot_proto::v1::{Command, ExecInput, command};
 use infrapilot_store::testing::{TestDb, backends};
@@ -103,13 +103,20 @@ struct NoStoppingDatabases;
 
 #[async_trait]
 impl ActionGuard for NoStoppingDatabases {
-    async fn check(&self, _: &Actor, _: &AgentRow, action: &NodeAction) -> Result<(), String> {
+    async fn check(
+        &self,
+        _: &Actor,
+        _: &AgentRow,
+        action: &NodeAction,
+    ) -> Result<Findings, Refusal> {
         match action {
             NodeAction::Container(ContainerCommand {
                 container,
                 verb: ContainerVerb::Stop,
                 ..
-            }) if container.starts_with("db") => Err(format!("{container} may not be stopped")),
+            }) if container.starts_with("db") => {
+                Err(format!("{container} may not be stopped").into())
+            }
             NodeAction::Exec(ExecRequest { command, .. }) if command[0] == "/bin/sh" => {
                 Err("no shells".into())
             }
@@ -118,7 +125,7 @@ impl ActionGuard for NoStoppingDatabases {
             }) if spec["domains"][0] == "blocked.example.com" => {
                 Err("blocked.example.com may not be served".into())
             }
-            _ => Ok(()),
+            _ => Ok(Findings::default()),
         }
     }
 }
@@ -204,7 +211,7 @@ async fn a_refused_action_never_reaches_the_node_and_every_outcome_is_audited() 
             .await
             .unwrap_err();
         assert!(
-            matches!(&refused, NodeActionError::Refused(r) if r == "db-main may not be stopped"),
+            matches!(&refused, NodeActionError::Refused(r) if r.reason == "db-main may not be stopped"),
             "{refused:?}"
         );
         assert!(
@@ -222,6 +229,7 @@ async fn a_refused_action_never_reaches_the_node_and_every_outcome_is_audited() 
                 command_id: "cmd-1".into(),
                 container: "f00dfeed".into(),
                 state: Some("exited".into()),
+                warnings: vec![],
             }
         );
         let sent = node_side.executed.lock().unwrap().clone();
@@ -308,7 +316,7 @@ async fn exec_sessions_pass_the_same_door() {
     else {
         panic!("a shell was opened")
     };
-    assert!(matches!(&refused, NodeActionError::Refused(r) if r == "no shells"));
+    assert!(matches!(&refused, NodeActionError::Refused(r) if r.reason == "no shells"));
     assert!(
         node_side.streams_opened.lock().unwrap().is_empty(),
         "nothing sent"
@@ -388,7 +396,9 @@ async fn proxy_changes_are_admitted_before_their_transaction() {
         .admit_proxy_change(&actor(), &node(), change("blocked.example.com"))
         .await
         .unwrap_err();
-    assert!(matches!(&refused, NodeActionError::Refused(r) if r.contains("may not be served")));
+    assert!(
+        matches!(&refused, NodeActionError::Refused(r) if r.reason.contains("may not be served"))
+    );
     let admitted = door
         .admit_proxy_change(&actor(), &node(), change("ok.example.com"))
         .await
@@ -461,9 +471,9 @@ impl ActionGuard for Undecided {
         "the policy engine"
     }
 
-    async fn check(&self, _: &Actor, _: &AgentRow, _: &NodeAction) -> Result<(), String> {
+    async fn check(&self, _: &Actor, _: &AgentRow, _: &NodeAction) -> Result<Findings, Refusal> {
         std::future::pending::<()>().await;
-        Ok(())
+        Ok(Findings::default())
     }
 }
 
@@ -514,7 +524,7 @@ impl ActionGuard for Panicking {
         "plan limits"
     }
 
-    async fn check(&self, _: &Actor, _: &AgentRow, _: &NodeAction) -> Result<(), String> {
+    async fn check(&self, _: &Actor, _: &AgentRow, _: &NodeAction) -> Result<Findings, Refusal> {
         panic!("index out of bounds");
     }
 }
@@ -541,6 +551,113 @@ async fn a_guard_that_fails_refuses_the_action_and_the_refusal_is_audited() {
         assert_eq!(
             (&events[0].2[..], &events[0].3["guard"]),
             ("denied", &serde_json::json!("plan limits"))
+        );
+    }
+}
+
+/// Warns about stopping `web`, audits stopping `cache`, blocks stopping `db`: what a policy
+/// guard answers.
+struct Policies;
+
+fn finding(policy: &str, action: &str, container: &str) -> Findings {
+    Findings {
+        notices: vec![infrapilot_nodes::Notice {
+            policy_id: format!("{policy}-id"),
+            name: policy.into(),
+            action: action.into(),
+            reasons: vec![format!("{container} is special")],
+        }],
+        violations: vec![infrapilot_store::NewViolation {
+            policy_id: format!("{policy}-id"),
+            policy_name: policy.into(),
+            action: "container.stop".into(),
+            resource: format!("container:{container}"),
+            agent_id: Some(node().id),
+            decision: action.into(),
+            reasons: vec![format!("{container} is special")],
+            actor: "ops@example.com".into(),
+            engine_error: None,
+        }],
+    }
+}
+
+#[async_trait]
+impl ActionGuard for Policies {
+    async fn check(
+        &self,
+        _: &Actor,
+        _: &AgentRow,
+        action: &NodeAction,
+    ) -> Result<Findings, Refusal> {
+        let NodeAction::Container(c) = action else {
+            return Ok(Findings::default());
+        };
+        match c.container.as_str() {
+            "web" => Ok(finding("careful", "warn", "web")),
+            "cache" => Ok(finding("watched", "audit", "cache")),
+            "db" => Err(Refusal {
+                reason: "policy careful-db refuses it".into(),
+                findings: finding("careful-db", "block", "db"),
+            }),
+            _ => Ok(Findings::default()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn warnings_come_back_with_the_result_and_violations_are_committed_with_the_audit_event() {
+    for backend in backends() {
+        let db = TestDb::new(backend).await;
+        let node_side = Arc::new(RecordingNode::default());
+        let door =
+            NodeActions::new(node_side.clone(), db.store.clone()).with_guard(Arc::new(Policies));
+        let done = door
+            .perform(&actor(), &node(), stop("web"), None)
+            .await
+            .unwrap();
+        assert_eq!(done.warnings.len(), 1, "{backend:?}");
+        assert_eq!(done.warnings[0].name, "careful");
+        let done = door
+            .perform(&actor(), &node(), stop("cache"), None)
+            .await
+            .unwrap();
+        assert!(done.warnings.is_empty(), "audit policies are recorded only");
+        let refused = door
+            .perform(&actor(), &node(), stop("db"), None)
+            .await
+            .unwrap_err();
+        let NodeActionError::Refused(refusal) = refused else {
+            panic!("{backend:?}: {refused:?}")
+        };
+        assert_eq!(refusal.findings.blocks().len(), 1);
+        assert_eq!(node_side.executed.lock().unwrap().len(), 2);
+
+        let events = audit(&db).await;
+        let outcomes: Vec<&str> = events.iter().map(|e| e.2.as_str()).collect();
+        assert_eq!(outcomes, ["success", "success", "denied"], "{backend:?}");
+        assert_eq!(events[0].3["policies"][0]["action"], "warn");
+        assert_eq!(events[2].3["policies"][0]["name"], "careful-db");
+
+        let mut tx = db
+            .store
+            .read(&infrapilot_store::OrgId::default_org())
+            .await
+            .unwrap();
+        let (violations, next) = tx
+            .list_violations(&infrapilot_store::ViolationFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert!(next.is_none());
+        let mut decisions: Vec<&str> = violations.iter().map(|v| v.decision.as_str()).collect();
+        decisions.sort();
+        assert_eq!(decisions, ["audit", "block", "warn"], "{backend:?}");
+        assert!(
+            violations.iter().all(|v| v.audit_event_id.is_some()),
+            "{backend:?}: each violation names its audit event"
         );
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod log_sink;
 pub mod mailer;
+pub mod policy_engines;
 pub mod services;
 pub mod settings;
 
@@ -31,6 +32,7 @@ use serde::Serialize;
 
 pub use log_sink::PluginLogSink;
 pub use mailer::{Mailer, SmtpSecurity, SmtpSettings};
+pub use policy_engines::{EngineError, LoadedEngine, PolicyEngines};
 pub use settings::SettingsError;
 
 /// What the operator configures about plugins.

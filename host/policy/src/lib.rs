@@ -4,6 +4,9 @@
 //! `Binds` or `Mounts`, `User` `""`/`0`/`root`/`0:0`, `CAP_SYS_ADMIN` or `sys_admin`, `HostConfig`
 //! or `hostconfig` — slips past a policy that refuses it.
 
+pub mod guard;
 pub mod normalise;
+pub mod running;
 
+pub use guard::{Context, Decision, PolicyGuard, decide};
 pub use normalise::{EffectiveContainer, HostMount, MountKind, NormaliseError, normalise};

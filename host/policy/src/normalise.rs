@@ -58,6 +58,11 @@ pub struct HostMount {
 /// What a container will be, as policies judge it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EffectiveContainer {
+    /// The container's name without its leading `/` (an inspect answer's `Name`; empty for a
+    /// create body, whose name travels apart).
+    pub name: String,
+    /// When Docker created it (an inspect answer's `Created`).
+    pub created_at_unix_ms: Option<i64>,
     pub image: String,
     /// `User` as given (`""`: the image's user).
     pub user: String,
@@ -228,6 +233,8 @@ pub fn exposes(path: &str, sensitive: &str) -> bool {
 /// any group.
 fn is_root(user: &str) -> bool {
     let uid = user.split(':').next().unwrap_or("").trim();
+    // Go's strconv.Atoi (runc's reading of a numeric user) takes a sign: "+0" is uid 0.
+    let uid = uid.strip_prefix(['+', '-']).unwrap_or(uid);
     uid.is_empty()
         || uid == "root"
         || (uid.bytes().all(|b| b.is_ascii_digit()) && uid.trim_start_matches('0').is_empty())
@@ -285,7 +292,23 @@ pub fn normalise(body: &Value) -> Result<EffectiveContainer, NormaliseError> {
     let host = object(root, "", "HostConfig")?.unwrap_or(&empty);
     let hp = "HostConfig";
 
+    let created = string(root, "", "Created")?;
+    let created_at_unix_ms = if created.is_empty() {
+        None
+    } else {
+        let at = time::OffsetDateTime::parse(
+            created.trim(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|e| NormaliseError::Invalid {
+            field: "Created".into(),
+            message: e.to_string(),
+        })?;
+        Some((at.unix_timestamp_nanos() / 1_000_000) as i64)
+    };
     let mut out = EffectiveContainer {
+        name: string(root, "", "Name")?.trim_start_matches('/').to_owned(),
+        created_at_unix_ms,
         image: string(config, config_path, "Image")?,
         user: string(config, config_path, "User")?,
         privileged: boolean(host, hp, "Privileged")?,
@@ -443,6 +466,9 @@ mod tests {
             "0:1000",
             "root:staff",
             " 0 ",
+            "+0",
+            "-0",
+            "+00:0",
         ] {
             assert!(n(json!({"User": user})).runs_as_root, "{user:?}");
         }

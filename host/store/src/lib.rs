@@ -23,6 +23,7 @@ mod log_sink;
 mod logs;
 mod node_samples;
 mod plugins;
+mod policies;
 mod proxies;
 mod proxy_certificates;
 mod sso;
@@ -55,6 +56,7 @@ pub use log_sink::{ContainerCounts, LogSink, LogSinkError, ProxyCounts};
 pub use logs::{LogCursor, LogGapRow, LogLineRow, LogQuery, NewLogLine, RetentionReport, day_of};
 pub use node_samples::{NodeSample, NodeSamplePoint, SAMPLE_HOUR, SAMPLE_MINUTE};
 pub use plugins::{MAX_PLUGIN_KV_KEYS, NewPlugin, PluginRow};
+pub use policies::{NewPolicy, NewViolation, PolicyRow, ViolationFilter, ViolationRow};
 pub use proxies::{NewProxyRevision, ProxyHostRow, ProxyRevisionRow, ProxyStatusRow};
 pub use proxy_certificates::{NewProxyCertificate, ProxyCertificateRow};
 pub use sso::{NewSsoLogin, NewSsoProvider, SsoIdentityRow, SsoLoginRow, SsoProviderRow};
@@ -285,8 +287,20 @@ impl Store {
     /// failed sign-in, a refused or finished action on a node) whatever becomes of the caller's
     /// change.
     pub async fn record_audit(&self, org: &OrgId, event: NewAuditEvent) -> Result<()> {
+        self.record_audit_with_violations(org, event, &[]).await
+    }
+
+    /// Appends an audit event and the policy violations found about its action, in one
+    /// transaction.
+    pub async fn record_audit_with_violations(
+        &self,
+        org: &OrgId,
+        event: NewAuditEvent,
+        violations: &[NewViolation],
+    ) -> Result<()> {
         let mut tx = self.write(org).await?;
-        tx.append_audit(event).await?;
+        let event = tx.append_audit(event).await?;
+        tx.insert_violations(violations, Some(&event.id)).await?;
         tx.commit().await
     }
 

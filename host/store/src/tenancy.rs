@@ -12,6 +12,8 @@ use crate::{OrgId, Result, Store, StoreError, Tx, TxInner, now_ms};
 /// organisation deletes from each in this order (a test checks that it names every table with
 /// `org_id`).
 pub const TENANT_TABLES: &[&str] = &[
+    "policy_violations",
+    "policies",
     "node_samples",
     "log_settings",
     "log_gaps",

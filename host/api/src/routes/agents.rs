@@ -210,9 +210,14 @@ impl AgentDto {
 
 /// Labels: at most 20; keys `[a-z0-9][a-z0-9._/-]*` up to 63; values up to 63 printable characters.
 fn check_labels(labels: &Labels) -> ApiResult<()> {
+    check_labels_at("labels", labels)
+}
+
+/// [`check_labels`] for a field named `name`.
+pub(crate) fn check_labels_at(name: &str, labels: &Labels) -> ApiResult<()> {
     if labels.len() > MAX_LABELS {
         return Err(ApiError::invalid(
-            "labels",
+            name,
             format!("at most {MAX_LABELS} labels"),
         ));
     }
@@ -223,7 +228,7 @@ fn check_labels(labels: &Labels) -> ApiResult<()> {
             && key
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._/-".contains(c));
-        let field = format!("labels.{}", key.chars().take(63).collect::<String>());
+        let field = format!("{name}.{}", key.chars().take(63).collect::<String>());
         if !key_ok {
             return Err(ApiError::invalid(
                 &field,

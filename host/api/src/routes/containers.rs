@@ -79,6 +79,8 @@ pub struct ContainerActionResult {
     pub action: String,
     /// The state afterwards (null after removal).
     pub state: Option<String>,
+    /// What warn policies said about the action (it was done).
+    pub warnings: Vec<crate::error::PolicyNotice>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -309,6 +311,7 @@ async fn inspect(state: &AppState, agent_id: &str, cid: &str) -> ApiResult<Conta
         agent_id,
         command::Kind::InspectContainer(InspectContainer {
             container: cid.to_owned(),
+            raw: false,
         }),
         "cid",
     )
@@ -354,8 +357,16 @@ pub(super) fn actor(principal: &Principal, client: &ClientInfo) -> infrapilot_no
 /// A node action's failure as the API answers it; `field` names what the node could not find.
 pub(super) fn node_action_error(e: NodeActionError, field: &str) -> ApiError {
     match e {
-        NodeActionError::Refused(reason) => {
-            ApiError::new(StatusCode::FORBIDDEN, "action_refused", reason)
+        NodeActionError::Refused(refusal) => {
+            let blocks = refusal.findings.blocks();
+            if blocks.is_empty() {
+                ApiError::new(StatusCode::FORBIDDEN, "action_refused", refusal.reason)
+            } else {
+                let mut e =
+                    ApiError::new(StatusCode::FORBIDDEN, "policy_violation", refusal.reason);
+                e.policies = Some(blocks.into_iter().map(Into::into).collect());
+                e
+            }
         }
         e @ NodeActionError::GuardFailed { .. } => {
             let mut e = ApiError::new(
@@ -397,6 +408,7 @@ async fn act(
         container: done.container,
         action: verb.as_str().to_owned(),
         state: done.state,
+        warnings: done.warnings.into_iter().map(Into::into).collect(),
     })
 }
 

@@ -11,6 +11,7 @@ pub mod logs;
 pub mod mfa;
 pub mod orgs;
 pub mod plugins;
+pub mod policies;
 pub mod proxies;
 pub mod proxy_certificates;
 pub mod session;
@@ -147,6 +148,11 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::list_rules, alerts::create_rule))
         .routes(routes!(alerts::update_rule, alerts::delete_rule))
         .routes(routes!(alerts::history))
+        .routes(routes!(policies::list, policies::create))
+        .routes(routes!(policies::get, policies::update, policies::delete))
+        .routes(routes!(policies::types))
+        .routes(routes!(policies::violations))
+        .routes(routes!(policies::dry_run))
         .routes(routes!(proxies::list, proxies::create))
         .routes(routes!(proxies::get, proxies::update, proxies::delete))
         .routes(routes!(proxies::revisions))

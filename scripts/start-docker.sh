@@ -47,7 +47,10 @@ if command -v iptables >/dev/null 2>&1 && iptables -S FORWARD 2>/dev/null | grep
 fi
 if ! DOCKER_HOST=$host docker image inspect infrapilot-test/busybox:latest >/dev/null 2>&1; then
     rootfs=$(mktemp -d)
+    # mktemp's 0700 would be the image's `/`: only root could run anything in it.
+    chmod 755 "$rootfs"
     mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/etc" "$rootfs/proc" "$rootfs/sys" "$rootfs/dev"
+    chmod 1777 "$rootfs/tmp"
     cp /bin/busybox "$rootfs/bin/busybox"
     for applet in sh ls cat echo sleep ps kill env id uname date seq yes true false wc head tail grep; do
         ln -s busybox "$rootfs/bin/$applet"

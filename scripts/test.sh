@@ -85,7 +85,7 @@ need_debian postgresql:/usr/lib/postgresql oathtool:oathtool \
     python3-aiosmtpd:/usr/lib/python3/dist-packages/aiosmtpd pebble:/usr/bin/pebble \
     python3-venv:/usr/share/doc/python3-venv testssl.sh:/usr/bin/testssl \
     slapd:/usr/sbin/slapd ldap-utils:/usr/bin/ldapmodify xmlsec1:/usr/bin/xmlsec1 \
-    clickhouse-server:/usr/sbin/clickhouse-server
+    clickhouse-server:/usr/sbin/clickhouse-server docker-registry:/usr/bin/docker-registry
 
 say "the SAML identity provider's Python (pysaml2 7.5.5 from PyPI, in a virtualenv kept between runs)"
 export SAML_VENV=${SAML_VENV:-$HOME/.cache/infrapilot/saml-venv}

@@ -30,6 +30,9 @@ pub const LOG_PAGE_MAX_BYTES: usize = 1024 * 1024;
 const LOG_LINE_OVERHEAD_BYTES: usize = 48;
 
 /// An error as the host shows it: a kind it maps to an HTTP status, and Docker's own message.
+/// The label a created container carries: the idempotency key of the command that made it.
+pub const CREATE_KEY_LABEL: &str = "io.infrapilot.create-key";
+
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct DockerError {
@@ -350,6 +353,153 @@ impl DockerNode {
             .unwrap_or_else(|e| e.into_inner())
             .by_container = fresh;
         Ok(())
+    }
+
+    /// Creates a container as [`CreateContainer`] says: the image pulled unless present (or
+    /// always), each pull message handed to `progress`; created from the host's body with the
+    /// command's key as a label; connected to its networks; started. A container of the same
+    /// name carrying the same key is an earlier run of this command, finished here.
+    pub async fn create(
+        &self,
+        request: &infrapilot_proto::v1::CreateContainer,
+        key: &str,
+        mut progress: impl FnMut(serde_json::Value),
+    ) -> Result<ActionOutcome> {
+        let docker = self.docker().await?;
+        let mut body: bollard::models::ContainerCreateBody =
+            serde_json::from_slice(&request.spec_json)
+                .map_err(|e| DockerError::new("invalid", format!("the container spec: {e}")))?;
+        let image = body
+            .image
+            .clone()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| DockerError::new("invalid", "the container spec names no image"))?;
+        body.labels
+            .get_or_insert_with(Default::default)
+            .insert(CREATE_KEY_LABEL.to_owned(), key.to_owned());
+
+        // An earlier run of this command (the node restarted mid-way): take what it made.
+        if let Ok(existing) = docker
+            .inspect_container(&request.name, None::<InspectContainerOptions>)
+            .await
+        {
+            let same = existing
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(CREATE_KEY_LABEL))
+                .is_some_and(|k| k == key);
+            if !same {
+                return Err(DockerError::new(
+                    "conflict",
+                    format!("a container named {} exists", request.name),
+                ));
+            }
+            let id = existing.id.unwrap_or_else(|| request.name.clone());
+            return self.finish_create(docker, &id, request).await;
+        }
+
+        let present = docker.inspect_image(&image).await.is_ok();
+        if request.always_pull || !present {
+            let credentials = request
+                .auth
+                .as_ref()
+                .map(|a| bollard::auth::DockerCredentials {
+                    username: Some(a.username.clone()),
+                    password: Some(a.password.clone()),
+                    serveraddress: (!a.server.is_empty()).then(|| a.server.clone()),
+                    ..Default::default()
+                });
+            let options = bollard::query_parameters::CreateImageOptionsBuilder::new()
+                .from_image(&image)
+                .build();
+            let mut pull = docker.create_image(Some(options), None, credentials);
+            while let Some(item) = pull.next().await {
+                let info = item.map_err(|e| match e {
+                    bollard::errors::Error::DockerStreamError { error } => {
+                        DockerError::new("pull_failed", format!("pulling {image}: {error}"))
+                    }
+                    other => {
+                        let e = DockerError::from(other);
+                        DockerError::new(
+                            if e.kind == "not_found" {
+                                "pull_failed"
+                            } else {
+                                e.kind
+                            },
+                            format!("pulling {image}: {}", e.message),
+                        )
+                    }
+                })?;
+                let detail = info.progress_detail.unwrap_or_default();
+                progress(serde_json::json!({
+                    "status": info.status.unwrap_or_default(),
+                    "layer": info.id,
+                    "current": detail.current,
+                    "total": detail.total,
+                }));
+            }
+        }
+        progress(serde_json::json!({"status": "creating"}));
+        let options = bollard::query_parameters::CreateContainerOptionsBuilder::new()
+            .name(&request.name)
+            .build();
+        let created = docker.create_container(Some(options), body).await?;
+        self.finish_create(docker, &created.id, request).await
+    }
+
+    /// Connects a created container to its networks (those it is not on yet) and starts it.
+    async fn finish_create(
+        &self,
+        docker: &Docker,
+        id: &str,
+        request: &infrapilot_proto::v1::CreateContainer,
+    ) -> Result<ActionOutcome> {
+        let current = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await?;
+        let joined: Vec<String> = current
+            .network_settings
+            .and_then(|n| n.networks)
+            .map(|n| n.into_keys().collect())
+            .unwrap_or_default();
+        for network in request.networks.iter().filter(|n| !joined.contains(n)) {
+            docker
+                .connect_network(
+                    network,
+                    bollard::models::NetworkConnectRequest {
+                        container: id.to_owned(),
+                        endpoint_config: None,
+                    },
+                )
+                .await
+                .map_err(|e| {
+                    let e = DockerError::from(e);
+                    DockerError::new(
+                        e.kind,
+                        format!("connecting to network {network}: {}", e.message),
+                    )
+                })?;
+        }
+        if request.start {
+            match docker
+                .start_container(id, None::<StartContainerOptions>)
+                .await
+            {
+                Ok(())
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 304, ..
+                }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let after = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await?;
+        Ok(ActionOutcome {
+            container: after.id.unwrap_or_else(|| id.to_owned()),
+            state: after.state.and_then(|s| s.status).map(|s| s.to_string()),
+        })
     }
 
     /// Docker's inspect answer as it is (its own field names), without the environment (which

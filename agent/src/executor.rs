@@ -113,8 +113,10 @@ impl Executor {
                 this.reply(&command.command_id, &o).await;
                 return;
             }
-            let durable = matches!(command.kind, Some(command::Kind::ContainerAction(_)))
-                && !command.idempotency_key.is_empty();
+            let durable = matches!(
+                command.kind,
+                Some(command::Kind::ContainerAction(_) | command::Kind::CreateContainer(_))
+            ) && !command.idempotency_key.is_empty();
             if durable {
                 match this.ledger.admit(&command.idempotency_key) {
                     Admission::Run => {}
@@ -164,6 +166,32 @@ impl Executor {
                 .exec(e.clone())
                 .await
                 .map(|()| json(&serde_json::json!({"session_id": e.session_id}))),
+            Some(command::Kind::CreateContainer(c)) => {
+                let outbox = self.outbox.clone();
+                let stream_id = c.progress_stream_id.clone();
+                let mut last_sent = std::time::Instant::now() - std::time::Duration::from_secs(1);
+                self.docker
+                    .create(c, &command.idempotency_key, move |progress| {
+                        if stream_id.is_empty() {
+                            return;
+                        }
+                        // At most ten messages a second (Docker sends one per chunk of every
+                        // layer); state changes ("Pull complete" …) always.
+                        let is_step = progress["current"].is_null();
+                        if !is_step && last_sent.elapsed() < std::time::Duration::from_millis(100) {
+                            return;
+                        }
+                        last_sent = std::time::Instant::now();
+                        let _ = outbox.try_send(message(agent_message::Body::Progress(
+                            infrapilot_proto::v1::CommandProgress {
+                                stream_id: stream_id.clone(),
+                                json: progress.to_string().into_bytes(),
+                            },
+                        )));
+                    })
+                    .await
+                    .map(|o| json(&o))
+            }
             Some(command::Kind::ApplyProxyConfig(c)) => match self.proxy() {
                 Ok(proxy) => proxy.apply(c).await.map(|r| json(&r)),
                 Err(e) => Err(e),

@@ -97,6 +97,7 @@ pub const ACCESS_RULES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/agents/{id}/revoke", R(Admin)),
     // containers on a node
     ("GET", "/api/v1/agents/{id}/containers", R(Viewer)),
+    ("POST", "/api/v1/agents/{id}/containers", R(Operator)),
     ("GET", "/api/v1/agents/{id}/containers/{cid}", R(Viewer)),
     ("DELETE", "/api/v1/agents/{id}/containers/{cid}", R(Admin)),
     (

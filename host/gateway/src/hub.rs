@@ -57,6 +57,8 @@ pub struct Outcome {
 pub enum StreamItem {
     Log(LogChunk),
     Exec(ExecOutput),
+    /// Progress of a long command (an image pull): one JSON object.
+    Progress(Vec<u8>),
 }
 
 type Sender = mpsc::Sender<Result<HostMessage, Status>>;
@@ -125,6 +127,15 @@ pub struct StreamReceiver {
 }
 
 impl StreamReceiver {
+    /// A stream that has ended already (for routers that have nothing to send).
+    pub fn ended() -> StreamReceiver {
+        let (_, rx) = mpsc::channel(1);
+        StreamReceiver {
+            rx,
+            overflowed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
     /// The next item; `None` when the stream ended.
     pub async fn recv(&mut self) -> Option<StreamItem> {
         self.rx.recv().await
@@ -289,6 +300,8 @@ pub struct DurableCommand<'a> {
     pub expires_in: Duration,
     /// How long the caller waits for the result.
     pub wait: Duration,
+    /// It carries credentials: stored sealed with the master key.
+    pub seal: bool,
 }
 
 fn seal_body(secrets: &SecretBox, command: &Command) -> Result<Vec<u8>, HubError> {
@@ -605,7 +618,11 @@ impl AgentHub {
             expires_at_unix_ms: now_ms() + c.expires_in.as_millis() as i64,
             kind: Some(c.body),
         };
-        let body = command.encode_to_vec();
+        let body = if c.seal {
+            seal_body(&self.secrets, &command)?
+        } else {
+            command.encode_to_vec()
+        };
         match tx
             .insert_command(&NewCommand {
                 id: &command_id,
@@ -1028,6 +1045,22 @@ impl AgentHub {
                 }
             }
         }
+    }
+
+    /// Registers a stream for what the node sends about a command (its progress), without
+    /// sending anything; [`AgentHub::close_stream`] ends it.
+    pub fn watch_stream(&self, agent_id: &str, stream_id: &str) -> StreamReceiver {
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.lock().streams.insert(
+            stream_id.to_owned(),
+            Stream {
+                agent_id: agent_id.to_owned(),
+                tx,
+                overflowed: overflowed.clone(),
+            },
+        );
+        StreamReceiver { rx, overflowed }
     }
 
     /// Opens a log follow or an exec session: registers the stream, sends the command, and

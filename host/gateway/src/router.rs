@@ -50,6 +50,9 @@ pub trait NodeRouter: Send + Sync {
         wait: Duration,
     ) -> Result<Outcome, HubError>;
 
+    /// Registers a stream for what the node sends about a command (its progress).
+    fn watch_stream(&self, agent_id: &str, stream_id: &str) -> StreamReceiver;
+
     /// Opens a log follow or an exec session once the node confirmed it started.
     async fn open_stream(
         &self,
@@ -109,6 +112,10 @@ impl NodeRouter for AgentHub {
         wait: Duration,
     ) -> Result<Outcome, HubError> {
         AgentHub::dispatch(self, org_id, agent_id, command, wait).await
+    }
+
+    fn watch_stream(&self, agent_id: &str, stream_id: &str) -> StreamReceiver {
+        AgentHub::watch_stream(self, agent_id, stream_id)
     }
 
     async fn open_stream(

@@ -442,6 +442,11 @@ impl AgentGateway for Gateway {
                         hub.on_stream_item(&agent_id, &id, StreamItem::Log(chunk))
                             .await;
                     }
+                    Some(agent_message::Body::Progress(progress)) => {
+                        let id = progress.stream_id.clone();
+                        hub.on_stream_item(&agent_id, &id, StreamItem::Progress(progress.json))
+                            .await;
+                    }
                     Some(agent_message::Body::ExecOutput(output)) => {
                         let id = output.session_id.clone();
                         hub.on_stream_item(&agent_id, &id, StreamItem::Exec(output))

@@ -102,10 +102,45 @@ pub struct ProxyChange {
     pub hosts: Option<Value>,
 }
 
+/// Credentials for an image's registry; never printed, never audited, stored sealed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryCredentials {
+    pub username: String,
+    pub password: String,
+    /// The registry (host[:port]); the image's when empty.
+    pub server: String,
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("username", &self.username)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A container to create from a checked spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateRequest {
+    pub name: String,
+    /// The image reference, with its tag or digest.
+    pub image: String,
+    /// Docker's create body (configuration at the top, `HostConfig` inside), built by the host
+    /// from a spec checked field by field; what the guards judge and the node creates.
+    pub body: Value,
+    /// Networks it joins after it is created.
+    pub networks: Vec<String>,
+    pub start: bool,
+    pub always_pull: bool,
+    pub credentials: Option<RegistryCredentials>,
+}
+
 /// A state-changing action on one node, as the guards and the audit trail see it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeAction {
     Container(ContainerCommand),
+    Create(CreateRequest),
     Exec(ExecRequest),
     Proxy(ProxyChange),
 }
@@ -158,6 +193,7 @@ impl NodeAction {
     pub fn audit_action(&self) -> String {
         match self {
             NodeAction::Container(c) => format!("container.{}", c.verb.as_str()),
+            NodeAction::Create(_) => "container.create".into(),
             NodeAction::Exec(_) => "container.exec_start".into(),
             NodeAction::Proxy(change) => format!("proxy.{}", change.kind),
         }
@@ -167,7 +203,10 @@ impl NodeAction {
     pub fn audit_target(&self, node: &AgentRow) -> String {
         match self {
             NodeAction::Container(ContainerCommand { container, .. })
-            | NodeAction::Exec(ExecRequest { container, .. }) => {
+            | NodeAction::Exec(ExecRequest { container, .. })
+            | NodeAction::Create(CreateRequest {
+                name: container, ..
+            }) => {
                 format!("container:{}/{container}", node.id)
             }
             NodeAction::Proxy(ProxyChange {
@@ -186,6 +225,9 @@ impl NodeAction {
     fn audit_detail(&self, node: &AgentRow) -> Value {
         match self {
             NodeAction::Container(c) => json!({"agent": node.name, "container": c.container}),
+            NodeAction::Create(c) => json!({"agent": node.name, "container": c.name,
+                "image": c.image, "networks": c.networks, "start": c.start,
+                "registry_credentials": c.credentials.is_some()}),
             NodeAction::Exec(e) => {
                 json!({"agent": node.name, "container": e.container_name, "command": e.command})
             }
@@ -586,6 +628,98 @@ impl NodeActions {
         result
     }
 
+    /// Creates a container on `node` for `actor` (pull, create, networks, start) and waits for
+    /// the node's answer, up to `wait` (pulls take a while); progress of the pull goes to
+    /// `progress_stream` (see [`NodeRouter::watch_stream`]). The same `idempotency_key` with the
+    /// same container answers the first outcome. Registry credentials travel in a command
+    /// stored sealed.
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        node: &AgentRow,
+        create: CreateRequest,
+        idempotency_key: Option<String>,
+        progress_stream: Option<String>,
+        wait: Duration,
+    ) -> Result<ContainerActionDone, NodeActionError> {
+        let action = NodeAction::Create(create);
+        let findings = self.admit(actor, node, &action).await?;
+        let NodeAction::Create(create) = &action else {
+            unreachable!("built above")
+        };
+        let body = command::Kind::CreateContainer(infrapilot_proto::v1::CreateContainer {
+            name: create.name.clone(),
+            spec_json: create.body.to_string().into_bytes(),
+            networks: create.networks.clone(),
+            start: create.start,
+            always_pull: create.always_pull,
+            auth: create
+                .credentials
+                .as_ref()
+                .map(|c| infrapilot_proto::v1::RegistryAuth {
+                    username: c.username.clone(),
+                    password: c.password.clone(),
+                    server: c.server.clone(),
+                }),
+            progress_stream_id: progress_stream.unwrap_or_default(),
+        });
+        let result =
+            self.router
+                .execute(
+                    &actor.org_id,
+                    DurableCommand {
+                        agent_id: &node.id,
+                        idempotency_key,
+                        kind: "create",
+                        target: &create.name,
+                        requested_by: &actor.label,
+                        body,
+                        expires_in: wait + Duration::from_secs(60),
+                        wait,
+                        seal: create.credentials.is_some(),
+                    },
+                )
+                .await
+                .map_err(NodeActionError::from)
+                .and_then(|outcome| {
+                    let done: ActionOutcome = serde_json::from_slice(&outcome.payload_json)
+                        .map_err(|e| NodeActionError::Answer {
+                            command_id: outcome.command_id.clone(),
+                            message: e.to_string(),
+                        })?;
+                    Ok(ContainerActionDone {
+                        command_id: outcome.command_id,
+                        container: done.container,
+                        state: done.state,
+                        warnings: findings.warnings(),
+                    })
+                });
+        let mut detail = action.audit_detail(node);
+        add_policies(&mut detail, &findings);
+        let outcome = match &result {
+            Ok(done) => {
+                detail["command_id"] = json!(done.command_id);
+                detail["container_id"] = json!(done.container);
+                "success"
+            }
+            Err(NodeActionError::Answer {
+                command_id,
+                message,
+            }) => {
+                detail["command_id"] = json!(command_id);
+                detail["answer_error"] = json!(message);
+                "success"
+            }
+            Err(e) => {
+                detail["error"] = json!(e.to_string());
+                "failure"
+            }
+        };
+        self.audit(actor, node, &action, outcome, detail, &findings.violations)
+            .await;
+        result
+    }
+
     async fn send(
         &self,
         actor: &Actor,
@@ -615,6 +749,7 @@ impl NodeActions {
                     }),
                     expires_in: Duration::from_secs(u64::from(*timeout_seconds) + 60),
                     wait: Duration::from_secs(u64::from(*timeout_seconds) + 30),
+                    seal: false,
                 },
             )
             .await?;

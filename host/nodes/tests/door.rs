@@ -81,6 +81,9 @@ impl NodeRouter for RecordingNode {
     ) -> Result<Outcome, HubError> {
         Err(HubError::Offline)
     }
+    fn watch_stream(&self, _: &str, _: &str) -> StreamReceiver {
+        StreamReceiver::ended()
+    }
     /// Records the stream asked for; the node is offline.
     async fn open_stream(
         &self,

@@ -144,6 +144,12 @@ impl PolicyGuard {
             NodeAction::Container(c) => {
                 request.container = Some(self.inspect(node, &c.container).await?);
             }
+            NodeAction::Create(c) => {
+                // What the node will create is the body itself; the name travels apart.
+                let mut effective = normalise(&c.body).map_err(|e| e.to_string())?;
+                effective.name = c.name.clone();
+                request.container = Some(to_model(effective));
+            }
             NodeAction::Exec(e) => {
                 request.container = Some(self.inspect(node, &e.container).await?);
                 request.command = e.command.clone();
@@ -439,6 +445,7 @@ pub fn action_kind(action: &NodeAction) -> Action {
             ContainerVerb::Restart => Action::ContainerRestart,
             ContainerVerb::Remove => Action::ContainerRemove,
         },
+        NodeAction::Create(_) => Action::ContainerCreate,
         NodeAction::Exec(_) => Action::ContainerExec,
         NodeAction::Proxy(change) => match change.kind.as_str() {
             "create" => Action::ProxyCreate,

@@ -416,3 +416,506 @@ async fn warn_then_block_a_restart_of_a_root_container_and_see_both_violations()
     fx.cleanup().await;
     drop(server);
 }
+
+/// A throw-away registry (Debian's docker-registry) on loopback.
+struct Registry {
+    port: String,
+    pid: String,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let script =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../peers/start-registry.sh");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        let env = std::fs::read_to_string(dir.join("env")).unwrap();
+        let var = |name: &str| {
+            env.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .unwrap()
+                .to_owned()
+        };
+        Registry {
+            port: var("REG_PORT"),
+            pid: var("REG_PID"),
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").arg(&self.pid).status();
+    }
+}
+
+/// Builds an image with a layer of its own (random bytes on the test image), pushes it to the
+/// registry and removes it from the engine, so that creating from it pulls; its reference.
+async fn push_unique_image(fx: &mut Fixture, registry: &Registry) -> String {
+    use bollard::query_parameters::{
+        CommitContainerOptions, PushImageOptions, RemoveImageOptions, WaitContainerOptions,
+    };
+    use futures_util::StreamExt;
+    let builder = format!("{}-builder", fx.prefix);
+    fx.docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(builder.clone()),
+                ..Default::default()
+            }),
+            ContainerCreateBody {
+                image: Some(common::IMAGE.into()),
+                cmd: Some(vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    "head -c 600000 /dev/urandom > /blob".into(),
+                ]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    fx.track(&builder, None);
+    fx.docker
+        .start_container(&builder, None::<StartContainerOptions>)
+        .await
+        .unwrap();
+    let _ = fx
+        .docker
+        .wait_container(&builder, None::<WaitContainerOptions>)
+        .next()
+        .await;
+    let repo = format!("127.0.0.1:{}/test/app", registry.port);
+    fx.docker
+        .commit_container(
+            CommitContainerOptions {
+                container: Some(builder.clone()),
+                repo: Some(repo.clone()),
+                tag: Some("1".into()),
+                ..Default::default()
+            },
+            bollard::models::ContainerConfig::default(),
+        )
+        .await
+        .unwrap();
+    let mut push = fx.docker.push_image(
+        &repo,
+        Some(PushImageOptions {
+            tag: Some("1".into()),
+            ..Default::default()
+        }),
+        None,
+    );
+    while let Some(item) = push.next().await {
+        item.expect("the push to the local registry");
+    }
+    let reference = format!("{repo}:1");
+    fx.docker
+        .remove_image(
+            &reference,
+            Some(RemoveImageOptions {
+                force: true,
+                ..Default::default()
+            }),
+            None,
+        )
+        .await
+        .unwrap();
+    reference
+}
+
+/// The names of the engine's containers (all states).
+async fn container_names(fx: &Fixture) -> Vec<String> {
+    fx.docker
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|c| c.names.unwrap_or_default())
+        .map(|n| n.trim_start_matches('/').to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_are_created_from_a_spec_and_no_spelling_gets_a_blocked_one_past_the_policies() {
+    let Some(docker) = docker().await else { return };
+    let Some((server, admin)) = licensed_server(true).await else {
+        return;
+    };
+    let registry = Registry::start();
+    let mut fx = Fixture::new(docker, "create");
+    let agent = admin.online_agent("local").await;
+    let create_path = format!("/api/v1/agents/{agent}/containers");
+    let reference = push_unique_image(&mut fx, &registry).await;
+
+    // Pulled from the registry with progress, created and started.
+    let name = format!("{}-app", fx.prefix);
+    fx.track(&name, None);
+    let response = reqwest::Client::new()
+        .post(format!("{}{create_path}", server.base))
+        .bearer_auth(&admin.token)
+        .header("accept", "application/x-ndjson")
+        .json(
+            &json!({"name": name, "image": reference, "user": "1000:1000",
+            "command": ["/bin/sleep", "3600"], "restart_policy": "unless-stopped",
+            "labels": {"team": "shop"}, "env": {"MODE": "prod"},
+            "healthcheck": {"test": ["CMD-SHELL", "true"], "interval_seconds": 30}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let text = response.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let statuses: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["progress"]["status"].as_str())
+        .collect();
+    assert!(
+        statuses.iter().any(|s| s.starts_with("Pulling from")),
+        "{text}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .any(|s| *s == "Pull complete" || *s == "Download complete"),
+        "{text}"
+    );
+    let result = &lines.last().unwrap()["result"];
+    assert_eq!(result["state"], "running", "{text}");
+    assert_eq!(result["name"], name.as_str());
+    let inspected = fx
+        .docker
+        .inspect_container(
+            &name,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .unwrap();
+    let config = inspected.config.unwrap();
+    assert_eq!(config.image.as_deref(), Some(reference.as_str()));
+    assert_eq!(config.user.as_deref(), Some("1000:1000"));
+    assert_eq!(
+        config.labels.unwrap().get("team").map(String::as_str),
+        Some("shop")
+    );
+    assert_eq!(
+        inspected
+            .host_config
+            .unwrap()
+            .restart_policy
+            .unwrap()
+            .name
+            .map(|n| n.to_string())
+            .as_deref(),
+        Some("unless-stopped")
+    );
+
+    // The same Idempotency-Key answers the first outcome; nothing new is made.
+    let key = [("idempotency-key", "create-once-1")];
+    let again = format!("{}-once", fx.prefix);
+    fx.track(&again, None);
+    let spec = json!({"name": again, "image": common::IMAGE, "user": "1000",
+        "command": ["/bin/sleep", "3600"]});
+    let (status, first) = admin
+        .call_with("POST", &create_path, Some(spec.clone()), &key)
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let (status, second) = admin
+        .call_with("POST", &create_path, Some(spec.clone()), &key)
+        .await;
+    assert_eq!(status, 201, "{second}");
+    assert_eq!(first["container"], second["container"]);
+    // The same name without the key is Docker's conflict, named.
+    let (status, conflict) = admin.call("POST", &create_path, Some(spec)).await;
+    assert_eq!(
+        (status, conflict["error"]["code"].as_str()),
+        (409, Some("docker_conflict")),
+        "{conflict}"
+    );
+
+    // Registry credentials travel in a command stored sealed.
+    let sealed_name = format!("{}-sealed", fx.prefix);
+    fx.track(&sealed_name, None);
+    let (status, body) = admin
+        .call(
+            "POST",
+            &create_path,
+            Some(
+                json!({"name": sealed_name, "image": reference, "user": "1000",
+                "command": ["/bin/sleep", "3600"], "pull": "always",
+                "registry_auth": {"username": "robot", "password": "registry-secret-4711"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let store = infrapilot_store::Store::connect(&server.database_url(), 2)
+        .await
+        .unwrap();
+    let mut tx = store
+        .read(&infrapilot_store::OrgId::default_org())
+        .await
+        .unwrap();
+    let command = tx
+        .command(body["command_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(command.body.starts_with(b"\0sealed\0"));
+    assert!(
+        !command
+            .body
+            .windows(b"registry-secret-4711".len())
+            .any(|w| w == b"registry-secret-4711")
+    );
+    let audit = admin
+        .get("/api/v1/audit?action=container.create&limit=20")
+        .await;
+    assert!(
+        !audit.to_string().contains("registry-secret-4711"),
+        "{audit}"
+    );
+
+    // A pull that fails names the image.
+    let (status, body) = admin
+        .call(
+            "POST",
+            &create_path,
+            Some(json!({"name": format!("{}-nope", fx.prefix),
+                "image": format!("127.0.0.1:{}/test/missing:1", registry.port)})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str(), field(&body)),
+        (422, Some("image_pull_failed"), Some("image")),
+        "{body}"
+    );
+
+    // The policies, blocking.
+    for (name, policy_type) in [
+        ("No root", "no_root_containers"),
+        ("No privileged", "no_privileged"),
+        ("No host mounts", "no_sensitive_mounts"),
+    ] {
+        let (status, body) = admin
+            .call(
+                "POST",
+                "/api/v1/policies",
+                Some(json!({"name": name, "policy_type": policy_type, "action": "block"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // A well-behaved spec still passes (the policies do not refuse everything).
+    let fine = format!("{}-fine", fx.prefix);
+    fx.track(&fine, None);
+    let base = |name: &str| {
+        json!({"name": name, "image": common::IMAGE, "user": "1000:1000",
+            "command": ["/bin/sleep", "3600"], "start": false})
+    };
+    let (status, body) = admin.call("POST", &create_path, Some(base(&fine))).await;
+    assert_eq!(status, 201, "{body}");
+
+    // The bypass corpus: every spelling of root, privilege and the host's sensitive paths,
+    // and bodies that are not a spec at all. None may create a container.
+    let mut cases: Vec<(String, Value)> = Vec::new();
+    let mut case = |label: &str, change: &dyn Fn(&mut Value)| {
+        let name = format!("{}-c{}", fx.prefix, cases.len());
+        let mut body = base(&name);
+        change(&mut body);
+        cases.push((label.to_owned(), body));
+    };
+    for user in [
+        "",
+        "0",
+        "00",
+        "root",
+        "0:0",
+        "root:root",
+        "0:1000",
+        "+0",
+        "-0",
+        "000:0",
+    ] {
+        case(&format!("user {user:?}"), &|b| b["user"] = json!(user));
+    }
+    case("no user (the image's: root)", &|b| {
+        b.as_object_mut().unwrap().remove("user");
+    });
+    case("user null", &|b| b["user"] = Value::Null);
+    case("privileged", &|b| b["privileged"] = json!(true));
+    for cap in [
+        "ALL",
+        "all",
+        "SYS_ADMIN",
+        "sys_admin",
+        "CAP_SYS_ADMIN",
+        "cap_sys_admin",
+        "SYS_MODULE",
+        "SYS_PTRACE",
+    ] {
+        case(&format!("cap_add {cap}"), &|b| b["cap_add"] = json!([cap]));
+    }
+    case("network_mode host", &|b| b["network_mode"] = json!("host"));
+    case("pid_mode host", &|b| b["pid_mode"] = json!("host"));
+    case("ipc_mode host", &|b| b["ipc_mode"] = json!("host"));
+    for opt in [
+        "seccomp=unconfined",
+        "seccomp:unconfined",
+        "SECCOMP=UNCONFINED",
+        "apparmor=unconfined",
+        "apparmor:unconfined",
+        "label=disable",
+        "label:disable",
+        "systempaths=unconfined",
+    ] {
+        case(&format!("security_opt {opt}"), &|b| {
+            b["security_opt"] = json!([opt])
+        });
+    }
+    case("device /dev/sda", &|b| {
+        b["devices"] = json!([{"host_path": "/dev/sda"}])
+    });
+    for source in [
+        "/",
+        "/etc",
+        "/etc/",
+        "//etc",
+        "/./etc",
+        "/var/../etc",
+        "/etc/ssl",
+        "/var/run/docker.sock",
+        "/run/docker.sock",
+        "/var/run",
+        "/run",
+        "/var/lib/docker",
+        "/var",
+        "/proc",
+        "/sys/kernel",
+        "/root",
+        "/../../etc",
+    ] {
+        case(
+            &format!("bind {source}"),
+            &|b| b["mounts"] = json!([{"type": "bind", "source": source, "target": "/host"}]),
+        );
+    }
+    // Not a spec: refused before any policy.
+    case("Docker's own HostConfig", &|b| {
+        b["HostConfig"] = json!({"Privileged": true})
+    });
+    case("mixed-case key", &|b| b["Privileged"] = json!(true));
+    case("mixed-case key for user", &|b| {
+        b["User"] = json!("0");
+        b.as_object_mut().unwrap().remove("user");
+    });
+    case("binds as raw strings", &|b| {
+        b["binds"] = json!(["/etc:/host"])
+    });
+    case(
+        "volume mount of a host path",
+        &|b| b["mounts"] = json!([{"type": "volume", "source": "/etc", "target": "/host"}]),
+    );
+    case(
+        "unknown mount type",
+        &|b| b["mounts"] = json!([{"type": "npipe", "source": "/etc", "target": "/host"}]),
+    );
+    assert!(cases.len() >= 50, "{} cases", cases.len());
+    let mut passed = Vec::new();
+    for (label, body) in &cases {
+        let (status, reply) = admin.call("POST", &create_path, Some(body.clone())).await;
+        if status == 201 || status / 100 == 2 {
+            passed.push(format!("{label}: {reply}"));
+        } else {
+            assert!(status == 403 || status == 400, "{label}: {status} {reply}");
+            if status == 403 {
+                assert_eq!(
+                    reply["error"]["code"], "policy_violation",
+                    "{label}: {reply}"
+                );
+            }
+        }
+    }
+    // Bodies that are no JSON object at all, or far too large, or an unknown action.
+    let raw = reqwest::Client::new();
+    for (label, content) in [
+        ("empty body", String::new()),
+        ("null", "null".to_owned()),
+        ("array", "[]".to_owned()),
+        ("truncated", "{\"name\": \"x\", \"image\"".to_owned()),
+        (
+            "oversized",
+            format!(
+                "{{\"name\": \"big\", \"image\": \"a\", \"command\": [\"{}\"]}}",
+                "x".repeat(3 << 20)
+            ),
+        ),
+    ] {
+        let sent = raw
+            .post(format!("{}{create_path}", server.base))
+            .bearer_auth(&admin.token)
+            .header("content-type", "application/json")
+            .body(content)
+            .send()
+            .await;
+        match sent {
+            Ok(r) => assert!(
+                (400..500).contains(&r.status().as_u16()),
+                "{label}: {}",
+                r.status()
+            ),
+            // The host answered 413 and closed before the whole body was sent.
+            Err(e) => assert!(label == "oversized", "{label}: {e}"),
+        }
+    }
+    let (status, _) = admin
+        .call("POST", &format!("{create_path}/{fine}/frobnicate"), None)
+        .await;
+    assert!(status == 404 || status == 405, "unknown action: {status}");
+    assert!(passed.is_empty(), "let through: {passed:#?}");
+    let names = container_names(&fx).await;
+    for (label, body) in &cases {
+        let name = body["name"].as_str().unwrap();
+        assert!(
+            !names.iter().any(|n| n == name),
+            "{label}: {name} exists in Docker"
+        );
+    }
+    // Every refusal by a policy is a violation of the create.
+    let violations = admin
+        .get("/api/v1/policies/violations?action=container.create&decision=block&limit=500")
+        .await;
+    assert!(
+        violations["items"].as_array().unwrap().len() >= 40,
+        "{violations}"
+    );
+    fx.cleanup().await;
+    let _ = fx
+        .docker
+        .remove_image(
+            &reference,
+            Some(bollard::query_parameters::RemoveImageOptions {
+                force: true,
+                ..Default::default()
+            }),
+            None,
+        )
+        .await;
+    drop(server);
+}

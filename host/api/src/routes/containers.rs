@@ -197,7 +197,11 @@ pub struct AgentCommandList {
 // ----- helpers -----
 
 /// The agent, or 400 (malformed id) / 404 (unknown) / 409 (revoked).
-async fn agent(state: &AppState, principal: &Principal, raw_id: &str) -> ApiResult<AgentRow> {
+pub(super) async fn agent(
+    state: &AppState,
+    principal: &Principal,
+    raw_id: &str,
+) -> ApiResult<AgentRow> {
     let id = validate::uuid("id", raw_id)?;
     let agent = state
         .store()
@@ -318,7 +322,7 @@ async fn inspect(state: &AppState, agent_id: &str, cid: &str) -> ApiResult<Conta
     .await
 }
 
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -898,7 +902,7 @@ async fn pump_logs(mut socket: WebSocket, mut rx: StreamReceiver, guard: SocketG
                         return;
                     }
                 }
-                Some(StreamItem::Exec(_)) => {}
+                Some(StreamItem::Exec(_) | StreamItem::Progress(_)) => {}
                 None => {
                     let (code, reason) = ended_stream(&rx);
                     close_socket(&mut socket, code, reason).await;
@@ -1018,7 +1022,7 @@ async fn pump_exec(
                         _ => break,
                     }
                 }
-                Some(StreamItem::Log(_)) => {}
+                Some(StreamItem::Log(_) | StreamItem::Progress(_)) => {}
                 None => {
                     let (code, reason) = ended_stream(&rx);
                     let text = json!({"type": "error", "message": reason}).to_string();

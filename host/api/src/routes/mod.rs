@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod alerts;
 pub mod audit;
+pub mod container_create;
 pub mod containers;
 pub(crate) mod document_rules;
 pub mod health;
@@ -112,7 +113,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(install::script))
         .routes(routes!(install::download))
         .routes(routes!(install::checksum))
-        .routes(routes!(containers::list))
+        .routes(routes!(containers::list, container_create::create))
         .routes(routes!(containers::detail, containers::delete))
         .routes(routes!(containers::reveal_env))
         .routes(routes!(containers::start))

@@ -166,8 +166,8 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
     // The shipped plugins are installed at start-up, signed by the trusted development key;
     // alert channels stay disabled until the operator enables them (the proxy backend, which
     // needs no grant beyond logging, is enabled). The sign-in providers (OIDC, LDAP, SAML) are
-    // enterprise plugins, installed too (tests/e2e/sso.mjs uses them); so is the ClickHouse
-    // log sink.
+    // enterprise plugins, installed too (tests/e2e/sso.mjs uses them); so are the ClickHouse
+    // log sink and the policy engines (templates, Rego).
     let plugins = admin.get("/api/v1/plugins").await;
     let ids: Vec<&str> = plugins
         .as_array()
@@ -181,6 +181,8 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
             "infrapilot.clickhouse",
             "infrapilot.ldap",
             "infrapilot.oidc",
+            "infrapilot.policy-rego",
+            "infrapilot.policy-templates",
             "infrapilot.proxy-nginx",
             "infrapilot.saml",
             "infrapilot.slack",
@@ -197,6 +199,29 @@ async fn channels_deliver_through_plugins_and_rules_fire_on_real_docker_events()
                 (
                     &json!("sso-provider"),
                     &json!("enterprise"),
+                    &json!(false),
+                    &json!(true)
+                ),
+                "{p}"
+            );
+            continue;
+        }
+        // The policy engines need the enterprise feature `policies`.
+        if ["infrapilot.policy-templates", "infrapilot.policy-rego"]
+            .contains(&p["id"].as_str().unwrap_or_default())
+        {
+            assert_eq!(
+                (
+                    &p["world"],
+                    &p["edition"],
+                    &p["feature"],
+                    &p["enabled"],
+                    &p["signed"]
+                ),
+                (
+                    &json!("policy-engine"),
+                    &json!("enterprise"),
+                    &json!("policies"),
                     &json!(false),
                     &json!(true)
                 ),

@@ -234,7 +234,48 @@ async fn warn_then_block_a_restart_of_a_root_container_and_see_both_violations()
         after_warn,
         "a blocked restart never reaches Docker"
     );
-    // Stopping is not what the policy is about.
+    // A policy of one's own in Rego, audit only: stops are recorded, not refused or warned.
+    let (status, body) = admin
+        .call(
+            "POST",
+            "/api/v1/plugins/infrapilot.policy-rego/enable",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let module = r#"package custom.stops
+deny contains msg if {
+	input.action == "container.stop"
+	msg := sprintf("%s stopped by %s on %s", [input.container.name, input.actor, input.node.name])
+}"#;
+    let (status, bad) = admin
+        .call(
+            "POST",
+            "/api/v1/policies",
+            Some(
+                json!({"name": "Stops", "policy_type": "rego", "action": "audit",
+                "conditions": {"module": "package custom.stops
+deny contains msg if {"}}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, field(&bad)),
+        (400, Some("conditions.module")),
+        "{bad}"
+    );
+    let (status, rego) = admin
+        .call(
+            "POST",
+            "/api/v1/policies",
+            Some(
+                json!({"name": "Stops", "policy_type": "rego", "action": "audit",
+                "conditions": {"module": module}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{rego}");
+    // Stopping is not what the template is about; the Rego policy records it.
     let (status, body) = admin
         .call(
             "POST",
@@ -244,9 +285,34 @@ async fn warn_then_block_a_restart_of_a_root_container_and_see_both_violations()
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["warnings"], json!([]));
+    let audited = admin
+        .get(&format!(
+            "/api/v1/policies/violations?policy_id={}",
+            rego["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(audited["items"][0]["decision"], "audit", "{audited}");
+    assert_eq!(audited["items"][0]["action"], "container.stop", "{audited}");
+    assert_eq!(
+        audited["items"][0]["reasons"][0],
+        format!("{web} stopped by admin@example.com on local").as_str(),
+        "{audited}"
+    );
+    let (status, _) = admin
+        .call(
+            "DELETE",
+            &format!("/api/v1/policies/{}", rego["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
 
     // Both decisions on the violations page, newest first, with filters and pages.
-    let page = admin.get("/api/v1/policies/violations").await;
+    let page = admin
+        .get(&format!(
+            "/api/v1/policies/violations?policy_id={policy_id}"
+        ))
+        .await;
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{page}");
     assert_eq!(
@@ -271,11 +337,15 @@ async fn warn_then_block_a_restart_of_a_root_container_and_see_both_violations()
         .get("/api/v1/policies/violations?decision=block")
         .await;
     assert_eq!(blocked["items"].as_array().unwrap().len(), 1, "{blocked}");
-    let first = admin.get("/api/v1/policies/violations?limit=1").await;
+    let first = admin
+        .get(&format!(
+            "/api/v1/policies/violations?limit=1&policy_id={policy_id}"
+        ))
+        .await;
     let cursor = first["next_cursor"].as_str().unwrap();
     let second = admin
         .get(&format!(
-            "/api/v1/policies/violations?limit=1&cursor={cursor}"
+            "/api/v1/policies/violations?limit=1&policy_id={policy_id}&cursor={cursor}"
         ))
         .await;
     assert_eq!(second["items"][0]["decision"], "warn", "{second}");
@@ -360,7 +430,7 @@ async fn warn_then_block_a_restart_of_a_root_container_and_see_both_violations()
             .as_array()
             .unwrap()
             .len(),
-        2
+        3
     );
 
     // Without its engine, a block policy fails closed, and the failure is recorded.

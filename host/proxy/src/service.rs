@@ -165,6 +165,13 @@ impl Change {
     }
 }
 
+/// A change made: its revision, and what warn policies said about it.
+#[derive(Debug)]
+pub struct Changed {
+    pub revision: i64,
+    pub warnings: Vec<infrapilot_nodes::Notice>,
+}
+
 /// A revision written in a transaction, whose command is sent once it commits.
 #[derive(Debug)]
 pub struct StagedRevision {
@@ -230,17 +237,19 @@ pub struct ProxyService<'a> {
 
 impl ProxyService<'_> {
     /// Makes `change` to `agent_id`'s hosts and a revision of its configuration in one
-    /// transaction, then sends it and waits a while for the node. Returns the revision number.
-    pub async fn change(&self, actor: &Actor, agent_id: &str, change: Change) -> Result<i64> {
+    /// transaction, then sends it and waits a while for the node. Returns the revision number
+    /// and what warn policies said about the change.
+    pub async fn change(&self, actor: &Actor, agent_id: &str, change: Change) -> Result<Changed> {
         let admitted = self.admit(actor, agent_id, &change).await?;
+        let warnings = admitted.warnings();
         let mut tx = self.store.write(&actor.org_id).await?;
         let staged = self
             .stage(&mut tx, actor, agent_id, change, admitted)
             .await?;
         tx.commit().await?;
-        let number = staged.number;
+        let revision = staged.number;
         self.dispatch(&actor.org_id, staged).await;
-        Ok(number)
+        Ok(Changed { revision, warnings })
     }
 
     /// Runs the node-action guards on `change` to `agent_id`'s proxy, before its transaction

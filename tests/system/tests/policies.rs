@@ -307,6 +307,58 @@ deny contains msg if {"}}),
         .await;
     assert_eq!(status, 204);
 
+    // Proxy changes pass the same policies: plain HTTP on a public host, blocked then warned.
+    let (status, tls_policy) = admin
+        .call(
+            "POST",
+            "/api/v1/policies",
+            Some(json!({"name": "TLS", "policy_type": "require_ssl", "action": "block"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{tls_policy}");
+    let proxies = format!("/api/v1/agents/{agent}/proxies");
+    let plain =
+        json!({"domains": ["plain.example.test"], "upstream": {"host": "127.0.0.1", "port": 9}});
+    let (status, refused) = admin.call("POST", &proxies, Some(plain.clone())).await;
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(refused["error"]["code"], "policy_violation");
+    assert!(
+        refused["error"]["policies"][0]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("plain.example.test"),
+        "{refused}"
+    );
+    assert_eq!(admin.get(&proxies).await, json!([]), "nothing was made");
+    let tls_id = tls_policy["id"].as_str().unwrap();
+    let mut as_warn = tls_policy.clone();
+    for k in ["id", "created_by", "created_at", "updated_at"] {
+        as_warn.as_object_mut().unwrap().remove(k);
+    }
+    as_warn["action"] = json!("warn");
+    let (status, body) = admin
+        .call("PUT", &format!("/api/v1/policies/{tls_id}"), Some(as_warn))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, made) = admin.call("POST", &proxies, Some(plain)).await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["warnings"][0]["name"], "TLS", "{made}");
+    let (status, deleted) = admin
+        .call(
+            "DELETE",
+            &format!("{proxies}/{}", made["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status, 204,
+        "deleting is not what require_ssl is about: {deleted}"
+    );
+    let (status, _) = admin
+        .call("DELETE", &format!("/api/v1/policies/{tls_id}"), None)
+        .await;
+    assert_eq!(status, 204);
+
     // Both decisions on the violations page, newest first, with filters and pages.
     let page = admin
         .get(&format!(
@@ -334,7 +386,9 @@ deny contains msg if {"}}),
         assert!(item["audit_event_id"].is_string(), "{item}");
     }
     let blocked = admin
-        .get("/api/v1/policies/violations?decision=block")
+        .get(&format!(
+            "/api/v1/policies/violations?decision=block&policy_id={policy_id}"
+        ))
         .await;
     assert_eq!(blocked["items"].as_array().unwrap().len(), 1, "{blocked}");
     let first = admin
@@ -374,6 +428,10 @@ deny contains msg if {"}}),
         "{denied}"
     );
 
+    let recorded = admin.get("/api/v1/policies/violations?limit=500").await["items"]
+        .as_array()
+        .unwrap()
+        .len();
     // A dry run of another template against what runs now: a container with the host's /etc
     // (spelt with a dot and a doubled slash) is found.
     let privileged = format!("{}-etc", fx.prefix);
@@ -426,11 +484,11 @@ deny contains msg if {"}}),
     assert!(dry["containers"].as_u64().unwrap() >= 1, "{dry}");
     // A dry run records nothing.
     assert_eq!(
-        admin.get("/api/v1/policies/violations").await["items"]
+        admin.get("/api/v1/policies/violations?limit=500").await["items"]
             .as_array()
             .unwrap()
             .len(),
-        3
+        recorded
     );
 
     // Without its engine, a block policy fails closed, and the failure is recorded.

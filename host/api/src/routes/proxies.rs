@@ -23,7 +23,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::{ClientInfo, Principal};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody, PolicyNotice};
 use crate::extract::ApiJson;
 use crate::state::AppState;
 use crate::validate;
@@ -46,6 +46,19 @@ pub struct ProxyDto {
     pub certificate: Option<CertificateStatus>,
     pub created_at: String,
     pub updated_at: String,
+    /// After a change: what warn policies said about it (it was made).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<PolicyNotice>,
+}
+
+/// What warn policies said about a change that has no other answer.
+#[derive(Serialize, ToSchema)]
+pub struct PolicyWarnings {
+    pub warnings: Vec<PolicyNotice>,
+}
+
+fn notices(warnings: Vec<infrapilot_nodes::Notice>) -> Vec<PolicyNotice> {
+    warnings.into_iter().map(Into::into).collect()
 }
 
 #[derive(Serialize, ToSchema)]
@@ -63,6 +76,9 @@ pub struct RevisionDto {
     /// Hosts the node left out (their files failed `nginx -t` or their upstream is unreachable).
     pub failed_hosts: Vec<String>,
     pub duration_ms: Option<u64>,
+    /// After a rollback or re-apply: what warn policies said about it (it was done).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<PolicyNotice>,
 }
 
 fn revision_dto(r: ProxyRevisionRow) -> RevisionDto {
@@ -108,6 +124,7 @@ fn revision_dto(r: ProxyRevisionRow) -> RevisionDto {
             })
             .unwrap_or_default(),
         duration_ms: report.map(|rep| rep.duration_ms),
+        warnings: Vec::new(),
     }
 }
 
@@ -142,6 +159,7 @@ fn proxy_dto(
         revision: status.revision,
         created_at: validate::rfc3339(row.created_at),
         updated_at: validate::rfc3339(row.updated_at),
+        warnings: Vec::new(),
     })
 }
 
@@ -239,14 +257,15 @@ impl From<ProxyServiceError> for ApiError {
     }
 }
 
-/// Makes `change` to `agent_id`'s hosts through the proxy service; the revision's number.
+/// Makes `change` to `agent_id`'s hosts through the proxy service; the revision's number and
+/// what warn policies said.
 async fn commit_revision(
     state: &AppState,
     principal: &Principal,
     client: &ClientInfo,
     agent_id: &str,
     change: Change,
-) -> ApiResult<i64> {
+) -> ApiResult<infrapilot_proxy::service::Changed> {
     Ok(state
         .proxy_service()
         .change(
@@ -319,7 +338,7 @@ pub async fn create(
     let (agent_id, _) = ids(&id, None)?;
     let spec = spec.validated().map_err(spec_error)?;
     let pid = uuid::Uuid::new_v4().to_string();
-    commit_revision(
+    let changed = commit_revision(
         &state,
         &principal,
         &client,
@@ -330,7 +349,8 @@ pub async fn create(
         },
     )
     .await?;
-    let dto = one(&state, &principal.org_id, &agent_id, &pid).await?;
+    let mut dto = one(&state, &principal.org_id, &agent_id, &pid).await?;
+    dto.warnings = notices(changed.warnings);
     Ok((StatusCode::CREATED, Json(dto)))
 }
 
@@ -364,7 +384,7 @@ pub async fn update(
     let (agent_id, pid) = ids(&id, Some(&pid))?;
     let pid = pid.unwrap_or_default();
     let spec = spec.validated().map_err(spec_error)?;
-    commit_revision(
+    let changed = commit_revision(
         &state,
         &principal,
         &client,
@@ -375,23 +395,25 @@ pub async fn update(
         },
     )
     .await?;
-    one(&state, &principal.org_id, &agent_id, &pid)
-        .await
-        .map(Json)
+    let mut dto = one(&state, &principal.org_id, &agent_id, &pid).await?;
+    dto.warnings = notices(changed.warnings);
+    Ok(Json(dto))
 }
 
 #[utoipa::path(delete, path = "/api/v1/agents/{id}/proxies/{pid}", operation_id = "delete_proxy", tag = "proxies",
     params(("id" = uuid::Uuid, Path), ("pid" = uuid::Uuid, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 204), (status = 200, body = PolicyWarnings, description = "deleted, with what warn policies said"),
+        (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
     client: ClientInfo,
     Path((id, pid)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     let (agent_id, pid) = ids(&id, Some(&pid))?;
     let pid = pid.unwrap_or_default();
-    commit_revision(
+    let changed = commit_revision(
         &state,
         &principal,
         &client,
@@ -399,7 +421,13 @@ pub async fn delete(
         Change::Delete { id: pid },
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT)
+    if changed.warnings.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(Json(PolicyWarnings {
+        warnings: notices(changed.warnings),
+    })
+    .into_response())
 }
 
 async fn revision(
@@ -450,7 +478,7 @@ pub async fn rollback(
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| ApiError::invalid("number", "number must be a revision number"))?;
-    let number = commit_revision(
+    let changed = commit_revision(
         &state,
         &principal,
         &client,
@@ -458,9 +486,9 @@ pub async fn rollback(
         Change::Rollback { to },
     )
     .await?;
-    revision(&state, &principal.org_id, &agent_id, number)
-        .await
-        .map(Json)
+    let mut dto = revision(&state, &principal.org_id, &agent_id, changed.revision).await?;
+    dto.warnings = notices(changed.warnings);
+    Ok(Json(dto))
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/proxies/reapply", operation_id = "reapply_proxies", tag = "proxies",
@@ -473,10 +501,10 @@ pub async fn reapply(
     Path(id): Path<String>,
 ) -> ApiResult<Json<RevisionDto>> {
     let (agent_id, _) = ids(&id, None)?;
-    let number = commit_revision(&state, &principal, &client, &agent_id, Change::Reapply).await?;
-    revision(&state, &principal.org_id, &agent_id, number)
-        .await
-        .map(Json)
+    let changed = commit_revision(&state, &principal, &client, &agent_id, Change::Reapply).await?;
+    let mut dto = revision(&state, &principal.org_id, &agent_id, changed.revision).await?;
+    dto.warnings = notices(changed.warnings);
+    Ok(Json(dto))
 }
 
 #[utoipa::path(get, path = "/api/v1/agents/{id}/proxies/drift", operation_id = "check_proxy_drift", tag = "proxies",

@@ -77,6 +77,8 @@ pub struct Config {
     pub alert_retry_seconds: u32,
     /// Days the nodes' log lines are kept, unless an organisation sets its own.
     pub log_retention_days: u32,
+    /// Seconds between audits of the running containers against the enabled policies.
+    pub policy_audit_seconds: u32,
     /// A `log-sink` plugin (e.g. `infrapilot.clickhouse`, installed and enabled) that stores
     /// the nodes' log lines instead of the database; unset: the database.
     pub log_sink: Option<String>,
@@ -141,6 +143,7 @@ impl Default for Config {
             alert_tick_seconds: 5,
             alert_retry_seconds: 10,
             log_retention_days: 14,
+            policy_audit_seconds: 900,
             log_sink: None,
             log_sink_settings: None,
             proxy_backend: infrapilot_proxy::DEFAULT_BACKEND.into(),
@@ -334,6 +337,11 @@ impl Config {
                 .parse()
                 .with_context(|| format!("INFRAPILOT_LOG_RETENTION_DAYS: not a number: {v:?}"))?;
         }
+        if let Some(v) = var("INFRAPILOT_POLICY_AUDIT_SECONDS") {
+            self.policy_audit_seconds = v
+                .parse()
+                .with_context(|| format!("INFRAPILOT_POLICY_AUDIT_SECONDS: not a number: {v:?}"))?;
+        }
         if let Some(v) = var("INFRAPILOT_LOG_SINK") {
             self.log_sink = Some(v).filter(|v| !v.is_empty());
         }
@@ -476,6 +484,9 @@ impl Config {
             bail!("alert_tick_seconds must be between 1 and 3600");
         }
         self.log_sink_settings()?;
+        if !(10..=86_400).contains(&self.policy_audit_seconds) {
+            bail!("policy_audit_seconds must be between 10 and 86400");
+        }
         if !(1..=3650).contains(&self.log_retention_days) {
             bail!("log_retention_days must be between 1 and 3650");
         }

@@ -381,6 +381,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         });
     }
+    // The audit of running containers against the enabled policies (age, healthcheck, root,
+    // mounts …): what already runs is recorded as `container.running` violations.
+    if let Ok(extensions) = state.extensions() {
+        let store = store.clone();
+        let engines = extensions.policy_engines.clone();
+        let router = state.nodes().clone();
+        let every = std::time::Duration::from_secs(config.policy_audit_seconds.into());
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            // Not at start: nodes are still saying hello.
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                match infrapilot_policy::running::audit_running(&store, &engines, &router).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        violations = n,
+                        "the audit of running containers recorded violations"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the audit of running containers failed; tried again later")
+                    }
+                }
+            }
+        });
+    }
     let grpc_listen: SocketAddr = config.grpc_listen.parse()?;
     let mut hostnames = config.grpc_hostnames.clone();
     if !hostnames.iter().any(|h| h == "127.0.0.1") {

@@ -178,3 +178,53 @@ async fn query(
         .map_err(|e| e.to_string())?;
     serde_json::from_slice(&outcome.payload_json).map_err(|e| e.to_string())
 }
+
+/// How long a running container's violation of a policy is not recorded again.
+pub const AUDIT_REPEAT_MS: i64 = 24 * 3600 * 1000;
+
+/// The periodic audit: every organisation's running containers against its enabled policies;
+/// what they break is recorded as `container.running` violations (decision `audit`: nothing was
+/// refused), at most once a day per container and policy. Returns the violations recorded.
+pub async fn audit_running(
+    store: &infrapilot_store::Store,
+    engines: &PolicyEngines,
+    router: &Arc<dyn NodeRouter>,
+) -> Result<usize, infrapilot_store::StoreError> {
+    let mut recorded = 0;
+    for org in store.organization_ids().await? {
+        let (policies, nodes) = {
+            let mut tx = store.read(&org).await?;
+            let policies = tx.list_policies(true).await?;
+            let nodes = if policies.is_empty() {
+                Vec::new()
+            } else {
+                tx.list_agents().await?
+            };
+            tx.commit().await?;
+            (policies, nodes)
+        };
+        if policies.is_empty() {
+            continue;
+        }
+        let report = check_running(engines, router, &org, &nodes, &policies, "system").await;
+        for e in &report.errors {
+            tracing::warn!(org = %org.as_str(), node = e.node, error = e.message, "the audit of running containers could not read a node");
+        }
+        let mut tx = store.write(&org).await?;
+        let since = crate::guard::now_ms() - AUDIT_REPEAT_MS;
+        let mut fresh = Vec::new();
+        for mut v in report.violations {
+            if !tx
+                .violation_seen_since(&v.policy_id, &v.resource, &v.action, since)
+                .await?
+            {
+                v.decision = "audit".into();
+                fresh.push(v);
+            }
+        }
+        tx.insert_violations(&fresh, None).await?;
+        tx.commit().await?;
+        recorded += fresh.len();
+    }
+    Ok(recorded)
+}

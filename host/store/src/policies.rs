@@ -198,6 +198,30 @@ impl Tx {
         Ok(())
     }
 
+    /// Whether a violation of `policy_id` by `resource` in `action` was recorded at `since` or
+    /// later.
+    pub async fn violation_seen_since(
+        &mut self,
+        policy_id: &str,
+        resource: &str,
+        action: &str,
+        since: i64,
+    ) -> Result<bool> {
+        let org = self.org_id.clone();
+        let n: i64 = on_tx!(self, c => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM policy_violations WHERE org_id = $1 AND policy_id = $2 \
+             AND resource = $3 AND action = $4 AND created_at >= $5",
+        )
+        .bind(&org)
+        .bind(policy_id)
+        .bind(resource)
+        .bind(action)
+        .bind(since)
+        .fetch_one(&mut **c)
+        .await)?;
+        Ok(n > 0)
+    }
+
     /// A page of violations, newest first, and the cursor of the next (older) page.
     pub async fn list_violations(
         &mut self,

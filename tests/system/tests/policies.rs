@@ -29,6 +29,7 @@ async fn licensed_server(builtin_agent: bool) -> Option<(Server, Api)> {
         30,
         &[
             ("INFRAPILOT_EDITION", "enterprise"),
+            ("INFRAPILOT_POLICY_AUDIT_SECONDS", "10"),
             ("INFRAPILOT_PLUGIN_DIR", bundles.to_str().unwrap()),
             ("INFRAPILOT_PLUGIN_TRUSTED_KEYS", trusted.to_str().unwrap()),
             (
@@ -541,6 +542,75 @@ deny contains msg if {"}}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
+
+    // The periodic audit records what already runs (every 10 s here), once a day per container.
+    let (status, body) = admin
+        .call(
+            "POST",
+            "/api/v1/plugins/infrapilot.policy-templates/enable",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, health) = admin
+        .call(
+            "POST",
+            "/api/v1/policies",
+            Some(json!({"name": "Healthchecks", "policy_type": "require_healthcheck", "action": "block"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{health}");
+    let query = format!(
+        "/api/v1/policies/violations?action=container.running&policy_id={}",
+        health["id"].as_str().unwrap()
+    );
+    let found = common::eventually(
+        "the audit of running containers",
+        Duration::from_secs(40),
+        || {
+            let (admin, query, web) = (admin.clone(), query.clone(), web.clone());
+            async move {
+                let page = admin.get(&query).await;
+                page["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|v| {
+                        v["resource"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .ends_with(&format!("/{web}"))
+                    })
+                    .then_some(page)
+            }
+        },
+    )
+    .await;
+    let item = found["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| {
+            v["resource"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/{web}"))
+        })
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&item["decision"], &item["actor"]),
+        (&json!("audit"), &json!("system")),
+        "nothing was refused: {item}"
+    );
+    assert_eq!(item["reasons"][0], "has no healthcheck");
+    let count = found["items"].as_array().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(
+        admin.get(&query).await["items"].as_array().unwrap().len(),
+        count,
+        "recorded once, not at every audit"
+    );
     fx.cleanup().await;
     drop(server);
 }

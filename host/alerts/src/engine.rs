@@ -287,6 +287,7 @@ impl AlertEngine {
                 self.evaluate_certificates(org_id, &rules, &agents).await,
             ),
             ("logs", self.evaluate_logs(org_id, &rules).await),
+            ("policies", self.evaluate_policies(org_id, &rules).await),
         ];
         let mut first_error = None;
         for (part, result) in results {
@@ -617,6 +618,41 @@ impl AlertEngine {
 
     /// Proxy certificates as the nodes last reported them: fires when one expires within the
     /// rule's days (or has expired), resolves when it was renewed or its host is gone.
+    /// Policy engines that could not decide (their block policies failed closed), from the
+    /// violations recorded with an engine error within each rule's window.
+    async fn evaluate_policies(
+        &self,
+        org_id: &OrgId,
+        rules: &[AlertRuleRow],
+    ) -> Result<(), AlertError> {
+        let policy_rules: Vec<&AlertRuleRow> = rules
+            .iter()
+            .filter(|r| RuleKind::parse(&r.kind) == Some(RuleKind::PolicyEngineFailed))
+            .collect();
+        if policy_rules.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut tx = self.inner.store.write(org_id).await?;
+        for rule in policy_rules {
+            let window = i64::from(rule_params(rule).window_seconds.unwrap_or(300));
+            let failures = tx.engine_failures_since(now - window * 1000).await?;
+            let target = "policies".to_owned();
+            match failures.first() {
+                Some((count, last_error)) if *count > 0 => {
+                    let summary = format!(
+                        "the policy engine could not decide {count} time(s) in the last {window} s; block policies refused those actions: {last_error}"
+                    );
+                    self.fire(&mut tx, rule, &target, &summary, now, Repeat::Ongoing)
+                        .await?;
+                }
+                _ => self.resolve(&mut tx, rule, &target, now).await?,
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn evaluate_certificates(
         &self,
         org_id: &OrgId,

@@ -31,6 +31,9 @@ pub enum RuleKind {
     /// The share of 5xx answers of a proxy host over `window_seconds` exceeds
     /// `threshold_percent` (with at least `min_requests` requests), from its nginx access log.
     ProxyErrorRate,
+    /// A policy engine failed, timed out or was missing for a policy within `window_seconds`
+    /// (default 300): its block policies refused actions without a verdict (fail closed).
+    PolicyEngineFailed,
 }
 
 impl RuleKind {
@@ -44,6 +47,7 @@ impl RuleKind {
             RuleKind::CertificateExpiring => "certificate_expiring",
             RuleKind::LogErrorSpike => "log_error_spike",
             RuleKind::ProxyErrorRate => "proxy_error_rate",
+            RuleKind::PolicyEngineFailed => "policy_engine_failed",
         }
     }
 
@@ -129,6 +133,7 @@ impl RuleKind {
                 "window_seconds",
                 "min_requests",
             ],
+            RuleKind::PolicyEngineFailed => &["window_seconds"],
         }
     }
 }
@@ -304,6 +309,16 @@ pub fn check_params(kind: RuleKind, params: &Value) -> Result<RuleParams, RuleEr
             p.min_errors = Some(min_errors);
             p.factor = Some(factor);
             p.baseline_minutes = Some(baseline);
+        }
+        RuleKind::PolicyEngineFailed => {
+            let window = p.window_seconds.unwrap_or(300);
+            if !(30..=MAX_RATE_WINDOW_SECONDS).contains(&window) {
+                return Err(invalid(
+                    "params.window_seconds",
+                    format!("between 30 and {MAX_RATE_WINDOW_SECONDS}"),
+                ));
+            }
+            p.window_seconds = Some(window);
         }
         RuleKind::ProxyErrorRate => {
             if let Some(host) = &p.proxy_host {

@@ -222,6 +222,33 @@ impl Tx {
         Ok(n > 0)
     }
 
+    /// Violations recorded with an engine error at `since` or later: their number and the
+    /// latest error (none when there are none).
+    pub async fn engine_failures_since(&mut self, since: i64) -> Result<Vec<(i64, String)>> {
+        let org = self.org_id.clone();
+        let count: i64 = on_tx!(self, c => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM policy_violations WHERE org_id = $1 AND engine_error IS NOT NULL \
+             AND created_at >= $2",
+        )
+        .bind(&org)
+        .bind(since)
+        .fetch_one(&mut **c)
+        .await)?;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let last: Option<String> = on_tx!(self, c => sqlx::query_scalar(
+            "SELECT engine_error FROM policy_violations WHERE org_id = $1 AND engine_error IS NOT NULL \
+             AND created_at >= $2 ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(&org)
+        .bind(since)
+        .fetch_optional(&mut **c)
+        .await)?
+        .flatten();
+        Ok(vec![(count, last.unwrap_or_default())])
+    }
+
     /// A page of violations, newest first, and the cursor of the next (older) page.
     pub async fn list_violations(
         &mut self,

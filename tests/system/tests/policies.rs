@@ -492,7 +492,31 @@ deny contains msg if {"}}),
         recorded
     );
 
-    // Without its engine, a block policy fails closed, and the failure is recorded.
+    // Without its engine, a block policy fails closed, the failure is recorded and alerts.
+    let (status, body) = admin
+        .call("POST", "/api/v1/plugins/infrapilot.webhook/enable", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, channel) = admin
+        .call(
+            "POST",
+            "/api/v1/alerts/channels",
+            Some(json!({"plugin": "infrapilot.webhook", "name": "ops",
+                "settings": {"url": "http://127.0.0.1:9/hook", "secret": "x"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{channel}");
+    let (status, rule) = admin
+        .call(
+            "POST",
+            "/api/v1/alerts/rules",
+            Some(
+                json!({"name": "engine down", "kind": "policy_engine_failed",
+                "channel_ids": [channel["id"]]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{rule}");
     let (status, body) = admin
         .call(
             "POST",
@@ -527,6 +551,26 @@ deny contains msg if {"}}),
             .unwrap()
             .contains("no enabled policy engine"),
         "{failed}"
+    );
+    let fired = common::eventually("the engine failure alert", Duration::from_secs(30), || {
+        let admin = admin.clone();
+        async move {
+            let history = admin.get("/api/v1/alerts/history").await;
+            history
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["kind"] == "policy_engine_failed" && e["target"] == "policies")
+                .cloned()
+        }
+    })
+    .await;
+    assert!(
+        fired["summary"]
+            .as_str()
+            .unwrap()
+            .contains("could not decide"),
+        "{fired}"
     );
 
     // Deleting the policy lets the start through.

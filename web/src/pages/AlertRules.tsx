@@ -64,6 +64,11 @@ const KINDS: KindDef[] = [
       { name: 'proxy_host', label: 'Only proxy host (id)' },
     ],
   },
+  {
+    id: 'policy_engine_failed',
+    label: 'Policy engine failed',
+    params: [{ name: 'window_seconds', label: 'Over seconds', placeholder: '300' }],
+  },
 ];
 
 function describe(r: Rule): string {

@@ -85,9 +85,9 @@ pub struct CreateRuleRequest {
     )]
     pub name: String,
     /// `container_crashed`, `restart_loop`, `cpu_high`, `memory_high`, `node_offline`,
-    /// `certificate_expiring`, `log_error_spike` or `proxy_error_rate`.
+    /// `certificate_expiring`, `log_error_spike`, `proxy_error_rate` or `policy_engine_failed`.
     #[schema(
-        pattern = "^(container_crashed|restart_loop|cpu_high|memory_high|node_offline|certificate_expiring|log_error_spike|proxy_error_rate)$"
+        pattern = "^(container_crashed|restart_loop|cpu_high|memory_high|node_offline|certificate_expiring|log_error_spike|proxy_error_rate|policy_engine_failed)$"
     )]
     pub kind: String,
     /// By kind: `container` (exact name filter), `restarts` and `window_seconds` (restart_loop),
@@ -509,7 +509,7 @@ pub async fn create_rule(
     let kind = RuleKind::parse(&req.kind).ok_or_else(|| {
         ApiError::invalid(
             "kind",
-            "kind must be container_crashed, restart_loop, cpu_high, memory_high, node_offline, certificate_expiring, log_error_spike or proxy_error_rate",
+            "kind must be container_crashed, restart_loop, cpu_high, memory_high, node_offline, certificate_expiring, log_error_spike, proxy_error_rate or policy_engine_failed",
         )
     })?;
     let params = infrapilot_alerts::rules::check_params(kind, &req.params)

@@ -132,6 +132,11 @@ fn rule_kinds() -> Value {
             "min_requests": {"type": "integer", "minimum": 1, "maximum": 1_000_000}}),
             json!([])
         ),
+        kind(
+            "policy_engine_failed",
+            json!({"window_seconds": {"type": "integer", "minimum": 30, "maximum": infrapilot_alerts::rules::MAX_RATE_WINDOW_SECONDS}}),
+            json!([])
+        ),
     ])
 }
 

@@ -216,6 +216,25 @@ if ! (cd tests/e2e && E2E_SETUP_CODE="$(cat "$work/e2e-data/setup-code")" INFRAP
 fi
 INFRAPILOT_DATA_DIR="$work/e2e-data" "$bin" audit verify
 
+say "browser test of policies (tests/e2e/policies.mjs): an enterprise host licensed for policies, a container created from the form, a template in warn then block, the violations page"
+"$bin" license keygen --out "$work/policy-vendor.key" >/dev/null
+"$bin" license issue --key "$work/policy-vendor.key" --licensee E2E --features policies \
+    --expires 2099-01-01 --out "$work/policy-license.lic"
+port=$(free_port)
+INFRAPILOT_EDITION=enterprise INFRAPILOT_LICENSE_PUBLIC_KEY="$work/policy-vendor.pub" \
+    INFRAPILOT_GRPC_LISTEN="127.0.0.1:$(free_port)" INFRAPILOT_DATA_DIR="$work/policy-data" INFRAPILOT_LISTEN="127.0.0.1:$port" \
+    INFRAPILOT_PLUGIN_DIR="$tdir/plugins/bundles" INFRAPILOT_PLUGIN_TRUSTED_KEYS="$tdir/plugins/dev-signing" \
+    "$bin" serve >"$work/policy-serve.log" 2>&1 &
+pids+=($!)
+wait_ready "http://127.0.0.1:$port" "$work/policy-serve.log"
+if ! (cd tests/e2e && E2E_SETUP_CODE="$(cat "$work/policy-data/setup-code")" E2E_LICENSE="$(cat "$work/policy-license.lic")" \
+    INFRAPILOT_URL="http://127.0.0.1:$port" node policies.mjs); then
+    echo "policies browser test failed; server log:" >&2
+    tail -n 50 "$work/policy-serve.log" >&2
+    exit 1
+fi
+INFRAPILOT_DATA_DIR="$work/policy-data" "$bin" audit verify
+
 say "browser test of the SaaS onboarding (tests/e2e/onboarding.mjs): sign-up, mailed links through aiosmtpd, the one-liner, organisations"
 mkdir -p "$work/maildir/new" "$work/maildir/cur" "$work/maildir/tmp"
 smtp_port=$(free_port)

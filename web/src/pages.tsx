@@ -25,6 +25,7 @@ import { AcceptInvitationPage } from './pages/Invitation';
 import { SingleSignOnPage } from './pages/SingleSignOn';
 import { LogsPage } from './pages/Logs';
 import { HealthPage } from './pages/Health';
+import { PoliciesPage, PolicyEditPage, ViolationsPage } from './pages/Policies';
 
 export interface PageDef {
   path: string;
@@ -46,6 +47,10 @@ export const PAGES: PageDef[] = [
   { path: '/alerts/history', label: 'Alert history', minRole: 'viewer', nav: true, element: <AlertHistoryPage /> },
   { path: '/alerts/rules', label: 'Alert rules', minRole: 'viewer', nav: true, element: <AlertRulesPage /> },
   { path: '/alerts/channels', label: 'Alert channels', minRole: 'viewer', nav: true, element: <AlertChannelsPage /> },
+  { path: '/policies', label: 'Policies', minRole: 'viewer', nav: true, element: <PoliciesPage /> },
+  { path: '/policies/new', label: 'New policy', minRole: 'admin', nav: false, element: <PolicyEditPage /> },
+  { path: '/policies/violations', label: 'Policy violations', minRole: 'viewer', nav: false, element: <ViolationsPage /> },
+  { path: '/policies/:id', label: 'Policy', minRole: 'viewer', nav: false, element: <PolicyEditPage /> },
   { path: '/plugins', label: 'Plugins', minRole: 'viewer', nav: true, element: <PluginsPage /> },
   { path: '/license', label: 'Licence', minRole: 'viewer', nav: true, element: <LicensePage /> },
   { path: '/users', label: 'Users', minRole: 'admin', nav: true, element: <UsersPage /> },

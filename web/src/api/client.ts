@@ -279,6 +279,40 @@ export async function request<T>(method: Method, path: string, opts: RequestOpti
   return (text ? JSON.parse(text) : undefined) as T;
 }
 
+/** A POST whose answer is NDJSON (one JSON object per line, e.g. an image pull's progress): each
+ *  line is handed to `onLine` as it arrives. An error answer (before the stream) throws. */
+export async function requestLines(path: string, body: unknown, onLine: (line: unknown) => void): Promise<void> {
+  const url = buildUrl(path);
+  const headers = (token: string | null): Record<string, string> => {
+    const h: Record<string, string> = { Accept: 'application/x-ndjson', 'Content-Type': 'application/json' };
+    if (token) h.Authorization = `Bearer ${token}`;
+    if (currentOrg) h[ORG_HEADER] = currentOrg;
+    return h;
+  };
+  const go = (token: string | null) =>
+    fetch(url, { method: 'POST', headers: headers(token), body: JSON.stringify(body), credentials: 'same-origin' });
+  const used = tokens?.access_token ?? null;
+  let res = await go(used);
+  if (res.status === 401 && used && (await refreshAfter401(used))) res = await go(tokens?.access_token ?? null);
+  if (!res.ok) throw await errorFrom(res);
+  const reader = res.body?.getReader();
+  if (!reader) return;
+  const decoder = new TextDecoder();
+  let buffered = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    buffered += decoder.decode(value ?? new Uint8Array(), { stream: !done });
+    let at;
+    while ((at = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, at).trim();
+      buffered = buffered.slice(at + 1);
+      if (line) onLine(JSON.parse(line));
+    }
+    if (done) break;
+  }
+  if (buffered.trim()) onLine(JSON.parse(buffered.trim()));
+}
+
 /** A GET whose answer is a file (CSV): its bytes, after the same refresh-on-401 as `request`. */
 export async function requestBlob(path: string, query?: Query): Promise<Blob> {
   const url = buildUrl(path, query);

@@ -8,7 +8,8 @@
 // the server added since (`builtin`, `install_command`); drop the intersections after
 // `npm run gen:api` picks them up.
 
-import { request } from './client';
+import { request, requestLines } from './client';
+import type { PolicyNotice } from './policies';
 import type { AgentDto, CreateEnrollmentTokenRequest, CreatedEnrollmentToken, EnrollmentTokenDto } from './types';
 
 // ---- agents and enrollment tokens (generated types + new fields) -----------
@@ -145,6 +146,8 @@ export interface ContainerActionResult {
   action: 'start' | 'stop' | 'restart' | 'remove' | (string & {});
   /** The state afterwards (null after removal). */
   state: string | null;
+  /** What warn policies said about it (it was done). */
+  warnings?: PolicyNotice[];
 }
 
 export interface StackActionResult {
@@ -260,6 +263,10 @@ export const containersApi = {
   events: (id: string, q: EventQuery = {}) =>
     request<DockerEventList>('GET', `${agentPath(id)}/events`, { query: { ...q } }),
   commands: (id: string) => request<AgentCommandList>('GET', `${agentPath(id)}/commands`),
+  /** Creates a container from a spec; `onLine` gets the pull's progress lines, then the result
+   *  (`{"result": …}`) or the error (`{"error": …}`) line. */
+  create: (id: string, spec: Record<string, unknown>, onLine: (line: unknown) => void) =>
+    requestLines(`${agentPath(id)}/containers`, spec, onLine),
 };
 
 /** API paths of the WebSockets (give them to `socketUrl` from ./client). */

@@ -7,8 +7,9 @@ import type { ApiError } from '../api/client';
 import type { JsonSchema, Settings } from '../api/alerts';
 import { CheckboxField, TextField } from './ui';
 
-function kind(s: JsonSchema): 'string' | 'number' | 'boolean' | 'list' | 'map' {
+function kind(s: JsonSchema): 'string' | 'number' | 'boolean' | 'list' | 'map' | 'code' {
   const t = Array.isArray(s.type) ? s.type[0] : s.type;
+  if (t === 'string' && s.format === 'rego') return 'code';
   if (t === 'boolean') return 'boolean';
   if (t === 'number' || t === 'integer') return 'number';
   if (t === 'array') return 'list';
@@ -83,20 +84,25 @@ export function SchemaForm({
   onChange,
   error,
   secretsSet = [],
+  prefix = 'settings',
+  legend = 'Settings',
 }: {
   schema: JsonSchema;
   values: Record<string, string>;
   onChange: (values: Record<string, string>) => void;
   error: ApiError | null;
   secretsSet?: string[];
+  /** The request field the values go to (errors name `<prefix>.<property>`). */
+  prefix?: string;
+  legend?: string;
 }) {
   const required = new Set(schema.required ?? []);
   const set = (name: string, v: string) => onChange({ ...values, [name]: v });
   return (
     <fieldset className="schema-form" data-testid="settings-form">
-      <legend>Settings</legend>
+      <legend>{legend}</legend>
       {Object.entries(schema.properties ?? {}).map(([name, prop]) => {
-        const field = `settings.${name}`;
+        const field = `${prefix}.${name}`;
         const label = `${prop.title ?? name}${required.has(name) ? ' *' : ''}`;
         const invalid = !!error && (error.field === field || error.field?.startsWith(`${field}.`));
         switch (kind(prop)) {
@@ -106,13 +112,16 @@ export function SchemaForm({
             );
           case 'list':
           case 'map':
+          case 'code':
             return (
               <div key={name} className={`field${invalid ? ' field-invalid' : ''}`}>
                 <label htmlFor={`sf-${name}`}>{label}</label>
                 <textarea
                   id={`sf-${name}`}
                   name={field}
-                  rows={3}
+                  rows={kind(prop) === 'code' ? 14 : 3}
+                  spellCheck={kind(prop) === 'code' ? false : undefined}
+                  className={kind(prop) === 'code' ? 'code-input' : undefined}
                   value={values[name] ?? ''}
                   placeholder={prop.writeOnly && secretsSet.includes(name) ? 'unchanged (stored, write-only)' : undefined}
                   aria-invalid={invalid || undefined}
@@ -120,7 +129,7 @@ export function SchemaForm({
                 />
                 <small className="hint">
                   {prop.description ? `${prop.description} ` : ''}
-                  {kind(prop) === 'list' ? 'One per line.' : 'One “Name: value” per line.'}
+                  {kind(prop) === 'list' ? 'One per line.' : kind(prop) === 'map' ? 'One “Name: value” per line.' : ''}
                 </small>
               </div>
             );

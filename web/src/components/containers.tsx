@@ -6,6 +6,7 @@ import { useCallback, useState, type FormEvent, type ReactNode } from 'react';
 import { ApiError, toApiError } from '../api/client';
 import { containersApi, type ContainerAction, type ContainerActionResult, type StackActionResult } from '../api/containers';
 import { Badge, CheckboxField, ConfirmDialog, Dialog, FormError } from './ui';
+import { warningText } from '../api/policies';
 
 type BadgeKind = 'neutral' | 'ok' | 'warn' | 'bad';
 
@@ -83,7 +84,8 @@ export function useContainerActions(agentId: string, onChanged: () => void | Pro
     (name: string, action: ContainerAction) =>
       run(name, action, async () => {
         const r: ContainerActionResult = await containersApi.action(agentId, name, action);
-        return { kind: 'success', text: `${VERB[action]} ${name}${r.state ? ` (now ${r.state})` : ''}.` };
+        const warned = warningText(r.warnings);
+        return { kind: warned ? 'warning' : 'success', text: `${VERB[action]} ${name}${r.state ? ` (now ${r.state})` : ''}.${warned}` };
       }),
     [agentId, run],
   );

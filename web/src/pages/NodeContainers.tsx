@@ -12,6 +12,7 @@ import {
   useContainerActions,
 } from '../components/containers';
 import { FormError, PageHeader, usePoll } from '../components/ui';
+import { CreateContainerDialog } from '../components/CreateContainer';
 import { formatMiB, formatPercent, formatPorts, formatTime } from '../format';
 import { atLeast } from '../roles';
 import { AgentStatusBadge } from './Nodes';
@@ -32,6 +33,7 @@ export function NodePage() {
   // Local state first: the router applies search-param changes in a transition, which would
   // leave the controlled checkbox showing its old value for a moment.
   const [showStopped, setShowStoppedState] = useState(() => params.get('all') !== 'false');
+  const [creating, setCreating] = useState(false);
 
   const agent = usePoll(() => nodesApi.agent(id), 5000, id);
   const list = usePoll(() => containersApi.list(id, showStopped), REFRESH_MS, `${id}|${showStopped}`);
@@ -119,7 +121,21 @@ export function NodePage() {
             <span className="muted">v{agent.data.version}</span>
           </span>
         )}
+        {canOperate && (
+          <button type="button" className="btn btn-primary" onClick={() => setCreating(true)}>
+            New container
+          </button>
+        )}
       </PageHeader>
+      <CreateContainerDialog
+        agentId={id}
+        open={creating}
+        onClose={() => setCreating(false)}
+        onCreated={(text) => {
+          actions.setOutcome({ kind: text.includes('Policy warning') ? 'warning' : 'success', text });
+          void reloadList();
+        }}
+      />
       <FormError error={agent.error} />
 
       <div className="toolbar">

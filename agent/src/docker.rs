@@ -32,6 +32,8 @@ const LOG_LINE_OVERHEAD_BYTES: usize = 48;
 /// An error as the host shows it: a kind it maps to an HTTP status, and Docker's own message.
 /// The label a created container carries: the idempotency key of the command that made it.
 pub const CREATE_KEY_LABEL: &str = "io.infrapilot.create-key";
+/// And the SHA-256 of the body it was created from.
+pub const CREATE_SPEC_LABEL: &str = "io.infrapilot.create-spec";
 
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -374,21 +376,32 @@ impl DockerNode {
             .clone()
             .filter(|i| !i.is_empty())
             .ok_or_else(|| DockerError::new("invalid", "the container spec names no image"))?;
-        body.labels
-            .get_or_insert_with(Default::default)
-            .insert(CREATE_KEY_LABEL.to_owned(), key.to_owned());
+        // The key and what was asked: an earlier run is only the same command with the same body.
+        let spec_hash = {
+            use sha2::Digest;
+            sha2::Sha256::digest(&request.spec_json)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let labels = body.labels.get_or_insert_with(Default::default);
+        labels.insert(CREATE_KEY_LABEL.to_owned(), key.to_owned());
+        labels.insert(CREATE_SPEC_LABEL.to_owned(), spec_hash.clone());
 
         // An earlier run of this command (the node restarted mid-way): take what it made.
         if let Ok(existing) = docker
             .inspect_container(&request.name, None::<InspectContainerOptions>)
             .await
+            // Docker also matches id prefixes: only the container of exactly this name counts.
+            && existing.name.as_deref().map(|n| n.trim_start_matches('/')) == Some(request.name.as_str())
         {
-            let same = existing
-                .config
-                .as_ref()
-                .and_then(|c| c.labels.as_ref())
+            let labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
+            let same = labels
                 .and_then(|l| l.get(CREATE_KEY_LABEL))
-                .is_some_and(|k| k == key);
+                .is_some_and(|k| k == key)
+                && labels
+                    .and_then(|l| l.get(CREATE_SPEC_LABEL))
+                    .is_some_and(|h| *h == spec_hash);
             if !same {
                 return Err(DockerError::new(
                     "conflict",

@@ -74,13 +74,13 @@ async function main() {
       await label('When it finds something').selectOption('warn');
       await button('Create policy').click();
       await heading('Policies').waitFor();
-      await page.getByTestId('policies-table').getByText('No root').waitFor();
+      await page.getByTestId('policies-table').getByRole('link', { name: 'No root', exact: true }).waitFor();
     });
 
     await step('a restart goes ahead, with the warning shown', async () => {
       await page.goto(`${BASE}/nodes/${agent}`);
       await button(`Restart ${CONTAINER}`).click();
-      await button(`Restart ${CONTAINER}`).last().click();
+      await page.getByTestId('confirm-dialog').getByRole('button', { name: `Restart ${CONTAINER}`, exact: true }).click();
       const result = page.getByTestId('action-result');
       await result.getByText('Policy warning').waitFor({ timeout: 30_000 });
       const text = await result.innerText();
@@ -94,13 +94,13 @@ async function main() {
       await label('When it finds something').selectOption('block');
       await button('Save policy').click();
       await heading('Policies').waitFor();
-      await page.getByTestId('policies-table').getByText('block').waitFor();
+      await page.getByTestId('policies-table').locator('.badge', { hasText: 'block' }).waitFor();
     });
 
     await step('the same restart is refused, naming the policy', async () => {
       await page.goto(`${BASE}/nodes/${agent}`);
       await button(`Restart ${CONTAINER}`).click();
-      await button(`Restart ${CONTAINER}`).last().click();
+      await page.getByTestId('confirm-dialog').getByRole('button', { name: `Restart ${CONTAINER}`, exact: true }).click();
       const result = page.getByTestId('action-result');
       await result.getByText('refused by policy No root').waitFor({ timeout: 30_000 });
     });

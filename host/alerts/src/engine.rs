@@ -641,7 +641,7 @@ impl AlertEngine {
             match failures.first() {
                 Some((count, last_error)) if *count > 0 => {
                     let summary = format!(
-                        "the policy engine could not decide {count} time(s) in the last {window} s; block policies refused those actions: {last_error}"
+                        "a policy engine could not decide {count} time(s) in the last {window} s (block policies refuse what they cannot judge): {last_error}"
                     );
                     self.fire(&mut tx, rule, &target, &summary, now, Repeat::Ongoing)
                         .await?;

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use infrapilot_gateway::NodeRouter;
+use infrapilot_gateway::{HubError, NodeRouter};
 use infrapilot_nodes::{
     ActionGuard, Actor, ContainerVerb, Findings, NodeAction, Notice, ProxyChange, Refusal,
 };
@@ -26,10 +26,19 @@ use infrapilot_proto::v1::{InspectContainer, command};
 use infrapilot_store::{AgentRow, NewViolation, OrgId, PolicyRow, Store};
 use serde_json::Value;
 
-use crate::normalise::{EffectiveContainer, MountKind, normalise};
+use crate::normalise::{EffectiveContainer, MountKind, normalise, normalise_inspect};
 
-/// How long reading a container's configuration from its node may take.
-const INSPECT_WAIT: Duration = Duration::from_secs(10);
+/// How long reading a container's configuration from its node may take (well within the door's
+/// guard deadline, so a slow node is a recorded failure, not a guard timeout).
+const INSPECT_WAIT: Duration = Duration::from_secs(3);
+
+/// Why a request could not be built.
+enum RequestError {
+    /// The action cannot happen anyway (no such container, the node away): no decision.
+    Moot,
+    /// What the action is about could not be read: block policies fail closed.
+    Unreadable(String),
+}
 
 /// The policies' guard at the node-action door.
 pub struct PolicyGuard {
@@ -54,7 +63,7 @@ impl PolicyGuard {
     }
 
     /// The container's effective configuration, read from its node.
-    async fn inspect(&self, node: &AgentRow, container: &str) -> Result<Container, String> {
+    async fn inspect(&self, node: &AgentRow, container: &str) -> Result<Container, RequestError> {
         let outcome = self
             .router
             .query(
@@ -66,10 +75,15 @@ impl PolicyGuard {
                 INSPECT_WAIT,
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match e {
+                HubError::Offline | HubError::Disconnected => RequestError::Moot,
+                HubError::Agent { ref kind, .. } if kind == "not_found" => RequestError::Moot,
+                other => RequestError::Unreadable(other.to_string()),
+            })?;
         let body: Value = serde_json::from_slice(&outcome.payload_json)
-            .map_err(|e| format!("the node's answer is not JSON: {e}"))?;
-        let effective = normalise(&body).map_err(|e| e.to_string())?;
+            .map_err(|e| RequestError::Unreadable(format!("the node's answer is not JSON: {e}")))?;
+        let effective =
+            normalise_inspect(&body).map_err(|e| RequestError::Unreadable(e.to_string()))?;
         Ok(to_model(effective))
     }
 
@@ -87,14 +101,14 @@ impl PolicyGuard {
                 .await
                 .map_err(|e| e.to_string())?;
             tx.commit().await.map_err(|e| e.to_string())?;
-            Ok(rows
-                .into_iter()
+            rows.into_iter()
                 .filter(|r| id.is_none_or(|id| r.id == id))
-                .filter_map(|r| {
-                    let spec: Value = serde_json::from_str(&r.spec).ok()?;
-                    Some(proxy_host(&r.id, &spec))
+                .map(|r| {
+                    let spec: Value = serde_json::from_str(&r.spec)
+                        .map_err(|e| format!("proxy host {} is not readable: {e}", r.id))?;
+                    Ok(proxy_host(&r.id, &spec))
                 })
-                .collect())
+                .collect()
         };
         match change.kind.as_str() {
             "create" | "update" => Ok(change
@@ -126,7 +140,7 @@ impl PolicyGuard {
         role: &str,
         node: &AgentRow,
         action: &NodeAction,
-    ) -> Result<Request, String> {
+    ) -> Result<Request, RequestError> {
         let mut request = Request {
             action: action_kind(action),
             actor: actor.label.clone(),
@@ -142,11 +156,21 @@ impl PolicyGuard {
         };
         match action {
             NodeAction::Container(c) => {
-                request.container = Some(self.inspect(node, &c.container).await?);
+                request.container = match self.inspect(node, &c.container).await {
+                    Ok(container) => Some(container),
+                    // Stopping or removing never waits for a readable configuration.
+                    Err(RequestError::Unreadable(_))
+                        if matches!(c.verb, ContainerVerb::Stop | ContainerVerb::Remove) =>
+                    {
+                        None
+                    }
+                    Err(e) => return Err(e),
+                };
             }
             NodeAction::Create(c) => {
                 // What the node will create is the body itself; the name travels apart.
-                let mut effective = normalise(&c.body).map_err(|e| e.to_string())?;
+                let mut effective =
+                    normalise(&c.body).map_err(|e| RequestError::Unreadable(e.to_string()))?;
                 effective.name = c.name.clone();
                 request.container = Some(to_model(effective));
             }
@@ -158,7 +182,10 @@ impl PolicyGuard {
                 if change.kind == "certificate" {
                     request.certificate = change.subject.clone();
                 }
-                request.proxy_hosts = self.proxy_hosts(&actor.org_id, node, change).await?;
+                request.proxy_hosts = self
+                    .proxy_hosts(&actor.org_id, node, change)
+                    .await
+                    .map_err(RequestError::Unreadable)?;
             }
         }
         Ok(request)
@@ -226,7 +253,9 @@ impl ActionGuard for PolicyGuard {
         };
         let request = match self.request(actor, &role, node, action).await {
             Ok(request) => request,
-            Err(e) => {
+            // The node will answer "no such container" or "offline" itself.
+            Err(RequestError::Moot) => return Ok(Findings::default()),
+            Err(RequestError::Unreadable(e)) => {
                 // Without the request no engine can decide: block policies fail closed, the
                 // others are recorded as not evaluated.
                 let failure = format!("what the action is about could not be read: {e}");
@@ -467,8 +496,11 @@ fn proxy_host(id: &str, spec: &Value) -> ProxyHost {
     // before any allow of everyone.
     let mut access_restricted = false;
     for rule in spec["access"].as_array().into_iter().flatten() {
-        let everyone = rule["source"].as_str() == Some("all");
+        let source = rule["source"].as_str().unwrap_or_default();
+        let everyone = source == "all" || source.ends_with("/0");
         match (rule["action"].as_str(), everyone) {
+            // An allow of every address of one family: public (an IPv6 /0 beside an IPv4 one
+            // makes it everyone).
             (Some("allow"), true) => break,
             (Some("deny"), true) => {
                 access_restricted = true;

@@ -246,6 +246,48 @@ fn capability(name: &str) -> String {
     upper.strip_prefix("CAP_").unwrap_or(&upper).to_owned()
 }
 
+/// The host path a `Mounts` volume entry binds through the local driver's `device` option.
+fn volume_device(m: &Map<String, Value>) -> Result<Option<String>, NormaliseError> {
+    let path = "HostConfig.Mounts.VolumeOptions";
+    let Some(options) = object(m, "HostConfig.Mounts", "VolumeOptions")? else {
+        return Ok(None);
+    };
+    let Some(driver) = object(options, path, "DriverConfig")? else {
+        return Ok(None);
+    };
+    let Some(opts) = object(driver, &format!("{path}.DriverConfig"), "Options")? else {
+        return Ok(None);
+    };
+    let device = string(opts, &format!("{path}.DriverConfig.Options"), "device")?;
+    Ok((!device.is_empty()).then_some(device))
+}
+
+/// The canonical form of Docker's inspect answer (`GET /containers/{id}/json`): it must carry
+/// `Id`, `Config` and `HostConfig` — anything else (an older agent's summary) is refused, so a
+/// decision is never made on a configuration read as empty.
+pub fn normalise_inspect(body: &Value) -> Result<EffectiveContainer, NormaliseError> {
+    let root = body.as_object().ok_or(NormaliseError::Type {
+        field: "body".into(),
+        expected: "an object",
+    })?;
+    for name in ["Config", "HostConfig"] {
+        if object(root, "", name)?.is_none() {
+            return Err(NormaliseError::Invalid {
+                field: name.into(),
+                message: "not an inspect answer (the node's agent may be older than the host)"
+                    .into(),
+            });
+        }
+    }
+    if string(root, "", "Id")?.is_empty() {
+        return Err(NormaliseError::Invalid {
+            field: "Id".into(),
+            message: "not an inspect answer".into(),
+        });
+    }
+    normalise(body)
+}
+
 /// A `Binds` entry: `source:target[:options]`.
 fn bind(entry: &str, field: &str) -> Result<HostMount, NormaliseError> {
     let parts: Vec<&str> = entry.split(':').collect();
@@ -352,12 +394,29 @@ pub fn normalise(body: &Value) -> Result<EffectiveContainer, NormaliseError> {
         );
         match (key.as_str(), value.as_str()) {
             ("seccomp", "unconfined") => out.seccomp_unconfined = true,
+            // An inline profile (Docker accepts JSON here) cannot be judged: as unconfined.
+            ("seccomp", v) if v.starts_with('{') => out.seccomp_unconfined = true,
             ("apparmor", "unconfined") => out.apparmor_unconfined = true,
             ("label", "disable") => out.selinux_disabled = true,
+            // Another SELinux type (spc_t, unconfined_t …) escapes the container type.
+            ("label", v) if v.starts_with("type") => out.selinux_disabled = true,
+            // moby reads a bare `disable` as `label=disable`.
+            ("disable", "") => out.selinux_disabled = true,
             ("systempaths", "unconfined") => out.system_paths_unconfined = true,
             _ => {}
         }
     }
+    // What `--security-opt systempaths=unconfined` becomes in the configuration.
+    for name in ["MaskedPaths", "ReadonlyPaths"] {
+        if field(host, hp, name)?.is_some_and(|v| v.as_array().is_some_and(Vec::is_empty)) {
+            out.system_paths_unconfined = true;
+        }
+    }
+    // The legacy capability list is added like CapAdd.
+    for cap in strings(host, hp, "Capabilities")? {
+        out.capabilities.insert(capability(&cap));
+    }
+    out.all_capabilities = out.privileged || out.capabilities.contains("ALL");
     if out.privileged {
         out.seccomp_unconfined = true;
         out.apparmor_unconfined = true;
@@ -375,8 +434,13 @@ pub fn normalise(body: &Value) -> Result<EffectiveContainer, NormaliseError> {
         let target = string(m, path, "Target")?;
         let read_only = boolean(m, path, "ReadOnly")?;
         let (kind, source) = match kind.to_ascii_lowercase().as_str() {
-            "bind" => (MountKind::Bind, normalise_host_path(&source)),
-            "volume" | "" => (MountKind::Volume, source),
+            "bind" | "npipe" => (MountKind::Bind, normalise_host_path(&source)),
+            // A local volume with `device` is a bind of that host path in disguise.
+            "volume" | "" => match volume_device(m)? {
+                Some(device) => (MountKind::Bind, normalise_host_path(&device)),
+                None => (MountKind::Volume, source),
+            },
+            "image" | "cluster" => (MountKind::Volume, source),
             "tmpfs" => (MountKind::Tmpfs, String::new()),
             other => {
                 return Err(NormaliseError::Invalid {
@@ -410,6 +474,15 @@ pub fn normalise(body: &Value) -> Result<EffectiveContainer, NormaliseError> {
                 read_only: false,
             });
         }
+    }
+    // Device rules give access to devices by number, whatever is mounted.
+    for rule in strings(host, hp, "DeviceCgroupRules")? {
+        mounts.push(HostMount {
+            kind: MountKind::Device,
+            source: format!("/dev (cgroup rule {rule})"),
+            target: String::new(),
+            read_only: false,
+        });
     }
     for d in objects(host, hp, "Devices")? {
         let path = "HostConfig.Devices";

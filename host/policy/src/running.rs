@@ -192,6 +192,25 @@ pub async fn audit_running(
 ) -> Result<usize, infrapilot_store::StoreError> {
     let mut recorded = 0;
     for org in store.organization_ids().await? {
+        // One organisation's failure does not hold up the others.
+        match audit_organisation(store, engines, router, &org).await {
+            Ok(n) => recorded += n,
+            Err(e) => {
+                tracing::warn!(org = %org.as_str(), error = %e, "the audit of running containers failed for an organisation")
+            }
+        }
+    }
+    Ok(recorded)
+}
+
+async fn audit_organisation(
+    store: &infrapilot_store::Store,
+    engines: &PolicyEngines,
+    router: &Arc<dyn NodeRouter>,
+    org: &OrgId,
+) -> Result<usize, infrapilot_store::StoreError> {
+    {
+        let org = org.clone();
         let (policies, nodes) = {
             let mut tx = store.read(&org).await?;
             let policies = tx.list_policies(true).await?;
@@ -204,7 +223,7 @@ pub async fn audit_running(
             (policies, nodes)
         };
         if policies.is_empty() {
-            continue;
+            return Ok(0);
         }
         let report = check_running(engines, router, &org, &nodes, &policies, "system").await;
         for e in &report.errors {
@@ -214,9 +233,12 @@ pub async fn audit_running(
         let since = crate::guard::now_ms() - AUDIT_REPEAT_MS;
         let mut fresh = Vec::new();
         for mut v in report.violations {
-            if !tx
-                .violation_seen_since(&v.policy_id, &v.resource, &v.action, since)
-                .await?
+            // An engine failure is recorded each time (the alert rule counts them); a finding
+            // once a day.
+            if v.engine_error.is_some()
+                || !tx
+                    .violation_seen_since(&v.policy_id, &v.resource, &v.action, since)
+                    .await?
             {
                 v.decision = "audit".into();
                 fresh.push(v);
@@ -224,7 +246,6 @@ pub async fn audit_running(
         }
         tx.insert_violations(&fresh, None).await?;
         tx.commit().await?;
-        recorded += fresh.len();
+        Ok(fresh.len())
     }
-    Ok(recorded)
 }

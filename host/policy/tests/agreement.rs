@@ -190,7 +190,90 @@ async fn the_templates_and_their_rego_versions_agree_on_every_case() {
         }),
         vec![root],
     ));
-    for user in ["1000", "nobody", "1000:0", "rootless"] {
+    for user in ["nobody", "rootless", "app:0", "www-data"] {
+        cases.push((
+            format!("named user {user:?} (its uid is the image's)"),
+            body(|b| b["User"] = json!(user)),
+            vec![root],
+        ));
+    }
+    for (label, change, expected) in [
+        (
+            "joins another container's pid namespace",
+            json!({"PidMode": "container:exporter"}),
+            vec![privileged],
+        ),
+        (
+            "joins another container's network",
+            json!({"NetworkMode": "container:exporter"}),
+            vec![privileged],
+        ),
+        (
+            "inline seccomp profile",
+            json!({"SecurityOpt": ["seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\"}"]}),
+            vec![privileged],
+        ),
+        (
+            "SELinux type spc_t",
+            json!({"SecurityOpt": ["label=type:spc_t"]}),
+            vec![privileged],
+        ),
+        (
+            "bare disable",
+            json!({"SecurityOpt": ["disable"]}),
+            vec![privileged],
+        ),
+        (
+            "no masked paths",
+            json!({"MaskedPaths": []}),
+            vec![privileged],
+        ),
+        (
+            "device cgroup rule",
+            json!({"DeviceCgroupRules": ["b *:* rwm"]}),
+            vec![privileged],
+        ),
+        (
+            "legacy Capabilities",
+            json!({"Capabilities": ["SYS_ADMIN"]}),
+            vec![privileged],
+        ),
+        (
+            "SYS_TIME",
+            json!({"CapAdd": ["SYS_TIME"]}),
+            vec![privileged],
+        ),
+        (
+            "a volume binding / through the local driver",
+            json!({"Mounts": [{"Type": "volume", "Source": "rootfs", "Target": "/host", "VolumeOptions": {"DriverConfig": {"Name": "local", "Options": {"type": "none", "o": "bind", "device": "/"}}}}]}),
+            vec![mounts],
+        ),
+        (
+            "the agent's state",
+            json!({"Binds": ["/var/lib/infrapilot-agent:/x"]}),
+            vec![mounts],
+        ),
+        (
+            "/usr/local",
+            json!({"Binds": ["/usr/local:/x"]}),
+            vec![mounts],
+        ),
+    ] {
+        let change = change.clone();
+        cases.push((
+            label.to_owned(),
+            body(move |b| {
+                for (k, v) in change.as_object().unwrap() {
+                    b["HostConfig"][k] = v.clone();
+                }
+                if change.get("Binds").is_none() && change.get("Mounts").is_some() {
+                    b["HostConfig"].as_object_mut().unwrap().remove("Binds");
+                }
+            }),
+            expected,
+        ));
+    }
+    for user in ["1000", "1000:0", "65534:65534"] {
         cases.push((
             format!("user {user:?}"),
             body(|b| b["User"] = json!(user)),
@@ -219,7 +302,6 @@ async fn the_templates_and_their_rego_versions_agree_on_every_case() {
         ("NetworkMode", "host"),
         ("UTSMode", "host"),
         ("UsernsMode", "host"),
-        ("CgroupnsMode", "host"),
         ("PidMode", "HOST"),
     ] {
         cases.push((
@@ -285,6 +367,11 @@ async fn the_templates_and_their_rego_versions_agree_on_every_case() {
             vec![],
         ));
     }
+    cases.push((
+        "the host's cgroup namespace (Docker's default on cgroup v1)".into(),
+        body(|b| b["HostConfig"]["CgroupnsMode"] = json!("host")),
+        vec![],
+    ));
     assert!(cases.len() >= 70, "{}", cases.len());
 
     for action in [

@@ -198,8 +198,8 @@ impl Tx {
         Ok(())
     }
 
-    /// Whether a violation of `policy_id` by `resource` in `action` was recorded at `since` or
-    /// later.
+    /// Whether a violation of `policy_id` by `resource` in `action` was found (not an engine
+    /// failure) at `since` or later.
     pub async fn violation_seen_since(
         &mut self,
         policy_id: &str,
@@ -210,7 +210,7 @@ impl Tx {
         let org = self.org_id.clone();
         let n: i64 = on_tx!(self, c => sqlx::query_scalar(
             "SELECT COUNT(*) FROM policy_violations WHERE org_id = $1 AND policy_id = $2 \
-             AND resource = $3 AND action = $4 AND created_at >= $5",
+             AND resource = $3 AND action = $4 AND created_at >= $5 AND engine_error IS NULL",
         )
         .bind(&org)
         .bind(policy_id)

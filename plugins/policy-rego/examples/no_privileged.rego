@@ -6,6 +6,7 @@ judged := {"container.create", "container.start", "container.restart", "containe
 dangerous := {
 	"SYS_ADMIN", "SYS_MODULE", "SYS_RAWIO", "SYS_PTRACE", "SYS_BOOT",
 	"DAC_READ_SEARCH", "BPF", "PERFMON", "MAC_ADMIN", "MAC_OVERRIDE",
+	"SYS_TIME", "AUDIT_CONTROL", "SYSLOG",
 }
 
 c := input.container
@@ -30,7 +31,14 @@ deny contains msg if {
 deny contains msg if {
 	input.action in judged
 	some ns in c.host_namespaces
+	ns != "cgroup" # Docker's default on cgroup v1
 	msg := sprintf("shares the host's %s namespace", [ns])
+}
+
+deny contains msg if {
+	input.action in judged
+	some other in c.joins_containers
+	msg := sprintf("joins the namespaces of container %s", [other])
 }
 
 deny contains "runs without a seccomp profile" if {

@@ -7,6 +7,8 @@ judged := {"container.create", "container.start", "container.restart", "containe
 sensitive := [
 	"/", "/etc", "/var/lib/docker", "/var/run/docker.sock", "/run/docker.sock",
 	"/run/containerd", "/var/run/containerd", "/proc", "/sys", "/boot", "/root", "/dev",
+	"/var/lib/infrapilot-agent", "/var/lib/infrapilot", "/var/lib/containerd", "/var/lib/kubelet",
+	"/usr", "/bin", "/sbin", "/lib", "/lib64", "/var/spool/cron",
 ]
 
 within(inner, outer) if inner == outer

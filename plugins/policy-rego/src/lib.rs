@@ -199,7 +199,17 @@ fn deny(policy: &Policy, input: &regorus::Value) -> Result<Vec<String>, String> 
             Ok(s) => s.to_string(),
             Err(_) => m.to_string(),
         })
-        .map(|m| m.chars().take(1000).collect())
+        .map(|mut m: String| {
+            if m.len() > 1000 {
+                let mut at = 997;
+                while !m.is_char_boundary(at) {
+                    at -= 1;
+                }
+                m.truncate(at);
+                m.push('…');
+            }
+            m
+        })
         .collect())
 }
 

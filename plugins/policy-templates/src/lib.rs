@@ -18,10 +18,13 @@ struct Templates;
 /// A template with its conditions read.
 #[derive(Clone, Debug, PartialEq)]
 enum Rule {
-    NoRoot,
+    NoRoot {
+        allow_named_users: bool,
+    },
     NoPrivileged {
         denied_capabilities: Vec<String>,
         allow_devices: bool,
+        allow_joining_containers: bool,
     },
     NoSensitiveMounts {
         paths: Vec<String>,
@@ -55,6 +58,9 @@ const DANGEROUS_CAPABILITIES: &[&str] = &[
     "PERFMON",
     "MAC_ADMIN",
     "MAC_OVERRIDE",
+    "SYS_TIME",
+    "AUDIT_CONTROL",
+    "SYSLOG",
 ];
 
 const SENSITIVE_PATHS: &[&str] = &[
@@ -70,6 +76,16 @@ const SENSITIVE_PATHS: &[&str] = &[
     "/boot",
     "/root",
     "/dev",
+    "/var/lib/infrapilot-agent",
+    "/var/lib/infrapilot",
+    "/var/lib/containerd",
+    "/var/lib/kubelet",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/var/spool/cron",
 ];
 
 const RESTART_POLICIES: &[&str] = &["always", "unless-stopped", "on-failure"];
@@ -79,20 +95,20 @@ const TEMPLATES: &[(&str, &str, &str, &str)] = &[
     (
         "no_root_containers",
         "No root containers",
-        "Containers must not run as root: uid 0 in any spelling (\"\", \"0\", \"root\", \"0:0\" …), including an image's default user when none is set.",
-        r#"{"type":"object","additionalProperties":false,"properties":{}}"#,
+        "Containers must not run as root: uid 0 in any spelling (\"\", \"0\", \"root\", \"0:0\" …), including an image's default user when none is set. A user name (not a number) counts too unless allowed: only the image knows its uid.",
+        r#"{"type":"object","additionalProperties":false,"properties":{"allow_named_users":{"type":"boolean","title":"Allow user names (their uid is the image's business)","default":false}}}"#,
     ),
     (
         "no_privileged",
         "No privileged containers",
-        "No privileged mode, no capability ALL or any of the listed capabilities, no host PID/IPC/network/UTS/user/cgroup namespace, no unconfined seccomp, AppArmor, SELinux or system paths, no host devices unless allowed.",
-        r#"{"type":"object","additionalProperties":false,"properties":{"denied_capabilities":{"type":"array","title":"Denied capabilities","description":"Capabilities a container may not add (besides ALL), without CAP_.","items":{"type":"string","pattern":"^[A-Za-z_]{1,64}$"},"maxItems":64,"default":["SYS_ADMIN","SYS_MODULE","SYS_RAWIO","SYS_PTRACE","SYS_BOOT","DAC_READ_SEARCH","BPF","PERFMON","MAC_ADMIN","MAC_OVERRIDE"]},"allow_devices":{"type":"boolean","title":"Allow host devices","default":false}}}"#,
+        "No privileged mode, no capability ALL or any of the listed capabilities, no host PID/IPC/network/UTS/user namespace, no joining another container's namespaces unless allowed (it may share the host's), no unconfined seccomp, AppArmor, SELinux or system paths, no host devices unless allowed.",
+        r#"{"type":"object","additionalProperties":false,"properties":{"denied_capabilities":{"type":"array","title":"Denied capabilities","description":"Capabilities a container may not add (besides ALL), without CAP_.","items":{"type":"string","pattern":"^[A-Za-z_]{1,64}$"},"maxItems":64,"default":["SYS_ADMIN","SYS_MODULE","SYS_RAWIO","SYS_PTRACE","SYS_BOOT","DAC_READ_SEARCH","BPF","PERFMON","MAC_ADMIN","MAC_OVERRIDE","SYS_TIME","AUDIT_CONTROL","SYSLOG"]},"allow_devices":{"type":"boolean","title":"Allow host devices","default":false},"allow_joining_containers":{"type":"boolean","title":"Allow joining another container's namespaces","default":false}}}"#,
     ),
     (
         "no_sensitive_mounts",
         "No sensitive host mounts",
         "No bind mount or device of a listed host path, of a path inside one, or of a directory that holds one (mounting /var exposes /var/lib/docker); volumes-from (which carries another container's mounts) unless allowed.",
-        r#"{"type":"object","additionalProperties":false,"properties":{"paths":{"type":"array","title":"Sensitive host paths","items":{"type":"string","pattern":"^/","maxLength":1024},"maxItems":128,"default":["/","/etc","/var/lib/docker","/var/run/docker.sock","/run/docker.sock","/run/containerd","/var/run/containerd","/proc","/sys","/boot","/root","/dev"]},"allow_volumes_from":{"type":"boolean","title":"Allow volumes-from","default":false}}}"#,
+        r#"{"type":"object","additionalProperties":false,"properties":{"paths":{"type":"array","title":"Sensitive host paths","items":{"type":"string","pattern":"^/","maxLength":1024},"maxItems":128,"default":["/","/etc","/var/lib/docker","/var/run/docker.sock","/run/docker.sock","/run/containerd","/var/run/containerd","/proc","/sys","/boot","/root","/dev","/var/lib/infrapilot-agent","/var/lib/infrapilot","/var/lib/containerd","/var/lib/kubelet","/usr","/bin","/sbin","/lib","/lib64","/var/spool/cron"]},"allow_volumes_from":{"type":"boolean","title":"Allow volumes-from","default":false}}}"#,
     ),
     (
         "require_restart_policy",
@@ -216,11 +232,16 @@ fn exposes(path: &str, sensitive: &str) -> bool {
 fn read(policy_type: &str, conditions: &str) -> Result<Rule, String> {
     Ok(match policy_type {
         "no_root_containers" => {
-            fields(conditions, &[])?;
-            Rule::NoRoot
+            let map = fields(conditions, &["allow_named_users"])?;
+            Rule::NoRoot {
+                allow_named_users: flag(&map, "allow_named_users")?,
+            }
         }
         "no_privileged" => {
-            let map = fields(conditions, &["denied_capabilities", "allow_devices"])?;
+            let map = fields(
+                conditions,
+                &["denied_capabilities", "allow_devices", "allow_joining_containers"],
+            )?;
             let mut denied = strings(&map, "denied_capabilities", DANGEROUS_CAPABILITIES, 64)?;
             for (i, cap) in denied.iter_mut().enumerate() {
                 let upper = cap.to_ascii_uppercase();
@@ -235,6 +256,7 @@ fn read(policy_type: &str, conditions: &str) -> Result<Rule, String> {
             Rule::NoPrivileged {
                 denied_capabilities: denied,
                 allow_devices: flag(&map, "allow_devices")?,
+                allow_joining_containers: flag(&map, "allow_joining_containers")?,
             }
         }
         "no_sensitive_mounts" => {
@@ -330,6 +352,18 @@ fn read(policy_type: &str, conditions: &str) -> Result<Rule, String> {
 /// A rule read from a policy, with the type and conditions it was read from.
 type ReadRule = (String, String, Rc<Rule>);
 
+/// Cuts `text` to at most `max` bytes on a character boundary.
+fn cut(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut at = max - 3;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        text.push('…');
+    }
+}
+
 thread_local! {
     /// Rules read before, by policy id with the type and conditions they were read from (an
     /// instance serves many calls; a policy changed since is read again).
@@ -384,18 +418,24 @@ fn deploys_proxy(action: Action) -> bool {
 fn container_reasons(rule: &Rule, c: &Container, now_ms: i64) -> Vec<String> {
     let mut reasons = Vec::new();
     match rule {
-        Rule::NoRoot => {
+        Rule::NoRoot { allow_named_users } => {
+            let uid = c.user.split(':').next().unwrap_or("").trim();
             if c.runs_as_root {
                 reasons.push(if c.user.is_empty() {
                     "runs as root (no user set: the image's default, root)".to_owned()
                 } else {
                     format!("runs as root (user {:?})", c.user)
                 });
+            } else if !allow_named_users && !uid.bytes().all(|b| b.is_ascii_digit()) {
+                reasons.push(format!(
+                    "runs as user {uid:?}, a name whose uid only the image knows (give a numeric uid)"
+                ));
             }
         }
         Rule::NoPrivileged {
             denied_capabilities,
             allow_devices,
+            allow_joining_containers,
         } => {
             if c.privileged {
                 reasons.push("runs privileged".into());
@@ -408,8 +448,17 @@ fn container_reasons(rule: &Rule, c: &Container, now_ms: i64) -> Vec<String> {
                     reasons.push(format!("adds capability {cap}"));
                 }
             }
-            for ns in &c.host_namespaces {
+            // The host's cgroup namespace is Docker's default on cgroup v1 (its cgroupfs is
+            // read-only in the container): not a privilege of its own.
+            for ns in c.host_namespaces.iter().filter(|ns| *ns != "cgroup") {
                 reasons.push(format!("shares the host's {ns} namespace"));
+            }
+            if !allow_joining_containers {
+                for other in &c.joins_containers {
+                    reasons.push(format!(
+                        "joins the namespaces of container {other} (which may share the host's)"
+                    ));
+                }
             }
             if c.seccomp_unconfined {
                 reasons.push("runs without a seccomp profile (seccomp=unconfined)".into());
@@ -558,6 +607,9 @@ impl PolicyEngine for Templates {
             let mut reasons = reasons(&rule, &request);
             if !reasons.is_empty() {
                 reasons.truncate(32);
+                for r in &mut reasons {
+                    cut(r, 1000);
+                }
                 findings.push(Finding {
                     policy_id: policy.id.clone(),
                     reasons,

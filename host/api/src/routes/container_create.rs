@@ -552,8 +552,19 @@ fn build(spec: ContainerSpec) -> ApiResult<CreateRequest> {
         .map(|(i, o)| {
             let field = format!("security_opt.{i}");
             let o = text(&field, o, 256)?;
-            if o.trim().is_empty() {
-                return Err(invalid(&field, "an option is not empty"));
+            let (key, value) = o.split_once(['=', ':']).unwrap_or((o.as_str(), ""));
+            let ok = match key.trim().to_ascii_lowercase().as_str() {
+                "no-new-privileges" => ["", "true", "false"].contains(&value.trim()),
+                // Docker takes a seccomp profile as inline JSON only: not from here.
+                "seccomp" => !value.is_empty() && !value.trim_start().starts_with('{'),
+                "apparmor" | "label" | "systempaths" => !value.is_empty(),
+                _ => false,
+            };
+            if !ok {
+                return Err(invalid(
+                    &field,
+                    "security_opt takes no-new-privileges[=true|false], seccomp=unconfined, apparmor=<profile>, label=<disable|user:…|role:…|type:…|level:…> or systempaths=unconfined",
+                ));
             }
             Ok(o)
         })
@@ -719,7 +730,9 @@ pub async fn create(
                 item = progress.recv() => {
                     if let Some(StreamItem::Progress(line)) = item {
                         let line = String::from_utf8_lossy(&line).into_owned();
-                        let _ = tx.send(format!("{{\"progress\":{line}}}\n")).await;
+                        // A client that stops reading loses progress lines, never holds up the
+                        // create (its audit event comes with the result).
+                        let _ = tx.try_send(format!("{{\"progress\":{line}}}\n"));
                     }
                 }
             }

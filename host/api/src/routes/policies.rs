@@ -449,8 +449,10 @@ pub async fn update(
         "policy.update",
         &format!("policy:{id}"),
         json!({"name": p.name, "policy_type": p.policy_type, "action": p.action,
-            "enabled": p.enabled, "was": {"action": before.action, "enabled": before.enabled,
-            "conditions": serde_json::from_str::<Value>(&before.conditions).unwrap_or_default()},
+            "enabled": p.enabled, "was": {"name": before.name, "policy_type": before.policy_type,
+            "action": before.action, "enabled": before.enabled,
+            "conditions": serde_json::from_str::<Value>(&before.conditions).unwrap_or_default(),
+            "node_labels": serde_json::from_str::<Value>(&before.node_labels).unwrap_or_default()},
             "conditions": serde_json::from_str::<Value>(&p.conditions).unwrap_or_default(),
             "node_labels": serde_json::from_str::<Value>(&p.node_labels).unwrap_or_default()}),
     )

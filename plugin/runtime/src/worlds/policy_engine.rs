@@ -123,6 +123,8 @@ impl PolicyEnginePlugin {
                 instance,
             }) => {
                 self.core.rearm(&mut store);
+                // This call's host services (its organisation's log), not the last one's.
+                store.data_mut().services = invocation.services.clone();
                 (store, Some(instance))
             }
             None => (self.core.store(invocation), None),

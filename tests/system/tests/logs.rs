@@ -368,29 +368,11 @@ struct ClickHouse {
 
 impl ClickHouse {
     fn start() -> ClickHouse {
-        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../peers/start-clickhouse.sh");
-        let out = std::process::Command::new("bash")
-            .arg(script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dir = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-        let env = std::fs::read_to_string(dir.join("env")).unwrap();
-        let var = |name: &str| {
-            env.split_whitespace()
-                .find_map(|w| w.strip_prefix(&format!("{name}=")))
-                .unwrap()
-                .to_owned()
-        };
+        let peer = common::Peer::start("start-clickhouse.sh");
         ClickHouse {
-            http: var("CH_HTTP"),
-            first_pid: Some(var("CH_PID")),
-            dir,
+            http: peer.var("CH_HTTP"),
+            first_pid: Some(peer.var("CH_PID")),
+            dir: peer.dir,
             child: None,
         }
     }

@@ -681,28 +681,10 @@ struct Registry {
 
 impl Registry {
     fn start() -> Registry {
-        let script =
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../peers/start-registry.sh");
-        let out = std::process::Command::new("bash")
-            .arg(script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dir = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-        let env = std::fs::read_to_string(dir.join("env")).unwrap();
-        let var = |name: &str| {
-            env.split_whitespace()
-                .find_map(|w| w.strip_prefix(&format!("{name}=")))
-                .unwrap()
-                .to_owned()
-        };
+        let peer = common::Peer::start("start-registry.sh");
         Registry {
-            port: var("REG_PORT"),
-            pid: var("REG_PID"),
+            port: peer.var("REG_PORT"),
+            pid: peer.var("REG_PID"),
         }
     }
 }

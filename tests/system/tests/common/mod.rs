@@ -852,3 +852,35 @@ impl SmtpServer {
             .collect()
     }
 }
+
+/// A peer started by one of `tests/peers/start-*.sh`: its work directory and the variables its
+/// `env` file names (`NAME=value` separated by spaces).
+pub struct Peer {
+    pub dir: PathBuf,
+    env: String,
+}
+
+impl Peer {
+    /// Runs `tests/peers/<script>`, which prints the peer's work directory.
+    pub fn start(script: &str) -> Peer {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../peers/{script}"));
+        let out = Command::new("bash").arg(path).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        let env = std::fs::read_to_string(dir.join("env")).unwrap();
+        Peer { dir, env }
+    }
+
+    /// The value of `name` in the peer's `env` file.
+    pub fn var(&self, name: &str) -> String {
+        self.env
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} is not in {}/env", self.dir.display()))
+            .to_owned()
+    }
+}

@@ -30,6 +30,33 @@ pub const LOG_PAGE_MAX_BYTES: usize = 1024 * 1024;
 const LOG_LINE_OVERHEAD_BYTES: usize = 48;
 
 /// An error as the host shows it: a kind it maps to an HTTP status, and Docker's own message.
+/// The host path a named volume binds through its driver's `device` option, if any.
+async fn volume_device(docker: &Docker, name: &str) -> Option<String> {
+    let volume = docker.inspect_volume(name).await.ok()?;
+    volume
+        .options
+        .get("device")
+        .filter(|d| d.starts_with('/'))
+        .cloned()
+}
+
+/// The host paths among `paths` that lead elsewhere through a symbolic link: given → real.
+fn real_paths(paths: impl IntoIterator<Item = String>) -> BTreeMap<String, String> {
+    paths
+        .into_iter()
+        .filter_map(|given| {
+            let real = std::fs::canonicalize(&given).ok()?;
+            let real = real.to_string_lossy().into_owned();
+            let lexical = std::path::Path::new(&given)
+                .components()
+                .collect::<std::path::PathBuf>()
+                .to_string_lossy()
+                .into_owned();
+            (real != lexical).then_some((given, real))
+        })
+        .collect()
+}
+
 /// The label a created container carries: the idempotency key of the command that made it.
 pub const CREATE_KEY_LABEL: &str = "io.infrapilot.create-key";
 /// And the SHA-256 of the body it was created from.
@@ -412,6 +439,49 @@ impl DockerNode {
             return self.finish_create(docker, &id, request).await;
         }
 
+        // A bind or device through a symbolic link would reach another place than the policies
+        // judged: refused, naming the real path.
+        if let Some(host) = &body.host_config {
+            let binds = host
+                .mounts
+                .iter()
+                .flatten()
+                .filter(|m| m.typ == Some(bollard::models::MountType::BIND))
+                .filter_map(|m| m.source.clone());
+            let devices = host
+                .devices
+                .iter()
+                .flatten()
+                .filter_map(|d| d.path_on_host.clone());
+            let through_links = real_paths(binds.chain(devices));
+            if let Some((given, real)) = through_links.iter().next() {
+                return Err(DockerError::new(
+                    "invalid",
+                    format!(
+                        "mounts: {given} leads through a symbolic link to {real} on the node; give the real path"
+                    ),
+                ));
+            }
+            // A named volume that binds a host path would mount what the policies judged as a
+            // volume: mount the path as a bind instead, where it is judged as one.
+            let volumes = host
+                .mounts
+                .iter()
+                .flatten()
+                .filter(|m| m.typ == Some(bollard::models::MountType::VOLUME))
+                .filter_map(|m| m.source.clone());
+            for name in volumes {
+                if let Some(device) = volume_device(docker, &name).await {
+                    return Err(DockerError::new(
+                        "invalid",
+                        format!(
+                            "mounts: volume {name} binds {device} on the node; mount that path as a bind instead"
+                        ),
+                    ));
+                }
+            }
+        }
+
         let present = docker.inspect_image(&image).await.is_ok();
         if request.always_pull || !present {
             let credentials = request
@@ -458,7 +528,23 @@ impl DockerNode {
             .name(&request.name)
             .build();
         let created = docker.create_container(Some(options), body).await?;
-        self.finish_create(docker, &created.id, request).await
+        match self.finish_create(docker, &created.id, request).await {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                // Not left half made: a retry (with the same key or not) starts from nothing.
+                let _ = docker
+                    .remove_container(
+                        &created.id,
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            v: false,
+                            link: false,
+                        }),
+                    )
+                    .await;
+                Err(e)
+            }
+        }
     }
 
     /// Connects a created container to its networks (those it is not on yet) and starts it.
@@ -525,7 +611,52 @@ impl DockerNode {
         if let Some(config) = c.config.as_mut() {
             config.env = None;
         }
-        Ok(serde_json::to_value(&c).unwrap_or_default())
+        // Where its binds and devices really are on this node: a path through a symbolic link
+        // reaches another place than it reads (judged by the host as both).
+        let mut sources: Vec<String> = Vec::new();
+        if let Some(host) = &c.host_config {
+            for bind in host.binds.iter().flatten() {
+                if let Some(source) = bind.split(':').next().filter(|s| s.starts_with('/')) {
+                    sources.push(source.to_owned());
+                }
+            }
+            for m in host.mounts.iter().flatten() {
+                if let Some(source) = m.source.as_ref().filter(|s| s.starts_with('/')) {
+                    sources.push(source.clone());
+                }
+            }
+            for d in host.devices.iter().flatten() {
+                sources.extend(d.path_on_host.clone());
+            }
+        }
+        for m in c.mounts.iter().flatten() {
+            if let Some(source) = m.source.as_ref().filter(|s| s.starts_with('/')) {
+                sources.push(source.clone());
+            }
+        }
+        let real = real_paths(sources);
+        // Named volumes whose driver binds a host path (`device`): that path is what they mount.
+        let mut volume_devices = BTreeMap::new();
+        let names = c
+            .mounts
+            .iter()
+            .flatten()
+            .filter(|m| m.typ.as_deref() == Some("volume"))
+            .filter_map(|m| m.name.clone());
+        for name in names {
+            if let Some(device) = volume_device(docker, &name).await {
+                volume_devices.insert(name, device);
+            }
+        }
+        let mut value = serde_json::to_value(&c).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.insert("InfraPilotRealPaths".into(), serde_json::json!(real));
+            object.insert(
+                "InfraPilotVolumeDevices".into(),
+                serde_json::json!(volume_devices),
+            );
+        }
+        Ok(value)
     }
 
     pub async fn inspect(&self, container: &str) -> Result<ContainerDetail> {

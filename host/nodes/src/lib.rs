@@ -136,6 +136,15 @@ pub struct CreateRequest {
     pub credentials: Option<RegistryCredentials>,
 }
 
+/// A create that passed the guards; only [`NodeActions::admit_create`] makes one.
+#[derive(Debug)]
+pub struct AdmittedCreate {
+    actor: Actor,
+    node: AgentRow,
+    action: NodeAction,
+    findings: Findings,
+}
+
 /// A state-changing action on one node, as the guards and the audit trail see it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeAction {
@@ -642,10 +651,47 @@ impl NodeActions {
         progress_stream: Option<String>,
         wait: Duration,
     ) -> Result<ContainerActionDone, NodeActionError> {
+        let admitted = self.admit_create(actor, node, create).await?;
+        self.create_admitted(admitted, idempotency_key, progress_stream, wait)
+            .await
+    }
+
+    /// Runs the guards on a create (a refusal is audited and returned): what
+    /// [`NodeActions::create_admitted`] then sends — so a caller can answer a refusal before it
+    /// starts streaming the pull's progress.
+    pub async fn admit_create(
+        &self,
+        actor: &Actor,
+        node: &AgentRow,
+        create: CreateRequest,
+    ) -> Result<AdmittedCreate, NodeActionError> {
         let action = NodeAction::Create(create);
         let findings = self.admit(actor, node, &action).await?;
+        Ok(AdmittedCreate {
+            actor: actor.clone(),
+            node: node.clone(),
+            action,
+            findings,
+        })
+    }
+
+    /// Sends an admitted create and audits its outcome (see [`NodeActions::create`]).
+    pub async fn create_admitted(
+        &self,
+        admitted: AdmittedCreate,
+        idempotency_key: Option<String>,
+        progress_stream: Option<String>,
+        wait: Duration,
+    ) -> Result<ContainerActionDone, NodeActionError> {
+        let AdmittedCreate {
+            actor,
+            node,
+            action,
+            findings,
+        } = admitted;
+        let (actor, node) = (&actor, &node);
         let NodeAction::Create(create) = &action else {
-            unreachable!("built above")
+            unreachable!("made by admit_create")
         };
         let body = command::Kind::CreateContainer(infrapilot_proto::v1::CreateContainer {
             name: create.name.clone(),

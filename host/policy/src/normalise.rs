@@ -493,7 +493,46 @@ pub fn normalise(body: &Value) -> Result<EffectiveContainer, NormaliseError> {
             read_only: false,
         });
     }
+    // The agent's report of where binds and devices really lead on the node (through symbolic
+    // links): judged as mounted too.
+    if let Some(real) = object(root, "", "InfraPilotRealPaths")? {
+        let mut also = Vec::new();
+        for m in &mounts {
+            if !matches!(m.kind, MountKind::Bind | MountKind::Device) {
+                continue;
+            }
+            for (given, target) in real {
+                if normalise_host_path(given) == m.source
+                    && let Some(target) = target.as_str()
+                {
+                    also.push(HostMount {
+                        kind: m.kind,
+                        source: normalise_host_path(target),
+                        target: m.target.clone(),
+                        read_only: m.read_only,
+                    });
+                }
+            }
+        }
+        mounts.extend(also);
+    }
+    // The agent's report of named volumes that bind a host path (`device`): binds of it.
+    if let Some(devices) = object(root, "", "InfraPilotVolumeDevices")? {
+        let mut also = Vec::new();
+        for m in mounts.iter().filter(|m| m.kind == MountKind::Volume) {
+            if let Some(device) = devices.get(&m.source).and_then(Value::as_str) {
+                also.push(HostMount {
+                    kind: MountKind::Bind,
+                    source: normalise_host_path(device),
+                    target: m.target.clone(),
+                    read_only: m.read_only,
+                });
+            }
+        }
+        mounts.extend(also);
+    }
     mounts.sort();
+    mounts.dedup();
     out.mounts = mounts;
 
     if let Some(policy) = object(host, hp, "RestartPolicy")? {
@@ -525,6 +564,28 @@ mod tests {
 
     fn n(body: Value) -> EffectiveContainer {
         normalise(&body).unwrap()
+    }
+
+    #[test]
+    fn a_bind_through_a_link_is_judged_where_it_leads() {
+        let c = n(
+            json!({"Id": "abc", "Config": {}, "HostConfig": {"Binds": ["/srv/./link:/x"]},
+            "InfraPilotRealPaths": {"/srv/./link": "/etc"}}),
+        );
+        let sources: Vec<&str> = c.mounts.iter().map(|m| m.source.as_str()).collect();
+        assert_eq!(sources, ["/etc", "/srv/link"]);
+        let v = n(
+            json!({"Id": "abc", "Config": {}, "HostConfig": {"Binds": ["rootfs:/x"]},
+            "InfraPilotVolumeDevices": {"rootfs": "/"}}),
+        );
+        assert!(
+            v.mounts
+                .iter()
+                .any(|m| m.kind == MountKind::Bind && m.source == "/"),
+            "{v:?}"
+        );
+        assert!(normalise_inspect(&json!({"Config": {}, "HostConfig": {}})).is_err());
+        assert!(normalise_inspect(&json!({"name": "x", "user": "root", "mounts": []})).is_err());
     }
 
     #[test]
@@ -601,7 +662,7 @@ mod tests {
             json!({"HostConfig": "privileged"}),
             json!({"HostConfig": {"Binds": "/:/host"}}),
             json!({"HostConfig": {"Binds": [1]}}),
-            json!({"HostConfig": {"Mounts": [{"Type": "npipe", "Source": "x", "Target": "y"}]}}),
+            json!({"HostConfig": {"Mounts": [{"Type": "weird", "Source": "x", "Target": "y"}]}}),
             json!({"HostConfig": {"Binds": ["/etc"]}}),
             json!({"User": 0}),
             json!([]),

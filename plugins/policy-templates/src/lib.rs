@@ -240,7 +240,11 @@ fn read(policy_type: &str, conditions: &str) -> Result<Rule, String> {
         "no_privileged" => {
             let map = fields(
                 conditions,
-                &["denied_capabilities", "allow_devices", "allow_joining_containers"],
+                &[
+                    "denied_capabilities",
+                    "allow_devices",
+                    "allow_joining_containers",
+                ],
             )?;
             let mut denied = strings(&map, "denied_capabilities", DANGEROUS_CAPABILITIES, 64)?;
             for (i, cap) in denied.iter_mut().enumerate() {

@@ -970,11 +970,25 @@ async fn containers_are_created_from_a_spec_and_no_spelling_gets_a_blocked_one_p
     let (status, body) = admin.call("POST", &create_path, Some(base(&fine))).await;
     assert_eq!(status, 201, "{body}");
 
+    // Asked as a stream, a refusal is still the 403, before any line.
+    let streamed = reqwest::Client::new()
+        .post(format!("{}{create_path}", server.base))
+        .bearer_auth(&admin.token)
+        .header("accept", "application/x-ndjson")
+        .json(&json!({"name": format!("{}-streamed", fx.prefix), "image": common::IMAGE}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status().as_u16(), 403);
+    let body: Value = streamed.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "policy_violation", "{body}");
+
     // The bypass corpus: every spelling of root, privilege and the host's sensitive paths,
     // and bodies that are not a spec at all. None may create a container.
     let mut cases: Vec<(String, Value)> = Vec::new();
+    let prefix = fx.prefix.clone();
     let mut case = |label: &str, change: &dyn Fn(&mut Value)| {
-        let name = format!("{}-c{}", fx.prefix, cases.len());
+        let name = format!("{prefix}-c{}", cases.len());
         let mut body = base(&name);
         change(&mut body);
         cases.push((label.to_owned(), body));
@@ -1070,6 +1084,74 @@ async fn containers_are_created_from_a_spec_and_no_spelling_gets_a_blocked_one_p
         "volume mount of a host path",
         &|b| b["mounts"] = json!([{"type": "volume", "source": "/etc", "target": "/host"}]),
     );
+    // A path through a symbolic link on the node: the agent refuses it (the policies judged
+    // the path as written).
+    let link = format!("/tmp/{}-link", fx.prefix);
+    let _ = std::fs::remove_file(&link);
+    // A named volume that binds /etc through the local driver: refused at create (mount the
+    // path as a bind), and an existing container using it is judged on /etc.
+    let volume = format!("{}-etcvol", fx.prefix);
+    fx.docker
+        .create_volume(bollard::models::VolumeCreateRequest {
+            name: Some(volume.clone()),
+            driver: Some("local".into()),
+            driver_opts: Some(
+                [("type", "none"), ("o", "bind"), ("device", "/etc")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            ),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut through_volume = base(&format!("{}-vol", fx.prefix));
+    through_volume["mounts"] = json!([{"type": "volume", "source": volume, "target": "/host"}]);
+    let (status, refused) = admin.call("POST", &create_path, Some(through_volume)).await;
+    assert_eq!(
+        (status, field(&refused)),
+        (400, Some("mounts")),
+        "{refused}"
+    );
+    let vol_user = format!("{}-voluser", fx.prefix);
+    fx.docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(vol_user.clone()),
+                ..Default::default()
+            }),
+            ContainerCreateBody {
+                image: Some(common::IMAGE.into()),
+                user: Some("1000".into()),
+                cmd: Some(vec!["/bin/sleep".into(), "3600".into()]),
+                host_config: Some(HostConfig {
+                    binds: Some(vec![format!("{volume}:/host:ro")]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    fx.track(&vol_user, None);
+    let (status, refused) = admin
+        .call("POST", &format!("{create_path}/{vol_user}/start"), None)
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/etc"),
+        "{refused}"
+    );
+    std::os::unix::fs::symlink("/etc", &link).unwrap();
+    {
+        let link = link.clone();
+        case("bind through a symbolic link to /etc", &move |b| {
+            b["mounts"] = json!([{"type": "bind", "source": link, "target": "/host"}])
+        });
+    }
     case(
         "unknown mount type",
         &|b| b["mounts"] = json!([{"type": "npipe", "source": "/etc", "target": "/host"}]),
@@ -1127,6 +1209,42 @@ async fn containers_are_created_from_a_spec_and_no_spelling_gets_a_blocked_one_p
         .await;
     assert!(status == 404 || status == 405, "unknown action: {status}");
     assert!(passed.is_empty(), "let through: {passed:#?}");
+    // A container made outside InfraPilot with a bind through that link: its start is judged on
+    // where the link leads.
+    let linked = format!("{}-linked", fx.prefix);
+    fx.docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(linked.clone()),
+                ..Default::default()
+            }),
+            ContainerCreateBody {
+                image: Some(common::IMAGE.into()),
+                user: Some("1000".into()),
+                cmd: Some(vec!["/bin/sleep".into(), "3600".into()]),
+                host_config: Some(HostConfig {
+                    binds: Some(vec![format!("{link}:/host:ro")]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    fx.track(&linked, None);
+    let (status, refused) = admin
+        .call("POST", &format!("{create_path}/{linked}/start"), None)
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/etc"),
+        "{refused}"
+    );
+    assert_eq!(fx.state(&linked).await.as_deref(), Some("created"));
+    let _ = std::fs::remove_file(&link);
     let names = container_names(&fx).await;
     for (label, body) in &cases {
         let name = body["name"].as_str().unwrap();
@@ -1144,6 +1262,13 @@ async fn containers_are_created_from_a_spec_and_no_spelling_gets_a_blocked_one_p
         "{violations}"
     );
     fx.cleanup().await;
+    let _ = fx
+        .docker
+        .remove_volume(
+            &volume,
+            None::<bollard::query_parameters::RemoveVolumeOptions>,
+        )
+        .await;
     let _ = fx
         .docker
         .remove_image(

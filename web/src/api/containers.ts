@@ -228,7 +228,10 @@ export interface AgentCommandList {
 export type ExecClientFrame = { type: 'input'; data: string } | { type: 'resize'; cols: number; rows: number };
 
 /** Text frames the server sends on the exec socket (terminal output comes as binary frames). */
-export type ExecServerFrame = { type: 'exit'; exit_code: number } | { type: 'error'; message: string };
+export type ExecServerFrame =
+  | { type: 'exit'; exit_code: number }
+  | { type: 'error'; message: string }
+  | { type: 'warning'; message: string };
 
 // ---- endpoints ------------------------------------------------------------------
 

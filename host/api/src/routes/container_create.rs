@@ -655,6 +655,11 @@ fn build(spec: ContainerSpec) -> ApiResult<CreateRequest> {
 
 fn create_error(e: NodeActionError) -> ApiError {
     match e {
+        NodeActionError::Node(HubError::Agent { kind, message })
+            if kind == "invalid" && message.starts_with("mounts:") =>
+        {
+            ApiError::invalid("mounts", message)
+        }
         NodeActionError::Node(HubError::Agent { kind, message }) if kind == "pull_failed" => {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -709,16 +714,20 @@ pub async fn create(
         )
             .into_response());
     }
-    // Streamed: progress lines while the node pulls, then the result or the error.
+    // Streamed: the policies first (a refusal is the 403 like any other), then progress lines
+    // while the node pulls, then the result or the error.
+    let admitted = state
+        .node_actions()
+        .admit_create(&who, &node, request)
+        .await
+        .map_err(create_error)?;
     let stream_id = uuid::Uuid::new_v4().to_string();
     let mut progress = state.nodes().watch_stream(&node.id, &stream_id);
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(256);
     let task_state = state.clone();
     tokio::spawn(async move {
-        let create = task_state.node_actions().create(
-            &who,
-            &node,
-            request,
+        let create = task_state.node_actions().create_admitted(
+            admitted,
             key,
             Some(stream_id.clone()),
             CREATE_WAIT,

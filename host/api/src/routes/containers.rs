@@ -981,7 +981,20 @@ pub async fn exec(
     Ok(upgrade
         .protocols(["infrapilot.v1"])
         .max_message_size(MAX_SOCKET_MESSAGE_BYTES)
-        .on_upgrade(move |socket| async move {
+        .on_upgrade(move |mut socket| async move {
+            // What warn policies said, before the terminal's first byte.
+            if !session.warnings.is_empty() {
+                let message = session
+                    .warnings
+                    .iter()
+                    .map(|w| format!("{}: {}", w.name, w.reasons.join("; ")))
+                    .collect::<Vec<_>>()
+                    .join(" | ");
+                let text =
+                    json!({"type": "warning", "message": message, "policies": session.warnings})
+                        .to_string();
+                let _ = socket.send(Message::Text(text.into())).await;
+            }
             let (exit_code, closed_by_host) = pump_exec(socket, rx, &session, guard).await;
             session.end(exit_code, closed_by_host.as_deref()).await;
         }))

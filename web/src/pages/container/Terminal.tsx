@@ -180,6 +180,8 @@ export function TerminalView({
         setExitCode(frame.exit_code);
         setStatus('exited');
         t.write(`\r\n\x1b[2m[process exited with code ${frame.exit_code}]\x1b[0m\r\n`);
+      } else if (frame.type === 'warning') {
+        t.write(`\x1b[33m[policy warning: ${frame.message}]\x1b[0m\r\n`);
       } else if (frame.type === 'error') {
         ended = true;
         setError(frame.message);

@@ -112,11 +112,19 @@ pub struct ViolationPage {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ViolationQuery {
+    #[param(
+        pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"
+    )]
     pub policy_id: Option<String>,
     /// `block`, `warn` or `audit`.
+    #[param(pattern = "^(block|warn|audit)?$")]
     pub decision: Option<String>,
     /// e.g. `container.start`.
+    #[param(max_length = 256)]
     pub action: Option<String>,
+    #[param(
+        pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"
+    )]
     pub agent_id: Option<String>,
     /// RFC 3339, inclusive.
     #[param(format = DateTime)]
@@ -125,6 +133,9 @@ pub struct ViolationQuery {
     #[param(format = DateTime)]
     pub until: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(
+        pattern = "^([0-9]{1,19}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"
+    )]
     pub cursor: Option<String>,
     /// 1–500, default 50.
     #[param(minimum = 1, maximum = 500)]

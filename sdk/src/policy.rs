@@ -3,7 +3,9 @@
 //! proxy hosts a change deploys) with the organisation's policies of this engine's types, and
 //! decides itself what a finding does (block, warn or audit).
 
-pub use crate::policy_engine::exports::infrapilot::plugin::engine::Guest as PolicyEngine;
+pub use crate::policy_engine::exports::infrapilot::plugin::engine::{
+    Guest as PolicyEngine, GuestPolicySet, PolicySet,
+};
 pub use crate::policy_engine::infrapilot::plugin::log;
 pub use crate::policy_engine::infrapilot::plugin::policy_model::{
     Action, Container, Finding, Mount, MountKind, Policy, PolicyType, ProxyHost, Request,

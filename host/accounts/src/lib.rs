@@ -1000,6 +1000,7 @@ impl AccountService<'_> {
                 .map(|u| u.email)
                 .unwrap_or_else(|| row.user_id.clone()),
             ip: client.ip.clone(),
+            role: None,
         };
         let access = issue_token(TokenKind::Access)?;
         let refresh = issue_token(TokenKind::Refresh)?;
@@ -1519,6 +1520,7 @@ fn anonymous(client: &Client) -> Actor {
         user_id: None,
         label: "anonymous".into(),
         ip: client.ip.clone(),
+        role: None,
     }
 }
 
@@ -1529,5 +1531,6 @@ fn user_actor(user: &UserRow, client: &Client, chain: &str) -> Actor {
         user_id: Some(user.id.clone()),
         label: user.email.clone(),
         ip: client.ip.clone(),
+        role: None,
     }
 }

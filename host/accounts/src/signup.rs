@@ -64,6 +64,7 @@ impl AccountService<'_> {
             user_id: Some(user_id.clone()),
             label: request.email.clone(),
             ip: client.ip.clone(),
+            role: None,
         };
         tx.append_audit(actor.event(
             "signup",
@@ -116,6 +117,7 @@ impl AccountService<'_> {
             user_id: Some(user.id.clone()),
             label: user.email.clone(),
             ip: client.ip.clone(),
+            role: None,
         };
         tx.append_audit(actor.event(
             "signup.verify",

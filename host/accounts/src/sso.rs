@@ -211,6 +211,7 @@ impl AccountService<'_> {
                     user_id: Some(signed_in.user.id.clone()),
                     label: signed_in.user.email.clone(),
                     ip: client.ip.clone(),
+                    role: None,
                 };
                 let mut detail = detail;
                 detail["role"] = json!(signed_in.role.as_str());
@@ -397,6 +398,7 @@ impl AccountService<'_> {
             user_id: None,
             label: format!("{}:{}", provider.name, identity.subject),
             ip: client.ip.clone(),
+            role: None,
         };
         if let Ok(mut tx) = self.store.write(org).await
             && tx

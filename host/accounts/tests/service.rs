@@ -103,6 +103,7 @@ fn cli() -> Actor {
         user_id: None,
         label: "cli".into(),
         ip: "local".into(),
+        role: None,
     }
 }
 

@@ -39,6 +39,7 @@ impl Principal {
             user_id: Some(self.user_id.clone()),
             label: self.email.clone(),
             ip: client.ip.clone(),
+            role: Some(self.role.to_string()),
         }
     }
 
@@ -152,6 +153,7 @@ impl Person {
             user_id: Some(self.user_id.clone()),
             label: self.email.clone(),
             ip: client.ip.clone(),
+            role: None,
         }
     }
 }

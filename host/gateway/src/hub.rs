@@ -603,7 +603,7 @@ impl AgentHub {
         let mut tx = self.store.write(org_id).await?;
         if let Some(existing) = tx.command_by_key(c.agent_id, &key).await? {
             drop(tx);
-            if existing.kind != c.kind || existing.target != c.target {
+            if !self.same_request(&existing, c.kind, c.target, &c.body) {
                 return Err(HubError::KeyReused);
             }
             return self.join(existing, c.wait).await;
@@ -639,12 +639,43 @@ impl AgentHub {
             Ok(()) => tx.commit().await?,
             Err(existing) => {
                 drop(tx);
+                let asked = command.kind.as_ref().expect("made above");
+                if !self.same_request(&existing, c.kind, c.target, asked) {
+                    return Err(HubError::KeyReused);
+                }
                 return self.join(existing, c.wait).await;
             }
         }
         let rx = self.wait_for(&command_id, c.agent_id, true);
         self.deliver(org_id, c.agent_id, command).await;
         self.await_reply(&command_id, rx, c.wait).await
+    }
+
+    /// Whether a stored command under the same idempotency key asked for what `c` asks: the
+    /// same kind, target and body (all of it — a create's whole spec, its registry
+    /// credentials —, but where the caller follows a pull's progress, which differs per
+    /// request). A body that cannot be read back counts as different.
+    fn same_request(
+        &self,
+        existing: &infrapilot_store::CommandRow,
+        kind: &str,
+        target: &str,
+        body: &command::Kind,
+    ) -> bool {
+        if existing.kind != kind || existing.target != target {
+            return false;
+        }
+        let Ok(stored) = open_body(&self.secrets, &existing.id, &existing.body) else {
+            return false;
+        };
+        let comparable = |kind: &command::Kind| {
+            let mut kind = kind.clone();
+            if let command::Kind::CreateContainer(create) = &mut kind {
+                create.progress_stream_id.clear();
+            }
+            kind
+        };
+        stored.kind.as_ref().map(comparable) == Some(comparable(body))
     }
 
     /// A durable command for the caller to store in its own transaction (so it commits with the

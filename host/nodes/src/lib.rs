@@ -1,6 +1,6 @@
 //! Node actions: every state-changing action on a node is a [`NodeAction`] and goes through
-//! [`NodeActions`], the one door where the checks run (each [`ActionGuard`]: the policy engine and
-//! plan limits are to plug in here; none is registered yet), the command goes out through the
+//! [`NodeActions`], the one door where the checks run (each [`ActionGuard`]: the policy engine's
+//! guard; plan limits are to plug in here), the command goes out through the
 //! [`NodeRouter`], and the audit event is written (denied, failed or done; a failure to write it
 //! is logged). Routes parse a request into a [`ContainerCommand`], an [`ExecRequest`] or a
 //! [`ProxyChange`], call the door and map [`NodeActionError`].
@@ -261,12 +261,28 @@ pub struct Findings {
     pub notices: Vec<Notice>,
     /// Committed with the action's audit event.
     pub violations: Vec<NewViolation>,
+    /// The full id of the container a guard judged, read from the node by the name or id prefix
+    /// asked for: the action goes to that container, so a name moved to another container
+    /// between the check and the action is not acted on.
+    pub judged_container: Option<String>,
 }
 
 impl Findings {
-    fn extend(&mut self, other: Findings) {
+    /// Adds what another guard found; `Err` when the two judged different containers (the name
+    /// moved while they checked).
+    fn extend(&mut self, other: Findings) -> Result<(), String> {
         self.notices.extend(other.notices);
         self.violations.extend(other.violations);
+        match (&self.judged_container, other.judged_container) {
+            (Some(mine), Some(theirs)) if *mine != theirs => {
+                return Err(format!(
+                    "the container changed while the action was checked ({mine} then {theirs})"
+                ));
+            }
+            (None, Some(theirs)) => self.judged_container = Some(theirs),
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The notices of warn policies (audit ones are recorded only).
@@ -409,12 +425,15 @@ impl NodeActions {
             let check = std::panic::AssertUnwindSafe(guard.check(actor, node, action));
             let decided = tokio::time::timeout(self.guard_deadline, check.catch_unwind()).await;
             let refusal = match decided {
-                Ok(Ok(Ok(findings))) => {
-                    found.extend(findings);
-                    continue;
-                }
+                Ok(Ok(Ok(findings))) => match found.extend(findings) {
+                    Ok(()) => continue,
+                    Err(moved) => NodeActionError::Refused(Refusal {
+                        reason: moved,
+                        findings: found.clone(),
+                    }),
+                },
                 Ok(Ok(Err(refusal))) => {
-                    found.extend(refusal.findings.clone());
+                    let _ = found.extend(refusal.findings.clone());
                     NodeActionError::Refused(Refusal {
                         reason: refusal.reason,
                         findings: found.clone(),
@@ -552,7 +571,10 @@ impl NodeActions {
                 &session_id,
                 command::Kind::StartExec(StartExec {
                     session_id: session_id.clone(),
-                    container: exec.container.clone(),
+                    container: findings
+                        .judged_container
+                        .clone()
+                        .unwrap_or_else(|| exec.container.clone()),
                     command: exec.command.clone(),
                     cols: u32::from(exec.cols),
                     rows: u32::from(exec.rows),
@@ -604,8 +626,16 @@ impl NodeActions {
         let NodeAction::Container(command) = &action else {
             unreachable!("built above")
         };
+        // The container the guards judged, by its full id (not the name, which may have moved).
+        let judged = ContainerCommand {
+            container: findings
+                .judged_container
+                .clone()
+                .unwrap_or_else(|| command.container.clone()),
+            ..command.clone()
+        };
         let result = self
-            .send(actor, node, command, idempotency_key)
+            .send(actor, node, &judged, idempotency_key)
             .await
             .map(|mut done| {
                 done.warnings = findings.warnings();
@@ -613,6 +643,9 @@ impl NodeActions {
             });
         let mut detail = action.audit_detail(node);
         add_policies(&mut detail, &findings);
+        if let Some(id) = &findings.judged_container {
+            detail["container_id"] = json!(id);
+        }
         let outcome = match &result {
             Ok(done) => {
                 detail["command_id"] = json!(done.command_id);

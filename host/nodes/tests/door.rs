@@ -156,6 +156,7 @@ fn actor() -> Actor {
         user_id: Some("user-1".into()),
         label: "ops@example.com".into(),
         ip: "192.0.2.7".into(),
+        role: None,
     }
 }
 
@@ -581,6 +582,7 @@ fn finding(policy: &str, action: &str, container: &str) -> Findings {
             actor: "ops@example.com".into(),
             engine_error: None,
         }],
+        judged_container: None,
     }
 }
 
@@ -662,5 +664,58 @@ async fn warnings_come_back_with_the_result_and_violations_are_committed_with_th
             violations.iter().all(|v| v.audit_event_id.is_some()),
             "{backend:?}: each violation names its audit event"
         );
+    }
+}
+
+/// Judges the container named in the action as the one with id `.0` (what a policy guard reads
+/// from the node by name).
+struct Judges(&'static str);
+
+#[async_trait]
+impl ActionGuard for Judges {
+    async fn check(&self, _: &Actor, _: &AgentRow, _: &NodeAction) -> Result<Findings, Refusal> {
+        Ok(Findings {
+            judged_container: Some(self.0.repeat(64 / self.0.len())),
+            ..Findings::default()
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_action_goes_to_the_container_the_guards_judged_not_to_the_name() {
+    for backend in backends() {
+        let db = TestDb::new(backend).await;
+        let node_side = Arc::new(RecordingNode::default());
+        let door =
+            NodeActions::new(node_side.clone(), db.store.clone()).with_guard(Arc::new(Judges("a")));
+        door.perform(&actor(), &node(), stop("web"), None)
+            .await
+            .unwrap();
+        {
+            let executed = node_side.executed.lock().unwrap();
+            let command::Kind::ContainerAction(sent) = &executed[0].2 else {
+                panic!("{backend:?}: {:?}", executed[0].2)
+            };
+            assert_eq!(sent.container, "a".repeat(64), "{backend:?}");
+        }
+        let events = audit(&db).await;
+        assert_eq!(events[0].3["container"], "web", "{backend:?}");
+        assert_eq!(events[0].3["container_id"], "a".repeat(64), "{backend:?}");
+
+        // Two guards that read the name as two different containers: the name moved in
+        // between, so neither judgement holds and nothing is sent.
+        let node_side = Arc::new(RecordingNode::default());
+        let door = NodeActions::new(node_side.clone(), db.store.clone())
+            .with_guard(Arc::new(Judges("a")))
+            .with_guard(Arc::new(Judges("b")));
+        let refused = door
+            .perform(&actor(), &node(), stop("web"), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, NodeActionError::Refused(r) if r.reason.contains("changed while")),
+            "{backend:?}: {refused:?}"
+        );
+        assert!(node_side.executed.lock().unwrap().is_empty(), "{backend:?}");
     }
 }

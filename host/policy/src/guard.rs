@@ -62,8 +62,12 @@ impl PolicyGuard {
         }
     }
 
-    /// The container's effective configuration, read from its node.
-    async fn inspect(&self, node: &AgentRow, container: &str) -> Result<Container, RequestError> {
+    /// The container's effective configuration, read from its node, and its full id.
+    async fn inspect(
+        &self,
+        node: &AgentRow,
+        container: &str,
+    ) -> Result<(Container, String), RequestError> {
         let outcome = self
             .router
             .query(
@@ -84,7 +88,12 @@ impl PolicyGuard {
             .map_err(|e| RequestError::Unreadable(format!("the node's answer is not JSON: {e}")))?;
         let effective =
             normalise_inspect(&body).map_err(|e| RequestError::Unreadable(e.to_string()))?;
-        Ok(to_model(effective))
+        let id = body
+            .get("Id")
+            .and_then(Value::as_str)
+            .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| RequestError::Unreadable("the node's answer has no full id".into()))?;
+        Ok((to_model(effective), id.to_owned()))
     }
 
     /// The proxy hosts a change deploys.
@@ -133,14 +142,15 @@ impl PolicyGuard {
         }
     }
 
-    /// The request for `action`, with what it needs read from the node or the store.
+    /// The request for `action`, with what it needs read from the node or the store, and the
+    /// full id of the container read from the node (the one judged).
     async fn request(
         &self,
         actor: &Actor,
         role: &str,
         node: &AgentRow,
         action: &NodeAction,
-    ) -> Result<Request, RequestError> {
+    ) -> Result<(Request, Option<String>), RequestError> {
         let mut request = Request {
             action: action_kind(action),
             actor: actor.label.clone(),
@@ -154,10 +164,14 @@ impl PolicyGuard {
             certificate: None,
             now_unix_ms: now_ms(),
         };
+        let mut judged = None;
         match action {
             NodeAction::Container(c) => {
                 request.container = match self.inspect(node, &c.container).await {
-                    Ok(container) => Some(container),
+                    Ok((container, id)) => {
+                        judged = Some(id);
+                        Some(container)
+                    }
                     // Stopping or removing never waits for a readable configuration.
                     Err(RequestError::Unreadable(_))
                         if matches!(c.verb, ContainerVerb::Stop | ContainerVerb::Remove) =>
@@ -175,7 +189,9 @@ impl PolicyGuard {
                 request.container = Some(to_model(effective));
             }
             NodeAction::Exec(e) => {
-                request.container = Some(self.inspect(node, &e.container).await?);
+                let (container, id) = self.inspect(node, &e.container).await?;
+                request.container = Some(container);
+                judged = Some(id);
                 request.command = e.command.clone();
             }
             NodeAction::Proxy(change) => {
@@ -188,7 +204,7 @@ impl PolicyGuard {
                     .map_err(RequestError::Unreadable)?;
             }
         }
-        Ok(request)
+        Ok((request, judged))
     }
 
     /// The organisation's enabled policies that apply to `node`, and the actor's role.
@@ -203,14 +219,18 @@ impl PolicyGuard {
             .await
             .map_err(|e| e.to_string())?;
         let policies = tx.list_policies(true).await.map_err(|e| e.to_string())?;
-        let role = match (&actor.user_id, policies.is_empty()) {
-            (Some(user), false) => tx
+        // The role the request carries (an API token's may be narrower than its owner's);
+        // the membership's for a person's request that carries none.
+        let role = match (&actor.role, &actor.user_id, policies.is_empty()) {
+            (_, _, true) => String::new(),
+            (Some(role), _, false) => role.clone(),
+            (None, Some(user), false) => tx
                 .user_by_id(user)
                 .await
                 .map_err(|e| e.to_string())?
                 .map(|u| u.role)
                 .unwrap_or_default(),
-            _ => String::new(),
+            (None, None, false) => String::new(),
         };
         tx.commit().await.map_err(|e| e.to_string())?;
         let node_labels = labels(&node.labels);
@@ -251,8 +271,8 @@ impl ActionGuard for PolicyGuard {
             return Decision::failed_all(&policies, failure, &context, action_kind(action))
                 .into_result();
         };
-        let request = match self.request(actor, &role, node, action).await {
-            Ok(request) => request,
+        let (request, judged) = match self.request(actor, &role, node, action).await {
+            Ok(answer) => answer,
             // The node will answer "no such container" or "offline" itself.
             Err(RequestError::Moot) => return Ok(Findings::default()),
             Err(RequestError::Unreadable(e)) => {
@@ -264,9 +284,11 @@ impl ActionGuard for PolicyGuard {
                 return decision.into_result();
             }
         };
-        decide(engines, &actor.org_id, &policies, &request, &context)
+        let mut findings = decide(engines, &actor.org_id, &policies, &request, &context)
             .await
-            .into_result()
+            .into_result()?;
+        findings.judged_container = judged;
+        Ok(findings)
     }
 }
 

@@ -499,7 +499,7 @@ impl ProxyService<'_> {
         actor: &Actor,
         id: &str,
         upload: CertificateUpload,
-    ) -> Result<()> {
+    ) -> Result<Vec<infrapilot_nodes::Notice>> {
         let sealed = self.seal_key(id, &upload.checked)?;
         // The nodes whose hosts use it pass the node-action guards before the transaction opens.
         let mut read = self.store.read(&actor.org_id).await?;
@@ -549,10 +549,12 @@ impl ProxyService<'_> {
         agents.sort_unstable();
         agents.dedup();
         let mut staged = Vec::with_capacity(agents.len());
+        let mut warnings = Vec::new();
         for agent_id in agents {
             let pass = admitted
                 .remove(agent_id)
                 .ok_or(ProxyServiceError::CertificateUsersChanged)?;
+            warnings.extend(pass.warnings());
             staged.push(
                 self.stage(&mut tx, actor, agent_id, change.clone(), pass)
                     .await?,
@@ -562,7 +564,7 @@ impl ProxyService<'_> {
         for revision in staged {
             self.dispatch(&actor.org_id, revision).await;
         }
-        Ok(())
+        Ok(warnings)
     }
 
     /// Deletes certificate `id`, which no host may use.

@@ -23,6 +23,9 @@ pub struct Actor {
     pub label: String,
     /// Where the request came from (`local` for the command line).
     pub ip: String,
+    /// The role the caller acts with in the organisation, when a person's request carries one
+    /// (an API token's may be narrower than its owner's membership); `None` otherwise.
+    pub role: Option<String>,
 }
 
 impl Actor {

@@ -433,3 +433,44 @@ async fn warm_instances_serve_concurrent_callers_with_the_same_verdicts() {
         task.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prepared_set_is_used_only_for_the_policies_it_was_prepared_from() {
+    let (_runtime, engine) = load();
+    let mut old = safe_container();
+    old.created_at_unix_ms = Some(NOW - 40 * 86_400_000);
+    let start = request(Action::ContainerStart, Some(old));
+    let age = |days: u32| {
+        vec![policy(
+            "p-age",
+            "max_container_age",
+            &format!(r#"{{"max_age_days": {days}}}"#),
+        )]
+    };
+    // The same policies again and again (the warm instance's set), then changed conditions,
+    // then the first ones once more, interleaved with another organisation's: each answer is
+    // its own policies', never a set prepared from others.
+    for _ in 0..3 {
+        assert_eq!(broken(&engine, &age(30), &start).await, ["p-age"]);
+    }
+    assert!(broken(&engine, &age(60), &start).await.is_empty());
+    for round in 0..20 {
+        let (policies, expect): (Vec<Policy>, &[&str]) = match round % 4 {
+            0 => (age(30), &["p-age"]),
+            1 => (age(60), &[]),
+            2 => (all_templates(), &["p-max_container_age"]),
+            _ => (vec![], &[]),
+        };
+        assert_eq!(broken(&engine, &policies, &start).await, expect, "{round}");
+    }
+    // The same id with another type is another policy.
+    let renamed = vec![policy("p-age", "require_healthcheck", "{}")];
+    assert!(broken(&engine, &renamed, &start).await.is_empty());
+    // A set that cannot be prepared fails the call and leaves nothing behind.
+    let bad = age(0);
+    assert!(matches!(
+        engine.evaluate(&invocation(), &bad, &start).await,
+        Err(HookError::Plugin(PluginError::InvalidSettings(m))) if m.contains("conditions.max_age_days")
+    ));
+    assert_eq!(broken(&engine, &age(30), &start).await, ["p-age"]);
+}

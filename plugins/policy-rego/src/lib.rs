@@ -16,13 +16,14 @@
 //! `input` is the host's normalised request (the fields of the `policy-model` interface in
 //! snake case: `action` as `container.start` …, `node.labels` and `container.labels` as objects,
 //! mounts with `kind` `bind`/`volume`/`tmpfs`/`device`/`volumes_from`). The interpreter is the
-//! `regorus` crate, compiled into this component; compiled modules are kept per policy.
+//! `regorus` crate, compiled into this component; a prepared set holds each policy's compiled
+//! module for as long as the host keeps it.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use infrapilot_plugin_sdk::policy::{
-    Container, Finding, PluginError, Policy, PolicyEngine, PolicyType, ProxyHost, Request,
+    Container, Finding, GuestPolicySet, PluginError, Policy, PolicyEngine, PolicySet, PolicyType,
+    ProxyHost, Request,
 };
 use serde_json::{Map, Value, json};
 
@@ -31,7 +32,6 @@ struct Rego;
 const SCHEMA: &str = r#"{"type":"object","additionalProperties":false,"required":["module"],"properties":{"module":{"type":"string","title":"Rego module","description":"Rego v1. Declare `deny contains msg if { … }`: each message is a reason the request breaks the policy. `input` is the normalised request.","minLength":1,"maxLength":60000,"format":"rego"}}}"#;
 
 /// A module read from a policy's conditions: its engine and the path of its `deny` rule.
-#[derive(Clone)]
 struct Compiled {
     engine: regorus::Engine,
     deny: String,
@@ -83,35 +83,6 @@ fn first_line(message: &str) -> String {
         .chars()
         .take(900)
         .collect()
-}
-
-thread_local! {
-    /// Compiled modules by policy id, with the conditions they were compiled from.
-    static COMPILED: RefCell<HashMap<String, (String, Compiled)>> = RefCell::new(HashMap::new());
-}
-
-fn compiled(policy: &Policy) -> Result<Compiled, String> {
-    let cached = COMPILED.with(|c| {
-        c.borrow()
-            .get(&policy.id)
-            .filter(|(conditions, _)| *conditions == policy.conditions)
-            .map(|(_, compiled)| compiled.clone())
-    });
-    if let Some(compiled) = cached {
-        return Ok(compiled);
-    }
-    let fresh = compile(&policy.conditions)?;
-    COMPILED.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() >= 256 {
-            c.clear();
-        }
-        c.insert(
-            policy.id.clone(),
-            (policy.conditions.clone(), fresh.clone()),
-        );
-    });
-    Ok(fresh)
 }
 
 fn pairs(list: &[(String, String)]) -> Value {
@@ -167,9 +138,8 @@ fn input(r: &Request) -> Value {
     })
 }
 
-/// The messages of the policy's `deny` rule for `input`.
-fn deny(policy: &Policy, input: &regorus::Value) -> Result<Vec<String>, String> {
-    let mut compiled = compiled(policy)?;
+/// The messages of the compiled module's `deny` rule for `input`.
+fn deny(compiled: &mut Compiled, input: &regorus::Value) -> Result<Vec<String>, String> {
     compiled.engine.set_input(input.clone());
     let result = compiled
         .engine
@@ -214,6 +184,8 @@ fn deny(policy: &Policy, input: &regorus::Value) -> Result<Vec<String>, String> 
 }
 
 impl PolicyEngine for Rego {
+    type PolicySet = Prepared;
+
     fn policy_types() -> Vec<PolicyType> {
         vec![PolicyType {
             id: "rego".into(),
@@ -235,22 +207,41 @@ impl PolicyEngine for Rego {
             .map_err(PluginError::InvalidSettings)
     }
 
-    fn evaluate(policies: Vec<Policy>, request: Request) -> Result<Vec<Finding>, PluginError> {
-        let input = regorus::Value::from_json_str(&input(&request).to_string())
-            .map_err(|e| PluginError::Failed(format!("the request as Rego input: {e}")))?;
-        let mut findings = Vec::new();
-        for policy in &policies {
+    fn prepare(policies: Vec<Policy>) -> Result<PolicySet, PluginError> {
+        let mut modules = Vec::with_capacity(policies.len());
+        for policy in policies {
             if policy.policy_type != "rego" {
                 return Err(PluginError::InvalidSettings(format!(
                     "policy {}: type {} is not rego",
                     policy.id, policy.policy_type
                 )));
             }
-            let reasons = deny(policy, &input)
-                .map_err(|e| PluginError::Failed(format!("policy {}: {e}", policy.id)))?;
+            let compiled = compile(&policy.conditions)
+                .map_err(|e| PluginError::InvalidSettings(format!("policy {}: {e}", policy.id)))?;
+            modules.push((policy.id, compiled));
+        }
+        Ok(PolicySet::new(Prepared {
+            modules: RefCell::new(modules),
+        }))
+    }
+}
+
+/// Policies compiled once, by id (evaluating sets a module's input, hence the cell).
+struct Prepared {
+    modules: RefCell<Vec<(String, Compiled)>>,
+}
+
+impl GuestPolicySet for Prepared {
+    fn evaluate(&self, request: Request) -> Result<Vec<Finding>, PluginError> {
+        let input = regorus::Value::from_json_str(&input(&request).to_string())
+            .map_err(|e| PluginError::Failed(format!("the request as Rego input: {e}")))?;
+        let mut findings = Vec::new();
+        for (id, compiled) in self.modules.borrow_mut().iter_mut() {
+            let reasons = deny(compiled, &input)
+                .map_err(|e| PluginError::Failed(format!("policy {id}: {e}")))?;
             if !reasons.is_empty() {
                 findings.push(Finding {
-                    policy_id: policy.id.clone(),
+                    policy_id: id.clone(),
                     reasons,
                 });
             }

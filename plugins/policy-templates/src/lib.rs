@@ -4,12 +4,9 @@
 //! for every spelling of root, one list of mounts with lexical host paths, capabilities in upper
 //! case without `CAP_`.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
-
 use infrapilot_plugin_sdk::policy::{
-    Action, Container, Finding, MountKind, PluginError, Policy, PolicyEngine, PolicyType, Request,
+    Action, Container, Finding, GuestPolicySet, MountKind, PluginError, Policy, PolicyEngine,
+    PolicySet, PolicyType, Request,
 };
 use serde_json::{Map, Value};
 
@@ -353,9 +350,6 @@ fn read(policy_type: &str, conditions: &str) -> Result<Rule, String> {
     })
 }
 
-/// A rule read from a policy, with the type and conditions it was read from.
-type ReadRule = (String, String, Rc<Rule>);
-
 /// Cuts `text` to at most `max` bytes on a character boundary.
 fn cut(text: &mut String, max: usize) {
     if text.len() > max {
@@ -366,39 +360,6 @@ fn cut(text: &mut String, max: usize) {
         text.truncate(at);
         text.push('…');
     }
-}
-
-thread_local! {
-    /// Rules read before, by policy id with the type and conditions they were read from (an
-    /// instance serves many calls; a policy changed since is read again).
-    static READ: RefCell<HashMap<String, ReadRule>> = RefCell::new(HashMap::new());
-}
-
-fn rule(policy: &Policy) -> Result<Rc<Rule>, String> {
-    let cached = READ.with(|cache| {
-        cache.borrow().get(&policy.id).and_then(|(t, c, rule)| {
-            (*t == policy.policy_type && *c == policy.conditions).then(|| rule.clone())
-        })
-    });
-    if let Some(rule) = cached {
-        return Ok(rule);
-    }
-    let rule = Rc::new(read(&policy.policy_type, &policy.conditions)?);
-    READ.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if cache.len() >= 1024 {
-            cache.clear();
-        }
-        cache.insert(
-            policy.id.clone(),
-            (
-                policy.policy_type.clone(),
-                policy.conditions.clone(),
-                rule.clone(),
-            ),
-        );
-    });
-    Ok(rule)
 }
 
 /// The actions a container's configuration is judged on: what makes or runs it.
@@ -585,6 +546,8 @@ fn reasons(rule: &Rule, request: &Request) -> Vec<String> {
 }
 
 impl PolicyEngine for Templates {
+    type PolicySet = Prepared;
+
     fn policy_types() -> Vec<PolicyType> {
         TEMPLATES
             .iter()
@@ -603,19 +566,36 @@ impl PolicyEngine for Templates {
             .map_err(PluginError::InvalidSettings)
     }
 
-    fn evaluate(policies: Vec<Policy>, request: Request) -> Result<Vec<Finding>, PluginError> {
+    fn prepare(policies: Vec<Policy>) -> Result<PolicySet, PluginError> {
+        let rules = policies
+            .into_iter()
+            .map(|policy| {
+                read(&policy.policy_type, &policy.conditions)
+                    .map(|rule| (policy.id.clone(), rule))
+                    .map_err(|e| PluginError::InvalidSettings(format!("policy {}: {e}", policy.id)))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(PolicySet::new(Prepared { rules }))
+    }
+}
+
+/// Policies read once: each one's id and rule.
+struct Prepared {
+    rules: Vec<(String, Rule)>,
+}
+
+impl GuestPolicySet for Prepared {
+    fn evaluate(&self, request: Request) -> Result<Vec<Finding>, PluginError> {
         let mut findings = Vec::new();
-        for policy in &policies {
-            let rule = rule(policy)
-                .map_err(|e| PluginError::InvalidSettings(format!("policy {}: {e}", policy.id)))?;
-            let mut reasons = reasons(&rule, &request);
+        for (id, rule) in &self.rules {
+            let mut reasons = reasons(rule, &request);
             if !reasons.is_empty() {
                 reasons.truncate(32);
                 for r in &mut reasons {
                     cut(r, 1000);
                 }
                 findings.push(Finding {
-                    policy_id: policy.id.clone(),
+                    policy_id: id.clone(),
                     reasons,
                 });
             }

@@ -81,6 +81,13 @@ async fn started_at(fx: &Fixture, name: &str) -> String {
         .unwrap()
 }
 
+/// Creates a policy; its answer.
+async fn new_policy(admin: &Api, body: Value) -> Value {
+    let (status, policy) = admin.call("POST", "/api/v1/policies", Some(body)).await;
+    assert_eq!(status, 201, "{policy}");
+    policy
+}
+
 fn field(body: &Value) -> Option<&str> {
     body["error"]["field"].as_str()
 }
@@ -157,17 +164,12 @@ async fn warn_then_block_a_restart_of_a_root_container_and_see_both_violations()
     assert_eq!(admin.get("/api/v1/policies").await, json!([]));
 
     // Warn: the restart is done, the warning comes back with it.
-    let (status, policy) = admin
-        .call(
-            "POST",
-            "/api/v1/policies",
-            Some(
-                json!({"name": "No root", "policy_type": "no_root_containers",
+    let policy = new_policy(
+        &admin,
+        json!({"name": "No root", "policy_type": "no_root_containers",
                 "action": "warn", "conditions": {}}),
-            ),
-        )
-        .await;
-    assert_eq!(status, 201, "{policy}");
+    )
+    .await;
     let policy_id = policy["id"].as_str().unwrap().to_owned();
     let before = started_at(&fx, &web).await;
     let (status, done) = admin
@@ -244,6 +246,56 @@ async fn warn_then_block_a_restart_of_a_root_container_and_see_both_violations()
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    // A policy sees the role the request acts with: an admin's API token made with the
+    // operator role is an operator, whatever its owner's membership.
+    let module = r#"package custom.roles
+deny contains msg if {
+	input.action == "container.stop"
+	input.actor_role == "operator"
+	msg := "operators stop nothing"
+}"#;
+    let roles = new_policy(
+        &admin,
+        json!({"name": "Roles", "policy_type": "rego", "action": "block",
+                "conditions": {"module": module}}),
+    )
+    .await;
+    let (status, token) = admin
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some(json!({"name": "ops", "role": "operator", "expires_in_days": 1})),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let operator = common::Api {
+        base: admin.base.clone(),
+        token: token["secret"].as_str().unwrap().to_owned(),
+    };
+    let (status, refused) = operator
+        .call(
+            "POST",
+            &format!("/api/v1/agents/{agent}/containers/{web}/stop"),
+            Some(json!({"timeout_seconds": 1})),
+        )
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(
+        refused["error"]["policies"][0]["name"], "Roles",
+        "{refused}"
+    );
+    assert_eq!(
+        refused["error"]["policies"][0]["reasons"][0], "operators stop nothing",
+        "{refused}"
+    );
+    let (status, _) = admin
+        .call(
+            "DELETE",
+            &format!("/api/v1/policies/{}", roles["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
     let module = r#"package custom.stops
 deny contains msg if {
 	input.action == "container.stop"
@@ -265,17 +317,12 @@ deny contains msg if {"}}),
         (400, Some("conditions.module")),
         "{bad}"
     );
-    let (status, rego) = admin
-        .call(
-            "POST",
-            "/api/v1/policies",
-            Some(
-                json!({"name": "Stops", "policy_type": "rego", "action": "audit",
+    let rego = new_policy(
+        &admin,
+        json!({"name": "Stops", "policy_type": "rego", "action": "audit",
                 "conditions": {"module": module}}),
-            ),
-        )
-        .await;
-    assert_eq!(status, 201, "{rego}");
+    )
+    .await;
     // Stopping is not what the template is about; the Rego policy records it.
     let (status, body) = admin
         .call(
@@ -309,14 +356,11 @@ deny contains msg if {"}}),
     assert_eq!(status, 204);
 
     // Proxy changes pass the same policies: plain HTTP on a public host, blocked then warned.
-    let (status, tls_policy) = admin
-        .call(
-            "POST",
-            "/api/v1/policies",
-            Some(json!({"name": "TLS", "policy_type": "require_ssl", "action": "block"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{tls_policy}");
+    let tls_policy = new_policy(
+        &admin,
+        json!({"name": "TLS", "policy_type": "require_ssl", "action": "block"}),
+    )
+    .await;
     let proxies = format!("/api/v1/agents/{agent}/proxies");
     let plain =
         json!({"domains": ["plain.example.test"], "upstream": {"host": "127.0.0.1", "port": 9}});
@@ -429,6 +473,36 @@ deny contains msg if {"}}),
         "{denied}"
     );
 
+    // A compose stack's restart passes the same door: the refusal of its member names the
+    // policy, as a single action's does.
+    let project = format!("{}-stack", fx.prefix);
+    let member = fx
+        .run(
+            "member",
+            "while true; do sleep 1; done",
+            &[("com.docker.compose.project", project.as_str())],
+            &[],
+            None,
+        )
+        .await;
+    let member_started = started_at(&fx, &member).await;
+    let (status, stack) = admin
+        .call(
+            "POST",
+            &format!("/api/v1/agents/{agent}/stacks/{project}/restart"),
+            Some(json!({"timeout_seconds": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{stack}");
+    assert_eq!(stack["errors"][0]["container"], member.as_str(), "{stack}");
+    assert_eq!(stack["errors"][0]["code"], "policy_violation", "{stack}");
+    assert_eq!(
+        stack["errors"][0]["policies"][0]["policy_id"],
+        policy_id.as_str(),
+        "{stack}"
+    );
+    assert_eq!(started_at(&fx, &member).await, member_started);
+
     let recorded = admin.get("/api/v1/policies/violations?limit=500").await["items"]
         .as_array()
         .unwrap()
@@ -436,25 +510,14 @@ deny contains msg if {"}}),
     // A dry run of another template against what runs now: a container with the host's /etc
     // (spelt with a dot and a doubled slash) is found.
     let privileged = format!("{}-etc", fx.prefix);
-    fx.docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(privileged.clone()),
-                ..Default::default()
-            }),
-            ContainerCreateBody {
-                image: Some(common::IMAGE.into()),
-                cmd: Some(vec!["/bin/sh".into(), "-c".into(), "sleep 3600".into()]),
-                host_config: Some(HostConfig {
-                    binds: Some(vec!["/./etc//:/host-etc:ro".into()]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    fx.track(&privileged, None);
+    create_outside(
+        &mut fx,
+        &privileged,
+        None,
+        &["/bin/sh", "-c", "sleep 3600"],
+        vec!["/./etc//:/host-etc:ro".into()],
+    )
+    .await;
     fx.docker
         .start_container(&privileged, None::<StartContainerOptions>)
         .await
@@ -596,14 +659,11 @@ deny contains msg if {"}}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let (status, health) = admin
-        .call(
-            "POST",
-            "/api/v1/policies",
-            Some(json!({"name": "Healthchecks", "policy_type": "require_healthcheck", "action": "block"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{health}");
+    let health = new_policy(
+        &admin,
+        json!({"name": "Healthchecks", "policy_type": "require_healthcheck", "action": "block"}),
+    )
+    .await;
     let query = format!(
         "/api/v1/policies/violations?action=container.running&policy_id={}",
         health["id"].as_str().unwrap()
@@ -695,6 +755,37 @@ impl Drop for Registry {
     }
 }
 
+/// Creates a container in Docker directly, outside InfraPilot (not started), tracked by the
+/// fixture: the test image running `cmd` as `user`, with `binds`.
+async fn create_outside(
+    fx: &mut Fixture,
+    name: &str,
+    user: Option<&str>,
+    cmd: &[&str],
+    binds: Vec<String>,
+) {
+    fx.docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            }),
+            ContainerCreateBody {
+                image: Some(common::IMAGE.into()),
+                user: user.map(str::to_owned),
+                cmd: Some(cmd.iter().map(|s| (*s).to_owned()).collect()),
+                host_config: Some(HostConfig {
+                    binds: Some(binds),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    fx.track(name, None);
+}
+
 /// Builds an image with a layer of its own (random bytes on the test image), pushes it to the
 /// registry and removes it from the engine, so that creating from it pulls; its reference.
 async fn push_unique_image(fx: &mut Fixture, registry: &Registry) -> String {
@@ -703,25 +794,14 @@ async fn push_unique_image(fx: &mut Fixture, registry: &Registry) -> String {
     };
     use futures_util::StreamExt;
     let builder = format!("{}-builder", fx.prefix);
-    fx.docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(builder.clone()),
-                ..Default::default()
-            }),
-            ContainerCreateBody {
-                image: Some(common::IMAGE.into()),
-                cmd: Some(vec![
-                    "/bin/sh".into(),
-                    "-c".into(),
-                    "head -c 600000 /dev/urandom > /blob".into(),
-                ]),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    fx.track(&builder, None);
+    create_outside(
+        fx,
+        &builder,
+        None,
+        &["/bin/sh", "-c", "head -c 600000 /dev/urandom > /blob"],
+        vec![],
+    )
+    .await;
     fx.docker
         .start_container(&builder, None::<StartContainerOptions>)
         .await
@@ -879,6 +959,17 @@ async fn containers_are_created_from_a_spec_and_no_spelling_gets_a_blocked_one_p
         .await;
     assert_eq!(status, 201, "{second}");
     assert_eq!(first["container"], second["container"]);
+    // The same key with another spec (here: another user) is another request, refused.
+    let mut other = spec.clone();
+    other["user"] = json!("2000");
+    let (status, reused) = admin
+        .call_with("POST", &create_path, Some(other), &key)
+        .await;
+    assert_eq!(
+        (status, reused["error"]["code"].as_str()),
+        (422, Some("idempotency_key_reused")),
+        "{reused}"
+    );
     // The same name without the key is Docker's conflict, named.
     let (status, conflict) = admin.call("POST", &create_path, Some(spec)).await;
     assert_eq!(
@@ -1114,26 +1205,14 @@ async fn containers_are_created_from_a_spec_and_no_spelling_gets_a_blocked_one_p
         "{refused}"
     );
     let vol_user = format!("{}-voluser", fx.prefix);
-    fx.docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(vol_user.clone()),
-                ..Default::default()
-            }),
-            ContainerCreateBody {
-                image: Some(common::IMAGE.into()),
-                user: Some("1000".into()),
-                cmd: Some(vec!["/bin/sleep".into(), "3600".into()]),
-                host_config: Some(HostConfig {
-                    binds: Some(vec![format!("{volume}:/host:ro")]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    fx.track(&vol_user, None);
+    create_outside(
+        &mut fx,
+        &vol_user,
+        Some("1000"),
+        &["/bin/sleep", "3600"],
+        vec![format!("{volume}:/host:ro")],
+    )
+    .await;
     let (status, refused) = admin
         .call("POST", &format!("{create_path}/{vol_user}/start"), None)
         .await;
@@ -1212,26 +1291,14 @@ async fn containers_are_created_from_a_spec_and_no_spelling_gets_a_blocked_one_p
     // A container made outside InfraPilot with a bind through that link: its start is judged on
     // where the link leads.
     let linked = format!("{}-linked", fx.prefix);
-    fx.docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(linked.clone()),
-                ..Default::default()
-            }),
-            ContainerCreateBody {
-                image: Some(common::IMAGE.into()),
-                user: Some("1000".into()),
-                cmd: Some(vec!["/bin/sleep".into(), "3600".into()]),
-                host_config: Some(HostConfig {
-                    binds: Some(vec![format!("{link}:/host:ro")]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    fx.track(&linked, None);
+    create_outside(
+        &mut fx,
+        &linked,
+        Some("1000"),
+        &["/bin/sleep", "3600"],
+        vec![format!("{link}:/host:ro")],
+    )
+    .await;
     let (status, refused) = admin
         .call("POST", &format!("{create_path}/{linked}/start"), None)
         .await;

@@ -96,9 +96,10 @@ export function useContainerActions(agentId: string, onChanged: () => void | Pro
         const r: StackActionResult = await containersApi.stackAction(agentId, project, action);
         const n = r.results.length;
         const base = `${VERB[action]} stack ${project}: ${n} container${n === 1 ? '' : 's'}`;
-        if (r.errors.length === 0) return { kind: 'success', text: `${base}.` };
+        const warned = r.results.map((x) => warningText(x.warnings)).join('');
+        if (r.errors.length === 0) return { kind: warned ? 'warning' : 'success', text: `${base}.${warned}` };
         const failed = r.errors.map((e) => `${e.container}: ${e.message}`).join('; ');
-        return { kind: 'warning', text: `${base}; failed: ${failed}` };
+        return { kind: 'warning', text: `${base}; failed: ${failed}.${warned}` };
       }),
     [agentId, run],
   );

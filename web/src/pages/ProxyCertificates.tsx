@@ -4,7 +4,8 @@
 import { useState } from 'react';
 import { ApiError, toApiError } from '../api/client';
 import { certificatesApi, type UploadedCertificate } from '../api/proxies';
-import { Badge, ConfirmDialog, Dialog, FormError, TextField, type Loaded } from '../components/ui';
+import { Badge, ConfirmDialog, Dialog, FormError, Notice, TextField, type Loaded } from '../components/ui';
+import { warningText } from '../api/policies';
 import { formatTime } from '../format';
 
 function daysLeft(iso: string): number {
@@ -31,7 +32,7 @@ function PemField({ label, name, value, onChange, error }: { label: string; name
   );
 }
 
-function UploadForm({ existing, onDone, onCancel }: { existing: UploadedCertificate | null; onDone: () => Promise<void>; onCancel: () => void }) {
+function UploadForm({ existing, onDone, onCancel }: { existing: UploadedCertificate | null; onDone: (warning: string) => Promise<void>; onCancel: () => void }) {
   const [name, setName] = useState(existing?.name ?? '');
   const [chain, setChain] = useState('');
   const [key, setKey] = useState('');
@@ -43,9 +44,8 @@ function UploadForm({ existing, onDone, onCancel }: { existing: UploadedCertific
         setError(null);
         const body = { name, certificate_pem: chain, private_key_pem: key };
         try {
-          if (existing) await certificatesApi.replace(existing.id, body);
-          else await certificatesApi.upload(body);
-          await onDone();
+          const saved = existing ? await certificatesApi.replace(existing.id, body) : await certificatesApi.upload(body);
+          await onDone(warningText(saved.warnings).trim());
         } catch (err) {
           setError(toApiError(err));
         }
@@ -72,6 +72,7 @@ function UploadForm({ existing, onDone, onCancel }: { existing: UploadedCertific
 export function CertificatesSection({ certificates, admin, onChanged }: { certificates: Loaded<UploadedCertificate[]>; admin: boolean; onChanged: () => Promise<void> }) {
   const [editing, setEditing] = useState<UploadedCertificate | 'new' | null>(null);
   const [removing, setRemoving] = useState<UploadedCertificate | null>(null);
+  const [warning, setWarning] = useState('');
   return (
     <>
       <div className="section-header">
@@ -83,6 +84,7 @@ export function CertificatesSection({ certificates, admin, onChanged }: { certif
         )}
       </div>
       <FormError error={certificates.error} />
+      {warning && <Notice kind="warning">{warning}</Notice>}
       <div className="table-wrap">
         <table data-testid="certificates-table">
           <thead>
@@ -139,8 +141,9 @@ export function CertificatesSection({ certificates, admin, onChanged }: { certif
           <UploadForm
             existing={editing === 'new' ? null : editing}
             onCancel={() => setEditing(null)}
-            onDone={async () => {
+            onDone={async (warned) => {
               setEditing(null);
+              setWarning(warned);
               await onChanged();
             }}
           />

@@ -86,7 +86,11 @@ pub struct ContainerActionResult {
 #[derive(Serialize, ToSchema)]
 pub struct StackError {
     pub container: String,
+    /// The error's code, as a single action would answer it (`policy_violation` …).
+    pub code: String,
     pub message: String,
+    /// The policies that refused the action (`policy_violation`), else empty.
+    pub policies: Vec<crate::error::PolicyNotice>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -355,6 +359,7 @@ pub(super) fn actor(principal: &Principal, client: &ClientInfo) -> infrapilot_no
         user_id: Some(principal.user_id.clone()),
         label: principal.email.clone(),
         ip: client.ip.clone(),
+        role: Some(principal.role.to_string()),
     }
 }
 
@@ -692,7 +697,9 @@ async fn stack_action(
             Ok(r) => results.push(r),
             Err(e) => errors.push(StackError {
                 container: c.name,
+                code: e.code.to_owned(),
                 message: e.message,
+                policies: e.policies.unwrap_or_default(),
             }),
         }
     }

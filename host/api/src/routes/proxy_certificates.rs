@@ -54,6 +54,9 @@ pub struct CertificateDto {
     pub created_by: String,
     pub created_at: String,
     pub updated_at: String,
+    /// What warn policies said about re-applying the nodes that use it (a replacement's
+    /// answer; empty otherwise).
+    pub warnings: Vec<crate::error::PolicyNotice>,
 }
 
 /// Which hosts of the organisation use each certificate.
@@ -72,6 +75,7 @@ fn dto(row: ProxyCertificateRow, used_by: Vec<CertificateUse>) -> ApiResult<Cert
         created_by: row.created_by,
         created_at: validate::rfc3339(row.created_at),
         updated_at: validate::rfc3339(row.updated_at),
+        warnings: Vec::new(),
     })
 }
 
@@ -170,11 +174,13 @@ pub async fn replace(
 ) -> ApiResult<Json<CertificateDto>> {
     let id = id_param(&cid)?;
     let upload = checked(&upload)?;
-    state
+    let warnings = state
         .proxy_service()
         .replace_certificate(&actor(&principal, &client), &id, upload)
         .await?;
-    one(&state, &principal.org_id, &id).await.map(Json)
+    let mut dto = one(&state, &principal.org_id, &id).await?;
+    dto.warnings = warnings.into_iter().map(Into::into).collect();
+    Ok(Json(dto))
 }
 
 #[utoipa::path(delete, path = "/api/v1/proxy-certificates/{cid}", operation_id = "delete_proxy_certificate", tag = "proxies",

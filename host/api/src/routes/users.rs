@@ -133,6 +133,7 @@ fn store_actor(actor: &Actor, ip: &str) -> infrapilot_store::Actor {
         user_id: actor.id.clone(),
         label: actor.label.clone(),
         ip: ip.to_owned(),
+        role: None,
     }
 }
 

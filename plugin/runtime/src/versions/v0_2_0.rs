@@ -737,17 +737,31 @@ pub(crate) async fn engine_check(
         .map_err(Into::into))
 }
 
-/// Calls `evaluate`.
-pub(crate) async fn engine_evaluate(
+/// Calls `prepare`: the policies read into a set (a resource of the instance).
+pub(crate) async fn engine_prepare(
     instance: &policy_engine::PolicyEngine,
     store: &mut wasmtime::Store<HostState>,
     policies: &[policy_contract::Policy],
-    request: &policy_contract::Request,
-) -> Answer<Vec<policy_contract::Finding>> {
+) -> Answer<wasmtime::component::ResourceAny> {
     let policies: Vec<policy_wit::Policy> = policies.iter().map(Into::into).collect();
     Ok(instance
         .infrapilot_plugin_engine()
-        .call_evaluate(store, &policies, &request.into())
+        .call_prepare(store, &policies)
+        .await?
+        .map_err(Into::into))
+}
+
+/// Calls `policy-set.evaluate` on a set `prepare` made.
+pub(crate) async fn engine_set_evaluate(
+    instance: &policy_engine::PolicyEngine,
+    store: &mut wasmtime::Store<HostState>,
+    set: wasmtime::component::ResourceAny,
+    request: &policy_contract::Request,
+) -> Answer<Vec<policy_contract::Finding>> {
+    Ok(instance
+        .infrapilot_plugin_engine()
+        .policy_set()
+        .call_evaluate(store, set, &request.into())
         .await?
         .map(converted)
         .map_err(Into::into))

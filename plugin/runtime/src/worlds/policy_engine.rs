@@ -4,15 +4,18 @@
 //! Unlike the other worlds, an engine's instances are kept warm: a policy decision sits in front
 //! of every container and proxy action, and a fresh instance per call would cost more than the
 //! evaluation. An instance that answered is put back (at most [`limits::IDLE_INSTANCES`]); one
-//! that failed in any way (a trap, the deadline, an error) is thrown away. What an engine answers
-//! is checked: a finding must name a policy it was given, with bounded reasons, or the answer is
-//! a broken plugin's (`HookError::BadOutput`), and the host fails closed.
+//! that failed in any way (a trap, the deadline, an error) is thrown away. Each warm instance
+//! keeps the last set of policies it prepared (`prepare`, a `policy-set` resource): asked again
+//! with the same policies it evaluates with that set, so a decision hands the instance only the
+//! request; other policies replace the set. What an engine answers is checked: a finding must
+//! name a policy it was given, with bounded reasons, or the answer is a broken plugin's
+//! (`HookError::BadOutput`), and the host fails closed.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use wasmtime::Store;
-use wasmtime::component::InstancePre;
+use wasmtime::component::{InstancePre, ResourceAny};
 
 use crate::contract::PluginError;
 use crate::contract::policy_model::{Finding, Policy, PolicyType, Request};
@@ -42,10 +45,17 @@ pub struct PolicyEnginePlugin {
     idle: Arc<Mutex<Vec<Warm>>>,
 }
 
-/// An instance that answered its last call, with its store.
+/// An instance that answered its last call, with its store and the set it prepared last.
 struct Warm {
     store: Store<HostState>,
     instance: Engine,
+    prepared: Option<Prepared>,
+}
+
+/// A `policy-set` of an instance, and the policies it was prepared from.
+struct Prepared {
+    policies: Vec<Policy>,
+    set: ResourceAny,
 }
 
 impl PolicyEnginePlugin {
@@ -55,7 +65,7 @@ impl PolicyEnginePlugin {
         invocation: &Invocation,
     ) -> Result<Vec<PolicyType>, HookError> {
         let types = self
-            .call(invocation, async |instance, store| {
+            .call(invocation, async |instance, store, _| {
                 instance.policy_types(store).await
             })
             .await?;
@@ -84,13 +94,15 @@ impl PolicyEnginePlugin {
 
     /// Checks a policy before it is saved; `HookError::Plugin(InvalidSettings)` names the field.
     pub async fn check(&self, invocation: &Invocation, policy: &Policy) -> Result<(), HookError> {
-        self.call(invocation, async |instance, store| {
+        self.call(invocation, async |instance, store, _| {
             instance.check(store, policy).await
         })
         .await
     }
 
-    /// The policies of `policies` that `request` breaks.
+    /// The policies of `policies` that `request` breaks: evaluated with the instance's prepared
+    /// set when it was prepared from the same policies, else with a set prepared now (which
+    /// replaces it).
     pub async fn evaluate(
         &self,
         invocation: &Invocation,
@@ -98,8 +110,25 @@ impl PolicyEnginePlugin {
         request: &Request,
     ) -> Result<Vec<Finding>, HookError> {
         let findings = self
-            .call(invocation, async |instance, store| {
-                instance.evaluate(store, policies, request).await
+            .call(invocation, async |instance, store, prepared| {
+                let set = match prepared {
+                    Some(p) if p.policies == policies => p.set,
+                    _ => {
+                        if let Some(old) = prepared.take() {
+                            old.set.resource_drop_async(&mut *store).await?;
+                        }
+                        let set = match instance.prepare(store, policies).await? {
+                            Ok(set) => set,
+                            Err(e) => return Ok(Err(e)),
+                        };
+                        *prepared = Some(Prepared {
+                            policies: policies.to_vec(),
+                            set,
+                        });
+                        set
+                    }
+                };
+                instance.set_evaluate(store, set, request).await
             })
             .await?;
         check_findings(policies, &findings).map_err(HookError::BadOutput)?;
@@ -107,51 +136,57 @@ impl PolicyEnginePlugin {
     }
 
     /// One call in a warm instance (or a new one) under the hook deadline; the instance goes
-    /// back to the idle list only when the call answered without an error.
+    /// back to the idle list (with its prepared set) only when the call answered without an
+    /// error.
     async fn call<T>(
         &self,
         invocation: &Invocation,
         run: impl AsyncFnOnce(
             &Engine,
             &mut Store<HostState>,
+            &mut Option<Prepared>,
         ) -> wasmtime::Result<Result<T, PluginError>>,
     ) -> Result<T, HookError> {
         let warm = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let (mut store, instance) = match warm {
+        let (mut store, instance, mut prepared) = match warm {
             Some(Warm {
                 mut store,
                 instance,
+                prepared,
             }) => {
                 self.core.rearm(&mut store);
                 // This call's host services (its organisation's log), not the last one's.
                 store.data_mut().services = invocation.services.clone();
-                (store, Some(instance))
+                (store, Some(instance), prepared)
             }
-            None => (self.core.store(invocation), None),
+            None => (self.core.store(invocation), None, None),
         };
         // No wall-clock timer around the call: an engine imports nothing that waits (only
         // `log`), so the epoch deadline the store carries stops it in time — and a timer per
         // decision costs more than the evaluation's own p99 allows.
-        let outcome: Result<_, tokio::time::error::Elapsed> = Ok(async {
+        let outcome = async {
             let instance = match instance {
                 Some(instance) => instance,
                 None => self.pre.instantiate(&mut store).await?,
             };
-            let answer = run(&instance, &mut store).await;
+            let answer = run(&instance, &mut store, &mut prepared).await;
             Ok::<_, wasmtime::Error>((instance, answer))
         }
-        .await);
+        .await;
         match outcome {
-            Ok(Ok((instance, Ok(Ok(value))))) => {
+            Ok((instance, Ok(Ok(value)))) => {
                 let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
                 if idle.len() < limits::IDLE_INSTANCES {
-                    idle.push(Warm { store, instance });
+                    idle.push(Warm {
+                        store,
+                        instance,
+                        prepared,
+                    });
                 }
                 Ok(value)
             }
-            Ok(Ok((_, answer))) => self.core.settle(&store, Ok(answer)),
-            Ok(Err(e)) => self.core.settle::<T>(&store, Ok(Err(e))),
-            Err(elapsed) => self.core.settle::<T>(&store, Err(elapsed)),
+            Ok((_, answer)) => self.core.settle(&store, Ok(answer)),
+            Err(e) => self.core.settle::<T>(&store, Ok(Err(e))),
         }
     }
 }
@@ -258,14 +293,24 @@ impl Engine {
         }
     }
 
-    pub(crate) async fn evaluate(
+    pub(crate) async fn prepare(
         &self,
         store: &mut Store<HostState>,
         policies: &[Policy],
+    ) -> Answer<ResourceAny> {
+        match self {
+            Engine::V0_2_0(i) => v2::engine_prepare(i, store, policies).await,
+        }
+    }
+
+    pub(crate) async fn set_evaluate(
+        &self,
+        store: &mut Store<HostState>,
+        set: ResourceAny,
         request: &Request,
     ) -> Answer<Vec<Finding>> {
         match self {
-            Engine::V0_2_0(i) => v2::engine_evaluate(i, store, policies, request).await,
+            Engine::V0_2_0(i) => v2::engine_set_evaluate(i, store, set, request).await,
         }
     }
 }

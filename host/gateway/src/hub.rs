@@ -651,10 +651,11 @@ impl AgentHub {
         self.await_reply(&command_id, rx, c.wait).await
     }
 
-    /// Whether a stored command under the same idempotency key asked for what `c` asks: the
-    /// same kind, target and body (all of it — a create's whole spec, its registry
-    /// credentials —, but where the caller follows a pull's progress, which differs per
-    /// request). A body that cannot be read back counts as different.
+    /// Whether a stored command under the same idempotency key asked for what is asked now:
+    /// the same kind, target and body (all of it — a create's whole spec, its registry
+    /// credentials —, but where the caller follows a pull's progress and which container id a
+    /// container action's target was read as, which differ per request). A body that cannot be
+    /// read back counts as different.
     fn same_request(
         &self,
         existing: &infrapilot_store::CommandRow,
@@ -670,8 +671,12 @@ impl AgentHub {
         };
         let comparable = |kind: &command::Kind| {
             let mut kind = kind.clone();
-            if let command::Kind::CreateContainer(create) = &mut kind {
-                create.progress_stream_id.clear();
+            match &mut kind {
+                command::Kind::CreateContainer(create) => create.progress_stream_id.clear(),
+                // The container asked for is the target; the body names the one the policies
+                // judged under that name, which a retry may read anew.
+                command::Kind::ContainerAction(action) => action.container.clear(),
+                _ => {}
             }
             kind
         };

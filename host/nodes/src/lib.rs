@@ -309,6 +309,18 @@ impl Findings {
 pub struct Refusal {
     pub reason: String,
     pub findings: Findings,
+    /// The guard could not read what the action is about because it is not there: the caller
+    /// is answered as the node would have answered (no such container, node offline).
+    pub unreachable: Option<Unreachable>,
+}
+
+/// Why what an action is about could not be judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    /// The node has no such container.
+    NotFound,
+    /// The node is not connected.
+    Offline,
 }
 
 impl From<String> for Refusal {
@@ -316,6 +328,7 @@ impl From<String> for Refusal {
         Refusal {
             reason,
             findings: Findings::default(),
+            unreachable: None,
         }
     }
 }
@@ -430,14 +443,23 @@ impl NodeActions {
                     Err(moved) => NodeActionError::Refused(Refusal {
                         reason: moved,
                         findings: found.clone(),
+                        unreachable: None,
                     }),
                 },
                 Ok(Ok(Err(refusal))) => {
                     let _ = found.extend(refusal.findings.clone());
-                    NodeActionError::Refused(Refusal {
-                        reason: refusal.reason,
-                        findings: found.clone(),
-                    })
+                    match refusal.unreachable {
+                        Some(Unreachable::NotFound) => NodeActionError::Node(HubError::Agent {
+                            kind: "not_found".into(),
+                            message: refusal.reason,
+                        }),
+                        Some(Unreachable::Offline) => NodeActionError::Node(HubError::Offline),
+                        None => NodeActionError::Refused(Refusal {
+                            reason: refusal.reason,
+                            findings: found.clone(),
+                            unreachable: None,
+                        }),
+                    }
                 }
                 Ok(Err(_)) => NodeActionError::GuardFailed {
                     guard: guard.name().to_owned(),
@@ -626,16 +648,14 @@ impl NodeActions {
         let NodeAction::Container(command) = &action else {
             unreachable!("built above")
         };
-        // The container the guards judged, by its full id (not the name, which may have moved).
-        let judged = ContainerCommand {
-            container: findings
-                .judged_container
-                .clone()
-                .unwrap_or_else(|| command.container.clone()),
-            ..command.clone()
-        };
+        // To the container the guards judged, by its full id (not the name, which may have
+        // moved); the command is listed (and a retry matched) by what was asked.
+        let judged = findings
+            .judged_container
+            .as_deref()
+            .unwrap_or(&command.container);
         let result = self
-            .send(actor, node, &judged, idempotency_key)
+            .send(actor, node, command, judged, idempotency_key)
             .await
             .map(|mut done| {
                 done.warnings = findings.warnings();
@@ -799,11 +819,13 @@ impl NodeActions {
         result
     }
 
+    /// Sends `command` to the container `judged` (its full id when a guard read it).
     async fn send(
         &self,
         actor: &Actor,
         node: &AgentRow,
         command: &ContainerCommand,
+        judged: &str,
         idempotency_key: Option<String>,
     ) -> Result<ContainerActionDone, NodeActionError> {
         let ContainerCommand {
@@ -822,7 +844,7 @@ impl NodeActions {
                     target: container,
                     requested_by: &actor.label,
                     body: command::Kind::ContainerAction(ContainerAction {
-                        container: container.clone(),
+                        container: judged.to_owned(),
                         action: verb.wire() as i32,
                         timeout_seconds: *timeout_seconds,
                     }),

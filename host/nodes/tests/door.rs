@@ -603,6 +603,7 @@ impl ActionGuard for Policies {
             "db" => Err(Refusal {
                 reason: "policy careful-db refuses it".into(),
                 findings: finding("careful-db", "block", "db"),
+                unreachable: None,
             }),
             _ => Ok(Findings::default()),
         }
@@ -717,5 +718,34 @@ async fn the_action_goes_to_the_container_the_guards_judged_not_to_the_name() {
             "{backend:?}: {refused:?}"
         );
         assert!(node_side.executed.lock().unwrap().is_empty(), "{backend:?}");
+
+        // A guard that found no such container: nothing is sent (a container made under the
+        // name meanwhile was not judged), and the caller hears what the node would say.
+        let node_side = Arc::new(RecordingNode::default());
+        let door = NodeActions::new(node_side.clone(), db.store.clone())
+            .with_guard(Arc::new(FindsNothing));
+        let missing = door
+            .perform(&actor(), &node(), stop("web"), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&missing, NodeActionError::Node(HubError::Agent { kind, .. }) if kind == "not_found"),
+            "{backend:?}: {missing:?}"
+        );
+        assert!(node_side.executed.lock().unwrap().is_empty(), "{backend:?}");
+    }
+}
+
+/// Reads no container under the name asked for.
+struct FindsNothing;
+
+#[async_trait]
+impl ActionGuard for FindsNothing {
+    async fn check(&self, _: &Actor, _: &AgentRow, _: &NodeAction) -> Result<Findings, Refusal> {
+        Err(Refusal {
+            reason: "no such container: web".into(),
+            findings: Findings::default(),
+            unreachable: Some(infrapilot_nodes::Unreachable::NotFound),
+        })
     }
 }

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use infrapilot_gateway::{HubError, NodeRouter};
 use infrapilot_nodes::{
     ActionGuard, Actor, ContainerVerb, Findings, NodeAction, Notice, ProxyChange, Refusal,
+    Unreachable,
 };
 use infrapilot_plugin_host::PolicyEngines;
 use infrapilot_plugin_runtime::contract::policy_model::{
@@ -34,8 +35,9 @@ const INSPECT_WAIT: Duration = Duration::from_secs(3);
 
 /// Why a request could not be built.
 enum RequestError {
-    /// The action cannot happen anyway (no such container, the node away): no decision.
-    Moot,
+    /// The action cannot happen anyway (no such container, the node away): no decision, and
+    /// nothing is sent.
+    Moot(Unreachable, String),
     /// What the action is about could not be read: block policies fail closed.
     Unreadable(String),
 }
@@ -80,8 +82,15 @@ impl PolicyGuard {
             )
             .await
             .map_err(|e| match e {
-                HubError::Offline | HubError::Disconnected => RequestError::Moot,
-                HubError::Agent { ref kind, .. } if kind == "not_found" => RequestError::Moot,
+                HubError::Offline | HubError::Disconnected => {
+                    RequestError::Moot(Unreachable::Offline, "the node is not connected".into())
+                }
+                HubError::Agent {
+                    ref kind,
+                    ref message,
+                } if kind == "not_found" => {
+                    RequestError::Moot(Unreachable::NotFound, message.clone())
+                }
                 other => RequestError::Unreadable(other.to_string()),
             })?;
         let body: Value = serde_json::from_slice(&outcome.payload_json)
@@ -257,6 +266,7 @@ impl ActionGuard for PolicyGuard {
         let (policies, role) = self.applicable(actor, node).await.map_err(|e| Refusal {
             reason: format!("the policies could not be read: {e}"),
             findings: Findings::default(),
+            unreachable: None,
         })?;
         if policies.is_empty() {
             return Ok(Findings::default());
@@ -273,8 +283,15 @@ impl ActionGuard for PolicyGuard {
         };
         let (request, judged) = match self.request(actor, &role, node, action).await {
             Ok(answer) => answer,
-            // The node will answer "no such container" or "offline" itself.
-            Err(RequestError::Moot) => return Ok(Findings::default()),
+            // Nothing to judge, so nothing is sent (a container made under that name meanwhile
+            // was not judged): answered as the node would have answered.
+            Err(RequestError::Moot(unreachable, reason)) => {
+                return Err(Refusal {
+                    reason,
+                    findings: Findings::default(),
+                    unreachable: Some(unreachable),
+                });
+            }
             Err(RequestError::Unreadable(e)) => {
                 // Without the request no engine can decide: block policies fail closed, the
                 // others are recorded as not evaluated.
@@ -366,6 +383,7 @@ impl Decision {
         Err(Refusal {
             reason: format!("refused by policy {reason}"),
             findings: self.findings,
+            unreachable: None,
         })
     }
 }

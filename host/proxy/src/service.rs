@@ -554,7 +554,22 @@ impl ProxyService<'_> {
             let pass = admitted
                 .remove(agent_id)
                 .ok_or(ProxyServiceError::CertificateUsersChanged)?;
-            warnings.extend(pass.warnings());
+            // One notice per policy, with the reasons of every node.
+            for notice in pass.warnings() {
+                match warnings
+                    .iter_mut()
+                    .find(|w: &&mut infrapilot_nodes::Notice| w.policy_id == notice.policy_id)
+                {
+                    Some(seen) => {
+                        for reason in notice.reasons {
+                            if !seen.reasons.contains(&reason) {
+                                seen.reasons.push(reason);
+                            }
+                        }
+                    }
+                    None => warnings.push(notice),
+                }
+            }
             staged.push(
                 self.stage(&mut tx, actor, agent_id, change.clone(), pass)
                     .await?,

@@ -229,10 +229,13 @@ impl Runtime {
         let engine_error = |e: wasmtime::Error| RuntimeError::Engine(e.to_string());
         let mut pool = PoolingAllocationConfig::default();
         let memory = config.limits.memory_bytes;
+        // A componentized plugin is several core instances (its module, the WASI adapter, the
+        // shims and the bags of imported functions) and a few tables: the totals leave room for
+        // `max_instances` whole plugins at once.
         pool.total_component_instances(config.max_instances)
-            .total_core_instances(config.max_instances * 2)
+            .total_core_instances(config.max_instances * 8)
             .total_memories(config.max_instances * 2)
-            .total_tables(config.max_instances * 2)
+            .total_tables(config.max_instances * 4)
             .max_memory_size(memory)
             // A wit-bindgen component has one main module plus a few small shims: these bounds
             // keep one plugin from taking the pool's memories and instances.

@@ -65,9 +65,12 @@ impl PolicyEnginePlugin {
         invocation: &Invocation,
     ) -> Result<Vec<PolicyType>, HookError> {
         let types = self
-            .call(invocation, async |instance, store, _| {
-                instance.policy_types(store).await
-            })
+            .call(
+                invocation,
+                None,
+                async |instance, store, _| instance.policy_types(store).await,
+                |_| true,
+            )
             .await?;
         if types.len() > limits::POLICY_TYPES {
             return Err(HookError::BadOutput(format!(
@@ -94,9 +97,12 @@ impl PolicyEnginePlugin {
 
     /// Checks a policy before it is saved; `HookError::Plugin(InvalidSettings)` names the field.
     pub async fn check(&self, invocation: &Invocation, policy: &Policy) -> Result<(), HookError> {
-        self.call(invocation, async |instance, store, _| {
-            instance.check(store, policy).await
-        })
+        self.call(
+            invocation,
+            None,
+            async |instance, store, _| instance.check(store, policy).await,
+            |_| true,
+        )
         .await
     }
 
@@ -110,44 +116,65 @@ impl PolicyEnginePlugin {
         request: &Request,
     ) -> Result<Vec<Finding>, HookError> {
         let findings = self
-            .call(invocation, async |instance, store, prepared| {
-                let set = match prepared {
-                    Some(p) if p.policies == policies => p.set,
-                    _ => {
-                        if let Some(old) = prepared.take() {
-                            old.set.resource_drop_async(&mut *store).await?;
+            .call(
+                invocation,
+                Some(policies),
+                async |instance, store, prepared| {
+                    let set = match prepared {
+                        Some(p) if p.policies == policies => p.set,
+                        _ => {
+                            if let Some(old) = prepared.take() {
+                                old.set.resource_drop_async(&mut *store).await?;
+                            }
+                            let set = match instance.prepare(store, policies).await? {
+                                Ok(set) => set,
+                                Err(e) => return Ok(Err(e)),
+                            };
+                            *prepared = Some(Prepared {
+                                policies: policies.to_vec(),
+                                set,
+                            });
+                            set
                         }
-                        let set = match instance.prepare(store, policies).await? {
-                            Ok(set) => set,
-                            Err(e) => return Ok(Err(e)),
-                        };
-                        *prepared = Some(Prepared {
-                            policies: policies.to_vec(),
-                            set,
-                        });
-                        set
-                    }
-                };
-                instance.set_evaluate(store, set, request).await
-            })
+                    };
+                    Ok(instance
+                        .set_evaluate(store, set, request)
+                        .await?
+                        .map(|findings| check_findings(policies, &findings).map(|()| findings)))
+                },
+                // An instance that answered out of bounds is not kept.
+                Result::is_ok,
+            )
             .await?;
-        check_findings(policies, &findings).map_err(HookError::BadOutput)?;
-        Ok(findings)
+        findings.map_err(HookError::BadOutput)
     }
 
-    /// One call in a warm instance (or a new one) under the hook deadline; the instance goes
-    /// back to the idle list (with its prepared set) only when the call answered without an
-    /// error.
+    /// One call in a warm instance (or a new one) under the hook deadline: preferably one whose
+    /// set was prepared from `prefer`. The instance goes back to the idle list (with its
+    /// prepared set) only when the call answered without an error and `healthy` holds of the
+    /// answer.
     async fn call<T>(
         &self,
         invocation: &Invocation,
+        prefer: Option<&[Policy]>,
         run: impl AsyncFnOnce(
             &Engine,
             &mut Store<HostState>,
             &mut Option<Prepared>,
         ) -> wasmtime::Result<Result<T, PluginError>>,
+        healthy: impl Fn(&T) -> bool,
     ) -> Result<T, HookError> {
-        let warm = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let warm = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let ready = prefer.and_then(|policies| {
+                idle.iter()
+                    .rposition(|w| w.prepared.as_ref().is_some_and(|p| p.policies == policies))
+            });
+            match ready {
+                Some(i) => Some(idle.remove(i)),
+                None => idle.pop(),
+            }
+        };
         let (mut store, instance, mut prepared) = match warm {
             Some(Warm {
                 mut store,
@@ -176,7 +203,7 @@ impl PolicyEnginePlugin {
         match outcome {
             Ok((instance, Ok(Ok(value)))) => {
                 let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                if idle.len() < limits::IDLE_INSTANCES {
+                if healthy(&value) && idle.len() < limits::IDLE_INSTANCES {
                     idle.push(Warm {
                         store,
                         instance,

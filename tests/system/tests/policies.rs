@@ -473,6 +473,16 @@ deny contains msg if {"}}),
         "{denied}"
     );
 
+    // No such container while policies apply: nothing was judged, nothing is sent, the answer
+    // is the node's own (404 naming the container).
+    let (status, missing) = admin
+        .call(
+            "POST",
+            &format!("/api/v1/agents/{agent}/containers/{}-nope/start", fx.prefix),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{missing}");
     // A compose stack's restart passes the same door: the refusal of its member names the
     // policy, as a single action's does.
     let project = format!("{}-stack", fx.prefix);

@@ -651,6 +651,31 @@ impl AgentHub {
         self.await_reply(&command_id, rx, c.wait).await
     }
 
+    /// Joins the command stored under `c`'s idempotency key, if any (see
+    /// [`crate::NodeRouter::join_stored`]); nothing new is stored or sent.
+    pub async fn join_stored(
+        &self,
+        org_id: &OrgId,
+        c: DurableCommand<'_>,
+    ) -> Option<Result<Outcome, HubError>> {
+        let key = c.idempotency_key.as_deref()?;
+        let existing = async {
+            let mut tx = self.store.read(org_id).await?;
+            let existing = tx.command_by_key(c.agent_id, key).await?;
+            tx.commit().await?;
+            Ok::<_, HubError>(existing)
+        }
+        .await;
+        match existing {
+            Err(e) => Some(Err(e)),
+            Ok(None) => None,
+            Ok(Some(existing)) if !self.same_request(&existing, c.kind, c.target, &c.body) => {
+                Some(Err(HubError::KeyReused))
+            }
+            Ok(Some(existing)) => Some(self.join(existing, c.wait).await),
+        }
+    }
+
     /// Whether a stored command under the same idempotency key asked for what is asked now:
     /// the same kind, target and body (all of it — a create's whole spec, its registry
     /// credentials —, but where the caller follows a pull's progress and which container id a

@@ -41,6 +41,17 @@ pub trait NodeRouter: Send + Sync {
         command: DurableCommand<'_>,
     ) -> Result<Outcome, HubError>;
 
+    /// Joins the durable command stored under `idempotency_key` for the node, if there is one
+    /// (waits for its result; a command of another kind, target or body is
+    /// [`HubError::KeyReused`]); `None` when there is none. Never sends anything new.
+    async fn join_stored(
+        &self,
+        _org_id: &OrgId,
+        _command: DurableCommand<'_>,
+    ) -> Option<Result<Outcome, HubError>> {
+        None
+    }
+
     /// Sends a durable command the caller stored, and waits for its result.
     async fn dispatch(
         &self,
@@ -102,6 +113,14 @@ impl NodeRouter for AgentHub {
         command: DurableCommand<'_>,
     ) -> Result<Outcome, HubError> {
         AgentHub::execute(self, org_id, command).await
+    }
+
+    async fn join_stored(
+        &self,
+        org_id: &OrgId,
+        command: DurableCommand<'_>,
+    ) -> Option<Result<Outcome, HubError>> {
+        AgentHub::join_stored(self, org_id, command).await
     }
 
     async fn dispatch(

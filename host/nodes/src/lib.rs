@@ -471,12 +471,20 @@ impl NodeActions {
                 },
             };
             let mut detail = action.audit_detail(node);
+            add_policies(&mut detail, &found);
+            // What the action is about is not there (no such container, the node away): a
+            // failure, as the node's own answer would have been, not a denial.
+            if let NodeActionError::Node(e) = &refusal {
+                detail["error"] = json!(e.to_string());
+                self.audit(actor, node, action, "failure", detail, &found.violations)
+                    .await;
+                return Err(refusal);
+            }
             detail["guard"] = json!(guard.name());
             detail["reason"] = json!(match &refusal {
                 NodeActionError::Refused(refusal) => refusal.reason.clone(),
                 other => other.to_string(),
             });
-            add_policies(&mut detail, &found);
             self.audit(actor, node, action, "denied", detail, &found.violations)
                 .await;
             return Err(refusal);
@@ -644,31 +652,69 @@ impl NodeActions {
         idempotency_key: Option<String>,
     ) -> Result<ContainerActionDone, NodeActionError> {
         let action = NodeAction::Container(command);
-        let findings = self.admit(actor, node, &action).await?;
         let NodeAction::Container(command) = &action else {
             unreachable!("built above")
         };
-        // To the container the guards judged, by its full id (not the name, which may have
-        // moved); the command is listed (and a retry matched) by what was asked.
-        let judged = findings
-            .judged_container
-            .as_deref()
-            .unwrap_or(&command.container);
-        let result = self
-            .send(actor, node, command, judged, idempotency_key)
-            .await
-            .map(|mut done| {
-                done.warnings = findings.warnings();
-                done
-            });
+        // A retry of a command stored under its Idempotency-Key joins it: nothing new is sent
+        // (the guards judged it when it was sent), though the node may be away or the
+        // container gone since.
+        let joined = match &idempotency_key {
+            Some(_) => {
+                self.router
+                    .join_stored(
+                        &actor.org_id,
+                        container_command(
+                            actor,
+                            node,
+                            command,
+                            &command.container,
+                            idempotency_key.clone(),
+                        ),
+                    )
+                    .await
+            }
+            None => None,
+        };
+        let was_joined = joined.is_some();
+        let (findings, result) = match joined {
+            Some(joined) => (
+                Findings::default(),
+                joined.map_err(NodeActionError::from).and_then(action_done),
+            ),
+            None => {
+                let findings = self.admit(actor, node, &action).await?;
+                // To the container the guards judged, by its full id (not the name, which may
+                // have moved); the command is listed (and a retry matched) by what was asked.
+                let judged = findings
+                    .judged_container
+                    .as_deref()
+                    .unwrap_or(&command.container);
+                let sent = self
+                    .router
+                    .execute(
+                        &actor.org_id,
+                        container_command(actor, node, command, judged, idempotency_key),
+                    )
+                    .await
+                    .map_err(NodeActionError::from)
+                    .and_then(action_done)
+                    .map(|mut done| {
+                        done.warnings = findings.warnings();
+                        done
+                    });
+                (findings, sent)
+            }
+        };
         let mut detail = action.audit_detail(node);
         add_policies(&mut detail, &findings);
-        if let Some(id) = &findings.judged_container {
-            detail["container_id"] = json!(id);
+        if was_joined {
+            detail["joined"] = json!(true);
         }
         let outcome = match &result {
             Ok(done) => {
                 detail["command_id"] = json!(done.command_id);
+                // What the node acted on (a joined retry: what the first request's did).
+                detail["container_id"] = json!(done.container);
                 "success"
             }
             // It happened on the node; only its answer is not understood.
@@ -817,54 +863,6 @@ impl NodeActions {
         self.audit(actor, node, &action, outcome, detail, &findings.violations)
             .await;
         result
-    }
-
-    /// Sends `command` to the container `judged` (its full id when a guard read it).
-    async fn send(
-        &self,
-        actor: &Actor,
-        node: &AgentRow,
-        command: &ContainerCommand,
-        judged: &str,
-        idempotency_key: Option<String>,
-    ) -> Result<ContainerActionDone, NodeActionError> {
-        let ContainerCommand {
-            container,
-            verb,
-            timeout_seconds,
-        } = command;
-        let outcome = self
-            .router
-            .execute(
-                &actor.org_id,
-                DurableCommand {
-                    agent_id: &node.id,
-                    idempotency_key,
-                    kind: verb.as_str(),
-                    target: container,
-                    requested_by: &actor.label,
-                    body: command::Kind::ContainerAction(ContainerAction {
-                        container: judged.to_owned(),
-                        action: verb.wire() as i32,
-                        timeout_seconds: *timeout_seconds,
-                    }),
-                    expires_in: Duration::from_secs(u64::from(*timeout_seconds) + 60),
-                    wait: Duration::from_secs(u64::from(*timeout_seconds) + 30),
-                    seal: false,
-                },
-            )
-            .await?;
-        let done: ActionOutcome =
-            serde_json::from_slice(&outcome.payload_json).map_err(|e| NodeActionError::Answer {
-                command_id: outcome.command_id.clone(),
-                message: e.to_string(),
-            })?;
-        Ok(ContainerActionDone {
-            command_id: outcome.command_id,
-            container: done.container,
-            state: done.state,
-            warnings: Vec::new(),
-        })
     }
 
     /// Records the event, with the policy violations found about the action, in its own
@@ -1025,6 +1023,52 @@ impl Drop for ExecSession {
             .await;
         });
     }
+}
+
+/// The durable command of a container action, listed under the container asked for and sent
+/// to `judged` (its full id when a guard read it).
+fn container_command<'a>(
+    actor: &'a Actor,
+    node: &'a AgentRow,
+    command: &'a ContainerCommand,
+    judged: &str,
+    idempotency_key: Option<String>,
+) -> DurableCommand<'a> {
+    let ContainerCommand {
+        container,
+        verb,
+        timeout_seconds,
+    } = command;
+    DurableCommand {
+        agent_id: &node.id,
+        idempotency_key,
+        kind: verb.as_str(),
+        target: container,
+        requested_by: &actor.label,
+        body: command::Kind::ContainerAction(ContainerAction {
+            container: judged.to_owned(),
+            action: verb.wire() as i32,
+            timeout_seconds: *timeout_seconds,
+        }),
+        expires_in: Duration::from_secs(u64::from(*timeout_seconds) + 60),
+        wait: Duration::from_secs(u64::from(*timeout_seconds) + 30),
+        seal: false,
+    }
+}
+
+/// A container action's outcome as the node answered it.
+fn action_done(outcome: Outcome) -> Result<ContainerActionDone, NodeActionError> {
+    let done: ActionOutcome =
+        serde_json::from_slice(&outcome.payload_json).map_err(|e| NodeActionError::Answer {
+            command_id: outcome.command_id.clone(),
+            message: e.to_string(),
+        })?;
+    Ok(ContainerActionDone {
+        command_id: outcome.command_id,
+        container: done.container,
+        state: done.state,
+        warnings: Vec::new(),
+    })
 }
 
 /// The policies that found something, in an audit event's detail.

@@ -72,6 +72,24 @@ impl NodeRouter for RecordingNode {
                 .to_vec(),
         })
     }
+    /// A command sent before under the same key is joined (answered as the agent did).
+    async fn join_stored(
+        &self,
+        _: &infrapilot_store::OrgId,
+        c: DurableCommand<'_>,
+    ) -> Option<Result<Outcome, HubError>> {
+        let key = c.idempotency_key.as_ref()?;
+        let executed = self.executed.lock().unwrap();
+        executed
+            .iter()
+            .any(|sent| sent.1.as_ref() == Some(key))
+            .then(|| {
+                Ok(Outcome {
+                    command_id: "cmd-1".into(),
+                    payload_json: br#"{"container":"f00dfeed","state":"exited"}"#.to_vec(),
+                })
+            })
+    }
     async fn dispatch(
         &self,
         _: &infrapilot_store::OrgId,
@@ -701,7 +719,8 @@ async fn the_action_goes_to_the_container_the_guards_judged_not_to_the_name() {
         }
         let events = audit(&db).await;
         assert_eq!(events[0].3["container"], "web", "{backend:?}");
-        assert_eq!(events[0].3["container_id"], "a".repeat(64), "{backend:?}");
+        // The audit names what the node acted on, as it answered.
+        assert_eq!(events[0].3["container_id"], "f00dfeed", "{backend:?}");
 
         // Two guards that read the name as two different containers: the name moved in
         // between, so neither judgement holds and nothing is sent.
@@ -733,6 +752,29 @@ async fn the_action_goes_to_the_container_the_guards_judged_not_to_the_name() {
             "{backend:?}: {missing:?}"
         );
         assert!(node_side.executed.lock().unwrap().is_empty(), "{backend:?}");
+
+        // A retry of a command sent before under its Idempotency-Key joins it, even with the
+        // container gone since: nothing new is sent, the first outcome comes back.
+        let first = NodeActions::new(node_side.clone(), db.store.clone());
+        first
+            .perform(&actor(), &node(), stop("web"), Some("stop-once".into()))
+            .await
+            .unwrap();
+        let retried = door
+            .perform(&actor(), &node(), stop("web"), Some("stop-once".into()))
+            .await
+            .unwrap();
+        assert_eq!(retried.command_id, "cmd-1", "{backend:?}");
+        assert_eq!(node_side.executed.lock().unwrap().len(), 1, "{backend:?}");
+        let events = audit(&db).await;
+        let last = events.last().unwrap();
+        assert_eq!(
+            (last.2.as_str(), &last.3["joined"]),
+            ("success", &serde_json::json!(true)),
+            "{backend:?}"
+        );
+        let missing_event = &events[events.len() - 3];
+        assert_eq!(missing_event.2, "failure", "{backend:?}: {missing_event:?}");
     }
 }
 

@@ -181,12 +181,9 @@ impl PolicyGuard {
                         judged = Some(id);
                         Some(container)
                     }
-                    // Stopping or removing never waits for a readable configuration.
-                    Err(RequestError::Unreadable(_))
-                        if matches!(c.verb, ContainerVerb::Stop | ContainerVerb::Remove) =>
-                    {
-                        None
-                    }
+                    // Stopping never waits for a readable configuration (an emergency stop
+                    // goes ahead, judged without it); removing does (it cannot be undone).
+                    Err(RequestError::Unreadable(_)) if c.verb == ContainerVerb::Stop => None,
                     Err(e) => return Err(e),
                 };
             }

@@ -808,37 +808,29 @@ impl NodeActions {
                 }),
             progress_stream_id: progress_stream.unwrap_or_default(),
         });
-        let result =
-            self.router
-                .execute(
-                    &actor.org_id,
-                    DurableCommand {
-                        agent_id: &node.id,
-                        idempotency_key,
-                        kind: "create",
-                        target: &create.name,
-                        requested_by: &actor.label,
-                        body,
-                        expires_in: wait + Duration::from_secs(60),
-                        wait,
-                        seal: create.credentials.is_some(),
-                    },
-                )
-                .await
-                .map_err(NodeActionError::from)
-                .and_then(|outcome| {
-                    let done: ActionOutcome = serde_json::from_slice(&outcome.payload_json)
-                        .map_err(|e| NodeActionError::Answer {
-                            command_id: outcome.command_id.clone(),
-                            message: e.to_string(),
-                        })?;
-                    Ok(ContainerActionDone {
-                        command_id: outcome.command_id,
-                        container: done.container,
-                        state: done.state,
-                        warnings: findings.warnings(),
-                    })
-                });
+        let result = self
+            .router
+            .execute(
+                &actor.org_id,
+                DurableCommand {
+                    agent_id: &node.id,
+                    idempotency_key,
+                    kind: "create",
+                    target: &create.name,
+                    requested_by: &actor.label,
+                    body,
+                    expires_in: wait + Duration::from_secs(60),
+                    wait,
+                    seal: create.credentials.is_some(),
+                },
+            )
+            .await
+            .map_err(NodeActionError::from)
+            .and_then(action_done)
+            .map(|mut done| {
+                done.warnings = findings.warnings();
+                done
+            });
         let mut detail = action.audit_detail(node);
         add_policies(&mut detail, &findings);
         let outcome = match &result {
